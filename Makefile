@@ -1,0 +1,85 @@
+# smplaser: top-level Makefile.
+#
+#   make deps     install every build and test dependency (apt-get, idempotent)
+#   make          build all userspace into build/
+#   make kmod     build smplaser.ko against Debian's linux-headers (KDIR=...)
+#   make demo     a narrated treatment on a simulated unit
+#   make check    every test suite; ends with "N passed, N failed"
+#   make bench    the benchmarks
+#   make SANITIZE=1 ...   the same with ASan+UBSan (into build/san)
+#
+# Each folder adds its programs, tests and suites in its own build.mk.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/sh
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+B := build/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+B := build
+SAN_FLAGS :=
+endif
+
+# Libraries every userspace piece may use, found with pkg-config.
+PKGS := libsystemd libudev libusb-1.0 sqlite3 inih cmocka zlib json-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+	-Iinclude -Icommon -Isim -Idaemon $(PKG_CFLAGS) $(SAN_FLAGS) -MMD -MP
+override LDFLAGS += $(SAN_FLAGS)
+
+pkglibs = $(shell pkg-config --libs $(1))
+
+# Filled in by the build.mk files:
+PROGRAMS :=		# userspace programs built by "make"
+UNIT_TESTS :=		# cmocka binaries, run by "make check" under ASan+UBSan
+CHECK_SUITES :=		# other suites (scripts) run by "make check", in order
+BENCHES :=		# benchmark programs run by "make bench"
+CLEAN_FILES :=
+
+-include common/build.mk sim/build.mk kmod/build.mk daemon/build.mk ctl/build.mk
+-include tests/unit/build.mk tests/integration/build.mk tests/vm/build.mk
+-include tests/fuzz/build.mk tests/bench/build.mk
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+.PHONY: all deps check-pkgs unit-tests kmod check bench demo clean
+all: check-pkgs $(PROGRAMS)
+unit-tests: check-pkgs $(UNIT_TESTS)
+
+check-pkgs:
+	@pkg-config --exists $(PKGS) || { \
+		echo "missing build dependencies: run 'make deps'" >&2; exit 1; }
+
+deps:
+	@scripts/deps.sh
+
+# --- kernel module ---------------------------------------------------------
+KERNEL_ABI = $(shell scripts/kernel-abi.sh)
+KDIR ?= /usr/src/linux-headers-$(KERNEL_ABI)-amd64
+kmod:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+
+# --- tests -----------------------------------------------------------------
+TEST_LOGS := build/test-logs
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SANITIZE=1 unit-tests
+	@tests/run-suites $(TEST_LOGS) \
+		$(patsubst $(B)/%,build/san/%,$(UNIT_TESTS)) $(CHECK_SUITES)
+
+bench: all $(BENCHES)
+	@for b in $(BENCHES); do $$b || exit 1; done
+
+clean:
+	rm -rf build $(CLEAN_FILES)
+	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean >/dev/null 2>&1

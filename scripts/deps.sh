@@ -1,0 +1,51 @@
+#!/bin/sh
+# Install every build and test dependency of smplaser from Debian.
+# Idempotent and quiet when nothing is missing.  Needs root (or sudo) only
+# when something is missing.
+set -eu
+
+# The Debian kernel ABI whose headers we build against and whose image the
+# VM tests boot; Debian bumps it, so resolve it now.
+kernel_abi() {
+	"$(dirname "$0")/kernel-abi.sh"
+}
+
+PKGS="
+build-essential pkg-config
+libsystemd-dev libudev-dev libusb-1.0-0-dev libsqlite3-dev libinih-dev
+zlib1g-dev libjson-c-dev libcmocka-dev
+dbus python3-dbus python3-dbusmock sqlite3
+qemu-system-x86 busybox-static cpio kmod
+sparse linux-source-6.1 bc flex bison
+clang
+"
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+done
+
+abi=$(kernel_abi)
+if [ -z "$abi" ]; then
+	[ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null
+	abi=$(kernel_abi)
+fi
+if [ -n "$abi" ]; then
+	p="linux-headers-$abi-amd64"
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+else
+	echo "deps: cannot resolve the Debian kernel ABI (apt-cache depends linux-image-amd64)" >&2
+	exit 1
+fi
+
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
