@@ -8,7 +8,7 @@
 #   make bench    the benchmarks
 #   make SANITIZE=1 ...   the same with ASan+UBSan (into build/san)
 #
-# Each folder adds its programs, tests and suites in its own build.mk.
+# Each folder adds its programs, tests and suites in its own *.mk fragment.
 
 .DEFAULT_GOAL := all
 SHELL := /bin/sh
@@ -42,9 +42,9 @@ CHECK_SUITES :=		# other suites (scripts) run by "make check", in order
 BENCHES :=		# benchmark programs run by "make bench"
 CLEAN_FILES :=
 
--include common/build.mk sim/build.mk kmod/build.mk daemon/build.mk ctl/build.mk
--include tests/unit/build.mk tests/integration/build.mk tests/vm/build.mk
--include tests/fuzz/build.mk tests/bench/build.mk
+# Each folder's fragments: common/*.mk sim/*.mk daemon/*.mk tests/vm/*.mk ...
+include $(sort $(wildcard common/*.mk sim/*.mk kmod/*.mk daemon/*.mk ctl/*.mk \
+	udev/*.mk data/*.mk tests/*/*.mk))
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
