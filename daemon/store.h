@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smplaserd's durable treatment records (DESIGN S2, S3, S6, S8; section 6).
+ *
+ * One SQLite database, <state_dir>/records.db (created 0600), in WAL mode with
+ * synchronous=FULL and foreign keys on; schema-versioned (PRAGMA user_version)
+ * with migrations; checked with PRAGMA quick_check at every open.  A corrupt,
+ * unreadable, foreign or newer-version database is refused with a negative
+ * errno and a message; it is never recreated or modified.
+ *
+ * Conventions
+ * - Every function returns 0 (or a documented count / flag >= 0) on success and
+ *   a negative errno on failure.  store_errmsg() then says what went wrong.
+ * - Host times are UTC milliseconds since the Unix epoch ("_ms").  Unit RTC
+ *   times are the unit's battery-backed clock in seconds ("_rtc_s").
+ * - Strings passed in are copied; strings handed to callbacks point into the
+ *   store and are valid only during the callback.
+ * - Not thread-safe: one struct store per thread (the daemon's main loop).
+ *
+ * S3 contract: store_treatment_begin() returns only after the treatment row is
+ * committed and fsync'd.  The daemon arms the unit only after it returned 0.
+ * Pulses are buffered by store_add_pulse() and committed by store_flush()
+ * (the daemon calls it at least every 100 ms and at every disarm); a failed
+ * flush keeps the batch for the next try and the daemon must disarm.
+ */
+#ifndef SMPLASER_STORE_H
+#define SMPLASER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_DB_NAME		"records.db"
+#define STORE_SCHEMA_VERSION	2
+#define STORE_MSG_MAX		256	/* a good size for message buffers */
+#define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
+
+struct store;
+
+/* ---- open / close ------------------------------------------------------ */
+
+/*
+ * Open (or create) <state_dir>/records.db.  state_dir is created (0700) if it
+ * does not exist; its parent must.  On failure returns a negative errno,
+ * leaves *out NULL and writes a one-line reason into msg:
+ *   -EUCLEAN           corrupt, or not a database (file left untouched)
+ *   -EMEDIUMTYPE       an SQLite database that is not ours
+ *   -EPROTONOSUPPORT   written by a newer smplaserd (schema version too high)
+ *   -EACCES, -EISDIR, -ENOENT, -EIO, ...   cannot read or create it
+ */
+int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_len);
+
+/* Flushes pending pulses (best effort), then closes.  NULL is fine. */
+void store_close(struct store *st);
+
+/* The reason for the last failure on st ("" if none). */
+const char *store_errmsg(const struct store *st);
+
+/* Full path of the database file. */
+const char *store_path(const struct store *st);
+
+/* ---- units ------------------------------------------------------------- */
+
+/* Insert the unit, or update its model, firmware and last_seen. */
+int store_unit_seen(struct store *st, const char *serial, const char *model,
+		    const char *firmware, int64_t now_ms);
+
+struct store_unit {
+	const char *serial, *model, *firmware;
+	int64_t first_seen_ms, last_seen_ms;
+};
+typedef int (*store_unit_cb)(const struct store_unit *u, void *ctx);
+
+/* Read one unit.  -ENOENT if unknown. */
+int store_get_unit(struct store *st, const char *serial, store_unit_cb cb, void *ctx);
+
+/* ---- operators --------------------------------------------------------- */
+
+/* Who acted: the caller's uid and a display name (user name). */
+struct store_operator {
+	uint32_t uid;
+	const char *name;
+};
+
+/* ---- sessions ---------------------------------------------------------- */
+
+enum store_session_state {
+	STORE_SESSION_OPEN = 0,
+	STORE_SESSION_ENDED,
+	STORE_SESSION_INTERRUPTED,
+};
+
+/* Open a session for an opaque patient id on a known unit (store_unit_seen). */
+int store_session_begin(struct store *st, const char *patient, const char *unit_serial,
+			const struct store_operator *op, int64_t now_ms, int64_t *session_id);
+
+/*
+ * Close an open session: state ENDED or INTERRUPTED; notes may be NULL.
+ * -ENOENT unknown id, -EALREADY already closed.
+ */
+int store_session_end(struct store *st, int64_t session_id, enum store_session_state state,
+		      const char *notes, int64_t now_ms);
+
+/*
+ * At start-up: mark every session still open (left by a crash) INTERRUPTED.
+ * Returns how many.
+ */
+int store_sessions_interrupt_open(struct store *st, int64_t now_ms);
+
+struct store_session {
+	int64_t id;
+	const char *patient, *unit_serial;
+	struct store_operator op;
+	enum store_session_state state;
+	int64_t start_ms, end_ms;	/* end_ms 0 while open */
+	const char *notes;		/* NULL if none */
+};
+typedef int (*store_session_cb)(const struct store_session *s, void *ctx);
+
+/* Read one session.  -ENOENT if unknown. */
+int store_get_session(struct store *st, int64_t session_id, store_session_cb cb, void *ctx);
+
+/* ---- treatments -------------------------------------------------------- */
+
+enum store_outcome {
+	STORE_OUTCOME_OPEN = 0,		/* armed, not ended yet (or crash) */
+	STORE_OUTCOME_COMPLETED,	/* normal disarm */
+	STORE_OUTCOME_INTERRUPTED,	/* interlock, unplug, client left, limit */
+	STORE_OUTCOME_FAULT,		/* unit fault, energy out of tolerance */
+	STORE_OUTCOME_RECONCILED,	/* closed after a crash from the shot counter */
+	STORE_OUTCOME_UNKNOWN,		/* left open, could not be reconciled */
+};
+const char *store_outcome_name(enum store_outcome o);
+
+/* Parameters set on the unit for a treatment (wire units, see proto.h). */
+struct store_params {
+	uint16_t wavelength_nm;
+	uint32_t fluence_mj_cm2;
+	uint16_t spot_um;
+	uint32_t pulse_ps;
+	uint32_t rate_mhz;
+	uint32_t set_energy_uj;
+};
+
+struct store_treatment_start {
+	int64_t session_id;		/* an OPEN session; patient and unit come from it */
+	const char *patch;
+	const char *unit_firmware;
+	struct store_operator op;	/* who armed */
+	struct store_params params;
+	int64_t armed_ms;		/* host time of arming */
+	int64_t armed_rtc_s;		/* unit RTC at arming */
+	uint32_t shot_at_arm;		/* unit shot counter before the first pulse */
+	/*
+	 * Defence in depth for S2 across processes sharing the store: in the
+	 * same transaction as the insert, refuse (-EAGAIN) if this patient's
+	 * patch has an emission (store_last_emission) in ANOTHER session later
+	 * than armed_ms - cooldown_ms.  Must be > 0.
+	 */
+	int64_t cooldown_ms;
+};
+
+/*
+ * Record a treatment about to be armed and commit it durably (first flushing
+ * any pending pulses).  The daemon arms only if this returns 0.
+ *   -EINVAL   bad arguments (empty patch, cooldown_ms <= 0, ...)
+ *   -ENOENT   no such session            -ESTALE  session not open
+ *   -EBUSY    the unit already has an open (or unknown) treatment
+ *   -EAGAIN   the patch is still in its cooldown (message says until when)
+ */
+int store_treatment_begin(struct store *st, const struct store_treatment_start *t,
+			  int64_t *treatment_id);
+
+struct store_treatment_finish {
+	enum store_outcome outcome;	/* COMPLETED, INTERRUPTED, FAULT or UNKNOWN */
+	int64_t end_ms;
+	int64_t end_rtc_s;		/* unit RTC; 0 if unknown */
+	bool shot_at_end_known;		/* false: unit gone, counter unread */
+	uint32_t shot_at_end;		/* pulse count = shot_at_end - shot_at_arm */
+};
+
+/*
+ * Flush pending pulses, then close an OPEN treatment.
+ * -ENOENT unknown id, -EALREADY not open, -EINVAL bad outcome,
+ * -ERANGE shot_at_end < shot_at_arm.
+ */
+int store_treatment_end(struct store *st, int64_t treatment_id,
+			const struct store_treatment_finish *f);
+
+/*
+ * Close a treatment left OPEN or UNKNOWN by a crash, with outcome RECONCILED:
+ * shot_at_end = shot_count_now and pulse count = shots since arming.
+ * -ERANGE if shot_count_now < shot_at_arm (counter reset?  left as is).
+ */
+int store_reconcile_treatment(struct store *st, int64_t treatment_id,
+			      uint32_t shot_count_now, int64_t now_ms);
+
+/* ---- pulses ------------------------------------------------------------ */
+
+struct store_pulse {
+	int64_t treatment_id;
+	int64_t host_ms;
+	uint32_t shot;			/* unit shot counter after this pulse */
+	uint32_t measured_uj;
+	uint32_t set_uj;
+};
+
+/*
+ * Append a pulse to the in-memory batch (not durable until store_flush).
+ * -ENOENT unknown treatment, -ENOBUFS batch full (flush keeps failing).
+ */
+int store_add_pulse(struct store *st, const struct store_pulse *p);
+
+/*
+ * Commit the batch in one transaction.  A pulse whose (unit, shot) is already
+ * recorded is skipped (a repeated report).  On failure the batch is kept
+ * entire and the error returned.  Returns 0 (also when the batch was empty).
+ */
+int store_flush(struct store *st);
+
+/* Pulses waiting for store_flush(). */
+size_t store_pending_pulses(const struct store *st);
+
+/* A treatment's committed pulses in shot order.  Returns how many visited. */
+typedef int (*store_pulse_cb)(const struct store_pulse *p, void *ctx);
+int store_treatment_pulses(struct store *st, int64_t treatment_id,
+			   store_pulse_cb cb, void *ctx);
+
+/* ---- queries ----------------------------------------------------------- */
+
+/* A treatment as read back; strings valid only during the callback. */
+struct store_treatment {
+	int64_t id, session_id;
+	const char *patient, *patch, *unit_serial, *unit_firmware;
+	struct store_operator op;
+	struct store_params params;
+	enum store_outcome outcome;
+	int64_t armed_ms, armed_rtc_s;
+	int64_t end_ms, end_rtc_s;	/* 0 while open */
+	uint32_t shot_at_arm;
+	bool shot_at_end_known;
+	uint32_t shot_at_end;
+	bool pulse_count_known;
+	uint32_t pulse_count;		/* shots by the unit's counter */
+	uint32_t pulses_recorded;	/* pulse rows in the store */
+	uint32_t energy_min_uj, energy_max_uj;	/* 0 if no pulse recorded */
+	uint64_t energy_sum_uj;
+	int64_t last_pulse_ms;		/* 0 if no pulse recorded */
+	int64_t emission_ms;		/* the time it counts for cooldown; 0 if it emitted nothing */
+};
+
+/* Return non-zero to stop the iteration. */
+typedef int (*store_treatment_cb)(const struct store_treatment *t, void *ctx);
+
+/*
+ * Last recorded emission of a patient's patch, for the cooldown (S2).
+ * A treatment counts as emitted unless its shot counter says 0 shots and no
+ * pulse was recorded.  Its time: OPEN/UNKNOWN -> the latest of arming time and
+ * last recorded pulse; COMPLETED/INTERRUPTED/FAULT -> end_ms (the disarm);
+ * RECONCILED -> the latest of arming time and last recorded pulse.
+ * Returns 1 and sets *when_ms, 0 if never emitted, or a negative errno.
+ */
+int store_last_emission(struct store *st, const char *patient, const char *patch,
+			int64_t *when_ms);
+
+/* For the test-spot rule: what a patient has had (counting as above). */
+struct store_patient_summary {
+	uint32_t treatments;		/* treatments that emitted (or may have) */
+	int64_t first_emission_ms;	/* 0 if none */
+	int64_t last_emission_ms;	/* 0 if none */
+};
+int store_patient_summary(struct store *st, const char *patient,
+			  struct store_patient_summary *out);
+
+/* A patient's treatments, oldest first.  Returns how many were visited. */
+int store_patient_history(struct store *st, const char *patient,
+			  store_treatment_cb cb, void *ctx);
+
+/*
+ * Treatments left OPEN or UNKNOWN (crash), for reconciliation, oldest first;
+ * unit_serial NULL means every unit.  Returns how many were visited.
+ */
+int store_open_treatments(struct store *st, const char *unit_serial,
+			  store_treatment_cb cb, void *ctx);
+
+/* Read one treatment.  -ENOENT if there is none. */
+int store_get_treatment(struct store *st, int64_t treatment_id,
+			store_treatment_cb cb, void *ctx);
+
+/*
+ * The newest host time in any record (S8: a clock earlier than this is
+ * unreliable).  Returns 1 and sets *when_ms, 0 if the store is empty.
+ */
+int store_newest_record_ms(struct store *st, int64_t *when_ms);
+
+/* ---- audit trail (S6) -------------------------------------------------- */
+
+enum store_audit_kind {
+	STORE_AUDIT_ARM = 0,
+	STORE_AUDIT_DISARM,		/* reason: why */
+	STORE_AUDIT_FAULT,
+	STORE_AUDIT_ACK_FAULT,
+	STORE_AUDIT_INTERLOCK,
+	STORE_AUDIT_CONFIG_LOAD,
+	STORE_AUDIT_CLOCK_ANOMALY,
+	STORE_AUDIT_REFUSED,		/* reason: the D-Bus error name or why */
+	STORE_AUDIT_SESSION,		/* session start / end */
+	STORE_AUDIT_RECONCILE,
+	STORE_AUDIT__COUNT,
+};
+const char *store_audit_kind_name(enum store_audit_kind k);
+
+struct store_audit {
+	int64_t time_ms;
+	enum store_audit_kind kind;
+	bool has_operator;		/* false: the daemon or the unit acted */
+	struct store_operator op;
+	const char *unit_serial;	/* NULL if none */
+	int64_t session_id;		/* 0 if none (not checked against sessions) */
+	const char *reason;		/* NULL if none */
+	const char *detail;		/* free text, NULL if none */
+};
+
+/* Append and commit one audit record. */
+int store_audit(struct store *st, const struct store_audit *a);
+
+/* Audit records read back, oldest first; strings valid during the callback. */
+typedef int (*store_audit_cb)(int64_t id, const struct store_audit *a, void *ctx);
+int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void *ctx);
+
+#endif /* SMPLASER_STORE_H */
