@@ -1,0 +1,12 @@
+# smplaserd's pure core: safety state machine, rules, config, patches.
+# The daemon links $(CORE_LIB) and $(call pkglibs,$(CORE_PKGS)).
+
+CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c daemon/patches.c
+CORE_OBJS = $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))
+CORE_LIB = $(B)/libsmplcore.a
+CORE_PKGS := inih
+
+$(B)/libsmplcore.a: $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
