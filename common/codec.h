@@ -82,6 +82,11 @@ struct smpl_pulse_n {
 /* CRC-32 of a frame (header bytes 0..11, then the payload). */
 uint32_t smpl_frame_crc(const uint8_t *hdr12, const uint8_t *payload, size_t len);
 
+/* Which kind of frame @op names (a known command, its reply, a report). */
+bool smpl_op_is_command(uint8_t op);
+bool smpl_op_is_reply(uint8_t op);
+bool smpl_op_is_report(uint8_t op);
+
 /* The payload size @op defines (replies: for status OK), or -1 if unknown. */
 int smpl_payload_size(uint8_t op);
 const char *smpl_op_name(uint8_t op);

@@ -1,0 +1,6 @@
+# tests/unit: cmocka tests of the codec and the firmware model.
+
+UNIT_TESTS += $(B)/tests/unit/test_codec
+
+$(B)/tests/unit/test_codec: $(B)/tests/unit/test_codec.o $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka) $(COMMON_LDLIBS)
