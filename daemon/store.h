@@ -59,6 +59,15 @@ const char *store_errmsg(const struct store *st);
 /* Full path of the database file. */
 const char *store_path(const struct store *st);
 
+/* The connection's settings, read back from SQLite (for the start-up log). */
+struct store_settings {
+	char journal_mode[16];		/* "wal" */
+	int synchronous;		/* 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA */
+	bool foreign_keys;
+	int schema_version;		/* PRAGMA user_version */
+};
+int store_get_settings(struct store *st, struct store_settings *out);
+
 /* ---- units ------------------------------------------------------------- */
 
 /* Insert the unit, or update its model, firmware and last_seen. */
@@ -189,7 +198,9 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 
 /*
  * Close a treatment left OPEN or UNKNOWN by a crash, with outcome RECONCILED:
- * shot_at_end = shot_count_now and pulse count = shots since arming.
+ * shot_at_end = shot_count_now, pulse count = shots since arming, end_ms =
+ * now_ms; appends a RECONCILE audit record in the same transaction.
+ * -ENOENT unknown id, -EALREADY already closed,
  * -ERANGE if shot_count_now < shot_at_arm (counter reset?  left as is).
  */
 int store_reconcile_treatment(struct store *st, int64_t treatment_id,
@@ -255,9 +266,10 @@ typedef int (*store_treatment_cb)(const struct store_treatment *t, void *ctx);
 /*
  * Last recorded emission of a patient's patch, for the cooldown (S2).
  * A treatment counts as emitted unless its shot counter says 0 shots and no
- * pulse was recorded.  Its time: OPEN/UNKNOWN -> the latest of arming time and
- * last recorded pulse; COMPLETED/INTERRUPTED/FAULT -> end_ms (the disarm);
- * RECONCILED -> the latest of arming time and last recorded pulse.
+ * pulse was recorded.  Its time: OPEN/UNKNOWN (crash) -> its arming time
+ * (DESIGN section 6); COMPLETED/INTERRUPTED/FAULT -> end_ms (the disarm, or a
+ * later pulse reported after it); RECONCILED -> the latest of arming time and
+ * last recorded pulse.
  * Returns 1 and sets *when_ms, 0 if never emitted, or a negative errno.
  */
 int store_last_emission(struct store *st, const char *patient, const char *patch,
@@ -327,5 +339,13 @@ int store_audit(struct store *st, const struct store_audit *a);
 /* Audit records read back, oldest first; strings valid during the callback. */
 typedef int (*store_audit_cb)(int64_t id, const struct store_audit *a, void *ctx);
 int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void *ctx);
+
+/* ---- testing ----------------------------------------------------------- */
+
+/*
+ * For tests of migrations only: create <state_dir>/records.db at an older
+ * schema version (1 .. STORE_SCHEMA_VERSION) without migrating further.
+ */
+int store_create_at_version(const char *state_dir, int version, char *msg, size_t msg_len);
 
 #endif /* SMPLASER_STORE_H */
