@@ -267,9 +267,10 @@ typedef int (*store_treatment_cb)(const struct store_treatment *t, void *ctx);
  * Last recorded emission of a patient's patch, for the cooldown (S2).
  * A treatment counts as emitted unless its shot counter says 0 shots and no
  * pulse was recorded.  Its time: OPEN/UNKNOWN (crash) -> its arming time
- * (DESIGN section 6); COMPLETED/INTERRUPTED/FAULT -> end_ms (the disarm, or a
- * later pulse reported after it); RECONCILED -> the latest of arming time and
- * last recorded pulse.
+ * (DESIGN section 6), or its last recorded pulse if that is later (never
+ * shorter); COMPLETED/INTERRUPTED/FAULT -> end_ms (the disarm, or a later
+ * pulse reported after it); RECONCILED -> the latest of arming time and last
+ * recorded pulse.
  * Returns 1 and sets *when_ms, 0 if never emitted, or a negative errno.
  */
 int store_last_emission(struct store *st, const char *patient, const char *patch,
