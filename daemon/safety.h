@@ -86,6 +86,7 @@ enum smpl_reason {
 	SMPL_REASON_UNIT_STANDBY,	/* the unit left its armed state by itself */
 	SMPL_REASON_SESSION_ENDED,
 	SMPL_REASON_REQUESTED,		/* Disarm() by the operator */
+	SMPL_REASON_UNEXPECTED_ARM,	/* the unit became armed without us */
 	SMPL_REASON__COUNT,
 };
 
@@ -164,8 +165,8 @@ struct smpl_safety {
 
 	/* arming and faults */
 	bool armed;			/* decided by us, until a disarm decision */
-	uint64_t ready_since_ms;	/* READY entered, or last pulse */
-	bool in_ready;
+	bool disarm_pending;		/* we decided to disarm; the unit may still be armed */
+	uint64_t activity_ms;		/* arming, READY entered, last pulse: idle timer start */
 	enum smpl_reason fault;		/* latched; NONE if none */
 	char fault_message[SMPL_SAFETY_MSG_MAX];
 };
@@ -209,8 +210,10 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 					 const struct smpl_status_n *st,
 					 struct smpl_action *a);
 /*
- * A pulse report.  Counts it (and any gap in shot numbers) against the
- * patch and session limits.  FAULT if not armed (UNEXPECTED_PULSE), if
+ * A pulse report.  Counts it (and any gap in shot numbers; status reports'
+ * shot_count counts too) against the patch and session limits.  FAULT if
+ * not armed (UNEXPECTED_PULSE; a pulse after our disarm decision while the
+ * unit still reports READY/EMITTING is not unexpected), if
  * pulse set energy differs from ours by more than 1 uJ (ENERGY_MISMATCH), or
  * if |measured - set| > set * energy_tolerance_pct / 100 (exactly 20% is
  * inside).  DISARM when the patch's pulse limit or the session energy limit
@@ -219,7 +222,10 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 enum smpl_action_kind smpl_safety_pulse(struct smpl_safety *s, uint64_t now_ms,
 					const struct smpl_pulse_n *p,
 					struct smpl_action *a);
-/* Periodic: DISARM (IDLE_TIMEOUT) after idle_timeout_s in READY without a pulse. */
+/*
+ * Periodic: DISARM (IDLE_TIMEOUT) when armed and idle_timeout_s passed since
+ * arming, READY or the last pulse, unless the unit is EMITTING.
+ */
 enum smpl_action_kind smpl_safety_tick(struct smpl_safety *s, uint64_t now_ms,
 				       struct smpl_action *a);
 /* Monotonic time of the next timeout tick() must see, or UINT64_MAX. */
