@@ -1,0 +1,1527 @@
+// SPDX-License-Identifier: MIT
+/*
+ * smplaserd's durable treatment records: see store.h for the contract.
+ *
+ * The schema is a list of migration steps below; step N brings a database
+ * from user_version N-1 to N.  Records are never deleted (triggers refuse it)
+ * and a closed treatment's facts never change; only its pulse summary grows
+ * when a late pulse report arrives.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define STORE_APPLICATION_ID	0x534d504c	/* "SMPL" */
+#define STORE_BUSY_TIMEOUT_MS	250
+
+/* ---- schema ------------------------------------------------------------ */
+
+static const char schema_v1[] =
+	"CREATE TABLE units ("
+	"  serial TEXT PRIMARY KEY NOT NULL CHECK (length(serial) > 0),"
+	"  model TEXT NOT NULL,"
+	"  firmware TEXT NOT NULL,"
+	"  first_seen_ms INTEGER NOT NULL,"
+	"  last_seen_ms INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE TABLE sessions ("
+	"  id INTEGER PRIMARY KEY,"
+	"  patient TEXT NOT NULL CHECK (length(patient) > 0),"
+	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
+	"  operator_uid INTEGER NOT NULL,"
+	"  operator_name TEXT NOT NULL,"
+	"  start_ms INTEGER NOT NULL,"
+	"  end_ms INTEGER,"
+	"  state TEXT NOT NULL DEFAULT 'open'"
+	"    CHECK (state IN ('open', 'ended', 'interrupted')),"
+	"  notes TEXT"
+	") STRICT;"
+	"CREATE TABLE treatments ("
+	"  id INTEGER PRIMARY KEY,"
+	"  session_id INTEGER NOT NULL REFERENCES sessions(id),"
+	"  patient TEXT NOT NULL CHECK (length(patient) > 0),"
+	"  patch TEXT NOT NULL CHECK (length(patch) > 0),"
+	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
+	"  unit_firmware TEXT NOT NULL,"
+	"  operator_uid INTEGER NOT NULL,"
+	"  operator_name TEXT NOT NULL,"
+	"  wavelength_nm INTEGER NOT NULL,"
+	"  fluence_mj_cm2 INTEGER NOT NULL,"
+	"  spot_um INTEGER NOT NULL,"
+	"  pulse_ps INTEGER NOT NULL,"
+	"  rate_mhz INTEGER NOT NULL,"
+	"  set_energy_uj INTEGER NOT NULL,"
+	"  armed_ms INTEGER NOT NULL,"
+	"  armed_rtc_s INTEGER NOT NULL,"
+	"  end_ms INTEGER,"
+	"  end_rtc_s INTEGER,"
+	"  shot_at_arm INTEGER NOT NULL,"
+	"  shot_at_end INTEGER,"
+	"  pulse_count INTEGER,"
+	"  pulses_recorded INTEGER NOT NULL DEFAULT 0,"
+	"  energy_min_uj INTEGER,"
+	"  energy_max_uj INTEGER,"
+	"  energy_sum_uj INTEGER NOT NULL DEFAULT 0,"
+	"  last_pulse_ms INTEGER,"
+	"  outcome TEXT NOT NULL DEFAULT 'open' CHECK (outcome IN"
+	"    ('open', 'completed', 'interrupted', 'fault', 'reconciled', 'unknown'))"
+	") STRICT;"
+	"CREATE TABLE pulses ("
+	"  id INTEGER PRIMARY KEY,"
+	"  treatment_id INTEGER NOT NULL REFERENCES treatments(id),"
+	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
+	"  host_ms INTEGER NOT NULL,"
+	"  shot INTEGER NOT NULL,"
+	"  measured_uj INTEGER NOT NULL,"
+	"  set_uj INTEGER NOT NULL,"
+	"  UNIQUE (unit_serial, shot)"
+	") STRICT;"
+	"CREATE TABLE audit ("
+	"  id INTEGER PRIMARY KEY,"
+	"  time_ms INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  operator_uid INTEGER,"
+	"  operator_name TEXT,"
+	"  unit_serial TEXT,"
+	"  session_id INTEGER,"
+	"  reason TEXT,"
+	"  detail TEXT"
+	") STRICT;"
+	/* Records are never deleted, pulses and audit never rewritten. */
+	"CREATE TRIGGER units_keep BEFORE DELETE ON units"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER sessions_keep BEFORE DELETE ON sessions"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER treatments_keep BEFORE DELETE ON treatments"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER pulses_keep BEFORE DELETE ON pulses"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER pulses_fixed BEFORE UPDATE ON pulses"
+	"  BEGIN SELECT RAISE(ABORT, 'pulse records are never changed'); END;"
+	"CREATE TRIGGER audit_keep BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER audit_fixed BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are never changed'); END;"
+	/* A closed treatment keeps its facts (only the pulse summary may grow). */
+	"CREATE TRIGGER treatments_closed BEFORE UPDATE OF"
+	"  id, session_id, patient, patch, unit_serial, unit_firmware,"
+	"  operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um,"
+	"  pulse_ps, rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, end_ms,"
+	"  end_rtc_s, shot_at_arm, shot_at_end, pulse_count, outcome"
+	"  ON treatments WHEN OLD.outcome NOT IN ('open', 'unknown')"
+	"  BEGIN SELECT RAISE(ABORT, 'a closed treatment is never changed'); END;";
+
+/* v2: indexes for the cooldown, history, reconciliation and audit queries. */
+static const char schema_v2[] =
+	"CREATE INDEX treatments_by_patch ON treatments(patient, patch);"
+	"CREATE INDEX treatments_open ON treatments(unit_serial)"
+	"  WHERE outcome IN ('open', 'unknown');"
+	"CREATE INDEX pulses_by_treatment ON pulses(treatment_id, shot);"
+	"CREATE INDEX sessions_by_patient ON sessions(patient);"
+	"CREATE INDEX audit_by_time ON audit(time_ms);";
+
+static const char *const migrations[STORE_SCHEMA_VERSION] = {
+	schema_v1,
+	schema_v2,
+};
+
+/*
+ * The time a treatment counts for the cooldown (NULL: it emitted nothing):
+ * it emitted unless the shot counter says 0 and no pulse was recorded; an
+ * open or unknown one (crash) at its arming time (DESIGN section 6) or at its
+ * last recorded pulse if later, and so is a reconciled one; a closed one at
+ * its disarm (or a late pulse after it).
+ */
+#define EMISSION_EXPR \
+	"(CASE WHEN pulse_count = 0 AND pulses_recorded = 0 THEN NULL" \
+	" WHEN outcome IN ('completed', 'interrupted', 'fault')" \
+	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
+	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
+
+/* ---- the store --------------------------------------------------------- */
+
+struct store {
+	sqlite3 *db;
+	char *path;
+	char msg[STORE_MSG_MAX];
+
+	struct store_pulse *batch;
+	size_t batch_len, batch_cap;
+	int64_t known_treatment;	/* last id store_add_pulse() found */
+
+	sqlite3_stmt *insert_pulse;
+	sqlite3_stmt *add_to_summary;
+	sqlite3_stmt *treatment_exists;
+};
+
+static const char *const outcome_names[] = {
+	[STORE_OUTCOME_OPEN] = "open",
+	[STORE_OUTCOME_COMPLETED] = "completed",
+	[STORE_OUTCOME_INTERRUPTED] = "interrupted",
+	[STORE_OUTCOME_FAULT] = "fault",
+	[STORE_OUTCOME_RECONCILED] = "reconciled",
+	[STORE_OUTCOME_UNKNOWN] = "unknown",
+};
+
+static const char *const session_state_names[] = {
+	[STORE_SESSION_OPEN] = "open",
+	[STORE_SESSION_ENDED] = "ended",
+	[STORE_SESSION_INTERRUPTED] = "interrupted",
+};
+
+static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
+	[STORE_AUDIT_ARM] = "arm",
+	[STORE_AUDIT_DISARM] = "disarm",
+	[STORE_AUDIT_FAULT] = "fault",
+	[STORE_AUDIT_ACK_FAULT] = "ack-fault",
+	[STORE_AUDIT_INTERLOCK] = "interlock",
+	[STORE_AUDIT_CONFIG_LOAD] = "config-load",
+	[STORE_AUDIT_CLOCK_ANOMALY] = "clock-anomaly",
+	[STORE_AUDIT_REFUSED] = "refused",
+	[STORE_AUDIT_SESSION] = "session",
+	[STORE_AUDIT_RECONCILE] = "reconcile",
+};
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *store_outcome_name(enum store_outcome o)
+{
+	return (unsigned)o < N_ELEMS(outcome_names) ? outcome_names[o] : "?";
+}
+
+const char *store_audit_kind_name(enum store_audit_kind k)
+{
+	return (unsigned)k < N_ELEMS(audit_kind_names) ? audit_kind_names[k] : "?";
+}
+
+static int name_index(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; name && i < n; i++)
+		if (names[i] && strcmp(names[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct store *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
+	va_end(ap);
+	for (char *c = st->msg; (c = strchr(c, '\n')); )
+		*c = ' ';	/* one line, for the journal */
+	return err;
+}
+
+static int errno_of_sqlite(sqlite3 *db, int rc)
+{
+	int sys;
+
+	switch (rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EUCLEAN;
+	case SQLITE_CANTOPEN:
+		sys = db ? sqlite3_system_errno(db) : 0;
+		return sys > 0 ? -sys : -EACCES;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		return -EINVAL;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	default:
+		return -EIO;
+	}
+}
+
+/* Fail with SQLite's own words about the last error on st->db. */
+static int sql_fail(struct store *st, int rc, const char *what)
+{
+	return fail(st, errno_of_sqlite(st->db, rc), "%s: %s: %s", st->path, what,
+		    sqlite3_errmsg(st->db));
+}
+
+const char *store_errmsg(const struct store *st)
+{
+	return st ? st->msg : "no store";
+}
+
+const char *store_path(const struct store *st)
+{
+	return st->path;
+}
+
+/* "2026-11-25T10:00:00Z" */
+static void format_utc(int64_t ms, char *buf, size_t len)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!gmtime_r(&s, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "%lld ms", (long long)ms);
+}
+
+/* ---- small SQL helpers ------------------------------------------------- */
+
+static int prepare(struct store *st, sqlite3_stmt **stmt, const char *sql)
+{
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL);
+
+	return rc == SQLITE_OK ? 0 : sql_fail(st, rc, "prepare");
+}
+
+static int exec(struct store *st, const char *sql)
+{
+	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : sql_fail(st, rc, sql);
+}
+
+/* Step a statement that returns no rows (or ignores them). */
+static int step_done(struct store *st, sqlite3_stmt *stmt, const char *what)
+{
+	int rc;
+
+	do
+		rc = sqlite3_step(stmt);
+	while (rc == SQLITE_ROW);
+	return rc == SQLITE_DONE ? 0 : sql_fail(st, rc, what);
+}
+
+/* Run a one-value query (e.g. a pragma); *value NULL-safe as 0. */
+static int query_int64(struct store *st, const char *sql, int64_t *value, bool *is_null)
+{
+	sqlite3_stmt *stmt;
+	int rc, err = prepare(st, &stmt, sql);
+
+	if (err)
+		return err;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		if (is_null)
+			*is_null = sqlite3_column_type(stmt, 0) == SQLITE_NULL;
+		*value = sqlite3_column_int64(stmt, 0);
+		err = 0;
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -EIO, "%s: no result", sql) : sql_fail(st, rc, sql);
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+static void bind_text_or_null(sqlite3_stmt *stmt, int col, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(stmt, col, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(stmt, col);
+}
+
+static const char *column_text(sqlite3_stmt *stmt, int col)
+{
+	const unsigned char *s = sqlite3_column_text(stmt, col);
+
+	return s ? (const char *)s : "";
+}
+
+static const char *column_text_or_null(sqlite3_stmt *stmt, int col)
+{
+	return sqlite3_column_type(stmt, col) == SQLITE_NULL ? NULL : column_text(stmt, col);
+}
+
+static int begin_write(struct store *st)
+{
+	return exec(st, "BEGIN IMMEDIATE");
+}
+
+static int commit(struct store *st)
+{
+	return exec(st, "COMMIT");
+}
+
+/* Undo an unfinished transaction, keeping the first error's message. */
+static int rollback(struct store *st, int err)
+{
+	char keep[STORE_MSG_MAX];
+
+	if (!sqlite3_get_autocommit(st->db)) {
+		memcpy(keep, st->msg, sizeof(keep));
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		memcpy(st->msg, keep, sizeof(keep));
+	}
+	return err;
+}
+
+static bool nonempty(const char *s)
+{
+	return s && *s;
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+static int make_state_dir(struct store *st, const char *dir)
+{
+	struct stat sb;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return fail(st, -errno, "cannot create state directory %s: %s", dir, strerror(errno));
+	if (stat(dir, &sb) < 0)
+		return fail(st, -errno, "cannot use state directory %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return fail(st, -ENOTDIR, "state directory %s is not a directory", dir);
+	return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/*
+ * Make sure st->path is a regular file we can read and write: create it
+ * empty (0600) if missing, refuse anything else with the reason.
+ */
+static int prepare_db_file(struct store *st, const char *dir)
+{
+	struct stat sb;
+	int fd, err;
+
+	if (lstat(st->path, &sb) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return fail(st, -EISDIR, "%s is a directory, not a records database", st->path);
+		if (!S_ISREG(sb.st_mode))
+			return fail(st, -EINVAL, "%s is not a regular file (symlink, device or fifo?)",
+				    st->path);
+		fd = open(st->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return fail(st, -errno, "cannot open %s for reading and writing: %s",
+				    st->path, strerror(errno));
+		close(fd);
+		return 0;
+	}
+	if (errno != ENOENT)
+		return fail(st, -errno, "cannot stat %s: %s", st->path, strerror(errno));
+
+	fd = open(st->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail(st, -errno, "cannot create %s: %s", st->path, strerror(errno));
+	err = fchmod(fd, 0600) < 0 ? -errno : 0;	/* whatever the umask */
+	close(fd);
+	if (!err)
+		err = fsync_dir(dir);
+	if (err)
+		return fail(st, err, "cannot create %s: %s", st->path, strerror(-err));
+	return 0;
+}
+
+/* PRAGMA quick_check: "ok" or the first problem. */
+static int check_integrity(struct store *st)
+{
+	sqlite3_stmt *stmt;
+	int rc, err = prepare(st, &stmt, "PRAGMA quick_check(1)");
+
+	if (err)
+		return fail(st, err, "%s is unreadable or corrupt (%s); refusing to use it",
+			    st->path, sqlite3_errmsg(st->db));
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		err = fail(st, errno_of_sqlite(st->db, rc),
+			   "%s failed its integrity check (%s); refusing to use it",
+			   st->path, sqlite3_errmsg(st->db));
+	} else if (strcmp(column_text(stmt, 0), "ok") != 0) {
+		err = fail(st, -EUCLEAN, "%s is corrupt (quick_check: %s); refusing to use it",
+			   st->path, column_text(stmt, 0));
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/*
+ * Read the header (application id, schema version, table count) and decide
+ * whether the file is ours, new, or to be refused.
+ */
+static int identify(struct store *st, int *version)
+{
+	int64_t app_id, user_version, tables;
+	int err;
+
+	err = query_int64(st, "PRAGMA application_id", &app_id, NULL);
+	if (!err)
+		err = query_int64(st, "PRAGMA user_version", &user_version, NULL);
+	if (!err)
+		err = query_int64(st, "SELECT count(*) FROM sqlite_schema", &tables, NULL);
+	if (err)
+		return fail(st, err, "%s is corrupt or not an SQLite database (%s); "
+			    "refusing to use it", st->path, sqlite3_errmsg(st->db));
+
+	if (app_id == 0 && user_version == 0 && tables == 0) {
+		*version = 0;	/* new, empty */
+		return 0;
+	}
+	if (app_id != STORE_APPLICATION_ID)
+		return fail(st, -EMEDIUMTYPE, "%s is an SQLite database but not smplaser's "
+			    "records (application_id %#llx); refusing to use it",
+			    st->path, (unsigned long long)app_id);
+	if (user_version > STORE_SCHEMA_VERSION || user_version < 1)
+		return fail(st, user_version < 1 ? -EUCLEAN : -EPROTONOSUPPORT,
+			    "%s has schema version %lld, this smplaserd knows 1..%d%s; refusing to use it",
+			    st->path, (long long)user_version, STORE_SCHEMA_VERSION,
+			    user_version > STORE_SCHEMA_VERSION ? " (written by a newer smplaserd)" : "");
+	*version = (int)user_version;
+	return 0;
+}
+
+static int configure_connection(struct store *st)
+{
+	struct store_settings s;
+	int err;
+
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	err = exec(st, "PRAGMA journal_mode = WAL");
+	if (!err)
+		err = exec(st, "PRAGMA synchronous = FULL");
+	if (!err)
+		err = exec(st, "PRAGMA foreign_keys = ON");
+	if (!err)
+		err = store_get_settings(st, &s);
+	if (err)
+		return err;
+	if (strcmp(s.journal_mode, "wal") != 0 || s.synchronous != 2 || !s.foreign_keys)
+		return fail(st, -EIO, "%s: cannot set WAL, synchronous=FULL and foreign keys "
+			    "(got %s, %d, %d)", st->path, s.journal_mode, s.synchronous,
+			    s.foreign_keys);
+	return 0;
+}
+
+/* Apply migration steps from..to-1, one transaction each. */
+static int migrate(struct store *st, int from, int to)
+{
+	char sql[96];
+	int err;
+
+	for (int v = from; v < to; v++) {
+		err = begin_write(st);
+		if (err)
+			return err;
+		if (v == 0) {
+			snprintf(sql, sizeof(sql), "PRAGMA application_id = %d",
+				 STORE_APPLICATION_ID);
+			err = exec(st, sql);
+		}
+		if (!err)
+			err = exec(st, migrations[v]);
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+		if (!err)
+			err = exec(st, sql);
+		if (!err)
+			err = commit(st);
+		if (err)
+			return rollback(st, fail(st, err, "%s: migration to schema version %d "
+						 "failed: %s", st->path, v + 1, st->msg));
+	}
+	return 0;
+}
+
+static int prepare_hot_statements(struct store *st)
+{
+	int err;
+
+	err = prepare(st, &st->insert_pulse,
+		      "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot,"
+		      "  measured_uj, set_uj)"
+		      " SELECT id, unit_serial, ?2, ?3, ?4, ?5 FROM treatments WHERE id = ?1"
+		      " ON CONFLICT (unit_serial, shot) DO NOTHING");
+	if (!err)
+		err = prepare(st, &st->add_to_summary,
+			      "UPDATE treatments SET pulses_recorded = pulses_recorded + 1,"
+			      "  energy_min_uj = min(coalesce(energy_min_uj, ?2), ?2),"
+			      "  energy_max_uj = max(coalesce(energy_max_uj, ?2), ?2),"
+			      "  energy_sum_uj = energy_sum_uj + ?2,"
+			      "  last_pulse_ms = max(coalesce(last_pulse_ms, ?3), ?3)"
+			      " WHERE id = ?1");
+	if (!err)
+		err = prepare(st, &st->treatment_exists, "SELECT 1 FROM treatments WHERE id = ?1");
+	return err;
+}
+
+static void free_store(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_finalize(st->insert_pulse);
+	sqlite3_finalize(st->add_to_summary);
+	sqlite3_finalize(st->treatment_exists);
+	sqlite3_close(st->db);
+	free(st->batch);
+	free(st->path);
+	free(st);
+}
+
+static void copy_msg(char *msg, size_t msg_len, const char *text)
+{
+	if (msg && msg_len)
+		snprintf(msg, msg_len, "%s", text);
+}
+
+/* Open up to the point where the schema version is known and checked. */
+static int open_checked(struct store **out, const char *state_dir, int *version)
+{
+	struct store *st;
+	int rc, err;
+
+	*out = st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	if (!nonempty(state_dir))
+		return fail(st, -EINVAL, "no state directory given");
+	if (asprintf(&st->path, "%s/%s", state_dir, STORE_DB_NAME) < 0) {
+		st->path = NULL;
+		return fail(st, -ENOMEM, "out of memory");
+	}
+	err = make_state_dir(st, state_dir);
+	if (!err)
+		err = prepare_db_file(st, state_dir);
+	if (err)
+		return err;
+
+	rc = sqlite3_open_v2(st->path, &st->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
+	if (rc != SQLITE_OK)
+		return fail(st, errno_of_sqlite(st->db, rc), "cannot open %s: %s",
+			    st->path, st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+	/* Header first: nothing below writes before the file is known good. */
+	err = identify(st, version);
+	if (!err && *version > 0)
+		err = check_integrity(st);
+	return err;
+}
+
+int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_len)
+{
+	struct store *st;
+	int version = 0, err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = open_checked(&st, state_dir, &version);
+	if (!err)
+		err = configure_connection(st);
+	if (!err)
+		err = migrate(st, version, STORE_SCHEMA_VERSION);
+	if (!err)
+		err = prepare_hot_statements(st);
+	if (err) {
+		copy_msg(msg, msg_len, st ? st->msg : "out of memory");
+		free_store(st);
+		return err;
+	}
+	st->msg[0] = '\0';
+	copy_msg(msg, msg_len, "");
+	*out = st;
+	return 0;
+}
+
+int store_create_at_version(const char *state_dir, int version, char *msg, size_t msg_len)
+{
+	struct store *st;
+	int have = 0, err;
+
+	if (version < 1 || version > STORE_SCHEMA_VERSION) {
+		copy_msg(msg, msg_len, "no such schema version");
+		return -EINVAL;
+	}
+	err = open_checked(&st, state_dir, &have);
+	if (!err && have != 0)
+		err = fail(st, -EEXIST, "%s already exists", st->path);
+	if (!err)
+		err = configure_connection(st);
+	if (!err)
+		err = migrate(st, 0, version);
+	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
+	free_store(st);
+	return err;
+}
+
+void store_close(struct store *st)
+{
+	if (st && st->db)
+		store_flush(st);
+	free_store(st);
+}
+
+int store_get_settings(struct store *st, struct store_settings *out)
+{
+	sqlite3_stmt *stmt;
+	int64_t v;
+	int rc, err;
+
+	memset(out, 0, sizeof(*out));
+	err = prepare(st, &stmt, "PRAGMA journal_mode");
+	if (err)
+		return err;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		snprintf(out->journal_mode, sizeof(out->journal_mode), "%s", column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW)
+		return sql_fail(st, rc, "PRAGMA journal_mode");
+
+	err = query_int64(st, "PRAGMA synchronous", &v, NULL);
+	if (err)
+		return err;
+	out->synchronous = (int)v;
+	err = query_int64(st, "PRAGMA foreign_keys", &v, NULL);
+	if (err)
+		return err;
+	out->foreign_keys = v != 0;
+	err = query_int64(st, "PRAGMA user_version", &v, NULL);
+	if (err)
+		return err;
+	out->schema_version = (int)v;
+	return 0;
+}
+
+/* ---- units ------------------------------------------------------------- */
+
+int store_unit_seen(struct store *st, const char *serial, const char *model,
+		    const char *firmware, int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	if (!nonempty(serial) || !model || !firmware)
+		return fail(st, -EINVAL, "unit needs a serial, a model and a firmware");
+	err = prepare(st, &stmt,
+		      "INSERT INTO units (serial, model, firmware, first_seen_ms, last_seen_ms)"
+		      " VALUES (?1, ?2, ?3, ?4, ?4)"
+		      " ON CONFLICT (serial) DO UPDATE SET model = ?2, firmware = ?3,"
+		      "  last_seen_ms = max(last_seen_ms, ?4)");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 2, model, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 3, firmware, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 4, now_ms);
+	err = step_done(st, stmt, "record unit");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+int store_get_unit(struct store *st, const char *serial, store_unit_cb cb, void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT serial, model, firmware, first_seen_ms, last_seen_ms"
+		      " FROM units WHERE serial = ?1");
+	if (err)
+		return err;
+	bind_text_or_null(stmt, 1, serial);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		struct store_unit u = {
+			.serial = column_text(stmt, 0),
+			.model = column_text(stmt, 1),
+			.firmware = column_text(stmt, 2),
+			.first_seen_ms = sqlite3_column_int64(stmt, 3),
+			.last_seen_ms = sqlite3_column_int64(stmt, 4),
+		};
+		cb(&u, ctx);
+		err = 0;
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "unit %s is not known", serial)
+					: sql_fail(st, rc, "read unit");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+int store_session_begin(struct store *st, const char *patient, const char *unit_serial,
+			const struct store_operator *op, int64_t now_ms, int64_t *session_id)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	if (!nonempty(patient) || !nonempty(unit_serial) || !op || !op->name || !session_id)
+		return fail(st, -EINVAL, "a session needs a patient, a unit and an operator");
+	err = prepare(st, &stmt,
+		      "INSERT INTO sessions (patient, unit_serial, operator_uid, operator_name,"
+		      "  start_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 2, unit_serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 3, op->uid);
+	sqlite3_bind_text(stmt, 4, op->name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 5, now_ms);
+	err = step_done(st, stmt, "begin session");
+	sqlite3_finalize(stmt);
+	if (err == -EINVAL && sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return fail(st, -ENOENT, "unit %s is not known (record it first)", unit_serial);
+	if (!err)
+		*session_id = sqlite3_last_insert_rowid(st->db);
+	return err;
+}
+
+int store_session_end(struct store *st, int64_t session_id, enum store_session_state state,
+		      const char *notes, int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	if (state != STORE_SESSION_ENDED && state != STORE_SESSION_INTERRUPTED)
+		return fail(st, -EINVAL, "a session ends as ended or interrupted");
+	err = prepare(st, &stmt, "UPDATE sessions SET state = ?2, end_ms = ?3, notes = ?4"
+		      " WHERE id = ?1 AND state = 'open'");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, session_id);
+	sqlite3_bind_text(stmt, 2, session_state_names[state], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, now_ms);
+	bind_text_or_null(stmt, 4, notes);
+	err = step_done(st, stmt, "end session");
+	sqlite3_finalize(stmt);
+	if (err || sqlite3_changes(st->db) == 1)
+		return err;
+
+	int64_t exists = 0;
+
+	err = prepare(st, &stmt, "SELECT count(*) FROM sessions WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, session_id);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		exists = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return exists ? fail(st, -EALREADY, "session %lld is already closed", (long long)session_id)
+		      : fail(st, -ENOENT, "no session %lld", (long long)session_id);
+}
+
+int store_sessions_interrupt_open(struct store *st, int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	err = prepare(st, &stmt, "UPDATE sessions SET state = 'interrupted', end_ms = ?1"
+		      " WHERE state = 'open'");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, now_ms);
+	err = step_done(st, stmt, "interrupt open sessions");
+	sqlite3_finalize(stmt);
+	return err ? err : sqlite3_changes(st->db);
+}
+
+int store_get_session(struct store *st, int64_t session_id, store_session_cb cb, void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT id, patient, unit_serial, operator_uid, operator_name,"
+		      " state, start_ms, coalesce(end_ms, 0), notes FROM sessions WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, session_id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		int state = name_index(session_state_names, N_ELEMS(session_state_names),
+				       column_text(stmt, 5));
+		struct store_session s = {
+			.id = sqlite3_column_int64(stmt, 0),
+			.patient = column_text(stmt, 1),
+			.unit_serial = column_text(stmt, 2),
+			.op = { (uint32_t)sqlite3_column_int64(stmt, 3), column_text(stmt, 4) },
+			.state = state < 0 ? STORE_SESSION_OPEN : (enum store_session_state)state,
+			.start_ms = sqlite3_column_int64(stmt, 6),
+			.end_ms = sqlite3_column_int64(stmt, 7),
+			.notes = column_text_or_null(stmt, 8),
+		};
+		cb(&s, ctx);
+		err = 0;
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no session %lld", (long long)session_id)
+					: sql_fail(st, rc, "read session");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* ---- pulses ------------------------------------------------------------ */
+
+static int check_treatment_exists(struct store *st, int64_t id)
+{
+	sqlite3_stmt *stmt = st->treatment_exists;
+	int rc;
+
+	if (id > 0 && id == st->known_treatment)
+		return 0;	/* treatments are never deleted */
+	sqlite3_reset(stmt);
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	sqlite3_reset(stmt);
+	if (rc == SQLITE_ROW) {
+		st->known_treatment = id;
+		return 0;
+	}
+	return rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
+				 : sql_fail(st, rc, "look up treatment");
+}
+
+int store_add_pulse(struct store *st, const struct store_pulse *p)
+{
+	int err;
+
+	if (!p)
+		return fail(st, -EINVAL, "no pulse");
+	err = check_treatment_exists(st, p->treatment_id);
+	if (err)
+		return err;
+	if (st->batch_len == st->batch_cap) {
+		size_t cap = st->batch_cap ? st->batch_cap * 2 : 64;
+		struct store_pulse *grown;
+
+		if (st->batch_cap >= STORE_PULSE_BATCH_MAX)
+			return fail(st, -ENOBUFS, "%zu pulses wait for a flush; the store is failing",
+				    st->batch_len);
+		if (cap > STORE_PULSE_BATCH_MAX)
+			cap = STORE_PULSE_BATCH_MAX;
+		grown = realloc(st->batch, cap * sizeof(*grown));
+		if (!grown)
+			return fail(st, -ENOMEM, "out of memory for the pulse batch");
+		st->batch = grown;
+		st->batch_cap = cap;
+	}
+	st->batch[st->batch_len++] = *p;
+	return 0;
+}
+
+size_t store_pending_pulses(const struct store *st)
+{
+	return st->batch_len;
+}
+
+static int write_pulse(struct store *st, const struct store_pulse *p)
+{
+	sqlite3_stmt *ins = st->insert_pulse, *sum = st->add_to_summary;
+	int err;
+
+	sqlite3_reset(ins);
+	sqlite3_bind_int64(ins, 1, p->treatment_id);
+	sqlite3_bind_int64(ins, 2, p->host_ms);
+	sqlite3_bind_int64(ins, 3, p->shot);
+	sqlite3_bind_int64(ins, 4, p->measured_uj);
+	sqlite3_bind_int64(ins, 5, p->set_uj);
+	err = step_done(st, ins, "record pulse");
+	sqlite3_reset(ins);
+	if (err || sqlite3_changes(st->db) == 0)
+		return err;	/* a repeated (unit, shot) is skipped */
+
+	sqlite3_reset(sum);
+	sqlite3_bind_int64(sum, 1, p->treatment_id);
+	sqlite3_bind_int64(sum, 2, p->measured_uj);
+	sqlite3_bind_int64(sum, 3, p->host_ms);
+	err = step_done(st, sum, "update pulse summary");
+	sqlite3_reset(sum);
+	return err;
+}
+
+int store_flush(struct store *st)
+{
+	int err;
+
+	if (st->batch_len == 0)
+		return 0;
+	err = begin_write(st);
+	for (size_t i = 0; !err && i < st->batch_len; i++)
+		err = write_pulse(st, &st->batch[i]);
+	if (!err)
+		err = commit(st);
+	if (err)
+		return rollback(st, err);	/* the batch stays for the next try */
+	st->batch_len = 0;
+	return 0;
+}
+
+int store_treatment_pulses(struct store *st, int64_t treatment_id, store_pulse_cb cb, void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int rc, n = 0, err;
+
+	err = prepare(st, &stmt, "SELECT treatment_id, host_ms, shot, measured_uj, set_uj"
+		      " FROM pulses WHERE treatment_id = ?1 ORDER BY shot");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, treatment_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct store_pulse p = {
+			.treatment_id = sqlite3_column_int64(stmt, 0),
+			.host_ms = sqlite3_column_int64(stmt, 1),
+			.shot = (uint32_t)sqlite3_column_int64(stmt, 2),
+			.measured_uj = (uint32_t)sqlite3_column_int64(stmt, 3),
+			.set_uj = (uint32_t)sqlite3_column_int64(stmt, 4),
+		};
+		n++;
+		if (cb(&p, ctx))
+			break;
+	}
+	err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read pulses");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* ---- treatments -------------------------------------------------------- */
+
+#define TREATMENT_COLUMNS \
+	"id, session_id, patient, patch, unit_serial, unit_firmware, operator_uid," \
+	" operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps, rate_mhz," \
+	" set_energy_uj, outcome, armed_ms, armed_rtc_s, coalesce(end_ms, 0)," \
+	" coalesce(end_rtc_s, 0), shot_at_arm, shot_at_end, pulse_count," \
+	" pulses_recorded, coalesce(energy_min_uj, 0), coalesce(energy_max_uj, 0)," \
+	" energy_sum_uj, coalesce(last_pulse_ms, 0), coalesce(" EMISSION_EXPR ", 0)"
+
+static void read_treatment(sqlite3_stmt *s, struct store_treatment *t)
+{
+	int outcome = name_index(outcome_names, N_ELEMS(outcome_names), column_text(s, 14));
+
+	*t = (struct store_treatment){
+		.id = sqlite3_column_int64(s, 0),
+		.session_id = sqlite3_column_int64(s, 1),
+		.patient = column_text(s, 2),
+		.patch = column_text(s, 3),
+		.unit_serial = column_text(s, 4),
+		.unit_firmware = column_text(s, 5),
+		.op = { (uint32_t)sqlite3_column_int64(s, 6), column_text(s, 7) },
+		.params = {
+			.wavelength_nm = (uint16_t)sqlite3_column_int64(s, 8),
+			.fluence_mj_cm2 = (uint32_t)sqlite3_column_int64(s, 9),
+			.spot_um = (uint16_t)sqlite3_column_int64(s, 10),
+			.pulse_ps = (uint32_t)sqlite3_column_int64(s, 11),
+			.rate_mhz = (uint32_t)sqlite3_column_int64(s, 12),
+			.set_energy_uj = (uint32_t)sqlite3_column_int64(s, 13),
+		},
+		.outcome = outcome < 0 ? STORE_OUTCOME_UNKNOWN : (enum store_outcome)outcome,
+		.armed_ms = sqlite3_column_int64(s, 15),
+		.armed_rtc_s = sqlite3_column_int64(s, 16),
+		.end_ms = sqlite3_column_int64(s, 17),
+		.end_rtc_s = sqlite3_column_int64(s, 18),
+		.shot_at_arm = (uint32_t)sqlite3_column_int64(s, 19),
+		.shot_at_end_known = sqlite3_column_type(s, 20) != SQLITE_NULL,
+		.shot_at_end = (uint32_t)sqlite3_column_int64(s, 20),
+		.pulse_count_known = sqlite3_column_type(s, 21) != SQLITE_NULL,
+		.pulse_count = (uint32_t)sqlite3_column_int64(s, 21),
+		.pulses_recorded = (uint32_t)sqlite3_column_int64(s, 22),
+		.energy_min_uj = (uint32_t)sqlite3_column_int64(s, 23),
+		.energy_max_uj = (uint32_t)sqlite3_column_int64(s, 24),
+		.energy_sum_uj = (uint64_t)sqlite3_column_int64(s, 25),
+		.last_pulse_ms = sqlite3_column_int64(s, 26),
+		.emission_ms = sqlite3_column_int64(s, 27),
+	};
+}
+
+/* Visit the rows of a treatment query; returns how many were visited. */
+static int visit_treatments(struct store *st, sqlite3_stmt *stmt, store_treatment_cb cb,
+			    void *ctx)
+{
+	struct store_treatment t;
+	int rc, n = 0;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		read_treatment(stmt, &t);
+		n++;
+		if (cb(&t, ctx))
+			break;
+	}
+	return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read treatments");
+}
+
+static bool params_valid(const struct store_params *p)
+{
+	return p->wavelength_nm && p->fluence_mj_cm2 && p->spot_um && p->pulse_ps &&
+	       p->rate_mhz && p->set_energy_uj;
+}
+
+/* Inside the write transaction: the session must be open; its patient and unit. */
+static int read_open_session(struct store *st, int64_t id, char **patient, char **unit)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT patient, unit_serial, state FROM sessions WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		err = fail(st, -ENOENT, "no session %lld", (long long)id);
+	else if (rc != SQLITE_ROW)
+		err = sql_fail(st, rc, "read session");
+	else if (strcmp(column_text(stmt, 2), "open") != 0)
+		err = fail(st, -ESTALE, "session %lld is %s, not open", (long long)id,
+			   column_text(stmt, 2));
+	else if (!(*patient = strdup(column_text(stmt, 0))) ||
+		 !(*unit = strdup(column_text(stmt, 1))))
+		err = fail(st, -ENOMEM, "out of memory");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+static int refuse_if_unit_busy(struct store *st, const char *unit)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT id, outcome FROM treatments"
+		      " WHERE unit_serial = ?1 AND outcome IN ('open', 'unknown') LIMIT 1");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		err = fail(st, -EBUSY, "unit %s still has treatment %lld %s; end or reconcile it first",
+			   unit, (long long)sqlite3_column_int64(stmt, 0), column_text(stmt, 1));
+	else if (rc != SQLITE_DONE)
+		err = sql_fail(st, rc, "look for open treatments");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* The latest emission on patient's patch in any session but except_session. */
+static int last_emission_except(struct store *st, const char *patient, const char *patch,
+				int64_t except_session, int64_t *when_ms)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT max(" EMISSION_EXPR ") FROM treatments"
+		      " WHERE patient = ?1 AND patch = ?2 AND session_id != ?3");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 2, patch, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 3, except_session);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		err = sqlite3_column_type(stmt, 0) == SQLITE_NULL ? 0 : 1;
+		*when_ms = sqlite3_column_int64(stmt, 0);
+	} else {
+		err = sql_fail(st, rc, "last emission");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+static int refuse_if_cooling_down(struct store *st, const struct store_treatment_start *t,
+				  const char *patient)
+{
+	char last[32], eligible[32];
+	int64_t when;
+	int found = last_emission_except(st, patient, t->patch, t->session_id, &when);
+
+	if (found <= 0)
+		return found;
+	if (when <= t->armed_ms - t->cooldown_ms)
+		return 0;
+	format_utc(when, last, sizeof(last));
+	format_utc(when + t->cooldown_ms, eligible, sizeof(eligible));
+	return fail(st, -EAGAIN, "patch %s of patient %s was last treated %s; eligible from %s",
+		    t->patch, patient, last, eligible);
+}
+
+static int insert_treatment(struct store *st, const struct store_treatment_start *t,
+			    const char *patient, const char *unit)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	err = prepare(st, &stmt,
+		      "INSERT INTO treatments (session_id, patient, patch, unit_serial,"
+		      "  unit_firmware, operator_uid, operator_name, wavelength_nm,"
+		      "  fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj,"
+		      "  armed_ms, armed_rtc_s, shot_at_arm)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+		      "  ?15, ?16)");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, t->session_id);
+	sqlite3_bind_text(stmt, 2, patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 3, t->patch, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 4, unit, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 5, t->unit_firmware, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 6, t->op.uid);
+	sqlite3_bind_text(stmt, 7, t->op.name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 8, t->params.wavelength_nm);
+	sqlite3_bind_int64(stmt, 9, t->params.fluence_mj_cm2);
+	sqlite3_bind_int64(stmt, 10, t->params.spot_um);
+	sqlite3_bind_int64(stmt, 11, t->params.pulse_ps);
+	sqlite3_bind_int64(stmt, 12, t->params.rate_mhz);
+	sqlite3_bind_int64(stmt, 13, t->params.set_energy_uj);
+	sqlite3_bind_int64(stmt, 14, t->armed_ms);
+	sqlite3_bind_int64(stmt, 15, t->armed_rtc_s);
+	sqlite3_bind_int64(stmt, 16, t->shot_at_arm);
+	err = step_done(st, stmt, "record treatment");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+int store_treatment_begin(struct store *st, const struct store_treatment_start *t,
+			  int64_t *treatment_id)
+{
+	char *patient = NULL, *unit = NULL;
+	int err;
+
+	if (!t || !treatment_id || !nonempty(t->patch) || !t->unit_firmware || !t->op.name ||
+	    t->cooldown_ms <= 0 || t->armed_ms <= 0 || !params_valid(&t->params))
+		return fail(st, -EINVAL, "a treatment needs a session, a patch, the firmware, "
+			    "an operator, parameters, the arming time and the cooldown");
+	err = store_flush(st);
+	if (err)
+		return err;
+
+	err = begin_write(st);
+	if (!err)
+		err = read_open_session(st, t->session_id, &patient, &unit);
+	if (!err)
+		err = refuse_if_unit_busy(st, unit);
+	if (!err)
+		err = refuse_if_cooling_down(st, t, patient);
+	if (!err)
+		err = insert_treatment(st, t, patient, unit);
+	if (!err)
+		*treatment_id = sqlite3_last_insert_rowid(st->db);
+	if (!err)
+		err = commit(st);	/* synchronous=FULL: durable on return */
+	free(patient);
+	free(unit);
+	return err ? rollback(st, err) : 0;
+}
+
+/* Inside the write transaction: outcome and shot_at_arm of a treatment. */
+static int read_treatment_state(struct store *st, int64_t id, enum store_outcome *outcome,
+				uint32_t *shot_at_arm, int64_t *recorded)
+{
+	sqlite3_stmt *stmt;
+	int rc, err, o;
+
+	err = prepare(st, &stmt, "SELECT outcome, shot_at_arm, pulses_recorded FROM treatments"
+		      " WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		o = name_index(outcome_names, N_ELEMS(outcome_names), column_text(stmt, 0));
+		*outcome = o < 0 ? STORE_OUTCOME_COMPLETED : (enum store_outcome)o;
+		*shot_at_arm = (uint32_t)sqlite3_column_int64(stmt, 1);
+		*recorded = sqlite3_column_int64(stmt, 2);
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
+					: sql_fail(st, rc, "read treatment");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+static int close_treatment(struct store *st, int64_t id, enum store_outcome outcome,
+			   int64_t end_ms, int64_t end_rtc_s, bool shot_known, uint32_t shot_at_end,
+			   uint32_t shot_at_arm)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	err = prepare(st, &stmt, "UPDATE treatments SET outcome = ?2, end_ms = ?3,"
+		      " end_rtc_s = ?4, shot_at_end = ?5, pulse_count = ?6 WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	sqlite3_bind_text(stmt, 2, outcome_names[outcome], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, end_ms);
+	if (end_rtc_s)
+		sqlite3_bind_int64(stmt, 4, end_rtc_s);
+	else
+		sqlite3_bind_null(stmt, 4);
+	if (shot_known) {
+		sqlite3_bind_int64(stmt, 5, shot_at_end);
+		sqlite3_bind_int64(stmt, 6, (int64_t)shot_at_end - shot_at_arm);
+	} else {
+		sqlite3_bind_null(stmt, 5);
+		sqlite3_bind_null(stmt, 6);
+	}
+	err = step_done(st, stmt, "close treatment");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+int store_treatment_end(struct store *st, int64_t treatment_id,
+			const struct store_treatment_finish *f)
+{
+	enum store_outcome now;
+	uint32_t shot_at_arm;
+	int64_t recorded;
+	int err;
+
+	if (!f || (f->outcome != STORE_OUTCOME_COMPLETED && f->outcome != STORE_OUTCOME_INTERRUPTED &&
+		   f->outcome != STORE_OUTCOME_FAULT && f->outcome != STORE_OUTCOME_UNKNOWN))
+		return fail(st, -EINVAL, "a treatment ends completed, interrupted, fault or unknown");
+	err = store_flush(st);
+	if (!err)
+		err = begin_write(st);
+	if (!err)
+		err = read_treatment_state(st, treatment_id, &now, &shot_at_arm, &recorded);
+	if (!err && now != STORE_OUTCOME_OPEN)
+		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)treatment_id,
+			   outcome_names[now]);
+	if (!err && f->shot_at_end_known && f->shot_at_end < shot_at_arm)
+		err = fail(st, -ERANGE, "treatment %lld: shot counter %u is below %u at arming",
+			   (long long)treatment_id, f->shot_at_end, shot_at_arm);
+	if (!err)
+		err = close_treatment(st, treatment_id, f->outcome, f->end_ms, f->end_rtc_s,
+				      f->shot_at_end_known, f->shot_at_end, shot_at_arm);
+	if (!err)
+		err = commit(st);
+	return err ? rollback(st, err) : 0;
+}
+
+static int insert_audit(struct store *st, const struct store_audit *a);
+
+int store_reconcile_treatment(struct store *st, int64_t treatment_id, uint32_t shot_count_now,
+			      int64_t now_ms)
+{
+	enum store_outcome now;
+	uint32_t shot_at_arm;
+	int64_t recorded;
+	char detail[160];
+	int err;
+
+	err = store_flush(st);
+	if (!err)
+		err = begin_write(st);
+	if (!err)
+		err = read_treatment_state(st, treatment_id, &now, &shot_at_arm, &recorded);
+	if (!err && now != STORE_OUTCOME_OPEN && now != STORE_OUTCOME_UNKNOWN)
+		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)treatment_id,
+			   outcome_names[now]);
+	if (!err && shot_count_now < shot_at_arm)
+		err = fail(st, -ERANGE, "treatment %lld: unit shot counter %u is below %u at "
+			   "arming (counter reset or another unit?); left %s",
+			   (long long)treatment_id, shot_count_now, shot_at_arm, outcome_names[now]);
+	if (!err)
+		err = close_treatment(st, treatment_id, STORE_OUTCOME_RECONCILED, now_ms, 0, true,
+				      shot_count_now, shot_at_arm);
+	if (!err) {
+		snprintf(detail, sizeof(detail), "treatment %lld: %u shots since arming, "
+			 "%lld pulses recorded", (long long)treatment_id,
+			 shot_count_now - shot_at_arm, (long long)recorded);
+		err = insert_audit(st, &(struct store_audit){
+			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .detail = detail });
+	}
+	if (!err)
+		err = commit(st);
+	return err ? rollback(st, err) : 0;
+}
+
+int store_get_treatment(struct store *st, int64_t treatment_id, store_treatment_cb cb, void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int n, err;
+
+	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, treatment_id);
+	n = visit_treatments(st, stmt, cb, ctx);
+	sqlite3_finalize(stmt);
+	if (n == 0)
+		return fail(st, -ENOENT, "no treatment %lld", (long long)treatment_id);
+	return n < 0 ? n : 0;
+}
+
+int store_patient_history(struct store *st, const char *patient, store_treatment_cb cb, void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int n, err;
+
+	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
+		      " WHERE patient = ?1 ORDER BY armed_ms, id");
+	if (err)
+		return err;
+	bind_text_or_null(stmt, 1, patient);
+	n = visit_treatments(st, stmt, cb, ctx);
+	sqlite3_finalize(stmt);
+	return n;
+}
+
+int store_open_treatments(struct store *st, const char *unit_serial, store_treatment_cb cb,
+			  void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int n, err;
+
+	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
+		      " WHERE outcome IN ('open', 'unknown')"
+		      "  AND (?1 IS NULL OR unit_serial = ?1) ORDER BY armed_ms, id");
+	if (err)
+		return err;
+	bind_text_or_null(stmt, 1, unit_serial);
+	n = visit_treatments(st, stmt, cb, ctx);
+	sqlite3_finalize(stmt);
+	return n;
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+int store_last_emission(struct store *st, const char *patient, const char *patch,
+			int64_t *when_ms)
+{
+	if (!nonempty(patient) || !nonempty(patch) || !when_ms)
+		return fail(st, -EINVAL, "last emission needs a patient and a patch");
+	return last_emission_except(st, patient, patch, 0, when_ms);
+}
+
+int store_patient_summary(struct store *st, const char *patient,
+			  struct store_patient_summary *out)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	if (!nonempty(patient) || !out)
+		return fail(st, -EINVAL, "summary needs a patient");
+	err = prepare(st, &stmt, "SELECT count(e), coalesce(min(e), 0), coalesce(max(e), 0) FROM"
+		      " (SELECT " EMISSION_EXPR " AS e FROM treatments WHERE patient = ?1)");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		out->treatments = (uint32_t)sqlite3_column_int64(stmt, 0);
+		out->first_emission_ms = sqlite3_column_int64(stmt, 1);
+		out->last_emission_ms = sqlite3_column_int64(stmt, 2);
+	} else {
+		err = sql_fail(st, rc, "patient summary");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+int store_newest_record_ms(struct store *st, int64_t *when_ms)
+{
+	bool is_null = true;
+	int err;
+
+	err = query_int64(st,
+		"SELECT max(t) FROM ("
+		" SELECT max(last_seen_ms) AS t FROM units"
+		" UNION ALL SELECT max(max(start_ms, coalesce(end_ms, start_ms))) FROM sessions"
+		" UNION ALL SELECT max(max(armed_ms, coalesce(end_ms, armed_ms),"
+		"   coalesce(last_pulse_ms, armed_ms))) FROM treatments"
+		" UNION ALL SELECT max(time_ms) FROM audit)", when_ms, &is_null);
+	if (err)
+		return err;
+	if (is_null)
+		*when_ms = 0;
+	return is_null ? 0 : 1;
+}
+
+/* ---- audit ------------------------------------------------------------- */
+
+static int insert_audit(struct store *st, const struct store_audit *a)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	err = prepare(st, &stmt, "INSERT INTO audit (time_ms, kind, operator_uid, operator_name,"
+		      " unit_serial, session_id, reason, detail)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, a->time_ms);
+	sqlite3_bind_text(stmt, 2, audit_kind_names[a->kind], -1, SQLITE_STATIC);
+	if (a->has_operator) {
+		sqlite3_bind_int64(stmt, 3, a->op.uid);
+		bind_text_or_null(stmt, 4, a->op.name);
+	}
+	bind_text_or_null(stmt, 5, a->unit_serial);
+	if (a->session_id)
+		sqlite3_bind_int64(stmt, 6, a->session_id);
+	bind_text_or_null(stmt, 7, a->reason);
+	bind_text_or_null(stmt, 8, a->detail);
+	err = step_done(st, stmt, "record audit");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+int store_audit(struct store *st, const struct store_audit *a)
+{
+	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
+		return fail(st, -EINVAL, "bad audit record");
+	return insert_audit(st, a);	/* one statement: its own durable transaction */
+}
+
+int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void *ctx)
+{
+	sqlite3_stmt *stmt;
+	int rc, n = 0, err, kind;
+
+	err = prepare(st, &stmt, "SELECT id, time_ms, kind, operator_uid, operator_name,"
+		      " unit_serial, coalesce(session_id, 0), reason, detail FROM audit"
+		      " WHERE time_ms >= ?1 ORDER BY time_ms, id");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, since_ms);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		kind = name_index(audit_kind_names, N_ELEMS(audit_kind_names), column_text(stmt, 2));
+		struct store_audit a = {
+			.time_ms = sqlite3_column_int64(stmt, 1),
+			.kind = kind < 0 ? STORE_AUDIT__COUNT : (enum store_audit_kind)kind,
+			.has_operator = sqlite3_column_type(stmt, 3) != SQLITE_NULL,
+			.op = { (uint32_t)sqlite3_column_int64(stmt, 3), column_text_or_null(stmt, 4) },
+			.unit_serial = column_text_or_null(stmt, 5),
+			.session_id = sqlite3_column_int64(stmt, 6),
+			.reason = column_text_or_null(stmt, 7),
+			.detail = column_text_or_null(stmt, 8),
+		};
+		n++;
+		if (cb(sqlite3_column_int64(stmt, 0), &a, ctx))
+			break;
+	}
+	err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read audit");
+	sqlite3_finalize(stmt);
+	return err;
+}

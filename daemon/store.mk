@@ -1,0 +1,10 @@
+# smplaserd's records store (daemon/store.h): a static library the daemon and
+# the tests link.  Link users add $(STORE_LIBS) after $(STORE_LIB).
+STORE_LIB := $(B)/libsmplstore.a
+STORE_LIBS = $(call pkglibs,sqlite3)
+STORE_OBJS := $(B)/daemon/store.o
+
+$(STORE_LIB): $(STORE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^

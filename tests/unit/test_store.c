@@ -1,0 +1,1271 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of the records store (daemon/store.h): every record kind round
+ * trips, the durability settings are really set, broken databases are refused
+ * and left untouched, a crash loses nothing flushed, and the cooldown queries
+ * count what the design says.  Each test runs in a fresh temporary directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+#define DAY_MS		(24LL * 3600 * 1000)
+#define COOLDOWN_MS	(42 * DAY_MS)
+#define T0		1767225600000LL		/* 2026-01-01T00:00:00Z */
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *st;
+	char msg[STORE_MSG_MAX];
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, STORE_DB_NAME);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->st);
+	chmod(f->dir, 0700);
+	nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void open_store(struct fixture *f)
+{
+	int err = store_open(&f->st, f->dir, f->msg, sizeof(f->msg));
+
+	if (err)
+		fail_msg("store_open: %d %s", err, f->msg);
+	assert_non_null(f->st);
+}
+
+static void reopen_store(struct fixture *f)
+{
+	store_close(f->st);
+	f->st = NULL;
+	open_store(f);
+}
+
+/* A second, raw SQLite connection to the same file, as another process would. */
+static sqlite3 *raw_open(const struct fixture *f)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 2000);
+	return db;
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	int64_t v;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+static int64_t count_rows(const struct fixture *f, const char *sql)
+{
+	sqlite3 *db = raw_open(f);
+	int64_t n = raw_int(db, sql);
+
+	sqlite3_close(db);
+	return n;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void write_at(const char *path, off_t off, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, data, len, off), (ssize_t)len);
+	close(fd);
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0;
+}
+
+static const struct store_operator OPERATOR = { .uid = 1001, .name = "tech1" };
+
+static const struct store_params PARAMS = {
+	.wavelength_nm = 1064, .fluence_mj_cm2 = 4000, .spot_um = 3000,
+	.pulse_ps = 10000, .rate_mhz = 5000, .set_energy_uj = 282743,
+};
+
+static void add_unit(struct fixture *f, const char *serial)
+{
+	assert_int_equal(store_unit_seen(f->st, serial, "SMPL-1064", "1.2.3", T0), 0);
+}
+
+static int64_t begin_session(struct fixture *f, const char *patient, const char *unit,
+			     int64_t now_ms)
+{
+	int64_t id = 0;
+
+	assert_int_equal(store_session_begin(f->st, patient, unit, &OPERATOR, now_ms, &id), 0);
+	assert_true(id > 0);
+	return id;
+}
+
+static struct store_treatment_start start_of(int64_t session, const char *patch,
+					     int64_t armed_ms, uint32_t shot)
+{
+	return (struct store_treatment_start){
+		.session_id = session, .patch = patch, .unit_firmware = "1.2.3",
+		.op = OPERATOR, .params = PARAMS, .armed_ms = armed_ms,
+		.armed_rtc_s = armed_ms / 1000 + 2, .shot_at_arm = shot,
+		.cooldown_ms = COOLDOWN_MS,
+	};
+}
+
+static int64_t begin_treatment(struct fixture *f, int64_t session, const char *patch,
+			       int64_t armed_ms, uint32_t shot)
+{
+	struct store_treatment_start t = start_of(session, patch, armed_ms, shot);
+	int64_t id = 0;
+	int err = store_treatment_begin(f->st, &t, &id);
+
+	if (err)
+		fail_msg("store_treatment_begin: %d %s", err, store_errmsg(f->st));
+	assert_true(id > 0);
+	return id;
+}
+
+static void add_pulses(struct fixture *f, int64_t treatment, uint32_t first_shot, int n,
+		       int64_t first_ms, uint32_t base_uj)
+{
+	for (int i = 0; i < n; i++) {
+		struct store_pulse p = {
+			.treatment_id = treatment, .host_ms = first_ms + 100 * i,
+			.shot = first_shot + (uint32_t)i, .measured_uj = base_uj + (uint32_t)i,
+			.set_uj = PARAMS.set_energy_uj,
+		};
+		assert_int_equal(store_add_pulse(f->st, &p), 0);
+	}
+}
+
+static void end_treatment(struct fixture *f, int64_t id, enum store_outcome outcome,
+			  int64_t end_ms, uint32_t shot_at_end)
+{
+	struct store_treatment_finish fin = {
+		.outcome = outcome, .end_ms = end_ms, .end_rtc_s = end_ms / 1000 + 2,
+		.shot_at_end_known = true, .shot_at_end = shot_at_end,
+	};
+	int err = store_treatment_end(f->st, id, &fin);
+
+	if (err)
+		fail_msg("store_treatment_end: %d %s", err, store_errmsg(f->st));
+}
+
+/* Copy one treatment out of its callback (strings into fixed buffers). */
+struct treatment_copy {
+	struct store_treatment t;
+	char patient[32], patch[32], unit[32], firmware[32], op_name[32];
+	int seen;
+};
+
+static int copy_treatment(const struct store_treatment *t, void *ctx)
+{
+	struct treatment_copy *c = ctx;
+
+	c->t = *t;
+	snprintf(c->patient, sizeof(c->patient), "%s", t->patient);
+	snprintf(c->patch, sizeof(c->patch), "%s", t->patch);
+	snprintf(c->unit, sizeof(c->unit), "%s", t->unit_serial);
+	snprintf(c->firmware, sizeof(c->firmware), "%s", t->unit_firmware);
+	snprintf(c->op_name, sizeof(c->op_name), "%s", t->op.name);
+	c->seen++;
+	return 0;
+}
+
+static struct treatment_copy get_treatment(struct fixture *f, int64_t id)
+{
+	struct treatment_copy c = { 0 };
+
+	assert_int_equal(store_get_treatment(f->st, id, copy_treatment, &c), 0);
+	assert_int_equal(c.seen, 1);
+	return c;
+}
+
+static int64_t last_emission(struct fixture *f, const char *patient, const char *patch)
+{
+	int64_t when = -1;
+	int found = store_last_emission(f->st, patient, patch, &when);
+
+	assert_true(found >= 0);
+	return found ? when : 0;
+}
+
+/* A store with one unit "U1" and an open session for patient "P1". */
+static int64_t unit_and_session(struct fixture *f)
+{
+	open_store(f);
+	add_unit(f, "U1");
+	return begin_session(f, "P1", "U1", T0);
+}
+
+/* ---- opening and settings ---------------------------------------------- */
+
+static void test_new_store_is_0600_wal_full_fk(void **state)
+{
+	struct fixture *f = *state;
+	struct store_settings s;
+	struct stat sb;
+	sqlite3 *db;
+	char wal[160];
+
+	open_store(f);
+	assert_string_equal(store_path(f->st), f->path);
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+
+	assert_int_equal(store_get_settings(f->st, &s), 0);
+	assert_string_equal(s.journal_mode, "wal");
+	assert_int_equal(s.synchronous, 2);	/* FULL */
+	assert_true(s.foreign_keys);
+	assert_int_equal(s.schema_version, STORE_SCHEMA_VERSION);
+
+	/* The WAL file SQLite creates for our writes is private as well. */
+	add_unit(f, "U1");
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+
+	/* WAL mode and our identity are in the file, as another process sees it. */
+	db = raw_open(f);
+	assert_int_equal(raw_int(db, "PRAGMA application_id"), 0x534d504c);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	sqlite3_close(db);
+	db = raw_open(f);
+	{
+		sqlite3_stmt *stmt;
+
+		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
+		sqlite3_finalize(stmt);
+	}
+	sqlite3_close(db);
+}
+
+static void test_state_dir_is_created(void **state)
+{
+	struct fixture *f = *state;
+	char sub[128];
+	struct stat sb;
+
+	snprintf(sub, sizeof(sub), "%s/state", f->dir);
+	assert_int_equal(store_open(&f->st, sub, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(stat(sub, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 0777, 0700);
+}
+
+static void test_reopen_keeps_records(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 10);
+
+	add_pulses(f, id, 11, 4, T0 + 2000, 280000);
+	store_close(f->st);	/* flushes the batch */
+	f->st = NULL;
+	open_store(f);
+	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 4);
+}
+
+/* ---- round trips ------------------------------------------------------- */
+
+struct unit_copy {
+	char serial[32], model[32], firmware[32];
+	int64_t first, last;
+};
+
+static int copy_unit(const struct store_unit *u, void *ctx)
+{
+	struct unit_copy *c = ctx;
+
+	snprintf(c->serial, sizeof(c->serial), "%s", u->serial);
+	snprintf(c->model, sizeof(c->model), "%s", u->model);
+	snprintf(c->firmware, sizeof(c->firmware), "%s", u->firmware);
+	c->first = u->first_seen_ms;
+	c->last = u->last_seen_ms;
+	return 0;
+}
+
+static void test_unit_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct unit_copy c;
+
+	open_store(f);
+	assert_int_equal(store_unit_seen(f->st, "U1", "SMPL-1064", "1.0.0", T0), 0);
+	assert_int_equal(store_unit_seen(f->st, "U1", "SMPL-1064P", "1.1.0", T0 + 5000), 0);
+	assert_int_equal(store_get_unit(f->st, "U1", copy_unit, &c), 0);
+	assert_string_equal(c.serial, "U1");
+	assert_string_equal(c.model, "SMPL-1064P");
+	assert_string_equal(c.firmware, "1.1.0");
+	assert_int_equal(c.first, T0);
+	assert_int_equal(c.last, T0 + 5000);
+
+	assert_int_equal(store_get_unit(f->st, "U2", copy_unit, &c), -ENOENT);
+	assert_int_equal(store_unit_seen(f->st, "", "m", "f", T0), -EINVAL);
+}
+
+struct session_copy {
+	struct store_session s;
+	char patient[32], unit[32], op_name[32], notes[64];
+	bool has_notes;
+};
+
+static int copy_session(const struct store_session *s, void *ctx)
+{
+	struct session_copy *c = ctx;
+
+	c->s = *s;
+	snprintf(c->patient, sizeof(c->patient), "%s", s->patient);
+	snprintf(c->unit, sizeof(c->unit), "%s", s->unit_serial);
+	snprintf(c->op_name, sizeof(c->op_name), "%s", s->op.name);
+	c->has_notes = s->notes != NULL;
+	snprintf(c->notes, sizeof(c->notes), "%s", s->notes ? s->notes : "");
+	return 0;
+}
+
+static void test_session_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct session_copy c;
+	int64_t id = unit_and_session(f), other;
+
+	assert_int_equal(store_get_session(f->st, id, copy_session, &c), 0);
+	assert_string_equal(c.patient, "P1");
+	assert_string_equal(c.unit, "U1");
+	assert_int_equal(c.s.op.uid, 1001);
+	assert_string_equal(c.op_name, "tech1");
+	assert_int_equal(c.s.state, STORE_SESSION_OPEN);
+	assert_int_equal(c.s.start_ms, T0);
+	assert_int_equal(c.s.end_ms, 0);
+	assert_false(c.has_notes);
+
+	assert_int_equal(store_session_end(f->st, id, STORE_SESSION_ENDED, "crown done",
+					   T0 + 60000), 0);
+	assert_int_equal(store_get_session(f->st, id, copy_session, &c), 0);
+	assert_int_equal(c.s.state, STORE_SESSION_ENDED);
+	assert_int_equal(c.s.end_ms, T0 + 60000);
+	assert_string_equal(c.notes, "crown done");
+
+	assert_int_equal(store_session_end(f->st, id, STORE_SESSION_ENDED, NULL, T0), -EALREADY);
+	assert_int_equal(store_session_end(f->st, 999, STORE_SESSION_ENDED, NULL, T0), -ENOENT);
+	assert_int_equal(store_session_end(f->st, id, STORE_SESSION_OPEN, NULL, T0), -EINVAL);
+	assert_int_equal(store_get_session(f->st, 999, copy_session, &c), -ENOENT);
+
+	/* Sessions a crash left open become interrupted at start-up. */
+	other = begin_session(f, "P2", "U1", T0 + 70000);
+	begin_session(f, "P3", "U1", T0 + 80000);
+	assert_int_equal(store_sessions_interrupt_open(f->st, T0 + 90000), 2);
+	assert_int_equal(store_get_session(f->st, other, copy_session, &c), 0);
+	assert_int_equal(c.s.state, STORE_SESSION_INTERRUPTED);
+	assert_int_equal(c.s.end_ms, T0 + 90000);
+	assert_int_equal(store_sessions_interrupt_open(f->st, T0 + 90000), 0);
+}
+
+struct pulse_list {
+	struct store_pulse p[16];
+	int n;
+};
+
+static int collect_pulse(const struct store_pulse *p, void *ctx)
+{
+	struct pulse_list *l = ctx;
+
+	if (l->n < 16)
+		l->p[l->n] = *p;
+	l->n++;
+	return 0;
+}
+
+static void test_treatment_and_pulses_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 500);
+	struct treatment_copy c = get_treatment(f, id);
+	struct pulse_list l = { 0 };
+
+	assert_int_equal(c.t.session_id, session);
+	assert_string_equal(c.patient, "P1");
+	assert_string_equal(c.patch, "crown");
+	assert_string_equal(c.unit, "U1");
+	assert_string_equal(c.firmware, "1.2.3");
+	assert_int_equal(c.t.op.uid, 1001);
+	assert_string_equal(c.op_name, "tech1");
+	assert_int_equal(c.t.params.wavelength_nm, 1064);
+	assert_int_equal(c.t.params.fluence_mj_cm2, 4000);
+	assert_int_equal(c.t.params.spot_um, 3000);
+	assert_int_equal(c.t.params.pulse_ps, 10000);
+	assert_int_equal(c.t.params.rate_mhz, 5000);
+	assert_int_equal(c.t.params.set_energy_uj, 282743);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_OPEN);
+	assert_int_equal(c.t.armed_ms, T0 + 1000);
+	assert_int_equal(c.t.armed_rtc_s, (T0 + 1000) / 1000 + 2);
+	assert_int_equal(c.t.shot_at_arm, 500);
+	assert_false(c.t.shot_at_end_known);
+	assert_false(c.t.pulse_count_known);
+	assert_int_equal(c.t.pulses_recorded, 0);
+	assert_int_equal(c.t.emission_ms, T0 + 1000);	/* open: counts from arming */
+
+	add_pulses(f, id, 501, 3, T0 + 2000, 280000);	/* 280000, 280001, 280002 */
+	assert_int_equal(store_pending_pulses(f->st), 3);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(store_pending_pulses(f->st), 0);
+	assert_int_equal(store_treatment_pulses(f->st, id, collect_pulse, &l), 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(l.p[i].treatment_id, id);
+		assert_int_equal(l.p[i].shot, 501 + i);
+		assert_int_equal(l.p[i].host_ms, T0 + 2000 + 100 * i);
+		assert_int_equal(l.p[i].measured_uj, 280000 + i);
+		assert_int_equal(l.p[i].set_uj, PARAMS.set_energy_uj);
+	}
+
+	add_pulses(f, id, 504, 1, T0 + 2300, 270000);	/* left for end to flush */
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 3000, 504);
+	assert_int_equal(store_pending_pulses(f->st), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_COMPLETED);
+	assert_int_equal(c.t.end_ms, T0 + 3000);
+	assert_int_equal(c.t.end_rtc_s, (T0 + 3000) / 1000 + 2);
+	assert_true(c.t.shot_at_end_known);
+	assert_int_equal(c.t.shot_at_end, 504);
+	assert_true(c.t.pulse_count_known);
+	assert_int_equal(c.t.pulse_count, 4);
+	assert_int_equal(c.t.pulses_recorded, 4);
+	assert_int_equal(c.t.energy_min_uj, 270000);
+	assert_int_equal(c.t.energy_max_uj, 280002);
+	assert_int_equal(c.t.energy_sum_uj, 280000 + 280001 + 280002 + 270000);
+	assert_int_equal(c.t.last_pulse_ms, T0 + 2300);
+	assert_int_equal(c.t.emission_ms, T0 + 3000);	/* closed: from the disarm */
+}
+
+struct audit_list {
+	int n;
+	int64_t ids[8];
+	struct store_audit a[8];
+	char reason[8][32], detail[8][32], unit[8][16], op[8][16];
+};
+
+static int collect_audit(int64_t id, const struct store_audit *a, void *ctx)
+{
+	struct audit_list *l = ctx;
+	int i = l->n++;
+
+	if (i >= 8)
+		return 1;
+	l->ids[i] = id;
+	l->a[i] = *a;
+	snprintf(l->reason[i], 32, "%s", a->reason ? a->reason : "(null)");
+	snprintf(l->detail[i], 32, "%s", a->detail ? a->detail : "(null)");
+	snprintf(l->unit[i], 16, "%s", a->unit_serial ? a->unit_serial : "(null)");
+	snprintf(l->op[i], 16, "%s", a->op.name ? a->op.name : "(null)");
+	return 0;
+}
+
+static void test_audit_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_list l = { 0 };
+
+	open_store(f);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0, .kind = STORE_AUDIT_CONFIG_LOAD,
+		.detail = "/etc/smplaser/smplaserd.conf" }), 0);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0 + 10, .kind = STORE_AUDIT_ARM, .has_operator = true,
+		.op = OPERATOR, .unit_serial = "U1", .session_id = 7 }), 0);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0 + 20, .kind = STORE_AUDIT_DISARM, .has_operator = true,
+		.op = OPERATOR, .unit_serial = "U1", .session_id = 7,
+		.reason = "door opened" }), 0);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0 + 30, .kind = STORE_AUDIT_REFUSED, .has_operator = true,
+		.op = { 1002, "visitor" }, .reason = "NotAuthorized", .detail = "Arm" }), 0);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0, .kind = STORE_AUDIT__COUNT }), -EINVAL);
+
+	assert_int_equal(store_audit_list(f->st, T0 + 10, collect_audit, &l), 3);
+	assert_int_equal(l.a[0].kind, STORE_AUDIT_ARM);
+	assert_true(l.a[0].has_operator);
+	assert_int_equal(l.a[0].op.uid, 1001);
+	assert_string_equal(l.op[0], "tech1");
+	assert_string_equal(l.unit[0], "U1");
+	assert_int_equal(l.a[0].session_id, 7);
+	assert_string_equal(l.reason[0], "(null)");
+	assert_int_equal(l.a[1].kind, STORE_AUDIT_DISARM);
+	assert_string_equal(l.reason[1], "door opened");
+	assert_int_equal(l.a[2].kind, STORE_AUDIT_REFUSED);
+	assert_int_equal(l.a[2].op.uid, 1002);
+	assert_string_equal(l.reason[2], "NotAuthorized");
+	assert_string_equal(l.detail[2], "Arm");
+	assert_int_equal(l.a[2].time_ms, T0 + 30);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_audit_list(f->st, 0, collect_audit, &l), 4);
+	assert_int_equal(l.a[0].kind, STORE_AUDIT_CONFIG_LOAD);
+	assert_false(l.a[0].has_operator);
+	assert_string_equal(l.unit[0], "(null)");
+	assert_string_equal(l.detail[0], "/etc/smplaser/smplaserd.conf");
+	assert_true(l.ids[0] < l.ids[1]);
+	assert_string_equal(store_audit_kind_name(STORE_AUDIT_ACK_FAULT), "ack-fault");
+}
+
+/* ---- integrity rules --------------------------------------------------- */
+
+static void test_foreign_keys_enforced(void **state)
+{
+	struct fixture *f = *state;
+	int64_t id = -1;
+	struct store_pulse p = { .treatment_id = 42, .host_ms = T0, .shot = 1 };
+	sqlite3 *db;
+
+	open_store(f);
+	assert_int_equal(store_session_begin(f->st, "P1", "nope", &OPERATOR, T0, &id), -ENOENT);
+	assert_non_null(strstr(store_errmsg(f->st), "nope"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sessions"), 0);
+	assert_int_equal(store_add_pulse(f->st, &p), -ENOENT);
+	assert_int_equal(store_pending_pulses(f->st), 0);
+
+	/* The schema itself refuses orphans to any connection with FKs on. */
+	db = raw_open(f);
+	sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	assert_int_not_equal(sqlite3_exec(db, "INSERT INTO pulses (treatment_id, unit_serial,"
+					  " host_ms, shot, measured_uj, set_uj)"
+					  " VALUES (42, 'U9', 1, 1, 1, 1)", NULL, NULL, NULL),
+			     SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void test_records_cannot_be_deleted_or_rewritten(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	sqlite3 *db;
+
+	add_pulses(f, id, 1, 2, T0 + 2000, 280000);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 3000, 2);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0, .kind = STORE_AUDIT_FAULT }), 0);
+
+	db = raw_open(f);
+	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM pulses", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM treatments", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(db, "UPDATE pulses SET measured_uj = 1", NULL, NULL,
+					  NULL), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(db, "UPDATE treatments SET end_ms = 1", NULL, NULL,
+					  NULL), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(db, "UPDATE treatments SET outcome = 'open'", NULL,
+					  NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	/* Through the API: a closed treatment cannot be ended or reconciled again. */
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_FAULT, .end_ms = T0 + 4000 }), -EALREADY);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 10, T0 + 5000), -EALREADY);
+	assert_int_equal(get_treatment(f, id).t.outcome, STORE_OUTCOME_COMPLETED);
+	assert_int_equal(get_treatment(f, id).t.end_ms, T0 + 3000);
+}
+
+static void test_duplicate_pulse_is_skipped(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+
+	add_pulses(f, id, 1, 2, T0 + 2000, 280000);
+	assert_int_equal(store_flush(f->st), 0);
+	add_pulses(f, id, 2, 2, T0 + 2100, 280000);	/* shot 2 again, then 3 */
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
+	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 3);
+}
+
+/* ---- arming preconditions (S3, S2): each refusal leaves no treatment ---- */
+
+static void test_begin_refuses_without_open_session(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f), id = 0;
+	struct store_treatment_start t = start_of(999, "crown", T0 + 1000, 0);
+
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -ENOENT);
+	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, NULL, T0 + 10), 0);
+	t = start_of(session, "crown", T0 + 1000, 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -ESTALE);
+	assert_non_null(strstr(store_errmsg(f->st), "not open"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 0);
+}
+
+static void test_begin_refuses_bad_arguments(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f), id = 0;
+	struct store_treatment_start t;
+
+	t = start_of(session, "", T0 + 1000, 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
+	t = start_of(session, "crown", T0 + 1000, 0);
+	t.cooldown_ms = 0;
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
+	t = start_of(session, "crown", T0 + 1000, 0);
+	t.params.set_energy_uj = 0;
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
+	t = start_of(session, "crown", T0 + 1000, 0);
+	t.op.name = NULL;
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 0);
+}
+
+static void test_begin_refuses_a_unit_with_an_open_treatment(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f), id = 0;
+	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	struct store_treatment_start t = start_of(session, "occipital", T0 + 2000, 0);
+
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EBUSY);
+	/* Still refused once the first is marked unknown; fine once reconciled. */
+	assert_int_equal(store_treatment_end(f->st, first, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_UNKNOWN, .end_ms = T0 + 1500 }), 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EBUSY);
+	assert_int_equal(store_reconcile_treatment(f->st, first, 0, T0 + 1800), 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 2);
+}
+
+static void test_begin_refuses_a_patch_in_cooldown(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s1 = unit_and_session(f), s2, id = 0, t1, again;
+	struct store_treatment_start t;
+
+	t1 = begin_treatment(f, s1, "crown", T0 + 1000, 0);
+	add_pulses(f, t1, 1, 3, T0 + 2000, 280000);
+	end_treatment(f, t1, STORE_OUTCOME_COMPLETED, T0 + 5000, 3);
+
+	/* Same session, same patch: a pause and re-arm is allowed. */
+	again = begin_treatment(f, s1, "crown", T0 + 6000, 3);
+	end_treatment(f, again, STORE_OUTCOME_COMPLETED, T0 + 7000, 3);
+	assert_int_equal(store_session_end(f->st, s1, STORE_SESSION_ENDED, NULL, T0 + 8000), 0);
+
+	/* Another session one millisecond too early: refused, with the date. */
+	s2 = begin_session(f, "P1", "U1", T0 + COOLDOWN_MS);
+	t = start_of(s2, "crown", T0 + 5000 + COOLDOWN_MS - 1, 3);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EAGAIN);
+	assert_non_null(strstr(store_errmsg(f->st), "eligible from 2026-02-12T00:00:05Z"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 2);
+
+	/* A longer clinic cooldown is honoured too. */
+	t = start_of(s2, "crown", T0 + 5000 + COOLDOWN_MS, 3);
+	t.cooldown_ms = COOLDOWN_MS + DAY_MS;
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EAGAIN);
+
+	/* Other patches and other patients are not affected; on time it passes. */
+	t = start_of(s2, "frontal", T0 + 10000, 3);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 11000, 3);
+	t = start_of(s2, "crown", T0 + 5000 + COOLDOWN_MS, 3);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+}
+
+static void test_begin_fails_when_pending_pulses_cannot_be_flushed(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s1 = unit_and_session(f), id = 0, t1;
+	struct store_treatment_start t;
+	sqlite3 *db;
+
+	add_unit(f, "U2");
+	t1 = begin_treatment(f, s1, "crown", T0 + 1000, 0);
+	add_pulses(f, t1, 1, 2, T0 + 2000, 280000);
+
+	t = start_of(begin_session(f, "P2", "U2", T0), "crown", T0 + 3000, 0);
+
+	/* Another process holds the write lock: nothing may arm U2. */
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EBUSY);
+	assert_int_equal(store_pending_pulses(f->st), 2);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(db);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 1);
+
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+	assert_int_equal(store_pending_pulses(f->st), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 2);
+}
+
+/* ---- pulse batch ------------------------------------------------------- */
+
+static void test_flush_failure_keeps_the_batch(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	sqlite3 *db;
+
+	add_pulses(f, id, 1, 3, T0 + 2000, 280000);
+
+	/* 1: the database is locked by another writer. */
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_flush(f->st), -EBUSY);
+	assert_int_equal(store_pending_pulses(f->st), 3);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+
+	/* 2: the third insert fails: the first two are rolled back, all kept. */
+	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER inject BEFORE INSERT ON pulses"
+				      " WHEN NEW.shot = 3 BEGIN SELECT RAISE(ABORT, 'injected');"
+				      " END", NULL, NULL, NULL), SQLITE_OK);
+	assert_true(store_flush(f->st) < 0);
+	assert_non_null(strstr(store_errmsg(f->st), "injected"));
+	assert_int_equal(store_pending_pulses(f->st), 3);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM pulses"), 0);
+	assert_int_equal(raw_int(db, "SELECT pulses_recorded FROM treatments"), 0);
+	assert_int_equal(sqlite3_exec(db, "DROP TRIGGER inject", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(store_pending_pulses(f->st), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
+	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 3);
+}
+
+static void test_end_fails_and_stays_open_if_pulses_cannot_be_flushed(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	sqlite3 *db;
+
+	add_pulses(f, id, 1, 2, T0 + 2000, 280000);
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 3000,
+		.shot_at_end_known = true, .shot_at_end = 2 }), -EBUSY);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(db);
+	assert_int_equal(get_treatment(f, id).t.outcome, STORE_OUTCOME_OPEN);
+	assert_int_equal(store_pending_pulses(f->st), 2);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 3000, 2);
+	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 2);
+}
+
+static void test_late_pulse_after_end_is_recorded(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	struct treatment_copy c;
+
+	add_pulses(f, id, 1, 1, T0 + 2000, 280000);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 3000, 1);
+	add_pulses(f, id, 2, 1, T0 + 3050, 250000);	/* reported after the disarm */
+	assert_int_equal(store_flush(f->st), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.pulses_recorded, 2);
+	assert_int_equal(c.t.energy_min_uj, 250000);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_COMPLETED);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 3050);
+}
+
+/* ---- refused databases ------------------------------------------------- */
+
+/* Open must fail with err, say something containing what, and not touch a byte. */
+static void assert_refused_untouched(struct fixture *f, int err, const char *what)
+{
+	size_t before_len, after_len;
+	char *before = read_file(f->path, &before_len), *after;
+	char wal[160];
+
+	assert_int_equal(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)), err);
+	assert_null(f->st);
+	fprintf(stderr, "# refused: %s\n", f->msg);
+	if (!strstr(f->msg, what) || !strstr(f->msg, f->path))
+		fail_msg("message \"%s\" should name %s and say \"%s\"", f->msg, f->path, what);
+	after = read_file(f->path, &after_len);
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_false(file_exists(wal));
+	free(before);
+	free(after);
+}
+
+/* A closed store with a few pages of records. */
+static void make_store_with_records(struct fixture *f, int pulses)
+{
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+
+	add_pulses(f, id, 1, pulses, T0 + 2000, 280000);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 1000000, (uint32_t)pulses);
+	store_close(f->st);	/* last connection: checkpoints into the main file */
+	f->st = NULL;
+}
+
+static void test_garbage_header_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	char garbage[100];
+
+	make_store_with_records(f, 10);
+	memset(garbage, 0xa5, sizeof(garbage));
+	write_at(f->path, 0, garbage, sizeof(garbage));
+	assert_refused_untouched(f, -EUCLEAN, "refusing");
+}
+
+static void test_corrupt_page_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	char garbage[4096];
+	size_t len;
+	char *content;
+
+	make_store_with_records(f, 2000);
+	content = read_file(f->path, &len);
+	free(content);
+	assert_true(len > 8 * 4096);
+	memset(garbage, 0x5a, sizeof(garbage));
+	write_at(f->path, (off_t)(len / 4096 / 2) * 4096, garbage, sizeof(garbage));
+	assert_refused_untouched(f, -EUCLEAN, "corrupt");
+}
+
+static void test_truncated_file_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	size_t len;
+	char *content;
+
+	make_store_with_records(f, 2000);
+	content = read_file(f->path, &len);
+	free(content);
+	assert_int_equal(truncate(f->path, (off_t)(len / 4096 / 2) * 4096), 0);
+	assert_refused_untouched(f, -EUCLEAN, "refusing");
+}
+
+static void test_newer_schema_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+
+	make_store_with_records(f, 3);
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = DELETE;"
+				      "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_refused_untouched(f, -EPROTONOSUPPORT, "newer smplaserd");
+	assert_non_null(strstr(f->msg, "99"));
+}
+
+static void test_foreign_database_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE notes (x TEXT)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_refused_untouched(f, -EMEDIUMTYPE, "not smplaser");
+}
+
+static void test_directory_in_place_of_the_file_is_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(mkdir(f->path, 0700), 0);
+	assert_int_equal(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)), -EISDIR);
+	assert_null(f->st);
+	assert_non_null(strstr(f->msg, "is a directory"));
+	assert_non_null(strstr(f->msg, f->path));
+}
+
+static void test_unusable_paths_are_refused(void **state)
+{
+	struct fixture *f = *state;
+	char file_as_dir[128], target[128];
+
+	/* The state directory is a regular file. */
+	snprintf(file_as_dir, sizeof(file_as_dir), "%s/plain", f->dir);
+	write_at(file_as_dir, 0, "x", 1);
+	assert_int_equal(store_open(&f->st, file_as_dir, f->msg, sizeof(f->msg)), -ENOTDIR);
+	assert_null(f->st);
+	assert_non_null(strstr(f->msg, "not a directory"));
+
+	/* The database is a symlink (to a good database, even). */
+	snprintf(target, sizeof(target), "%s/real.db", f->dir);
+	write_at(target, 0, "", 0);
+	assert_int_equal(symlink(target, f->path), 0);
+	assert_int_equal(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)), -EINVAL);
+	assert_null(f->st);
+	assert_non_null(strstr(f->msg, "not a regular file"));
+
+	/* No state directory at all. */
+	assert_int_equal(store_open(&f->st, "", f->msg, sizeof(f->msg)), -EINVAL);
+	assert_int_equal(store_open(&f->st, "/nonexistent/parent/state", f->msg,
+				    sizeof(f->msg)), -ENOENT);
+	assert_null(f->st);
+}
+
+/* ---- migrations -------------------------------------------------------- */
+
+static void test_version_1_database_is_migrated(void **state)
+{
+	struct fixture *f = *state;
+	struct store_settings s;
+	sqlite3 *db;
+
+	assert_int_equal(store_create_at_version(f->dir, 1, f->msg, sizeof(f->msg)), 0);
+	db = raw_open(f);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+				 " AND name = 'treatments_by_patch'"), 0);
+	/* Records written by a version-1 daemon. */
+	assert_int_equal(sqlite3_exec(db,
+		"INSERT INTO units VALUES ('U1', 'SMPL-1064', '1.0.0', 1, 1);"
+		"INSERT INTO sessions (id, patient, unit_serial, operator_uid, operator_name,"
+		" start_ms, end_ms, state) VALUES (1, 'P1', 'U1', 0, 'root', 1, 2, 'ended');"
+		"INSERT INTO treatments (session_id, patient, patch, unit_serial, unit_firmware,"
+		" operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps,"
+		" rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, end_ms, shot_at_arm,"
+		" shot_at_end, pulse_count, outcome) VALUES (1, 'P1', 'crown', 'U1', '1.0.0',"
+		" 0, 'root', 1064, 4000, 3000, 10000, 5000, 282743, 1767225601000, 1767225601,"
+		" 1767225609000, 0, 5, 5, 'completed');", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	open_store(f);
+	assert_int_equal(store_get_settings(f->st, &s), 0);
+	assert_int_equal(s.schema_version, STORE_SCHEMA_VERSION);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+				    " AND name = 'treatments_by_patch'"), 1);
+	assert_int_equal(last_emission(f, "P1", "crown"), 1767225609000LL);
+
+	/* And it stays migrated. */
+	reopen_store(f);
+	assert_int_equal(store_get_settings(f->st, &s), 0);
+	assert_int_equal(s.schema_version, STORE_SCHEMA_VERSION);
+}
+
+/* ---- crash ------------------------------------------------------------- */
+
+/*
+ * The child plays the daemon: begin (durable), pulses in batches of 5 with a
+ * flush after each, reporting each flushed shot to the parent, then holds
+ * 3 more unflushed pulses and waits to be killed.
+ */
+static void crash_child(struct fixture *f, int report_fd)
+{
+	int64_t session, id;
+	uint32_t shot = 100;
+
+	if (store_open(&f->st, f->dir, f->msg, sizeof(f->msg)) ||
+	    store_unit_seen(f->st, "U1", "SMPL-1064", "1.2.3", T0) ||
+	    store_session_begin(f->st, "P1", "U1", &OPERATOR, T0, &session))
+		_exit(2);
+	struct store_treatment_start t = start_of(session, "crown", T0 + 1000, shot);
+
+	if (store_treatment_begin(f->st, &t, &id))
+		_exit(3);
+	if (write(report_fd, &id, sizeof(id)) != sizeof(id))
+		_exit(4);
+	for (int batch = 0; batch < 4; batch++) {
+		for (int i = 0; i < 5; i++) {
+			shot++;
+			struct store_pulse p = { id, T0 + 2000 + 100 * shot, shot, 280000, 282743 };
+
+			if (store_add_pulse(f->st, &p))
+				_exit(5);
+		}
+		if (store_flush(f->st))
+			_exit(6);
+	}
+	for (int i = 0; i < 3; i++) {
+		shot++;
+		struct store_pulse p = { id, T0 + 2000 + 100 * shot, shot, 280000, 282743 };
+
+		if (store_add_pulse(f->st, &p))
+			_exit(7);
+	}
+	if (write(report_fd, &shot, sizeof(shot)) != sizeof(shot))
+		_exit(8);
+	pause();
+	_exit(9);
+}
+
+static void test_crash_loses_nothing_flushed(void **state)
+{
+	struct fixture *f = *state;
+	struct treatment_copy c = { 0 };
+	int fds[2], status;
+	int64_t id = 0;
+	uint32_t last_shot = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		crash_child(f, fds[1]);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &id, sizeof(id)), sizeof(id));
+	assert_int_equal(read(fds[0], &last_shot, sizeof(last_shot)), sizeof(last_shot));
+	close(fds[0]);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_int_equal(last_shot, 123);
+
+	/* The restarted daemon finds the treatment open with the 20 flushed pulses. */
+	open_store(f);
+	assert_int_equal(store_open_treatments(f->st, "U1", copy_treatment, &c), 1);
+	assert_int_equal(c.t.id, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_OPEN);
+	assert_int_equal(c.t.pulses_recorded, 20);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 20);
+	assert_int_equal(count_rows(f, "SELECT max(shot) FROM pulses"), 120);
+	/* Counts as emitted from arming (or its last recorded pulse, later). */
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 2000 + 100 * 120);
+	assert_true(last_emission(f, "P1", "crown") >= T0 + 1000);
+	assert_int_equal(store_sessions_interrupt_open(f->st, T0 + DAY_MS), 1);
+
+	/* The unit says 23 shots since arming (3 never reached the store). */
+	assert_int_equal(store_reconcile_treatment(f->st, id, 100 - 1, T0 + DAY_MS), -ERANGE);
+	assert_int_equal(get_treatment(f, id).t.outcome, STORE_OUTCOME_OPEN);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 123, T0 + DAY_MS), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_RECONCILED);
+	assert_int_equal(c.t.pulse_count, 23);
+	assert_int_equal(c.t.shot_at_end, 123);
+	assert_int_equal(c.t.pulses_recorded, 20);
+	assert_int_equal(c.t.end_ms, T0 + DAY_MS);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 2000 + 100 * 120);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'reconcile'"
+				    " AND detail LIKE '%23 shots%20 pulses%'"), 1);
+	assert_int_equal(store_open_treatments(f->st, NULL, copy_treatment, &c), 0);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 130, T0 + DAY_MS), -EALREADY);
+	assert_int_equal(store_reconcile_treatment(f->st, 777, 130, T0 + DAY_MS), -ENOENT);
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+static int64_t treat(struct fixture *f, const char *patient, const char *patch,
+		     int64_t armed_ms, int pulses, enum store_outcome outcome, uint32_t *shot)
+{
+	int64_t session = begin_session(f, patient, "U1", armed_ms - 500);
+	int64_t id = begin_treatment(f, session, patch, armed_ms, *shot);
+
+	add_pulses(f, id, *shot + 1, pulses, armed_ms + 1000, 280000);
+	*shot += (uint32_t)pulses;
+	end_treatment(f, id, outcome, armed_ms + 60000, *shot);
+	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, NULL,
+					   armed_ms + 70000), 0);
+	return id;
+}
+
+struct patch_list {
+	int n;
+	char patch[8][16];
+};
+
+static int collect_patch(const struct store_treatment *t, void *ctx)
+{
+	struct patch_list *l = ctx;
+
+	if (l->n < 8)
+		snprintf(l->patch[l->n], 16, "%s", t->patch);
+	l->n++;
+	return 0;
+}
+
+static void test_cooldown_queries_across_patches_and_patients(void **state)
+{
+	struct fixture *f = *state;
+	struct store_patient_summary sum;
+	struct patch_list l = { 0 };
+	uint32_t shot = 0;
+	int64_t session, id;
+
+	open_store(f);
+	add_unit(f, "U1");
+	assert_int_equal(last_emission(f, "P1", "crown"), 0);
+
+	treat(f, "P1", "crown", T0, 5, STORE_OUTCOME_COMPLETED, &shot);
+	treat(f, "P1", "frontal", T0 + DAY_MS, 5, STORE_OUTCOME_FAULT, &shot);
+	treat(f, "P1", "crown", T0 + 50 * DAY_MS, 5, STORE_OUTCOME_INTERRUPTED, &shot);
+	treat(f, "P2", "crown", T0 + 60 * DAY_MS, 5, STORE_OUTCOME_COMPLETED, &shot);
+	/* Armed but never fired (counter unchanged, no pulse): not an emission. */
+	treat(f, "P1", "occipital", T0 + 2 * DAY_MS, 0, STORE_OUTCOME_COMPLETED, &shot);
+	/* Interrupted with the unit gone (counter unknown): counts, from its end. */
+	session = begin_session(f, "P1", "U1", T0 + 3 * DAY_MS);
+	id = begin_treatment(f, session, "crown-left", T0 + 3 * DAY_MS, shot);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_INTERRUPTED, .end_ms = T0 + 3 * DAY_MS + 900 }), 0);
+	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, NULL,
+					   T0 + 3 * DAY_MS + 1000), 0);
+
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 50 * DAY_MS + 60000);
+	assert_int_equal(last_emission(f, "P1", "frontal"), T0 + DAY_MS + 60000);
+	assert_int_equal(last_emission(f, "P2", "crown"), T0 + 60 * DAY_MS + 60000);
+	assert_int_equal(last_emission(f, "P1", "occipital"), 0);
+	assert_int_equal(last_emission(f, "P1", "crown-left"), T0 + 3 * DAY_MS + 900);
+	assert_int_equal(last_emission(f, "P2", "frontal"), 0);
+	assert_int_equal(last_emission(f, "P3", "crown"), 0);
+
+	assert_int_equal(store_patient_summary(f->st, "P1", &sum), 0);
+	assert_int_equal(sum.treatments, 4);
+	assert_int_equal(sum.first_emission_ms, T0 + 60000);
+	assert_int_equal(sum.last_emission_ms, T0 + 50 * DAY_MS + 60000);
+	assert_int_equal(store_patient_summary(f->st, "P3", &sum), 0);
+	assert_int_equal(sum.treatments, 0);
+	assert_int_equal(sum.first_emission_ms, 0);
+
+	assert_int_equal(store_patient_history(f->st, "P1", collect_patch, &l), 5);
+	assert_string_equal(l.patch[0], "crown");
+	assert_string_equal(l.patch[1], "frontal");
+	assert_string_equal(l.patch[2], "occipital");
+	assert_string_equal(l.patch[3], "crown-left");
+	assert_string_equal(l.patch[4], "crown");
+	assert_int_equal(store_patient_history(f->st, "P9", collect_patch, &l), 0);
+}
+
+static void test_newest_record_time(void **state)
+{
+	struct fixture *f = *state;
+	int64_t when = -1, session, id;
+
+	open_store(f);
+	assert_int_equal(store_newest_record_ms(f->st, &when), 0);
+	add_unit(f, "U1");
+	assert_int_equal(store_newest_record_ms(f->st, &when), 1);
+	assert_int_equal(when, T0);
+	session = begin_session(f, "P1", "U1", T0 + 10);
+	id = begin_treatment(f, session, "crown", T0 + 20, 0);
+	assert_int_equal(store_newest_record_ms(f->st, &when), 1);
+	assert_int_equal(when, T0 + 20);
+	add_pulses(f, id, 1, 1, T0 + 500, 280000);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(store_newest_record_ms(f->st, &when), 1);
+	assert_int_equal(when, T0 + 500);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = T0 + 900, .kind = STORE_AUDIT_CLOCK_ANOMALY }), 0);
+	assert_int_equal(store_newest_record_ms(f->st, &when), 1);
+	assert_int_equal(when, T0 + 900);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_new_store_is_0600_wal_full_fk),
+		T(test_state_dir_is_created),
+		T(test_reopen_keeps_records),
+		T(test_unit_round_trip),
+		T(test_session_round_trip),
+		T(test_treatment_and_pulses_round_trip),
+		T(test_audit_round_trip),
+		T(test_foreign_keys_enforced),
+		T(test_records_cannot_be_deleted_or_rewritten),
+		T(test_duplicate_pulse_is_skipped),
+		T(test_begin_refuses_without_open_session),
+		T(test_begin_refuses_bad_arguments),
+		T(test_begin_refuses_a_unit_with_an_open_treatment),
+		T(test_begin_refuses_a_patch_in_cooldown),
+		T(test_begin_fails_when_pending_pulses_cannot_be_flushed),
+		T(test_flush_failure_keeps_the_batch),
+		T(test_end_fails_and_stays_open_if_pulses_cannot_be_flushed),
+		T(test_late_pulse_after_end_is_recorded),
+		T(test_garbage_header_is_refused),
+		T(test_corrupt_page_is_refused),
+		T(test_truncated_file_is_refused),
+		T(test_newer_schema_is_refused),
+		T(test_foreign_database_is_refused),
+		T(test_directory_in_place_of_the_file_is_refused),
+		T(test_unusable_paths_are_refused),
+		T(test_version_1_database_is_migrated),
+		T(test_crash_loses_nothing_flushed),
+		T(test_cooldown_queries_across_patches_and_patients),
+		T(test_newest_record_time),
+#undef T
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
