@@ -770,6 +770,27 @@ static void test_begin_fails_when_pending_pulses_cannot_be_flushed(void **state)
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 2);
 }
 
+/* S2 across units (and processes) sharing one store: the second arm loses. */
+static void test_two_units_cannot_treat_the_same_patch(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s1 = unit_and_session(f), s2, id = 0;
+	struct store *other = NULL;
+	struct store_treatment_start t;
+
+	add_unit(f, "U2");
+	s2 = begin_session(f, "P1", "U2", T0);
+	assert_int_equal(store_open(&other, f->dir, f->msg, sizeof(f->msg)), 0);
+
+	begin_treatment(f, s1, "crown", T0 + 1000, 0);		/* armed, no pulse yet */
+	t = start_of(s2, "crown", T0 + 2000, 0);
+	assert_int_equal(store_treatment_begin(other, &t, &id), -EAGAIN);
+	assert_non_null(strstr(store_errmsg(other), "eligible from"));
+	t = start_of(s2, "frontal", T0 + 2000, 0);
+	assert_int_equal(store_treatment_begin(other, &t, &id), 0);
+	store_close(other);
+}
+
 /* ---- pulse batch ------------------------------------------------------- */
 
 static void test_flush_failure_keeps_the_batch(void **state)
@@ -982,6 +1003,44 @@ static void test_unusable_paths_are_refused(void **state)
 	assert_int_equal(store_open(&f->st, "/nonexistent/parent/state", f->msg,
 				    sizeof(f->msg)), -ENOENT);
 	assert_null(f->st);
+}
+
+/*
+ * A database the daemon's user cannot open.  As root, a child drops to
+ * nobody (root would read any mode); otherwise the file is chmod 000.
+ */
+static void test_file_without_permission_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	int status;
+	pid_t pid;
+
+	make_store_with_records(f, 3);
+	if (geteuid() != 0) {
+		assert_int_equal(chmod(f->path, 0), 0);
+		assert_int_equal(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)), -EACCES);
+		assert_non_null(strstr(f->msg, "Permission denied"));
+		return;
+	}
+	assert_int_equal(chmod(f->dir, 0777), 0);	/* the file stays 0600 root */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *st = NULL;
+		char msg[STORE_MSG_MAX];
+		int err;
+
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(100);
+		err = store_open(&st, f->dir, msg, sizeof(msg));
+		fprintf(stderr, "# refused as nobody: %s\n", msg);
+		_exit(err == -EACCES && !st && strstr(msg, "Permission denied") &&
+		      strstr(msg, f->path) ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	open_store(f);	/* still fine for its owner */
 }
 
 /* ---- migrations -------------------------------------------------------- */
@@ -1250,6 +1309,7 @@ int main(void)
 		T(test_begin_refuses_a_unit_with_an_open_treatment),
 		T(test_begin_refuses_a_patch_in_cooldown),
 		T(test_begin_fails_when_pending_pulses_cannot_be_flushed),
+		T(test_two_units_cannot_treat_the_same_patch),
 		T(test_flush_failure_keeps_the_batch),
 		T(test_end_fails_and_stays_open_if_pulses_cannot_be_flushed),
 		T(test_late_pulse_after_end_is_recorded),
@@ -1260,6 +1320,7 @@ int main(void)
 		T(test_foreign_database_is_refused),
 		T(test_directory_in_place_of_the_file_is_refused),
 		T(test_unusable_paths_are_refused),
+		T(test_file_without_permission_is_refused),
 		T(test_version_1_database_is_migrated),
 		T(test_crash_loses_nothing_flushed),
 		T(test_cooldown_queries_across_patches_and_patients),
