@@ -98,7 +98,8 @@
 #define SMPLASER_IL_SHUTTER		(1U << 6)
 
 /* struct smplaser_status.driver_flags */
-#define SMPLASER_DF_ARMED		(1U << 0)	/* the driver armed the unit and supervises it */
+/* The driver armed the unit and supervises it (heartbeat, interlocks). */
+#define SMPLASER_DF_ARMED		(1U << 0)
 
 /* SMPLASER_IOC_GET_INFO, 80 bytes.  Strings are NUL-terminated. */
 struct smplaser_info {

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/smplaserN: open (one opener), release (disarms), read/poll of event
+ * records and the ioctls of include/uapi/smplaser.h.
+ */
+#include <linux/build_bug.h>
+#include <linux/compat.h>
+#include <linux/fs.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "smplaser.h"
+
+static_assert(sizeof(struct smplaser_info) == SMPLASER_INFO_SIZE);
+static_assert(sizeof(struct smplaser_status) == SMPLASER_STATUS_SIZE);
+static_assert(sizeof(struct smplaser_params) == SMPLASER_PARAMS_SIZE);
+static_assert(sizeof(struct smplaser_event) == SMPLASER_EVENT_SIZE);
+static_assert(sizeof(struct smplaser_info) % 8 == 0);
+static_assert(sizeof(struct smplaser_status) % 8 == 0);
+static_assert(sizeof(struct smplaser_params) % 8 == 0);
+static_assert(sizeof(struct smplaser_event) % 8 == 0);
+static_assert(sizeof(((struct smplaser_info *)0)->serial) >
+	      sizeof(((struct smpl_info *)0)->serial));
+static_assert(sizeof(((struct smplaser_info *)0)->model) >
+	      sizeof(((struct smpl_info *)0)->model));
+static_assert(SMPL_STATE_STANDBY == SMPLASER_STATE_STANDBY);
+static_assert(SMPL_STATE_FAULT == SMPLASER_STATE_FAULT);
+static_assert(SMPL_IL_SHUTTER == SMPLASER_IL_SHUTTER);
+
+static int smplaser_open(struct inode *inode, struct file *file)
+{
+	struct smplaser_dev *dev;
+	struct smplaser_event ev;
+
+	dev = smplaser_get_by_minor(iminor(inode));
+	if (!dev)
+		return -ENODEV;
+	if (test_and_set_bit(SMPLASER_FLAG_OPEN, &dev->flags)) {
+		kref_put(&dev->kref, smplaser_delete);
+		return -EBUSY;
+	}
+
+	/* A new opener starts with a fresh queue and the current status. */
+	spin_lock_irq(&dev->lock);
+	smplaser_queue_reset(&dev->events);
+	dev->interlock_disarmed = false;
+	if (dev->status.valid) {
+		smplaser_event_status(&ev, &dev->status);
+		smplaser_queue_push(&dev->events, &ev);
+	}
+	spin_unlock_irq(&dev->lock);
+
+	file->private_data = dev;
+	return stream_open(inode, file);
+}
+
+/* The opener is gone (last close, exit or crash): disarm at once. */
+static int smplaser_release(struct inode *inode, struct file *file)
+{
+	struct smplaser_dev *dev = file->private_data;
+
+	smplaser_disarm(dev, SMPLASER_DISARM_RELEASE, false);
+	cancel_delayed_work_sync(&dev->heartbeat_work);
+	clear_bit(SMPLASER_FLAG_OPEN, &dev->flags);
+	kref_put(&dev->kref, smplaser_delete);
+	return 0;
+}
+
+static bool smplaser_readable(struct smplaser_dev *dev)
+{
+	struct smplaser_event ev;
+	bool ready;
+
+	spin_lock_irq(&dev->lock);
+	ready = smplaser_queue_peek(&dev->events, &ev) ||
+		smplaser_queue_finished(&dev->events);
+	spin_unlock_irq(&dev->lock);
+	return ready;
+}
+
+/* Wait for a record; 0 when one is there, else a negative errno. */
+static int smplaser_wait_record(struct smplaser_dev *dev, struct file *file,
+				struct smplaser_event *ev)
+{
+	for (;;) {
+		bool got, finished;
+		int ret;
+
+		spin_lock_irq(&dev->lock);
+		got = smplaser_queue_peek(&dev->events, ev);
+		finished = smplaser_queue_finished(&dev->events);
+		spin_unlock_irq(&dev->lock);
+		if (got)
+			return 0;
+		if (finished)
+			return -ENODEV;
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible(dev->read_wait,
+					       smplaser_readable(dev));
+		if (ret)
+			return ret;
+	}
+}
+
+static ssize_t smplaser_read(struct file *file, char __user *buf,
+			     size_t count, loff_t *ppos)
+{
+	struct smplaser_dev *dev = file->private_data;
+	struct smplaser_event ev;
+	size_t done = 0;
+	int ret;
+
+	if (count < sizeof(ev))
+		return -EINVAL;
+	ret = mutex_lock_interruptible(&dev->read_mutex);
+	if (ret)
+		return ret;
+
+	while (count - done >= sizeof(ev)) {
+		if (done) {
+			/* More records only if they are already there. */
+			if (!smplaser_readable(dev))
+				break;
+		}
+		ret = smplaser_wait_record(dev, file, &ev);
+		if (ret)
+			break;
+		if (copy_to_user(buf + done, &ev, sizeof(ev))) {
+			ret = -EFAULT;
+			break;
+		}
+		/* Taken only once it reached the reader. */
+		spin_lock_irq(&dev->lock);
+		smplaser_queue_consume(&dev->events, &ev);
+		spin_unlock_irq(&dev->lock);
+		done += sizeof(ev);
+	}
+	mutex_unlock(&dev->read_mutex);
+	return done ? done : ret;
+}
+
+static __poll_t smplaser_poll(struct file *file, poll_table *wait)
+{
+	struct smplaser_dev *dev = file->private_data;
+	struct smplaser_event ev;
+	__poll_t mask = 0;
+
+	poll_wait(file, &dev->read_wait, wait);
+	spin_lock_irq(&dev->lock);
+	if (smplaser_queue_peek(&dev->events, &ev))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	else if (smplaser_queue_finished(&dev->events))
+		mask |= EPOLLHUP | EPOLLERR;
+	spin_unlock_irq(&dev->lock);
+	return mask;
+}
+
+/* --- ioctls ------------------------------------------------------------ */
+
+static long smplaser_get_info(struct smplaser_dev *dev, void __user *arg)
+{
+	struct smplaser_info info = dev->info;
+
+	info.heartbeat_ms = READ_ONCE(dev->heartbeat_ms);
+	info.reserved = 0;
+	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+static long smplaser_get_status(struct smplaser_dev *dev, void __user *arg)
+{
+	struct smplaser_unit_status st;
+	struct smplaser_status out;
+	int ret;
+
+	ret = smplaser_query_status(dev, &st);
+	if (ret)
+		return ret;
+
+	memset(&out, 0, sizeof(out));
+	out.state = st.state;
+	out.fault = st.fault;
+	out.interlocks = st.interlocks;
+	out.flags = st.flags;
+	out.shot_count = st.shot_count;
+	out.last_energy_uj = st.last_energy_uj;
+	out.rtc_s = st.rtc_s;
+	spin_lock_irq(&dev->lock);
+	if (dev->armed)
+		out.driver_flags |= SMPLASER_DF_ARMED;
+	spin_unlock_irq(&dev->lock);
+	return copy_to_user(arg, &out, sizeof(out)) ? -EFAULT : 0;
+}
+
+/* The driver's own check of parameters against the unit's limits. */
+static bool smplaser_params_in_limits(const struct smplaser_info *info,
+				      const struct smplaser_params *p)
+{
+	bool wavelength_ok = p->wavelength_nm &&
+		(p->wavelength_nm == info->wavelength_nm[0] ||
+		 p->wavelength_nm == info->wavelength_nm[1]);
+
+	return wavelength_ok &&
+	       p->spot_um >= info->min_spot_um &&
+	       p->spot_um <= info->max_spot_um &&
+	       p->fluence_mj_cm2 >= 1 &&
+	       p->fluence_mj_cm2 <= info->max_fluence_mj_cm2 &&
+	       p->pulse_ps >= info->min_pulse_ps &&
+	       p->pulse_ps <= info->max_pulse_ps &&
+	       p->rate_mhz >= 1 && p->rate_mhz <= info->max_rate_mhz;
+}
+
+static long smplaser_set_params(struct smplaser_dev *dev, void __user *arg)
+{
+	struct smplaser_params p;
+	struct smpl_params w;
+	int ret;
+
+	if (copy_from_user(&p, arg, sizeof(p)))
+		return -EFAULT;
+	if (p.reserved[0] || p.reserved[1])
+		return -EINVAL;
+	if (!smplaser_params_in_limits(&dev->info, &p))
+		return -ERANGE;
+
+	w.wavelength_nm = cpu_to_le16(p.wavelength_nm);
+	w.spot_um = cpu_to_le16(p.spot_um);
+	w.fluence_mj_cm2 = cpu_to_le32(p.fluence_mj_cm2);
+	w.pulse_ps = cpu_to_le32(p.pulse_ps);
+	w.rate_mhz = cpu_to_le32(p.rate_mhz);
+	ret = smplaser_command(dev, SMPL_OP_SET_PARAMS, &w, sizeof(w), &w,
+			       sizeof(w));
+	if (ret)
+		return ret;
+
+	memset(&p, 0, sizeof(p));
+	p.wavelength_nm = le16_to_cpu(w.wavelength_nm);
+	p.spot_um = le16_to_cpu(w.spot_um);
+	p.fluence_mj_cm2 = le32_to_cpu(w.fluence_mj_cm2);
+	p.pulse_ps = le32_to_cpu(w.pulse_ps);
+	p.rate_mhz = le32_to_cpu(w.rate_mhz);
+	return copy_to_user(arg, &p, sizeof(p)) ? -EFAULT : 0;
+}
+
+/* S1 at the driver: no ARM with an interlock open or a fault latched. */
+static int smplaser_arm_refusal(struct smplaser_dev *dev,
+				const struct smplaser_unit_status *st)
+{
+	if (st->interlocks) {
+		dev_notice_ratelimited(&dev->intf->dev,
+				       "ARM refused: interlocks open 0x%02x\n",
+				       st->interlocks);
+		return -EPERM;
+	}
+	if (st->fault || st->state == SMPL_STATE_FAULT) {
+		dev_notice_ratelimited(&dev->intf->dev,
+				       "ARM refused: fault %u latched\n",
+				       st->fault);
+		return -ENOTRECOVERABLE;
+	}
+	return 0;
+}
+
+static long smplaser_arm(struct smplaser_dev *dev)
+{
+	struct smplaser_unit_status st;
+	int ret;
+
+	/* The last status report, then a fresh answer from the unit. */
+	spin_lock_irq(&dev->lock);
+	st = dev->status;
+	spin_unlock_irq(&dev->lock);
+	if (st.valid) {
+		ret = smplaser_arm_refusal(dev, &st);
+		if (ret)
+			return ret;
+	}
+	ret = smplaser_query_status(dev, &st);
+	if (!ret)
+		ret = smplaser_arm_refusal(dev, &st);
+	if (ret)
+		return ret;
+
+	ret = smplaser_command(dev, SMPL_OP_ARM, NULL, 0, NULL, 0);
+	if (ret)
+		return ret;
+	spin_lock_irq(&dev->lock);
+	dev->armed = true;
+	dev->interlock_disarmed = false;
+	spin_unlock_irq(&dev->lock);
+	smplaser_heartbeat_restart(dev);
+	return 0;
+}
+
+static long smplaser_disarm_ioctl(struct smplaser_dev *dev)
+{
+	int ret;
+
+	/* The vendor request first, then the command that reports errors. */
+	smplaser_disarm(dev, SMPLASER_DISARM_REQUEST, true);
+	cancel_delayed_work(&dev->heartbeat_work);
+	ret = smplaser_command(dev, SMPL_OP_DISARM, NULL, 0, NULL, 0);
+	return ret;
+}
+
+static long smplaser_heartbeat(struct smplaser_dev *dev)
+{
+	bool armed;
+
+	spin_lock_irq(&dev->lock);
+	armed = dev->armed;
+	spin_unlock_irq(&dev->lock);
+	if (armed)
+		smplaser_heartbeat_restart(dev);
+	return smplaser_command(dev, SMPL_OP_HEARTBEAT, NULL, 0, NULL, 0);
+}
+
+static long smplaser_ioctl(struct file *file, unsigned int cmd,
+			   unsigned long arg)
+{
+	struct smplaser_dev *dev = file->private_data;
+	void __user *uarg = (void __user *)arg;
+	long ret;
+
+	switch (cmd) {
+	case SMPLASER_IOC_GET_INFO:
+	case SMPLASER_IOC_GET_STATUS:
+	case SMPLASER_IOC_SET_PARAMS:
+	case SMPLASER_IOC_ARM:
+	case SMPLASER_IOC_DISARM:
+	case SMPLASER_IOC_HEARTBEAT:
+	case SMPLASER_IOC_ACK_FAULT:
+		break;
+	default:
+		return -ENOTTY;
+	}
+
+	ret = mutex_lock_interruptible(&dev->io_mutex);
+	if (ret)
+		return ret;
+	if (dev->disconnected) {
+		ret = -ENODEV;
+		goto out;
+	}
+
+	switch (cmd) {
+	case SMPLASER_IOC_GET_INFO:
+		ret = smplaser_get_info(dev, uarg);
+		break;
+	case SMPLASER_IOC_GET_STATUS:
+		ret = smplaser_get_status(dev, uarg);
+		break;
+	case SMPLASER_IOC_SET_PARAMS:
+		ret = smplaser_set_params(dev, uarg);
+		break;
+	case SMPLASER_IOC_ARM:
+		ret = smplaser_arm(dev);
+		break;
+	case SMPLASER_IOC_DISARM:
+		ret = smplaser_disarm_ioctl(dev);
+		break;
+	case SMPLASER_IOC_HEARTBEAT:
+		ret = smplaser_heartbeat(dev);
+		break;
+	case SMPLASER_IOC_ACK_FAULT:
+		ret = smplaser_command(dev, SMPL_OP_ACK_FAULT, NULL, 0, NULL,
+				       0);
+		break;
+	}
+out:
+	mutex_unlock(&dev->io_mutex);
+	return ret;
+}
+
+const struct file_operations smplaser_fops = {
+	.owner = THIS_MODULE,
+	.open = smplaser_open,
+	.release = smplaser_release,
+	.read = smplaser_read,
+	.poll = smplaser_poll,
+	.unlocked_ioctl = smplaser_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * smplaser.ko internals: one struct smplaser_dev per bound unit.
+ *
+ * Lifetime follows drivers/usb/usb-skeleton.c: the struct is reference
+ * counted (kref); probe holds one reference until disconnect, every open
+ * file holds one until release.  io_mutex serialises bulk commands and
+ * guards "disconnected" against disconnect(); lock (a spinlock, taken from
+ * URB completions) guards the status cache, the armed flag and the event
+ * queue.
+ */
+#ifndef SMPLASER_KMOD_H
+#define SMPLASER_KMOD_H
+
+#include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/usb.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include <smplaser/proto.h>
+#include <uapi/smplaser.h>
+
+#define SMPLASER_MAX_UNITS	16
+#define SMPLASER_QUEUE_LEN	64	/* event records per reader */
+#define SMPLASER_CMD_TIMEOUT_MS	500	/* each bulk stage of a command */
+#define SMPLASER_CTRL_TIMEOUT_MS	200
+
+/* Bits in smplaser_dev.flags */
+enum {
+	SMPLASER_FLAG_OPEN,		/* an opener holds the device */
+	SMPLASER_FLAG_DISARM_BUSY,	/* the disarm control URB is in flight */
+	SMPLASER_FLAG_DISARM_AGAIN,	/* another disarm was asked meanwhile */
+	SMPLASER_FLAG_INT_HALTED,	/* the interrupt endpoint stalled */
+};
+
+/* The unit's status as the last valid report showed it. */
+struct smplaser_unit_status {
+	bool valid;
+	u8 state;
+	u8 fault;
+	u8 flags;
+	u16 interlocks;
+	u32 shot_count;
+	u32 last_energy_uj;
+	s64 rtc_s;
+};
+
+/* Bounded event queue; the caller holds smplaser_dev.lock. */
+struct smplaser_queue {
+	struct smplaser_event rec[SMPLASER_QUEUE_LEN];
+	unsigned int head;
+	unsigned int count;
+	u32 next_seq;
+	u32 lost;		/* events dropped since the queue filled */
+	u32 lost_first_seq;
+	u64 lost_time_ns;
+	bool disconnected;
+	bool disconnect_delivered;
+};
+
+/* A frame that passed the header checks; payload points into the buffer. */
+struct smplaser_frame {
+	u8 op;
+	u16 seq;
+	u16 status;
+	u16 len;
+	const u8 *payload;
+};
+
+struct smplaser_dev {
+	struct kref kref;
+	struct usb_device *udev;
+	struct usb_interface *intf;
+	u8 ifnum;
+	int minor;
+	struct device *node;		/* the class device behind /dev/smplaserN */
+	unsigned long flags;		/* SMPLASER_FLAG_* */
+
+	/* Bulk commands: one at a time, under io_mutex. */
+	struct mutex io_mutex;
+	bool disconnected;
+	unsigned int bulk_in_pipe;
+	unsigned int bulk_out_pipe;
+	u8 *cmd_buf;
+	u8 *reply_buf;
+	size_t reply_size;
+	u16 seq;
+
+	/* Interrupt IN: status and pulse reports, always running while bound. */
+	struct urb *int_urb;
+	u8 *int_buf;
+	unsigned int int_errors;	/* consecutive failed completions */
+	struct delayed_work int_retry_work;
+
+	/* Vendor request SMPL_REQ_DISARM, preallocated for atomic context. */
+	struct urb *disarm_urb;
+	struct usb_ctrlrequest *disarm_setup;
+
+	/* The unit, as GET_INFO described it at probe. */
+	struct smplaser_info info;
+	unsigned int heartbeat_ms;
+	struct delayed_work heartbeat_work;
+
+	spinlock_t lock;		/* status, armed, events: see above */
+	struct smplaser_unit_status status;
+	bool armed;			/* ARM succeeded, no disarm since */
+	bool interlock_disarmed;	/* disarm event sent for this opening */
+	struct smplaser_queue events;
+	wait_queue_head_t read_wait;
+	struct mutex read_mutex;	/* one reader at a time */
+};
+
+/* main.c */
+extern unsigned int smplaser_default_heartbeat_ms;
+struct smplaser_dev *smplaser_get_by_minor(unsigned int minor);
+int smplaser_register_node(struct smplaser_dev *dev);
+void smplaser_unregister_node(struct smplaser_dev *dev);
+
+/* usb.c */
+extern struct usb_driver smplaser_driver;
+void smplaser_delete(struct kref *kref);
+int smplaser_command(struct smplaser_dev *dev, u8 op, const void *arg,
+		     u16 arg_len, void *reply, u16 reply_len);
+int smplaser_query_status(struct smplaser_dev *dev,
+			  struct smplaser_unit_status *st);
+void smplaser_disarm(struct smplaser_dev *dev, u32 reason, bool event);
+void smplaser_heartbeat_restart(struct smplaser_dev *dev);
+bool smplaser_state_is_armed(u8 state);
+
+/* chardev.c */
+extern const struct file_operations smplaser_fops;
+
+/* sysfs.c */
+extern const struct attribute_group *smplaser_groups[];
+
+/* events.c */
+void smplaser_queue_reset(struct smplaser_queue *q);
+void smplaser_queue_push(struct smplaser_queue *q, struct smplaser_event *ev);
+bool smplaser_queue_peek(const struct smplaser_queue *q,
+			 struct smplaser_event *ev);
+void smplaser_queue_consume(struct smplaser_queue *q,
+			    const struct smplaser_event *ev);
+bool smplaser_queue_finished(const struct smplaser_queue *q);
+void smplaser_event_status(struct smplaser_event *ev,
+			   const struct smplaser_unit_status *st);
+
+/* frame.c */
+size_t smplaser_frame_encode(u8 *buf, u8 op, u16 seq, const void *payload,
+			     u16 len);
+int smplaser_frame_parse(const u8 *buf, size_t actual,
+			 struct smplaser_frame *f);
+int smplaser_status_decode(const u8 *payload, struct smplaser_unit_status *st);
+int smplaser_pulse_decode(const u8 *payload, struct smplaser_ev_pulse *p);
+int smplaser_info_decode(const u8 *payload, struct smplaser_info *info);
+int smplaser_unit_errno(u16 status);
+
+#endif /* SMPLASER_KMOD_H */
