@@ -1,0 +1,16 @@
+# sim/gadget.mk: smplaser-gadget, the firmware model behind FunctionFS
+# (used by the VM tests, tests/vm/README.md).
+
+GADGET := $(B)/smplaser-gadget
+GADGET_OBJS := $(B)/sim/gadget.o $(B)/sim/gadget-usb.o $(B)/sim/gadget-ctl.o
+
+# The gadget needs the model (sim/model.mk); until it exists, leave the
+# gadget out rather than break "make" for everyone.
+ifneq ($(wildcard sim/model.c),)
+PROGRAMS += $(GADGET)
+VM_BINS += $(GADGET)
+endif
+
+$(GADGET): $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB) \
+		$(COMMON_LDLIBS) -pthread
