@@ -1109,13 +1109,14 @@ static int refuse_if_unit_busy(struct store *st, const char *unit)
 	int rc, err;
 
 	err = prepare(st, &stmt, "SELECT id, outcome FROM treatments"
-		      " WHERE unit_serial = ?1 AND outcome IN ('open', 'unknown') LIMIT 1");
+		      " WHERE unit_serial = ?1 AND outcome = 'open' LIMIT 1");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
-		err = fail(st, -EBUSY, "unit %s still has treatment %lld %s; end or reconcile it first",
+		err = fail(st, -EBUSY, "unit %s still has treatment %lld %s; reconcile it or end it "
+			   "first",
 			   unit, (long long)sqlite3_column_int64(stmt, 0), column_text(stmt, 1));
 	else if (rc != SQLITE_DONE)
 		err = sql_fail(st, rc, "look for open treatments");
@@ -1321,6 +1322,29 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 
 static int insert_audit(struct store *st, const struct store_audit *a);
 
+/* Once its unit armed again, the shot counter no longer tells one's pulses. */
+static int refuse_if_unit_used_since(struct store *st, int64_t treatment_id)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT later.id FROM treatments AS t JOIN treatments AS later"
+		      " ON later.unit_serial = t.unit_serial AND later.id > t.id"
+		      " WHERE t.id = ?1 LIMIT 1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, treatment_id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		err = fail(st, -ESTALE, "treatment %lld: its unit was armed again since "
+			   "(treatment %lld); the shot counter cannot tell its pulses",
+			   (long long)treatment_id, (long long)sqlite3_column_int64(stmt, 0));
+	else if (rc != SQLITE_DONE)
+		err = sql_fail(st, rc, "look for later treatments");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
 int store_reconcile_treatment(struct store *st, int64_t treatment_id, uint32_t shot_count_now,
 			      int64_t now_ms)
 {
@@ -1338,6 +1362,8 @@ int store_reconcile_treatment(struct store *st, int64_t treatment_id, uint32_t s
 	if (!err && now != STORE_OUTCOME_OPEN && now != STORE_OUTCOME_UNKNOWN)
 		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)treatment_id,
 			   outcome_names[now]);
+	if (!err)
+		err = refuse_if_unit_used_since(st, treatment_id);
 	if (!err && shot_count_now < shot_at_arm)
 		err = fail(st, -ERANGE, "treatment %lld: unit shot counter %u is below %u at "
 			   "arming (counter reset or another unit?); left %s",

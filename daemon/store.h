@@ -174,7 +174,9 @@ struct store_treatment_start {
  * any pending pulses).  The daemon arms only if this returns 0.
  *   -EINVAL   bad arguments (empty patch, cooldown_ms <= 0, ...)
  *   -ENOENT   no such session            -ESTALE  session not open
- *   -EBUSY    the unit already has an open (or unknown) treatment
+ *   -EBUSY    the unit already has an OPEN treatment (one a crash left:
+ *             reconcile it, or if that fails end it UNKNOWN, which still
+ *             counts it as emitted but frees the unit)
  *   -EAGAIN   the patch is still in its cooldown (message says until when)
  */
 int store_treatment_begin(struct store *st, const struct store_treatment_start *t,
@@ -201,6 +203,7 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
  * shot_at_end = shot_count_now, pulse count = shots since arming, end_ms =
  * now_ms; appends a RECONCILE audit record in the same transaction.
  * -ENOENT unknown id, -EALREADY already closed,
+ * -ESTALE the unit was armed again since (the counter cannot tell; left as is),
  * -ERANGE if shot_count_now < shot_at_arm (counter reset?  left as is).
  */
 int store_reconcile_treatment(struct store *st, int64_t treatment_id,

@@ -699,13 +699,40 @@ static void test_begin_refuses_a_unit_with_an_open_treatment(void **state)
 	struct store_treatment_start t = start_of(session, "occipital", T0 + 2000, 0);
 
 	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EBUSY);
-	/* Still refused once the first is marked unknown; fine once reconciled. */
+	assert_non_null(strstr(store_errmsg(f->st), "U1"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 1);
+	/*
+	 * A crash leftover that cannot be reconciled is ended UNKNOWN: that frees
+	 * the unit, still counts as emitted from arming, and can be reconciled later.
+	 */
 	assert_int_equal(store_treatment_end(f->st, first, &(struct store_treatment_finish){
-		.outcome = STORE_OUTCOME_UNKNOWN, .end_ms = T0 + 1500 }), 0);
-	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EBUSY);
-	assert_int_equal(store_reconcile_treatment(f->st, first, 0, T0 + 1800), 0);
+		.outcome = STORE_OUTCOME_UNKNOWN, .end_ms = T0 + 9 * DAY_MS }), 0);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
 	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 3000, 0);
+	assert_int_equal(store_open_treatments(f->st, "U1", copy_treatment,
+					       &(struct treatment_copy){ 0 }), 1);
+	/* The unit has armed since: its counter no longer tells the first's shots. */
+	assert_int_equal(store_reconcile_treatment(f->st, first, 0, T0 + 10 * DAY_MS), -ESTALE);
+	assert_int_equal(get_treatment(f, first).t.outcome, STORE_OUTCOME_UNKNOWN);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 2);
+}
+
+static void test_unknown_treatment_reconciled_later(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 40);
+
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_UNKNOWN, .end_ms = T0 + 2000 }), 0);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
+	/* The unit comes back: its counter never moved, so nothing was emitted. */
+	assert_int_equal(store_reconcile_treatment(f->st, id, 40, T0 + DAY_MS), 0);
+	assert_int_equal(get_treatment(f, id).t.outcome, STORE_OUTCOME_RECONCILED);
+	assert_int_equal(get_treatment(f, id).t.pulse_count, 0);
+	assert_int_equal(last_emission(f, "P1", "crown"), 0);
 }
 
 static void test_begin_refuses_a_patch_in_cooldown(void **state)
@@ -1307,6 +1334,7 @@ int main(void)
 		T(test_begin_refuses_without_open_session),
 		T(test_begin_refuses_bad_arguments),
 		T(test_begin_refuses_a_unit_with_an_open_treatment),
+		T(test_unknown_treatment_reconciled_later),
 		T(test_begin_refuses_a_patch_in_cooldown),
 		T(test_begin_fails_when_pending_pulses_cannot_be_flushed),
 		T(test_two_units_cannot_treat_the_same_patch),
