@@ -160,6 +160,8 @@ struct store {
 	size_t batch_len, batch_cap;
 	int64_t known_treatment;	/* last id store_add_pulse() found */
 
+	bool log_existed;		/* a -wal file was there before we opened */
+
 	sqlite3_stmt *insert_pulse;
 	sqlite3_stmt *add_to_summary;
 	sqlite3_stmt *treatment_exists;
@@ -579,14 +581,48 @@ static int prepare_hot_statements(struct store *st)
 	return err;
 }
 
-static void free_store(struct store *st)
+static bool file_exists_with_suffix(const char *path, const char *suffix, off_t *size)
+{
+	char name[PATH_MAX];
+	struct stat sb;
+
+	snprintf(name, sizeof(name), "%s%s", path, suffix);
+	if (stat(name, &sb) < 0)
+		return false;
+	if (size)
+		*size = sb.st_size;
+	return true;
+}
+
+/*
+ * After refusing a database: SQLite created an empty log and its index
+ * beside it; remove them so that the refused file is left as we found it.
+ */
+static void remove_empty_log_we_created(const struct store *st)
+{
+	char name[PATH_MAX];
+	off_t size;
+
+	if (st->log_existed || !file_exists_with_suffix(st->path, "-wal", &size) || size != 0)
+		return;
+	snprintf(name, sizeof(name), "%s-wal", st->path);
+	unlink(name);
+	snprintf(name, sizeof(name), "%s-shm", st->path);
+	unlink(name);
+}
+
+static void free_store(struct store *st, bool refused)
 {
 	if (!st)
 		return;
 	sqlite3_finalize(st->insert_pulse);
 	sqlite3_finalize(st->add_to_summary);
 	sqlite3_finalize(st->treatment_exists);
-	sqlite3_close(st->db);
+	if (st->db) {
+		sqlite3_close(st->db);
+		if (refused && st->path)
+			remove_empty_log_we_created(st);
+	}
 	free(st->batch);
 	free(st->path);
 	free(st);
@@ -619,15 +655,23 @@ static int open_checked(struct store **out, const char *state_dir, int *version)
 	if (err)
 		return err;
 
+	st->log_existed = file_exists_with_suffix(st->path, "-wal", NULL);
 	rc = sqlite3_open_v2(st->path, &st->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK)
 		return fail(st, errno_of_sqlite(st->db, rc), "cannot open %s: %s",
 			    st->path, st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
-	/* Header first: nothing below writes before the file is known good. */
+	/*
+	 * Nothing may write before the file is known good: not even the
+	 * checkpoint SQLite runs when the last connection closes, which would
+	 * copy a log left by a crash into a database we refuse.
+	 */
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	err = identify(st, version);
 	if (!err && *version > 0)
 		err = check_integrity(st);
+	if (!err)
+		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
 	return err;
 }
 
@@ -648,7 +692,7 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 		err = prepare_hot_statements(st);
 	if (err) {
 		copy_msg(msg, msg_len, st ? st->msg : "out of memory");
-		free_store(st);
+		free_store(st, true);
 		return err;
 	}
 	st->msg[0] = '\0';
@@ -674,7 +718,7 @@ int store_create_at_version(const char *state_dir, int version, char *msg, size_
 	if (!err)
 		err = migrate(st, 0, version);
 	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
-	free_store(st);
+	free_store(st, err != 0);
 	return err;
 }
 
@@ -682,7 +726,7 @@ void store_close(struct store *st)
 {
 	if (st && st->db)
 		store_flush(st);
-	free_store(st);
+	free_store(st, false);
 }
 
 int store_get_settings(struct store *st, struct store_settings *out)

@@ -895,25 +895,65 @@ static void test_late_pulse_after_end_is_recorded(void **state)
 
 /* ---- refused databases ------------------------------------------------- */
 
-/* Open must fail with err, say something containing what, and not touch a byte. */
+static void assert_same_bytes(const char *path, const char *before, size_t before_len)
+{
+	size_t after_len;
+	char *after = read_file(path, &after_len);
+
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	free(after);
+}
+
+/*
+ * Open must fail with err, say something containing what, and change no
+ * byte of the database nor of its write-ahead log (if one was left).
+ */
 static void assert_refused_untouched(struct fixture *f, int err, const char *what)
 {
-	size_t before_len, after_len;
-	char *before = read_file(f->path, &before_len), *after;
-	char wal[160];
+	size_t db_len, wal_len = 0;
+	char wal[160], *db_bytes = read_file(f->path, &db_len), *wal_bytes = NULL;
+	bool had_wal;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	had_wal = file_exists(wal);
+	if (had_wal)
+		wal_bytes = read_file(wal, &wal_len);
 
 	assert_int_equal(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)), err);
 	assert_null(f->st);
 	fprintf(stderr, "# refused: %s\n", f->msg);
 	if (!strstr(f->msg, what) || !strstr(f->msg, f->path))
 		fail_msg("message \"%s\" should name %s and say \"%s\"", f->msg, f->path, what);
-	after = read_file(f->path, &after_len);
-	assert_int_equal(before_len, after_len);
-	assert_memory_equal(before, after, before_len);
-	snprintf(wal, sizeof(wal), "%s-wal", f->path);
-	assert_false(file_exists(wal));
-	free(before);
-	free(after);
+	assert_same_bytes(f->path, db_bytes, db_len);
+	assert_int_equal(file_exists(wal), had_wal);
+	if (had_wal)
+		assert_same_bytes(wal, wal_bytes, wal_len);
+	free(db_bytes);
+	free(wal_bytes);
+}
+
+/*
+ * Leave a write-ahead log behind as a crashed process would: a child writes
+ * sql through its own connection and _exit()s without closing.
+ */
+static void crash_after_writing(const struct fixture *f, const char *sql)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		sqlite3 *db;
+
+		if (sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+		    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* A closed store with a few pages of records. */
@@ -980,6 +1020,35 @@ static void test_newer_schema_is_refused(void **state)
 	sqlite3_close(db);
 	assert_refused_untouched(f, -EPROTONOSUPPORT, "newer smplaserd");
 	assert_non_null(strstr(f->msg, "99"));
+}
+
+/* A newer daemon crashed with its log not yet checkpointed: we touch neither. */
+static void test_newer_schema_with_pending_log_is_left_alone(void **state)
+{
+	struct fixture *f = *state;
+	char wal[160];
+
+	make_store_with_records(f, 3);
+	crash_after_writing(f, "PRAGMA user_version = 3;"
+			    "INSERT INTO audit (time_ms, kind) VALUES (1, 'from-the-future')");
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_true(file_exists(wal));
+	assert_refused_untouched(f, -EPROTONOSUPPORT, "newer smplaserd");
+}
+
+/* A corrupt page with a log left by a crash: refused, neither file touched. */
+static void test_corrupt_page_with_pending_log_is_left_alone(void **state)
+{
+	struct fixture *f = *state;
+	char garbage[4096];
+	size_t len;
+
+	make_store_with_records(f, 2000);
+	crash_after_writing(f, "INSERT INTO audit (time_ms, kind) VALUES (1, 'fault')");
+	free(read_file(f->path, &len));
+	memset(garbage, 0x5a, sizeof(garbage));
+	write_at(f->path, (off_t)(len / 4096 / 2) * 4096, garbage, sizeof(garbage));
+	assert_refused_untouched(f, -EUCLEAN, "corrupt");
 }
 
 static void test_foreign_database_is_refused(void **state)
@@ -1345,6 +1414,8 @@ int main(void)
 		T(test_corrupt_page_is_refused),
 		T(test_truncated_file_is_refused),
 		T(test_newer_schema_is_refused),
+		T(test_newer_schema_with_pending_log_is_left_alone),
+		T(test_corrupt_page_with_pending_log_is_left_alone),
 		T(test_foreign_database_is_refused),
 		T(test_directory_in_place_of_the_file_is_refused),
 		T(test_unusable_paths_are_refused),
