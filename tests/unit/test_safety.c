@@ -1,0 +1,1099 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's safety core (daemon/safety.c): every arming condition of S1
+ * is tried alone, every event that must disarm or fault is driven, the fault
+ * latch and its acknowledgement, limits, supervision and the clock.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "safety.h"
+
+#define T0		1000000ULL			/* monotonic ms */
+#define WALL0		1767261600000LL			/* 2026-01-01 10:00:00 UTC */
+#define SET_UJ		1000u
+#define SHOT0		100u
+#define GOOD_FLAGS	(SMPL_SF_CALIBRATED | SMPL_SF_PARAMS_SET)
+
+/* ---- fixtures ---------------------------------------------------------------- */
+
+static struct smpl_status_n status_of(uint8_t state, uint16_t interlocks)
+{
+	struct smpl_status_n st = {
+		.state = state,
+		.fault = SMPL_FAULT_NONE,
+		.interlocks = interlocks,
+		.flags = GOOD_FLAGS,
+		.shot_count = SHOT0,
+		.last_energy_uj = 0,
+		.rtc_s = WALL0 / 1000,
+	};
+	return st;
+}
+
+static enum smpl_action_kind feed(struct smpl_safety *s, uint64_t now,
+				  struct smpl_status_n st, struct smpl_action *a)
+{
+	return smpl_safety_status(s, now, WALL0 + (int64_t)(now - T0), &st, a);
+}
+
+/* Everything S1 needs, with @l (NULL: defaults). */
+static void ready_to_arm(struct smpl_safety *s, const struct smpl_safety_limits *l)
+{
+	struct smpl_verdict v;
+
+	smpl_safety_init(s, l);
+	smpl_safety_connected(s, T0);
+	assert_int_equal(feed(s, T0, status_of(SMPL_STATE_STANDBY, 0), NULL), SMPL_ACT_NONE);
+	smpl_safety_newest_record(s, WALL0 - 60000);
+	assert_int_equal(smpl_safety_session_open(s, &v), 0);
+	assert_int_equal(smpl_safety_select_patch(s, true, WALL0, 0, &v), 0);
+	assert_int_equal(smpl_safety_confirm_eyewear(s, &v), 0);
+	assert_int_equal(smpl_safety_set_params(s, true, SET_UJ, &v), 0);
+}
+
+static void may_arm_ok(struct smpl_safety *s, uint64_t now)
+{
+	struct smpl_verdict v;
+	int r = smpl_safety_may_arm(s, now, WALL0 + (int64_t)(now - T0), &v);
+
+	if (r)
+		fail_msg("refused: %s (%s)", v.message, smpl_reason_name(v.reason));
+	assert_int_equal(v.reason, SMPL_REASON_NONE);
+}
+
+static void expect_refused(struct smpl_safety *s, uint64_t now, int64_t wall,
+			   enum smpl_reason want)
+{
+	struct smpl_verdict v;
+	bool was_armed = smpl_safety_is_armed(s);
+	int r = smpl_safety_may_arm(s, now, wall, &v);
+
+	if (v.reason != want)
+		fail_msg("wanted %s, got %s: %s", smpl_reason_name(want),
+			 smpl_reason_name(v.reason), v.message);
+	assert_true(r < 0);
+	assert_int_equal(r, smpl_reason_errno(want));
+	assert_true(v.message[0] != '\0');
+	/* arm_begin refuses the same way and changes nothing */
+	assert_int_equal(smpl_safety_arm_begin(s, now, wall, &v), r);
+	assert_int_equal(smpl_safety_is_armed(s), was_armed);
+}
+
+/* Armed, unit READY. */
+static void armed_ready(struct smpl_safety *s, const struct smpl_safety_limits *l)
+{
+	struct smpl_verdict v;
+
+	ready_to_arm(s, l);
+	assert_int_equal(smpl_safety_arm_begin(s, T0, WALL0, &v), 0);
+	assert_true(smpl_safety_is_armed(s));
+	assert_int_equal(feed(s, T0 + 10, status_of(SMPL_STATE_ARMING, 0), NULL), SMPL_ACT_NONE);
+	assert_int_equal(feed(s, T0 + 2000, status_of(SMPL_STATE_READY, 0), NULL), SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(s));
+}
+
+static enum smpl_action_kind pulse(struct smpl_safety *s, uint64_t now, uint32_t shot,
+				   uint32_t measured, uint32_t set, struct smpl_action *a)
+{
+	struct smpl_pulse_n p = { .shot = shot, .measured_uj = measured, .set_uj = set };
+
+	return smpl_safety_pulse(s, now, &p, a);
+}
+
+/* ---- S1: all satisfied, then each condition missing alone --------------------- */
+
+static void test_all_conditions_allow_arming(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	may_arm_ok(&s, T0);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	assert_true(smpl_safety_is_armed(&s));
+}
+
+struct breach {
+	const char *what;
+	void (*apply)(struct smpl_safety *s);
+	enum smpl_reason want;
+	const char *dbus_error;
+	int64_t wall_offset_ms;	/* wall clock at the check, relative to WALL0 */
+};
+
+static void br_disconnected(struct smpl_safety *s)
+{
+	smpl_safety_disconnected(s, T0, NULL);
+}
+
+static void br_unit_fault(struct smpl_safety *s)
+{
+	struct smpl_status_n st = status_of(SMPL_STATE_FAULT, 0);
+
+	st.fault = SMPL_FAULT_OVERTEMP;
+	assert_int_equal(feed(s, T0, st, NULL), SMPL_ACT_FAULT);
+}
+
+static void br_fault_latched(struct smpl_safety *s)
+{
+	/* a pulse nobody armed for latches a fault; the unit looks fine */
+	assert_int_equal(pulse(s, T0, SHOT0 + 1, SET_UJ, SET_UJ, NULL), SMPL_ACT_FAULT);
+}
+
+static void br_self_test(struct smpl_safety *s)
+{
+	feed(s, T0, status_of(SMPL_STATE_SELF_TEST, 0), NULL);
+}
+
+static void br_status_unknown(struct smpl_safety *s)
+{
+	smpl_safety_connected(s, T0);	/* replugged, no report yet */
+	smpl_safety_rtc(s, T0, WALL0 / 1000);
+}
+
+static void br_already_armed(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	assert_int_equal(smpl_safety_arm_begin(s, T0, WALL0, &v), 0);
+}
+
+#define INTERLOCK_BREACH(fn, bit)						\
+	static void fn(struct smpl_safety *s)					\
+	{									\
+		feed(s, T0, status_of(SMPL_STATE_STANDBY, bit), NULL);		\
+	}
+INTERLOCK_BREACH(br_key, SMPL_IL_KEY)
+INTERLOCK_BREACH(br_door, SMPL_IL_DOOR)
+INTERLOCK_BREACH(br_estop, SMPL_IL_ESTOP)
+INTERLOCK_BREACH(br_handpiece, SMPL_IL_HANDPIECE)
+INTERLOCK_BREACH(br_cooling, SMPL_IL_COOLING)
+INTERLOCK_BREACH(br_temperature, SMPL_IL_TEMPERATURE)
+INTERLOCK_BREACH(br_shutter, SMPL_IL_SHUTTER)
+INTERLOCK_BREACH(br_unknown_interlock, 0x100)
+
+static void br_calibration(struct smpl_safety *s)
+{
+	struct smpl_status_n st = status_of(SMPL_STATE_STANDBY, 0);
+
+	st.flags = SMPL_SF_PARAMS_SET;
+	feed(s, T0, st, NULL);
+}
+
+static void br_no_rtc(struct smpl_safety *s)
+{
+	struct smpl_status_n st = status_of(SMPL_STATE_STANDBY, 0);
+
+	smpl_safety_connected(s, T0);
+	st.rtc_s = 0;			/* the report carries no RTC */
+	feed(s, T0, st, NULL);
+}
+
+static void br_clock_behind(struct smpl_safety *s)
+{
+	smpl_safety_newest_record(s, WALL0 + 1);
+}
+
+static void br_rtc_ahead(struct smpl_safety *s)
+{
+	smpl_safety_rtc(s, T0, WALL0 / 1000 + 301);
+}
+
+static void br_rtc_behind(struct smpl_safety *s)
+{
+	smpl_safety_rtc(s, T0, WALL0 / 1000 - 301);
+}
+
+static void br_no_session(struct smpl_safety *s)
+{
+	smpl_safety_session_close(s, NULL);
+}
+
+static void br_owner_gone(struct smpl_safety *s)
+{
+	assert_int_equal(smpl_safety_owner_vanished(s, NULL), SMPL_ACT_NONE);
+}
+
+static void br_no_patch(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	smpl_safety_session_close(s, NULL);
+	smpl_safety_session_open(s, &v);
+	smpl_safety_confirm_eyewear(s, &v);
+}
+
+static void br_cooldown(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	assert_int_equal(smpl_safety_select_patch(s, false, WALL0 + 3 * 86400000LL, 0, &v), 0);
+}
+
+static void br_eyewear(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	smpl_safety_session_close(s, NULL);
+	smpl_safety_session_open(s, &v);
+	smpl_safety_select_patch(s, true, WALL0, 0, &v);
+}
+
+static void br_params(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	smpl_safety_set_params(s, false, 0, &v);
+}
+
+static void br_params_not_on_unit(struct smpl_safety *s)
+{
+	struct smpl_status_n st = status_of(SMPL_STATE_STANDBY, 0);
+
+	st.flags = SMPL_SF_CALIBRATED;
+	feed(s, T0, st, NULL);
+}
+
+static void br_pulse_limit(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	/* a test spot of 2 pulses, both given */
+	smpl_safety_select_patch(s, true, WALL0, 2, &v);
+	assert_int_equal(smpl_safety_arm_begin(s, T0, WALL0, &v), 0);
+	feed(s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
+	assert_int_equal(pulse(s, T0 + 2, SHOT0 + 1, SET_UJ, SET_UJ, NULL), SMPL_ACT_NONE);
+	assert_int_equal(pulse(s, T0 + 3, SHOT0 + 2, SET_UJ, SET_UJ, NULL), SMPL_ACT_DISARM);
+	feed(s, T0 + 4, status_of(SMPL_STATE_STANDBY, 0), NULL);
+}
+
+static void br_energy_limit(struct smpl_safety *s)
+{
+	struct smpl_verdict v;
+
+	s->limits.max_session_energy_uj = 2 * SET_UJ;
+	assert_int_equal(smpl_safety_arm_begin(s, T0, WALL0, &v), 0);
+	feed(s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
+	pulse(s, T0 + 2, SHOT0 + 1, SET_UJ, SET_UJ, NULL);
+	assert_int_equal(pulse(s, T0 + 3, SHOT0 + 2, SET_UJ, SET_UJ, NULL), SMPL_ACT_DISARM);
+	feed(s, T0 + 4, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	/* a new patch does not reset the session's energy */
+	smpl_safety_select_patch(s, true, WALL0, 0, &v);
+}
+
+#define E(x) "org.smplaser.Laser1.Error." x
+static const struct breach breaches[] = {
+	{ "disconnected", br_disconnected, SMPL_REASON_DISCONNECTED, E("Disconnected"), 0 },
+	{ "unit fault", br_unit_fault, SMPL_REASON_FAULT_LATCHED, E("DeviceFault"), 0 },
+	{ "fault latched", br_fault_latched, SMPL_REASON_FAULT_LATCHED, E("DeviceFault"), 0 },
+	{ "unit in self-test", br_self_test, SMPL_REASON_BUSY, E("Busy"), 0 },
+	{ "unit state unknown", br_status_unknown, SMPL_REASON_BUSY, E("Busy"), 0 },
+	{ "already armed", br_already_armed, SMPL_REASON_BUSY, E("Busy"), 0 },
+	{ "key switch", br_key, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "door", br_door, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "emergency stop", br_estop, SMPL_REASON_ESTOP, E("InterlockOpen"), 0 },
+	{ "handpiece", br_handpiece, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "cooling", br_cooling, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "temperature", br_temperature, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "shutter", br_shutter, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "unknown interlock bit", br_unknown_interlock, SMPL_REASON_INTERLOCK_OPEN, E("InterlockOpen"), 0 },
+	{ "calibration", br_calibration, SMPL_REASON_CALIBRATION, E("CalibrationExpired"), 0 },
+	{ "no RTC", br_no_rtc, SMPL_REASON_CLOCK_NO_RTC, E("ClockUnreliable"), 0 },
+	{ "clock behind records", br_clock_behind, SMPL_REASON_CLOCK_BEHIND, E("ClockUnreliable"), 0 },
+	{ "RTC 301 s ahead", br_rtc_ahead, SMPL_REASON_CLOCK_SKEW, E("ClockUnreliable"), 0 },
+	{ "RTC 301 s behind", br_rtc_behind, SMPL_REASON_CLOCK_SKEW, E("ClockUnreliable"), 0 },
+	{ "no session", br_no_session, SMPL_REASON_NO_SESSION, E("NoSession"), 0 },
+	{ "session owner gone", br_owner_gone, SMPL_REASON_OWNER_GONE, E("NoSession"), 0 },
+	{ "no patch", br_no_patch, SMPL_REASON_NO_PATCH, E("NoPatch"), 0 },
+	{ "cooldown", br_cooldown, SMPL_REASON_COOLDOWN, E("CooldownActive"), 0 },
+	{ "eyewear", br_eyewear, SMPL_REASON_EYEWEAR, E("EyewearNotConfirmed"), 0 },
+	{ "parameters", br_params, SMPL_REASON_PARAMS, E("ParameterOutOfRange"), 0 },
+	{ "parameters not on unit", br_params_not_on_unit, SMPL_REASON_PARAMS, E("ParameterOutOfRange"), 0 },
+	{ "patch pulse limit", br_pulse_limit, SMPL_REASON_PULSE_LIMIT, E("ParameterOutOfRange"), 10 },
+	{ "session energy limit", br_energy_limit, SMPL_REASON_ENERGY_LIMIT, E("ParameterOutOfRange"), 10 },
+};
+
+static void test_one_condition_missing(void **state)
+{
+	const struct breach *b = *state;
+	struct smpl_safety s;
+	uint64_t now;
+
+	ready_to_arm(&s, NULL);
+	b->apply(&s);
+	now = T0 + (uint64_t)b->wall_offset_ms;
+	expect_refused(&s, now, WALL0 + b->wall_offset_ms, b->want);
+	assert_string_equal(smpl_reason_dbus_error(b->want), b->dbus_error);
+}
+
+static void test_cooldown_message_names_date(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	smpl_safety_select_patch(&s, false, WALL0 + 42 * 86400000LL, 0, &v);
+	assert_int_equal(smpl_safety_may_arm(&s, T0, WALL0, &v), -ETIME);
+	assert_non_null(strstr(v.message, "2026-02-12 10:00:00 UTC"));
+}
+
+/* ---- S5: energy tolerance ---------------------------------------------------- */
+
+static void energy_case(uint32_t tol, uint32_t measured, enum smpl_action_kind want)
+{
+	struct smpl_safety_limits l;
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	smpl_safety_default_limits(&l);
+	l.energy_tolerance_pct = tol;
+	armed_ready(&s, &l);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, measured, SET_UJ, &a), want);
+	if (want == SMPL_ACT_FAULT) {
+		assert_int_equal(a.reason, SMPL_REASON_ENERGY_TOLERANCE);
+		assert_false(smpl_safety_is_armed(&s));
+		assert_true(smpl_safety_fault_latched(&s));
+	} else {
+		assert_true(smpl_safety_is_armed(&s));
+		assert_false(smpl_safety_fault_latched(&s));
+	}
+}
+
+static void test_energy_at_and_beyond_20pct(void **state)
+{
+	(void)state;
+	energy_case(20, 1200, SMPL_ACT_NONE);	/* +20% exactly: inside */
+	energy_case(20, 800, SMPL_ACT_NONE);	/* -20% exactly */
+	energy_case(20, 1000, SMPL_ACT_NONE);
+	energy_case(20, 1201, SMPL_ACT_FAULT);	/* just beyond */
+	energy_case(20, 799, SMPL_ACT_FAULT);
+	energy_case(20, 0, SMPL_ACT_FAULT);	/* no emission measured */
+	energy_case(20, UINT32_MAX, SMPL_ACT_FAULT);
+}
+
+static void test_energy_tightened_tolerance(void **state)
+{
+	(void)state;
+	energy_case(10, 1100, SMPL_ACT_NONE);
+	energy_case(10, 900, SMPL_ACT_NONE);
+	energy_case(10, 1101, SMPL_ACT_FAULT);
+	energy_case(10, 899, SMPL_ACT_FAULT);
+	energy_case(10, 1200, SMPL_ACT_FAULT);
+}
+
+static void test_energy_set_value_mismatch(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	/* rounding by one microjoule is tolerated */
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ + 1, &a), SMPL_ACT_NONE);
+	/* the unit fires what we did not set: even a "good" measurement faults */
+	assert_int_equal(pulse(&s, T0 + 3100, SHOT0 + 2, 1500, 1500, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_ENERGY_MISMATCH);
+}
+
+static void test_energy_against_unit_set_when_ours_unknown(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	smpl_safety_set_params(&s, true, 0, &v);	/* energy unknown to us */
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	feed(&s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
+	assert_int_equal(pulse(&s, T0 + 2, SHOT0 + 1, 2400, 2000, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3, SHOT0 + 2, 2401, 2000, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_ENERGY_TOLERANCE);
+}
+
+/* ---- fault latch and acknowledgement ------------------------------------------ */
+
+static void test_energy_fault_latches_until_ack(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, 500, SET_UJ, &a), SMPL_ACT_FAULT);
+	/* the unit goes back to STANDBY, everything else is fine: still refused */
+	feed(&s, T0 + 3010, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	s.shot_known = true;
+	expect_refused(&s, T0 + 3020, WALL0 + 3020, SMPL_REASON_FAULT_LATCHED);
+	assert_non_null(strstr(s.fault_message, "measured 500 uJ"));
+	/* a second fault does not replace the first one's message */
+	assert_int_equal(pulse(&s, T0 + 3030, SHOT0 + 2, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_non_null(strstr(s.fault_message, "measured 500 uJ"));
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+	assert_false(smpl_safety_fault_latched(&s));
+	may_arm_ok(&s, T0 + 3040);
+}
+
+static void test_ack_refused_while_cause_persists(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_status_n st;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	/* emergency stop while READY: disarm; the unit faults on the interlock */
+	assert_int_equal(feed(&s, T0 + 3000, status_of(SMPL_STATE_READY, SMPL_IL_ESTOP), NULL),
+			 SMPL_ACT_DISARM);
+	st = status_of(SMPL_STATE_FAULT, SMPL_IL_ESTOP);
+	st.fault = SMPL_FAULT_INTERLOCK;
+	assert_int_equal(feed(&s, T0 + 3010, st, NULL), SMPL_ACT_FAULT);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), -EHOSTDOWN);
+	assert_int_equal(v.reason, SMPL_REASON_ESTOP);
+	assert_non_null(strstr(v.message, "persists"));
+	assert_true(smpl_safety_fault_latched(&s));
+	/* e-stop released, but the door is open */
+	st.interlocks = SMPL_IL_DOOR;
+	feed(&s, T0 + 3020, st, NULL);
+	assert_int_equal(smpl_safety_may_acknowledge(&s, &v), -EHOSTDOWN);
+	assert_int_equal(v.reason, SMPL_REASON_INTERLOCK_OPEN);
+	/* all closed: acknowledged */
+	st.interlocks = 0;
+	feed(&s, T0 + 3030, st, NULL);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+	assert_false(smpl_safety_fault_latched(&s));
+	/* the unit has not left FAULT yet (stale report): no new fault, but no arming */
+	assert_int_equal(feed(&s, T0 + 3040, st, NULL), SMPL_ACT_NONE);
+	expect_refused(&s, T0 + 3040, WALL0 + 3040, SMPL_REASON_UNIT_FAULT);
+	feed(&s, T0 + 3050, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	may_arm_ok(&s, T0 + 3060);
+}
+
+static void test_ack_refused_calibration_after_energy_fault(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_status_n st;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	pulse(&s, T0 + 3000, SHOT0 + 1, 1300, SET_UJ, NULL);
+	st = status_of(SMPL_STATE_STANDBY, 0);
+	st.shot_count = SHOT0 + 1;
+	st.flags = SMPL_SF_PARAMS_SET;		/* calibration invalid */
+	feed(&s, T0 + 3010, st, NULL);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), -EKEYEXPIRED);
+	assert_int_equal(v.reason, SMPL_REASON_CALIBRATION);
+	st.flags = GOOD_FLAGS;
+	feed(&s, T0 + 3020, st, NULL);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+}
+
+static void test_ack_refused_disconnected_or_armed(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_may_acknowledge(&s, &v), -EBUSY);
+	pulse(&s, T0 + 3000, SHOT0 + 1, 10, SET_UJ, NULL);
+	smpl_safety_disconnected(&s, T0 + 3010, NULL);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), -ENODEV);
+	assert_true(smpl_safety_fault_latched(&s));
+	/* back, state not reported yet */
+	smpl_safety_connected(&s, T0 + 4000);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), -EBUSY);
+	/* the latch survives a replug */
+	feed(&s, T0 + 4010, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	assert_true(smpl_safety_fault_latched(&s));
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+	/* nothing latched: acknowledging again is harmless */
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+}
+
+static void test_unit_fault_once_and_again(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_status_n st = status_of(SMPL_STATE_FAULT, 0);
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	st.fault = SMPL_FAULT_COOLING;
+	assert_int_equal(feed(&s, T0 + 3000, st, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNIT_FAULT);
+	assert_false(smpl_safety_is_armed(&s));
+	/* the same fault reported again: no second action */
+	assert_int_equal(feed(&s, T0 + 3008, st, &a), SMPL_ACT_NONE);
+	feed(&s, T0 + 3016, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+	may_arm_ok(&s, T0 + 3020);
+	/* a new fault latches again */
+	assert_int_equal(feed(&s, T0 + 4000, st, &a), SMPL_ACT_FAULT);
+	assert_true(smpl_safety_fault_latched(&s));
+}
+
+static void test_unit_already_faulted_at_connect(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_status_n st = status_of(SMPL_STATE_FAULT, 0);
+
+	(void)state;
+	smpl_safety_init(&s, NULL);
+	smpl_safety_connected(&s, T0);
+	st.fault = SMPL_FAULT_SELF_TEST;
+	assert_int_equal(feed(&s, T0, st, NULL), SMPL_ACT_FAULT);
+	assert_true(smpl_safety_fault_latched(&s));
+}
+
+/* ---- S4/S1: status events while armed ----------------------------------------- */
+
+static void test_interlock_opening_disarms(void **state)
+{
+	static const uint16_t bits[] = {
+		SMPL_IL_KEY, SMPL_IL_DOOR, SMPL_IL_ESTOP, SMPL_IL_HANDPIECE,
+		SMPL_IL_COOLING, SMPL_IL_TEMPERATURE, SMPL_IL_SHUTTER,
+	};
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+		armed_ready(&s, NULL);
+		assert_int_equal(feed(&s, T0 + 3000, status_of(SMPL_STATE_EMITTING, bits[i]), &a),
+				 SMPL_ACT_DISARM);
+		assert_int_equal(a.reason, bits[i] == SMPL_IL_ESTOP ? SMPL_REASON_ESTOP :
+				 SMPL_REASON_INTERLOCK_OPEN);
+		assert_false(smpl_safety_is_armed(&s));
+	}
+}
+
+static void test_interlock_while_arming_disarms(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	/* before the unit even reported ARMING */
+	assert_int_equal(feed(&s, T0 + 5, status_of(SMPL_STATE_STANDBY, SMPL_IL_DOOR), &a),
+			 SMPL_ACT_DISARM);
+	assert_false(smpl_safety_is_armed(&s));
+}
+
+static void test_stale_standby_after_arm_keeps_armed(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	assert_int_equal(feed(&s, T0 + 1, status_of(SMPL_STATE_STANDBY, 0), NULL), SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(&s));
+}
+
+static void test_unit_leaving_armed_state_disarms(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(feed(&s, T0 + 5000, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_UNIT_STANDBY);
+	assert_false(smpl_safety_is_armed(&s));
+	may_arm_ok(&s, T0 + 5001);
+}
+
+static void test_unit_armed_without_us(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(feed(&s, T0 + 10, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_ARM);
+	/* a daemon restarted against a unit left READY */
+	smpl_safety_init(&s, NULL);
+	smpl_safety_connected(&s, T0);
+	assert_int_equal(feed(&s, T0, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_ARM);
+}
+
+/* ---- pulses not armed for -------------------------------------------------------- */
+
+static void test_pulse_while_not_armed_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(pulse(&s, T0 + 1, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
+}
+
+static void test_pulse_in_flight_after_disarm_tolerated(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_disarm_request(&s, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_REQUESTED);
+	/* the unit is still READY: a pulse already under way is no fault */
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_false(smpl_safety_fault_latched(&s));
+	/* ... but its energy is still checked */
+	assert_int_equal(pulse(&s, T0 + 3001, SHOT0 + 2, 5000, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_ENERGY_TOLERANCE);
+}
+
+static void test_pulse_after_unit_reached_standby_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	smpl_safety_disarm_request(&s, NULL);
+	feed(&s, T0 + 3000, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	assert_int_equal(pulse(&s, T0 + 3001, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
+	/* disarm when nothing is armed: nothing to do */
+	assert_int_equal(smpl_safety_disarm_request(&s, &a), SMPL_ACT_NONE);
+}
+
+/* ---- S5: limits ------------------------------------------------------------------- */
+
+static void test_pulses_per_patch_limit(void **state)
+{
+	struct smpl_safety_limits l;
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	smpl_safety_default_limits(&l);
+	l.pulses_per_patch = 3;
+	armed_ready(&s, &l);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3100, SHOT0 + 2, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3200, SHOT0 + 3, SET_UJ, SET_UJ, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_PULSE_LIMIT);
+	assert_false(smpl_safety_is_armed(&s));
+	feed(&s, T0 + 3300, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	expect_refused(&s, T0 + 3300, WALL0 + 3300, SMPL_REASON_PULSE_LIMIT);
+	/* another patch may be treated */
+	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, &v), 0);
+	may_arm_ok(&s, T0 + 3300);
+}
+
+static void test_test_spot_limit_is_lower(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	smpl_safety_select_patch(&s, true, WALL0, 1, &v);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	feed(&s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
+	assert_int_equal(pulse(&s, T0 + 2, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_PULSE_LIMIT);
+}
+
+static void test_session_energy_limit(void **state)
+{
+	struct smpl_safety_limits l;
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	smpl_safety_default_limits(&l);
+	l.max_session_energy_uj = 5000;
+	armed_ready(&s, &l);
+	/* measured above the set value counts as delivered: 4 x 1150 = 4600 */
+	for (uint32_t i = 1; i <= 4; i++)
+		assert_int_equal(pulse(&s, T0 + 3000 + i, SHOT0 + i, 1150, SET_UJ, &a),
+				 SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3005, SHOT0 + 5, 1150, SET_UJ, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_ENERGY_LIMIT);
+	assert_int_equal(s.session_energy_uj, 5750);
+}
+
+static void test_lost_pulse_reports_still_count(void **state)
+{
+	struct smpl_safety_limits l;
+	struct smpl_safety s;
+	struct smpl_action a;
+	struct smpl_status_n st;
+
+	(void)state;
+	smpl_safety_default_limits(&l);
+	l.pulses_per_patch = 5;
+	armed_ready(&s, &l);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	/* a repeated report is not a new pulse */
+	assert_int_equal(pulse(&s, T0 + 3001, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(s.patch_pulses, 1);
+	/* the status counter says 3 more than we saw */
+	st = status_of(SMPL_STATE_EMITTING, 0);
+	st.shot_count = SHOT0 + 4;
+	assert_int_equal(feed(&s, T0 + 3100, st, &a), SMPL_ACT_NONE);
+	assert_int_equal(s.patch_pulses, 4);
+	/* the late reports of those pulses add nothing; a jump of 1 reaches 5 */
+	assert_int_equal(pulse(&s, T0 + 3101, SHOT0 + 4, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3200, SHOT0 + 5, SET_UJ, SET_UJ, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_PULSE_LIMIT);
+}
+
+static void test_shot_gap_in_pulse_reports_counts(void **state)
+{
+	struct smpl_safety_limits l;
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	smpl_safety_default_limits(&l);
+	l.pulses_per_patch = 4;
+	armed_ready(&s, &l);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3100, SHOT0 + 4, SET_UJ, SET_UJ, &a), SMPL_ACT_DISARM);
+	assert_int_equal(s.patch_pulses, 4);
+}
+
+/* ---- S4: supervision ------------------------------------------------------------- */
+
+static void owner_vanishes_in(uint8_t unit_state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	armed_ready(&s, NULL);
+	feed(&s, T0 + 2500, status_of(unit_state, 0), NULL);
+	assert_int_equal(smpl_safety_owner_vanished(&s, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_OWNER_GONE);
+	assert_false(smpl_safety_is_armed(&s));
+	feed(&s, T0 + 2600, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	expect_refused(&s, T0 + 2600, WALL0 + 2600, SMPL_REASON_OWNER_GONE);
+}
+
+static void test_owner_vanishes_while_ready(void **state)
+{
+	(void)state;
+	owner_vanishes_in(SMPL_STATE_READY);
+}
+
+static void test_owner_vanishes_while_emitting(void **state)
+{
+	(void)state;
+	owner_vanishes_in(SMPL_STATE_EMITTING);
+}
+
+static void test_owner_vanishes_while_arming(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	smpl_safety_arm_begin(&s, T0, WALL0, &v);
+	feed(&s, T0 + 10, status_of(SMPL_STATE_ARMING, 0), NULL);
+	assert_int_equal(smpl_safety_owner_vanished(&s, &a), SMPL_ACT_DISARM);
+}
+
+static void test_idle_timeout_in_ready(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	const uint64_t ready_at = T0 + 2000;	/* armed_ready reports READY here */
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_next_deadline(&s), ready_at + 60000);
+	assert_int_equal(smpl_safety_tick(&s, ready_at + 59999, &a), SMPL_ACT_NONE);
+	assert_int_equal(smpl_safety_tick(&s, ready_at + 60000, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_IDLE_TIMEOUT);
+	assert_false(smpl_safety_is_armed(&s));
+	assert_int_equal(smpl_safety_next_deadline(&s), UINT64_MAX);
+	assert_int_equal(smpl_safety_tick(&s, ready_at + 120000, &a), SMPL_ACT_NONE);
+}
+
+static void test_idle_timer_restarts_on_pulse(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	pulse(&s, T0 + 50000, SHOT0 + 1, SET_UJ, SET_UJ, NULL);
+	feed(&s, T0 + 50001, status_of(SMPL_STATE_READY, 0), NULL);
+	assert_int_equal(smpl_safety_tick(&s, T0 + 109999, &a), SMPL_ACT_NONE);
+	assert_int_equal(smpl_safety_tick(&s, T0 + 110000, &a), SMPL_ACT_DISARM);
+}
+
+static void test_no_idle_timeout_while_emitting(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	feed(&s, T0 + 3000, status_of(SMPL_STATE_EMITTING, 0), NULL);
+	assert_int_equal(smpl_safety_next_deadline(&s), UINT64_MAX);
+	assert_int_equal(smpl_safety_tick(&s, T0 + 200000, &a), SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(&s));
+}
+
+static void test_idle_timeout_when_unit_never_ready(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	smpl_safety_arm_begin(&s, T0, WALL0, &v);
+	feed(&s, T0 + 10, status_of(SMPL_STATE_ARMING, 0), NULL);
+	assert_int_equal(smpl_safety_tick(&s, T0 + 60000, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_IDLE_TIMEOUT);
+}
+
+static void test_disconnect(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_disconnected(&s, T0 + 3000, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_DISCONNECTED);
+	assert_false(smpl_safety_is_armed(&s));
+	expect_refused(&s, T0 + 3000, WALL0 + 3000, SMPL_REASON_DISCONNECTED);
+	/* again: nothing armed */
+	assert_int_equal(smpl_safety_disconnected(&s, T0 + 3001, &a), SMPL_ACT_NONE);
+	/* replugged: parameters must be set again, state must be reported */
+	smpl_safety_connected(&s, T0 + 4000);
+	expect_refused(&s, T0 + 4000, WALL0 + 4000, SMPL_REASON_BUSY);
+	feed(&s, T0 + 4010, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	expect_refused(&s, T0 + 4010, WALL0 + 4010, SMPL_REASON_PARAMS);
+}
+
+/* ---- S8: clock ---------------------------------------------------------------------- */
+
+static void test_clock_bounds_both_ways(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	/* the wall clock equal to the newest record is fine */
+	smpl_safety_newest_record(&s, WALL0);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0, WALL0, &v), 0);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0, WALL0 - 1, &v), -ETIMEDOUT);
+	assert_int_equal(v.reason, SMPL_REASON_CLOCK_BEHIND);
+	/* an older record does not lower the newest */
+	smpl_safety_newest_record(&s, WALL0 - 100000);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0, WALL0 - 1, &v), -ETIMEDOUT);
+	/* exactly 300 s off the RTC either way is within the bound */
+	smpl_safety_rtc(&s, T0, WALL0 / 1000 + 300);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0, WALL0, &v), 0);
+	smpl_safety_rtc(&s, T0, WALL0 / 1000 - 300);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0, WALL0, &v), 0);
+	smpl_safety_rtc(&s, T0, WALL0 / 1000 - 301);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0, WALL0, &v), -ETIMEDOUT);
+	assert_int_equal(v.reason, SMPL_REASON_CLOCK_SKEW);
+	assert_non_null(strstr(v.message, "301 s"));
+}
+
+static void test_clock_jump_after_rtc_read(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	/* RTC read at T0; 1000 s pass on both clocks: fine */
+	assert_int_equal(smpl_safety_clock_ok(&s, T0 + 1000000, WALL0 + 1000000, &v), 0);
+	/* the host wall clock jumps 400 s ahead (or back) with no new RTC read */
+	assert_int_equal(smpl_safety_clock_ok(&s, T0 + 1000, WALL0 + 401000, &v), -ETIMEDOUT);
+	assert_int_equal(v.reason, SMPL_REASON_CLOCK_SKEW);
+	assert_int_equal(smpl_safety_clock_ok(&s, T0 + 1000, WALL0 - 399000, &v), -ETIMEDOUT);
+}
+
+static void test_clock_check_disarms_when_armed(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	struct smpl_status_n st;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_clock_check(&s, T0 + 2500, WALL0 + 2500, &a), SMPL_ACT_NONE);
+	assert_int_equal(smpl_safety_clock_check(&s, T0 + 2500, WALL0 - 600000, &a),
+			 SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_CLOCK_BEHIND);
+	/* not armed: nothing to disarm, arming is refused instead */
+	assert_int_equal(smpl_safety_clock_check(&s, T0 + 2600, WALL0 - 600000, &a), SMPL_ACT_NONE);
+
+	/* a status report with a skewed RTC while armed disarms too */
+	armed_ready(&s, NULL);
+	st = status_of(SMPL_STATE_READY, 0);
+	st.rtc_s = WALL0 / 1000 + 1000;
+	assert_int_equal(feed(&s, T0 + 2600, st, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_CLOCK_SKEW);
+}
+
+/* ---- session steps --------------------------------------------------------------- */
+
+static void test_session_steps_refused_while_armed(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, &v), -EBUSY);
+	assert_int_equal(smpl_safety_set_params(&s, true, 2000, &v), -EBUSY);
+	assert_int_equal(s.expected_energy_uj, SET_UJ);
+	assert_int_equal(smpl_safety_session_open(&s, &v), -EBUSY);
+	assert_int_equal(smpl_safety_session_close(&s, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_SESSION_ENDED);
+	assert_false(smpl_safety_is_armed(&s));
+	/* no session: patch and eyewear are refused */
+	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, &v), -ENOENT);
+	assert_int_equal(smpl_safety_confirm_eyewear(&s, &v), -ENOENT);
+	assert_int_equal(smpl_safety_owner_vanished(&s, &a), SMPL_ACT_NONE);
+}
+
+static void test_new_session_forgets_eyewear_and_patch(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	smpl_safety_session_close(&s, NULL);
+	assert_int_equal(smpl_safety_session_open(&s, &v), 0);
+	expect_refused(&s, T0, WALL0, SMPL_REASON_NO_PATCH);
+	smpl_safety_select_patch(&s, true, WALL0, 0, &v);
+	expect_refused(&s, T0, WALL0, SMPL_REASON_EYEWEAR);
+}
+
+static void test_arm_failed_clears_armed(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	smpl_safety_arm_failed(&s);
+	assert_false(smpl_safety_is_armed(&s));
+	may_arm_ok(&s, T0 + 1);
+}
+
+static void test_reason_tables(void **state)
+{
+	(void)state;
+	assert_null(smpl_reason_dbus_error(SMPL_REASON_NONE));
+	assert_int_equal(smpl_reason_errno(SMPL_REASON_NONE), 0);
+	for (int r = 1; r < SMPL_REASON__COUNT; r++) {
+		const char *e = smpl_reason_dbus_error((enum smpl_reason)r);
+		const char *n = smpl_reason_name((enum smpl_reason)r);
+
+		assert_true(n && n[0] && strcmp(n, "unknown") != 0);
+		assert_true(smpl_reason_errno((enum smpl_reason)r) < 0);
+		if (e)
+			assert_true(strncmp(e, "org.smplaser.Laser1.Error.", 26) == 0);
+	}
+	assert_string_equal(smpl_reason_name(SMPL_REASON__COUNT), "unknown");
+	assert_null(smpl_reason_dbus_error(SMPL_REASON_IDLE_TIMEOUT));
+}
+
+#define N_BREACHES (sizeof(breaches) / sizeof(breaches[0]))
+
+int main(void)
+{
+	static char names[N_BREACHES][80];
+	static const struct CMUnitTest other_tests[] = {
+		cmocka_unit_test(test_all_conditions_allow_arming),
+		cmocka_unit_test(test_cooldown_message_names_date),
+		cmocka_unit_test(test_energy_at_and_beyond_20pct),
+		cmocka_unit_test(test_energy_tightened_tolerance),
+		cmocka_unit_test(test_energy_set_value_mismatch),
+		cmocka_unit_test(test_energy_against_unit_set_when_ours_unknown),
+		cmocka_unit_test(test_energy_fault_latches_until_ack),
+		cmocka_unit_test(test_ack_refused_while_cause_persists),
+		cmocka_unit_test(test_ack_refused_calibration_after_energy_fault),
+		cmocka_unit_test(test_ack_refused_disconnected_or_armed),
+		cmocka_unit_test(test_unit_fault_once_and_again),
+		cmocka_unit_test(test_unit_already_faulted_at_connect),
+		cmocka_unit_test(test_interlock_opening_disarms),
+		cmocka_unit_test(test_interlock_while_arming_disarms),
+		cmocka_unit_test(test_stale_standby_after_arm_keeps_armed),
+		cmocka_unit_test(test_unit_leaving_armed_state_disarms),
+		cmocka_unit_test(test_unit_armed_without_us),
+		cmocka_unit_test(test_pulse_while_not_armed_faults),
+		cmocka_unit_test(test_pulse_in_flight_after_disarm_tolerated),
+		cmocka_unit_test(test_pulse_after_unit_reached_standby_faults),
+		cmocka_unit_test(test_pulses_per_patch_limit),
+		cmocka_unit_test(test_test_spot_limit_is_lower),
+		cmocka_unit_test(test_session_energy_limit),
+		cmocka_unit_test(test_lost_pulse_reports_still_count),
+		cmocka_unit_test(test_shot_gap_in_pulse_reports_counts),
+		cmocka_unit_test(test_owner_vanishes_while_ready),
+		cmocka_unit_test(test_owner_vanishes_while_emitting),
+		cmocka_unit_test(test_owner_vanishes_while_arming),
+		cmocka_unit_test(test_idle_timeout_in_ready),
+		cmocka_unit_test(test_idle_timer_restarts_on_pulse),
+		cmocka_unit_test(test_no_idle_timeout_while_emitting),
+		cmocka_unit_test(test_idle_timeout_when_unit_never_ready),
+		cmocka_unit_test(test_disconnect),
+		cmocka_unit_test(test_clock_bounds_both_ways),
+		cmocka_unit_test(test_clock_jump_after_rtc_read),
+		cmocka_unit_test(test_clock_check_disarms_when_armed),
+		cmocka_unit_test(test_session_steps_refused_while_armed),
+		cmocka_unit_test(test_new_session_forgets_eyewear_and_patch),
+		cmocka_unit_test(test_arm_failed_clears_armed),
+		cmocka_unit_test(test_reason_tables),
+	};
+	enum { N_OTHER = sizeof(other_tests) / sizeof(other_tests[0]) };
+	static struct CMUnitTest tests[N_BREACHES + N_OTHER];
+
+	/* one named test per arming condition, then the event tests */
+	for (size_t i = 0; i < N_BREACHES; i++) {
+		snprintf(names[i], sizeof(names[i]), "arming refused: %s", breaches[i].what);
+		tests[i] = (struct CMUnitTest){
+			.name = names[i],
+			.test_func = test_one_condition_missing,
+			.initial_state = (void *)&breaches[i],
+		};
+	}
+	memcpy(tests + N_BREACHES, other_tests, sizeof(other_tests));
+	return _cmocka_run_group_tests("test_safety", tests, N_BREACHES + N_OTHER,
+				       NULL, NULL);
+}
