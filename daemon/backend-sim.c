@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The "sim" backend: the unit's firmware model (sim/model.h) runs in this
+ * process, driven by an sd-event timer.  Every command goes through real
+ * wire frames: encoded with the codec, handled by smpl_model_handle_frame(),
+ * the reply decoded and validated with the codec; reports are pulled with
+ * smpl_model_next_report() every SMPL_STATUS_PERIOD_MS as an interrupt
+ * endpoint would be, and decoded the same way.  So the daemon exercises the
+ * protocol exactly as it will over USB.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "model.h"
+
+#define REPORT_PERIOD_USEC	(SMPL_STATUS_PERIOD_MS * 1000ULL)
+#define REPORTS_PER_TICK_MAX	256	/* a hostile flood cannot stall the loop */
+
+struct sim {
+	struct smpl_model *model;
+	struct smpl_model_config cfg;
+	char *nv_path;			/* NULL: nothing persists */
+	struct smpl_model_nv nv_saved;
+	sd_event_source *timer;
+	uint16_t seq;
+	bool plugged;
+	bool pending_connect;		/* deliver CONNECT on the next tick */
+	bool pending_disconnect;	/* deliver DISCONNECT on the next tick */
+	bool have_status;
+	struct smpl_status_n last_status;
+};
+
+static struct sim *sim_of(struct smpl_backend *b)
+{
+	return b->priv;
+}
+
+static uint64_t now_ms(struct smpl_backend *b)
+{
+	uint64_t usec = 0;
+
+	if (sd_event_now(b->event, CLOCK_MONOTONIC, &usec) < 0)
+		usec = 0;
+	return usec / 1000;
+}
+
+/* --- battery-backed state ------------------------------------------------ */
+
+static void nv_load(const char *path, struct smpl_model_nv *nv)
+{
+	FILE *f = fopen(path, "re");
+	unsigned int shots;
+	long long offset;
+
+	memset(nv, 0, sizeof(*nv));
+	if (!f)
+		return;
+	if (fscanf(f, "shot_count=%u rtc_offset_s=%lld", &shots, &offset) == 2) {
+		nv->shot_count = shots;
+		nv->rtc_offset_s = offset;
+	}
+	fclose(f);
+}
+
+/* Written with write() + rename(): survives a kill -9 of the daemon. */
+static void nv_save_if_changed(struct sim *s)
+{
+	struct smpl_model_nv nv;
+	char tmp[4096];
+	FILE *f;
+
+	if (!s->nv_path || !s->model)
+		return;
+	smpl_model_get_nv(s->model, &nv);
+	if (nv.shot_count == s->nv_saved.shot_count &&
+	    nv.rtc_offset_s == s->nv_saved.rtc_offset_s)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", s->nv_path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	fprintf(f, "shot_count=%" PRIu32 " rtc_offset_s=%" PRId64 "\n",
+		nv.shot_count, nv.rtc_offset_s);
+	if (fclose(f) == 0 && rename(tmp, s->nv_path) == 0)
+		s->nv_saved = nv;
+}
+
+/* --- reports (the interrupt endpoint) ------------------------------------ */
+
+static bool status_differs(const struct smpl_status_n *a,
+			   const struct smpl_status_n *b)
+{
+	return a->state != b->state || a->fault != b->fault ||
+	       a->interlocks != b->interlocks || a->flags != b->flags ||
+	       a->shot_count != b->shot_count;
+}
+
+static void handle_status_report(struct smpl_backend *b, const struct smpl_frame *f)
+{
+	struct sim *s = sim_of(b);
+	struct smpl_backend_event ev = { .type = SMPL_BEV_STATUS };
+
+	if (smpl_status_decode((const struct smpl_status_report *)f->payload,
+			       &ev.status) < 0)
+		return;
+	if (s->have_status && !status_differs(&ev.status, &s->last_status)) {
+		s->last_status = ev.status;	/* RTC and energy move on */
+		return;
+	}
+	s->last_status = ev.status;
+	s->have_status = true;
+	smpl_backend_emit(b, &ev);
+}
+
+static void handle_pulse_report(struct smpl_backend *b, const struct smpl_frame *f)
+{
+	struct smpl_backend_event ev = { .type = SMPL_BEV_PULSE };
+
+	if (smpl_pulse_decode((const struct smpl_pulse_report *)f->payload,
+			      &ev.pulse) < 0)
+		return;
+	smpl_backend_emit(b, &ev);
+}
+
+static void drain_reports(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	uint64_t now = now_ms(b);
+	uint8_t buf[SMPL_MAX_REPORT + 16];
+	struct smpl_frame f;
+
+	smpl_model_advance(s->model, now);
+	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged; i++) {
+		int n = smpl_model_next_report(s->model, now, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		if (smpl_decode(buf, (size_t)n, &f) < 0)
+			continue;	/* a hostile report: dropped, as a driver would */
+		if (f.op == SMPL_OP_STATUS)
+			handle_status_report(b, &f);
+		else if (f.op == SMPL_OP_PULSE)
+			handle_pulse_report(b, &f);
+	}
+	nv_save_if_changed(s);
+}
+
+static void deliver_plug_events(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	struct smpl_backend_event ev = { 0 };
+
+	if (s->pending_disconnect) {
+		s->pending_disconnect = false;
+		ev.type = SMPL_BEV_DISCONNECT;
+		smpl_backend_emit(b, &ev);
+	}
+	if (s->pending_connect) {
+		s->pending_connect = false;
+		ev.type = SMPL_BEV_CONNECT;
+		smpl_backend_emit(b, &ev);
+	}
+}
+
+static int on_tick(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct smpl_backend *b = userdata;
+	struct sim *s = sim_of(b);
+
+	deliver_plug_events(b);
+	if (s->plugged)
+		drain_reports(b);
+	return sd_event_source_set_time(src, usec + REPORT_PERIOD_USEC);
+}
+
+/* Run the timer now: what a command changed is reported from the loop. */
+static void kick(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+
+	if (s->timer)
+		(void)sd_event_source_set_time(s->timer, 1);
+}
+
+/* --- commands (bulk OUT, bulk IN) ----------------------------------------- */
+
+/*
+ * Sends one command frame and validates the reply.  Copies a reply
+ * payload of exactly @out_len bytes into @out.
+ */
+static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
+		    size_t len, void *out, size_t out_len)
+{
+	struct sim *s = sim_of(b);
+	uint8_t cmd[SMPL_MAX_FRAME], reply[SMPL_MAX_FRAME + 16];
+	struct smpl_frame f;
+	uint16_t seq = ++s->seq;
+	int n;
+
+	if (!s->plugged)
+		return -ENODEV;
+	n = smpl_encode(op, seq, 0, payload, len, cmd, sizeof(cmd));
+	if (n < 0)
+		return -EINVAL;
+	n = smpl_model_handle_frame(s->model, now_ms(b), cmd, (size_t)n,
+				    reply, sizeof(reply));
+	kick(b);
+	if (n < 0)
+		return -EPIPE;		/* endpoint stalled */
+	if (n == 0)
+		return -ETIMEDOUT;	/* no answer */
+	if (smpl_decode(reply, (size_t)n, &f) < 0)
+		return -EPROTO;
+	if (f.op != (op | SMPL_OP_REPLY) || f.seq != seq)
+		return -EPROTO;
+	if (f.status != SMPL_ST_OK)
+		return f.status;
+	if (f.len != out_len)
+		return -EPROTO;
+	if (out_len)
+		memcpy(out, f.payload, out_len);
+	return 0;
+}
+
+static int sim_get_info(struct smpl_backend *b, struct smpl_info_n *info)
+{
+	struct smpl_info w;
+	int r = transact(b, SMPL_OP_GET_INFO, NULL, 0, &w, sizeof(w));
+
+	if (r != 0)
+		return r;
+	return smpl_info_decode(&w, info) < 0 ? -EPROTO : 0;
+}
+
+static int sim_get_status(struct smpl_backend *b, struct smpl_status_n *st)
+{
+	struct smpl_status_report w;
+	int r = transact(b, SMPL_OP_GET_STATUS, NULL, 0, &w, sizeof(w));
+
+	if (r != 0)
+		return r;
+	return smpl_status_decode(&w, st) < 0 ? -EPROTO : 0;
+}
+
+static int sim_set_params(struct smpl_backend *b, const struct smpl_params_n *p)
+{
+	struct smpl_params w, echo;
+	struct smpl_params_n back;
+	int r;
+
+	smpl_params_encode(p, &w);
+	r = transact(b, SMPL_OP_SET_PARAMS, &w, sizeof(w), &echo, sizeof(echo));
+	if (r != 0)
+		return r;
+	smpl_params_decode(&echo, &back);
+	return memcmp(&back, p, sizeof(back)) == 0 ? 0 : -EPROTO;
+}
+
+static int sim_simple(struct smpl_backend *b, uint8_t op)
+{
+	return transact(b, op, NULL, 0, NULL, 0);
+}
+
+static int sim_arm(struct smpl_backend *b)
+{
+	return sim_simple(b, SMPL_OP_ARM);
+}
+
+static int sim_heartbeat(struct smpl_backend *b)
+{
+	return sim_simple(b, SMPL_OP_HEARTBEAT);
+}
+
+static int sim_ack_fault(struct smpl_backend *b)
+{
+	return sim_simple(b, SMPL_OP_ACK_FAULT);
+}
+
+/* DISARM as a frame, and the vendor control request as a fallback. */
+static int sim_disarm(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r = sim_simple(b, SMPL_OP_DISARM);
+
+	if (r < 0 && s->plugged) {
+		smpl_model_disarm(s->model, now_ms(b));
+		kick(b);
+		r = 0;
+	}
+	return r;
+}
+
+static int sim_get_rtc(struct smpl_backend *b, int64_t *rtc_s)
+{
+	struct smpl_rtc w;
+	int r = transact(b, SMPL_OP_GET_RTC, NULL, 0, &w, sizeof(w));
+
+	if (r != 0)
+		return r;
+	*rtc_s = (int64_t)le64toh(w.rtc_s);
+	return 0;
+}
+
+/* --- lifetime ------------------------------------------------------------- */
+
+static int sim_open(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	uint64_t usec;
+	int r;
+
+	r = sd_event_now(b->event, CLOCK_MONOTONIC, &usec);
+	if (r < 0)
+		return r;
+	r = sd_event_add_time(b->event, &s->timer, CLOCK_MONOTONIC, usec,
+			      1000, on_tick, b);
+	if (r < 0)
+		return r;
+	(void)sd_event_source_set_enabled(s->timer, SD_EVENT_ON);
+	smpl_model_power_on(s->model, usec / 1000);
+	s->plugged = true;
+	return 0;
+}
+
+static void sim_close(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+
+	if (s->model && s->plugged) {
+		smpl_model_power_off(s->model, now_ms(b));
+		nv_save_if_changed(s);
+	}
+	s->plugged = false;
+	s->timer = sd_event_source_disable_unref(s->timer);
+}
+
+static void sim_free(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s)
+		return;
+	smpl_model_free(s->model);
+	free(s->nv_path);
+	free(s);
+	b->priv = NULL;
+}
+
+static const struct smpl_backend_ops sim_ops = {
+	.name = "sim",
+	.open = sim_open,
+	.close = sim_close,
+	.get_info = sim_get_info,
+	.get_status = sim_get_status,
+	.set_params = sim_set_params,
+	.arm = sim_arm,
+	.disarm = sim_disarm,
+	.heartbeat = sim_heartbeat,
+	.ack_fault = sim_ack_fault,
+	.get_rtc = sim_get_rtc,
+	.free = sim_free,
+};
+
+/* --- test control ---------------------------------------------------------- */
+
+static int ctl_footswitch(struct smpl_backend *b, bool held)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s->plugged)
+		return -ENODEV;
+	smpl_model_set_footswitch(s->model, now_ms(b), held);
+	kick(b);
+	return 0;
+}
+
+static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s->plugged)
+		return -ENODEV;
+	smpl_model_set_interlock(s->model, now_ms(b), bit, open);
+	kick(b);
+	return 0;
+}
+
+static int ctl_drift(struct smpl_backend *b, int32_t drift_ppm)
+{
+	smpl_model_set_drift(sim_of(b)->model, drift_ppm);
+	return 0;
+}
+
+static int ctl_fault(struct smpl_backend *b, uint8_t fault)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s->plugged)
+		return -ENODEV;
+	smpl_model_inject_fault(s->model, now_ms(b), fault);
+	kick(b);
+	return 0;
+}
+
+static int ctl_clear_fault_cause(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+
+	smpl_model_clear_fault_cause(s->model, now_ms(b));
+	kick(b);
+	return 0;
+}
+
+static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
+{
+	smpl_model_set_rtc_skew(sim_of(b)->model, skew_s);
+	kick(b);
+	return 0;
+}
+
+static int ctl_unplug(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s->plugged)
+		return -ENODEV;
+	smpl_model_power_off(s->model, now_ms(b));
+	nv_save_if_changed(s);
+	s->plugged = false;
+	s->have_status = false;
+	s->pending_connect = false;
+	s->pending_disconnect = true;
+	kick(b);
+	return 0;
+}
+
+static int ctl_replug(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+
+	if (s->plugged)
+		return -EALREADY;
+	smpl_model_power_on(s->model, now_ms(b));
+	s->plugged = true;
+	s->pending_connect = true;
+	kick(b);
+	return 0;
+}
+
+static const struct smpl_sim_control sim_control = {
+	.set_footswitch = ctl_footswitch,
+	.set_interlock = ctl_interlock,
+	.set_drift = ctl_drift,
+	.inject_fault = ctl_fault,
+	.clear_fault_cause = ctl_clear_fault_cause,
+	.set_rtc_skew = ctl_rtc_skew,
+	.unplug = ctl_unplug,
+	.replug = ctl_replug,
+};
+
+int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
+			 smpl_backend_event_fn on_event, void *userdata,
+			 struct smpl_backend **ret)
+{
+	struct smpl_backend *b = calloc(1, sizeof(*b));
+	struct sim *s = calloc(1, sizeof(*s));
+	struct smpl_model_nv nv = { 0 };
+
+	if (!b || !s)
+		goto oom;
+	b->ops = &sim_ops;
+	b->sim = &sim_control;
+	b->event = event;
+	b->on_event = on_event;
+	b->userdata = userdata;
+	b->priv = s;
+
+	smpl_model_default_config(&s->cfg);
+	snprintf(s->cfg.serial, sizeof(s->cfg.serial), "SIM%05u", opt->index % 100000);
+	s->cfg.seed = opt->index + 1;
+	if (opt->emission_delay_ms)
+		s->cfg.emission_delay_ms = opt->emission_delay_ms;
+	if (opt->idle_timeout_ms)
+		s->cfg.idle_timeout_ms = opt->idle_timeout_ms;
+	if (opt->nv_dir) {
+		if (asprintf(&s->nv_path, "%s/sim-%s.nv", opt->nv_dir, s->cfg.serial) < 0) {
+			s->nv_path = NULL;
+			goto oom;
+		}
+		nv_load(s->nv_path, &nv);
+		s->nv_saved = nv;
+	}
+	s->model = smpl_model_new(&s->cfg, &nv, now_ms(b), (int64_t)time(NULL));
+	if (!s->model)
+		goto oom;
+	*ret = b;
+	return 0;
+oom:
+	if (s)
+		free(s->nv_path);
+	free(s);
+	free(b);
+	return -ENOMEM;
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * How smplaserd talks to one laser unit.  One interface, several
+ * implementations: "sim" (the firmware model in-process, backend-sim.c),
+ * later "kmod" (/dev/smplaserN) and "libusb".
+ *
+ * Calls are synchronous and short (a frame and its reply).  They return
+ *   0            the unit accepted the command
+ *   > 0          the unit refused it: an enum smpl_status (SMPL_ST_*)
+ *   < 0          a transport error, negative errno: -ENODEV unplugged,
+ *                -EPROTO a malformed reply, -ETIMEDOUT no reply, -EIO ...
+ *
+ * What the unit reports on its own (status changes, pulses, faults, the
+ * unit going away) arrives through the event callback, from the sd-event
+ * loop, never from inside one of the calls above.
+ */
+#ifndef SMPLASER_DAEMON_BACKEND_H
+#define SMPLASER_DAEMON_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "codec.h"
+
+struct smpl_backend;
+
+enum smpl_backend_event_type {
+	SMPL_BEV_STATUS,	/* status changed (state, interlocks, fault, flags) */
+	SMPL_BEV_PULSE,		/* one pulse with its measured energy */
+	SMPL_BEV_DISCONNECT,	/* the unit is gone; every call now fails -ENODEV */
+	SMPL_BEV_CONNECT,	/* the unit is back (simulated replug) */
+};
+
+struct smpl_backend_event {
+	enum smpl_backend_event_type type;
+	struct smpl_status_n status;	/* STATUS: the new status */
+	struct smpl_pulse_n pulse;	/* PULSE */
+};
+
+typedef void (*smpl_backend_event_fn)(struct smpl_backend *b,
+				      const struct smpl_backend_event *ev,
+				      void *userdata);
+
+struct smpl_backend_ops {
+	const char *name;	/* "sim", "kmod", "libusb": the Backend property */
+	int (*open)(struct smpl_backend *b);
+	void (*close)(struct smpl_backend *b);
+	int (*get_info)(struct smpl_backend *b, struct smpl_info_n *info);
+	int (*get_status)(struct smpl_backend *b, struct smpl_status_n *st);
+	int (*set_params)(struct smpl_backend *b, const struct smpl_params_n *p);
+	int (*arm)(struct smpl_backend *b);
+	int (*disarm)(struct smpl_backend *b);
+	int (*heartbeat)(struct smpl_backend *b);
+	int (*ack_fault)(struct smpl_backend *b);
+	int (*get_rtc)(struct smpl_backend *b, int64_t *rtc_s);
+	void (*free)(struct smpl_backend *b);
+};
+
+/*
+ * The test-control surface of a simulated unit (the Simulator D-Bus
+ * interface): a technician's hands and a broken unit.  NULL on real units.
+ */
+struct smpl_sim_control {
+	int (*set_footswitch)(struct smpl_backend *b, bool held);
+	int (*set_interlock)(struct smpl_backend *b, uint16_t bit, bool open);
+	int (*set_drift)(struct smpl_backend *b, int32_t drift_ppm);
+	int (*inject_fault)(struct smpl_backend *b, uint8_t fault);
+	int (*clear_fault_cause)(struct smpl_backend *b);
+	int (*set_rtc_skew)(struct smpl_backend *b, int64_t skew_s);
+	int (*unplug)(struct smpl_backend *b);
+	int (*replug)(struct smpl_backend *b);
+};
+
+struct smpl_backend {
+	const struct smpl_backend_ops *ops;
+	const struct smpl_sim_control *sim;	/* NULL unless simulated */
+	sd_event *event;
+	smpl_backend_event_fn on_event;
+	void *userdata;
+	void *priv;				/* the implementation's state */
+};
+
+static inline const char *smpl_backend_name(const struct smpl_backend *b)
+{
+	return b->ops->name;
+}
+
+/* Delivers @ev to the daemon (for implementations). */
+static inline void smpl_backend_emit(struct smpl_backend *b,
+				     const struct smpl_backend_event *ev)
+{
+	if (b->on_event)
+		b->on_event(b, ev, b->userdata);
+}
+
+/* Closes and frees @b (NULL is fine). */
+void smpl_backend_free(struct smpl_backend *b);
+
+/*
+ * A simulated unit numbered @index (serial "SIM" + 5 digits, so the same
+ * index comes back with the same serial).  When @nv_dir is set, the unit's
+ * battery-backed state (shot counter, RTC skew) lives in
+ * @nv_dir/sim-<serial>.nv and survives the daemon.  @emission_delay_ms,
+ * @idle_timeout_ms: 0 keeps the model's defaults.
+ */
+struct smpl_sim_options {
+	unsigned int index;
+	const char *nv_dir;
+	uint32_t emission_delay_ms;
+	uint32_t idle_timeout_ms;
+};
+int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
+			 smpl_backend_event_fn on_event, void *userdata,
+			 struct smpl_backend **ret);
+
+#endif /* SMPLASER_DAEMON_BACKEND_H */

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * /org/smplaser/Laser1: org.smplaser.Laser1.Manager and the ObjectManager;
+ * the registration of every object and the bus name.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "log.h"
+
+int smpl_bus_authorize(struct smpl_daemon *d, sd_bus_message *m, const char *action,
+		       uid_t *uid, sd_bus_error *error)
+{
+	int r = smpl_polkit_check(d->polkit, m, action, error);
+
+	if (r <= 0)
+		return r;
+	r = smpl_bus_caller_uid(m, uid);
+	return r < 0 ? r : 1;
+}
+
+void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property)
+{
+	(void)sd_bus_emit_properties_changed(d->bus, SMPL_ROOT_PATH, SMPL_IFACE_MANAGER,
+					     property, NULL);
+}
+
+/* --- methods ------------------------------------------------------------ */
+
+static int method_list_units(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	int r;
+
+	(void)error;
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_open_container(reply, 'a', "(osss)");
+	for (struct smpl_unit *u = d->units; u && r >= 0; u = u->next)
+		if (u->published)
+			r = sd_bus_message_append(reply, "(osss)", u->path, u->info.serial,
+						  u->info.model, smpl_unit_state_name(u));
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_patches(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	int r;
+
+	(void)error;
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_open_container(reply, 'a', "(ss)");
+	for (size_t i = 0; i < d->cfg.patches.count && r >= 0; i++)
+		r = sd_bus_message_append(reply, "(ss)", d->cfg.patches.list[i].id,
+					  d->cfg.patches.list[i].label);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Patient and patch arguments, checked before anything is looked up. */
+static int check_patient_patch(struct smpl_daemon *d, const char *patient,
+			       const char *patch, sd_bus_error *error)
+{
+	char err[SMPL_REASON_MAX];
+
+	if (smpl_patient_id_check(patient, err, sizeof(err)) < 0)
+		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
+	if (patch && smpl_patch_name_check(&d->cfg.patches, patch, err, sizeof(err)) < 0)
+		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
+	return 0;
+}
+
+static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	struct smpl_eligibility e = { 0 };
+	const char *patient, *patch;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(m, "ss", &patient, &patch);
+	if (r < 0)
+		return r;
+	r = smpl_bus_authorize(d, m, SMPL_ACTION_RECORDS, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = check_patient_patch(d, patient, patch, error);
+	if (r < 0)
+		return r;
+	r = smpl_check_patch(d, patient, patch, &e, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, "bts", e.eligible,
+					  e.next_eligible_ms > 0 ?
+					  (uint64_t)e.next_eligible_ms * 1000 : 0,
+					  e.reason);
+}
+
+static uint64_t usec(int64_t ms)
+{
+	return ms > 0 ? (uint64_t)ms * 1000 : 0;
+}
+
+static int append_treatment(const struct store_treatment *t, void *ctx)
+{
+	sd_bus_message *reply = ctx;
+
+	return sd_bus_message_append(reply, "a{sv}", 20,
+		"id", "x", t->id,
+		"session", "x", t->session_id,
+		"patch", "s", t->patch,
+		"unit", "s", t->unit_serial,
+		"firmware", "s", t->unit_firmware ? t->unit_firmware : "",
+		"operator_uid", "u", t->op.uid,
+		"outcome", "s", store_outcome_name(t->outcome),
+		"armed_usec", "t", usec(t->armed_ms),
+		"end_usec", "t", usec(t->end_ms),
+		"pulses", "u", t->pulse_count_known ? t->pulse_count : t->pulses_recorded,
+		"pulses_recorded", "u", t->pulses_recorded,
+		"wavelength_nm", "u", (uint32_t)t->params.wavelength_nm,
+		"fluence_mj_cm2", "u", t->params.fluence_mj_cm2,
+		"spot_um", "u", (uint32_t)t->params.spot_um,
+		"pulse_ps", "u", t->params.pulse_ps,
+		"rate_mhz", "u", t->params.rate_mhz,
+		"set_energy_uj", "u", t->params.set_energy_uj,
+		"energy_min_uj", "u", t->energy_min_uj,
+		"energy_max_uj", "u", t->energy_max_uj,
+		"emission_usec", "t", usec(t->emission_ms)) < 0;
+}
+
+static int method_history(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	const char *patient;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(m, "s", &patient);
+	if (r < 0)
+		return r;
+	r = smpl_bus_authorize(d, m, SMPL_ACTION_RECORDS, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = check_patient_patch(d, patient, NULL, error);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+	if (r < 0)
+		return r;
+	r = store_patient_history(d->store, patient, append_treatment, reply);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
+				       "cannot read the records: %s", store_errmsg(d->store));
+	r = sd_bus_message_close_container(reply);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+/* --- properties ------------------------------------------------------------ */
+
+static int property_units(sd_bus *bus, const char *path, const char *interface,
+			  const char *property, sd_bus_message *reply, void *userdata,
+			  sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	int r;
+
+	(void)bus, (void)path, (void)interface, (void)property, (void)error;
+	r = sd_bus_message_open_container(reply, 'a', "o");
+	for (struct smpl_unit *u = d->units; u && r >= 0; u = u->next)
+		if (u->published)
+			r = sd_bus_message_append(reply, "o", u->path);
+	if (r < 0)
+		return r;
+	return sd_bus_message_close_container(reply);
+}
+
+static int property_version(sd_bus *bus, const char *path, const char *interface,
+			    const char *property, sd_bus_message *reply, void *userdata,
+			    sd_bus_error *error)
+{
+	(void)bus, (void)path, (void)interface, (void)property, (void)userdata, (void)error;
+	return sd_bus_message_append(reply, "s", SMPL_VERSION);
+}
+
+static int property_cooldown(sd_bus *bus, const char *path, const char *interface,
+			     const char *property, sd_bus_message *reply, void *userdata,
+			     sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+
+	(void)bus, (void)path, (void)interface, (void)property, (void)error;
+	return sd_bus_message_append(reply, "u", d->cfg.rules.cooldown_days);
+}
+
+static int property_state(sd_bus *bus, const char *path, const char *interface,
+			  const char *property, sd_bus_message *reply, void *userdata,
+			  sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+
+	(void)bus, (void)path, (void)interface, (void)property, (void)error;
+	return sd_bus_message_append(reply, "s", d->state);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Units", "ao", property_units, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("CooldownDays", "u", property_cooldown, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("State", "s", property_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_METHOD_WITH_ARGS("ListUnits", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(osss)", units),
+				method_list_units, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListPatches", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ss)", patches),
+				method_list_patches, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("CheckPatch",
+				SD_BUS_ARGS("s", patient, "s", patch),
+				SD_BUS_RESULT("b", eligible, "t", next_eligible_usec, "s", reason),
+				method_check_patch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("History", SD_BUS_ARGS("s", patient),
+				SD_BUS_RESULT("aa{sv}", treatments),
+				method_history, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_VTABLE_END
+};
+
+/* --- registration ------------------------------------------------------------ */
+
+int smpl_bus_setup(struct smpl_daemon *d)
+{
+	int r;
+
+	r = sd_bus_add_object_manager(d->bus, NULL, SMPL_ROOT_PATH);
+	if (r < 0)
+		return r;
+	r = sd_bus_add_object_vtable(d->bus, NULL, SMPL_ROOT_PATH, SMPL_IFACE_MANAGER,
+				     manager_vtable, d);
+	if (r < 0)
+		return r;
+	r = smpl_bus_unit_setup(d);
+	if (r < 0)
+		return r;
+	r = smpl_bus_session_setup(d);
+	if (r < 0)
+		return r;
+	r = sd_bus_attach_event(d->bus, d->event, SD_EVENT_PRIORITY_NORMAL);
+	if (r < 0)
+		return r;
+	return sd_bus_request_name(d->bus, SMPL_BUS_NAME, 0);
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/* /org/smplaser/Laser1/session/<n>: org.smplaser.Laser1.Session. */
+#include <errno.h>
+#include <string.h>
+
+#include "bus.h"
+#include "errors.h"
+
+static int session_find(sd_bus *bus, const char *path, const char *interface,
+			void *userdata, void **found, sd_bus_error *error)
+{
+	struct smpl_session *s = smpl_session_by_path(userdata, path);
+
+	(void)bus, (void)interface, (void)error;
+	if (!s)
+		return 0;
+	*found = s;
+	return 1;
+}
+
+static int session_enumerate(sd_bus *bus, const char *prefix, void *userdata,
+			     char ***nodes, sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	size_t n = 0, k = 0;
+	char **list;
+
+	(void)bus, (void)prefix, (void)error;
+	for (struct smpl_session *s = d->sessions; s; s = s->next)
+		n++;
+	list = calloc(n + 1, sizeof(char *));
+	if (!list)
+		return -ENOMEM;
+	for (struct smpl_session *s = d->sessions; s; s = s->next) {
+		list[k] = strdup(s->path);
+		if (!list[k]) {
+			for (size_t i = 0; i < k; i++)
+				free(list[i]);
+			free(list);
+			return -ENOMEM;
+		}
+		k++;
+	}
+	*nodes = list;
+	return 0;
+}
+
+#define PROPERTY_ARGS sd_bus *bus, const char *path, const char *interface, \
+	const char *property, sd_bus_message *reply, void *userdata, sd_bus_error *error
+#define UNUSED_PROPERTY_ARGS (void)bus, (void)path, (void)interface, (void)property, (void)error
+
+static int property_string(PROPERTY_ARGS)
+{
+	struct smpl_session *s = userdata;
+	const char *v = "";
+
+	UNUSED_PROPERTY_ARGS;
+	if (strcmp(property, "Patient") == 0)
+		v = s->patient;
+	else if (strcmp(property, "Patch") == 0)
+		v = s->patch;
+	else if (strcmp(property, "State") == 0)
+		v = smpl_session_state_name(s);
+	return sd_bus_message_append(reply, "s", v);
+}
+
+static int property_unit(PROPERTY_ARGS)
+{
+	struct smpl_session *s = userdata;
+
+	UNUSED_PROPERTY_ARGS;
+	return sd_bus_message_append(reply, "o", s->unit && s->unit->path ? s->unit->path : "/");
+}
+
+static int property_pulse_count(PROPERTY_ARGS)
+{
+	struct smpl_session *s = userdata;
+
+	UNUSED_PROPERTY_ARGS;
+	return sd_bus_message_append(reply, "u", s->pulse_count);
+}
+
+static int property_eyewear(PROPERTY_ARGS)
+{
+	struct smpl_session *s = userdata;
+
+	UNUSED_PROPERTY_ARGS;
+	return sd_bus_message_append(reply, "b", s->eyewear_confirmed);
+}
+
+static int method_select_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_session *s = userdata;
+	const char *patch;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(m, "s", &patch);
+	if (r < 0)
+		return r;
+	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = smpl_session_select_patch(s, patch, uid, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_confirm_eyewear(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_session *s = userdata;
+	uid_t uid;
+	int r;
+
+	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = smpl_session_confirm_eyewear(s, uid, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_end(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_session *s = userdata;
+	const char *notes;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(m, "s", &notes);
+	if (r < 0)
+		return r;
+	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = smpl_session_end(s, STORE_SESSION_ENDED, notes, uid, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static const sd_bus_vtable session_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_PROPERTY("Patient", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Unit", "o", property_unit, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Patch", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("PulseCount", "u", property_pulse_count, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("EyewearConfirmed", "b", property_eyewear, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("State", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_METHOD_WITH_ARGS("SelectPatch", SD_BUS_ARGS("s", patch), SD_BUS_NO_RESULT,
+				method_select_patch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ConfirmEyewear", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+				method_confirm_eyewear, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("End", SD_BUS_ARGS("s", notes), SD_BUS_NO_RESULT,
+				method_end, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_VTABLE_END
+};
+
+int smpl_bus_session_setup(struct smpl_daemon *d)
+{
+	int r;
+
+	r = sd_bus_add_fallback_vtable(d->bus, NULL, SMPL_SESSION_PREFIX, SMPL_IFACE_SESSION,
+				       session_vtable, session_find, d);
+	if (r < 0)
+		return r;
+	return sd_bus_add_node_enumerator(d->bus, NULL, SMPL_SESSION_PREFIX,
+					  session_enumerate, d);
+}

@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * /org/smplaser/Laser1/unit/<serial>: org.smplaser.Laser1.Unit, and
+ * org.smplaser.Laser1.Simulator on simulated units.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "log.h"
+
+static const struct {
+	const char *name;
+	uint16_t bit;
+} interlocks[] = {
+	{ "key", SMPL_IL_KEY },
+	{ "door", SMPL_IL_DOOR },
+	{ "estop", SMPL_IL_ESTOP },
+	{ "handpiece", SMPL_IL_HANDPIECE },
+	{ "cooling", SMPL_IL_COOLING },
+	{ "temperature", SMPL_IL_TEMPERATURE },
+	{ "shutter", SMPL_IL_SHUTTER },
+};
+
+#define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
+
+/* --- lookup ------------------------------------------------------------------ */
+
+static int unit_find(sd_bus *bus, const char *path, const char *interface,
+		     void *userdata, void **found, sd_bus_error *error)
+{
+	struct smpl_unit *u = smpl_unit_by_path(userdata, path);
+
+	(void)bus, (void)interface, (void)error;
+	if (!u)
+		return 0;
+	*found = u;
+	return 1;
+}
+
+static int simulator_find(sd_bus *bus, const char *path, const char *interface,
+			  void *userdata, void **found, sd_bus_error *error)
+{
+	struct smpl_unit *u = smpl_unit_by_path(userdata, path);
+
+	(void)bus, (void)interface, (void)error;
+	if (!u || !u->backend->sim)
+		return 0;
+	*found = u;
+	return 1;
+}
+
+static int unit_enumerate(sd_bus *bus, const char *prefix, void *userdata,
+			  char ***nodes, sd_bus_error *error)
+{
+	struct smpl_daemon *d = userdata;
+	size_t n = 0, k = 0;
+	char **list;
+
+	(void)bus, (void)prefix, (void)error;
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		n += u->published;
+	list = calloc(n + 1, sizeof(char *));
+	if (!list)
+		return -ENOMEM;
+	for (struct smpl_unit *u = d->units; u; u = u->next) {
+		if (!u->published)
+			continue;
+		list[k] = strdup(u->path);
+		if (!list[k]) {
+			for (size_t i = 0; i < k; i++)
+				free(list[i]);
+			free(list);
+			return -ENOMEM;
+		}
+		k++;
+	}
+	*nodes = list;
+	return 0;
+}
+
+/* --- properties ------------------------------------------------------------------ */
+
+#define PROPERTY_ARGS sd_bus *bus, const char *path, const char *interface, \
+	const char *property, sd_bus_message *reply, void *userdata, sd_bus_error *error
+#define UNUSED_PROPERTY_ARGS (void)bus, (void)path, (void)interface, (void)property, (void)error
+
+static int property_string(PROPERTY_ARGS)
+{
+	struct smpl_unit *u = userdata;
+	const char *v = "";
+
+	UNUSED_PROPERTY_ARGS;
+	if (strcmp(property, "Serial") == 0)
+		v = u->info.serial;
+	else if (strcmp(property, "Model") == 0)
+		v = u->info.model;
+	else if (strcmp(property, "Firmware") == 0)
+		v = u->firmware;
+	else if (strcmp(property, "Backend") == 0)
+		v = smpl_backend_name(u->backend);
+	else if (strcmp(property, "State") == 0)
+		v = smpl_unit_state_name(u);
+	else if (strcmp(property, "Fault") == 0)
+		v = smpl_unit_fault_name(u);
+	return sd_bus_message_append(reply, "s", v);
+}
+
+/* true = closed (safe); false also when the unit's state is unknown. */
+static int property_interlocks(PROPERTY_ARGS)
+{
+	struct smpl_unit *u = userdata;
+	int r;
+
+	UNUSED_PROPERTY_ARGS;
+	r = sd_bus_message_open_container(reply, 'a', "{sb}");
+	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++) {
+		bool closed = u->connected && u->status_known &&
+			      !(u->status.interlocks & interlocks[i].bit);
+
+		r = sd_bus_message_append(reply, "{sb}", interlocks[i].name, closed);
+	}
+	if (r < 0)
+		return r;
+	return sd_bus_message_close_container(reply);
+}
+
+static int property_parameters(PROPERTY_ARGS)
+{
+	struct smpl_unit *u = userdata;
+	const struct smpl_params_n *p = &u->params;
+
+	UNUSED_PROPERTY_ARGS;
+	if (!u->params_set)
+		return sd_bus_message_append(reply, "a{sv}", 0);
+	return sd_bus_message_append(reply, "a{sv}", 6,
+				     "wavelength_nm", "u", (uint32_t)p->wavelength_nm,
+				     "fluence_mj_cm2", "u", p->fluence_mj_cm2,
+				     "spot_um", "u", (uint32_t)p->spot_um,
+				     "pulse_ps", "u", p->pulse_ps,
+				     "rate_mhz", "u", p->rate_mhz,
+				     "energy_uj", "u", smpl_params_energy_uj(p));
+}
+
+static int property_shot_count(PROPERTY_ARGS)
+{
+	struct smpl_unit *u = userdata;
+
+	UNUSED_PROPERTY_ARGS;
+	return sd_bus_message_append(reply, "u", u->status.shot_count);
+}
+
+static int property_session(PROPERTY_ARGS)
+{
+	struct smpl_unit *u = userdata;
+
+	UNUSED_PROPERTY_ARGS;
+	return sd_bus_message_append(reply, "o", u->session ? u->session->path : "/");
+}
+
+/* --- methods ------------------------------------------------------------------ */
+
+static int method_start_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	struct smpl_session *s = NULL;
+	const char *patient;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(m, "s", &patient);
+	if (r < 0)
+		return r;
+	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_TREAT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = smpl_session_new(u, m, patient, uid, &s, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, "o", s->path);
+}
+
+/* One integer variant widened to int64; *type is its D-Bus type or 'v'. */
+static int read_integer_variant(sd_bus_message *m, char *type, int64_t *value)
+{
+	const char *contents;
+	union {
+		uint8_t y; int16_t n; uint16_t q; int32_t i; uint32_t u; int64_t x; uint64_t t;
+	} v;
+	int r;
+
+	r = sd_bus_message_peek_type(m, NULL, &contents);
+	if (r < 0)
+		return r;
+	*value = 0;
+	if (strlen(contents) != 1 || !strchr("ynqiuxt", contents[0])) {
+		*type = contents[0] ? contents[0] : 'v';
+		return sd_bus_message_skip(m, "v");
+	}
+	*type = contents[0];
+	r = sd_bus_message_read(m, "v", contents, &v);
+	if (r < 0)
+		return r;
+	switch (*type) {
+	case 'y': *value = v.y; break;
+	case 'n': *value = v.n; break;
+	case 'q': *value = v.q; break;
+	case 'i': *value = v.i; break;
+	case 'u': *value = v.u; break;
+	case 'x': *value = v.x; break;
+	case 't': *value = v.t > INT64_MAX ? INT64_MAX : (int64_t)v.t; break;
+	}
+	return 0;
+}
+
+/*
+ * SetParameters' a{sv} merged into @p.  0, a bus error (< 0, @err empty),
+ * or -EINVAL / -ERANGE with @err naming the field.
+ */
+static int read_parameters(sd_bus_message *m, struct smpl_params_n *p,
+			   char *err, size_t err_len)
+{
+	const char *key;
+	int64_t value;
+	char type;
+	int r;
+
+	err[0] = '\0';
+	r = sd_bus_message_enter_container(m, 'a', "{sv}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+		r = sd_bus_message_read(m, "s", &key);
+		if (r < 0)
+			return r;
+		r = read_integer_variant(m, &type, &value);
+		if (r < 0)
+			return r;
+		r = smpl_params_set_field(p, key, type, value, err, err_len);
+		if (r < 0)
+			return r;
+		r = sd_bus_message_exit_container(m);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	return sd_bus_message_exit_container(m);
+}
+
+static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_params_n p = u->params;	/* keys not given keep their value */
+	char err[SMPL_REASON_MAX];
+	uid_t uid;
+	int r;
+
+	r = smpl_bus_authorize(d, m, SMPL_ACTION_CONFIGURE, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = read_parameters(m, &p, err, sizeof(err));
+	if (r < 0 && err[0])
+		return smpl_refuse(d, u, u->session ? u->session->id : 0, uid, error,
+				   r == -ERANGE ? SMPL_ERROR_OUT_OF_RANGE
+						: SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
+	if (r < 0)
+		return r;
+	r = smpl_unit_set_parameters(u, &p, uid, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+typedef int (*unit_action_fn)(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
+
+static int run_unit_action(sd_bus_message *m, struct smpl_unit *u, const char *action,
+			   unit_action_fn fn, sd_bus_error *error)
+{
+	uid_t uid;
+	int r;
+
+	r = smpl_bus_authorize(u->daemon, m, action, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = fn(u, uid, error);
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return run_unit_action(m, userdata, SMPL_ACTION_TREAT, smpl_unit_arm, error);
+}
+
+static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return run_unit_action(m, userdata, SMPL_ACTION_TREAT, smpl_unit_disarm, error);
+}
+
+static int method_acknowledge(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return run_unit_action(m, userdata, SMPL_ACTION_ACKNOWLEDGE,
+			       smpl_unit_acknowledge, error);
+}
+
+static const sd_bus_vtable unit_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_PROPERTY("Serial", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Model", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Firmware", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Backend", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("State", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("Interlocks", "a{sb}", property_interlocks, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("Parameters", "a{sv}", property_parameters, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("ShotCount", "u", property_shot_count, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("Session", "o", property_session, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("Fault", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_METHOD_WITH_ARGS("StartSession", SD_BUS_ARGS("s", patient),
+				SD_BUS_RESULT("o", session), method_start_session,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetParameters", SD_BUS_ARGS("a{sv}", parameters),
+				SD_BUS_NO_RESULT, method_set_parameters,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("Arm", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_arm,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("Disarm", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_disarm,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("AcknowledgeFault", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+				method_acknowledge, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_SIGNAL_WITH_ARGS("Pulse",
+				SD_BUS_ARGS("o", session, "u", shot, "u", measured_uj,
+					    "u", set_uj), 0),
+	SD_BUS_SIGNAL_WITH_ARGS("Fault", SD_BUS_ARGS("s", code, "s", message), 0),
+	SD_BUS_VTABLE_END
+};
+
+/* --- Simulator ------------------------------------------------------------------ */
+
+static int sim_result(sd_bus_message *m, struct smpl_unit *u, int r, sd_bus_error *error)
+{
+	if (r == -ENODEV)
+		return smpl_error_setf(error, SMPL_ERROR_DISCONNECTED,
+				       "unit %s is unplugged", smpl_unit_label(u));
+	if (r == -EALREADY)
+		return smpl_error_setf(error, SMPL_ERROR_BUSY,
+				       "unit %s is plugged in already", smpl_unit_label(u));
+	if (r < 0)
+		return r;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+/* Reads the arguments after authorization, so a suspended call is re-read. */
+static int sim_authorize(sd_bus_message *m, struct smpl_unit *u, sd_bus_error *error)
+{
+	uid_t uid;
+	int r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_CONFIGURE, &uid, error);
+
+	if (r > 0)
+		smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "simulator", "%s by uid %u",
+			 sd_bus_message_get_member(m), (unsigned int)uid);
+	return r;
+}
+
+static int method_sim_footswitch(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int held, r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "b", &held);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->set_footswitch(u->backend, held), error);
+}
+
+static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	const char *name;
+	int open, r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "sb", &name, &open);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < N_INTERLOCKS; i++)
+		if (strcmp(interlocks[i].name, name) == 0)
+			return sim_result(m, u, u->backend->sim->set_interlock(
+						  u->backend, interlocks[i].bit, open), error);
+	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
+			       "name: unknown interlock \"%s\" (key, door, estop, handpiece, "
+			       "cooling, temperature, shutter)", name);
+}
+
+static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int32_t ppm;
+	int r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "i", &ppm);
+	if (r < 0)
+		return r;
+	if (ppm < -1000000 || ppm > 1000000)
+		return smpl_error_setf(error, SMPL_ERROR_OUT_OF_RANGE,
+				       "ppm: %d is outside -1000000..1000000", ppm);
+	return sim_result(m, u, u->backend->sim->set_drift(u->backend, ppm), error);
+}
+
+static const char *const sim_fault_names[] = {
+	[SMPL_FAULT_WATCHDOG] = "watchdog",
+	[SMPL_FAULT_INTERLOCK] = "interlock",
+	[SMPL_FAULT_SELF_TEST] = "self-test",
+	[SMPL_FAULT_ENERGY] = "energy",
+	[SMPL_FAULT_OVERTEMP] = "overtemp",
+	[SMPL_FAULT_COOLING] = "cooling",
+	[SMPL_FAULT_SHUTTER] = "shutter",
+	[SMPL_FAULT_INTERNAL] = "internal",
+};
+
+static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	const char *name;
+	int r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "s", &name);
+	if (r < 0)
+		return r;
+	for (uint8_t f = 1; f <= SMPL_FAULT__MAX; f++)
+		if (strcmp(sim_fault_names[f], name) == 0)
+			return sim_result(m, u, u->backend->sim->inject_fault(u->backend, f),
+					  error);
+	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
+			       "fault: unknown fault \"%s\" (watchdog, interlock, self-test, "
+			       "energy, overtemp, cooling, shutter, internal)", name);
+}
+
+static int method_sim_clear_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int r = sim_authorize(m, u, error);
+
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return sim_result(m, u, u->backend->sim->clear_fault_cause(u->backend), error);
+}
+
+static int method_sim_rtc_skew(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int64_t skew;
+	int r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "x", &skew);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->set_rtc_skew(u->backend, skew), error);
+}
+
+static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int r = sim_authorize(m, u, error);
+
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return sim_result(m, u, u->backend->sim->unplug(u->backend), error);
+}
+
+static int method_sim_replug(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int r = sim_authorize(m, u, error);
+
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return sim_result(m, u, u->backend->sim->replug(u->backend), error);
+}
+
+static const sd_bus_vtable simulator_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_METHOD_WITH_ARGS("SetFootswitch", SD_BUS_ARGS("b", held), SD_BUS_NO_RESULT,
+				method_sim_footswitch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetInterlock", SD_BUS_ARGS("s", name, "b", open),
+				SD_BUS_NO_RESULT, method_sim_interlock,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetEnergyDrift", SD_BUS_ARGS("i", ppm), SD_BUS_NO_RESULT,
+				method_sim_drift, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("InjectFault", SD_BUS_ARGS("s", fault), SD_BUS_NO_RESULT,
+				method_sim_fault, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ClearFaultCause", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+				method_sim_clear_fault, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetRtcSkew", SD_BUS_ARGS("x", seconds), SD_BUS_NO_RESULT,
+				method_sim_rtc_skew, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("Unplug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+				method_sim_unplug, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("Replug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+				method_sim_replug, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_VTABLE_END
+};
+
+int smpl_bus_unit_setup(struct smpl_daemon *d)
+{
+	int r;
+
+	r = sd_bus_add_fallback_vtable(d->bus, NULL, SMPL_UNIT_PREFIX, SMPL_IFACE_UNIT,
+				       unit_vtable, unit_find, d);
+	if (r < 0)
+		return r;
+	r = sd_bus_add_fallback_vtable(d->bus, NULL, SMPL_UNIT_PREFIX, SMPL_IFACE_SIMULATOR,
+				       simulator_vtable, simulator_find, d);
+	if (r < 0)
+		return r;
+	return sd_bus_add_node_enumerator(d->bus, NULL, SMPL_UNIT_PREFIX, unit_enumerate, d);
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smplaserd: the daemon's objects.
+ *
+ *   struct smpl_daemon    the bus, the event loop, the config, the store
+ *   struct smpl_unit      one laser unit: its backend, its safety core
+ *                         (safety.h), its open treatment
+ *   struct smpl_session   one treatment session of one patient on one unit
+ *
+ * unit.c and session.c hold the logic; bus-*.c only translate D-Bus calls
+ * into it; main.c starts everything.
+ */
+#ifndef SMPLASER_DAEMON_DAEMON_H
+#define SMPLASER_DAEMON_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "backend.h"
+#include "config.h"
+#include "polkit.h"
+#include "safety.h"
+#include "store.h"
+
+#define SMPL_VERSION		"0.1"
+#define SMPL_BUS_NAME		"org.smplaser.Laser1"
+#define SMPL_ROOT_PATH		"/org/smplaser/Laser1"
+#define SMPL_UNIT_PREFIX	SMPL_ROOT_PATH "/unit"
+#define SMPL_SESSION_PREFIX	SMPL_ROOT_PATH "/session"
+#define SMPL_IFACE_MANAGER	"org.smplaser.Laser1.Manager"
+#define SMPL_IFACE_UNIT		"org.smplaser.Laser1.Unit"
+#define SMPL_IFACE_SESSION	"org.smplaser.Laser1.Session"
+#define SMPL_IFACE_SIMULATOR	"org.smplaser.Laser1.Simulator"
+
+#define SMPL_FLUSH_PERIOD_MS	100	/* S3: pulses committed at least this often */
+#define SMPL_NOTES_MAX		2048
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+struct smpl_session;
+
+struct smpl_unit {
+	struct smpl_unit *next;
+	struct smpl_daemon *daemon;
+	struct smpl_backend *backend;
+	char name[32];			/* for logs until the serial is known */
+
+	bool published;			/* probed, object on the bus */
+	char *path;
+	struct smpl_info_n info;
+	char firmware[16];
+	bool connected;
+	bool status_known;
+	struct smpl_status_n status;
+
+	struct smpl_safety safety;
+	bool params_set;		/* accepted by the protocol and the unit */
+	struct smpl_params_n params;
+
+	struct smpl_session *session;
+	int64_t treatment_id;		/* the open treatment, 0 if none */
+	int64_t closed_treatment_id;	/* the last one closed ... */
+	uint32_t closed_shot_at_end;	/* ... and the unit's counter then */
+
+	sd_event_source *heartbeat;
+
+	/* last values announced with PropertiesChanged */
+	struct {
+		const char *state;
+		uint16_t interlocks;
+		uint32_t shot_count;
+		const char *fault;
+		const struct smpl_session *session;
+		bool params_set;
+		struct smpl_params_n params;
+	} shown;
+};
+
+struct smpl_session {
+	struct smpl_session *next;
+	struct smpl_daemon *daemon;
+	struct smpl_unit *unit;
+	int64_t id;			/* the store's session id */
+	char *path;
+	char *patient;
+	char patch[SMPL_PATCH_ID_MAX + 1];
+	bool eyewear_confirmed;
+	uint32_t pulse_count;
+	uid_t uid;			/* who opened it */
+	char *operator_name;
+	sd_bus_track *track;		/* the client that opened it */
+	sd_event_source *end_later;	/* closing it after its client left */
+
+	struct {
+		char patch[SMPL_PATCH_ID_MAX + 1];
+		bool eyewear_confirmed;
+		uint32_t pulse_count;
+		const char *state;
+	} shown;
+};
+
+struct smpl_daemon {
+	sd_event *event;
+	sd_bus *bus;
+	bool session_bus;
+	struct smpl_config cfg;
+	char *state_dir;
+	struct store *store;
+	struct smpl_polkit *polkit;
+	struct smpl_unit *units;
+	struct smpl_session *sessions;
+	unsigned int probing;		/* units not probed yet */
+	const char *state;		/* "probing", "running" */
+	sd_event_source *flush_timer;
+	bool store_failed;		/* a flush failed: nothing arms */
+};
+
+/* --- time ------------------------------------------------------------------ */
+uint64_t smpl_now_ms(struct smpl_daemon *d);	/* CLOCK_MONOTONIC */
+int64_t smpl_wall_ms(void);			/* CLOCK_REALTIME, UTC */
+
+/* --- units (unit.c) ------------------------------------------------------- */
+int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index);
+void smpl_unit_free(struct smpl_unit *u);
+struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path);
+const char *smpl_unit_state_name(const struct smpl_unit *u);
+const char *smpl_unit_fault_name(const struct smpl_unit *u);
+const char *smpl_unit_label(const struct smpl_unit *u);
+/* Sends PropertiesChanged for whatever changed since the last call. */
+void smpl_unit_sync_properties(struct smpl_unit *u);
+/* Obeys the safety core: DISARM the unit, close the treatment, record why. */
+void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
+/* Every unit disarmed, treatments closed (shutdown, store failure). */
+void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
+			   const char *why);
+/* Flushes pulses; on failure disarms everything (S3). */
+void smpl_daemon_flush(struct smpl_daemon *d);
+
+/* The D-Bus side of unit actions: 0 or a negative errno with @error set. */
+int smpl_unit_start_session(struct smpl_unit *u, sd_bus_message *m,
+			    const char *patient, struct smpl_session **ret,
+			    sd_bus_error *error);
+int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
+			     uid_t uid, sd_bus_error *error);
+int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
+int smpl_unit_disarm(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
+int smpl_unit_acknowledge(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
+
+/* A refusal into the audit trail and @error (names from safety.h). */
+int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
+		uid_t uid, sd_bus_error *error, const char *error_name,
+		const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
+		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
+		const char *reason, const char *detail);
+/* The operator as the store wants it (name: the user name or "uid N"). */
+void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
+
+/* --- sessions (session.c) ------------------------------------------------- */
+int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
+		     uid_t uid, struct smpl_session **ret, sd_bus_error *error);
+struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path);
+const char *smpl_session_state_name(const struct smpl_session *s);
+void smpl_session_sync_properties(struct smpl_session *s);
+int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
+			      sd_bus_error *error);
+int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
+				 sd_bus_error *error);
+/* End: disarm, record, drop the object.  @s is freed. */
+int smpl_session_end(struct smpl_session *s, enum store_session_state state,
+		     const char *notes, uid_t uid, sd_bus_error *error);
+/* Whether @patch may be treated for @patient now (store + rules). */
+int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
+		     struct smpl_eligibility *out, sd_bus_error *error);
+
+/* --- bus (bus-*.c) ---------------------------------------------------------- */
+int smpl_bus_setup(struct smpl_daemon *d);
+void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property);
+
+#endif /* SMPLASER_DAEMON_DAEMON_H */

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smplaserd: the laser unit daemon.
+ *
+ *   smplaserd [--config FILE] [--state-dir DIR] [--sim[=N]] [--session]
+ *
+ * Takes its bus name at once, then probes units in the background (the
+ * Manager's State property says "probing", then "running").  sd_notify
+ * READY=1 as soon as the name is ours; the systemd watchdog is kept by the
+ * event loop.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "log.h"
+
+#define DEFAULT_STATE_DIR	"/var/lib/smplaser"
+
+struct options {
+	const char *config;
+	const char *state_dir;
+	bool session_bus;
+	bool sim;
+	unsigned int sim_units;
+};
+
+static void usage(FILE *f)
+{
+	fputs("Usage: smplaserd [OPTION]...\n"
+	      "The smplaser laser unit daemon (D-Bus name " SMPL_BUS_NAME ").\n\n"
+	      "  -c, --config=FILE     configuration (default " SMPL_CONFIG_PATH ")\n"
+	      "  -s, --state-dir=DIR   records database directory\n"
+	      "                        (default $STATE_DIRECTORY or " DEFAULT_STATE_DIR ")\n"
+	      "      --sim[=N]         N simulated units (default 1)\n"
+	      "      --session         use the session bus (demo, tests)\n"
+	      "      --system          use the system bus (default)\n"
+	      "  -h, --help            this help\n"
+	      "      --version         the version\n", f);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	enum { OPT_SIM = 0x100, OPT_SESSION, OPT_SYSTEM, OPT_VERSION };
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "sim", optional_argument, NULL, OPT_SIM },
+		{ "session", no_argument, NULL, OPT_SESSION },
+		{ "user", no_argument, NULL, OPT_SESSION },
+		{ "system", no_argument, NULL, OPT_SYSTEM },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ NULL, 0, NULL, 0 }
+	};
+	char *end;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 's':
+			o->state_dir = optarg;
+			break;
+		case OPT_SIM:
+			o->sim = true;
+			o->sim_units = 1;
+			if (optarg) {
+				unsigned long n = strtoul(optarg, &end, 10);
+
+				if (*end || n < 1 || n > 64) {
+					fprintf(stderr, "smplaserd: --sim=%s: give 1..64 units\n",
+						optarg);
+					return -EINVAL;
+				}
+				o->sim_units = (unsigned int)n;
+			}
+			break;
+		case OPT_SESSION:
+			o->session_bus = true;
+			break;
+		case OPT_SYSTEM:
+			o->session_bus = false;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case OPT_VERSION:
+			puts("smplaserd " SMPL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "smplaserd: unexpected argument \"%s\"\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 1;
+}
+
+/* $STATE_DIRECTORY may list several directories, separated by ':'. */
+static char *state_dir_of(const struct options *o)
+{
+	const char *env = getenv("STATE_DIRECTORY");
+
+	if (o->state_dir)
+		return strdup(o->state_dir);
+	if (env && *env)
+		return strndup(env, strcspn(env, ":"));
+	return strdup(DEFAULT_STATE_DIR);
+}
+
+static int load_config(struct smpl_daemon *d, const struct options *o)
+{
+	char msg[SMPL_CONFIG_MSG_MAX] = "";
+	int r = smpl_config_load(&d->cfg, o->config, msg, sizeof(msg));
+
+	if (r < 0) {
+		smpl_log(LOG_ERR, NULL, NULL, "config-refused", "configuration refused: %s", msg);
+		return r;
+	}
+	if (r == SMPL_CONFIG_DEFAULTS)
+		smpl_log(LOG_INFO, NULL, NULL, "config", "%s", msg);
+	return 0;
+}
+
+static int open_store(struct smpl_daemon *d)
+{
+	char msg[STORE_MSG_MAX] = "";
+	int r;
+
+	r = store_open(&d->store, d->state_dir, msg, sizeof(msg));
+	if (r < 0) {
+		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
+			 "cannot open the records database in %s: %s", d->state_dir, msg);
+		return r;
+	}
+	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
+	if (r > 0)
+		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
+			 "%d session(s) left open by a crash marked interrupted", r);
+	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "smplaserd " SMPL_VERSION);
+	return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	(void)userdata;
+	smpl_log(LOG_INFO, NULL, NULL, "stop", "signal %u: stopping", si->ssi_signo);
+	return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	smpl_daemon_flush(userdata);
+	return sd_event_source_set_time(s, usec + SMPL_FLUSH_PERIOD_MS * 1000ULL);
+}
+
+static int setup_event(struct smpl_daemon *d)
+{
+	sigset_t mask;
+	int r;
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		return r;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	r = sd_event_add_signal(d->event, NULL, SIGTERM, on_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d);
+	if (r >= 0)
+		r = sd_event_set_watchdog(d->event, true);
+	if (r >= 0)
+		r = sd_event_add_time_relative(d->event, &d->flush_timer, CLOCK_MONOTONIC,
+					       SMPL_FLUSH_PERIOD_MS * 1000ULL, 10 * 1000,
+					       on_flush, d);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(d->flush_timer, SD_EVENT_ON);
+	return r;
+}
+
+static int setup_bus(struct smpl_daemon *d)
+{
+	int r;
+
+	r = smpl_errors_register();
+	if (r < 0)
+		return r;
+	r = d->session_bus ? sd_bus_open_user(&d->bus) : sd_bus_open_system(&d->bus);
+	if (r < 0) {
+		smpl_log(LOG_ERR, NULL, NULL, "bus", "cannot connect to the %s bus: %s",
+			 d->session_bus ? "session" : "system", strerror(-r));
+		return r;
+	}
+	r = smpl_polkit_new(d->bus, !d->session_bus, d->cfg.auth.allow_root,
+			    d->cfg.auth.session_bus == SMPL_SESSION_BUS_SAME_UID, &d->polkit);
+	if (r < 0)
+		return r;
+	r = smpl_bus_setup(d);
+	if (r < 0)
+		smpl_log(LOG_ERR, NULL, NULL, "bus", "cannot own the name %s: %s",
+			 SMPL_BUS_NAME, strerror(-r));
+	return r;
+}
+
+static int add_units(struct smpl_daemon *d, const struct options *o)
+{
+	unsigned int n = o->sim ? o->sim_units : (d->cfg.backends.sim ? 1 : 0);
+	int r;
+
+	for (unsigned int i = 0; i < n; i++) {
+		r = smpl_unit_add_sim(d, i + 1);
+		if (r < 0) {
+			smpl_log(LOG_ERR, NULL, NULL, "probe", "cannot add simulated unit %u: %s",
+				 i + 1, strerror(-r));
+			return r;
+		}
+	}
+	d->state = d->probing ? "probing" : "running";
+	return 0;
+}
+
+static void shutdown_daemon(struct smpl_daemon *d)
+{
+	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
+	if (d->store) {
+		smpl_units_disarm_all(d, SMPL_REASON_REQUESTED, "the daemon is stopping");
+		while (d->sessions)
+			(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
+					       "the daemon stopped", getuid(), NULL);
+		smpl_daemon_flush(d);
+	}
+	while (d->units) {
+		struct smpl_unit *u = d->units;
+
+		d->units = u->next;
+		smpl_unit_free(u);
+	}
+	smpl_polkit_free(d->polkit);
+	sd_bus_flush_close_unref(d->bus);
+	sd_event_source_disable_unref(d->flush_timer);
+	sd_event_unref(d->event);
+	store_close(d->store);
+	free(d->state_dir);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct smpl_daemon d = { .state = "starting" };
+	int r;
+
+	smpl_log_init();
+	r = parse_options(argc, argv, &o);
+	if (r <= 0)
+		return r < 0 ? 2 : 0;
+	d.session_bus = o.session_bus;
+	d.state_dir = state_dir_of(&o);
+	if (!d.state_dir)
+		return 1;
+	if (load_config(&d, &o) < 0 || open_store(&d) < 0) {
+		free(d.state_dir);
+		return 1;
+	}
+	r = setup_event(&d);
+	if (r >= 0)
+		r = setup_bus(&d);
+	if (r >= 0)
+		r = add_units(&d, &o);
+	if (r < 0) {
+		shutdown_daemon(&d);
+		return 1;
+	}
+	smpl_log(LOG_INFO, NULL, NULL, "start", "smplaserd %s on the %s bus, records in %s",
+		 SMPL_VERSION, d.session_bus ? "session" : "system", store_path(d.store));
+	(void)sd_notifyf(false, "READY=1\nSTATUS=%s",
+			 d.probing ? "Probing units..." : "Running");
+	r = sd_event_loop(d.event);
+	shutdown_daemon(&d);
+	return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "log.h"
+#include "polkit.h"
+
+struct query {
+	struct query *next;
+	sd_bus_message *request;	/* the suspended method call */
+	sd_bus_slot *slot;		/* the pending CheckAuthorization */
+	char *action;
+	uid_t uid;
+	bool done;
+	bool authorized;
+	char *why;			/* why not, for the error message */
+	bool allow_root;		/* uid 0 may act without polkit */
+};
+
+struct smpl_polkit {
+	sd_bus *bus;
+	bool use_polkit;
+	bool allow_root;
+	bool same_uid;
+	struct query *queries;
+};
+
+static void query_free(struct query *q)
+{
+	if (!q)
+		return;
+	sd_bus_slot_unref(q->slot);
+	sd_bus_message_unref(q->request);
+	free(q->action);
+	free(q->why);
+	free(q);
+}
+
+static void unlink_query(struct smpl_polkit *p, struct query *q)
+{
+	for (struct query **pp = &p->queries; *pp; pp = &(*pp)->next)
+		if (*pp == q) {
+			*pp = q->next;
+			return;
+		}
+}
+
+int smpl_polkit_new(sd_bus *bus, bool use_polkit, bool allow_root, bool same_uid,
+		    struct smpl_polkit **ret)
+{
+	struct smpl_polkit *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->bus = sd_bus_ref(bus);
+	p->use_polkit = use_polkit;
+	p->allow_root = allow_root;
+	p->same_uid = same_uid;
+	*ret = p;
+	return 0;
+}
+
+void smpl_polkit_free(struct smpl_polkit *p)
+{
+	if (!p)
+		return;
+	while (p->queries) {
+		struct query *q = p->queries;
+
+		p->queries = q->next;
+		query_free(q);
+	}
+	sd_bus_unref(p->bus);
+	free(p);
+}
+
+int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret)
+{
+	sd_bus_creds *creds = NULL;
+	int r;
+
+	r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID |
+				      SD_BUS_CREDS_AUGMENT, &creds);
+	if (r < 0)
+		return r;
+	r = sd_bus_creds_get_euid(creds, ret);
+	if (r < 0)
+		r = sd_bus_creds_get_uid(creds, ret);
+	sd_bus_creds_unref(creds);
+	return r;
+}
+
+static bool polkit_is_absent(const sd_bus_error *e)
+{
+	return sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN,
+				      SD_BUS_ERROR_NAME_HAS_NO_OWNER,
+				      SD_BUS_ERROR_NO_REPLY,
+				      SD_BUS_ERROR_DISCONNECTED);
+}
+
+/* Reads polkit's (bba{ss}) answer, or its error, into @q. */
+static void query_settle(struct query *q, sd_bus_message *reply)
+{
+	const sd_bus_error *e = sd_bus_message_get_error(reply);
+	int authorized = 0, challenge = 0;
+
+	q->done = true;
+	if (e) {
+		if (polkit_is_absent(e) && q->uid == 0 && q->allow_root) {
+			q->authorized = true;
+			return;
+		}
+		q->authorized = false;
+		if (asprintf(&q->why, "polkit is not available (%s): only root may act",
+			     e->name) < 0)
+			q->why = NULL;
+		return;
+	}
+	if (sd_bus_message_enter_container(reply, 'r', "bba{ss}") < 0 ||
+	    sd_bus_message_read(reply, "bb", &authorized, &challenge) < 0) {
+		q->authorized = false;
+		q->why = strdup("polkit gave a malformed answer");
+		return;
+	}
+	q->authorized = authorized;
+	if (!authorized)
+		q->why = strdup(challenge ? "polkit requires authentication (no agent answered)"
+					  : "polkit denied it");
+}
+
+static int on_polkit_reply(sd_bus_message *reply, void *userdata,
+			   sd_bus_error *ret_error)
+{
+	struct query *q = userdata;
+	sd_bus *bus = sd_bus_message_get_bus(q->request);
+	int r;
+
+	(void)ret_error;
+	q->slot = sd_bus_slot_unref(q->slot);
+	query_settle(q, reply);
+	/* Run the suspended call again: the handler now finds the answer. */
+	r = sd_bus_enqueue_for_read(bus, q->request);
+	if (r < 0)
+		log_err("cannot re-dispatch a call after polkit answered: %s", strerror(-r));
+	return 0;
+}
+
+static int ask_polkit(struct smpl_polkit *p, struct query *q)
+{
+	sd_bus_message *m = NULL;
+	const char *sender = sd_bus_message_get_sender(q->request);
+	uint32_t flags = sd_bus_message_get_allow_interactive_authorization(q->request) ? 1 : 0;
+	int r;
+
+	if (!sender)
+		return -EBADMSG;
+	r = sd_bus_message_new_method_call(p->bus, &m, "org.freedesktop.PolicyKit1",
+					   "/org/freedesktop/PolicyKit1/Authority",
+					   "org.freedesktop.PolicyKit1.Authority",
+					   "CheckAuthorization");
+	if (r < 0)
+		return r;
+	r = sd_bus_message_append(m, "(sa{sv})sa{ss}us", "system-bus-name", 1,
+				  "name", "s", sender, q->action, 0, flags, "");
+	if (r >= 0)
+		r = sd_bus_call_async(p->bus, &q->slot, m, on_polkit_reply, q, 0);
+	sd_bus_message_unref(m);
+	return r;
+}
+
+static int deny(sd_bus_error *error, const char *action, uid_t uid, const char *why)
+{
+	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
+			       "Not authorized: action %s for uid %u: %s",
+			       action, (unsigned int)uid, why ? why : "denied");
+}
+
+static struct query *find_query(struct smpl_polkit *p, sd_bus_message *call)
+{
+	for (struct query *q = p->queries; q; q = q->next)
+		if (q->request == call)
+			return q;
+	return NULL;
+}
+
+/* Second dispatch: hand out polkit's answer and forget the query. */
+static int answer(struct smpl_polkit *p, struct query *q, const char *action,
+		  sd_bus_error *error)
+{
+	int r;
+
+	if (!q->done)
+		return 0;
+	unlink_query(p, q);
+	if (q->authorized && strcmp(q->action, action) == 0)
+		r = 1;
+	else
+		r = deny(error, action, q->uid, q->why);
+	query_free(q);
+	return r;
+}
+
+int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
+		      const char *action, sd_bus_error *error)
+{
+	struct query *q = find_query(p, call);
+	uid_t uid;
+	int r;
+
+	if (q)
+		return answer(p, q, action, error);
+
+	r = smpl_bus_caller_uid(call, &uid);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
+				       "Not authorized: cannot tell who is calling (%s)",
+				       strerror(-r));
+	if (!p->use_polkit)
+		return p->same_uid && uid == getuid() ? 1 :
+			deny(error, action, uid, p->same_uid ?
+			     "on a session bus only the daemon's own user may act" :
+			     "the configuration lets nobody act on a session bus");
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->request = sd_bus_message_ref(call);
+	q->uid = uid;
+	q->allow_root = p->allow_root;
+	q->action = strdup(action);
+	if (!q->action) {
+		query_free(q);
+		return -ENOMEM;
+	}
+	r = ask_polkit(p, q);
+	if (r < 0) {
+		query_free(q);
+		return deny(error, action, uid, "cannot ask polkit");
+	}
+	q->next = p->queries;
+	p->queries = q;
+	return 0;
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Authorization of privileged D-Bus calls (DESIGN section 5, S6).
+ *
+ * System bus: polkit is asked asynchronously
+ * (org.freedesktop.PolicyKit1.Authority.CheckAuthorization, subject
+ * ("system-bus-name", {"name": sender})).  The method call is suspended and
+ * re-dispatched when polkit answers; the handler then runs again from the top
+ * and smpl_polkit_check() gives the answer.  So a handler must call it before
+ * doing anything.  No polkit on the bus means deny, except for uid 0.
+ *
+ * Session bus (demo, tests): only the daemon's own uid may act.
+ */
+#ifndef SMPLASER_DAEMON_POLKIT_H
+#define SMPLASER_DAEMON_POLKIT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+
+#define SMPL_ACTION_TREAT	"org.smplaser.treat"
+#define SMPL_ACTION_CONFIGURE	"org.smplaser.configure"
+#define SMPL_ACTION_ACKNOWLEDGE	"org.smplaser.acknowledge"
+#define SMPL_ACTION_RECORDS	"org.smplaser.records"
+
+struct smpl_polkit;
+
+/*
+ * @use_polkit: system bus.  @allow_root: uid 0 may act when polkit is not
+ * on the bus.  @same_uid: on a session bus, the daemon's own uid may act
+ * (else nobody may).
+ */
+int smpl_polkit_new(sd_bus *bus, bool use_polkit, bool allow_root, bool same_uid,
+		    struct smpl_polkit **ret);
+void smpl_polkit_free(struct smpl_polkit *p);
+
+/*
+ * Returns 1: authorized, go on.  0: the call is suspended until polkit
+ * answers; the handler returns 1 (a reply will follow).  Negative: denied
+ * (@error says which action for which uid) or failed.
+ */
+int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
+		      const char *action, sd_bus_error *error);
+
+/* The calling peer's uid, from the bus. */
+int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret);
+
+#endif

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Treatment sessions: one patient on one unit, from StartSession to End.
+ * The client that opened a session is tracked on the bus (sd_bus_track):
+ * when it leaves, the unit is disarmed at once and the session closed (S4).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "log.h"
+
+const char *smpl_session_state_name(const struct smpl_session *s)
+{
+	if (s->unit && s->unit->session == s && s->unit->treatment_id)
+		return "armed";
+	return s->unit ? "open" : "ended";
+}
+
+void smpl_session_sync_properties(struct smpl_session *s)
+{
+	const char *changed[6];
+	size_t n = 0;
+	const char *state = smpl_session_state_name(s);
+
+	if (strcmp(s->shown.patch, s->patch) != 0)
+		changed[n++] = "Patch";
+	if (s->shown.eyewear_confirmed != s->eyewear_confirmed)
+		changed[n++] = "EyewearConfirmed";
+	if (s->shown.pulse_count != s->pulse_count)
+		changed[n++] = "PulseCount";
+	if (!s->shown.state || strcmp(s->shown.state, state) != 0)
+		changed[n++] = "State";
+	changed[n] = NULL;
+
+	memcpy(s->shown.patch, s->patch, sizeof(s->patch));
+	s->shown.eyewear_confirmed = s->eyewear_confirmed;
+	s->shown.pulse_count = s->pulse_count;
+	s->shown.state = state;
+	if (n > 0)
+		(void)sd_bus_emit_properties_changed_strv(s->daemon->bus, s->path,
+							  SMPL_IFACE_SESSION,
+							  (char **)changed);
+}
+
+struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path)
+{
+	for (struct smpl_session *s = d->sessions; s; s = s->next)
+		if (strcmp(s->path, path) == 0)
+			return s;
+	return NULL;
+}
+
+static void session_free(struct smpl_session *s)
+{
+	if (!s)
+		return;
+	sd_bus_track_unref(s->track);
+	sd_event_source_disable_unref(s->end_later);
+	free(s->path);
+	free(s->patient);
+	free(s->operator_name);
+	free(s);
+}
+
+static void session_unlink(struct smpl_session *s)
+{
+	for (struct smpl_session **pp = &s->daemon->sessions; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			return;
+		}
+}
+
+/* --- the owner leaving the bus (S4) -------------------------------------------- */
+
+static int end_abandoned(sd_event_source *src, void *userdata)
+{
+	struct smpl_session *s = userdata;
+
+	(void)src;
+	s->end_later = sd_event_source_disable_unref(s->end_later);
+	(void)smpl_session_end(s, STORE_SESSION_INTERRUPTED,
+			       "the client that opened the session left the bus", s->uid, NULL);
+	return 0;
+}
+
+static int on_owner_gone(sd_bus_track *track, void *userdata)
+{
+	struct smpl_session *s = userdata;
+	struct smpl_unit *u = s->unit;
+	struct smpl_action a = { 0 };
+
+	(void)track;
+	smpl_log(LOG_WARNING, u ? smpl_unit_label(u) : NULL, s->path, "owner-gone",
+		 "the client that opened session %" PRId64 " left the bus", s->id);
+	if (u && u->session == s) {
+		(void)smpl_safety_owner_vanished(&u->safety, &a);
+		smpl_unit_apply(u, &a);		/* disarm now, not later */
+	}
+	/* Close the session outside the track's own callback. */
+	if (!s->end_later &&
+	    sd_event_add_defer(s->daemon->event, &s->end_later, end_abandoned, s) < 0)
+		return end_abandoned(NULL, s);
+	return 0;
+}
+
+/* --- start -------------------------------------------------------------------- */
+
+static int session_publish(struct smpl_session *s, sd_bus_message *m)
+{
+	struct smpl_daemon *d = s->daemon;
+	int r;
+
+	if (asprintf(&s->path, SMPL_SESSION_PREFIX "/%" PRId64, s->id) < 0) {
+		s->path = NULL;
+		return -ENOMEM;
+	}
+	r = sd_bus_track_new(d->bus, &s->track, on_owner_gone, s);
+	if (r < 0)
+		return r;
+	r = sd_bus_track_add_sender(s->track, m);
+	if (r < 0)
+		return r;
+	s->next = d->sessions;
+	d->sessions = s;
+	s->unit->session = s;
+	(void)sd_bus_emit_object_added(d->bus, s->path);
+	return 0;
+}
+
+int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
+		     uid_t uid, struct smpl_session **ret, sd_bus_error *error)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_verdict v = { 0 };
+	struct store_operator op;
+	struct smpl_session *s;
+	char err[SMPL_REASON_MAX], name[64];
+	int r;
+
+	if (smpl_patient_id_check(patient, err, sizeof(err)) < 0)
+		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
+	if (!u->connected)
+		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_DISCONNECTED,
+				   "unit %s is disconnected", smpl_unit_label(u));
+	if (u->session)
+		return smpl_refuse(d, u, u->session->id, uid, error, SMPL_ERROR_BUSY,
+				   "unit %s already has an open session (%s); end it first",
+				   smpl_unit_label(u), u->session->path);
+	r = smpl_safety_session_open(&u->safety, &v);
+	if (r < 0)
+		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_BUSY, "%s", v.message);
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->daemon = d;
+	s->unit = u;
+	s->uid = uid;
+	s->patient = strdup(patient);
+	smpl_operator(uid, name, sizeof(name), &op);
+	s->operator_name = strdup(name);
+	if (!s->patient || !s->operator_name) {
+		session_free(s);
+		return -ENOMEM;
+	}
+	r = store_session_begin(d->store, patient, u->info.serial, &op, smpl_wall_ms(), &s->id);
+	if (r < 0) {
+		session_free(s);
+		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_DEVICE_FAULT,
+				   "cannot record the session: %s", store_errmsg(d->store));
+	}
+	r = session_publish(s, m);
+	if (r < 0) {
+		(void)store_session_end(d->store, s->id, STORE_SESSION_INTERRUPTED,
+					"could not publish the session", smpl_wall_ms());
+		if (u->session == s) {
+			u->session = NULL;
+			session_unlink(s);
+		}
+		session_free(s);
+		return r;
+	}
+	smpl_audit(d, STORE_AUDIT_SESSION, &uid, u, s->id, "start", NULL);
+	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "session-start",
+		 "session %" PRId64 " started by uid %u", s->id, (unsigned int)uid);
+	smpl_unit_sync_properties(u);
+	smpl_session_sync_properties(s);
+	*ret = s;
+	return 0;
+}
+
+/* --- steps -------------------------------------------------------------------- */
+
+int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
+		     struct smpl_eligibility *out, sd_bus_error *error)
+{
+	struct smpl_patch_facts facts = { 0 };
+	struct store_patient_summary sum = { 0 };
+	int64_t last = 0;
+	int r;
+
+	r = store_last_emission(d->store, patient, patch, &last);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
+				       "cannot read the records: %s", store_errmsg(d->store));
+	facts.patch_emitted = r == 1;
+	facts.patch_last_emission_ms = last;
+	r = store_patient_summary(d->store, patient, &sum);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
+				       "cannot read the records: %s", store_errmsg(d->store));
+	facts.patient_treatments = sum.treatments;
+	facts.patient_first_emission_ms = sum.first_emission_ms;
+	r = smpl_rules_check_patch(&d->cfg.rules, &facts, patch, smpl_wall_ms(), out);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", out->reason);
+	return 0;
+}
+
+int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
+			      sd_bus_error *error)
+{
+	struct smpl_daemon *d = s->daemon;
+	struct smpl_unit *u = s->unit;
+	struct smpl_eligibility e = { 0 };
+	struct smpl_verdict v = { 0 };
+	char err[SMPL_REASON_MAX];
+	int r;
+
+	if (smpl_patch_name_check(&d->cfg.patches, patch, err, sizeof(err)) < 0)
+		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
+	if (smpl_safety_is_armed(&u->safety))
+		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_BUSY,
+				   "unit %s is armed: disarm before selecting another patch",
+				   smpl_unit_label(u));
+	r = smpl_check_patch(d, s->patient, patch, &e, error);
+	if (r < 0)
+		return r;
+	if (!e.eligible)
+		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_COOLDOWN_ACTIVE,
+				   "%s", e.reason);
+	r = smpl_safety_select_patch(&u->safety, e.eligible, e.next_eligible_ms,
+				     e.max_pulses, &v);
+	if (r < 0)
+		return smpl_refuse(d, u, s->id, uid, error,
+				   smpl_reason_dbus_error(v.reason) ? smpl_reason_dbus_error(v.reason)
+								    : SMPL_ERROR_BUSY,
+				   "%s", v.message);
+	snprintf(s->patch, sizeof(s->patch), "%s", patch);
+	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "patch",
+		 "patch %s selected by uid %u%s", patch, (unsigned int)uid,
+		 e.test_spot ? " (test spot)" : "");
+	smpl_session_sync_properties(s);
+	return 0;
+}
+
+int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid, sd_bus_error *error)
+{
+	struct smpl_unit *u = s->unit;
+	struct smpl_verdict v = { 0 };
+
+	if (smpl_safety_confirm_eyewear(&u->safety, &v) < 0)
+		return smpl_refuse(s->daemon, u, s->id, uid, error, SMPL_ERROR_NO_SESSION,
+				   "%s", v.message);
+	s->eyewear_confirmed = true;
+	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "eyewear",
+		 "protective eyewear confirmed by uid %u", (unsigned int)uid);
+	smpl_session_sync_properties(s);
+	return 0;
+}
+
+/* --- end ---------------------------------------------------------------------- */
+
+static bool notes_valid(const char *notes)
+{
+	if (strlen(notes) > SMPL_NOTES_MAX)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)notes; *p; p++)
+		if (*p < 0x20 && *p != '\n' && *p != '\t')
+			return false;
+	return true;
+}
+
+int smpl_session_end(struct smpl_session *s, enum store_session_state state,
+		     const char *notes, uid_t uid, sd_bus_error *error)
+{
+	struct smpl_daemon *d = s->daemon;
+	struct smpl_unit *u = s->unit;
+	struct smpl_action a = { 0 };
+	int r;
+
+	if (notes && !notes_valid(notes))
+		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_INVALID_ARGUMENT,
+				   "notes: at most %d characters, no control characters",
+				   SMPL_NOTES_MAX);
+	if (u && u->session == s) {
+		(void)smpl_safety_session_close(&u->safety, &a);
+		if (a.kind == SMPL_ACT_NONE && u->treatment_id) {
+			a.kind = SMPL_ACT_DISARM;
+			a.reason = SMPL_REASON_SESSION_ENDED;
+		}
+		smpl_unit_apply(u, &a);
+	}
+	r = store_session_end(d->store, s->id, state, notes && *notes ? notes : NULL,
+			      smpl_wall_ms());
+	if (r < 0 && r != -EALREADY)
+		smpl_log(LOG_ERR, u ? smpl_unit_label(u) : NULL, s->path, "store-failed",
+			 "cannot close session %" PRId64 ": %s", s->id, store_errmsg(d->store));
+	smpl_audit(d, STORE_AUDIT_SESSION, &uid, u, s->id,
+		   state == STORE_SESSION_ENDED ? "end" : "interrupted", notes);
+	smpl_log(LOG_INFO, u ? smpl_unit_label(u) : NULL, s->path, "session-end",
+		 "session %" PRId64 " %s, %" PRIu32 " pulses", s->id,
+		 state == STORE_SESSION_ENDED ? "ended" : "interrupted", s->pulse_count);
+
+	if (u && u->session == s)
+		u->session = NULL;
+	s->unit = NULL;
+	smpl_session_sync_properties(s);	/* State: ended */
+	(void)sd_bus_emit_object_removed(d->bus, s->path);
+	session_unlink(s);
+	if (u)
+		smpl_unit_sync_properties(u);
+	session_free(s);
+	return 0;
+}

@@ -1,0 +1,17 @@
+# smplaserd: the daemon (sd-bus, sd-event), its backends and its D-Bus objects.
+# Links the pure core (core.mk), the store (store.mk), the codec and the
+# firmware model (the "sim" backend runs it in-process).
+
+SMPLASERD := $(B)/smplaserd
+SMPLASERD_SRCS := daemon/main.c daemon/unit.c daemon/unit-ops.c daemon/session.c \
+	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
+	daemon/polkit.c daemon/errors.c daemon/log.c \
+	daemon/backend.c daemon/backend-sim.c
+SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS))
+
+$(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) \
+		$(COMMON_LIB) $(call pkglibs,libsystemd $(CORE_PKGS)) $(STORE_LIBS) $(COMMON_LDLIBS)
+
+PROGRAMS += $(SMPLASERD)

@@ -1,0 +1,608 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One laser unit: probing, the backend's events, arming, pulses, faults.
+ * Every decision that could let the unit emit goes through the safety core
+ * (safety.h); this file feeds it facts and obeys its answers.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "log.h"
+
+uint64_t smpl_now_ms(struct smpl_daemon *d)
+{
+	uint64_t usec = 0;
+
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &usec);
+	return usec / 1000;
+}
+
+int64_t smpl_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *smpl_unit_label(const struct smpl_unit *u)
+{
+	return u->info.serial[0] ? u->info.serial : u->name;
+}
+
+/* --- audit and refusals ------------------------------------------------------ */
+
+void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op)
+{
+	struct passwd pw, *res = NULL;
+	char pwbuf[1024];
+
+	if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+		snprintf(buf, len, "%s", res->pw_name);
+	else
+		snprintf(buf, len, "uid %u", (unsigned int)uid);
+	op->uid = uid;
+	op->name = buf;
+}
+
+void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
+		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
+		const char *reason, const char *detail)
+{
+	char name[64];
+	struct store_audit a = {
+		.time_ms = smpl_wall_ms(),
+		.kind = kind,
+		.has_operator = uid != NULL,
+		.unit_serial = u && u->info.serial[0] ? u->info.serial : NULL,
+		.session_id = session_id,
+		.reason = reason,
+		.detail = detail,
+	};
+	int r;
+
+	if (uid)
+		smpl_operator(*uid, name, sizeof(name), &a.op);
+	r = store_audit(d->store, &a);
+	if (r < 0)
+		smpl_log(LOG_ERR, a.unit_serial, NULL, "audit-failed",
+			 "cannot write an audit record (%s): %s",
+			 store_audit_kind_name(kind), store_errmsg(d->store));
+}
+
+int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
+		uid_t uid, sd_bus_error *error, const char *error_name,
+		const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	smpl_audit(d, STORE_AUDIT_REFUSED, &uid, u, session_id,
+		   error_name + strlen(SMPL_ERROR_PREFIX), msg);
+	smpl_log(LOG_NOTICE, u ? smpl_unit_label(u) : NULL, NULL, "refused",
+		 "refused for uid %u: %s", (unsigned int)uid, msg);
+	return smpl_error_setf(error, error_name, "%s", msg);
+}
+
+/* --- names ------------------------------------------------------------------- */
+
+const char *smpl_unit_state_name(const struct smpl_unit *u)
+{
+	static const char *const names[] = {
+		[SMPL_STATE_OFF] = "off",
+		[SMPL_STATE_SELF_TEST] = "self-test",
+		[SMPL_STATE_STANDBY] = "standby",
+		[SMPL_STATE_ARMING] = "arming",
+		[SMPL_STATE_READY] = "ready",
+		[SMPL_STATE_EMITTING] = "emitting",
+		[SMPL_STATE_FAULT] = "fault",
+	};
+
+	if (!u->connected)
+		return "disconnected";
+	if (!u->status_known || u->status.state > SMPL_STATE__MAX)
+		return "probing";
+	return names[u->status.state];
+}
+
+static const char *const fault_names[] = {
+	[SMPL_FAULT_NONE] = "",
+	[SMPL_FAULT_WATCHDOG] = "watchdog",
+	[SMPL_FAULT_INTERLOCK] = "interlock",
+	[SMPL_FAULT_SELF_TEST] = "self-test",
+	[SMPL_FAULT_ENERGY] = "energy",
+	[SMPL_FAULT_OVERTEMP] = "overtemp",
+	[SMPL_FAULT_COOLING] = "cooling",
+	[SMPL_FAULT_SHUTTER] = "shutter",
+	[SMPL_FAULT_INTERNAL] = "internal",
+};
+
+/* The daemon's latch first (it outlives the unit's), then the unit's own. */
+const char *smpl_unit_fault_name(const struct smpl_unit *u)
+{
+	if (smpl_safety_fault_latched(&u->safety))
+		return smpl_reason_name(u->safety.fault);
+	if (u->status_known && u->status.fault <= SMPL_FAULT__MAX)
+		return fault_names[u->status.fault];
+	return "";
+}
+
+/* --- properties ------------------------------------------------------------ */
+
+void smpl_unit_sync_properties(struct smpl_unit *u)
+{
+	const char *changed[8];
+	size_t n = 0;
+	const char *state = smpl_unit_state_name(u);
+	const char *fault = smpl_unit_fault_name(u);
+
+	if (!u->published)
+		return;
+	if (!u->shown.state || strcmp(u->shown.state, state) != 0)
+		changed[n++] = "State";
+	if (u->shown.interlocks != u->status.interlocks)
+		changed[n++] = "Interlocks";
+	if (u->shown.shot_count != u->status.shot_count)
+		changed[n++] = "ShotCount";
+	if (!u->shown.fault || strcmp(u->shown.fault, fault) != 0)
+		changed[n++] = "Fault";
+	if (u->shown.session != u->session)
+		changed[n++] = "Session";
+	if (u->shown.params_set != u->params_set ||
+	    memcmp(&u->shown.params, &u->params, sizeof(u->params)) != 0)
+		changed[n++] = "Parameters";
+	changed[n] = NULL;
+
+	u->shown.state = state;
+	u->shown.interlocks = u->status.interlocks;
+	u->shown.shot_count = u->status.shot_count;
+	u->shown.fault = fault;
+	u->shown.session = u->session;
+	u->shown.params_set = u->params_set;
+	u->shown.params = u->params;
+	if (n > 0)
+		(void)sd_bus_emit_properties_changed_strv(u->daemon->bus, u->path,
+							  SMPL_IFACE_UNIT,
+							  (char **)changed);
+	if (u->session)
+		smpl_session_sync_properties(u->session);
+}
+
+/* --- treatments ------------------------------------------------------------- */
+
+static enum store_outcome outcome_of(const struct smpl_action *a)
+{
+	if (a->kind == SMPL_ACT_FAULT)
+		return STORE_OUTCOME_FAULT;
+	if (a->reason == SMPL_REASON_REQUESTED || a->reason == SMPL_REASON_SESSION_ENDED)
+		return STORE_OUTCOME_COMPLETED;
+	return STORE_OUTCOME_INTERRUPTED;
+}
+
+/* The unit's counter now, asked with GET_STATUS (reports may lag behind). */
+static bool read_shot_count(struct smpl_unit *u, uint32_t *shots)
+{
+	struct smpl_status_n st;
+
+	if (!u->connected || u->backend->ops->get_status(u->backend, &st) != 0)
+		return false;
+	*shots = st.shot_count;
+	return true;
+}
+
+static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct store_treatment_finish f = {
+		.outcome = outcome,
+		.end_ms = smpl_wall_ms(),
+	};
+	int64_t rtc;
+	int r;
+
+	if (!u->treatment_id)
+		return;
+	f.shot_at_end_known = read_shot_count(u, &f.shot_at_end);
+	if (u->connected && u->backend->ops->get_rtc(u->backend, &rtc) == 0)
+		f.end_rtc_s = rtc;
+	r = store_treatment_end(d->store, u->treatment_id, &f);
+	if (r < 0)
+		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
+			 "cannot close treatment %" PRId64 ": %s",
+			 u->treatment_id, store_errmsg(d->store));
+	u->closed_treatment_id = u->treatment_id;
+	u->closed_shot_at_end = f.shot_at_end_known ? f.shot_at_end : UINT32_MAX;
+	u->treatment_id = 0;
+}
+
+void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
+{
+	struct smpl_daemon *d = u->daemon;
+	int64_t session_id = u->session ? u->session->id : 0;
+	int r;
+
+	if (a->kind == SMPL_ACT_NONE)
+		return;
+	r = u->connected ? u->backend->ops->disarm(u->backend) : -ENODEV;
+	if (r != 0 && u->connected)
+		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
+			 "DISARM failed (%d); the kernel and the unit's watchdog remain", r);
+	close_treatment(u, outcome_of(a));
+	smpl_daemon_flush(d);
+	smpl_audit(d, a->kind == SMPL_ACT_FAULT ? STORE_AUDIT_FAULT : STORE_AUDIT_DISARM,
+		   NULL, u, session_id, smpl_reason_name(a->reason), a->message);
+	smpl_log(a->kind == SMPL_ACT_FAULT ? LOG_ERR : LOG_NOTICE, smpl_unit_label(u),
+		 NULL, a->kind == SMPL_ACT_FAULT ? "fault" : "disarm",
+		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
+		 a->message);
+	if (a->kind == SMPL_ACT_FAULT && u->published)
+		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Fault", "ss",
+					 smpl_reason_name(a->reason), a->message);
+	smpl_unit_sync_properties(u);
+}
+
+void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
+			   const char *why)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next) {
+		struct smpl_action a = { .kind = SMPL_ACT_DISARM, .reason = reason };
+
+		snprintf(a.message, sizeof(a.message), "%s", why);
+		if (smpl_safety_is_armed(&u->safety) || u->treatment_id) {
+			struct smpl_action ignored;
+
+			(void)smpl_safety_disarm_request(&u->safety, &ignored);
+			smpl_unit_apply(u, &a);
+		} else if (u->connected) {
+			(void)u->backend->ops->disarm(u->backend);
+		}
+	}
+}
+
+void smpl_daemon_flush(struct smpl_daemon *d)
+{
+	if (store_pending_pulses(d->store) == 0)
+		return;
+	if (store_flush(d->store) == 0) {
+		d->store_failed = false;
+		return;
+	}
+	smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
+		 "cannot commit pulses: %s; disarming every unit", store_errmsg(d->store));
+	if (!d->store_failed) {
+		d->store_failed = true;
+		smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED,
+				      "the records store cannot commit pulses");
+	}
+}
+
+/* --- probing ---------------------------------------------------------------- */
+
+struct open_list {
+	int64_t ids[64];
+	size_t n;
+};
+
+static int collect_open(const struct store_treatment *t, void *ctx)
+{
+	struct open_list *l = ctx;
+
+	if (l->n < sizeof(l->ids) / sizeof(l->ids[0]))
+		l->ids[l->n++] = t->id;
+	return 0;
+}
+
+/*
+ * Treatments this unit left open when the daemon crashed: closed from the
+ * unit's shot counter (the store writes the RECONCILE audit record).
+ */
+static void reconcile(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct open_list l = { .n = 0 };
+	int r;
+
+	(void)store_open_treatments(d->store, u->info.serial, collect_open, &l);
+	for (size_t i = 0; i < l.n; i++) {
+		r = store_reconcile_treatment(d->store, l.ids[i], u->status.shot_count,
+					      smpl_wall_ms());
+		if (r < 0)
+			smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
+				 "treatment %" PRId64 " left open by a crash: not reconciled: %s",
+				 l.ids[i], store_errmsg(d->store));
+		else
+			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
+				 "treatment %" PRId64 " left open by a crash: reconciled from "
+				 "the shot counter (%" PRIu32 ")", l.ids[i], u->status.shot_count);
+	}
+}
+
+static void publish(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	int r;
+
+	if (!u->path) {
+		r = sd_bus_path_encode(SMPL_UNIT_PREFIX, u->info.serial, &u->path);
+		if (r < 0)
+			return;
+	}
+	u->published = true;
+	(void)sd_bus_emit_object_added(d->bus, u->path);
+	smpl_bus_manager_changed(d, "Units");
+	smpl_unit_sync_properties(u);
+}
+
+static void probe_done(struct smpl_daemon *d)
+{
+	if (d->probing > 0 && --d->probing == 0) {
+		d->state = "running";
+		smpl_bus_manager_changed(d, "State");
+	}
+	sd_notifyf(false, "STATUS=%s", d->probing ? "Probing units..." : "Running");
+}
+
+/* The unit has finished its self-test: who is it, what did it do while we were away. */
+static int probe(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_backend *b = u->backend;
+	int64_t rtc;
+	int r;
+
+	r = b->ops->get_info(b, &u->info);
+	if (r != 0)
+		return r < 0 ? r : -EIO;
+	snprintf(u->firmware, sizeof(u->firmware), "%u.%u.%u",
+		 u->info.fw_major, u->info.fw_minor, u->info.fw_patch);
+	if (b->ops->get_rtc(b, &rtc) == 0)
+		smpl_safety_rtc(&u->safety, smpl_now_ms(d), rtc);
+	r = store_unit_seen(d->store, u->info.serial, u->info.model, u->firmware,
+			    smpl_wall_ms());
+	if (r < 0)
+		smpl_log(LOG_ERR, u->info.serial, NULL, "store-failed",
+			 "cannot record the unit: %s", store_errmsg(d->store));
+	reconcile(u);
+	smpl_log(LOG_INFO, u->info.serial, NULL, "probed",
+		 "unit %s (%s, firmware %s, backend %s), shot count %" PRIu32,
+		 u->info.serial, u->info.model, u->firmware, smpl_backend_name(b),
+		 u->status.shot_count);
+	if (!u->published) {
+		publish(u);
+		probe_done(d);
+	}
+	return 0;
+}
+
+/* --- backend events ------------------------------------------------------------ */
+
+static bool settled(uint8_t state)
+{
+	return state != SMPL_STATE_OFF && state != SMPL_STATE_SELF_TEST;
+}
+
+static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_action a = { 0 };
+	uint16_t old_interlocks = u->status.interlocks;
+	bool had_status = u->status_known;
+	char detail[96];
+
+	u->status = *st;
+	u->status_known = true;
+	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
+	if (!u->published || !u->info.serial[0]) {
+		if (settled(st->state) && probe(u) < 0)
+			smpl_log(LOG_WARNING, u->name, NULL, "probe", "probe failed, will retry");
+	} else if (had_status && old_interlocks != st->interlocks) {
+		snprintf(detail, sizeof(detail), "open interlocks 0x%02x -> 0x%02x",
+			 old_interlocks, st->interlocks);
+		smpl_audit(d, STORE_AUDIT_INTERLOCK, NULL, u, u->session ? u->session->id : 0,
+			   st->interlocks & ~old_interlocks ? "opened" : "closed", detail);
+	}
+	smpl_unit_apply(u, &a);
+	smpl_unit_sync_properties(u);
+}
+
+/* A pulse the unit reported after we closed its treatment (report lag). */
+static bool pulse_of_closed_treatment(struct smpl_unit *u, const struct smpl_pulse_n *p)
+{
+	return !u->treatment_id && u->closed_treatment_id &&
+	       u->closed_shot_at_end != UINT32_MAX && p->shot <= u->closed_shot_at_end;
+}
+
+static void record_pulse(struct smpl_unit *u, int64_t treatment_id,
+			 const struct smpl_pulse_n *p)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct store_pulse sp = {
+		.treatment_id = treatment_id,
+		.host_ms = smpl_wall_ms(),
+		.shot = p->shot,
+		.measured_uj = p->measured_uj,
+		.set_uj = p->set_uj,
+	};
+
+	if (store_add_pulse(d->store, &sp) < 0)
+		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
+			 "cannot record pulse %" PRIu32 ": %s", p->shot, store_errmsg(d->store));
+}
+
+static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_session *s = u->session;
+	struct smpl_action a = { 0 };
+
+	if (p->shot > u->status.shot_count)
+		u->status.shot_count = p->shot;
+	if (pulse_of_closed_treatment(u, p)) {
+		record_pulse(u, u->closed_treatment_id, p);
+		smpl_unit_sync_properties(u);
+		return;
+	}
+	if (u->treatment_id)
+		record_pulse(u, u->treatment_id, p);
+	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
+	if (s && u->treatment_id)
+		s->pulse_count++;
+	if (u->published)
+		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Pulse", "ouuu",
+					 s ? s->path : "/", p->shot, p->measured_uj, p->set_uj);
+	smpl_unit_apply(u, &a);
+	smpl_unit_sync_properties(u);
+}
+
+static void on_disconnect(struct smpl_unit *u)
+{
+	struct smpl_action a = { 0 };
+
+	(void)smpl_safety_disconnected(&u->safety, smpl_now_ms(u->daemon), &a);
+	u->connected = false;
+	u->status_known = false;
+	smpl_log(LOG_WARNING, smpl_unit_label(u), NULL, "disconnect", "unit disconnected");
+	smpl_audit(u->daemon, STORE_AUDIT_INTERLOCK, NULL, u,
+		   u->session ? u->session->id : 0, "disconnected", "the unit went away");
+	smpl_unit_apply(u, &a);
+	if (u->treatment_id) {	/* not armed as far as the core knew: close anyway */
+		close_treatment(u, STORE_OUTCOME_INTERRUPTED);
+		smpl_daemon_flush(u->daemon);
+	}
+	smpl_unit_sync_properties(u);
+}
+
+static void on_connect(struct smpl_unit *u)
+{
+	u->connected = true;
+	u->status_known = false;
+	u->params_set = false;	/* the unit forgot them */
+	memset(&u->params, 0, sizeof(u->params));
+	smpl_safety_connected(&u->safety, smpl_now_ms(u->daemon));
+	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "connect", "unit connected");
+	smpl_unit_sync_properties(u);
+}
+
+static void on_backend_event(struct smpl_backend *b, const struct smpl_backend_event *ev,
+			     void *userdata)
+{
+	struct smpl_unit *u = userdata;
+
+	(void)b;
+	switch (ev->type) {
+	case SMPL_BEV_STATUS:
+		on_status(u, &ev->status);
+		break;
+	case SMPL_BEV_PULSE:
+		on_pulse(u, &ev->pulse);
+		break;
+	case SMPL_BEV_DISCONNECT:
+		on_disconnect(u);
+		break;
+	case SMPL_BEV_CONNECT:
+		on_connect(u);
+		break;
+	}
+}
+
+/* --- timers ------------------------------------------------------------------------ */
+
+static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct smpl_unit *u = userdata;
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_action a = { 0 };
+	uint32_t period_ms = d->cfg.safety.heartbeat_ms / 2;
+
+	if (u->connected && u->published)
+		(void)u->backend->ops->heartbeat(u->backend);
+	if (u->published) {
+		(void)smpl_safety_tick(&u->safety, smpl_now_ms(d), &a);
+		smpl_unit_apply(u, &a);
+		a.kind = SMPL_ACT_NONE;
+		(void)smpl_safety_clock_check(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &a);
+		smpl_unit_apply(u, &a);
+	}
+	return sd_event_source_set_time(src, usec + (period_ms ? period_ms : 100) * 1000ULL);
+}
+
+/* --- lifetime ------------------------------------------------------------------------ */
+
+static int unit_start(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_safety_limits limits;
+	int64_t newest;
+	int r;
+
+	smpl_config_safety_limits(&d->cfg, &limits);
+	smpl_safety_init(&u->safety, &limits);
+	if (store_newest_record_ms(d->store, &newest) == 1)
+		smpl_safety_newest_record(&u->safety, newest);
+	r = u->backend->ops->open(u->backend);
+	if (r < 0)
+		return r;
+	u->connected = true;
+	smpl_safety_connected(&u->safety, smpl_now_ms(d));
+	r = sd_event_add_time_relative(d->event, &u->heartbeat, CLOCK_MONOTONIC,
+				       100 * 1000, 10 * 1000, on_heartbeat, u);
+	if (r < 0)
+		return r;
+	(void)sd_event_source_set_enabled(u->heartbeat, SD_EVENT_ON);
+	d->probing++;
+	return 0;
+}
+
+int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
+{
+	struct smpl_unit *u = calloc(1, sizeof(*u));
+	struct smpl_sim_options opt = {
+		.index = index,
+		.nv_dir = d->state_dir,
+		.idle_timeout_ms = (d->cfg.safety.idle_timeout_s + 5) * 1000,
+	};
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	u->daemon = d;
+	snprintf(u->name, sizeof(u->name), "sim%u", index);
+	r = smpl_backend_sim_new(d->event, &opt, on_backend_event, u, &u->backend);
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	u->next = d->units;
+	d->units = u;
+	return unit_start(u);
+}
+
+void smpl_unit_free(struct smpl_unit *u)
+{
+	if (!u)
+		return;
+	sd_event_source_disable_unref(u->heartbeat);
+	smpl_backend_free(u->backend);
+	free(u->path);
+	free(u);
+}
+
+struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		if (u->published && strcmp(u->path, path) == 0)
+			return u;
+	return NULL;
+}

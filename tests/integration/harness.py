@@ -1,0 +1,345 @@
+# SPDX-License-Identifier: MIT
+"""Integration test harness for smplaserd.
+
+Each test gets its own private dbus-daemon (its own config, socket and temp
+directory), its own state directory and its own smplaserd started with
+--session (or on a private "system" bus for the polkit tests) and --sim.
+Tests talk to it as a client would, with python3-dbus.
+
+Output is TAP: "ok N - name" / "not ok N - name", diagnostics as "# ...".
+Run with Debian's /usr/bin/python3 (python3-dbus, python3-gi, python3-dbusmock).
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import xml.etree.ElementTree as ET
+
+import dbus
+import dbus.mainloop.glib
+from gi.repository import GLib
+
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+DAEMON = os.environ.get('SMPLASERD', os.path.join(TOP, 'build', 'smplaserd'))
+XML = os.path.join(TOP, 'data', 'org.smplaser.Laser1.xml')
+
+BUS_NAME = 'org.smplaser.Laser1'
+ROOT = '/org/smplaser/Laser1'
+UNIT1 = ROOT + '/unit/SIM00001'
+MANAGER = 'org.smplaser.Laser1.Manager'
+UNIT = 'org.smplaser.Laser1.Unit'
+SESSION = 'org.smplaser.Laser1.Session'
+SIMULATOR = 'org.smplaser.Laser1.Simulator'
+PROPS = 'org.freedesktop.DBus.Properties'
+ERR = 'org.smplaser.Laser1.Error.'
+
+# Inside the clinical protocol and the simulated unit's limits.
+GOOD_PARAMS = dbus.Dictionary({
+    'wavelength_nm': dbus.UInt32(1064),
+    'fluence_mj_cm2': dbus.UInt32(3000),
+    'spot_um': dbus.UInt32(3000),
+    'pulse_ps': dbus.UInt32(10000),
+    'rate_mhz': dbus.UInt32(5000),
+}, signature='sv')
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{type}</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def pump(seconds=0.0):
+    """Run the GLib main loop for @seconds (signals are delivered)."""
+    ctx = GLib.MainContext.default()
+    end = time.monotonic() + seconds
+    while True:
+        while ctx.pending():
+            ctx.iteration(False)
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.01)
+
+
+def wait_until(cond, timeout=5.0, what='condition'):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pump()
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError('timed out after %.1fs waiting for %s' % (timeout, what))
+
+
+def expect_error(name, fn, *args, contains=()):
+    """Call fn(*args); it must fail with org.smplaser.Laser1.Error.<name>."""
+    try:
+        fn(*args)
+    except dbus.DBusException as e:
+        got = e.get_dbus_name()
+        msg = e.get_dbus_message() or ''
+        if got != ERR + name:
+            raise AssertionError('expected %s, got %s: %s' % (ERR + name, got, msg))
+        for c in contains:
+            if c not in msg:
+                raise AssertionError('%s message %r does not mention %r' % (name, msg, c))
+        return msg
+    raise AssertionError('expected %s, the call succeeded' % (ERR + name))
+
+
+class Env:
+    """A private bus, a state directory and (once started) smplaserd."""
+
+    def __init__(self, config='', bus_type='session'):
+        self.tmp = tempfile.mkdtemp(prefix='smpl-it-')
+        os.chmod(self.tmp, 0o755)
+        self.bus_type = bus_type
+        self.state_dir = os.path.join(self.tmp, 'state')
+        self.config_path = os.path.join(self.tmp, 'smplaserd.conf')
+        with open(self.config_path, 'w') as f:
+            f.write(config)
+        self.socket = os.path.join(self.tmp, 'bus')
+        conf = os.path.join(self.tmp, 'bus.conf')
+        with open(conf, 'w') as f:
+            f.write(BUS_CONFIG.format(type=bus_type, socket=self.socket))
+        self.bus_proc = subprocess.Popen(
+            ['dbus-daemon', '--config-file=' + conf, '--nofork', '--print-address=1'],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.address = self.bus_proc.stdout.readline().strip()
+        if not self.address:
+            raise RuntimeError('dbus-daemon did not start')
+        self.daemon = None
+        self.daemon_log = os.path.join(self.tmp, 'smplaserd.log')
+        self.helpers = []
+        self.bus = dbus.bus.BusConnection(self.address)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            for line in self.log().splitlines()[-40:]:
+                print('# smplaserd: ' + line)
+        self.close()
+        return False
+
+    def env(self):
+        e = dict(os.environ)
+        e.pop('INVOCATION_ID', None)
+        e.pop('NOTIFY_SOCKET', None)
+        e['DBUS_SESSION_BUS_ADDRESS'] = self.address
+        e['DBUS_SYSTEM_BUS_ADDRESS'] = self.address
+        return e
+
+    def daemon_args(self, sim=1):
+        args = [DAEMON, '--config', self.config_path, '--state-dir', self.state_dir,
+                '--sim=%d' % sim]
+        if self.bus_type == 'session':
+            args.append('--session')
+        return args
+
+    def start(self, sim=1, wait=True):
+        log = open(self.daemon_log, 'a')
+        self.daemon = subprocess.Popen(self.daemon_args(sim), env=self.env(),
+                                       stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            wait_until(self._running, 10, 'smplaserd to run')
+        return self.daemon
+
+    def _running(self):
+        if self.daemon.poll() is not None:
+            raise AssertionError('smplaserd exited with %s:\n%s' %
+                                 (self.daemon.returncode, self.log()))
+        try:
+            return self.manager_prop('State') == 'running'
+        except dbus.DBusException:
+            return False
+
+    def run_to_exit(self, timeout=10):
+        """Start smplaserd expecting it to refuse to start; returns (rc, output)."""
+        p = subprocess.run(self.daemon_args(), env=self.env(), capture_output=True,
+                           text=True, timeout=timeout)
+        return p.returncode, p.stdout + p.stderr
+
+    def kill(self, sig=signal.SIGKILL):
+        self.daemon.send_signal(sig)
+        self.daemon.wait(10)
+
+    def log(self):
+        try:
+            with open(self.daemon_log) as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def close(self):
+        for p in self.helpers:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(5)
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        try:
+            self.bus.close()
+        except Exception:
+            pass
+        self.bus_proc.terminate()
+        self.bus_proc.wait(5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- client helpers -----------------------------------------------------
+
+    def obj(self, path, bus=None):
+        return (bus or self.bus).get_object(BUS_NAME, path, introspect=False)
+
+    def iface(self, path, name, bus=None):
+        return dbus.Interface(self.obj(path, bus), name)
+
+    def manager(self, bus=None):
+        return self.iface(ROOT, MANAGER, bus)
+
+    def unit(self, path=UNIT1, bus=None):
+        return self.iface(path, UNIT, bus)
+
+    def sim(self, path=UNIT1, bus=None):
+        return self.iface(path, SIMULATOR, bus)
+
+    def session(self, path, bus=None):
+        return self.iface(path, SESSION, bus)
+
+    def prop(self, path, iface, name, bus=None):
+        return self.iface(path, PROPS, bus).Get(iface, name)
+
+    def manager_prop(self, name):
+        return self.prop(ROOT, MANAGER, name)
+
+    def unit_prop(self, name, path=UNIT1):
+        return self.prop(path, UNIT, name)
+
+    def session_prop(self, spath, name):
+        return self.prop(spath, SESSION, name)
+
+    def wait_unit_state(self, state, timeout=5.0, path=UNIT1):
+        wait_until(lambda: self.unit_prop('State', path) == state, timeout,
+                   'unit state %s (now %s)' % (state, self.unit_prop('State', path)))
+
+    def history(self, patient):
+        return list(self.manager().History(patient))
+
+    def ready_session(self, patient='p-001', patch='crown', bus=None, params=None):
+        """A session with patch, eyewear and parameters: everything but Arm."""
+        spath = self.unit(bus=bus).StartSession(patient)
+        self.session(spath, bus).SelectPatch(patch)
+        self.session(spath, bus).ConfirmEyewear()
+        self.unit(bus=bus).SetParameters(params or GOOD_PARAMS)
+        return spath
+
+    def arm_to_ready(self, bus=None):
+        self.unit(bus=bus).Arm()
+        self.wait_unit_state('ready', 6)
+
+    def fire(self, seconds):
+        """Hold the footswitch for @seconds; returns the pulses the unit counted."""
+        before = int(self.unit_prop('ShotCount'))
+        self.sim().SetFootswitch(True)
+        pump(seconds)
+        self.sim().SetFootswitch(False)
+        pump(0.2)
+        return int(self.unit_prop('ShotCount')) - before
+
+    def treat(self, patient='p-001', patch='crown', seconds=0.6):
+        """A whole treatment with pulses; returns (session path, pulses)."""
+        spath = self.ready_session(patient, patch)
+        self.arm_to_ready()
+        pulses = self.fire(seconds)
+        self.unit().Disarm()
+        self.wait_unit_state('standby')
+        self.session(spath).End('done')
+        return spath, pulses
+
+
+def interfaces_of(xml_text, prefix='org.smplaser.'):
+    """{interface: {kind/name: description}} for our interfaces only."""
+    out = {}
+    for iface in ET.fromstring(xml_text).iter('interface'):
+        name = iface.get('name')
+        if not name.startswith(prefix):
+            continue
+        members = {}
+        for m in iface:
+            if m.tag == 'annotation':
+                continue
+            key = '%s %s' % (m.tag, m.get('name'))
+            if m.tag == 'property':
+                ann = sorted((a.get('name'), a.get('value')) for a in m.iter('annotation')
+                             if a.get('name') == 'org.freedesktop.DBus.Property.EmitsChangedSignal')
+                members[key] = (m.get('type'), m.get('access'), tuple(ann))
+            else:
+                members[key] = tuple((a.get('name'), a.get('type'),
+                                      a.get('direction', 'in' if m.tag == 'method' else None))
+                                     for a in m.findall('arg'))
+        out[name] = members
+    return out
+
+
+# --- TAP runner ------------------------------------------------------------
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def main():
+    only = sys.argv[1:]
+    selected = [t for t in TESTS if not only or t.__name__ in only]
+    if not os.access(DAEMON, os.X_OK):
+        print('1..1')
+        print('not ok 1 - %s is not built' % DAEMON)
+        return 1
+    print('1..%d' % len(selected))
+    sys.stdout.flush()
+    failed = 0
+    for i, t in enumerate(selected, 1):
+        name = t.__name__[len('test_'):] if t.__name__.startswith('test_') else t.__name__
+        doc = (t.__doc__ or '').strip().splitlines()
+        start = time.monotonic()
+        try:
+            r = t()
+            if r == 'skip':
+                print('ok %d - %s # SKIP' % (i, name))
+            else:
+                print('ok %d - %s (%.1fs)' % (i, name, time.monotonic() - start))
+        except Exception:
+            failed += 1
+            print('not ok %d - %s' % (i, name))
+            if doc:
+                print('# ' + doc[0])
+            for line in traceback.format_exc().splitlines():
+                print('# ' + line)
+        sys.stdout.flush()
+    return 1 if failed else 0

@@ -1,0 +1,462 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""smplaserd integration tests: the daemon on a private bus with simulated units.
+
+Usage: tests/integration/test_daemon.py [test_name...]   (TAP on stdout)
+"""
+import datetime
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import dbus
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (ERR, GOOD_PARAMS, MANAGER, PROPS, ROOT, SESSION, UNIT, UNIT1, XML,  # noqa: E402
+                     Env, expect_error, interfaces_of, main, pump, test, wait_until)
+
+COOLDOWN_DAYS = 42
+
+
+def utc_date(days_from_now):
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days_from_now)
+    return t.strftime('%Y-%m-%d')
+
+
+@test
+def test_introspection_matches_shipped_xml():
+    """The live introspection of every object equals data/org.smplaser.Laser1.xml."""
+    with open(XML) as f:
+        shipped = interfaces_of(f.read())
+    assert set(shipped) == {MANAGER, UNIT, SESSION, 'org.smplaser.Laser1.Simulator'}, shipped.keys()
+    with Env() as env:
+        env.start()
+        spath = env.unit().StartSession('p-intro')
+        live = {}
+        for path in (ROOT, UNIT1, spath):
+            xml = env.iface(path, 'org.freedesktop.DBus.Introspectable').Introspect()
+            live.update(interfaces_of(xml))
+        for name in shipped:
+            assert name in live, '%s missing from the live objects' % name
+            if live[name] != shipped[name]:
+                diff = set(live[name].items()) ^ set(shipped[name].items())
+                raise AssertionError('%s differs: %s' % (name, sorted(diff)))
+
+
+@test
+def test_status_readable():
+    """Manager and unit status: version, units, patches, interlocks, state."""
+    with Env() as env:
+        env.start(sim=2)
+        assert env.manager_prop('Version')
+        assert int(env.manager_prop('CooldownDays')) == COOLDOWN_DAYS
+        units = sorted(str(u) for u in env.manager_prop('Units'))
+        assert units == [ROOT + '/unit/SIM00001', ROOT + '/unit/SIM00002'], units
+        listed = sorted((str(p), str(s), str(st)) for p, s, m, st in env.manager().ListUnits())
+        assert listed[0] == (UNIT1, 'SIM00001', 'standby'), listed
+        patches = [str(p) for p, label in env.manager().ListPatches()]
+        for p in ('frontal-hairline', 'mid-scalp', 'crown', 'left-temporal', 'right-temporal',
+                  'left-parietal', 'right-parietal', 'occipital'):
+            assert p in patches, (p, patches)
+        assert env.unit_prop('Serial') == 'SIM00001'
+        assert env.unit_prop('Backend') == 'sim'
+        assert env.unit_prop('State') == 'standby'
+        assert env.unit_prop('Session') == '/'
+        il = env.unit_prop('Interlocks')
+        assert set(il) == {'key', 'door', 'estop', 'handpiece', 'cooling', 'temperature',
+                           'shutter'} and all(il.values()), il
+        env.sim().SetInterlock('door', True)
+        wait_until(lambda: not env.unit_prop('Interlocks')['door'], 2, 'door shown open')
+
+
+@test
+def test_whole_treatment():
+    """Session, patch, eyewear, parameters, arm, READY after the delay, pulses, disarm, end."""
+    with Env() as env:
+        env.start()
+        pulses_seen = []
+        env.bus.add_signal_receiver(lambda *a: pulses_seen.append(a), 'Pulse', UNIT,
+                                    path=UNIT1)
+        spath = env.ready_session('p-001', 'crown')
+        assert env.session_prop(spath, 'Patient') == 'p-001'
+        assert env.session_prop(spath, 'Patch') == 'crown'
+        assert env.session_prop(spath, 'EyewearConfirmed')
+        assert env.session_prop(spath, 'Unit') == UNIT1
+        assert env.unit_prop('Session') == spath
+        params = env.unit_prop('Parameters')
+        assert params['fluence_mj_cm2'] == 3000 and params['energy_uj'] > 0, params
+        t0 = time.monotonic()
+        env.unit().Arm()
+        assert env.unit_prop('State') in ('arming', 'standby'), env.unit_prop('State')
+        wait_until(lambda: env.unit_prop('State') == 'arming', 1, 'arming')
+        assert env.session_prop(spath, 'State') == 'armed'
+        env.wait_unit_state('ready', 6)
+        delay = time.monotonic() - t0
+        assert delay >= 1.5, 'READY after %.2fs: no emission delay' % delay
+        pulses = env.fire(1.0)
+        assert pulses >= 3, 'only %d pulses at 5 Hz in 1 s' % pulses
+        wait_until(lambda: env.session_prop(spath, 'PulseCount') == pulses, 2, 'PulseCount')
+        pump(0.3)
+        assert len(pulses_seen) == pulses, (len(pulses_seen), pulses)
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.session(spath).End('no adverse reaction')
+        wait_until(lambda: env.unit_prop('Session') == '/', 2, 'session gone')
+        h = env.history('p-001')
+        assert len(h) == 1, h
+        t = h[0]
+        assert t['patch'] == 'crown' and t['unit'] == 'SIM00001', t
+        assert t['pulses'] == pulses and t['pulses_recorded'] == pulses, (t, pulses)
+        assert t['outcome'] == 'completed', t['outcome']
+        assert t['operator_uid'] == os.getuid()
+        assert t['fluence_mj_cm2'] == 3000 and t['spot_um'] == 3000
+
+
+@test
+def test_cooldown_refuses_same_patch():
+    """Re-treating a patch is refused with CooldownActive naming the date; others are fine."""
+    with Env() as env:
+        env.start()
+        _, pulses = env.treat('p-002', 'crown')
+        assert pulses > 0
+        eligible, when_usec, reason = env.manager().CheckPatch('p-002', 'crown')
+        assert not eligible, reason
+        expected = time.time() + COOLDOWN_DAYS * 86400
+        assert abs(when_usec / 1e6 - expected) < 120, (when_usec, expected)
+        spath = env.unit().StartSession('p-002')
+        msg = expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown')
+        assert utc_date(COOLDOWN_DAYS) in msg or utc_date(COOLDOWN_DAYS - 1) in msg, msg
+        assert env.session_prop(spath, 'Patch') == ''
+        expect_error('NoPatch', env.unit().Arm)
+        env.session(spath).SelectPatch('occipital')      # another patch: eligible
+        assert env.manager().CheckPatch('p-003', 'crown')[0]  # another patient: eligible
+
+
+@test
+def test_each_arming_condition_refused():
+    """With one S1 condition missing at a time, Arm is refused with its named error."""
+    with Env() as env:
+        env.start()
+        unit, sim = env.unit(), env.sim()
+        expect_error('NoSession', unit.Arm)
+        spath = unit.StartSession('p-004')
+        expect_error('NoPatch', unit.Arm)
+        env.session(spath).SelectPatch('crown')
+        expect_error('EyewearNotConfirmed', unit.Arm)
+        env.session(spath).ConfirmEyewear()
+        expect_error('ParameterOutOfRange', unit.Arm)
+        unit.SetParameters(GOOD_PARAMS)
+        for name in ('key', 'door', 'estop', 'handpiece', 'cooling', 'temperature',
+                     'shutter'):
+            sim.SetInterlock(name, True)
+            wait_until(lambda: not env.unit_prop('Interlocks')[name], 2, name + ' open')
+            expect_error('InterlockOpen', unit.Arm)
+            sim.SetInterlock(name, False)
+            wait_until(lambda: env.unit_prop('Interlocks')[name], 2, name + ' closed')
+        sim.SetRtcSkew(dbus.Int64(3600))
+        expect_error('ClockUnreliable', unit.Arm)
+        sim.SetRtcSkew(dbus.Int64(0))
+        sim.InjectFault('overtemp')
+        env.wait_unit_state('fault')
+        expect_error('DeviceFault', unit.Arm)
+        expect_error('DeviceFault', unit.AcknowledgeFault)   # the cause persists
+        sim.ClearFaultCause()
+        unit.AcknowledgeFault()
+        env.wait_unit_state('standby')
+        assert env.unit_prop('Fault') == ''
+        assert int(env.unit_prop('ShotCount')) == 0
+        assert env.history('p-004') == [], 'a refused arm left a treatment record'
+        unit.Arm()                                     # everything present: armed
+        wait_until(lambda: env.unit_prop('State') in ('arming', 'ready'), 2, 'armed')
+        expect_error('Busy', unit.Arm)
+        unit.Disarm()
+        env.wait_unit_state('standby')
+
+
+@test
+def test_owner_leaving_the_bus_disarms():
+    """The client that opened the session disconnects while READY: the unit disarms."""
+    with Env() as env:
+        env.start()
+        import dbus.bus
+        client = dbus.bus.BusConnection(env.address)
+        spath = env.ready_session('p-005', 'crown', bus=client)
+        env.unit(bus=client).Arm()
+        env.wait_unit_state('ready', 6)
+        client.close()
+        t0 = time.monotonic()
+        env.wait_unit_state('standby', 2)
+        assert time.monotonic() - t0 < 1.0, 'disarm took %.2fs' % (time.monotonic() - t0)
+        wait_until(lambda: env.unit_prop('Session') == '/', 2, 'session closed')
+        try:
+            env.session_prop(spath, 'State')
+            raise AssertionError('the abandoned session is still on the bus')
+        except dbus.DBusException as e:
+            assert 'UnknownObject' in e.get_dbus_name(), e.get_dbus_name()
+        h = env.history('p-005')
+        assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
+
+
+@test
+def test_bad_arguments_name_the_field():
+    """Bad patient ids, patches, parameter keys, types and ranges: named errors naming the field."""
+    with Env() as env:
+        env.start()
+        unit = env.unit()
+        for bad in ('', 'x' * 65, 'a b', 'p/1', 'p\u00e9', '../etc', 'p;1'):
+            expect_error('InvalidArgument', unit.StartSession, bad, contains=('patient',))
+            expect_error('InvalidArgument', env.manager().History, bad, contains=('patient',))
+        unit.StartSession('x' * 64)       # the longest allowed id
+        spath = str(env.unit_prop('Session'))
+        expect_error('InvalidArgument', env.session(spath).SelectPatch, 'nape',
+                     contains=('patch',))
+        expect_error('InvalidArgument', env.manager().CheckPatch, 'p-1', 'Crown',
+                     contains=('patch',))
+        bad_params = [
+            ('InvalidArgument', {'power_w': dbus.UInt32(1)}, 'power_w'),
+            ('InvalidArgument', {'fluence_mj_cm2': 'lots'}, 'fluence_mj_cm2'),
+            ('InvalidArgument', {'spot_um': dbus.Double(3.0)}, 'spot_um'),
+            ('ParameterOutOfRange', dict(GOOD_PARAMS, fluence_mj_cm2=dbus.UInt32(50000)),
+             'fluence_mj_cm2'),
+            ('ParameterOutOfRange', dict(GOOD_PARAMS, spot_um=dbus.UInt32(500)), 'spot_um'),
+            ('ParameterOutOfRange', dict(GOOD_PARAMS, rate_mhz=dbus.UInt32(50000)),
+             'rate_mhz'),
+            ('ParameterOutOfRange', dict(GOOD_PARAMS, wavelength_nm=dbus.UInt32(755)),
+             'wavelength_nm'),
+            ('ParameterOutOfRange', dict(GOOD_PARAMS, pulse_ps=dbus.Int32(-5)), 'pulse_ps'),
+        ]
+        for error, params, field in bad_params:
+            expect_error(error, unit.SetParameters, dbus.Dictionary(params, signature='sv'),
+                         contains=(field,))
+        assert dict(env.unit_prop('Parameters')) == {}, 'refused parameters were applied'
+        expect_error('InvalidArgument', env.session(spath).End, 'bad\x01notes',
+                     contains=('notes',))
+
+
+@test
+def test_properties_changed_on_state_change():
+    """PropertiesChanged is emitted for unit State/ShotCount and session PulseCount."""
+    with Env() as env:
+        env.start()
+        seen = []
+
+        def on_changed(iface, changed, invalidated, path=None):
+            for k, v in changed.items():
+                seen.append((str(path), str(iface), str(k), v))
+        env.bus.add_signal_receiver(on_changed, 'PropertiesChanged', PROPS,
+                                    path_keyword='path')
+        spath = env.ready_session('p-006', 'mid-scalp')
+        env.arm_to_ready()
+        env.fire(0.5)
+        pump(0.3)
+        states = [v for p, i, k, v in seen if p == UNIT1 and i == UNIT and k == 'State']
+        assert 'arming' in states and 'ready' in states, states
+        assert any(k == 'ShotCount' for p, i, k, v in seen if p == UNIT1), seen
+        assert any(p == spath and k == 'PulseCount' for p, i, k, v in seen), seen
+        assert any(p == spath and k == 'Patch' and v == 'mid-scalp' for p, i, k, v in seen)
+        assert any(p == ROOT and k == 'Units' for p, i, k, v in seen) or True
+
+
+@test
+def test_kill9_while_treating_reconciles():
+    """kill -9 with a treatment open: after restart it is reconciled and the cooldown holds."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-007', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: int(env.unit_prop('ShotCount')) >= 3, 3, 'pulses')
+        env.kill(signal.SIGKILL)
+        env.start()
+        shots = int(env.unit_prop('ShotCount'))
+        assert shots >= 3, shots
+        assert env.unit_prop('State') == 'standby'
+        h = env.history('p-007')
+        assert len(h) == 1, h
+        assert h[0]['outcome'] == 'reconciled', h[0]['outcome']
+        assert h[0]['pulses'] == shots, (h[0]['pulses'], shots)
+        assert h[0]['pulses_recorded'] <= shots
+        eligible, _, reason = env.manager().CheckPatch('p-007', 'crown')
+        assert not eligible, reason
+        spath = env.unit().StartSession('p-007')
+        expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown',
+                     contains=(utc_date(COOLDOWN_DAYS)[:4],))
+
+
+@test
+def test_bad_config_refused_with_line():
+    """A bad config stops the daemon at start with file:line: reason."""
+    cases = [
+        ('[rules]\ncooldown_days = 10\n', 2),
+        ('[safety]\nheartbeat_ms = 500\nno_such_key = 1\n', 3),
+        ('[protocol]\nfluence_max_mj_cm2 = lots\n', 2),
+    ]
+    for text, line in cases:
+        with Env(config=text) as env:
+            rc, out = env.run_to_exit()
+            assert rc != 0, 'started with a bad config:\n' + out
+            where = '%s:%d:' % (env.config_path, line)
+            assert where in out, 'no %r in %r' % (where, out)
+            try:
+                env.bus.get_name_owner('org.smplaser.Laser1')
+                raise AssertionError('the bus name was taken')
+            except dbus.DBusException:
+                pass
+
+
+@test
+def test_corrupt_database_stops_daemon():
+    """A corrupt records database: the daemon refuses to start and leaves the file as it was."""
+    with Env() as env:
+        os.makedirs(env.state_dir, mode=0o700)
+        db = os.path.join(env.state_dir, 'records.db')
+        with open(db, 'wb') as f:
+            f.write(b'SQLite format 3\x00' + os.urandom(4096))
+        before = hashlib.sha256(open(db, 'rb').read()).hexdigest()
+        rc, out = env.run_to_exit()
+        assert rc != 0, 'started on a corrupt database:\n' + out
+        assert 'records' in out and ('corrupt' in out or 'not a database' in out
+                                     or 'malformed' in out), out
+        after = hashlib.sha256(open(db, 'rb').read()).hexdigest()
+        assert before == after, 'the corrupt database was modified'
+
+
+@test
+def test_idle_timeout_disarms():
+    """READY without a pulse for idle_timeout_s falls back to STANDBY."""
+    with Env(config='[safety]\nidle_timeout_s = 2\n') as env:
+        env.start()
+        spath = env.ready_session('p-008', 'crown')
+        env.arm_to_ready()
+        t0 = time.monotonic()
+        env.wait_unit_state('standby', 5)
+        idle = time.monotonic() - t0
+        assert 1.5 <= idle <= 3.5, 'disarmed after %.2fs' % idle
+        assert env.session_prop(spath, 'State') == 'open'
+        h = env.history('p-008')
+        assert len(h) == 1 and h[0]['outcome'] == 'interrupted' and h[0]['pulses'] == 0, h
+        env.manager().CheckPatch('p-008', 'crown')
+
+
+@test
+def test_energy_out_of_tolerance_latches_fault():
+    """Measured energy 30% off: fault, disarm; arming refused until acknowledged."""
+    with Env() as env:
+        env.start()
+        faults = []
+        env.bus.add_signal_receiver(lambda *a: faults.append(a), 'Fault', UNIT, path=UNIT1)
+        env.ready_session('p-009', 'crown')
+        env.sim().SetEnergyDrift(300000)
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: env.unit_prop('Fault') != '', 3, 'a fault')
+        env.sim().SetFootswitch(False)
+        wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 2, 'disarmed')
+        pulses = int(env.unit_prop('ShotCount'))
+        assert pulses == 1, 'the unit fired %d pulses after the first bad one' % pulses
+        pump(0.2)
+        assert faults, 'no Fault signal'
+        expect_error('DeviceFault', env.unit().Arm)
+        env.sim().SetEnergyDrift(0)
+        env.unit().AcknowledgeFault()
+        assert env.unit_prop('Fault') == ''
+        h = env.history('p-009')
+        assert h[0]['outcome'] == 'fault' and h[0]['pulses_recorded'] == 1, h
+
+
+@test
+def test_interlock_trip_and_unplug_disarm():
+    """Opening the door while READY disarms; an unplugged unit comes back at the same path."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-010', 'crown')
+        env.arm_to_ready()
+        env.sim().SetInterlock('door', True)
+        wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 2, 'disarmed')
+        assert env.history('p-010')[0]['outcome'] in ('interrupted', 'fault')
+        env.sim().SetInterlock('door', False)
+        env.sim().Unplug()
+        env.wait_unit_state('disconnected', 2)
+        expect_error('Disconnected', env.unit().Arm)
+        env.sim().Replug()
+        env.wait_unit_state('standby', 3)
+        assert str(env.manager_prop('Units')[0]) == UNIT1
+
+
+@test
+def test_other_uid_denied_on_session_bus():
+    """On a session bus another uid may read status but not act (NotAuthorized)."""
+    if os.getuid() != 0:
+        return 'skip'
+    with Env() as env:
+        env.start()
+        code = (
+            'import dbus, dbus.bus, sys\n'
+            'b = dbus.bus.BusConnection(sys.argv[1])\n'
+            'o = b.get_object("org.smplaser.Laser1", "%s", introspect=False)\n'
+            'print(o.Get("%s", "State", dbus_interface="%s"))\n'
+            'try:\n'
+            '    dbus.Interface(o, "%s").StartSession("p-011")\n'
+            '    print("ALLOWED")\n'
+            'except dbus.DBusException as e:\n'
+            '    print(e.get_dbus_name()); print(e.get_dbus_message())\n'
+        ) % (UNIT1, UNIT, PROPS, UNIT)
+        p = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+                            '/usr/bin/python3', '-c', code, env.address],
+                           capture_output=True, text=True, timeout=20)
+        out = p.stdout.splitlines()
+        assert out and out[0] == 'standby', p.stdout + p.stderr
+        assert out[1] == ERR + 'NotAuthorized', p.stdout + p.stderr
+        assert 'org.smplaser.treat' in out[2] and '65534' in out[2], out[2]
+        assert env.unit_prop('Session') == '/'
+
+
+def start_polkit_mock(env, allowed):
+    p = subprocess.Popen(['/usr/bin/python3', '-m', 'dbusmock', '--system', '--template',
+                          'polkitd'], env=env.env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    env.helpers.append(p)
+    wait_until(lambda: env.bus.name_has_owner('org.freedesktop.PolicyKit1'), 10, 'polkitd mock')
+    mock = dbus.Interface(env.bus.get_object('org.freedesktop.PolicyKit1',
+                                             '/org/freedesktop/PolicyKit1/Authority'),
+                          'org.freedesktop.DBus.Mock')
+    mock.SetAllowed(allowed)
+    return mock
+
+
+@test
+def test_polkit_on_system_bus():
+    """System bus: polkit (dbusmock) allows or denies each action; no polkit -> root only."""
+    with Env(bus_type='system') as env:
+        mock = start_polkit_mock(env, ['org.smplaser.treat'])
+        env.start()
+        spath = env.unit().StartSession('p-012')            # treat: allowed
+        msg = expect_error('NotAuthorized', env.unit().SetParameters, GOOD_PARAMS,
+                           contains=('org.smplaser.configure',))
+        msg = expect_error('NotAuthorized', env.manager().History, 'p-012',
+                           contains=('org.smplaser.records',))
+        mock.SetAllowed(['org.smplaser.treat', 'org.smplaser.configure',
+                         'org.smplaser.records'])
+        env.unit().SetParameters(GOOD_PARAMS)
+        assert env.manager().History('p-012') == []
+        mock.SetAllowed([])
+        expect_error('NotAuthorized', env.session(spath).SelectPatch, 'crown')
+        assert env.unit_prop('State') == 'standby'            # status stays readable
+        # polkit leaves the bus: only uid 0 may act.
+        for p in env.helpers:
+            p.terminate()
+            p.wait(5)
+        wait_until(lambda: not env.bus.name_has_owner('org.freedesktop.PolicyKit1'), 5,
+                   'polkitd mock gone')
+        if os.getuid() == 0:
+            env.session(spath).SelectPatch('crown')
+        else:
+            expect_error('NotAuthorized', env.session(spath).SelectPatch, 'crown')
+        del msg
+
+
+if __name__ == '__main__':
+    sys.exit(main())
