@@ -302,6 +302,30 @@ static int on_key(void *user, const char *section, const char *name,
 	return parse_error(p, "[%s] %s: unknown key", section, name);
 }
 
+/*
+ * inih calls us only for keys: an unknown section with no keys in it would
+ * pass unseen.  Check every section header as its line goes by.
+ */
+static void check_section_header(struct parser *p, const char *line)
+{
+	char name[INI_MAX_LINE];
+	const char *end;
+	size_t len;
+
+	while (isspace((unsigned char)*line))
+		line++;
+	if (*line != '[')
+		return;
+	end = strchr(line, ']');
+	if (!end)
+		return;		/* inih reports the syntax error */
+	len = (size_t)(end - line - 1);
+	memcpy(name, line + 1, len);
+	name[len] = '\0';
+	if (!known_section(name))
+		parse_error(p, "[%s]: unknown section", name);
+}
+
 /* Hand inih one line; count lines; refuse lines inih would split. */
 static char *next_line(char *buf, int size, void *user)
 {
@@ -330,6 +354,7 @@ static char *next_line(char *buf, int size, void *user)
 		parse_error(p, "line longer than %d characters", LINE_MAX_CHARS);
 		return NULL;	/* stop here: the rest would be misread */
 	}
+	check_section_header(p, buf);
 	return buf;
 }
 
