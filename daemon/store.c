@@ -385,6 +385,27 @@ static bool nonempty(const char *s)
 	return s && *s;
 }
 
+/* Serials, patient ids, patches: present, not empty, not too long. */
+static bool valid_name(const char *s)
+{
+	return nonempty(s) && strnlen(s, STORE_NAME_MAX + 1) <= STORE_NAME_MAX;
+}
+
+/* Model, firmware, operator names: present, may be empty, not too long. */
+static bool valid_label(const char *s)
+{
+	return s && strnlen(s, STORE_NAME_MAX + 1) <= STORE_NAME_MAX;
+}
+
+/* Free text (notes, audit reason and detail): kept, cut at STORE_TEXT_MAX. */
+static void bind_free_text(sqlite3_stmt *stmt, int col, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(stmt, col, s, (int)strnlen(s, STORE_TEXT_MAX), SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(stmt, col);
+}
+
 /* ---- opening ----------------------------------------------------------- */
 
 static int make_state_dir(struct store *st, const char *dir)
@@ -570,11 +591,11 @@ static int prepare_hot_statements(struct store *st)
 		      " ON CONFLICT (unit_serial, shot) DO NOTHING");
 	if (!err)
 		err = prepare(st, &st->add_to_summary,
-			      "UPDATE treatments SET pulses_recorded = pulses_recorded + 1,"
-			      "  energy_min_uj = min(coalesce(energy_min_uj, ?2), ?2),"
-			      "  energy_max_uj = max(coalesce(energy_max_uj, ?2), ?2),"
-			      "  energy_sum_uj = energy_sum_uj + ?2,"
-			      "  last_pulse_ms = max(coalesce(last_pulse_ms, ?3), ?3)"
+			      "UPDATE treatments SET pulses_recorded = pulses_recorded + ?2,"
+			      "  energy_min_uj = min(coalesce(energy_min_uj, ?3), ?3),"
+			      "  energy_max_uj = max(coalesce(energy_max_uj, ?4), ?4),"
+			      "  energy_sum_uj = energy_sum_uj + ?5,"
+			      "  last_pulse_ms = max(coalesce(last_pulse_ms, ?6), ?6)"
 			      " WHERE id = ?1");
 	if (!err)
 		err = prepare(st, &st->treatment_exists, "SELECT 1 FROM treatments WHERE id = ?1");
@@ -769,8 +790,9 @@ int store_unit_seen(struct store *st, const char *serial, const char *model,
 	sqlite3_stmt *stmt;
 	int err;
 
-	if (!nonempty(serial) || !model || !firmware)
-		return fail(st, -EINVAL, "unit needs a serial, a model and a firmware");
+	if (!valid_name(serial) || !valid_label(model) || !valid_label(firmware))
+		return fail(st, -EINVAL, "a unit needs a serial, a model and a firmware "
+			    "(at most %d bytes each)", STORE_NAME_MAX);
 	err = prepare(st, &stmt,
 		      "INSERT INTO units (serial, model, firmware, first_seen_ms, last_seen_ms)"
 		      " VALUES (?1, ?2, ?3, ?4, ?4)"
@@ -824,8 +846,10 @@ int store_session_begin(struct store *st, const char *patient, const char *unit_
 	sqlite3_stmt *stmt;
 	int err;
 
-	if (!nonempty(patient) || !nonempty(unit_serial) || !op || !op->name || !session_id)
-		return fail(st, -EINVAL, "a session needs a patient, a unit and an operator");
+	if (!valid_name(patient) || !valid_name(unit_serial) || !op || !valid_label(op->name) ||
+	    !session_id)
+		return fail(st, -EINVAL, "a session needs a patient, a unit and an operator "
+			    "(at most %d bytes each)", STORE_NAME_MAX);
 	err = prepare(st, &stmt,
 		      "INSERT INTO sessions (patient, unit_serial, operator_uid, operator_name,"
 		      "  start_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -860,7 +884,7 @@ int store_session_end(struct store *st, int64_t session_id, enum store_session_s
 	sqlite3_bind_int64(stmt, 1, session_id);
 	sqlite3_bind_text(stmt, 2, session_state_names[state], -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, now_ms);
-	bind_text_or_null(stmt, 4, notes);
+	bind_free_text(stmt, 4, notes);
 	err = step_done(st, stmt, "end session");
 	sqlite3_finalize(stmt);
 	if (err || sqlite3_changes(st->db) == 1)
@@ -982,9 +1006,16 @@ size_t store_pending_pulses(const struct store *st)
 	return st->batch_len;
 }
 
-static int write_pulse(struct store *st, const struct store_pulse *p)
+/* What one flush adds to one treatment's pulse summary. */
+struct pulse_summary {
+	int64_t treatment_id;
+	int64_t count, min_uj, max_uj, sum_uj, last_ms;
+};
+
+/* Insert one pulse; *inserted false if its (unit, shot) was already there. */
+static int insert_pulse(struct store *st, const struct store_pulse *p, bool *inserted)
 {
-	sqlite3_stmt *ins = st->insert_pulse, *sum = st->add_to_summary;
+	sqlite3_stmt *ins = st->insert_pulse;
 	int err;
 
 	sqlite3_reset(ins);
@@ -995,15 +1026,67 @@ static int write_pulse(struct store *st, const struct store_pulse *p)
 	sqlite3_bind_int64(ins, 5, p->set_uj);
 	err = step_done(st, ins, "record pulse");
 	sqlite3_reset(ins);
-	if (err || sqlite3_changes(st->db) == 0)
-		return err;	/* a repeated (unit, shot) is skipped */
+	*inserted = !err && sqlite3_changes(st->db) == 1;
+	return err;
+}
+
+/* Fold a pulse into the summary of its treatment (sums has room for it). */
+static void add_to_summaries(struct pulse_summary *sums, size_t *n, const struct store_pulse *p)
+{
+	struct pulse_summary *s = NULL;
+
+	for (size_t i = *n; i-- > 0 && !s; )
+		if (sums[i].treatment_id == p->treatment_id)
+			s = &sums[i];
+	if (!s) {
+		s = &sums[(*n)++];
+		*s = (struct pulse_summary){ .treatment_id = p->treatment_id,
+					     .min_uj = INT64_MAX, .max_uj = INT64_MIN,
+					     .last_ms = INT64_MIN };
+	}
+	s->count++;
+	s->sum_uj += p->measured_uj;
+	if (p->measured_uj < s->min_uj)
+		s->min_uj = p->measured_uj;
+	if (p->measured_uj > s->max_uj)
+		s->max_uj = p->measured_uj;
+	if (p->host_ms > s->last_ms)
+		s->last_ms = p->host_ms;
+}
+
+static int write_summary(struct store *st, const struct pulse_summary *s)
+{
+	sqlite3_stmt *sum = st->add_to_summary;
+	int err;
 
 	sqlite3_reset(sum);
-	sqlite3_bind_int64(sum, 1, p->treatment_id);
-	sqlite3_bind_int64(sum, 2, p->measured_uj);
-	sqlite3_bind_int64(sum, 3, p->host_ms);
+	sqlite3_bind_int64(sum, 1, s->treatment_id);
+	sqlite3_bind_int64(sum, 2, s->count);
+	sqlite3_bind_int64(sum, 3, s->min_uj);
+	sqlite3_bind_int64(sum, 4, s->max_uj);
+	sqlite3_bind_int64(sum, 5, s->sum_uj);
+	sqlite3_bind_int64(sum, 6, s->last_ms);
 	err = step_done(st, sum, "update pulse summary");
 	sqlite3_reset(sum);
+	return err;
+}
+
+/* Inside the transaction: every pulse of the batch, then the summaries. */
+static int write_batch(struct store *st)
+{
+	struct pulse_summary *sums = calloc(st->batch_len, sizeof(*sums));
+	size_t n = 0;
+	bool inserted;
+	int err = sums ? 0 : fail(st, -ENOMEM, "out of memory for the pulse summary");
+
+	for (size_t i = 0; !err && i < st->batch_len; i++) {
+		err = insert_pulse(st, &st->batch[i], &inserted);
+		if (!err && inserted)	/* a repeated (unit, shot) is skipped */
+			add_to_summaries(sums, &n, &st->batch[i]);
+	}
+	for (size_t i = 0; !err && i < n; i++)
+		err = write_summary(st, &sums[i]);
+	free(sums);
 	return err;
 }
 
@@ -1014,8 +1097,8 @@ int store_flush(struct store *st)
 	if (st->batch_len == 0)
 		return 0;
 	err = begin_write(st);
-	for (size_t i = 0; !err && i < st->batch_len; i++)
-		err = write_pulse(st, &st->batch[i]);
+	if (!err)
+		err = write_batch(st);
 	if (!err)
 		err = commit(st);
 	if (err)
@@ -1252,7 +1335,8 @@ int store_treatment_begin(struct store *st, const struct store_treatment_start *
 	char *patient = NULL, *unit = NULL;
 	int err;
 
-	if (!t || !treatment_id || !nonempty(t->patch) || !t->unit_firmware || !t->op.name ||
+	if (!t || !treatment_id || !valid_name(t->patch) || !valid_label(t->unit_firmware) ||
+	    !valid_label(t->op.name) ||
 	    t->cooldown_ms <= 0 || t->armed_ms <= 0 || !params_valid(&t->params))
 		return fail(st, -EINVAL, "a treatment needs a session, a patch, the firmware, "
 			    "an operator, parameters, the arming time and the cooldown");
@@ -1550,8 +1634,8 @@ static int insert_audit(struct store *st, const struct store_audit *a)
 	bind_text_or_null(stmt, 5, a->unit_serial);
 	if (a->session_id)
 		sqlite3_bind_int64(stmt, 6, a->session_id);
-	bind_text_or_null(stmt, 7, a->reason);
-	bind_text_or_null(stmt, 8, a->detail);
+	bind_free_text(stmt, 7, a->reason);
+	bind_free_text(stmt, 8, a->detail);
 	err = step_done(st, stmt, "record audit");
 	sqlite3_finalize(stmt);
 	return err;

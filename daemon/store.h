@@ -34,6 +34,8 @@
 #define STORE_SCHEMA_VERSION	2
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
+#define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
+#define STORE_TEXT_MAX		4096	/* notes and audit texts are cut here */
 
 struct store;
 

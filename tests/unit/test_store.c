@@ -581,6 +581,19 @@ static void test_audit_round_trip(void **state)
 	assert_string_equal(l.detail[0], "/etc/smplaser/smplaserd.conf");
 	assert_true(l.ids[0] < l.ids[1]);
 	assert_string_equal(store_audit_kind_name(STORE_AUDIT_ACK_FAULT), "ack-fault");
+	{
+		/* Oversized free text is kept, cut at STORE_TEXT_MAX. */
+		char *big = malloc(3 * STORE_TEXT_MAX);
+
+		assert_non_null(big);
+		memset(big, 'd', 3 * STORE_TEXT_MAX - 1);
+		big[3 * STORE_TEXT_MAX - 1] = '\0';
+		assert_int_equal(store_audit(f->st, &(struct store_audit){
+			.time_ms = T0 - 1, .kind = STORE_AUDIT_REFUSED, .detail = big }), 0);
+		free(big);
+		assert_int_equal(count_rows(f, "SELECT length(detail) FROM audit WHERE time_ms < "
+					    "1767225600000"), STORE_TEXT_MAX);
+	}
 }
 
 /* ---- integrity rules --------------------------------------------------- */
@@ -676,6 +689,7 @@ static void test_begin_refuses_bad_arguments(void **state)
 	struct fixture *f = *state;
 	int64_t session = unit_and_session(f), id = 0;
 	struct store_treatment_start t;
+	char long_name[STORE_NAME_MAX + 2];
 
 	t = start_of(session, "", T0 + 1000, 0);
 	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
@@ -688,7 +702,19 @@ static void test_begin_refuses_bad_arguments(void **state)
 	t = start_of(session, "crown", T0 + 1000, 0);
 	t.op.name = NULL;
 	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
+	memset(long_name, 'x', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	t = start_of(session, long_name, T0 + 1000, 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EINVAL);
+	assert_int_equal(store_session_begin(f->st, long_name, "U1", &OPERATOR, T0, &id),
+			 -EINVAL);
+	assert_int_equal(store_unit_seen(f->st, long_name, "m", "f", T0), -EINVAL);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 0);
+
+	long_name[STORE_NAME_MAX] = '\0';	/* exactly the limit is fine */
+	t = start_of(session, long_name, T0 + 1000, 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+	assert_int_equal(count_rows(f, "SELECT length(patch) FROM treatments"), STORE_NAME_MAX);
 }
 
 static void test_begin_refuses_a_unit_with_an_open_treatment(void **state)
@@ -852,6 +878,28 @@ static void test_flush_failure_keeps_the_batch(void **state)
 	assert_int_equal(store_pending_pulses(f->st), 0);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
 	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 3);
+}
+
+/* A store that cannot commit stops taking pulses at a bound, loudly. */
+static void test_batch_is_bounded(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	struct store_pulse p = { id, T0 + 2000, 0, 280000, 282743 };
+
+	for (uint32_t i = 1; i <= STORE_PULSE_BATCH_MAX; i++) {
+		p.shot = i;
+		if (store_add_pulse(f->st, &p))
+			fail_msg("pulse %u: %s", i, store_errmsg(f->st));
+	}
+	p.shot++;
+	assert_int_equal(store_add_pulse(f->st, &p), -ENOBUFS);
+	assert_int_equal(store_pending_pulses(f->st), STORE_PULSE_BATCH_MAX);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(store_add_pulse(f->st, &p), 0);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(get_treatment(f, id).t.pulses_recorded, STORE_PULSE_BATCH_MAX + 1);
 }
 
 static void test_end_fails_and_stays_open_if_pulses_cannot_be_flushed(void **state)
@@ -1408,6 +1456,7 @@ int main(void)
 		T(test_begin_fails_when_pending_pulses_cannot_be_flushed),
 		T(test_two_units_cannot_treat_the_same_patch),
 		T(test_flush_failure_keeps_the_batch),
+		T(test_batch_is_bounded),
 		T(test_end_fails_and_stays_open_if_pulses_cannot_be_flushed),
 		T(test_late_pulse_after_end_is_recorded),
 		T(test_garbage_header_is_refused),
