@@ -54,20 +54,34 @@ tap_filter() {
 	done
 }
 
+# run_test SCRIPT OUTFILE: run SCRIPT in its own session with a time limit;
+# sets rc.  Whatever it leaves running (a gadget, a daemon) is killed after
+# it, so tests cannot leak into each other.
+run_test() {
+	rm -f /tmp/timed-out
+	(cd /tmp && exec setsid sh "$1" </dev/null >"$2" 2>&1) &
+	pid=$!
+	(sleep "$VM_TEST_TIMEOUT" && touch /tmp/timed-out && kill -9 -"$pid") \
+		>/dev/null 2>&1 &
+	watchdog=$!
+	wait "$pid"
+	rc=$?
+	kill "$watchdog" 2>/dev/null
+	kill -9 -"$pid" 2>/dev/null
+	[ -e /tmp/timed-out ] && rc="$rc (killed after ${VM_TEST_TIMEOUT}s)"
+}
+
 for t in /tests/*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
 	case $name in $VM_ONLY) ;; *) continue ;; esac
 	echo "# --- $name"
 	start=$(cut -d' ' -f1 /proc/uptime)
-	rm -f /tmp/rc
-	( cd /tmp && timeout -s KILL "$VM_TEST_TIMEOUT" sh "$t" </dev/null 2>&1
-	  echo $? >/tmp/rc ) | tap_filter "$name" | tee "/tmp/$name.tap"
-	rc=$(cat /tmp/rc 2>/dev/null || echo 255)
+	run_test "$t" "/tmp/$name.out"
+	tap_filter "$name" <"/tmp/$name.out" | tee "/tmp/$name.tap"
 	p=$(grep -c '^ok ' "/tmp/$name.tap")
 	f=$(grep -c '^not ok ' "/tmp/$name.tap")
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-		[ "$rc" -eq 137 ] && rc="$rc (killed after ${VM_TEST_TIMEOUT}s)"
+	if [ "$rc" != 0 ] && [ "$f" -eq 0 ]; then
 		echo "not ok - $name: exited with status $rc"
 		f=1
 	fi
