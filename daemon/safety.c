@@ -388,10 +388,11 @@ int smpl_safety_arm_begin(struct smpl_safety *s, uint64_t now_ms,
 
 void smpl_safety_arm_failed(struct smpl_safety *s)
 {
-	/* The unit may have armed despite an error: tolerate its pulses
-	 * until it reports a safe state; the daemon sends DISARM. */
-	if (s->armed)
-		s->disarm_pending = true;
+	/*
+	 * Not a disarm decision: if the unit armed despite the error, its next
+	 * status report in an armed state is unexpected and answered with
+	 * DISARM (UNEXPECTED_ARM), and its pulses fault.
+	 */
 	s->armed = false;
 }
 
@@ -526,8 +527,7 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNIT_STANDBY,
 			   "the unit went from armed to %s by itself",
 			   state_name(st->state));
-	if (!s->armed && !s->disarm_pending && unit_armed_state(st->state) &&
-	    !was_armed_state)
+	if (!s->armed && !s->disarm_pending && unit_armed_state(st->state))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNEXPECTED_ARM,
 			   "the unit is %s but smplaserd did not arm it",
 			   state_name(st->state));

@@ -182,7 +182,11 @@ int smpl_safety_may_arm(const struct smpl_safety *s, uint64_t now_ms,
 /* may_arm, and on success the core counts the unit armed. */
 int smpl_safety_arm_begin(struct smpl_safety *s, uint64_t now_ms,
 			  int64_t wall_ms, struct smpl_verdict *v);
-/* The store or the unit refused after arm_begin: not armed. */
+/*
+ * The store or the unit refused after arm_begin: not armed.  Should the
+ * unit report an armed state all the same (an ARM that timed out but was
+ * carried out), the next status report answers DISARM (UNEXPECTED_ARM).
+ */
 void smpl_safety_arm_failed(struct smpl_safety *s);
 bool smpl_safety_is_armed(const struct smpl_safety *s);
 /* Disarm() by the operator: DISARM (REQUESTED) if armed, else NONE. */
@@ -202,8 +206,9 @@ enum smpl_action_kind smpl_safety_disconnected(struct smpl_safety *s,
  * interlocks, fault, flags, RTC.  FAULT on a unit fault (state FAULT or a
  * fault code) not latched yet; DISARM if armed and an interlock is open
  * (ESTOP when the emergency stop is among them), if armed and the unit left
- * ARMING/READY/EMITTING by itself, or if armed and the clock became
- * unreliable.
+ * ARMING/READY/EMITTING by itself, if the unit is in one of those states
+ * while we neither armed it nor decided to disarm it (UNEXPECTED_ARM), or
+ * if armed and the clock became unreliable.
  */
 enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 					 int64_t wall_ms,

@@ -1016,6 +1016,38 @@ static void test_arm_failed_clears_armed(void **state)
 	may_arm_ok(&s, T0 + 1);
 }
 
+static void test_arm_failed_but_unit_armed(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	/* ARM timed out, yet the unit carried it out */
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	smpl_safety_arm_failed(&s);
+	assert_int_equal(feed(&s, T0 + 10, status_of(SMPL_STATE_ARMING, 0), &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_ARM);
+	/* once decided, the unit's further armed reports ask nothing more */
+	assert_int_equal(feed(&s, T0 + 18, status_of(SMPL_STATE_ARMING, 0), &a), SMPL_ACT_NONE);
+
+	/* ARMING was reported before the failure came back: READY still disarms */
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	assert_int_equal(feed(&s, T0 + 10, status_of(SMPL_STATE_ARMING, 0), &a), SMPL_ACT_NONE);
+	smpl_safety_arm_failed(&s);
+	assert_int_equal(feed(&s, T0 + 2000, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_ARM);
+
+	/* and a pulse from such a unit is a fault */
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	smpl_safety_arm_failed(&s);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
+}
+
 static void test_reason_tables(void **state)
 {
 	(void)state;
@@ -1079,6 +1111,7 @@ int main(void)
 		cmocka_unit_test(test_session_steps_refused_while_armed),
 		cmocka_unit_test(test_new_session_forgets_eyewear_and_patch),
 		cmocka_unit_test(test_arm_failed_clears_armed),
+		cmocka_unit_test(test_arm_failed_but_unit_armed),
 		cmocka_unit_test(test_reason_tables),
 	};
 	enum { N_OTHER = sizeof(other_tests) / sizeof(other_tests[0]) };
