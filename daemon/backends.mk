@@ -1,0 +1,15 @@
+# smplaserd's real-unit backends and their discovery (daemon/discovery.h):
+#   kmod     /dev/smplaserN through smplaser.ko (daemon/backend-kmod.c)
+#   libusb   the unit's vendor interface through usbfs (daemon/backend-libusb.c)
+#   discovery  libudev monitor + enumeration, hotplug (daemon/discovery.c)
+# smplaserd links $(BACKENDS_OBJS) and $(BACKENDS_LIBS) (daemon/smplaserd.mk).
+
+BACKENDS_SRCS := daemon/backend-kmod.c daemon/backend-libusb.c daemon/discovery.c
+BACKENDS_OBJS := $(patsubst %.c,$(B)/%.o,$(BACKENDS_SRCS))
+BACKENDS_LIBS = $(call pkglibs,libudev libusb-1.0 libsystemd)
+
+UNIT_TESTS += $(B)/tests/unit/test_discovery
+
+$(B)/tests/unit/test_discovery: $(B)/tests/unit/test_discovery.o $(BACKENDS_OBJS) \
+		$(B)/daemon/log.o $(B)/daemon/backend.o $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BACKENDS_LIBS) $(call pkglibs,cmocka) $(COMMON_LDLIBS)
