@@ -1,0 +1,17 @@
+# ctl/: smplaserctl, the technician's command-line tool; its man pages (and
+# smplaserd's), bash completion, its tests (tests/ctl) and "make demo".
+
+CTL_SRCS := ctl/main.c ctl/bus.c ctl/out.c ctl/verbs.c ctl/watch.c ctl/sim.c \
+	ctl/map.c ctl/keeper.c
+CTL_OBJS = $(patsubst %.c,$(B)/%.o,$(CTL_SRCS))
+
+PROGRAMS += $(B)/smplaserctl
+
+$(B)/smplaserctl: $(patsubst %.c,$(B)/%.o,$(CTL_SRCS))
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,libsystemd json-c) -lm
+
+CHECK_SUITES += tests/ctl/docs tests/ctl/verbs
+
+# A narrated treatment on a simulated unit (scripts/demo.sh).
+demo: deps all
+	@scripts/demo.sh

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smplaserctl sim: a technician's hands on a simulated unit (the daemon's
+ * org.smplaser.Laser1.Simulator interface).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+#define SIM_USAGE \
+	"usage: sim footswitch press|release|hold SECONDS | sim door open|close | " \
+	"sim estop press|release | sim key on|off | sim interlock NAME open|close | " \
+	"sim drift PPM | sim fault NAME | sim clear-fault | sim rtc-skew SECONDS | " \
+	"sim unplug | sim replug"
+
+static int sim_usage(struct ctl *c, const char *why)
+{
+	return ctl_error(c, CTL_EXIT_USAGE, NULL, "%s%s%s (see '%s --help')",
+			 why ? why : "", why ? "; " : "", SIM_USAGE, c->prog);
+}
+
+/* The two words a sub-verb takes, e.g. open|close: 1 for @yes, 0 for @no. */
+static int pick(const char *arg, const char *yes, const char *no)
+{
+	if (strcmp(arg, yes) == 0)
+		return 1;
+	if (strcmp(arg, no) == 0)
+		return 0;
+	return -1;
+}
+
+static bool parse_long(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return *s && !*end && !errno && *out >= min && *out <= max;
+}
+
+static int interlock(struct ctl *c, const char *unit, const char *name, bool open,
+		     const char *done)
+{
+	int code = ctl_call(c, unit, SMPL_SIM_IFACE, "SetInterlock", NULL, "sb",
+			    name, open);
+
+	if (!code && !c->json)
+		printf("%s\n", done);
+	return code;
+}
+
+/* Runs one sim sub-verb; @shown is set when it printed its own result. */
+static int sim_run(struct ctl *c, const char *unit, int argc, char **argv,
+		   bool *shown)
+{
+	const char *what = argv[0], *arg = argc > 1 ? argv[1] : "";
+	long long n;
+	int v;
+
+	if (strcmp(what, "footswitch") == 0) {
+		if (argc == 3 && strcmp(arg, "hold") == 0) {
+			char *end;
+			double s = strtod(argv[2], &end);
+
+			if (*end || !(s > 0 && s <= 600))
+				return sim_usage(c, "hold takes 0-600 seconds");
+			*shown = true;
+			return footswitch_hold(c, unit, s);
+		}
+		if (argc != 2 || (v = pick(arg, "press", "release")) < 0)
+			return sim_usage(c, NULL);
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, "SetFootswitch", NULL,
+				    "b", v);
+		if (!code && !c->json)
+			printf("Footswitch %s.\n", v ? "pressed" : "released");
+		return code;
+	}
+	if (strcmp(what, "door") == 0) {
+		if (argc != 2 || (v = pick(arg, "open", "close")) < 0)
+			return sim_usage(c, NULL);
+		return interlock(c, unit, "door", v, v ? "Door opened." : "Door closed.");
+	}
+	if (strcmp(what, "estop") == 0) {
+		if (argc != 2 || (v = pick(arg, "press", "release")) < 0)
+			return sim_usage(c, NULL);
+		return interlock(c, unit, "estop", v,
+				 v ? "Emergency stop pressed." : "Emergency stop released.");
+	}
+	if (strcmp(what, "key") == 0) {
+		if (argc != 2 || (v = pick(arg, "off", "on")) < 0)
+			return sim_usage(c, NULL);
+		return interlock(c, unit, "key", v,
+				 v ? "Key switch off." : "Key switch on.");
+	}
+	if (strcmp(what, "interlock") == 0) {
+		if (argc != 3 || (v = pick(argv[2], "open", "close")) < 0)
+			return sim_usage(c, NULL);
+		return interlock(c, unit, arg, v, v ? "Interlock opened." :
+						      "Interlock closed.");
+	}
+	if (strcmp(what, "drift") == 0) {
+		if (argc != 2 || !parse_long(arg, -1000000, 1000000, &n))
+			return sim_usage(c, "drift takes parts per million, -1000000 to "
+					 "1000000");
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, "SetEnergyDrift", NULL,
+				    "i", (int32_t)n);
+		if (!code && !c->json)
+			printf("Energy drift set to %+lld ppm (%+.1f%%).\n", n, n / 1e4);
+		return code;
+	}
+	if (strcmp(what, "fault") == 0) {
+		if (argc != 2)
+			return sim_usage(c, NULL);
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, "InjectFault", NULL, "s", arg);
+
+		if (!code && !c->json)
+			printf("Fault %s injected.\n", arg);
+		return code;
+	}
+	if (strcmp(what, "clear-fault") == 0) {
+		if (argc != 1)
+			return sim_usage(c, NULL);
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, "ClearFaultCause", NULL, NULL);
+
+		if (!code && !c->json)
+			printf("Fault cause cleared (the fault stays latched until 'ack').\n");
+		return code;
+	}
+	if (strcmp(what, "rtc-skew") == 0) {
+		if (argc != 2 || !parse_long(arg, -(1LL << 40), 1LL << 40, &n))
+			return sim_usage(c, "rtc-skew takes seconds");
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, "SetRtcSkew", NULL, "x",
+				    (int64_t)n);
+		if (!code && !c->json)
+			printf("Unit clock skewed by %+lld s.\n", n);
+		return code;
+	}
+	if (strcmp(what, "unplug") == 0 || strcmp(what, "replug") == 0) {
+		if (argc != 1)
+			return sim_usage(c, NULL);
+		bool unplug = what[0] == 'u';
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, unplug ? "Unplug" : "Replug",
+				    NULL, NULL);
+
+		if (!code && !c->json)
+			printf("Unit %s.\n", unplug ? "unplugged" : "plugged in again");
+		return code;
+	}
+	return sim_usage(c, "unknown sim verb");
+}
+
+int verb_sim(struct ctl *c, int argc, char **argv)
+{
+	char *unit = NULL;
+	bool shown = false;
+	int code;
+
+	if (argc < 1)
+		return sim_usage(c, NULL);
+	if ((code = ctl_pick_unit(c, &unit)))
+		return code;
+	code = sim_run(c, unit, argc, argv, &shown);
+	if (!code && !shown && c->json)
+		code = show_unit(c, unit);
+	else if (!code && !shown)
+		fflush(stdout);
+	free(unit);
+	return code;
+}
