@@ -298,11 +298,18 @@ static int prepare(struct store *st, sqlite3_stmt **stmt, const char *sql)
 	return rc == SQLITE_OK ? 0 : sql_fail(st, rc, "prepare");
 }
 
-static int exec(struct store *st, const char *sql)
+/* Run SQL without results; a failure's message says what it was doing. */
+static int exec_as(struct store *st, const char *sql, const char *what)
 {
 	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : sql_fail(st, rc, sql);
+	return rc == SQLITE_OK ? 0 : sql_fail(st, rc, what);
+}
+
+/* A single short statement: it names itself. */
+static int exec(struct store *st, const char *sql)
+{
+	return exec_as(st, sql, sql);
 }
 
 /* Step a statement that returns no rows (or ignores them). */
@@ -567,15 +574,19 @@ static int migrate(struct store *st, int from, int to)
 			err = exec(st, sql);
 		}
 		if (!err)
-			err = exec(st, migrations[v]);
+			err = exec_as(st, migrations[v], "schema");
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
 		if (!err)
 			err = exec(st, sql);
 		if (!err)
 			err = commit(st);
-		if (err)
-			return rollback(st, fail(st, err, "%s: migration to schema version %d "
-						 "failed: %s", st->path, v + 1, st->msg));
+		if (err) {
+			char why[STORE_MSG_MAX];
+
+			memcpy(why, st->msg, sizeof(why));
+			return rollback(st, fail(st, err, "migration to schema version %d "
+						 "failed: %s", v + 1, why));
+		}
 	}
 	return 0;
 }

@@ -1226,6 +1226,31 @@ static void test_version_1_database_is_migrated(void **state)
 	assert_int_equal(s.schema_version, STORE_SCHEMA_VERSION);
 }
 
+/* A step that fails is rolled back whole and stops the open. */
+static void test_failed_migration_is_rolled_back(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+
+	assert_int_equal(store_create_at_version(f->dir, 1, f->msg, sizeof(f->msg)), 0);
+	db = raw_open(f);
+	/* Something already holds a name step 2 creates, after two it creates fine. */
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE sessions_by_patient (x INTEGER)",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_true(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)) < 0);
+	assert_null(f->st);
+	fprintf(stderr, "# refused: %s\n", f->msg);
+	assert_non_null(strstr(f->msg, "migration to schema version 2 failed"));
+	assert_non_null(strstr(f->msg, "sessions_by_patient"));
+	db = raw_open(f);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+				 " AND name IN ('treatments_by_patch', 'treatments_open')"), 0);
+	sqlite3_close(db);
+}
+
 /* ---- crash ------------------------------------------------------------- */
 
 /*
@@ -1470,6 +1495,7 @@ int main(void)
 		T(test_unusable_paths_are_refused),
 		T(test_file_without_permission_is_refused),
 		T(test_version_1_database_is_migrated),
+		T(test_failed_migration_is_rolled_back),
 		T(test_crash_loses_nothing_flushed),
 		T(test_cooldown_queries_across_patches_and_patients),
 		T(test_newest_record_time),
