@@ -484,13 +484,16 @@ static int check_integrity(struct store *st)
 	sqlite3_stmt *stmt;
 	int rc, err = prepare(st, &stmt, "PRAGMA quick_check(1)");
 
-	if (err)
-		return fail(st, err, "%s is unreadable or corrupt (%s); refusing to use it",
+	if (err == -EUCLEAN)
+		return fail(st, err, "%s is corrupt (%s); refusing to use it",
 			    st->path, sqlite3_errmsg(st->db));
+	if (err)
+		return fail(st, err, "cannot check %s (%s)", st->path, sqlite3_errmsg(st->db));
 	rc = sqlite3_step(stmt);
 	if (rc != SQLITE_ROW) {
-		err = fail(st, errno_of_sqlite(st->db, rc),
-			   "%s failed its integrity check (%s); refusing to use it",
+		err = errno_of_sqlite(st->db, rc);
+		err = fail(st, err, err == -EUCLEAN ? "%s is corrupt (%s); refusing to use it"
+						    : "cannot check %s (%s)",
 			   st->path, sqlite3_errmsg(st->db));
 	} else if (strcmp(column_text(stmt, 0), "ok") != 0) {
 		err = fail(st, -EUCLEAN, "%s is corrupt (quick_check: %s); refusing to use it",
@@ -514,9 +517,11 @@ static int identify(struct store *st, int *version)
 		err = query_int64(st, "PRAGMA user_version", &user_version, NULL);
 	if (!err)
 		err = query_int64(st, "SELECT count(*) FROM sqlite_schema", &tables, NULL);
-	if (err)
+	if (err == -EUCLEAN)
 		return fail(st, err, "%s is corrupt or not an SQLite database (%s); "
 			    "refusing to use it", st->path, sqlite3_errmsg(st->db));
+	if (err)
+		return fail(st, err, "cannot read %s (%s)", st->path, sqlite3_errmsg(st->db));
 
 	if (app_id == 0 && user_version == 0 && tables == 0) {
 		*version = 0;	/* new, empty */
@@ -540,8 +545,6 @@ static int configure_connection(struct store *st)
 	struct store_settings s;
 	int err;
 
-	sqlite3_extended_result_codes(st->db, 1);
-	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	err = exec(st, "PRAGMA journal_mode = WAL");
 	if (!err)
 		err = exec(st, "PRAGMA synchronous = FULL");
@@ -698,6 +701,8 @@ static int open_checked(struct store **out, const char *state_dir, int *version)
 	 * checkpoint SQLite runs when the last connection closes, which would
 	 * copy a log left by a crash into a database we refuse.
 	 */
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	err = identify(st, version);
 	if (!err && *version > 0)

@@ -48,6 +48,7 @@ struct store;
  *   -EUCLEAN           corrupt, or not a database (file left untouched)
  *   -EMEDIUMTYPE       an SQLite database that is not ours
  *   -EPROTONOSUPPORT   written by a newer smplaserd (schema version too high)
+ *   -EBUSY             locked by another process (for longer than 250 ms)
  *   -EACCES, -EISDIR, -ENOENT, -EIO, ...   cannot read or create it
  */
 int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_len);

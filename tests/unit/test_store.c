@@ -1099,6 +1099,26 @@ static void test_corrupt_page_with_pending_log_is_left_alone(void **state)
 	assert_refused_untouched(f, -EUCLEAN, "corrupt");
 }
 
+/* Held by another process: "busy", not "corrupt", and nothing changed. */
+static void test_locked_database_is_busy_not_corrupt(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+
+	make_store_with_records(f, 3);
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA locking_mode = EXCLUSIVE;"
+				      "INSERT INTO audit (time_ms, kind) VALUES (1, 'x')",
+				      NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_open(&f->st, f->dir, f->msg, sizeof(f->msg)), -EBUSY);
+	assert_null(f->st);
+	fprintf(stderr, "# refused: %s\n", f->msg);
+	assert_null(strstr(f->msg, "corrupt"));
+	assert_non_null(strstr(f->msg, "locked"));
+	sqlite3_close(db);
+	open_store(f);
+}
+
 static void test_foreign_database_is_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -1490,6 +1510,7 @@ int main(void)
 		T(test_newer_schema_is_refused),
 		T(test_newer_schema_with_pending_log_is_left_alone),
 		T(test_corrupt_page_with_pending_log_is_left_alone),
+		T(test_locked_database_is_busy_not_corrupt),
 		T(test_foreign_database_is_refused),
 		T(test_directory_in_place_of_the_file_is_refused),
 		T(test_unusable_paths_are_refused),
