@@ -131,7 +131,15 @@ uint64_t smpl_now_ms(struct smpl_daemon *d);	/* CLOCK_MONOTONIC */
 int64_t smpl_wall_ms(void);			/* CLOCK_REALTIME, UTC */
 
 /* --- units (unit.c) ------------------------------------------------------- */
+/*
+ * Adopts @b (not opened yet; freed on failure too), opens it and probes the
+ * unit in the background.  For discovery's add callback.
+ */
+int smpl_unit_adopt(struct smpl_daemon *d, const char *name, struct smpl_backend *b,
+		    struct smpl_unit **ret);
 int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index);
+/* The unit is gone for good: disarm, close what it had open, drop its object. */
+void smpl_unit_drop(struct smpl_unit *u);
 void smpl_unit_free(struct smpl_unit *u);
 struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path);
 const char *smpl_unit_state_name(const struct smpl_unit *u);
@@ -141,6 +149,8 @@ const char *smpl_unit_label(const struct smpl_unit *u);
 void smpl_unit_sync_properties(struct smpl_unit *u);
 /* Obeys the safety core: DISARM the unit, close the treatment, record why. */
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
+/* The same when a person asked for it (@uid goes into the audit record). */
+void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid);
 /* Every unit disarmed, treatments closed (shutdown, store failure). */
 void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 			   const char *why);

@@ -304,7 +304,7 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 			a.kind = SMPL_ACT_DISARM;
 			a.reason = SMPL_REASON_SESSION_ENDED;
 		}
-		smpl_unit_apply(u, &a);
+		smpl_unit_apply_by(u, &a, &uid);
 	}
 	r = store_session_end(d->store, s->id, state, notes && *notes ? notes : NULL,
 			      smpl_wall_ms());

@@ -258,13 +258,13 @@ int smpl_unit_disarm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	if (a.kind != SMPL_ACT_NONE) {
 		snprintf(who, sizeof(who), " by uid %u", (unsigned int)uid);
 		strncat(a.message, who, sizeof(a.message) - strlen(a.message) - 1);
-		smpl_unit_apply(u, &a);
+		smpl_unit_apply_by(u, &a, &uid);
 	} else if (u->connected) {
 		(void)u->backend->ops->disarm(u->backend);	/* belt and braces */
 		if (u->treatment_id) {
 			a.kind = SMPL_ACT_DISARM;
 			a.reason = SMPL_REASON_REQUESTED;
-			smpl_unit_apply(u, &a);
+			smpl_unit_apply_by(u, &a, &uid);
 		}
 	}
 	return 0;

@@ -229,6 +229,11 @@ static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
 {
+	smpl_unit_apply_by(u, a, NULL);
+}
+
+void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid)
+{
 	struct smpl_daemon *d = u->daemon;
 	int64_t session_id = u->session ? u->session->id : 0;
 	int r;
@@ -242,7 +247,7 @@ void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
 	close_treatment(u, outcome_of(a));
 	smpl_daemon_flush(d);
 	smpl_audit(d, a->kind == SMPL_ACT_FAULT ? STORE_AUDIT_FAULT : STORE_AUDIT_DISARM,
-		   NULL, u, session_id, smpl_reason_name(a->reason), a->message);
+		   uid, u, session_id, smpl_reason_name(a->reason), a->message);
 	smpl_log(a->kind == SMPL_ACT_FAULT ? LOG_ERR : LOG_NOTICE, smpl_unit_label(u),
 		 NULL, a->kind == SMPL_ACT_FAULT ? "fault" : "disarm",
 		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
@@ -565,28 +570,79 @@ static int unit_start(struct smpl_unit *u)
 	return 0;
 }
 
-int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
+int smpl_unit_adopt(struct smpl_daemon *d, const char *name, struct smpl_backend *b,
+		    struct smpl_unit **ret)
 {
 	struct smpl_unit *u = calloc(1, sizeof(*u));
+	int r;
+
+	if (!u) {
+		smpl_backend_free(b);
+		return -ENOMEM;
+	}
+	u->daemon = d;
+	u->backend = b;
+	b->on_event = on_backend_event;
+	b->userdata = u;
+	snprintf(u->name, sizeof(u->name), "%s", name);
+	u->next = d->units;
+	d->units = u;
+	r = unit_start(u);
+	if (r < 0) {
+		smpl_log(LOG_ERR, name, NULL, "probe", "cannot open the unit: %s", strerror(-r));
+		smpl_unit_drop(u);
+		return r;
+	}
+	if (ret)
+		*ret = u;
+	return 0;
+}
+
+int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
+{
+	struct smpl_backend *b = NULL;
 	struct smpl_sim_options opt = {
 		.index = index,
 		.nv_dir = d->state_dir,
 		.idle_timeout_ms = (d->cfg.safety.idle_timeout_s + 5) * 1000,
 	};
+	char name[32];
 	int r;
 
-	if (!u)
-		return -ENOMEM;
-	u->daemon = d;
-	snprintf(u->name, sizeof(u->name), "sim%u", index);
-	r = smpl_backend_sim_new(d->event, &opt, on_backend_event, u, &u->backend);
-	if (r < 0) {
-		free(u);
+	r = smpl_backend_sim_new(d->event, &opt, NULL, NULL, &b);
+	if (r < 0)
 		return r;
-	}
-	u->next = d->units;
-	d->units = u;
-	return unit_start(u);
+	snprintf(name, sizeof(name), "sim%u", index);
+	return smpl_unit_adopt(d, name, b, NULL);
+}
+
+static void unit_unlink(struct smpl_unit *u)
+{
+	for (struct smpl_unit **pp = &u->daemon->units; *pp; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			return;
+		}
+}
+
+void smpl_unit_drop(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+
+	if (u->connected)
+		on_disconnect(u);	/* disarm, close the treatment, record it */
+	if (u->session)
+		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED,
+				       "the unit was removed", getuid(), NULL);
+	if (u->published)
+		(void)sd_bus_emit_object_removed(d->bus, u->path);
+	else if (u->heartbeat)
+		probe_done(d);		/* it was still being probed */
+	unit_unlink(u);
+	if (u->published)
+		smpl_bus_manager_changed(d, "Units");
+	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "remove", "unit removed");
+	smpl_unit_free(u);
 }
 
 void smpl_unit_free(struct smpl_unit *u)

@@ -133,11 +133,22 @@ class Env:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            for line in self.log().splitlines()[-40:]:
-                print('# smplaserd: ' + line)
-        self.close()
+        if exc_type is not None or os.environ.get('SMPL_IT_VERBOSE'):
+            for line in self.log().splitlines()[-60:]:
+                print('# log: ' + line)
+        rc = self.close()
+        if exc_type is None:
+            self.check_clean_exit(rc)
         return False
+
+    def check_clean_exit(self, rc):
+        """smplaserd stopped by SIGTERM exits 0, without sanitizer reports."""
+        log = self.log()
+        for bad in ('AddressSanitizer', 'LeakSanitizer', 'runtime error:'):
+            if bad in log:
+                raise AssertionError('sanitizer report in the daemon log:\n' + log[-3000:])
+        if rc not in (None, 0):
+            raise AssertionError('smplaserd exited with %s after SIGTERM:\n%s' % (rc, log[-2000:]))
 
     def env(self):
         e = dict(os.environ)
@@ -194,13 +205,17 @@ class Env:
             if p.poll() is None:
                 p.terminate()
                 p.wait(5)
+        rc = None
         if self.daemon and self.daemon.poll() is None:
             self.daemon.terminate()
             try:
-                self.daemon.wait(10)
+                rc = self.daemon.wait(10)
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
                 self.daemon.wait()
+                rc = 'a hang (killed)'
+        elif self.daemon and self.daemon.returncode != -signal.SIGKILL:
+            rc = self.daemon.returncode
         try:
             self.bus.close()
         except Exception:
@@ -208,6 +223,7 @@ class Env:
         self.bus_proc.terminate()
         self.bus_proc.wait(5)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        return rc
 
     # --- client helpers -----------------------------------------------------
 

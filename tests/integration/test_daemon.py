@@ -278,12 +278,44 @@ def test_kill9_while_treating_reconciles():
         assert len(h) == 1, h
         assert h[0]['outcome'] == 'reconciled', h[0]['outcome']
         assert h[0]['pulses'] == shots, (h[0]['pulses'], shots)
-        assert h[0]['pulses_recorded'] <= shots
+        # S3: pulses are committed at least every 100 ms; at 5 Hz at most one
+        # pulse can be reported and not yet committed when the daemon dies.
+        assert shots - 1 <= h[0]['pulses_recorded'] <= shots, (h[0], shots)
         eligible, _, reason = env.manager().CheckPatch('p-007', 'crown')
         assert not eligible, reason
         spath = env.unit().StartSession('p-007')
         expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown',
                      contains=(utc_date(COOLDOWN_DAYS)[:4],))
+
+
+@test
+def test_audit_trail_records_who_and_why():
+    """Refusals (with their reason), arm, disarm, sessions and interlocks are audited with the uid."""
+    import sqlite3
+    with Env() as env:
+        env.start()
+        expect_error('NoSession', env.unit().Arm)
+        expect_error('InvalidArgument', env.unit().StartSession, 'bad id')
+        spath = env.ready_session('p-014', 'crown')
+        env.sim().SetInterlock('door', True)
+        expect_error('InterlockOpen', env.unit().Arm)
+        env.sim().SetInterlock('door', False)
+        wait_until(lambda: env.unit_prop('Interlocks')['door'], 2, 'door closed')
+        env.unit().Arm()
+        env.unit().Disarm()
+        env.session(spath).End('')
+        db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
+        rows = db.execute('SELECT kind, operator_uid, reason, detail FROM audit').fetchall()
+        db.close()
+        uid = os.getuid()
+        refused = [(r[2], r[1]) for r in rows if r[0] == 'refused']
+        for reason in ('NoSession', 'InvalidArgument', 'InterlockOpen'):
+            assert (reason, uid) in refused, (reason, rows)
+        kinds = [r[0] for r in rows]
+        for kind in ('arm', 'disarm', 'session', 'interlock'):
+            assert kind in kinds, (kind, rows)
+        assert all(r[1] == uid for r in rows
+                   if r[0] in ('arm', 'disarm', 'refused', 'session')), rows
 
 
 @test
@@ -456,6 +488,55 @@ def test_polkit_on_system_bus():
         else:
             expect_error('NotAuthorized', env.session(spath).SelectPatch, 'crown')
         del msg
+
+
+@test
+def test_polkit_call_suspended_not_blocking():
+    """A call waiting for polkit is suspended: the daemon keeps answering, then replies."""
+    with Env(bus_type='system') as env:
+        mock = start_polkit_mock(env, ['org.smplaser.treat'])
+        env.start()
+        mock.SimulateHang(True)
+        replies, errors = [], []
+        env.unit().StartSession('p-013', reply_handler=replies.append,
+                                error_handler=errors.append)
+        wait_until(lambda: mock.HaveHangingCalls(), 5, 'the polkit query')
+        for _ in range(5):                      # the daemon is not blocked
+            assert env.unit_prop('State') == 'standby'
+            pump(0.05)
+        assert not replies and not errors, (replies, errors)
+        assert env.unit_prop('Session') == '/', 'acted before polkit answered'
+        mock.ReleaseHangingCalls()
+        wait_until(lambda: replies or errors, 5, 'the reply')
+        assert not errors, errors
+        assert str(replies[0]).startswith(ROOT + '/session/'), replies
+        assert env.unit_prop('Session') == replies[0]
+
+
+@test
+def test_sd_notify_ready_status_watchdog():
+    """READY=1 and STATUS= go to $NOTIFY_SOCKET; the watchdog is kept with WATCHDOG=1."""
+    import socket
+    with Env() as env:
+        path = os.path.join(env.tmp, 'notify')
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(0.2)
+        env_fn = env.env
+        env.env = lambda: dict(env_fn(), NOTIFY_SOCKET=path, WATCHDOG_USEC='400000')
+        env.start()
+        got = []
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        sock.close()
+        text = '\n'.join(got)
+        assert 'READY=1' in text, got
+        assert 'STATUS=' in text, got
+        assert sum(m.count('WATCHDOG=1') for m in got) >= 3, got
 
 
 if __name__ == '__main__':
