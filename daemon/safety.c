@@ -452,6 +452,9 @@ void smpl_safety_connected(struct smpl_safety *s, uint64_t now_ms)
 {
 	(void)now_ms;
 	s->connected = true;
+	/* a unit that (re)appears starts disarmed (STANDBY after self-test) */
+	s->armed = false;
+	s->disarm_pending = false;
 	forget_unit_state(s);
 }
 
@@ -531,6 +534,12 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNEXPECTED_ARM,
 			   "the unit is %s but smplaserd did not arm it",
 			   state_name(st->state));
+	if (s->armed && !(st->flags & SMPL_SF_CALIBRATED))
+		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_CALIBRATION,
+			   "the unit's calibration became invalid while armed");
+	if (s->armed && !(st->flags & SMPL_SF_PARAMS_SET))
+		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_PARAMS,
+			   "the unit lost its parameters while armed");
 	if (s->armed && smpl_safety_clock_ok(s, now_ms, wall_ms, &v) < 0)
 		return act(s, a, SMPL_ACT_DISARM, v.reason, "%s", v.message);
 	return check_limits(s, a);

@@ -195,7 +195,11 @@ enum smpl_action_kind smpl_safety_disarm_request(struct smpl_safety *s,
 
 /* ---- unit events --------------------------------------------------------- */
 
-/* The unit is (again) there.  Its state is unknown until a status report. */
+/*
+ * The unit is (again) there.  Its state is unknown until a status report;
+ * the core no longer counts it armed (a unit comes up in STANDBY; the
+ * daemon closes any treatment on the disconnect before).
+ */
 void smpl_safety_connected(struct smpl_safety *s, uint64_t now_ms);
 /* Unplugged / fd lost: DISARM (DISCONNECTED) if armed. */
 enum smpl_action_kind smpl_safety_disconnected(struct smpl_safety *s,
@@ -207,8 +211,9 @@ enum smpl_action_kind smpl_safety_disconnected(struct smpl_safety *s,
  * fault code) not latched yet; DISARM if armed and an interlock is open
  * (ESTOP when the emergency stop is among them), if armed and the unit left
  * ARMING/READY/EMITTING by itself, if the unit is in one of those states
- * while we neither armed it nor decided to disarm it (UNEXPECTED_ARM), or
- * if armed and the clock became unreliable.
+ * while we neither armed it nor decided to disarm it (UNEXPECTED_ARM), if
+ * armed and the unit's calibration or parameters flag dropped, or if armed
+ * and the clock became unreliable.
  */
 enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 					 int64_t wall_ms,

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -1048,6 +1049,229 @@ static void test_arm_failed_but_unit_armed(void **state)
 	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
 }
 
+static void test_flags_dropping_while_armed_disarm(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	struct smpl_status_n st;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	st = status_of(SMPL_STATE_READY, 0);
+	st.flags = SMPL_SF_PARAMS_SET;
+	assert_int_equal(feed(&s, T0 + 3000, st, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_CALIBRATION);
+
+	armed_ready(&s, NULL);
+	st = status_of(SMPL_STATE_READY, 0);
+	st.flags = SMPL_SF_CALIBRATED;
+	assert_int_equal(feed(&s, T0 + 3000, st, &a), SMPL_ACT_DISARM);
+	assert_int_equal(a.reason, SMPL_REASON_PARAMS);
+}
+
+static void test_reconnect_while_armed_forgets_arming(void **state)
+{
+	struct smpl_safety s;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	smpl_safety_connected(&s, T0 + 3000);	/* re-enumerated without a disconnect */
+	assert_false(smpl_safety_is_armed(&s));
+	expect_refused(&s, T0 + 3000, WALL0 + 3000, SMPL_REASON_BUSY);
+}
+
+/*
+ * Random walk over every input.  After each step: an armed core implies
+ * every S1 condition the core tracks still holds; a DISARM or FAULT answer
+ * leaves it disarmed; a latched fault blocks arming.
+ */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state % n);
+}
+
+#define DAY_MS 86400000LL
+
+static bool unit_faulted_state(const struct smpl_safety *s)
+{
+	return s->state == SMPL_STATE_FAULT || s->unit_fault != SMPL_FAULT_NONE;
+}
+
+static void check_invariants(const struct smpl_safety *s, enum smpl_action_kind k,
+			     uint64_t now, int64_t wall, int step)
+{
+	struct smpl_verdict v;
+	uint32_t limit = s->patch_max_pulses;
+
+	if (k != SMPL_ACT_NONE && s->armed)
+		fail_msg("step %d: armed after a disarm answer", step);
+	if (k == SMPL_ACT_FAULT && s->fault == SMPL_REASON_NONE)
+		fail_msg("step %d: FAULT answered but nothing latched", step);
+	if (s->fault != SMPL_REASON_NONE &&
+	    smpl_safety_may_arm(s, now, wall, &v) != smpl_reason_errno(SMPL_REASON_FAULT_LATCHED) &&
+	    v.reason != SMPL_REASON_DISCONNECTED)
+		fail_msg("step %d: arming not blocked by a latched fault (%s)", step,
+			 smpl_reason_name(v.reason));
+	if (!s->armed)
+		return;
+	if (!s->connected || s->fault != SMPL_REASON_NONE || !s->session_open ||
+	    !s->owner_present || !s->patch_selected || !s->patch_eligible ||
+	    !s->eyewear_confirmed || !s->params_ok)
+		fail_msg("step %d: armed while a session or unit condition fails", step);
+	if (s->status_known && (s->interlocks || unit_faulted_state(s) ||
+				!(s->flags & SMPL_SF_CALIBRATED)))
+		fail_msg("step %d: armed with interlocks 0x%x state %u flags 0x%x", step,
+			 s->interlocks, s->state, s->flags);
+	if (limit && s->patch_pulses >= limit)
+		fail_msg("step %d: armed at the pulse limit", step);
+	if (s->limits.max_session_energy_uj &&
+	    s->session_energy_uj >= s->limits.max_session_energy_uj)
+		fail_msg("step %d: armed at the energy limit", step);
+}
+
+static void random_status(struct smpl_status_n *st, uint32_t shot, int64_t wall)
+{
+	static const uint8_t states[] = {
+		SMPL_STATE_STANDBY, SMPL_STATE_STANDBY, SMPL_STATE_ARMING, SMPL_STATE_READY,
+		SMPL_STATE_EMITTING, SMPL_STATE_FAULT, SMPL_STATE_SELF_TEST,
+	};
+
+	memset(st, 0, sizeof(*st));
+	st->state = states[rnd(sizeof(states))];
+	st->fault = st->state == SMPL_STATE_FAULT ? (uint8_t)(1 + rnd(SMPL_FAULT__MAX)) : 0;
+	st->interlocks = rnd(5) == 0 ? (uint16_t)(1u << rnd(SMPL_IL_COUNT)) : 0;
+	static const uint8_t flag_sets[] = {
+		GOOD_FLAGS, SMPL_SF_CALIBRATED, SMPL_SF_PARAMS_SET, 0,
+	};
+	st->flags = rnd(4) ? GOOD_FLAGS : flag_sets[rnd(4)];
+	st->shot_count = shot;
+	st->rtc_s = wall / 1000 + (rnd(20) == 0 ? (int64_t)rnd(1000) - 500 : 0);
+}
+
+static void test_random_walk_invariants(void **state)
+{
+	struct smpl_safety_limits l;
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+	struct smpl_status_n st;
+	struct smpl_pulse_n p;
+	uint64_t now = T0;
+	int64_t wall_skew = 0;
+	uint32_t shot = SHOT0;
+	unsigned int arms = 0, pulses = 0, faults = 0;
+	uint64_t seen = 0;
+
+	(void)state;
+	smpl_safety_default_limits(&l);
+	l.pulses_per_patch = 10;	/* test spots (5) reach theirs first */
+	l.max_session_energy_uj = 9000;
+	smpl_safety_init(&s, &l);
+	for (int step = 0; step < 1000000; step++) {
+		enum smpl_action_kind k = SMPL_ACT_NONE;
+		int64_t wall;
+
+		now += rnd(3000);
+		if (rnd(500) == 0)
+			wall_skew = (int64_t)rnd(1200000) - 600000;
+		wall = WALL0 + (int64_t)(now - T0) + wall_skew;
+		switch (rnd(18)) {
+		case 0: case 1: case 2:
+			random_status(&st, shot, wall);
+			if (s.armed && rnd(10)) {	/* mostly a healthy armed unit */
+				st = status_of(rnd(2) ? SMPL_STATE_READY : SMPL_STATE_EMITTING, 0);
+				st.shot_count = shot;
+				st.rtc_s = wall / 1000;
+			} else if (!s.armed && rnd(3)) {	/* mostly a healthy idle one */
+				st = status_of(SMPL_STATE_STANDBY, 0);
+				st.shot_count = shot;
+				st.rtc_s = wall / 1000;
+			}
+			k = smpl_safety_status(&s, now, wall, &st, &a);
+			break;
+		case 3: case 4:
+			/* a unit emits when armed; a broken one, rarely, when not */
+			if (!s.armed && rnd(50))
+				break;
+			shot += rnd(3);
+			p.shot = shot;
+			p.set_uj = rnd(8) ? SET_UJ : SET_UJ + rnd(500);
+			p.measured_uj = SET_UJ - 250 + rnd(500);
+			k = smpl_safety_pulse(&s, now, &p, &a);
+			pulses++;
+			break;
+		case 5: case 6:
+			if (smpl_safety_arm_begin(&s, now, wall, &v) == 0)
+				arms++;
+			break;
+		case 7:
+			if (rnd(4) == 0)
+				smpl_safety_arm_failed(&s);
+			break;
+		case 8:
+			k = smpl_safety_disarm_request(&s, &a);
+			break;
+		case 9:
+			if (rnd(2))
+				smpl_safety_session_open(&s, &v);
+			else
+				k = smpl_safety_session_close(&s, &a);
+			break;
+		case 10:
+			if (rnd(4) == 0)
+				k = smpl_safety_owner_vanished(&s, &a);
+			break;
+		case 11:
+			smpl_safety_select_patch(&s, rnd(5) != 0, wall + DAY_MS, rnd(3) ? 0 : 5, &v);
+			break;
+		case 12:
+			smpl_safety_confirm_eyewear(&s, &v);
+			break;
+		case 13:
+			smpl_safety_set_params(&s, rnd(6) != 0, SET_UJ, &v);
+			break;
+		case 14:
+			now += rnd(70000);
+			k = smpl_safety_tick(&s, now, &a);
+			break;
+		case 15:
+			k = smpl_safety_clock_check(&s, now, wall, &a);
+			break;
+		case 16:
+			if (rnd(10) == 0)
+				k = smpl_safety_disconnected(&s, now, &a);
+			else if (!s.connected)
+				smpl_safety_connected(&s, now);
+			break;
+		case 17:
+			if (smpl_safety_acknowledge(&s, &v) == 0 && rnd(3) == 0)
+				smpl_safety_newest_record(&s, wall - (int64_t)rnd(5000));
+			break;
+		}
+		if (k == SMPL_ACT_FAULT)
+			faults++;
+		if (k != SMPL_ACT_NONE)
+			seen |= 1ULL << a.reason;
+		check_invariants(&s, k, now, wall, step);
+	}
+	/* the walk reached the interesting places */
+	assert_true(arms > 300);
+	assert_true(pulses > 500);
+	assert_true(faults > 100);
+	for (int r = SMPL_REASON_UNIT_FAULT; r < SMPL_REASON__COUNT; r++)
+		if (r != SMPL_REASON_FAULT_LATCHED && r != SMPL_REASON_BUSY &&
+		    r != SMPL_REASON_CLOCK_NO_RTC && r != SMPL_REASON_NO_SESSION &&
+		    r != SMPL_REASON_NO_PATCH && r != SMPL_REASON_COOLDOWN &&
+		    r != SMPL_REASON_EYEWEAR && !(seen & (1ULL << r)))
+			fail_msg("the walk never disarmed for %s",
+				 smpl_reason_name((enum smpl_reason)r));
+}
+
 static void test_reason_tables(void **state)
 {
 	(void)state;
@@ -1112,6 +1336,9 @@ int main(void)
 		cmocka_unit_test(test_new_session_forgets_eyewear_and_patch),
 		cmocka_unit_test(test_arm_failed_clears_armed),
 		cmocka_unit_test(test_arm_failed_but_unit_armed),
+		cmocka_unit_test(test_flags_dropping_while_armed_disarm),
+		cmocka_unit_test(test_reconnect_while_armed_forgets_arming),
+		cmocka_unit_test(test_random_walk_invariants),
 		cmocka_unit_test(test_reason_tables),
 	};
 	enum { N_OTHER = sizeof(other_tests) / sizeof(other_tests[0]) };
