@@ -403,6 +403,68 @@ static void test_cooldown_boundaries(void **state)
 	assert_int_equal(c.safety.energy_tolerance_pct, 1);
 }
 
+/* S7: whatever the file holds, a clear answer and never a crash. */
+static uint64_t rng = 0x2545f4914f6cdd1dULL;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng % n);
+}
+
+static void test_random_input_never_crashes(void **state)
+{
+	static const char *const pieces[] = {
+		"[rules]", "[protocol]", "[safety]", "[patches]", "[auth]", "[backends]",
+		"[", "]", "[]", "=", " = ", "cooldown_days", "energy_tolerance_pct",
+		"wavelengths_nm", "test_spot", "session_bus", "crown", "42", "20", "-1",
+		"99999999999999999999", "true", "no", ",", ";", "#", " ", "\t", "\n",
+		"\n", "\n", "\r\n", "\xef\xbb\xbf", "\xff", "same-uid", "1064, 532",
+	};
+	char text[1024], msg[SMPL_CONFIG_MSG_MAX];
+	struct smpl_config c;
+	unsigned int loaded = 0, refused = 0;
+
+	(void)state;
+	for (int i = 0; i < 20000; i++) {
+		size_t len = 0, lines = 1;
+		unsigned int line;
+		int r, n = (int)rnd(40);
+
+		for (int j = 0; j < n; j++) {
+			const char *piece = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+			char byte[2] = { (char)(1 + rnd(255)), 0 };
+
+			if (rnd(8) == 0)
+				piece = byte;
+			if (len + strlen(piece) >= sizeof(text))
+				break;
+			memcpy(text + len, piece, strlen(piece));
+			len += strlen(piece);
+		}
+		text[len] = '\0';
+		for (size_t k = 0; k < len; k++)
+			lines += text[k] == '\n';
+		msg[0] = '\0';
+		r = smpl_config_load_string(&c, text, "fuzz.conf", msg, sizeof(msg));
+		if (r == SMPL_CONFIG_LOADED) {
+			loaded++;
+			assert_true(c.rules.cooldown_days >= 42);
+			assert_true(c.safety.energy_tolerance_pct <= 20);
+			continue;
+		}
+		refused++;
+		if (r != -EINVAL || sscanf(msg, "fuzz.conf:%u: ", &line) != 1 ||
+		    line < 1 || line > lines)
+			fail_msg("input %d: %d \"%s\"", i, r, msg);
+		assert_int_equal(c.rules.cooldown_days, 42);
+	}
+	assert_true(loaded > 100);
+	assert_true(refused > 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_file_error_names_path_and_line),
 		cmocka_unit_test(test_accepted_values),
 		cmocka_unit_test(test_cooldown_boundaries),
+		cmocka_unit_test(test_random_input_never_crashes),
 	};
 
 	return cmocka_run_group_tests_name("test_config", tests, NULL, NULL);
