@@ -260,7 +260,10 @@ enum smpl_action_kind smpl_safety_clock_check(struct smpl_safety *s,
 
 /* ---- session ------------------------------------------------------------ */
 
-/* A session opened by a client now on the bus; resets patch, eyewear, counters. */
+/*
+ * A session opened by a client now on the bus; resets patch, eyewear and
+ * the session's counters.  -EBUSY (Busy) if one is open or the unit armed.
+ */
 int smpl_safety_session_open(struct smpl_safety *s, struct smpl_verdict *v);
 /* End(): DISARM (SESSION_ENDED) if armed. */
 enum smpl_action_kind smpl_safety_session_close(struct smpl_safety *s,
