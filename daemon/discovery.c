@@ -538,6 +538,8 @@ void smpl_discovery_free(struct smpl_discovery *disc)
 {
 	if (!disc)
 		return;
+	for (struct entry *e = disc->entries; e; e = e->next)
+		e->handle = NULL;	/* the daemon frees its units itself */
 	while (disc->entries)
 		entry_free(disc, disc->entries);
 	sd_event_source_disable_unref(disc->monitor_src);

@@ -80,7 +80,7 @@ struct smpl_discovery;
 int smpl_discovery_new(sd_event *event, const struct smpl_discovery_config *cfg,
 		       const struct smpl_discovery_callbacks *cb, void *userdata,
 		       struct smpl_discovery **ret);
-/* Removes every unit through the callback, then frees. */
+/* Stops watching and frees; no remove callbacks (the daemon frees its units). */
 void smpl_discovery_free(struct smpl_discovery *disc);
 /* "udev" or "kernel": which uevents the monitor listens to. */
 const char *smpl_discovery_source(const struct smpl_discovery *disc);

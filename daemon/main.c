@@ -18,6 +18,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "bus.h"
+#include "discovery.h"
 #include "errors.h"
 #include "log.h"
 
@@ -216,6 +217,48 @@ static int setup_bus(struct smpl_daemon *d)
 	return r;
 }
 
+/* --- real units: discovery's callbacks (daemon/discovery.h) --- */
+static struct smpl_discovery *discovery;
+
+static void *on_unit_found(void *userdata, const char *key, struct smpl_backend *b)
+{
+	struct smpl_daemon *d = userdata;
+	struct smpl_unit *u = NULL;
+	const char *base = strrchr(key, '/');
+	char name[32];
+
+	snprintf(name, sizeof(name), "usb-%s", base ? base + 1 : key);
+	return smpl_unit_adopt(d, name, b, &u) < 0 ? NULL : u;
+}
+
+static void on_unit_gone(void *userdata, void *handle)
+{
+	(void)userdata;
+	smpl_unit_drop(handle);
+}
+
+/* kmod and libusb units, as the config allows; hotplug from now on. */
+static int start_discovery(struct smpl_daemon *d)
+{
+	static const struct smpl_discovery_callbacks cb = {
+		.add = on_unit_found,
+		.remove = on_unit_gone,
+	};
+	struct smpl_discovery_config cfg = {
+		.kmod = d->cfg.backends.kmod,
+		.libusb = d->cfg.backends.libusb,
+	};
+	int r;
+
+	if (!cfg.kmod && !cfg.libusb)
+		return 0;
+	r = smpl_discovery_new(d->event, &cfg, &cb, d, &discovery);
+	if (r < 0)
+		smpl_log(LOG_ERR, NULL, NULL, "discovery", "cannot watch for units: %s",
+			 strerror(-r));
+	return r;
+}
+
 static int add_units(struct smpl_daemon *d, const struct options *o)
 {
 	unsigned int n = o->sim ? o->sim_units : (d->cfg.backends.sim ? 1 : 0);
@@ -228,6 +271,11 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 				 i + 1, strerror(-r));
 			return r;
 		}
+	}
+	if (!o->sim) {
+		r = start_discovery(d);
+		if (r < 0)
+			return r;
 	}
 	d->state = d->probing ? "probing" : "running";
 	return 0;
@@ -243,6 +291,7 @@ static void shutdown_daemon(struct smpl_daemon *d)
 					       "the daemon stopped", getuid(), NULL);
 		smpl_daemon_flush(d);
 	}
+	smpl_discovery_free(discovery);
 	while (d->units) {
 		struct smpl_unit *u = d->units;
 

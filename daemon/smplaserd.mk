@@ -7,11 +7,12 @@ SMPLASERD_SRCS := daemon/main.c daemon/unit.c daemon/unit-ops.c daemon/session.c
 	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
 	daemon/polkit.c daemon/errors.c daemon/log.c \
 	daemon/backend.c daemon/backend-sim.c
-SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS))
+SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
 
 $(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) \
-		$(COMMON_LIB) $(call pkglibs,libsystemd $(CORE_PKGS)) $(STORE_LIBS) $(COMMON_LDLIBS)
+		$(COMMON_LIB) $(call pkglibs,libsystemd $(CORE_PKGS)) $(STORE_LIBS) $(COMMON_LDLIBS) \
+		$(BACKENDS_LIBS)
 
 PROGRAMS += $(SMPLASERD)
