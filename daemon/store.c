@@ -1028,8 +1028,52 @@ struct pulse_summary {
 	int64_t count, min_uj, max_uj, sum_uj, last_ms;
 };
 
-/* Insert one pulse; *inserted false if its (unit, shot) was already there. */
-static int insert_pulse(struct store *st, const struct store_pulse *p, bool *inserted)
+static int insert_audit(struct store *st, const struct store_audit *a);
+
+/*
+ * The pulse's (unit, shot) is already recorded.  For the same treatment it is
+ * a repeated report: *counts false.  For another treatment the unit reused a
+ * shot number (counter reset, broken or hostile unit): the pulse is real, so
+ * it is kept in the audit trail and counts in its treatment's summary.
+ */
+static int record_shot_clash(struct store *st, const struct store_pulse *p, bool *counts)
+{
+	sqlite3_stmt *stmt;
+	char detail[200];
+	int64_t other;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT pulses.treatment_id, pulses.unit_serial FROM pulses"
+		      " JOIN treatments ON treatments.unit_serial = pulses.unit_serial"
+		      " WHERE treatments.id = ?1 AND pulses.shot = ?2");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, p->treatment_id);
+	sqlite3_bind_int64(stmt, 2, p->shot);
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		err = sql_fail(st, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, "look up a shot clash");
+		goto out;
+	}
+	other = sqlite3_column_int64(stmt, 0);
+	*counts = other != p->treatment_id;
+	if (!*counts)
+		goto out;
+	snprintf(detail, sizeof(detail), "treatment %lld: shot %u (%u uJ measured, %u set, "
+		 "at %lld ms) is already recorded for treatment %lld",
+		 (long long)p->treatment_id, p->shot, p->measured_uj, p->set_uj,
+		 (long long)p->host_ms, (long long)other);
+	err = insert_audit(st, &(struct store_audit){
+		.time_ms = p->host_ms, .kind = STORE_AUDIT_FAULT,
+		.unit_serial = column_text(stmt, 1), .reason = "shot-number-reused",
+		.detail = detail });
+out:
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* Insert one pulse; *counts false if it was a repeated report. */
+static int insert_pulse(struct store *st, const struct store_pulse *p, bool *counts)
 {
 	sqlite3_stmt *ins = st->insert_pulse;
 	int err;
@@ -1042,8 +1086,10 @@ static int insert_pulse(struct store *st, const struct store_pulse *p, bool *ins
 	sqlite3_bind_int64(ins, 5, p->set_uj);
 	err = step_done(st, ins, "record pulse");
 	sqlite3_reset(ins);
-	*inserted = !err && sqlite3_changes(st->db) == 1;
-	return err;
+	if (err)
+		return err;
+	*counts = true;
+	return sqlite3_changes(st->db) == 1 ? 0 : record_shot_clash(st, p, counts);
 }
 
 /* Fold a pulse into the summary of its treatment (sums has room for it). */
@@ -1092,12 +1138,12 @@ static int write_batch(struct store *st)
 {
 	struct pulse_summary *sums = calloc(st->batch_len, sizeof(*sums));
 	size_t n = 0;
-	bool inserted;
+	bool counts;
 	int err = sums ? 0 : fail(st, -ENOMEM, "out of memory for the pulse summary");
 
 	for (size_t i = 0; !err && i < st->batch_len; i++) {
-		err = insert_pulse(st, &st->batch[i], &inserted);
-		if (!err && inserted)	/* a repeated (unit, shot) is skipped */
+		err = insert_pulse(st, &st->batch[i], &counts);
+		if (!err && counts)
 			add_to_summaries(sums, &n, &st->batch[i]);
 	}
 	for (size_t i = 0; !err && i < n; i++)
@@ -1464,7 +1510,6 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 	return err ? rollback(st, err) : 0;
 }
 
-static int insert_audit(struct store *st, const struct store_audit *a);
 
 /* Once its unit armed again, the shot counter no longer tells one's pulses. */
 static int refuse_if_unit_used_since(struct store *st, int64_t treatment_id)

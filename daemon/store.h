@@ -229,9 +229,12 @@ struct store_pulse {
 int store_add_pulse(struct store *st, const struct store_pulse *p);
 
 /*
- * Commit the batch in one transaction.  A pulse whose (unit, shot) is already
- * recorded is skipped (a repeated report).  On failure the batch is kept
- * entire and the error returned.  Returns 0 (also when the batch was empty).
+ * Commit the batch in one transaction.  Pulses are unique per (unit, shot):
+ * one already recorded for the same treatment is a repeated report and is
+ * skipped; one recorded for another treatment (the unit reused a shot number)
+ * goes into the audit trail (FAULT, reason "shot-number-reused") and counts
+ * in its treatment's summary.  On failure the batch is kept entire and the
+ * error returned.  Returns 0 (also when the batch was empty).
  */
 int store_flush(struct store *st);
 
@@ -259,7 +262,7 @@ struct store_treatment {
 	uint32_t shot_at_end;
 	bool pulse_count_known;
 	uint32_t pulse_count;		/* shots by the unit's counter */
-	uint32_t pulses_recorded;	/* pulse rows in the store */
+	uint32_t pulses_recorded;	/* pulses recorded (see store_flush) */
 	uint32_t energy_min_uj, energy_max_uj;	/* 0 if no pulse recorded */
 	uint64_t energy_sum_uj;
 	int64_t last_pulse_ms;		/* 0 if no pulse recorded */

@@ -666,6 +666,33 @@ static void test_duplicate_pulse_is_skipped(void **state)
 	assert_int_equal(store_flush(f->st), 0);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
 	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 3);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit"), 0);
+}
+
+/* A unit that reuses shot numbers (counter reset, hostile) loses no pulse. */
+static void test_reused_shot_number_is_kept_in_the_audit(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0), second;
+	struct treatment_copy c;
+
+	add_pulses(f, first, 1, 3, T0 + 2000, 280000);
+	end_treatment(f, first, STORE_OUTCOME_COMPLETED, T0 + 3000, 3);
+	second = begin_treatment(f, session, "frontal", T0 + 4000, 0);
+	add_pulses(f, second, 1, 2, T0 + 5000, 270000);	/* shots 1 and 2 again */
+	assert_int_equal(store_flush(f->st), 0);
+
+	c = get_treatment(f, second);
+	assert_int_equal(c.t.pulses_recorded, 2);
+	assert_int_equal(c.t.energy_sum_uj, 270000 + 270001);
+	assert_int_equal(c.t.emission_ms, T0 + 5100);	/* still open: counts its pulses */
+	assert_int_equal(get_treatment(f, first).t.pulses_recorded, 3);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'fault'"
+				    " AND reason = 'shot-number-reused' AND unit_serial = 'U1'"
+				    " AND detail LIKE '%shot 2 (270001 uJ measured%'"), 1);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit"), 2);
 }
 
 /* ---- arming preconditions (S3, S2): each refusal leaves no treatment ---- */
@@ -1493,6 +1520,7 @@ int main(void)
 		T(test_foreign_keys_enforced),
 		T(test_records_cannot_be_deleted_or_rewritten),
 		T(test_duplicate_pulse_is_skipped),
+		T(test_reused_shot_number_is_kept_in_the_audit),
 		T(test_begin_refuses_without_open_session),
 		T(test_begin_refuses_bad_arguments),
 		T(test_begin_refuses_a_unit_with_an_open_treatment),
