@@ -426,6 +426,14 @@ static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
 	return 0;
 }
 
+static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
+{
+	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_FLOOD)
+		return -EINVAL;
+	smpl_model_set_hostile(sim_of(b)->model, (enum smpl_hostile)mode, count);
+	return 0;
+}
+
 static int ctl_unplug(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
@@ -462,6 +470,7 @@ static const struct smpl_sim_control sim_control = {
 	.inject_fault = ctl_fault,
 	.clear_fault_cause = ctl_clear_fault_cause,
 	.set_rtc_skew = ctl_rtc_skew,
+	.set_hostile = ctl_hostile,
 	.unplug = ctl_unplug,
 	.replug = ctl_replug,
 };

@@ -62,13 +62,14 @@ struct smpl_backend_ops {
  * The test-control surface of a simulated unit (the Simulator D-Bus
  * interface): a technician's hands and a broken unit.  NULL on real units.
  */
-struct smpl_sim_control {
+struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*set_footswitch)(struct smpl_backend *b, bool held);
 	int (*set_interlock)(struct smpl_backend *b, uint16_t bit, bool open);
 	int (*set_drift)(struct smpl_backend *b, int32_t drift_ppm);
 	int (*inject_fault)(struct smpl_backend *b, uint8_t fault);
 	int (*clear_fault_cause)(struct smpl_backend *b);
 	int (*set_rtc_skew)(struct smpl_backend *b, int64_t skew_s);
+	int (*set_hostile)(struct smpl_backend *b, int mode, unsigned int count);
 	int (*unplug)(struct smpl_backend *b);
 	int (*replug)(struct smpl_backend *b);
 };

@@ -479,6 +479,32 @@ static int method_sim_rtc_skew(sd_bus_message *m, void *userdata, sd_bus_error *
 	return sim_result(m, u, u->backend->sim->set_rtc_skew(u->backend, skew), error);
 }
 
+static const char *const hostile_names[] = {
+	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
+};
+
+static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	const char *mode;
+	uint32_t count;
+	int r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "su", &mode, &count);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < (int)(sizeof(hostile_names) / sizeof(hostile_names[0])); i++)
+		if (strcmp(hostile_names[i], mode) == 0)
+			return sim_result(m, u, u->backend->sim->set_hostile(u->backend, i, count),
+					  error);
+	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
+			       "mode: unknown hostile mode \"%s\" (none, short, oversize, "
+			       "bad-crc, wrong-seq, stall, no-answer, flood)", mode);
+}
+
 static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_unit *u = userdata;
@@ -514,6 +540,8 @@ static const sd_bus_vtable simulator_vtable[] = {
 				method_sim_clear_fault, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetRtcSkew", SD_BUS_ARGS("x", seconds), SD_BUS_NO_RESULT,
 				method_sim_rtc_skew, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetHostile", SD_BUS_ARGS("s", mode, "u", count),
+				SD_BUS_NO_RESULT, method_sim_hostile, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Unplug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_sim_unplug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Replug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,

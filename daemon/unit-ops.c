@@ -229,6 +229,9 @@ int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	}
 	r = u->backend->ops->arm(u->backend);
 	if (r != 0) {
+		/* A lost or mangled reply does not mean the unit did not arm. */
+		if (r < 0)
+			(void)u->backend->ops->disarm(u->backend);
 		smpl_safety_arm_failed(&u->safety);
 		abandon_treatment(u, shot_at_arm);
 		return unit_error(u, uid, error, r, "Arm");

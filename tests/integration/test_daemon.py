@@ -319,6 +319,98 @@ def test_audit_trail_records_who_and_why():
 
 
 @test
+def test_hostile_replies_never_arm():
+    """Mangled, lost or stalled replies: Arm is refused (DeviceFault), nothing armed, no crash."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-015', 'crown')
+        for mode in ('short', 'oversize', 'bad-crc', 'wrong-seq', 'stall', 'no-answer'):
+            env.sim().SetHostile(mode, dbus.UInt32(50))
+            expect_error('DeviceFault', env.unit().Arm)
+            env.sim().SetHostile('none', dbus.UInt32(0))
+            pump(0.1)
+            assert env.unit_prop('State') == 'standby', (mode, env.unit_prop('State'))
+        assert env.history('p-015') == [], 'a refused arm left a treatment'
+        env.sim().SetHostile('flood', dbus.UInt32(2000))
+        pump(0.5)
+        assert env.unit_prop('State') == 'standby'
+        env.arm_to_ready()                     # the unit answers properly again
+        assert env.fire(0.5) >= 1
+        env.unit().Disarm()
+        env.session(spath).End('')
+        expect_error('InvalidArgument', env.sim().SetHostile, 'evil', dbus.UInt32(1),
+                     contains=('mode',))
+
+
+@test
+def test_pulse_limit_per_patch_disarms():
+    """pulses_per_patch = 3: the daemon disarms at the third pulse, the footswitch still held."""
+    with Env(config='[protocol]\npulses_per_patch = 3\n') as env:
+        env.start()
+        spath = env.ready_session('p-016', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: env.unit_prop('State') == 'standby', 3, 'disarm at the limit')
+        pump(0.6)                              # three more periods at 5 Hz
+        env.sim().SetFootswitch(False)
+        assert int(env.unit_prop('ShotCount')) == 3, env.unit_prop('ShotCount')
+        assert env.session_prop(spath, 'PulseCount') == 3
+        expect_error('ParameterOutOfRange', env.unit().Arm)   # the patch has had its pulses
+
+
+@test
+def test_armed_unit_refuses_changes():
+    """While armed: parameters, patch and a second session are refused (Busy)."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-017', 'crown')
+        env.unit().Arm()
+        expect_error('Busy', env.unit().SetParameters,
+                     dbus.Dictionary({'fluence_mj_cm2': dbus.UInt32(4000)}, signature='sv'))
+        expect_error('Busy', env.session(spath).SelectPatch, 'occipital')
+        expect_error('Busy', env.unit().StartSession, 'p-018')
+        assert env.unit_prop('Parameters')['fluence_mj_cm2'] == 3000
+        env.session(spath).End('')             # ending the session disarms
+        env.wait_unit_state('standby', 2)
+        assert env.history('p-017')[0]['outcome'] == 'completed'
+
+
+@test
+def test_footswitch_held_before_ready_must_be_released():
+    """A footswitch already held when READY is reached fires nothing until released."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-019', 'crown')
+        env.sim().SetFootswitch(True)
+        env.arm_to_ready()
+        pump(0.8)
+        assert int(env.unit_prop('ShotCount')) == 0, 'fired on a footswitch held before READY'
+        env.sim().SetFootswitch(False)
+        assert env.fire(0.5) >= 1
+        env.unit().Disarm()
+
+
+@test
+def test_object_manager_announces_sessions():
+    """GetManagedObjects lists units; sessions come and go with InterfacesAdded/Removed."""
+    with Env() as env:
+        env.start()
+        added, removed = [], []
+        env.bus.add_signal_receiver(lambda p, i: added.append((str(p), list(i))),
+                                    'InterfacesAdded', 'org.freedesktop.DBus.ObjectManager')
+        env.bus.add_signal_receiver(lambda p, i: removed.append((str(p), list(i))),
+                                    'InterfacesRemoved', 'org.freedesktop.DBus.ObjectManager')
+        objs = env.iface(ROOT, 'org.freedesktop.DBus.ObjectManager').GetManagedObjects()
+        assert UNIT in objs[UNIT1] and 'org.smplaser.Laser1.Simulator' in objs[UNIT1], objs
+        assert objs[UNIT1][UNIT]['Serial'] == 'SIM00001'
+        spath = env.unit().StartSession('p-020')
+        env.session(spath).End('')
+        wait_until(lambda: removed, 2, 'InterfacesRemoved')
+        assert any(p == spath and SESSION in i for p, i in added), added
+        assert any(p == spath and SESSION in i for p, i in removed), removed
+
+
+@test
 def test_bad_config_refused_with_line():
     """A bad config stops the daemon at start with file:line: reason."""
     cases = [
