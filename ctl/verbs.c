@@ -759,20 +759,31 @@ int verb_params(struct ctl *c, int argc, char **argv)
 
 /* ---- arm, disarm, ack ---------------------------------------------------- */
 
-/* Wait while the unit is arming (the emission delay); returns its new state. */
+/*
+ * Wait out the emission delay: until the unit is ready (or emitting), or it
+ * is plain that arming stopped (a fault, or the session is no longer armed).
+ * The unit may still say "standby" for a moment after Arm returns.
+ */
 static int wait_armed(struct ctl *c, const char *unit, char *state, size_t len)
 {
-	struct timespec tick = { 0, 100 * 1000000L };
+	struct timespec tick = { 0, 50 * 1000000L };
 
-	for (int i = 0; i < 150 && !ctl_interrupted; i++) {
-		json_object *s = NULL;
-		int code = ctl_get_property(c, unit, SMPL_UNIT_IFACE, "State", &s);
+	for (int i = 0; i < 300 && !ctl_interrupted; i++) {
+		json_object *u = NULL, *s = NULL;
+		int code = load_unit(c, unit, &u);
+		bool armed_session;
 
 		if (code)
 			return code;
-		snprintf(state, len, "%s", json_object_get_string(s));
+		snprintf(state, len, "%s", j_str(u, "State"));
+		s = load_open_session(c, u);
+		armed_session = s && strcmp(j_str(s, "State"), "armed") == 0;
+		bool fault = *j_str(u, "Fault") != '\0';
+
+		json_object_put(u);
 		json_object_put(s);
-		if (strcmp(state, "arming") != 0)
+		if (strcmp(state, "ready") == 0 || strcmp(state, "emitting") == 0 ||
+		    fault || !armed_session)
 			return CTL_EXIT_DONE;
 		nanosleep(&tick, NULL);
 	}
@@ -812,7 +823,7 @@ int verb_arm(struct ctl *c, int argc, char **argv)
 		fflush(stdout);
 		code = wait_armed(c, unit, state, sizeof(state));
 		if (!code && strcmp(state, "ready") != 0 &&
-		    strcmp(state, "emitting") != 0 && strcmp(state, "arming") != 0) {
+		    strcmp(state, "emitting") != 0) {
 			json_object *f = NULL;
 
 			ctl_get_property(c, unit, SMPL_UNIT_IFACE, "Fault", &f);
