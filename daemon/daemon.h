@@ -57,6 +57,7 @@ struct smpl_unit {
 	char name[32];			/* for logs until the serial is known */
 
 	bool published;			/* probed, object on the bus */
+	bool ignored;			/* its serial is another unit's */
 	char *path;
 	struct smpl_info_n info;
 	char firmware[16];

@@ -359,6 +359,15 @@ static void probe_done(struct smpl_daemon *d)
 	sd_notifyf(false, "STATUS=%s", d->probing ? "Probing units..." : "Running");
 }
 
+/* Units are keyed on their serial: two at once would share an object. */
+static bool serial_taken(const struct smpl_unit *u)
+{
+	for (const struct smpl_unit *o = u->daemon->units; o; o = o->next)
+		if (o != u && o->published && strcmp(o->info.serial, u->info.serial) == 0)
+			return true;
+	return false;
+}
+
 /* The unit has finished its self-test: who is it, what did it do while we were away. */
 static int probe(struct smpl_unit *u)
 {
@@ -370,6 +379,14 @@ static int probe(struct smpl_unit *u)
 	r = b->ops->get_info(b, &u->info);
 	if (r != 0)
 		return r < 0 ? r : -EIO;
+	if (serial_taken(u)) {
+		smpl_log(LOG_ERR, u->name, NULL, "probe",
+			 "another unit already has serial %s: this one is ignored",
+			 u->info.serial);
+		memset(&u->info, 0, sizeof(u->info));
+		u->ignored = true;
+		return -EEXIST;
+	}
 	snprintf(u->firmware, sizeof(u->firmware), "%u.%u.%u",
 		 u->info.fw_major, u->info.fw_minor, u->info.fw_patch);
 	if (b->ops->get_rtc(b, &rtc) == 0)
@@ -409,7 +426,7 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	u->status = *st;
 	u->status_known = true;
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
-	if (!u->published || !u->info.serial[0]) {
+	if ((!u->published || !u->info.serial[0]) && !u->ignored) {
 		if (settled(st->state) && probe(u) < 0)
 			smpl_log(LOG_WARNING, u->name, NULL, "probe", "probe failed, will retry");
 	} else if (had_status && old_interlocks != st->interlocks) {
@@ -533,6 +550,8 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 
 	if (u->connected && u->published)
 		(void)u->backend->ops->heartbeat(u->backend);
+	else if (u->connected && !u->ignored && u->status_known && settled(u->status.state))
+		(void)probe(u);		/* the first probe failed: try again */
 	if (u->published) {
 		(void)smpl_safety_tick(&u->safety, smpl_now_ms(d), &a);
 		smpl_unit_apply(u, &a);
