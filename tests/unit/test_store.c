@@ -1083,6 +1083,64 @@ static void test_truncated_file_is_refused(void **state)
 	assert_refused_untouched(f, -EUCLEAN, "refusing");
 }
 
+static int count_visits(const struct store_treatment *t, void *ctx)
+{
+	(void)t;
+	++*(int *)ctx;
+	return 0;
+}
+
+/*
+ * S7: damage anywhere in the file (deterministic pseudo-random bytes) is
+ * either refused, leaving the file as it was, or opens and answers queries;
+ * never a crash (this runs under ASan and UBSan).
+ */
+static void test_random_damage_never_crashes(void **state)
+{
+	struct fixture *f = *state;
+	size_t len, damaged_len;
+	char *pristine, *damaged;
+	unsigned int seed = 12345, refused = 0, opened = 0;
+
+	make_store_with_records(f, 300);
+	pristine = read_file(f->path, &len);
+	for (int round = 0; round < 60; round++) {
+		char *copy = malloc(len);
+		int64_t when;
+		int n = 0;
+
+		assert_non_null(copy);
+		memcpy(copy, pristine, len);
+		for (int k = 0; k < 1 + round % 8; k++) {
+			size_t at = (size_t)rand_r(&seed) % len;
+
+			copy[at] = (char)rand_r(&seed);
+		}
+		write_at(f->path, 0, copy, len);
+		if (store_open(&f->st, f->dir, f->msg, sizeof(f->msg)) == 0) {
+			opened++;
+			(void)store_last_emission(f->st, "P1", "crown", &when);
+			(void)store_patient_history(f->st, "P1", count_visits, &n);
+			(void)store_newest_record_ms(f->st, &when);
+			(void)store_open_treatments(f->st, NULL, count_visits, &n);
+			store_close(f->st);
+			f->st = NULL;
+		} else {
+			refused++;
+			assert_null(f->st);
+			assert_true(f->msg[0] != '\0');
+			damaged = read_file(f->path, &damaged_len);
+			assert_int_equal(damaged_len, len);
+			assert_memory_equal(damaged, copy, len);
+			free(damaged);
+		}
+		free(copy);
+	}
+	fprintf(stderr, "# random damage: %u refused, %u opened\n", refused, opened);
+	assert_true(refused > 0);
+	free(pristine);
+}
+
 static void test_newer_schema_is_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -1535,6 +1593,7 @@ int main(void)
 		T(test_garbage_header_is_refused),
 		T(test_corrupt_page_is_refused),
 		T(test_truncated_file_is_refused),
+		T(test_random_damage_never_crashes),
 		T(test_newer_schema_is_refused),
 		T(test_newer_schema_with_pending_log_is_left_alone),
 		T(test_corrupt_page_with_pending_log_is_left_alone),
