@@ -1458,6 +1458,61 @@ static void test_crash_loses_nothing_flushed(void **state)
 	assert_int_equal(store_reconcile_treatment(f->st, 777, 130, T0 + DAY_MS), -ENOENT);
 }
 
+/* Killed after arming, before any flush: counts from the arming time. */
+static void test_crash_before_any_flush_counts_from_arming(void **state)
+{
+	struct fixture *f = *state;
+	struct treatment_copy c = { 0 };
+	int fds[2], status;
+	int64_t id = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int64_t session;
+
+		close(fds[0]);
+		if (store_open(&f->st, f->dir, f->msg, sizeof(f->msg)) ||
+		    store_unit_seen(f->st, "U1", "SMPL-1064", "1.2.3", T0) ||
+		    store_session_begin(f->st, "P1", "U1", &OPERATOR, T0, &session))
+			_exit(2);
+		struct store_treatment_start t = start_of(session, "crown", T0 + 1000, 7);
+
+		if (store_treatment_begin(f->st, &t, &id))
+			_exit(3);
+		for (uint32_t shot = 8; shot < 12; shot++) {
+			struct store_pulse p = { id, T0 + 1500 + shot, shot, 280000, 282743 };
+
+			if (store_add_pulse(f->st, &p))
+				_exit(4);
+		}
+		if (write(fds[1], &id, sizeof(id)) != sizeof(id))
+			_exit(5);
+		pause();
+		_exit(6);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &id, sizeof(id)), sizeof(id));
+	close(fds[0]);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+
+	open_store(f);
+	assert_int_equal(store_open_treatments(f->st, NULL, copy_treatment, &c), 1);
+	assert_int_equal(c.t.id, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_OPEN);
+	assert_int_equal(c.t.pulses_recorded, 0);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 11, T0 + DAY_MS), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.pulse_count, 4);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_RECONCILED);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
+}
+
 /* ---- queries ----------------------------------------------------------- */
 
 static int64_t treat(struct fixture *f, const char *patient, const char *patch,
@@ -1605,6 +1660,7 @@ int main(void)
 		T(test_version_1_database_is_migrated),
 		T(test_failed_migration_is_rolled_back),
 		T(test_crash_loses_nothing_flushed),
+		T(test_crash_before_any_flush_counts_from_arming),
 		T(test_cooldown_queries_across_patches_and_patients),
 		T(test_newest_record_time),
 #undef T
