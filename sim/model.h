@@ -108,7 +108,18 @@ void smpl_model_set_rtc_skew(struct smpl_model *m, int64_t skew_s);
 void smpl_model_set_hostile(struct smpl_model *m, enum smpl_hostile mode,
 			    unsigned int count);
 
-/* Read-only view for tests and the daemon's simulated backend. */
+/* Calibration validity, reported as SMPL_SF_CALIBRATED (valid at start). */
+void smpl_model_set_calibrated(struct smpl_model *m, uint64_t now_ms, bool valid);
+
+/* Interrupt reports waiting, and reports dropped because the queue was full. */
+size_t smpl_model_reports_queued(const struct smpl_model *m);
+uint32_t smpl_model_reports_dropped(const struct smpl_model *m);
+
+/*
+ * Read-only view for tests and the daemon's simulated backend.  It shows the
+ * model as of its latest call: call smpl_model_advance(@now_ms) first to let
+ * timed events (delays, watchdog, pulses) happen.
+ */
 struct smpl_model_view {
 	uint8_t state;		/* enum smpl_state */
 	uint8_t fault;		/* enum smpl_fault */
