@@ -73,6 +73,8 @@ struct smpl_unit {
 	int64_t treatment_id;		/* the open treatment, 0 if none */
 	int64_t closed_treatment_id;	/* the last one closed ... */
 	uint32_t closed_shot_at_end;	/* ... and the unit's counter then */
+	int64_t unclosed_id;		/* closed here, not in the store yet */
+	struct store_treatment_finish unclosed;
 
 	sd_event_source *heartbeat;
 

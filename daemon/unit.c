@@ -218,10 +218,13 @@ static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 	if (u->connected && u->backend->ops->get_rtc(u->backend, &rtc) == 0)
 		f.end_rtc_s = rtc;
 	r = store_treatment_end(d->store, u->treatment_id, &f);
-	if (r < 0)
+	if (r < 0 && r != -EALREADY && r != -ENOENT) {
 		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
-			 "cannot close treatment %" PRId64 ": %s",
+			 "cannot close treatment %" PRId64 " yet: %s",
 			 u->treatment_id, store_errmsg(d->store));
+		u->unclosed_id = u->treatment_id;	/* retried by smpl_daemon_flush() */
+		u->unclosed = f;
+	}
 	u->closed_treatment_id = u->treatment_id;
 	u->closed_shot_at_end = f.shot_at_end_known ? f.shot_at_end : UINT32_MAX;
 	u->treatment_id = 0;
@@ -276,20 +279,53 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 	}
 }
 
+/* Treatments whose closing the store refused (busy, I/O): try again. */
+static void close_unclosed(struct smpl_daemon *d)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next) {
+		int r;
+
+		if (!u->unclosed_id)
+			continue;
+		r = store_treatment_end(d->store, u->unclosed_id, &u->unclosed);
+		if (r == 0 || r == -EALREADY || r == -ENOENT) {
+			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "store",
+				 "treatment %" PRId64 " closed", u->unclosed_id);
+			u->unclosed_id = 0;
+		}
+	}
+}
+
+static bool any_unclosed(const struct smpl_daemon *d)
+{
+	for (const struct smpl_unit *u = d->units; u; u = u->next)
+		if (u->unclosed_id)
+			return true;
+	return false;
+}
+
+/*
+ * S3: pulses are committed every SMPL_FLUSH_PERIOD_MS and at every disarm.
+ * While the store cannot take them every unit is disarmed and nothing arms;
+ * the batch is kept and retried.
+ */
 void smpl_daemon_flush(struct smpl_daemon *d)
 {
-	if (store_pending_pulses(d->store) == 0)
-		return;
-	if (store_flush(d->store) == 0) {
-		d->store_failed = false;
+	close_unclosed(d);
+	if (store_pending_pulses(d->store) > 0 && store_flush(d->store) < 0) {
+		if (!d->store_failed) {
+			smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
+				 "cannot commit pulses: %s; disarming every unit",
+				 store_errmsg(d->store));
+			d->store_failed = true;
+			smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED,
+					      "the records store cannot commit pulses");
+		}
 		return;
 	}
-	smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
-		 "cannot commit pulses: %s; disarming every unit", store_errmsg(d->store));
-	if (!d->store_failed) {
-		d->store_failed = true;
-		smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED,
-				      "the records store cannot commit pulses");
+	if (d->store_failed && !any_unclosed(d)) {
+		smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
+		d->store_failed = false;
 	}
 }
 

@@ -411,6 +411,41 @@ def test_object_manager_announces_sessions():
 
 
 @test
+def test_store_unavailable_never_arms():
+    """S3: when the treatment cannot be committed the unit is not armed; a failed pulse
+    commit disarms."""
+    import sqlite3
+    with Env() as env:
+        env.start()
+        env.ready_session('p-021', 'crown')
+        db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'), timeout=0.1,
+                             isolation_level=None)
+        db.execute('BEGIN EXCLUSIVE')            # another writer holds the database
+        expect_error('DeviceFault', env.unit().Arm, contains=('record',))
+        pump(0.3)
+        assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+        db.execute('ROLLBACK')
+        env.arm_to_ready()
+        db.execute('BEGIN EXCLUSIVE')
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: env.unit_prop('State') == 'standby', 3,
+                   'disarm when pulses cannot be committed')
+        env.sim().SetFootswitch(False)
+        db.execute('ROLLBACK')
+        db.close()
+        shots = int(env.unit_prop('ShotCount'))
+        assert 1 <= shots <= 2, shots
+        # The pulses were kept and committed once the database was free again.
+        wait_until(lambda: env.history('p-021') and
+                   env.history('p-021')[0]['pulses_recorded'] == shots, 3, 'pulses committed')
+        wait_until(lambda: env.history('p-021')[0]['outcome'] != 'open', 3,
+                   'the treatment closed in the store')
+        assert env.history('p-021')[0]['pulses'] == shots
+        env.arm_to_ready()                       # the unit is usable again
+        env.unit().Disarm()
+
+
+@test
 def test_bad_config_refused_with_line():
     """A bad config stops the daemon at start with file:line: reason."""
     cases = [
