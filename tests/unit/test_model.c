@@ -86,6 +86,12 @@ static struct smpl_model_view look(struct bench *b)
 	return v;
 }
 
+static bool is_armed_state(uint8_t state)
+{
+	return state == SMPL_STATE_ARMING || state == SMPL_STATE_READY ||
+	       state == SMPL_STATE_EMITTING;
+}
+
 static uint8_t state_of(struct bench *b)
 {
 	return look(b).state;
@@ -1624,6 +1630,168 @@ static void test_control_disarm_and_time_going_backwards(void **state)
 	bench_stop(&b);
 }
 
+/* ---- random walk: safety invariants under any order of events -------------- */
+
+/* What the host and the technician did, as the test saw it (times in ms). */
+struct walk_log {
+	uint64_t powered_on_at;
+	uint64_t last_arm_ok;		/* 0: none since power on */
+	uint64_t last_feed;		/* last accepted ARM or HEARTBEAT */
+	uint64_t last_press;		/* last footswitch down edge */
+	bool foot;
+	bool powered;
+};
+
+struct walk_stats {
+	unsigned long checks, pulses, faults_acked;
+	unsigned int visits[SMPL_STATE__MAX + 1];
+	unsigned int faults[SMPL_FAULT__MAX + 1];
+};
+
+/*
+ * After each event, or each millisecond of waiting: a pulse since the last
+ * check must have every condition for emission, and a latched FAULT ends
+ * only through an accepted ACK_FAULT or power off.
+ */
+static void walk_check(struct bench *b, const struct walk_log *log,
+		       struct smpl_model_view *prev, bool acked_or_off,
+		       struct walk_stats *st)
+{
+	struct smpl_model_view v = look(b);
+
+	st->checks++;
+	st->visits[v.state]++;
+	if (v.shot_count != prev->shot_count) {
+		st->pulses += v.shot_count - prev->shot_count;
+		assert_int_equal(v.state, SMPL_STATE_EMITTING);
+		assert_int_equal(v.interlocks, 0);
+		assert_true(log->foot && v.footswitch);
+		assert_true(log->powered);
+		assert_true(log->last_arm_ok > 0 && log->last_arm_ok >= log->powered_on_at);
+		assert_true(b->now >= log->last_arm_ok + b->cfg.emission_delay_ms);
+		assert_true(log->last_press >= log->last_arm_ok + b->cfg.emission_delay_ms);
+		assert_true(b->now - log->last_feed < b->cfg.watchdog_ms);
+	}
+	if (is_armed_state(v.state))
+		assert_int_equal(v.interlocks, 0);
+	if (v.state == SMPL_STATE_EMITTING)
+		assert_true(v.footswitch);
+	if (prev->state != SMPL_STATE_FAULT && v.state == SMPL_STATE_FAULT)
+		st->faults[v.fault]++;
+	if (prev->state == SMPL_STATE_FAULT && v.state != SMPL_STATE_FAULT) {
+		assert_true(acked_or_off);
+		if (v.state != SMPL_STATE_OFF)
+			st->faults_acked++;
+	}
+	*prev = v;
+}
+
+static void test_random_walk_safety_invariants(void **state)
+{
+	struct smpl_model_config cfg;
+	struct bench b;
+	struct walk_log log = { 0 };
+	struct walk_stats st = { 0 };
+	struct smpl_model_view prev;
+	unsigned short rng[3] = { 0x1234, 0x5678, 0x9abc };
+
+	(void)state;
+	smpl_model_default_config(&cfg);
+	cfg.emission_delay_ms = 300;	/* a lively unit: more of everything per step */
+	cfg.watchdog_ms = 400;
+	cfg.idle_timeout_ms = 3000;
+	bench_start_cfg(&b, &cfg, NULL);
+	prev = look(&b);
+
+	for (int step = 0; step < 40000; step++) {
+		long dice = nrand48(rng) % 100;
+		bool acked_or_off = false;
+		uint16_t status;
+
+		smpl_model_advance(b.m, b.now);	/* time-driven events first */
+		walk_check(&b, &log, &prev, false, &st);
+
+		if (!log.powered && dice >= 80) {
+			smpl_model_power_on(b.m, b.now);
+			log.powered = true;
+			log.powered_on_at = b.now;
+			log.last_arm_ok = 0;
+		} else if (dice < 25) {		/* time passes */
+			long ms = 1 + nrand48(rng) % 120;
+
+			for (long i = 0; i < ms; i++) {
+				wait_ms(&b, 1);
+				walk_check(&b, &log, &prev, false, &st);
+			}
+			continue;
+		} else if (dice < 50) {
+			if (simple(&b, SMPL_OP_HEARTBEAT) == SMPL_ST_OK)
+				log.last_feed = b.now;
+		} else if (dice < 58) {
+			if (simple(&b, SMPL_OP_ARM) == SMPL_ST_OK)
+				log.last_arm_ok = log.last_feed = b.now;
+		} else if (dice < 60) {
+			simple(&b, SMPL_OP_DISARM);
+		} else if (dice < 61) {
+			smpl_model_disarm(b.m, b.now);
+		} else if (dice < 66) {
+			struct smpl_params_n p = good_params();
+
+			p.rate_mhz = 1000 + (uint32_t)(nrand48(rng) % 9001);
+			set_params(&b, &p);
+		} else if (dice < 72) {
+			status = simple(&b, SMPL_OP_ACK_FAULT);
+			acked_or_off = status == SMPL_ST_OK;
+		} else if (dice < 73) {
+			simple(&b, SMPL_OP_SELF_TEST);
+		} else if (dice < 85) {
+			bool held = nrand48(rng) % 2;
+
+			if (held && !log.foot)
+				log.last_press = b.now;
+			log.foot = held;
+			smpl_model_set_footswitch(b.m, b.now, held);
+		} else if (dice < 90) {
+			/* now and then open one, mostly close the lowest open one */
+			uint16_t open_bits = look(&b).interlocks;
+			bool open = open_bits == 0 ? nrand48(rng) % 4 == 0 : nrand48(rng) % 5 == 0;
+			uint16_t bit = open ? all_interlocks[nrand48(rng) % SMPL_IL_COUNT] :
+				       (uint16_t)(open_bits & -open_bits);
+
+			smpl_model_set_interlock(b.m, b.now, bit, open);
+		} else if (dice < 91) {
+			if (nrand48(rng) % 8 == 0)
+				smpl_model_inject_fault(b.m, b.now,
+					(uint8_t)(1 + nrand48(rng) % SMPL_FAULT__MAX));
+			else
+				smpl_model_clear_fault_cause(b.m, b.now);
+		} else if (dice < 99) {
+			drain(&b);
+		} else if (log.powered) {
+			smpl_model_power_off(b.m, b.now);
+			log.powered = false;
+			acked_or_off = true;
+		}
+		walk_check(&b, &log, &prev, acked_or_off, &st);
+	}
+	/* the walk went everywhere: otherwise it proves little */
+	for (int s = 0; s <= SMPL_STATE__MAX; s++)
+		if (st.visits[s] == 0)
+			fail_msg("state %s never visited", smpl_state_name((uint8_t)s));
+	print_message("# random walk: visits");
+	for (int s = 0; s <= SMPL_STATE__MAX; s++)
+		print_message(" %s=%u", smpl_state_name((uint8_t)s), st.visits[s]);
+	print_message("\n# faults:");
+	for (int f = 0; f <= SMPL_FAULT__MAX; f++)
+		print_message(" %s=%u", smpl_fault_name((uint8_t)f), st.faults[f]);
+	print_message("\n");
+	print_message("# random walk: %lu checks, %lu pulses, %lu faults acknowledged\n",
+		      st.checks, st.pulses, st.faults_acked);
+	assert_true(st.pulses > 100);
+	assert_true(st.faults_acked > 10);
+	bench_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1661,6 +1829,7 @@ int main(void)
 		cmocka_unit_test(test_report_sequence_numbers),
 		cmocka_unit_test(test_report_queue_bounded),
 		cmocka_unit_test(test_control_disarm_and_time_going_backwards),
+		cmocka_unit_test(test_random_walk_safety_invariants),
 	};
 
 	return cmocka_run_group_tests_name("model", tests, NULL, NULL);
