@@ -10,7 +10,7 @@ PROGRAMS += $(B)/smplaserctl
 $(B)/smplaserctl: $(patsubst %.c,$(B)/%.o,$(CTL_SRCS))
 	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,libsystemd json-c) -lm
 
-CHECK_SUITES += tests/ctl/docs tests/ctl/verbs
+CHECK_SUITES += tests/ctl/docs tests/ctl/verbs tests/ctl/demo
 
 # A narrated treatment on a simulated unit (scripts/demo.sh).
 demo: deps all

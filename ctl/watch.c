@@ -430,6 +430,30 @@ static int hold_on_properties(sd_bus_message *m, void *userdata, sd_bus_error *e
 	return 0;
 }
 
+/* Why emission stopped: the unit's state, open interlocks and fault. */
+static void print_stop_reason(struct ctl *c, const char *unit, const char *state)
+{
+	json_object *u = NULL, *il = NULL;
+	char why[256] = "";
+	size_t len = 0;
+
+	if (load_unit(c, unit, &u) == CTL_EXIT_DONE) {
+		json_object_object_get_ex(u, "Interlocks", &il);
+		json_object_object_foreach(il, name, val) {
+			if (!json_object_get_boolean(val) && len < sizeof(why))
+				len += (size_t)snprintf(why + len, sizeof(why) - len,
+							"%s%s open", len ? ", " : "", name);
+		}
+		if (*j_str(u, "Fault") && len < sizeof(why))
+			snprintf(why + len, sizeof(why) - len, "%sfault %s",
+				 len ? ", " : "", j_str(u, "Fault"));
+		json_object_put(u);
+	}
+	printf("%sEmission stopped while the footswitch was held: the unit is %s%s%s%s.%s\n",
+	       col(c, SGR_BOLD ";" SGR_RED), state, *why ? " (" : "", why,
+	       *why ? ")" : "", col(c, SGR_RESET));
+}
+
 static int set_footswitch(struct ctl *c, const char *unit, bool held)
 {
 	return ctl_call(c, unit, SMPL_SIM_IFACE, "SetFootswitch", NULL, "b", held);
@@ -497,9 +521,7 @@ int footswitch_hold(struct ctl *c, const char *unit, double seconds)
 			printf(" (shots #%u-#%u)", h.first_shot, h.last_shot);
 		printf(".\n");
 		if (h.stopped)
-			printf("%sEmission stopped while the footswitch was held: the unit "
-			       "is %s.%s\n", col(c, SGR_BOLD ";" SGR_RED), h.state,
-			       col(c, SGR_RESET));
+			print_stop_reason(c, unit, h.state);
 	}
 	if (ctl_interrupted && !code)
 		code = CTL_EXIT_FAILED;
