@@ -164,7 +164,8 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	smpl_daemon_flush(userdata);
-	return sd_event_source_set_time(s, usec + SMPL_FLUSH_PERIOD_MS * 1000ULL);
+	(void)usec;
+	return sd_event_source_set_time_relative(s, SMPL_FLUSH_PERIOD_MS * 1000ULL);
 }
 
 static int setup_event(struct smpl_daemon *d)

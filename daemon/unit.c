@@ -595,7 +595,8 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 		(void)smpl_safety_clock_check(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &a);
 		smpl_unit_apply(u, &a);
 	}
-	return sd_event_source_set_time(src, usec + (period_ms ? period_ms : 100) * 1000ULL);
+	(void)usec;
+	return sd_event_source_set_time_relative(src, (period_ms ? period_ms : 100) * 1000ULL);
 }
 
 /* --- lifetime ------------------------------------------------------------------------ */

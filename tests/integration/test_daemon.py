@@ -446,6 +446,45 @@ def test_store_unavailable_never_arms():
 
 
 @test
+def test_unplug_while_emitting_disarms_and_records():
+    """Unplugging the unit while the footswitch is held closes the treatment with its pulses."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-022', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: int(env.unit_prop('ShotCount')) >= 2, 3, 'pulses')
+        env.sim().Unplug()
+        env.wait_unit_state('disconnected', 2)
+        assert env.session_prop(spath, 'State') == 'open'
+        expect_error('Disconnected', env.unit().Arm)
+        h = env.history('p-022')
+        assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
+        recorded = h[0]['pulses_recorded']
+        assert recorded >= 2, h[0]
+        env.sim().Replug()
+        env.wait_unit_state('standby', 3)
+        assert int(env.unit_prop('ShotCount')) == recorded, 'a pulse was not recorded'
+        assert dict(env.unit_prop('Parameters')) == {}, 'parameters survived a replug'
+        expect_error('ParameterOutOfRange', env.unit().Arm)
+
+
+@test
+def test_cooldown_shared_between_units():
+    """A patch treated on one unit is refused on another unit sharing the records."""
+    with Env() as env:
+        env.start(sim=2)
+        unit2 = ROOT + '/unit/SIM00002'
+        env.treat('p-023', 'crown')
+        spath = env.unit(unit2).StartSession('p-023')
+        msg = expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown')
+        assert utc_date(COOLDOWN_DAYS) in msg or utc_date(COOLDOWN_DAYS - 1) in msg, msg
+        env.session(spath).SelectPatch('occipital')
+        assert env.unit_prop('Session') == '/', 'unit 1 was given the session of unit 2'
+        assert env.unit_prop('Session', unit2) == spath
+
+
+@test
 def test_bad_config_refused_with_line():
     """A bad config stops the daemon at start with file:line: reason."""
     cases = [
