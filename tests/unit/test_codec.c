@@ -696,6 +696,85 @@ static void test_every_bit_flip_rejected(void **state)
 	assert_true(checked > 5000);
 }
 
+/* ---- random frames: whatever decodes re-encodes to the same bytes ---------- */
+
+/*
+ * A random frame with a correct CRC, its header fields mostly near valid
+ * values so that decoding reaches the later checks.
+ */
+static size_t random_frame(unsigned short rng[3], uint8_t *buf, size_t size)
+{
+	static const uint8_t ops[] = {
+		0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
+		0x40, 0x41, 0x42, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8a, 0x8b, 0xc0, 0xff,
+	};
+	static const uint16_t lens[] = { 0, 8, 16, 24, 64, 1, 15, 112, 113 };
+	uint16_t len = lens[nrand48(rng) % ARRAY_LEN(lens)];
+	uint16_t status = nrand48(rng) % 2 ? 0 : (uint16_t)(nrand48(rng) % 12);
+	size_t n;
+
+	if (len > size - SMPL_HDR_SIZE)
+		len = (uint16_t)(size - SMPL_HDR_SIZE);
+	n = raw_frame(buf, nrand48(rng) % 50 ? SMPL_MAGIC : (uint16_t)nrand48(rng),
+		      nrand48(rng) % 50 ? SMPL_PROTO_VERSION : (uint8_t)nrand48(rng),
+		      ops[nrand48(rng) % ARRAY_LEN(ops)], len, status,
+		      nrand48(rng) % 30 ? 0 : (uint16_t)nrand48(rng), NULL, 0);
+	for (size_t i = 0; i < len; i++) {
+		/* mostly small bytes, so states, faults and reserved fields
+		 * are often valid */
+		long r = nrand48(rng);
+
+		buf[SMPL_HDR_SIZE + i] = (uint8_t)(r % 4 ? r % 8 : r >> 8);
+	}
+	fix_crc(buf, len);
+	return n + len;
+}
+
+static void test_random_frames_round_trip(void **state)
+{
+	unsigned short rng[3] = { 1, 2, 3 };
+	unsigned long accepted = 0, rejected[13] = { 0 };
+
+	(void)state;
+	for (int i = 0; i < 300000; i++) {
+		uint8_t buf[SMPL_MAX_FRAME + 8], again[SMPL_MAX_FRAME];
+		struct smpl_frame f;
+		size_t n = random_frame(rng, buf, sizeof(buf));
+		long damage = nrand48(rng) % 40;
+		int err;
+
+		if (damage == 0)
+			n -= 1 + (size_t)nrand48(rng) % n;	/* cut short */
+		else if (damage == 1)
+			buf[12 + nrand48(rng) % 4] ^= (uint8_t)(1 + nrand48(rng) % 255);
+		err = smpl_decode(buf, n, &f);
+
+		if (err) {
+			assert_true(err <= -1 && err >= -10);
+			rejected[-err]++;
+			continue;
+		}
+		accepted++;
+		/* accepted: the frame is exactly what the encoder makes of it */
+		int m = smpl_encode(f.op, f.seq, f.status, f.payload, f.len, again, sizeof(again));
+		assert_int_equal(m, n);
+		assert_memory_equal(again, buf, n);
+		assert_int_equal(f.len, f.status ? 0 : smpl_payload_size(f.op));
+		if (f.op == SMPL_OP_STATUS || f.op == (SMPL_OP_GET_STATUS | SMPL_OP_REPLY)) {
+			assert_true(f.payload[0] <= SMPL_STATE__MAX);
+			assert_true(f.payload[1] <= SMPL_FAULT__MAX);
+		}
+	}
+	print_message("# random frames: %lu accepted", accepted);
+	for (int e = 1; e <= 10; e++)
+		print_message(", %s %lu", smpl_codec_strerror(-e), rejected[e]);
+	print_message("\n");
+	/* every outcome happened: the generator reaches every check */
+	assert_true(accepted > 1000);
+	for (int e = 1; e <= 10; e++)
+		assert_true(rejected[e] > 0);
+}
+
 /* ---- names and energy ---------------------------------------------------- */
 
 static void test_names(void **state)
@@ -763,6 +842,7 @@ int main(void)
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_every_truncation_rejected),
 		cmocka_unit_test(test_every_bit_flip_rejected),
+		cmocka_unit_test(test_random_frames_round_trip),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_energy),
 	};

@@ -1384,6 +1384,79 @@ static void test_every_bit_flip_of_arm_is_refused(void **state)
 	bench_stop(&b);
 }
 
+/* ---- a hostile host: damaged frames never arm ------------------------------ */
+
+static void test_damaged_frames_never_arm(void **state)
+{
+	static const uint8_t ops[] = {
+		SMPL_OP_GET_INFO, SMPL_OP_SET_PARAMS, SMPL_OP_ARM, SMPL_OP_DISARM,
+		SMPL_OP_HEARTBEAT, SMPL_OP_SELF_TEST, SMPL_OP_GET_RTC, SMPL_OP_ACK_FAULT,
+		SMPL_OP_GET_STATUS, SMPL_OP_GET_PARAMS,
+	};
+	unsigned short rng[3] = { 7, 7, 7 };
+	unsigned long armed = 0, answered = 0;
+	struct bench b;
+
+	(void)state;
+	bench_start(&b);
+	to_standby_with_params(&b);
+	for (int i = 0; i < 100000; i++) {
+		uint8_t frame[SMPL_MAX_FRAME + 4], reply[SMPL_MAX_FRAME + 16];
+		struct smpl_params w;
+		struct smpl_params_n p = good_params();
+		struct smpl_frame f, rf;
+		uint8_t op = ops[nrand48(rng) % ARRAY_LEN(ops)];
+		bool with_payload = op == SMPL_OP_SET_PARAMS;
+		int n, r;
+
+		smpl_params_encode(&p, &w);
+		n = smpl_encode(op, (uint16_t)i, 0, &w, with_payload ? sizeof(w) : 0,
+				frame, sizeof(frame));
+		/* 1-3 bit flips anywhere, then often a CRC that matches again */
+		for (long k = 0, flips = 1 + nrand48(rng) % 3; k < flips; k++) {
+			long bit = nrand48(rng) % (n * 8);
+
+			frame[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		}
+		if (nrand48(rng) % 2) {
+			uint32_t crc = smpl_frame_crc(frame, frame + SMPL_HDR_SIZE,
+						      (size_t)n - SMPL_HDR_SIZE);
+
+			frame[12] = (uint8_t)crc;
+			frame[13] = (uint8_t)(crc >> 8);
+			frame[14] = (uint8_t)(crc >> 16);
+			frame[15] = (uint8_t)(crc >> 24);
+		}
+		r = smpl_model_handle_frame(b.m, b.now, frame, (size_t)n, reply, sizeof(reply));
+		assert_true(r >= SMPL_HDR_SIZE);
+		assert_int_equal(smpl_decode(reply, (size_t)r, &rf), 0);
+		assert_true(rf.op & SMPL_OP_REPLY);
+		answered++;
+
+		if (state_of(&b) == SMPL_STATE_STANDBY)
+			continue;
+		/* the state moved: only an intact ARM or SELF_TEST may do that */
+		assert_int_equal(smpl_decode(frame, (size_t)n, &f), 0);
+		assert_int_equal(rf.status, SMPL_ST_OK);
+		if (state_of(&b) == SMPL_STATE_ARMING) {
+			assert_int_equal(f.op, SMPL_OP_ARM);
+			armed++;
+			smpl_model_disarm(b.m, b.now);
+		} else {
+			assert_int_equal(state_of(&b), SMPL_STATE_SELF_TEST);
+			assert_int_equal(f.op, SMPL_OP_SELF_TEST);
+			wait_ms(&b, b.cfg.self_test_ms);
+		}
+		assert_int_equal(state_of(&b), SMPL_STATE_STANDBY);
+		/* a damaged SET_PARAMS that decoded must have been in range */
+		assert_int_equal(set_params(&b, &p), SMPL_ST_OK);
+	}
+	print_message("# damaged frames: %lu answered, %lu decoded as an intact ARM\n",
+		      answered, armed);
+	assert_int_equal(look(&b).shot_count, 0);
+	bench_stop(&b);
+}
+
 /* ---- hostile replies ------------------------------------------------------- */
 
 static int raw_command(struct bench *b, uint8_t op, uint8_t *reply, size_t size)
@@ -1822,6 +1895,7 @@ int main(void)
 		cmocka_unit_test(test_set_params_limits),
 		cmocka_unit_test(test_malformed_commands),
 		cmocka_unit_test(test_every_bit_flip_of_arm_is_refused),
+		cmocka_unit_test(test_damaged_frames_never_arm),
 		cmocka_unit_test(test_hostile_replies),
 		cmocka_unit_test(test_hostile_stall_and_silence_still_obey),
 		cmocka_unit_test(test_hostile_flood),
