@@ -127,6 +127,7 @@ struct smpl_daemon {
 	const char *state;		/* "probing", "running" */
 	sd_event_source *flush_timer;
 	bool store_failed;		/* a flush failed: nothing arms */
+	uint64_t store_retry_ms;	/* while failing, next retry (monotonic) */
 };
 
 /* --- time ------------------------------------------------------------------ */
@@ -177,6 +178,9 @@ int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
 		const char *reason, const char *detail);
+/* Store records the store could not take yet: retried, then dropped at exit. */
+int smpl_audit_retry(struct smpl_daemon *d);
+void smpl_audit_discard(void);
 /* The operator as the store wants it (name: the user name or "uid N"). */
 void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
 

@@ -290,7 +290,9 @@ static void shutdown_daemon(struct smpl_daemon *d)
 		while (d->sessions)
 			(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
 					       "the daemon stopped", getuid(), NULL);
+		d->store_retry_ms = 0;		/* a last try, whatever the throttle */
 		smpl_daemon_flush(d);
+		smpl_audit_discard();
 	}
 	smpl_discovery_free(discovery);
 	while (d->units) {

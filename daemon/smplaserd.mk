@@ -5,7 +5,7 @@
 SMPLASERD := $(B)/smplaserd
 SMPLASERD_SRCS := daemon/main.c daemon/unit.c daemon/unit-ops.c daemon/session.c \
 	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
-	daemon/polkit.c daemon/errors.c daemon/log.c \
+	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
 	daemon/backend.c daemon/backend-sim.c
 SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
 

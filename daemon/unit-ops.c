@@ -203,9 +203,13 @@ int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	uint32_t shot_at_arm;
 	int r;
 
+	if (d->store_failed) {		/* try the store now rather than at the next retry */
+		d->store_retry_ms = 0;
+		smpl_daemon_flush(d);
+	}
 	if (d->store_failed)
 		return smpl_refuse(d, u, session_id_of(u), uid, error, SMPL_ERROR_DEVICE_FAULT,
-				   "the records store failed: nothing may be armed");
+				   "the records store fails: nothing may be armed");
 	refresh_status(u);
 	refresh_clock_facts(u);
 	r = smpl_safety_arm_begin(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &v);

@@ -54,31 +54,6 @@ void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op)
 	op->name = buf;
 }
 
-void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
-		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
-		const char *reason, const char *detail)
-{
-	char name[64];
-	struct store_audit a = {
-		.time_ms = smpl_wall_ms(),
-		.kind = kind,
-		.has_operator = uid != NULL,
-		.unit_serial = u && u->info.serial[0] ? u->info.serial : NULL,
-		.session_id = session_id,
-		.reason = reason,
-		.detail = detail,
-	};
-	int r;
-
-	if (uid)
-		smpl_operator(*uid, name, sizeof(name), &a.op);
-	r = store_audit(d->store, &a);
-	if (r < 0)
-		smpl_log(LOG_ERR, a.unit_serial, NULL, "audit-failed",
-			 "cannot write an audit record (%s): %s",
-			 store_audit_kind_name(kind), store_errmsg(d->store));
-}
-
 int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 		uid_t uid, sd_bus_error *error, const char *error_name,
 		const char *fmt, ...)
@@ -280,8 +255,10 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 }
 
 /* Treatments whose closing the store refused (busy, I/O): try again. */
-static void close_unclosed(struct smpl_daemon *d)
+static int close_unclosed(struct smpl_daemon *d)
 {
+	int failed = 0;
+
 	for (struct smpl_unit *u = d->units; u; u = u->next) {
 		int r;
 
@@ -292,41 +269,52 @@ static void close_unclosed(struct smpl_daemon *d)
 			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "store",
 				 "treatment %" PRId64 " closed", u->unclosed_id);
 			u->unclosed_id = 0;
+		} else {
+			failed = r;
 		}
 	}
+	return failed;
 }
 
-static bool any_unclosed(const struct smpl_daemon *d)
+/* Pulses first, then treatments left unclosed, then the audit backlog. */
+static int flush_all(struct smpl_daemon *d)
 {
-	for (const struct smpl_unit *u = d->units; u; u = u->next)
-		if (u->unclosed_id)
-			return true;
-	return false;
+	int r = 0;
+
+	if (store_pending_pulses(d->store) > 0)
+		r = store_flush(d->store);
+	if (r == 0)
+		r = close_unclosed(d);
+	if (r == 0)
+		r = smpl_audit_retry(d);
+	return r;
 }
 
 /*
  * S3: pulses are committed every SMPL_FLUSH_PERIOD_MS and at every disarm.
  * While the store cannot take them every unit is disarmed and nothing arms;
- * the batch is kept and retried.
+ * what it could not take is kept and retried once a second (each try may
+ * wait for the database's busy timeout).
  */
 void smpl_daemon_flush(struct smpl_daemon *d)
 {
-	close_unclosed(d);
-	if (store_pending_pulses(d->store) > 0 && store_flush(d->store) < 0) {
-		if (!d->store_failed) {
-			smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
-				 "cannot commit pulses: %s; disarming every unit",
-				 store_errmsg(d->store));
-			d->store_failed = true;
-			smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED,
-					      "the records store cannot commit pulses");
-		}
+	uint64_t now = smpl_now_ms(d);
+
+	if (d->store_failed && now < d->store_retry_ms)
+		return;
+	if (flush_all(d) == 0) {
+		if (d->store_failed)
+			smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
+		d->store_failed = false;
 		return;
 	}
-	if (d->store_failed && !any_unclosed(d)) {
-		smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
-		d->store_failed = false;
-	}
+	d->store_retry_ms = now + 1000;
+	if (d->store_failed)
+		return;
+	smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
+		 "the records store fails: %s; disarming every unit", store_errmsg(d->store));
+	d->store_failed = true;
+	smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED, "the records store fails");
 }
 
 /* --- probing ---------------------------------------------------------------- */

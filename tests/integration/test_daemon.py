@@ -443,6 +443,14 @@ def test_store_unavailable_never_arms():
         assert env.history('p-021')[0]['pulses'] == shots
         env.arm_to_ready()                       # the unit is usable again
         env.unit().Disarm()
+        # The audit records written while the database was locked were kept, in order.
+        db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
+        rows = db.execute('SELECT kind, reason FROM audit ORDER BY id').fetchall()
+        db.close()
+        kinds = [k for k, r in rows]
+        assert ('refused', 'DeviceFault') in rows, rows
+        assert kinds.count('arm') == 2 and kinds.count('disarm') == 2, rows
+        assert kinds.index('disarm') < len(kinds) - 1 - kinds[::-1].index('arm'), rows
 
 
 @test
