@@ -16,12 +16,14 @@
  *                            the unit's echo and the energy it implies
  *   params-reserved          SET_PARAMS with a reserved field set
  *   arm | disarm | heartbeat | ack
- *   expect ERRNO             the next step must fail with ERRNO (EBUSY ...)
+ *   expect ERRNO             the next step must fail with ERRNO (EBUSY ...,
+ *                            or ANY)
  *   hb MS                    send HEARTBEAT every MS while waiting (0: off)
  *   sleep MS                 wait (heartbeating), queueing events
  *   wait-state STATE MS      poll GET_STATUS until the state is STATE
  *   ctl "ARGS"               one gadget control command; marks the time
  *   gstatus                  the gadget's status as G_name='value' lines
+ *   write PATH VALUE         write VALUE to the file PATH; marks the time
  *   mark                     remember now (CLOCK_MONOTONIC)
  *   close                    close the device; marks the time
  *   reopen                   open the device again
@@ -30,9 +32,10 @@
  *                            poll the gadget until it reports STATE; print
  *                            "latency NAME=X" (ms from the mark to the
  *                            gadget's state change) and fail above LIMIT ms
+ *   disarms-base             remember the gadget's DISARM request count
  *   disarms-wait N MS LIMIT NAME
  *                            poll the gadget until its DISARM request count
- *                            reaches N; print the latency from the mark
+ *                            is N above that; print the latency from the mark
  *   events                   print the events queued now (non-blocking)
  *   events-until TYPE MS     print events until one of TYPE arrives
  *   read-block               one blocking read(); prints the event or errno
@@ -61,6 +64,8 @@
 static const char *dev_path = "/dev/smplaser0";
 static int fd = -1;
 static int expect_errno;		/* 0: the step must succeed */
+#define EXPECT_ANY_ERROR	(-2)	/* "expect ANY" */
+static unsigned long disarms_base;
 static unsigned int hb_period_ms;
 static uint64_t last_hb_ns;
 static uint64_t mark_ns;
@@ -93,6 +98,8 @@ static const struct {
 
 static int errno_value(const char *name)
 {
+	if (strcmp(name, "ANY") == 0)
+		return EXPECT_ANY_ERROR;
 	for (size_t i = 0; i < sizeof(errnos) / sizeof(errnos[0]); i++)
 		if (strcmp(errnos[i].name, name) == 0)
 			return errnos[i].value;
@@ -116,6 +123,14 @@ static bool outcome(const char *step, int ret, int err)
 	int want = expect_errno;
 
 	expect_errno = 0;
+	if (want == EXPECT_ANY_ERROR) {
+		if (ret >= 0) {
+			printf("FAIL %s succeeded, expected it to fail\n", step);
+			return false;
+		}
+		printf("%s refused=%s\n", step, errno_name(err));
+		return true;
+	}
 	if (want) {
 		if (ret >= 0) {
 			printf("FAIL %s succeeded, expected %s\n", step, errno_name(want));
@@ -204,6 +219,8 @@ static void print_event(const struct smplaser_event *ev)
 	case SMPLASER_EV_DISARM:
 		printf(" reason=%" PRIu32 " interlocks=0x%02x state=%s", ev->disarm.reason,
 		       ev->disarm.interlocks, smpl_state_name(ev->disarm.state));
+		if (mark_ns && ev->time_ns >= mark_ns)
+			printf(" since_mark_ms=%.1f", (double)(ev->time_ns - mark_ns) / 1e6);
 		break;
 	default:
 		break;
@@ -306,10 +323,12 @@ static bool step_params(char **arg, bool reserved)
 
 static bool step_simple(const char *name, unsigned long cmd)
 {
+	uint64_t before = now_ns();
 	int ret = ioctl(fd, cmd);
 
+	/* A heartbeat marks the time it was sent: the driver's clock starts then. */
 	if (ret == 0 && cmd == SMPLASER_IOC_HEARTBEAT)
-		mark_ns = last_hb_ns = now_ns();
+		mark_ns = last_hb_ns = before;
 	return outcome(name, ret, errno);
 }
 
@@ -455,7 +474,7 @@ static bool step_disarms_wait(unsigned long n, unsigned int ms, double limit, co
 	while (now_ns() < end) {
 		if (gadget_ctl("status", reply, sizeof(reply))) {
 			status_field(reply, "disarms", count, sizeof(count));
-			if (strtoul(count, NULL, 10) >= n) {
+			if (strtoul(count, NULL, 10) >= disarms_base + n) {
 				double lat = (double)(now_ns() - mark_ns) / 1e6;
 
 				printf("latency %s=%.1f ms (upper bound)\n", name, lat);
@@ -468,8 +487,28 @@ static bool step_disarms_wait(unsigned long n, unsigned int ms, double limit, co
 		}
 		idle(1);
 	}
-	printf("FAIL gadget disarms did not reach %lu in %u ms\n", n, ms);
+	printf("FAIL gadget disarms did not reach %lu + %lu in %u ms\n", disarms_base, n, ms);
 	return false;
+}
+
+/* Write @value to the file @path (sysfs); marks the time. */
+static bool step_write(const char *path, const char *value)
+{
+	int f = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	mark_ns = now_ns();
+	if (f < 0) {
+		printf("FAIL open %s: %s\n", path, strerror(errno));
+		return false;
+	}
+	n = write(f, value, strlen(value));
+	close(f);
+	if (n != (ssize_t)strlen(value)) {
+		printf("FAIL write %s to %s: %s\n", value, path, strerror(errno));
+		return false;
+	}
+	return true;
 }
 
 static bool step_events_until(const char *type, unsigned int ms)
@@ -553,7 +592,7 @@ static int run_step(char **argv, int argc)
 	if (!strcmp(s, "expect")) {
 		NEED(1);
 		expect_errno = errno_value(argv[1]);
-		if (expect_errno < 0) {
+		if (expect_errno == -1) {
 			printf("FAIL unknown errno %s\n", argv[1]);
 			return -1;
 		}
@@ -579,8 +618,21 @@ static int run_step(char **argv, int argc)
 		NEED(1);
 		return step_ctl(argv[1]) ? 2 : -1;
 	}
+	if (!strcmp(s, "disarms-base")) {
+		char reply[1024], count[32];
+
+		if (!gadget_ctl("status", reply, sizeof(reply)))
+			return -1;
+		status_field(reply, "disarms", count, sizeof(count));
+		disarms_base = strtoul(count, NULL, 10);
+		return 1;
+	}
 	if (!strcmp(s, "gstatus"))
 		return step_gstatus() ? 1 : -1;
+	if (!strcmp(s, "write")) {
+		NEED(2);
+		return step_write(argv[1], argv[2]) ? 3 : -1;
+	}
 	if (!strcmp(s, "mark")) {
 		mark_ns = now_ns();
 		return 1;
