@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl.h"
 
@@ -42,12 +43,37 @@ static bool parse_long(const char *s, long long min, long long max, long long *o
 	return *s && !*end && !errno && *out >= min && *out <= max;
 }
 
+/*
+ * The unit reports the change a few milliseconds later: wait (up to 1 s) until
+ * the daemon shows it, so what we print next is the new state.
+ */
+static void wait_interlock(struct ctl *c, const char *unit, const char *name, bool open)
+{
+	struct timespec tick = { 0, 20 * 1000000L };
+
+	for (int i = 0; i < 50; i++) {
+		json_object *il = NULL, *v = NULL;
+		bool shown = false;
+
+		if (ctl_get_property(c, unit, SMPL_UNIT_IFACE, "Interlocks", &il))
+			return;
+		if (json_object_object_get_ex(il, name, &v))
+			shown = json_object_get_boolean(v) == !open;
+		json_object_put(il);
+		if (shown)
+			return;
+		nanosleep(&tick, NULL);
+	}
+}
+
 static int interlock(struct ctl *c, const char *unit, const char *name, bool open,
 		     const char *done)
 {
 	int code = ctl_call(c, unit, SMPL_SIM_IFACE, "SetInterlock", NULL, "sb",
 			    name, open);
 
+	if (!code)
+		wait_interlock(c, unit, name, open);
 	if (!code && !c->json)
 		printf("%s\n", done);
 	return code;

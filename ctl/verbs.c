@@ -843,14 +843,46 @@ int verb_arm(struct ctl *c, int argc, char **argv)
 	return code;
 }
 
+/* Wait (up to 1 s) until the unit no longer says it is armed. */
+static void wait_disarmed(struct ctl *c, const char *unit)
+{
+	struct timespec tick = { 0, 20 * 1000000L };
+
+	for (int i = 0; i < 50; i++) {
+		json_object *st = NULL;
+		bool armed;
+
+		if (ctl_get_property(c, unit, SMPL_UNIT_IFACE, "State", &st))
+			return;
+		armed = strcmp(json_object_get_string(st), "arming") == 0 ||
+			strcmp(json_object_get_string(st), "ready") == 0 ||
+			strcmp(json_object_get_string(st), "emitting") == 0;
+		json_object_put(st);
+		if (!armed)
+			return;
+		nanosleep(&tick, NULL);
+	}
+}
+
 int verb_disarm(struct ctl *c, int argc, char **argv)
 {
+	char *unit = NULL;
 	int code;
 
 	(void)argv;
 	if ((code = want_args(c, argc, 0, "disarm")))
 		return code;
-	return unit_act(c, "Disarm", "Disarmed.");
+	if ((code = ctl_pick_unit(c, &unit)))
+		return code;
+	code = ctl_call(c, unit, SMPL_UNIT_IFACE, "Disarm", NULL, NULL);
+	if (!code) {
+		wait_disarmed(c, unit);
+		if (!c->json)
+			printf("Disarmed.\n");
+		code = show_unit(c, unit);
+	}
+	free(unit);
+	return code;
 }
 
 int verb_ack(struct ctl *c, int argc, char **argv)

@@ -177,7 +177,15 @@ say "The occipital patch instead; the door is opened 1 s into the footswitch hol
 run 0 session patch occipital
 run 0 session eyewear
 run 0 arm
-( sleep 1.2; smplaserctl sim door open >/dev/null ) &
+# (A second pair of hands: once the laser is emitting, wait a second, open the door.)
+(
+	for _ in $(seq 100); do
+		smplaserctl status 2>/dev/null | grep -q 'State: emitting' && break
+		sleep 0.05
+	done
+	sleep 1
+	smplaserctl sim door open >/dev/null
+) &
 door_pid=$!
 run 0 sim footswitch hold 3
 wait "$door_pid"
