@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -389,15 +390,36 @@ static bool unit_matches(json_object *u, const char *want)
 	       (tail && strcmp(tail + 1, want) == 0);
 }
 
+/* Is the daemon still probing for units (Manager.State "probing")? */
+static bool daemon_probing(struct ctl *c)
+{
+	json_object *state = NULL;
+	bool probing;
+
+	if (ctl_get_property(c, SMPL_MANAGER_PATH, SMPL_MANAGER_IFACE, "State", &state))
+		return false;
+	probing = strcmp(json_object_get_string(state), "probing") == 0;
+	json_object_put(state);
+	return probing;
+}
+
 int ctl_pick_unit(struct ctl *c, char **path)
 {
 	json_object *units = NULL, *found = NULL;
-	int code = ctl_list_units(c, &units);
+	struct timespec tick = { 0, 100 * 1000000L };
+	int code;
 	size_t n;
 
-	if (code)
-		return code;
-	n = json_object_array_length(units);
+	/* Just started (or bus-activated): give the probe up to 10 s. */
+	for (int i = 0;; i++) {
+		if ((code = ctl_list_units(c, &units)))
+			return code;
+		n = json_object_array_length(units);
+		if (n > 0 || i >= 100 || ctl_interrupted || !daemon_probing(c))
+			break;
+		json_object_put(units);
+		nanosleep(&tick, NULL);
+	}
 	if (n == 0) {
 		json_object_put(units);
 		return ctl_error(c, CTL_EXIT_NO_UNIT, NULL,

@@ -149,7 +149,7 @@ int verb_sim(struct ctl *c, int argc, char **argv);
 
 /* Shared by verbs: print a unit (and its open session) as text or JSON. */
 int show_unit(struct ctl *c, const char *unit_path);
-/* A unit's properties plus "path" and, when a session is open, "SessionInfo"... */
+/* A unit's (or session's) properties, plus its object path as "path". */
 int load_unit(struct ctl *c, const char *unit_path, json_object **out);
 int load_session(struct ctl *c, const char *session_path, json_object **out);
 void print_unit_text(struct ctl *c, json_object *unit, json_object *session);

@@ -133,8 +133,9 @@ run() {
 # --- the story ------------------------------------------------------------------
 
 start=$(date +%s)
+# Ready once the daemon has probed its unit (Manager State "running").
 for _ in $(seq 100); do
-	smplaserctl units >/dev/null 2>&1 && break
+	smplaserctl status 2>/dev/null | grep -q '^smplaserd .*(running)' && break
 	kill -0 "$daemon_pid" 2>/dev/null || { cat "$tmp/smplaserd.log" >&2; exit 1; }
 	sleep 0.1
 done
