@@ -207,6 +207,10 @@ static int setup_bus(struct smpl_daemon *d)
 			 d->session_bus ? "session" : "system", strerror(-r));
 		return r;
 	}
+	/* Without its bus the daemon is useless: stop (disarming everything). */
+	r = sd_bus_set_exit_on_disconnect(d->bus, true);
+	if (r < 0)
+		return r;
 	r = smpl_polkit_new(d->bus, !d->session_bus, d->cfg.auth.allow_root,
 			    d->cfg.auth.session_bus == SMPL_SESSION_BUS_SAME_UID, &d->polkit);
 	if (r < 0)
@@ -340,7 +344,7 @@ int main(int argc, char **argv)
 		 SMPL_VERSION, d.session_bus ? "session" : "system", store_path(d.store));
 	(void)sd_notifyf(false, "READY=1\nSTATUS=%s",
 			 d.probing ? "Probing units..." : "Running");
-	r = sd_event_loop(d.event);
+	r = sd_event_loop(d.event);	/* the exit code: 0 on a signal, 1 if the bus went away */
 	shutdown_daemon(&d);
-	return r < 0 ? 1 : 0;
+	return r < 0 ? 1 : r;
 }

@@ -493,6 +493,42 @@ def test_cooldown_shared_between_units():
 
 
 @test
+def test_clock_behind_records_blocks_arming():
+    """S8: a wall clock earlier than the newest record blocks arming (ClockUnreliable)."""
+    import sqlite3
+    with Env() as env:
+        env.start()
+        env.kill(signal.SIGTERM)
+        # A record written two days "later": as if the clock had been set back since.
+        db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'))
+        db.execute("INSERT INTO audit (time_ms, kind, reason) VALUES (?, 'config-load', 'test')",
+                   (int((time.time() + 2 * 86400) * 1000),))
+        db.commit()
+        db.close()
+        env.start()
+        env.ready_session('p-025', 'crown')
+        msg = expect_error('ClockUnreliable', env.unit().Arm)
+        assert env.unit_prop('State') == 'standby'
+        assert env.history('p-025') == [], 'a treatment was recorded with a clock gone back'
+        del msg
+
+
+@test
+def test_bus_gone_stops_daemon():
+    """When its bus goes away the daemon disarms and exits (systemd restarts it)."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-026', 'crown')
+        env.arm_to_ready()
+        env.bus_proc.terminate()
+        env.bus_proc.wait(5)
+        rc = env.daemon.wait(5)
+        assert rc != 0, 'exited with 0 after losing its bus'
+        assert 'disarm' in env.log(), env.log()
+        env.daemon = None
+
+
+@test
 def test_bad_config_refused_with_line():
     """A bad config stops the daemon at start with file:line: reason."""
     cases = [
