@@ -81,13 +81,11 @@ int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret)
 	sd_bus_creds *creds = NULL;
 	int r;
 
-	r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID |
-				      SD_BUS_CREDS_AUGMENT, &creds);
+	/* From the bus (SO_PEERCRED), never from /proc: no AUGMENT, no PID race. */
+	r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID, &creds);
 	if (r < 0)
 		return r;
 	r = sd_bus_creds_get_euid(creds, ret);
-	if (r < 0)
-		r = sd_bus_creds_get_uid(creds, ret);
 	sd_bus_creds_unref(creds);
 	return r;
 }
