@@ -528,6 +528,61 @@ def test_bus_gone_stops_daemon():
         env.daemon = None
 
 
+def journal_fields(datagram):
+    """journald's native protocol: KEY=value lines (or KEY\\n<le64 size>value)."""
+    fields, i = {}, 0
+    while i < len(datagram):
+        nl = datagram.index(b'\n', i)
+        line = datagram[i:nl]
+        if b'=' in line:
+            k, v = line.split(b'=', 1)
+            i = nl + 1
+        else:
+            k = line
+            size = int.from_bytes(datagram[nl + 1:nl + 9], 'little')
+            v = datagram[nl + 9:nl + 9 + size]
+            i = nl + 9 + size + 1
+        fields[k.decode()] = v.decode(errors='replace')
+    return fields
+
+
+@test
+def test_journal_structured_fields():
+    """Log records reach the journal socket with SMPL_UNIT, SMPL_SESSION, SMPL_EVENT fields."""
+    import socket
+    if os.getuid() != 0:
+        return 'skip'
+    with Env() as env:
+        jdir = os.path.join(env.tmp, 'journal')
+        os.mkdir(jdir)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(os.path.join(jdir, 'socket'))
+        sock.settimeout(0.1)
+        args_fn = env.daemon_args
+        env.daemon_args = lambda sim=1: [
+            'unshare', '-m', '--propagation', 'private', 'sh', '-c',
+            'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && '
+            'mount --bind "$0" /run/systemd/journal && exec "$@"', jdir] + args_fn(sim)
+        env.start()
+        spath = env.unit().StartSession('p-027')
+        env.session(spath).End('')
+        records = []
+        end = time.monotonic() + 1
+        while time.monotonic() < end:
+            try:
+                records.append(journal_fields(sock.recv(65536)))
+            except socket.timeout:
+                pass
+        sock.close()
+        starts = [r for r in records if r.get('SMPL_EVENT') == 'session-start']
+        assert starts, records
+        r = starts[0]
+        assert r['SMPL_UNIT'] == 'SIM00001' and r['SMPL_SESSION'] == spath, r
+        assert r['SYSLOG_IDENTIFIER'] == 'smplaserd' and r['PRIORITY'] == '6', r
+        assert 'session' in r['MESSAGE'], r
+        assert any(x.get('SMPL_EVENT') == 'probed' for x in records), records
+
+
 @test
 def test_bad_config_refused_with_line():
     """A bad config stops the daemon at start with file:line: reason."""
