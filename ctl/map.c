@@ -172,6 +172,27 @@ static int cell_region(int row, int col)
 	return region_at((col + 0.5 - MAP_HALF) / MAP_HALF, (row + 0.5) / MAP_ROWS);
 }
 
+/*
+ * Where a label of @len characters goes on @row: as near @want as it fits
+ * inside region @reg, clear of the head's outline; -1 if it does not fit.
+ */
+static int label_start(int row, int want, int len, int reg)
+{
+	for (int d = 0; d < MAP_COLS; d++) {
+		for (int sign = -1; sign <= 1; sign += 2) {
+			int start = want + sign * d;
+			bool fits = cell_region(row, start - 1) >= 0 &&
+				    cell_region(row, start + len) >= 0;
+
+			for (int k = 0; fits && k < len; k++)
+				fits = cell_region(row, start + k) == reg;
+			if (fits)
+				return start;
+		}
+	}
+	return -1;
+}
+
 /* Where each region's label goes: the middle of its cells. */
 static void label_cells(char text[MAP_ROWS][MAP_COLS + 1], json_object *map)
 {
@@ -208,12 +229,11 @@ static void label_cells(char text[MAP_ROWS][MAP_COLS + 1], json_object *map)
 
 		for (int l = 0; l < 2; l++) {
 			int len = (int)strlen(lines[l]);
-			int start = (int)(sc / n + 0.5) - len / 2;
+			int start = label_start(row + l, (int)(sc / n + 0.5) - len / 2, len,
+						(int)i);
 
-			for (int k = 0; k < len; k++)
-				if (row + l >= 0 && row + l < MAP_ROWS && start + k >= 0 &&
-				    start + k < MAP_COLS)
-					text[row + l][start + k] = lines[l][k];
+			for (int k = 0; start >= 0 && k < len; k++)
+				text[row + l][start + k] = lines[l][k];
 		}
 	}
 }
