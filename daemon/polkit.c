@@ -168,8 +168,11 @@ static int ask_polkit(struct smpl_polkit *p, struct query *q)
 	return r;
 }
 
+/* Denials go to the journal only: unauthorized callers cannot fill the store. */
 static int deny(sd_bus_error *error, const char *action, uid_t uid, const char *why)
 {
+	smpl_log(LOG_NOTICE, NULL, NULL, "not-authorized", "uid %u denied %s: %s",
+		 (unsigned int)uid, action, why ? why : "denied");
 	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
 			       "Not authorized: action %s for uid %u: %s",
 			       action, (unsigned int)uid, why ? why : "denied");

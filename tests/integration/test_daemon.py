@@ -237,6 +237,38 @@ def test_bad_arguments_name_the_field():
 
 
 @test
+def test_hostile_parameter_variants():
+    """Odd variants in SetParameters (nested, containers, extremes) get errors, never a crash."""
+    with Env() as env:
+        env.start()
+        unit = env.unit()
+        odd = [
+            dbus.UInt32(3000, variant_level=2),
+            dbus.Array([dbus.UInt32(1)], signature='u'),
+            dbus.Struct((dbus.UInt32(1), dbus.String('x')), signature='us'),
+            dbus.Dictionary({'a': dbus.UInt32(1)}, signature='sv'),
+            dbus.UInt64(2 ** 64 - 1), dbus.Int64(-2 ** 63), dbus.Int16(-1), dbus.Byte(255),
+            dbus.Boolean(True), dbus.ObjectPath('/x'), dbus.Signature('u'), dbus.Double(1e308),
+        ]
+        for value in odd:
+            params = dbus.Dictionary(dict(GOOD_PARAMS, fluence_mj_cm2=value), signature='sv')
+            try:
+                unit.SetParameters(params)
+                raise AssertionError('accepted %r' % (value,))
+            except dbus.DBusException as e:
+                assert e.get_dbus_name() in (ERR + 'InvalidArgument',
+                                             ERR + 'ParameterOutOfRange'), e
+                assert 'fluence_mj_cm2' in e.get_dbus_message(), e.get_dbus_message()
+        # Narrow integer types a client language may pick are fine when in range.
+        unit.SetParameters(dbus.Dictionary(dict(GOOD_PARAMS, spot_um=dbus.UInt16(3000),
+                                                rate_mhz=dbus.Int64(5000)), signature='sv'))
+        assert env.unit_prop('Parameters')['spot_um'] == 3000
+        big = dbus.Dictionary({'k%d' % i: dbus.UInt32(i) for i in range(5000)}, signature='sv')
+        expect_error('InvalidArgument', unit.SetParameters, big)
+        assert env.unit_prop('State') == 'standby'
+
+
+@test
 def test_properties_changed_on_state_change():
     """PropertiesChanged is emitted for unit State/ShotCount and session PulseCount."""
     with Env() as env:
