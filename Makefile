@@ -42,6 +42,16 @@ CHECK_SUITES :=		# other suites (scripts) run by "make check", in order
 BENCHES :=		# benchmark programs run by "make bench"
 CLEAN_FILES :=
 
+# Static libraries shared between folders.  Named here, before any fragment,
+# because a rule's prerequisites are expanded when make reads it: a fragment
+# must be able to use them whatever the order the fragments are read in.
+# common/common.mk the protocol codec; sim/model.mk the firmware model;
+# daemon/core.mk the safety core, rules and config; daemon/store.mk the records.
+COMMON_LIB := $(B)/libsmplcommon.a
+MODEL_LIB := $(B)/libsmplmodel.a
+CORE_LIB := $(B)/libsmplcore.a
+STORE_LIB := $(B)/libsmplstore.a
+
 # Each folder's fragments: common/*.mk sim/*.mk daemon/*.mk tests/vm/*.mk ...
 include $(sort $(wildcard common/*.mk sim/*.mk kmod/*.mk daemon/*.mk ctl/*.mk \
 	udev/*.mk data/*.mk tests/*/*.mk))

@@ -5,9 +5,7 @@
 # because this fragment is read first and other fragments may name it in
 # their prerequisites:   $(MODEL_LIB) $(COMMON_LIB) $(COMMON_LDLIBS)
 
-COMMON_LIB := $(B)/libsmplcommon.a
 COMMON_LDLIBS := $(call pkglibs,zlib) -lm
-MODEL_LIB := $(B)/libsmplmodel.a
 
 COMMON_OBJS := $(B)/common/codec.o
 

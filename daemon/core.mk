@@ -3,7 +3,6 @@
 
 CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c daemon/patches.c
 CORE_OBJS = $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))
-CORE_LIB = $(B)/libsmplcore.a
 CORE_PKGS := inih
 
 $(B)/libsmplcore.a: $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))

@@ -1,6 +1,5 @@
 # smplaserd's records store (daemon/store.h): a static library the daemon and
 # the tests link.  Link users add $(STORE_LIBS) after $(STORE_LIB).
-STORE_LIB := $(B)/libsmplstore.a
 STORE_LIBS = $(call pkglibs,sqlite3)
 STORE_OBJS := $(B)/daemon/store.o
 
