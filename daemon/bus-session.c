@@ -135,7 +135,7 @@ static int method_end(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
-	r = smpl_session_end(s, STORE_SESSION_ENDED, notes, uid, error);
+	r = smpl_session_end(s, STORE_SESSION_ENDED, notes, &uid, error);
 	if (r < 0)
 		return r;
 	return sd_bus_reply_method_return(m, NULL);

@@ -194,9 +194,9 @@ int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t u
 			      sd_bus_error *error);
 int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
 				 sd_bus_error *error);
-/* End: disarm, record, drop the object.  @s is freed. */
+/* End: disarm, record, drop the object.  @s is freed.  @uid NULL: the daemon ended it. */
 int smpl_session_end(struct smpl_session *s, enum store_session_state state,
-		     const char *notes, uid_t uid, sd_bus_error *error);
+		     const char *notes, const uid_t *uid, sd_bus_error *error);
 /* Whether @patch may be treated for @patient now (store + rules). */
 int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
 		     struct smpl_eligibility *out, sd_bus_error *error);

@@ -293,7 +293,7 @@ static void shutdown_daemon(struct smpl_daemon *d)
 		smpl_units_disarm_all(d, SMPL_REASON_REQUESTED, "the daemon is stopping");
 		while (d->sessions)
 			(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
-					       "the daemon stopped", getuid(), NULL);
+					       "the daemon stopped", NULL, NULL);
 		d->store_retry_ms = 0;		/* a last try, whatever the throttle */
 		smpl_daemon_flush(d);
 		smpl_audit_discard();

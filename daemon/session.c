@@ -84,7 +84,7 @@ static int end_abandoned(sd_event_source *src, void *userdata)
 	(void)src;
 	s->end_later = sd_event_source_disable_unref(s->end_later);
 	(void)smpl_session_end(s, STORE_SESSION_INTERRUPTED,
-			       "the client that opened the session left the bus", s->uid, NULL);
+			       "the client that opened the session left the bus", NULL, NULL);
 	return 0;
 }
 
@@ -287,7 +287,7 @@ static bool notes_valid(const char *notes)
 }
 
 int smpl_session_end(struct smpl_session *s, enum store_session_state state,
-		     const char *notes, uid_t uid, sd_bus_error *error)
+		     const char *notes, const uid_t *uid, sd_bus_error *error)
 {
 	struct smpl_daemon *d = s->daemon;
 	struct smpl_unit *u = s->unit;
@@ -295,7 +295,8 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 	int r;
 
 	if (notes && !notes_valid(notes))
-		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_INVALID_ARGUMENT,
+		return smpl_refuse(d, u, s->id, uid ? *uid : getuid(), error,
+				   SMPL_ERROR_INVALID_ARGUMENT,
 				   "notes: at most %d characters, no control characters",
 				   SMPL_NOTES_MAX);
 	if (u && u->session == s) {
@@ -304,14 +305,14 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 			a.kind = SMPL_ACT_DISARM;
 			a.reason = SMPL_REASON_SESSION_ENDED;
 		}
-		smpl_unit_apply_by(u, &a, &uid);
+		smpl_unit_apply_by(u, &a, uid);
 	}
 	r = store_session_end(d->store, s->id, state, notes && *notes ? notes : NULL,
 			      smpl_wall_ms());
 	if (r < 0 && r != -EALREADY)
 		smpl_log(LOG_ERR, u ? smpl_unit_label(u) : NULL, s->path, "store-failed",
 			 "cannot close session %" PRId64 ": %s", s->id, store_errmsg(d->store));
-	smpl_audit(d, STORE_AUDIT_SESSION, &uid, u, s->id,
+	smpl_audit(d, STORE_AUDIT_SESSION, uid, u, s->id,
 		   state == STORE_SESSION_ENDED ? "end" : "interrupted", notes);
 	smpl_log(LOG_INFO, u ? smpl_unit_label(u) : NULL, s->path, "session-end",
 		 "session %" PRId64 " %s, %" PRIu32 " pulses", s->id,

@@ -677,7 +677,7 @@ void smpl_unit_drop(struct smpl_unit *u)
 		on_disconnect(u);	/* disarm, close the treatment, record it */
 	if (u->session)
 		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED,
-				       "the unit was removed", getuid(), NULL);
+				       "the unit was removed", NULL, NULL);
 	if (u->published)
 		(void)sd_bus_emit_object_removed(d->bus, u->path);
 	else if (u->heartbeat)

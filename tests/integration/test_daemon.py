@@ -198,6 +198,13 @@ def test_owner_leaving_the_bus_disarms():
             assert 'UnknownObject' in e.get_dbus_name(), e.get_dbus_name()
         h = env.history('p-005')
         assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
+        import sqlite3
+        db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
+        rows = db.execute("SELECT kind, operator_uid, reason FROM audit "
+                          "WHERE kind IN ('disarm', 'session')").fetchall()
+        db.close()
+        assert ('session', None, 'interrupted') in rows, rows   # the daemon ended it
+        assert any(k == 'disarm' and 'owner' in (r or '') for k, u, r in rows), rows
 
 
 @test
