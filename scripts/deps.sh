@@ -17,7 +17,7 @@ zlib1g-dev libjson-c-dev libcmocka-dev
 dbus python3-dbus python3-dbusmock sqlite3
 qemu-system-x86 busybox-static cpio kmod
 sparse linux-source-6.1 bc flex bison
-clang
+clang umockdev libumockdev-dev
 debootstrap debhelper dh-dkms lintian bash-completion
 "
 

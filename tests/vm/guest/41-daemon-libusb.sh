@@ -4,7 +4,8 @@
 #  - rmmod while the daemon runs: refused while the daemon holds the node;
 #    unbind, and the daemon moves the unit to libusb (same object path) and
 #    stays up; rmmod then goes through;
-#  - a whole treatment through libusb, every pulse recorded;
+#  - a whole treatment through libusb, every pulse recorded; interlock ->
+#    PropertiesChanged latency through libusb;
 #  - SIGKILL while READY: nothing in the kernel disarms, the unit's own
 #    watchdog does (within watchdog_ms); the restarted daemon finds the unit
 #    again and reconciles;
@@ -54,6 +55,16 @@ check "libusb: the unit fired ($TREAT_SHOTS pulses)" test "$TREAT_SHOTS" -gt 0
 check "libusb: every pulse is in the history ($TREAT_RECORDED recorded, $TREAT_SHOTS fired)" \
 	test "$TREAT_RECORDED" = "$TREAT_SHOTS"
 check "libusb: recorded as completed" test "$TREAT_OUTCOME" = completed
+
+# --- latency through libusb -------------------------------------------------------------
+stamp "latency"
+if smplaser-daemon-probe latency "$path" "$GADGET_SOCK" 20 >/tmp/lat.out 2>&1; then
+	ok "libusb: 20 door open/close trials each reach a client as PropertiesChanged(Interlocks)"
+else
+	not_ok "libusb: 20 door open/close trials each reach a client as PropertiesChanged(Interlocks)"
+	sed 's/^/#   /' /tmp/lat.out
+fi
+echo "# LATENCY libusb interlock->PropertiesChanged: $(tail -n1 /tmp/lat.out)"
 
 # --- SIGKILL while READY: the unit's watchdog ------------------------------------------
 stamp "kill"
