@@ -264,6 +264,25 @@ static int start_discovery(struct smpl_daemon *d)
 	return r;
 }
 
+#define PROBE_TIMEOUT_USEC	(10 * 1000 * 1000ULL)
+
+/* A unit that never finishes its self-test does not keep the daemon "probing". */
+static int on_probe_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct smpl_daemon *d = userdata;
+
+	(void)s, (void)usec;
+	if (strcmp(d->state, "probing") != 0)
+		return 0;
+	smpl_log(LOG_WARNING, NULL, NULL, "probe",
+		 "%u unit(s) still not answering after %llu s; running without them",
+		 d->probing, PROBE_TIMEOUT_USEC / 1000000);
+	d->state = "running";
+	smpl_bus_manager_changed(d, "State");
+	(void)sd_notify(false, "STATUS=Running (some units do not answer)");
+	return 0;
+}
+
 static int add_units(struct smpl_daemon *d, const struct options *o)
 {
 	unsigned int n = o->sim ? o->sim_units : (d->cfg.backends.sim ? 1 : 0);
@@ -283,6 +302,9 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 			return r;
 	}
 	d->state = d->probing ? "probing" : "running";
+	if (d->probing)
+		return sd_event_add_time_relative(d->event, NULL, CLOCK_MONOTONIC,
+						  PROBE_TIMEOUT_USEC, 0, on_probe_timeout, d);
 	return 0;
 }
 
