@@ -26,7 +26,21 @@ from gi.repository import GLib
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-DAEMON = os.environ.get('SMPLASERD', os.path.join(TOP, 'build', 'smplaserd'))
+def _daemon_binary():
+    """$SMPLASERD, else the sanitized build when it is at least as new as the plain one."""
+    if os.environ.get('SMPLASERD'):
+        return os.environ['SMPLASERD']
+    plain = os.path.join(TOP, 'build', 'smplaserd')
+    san = os.path.join(TOP, 'build', 'san', 'smplaserd')
+    try:
+        if os.path.getmtime(san) >= os.path.getmtime(plain):
+            return san
+    except OSError:
+        pass
+    return plain
+
+
+DAEMON = _daemon_binary()
 XML = os.path.join(TOP, 'data', 'org.smplaser.Laser1.xml')
 
 BUS_NAME = 'org.smplaser.Laser1'
@@ -338,6 +352,7 @@ def main():
         print('not ok 1 - %s is not built' % DAEMON)
         return 1
     print('1..%d' % len(selected))
+    print('# daemon: %s' % DAEMON)
     sys.stdout.flush()
     failed = 0
     for i, t in enumerate(selected, 1):
