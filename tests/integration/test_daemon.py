@@ -623,6 +623,30 @@ def test_journal_structured_fields():
 
 
 @test
+def test_cooldown_rechecked_at_arm_across_units():
+    """Two units select the same patch of one patient; once one has emitted, the other's Arm
+    is refused with CooldownActive (the store re-checks when it commits)."""
+    with Env() as env:
+        env.start(sim=2)
+        unit2 = ROOT + '/unit/SIM00002'
+        s1 = env.ready_session('p-028', 'crown')
+        s2 = env.unit(unit2).StartSession('p-028')
+        env.session(s2).SelectPatch('crown')              # still eligible now
+        env.session(s2).ConfirmEyewear()
+        env.unit(unit2).SetParameters(GOOD_PARAMS)
+        env.arm_to_ready()
+        assert env.fire(0.5) >= 1
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        msg = expect_error('CooldownActive', env.unit(unit2).Arm)
+        assert utc_date(COOLDOWN_DAYS)[:4] in msg, msg
+        pump(0.3)
+        assert env.unit_prop('State', unit2) == 'standby'
+        assert len(env.history('p-028')) == 1
+        env.session(s1).End('')
+
+
+@test
 def test_bad_config_refused_with_line():
     """A bad config stops the daemon at start with file:line: reason."""
     cases = [
