@@ -40,6 +40,7 @@
  *   events-until TYPE MS     print events until one of TYPE arrives
  *   read-block               one blocking read(); prints the event or errno
  *   raw-ioctl NUM            ioctl(fd, NUM, NULL)
+ *   wait-gone MS             until the device node is gone (unplug)
  *
  * The gadget's control socket is $GADGET_SOCK (smplaser-gadget --ctl).
  */
@@ -672,6 +673,19 @@ static int run_step(char **argv, int argc)
 		int ret = ioctl(fd, strtoul(argv[1], NULL, 0), NULL);
 
 		return outcome(s, ret, errno) ? 2 : -1;
+	}
+	if (!strcmp(s, "wait-gone")) {
+		uint64_t end;
+
+		NEED(1);
+		end = now_ns() + strtoull(argv[1], NULL, 0) * 1000000u;
+		while (access(dev_path, F_OK) == 0 && now_ns() < end)
+			sleep_ms(5);
+		if (access(dev_path, F_OK) == 0) {
+			printf("FAIL %s still there\n", dev_path);
+			return -1;
+		}
+		return 2;
 	}
 	if (!strcmp(s, "read-block"))
 		return step_read_block() ? 1 : -1;

@@ -59,7 +59,7 @@ check "replug: /dev/smplaser0 again, state standby" wait_sysfs state standby 10
 # --- unplug during an ioctl (the unit does not answer) ------------------------------
 (usleep 300000; kmod-client -n ctl unplug) &
 bg=$!
-kc ctl "hostile no-answer 1" mark expect ANY status expect ENODEV status
+kc ctl "hostile no-answer 1" mark expect ANY status wait-gone 3000 expect ENODEV status
 rc=$?
 wait $bg
 check "unplug during GET_STATUS: it fails cleanly, then ENODEV" test $rc = 0
