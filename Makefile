@@ -60,7 +60,10 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+# Dependency files live next to the objects, under the source folders' names
+# (not elsewhere in $(B): other tools keep whole trees there).
+-include $(shell find $(addprefix $(B)/,common sim kmod daemon ctl udev data tests) \
+	-name '*.d' -type f 2>/dev/null)
 
 .PHONY: all deps check-pkgs unit-tests kmod check bench demo clean
 all: check-pkgs $(PROGRAMS)
