@@ -394,6 +394,8 @@ static int write_svg(struct ctl *c, json_object *map, const char *file)
 		"  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">"
 		"back (nape)</text>\n", svg_x(-1.0) - 30, svg_y(0.5), svg_x(1.0) + 22,
 		svg_y(0.5), SVG_CX, svg_y(1.0) + 22);
+	fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">front (face)</text>\n",
+		SVG_CX + 26, svg_y(0.0) - 8);
 
 	/* Legend: every patch, clinic ones too. */
 	y = 70;
