@@ -40,15 +40,17 @@ static void usage(FILE *f)
 	      "  -s, --state-dir=DIR   records database directory\n"
 	      "                        (default $STATE_DIRECTORY or " DEFAULT_STATE_DIR ")\n"
 	      "      --sim[=N]         N simulated units (default 1)\n"
-	      "      --session         use the session bus (demo, tests)\n"
-	      "      --system          use the system bus (default)\n"
+	      "      --session, --user, --bus=session\n"
+	      "                        use the session bus (demo, tests)\n"
+	      "      --system, --bus=system\n"
+	      "                        use the system bus (default)\n"
 	      "  -h, --help            this help\n"
 	      "      --version         the version\n", f);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { OPT_SIM = 0x100, OPT_SESSION, OPT_SYSTEM, OPT_VERSION };
+	enum { OPT_SIM = 0x100, OPT_SESSION, OPT_SYSTEM, OPT_BUS, OPT_VERSION };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "state-dir", required_argument, NULL, 's' },
@@ -56,6 +58,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "session", no_argument, NULL, OPT_SESSION },
 		{ "user", no_argument, NULL, OPT_SESSION },
 		{ "system", no_argument, NULL, OPT_SYSTEM },
+		{ "bus", required_argument, NULL, OPT_BUS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 }
@@ -90,6 +93,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_SYSTEM:
 			o->session_bus = false;
+			break;
+		case OPT_BUS:
+			if (strcmp(optarg, "session") != 0 && strcmp(optarg, "system") != 0) {
+				fprintf(stderr, "smplaserd: --bus=%s: give session or system\n",
+					optarg);
+				return -EINVAL;
+			}
+			o->session_bus = strcmp(optarg, "session") == 0;
 			break;
 		case 'h':
 			usage(stdout);
