@@ -5,10 +5,10 @@
  * CLOCK_MONOTONIC, the clock the gadget's "status" reports too.
  *
  *   smplaser-daemon-probe latency UNIT_PATH GADGET_SOCK TRIALS
- *       Opens the door interlock at the gadget (through its control socket)
- *       and times until a PropertiesChanged of org.smplaser.Laser1.Unit
- *       naming Interlocks arrives on the system bus from UNIT_PATH; closes
- *       it again the same way.  Prints every trial, then
+ *       TRIALS times, alternately opens and closes the door interlock at the
+ *       gadget (through its control socket) and times until a
+ *       PropertiesChanged of org.smplaser.Laser1.Unit naming Interlocks
+ *       arrives on the system bus from UNIT_PATH.  Prints every trial, then
  *       "median_ms=M max_ms=X trials=N".  Exit 1 if any trial timed out.
  *
  *   smplaser-daemon-probe kill-standby PID GADGET_SOCK TIMEOUT_MS
@@ -31,6 +31,8 @@
 
 #define SIGNAL_TIMEOUT_US	(5 * 1000 * 1000ULL)
 #define MAX_TRIALS		1000
+
+static const char cmds_close[] = "interlock door closed\n";
 
 static uint64_t now_ns(void)
 {
@@ -178,7 +180,7 @@ static void drain(sd_bus *bus)
 
 static int cmd_latency(const char *path, const char *sock, int trials)
 {
-	static uint64_t lat[2 * MAX_TRIALS];
+	static uint64_t lat[MAX_TRIALS];
 	sd_bus *bus = NULL;
 	char match[512], reply[1024];
 	int n = 0, failed = 0, r;
@@ -201,29 +203,28 @@ static int cmd_latency(const char *path, const char *sock, int trials)
 	for (int t = 0; t < trials; t++) {
 		static const char *const cmds[2] = { "interlock door open\n",
 						     "interlock door closed\n" };
+		const char *what = t % 2 ? "close" : "open";
+		uint64_t t0, t1;
 
-		for (int k = 0; k < 2; k++) {
-			uint64_t t0, t1;
-
-			usleep(20 * 1000);
-			drain(bus);
-			t0 = now_ns();
-			if (gadget_cmd(sock, cmds[k], reply, sizeof(reply)) < 0) {
-				fprintf(stderr, "gadget: %s", reply);
-				return 1;
-			}
-			r = wait_interlocks_changed(bus, &t1);
-			if (r < 0) {
-				printf("trial %d %s: no PropertiesChanged (%s)\n", t,
-				       k ? "close" : "open", strerror(-r));
-				failed++;
-				continue;
-			}
-			lat[n++] = t1 - t0;
-			printf("trial %d %s: %.2f ms\n", t, k ? "close" : "open",
-			       (double)(t1 - t0) / 1e6);
+		usleep(20 * 1000);
+		drain(bus);
+		t0 = now_ns();
+		if (gadget_cmd(sock, cmds[t % 2], reply, sizeof(reply)) < 0) {
+			fprintf(stderr, "gadget: %s", reply);
+			return 1;
 		}
+		r = wait_interlocks_changed(bus, &t1);
+		if (r < 0) {
+			printf("trial %d %s: no PropertiesChanged (%s)\n", t, what, strerror(-r));
+			failed++;
+			continue;
+		}
+		lat[n++] = t1 - t0;
+		printf("trial %d %s: %.2f ms\n", t, what, (double)(t1 - t0) / 1e6);
 	}
+	/* Leave the door as found: closed. */
+	if (trials % 2)
+		(void)gadget_cmd(sock, cmds_close, reply, sizeof(reply));
 	sd_bus_flush_close_unref(bus);
 	if (n == 0)
 		return 1;

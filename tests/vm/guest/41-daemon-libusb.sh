@@ -9,6 +9,8 @@
 #  - SIGKILL while READY: nothing in the kernel disarms, the unit's own
 #    watchdog does (within watchdog_ms); the restarted daemon finds the unit
 #    again and reconciles;
+#  - unplug and replug on libusb: the object goes and comes back, the daemon
+#    does not spin on the dead device's fd;
 #  - with libusb off in the config: insmod (bind), unbind and bind again make
 #    the unit's object appear, disappear and come back.
 . /etc/vm/daemon-lib.sh
@@ -59,9 +61,9 @@ check "libusb: recorded as completed" test "$TREAT_OUTCOME" = completed
 # --- latency through libusb -------------------------------------------------------------
 stamp "latency"
 if smplaser-daemon-probe latency "$path" "$GADGET_SOCK" 20 >/tmp/lat.out 2>&1; then
-	ok "libusb: 20 door open/close trials each reach a client as PropertiesChanged(Interlocks)"
+	ok "libusb: 20 door trials each reach a client as PropertiesChanged(Interlocks)"
 else
-	not_ok "libusb: 20 door open/close trials each reach a client as PropertiesChanged(Interlocks)"
+	not_ok "libusb: 20 door trials each reach a client as PropertiesChanged(Interlocks)"
 	sed 's/^/#   /' /tmp/lat.out
 fi
 echo "# LATENCY libusb interlock->PropertiesChanged: $(tail -n1 /tmp/lat.out)"
@@ -85,6 +87,17 @@ check "the restarted daemon finds the unit again (libusb)" wait_unit "$SERIAL" l
 smplaserctl history P-USB-2 >/tmp/h2.out 2>&1
 check "it reconciled the treatment the crash left open ($(history_field P-USB-2 5 /tmp/h2.out))" \
 	grep -Eq 'reconciled|interrupted' /tmp/h2.out
+
+# --- unplug and replug on libusb -------------------------------------------------------
+stamp "unplug"
+gadget_ctl unplug >/dev/null
+check "libusb: unplugged, the unit's object goes away" wait_no_unit "$SERIAL" 10
+check "libusb: the daemon stays up, and idle (not spinning on a dead fd)" sh -c \
+	"[ -d /proc/$DAEMON_PID ] && a=\$(cut -d' ' -f14,15 /proc/$DAEMON_PID/stat | tr ' ' +) &&
+	 sleep 1 && b=\$(cut -d' ' -f14,15 /proc/$DAEMON_PID/stat | tr ' ' +) &&
+	 [ \$(( (\$b) - (\$a) )) -lt 50 ]"
+gadget_ctl replug >/dev/null
+check "libusb: plugged again, it comes back at the same path" wait_unit "$SERIAL" libusb 10
 
 # --- bind, unbind, bind with libusb off --------------------------------------------------
 stamp "rebind"
