@@ -123,6 +123,10 @@ void fmt_parameters(json_object *p, char *buf, size_t len)
 	uint64_t pulse_ps = j_u64(p, "pulse_ps");
 	char pulse[32];
 
+	if (j_u64(p, "wavelength_nm") == 0 && j_u64(p, "fluence_mj_cm2") == 0) {
+		snprintf(buf, len, "not set (smplaserctl params set KEY=VALUE...)");
+		return;
+	}
 	if (pulse_ps >= 1000)
 		snprintf(pulse, sizeof(pulse), "%.1f ns", (double)pulse_ps / 1000.0);
 	else
