@@ -13,7 +13,7 @@
 #include <linux/string.h>
 #include <linux/ktime.h>
 
-#include "smplaser.h"
+#include "smplaser-core.h"
 
 void smplaser_queue_reset(struct smplaser_queue *q)
 {

@@ -11,7 +11,7 @@
 #include <linux/string.h>
 #include <asm/unaligned.h>
 
-#include "smplaser.h"
+#include "smplaser-core.h"
 
 /* CRC-32 (IEEE 802.3) over header bytes 0..11, then the payload. */
 static u32 smplaser_frame_crc(const u8 *hdr, const u8 *payload, size_t len)

@@ -17,3 +17,15 @@ $(KMOD_CLIENT): $(B)/tests/vm/kmod-client.o $(COMMON_LIB)
 
 $(KMOD_FUZZ): $(B)/tests/vm/kmod-fuzz.o
 	$(CC) $(LDFLAGS) $(KMOD_STATIC) -o $@ $^
+
+# The module's frame checks and event queue, built in userspace over a small
+# shim of the kernel API and unit-tested with cmocka.
+KMOD_CORE_TEST := $(B)/tests/kmod/test_kmod_core
+KMOD_CORE_OBJS := $(B)/kmod/frame.o $(B)/kmod/events.o
+KMOD_SHIM := -include tests/kmod/shim/kshim.h -Itests/kmod/shim
+UNIT_TESTS += $(KMOD_CORE_TEST)
+
+$(KMOD_CORE_OBJS) $(B)/tests/kmod/test_kmod_core.o: CPPFLAGS += $(KMOD_SHIM)
+
+$(KMOD_CORE_TEST): $(B)/tests/kmod/test_kmod_core.o $(KMOD_CORE_OBJS) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_LDLIBS) $(call pkglibs,cmocka zlib)

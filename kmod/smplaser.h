@@ -20,11 +20,9 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-#include <smplaser/proto.h>
-#include <uapi/smplaser.h>
+#include "smplaser-core.h"
 
 #define SMPLASER_MAX_UNITS	16
-#define SMPLASER_QUEUE_LEN	64	/* event records per reader */
 #define SMPLASER_CMD_TIMEOUT_MS	500	/* each bulk stage of a command */
 #define SMPLASER_CTRL_TIMEOUT_MS	200
 
@@ -34,40 +32,6 @@ enum {
 	SMPLASER_FLAG_DISARM_BUSY,	/* the disarm control URB is in flight */
 	SMPLASER_FLAG_DISARM_AGAIN,	/* another disarm was asked meanwhile */
 	SMPLASER_FLAG_INT_HALTED,	/* the interrupt endpoint stalled */
-};
-
-/* The unit's status as the last valid report showed it. */
-struct smplaser_unit_status {
-	bool valid;
-	u8 state;
-	u8 fault;
-	u8 flags;
-	u16 interlocks;
-	u32 shot_count;
-	u32 last_energy_uj;
-	s64 rtc_s;
-};
-
-/* Bounded event queue; the caller holds smplaser_dev.lock. */
-struct smplaser_queue {
-	struct smplaser_event rec[SMPLASER_QUEUE_LEN];
-	unsigned int head;
-	unsigned int count;
-	u32 next_seq;
-	u32 lost;		/* events dropped since the queue filled */
-	u32 lost_first_seq;
-	u64 lost_time_ns;
-	bool disconnected;
-	bool disconnect_delivered;
-};
-
-/* A frame that passed the header checks; payload points into the buffer. */
-struct smplaser_frame {
-	u8 op;
-	u16 seq;
-	u16 status;
-	u16 len;
-	const u8 *payload;
 };
 
 struct smplaser_dev {
@@ -135,26 +99,5 @@ extern const struct file_operations smplaser_fops;
 
 /* sysfs.c */
 extern const struct attribute_group *smplaser_groups[];
-
-/* events.c */
-void smplaser_queue_reset(struct smplaser_queue *q);
-void smplaser_queue_push(struct smplaser_queue *q, struct smplaser_event *ev);
-bool smplaser_queue_peek(const struct smplaser_queue *q,
-			 struct smplaser_event *ev);
-void smplaser_queue_consume(struct smplaser_queue *q,
-			    const struct smplaser_event *ev);
-bool smplaser_queue_finished(const struct smplaser_queue *q);
-void smplaser_event_status(struct smplaser_event *ev,
-			   const struct smplaser_unit_status *st);
-
-/* frame.c */
-size_t smplaser_frame_encode(u8 *buf, u8 op, u16 seq, const void *payload,
-			     u16 len);
-int smplaser_frame_parse(const u8 *buf, size_t actual,
-			 struct smplaser_frame *f);
-int smplaser_status_decode(const u8 *payload, struct smplaser_unit_status *st);
-int smplaser_pulse_decode(const u8 *payload, struct smplaser_ev_pulse *p);
-int smplaser_info_decode(const u8 *payload, struct smplaser_info *info);
-int smplaser_unit_errno(u16 status);
 
 #endif /* SMPLASER_KMOD_H */

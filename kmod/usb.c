@@ -590,8 +590,7 @@ static int smplaser_probe(struct usb_interface *intf,
 	return 0;
 
 error:
-	if (dev->int_urb && dev->disarm_urb)
-		smplaser_stop_io(dev);
+	smplaser_stop_io(dev);		/* NULL URBs are fine */
 	usb_set_intfdata(intf, NULL);
 	kref_put(&dev->kref, smplaser_delete);
 	return ret;
