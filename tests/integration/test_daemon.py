@@ -746,6 +746,28 @@ def test_interlock_trip_and_unplug_disarm():
         assert str(env.manager_prop('Units')[0]) == UNIT1
 
 
+def start_session_as_nobody(env):
+    """Reads the unit's State and calls StartSession as uid 65534; returns
+    (state, error name, error message) as that client saw them."""
+    code = (
+        'import dbus, dbus.bus, sys\n'
+        'b = dbus.bus.BusConnection(sys.argv[1])\n'
+        'o = b.get_object("org.smplaser.Laser1", "%s", introspect=False)\n'
+        'print(o.Get("%s", "State", dbus_interface="%s"))\n'
+        'try:\n'
+        '    dbus.Interface(o, "%s").StartSession("p-011")\n'
+        '    print("ALLOWED"); print("")\n'
+        'except dbus.DBusException as e:\n'
+        '    print(e.get_dbus_name()); print(e.get_dbus_message())\n'
+    ) % (UNIT1, UNIT, PROPS, UNIT)
+    p = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+                        '/usr/bin/python3', '-c', code, env.address],
+                       capture_output=True, text=True, timeout=20)
+    out = p.stdout.splitlines()
+    assert len(out) == 3, p.stdout + p.stderr
+    return out
+
+
 @test
 def test_other_uid_denied_on_session_bus():
     """On a session bus another uid may read status but not act (NotAuthorized)."""
@@ -753,24 +775,10 @@ def test_other_uid_denied_on_session_bus():
         return 'skip'
     with Env() as env:
         env.start()
-        code = (
-            'import dbus, dbus.bus, sys\n'
-            'b = dbus.bus.BusConnection(sys.argv[1])\n'
-            'o = b.get_object("org.smplaser.Laser1", "%s", introspect=False)\n'
-            'print(o.Get("%s", "State", dbus_interface="%s"))\n'
-            'try:\n'
-            '    dbus.Interface(o, "%s").StartSession("p-011")\n'
-            '    print("ALLOWED")\n'
-            'except dbus.DBusException as e:\n'
-            '    print(e.get_dbus_name()); print(e.get_dbus_message())\n'
-        ) % (UNIT1, UNIT, PROPS, UNIT)
-        p = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-                            '/usr/bin/python3', '-c', code, env.address],
-                           capture_output=True, text=True, timeout=20)
-        out = p.stdout.splitlines()
-        assert out and out[0] == 'standby', p.stdout + p.stderr
-        assert out[1] == ERR + 'NotAuthorized', p.stdout + p.stderr
-        assert 'org.smplaser.treat' in out[2] and '65534' in out[2], out[2]
+        state, name, msg = start_session_as_nobody(env)
+        assert state == 'standby'
+        assert name == ERR + 'NotAuthorized', (name, msg)
+        assert 'org.smplaser.treat' in msg and '65534' in msg, msg
         assert env.unit_prop('Session') == '/'
 
 
@@ -813,9 +821,25 @@ def test_polkit_on_system_bus():
                    'polkitd mock gone')
         if os.getuid() == 0:
             env.session(spath).SelectPatch('crown')
+            state, name, msg = start_session_as_nobody(env)   # not root: denied
+            assert name == ERR + 'NotAuthorized' and 'polkit is not available' in msg, msg
         else:
             expect_error('NotAuthorized', env.session(spath).SelectPatch, 'crown')
-        del msg
+
+
+@test
+def test_auth_config_restricts():
+    """[auth] allow_root = false: root without polkit is denied; session_bus = deny: nobody acts."""
+    with Env(config='[auth]\nallow_root = false\n', bus_type='system') as env:
+        env.start()
+        expect_error('NotAuthorized', env.unit().StartSession, 'p-029',
+                     contains=('org.smplaser.treat', 'polkit'))
+        assert env.unit_prop('State') == 'standby'
+    with Env(config='[auth]\nsession_bus = deny\n') as env:
+        env.start()
+        expect_error('NotAuthorized', env.unit().StartSession, 'p-029')
+        expect_error('NotAuthorized', env.manager().History, 'p-029')
+        assert env.manager_prop('State') == 'running'
 
 
 @test
