@@ -328,6 +328,44 @@ def test_kill9_while_treating_reconciles():
 
 
 @test
+def test_kill9_at_random_instants_loses_nothing():
+    """kill -9 at random instants around arming and emission, restart each time: every shot
+    of the unit belongs to a recorded treatment, none stays open, and a patch that emitted
+    is in its cooldown."""
+    import random
+    seed = int(os.environ.get('SMPL_IT_SEED', time.time()))
+    rng = random.Random(seed)
+    print('# seed %d (SMPL_IT_SEED)' % seed)
+    patches = ['frontal-hairline', 'mid-scalp', 'crown', 'left-temporal', 'right-temporal',
+               'left-parietal']
+    with Env() as env:
+        env.start()
+        for i, patch in enumerate(patches):
+            env.ready_session('p-030', patch)
+            env.sim().SetFootswitch(True)        # held early: the unit wants a release
+            env.unit().Arm(reply_handler=lambda *a: None, error_handler=lambda e: None)
+            phase = rng.choice(['arming', 'emitting'])
+            if phase == 'arming':
+                pump(rng.uniform(0.0, 0.3))
+            else:
+                wait_until(lambda: env.unit_prop('State') in ('ready', 'emitting'), 6, 'ready')
+                env.sim().SetFootswitch(False)
+                env.sim().SetFootswitch(True)
+                pump(rng.uniform(0.0, 1.0))
+            env.kill(signal.SIGKILL)
+            env.start()
+            shots = int(env.unit_prop('ShotCount'))
+            print('# %s: killed while %s, unit shot count %d' % (patch, phase, shots))
+            history = env.history('p-030')
+            assert all(t['outcome'] != 'open' for t in history), (i, phase, history)
+            assert sum(t['pulses'] for t in history) == shots, (i, phase, shots, history)
+            for t in history:
+                assert t['pulses_recorded'] <= t['pulses'], t
+                eligible, _, reason = env.manager().CheckPatch('p-030', str(t['patch']))
+                assert eligible == (t['pulses'] == 0), (t, reason)   # only emission counts
+
+
+@test
 def test_audit_trail_records_who_and_why():
     """Refusals (with their reason), arm, disarm, sessions and interlocks are audited with the uid."""
     import sqlite3
