@@ -8,6 +8,13 @@ Tests talk to it as a client would, with python3-dbus.
 
 Output is TAP: "ok N - name" / "not ok N - name", diagnostics as "# ...".
 Run with Debian's /usr/bin/python3 (python3-dbus, python3-gi, python3-dbusmock).
+
+Environment:
+  SMPLASERD=path     the daemon to test (default: build/san/smplaserd when it is
+                     at least as new as build/smplaserd, else build/smplaserd)
+  SMPL_IT_VERBOSE=1  print the daemon's log after every test, not only failures
+  SMPL_IT_SEED=n     the seed of the randomized tests
+Arguments: test function names to run only those.
 """
 import os
 import shutil
