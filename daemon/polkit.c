@@ -7,6 +7,8 @@
 #include "log.h"
 #include "polkit.h"
 
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
 struct query {
 	struct query *next;
 	sd_bus_message *request;	/* the suspended method call */
@@ -78,16 +80,14 @@ void smpl_polkit_free(struct smpl_polkit *p)
 
 int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret)
 {
-	sd_bus_creds *creds = NULL;
+	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
 	int r;
 
 	/* From the bus (SO_PEERCRED), never from /proc: no AUGMENT, no PID race. */
 	r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID, &creds);
 	if (r < 0)
 		return r;
-	r = sd_bus_creds_get_euid(creds, ret);
-	sd_bus_creds_unref(creds);
-	return r;
+	return sd_bus_creds_get_euid(creds, ret);
 }
 
 static bool polkit_is_absent(const sd_bus_error *e)
@@ -147,7 +147,7 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata,
 
 static int ask_polkit(struct smpl_polkit *p, struct query *q)
 {
-	sd_bus_message *m = NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
 	const char *sender = sd_bus_message_get_sender(q->request);
 	uint32_t flags = sd_bus_message_get_allow_interactive_authorization(q->request) ? 1 : 0;
 	int r;
@@ -162,10 +162,9 @@ static int ask_polkit(struct smpl_polkit *p, struct query *q)
 		return r;
 	r = sd_bus_message_append(m, "(sa{sv})sa{ss}us", "system-bus-name", 1,
 				  "name", "s", sender, q->action, 0, flags, "");
-	if (r >= 0)
-		r = sd_bus_call_async(p->bus, &q->slot, m, on_polkit_reply, q, 0);
-	sd_bus_message_unref(m);
-	return r;
+	if (r < 0)
+		return r;
+	return sd_bus_call_async(p->bus, &q->slot, m, on_polkit_reply, q, 0);
 }
 
 /* Denials go to the journal only: unauthorized callers cannot fill the store. */
