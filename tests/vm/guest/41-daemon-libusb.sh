@@ -6,6 +6,9 @@
 #    stays up; rmmod then goes through;
 #  - a whole treatment through libusb, every pulse recorded; interlock ->
 #    PropertiesChanged latency through libusb;
+#  - hostile replies (bad CRC, wrong sequence, short, oversize, stall, none,
+#    a report flood) are errors, never a crash; ARM with a mangled reply is
+#    refused and the unit disarmed;
 #  - SIGKILL while READY: nothing in the kernel disarms, the unit's own
 #    watchdog does (within watchdog_ms); the restarted daemon finds the unit
 #    again and reconciles;
@@ -68,10 +71,45 @@ else
 fi
 echo "# LATENCY libusb interlock->PropertiesChanged: $(tail -n1 /tmp/lat.out)"
 
+# --- hostile replies through libusb (S7) ------------------------------------------------
+# The daemon's own HEARTBEATs share the unit's replies with the command under
+# test, so the unit misbehaves for several replies, then is made well again.
+stamp "hostile"
+for mode in bad-crc wrong-seq short oversize stall; do
+	gadget_ctl hostile "$mode" 6 >/dev/null
+	if smplaserctl -u "$SERIAL" params set $PARAMS >/tmp/hostile.out 2>&1; then
+		not_ok "libusb: a $mode reply to SET_PARAMS is an error" "$(cat /tmp/hostile.out)"
+	else
+		ok "libusb: a $mode reply to SET_PARAMS is an error"
+	fi
+	gadget_ctl hostile none 0 >/dev/null
+done
+gadget_ctl hostile no-answer 1 >/dev/null
+gadget_ctl hostile flood 500 >/dev/null
+check "libusb: after hostile replies, a missing reply and a report flood the daemon is up and the unit answers" \
+	ctl -u "$SERIAL" params set $PARAMS
+check "libusb: and the unit stayed in STANDBY" gadget_state_is STANDBY
+
 # --- SIGKILL while READY: the unit's watchdog ------------------------------------------
 stamp "kill"
-if arm_for "$SERIAL" P-USB-2 crown; then ok "armed (READY) for P-USB-2"; else
-	not_ok "armed (READY) for P-USB-2"; show_daemon_log; fi
+# Arming with a mangled reply: the daemon cannot know whether the unit armed,
+# so it disarms it; the arm is refused.
+if ctl -u "$SERIAL" session start P-USB-2 && ctl -u "$SERIAL" session patch crown &&
+	ctl -u "$SERIAL" session eyewear && gadget_ctl hostile bad-crc 6 >/dev/null &&
+	! smplaserctl -u "$SERIAL" arm --no-wait >/tmp/arm.out 2>&1; then
+	ok "libusb: ARM answered with a bad CRC is refused"
+else
+	not_ok "libusb: ARM answered with a bad CRC is refused" "$(cat /tmp/arm.out)"
+fi
+diag "arm with a bad CRC: $(head -n2 /tmp/arm.out | tr '\n' ' ')"
+gadget_ctl hostile none 0 >/dev/null
+check "libusb: and the unit is not left armed ($(gadget_field state))" \
+	wait_for 3 gadget_state_is STANDBY
+if ctl -u "$SERIAL" arm && wait_for 5 gadget_state_is READY; then
+	ok "armed (READY) for P-USB-2"
+else
+	not_ok "armed (READY) for P-USB-2"; show_daemon_log
+fi
 smplaser-daemon-probe kill-standby "$DAEMON_PID" "$GADGET_SOCK" 3000 >/tmp/kill.out 2>&1
 wait "$DAEMON_PID" 2>/dev/null
 DAEMON_PID=
