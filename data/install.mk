@@ -50,6 +50,6 @@ install-dkms:
 	set -e; for f in $(DKMS_SOURCES); do \
 		$(INSTALL) -Dm644 $$f $(D)$(DKMSDIR)/$$f; \
 	done
-	sed 's/@VERSION@/$(VERSION)/' data/dkms.conf > $(D)$(DKMSDIR)/dkms.conf.tmp
+	sed 's/#MODULE_VERSION#/$(VERSION)/' data/dkms.conf > $(D)$(DKMSDIR)/dkms.conf.tmp
 	$(INSTALL) -m644 $(D)$(DKMSDIR)/dkms.conf.tmp $(D)$(DKMSDIR)/dkms.conf
 	rm -f $(D)$(DKMSDIR)/dkms.conf.tmp

@@ -20,3 +20,54 @@ wait_for() {
 		sleep 0.2
 	done
 }
+
+# The emulated unit, plugged in through dummy_hcd as a FunctionFS gadget.
+GADGET_SOCK=/run/smplaser-gadget.sock
+GADGET_NV=/var/lib/smplaser-gadget.nv
+SERIAL=SYS00001
+PARAMS="wavelength_nm=1064 fluence_mj_cm2=3000 spot_um=4000 pulse_ps=10000 rate_mhz=10000"
+DB=/var/lib/smplaser/records.db
+
+gadget_ctl() { smplaser-gadget --ctl "$GADGET_SOCK" "$@"; }
+gadget_field() { gadget_ctl status | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+gadget_state_is() { [ "$(gadget_field state)" = "$1" ]; }
+
+# plug: start the gadget as a transient service (so it outlives the test).
+plug() {
+	modprobe -a configfs libcomposite usb_f_fs dummy_hcd || return 1
+	mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
+	systemctl stop smplaser-gadget.service 2>/dev/null
+	systemctl reset-failed smplaser-gadget.service 2>/dev/null
+	systemd-run --quiet --unit=smplaser-gadget --service-type=simple \
+		/usr/local/bin/smplaser-gadget --socket "$GADGET_SOCK" --nv "$GADGET_NV" \
+		--serial "$SERIAL" --self-test-ms 50 --emission-delay-ms 500 || return 1
+	wait_for 20 gadget_ctl status && return 0
+	journalctl -u smplaser-gadget.service --no-pager | tail -n 20
+	return 1
+}
+
+# as USER SMPLASERCTL-ARGS...: smplaserctl as USER on the system bus; output in /tmp/ctl.out.
+as() {
+	_user=$1
+	shift
+	runuser -u "$_user" -- smplaserctl --system --no-ask-password "$@" >/tmp/ctl.out 2>&1
+	_rc=$?
+	[ $_rc -eq 0 ] || { echo "smplaserctl $* as $_user -> $_rc:"; cat /tmp/ctl.out; }
+	return $_rc
+}
+
+unit_path() { echo "/org/smplaser/Laser1/unit/$SERIAL"; }
+unit_prop() {
+	busctl --system get-property org.smplaser.Laser1 "$(unit_path)" \
+		org.smplaser.Laser1.Unit "$1" 2>/dev/null | sed 's/^[a-z]* //; s/"//g'
+}
+unit_on_kmod() { [ "$(unit_prop Backend)" = kmod ] && [ "$(unit_prop State)" = standby ]; }
+
+# arm_for USER PATIENT PATCH: session, patch, eyewear, parameters, arm; READY at the unit.
+arm_for() {
+	as "$1" session start "$2" && as "$1" session patch "$3" &&
+		as "$1" session eyewear && as "$1" params set $PARAMS &&
+		as "$1" arm && wait_for 5 gadget_state_is READY
+}
+
+sql() { sqlite3 -readonly "$DB" "$1"; }
