@@ -16,3 +16,10 @@ $(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_L
 		$(BACKENDS_LIBS)
 
 PROGRAMS += $(SMPLASERD)
+
+# The sim backend on a real sd-event loop (cmocka).
+UNIT_TESTS += $(B)/tests/unit/test_backend_sim
+
+$(B)/tests/unit/test_backend_sim: $(B)/tests/unit/test_backend_sim.o \
+		$(B)/daemon/backend.o $(B)/daemon/backend-sim.o $(MODEL_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka libsystemd) $(COMMON_LDLIBS)
