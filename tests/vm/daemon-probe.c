@@ -11,6 +11,10 @@
  *       arrives on the system bus from UNIT_PATH.  Prints every trial, then
  *       "median_ms=M max_ms=X trials=N".  Exit 1 if any trial timed out.
  *
+ *   smplaser-daemon-probe watch-objects SECONDS
+ *       Prints the ObjectManager signals of smplaserd ("InterfacesAdded
+ *       PATH", "InterfacesRemoved PATH"), one a line, for SECONDS.
+ *
  *   smplaser-daemon-probe kill-standby PID GADGET_SOCK TIMEOUT_MS
  *       SIGKILLs PID and polls the gadget until the unit has left READY /
  *       EMITTING / ARMING; prints "standby_ms=T" from the kill to the unit's
@@ -300,6 +304,44 @@ static int cmd_kill_standby(pid_t pid, const char *sock, unsigned int timeout_ms
 	return 1;
 }
 
+/* Prints "InterfacesAdded PATH" / "InterfacesRemoved PATH" lines as they come. */
+static int cmd_watch_objects(unsigned int seconds)
+{
+	uint64_t deadline = now_ns() + seconds * 1000000000ULL;
+	sd_bus *bus = NULL;
+	int r;
+
+	r = sd_bus_open_system(&bus);
+	if (r >= 0)
+		r = sd_bus_add_match(bus, NULL,
+				     "type='signal',sender='org.smplaser.Laser1',"
+				     "interface='org.freedesktop.DBus.ObjectManager'", NULL, NULL);
+	if (r < 0) {
+		fprintf(stderr, "system bus: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("watching\n");
+	fflush(stdout);
+	while (now_ns() < deadline) {
+		sd_bus_message *m = NULL;
+		const char *path;
+
+		r = sd_bus_process(bus, &m);
+		if (r < 0)
+			break;
+		if (m && sd_bus_message_get_member(m) &&
+		    sd_bus_message_read(m, "o", &path) >= 0) {
+			printf("%s %s\n", sd_bus_message_get_member(m), path);
+			fflush(stdout);
+		}
+		sd_bus_message_unref(m);
+		if (r == 0)
+			(void)sd_bus_wait(bus, (deadline - now_ns()) / 1000);
+	}
+	sd_bus_flush_close_unref(bus);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "latency") == 0)
@@ -307,7 +349,10 @@ int main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "kill-standby") == 0)
 		return cmd_kill_standby((pid_t)atoi(argv[2]), argv[3],
 					(unsigned int)atoi(argv[4]));
+	if (argc == 3 && strcmp(argv[1], "watch-objects") == 0)
+		return cmd_watch_objects((unsigned int)atoi(argv[2]));
 	fprintf(stderr, "usage: smplaser-daemon-probe latency UNIT_PATH GADGET_SOCK TRIALS\n"
+			"       smplaser-daemon-probe watch-objects SECONDS\n"
 			"       smplaser-daemon-probe kill-standby PID GADGET_SOCK TIMEOUT_MS\n");
 	return 2;
 }

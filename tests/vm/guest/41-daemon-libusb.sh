@@ -128,6 +128,9 @@ check "it reconciled the treatment the crash left open ($(history_field P-USB-2 
 
 # --- unplug and replug on libusb -------------------------------------------------------
 stamp "unplug"
+smplaser-daemon-probe watch-objects 20 >/tmp/om.out 2>&1 &
+OM_PID=$!
+wait_for 5 grep -q watching /tmp/om.out
 gadget_ctl unplug >/dev/null
 check "libusb: unplugged, the unit's object goes away" wait_no_unit "$SERIAL" 10
 check "libusb: the daemon stays up, and idle (not spinning on a dead fd)" sh -c \
@@ -136,6 +139,10 @@ check "libusb: the daemon stays up, and idle (not spinning on a dead fd)" sh -c 
 	 [ \$(( (\$b) - (\$a) )) -lt 50 ]"
 gadget_ctl replug >/dev/null
 check "libusb: plugged again, it comes back at the same path" wait_unit "$SERIAL" libusb 10
+check "ObjectManager said so: InterfacesRemoved, then InterfacesAdded for $path" sh -c \
+	"grep -E '^Interfaces(Added|Removed) $path\$' /tmp/om.out | cut -d' ' -f1 | tr '\n' ' ' |
+	 grep -q '^InterfacesRemoved InterfacesAdded'"
+kill "$OM_PID" 2>/dev/null
 
 # --- bind, unbind, bind with libusb off --------------------------------------------------
 stamp "rebind"
