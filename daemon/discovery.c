@@ -430,6 +430,20 @@ static void handle_uevent(struct smpl_discovery *disc, struct udev_device *d)
 		consider_new(disc, d);
 }
 
+static int enumerate(struct smpl_discovery *disc);
+
+/* Every known unit evaluated again, then every unit in sysfs. */
+static void rescan(struct smpl_discovery *disc)
+{
+	struct entry *e, *next;
+
+	for (e = disc->entries; e; e = next) {
+		next = e->next;
+		evaluate(disc, e, false);
+	}
+	(void)enumerate(disc);
+}
+
 static int on_monitor(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
 	struct smpl_discovery *disc = userdata;
@@ -438,9 +452,19 @@ static int on_monitor(sd_event_source *src, int fd, uint32_t revents, void *user
 	(void)src;
 	(void)fd;
 	(void)revents;
-	while ((d = udev_monitor_receive_device(disc->monitor))) {
+	for (;;) {
+		errno = 0;
+		d = udev_monitor_receive_device(disc->monitor);
+		if (!d)
+			break;
 		handle_uevent(disc, d);
 		udev_device_unref(d);
+	}
+	if (errno == ENOBUFS) {
+		/* The socket overflowed: uevents were lost.  Look again at everything. */
+		smpl_log(LOG_WARNING, NULL, NULL, "discovery",
+			 "uevents were lost (receive buffer full): rescanning");
+		rescan(disc);
 	}
 	return 0;
 }
