@@ -848,8 +848,19 @@ def test_polkit_on_system_bus():
                          'org.smplaser.records'])
         env.unit().SetParameters(GOOD_PARAMS)
         assert env.manager().History('p-012') == []
+        expect_error('NotAuthorized', env.unit().AcknowledgeFault,
+                     contains=('org.smplaser.acknowledge',))
+        mock.SetAllowed(['org.smplaser.treat', 'org.smplaser.records'])
+        expect_error('NotAuthorized', env.sim().SetFootswitch, True,
+                     contains=('org.smplaser.configure',))
         mock.SetAllowed([])
         expect_error('NotAuthorized', env.session(spath).SelectPatch, 'crown')
+        expect_error('NotAuthorized', env.unit().Arm, contains=('org.smplaser.treat',))
+        expect_error('NotAuthorized', env.unit().Disarm)
+        expect_error('NotAuthorized', env.session(spath).End, '')
+        expect_error('NotAuthorized', env.manager().CheckPatch, 'p-012', 'crown',
+                     contains=('org.smplaser.records',))
+        assert str(env.unit_prop('Session')) == spath        # nothing happened
         assert env.unit_prop('State') == 'standby'            # status stays readable
         # polkit leaves the bus: only uid 0 may act.
         for p in env.helpers:
