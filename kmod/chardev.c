@@ -263,33 +263,64 @@ static int smplaser_arm_refusal(struct smplaser_dev *dev,
 	return 0;
 }
 
+/*
+ * The status ARM is judged on: the latest status report when it is fresh
+ * (reports come every SMPL_STATUS_PERIOD_MS), else a GET_STATUS answer.
+ */
+static int smplaser_arm_status(struct smplaser_dev *dev,
+			       struct smplaser_unit_status *st)
+{
+	unsigned long fresh = msecs_to_jiffies(SMPLASER_STATUS_FRESH_MS);
+	bool use_report;
+
+	spin_lock_irq(&dev->lock);
+	*st = dev->status;
+	use_report = st->valid &&
+		     time_before(jiffies, dev->status_jiffies + fresh);
+	spin_unlock_irq(&dev->lock);
+	return use_report ? 0 : smplaser_query_status(dev, st);
+}
+
+/* A reply that went wrong: the unit may have obeyed the command anyway. */
+static bool smplaser_outcome_unknown(int ret)
+{
+	return ret == -ETIMEDOUT || ret == -EPROTO || ret == -EIO;
+}
+
 static long smplaser_arm(struct smplaser_dev *dev)
 {
 	struct smplaser_unit_status st;
 	int ret;
 
-	/* The last status report, then a fresh answer from the unit. */
-	spin_lock_irq(&dev->lock);
-	st = dev->status;
-	spin_unlock_irq(&dev->lock);
-	if (st.valid) {
-		ret = smplaser_arm_refusal(dev, &st);
-		if (ret)
-			return ret;
-	}
-	ret = smplaser_query_status(dev, &st);
+	ret = smplaser_arm_status(dev, &st);
 	if (!ret)
 		ret = smplaser_arm_refusal(dev, &st);
 	if (ret)
 		return ret;
 
-	ret = smplaser_command(dev, SMPL_OP_ARM, NULL, 0, NULL, 0);
-	if (ret)
-		return ret;
+	/*
+	 * While the command is in flight, a report may show ARMING before the
+	 * reply comes: arm_pending keeps that from counting as unexpected.
+	 */
 	spin_lock_irq(&dev->lock);
-	dev->armed = true;
-	dev->interlock_disarmed = false;
+	dev->arm_pending = true;
 	spin_unlock_irq(&dev->lock);
+	ret = smplaser_command(dev, SMPL_OP_ARM, NULL, 0, NULL, 0);
+	spin_lock_irq(&dev->lock);
+	dev->arm_pending = false;
+	if (!ret) {
+		dev->armed = true;
+		dev->interlock_disarmed = false;
+	} else if (smplaser_outcome_unknown(ret)) {
+		smplaser_disarm_locked(dev, SMPLASER_DISARM_UNEXPECTED, true);
+		dev->unexpected_disarmed = true;
+	}
+	spin_unlock_irq(&dev->lock);
+	if (ret) {
+		if (smplaser_outcome_unknown(ret))
+			smplaser_disarm_submit(dev);
+		return ret;
+	}
 	smplaser_heartbeat_restart(dev);
 	return 0;
 }

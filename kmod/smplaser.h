@@ -25,6 +25,7 @@
 #define SMPLASER_MAX_UNITS	16
 #define SMPLASER_CMD_TIMEOUT_MS	500	/* each bulk stage of a command */
 #define SMPLASER_CTRL_TIMEOUT_MS	200
+#define SMPLASER_STATUS_FRESH_MS	50	/* a report younger is "the last status" */
 
 /* Bits in smplaser_dev.flags */
 enum {
@@ -70,8 +71,11 @@ struct smplaser_dev {
 
 	spinlock_t lock;		/* status, armed, events: see above */
 	struct smplaser_unit_status status;
+	unsigned long status_jiffies;	/* when that report came */
 	bool armed;			/* ARM succeeded, no disarm since */
+	bool arm_pending;		/* an ARM command is in flight */
 	bool interlock_disarmed;	/* disarm event sent for this opening */
+	bool unexpected_disarmed;	/* ditto, for an armed state not ours */
 	struct smplaser_queue events;
 	wait_queue_head_t read_wait;
 	struct mutex read_mutex;	/* one reader at a time */
@@ -91,6 +95,8 @@ int smplaser_command(struct smplaser_dev *dev, u8 op, const void *arg,
 int smplaser_query_status(struct smplaser_dev *dev,
 			  struct smplaser_unit_status *st);
 void smplaser_disarm(struct smplaser_dev *dev, u32 reason, bool event);
+void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason, bool event);
+void smplaser_disarm_submit(struct smplaser_dev *dev);
 void smplaser_heartbeat_restart(struct smplaser_dev *dev);
 bool smplaser_state_is_armed(u8 state);
 

@@ -61,8 +61,6 @@ static void smplaser_event_locked(struct smplaser_dev *dev,
 
 /* --- disarm ----------------------------------------------------------- */
 
-static void smplaser_disarm_submit(struct smplaser_dev *dev);
-
 static void smplaser_disarm_complete(struct urb *urb)
 {
 	struct smplaser_dev *dev = urb->context;
@@ -85,7 +83,7 @@ static void smplaser_disarm_complete(struct urb *urb)
  * Send SMPL_REQ_DISARM; any context.  A request made while one is in
  * flight is sent again when that one completes, so none is lost.
  */
-static void smplaser_disarm_submit(struct smplaser_dev *dev)
+void smplaser_disarm_submit(struct smplaser_dev *dev)
 {
 	int ret;
 
@@ -103,8 +101,11 @@ static void smplaser_disarm_submit(struct smplaser_dev *dev)
 	}
 }
 
-static void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason,
-				   bool event)
+/*
+ * The driver's side of a disarm: no longer armed, and a disarm record when
+ * @event.  Caller holds dev->lock, then calls smplaser_disarm_submit().
+ */
+void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason, bool event)
 {
 	dev->armed = false;
 	if (event) {
@@ -265,6 +266,7 @@ static void smplaser_status_report(struct smplaser_dev *dev,
 	spin_lock_irqsave(&dev->lock, irqflags);
 	old = dev->status;
 	dev->status = *st;
+	dev->status_jiffies = jiffies;
 
 	if (!old.valid || old.state != st->state || old.flags != st->flags ||
 	    old.fault != st->fault) {
@@ -295,6 +297,17 @@ static void smplaser_status_report(struct smplaser_dev *dev,
 		disarm = true;
 	} else if (!st->interlocks) {
 		dev->interlock_disarmed = false;
+	}
+
+	/* Armed, but not by us (S1): e.g. an ARM whose reply was lost. */
+	if (smplaser_state_is_armed(st->state) && !dev->armed &&
+	    !dev->arm_pending) {
+		smplaser_disarm_locked(dev, SMPLASER_DISARM_UNEXPECTED,
+				       !dev->unexpected_disarmed);
+		dev->unexpected_disarmed = true;
+		disarm = true;
+	} else if (!smplaser_state_is_armed(st->state)) {
+		dev->unexpected_disarmed = false;
 	}
 	spin_unlock_irqrestore(&dev->lock, irqflags);
 

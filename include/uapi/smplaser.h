@@ -42,11 +42,15 @@
  *                          the struct holds the parameters the unit took
  * SMPLASER_IOC_ARM         arms the unit (ARMING, then READY after the
  *                          emission delay).  Refused by the driver, without
- *                          asking the unit, with EPERM while the last
- *                          status (the latest status report or a fresh
- *                          GET_STATUS) shows any interlock open, and with
- *                          ENOTRECOVERABLE while it shows a latched fault.
- *                          Starts the heartbeat watchdog.
+ *                          sending ARM, with EPERM while the last status
+ *                          shows any interlock open, and with
+ *                          ENOTRECOVERABLE while it shows a latched fault;
+ *                          the last status is the latest status report, or
+ *                          a GET_STATUS answer when no report came in the
+ *                          last 50 ms.  Starts the heartbeat watchdog.  When
+ *                          ARM fails with ETIMEDOUT, EPROTO or EIO the unit
+ *                          may have obeyed: the driver disarms it and
+ *                          queues a disarm record (reason UNEXPECTED).
  * SMPLASER_IOC_DISARM      back to STANDBY
  * SMPLASER_IOC_HEARTBEAT   proves the opener is alive; forwarded to the unit
  *                          (feeds its own watchdog).  While armed, the
@@ -57,7 +61,10 @@
  *
  * The driver also disarms by itself, from the interrupt path, when a status
  * report shows an interlock open (emergency stop included) while the unit
- * is armed, and on unplug or unbind.
+ * is armed, or shows the unit armed (ARMING, READY, EMITTING) when the
+ * driver has not armed it and no ARM is in progress (an ARM that failed
+ * with ETIMEDOUT or EPROTO may still have reached the unit); and on unplug
+ * or unbind.
  *
  * read()
  * ------
@@ -173,6 +180,8 @@ struct smplaser_params {
 #define SMPLASER_DISARM_HEARTBEAT	3	/* no HEARTBEAT for heartbeat_ms */
 #define SMPLASER_DISARM_INTERLOCK	4	/* an interlock opened while armed */
 #define SMPLASER_DISARM_STATUS_LOST	5	/* status reports failed while armed */
+/* The unit is armed but the driver did not arm it (an ARM that failed). */
+#define SMPLASER_DISARM_UNEXPECTED	6
 
 struct smplaser_ev_status {
 	__u8  state;

@@ -23,6 +23,15 @@ for m in short:EPROTO oversize:EPROTO bad-crc:EPROTO wrong-seq:EPROTO stall:EIO 
 done
 check "after each bad reply the next GET_STATUS succeeds" test $rc = 0 -a "$(grep -c '^state=STANDBY' /tmp/kc.out)" = 6
 
+# An ARM whose reply is lost: the unit obeyed, the driver must not leave it armed.
+kc params 1064 3000 4000 10000 10000 ctl "hostile no-answer 1" expect ETIMEDOUT arm \
+	sleep 200 events status
+check "ARM with no answer: ETIMEDOUT" grep -q '^arm refused=ETIMEDOUT' /tmp/kc.out
+check "the unit armed anyway, and the driver disarmed it (STANDBY, not armed)" \
+	test "$(kc_field state)/$(kc_field armed)" = STANDBY/0
+check "the driver reported it as an unexpected armed state (disarm reason 6)" \
+	grep -q 'type=disarm reason=6' /tmp/kc.out
+
 kc ctl "hostile flood 300" sleep 500 status events
 check "a report flood: GET_STATUS still answers" test "$(kc_field state)" = STANDBY
 
