@@ -71,7 +71,8 @@ struct smpl_unit {
 
 	struct smpl_session *session;
 	int64_t treatment_id;		/* the open treatment, 0 if none */
-	int64_t closed_treatment_id;	/* the last one closed ... */
+	int64_t closed_treatment_id;	/* the last one closed, its session ... */
+	int64_t closed_session_id;
 	uint32_t closed_shot_at_end;	/* ... and the unit's counter then */
 	int64_t unclosed_id;		/* closed here, not in the store yet */
 	struct store_treatment_finish unclosed;

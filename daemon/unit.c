@@ -203,6 +203,7 @@ static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 		u->unclosed = f;
 	}
 	u->closed_treatment_id = u->treatment_id;
+	u->closed_session_id = u->session ? u->session->id : 0;
 	u->closed_shot_at_end = f.shot_at_end_known ? f.shot_at_end : UINT32_MAX;
 	u->treatment_id = 0;
 }
@@ -499,6 +500,8 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 		u->status.shot_count = p->shot;
 	if (pulse_of_closed_treatment(u, p)) {
 		record_pulse(u, u->closed_treatment_id, p);
+		if (s && s->id == u->closed_session_id)
+			s->pulse_count++;
 		smpl_unit_sync_properties(u);
 		return;
 	}

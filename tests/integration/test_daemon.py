@@ -420,6 +420,35 @@ def test_hostile_replies_never_arm():
 
 
 @test
+def test_disarm_racing_pulses_records_every_pulse():
+    """Disarm at random moments while emitting at 10 Hz: every pulse the unit counted is in
+    the records and in the session's PulseCount."""
+    import random
+    seed = int(os.environ.get('SMPL_IT_SEED', time.time()))
+    rng = random.Random(seed)
+    print('# seed %d (SMPL_IT_SEED)' % seed)
+    with Env() as env:
+        env.start()
+        params = dbus.Dictionary(dict(GOOD_PARAMS, rate_mhz=dbus.UInt32(10000)), signature='sv')
+        spath = env.ready_session('p-031', 'crown', params=params)
+        for _ in range(4):
+            env.arm_to_ready()
+            env.sim().SetFootswitch(True)
+            pump(rng.uniform(0.15, 0.6))
+            env.unit().Disarm()
+            env.sim().SetFootswitch(False)
+            env.wait_unit_state('standby')
+        pump(0.3)
+        shots = int(env.unit_prop('ShotCount'))
+        h = env.history('p-031')
+        assert len(h) == 4, h
+        assert sum(t['pulses'] for t in h) == shots, (shots, h)
+        assert sum(t['pulses_recorded'] for t in h) == shots, (shots, h)
+        assert env.session_prop(spath, 'PulseCount') == shots
+        assert env.unit_prop('Fault') == '', 'a late pulse report was taken for a stray pulse'
+
+
+@test
 def test_pulse_limit_per_patch_disarms():
     """pulses_per_patch = 3: the daemon disarms at the third pulse, the footswitch still held."""
     with Env(config='[protocol]\npulses_per_patch = 3\n') as env:
