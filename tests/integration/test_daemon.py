@@ -465,6 +465,29 @@ def test_pulse_limit_per_patch_disarms():
 
 
 @test
+def test_test_spot_rule():
+    """test_spot: a patient's first treatment is a test spot of test_spot_pulses; the next
+    waits for the review date."""
+    with Env(config='[rules]\ntest_spot = true\ntest_spot_pulses = 2\n'
+                    'test_spot_review_days = 14\n') as env:
+        env.start()
+        spath = env.ready_session('p-032', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: env.unit_prop('State') == 'standby', 3, 'disarm at the test spot')
+        pump(0.5)
+        env.sim().SetFootswitch(False)
+        assert int(env.unit_prop('ShotCount')) == 2, env.unit_prop('ShotCount')
+        env.session(spath).End('test spot')
+        spath = env.unit().StartSession('p-032')
+        msg = expect_error('CooldownActive', env.session(spath).SelectPatch, 'occipital')
+        assert utc_date(14) in msg or utc_date(13) in msg, msg
+        env.session(spath).End('')
+        spath = env.unit().StartSession('p-033')      # another patient: a test spot too
+        env.session(spath).SelectPatch('occipital')
+
+
+@test
 def test_armed_unit_refuses_changes():
     """While armed: parameters, patch and a second session are refused (Busy)."""
     with Env() as env:
