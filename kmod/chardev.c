@@ -115,9 +115,14 @@ static ssize_t smplaser_read(struct file *file, char __user *buf,
 
 	if (count < sizeof(ev))
 		return -EINVAL;
-	ret = mutex_lock_interruptible(&dev->read_mutex);
-	if (ret)
-		return ret;
+	if (file->f_flags & O_NONBLOCK) {
+		if (!mutex_trylock(&dev->read_mutex))
+			return -EAGAIN;	/* another thread is reading */
+	} else {
+		ret = mutex_lock_interruptible(&dev->read_mutex);
+		if (ret)
+			return ret;
+	}
 
 	while (count - done >= sizeof(ev)) {
 		if (done) {
