@@ -39,6 +39,11 @@
  *   events                   print the events queued now (non-blocking)
  *   events-until TYPE MS     print events until one of TYPE arrives
  *   read-block               one blocking read(); prints the event or errno
+ *   nonblock                 set O_NONBLOCK on the device
+ *   read-once                one read() of one record (see "expect")
+ *   read-small               read() into a buffer one byte short of a record
+ *   poll-wait MS             poll() for POLLIN up to MS; prints poll=IN,HUP,ERR,
+ *                            or poll=timeout
  *   raw-ioctl NUM            ioctl(fd, NUM, NULL)
  *   wait-gone MS             until the device node is gone (unplug)
  *
@@ -533,6 +538,22 @@ static bool step_events_until(const char *type, unsigned int ms)
 	return false;
 }
 
+/* poll() for up to @ms; prints what it reported and when. */
+static void step_poll_wait(int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint64_t start = now_ns();
+	int n = poll(&p, 1, ms);
+
+	if (n <= 0) {
+		printf("poll=timeout\n");
+		return;
+	}
+	printf("poll=%s%s%s after_ms=%.1f\n", p.revents & POLLIN ? "IN," : "",
+	       p.revents & POLLHUP ? "HUP," : "", p.revents & POLLERR ? "ERR," : "",
+	       (double)(now_ns() - start) / 1e6);
+}
+
 static bool step_read_block(void)
 {
 	struct smplaser_event ev;
@@ -685,6 +706,30 @@ static int run_step(char **argv, int argc)
 			printf("FAIL %s still there\n", dev_path);
 			return -1;
 		}
+		return 2;
+	}
+	if (!strcmp(s, "nonblock")) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		return 1;
+	}
+	if (!strcmp(s, "read-once")) {
+		struct smplaser_event ev;
+		ssize_t n = read(fd, &ev, sizeof(ev));
+		int err = errno;
+
+		if (n == (ssize_t)sizeof(ev))
+			print_event(&ev);
+		return outcome(s, n < 0 ? -1 : 0, err) ? 1 : -1;
+	}
+	if (!strcmp(s, "read-small")) {
+		char small[SMPLASER_EVENT_SIZE - 1];
+		ssize_t n = read(fd, small, sizeof(small));
+
+		return outcome(s, n < 0 ? -1 : 0, errno) ? 1 : -1;
+	}
+	if (!strcmp(s, "poll-wait")) {
+		NEED(1);
+		step_poll_wait((int)strtol(argv[1], NULL, 0));
 		return 2;
 	}
 	if (!strcmp(s, "read-block"))

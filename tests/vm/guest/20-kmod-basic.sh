@@ -92,6 +92,15 @@ check "an interlock opening is an event with its bit (0x08)" grep -q 'type=inter
 check "closing it again is an event too" grep -q 'type=interlock interlocks=0x00 changed=0x08' /tmp/kc.out
 check "event sequence numbers count up from 0 without gaps" \
 	sh -c "grep -o 'seq=[0-9]*' /tmp/kc.out | awk -F= '\$2 != NR - 1 { exit 1 }'"
+# --- O_NONBLOCK and poll() ---------------------------------------------------------
+kc nonblock events expect EAGAIN read-once poll-wait 0 \
+	ctl "interlock cooling open" poll-wait 2000 read-once ctl "interlock cooling closed"
+check "O_NONBLOCK read of an empty queue: EAGAIN" grep -q '^read-once refused=EAGAIN' /tmp/kc.out
+check "poll() of an empty queue times out" grep -q '^poll=timeout' /tmp/kc.out
+check "poll() reports POLLIN when an event comes" grep -q '^poll=IN, after_ms=' /tmp/kc.out
+check "and that record is the interlock change" grep -q 'type=interlock interlocks=0x10' /tmp/kc.out
+check "read() with a buffer smaller than a record: EINVAL" kc events expect EINVAL read-small
+
 kmod-client -n ctl "interlock key open"
 check "sysfs interlocks shows an open key switch" wait_sysfs interlocks 0x01 2
 kmod-client -n ctl "interlock key closed"

@@ -56,11 +56,12 @@ check "the overflow record's count accounts for every lost sequence number" \
 # --- unplug during a blocking read ----------------------------------------------
 (usleep 700000; kmod-client -n ctl unplug) &
 bg=$!
-kc events read-block expect ENODEV read-block expect ENODEV status
+kc events read-block expect ENODEV read-block poll-wait 0 expect ENODEV status
 rc=$?
 wait $bg
 check "unplug wakes a blocking read with a disconnect record" grep -q 'type=disconnect' /tmp/kc.out
 check "then read and ioctls fail with ENODEV" test $rc = 0
+check "and poll() reports POLLHUP and POLLERR" grep -q '^poll=HUP,ERR,' /tmp/kc.out
 check "the node is gone" wait_for 2 test ! -e /dev/smplaser0
 kmod-client -n ctl replug
 check "replug: /dev/smplaser0 again, state standby" wait_sysfs state standby 10
