@@ -9,6 +9,9 @@
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
+/* Calls suspended at once, at most (each holds its message). */
+#define POLKIT_QUERIES_MAX	256
+
 struct query {
 	struct query *next;
 	sd_bus_message *request;	/* the suspended method call */
@@ -27,6 +30,7 @@ struct smpl_polkit {
 	bool allow_root;
 	bool same_uid;
 	struct query *queries;
+	unsigned int n_queries;
 };
 
 static void query_free(struct query *q)
@@ -45,6 +49,7 @@ static void unlink_query(struct smpl_polkit *p, struct query *q)
 	for (struct query **pp = &p->queries; *pp; pp = &(*pp)->next)
 		if (*pp == q) {
 			*pp = q->next;
+			p->n_queries--;
 			return;
 		}
 }
@@ -223,6 +228,8 @@ int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 			     "on a session bus only the daemon's own user may act" :
 			     "the configuration lets nobody act on a session bus");
 
+	if (p->n_queries >= POLKIT_QUERIES_MAX)
+		return deny(error, action, uid, "too many calls are waiting for polkit");
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
@@ -241,5 +248,6 @@ int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 	}
 	q->next = p->queries;
 	p->queries = q;
+	p->n_queries++;
 	return 0;
 }

@@ -75,6 +75,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
   <type>{type}</type>
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
+  <limit name="max_replies_per_connection">2048</limit>
   <policy context="default">
     <allow user="*"/>
     <allow send_destination="*" eavesdrop="true"/>

@@ -964,6 +964,16 @@ def test_polkit_call_suspended_not_blocking():
         assert not errors, errors
         assert str(replies[0]).startswith(ROOT + '/session/'), replies
         assert env.unit_prop('Session') == replies[0]
+        # At most 256 calls wait for polkit at once; the others are denied at once.
+        mock.SetAllowed(['org.smplaser.records'])
+        answered, denied = [], []
+        for _ in range(300):
+            env.manager().History('p-013', reply_handler=answered.append,
+                                  error_handler=denied.append)
+        wait_until(lambda: len(denied) == 300 - 256, 10, 'the calls over the limit')
+        assert all('too many' in e.get_dbus_message() for e in denied), denied[0]
+        mock.ReleaseHangingCalls()
+        wait_until(lambda: len(answered) == 256, 10, 'the suspended calls')
 
 
 @test
