@@ -27,7 +27,9 @@
 struct smpl_backend;
 
 enum smpl_backend_event_type {
-	SMPL_BEV_STATUS,	/* status changed (state, interlocks, fault, flags) */
+	SMPL_BEV_STATUS,	/* status changed (state, interlocks, fault, flags);
+				 * a unit fault arrives as a status with state FAULT
+				 * and its fault code */
 	SMPL_BEV_PULSE,		/* one pulse with its measured energy */
 	SMPL_BEV_DISCONNECT,	/* the unit is gone; every call now fails -ENODEV */
 	SMPL_BEV_CONNECT,	/* the unit is back (simulated replug) */
