@@ -32,8 +32,16 @@ check "the unit armed anyway, and the driver disarmed it (STANDBY, not armed)" \
 check "the driver reported it as an unexpected armed state (disarm reason 6)" \
 	grep -q 'type=disarm reason=6' /tmp/kc.out
 
-kc ctl "hostile flood 300" sleep 500 status events
-check "a report flood: GET_STATUS still answers" test "$(kc_field state)" = STANDBY
+gstat
+reports0=$G_reports
+kc events ctl "hostile flood 300" sleep 500 status events ctl "interlock key open" sleep 100 events \
+	ctl "interlock key closed"
+gstat
+check "a report flood ($((G_reports - reports0)) reports): GET_STATUS still answers" \
+	test "$(kc_field state)" = STANDBY -a "$((G_reports - reports0))" -ge 300
+check "identical reports queue no events (no overflow)" sh -c '! grep -q type=overflow /tmp/kc.out'
+check "after the flood the status stream still follows the unit" \
+	grep -q 'type=interlock interlocks=0x01' /tmp/kc.out
 
 # --- a full event queue ---------------------------------------------------------
 set -- events
