@@ -36,6 +36,7 @@ struct sim {
 	bool pending_disconnect;	/* deliver DISCONNECT on the next tick */
 	bool have_status;
 	struct smpl_status_n last_status;
+	uint8_t drop_reply_op;		/* lose the next reply to this command */
 };
 
 static struct sim *sim_of(struct smpl_backend *b)
@@ -214,6 +215,10 @@ static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
 	n = smpl_model_handle_frame(s->model, now_ms(b), cmd, (size_t)n,
 				    reply, sizeof(reply));
 	kick(b);
+	if (s->drop_reply_op == op) {	/* carried out, the reply lost on the way */
+		s->drop_reply_op = 0;
+		return -ETIMEDOUT;
+	}
 	if (n < 0)
 		return -EPIPE;		/* endpoint stalled */
 	if (n == 0)
@@ -435,6 +440,14 @@ static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
 	return 0;
 }
 
+static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
+{
+	if (smpl_payload_size(op) < 0 || (op & SMPL_OP_REPLY) || op >= SMPL_OP_STATUS)
+		return -EINVAL;
+	sim_of(b)->drop_reply_op = op;
+	return 0;
+}
+
 static int ctl_unplug(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
@@ -472,6 +485,7 @@ static const struct smpl_sim_control sim_control = {
 	.clear_fault_cause = ctl_clear_fault_cause,
 	.set_rtc_skew = ctl_rtc_skew,
 	.set_hostile = ctl_hostile,
+	.drop_next_reply = ctl_drop_next_reply,
 	.unplug = ctl_unplug,
 	.replug = ctl_replug,
 };

@@ -72,6 +72,8 @@ struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*clear_fault_cause)(struct smpl_backend *b);
 	int (*set_rtc_skew)(struct smpl_backend *b, int64_t skew_s);
 	int (*set_hostile)(struct smpl_backend *b, int mode, unsigned int count);
+	/* The unit carries out the next @op command but its reply is lost. */
+	int (*drop_next_reply)(struct smpl_backend *b, uint8_t op);
 	int (*unplug)(struct smpl_backend *b);
 	int (*replug)(struct smpl_backend *b);
 };

@@ -505,6 +505,37 @@ static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *e
 			       "bad-crc, wrong-seq, stall, no-answer, flood)", mode);
 }
 
+static const struct {
+	const char *name;
+	uint8_t op;
+} command_names[] = {
+	{ "get-info", SMPL_OP_GET_INFO }, { "set-params", SMPL_OP_SET_PARAMS },
+	{ "arm", SMPL_OP_ARM }, { "disarm", SMPL_OP_DISARM },
+	{ "heartbeat", SMPL_OP_HEARTBEAT }, { "get-rtc", SMPL_OP_GET_RTC },
+	{ "ack-fault", SMPL_OP_ACK_FAULT }, { "get-status", SMPL_OP_GET_STATUS },
+};
+
+static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	const char *command;
+	int r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "s", &command);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(command_names) / sizeof(command_names[0]); i++)
+		if (strcmp(command_names[i].name, command) == 0)
+			return sim_result(m, u, u->backend->sim->drop_next_reply(
+						  u->backend, command_names[i].op), error);
+	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
+			       "command: unknown command \"%s\" (get-info, set-params, arm, "
+			       "disarm, heartbeat, get-rtc, ack-fault, get-status)", command);
+}
+
 static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_unit *u = userdata;
@@ -542,6 +573,8 @@ static const sd_bus_vtable simulator_vtable[] = {
 				method_sim_rtc_skew, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetHostile", SD_BUS_ARGS("s", mode, "u", count),
 				SD_BUS_NO_RESULT, method_sim_hostile, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("DropNextReply", SD_BUS_ARGS("s", command), SD_BUS_NO_RESULT,
+				method_sim_drop_reply, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Unplug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_sim_unplug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Replug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,

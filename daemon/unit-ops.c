@@ -178,9 +178,15 @@ static int commit_treatment(struct smpl_unit *u, uid_t uid, uint32_t shot_at_arm
 			   store_errmsg(d->store));
 }
 
-/* ARM was refused: close the treatment we committed, nothing emitted. */
-static void abandon_treatment(struct smpl_unit *u, uint32_t shot_at_arm)
+/*
+ * ARM failed: close the treatment we committed.  When the unit refused, it
+ * did not arm.  When its reply was lost it may have (then it was disarmed at
+ * once): its counter says what happened, and if it cannot be read the
+ * outcome stays unknown, which counts as emitted for the cooldown.
+ */
+static void abandon_treatment(struct smpl_unit *u, uint32_t shot_at_arm, bool refused)
 {
+	struct smpl_status_n st;
 	struct store_treatment_finish f = {
 		.outcome = STORE_OUTCOME_INTERRUPTED,
 		.end_ms = smpl_wall_ms(),
@@ -188,6 +194,14 @@ static void abandon_treatment(struct smpl_unit *u, uint32_t shot_at_arm)
 		.shot_at_end = shot_at_arm,
 	};
 
+	if (!refused) {
+		if (u->connected && u->backend->ops->get_status(u->backend, &st) == 0) {
+			f.shot_at_end = st.shot_count;
+		} else {
+			f.outcome = STORE_OUTCOME_UNKNOWN;
+			f.shot_at_end_known = false;
+		}
+	}
 	if (u->treatment_id && store_treatment_end(u->daemon->store, u->treatment_id, &f) < 0)
 		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
 			 "cannot close treatment %" PRId64 ": %s", u->treatment_id,
@@ -237,7 +251,7 @@ int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 		if (r < 0)
 			(void)u->backend->ops->disarm(u->backend);
 		smpl_safety_arm_failed(&u->safety);
-		abandon_treatment(u, shot_at_arm);
+		abandon_treatment(u, shot_at_arm, r > 0);
 		return unit_error(u, uid, error, r, "Arm");
 	}
 	smpl_audit(d, STORE_AUDIT_ARM, &uid, u, u->session->id, NULL, u->session->patch);

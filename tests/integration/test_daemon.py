@@ -420,6 +420,31 @@ def test_hostile_replies_never_arm():
 
 
 @test
+def test_lost_arm_reply_disarms():
+    """The unit arms but its ARM reply is lost: the daemon refuses, disarms the unit at once
+    and closes the treatment from the unit's counter."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-034', 'crown')
+        env.sim().DropNextReply('arm')
+        expect_error('DeviceFault', env.unit().Arm)
+        env.sim().SetFootswitch(True)
+        pump(2.6)                                  # past the emission delay
+        env.sim().SetFootswitch(False)
+        assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+        assert int(env.unit_prop('ShotCount')) == 0
+        h = env.history('p-034')
+        assert len(h) == 1 and h[0]['outcome'] == 'interrupted' and h[0]['pulses'] == 0, h
+        assert env.manager().CheckPatch('p-034', 'crown')[0], 'no emission, yet in cooldown'
+        env.sim().DropNextReply('disarm')          # DISARM's lost reply: still disarmed
+        env.arm_to_ready()
+        env.unit().Disarm()
+        env.wait_unit_state('standby', 1)
+        env.session(spath).End('')
+        expect_error('InvalidArgument', env.sim().DropNextReply, 'fire', contains=('command',))
+
+
+@test
 def test_disarm_racing_pulses_records_every_pulse():
     """Disarm at random moments while emitting at 10 Hz: every pulse the unit counted is in
     the records and in the session's PulseCount."""
