@@ -309,10 +309,13 @@ static long smplaser_arm(struct smplaser_dev *dev)
 	 */
 	spin_lock_irq(&dev->lock);
 	dev->arm_pending = true;
+	dev->arm_cancelled = false;
 	spin_unlock_irq(&dev->lock);
 	ret = smplaser_command(dev, SMPL_OP_ARM, NULL, 0, NULL, 0);
 	spin_lock_irq(&dev->lock);
 	dev->arm_pending = false;
+	if (!ret && dev->arm_cancelled)
+		ret = -EPERM;	/* an interlock opened while arming */
 	if (!ret) {
 		dev->armed = true;
 		dev->interlock_disarmed = false;

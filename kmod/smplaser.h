@@ -74,6 +74,7 @@ struct smplaser_dev {
 	unsigned long status_jiffies;	/* when that report came */
 	bool armed;			/* ARM succeeded, no disarm since */
 	bool arm_pending;		/* an ARM command is in flight */
+	bool arm_cancelled;		/* ... and the driver disarmed meanwhile */
 	bool interlock_disarmed;	/* disarm event sent for this opening */
 	bool unexpected_disarmed;	/* ditto, for an armed state not ours */
 	struct smplaser_queue events;

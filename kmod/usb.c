@@ -108,6 +108,11 @@ void smplaser_disarm_submit(struct smplaser_dev *dev)
 void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason, bool event)
 {
 	dev->armed = false;
+	/* An ARM in flight now does not count as armed when it returns. */
+	if (dev->arm_pending)
+		dev->arm_cancelled = true;
+	/* Reports may show the unit armed until this disarm lands. */
+	dev->unexpected_disarmed = true;
 	if (event) {
 		struct smplaser_event ev = { .type = SMPLASER_EV_DISARM };
 

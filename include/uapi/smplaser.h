@@ -51,6 +51,9 @@
  *                          ARM fails with ETIMEDOUT, EPROTO or EIO the unit
  *                          may have obeyed: the driver disarms it and
  *                          queues a disarm record (reason UNEXPECTED).
+ *                          EPERM too when the driver disarmed the unit
+ *                          while the ARM was in flight (an interlock
+ *                          opened): the unit is not left armed.
  * SMPLASER_IOC_DISARM      back to STANDBY
  * SMPLASER_IOC_HEARTBEAT   proves the opener is alive; forwarded to the unit
  *                          (feeds its own watchdog).  While armed, the
