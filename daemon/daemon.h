@@ -88,6 +88,7 @@ struct smpl_unit {
 		const struct smpl_session *session;
 		bool params_set;
 		struct smpl_params_n params;
+		bool armed;
 	} shown;
 };
 
@@ -159,6 +160,8 @@ void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const 
 /* Every unit disarmed, treatments closed (shutdown, store failure). */
 void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 			   const char *why);
+/* STATUS= for systemd: units and how many are armed. */
+void smpl_daemon_notify_status(struct smpl_daemon *d);
 /* Flushes pulses; on failure disarms everything (S3). */
 void smpl_daemon_flush(struct smpl_daemon *d);
 

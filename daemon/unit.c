@@ -118,6 +118,19 @@ const char *smpl_unit_fault_name(const struct smpl_unit *u)
 
 /* --- properties ------------------------------------------------------------ */
 
+/* systemctl status shows it: what the daemon is doing, how many units are armed. */
+void smpl_daemon_notify_status(struct smpl_daemon *d)
+{
+	unsigned int units = 0, armed = 0;
+
+	for (const struct smpl_unit *u = d->units; u; u = u->next) {
+		units += u->published;
+		armed += u->published && u->treatment_id != 0;
+	}
+	(void)sd_notifyf(false, "STATUS=%s: %u unit(s), %u armed",
+			 d->probing ? "Probing units" : "Running", units, armed);
+}
+
 void smpl_unit_sync_properties(struct smpl_unit *u)
 {
 	const char *changed[8];
@@ -153,6 +166,10 @@ void smpl_unit_sync_properties(struct smpl_unit *u)
 		(void)sd_bus_emit_properties_changed_strv(u->daemon->bus, u->path,
 							  SMPL_IFACE_UNIT,
 							  (char **)changed);
+	if (u->shown.armed != (u->treatment_id != 0)) {
+		u->shown.armed = u->treatment_id != 0;
+		smpl_daemon_notify_status(u->daemon);
+	}
 	if (u->session)
 		smpl_session_sync_properties(u->session);
 }
@@ -383,7 +400,7 @@ static void probe_done(struct smpl_daemon *d)
 		d->state = "running";
 		smpl_bus_manager_changed(d, "State");
 	}
-	sd_notifyf(false, "STATUS=%s", d->probing ? "Probing units..." : "Running");
+	smpl_daemon_notify_status(d);
 }
 
 /* Units are keyed on their serial: two at once would share an object. */

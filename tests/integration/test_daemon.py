@@ -1020,11 +1020,22 @@ def test_sd_notify_ready_status_watchdog():
                 got.append(sock.recv(4096).decode())
             except socket.timeout:
                 pass
-        sock.close()
         text = '\n'.join(got)
         assert 'READY=1' in text, got
-        assert 'STATUS=' in text, got
+        assert 'STATUS=Running: 1 unit(s), 0 armed' in text, got
         assert sum(m.count('WATCHDOG=1') for m in got) >= 3, got
+        env.ready_session('p-035', 'crown')
+        env.unit().Arm()
+        got = []
+        end = time.monotonic() + 1
+        while time.monotonic() < end:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        sock.close()
+        assert any('STATUS=Running: 1 unit(s), 1 armed' in m for m in got), got
+        env.unit().Disarm()
 
 
 if __name__ == '__main__':
