@@ -4,6 +4,7 @@
  * org.smplaser.Laser1.Simulator on simulated units.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ static const struct {
 };
 
 #define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
+#define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
 
 /* --- lookup ------------------------------------------------------------------ */
 
@@ -476,6 +478,10 @@ static int method_sim_rtc_skew(sd_bus_message *m, void *userdata, sd_bus_error *
 	r = sd_bus_message_read(m, "x", &skew);
 	if (r < 0)
 		return r;
+	if (skew < -RTC_SKEW_MAX_S || skew > RTC_SKEW_MAX_S)
+		return smpl_error_setf(error, SMPL_ERROR_OUT_OF_RANGE,
+				       "seconds: %" PRId64 " is outside -%lld..%lld (100 years)",
+				       skew, RTC_SKEW_MAX_S, RTC_SKEW_MAX_S);
 	return sim_result(m, u, u->backend->sim->set_rtc_skew(u->backend, skew), error);
 }
 

@@ -159,6 +159,12 @@ def test_each_arming_condition_refused():
         sim.SetRtcSkew(dbus.Int64(3600))
         expect_error('ClockUnreliable', unit.Arm)
         sim.SetRtcSkew(dbus.Int64(0))
+        for extreme in (2 ** 63 - 1, -2 ** 63):
+            expect_error('ParameterOutOfRange', sim.SetRtcSkew, dbus.Int64(extreme),
+                         contains=('seconds',))
+        for extreme in (2 ** 31 - 1, -2 ** 31):
+            expect_error('ParameterOutOfRange', sim.SetEnergyDrift, dbus.Int32(extreme),
+                         contains=('ppm',))
         sim.InjectFault('overtemp')
         env.wait_unit_state('fault')
         expect_error('DeviceFault', unit.Arm)
