@@ -407,13 +407,13 @@ static int send_heartbeat(struct smpl_backend *b)
 	return r;
 }
 
-/* The daemon's own heartbeat: skipped when ours went out recently. */
+/* The daemon's own heartbeat call: skipped while this backend's timer keeps up. */
 static int kmod_heartbeat(struct smpl_backend *b)
 {
 	struct kmod *k = kmod_of(b);
 
 	if (k->last_heartbeat_ms &&
-	    loop_now_ms(b) - k->last_heartbeat_ms < k->heartbeat_period_ms / 2)
+	    loop_now_ms(b) - k->last_heartbeat_ms < k->heartbeat_period_ms)
 		return 0;
 	return send_heartbeat(b);
 }

@@ -513,7 +513,7 @@ static int lu_heartbeat(struct smpl_backend *b)
 	struct libusb_unit *u = lu_of(b);
 
 	if (u->last_heartbeat_ms &&
-	    loop_now_ms(b) - u->last_heartbeat_ms < u->heartbeat_period_ms / 2)
+	    loop_now_ms(b) - u->last_heartbeat_ms < u->heartbeat_period_ms)
 		return 0;
 	return send_heartbeat(b);
 }

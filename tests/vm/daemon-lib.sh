@@ -43,7 +43,7 @@ bus_start() {
 	[ -s /etc/machine-id ] || echo 5d1b0c4e9a2f4a8b9c7d6e5f40312a1b >/etc/machine-id
 	dbus-daemon --config-file=/etc/vm/daemon-dbus.conf --nofork --nopidfile \
 		>/tmp/dbus.log 2>&1 &
-	wait_for 10 test -S /run/dbus/system_bus_socket
+	wait_until 10 test -S /run/dbus/system_bus_socket
 }
 
 daemon_start() {
@@ -56,7 +56,7 @@ daemon_start() {
 	smplaserd --system --config "$DAEMON_CONF" --state-dir "$DAEMON_STATE" \
 		>>"$DAEMON_LOG" 2>&1 &
 	DAEMON_PID=$!
-	wait_for 10 busctl --system get-property org.smplaser.Laser1 /org/smplaser/Laser1 \
+	wait_until 10 busctl --system get-property org.smplaser.Laser1 /org/smplaser/Laser1 \
 		org.smplaser.Laser1.Manager Version
 }
 
@@ -67,6 +67,18 @@ daemon_stop() {
 	DAEMON_PID=
 }
 
+# wait_until SECONDS CMD...: like wait_for, but SECONDS of guest time however
+# slow CMD is (wait_for counts 50 ms tries, which slow commands stretch).
+wait_until() {
+	end=$(awk -v s="$1" '{ print $1 + s }' /proc/uptime)
+	shift
+	while :; do
+		"$@" >/dev/null 2>&1 && return 0
+		awk -v e="$end" '{ exit !($1 < e) }' /proc/uptime || return 1
+		usleep 50000
+	done
+}
+
 # stamp TEXT: a diagnostic with the guest's uptime, to see where time goes.
 stamp() { diag "[$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
@@ -75,10 +87,9 @@ daemon_alive() { [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; }
 show_daemon_log() { tail -n "${1:-25}" "$DAEMON_LOG" | sed 's/^/#   smplaserd: /'; }
 
 ctl() {
-	if smplaserctl --no-ask-password "$@" >/tmp/ctl.out 2>&1; then
-		return 0
-	fi
+	smplaserctl --no-ask-password "$@" >/tmp/ctl.out 2>&1
 	rc=$?
+	[ "$rc" -eq 0 ] && return 0
 	diag "smplaserctl $* -> $rc:"
 	sed 's/^/#   /' /tmp/ctl.out
 	return $rc
@@ -100,11 +111,11 @@ unit_ready_on() {
 	[ -z "$2" ] || [ "${3#* }" = "$2 " ]
 }
 
-wait_unit() { wait_for "${3:-10}" unit_ready_on "$1" "${2:-}"; }
+wait_unit() { wait_until "${3:-10}" unit_ready_on "$1" "${2:-}"; }
 
 no_unit() { ! busctl --system introspect org.smplaser.Laser1 "$(unit_path "$1")" \
 	org.smplaser.Laser1.Unit >/dev/null 2>&1; }
-wait_no_unit() { wait_for "${2:-10}" no_unit "$1"; }
+wait_no_unit() { wait_until "${2:-10}" no_unit "$1"; }
 
 mod_load() { grep -q '^smplaser ' /proc/modules || insmod "$KO" "$@"; }
 mod_unload() { ! grep -q '^smplaser ' /proc/modules || rmmod smplaser; }
@@ -125,7 +136,7 @@ arm_for() {
 		ctl -u "$1" session eyewear &&
 		ctl -u "$1" params set $PARAMS &&
 		ctl -u "$1" arm &&
-		wait_for 5 gadget_state_is READY
+		wait_until 5 gadget_state_is READY
 }
 
 treat() {
