@@ -10,6 +10,7 @@
 #include <linux/device.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
+#include <linux/kstrtox.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
@@ -17,7 +18,29 @@
 #include "smplaser.h"
 
 unsigned int smplaser_default_heartbeat_ms = 500;
-module_param_named(heartbeat_ms, smplaser_default_heartbeat_ms, uint, 0444);
+
+/* heartbeat_ms must be above 0; each unit also needs it below its watchdog. */
+static int smplaser_set_heartbeat(const char *val,
+				  const struct kernel_param *kp)
+{
+	unsigned int ms;
+	int ret;
+
+	ret = kstrtouint(val, 10, &ms);
+	if (ret)
+		return ret;
+	if (ms == 0)
+		return -EINVAL;
+	*(unsigned int *)kp->arg = ms;
+	return 0;
+}
+
+static const struct kernel_param_ops smplaser_heartbeat_ops = {
+	.set = smplaser_set_heartbeat,
+	.get = param_get_uint,
+};
+module_param_cb(heartbeat_ms, &smplaser_heartbeat_ops,
+		&smplaser_default_heartbeat_ms, 0444);
 MODULE_PARM_DESC(heartbeat_ms,
 		 "disarm when armed and no HEARTBEAT ioctl came for this long (ms, default 500; above 0, below the unit's watchdog)");
 

@@ -14,6 +14,8 @@ if ! rmmod dummy_hcd || ! insmod "$dummy" num=2; then
 fi
 check "dummy_hcd has two UDCs" test -e /sys/class/udc/dummy_udc.0 -a -e /sys/class/udc/dummy_udc.1
 
+check "heartbeat_ms=0 is refused at load" sh -c "! insmod $KMOD_KO heartbeat_ms=0 2>/dev/null"
+check "heartbeat_ms=junk is refused at load" sh -c "! insmod $KMOD_KO heartbeat_ms=12x 2>/dev/null"
 # heartbeat_ms at or above the unit's watchdog is refused per unit.
 insmod "$KMOD_KO" heartbeat_ms=5000
 
