@@ -24,6 +24,7 @@
 #include "log.h"
 
 #define DEFAULT_SETTLE_MS	1000
+#define RETRY_MAX_MS		30000	/* a unit whose backend keeps failing */
 #define UNIT_VID		"1209"
 #define UNIT_PID		"534c"
 #define KMOD_DRIVER_DIR		"/sys/bus/usb/drivers/smplaser"
@@ -38,6 +39,7 @@ struct entry {
 	char *devnode;			/* the node its backend opened */
 	void *handle;			/* the daemon's, from the add callback */
 	uint64_t unbound_since_ms;	/* 0: not seen unbound */
+	unsigned int failures;		/* backends that would not start, in a row */
 	sd_event_source *retry;		/* SMPL_DISC_WAIT */
 };
 
@@ -310,6 +312,17 @@ static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* After a backend would not start: the settle time, doubling up to a limit. */
+static uint64_t retry_delay_ms(struct smpl_discovery *disc, struct entry *e)
+{
+	uint64_t ms = disc->cfg.settle_ms ? disc->cfg.settle_ms : DEFAULT_SETTLE_MS;
+
+	for (unsigned int i = 0; i < e->failures && ms < RETRY_MAX_MS; i++)
+		ms *= 2;
+	e->failures++;
+	return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
+}
+
 static void schedule_retry(struct smpl_discovery *disc, struct entry *e, uint64_t wait_ms)
 {
 	uint64_t usec = (wait_ms ? wait_ms : 1) * 1000ULL;
@@ -361,8 +374,9 @@ static void evaluate(struct smpl_discovery *disc, struct entry *e, bool removed)
 		e->retry = sd_event_source_disable_unref(e->retry);
 		entry_drop_backend(disc, e);
 		if (want != SMPL_DISC_NONE && entry_make_backend(disc, e, want, node) < 0)
-			schedule_retry(disc, e, disc->cfg.settle_ms ? disc->cfg.settle_ms
-								 : DEFAULT_SETTLE_MS);
+			schedule_retry(disc, e, retry_delay_ms(disc, e));
+		else
+			e->failures = 0;
 	}
 	free(kmod_node);
 	free(usb_node);

@@ -32,6 +32,7 @@
 
 struct seen {
 	int adds, removes;
+	int refuse;			/* the next adds the "daemon" cannot adopt */
 	char last_backend[16];
 	char last_key[256];
 	int handle_seq;
@@ -45,6 +46,10 @@ static void *on_add(void *userdata, const char *key, struct smpl_backend *b)
 	snprintf(s->last_backend, sizeof(s->last_backend), "%s", smpl_backend_name(b));
 	snprintf(s->last_key, sizeof(s->last_key), "%s", key);
 	smpl_backend_free(b);		/* the daemon would open it; we only look */
+	if (s->refuse > 0) {
+		s->refuse--;
+		return NULL;
+	}
 	return (void *)(intptr_t)++s->handle_seq;
 }
 
@@ -325,6 +330,26 @@ static void suppress_glib_leaks(void)
 	setenv("LSAN_OPTIONS", opts, 1);
 }
 
+static void test_failing_backend_retried_with_backoff(void **state)
+{
+	struct fixture *f = *state;
+
+	add_usb_device(f->tb, "1209");
+	add_interface(f->tb, "01");
+	f->seen.refuse = 2;		/* e.g. the node would not open */
+	start(f);
+	assert_int_equal(f->seen.adds, 1);	/* refused */
+	run_loop(f, 300);			/* retried after 200 ms */
+	assert_int_equal(f->seen.adds, 2);	/* refused again */
+	run_loop(f, 100);			/* the next one waits 400 ms */
+	assert_int_equal(f->seen.adds, 2);
+	run_loop(f, 400);
+	assert_int_equal(f->seen.adds, 3);	/* adopted */
+	run_loop(f, 500);
+	assert_int_equal(f->seen.adds, 3);	/* and left alone */
+	assert_int_equal(f->seen.removes, 0);
+}
+
 static bool under_umockdev(void)
 {
 	const char *p = getenv("LD_PRELOAD");
@@ -347,6 +372,8 @@ int main(int argc, char **argv)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hotplug_add_bind_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unbind_moves_to_libusb, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failing_backend_retried_with_backoff,
+						setup, teardown),
 	};
 
 	(void)argc;
