@@ -125,6 +125,8 @@ static int cmd_status(struct gadget *g, char **argv, char *reply, size_t size)
 
 	(void)argv;
 	pthread_mutex_lock(&g->lock);
+	smpl_model_advance(g->model, gadget_now_ms());
+	gadget_note_state(g);
 	smpl_model_view(g->model, gadget_now_ms(), &v);
 	interlock_list(v.interlocks, open, sizeof(open));
 	usb = g->enabled ? "configured" : g->plugged ? "bound" : "unplugged";
@@ -132,12 +134,14 @@ static int cmd_status(struct gadget *g, char **argv, char *reply, size_t size)
 		 "serial=%s state=%s fault=%s interlocks=0x%04x open=%s footswitch=%d need_release=%d"
 		 " shots=%" PRIu32 " last_energy_uj=%" PRIu32 " rtc=%" PRId64
 		 " powered=%d usb=%s state_changed_ns=%" PRIu64 " now_ns=%" PRIu64
-		 " commands=%lu replies=%lu stalls=%lu reports=%lu setups=%lu disarms=%lu",
+		 " commands=%lu replies=%lu stalls=%lu reports=%lu reports_dropped=%" PRIu32
+		 " setups=%lu disarms=%lu",
 		 g->cfg.serial, smpl_state_name(v.state), smpl_fault_name(v.fault),
 		 v.interlocks, open,
 		 v.footswitch, v.need_release, v.shot_count, v.last_energy_uj, v.rtc_s,
 		 g->powered, usb, g->state_changed_ns, gadget_now_ns(),
-		 g->commands, g->replies, g->stalls, g->reports, g->setups, g->disarms);
+		 g->commands, g->replies, g->stalls, g->reports,
+		 smpl_model_reports_dropped(g->model), g->setups, g->disarms);
 	pthread_mutex_unlock(&g->lock);
 	return 0;
 }
@@ -209,6 +213,21 @@ static int cmd_clear_fault(struct gadget *g, char **argv, char *reply, size_t si
 	(void)argv, (void)reply, (void)size;
 	pthread_mutex_lock(&g->lock);
 	smpl_model_clear_fault_cause(g->model, gadget_now_ms());
+	gadget_note_state(g);
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+static int cmd_calibration(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	bool valid;
+
+	if (!parse_bool(argv[1], "valid", "expired", &valid)) {
+		snprintf(reply, size, "calibration valid|expired");
+		return -1;
+	}
+	pthread_mutex_lock(&g->lock);
+	smpl_model_set_calibrated(g->model, gadget_now_ms(), valid);
 	gadget_note_state(g);
 	pthread_mutex_unlock(&g->lock);
 	return 0;
@@ -304,6 +323,7 @@ static const struct {
 	{ "drift", 1, cmd_drift },
 	{ "fault", 1, cmd_fault },
 	{ "clear-fault", 0, cmd_clear_fault },
+	{ "calibration", 1, cmd_calibration },
 	{ "rtc-skew", 1, cmd_rtc_skew },
 	{ "hostile", 2, cmd_hostile },
 	{ "power", 1, cmd_power },
@@ -349,7 +369,7 @@ static void run_line(struct gadget *g, char *line, char *out, size_t size)
 		return;
 	}
 	snprintf(out, size, "error: unknown command \"%s\" (status, footswitch, interlock, "
-		 "drift, fault, clear-fault, rtc-skew, hostile, power, unplug, replug, quit)",
+		 "drift, fault, clear-fault, calibration, rtc-skew, hostile, power, unplug, replug, quit)",
 		 argv[0]);
 }
 

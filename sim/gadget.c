@@ -477,7 +477,8 @@ static void usage(FILE *f)
 		"\n"
 		"Control commands (one line each, reply \"ok ...\" or \"error: ...\"):\n"
 		"  status | footswitch 1|0 | interlock NAME open|closed | drift PPM\n"
-		"  fault CODE | clear-fault | rtc-skew S | hostile MODE COUNT\n"
+		"  fault CODE | clear-fault | calibration valid|expired | rtc-skew S\n"
+		"  hostile MODE COUNT\n"
 		"  power off|on | unplug | replug | quit\n");
 }
 

@@ -18,6 +18,16 @@
  *   expect-wrong-seq     GET_STATUS whose reply must carry another seq
  *   expect-stall         GET_STATUS whose reply must be a stall (clears it)
  *   expect-no-answer     GET_STATUS that must get no reply within 300 ms
+ *   params RATE_MHZ      GET_INFO, then SET_PARAMS inside its limits
+ *   arm STATUS           ARM; its reply status must be STATUS (OK,
+ *                        INTERLOCK_OPEN, NO_PARAMS, ... as smpl_status_name)
+ *   disarm-cmd STATUS    the DISARM command (bulk), likewise
+ *   ack-fault STATUS     ACK_FAULT, likewise
+ *   heartbeat MS         for MS ms: HEARTBEAT every 100 ms, read reports;
+ *                        prints pulses=N last_shot=N last_state=S
+ *                        last_heartbeat_ns=N (CLOCK_MONOTONIC)
+ *   heartbeat-until FILE the same until FILE exists (at most 20 s)
+ *   watch MS             the same without heartbeats
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libusb.h>
 
@@ -123,12 +134,12 @@ static int open_unit(struct unit *u)
 	return 0;
 }
 
-/* Send command @op with no payload; returns the seq used, or -1. */
-static int send_command(struct unit *u, uint8_t op)
+/* Send command @op with @payload; returns the seq used, or -1. */
+static int send_frame(struct unit *u, uint8_t op, const void *payload, size_t plen)
 {
 	uint8_t frame[SMPL_MAX_FRAME];
 	uint16_t seq = ++u->seq;
-	int len = smpl_encode(op, seq, 0, NULL, 0, frame, sizeof(frame));
+	int len = smpl_encode(op, seq, 0, payload, plen, frame, sizeof(frame));
 	int sent = 0, ret;
 
 	if (len < 0)
@@ -140,6 +151,11 @@ static int send_command(struct unit *u, uint8_t op)
 	return seq;
 }
 
+static int send_command(struct unit *u, uint8_t op)
+{
+	return send_frame(u, op, NULL, 0);
+}
+
 /* Read one bulk IN transfer; returns its length or a libusb error (< 0). */
 static int read_reply(struct unit *u, uint8_t *buf, unsigned int timeout_ms)
 {
@@ -149,11 +165,15 @@ static int read_reply(struct unit *u, uint8_t *buf, unsigned int timeout_ms)
 	return ret ? ret : got;
 }
 
-/* A command round trip that must succeed: decoded, matching op and seq, OK. */
-static int round_trip(struct unit *u, uint8_t op, struct smpl_frame *f)
+/*
+ * A command round trip whose reply must decode with the matching op and seq;
+ * the caller looks at f->status.
+ */
+static int transact(struct unit *u, uint8_t op, const void *payload, size_t plen,
+		    struct smpl_frame *f)
 {
 	uint8_t buf[BULK_BUF];
-	int seq = send_command(u, op);
+	int seq = send_frame(u, op, payload, plen);
 	int n, err;
 
 	if (seq < 0)
@@ -168,6 +188,14 @@ static int round_trip(struct unit *u, uint8_t op, struct smpl_frame *f)
 	if (f->op != (op | SMPL_OP_REPLY) || f->seq != seq)
 		return fail("%s reply has op 0x%02x seq %u, expected 0x%02x seq %d",
 			    smpl_op_name(op), f->op, f->seq, op | SMPL_OP_REPLY, seq);
+	return 0;
+}
+
+/* A command round trip that must succeed with status OK. */
+static int round_trip(struct unit *u, uint8_t op, struct smpl_frame *f)
+{
+	if (transact(u, op, NULL, 0, f))
+		return -1;
 	if (f->status != SMPL_ST_OK)
 		return fail("%s reply status %s", smpl_op_name(op), smpl_status_name(f->status));
 	return 0;
@@ -280,6 +308,125 @@ static int step_reports(struct unit *u, int count)
 	return 0;
 }
 
+/* SET_PARAMS inside the unit's limits (from GET_INFO), at @rate_mhz. */
+static int step_params(struct unit *u, uint32_t rate_mhz)
+{
+	struct smpl_frame f;
+	struct smpl_info_n info;
+	struct smpl_params_n p;
+	struct smpl_params w;
+
+	if (round_trip(u, SMPL_OP_GET_INFO, &f) ||
+	    smpl_info_decode((const struct smpl_info *)f.payload, &info))
+		return fail("GET_INFO before SET_PARAMS failed");
+	p = (struct smpl_params_n){
+		.wavelength_nm = info.wavelength_nm[0],
+		.spot_um = info.min_spot_um,
+		.fluence_mj_cm2 = info.max_fluence_mj_cm2 < 2000 ? info.max_fluence_mj_cm2 : 2000,
+		.pulse_ps = info.min_pulse_ps,
+		.rate_mhz = rate_mhz < info.max_rate_mhz ? rate_mhz : info.max_rate_mhz,
+	};
+	smpl_params_encode(&p, &w);
+	if (transact(u, SMPL_OP_SET_PARAMS, &w, sizeof(w), &f))
+		return -1;
+	printf("set_params=%s energy_uj=%" PRIu32 "\n", smpl_status_name(f.status),
+	       smpl_params_energy_uj(&p));
+	return f.status == SMPL_ST_OK ? 0 : fail("SET_PARAMS refused");
+}
+
+static uint16_t status_code(const char *name)
+{
+	for (uint16_t st = 0; st <= SMPL_ST__MAX; st++)
+		if (strcmp(name, smpl_status_name(st)) == 0)
+			return st;
+	return UINT16_MAX;
+}
+
+/* A command with no payload whose reply status must be @want (a name). */
+static int step_command(struct unit *u, uint8_t op, const char *want)
+{
+	struct smpl_frame f;
+	uint16_t code = status_code(want);
+
+	if (code == UINT16_MAX)
+		return fail("unknown status name %s", want);
+	if (transact(u, op, NULL, 0, &f))
+		return -1;
+	printf("%s=%s\n", smpl_op_name(op), smpl_status_name(f.status));
+	if (f.status != code)
+		return fail("%s: status %s, expected %s", smpl_op_name(op),
+			    smpl_status_name(f.status), want);
+	return 0;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * For @ms milliseconds (or, with @until_file, until that file exists, at
+ * most WATCH_MAX_MS) read the interrupt reports, and when @heartbeat send
+ * HEARTBEAT every 100 ms (the unit's watchdog is longer).  Prints the
+ * pulses seen, the last state reported, and when the last heartbeat went
+ * out (CLOCK_MONOTONIC, comparable with the gadget's status times).
+ */
+#define WATCH_MAX_MS 20000
+static int step_watch(struct unit *u, int ms, const char *until_file, bool heartbeat)
+{
+	uint64_t last_beat_ns = 0;
+	uint8_t buf[SMPL_MAX_REPORT];
+	struct timespec t0, t;
+	long elapsed = 0, next_beat = 0;
+	unsigned int pulses = 0, beats = 0, refused = 0;
+	uint32_t last_shot = 0;
+	int last_state = -1;
+
+	if (until_file)
+		ms = WATCH_MAX_MS;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed < ms && !(until_file && access(until_file, F_OK) == 0)) {
+		struct smpl_frame f;
+		int got = 0;
+
+		if (heartbeat && elapsed >= next_beat) {
+			if (transact(u, SMPL_OP_HEARTBEAT, NULL, 0, &f))
+				return -1;
+			beats++;
+			last_beat_ns = monotonic_ns();
+			refused += f.status != SMPL_ST_OK;
+			next_beat = elapsed + 100;
+		}
+		if (libusb_interrupt_transfer(u->h, u->ep_int, buf, sizeof(buf), &got, 20) == 0 &&
+		    smpl_decode(buf, (size_t)got, &f) == 0) {
+			if (f.op == SMPL_OP_PULSE) {
+				struct smpl_pulse_n p;
+
+				if (smpl_pulse_decode((const struct smpl_pulse_report *)f.payload, &p) == 0) {
+					pulses++;
+					last_shot = p.shot;
+				}
+			} else if (f.op == SMPL_OP_STATUS) {
+				struct smpl_status_n st;
+
+				if (smpl_status_decode((const struct smpl_status_report *)f.payload,
+						       &st) == 0)
+					last_state = st.state;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		elapsed = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+	}
+	printf("pulses=%u last_shot=%" PRIu32 " last_state=%s heartbeats=%u heartbeats_refused=%u"
+	       " last_heartbeat_ns=%" PRIu64 "\n",
+	       pulses, last_shot, last_state < 0 ? "none" : smpl_state_name((uint8_t)last_state),
+	       beats, refused, last_beat_ns);
+	return 0;
+}
+
 static int codec_error(const char *name)
 {
 	static const struct { const char *name; int err; } errors[] = {
@@ -384,6 +531,20 @@ static int run_step(struct unit *u, int argc, char **argv)
 		return step_expect_stall(u) ? -1 : 1;
 	if (strcmp(s, "expect-no-answer") == 0)
 		return step_expect_no_answer(u) ? -1 : 1;
+	if (strcmp(s, "params") == 0 && argc >= 2 && atoi(argv[1]) > 0)
+		return step_params(u, (uint32_t)atoi(argv[1])) ? -1 : 2;
+	if (strcmp(s, "arm") == 0 && argc >= 2)
+		return step_command(u, SMPL_OP_ARM, argv[1]) ? -1 : 2;
+	if (strcmp(s, "disarm-cmd") == 0 && argc >= 2)
+		return step_command(u, SMPL_OP_DISARM, argv[1]) ? -1 : 2;
+	if (strcmp(s, "ack-fault") == 0 && argc >= 2)
+		return step_command(u, SMPL_OP_ACK_FAULT, argv[1]) ? -1 : 2;
+	if (strcmp(s, "heartbeat") == 0 && argc >= 2 && atoi(argv[1]) > 0)
+		return step_watch(u, atoi(argv[1]), NULL, true) ? -1 : 2;
+	if (strcmp(s, "heartbeat-until") == 0 && argc >= 2)
+		return step_watch(u, 0, argv[1], true) ? -1 : 2;
+	if (strcmp(s, "watch") == 0 && argc >= 2 && atoi(argv[1]) > 0)
+		return step_watch(u, atoi(argv[1]), NULL, false) ? -1 : 2;
 	if (strcmp(s, "reports") == 0 && argc >= 2 && atoi(argv[1]) > 0)
 		return step_reports(u, atoi(argv[1])) ? -1 : 2;
 	if (strcmp(s, "expect-decode-error") == 0 && argc >= 2)
