@@ -205,6 +205,14 @@ static int setup_event(struct smpl_daemon *d)
 	return r;
 }
 
+/* A refused call is a record too (S6): who asked for what, and why not. */
+static void on_polkit_denied(uid_t uid, const char *action, const char *message,
+			     void *userdata)
+{
+	smpl_audit(userdata, STORE_AUDIT_REFUSED, &uid, NULL, 0, "NotAuthorized", message);
+	(void)action;	/* named in @message */
+}
+
 static int setup_bus(struct smpl_daemon *d)
 {
 	int r;
@@ -226,6 +234,7 @@ static int setup_bus(struct smpl_daemon *d)
 			    d->cfg.auth.session_bus == SMPL_SESSION_BUS_SAME_UID, &d->polkit);
 	if (r < 0)
 		return r;
+	smpl_polkit_on_denied(d->polkit, on_polkit_denied, d);
 	r = smpl_bus_setup(d);
 	if (r < 0)
 		smpl_log(LOG_ERR, NULL, NULL, "bus", "cannot own the name %s: %s",

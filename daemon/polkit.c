@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -24,6 +25,15 @@ struct query {
 	bool allow_root;		/* uid 0 may act without polkit */
 };
 
+/* Recent denials, to tell a repeat from news (a small ring, oldest replaced). */
+#define RECENT_DENIALS	16
+
+struct denial {
+	uid_t uid;
+	char action[40];	/* "" when the slot is unused */
+	time_t when;
+};
+
 struct smpl_polkit {
 	sd_bus *bus;
 	bool use_polkit;
@@ -31,6 +41,10 @@ struct smpl_polkit {
 	bool same_uid;
 	struct query *queries;
 	unsigned int n_queries;
+	smpl_polkit_denied_fn on_denied;
+	void *on_denied_data;
+	struct denial recent[RECENT_DENIALS];
+	unsigned int recent_next;
 };
 
 static void query_free(struct query *q)
@@ -172,14 +186,48 @@ static int ask_polkit(struct smpl_polkit *p, struct query *q)
 	return sd_bus_call_async(p->bus, &q->slot, m, on_polkit_reply, q, 0);
 }
 
-/* Denials go to the journal only: unauthorized callers cannot fill the store. */
-static int deny(sd_bus_error *error, const char *action, uid_t uid, const char *why)
+void smpl_polkit_on_denied(struct smpl_polkit *p, smpl_polkit_denied_fn fn,
+			   void *userdata)
 {
-	smpl_log(LOG_NOTICE, NULL, NULL, "not-authorized", "uid %u denied %s: %s",
-		 (unsigned int)uid, action, why ? why : "denied");
-	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
-			       "Not authorized: action %s for uid %u: %s",
-			       action, (unsigned int)uid, why ? why : "denied");
+	p->on_denied = fn;
+	p->on_denied_data = userdata;
+}
+
+/* True when @uid was denied @action within the last few seconds; remembers it. */
+static bool denial_is_repeat(struct smpl_polkit *p, uid_t uid, const char *action)
+{
+	time_t now = time(NULL);
+	struct denial *slot;
+
+	for (unsigned int i = 0; i < RECENT_DENIALS; i++) {
+		struct denial *r = &p->recent[i];
+
+		if (r->uid == uid && strcmp(r->action, action) == 0 &&
+		    now - r->when < SMPL_POLKIT_DENIAL_REPEAT_S && now >= r->when)
+			return true;
+	}
+	slot = &p->recent[p->recent_next++ % RECENT_DENIALS];
+	slot->uid = uid;
+	snprintf(slot->action, sizeof(slot->action), "%s", action);
+	slot->when = now;
+	return false;
+}
+
+/*
+ * Every denial goes to the journal; the audit trail (through the hook) gets
+ * it unless it repeats one just recorded, so a caller cannot flood the store.
+ */
+static int deny(struct smpl_polkit *p, sd_bus_error *error, const char *action,
+		uid_t uid, const char *why)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "Not authorized: action %s for uid %u: %s",
+		 action, (unsigned int)uid, why ? why : "denied");
+	smpl_log(LOG_NOTICE, NULL, NULL, "not-authorized", "%s", msg);
+	if (p->on_denied && !denial_is_repeat(p, uid, action))
+		p->on_denied(uid, action, msg, p->on_denied_data);
+	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED, "%s", msg);
 }
 
 static struct query *find_query(struct smpl_polkit *p, sd_bus_message *call)
@@ -202,7 +250,7 @@ static int answer(struct smpl_polkit *p, struct query *q, const char *action,
 	if (q->authorized && strcmp(q->action, action) == 0)
 		r = 1;
 	else
-		r = deny(error, action, q->uid, q->why);
+		r = deny(p, error, action, q->uid, q->why);
 	query_free(q);
 	return r;
 }
@@ -224,12 +272,12 @@ int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 				       strerror(-r));
 	if (!p->use_polkit)
 		return p->same_uid && uid == getuid() ? 1 :
-			deny(error, action, uid, p->same_uid ?
+			deny(p, error, action, uid, p->same_uid ?
 			     "on a session bus only the daemon's own user may act" :
 			     "the configuration lets nobody act on a session bus");
 
 	if (p->n_queries >= POLKIT_QUERIES_MAX)
-		return deny(error, action, uid, "too many calls are waiting for polkit");
+		return deny(p, error, action, uid, "too many calls are waiting for polkit");
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
@@ -244,7 +292,7 @@ int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 	r = ask_polkit(p, q);
 	if (r < 0) {
 		query_free(q);
-		return deny(error, action, uid, "cannot ask polkit");
+		return deny(p, error, action, uid, "cannot ask polkit");
 	}
 	q->next = p->queries;
 	p->queries = q;

@@ -43,6 +43,17 @@ void smpl_polkit_free(struct smpl_polkit *p);
 int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 		      const char *action, sd_bus_error *error);
 
+/*
+ * Called for every denial that is not a repeat: the same uid denied the same
+ * action again within SMPL_POLKIT_DENIAL_REPEAT_S seconds is journaled only,
+ * so a caller cannot flood the records with refused calls.
+ */
+#define SMPL_POLKIT_DENIAL_REPEAT_S	10
+typedef void (*smpl_polkit_denied_fn)(uid_t uid, const char *action,
+				      const char *message, void *userdata);
+void smpl_polkit_on_denied(struct smpl_polkit *p, smpl_polkit_denied_fn fn,
+			   void *userdata);
+
 /* The calling peer's uid, from the bus. */
 int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret);
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import sqlite3
 import time
 
 import dbus
@@ -204,7 +205,6 @@ def test_owner_leaving_the_bus_disarms():
             assert 'UnknownObject' in e.get_dbus_name(), e.get_dbus_name()
         h = env.history('p-005')
         assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
-        import sqlite3
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         rows = db.execute("SELECT kind, operator_uid, reason FROM audit "
                           "WHERE kind IN ('disarm', 'session')").fetchall()
@@ -374,7 +374,6 @@ def test_kill9_at_random_instants_loses_nothing():
 @test
 def test_audit_trail_records_who_and_why():
     """Refusals (with their reason), arm, disarm, sessions and interlocks are audited with the uid."""
-    import sqlite3
     with Env() as env:
         env.start()
         expect_error('NoSession', env.unit().Arm)
@@ -574,7 +573,6 @@ def test_object_manager_announces_sessions():
 def test_store_unavailable_never_arms():
     """S3: when the treatment cannot be committed the unit is not armed; a failed pulse
     commit disarms."""
-    import sqlite3
     with Env() as env:
         env.start()
         env.ready_session('p-021', 'crown')
@@ -655,7 +653,6 @@ def test_cooldown_shared_between_units():
 @test
 def test_clock_behind_records_blocks_arming():
     """S8: a wall clock earlier than the newest record blocks arming (ClockUnreliable)."""
-    import sqlite3
     with Env() as env:
         env.start()
         env.kill(signal.SIGTERM)
@@ -945,6 +942,17 @@ def test_polkit_on_system_bus():
                      contains=('org.smplaser.records',))
         assert str(env.unit_prop('Session')) == spath        # nothing happened
         assert env.unit_prop('State') == 'standby'            # status stays readable
+        # Each denial is in the audit trail with the caller's uid; a burst of
+        # the same denial is recorded once (the journal has every one).
+        db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
+        denied = db.execute("SELECT operator_uid, detail FROM audit WHERE kind = 'refused'"
+                            " AND reason = 'NotAuthorized'").fetchall()
+        db.close()
+        assert all(uid == os.getuid() for uid, _ in denied), denied
+        for action in ('configure', 'records', 'acknowledge', 'treat'):
+            assert any('org.smplaser.' + action in d for _, d in denied), (action, denied)
+        treat = [d for _, d in denied if 'org.smplaser.treat' in d]
+        assert len(treat) == 1, ('4 quick treat denials, one record', denied)
         # polkit leaves the bus: only uid 0 may act.
         for p in env.helpers:
             p.terminate()

@@ -18,4 +18,4 @@ check "the plug made systemd start smplaserd" \
 	wait_for 30 systemctl is-active -q smplaserd.service
 check "smplaserd runs as its own user smplaserd" \
 	sh -c '[ "$(ps -o user= -C smplaserd)" = smplaserd ]'
-check "smplaserd drives the unit through the kmod backend" wait_for 20 unit_on_kmod
+check "smplaserd drives the unit through the kmod backend" wait_unit_on_kmod 20

@@ -11,7 +11,7 @@ check "systemd restarts smplaserd (Restart=on-failure)" \
 	wait_for 20 sh -c "systemctl is-active -q smplaserd.service &&
 		[ \"\$(systemctl show -p MainPID --value smplaserd.service)\" != $pid0 ]"
 check "NRestarts is 1" sh -c '[ "$(systemctl show -p NRestarts --value smplaserd.service)" = 1 ]'
-check "the restarted daemon finds the unit" wait_for 20 unit_on_kmod
+check "the restarted daemon finds the unit" wait_unit_on_kmod 20
 as tech --json history P-SYS-1 >/dev/null
 check "P-SYS-1's records are intact after the kill" cmp -s /tmp/ctl.out /tmp/history1.json
 as tech history P-SYS-3 >/dev/null

@@ -4,7 +4,7 @@
 
 check "smplaserd started at boot" wait_for 30 systemctl is-active -q smplaserd.service
 check "the unit is plugged in again" plug
-check "smplaserd finds it (kmod)" wait_for 30 unit_on_kmod
+check "smplaserd finds it (kmod)" wait_unit_on_kmod 30
 as tech history P-SYS-1
 check "P-SYS-1's treatment survived the reboot" grep -q crown /tmp/ctl.out
 as tech session start P-SYS-1

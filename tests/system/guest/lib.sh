@@ -71,3 +71,12 @@ arm_for() {
 }
 
 sql() { sqlite3 -readonly "$DB" "$1"; }
+
+# show_daemon: what smplaserd said lately and which units it has.
+show_daemon() {
+	echo "smplaserd's journal:"
+	journalctl -u smplaserd.service --no-pager -n "${1:-30}" -o cat
+	echo "units: $(busctl --system call org.smplaser.Laser1 /org/smplaser/Laser1 \
+		org.smplaser.Laser1.Manager ListUnits 2>&1)"
+}
+wait_unit_on_kmod() { wait_for "$1" unit_on_kmod || { show_daemon; return 1; }; }
