@@ -44,7 +44,7 @@ check "ACK_FAULT once the cause is gone: STANDBY" test "$(kc_field state)" = STA
 # --- arm, ready, fire ----------------------------------------------------------
 shots0=$G_shots
 kc hb 100 arm wait-state ARMING 1000 wait-state READY 3000 \
-	ctl "footswitch 1" sleep 700 ctl "footswitch 0" sleep 100 events disarm status
+	ctl "footswitch 1" sleep 500 ctl "footswitch 0" sleep 100 events disarm status
 rc=$?
 gstat
 check "ARM succeeds with every interlock closed and no fault" test $rc = 0
@@ -54,7 +54,7 @@ check "status events: ARMING, READY, EMITTING, READY in order" \
 	sh -c "grep 'type=status' /tmp/kc.out | sed 's/.*state=\([A-Z]*\).*/\1/' | uniq | tr '\n' ' ' | grep -q 'ARMING READY EMITTING READY'"
 grep 'type=pulse' /tmp/kc.out | sed 's/.*shot=\([0-9]*\) measured_uj=\([0-9]*\) set_uj=\([0-9]*\)/\1 \2 \3/' >/tmp/pulses
 n=$(wc -l </tmp/pulses)
-check "the footswitch held 700 ms at 10 Hz gave pulse events ($n)" test "$n" -ge 4 -a "$n" -le 9
+check "the footswitch held 500 ms at 10 Hz gave pulse events ($n)" test "$n" -ge 3 -a "$n" -le 7
 check "pulse shot numbers count up by one from the unit's counter ($shots0)" \
 	awk -v s="$shots0" '$1 != s + NR { exit 1 }' /tmp/pulses
 check "the last pulse's shot is the unit's shot counter ($G_shots)" \

@@ -34,7 +34,7 @@ check "the driver reported it as an unexpected armed state (disarm reason 6)" \
 
 gstat
 reports0=$G_reports
-kc events ctl "hostile flood 300" sleep 500 status events ctl "interlock key open" sleep 100 events \
+kc events ctl "hostile flood 300" sleep 300 status events ctl "interlock key open" sleep 100 events \
 	ctl "interlock key closed"
 gstat
 check "a report flood ($((G_reports - reports0)) reports): GET_STATUS still answers" \
@@ -62,7 +62,7 @@ check "the overflow record's count accounts for every lost sequence number" \
 		END { exit expect == "" }' /tmp/kc.out
 
 # --- unplug during a blocking read ----------------------------------------------
-(usleep 700000; kmod-client -n ctl unplug) &
+(usleep 400000; kmod-client -n ctl unplug) &
 bg=$!
 kc events read-block expect ENODEV read-block poll-wait 0 expect ENODEV status
 rc=$?
