@@ -102,4 +102,8 @@ kc() {
 	return $rc
 }
 
-kc_field() { sed -n "s/^$1=//p" /tmp/kc.out | head -n1; }
+kc_field() {
+	while IFS= read -r line; do
+		case $line in "$1="*) echo "${line#*=}"; return 0 ;; esac
+	done </tmp/kc.out
+}
