@@ -42,8 +42,8 @@
 #include "discovery.h"
 #include "log.h"
 
-#define CMD_TIMEOUT_MS		1000
-#define CTRL_TIMEOUT_MS		500
+#define CMD_TIMEOUT_MS		500	/* each bulk stage, as the kernel module */
+#define CTRL_TIMEOUT_MS		200
 #define REPLY_BUF		(SMPL_MAX_FRAME + 64)	/* room to see an oversize reply */
 #define QUEUE_MAX		512
 #define STALE_REPLIES_MAX	4

@@ -41,6 +41,7 @@ check "kmod: the unit fired while the footswitch was held ($TREAT_SHOTS pulses)"
 check "kmod: every pulse is in the history ($TREAT_RECORDED recorded, $TREAT_SHOTS fired)" \
 	test "$TREAT_RECORDED" = "$TREAT_SHOTS"
 check "kmod: the treatment is recorded as completed" test "$TREAT_OUTCOME" = completed
+[ "$TREAT_OUTCOME" = completed ] || grep -E 'disarm|fault|interrupt' "$DAEMON_LOG" | tail -n 5 | sed 's/^/#   /'
 
 # --- latency: interlock at the gadget -> PropertiesChanged at a client ------------
 stamp "latency"
