@@ -111,11 +111,16 @@ unit_ready_on() {
 	[ -z "$2" ] || [ "${3#* }" = "$2 " ]
 }
 
-wait_unit() { wait_until "${3:-10}" unit_ready_on "$1" "${2:-}"; }
+wait_unit() {
+	smplaser-daemon-probe wait-unit "$(unit_path "$1")" "${2:--}" "${3:-10}" \
+		>/tmp/wait-unit.out 2>&1 && return 0
+	diag "waiting for $1${2:+ on $2}: $(cat /tmp/wait-unit.out)"
+	return 1
+}
 
 no_unit() { ! busctl --system introspect org.smplaser.Laser1 "$(unit_path "$1")" \
 	org.smplaser.Laser1.Unit >/dev/null 2>&1; }
-wait_no_unit() { wait_until "${2:-10}" no_unit "$1"; }
+wait_no_unit() { smplaser-daemon-probe wait-gone "$(unit_path "$1")" "${2:-10}" >/dev/null; }
 
 mod_load() { grep -q '^smplaser ' /proc/modules || insmod "$KO" "$@"; }
 mod_unload() { ! grep -q '^smplaser ' /proc/modules || rmmod smplaser; }

@@ -11,6 +11,12 @@
  *       arrives on the system bus from UNIT_PATH.  Prints every trial, then
  *       "median_ms=M max_ms=X trials=N".  Exit 1 if any trial timed out.
  *
+ *   smplaser-daemon-probe wait-unit UNIT_PATH BACKEND|- SECONDS
+ *   smplaser-daemon-probe wait-gone UNIT_PATH SECONDS
+ *       Until the unit is on the bus, probed and on BACKEND ("-": any); or
+ *       until it has no object.  One process polling every 50 ms, where a
+ *       shell loop would start busctl each time (slow under TCG).
+ *
  *   smplaser-daemon-probe watch-objects SECONDS
  *       Prints the ObjectManager signals of smplaserd ("InterfacesAdded
  *       PATH", "InterfacesRemoved PATH"), one a line, for SECONDS.
@@ -21,6 +27,7 @@
  *       own state change (its state_changed_ns).  Exit 1 on timeout.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -342,6 +349,68 @@ static int cmd_watch_objects(unsigned int seconds)
 	return 0;
 }
 
+/* The unit's State and Backend, or -errno (no such object, no daemon). */
+static int unit_state(sd_bus *bus, const char *path, char *state, size_t slen,
+		      char *backend, size_t blen)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	char *v = NULL;
+	int r;
+
+	r = sd_bus_get_property_string(bus, "org.smplaser.Laser1", path,
+				       "org.smplaser.Laser1.Unit", "State", &e, &v);
+	if (r >= 0) {
+		snprintf(state, slen, "%s", v);
+		free(v);
+		v = NULL;
+		r = sd_bus_get_property_string(bus, "org.smplaser.Laser1", path,
+					       "org.smplaser.Laser1.Unit", "Backend", &e, &v);
+	}
+	if (r >= 0) {
+		snprintf(backend, blen, "%s", v);
+		free(v);
+	}
+	sd_bus_error_free(&e);
+	return r;
+}
+
+/*
+ * wait-unit PATH BACKEND|- SECONDS: until the unit is on the bus, probed (a
+ * unit state, not "probing" or "disconnected") and on BACKEND ("-": any).
+ * wait-gone PATH SECONDS: until it has no object.  Polls every 50 ms.
+ */
+static int cmd_wait_unit(const char *path, const char *want, unsigned int seconds, bool gone)
+{
+	uint64_t deadline = now_ns() + seconds * 1000000000ULL;
+	char state[64] = "", backend[64] = "";
+	sd_bus *bus = NULL;
+	int r = sd_bus_open_system(&bus);
+
+	if (r < 0) {
+		fprintf(stderr, "system bus: %s\n", strerror(-r));
+		return 1;
+	}
+	for (;;) {
+		r = unit_state(bus, path, state, sizeof(state), backend, sizeof(backend));
+		if (gone ? r < 0 :
+		    r >= 0 && strcmp(state, "probing") != 0 &&
+		    strcmp(state, "disconnected") != 0 &&
+		    (strcmp(want, "-") == 0 || strcmp(backend, want) == 0))
+			break;
+		if (now_ns() >= deadline) {
+			printf("timeout: state=%s backend=%s (%s)\n", r < 0 ? "none" : state,
+			       r < 0 ? "none" : backend, r < 0 ? strerror(-r) : "present");
+			sd_bus_flush_close_unref(bus);
+			return 1;
+		}
+		usleep(50 * 1000);
+	}
+	if (!gone)
+		printf("state=%s backend=%s\n", state, backend);
+	sd_bus_flush_close_unref(bus);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "latency") == 0)
@@ -349,10 +418,16 @@ int main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "kill-standby") == 0)
 		return cmd_kill_standby((pid_t)atoi(argv[2]), argv[3],
 					(unsigned int)atoi(argv[4]));
+	if (argc == 5 && strcmp(argv[1], "wait-unit") == 0)
+		return cmd_wait_unit(argv[2], argv[3], (unsigned int)atoi(argv[4]), false);
+	if (argc == 4 && strcmp(argv[1], "wait-gone") == 0)
+		return cmd_wait_unit(argv[2], "-", (unsigned int)atoi(argv[3]), true);
 	if (argc == 3 && strcmp(argv[1], "watch-objects") == 0)
 		return cmd_watch_objects((unsigned int)atoi(argv[2]));
 	fprintf(stderr, "usage: smplaser-daemon-probe latency UNIT_PATH GADGET_SOCK TRIALS\n"
 			"       smplaser-daemon-probe watch-objects SECONDS\n"
+			"       smplaser-daemon-probe wait-unit UNIT_PATH BACKEND|- SECONDS\n"
+			"       smplaser-daemon-probe wait-gone UNIT_PATH SECONDS\n"
 			"       smplaser-daemon-probe kill-standby PID GADGET_SOCK TIMEOUT_MS\n");
 	return 2;
 }
