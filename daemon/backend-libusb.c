@@ -694,6 +694,10 @@ static int lu_open(struct smpl_backend *b)
 	}
 	wd = info.watchdog_ms ? info.watchdog_ms : DEFAULT_WATCHDOG_MS;
 	u->heartbeat_period_ms = wd / 3 ? wd / 3 : 1;
+	smpl_log(LOG_NOTICE, label(b), NULL, "libusb-supervision",
+		 "unit %s through libusb: should smplaserd die, nothing disarms it at "
+		 "once; the unit's own watchdog does after %u ms (load smplaser.ko "
+		 "for the immediate disarm)", info.serial, (unsigned int)wd);
 
 	u->int_xfer = libusb_alloc_transfer(0);
 	if (!u->int_xfer) {
