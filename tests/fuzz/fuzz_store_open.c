@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer harness: opening a damaged records database (daemon/store.c).
+ * The input is written as <dir>/records.db and opened with store_open().
+ * A refused database must come with a message and must be left untouched
+ * (DESIGN: never recreated or modified); an accepted one must answer the
+ * queries the daemon makes before it lets anybody treat (last emission,
+ * patient summary, newest record, open treatments) without crashing.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char dir[256];
+static char db_path[300], wal_path[310], shm_path[310];
+
+static void must(bool ok)
+{
+	if (!ok)
+		abort();
+}
+
+static void make_dir(void)
+{
+	const char *base = getenv("FUZZ_TMPDIR");
+
+	if (dir[0])
+		return;
+	if (!base)
+		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(dir, sizeof(dir), "%s/smpl-fuzz-store-XXXXXX", base);
+	must(mkdtemp(dir) != NULL);
+	snprintf(db_path, sizeof(db_path), "%s/%s", dir, STORE_DB_NAME);
+	snprintf(wal_path, sizeof(wal_path), "%s-wal", db_path);
+	snprintf(shm_path, sizeof(shm_path), "%s-shm", db_path);
+}
+
+static void clean_dir(void)
+{
+	unlink(db_path);
+	unlink(wal_path);
+	unlink(shm_path);
+}
+
+static void write_file(const uint8_t *data, size_t size)
+{
+	FILE *f = fopen(db_path, "wb");
+
+	must(f != NULL);
+	must(size == 0 || fwrite(data, 1, size, f) == size);
+	must(fclose(f) == 0);
+}
+
+/* The file after a refused open has the bytes it had before. */
+static bool file_is(const uint8_t *data, size_t size)
+{
+	FILE *f = fopen(db_path, "rb");
+	uint8_t buf[4096];
+	size_t off = 0, n;
+	bool same = true;
+
+	if (!f)
+		return false;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		if (off + n > size || memcmp(buf, data + off, n) != 0)
+			same = false;
+		off += n;
+	}
+	fclose(f);
+	return same && off == size;
+}
+
+static int count_cb(const struct store_treatment *t, void *ctx)
+{
+	(void)t;
+	++*(int *)ctx;
+	return 0;
+}
+
+static void query(struct store *st)
+{
+	struct store_patient_summary sum;
+	int64_t when = 0;
+	int n = 0;
+
+	(void)store_last_emission(st, "P-0001", "crown", &when);
+	(void)store_patient_summary(st, "P-0001", &sum);
+	(void)store_newest_record_ms(st, &when);
+	(void)store_open_treatments(st, "SIM-0001", count_cb, &n);
+	(void)store_sessions_interrupt_open(st, 1700000000000);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct store *st = NULL;
+	char msg[STORE_MSG_MAX];
+	int r;
+
+	make_dir();
+	clean_dir();
+	write_file(data, size);
+	msg[0] = '\0';
+	r = store_open(&st, dir, msg, sizeof(msg));
+	if (r < 0) {
+		must(st == NULL);
+		must(memchr(msg, 0, sizeof(msg)) != NULL && msg[0] != '\0');
+		/* An empty file is a new database; anything else refused stays as it was. */
+		if (size > 0 && r != -EBUSY)
+			must(file_is(data, size));
+	} else {
+		must(st != NULL);
+		query(st);
+		store_close(st);
+	}
+	clean_dir();
+	return 0;
+}

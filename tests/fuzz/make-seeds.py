@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Write the small seed corpora of the fuzz harnesses into tests/fuzz/corpus/.
+
+Run from the top of the tree.  The records-database seeds come from
+tests/fuzz/seed_store.c (a real database written by daemon/store.c); this
+script writes the codec, config and D-Bus argument seeds.
+"""
+import os
+import struct
+import zlib
+
+ROOT = "tests/fuzz/corpus"
+MAGIC, VERSION, REPLY = 0x4C53, 1, 0x80
+
+
+def frame(op, seq, status, payload=b""):
+    hdr12 = struct.pack("<HBBHHHH", MAGIC, VERSION, op, seq, len(payload), status, 0)
+    crc = zlib.crc32(hdr12 + payload) & 0xFFFFFFFF
+    return hdr12 + struct.pack("<I", crc) + payload
+
+
+def write(harness, name, data):
+    d = os.path.join(ROOT, harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def codec_seeds():
+    params = struct.pack("<HHIII", 1064, 3000, 4000, 10000, 5000)
+    status = struct.pack("<BBHBBBBIIq", 2, 0, 0, 0, 0, 0, 0, 42, 1200, 1700000000)
+    pulse = struct.pack("<III", 7, 1190, 1200) + bytes(4)
+    info = (b"SIM-0001".ljust(16, b"\0") + b"SMP-1064".ljust(16, b"\0") +
+            bytes([1, 2, 3, 0]) + struct.pack("<HHIHHIIIHH", 1064, 0, 10000,
+                                              2000, 6000, 5000, 25000, 10000,
+                                              500, 2000) + bytes(4))
+    seeds = {
+        "get_info": frame(0x01, 1, 0),
+        "get_info_reply": frame(0x01 | REPLY, 1, 0, info[:64]),
+        "set_params": frame(0x02, 2, 0, params),
+        "set_params_reply": frame(0x02 | REPLY, 2, 0, params),
+        "arm": frame(0x03, 3, 0),
+        "arm_refused": frame(0x03 | REPLY, 3, 4),
+        "heartbeat_reply": frame(0x05 | REPLY, 9, 0),
+        "get_rtc_reply": frame(0x07 | REPLY, 4, 0, struct.pack("<q", 1700000000)),
+        "status_report": frame(0x40, 100, 0, status[:24]),
+        "pulse_report": frame(0x41, 101, 0, pulse[:16]),
+        "bad_crc": frame(0x04, 5, 0)[:12] + b"\0\0\0\0",
+        "truncated": frame(0x02, 2, 0, params)[:20],
+    }
+    for name, data in seeds.items():
+        write("fuzz_codec", name, data)
+
+
+def config_seeds():
+    with open("data/smplaserd.conf") as f:
+        write("fuzz_config", "shipped", f.read())
+    write("fuzz_config", "all_keys", """[rules]
+cooldown_days = 60
+test_spot = yes
+test_spot_pulses = 20
+test_spot_review_days = 14
+[protocol]
+wavelengths_nm = 1064,532
+fluence_min_mj_cm2 = 1000
+fluence_max_mj_cm2 = 10000
+spot_min_um = 2000
+spot_max_um = 6000
+qswitch_pulse_min_ns = 5
+qswitch_pulse_max_ns = 25
+pico_pulse_min_ps = 300
+pico_pulse_max_ps = 750
+rate_max_mhz = 10000
+pulses_per_patch = 3000
+max_session_energy_j = 10000
+[safety]
+heartbeat_ms = 500
+idle_timeout_s = 60
+energy_tolerance_pct = 15
+rtc_max_skew_s = 300
+[patches]
+nape = Nape of the neck
+scar-1 = Scar, left
+[auth]
+allow_root = false
+session_bus = deny
+[backends]
+kmod = true
+libusb = off
+sim = 1
+""")
+    write("fuzz_config", "short_cooldown", "[rules]\ncooldown_days = 41\n")
+    write("fuzz_config", "twice", "[safety]\nheartbeat_ms = 500\nheartbeat_ms = 400\n")
+    write("fuzz_config", "unknown", "[lasers]\npower = 11\n")
+
+
+def s(text):
+    b = text.encode()
+    return bytes([len(b)]) + b
+
+
+def q(v, n):
+    return (v & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+
+
+def dbus_seeds():
+    # opcodes: 0 patient id, 1 add patch, 2 patch name, 3 set field,
+    # 4 params check, 5 check patch (see fuzz_dbus_args.c)
+    write("fuzz_dbus_args", "patients", b"\0" + s("P-0001") + b"\0" + s("bad id!") +
+          b"\0" + s("x" * 65) + b"\0" + s(""))
+    write("fuzz_dbus_args", "patches", b"\2" + s("crown") + b"\2" + s("Crown") +
+          b"\1" + s("nape") + s("Nape") + b"\2" + s("nape") + b"\1" + s("-bad") + s("x"))
+    setp = b""
+    for field, val in ((0, 1064), (2, 3000), (4, 5000), (6, 10000), (8, 3000)):
+        setp += b"\3" + bytes([field, 4]) + q(val, 8)   # 'u'
+    write("fuzz_dbus_args", "params_ok", setp + b"\4\0" + b"\4\2" + bytes([0]) +
+          q(1064, 2) + q(0, 2) + q(10000, 4) + q(2000, 2) + q(6000, 2) +
+          q(5000, 4) + q(25000, 4) + q(10000, 4))
+    write("fuzz_dbus_args", "params_bad", b"\3" + bytes([0, 9]) + q(1064, 8) +
+          b"\3" + bytes([41, 4]) + q(-1, 8) + b"\3" + bytes([200, 4]) + q(5, 8) +
+          s("laser_power") + b"\4\0")
+    day = 86400 * 1000
+    now = 1764000000000
+    write("fuzz_dbus_args", "cooldown", b"\5" + q(42, 4) + b"\0" + q(20, 2) + q(14, 4) +
+          b"\1" + q(now - 41 * day, 8) + q(1, 4) + q(now - 100 * day, 8) + q(now, 8) +
+          b"\5" + q(42, 4) + b"\1" + q(20, 2) + q(14, 4) +
+          b"\0" + q(0, 8) + q(0, 4) + q(0, 8) + q(now, 8))
+
+
+
+def store_seeds():
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "seed_store")
+        subprocess.run(["cc", "-std=gnu11", "-D_GNU_SOURCE", "-Iinclude", "-Idaemon", "-o", exe,
+                        "tests/fuzz/seed_store.c", "daemon/store.c", "-lsqlite3"],
+                       check=True)
+        subprocess.run([exe, os.path.join(tmp, "state")], check=True)
+        with open(os.path.join(tmp, "state", "records.db"), "rb") as f:
+            db = f.read()
+    write("fuzz_store_open", "valid", db)
+    write("fuzz_store_open", "header_only", db[:100])
+    write("fuzz_store_open", "half", db[:len(db) // 2])
+    flipped = bytearray(db)
+    for i in range(len(db) // 2, len(db) // 2 + 64):
+        flipped[i] ^= 0x5A
+    write("fuzz_store_open", "flipped_page", bytes(flipped))
+    write("fuzz_store_open", "not_a_db", b"SQLite format 2\0" + bytes(84))
+
+
+if __name__ == "__main__":
+    codec_seeds()
+    config_seeds()
+    dbus_seeds()
+    store_seeds()
