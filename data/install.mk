@@ -47,6 +47,7 @@ install-data:
 	done
 
 install-dkms:
+	$(INSTALL) -Dm644 data/modules-load.d/smplaser.conf $(D)$(PREFIX)/lib/modules-load.d/smplaser.conf
 	set -e; for f in $(DKMS_SOURCES); do \
 		$(INSTALL) -Dm644 $$f $(D)$(DKMSDIR)/$$f; \
 	done
