@@ -135,13 +135,13 @@ static int cmd_status(struct gadget *g, char **argv, char *reply, size_t size)
 		 " shots=%" PRIu32 " last_energy_uj=%" PRIu32 " rtc=%" PRId64
 		 " powered=%d usb=%s state_changed_ns=%" PRIu64 " now_ns=%" PRIu64
 		 " commands=%lu replies=%lu stalls=%lu reports=%lu reports_dropped=%" PRIu32
-		 " setups=%lu disarms=%lu",
+		 " setups=%lu disarms=%lu disconnects=%lu",
 		 g->cfg.serial, smpl_state_name(v.state), smpl_fault_name(v.fault),
 		 v.interlocks, open,
 		 v.footswitch, v.need_release, v.shot_count, v.last_energy_uj, v.rtc_s,
 		 g->powered, usb, g->state_changed_ns, gadget_now_ns(),
 		 g->commands, g->replies, g->stalls, g->reports,
-		 smpl_model_reports_dropped(g->model), g->setups, g->disarms);
+		 smpl_model_reports_dropped(g->model), g->setups, g->disarms, g->disconnects);
 	pthread_mutex_unlock(&g->lock);
 	return 0;
 }

@@ -9,6 +9,8 @@
  *   int IN    smpl_model_next_report -> interrupt endpoint
  *   tick      lets model time pass (smpl_model_advance), saves the nv file
  * and the main thread serves the test-control socket (gadget-ctl.c).
+ * Losing the host (unplug, bus reset, deconfiguration) disarms the model at
+ * once, as the unit's firmware would on losing VBUS or its configuration.
  * The endpoint files are blocking; a signal (SIGUSR1) interrupts them at exit.
  */
 #include <errno.h>
@@ -174,12 +176,27 @@ static void handle_setup(struct gadget *g, const struct usb_ctrlrequest *s)
 	ep0_stall(g, dir_in);
 }
 
+/*
+ * The host is gone: cable pulled (VBUS lost), bus reset or deconfigured.
+ * The unit disarms at once (design S4: unplug disarms) and drops what was
+ * waiting in its FIFOs.  Lock held.
+ */
+static void lose_host(struct gadget *g)
+{
+	g->enabled = false;
+	gadget_flush_replies(g);
+	smpl_model_disarm(g->model, gadget_now_ms());
+	g->disconnects++;
+	gadget_note_state(g);
+}
+
 static void set_enabled(struct gadget *g, bool enabled)
 {
 	lock(g);
-	g->enabled = enabled;
-	if (!enabled)
-		gadget_flush_replies(g);	/* a bus reset loses the FIFOs */
+	if (enabled)
+		g->enabled = true;
+	else
+		lose_host(g);
 	pthread_cond_broadcast(&g->changed);
 	unlock(g);
 }
@@ -387,15 +404,20 @@ static void *tick_thread(void *arg)
 
 int gadget_set_plugged(struct gadget *g, bool plugged)
 {
-	int ret = plugged ? gadget_usb_bind(&g->usb) : gadget_usb_unbind(&g->usb);
+	int ret;
 
+	if (!plugged) {
+		/* The unit sees VBUS go before the host sees it leave. */
+		lock(g);
+		lose_host(g);
+		unlock(g);
+	}
+	ret = plugged ? gadget_usb_bind(&g->usb) : gadget_usb_unbind(&g->usb);
 	lock(g);
 	if (!ret)
 		g->plugged = plugged;
-	if (!plugged) {
-		g->enabled = false;
-		gadget_flush_replies(g);
-	}
+	if (!plugged)
+		lose_host(g);	/* and anything the host did meanwhile */
 	unlock(g);
 	logmsg(g, "%s: %s", plugged ? "plugged in" : "unplugged", ret ? strerror(-ret) : "ok");
 	return ret;

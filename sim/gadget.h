@@ -61,6 +61,7 @@ struct gadget {
 	unsigned int queue_head, queue_count;
 	unsigned int queue_gen;		/* +1 on every flush */
 	unsigned long commands, replies, stalls, reports, setups, disarms;
+	unsigned long disconnects;	/* times the host went away */
 };
 
 /* Clocks */

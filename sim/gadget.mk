@@ -11,6 +11,14 @@ PROGRAMS += $(GADGET)
 VM_BINS += $(GADGET)
 endif
 
+# Static unless sanitizing: the VM guest runs it (and its --ctl client) many
+# times, and under TCG the dynamic loader's work is most of a start-up.
+ifeq ($(SANITIZE),1)
+GADGET_STATIC :=
+else
+GADGET_STATIC := -static
+endif
+
 $(GADGET): $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB)
-	$(CC) $(LDFLAGS) -o $@ $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB) \
+	$(CC) $(LDFLAGS) $(GADGET_STATIC) -o $@ $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB) \
 		$(COMMON_LDLIBS) -pthread

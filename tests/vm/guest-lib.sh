@@ -7,8 +7,11 @@
 #                                     guest's USB host side sees the unit
 #           gadget_ctl CMD...         one control-socket command, prints the reply
 #           gadget_field NAME         one field of "status" (e.g. state)
+#           gadget_state_is STATE...  the unit is in one of these states
+#           gadget_armed, gadget_not_armed
 #           gadget_stop               quit it and wait for it to exit
 #           unit_sysfs                prints /sys/bus/usb/devices/<dev> of the unit
+#           unit_configured, unit_gone
 # The gadget's control socket is $GADGET_SOCK, its nv file $GADGET_NV.
 
 GADGET_SOCK=${GADGET_SOCK:-/run/smplaser-gadget.sock}
@@ -52,7 +55,9 @@ wait_for() {
 unit_sysfs() {
 	for d in /sys/bus/usb/devices/*; do
 		[ -f "$d/idVendor" ] || continue
-		if [ "$(cat "$d/idVendor")" = 1209 ] && [ "$(cat "$d/idProduct")" = 534c ]; then
+		read -r vid <"$d/idVendor"
+		read -r pid <"$d/idProduct"
+		if [ "$vid:$pid" = 1209:534c ]; then
 			echo "$d"
 			return 0
 		fi
@@ -60,19 +65,49 @@ unit_sysfs() {
 	return 1
 }
 
+# unit_gone: the unit is not on the guest's USB bus.
+unit_gone() { ! unit_sysfs >/dev/null; }
+
 # unit_configured: the unit is enumerated and configured (interface present).
 unit_configured() {
 	d=$(unit_sysfs) || return 1
-	[ "$(cat "$d/bConfigurationValue" 2>/dev/null)" = 1 ] &&
-		[ -d "$d/$(basename "$d"):1.0" ]
+	read -r cfg <"$d/bConfigurationValue" 2>/dev/null
+	[ "$cfg" = 1 ] && [ -d "$d/${d##*/}:1.0" ]
 }
 
 gadget_ctl() { smplaser-gadget --ctl "$GADGET_SOCK" "$@"; }
 
-# gadget_field NAME: the value of NAME=... in the gadget's status line.
-gadget_field() {
-	gadget_ctl status | tr ' ' '\n' | sed -n "s/^$1=//p"
+# Processes are dear under TCG (~50 ms a fork+exec): these parse in the shell.
+# gadget_status: the gadget's status line into $GADGET_STATUS (" k=v ... ").
+gadget_status() {
+	GADGET_STATUS=" $(gadget_ctl status) "
 }
+
+# status_field NAME: NAME's value in $GADGET_STATUS.
+status_field() {
+	v=${GADGET_STATUS#* $1=}
+	[ "$v" != "$GADGET_STATUS" ] || return 1
+	echo "${v%% *}"
+}
+
+# gadget_field NAME: the value of NAME=... in a fresh status line.
+gadget_field() {
+	gadget_status
+	status_field "$1"
+}
+
+# gadget_state_is STATE...: the unit is in one of these states now.
+gadget_state_is() {
+	gadget_status
+	for st in "$@"; do
+		case $GADGET_STATUS in *" state=$st "*) return 0 ;; esac
+	done
+	return 1
+}
+
+# gadget_armed: ARMING, READY or EMITTING; gadget_not_armed: the opposite.
+gadget_armed() { gadget_state_is ARMING READY EMITTING; }
+gadget_not_armed() { ! gadget_armed; }
 
 gadget_start() {
 	rm -f "$GADGET_SOCK"

@@ -27,8 +27,7 @@ int_ep=$(for e in "$intf"/ep_*; do [ "$(cat "$e/type")" = Interrupt ] && echo "$
 interval=$(cat "$int_ep/interval" 2>/dev/null)
 check "the interrupt endpoint polls every 1-4 ms (got: $interval)" \
 	sh -c "case '$interval' in 1ms|2ms|3ms|4ms) true ;; *) false ;; esac"
-check "the unit reached STANDBY after its self-test" \
-	wait_for 5 sh -c '[ "$(smplaser-gadget --ctl '"$GADGET_SOCK"' status | tr " " "\n" | sed -n "s/^state=//p")" = STANDBY ]'
+check "the unit reached STANDBY after its self-test" wait_for 5 gadget_state_is STANDBY
 
 # --- a libusb client ---
 if usb-smoke version info status >/tmp/smoke.out 2>&1; then
@@ -66,7 +65,7 @@ check "no answer is a timeout, and the unit answers again" hostile no-answer exp
 
 # --- the cable ---
 gadget_ctl unplug >/dev/null
-check "unplug: the unit leaves the guest's USB bus" wait_for 5 sh -c '! ls /sys/bus/usb/devices/*/idVendor | xargs grep -l 1209 >/dev/null 2>&1'
+check "unplug: the unit leaves the guest's USB bus" wait_for 5 unit_gone
 check "unplug: the gadget reports usb=unplugged" test "$(gadget_field usb)" = unplugged
 gadget_ctl replug >/dev/null
 check "replug: the unit enumerates again" wait_for 10 unit_configured

@@ -13,11 +13,12 @@ start_unit() {
 	gadget_start --serial VMUNIT-0001 --self-test-ms 50 \
 		--emission-delay-ms $DELAY_MS --watchdog-ms $WATCHDOG_MS
 }
-state_is() { [ "$(gadget_field state)" = "$1" ]; }
+state_is() { gadget_state_is "$1"; }
 shots() { gadget_field shots; }
 out_field() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p" | tail -n1; }
-armed() { echo " $(gadget_ctl status) " | grep -qE " state=(ARMING|READY|EMITTING) "; }
-not_armed() { ! armed; }
+not_armed() { gadget_not_armed; }
+fired_since() { [ "$(shots)" != "$1" ]; }
+fault_is() { gadget_status; [ "$(status_field state)/$(status_field fault)" = "$1" ]; }
 
 # host_start OUT STEP...: a usb-smoke host session in the background that
 # runs STEP... then heart-beats (reading reports) until host_end; then the
@@ -78,8 +79,7 @@ check "no heartbeat: the unit's watchdog leaves READY" wait_for 5 not_armed
 late_ms=$(( ($(gadget_field state_changed_ns) - $(out_field /tmp/fire.out last_heartbeat_ns)) / 1000000 ))
 check "the watchdog disarmed ${late_ms} ms after the last heartbeat (watchdog ${WATCHDOG_MS} ms, -100/+300 ms)" \
 	test "$late_ms" -ge $((WATCHDOG_MS - 100)) -a "$late_ms" -le $((WATCHDOG_MS + 300))
-check "the watchdog fault is latched: $(gadget_field state)/$(gadget_field fault)" \
-	sh -c '[ "$(smplaser-gadget --ctl '"$GADGET_SOCK"' status | grep -o "fault=[A-Z_]*")" = fault=WATCHDOG ]'
+check "the watchdog fault is latched (FAULT/WATCHDOG)" fault_is FAULT/WATCHDOG
 check "ARM while the fault is latched is refused (FAULT_LATCHED)" usb-smoke arm FAULT_LATCHED
 check "ACK_FAULT clears it" usb-smoke ack-fault OK
 check "... back to STANDBY" wait_for 2 state_is STANDBY
@@ -90,7 +90,7 @@ host_start /tmp/trip.out params 10000 arm OK
 wait_for 5 state_is READY
 gadget_ctl interlock estop open >/dev/null
 check "the emergency stop in READY disarms at once" not_armed
-check "... into FAULT(INTERLOCK)" test "$(gadget_field state)/$(gadget_field fault)" = FAULT/INTERLOCK
+check "... into FAULT(INTERLOCK)" fault_is FAULT/INTERLOCK
 gadget_ctl footswitch 1 >/dev/null
 usleep 500000
 gadget_ctl footswitch 0 >/dev/null
@@ -111,28 +111,52 @@ check "a footswitch held through ARMING fires nothing in READY" test "$(shots)" 
 check "... the unit says it needs a release" test "$(gadget_field need_release)" = 1
 gadget_ctl footswitch 0 >/dev/null
 gadget_ctl footswitch 1 >/dev/null
-check "... after release and press it fires" wait_for 2 sh -c \
-	'[ "$(smplaser-gadget --ctl '"$GADGET_SOCK"' status | grep -o "shots=[0-9]*")" != "shots='"$before"'" ]'
+check "... after release and press it fires" wait_for 2 fired_since "$before"
 gadget_ctl footswitch 0 >/dev/null
 check "the host's session ended with the DISARM control request" host_end
 check "... which put the unit in STANDBY" wait_for 2 state_is STANDBY
 
-# --- the cable: unplugged while READY, the unit disarms by itself ---
+# --- the host goes away: the unit disarms at once, not after its watchdog ---
+# The host deconfigures the unit (a bus reset does the same to the function).
+host_start /tmp/deconf.out params 10000 arm OK
+wait_for 5 state_is READY
+dev=$(unit_sysfs)
+t0=$(gadget_field now_ns)
+echo 0 >"$dev/bConfigurationValue"
+check "deconfigured by the host in READY: the unit disarms" wait_for 1 not_armed
+late_ms=$(( ($(gadget_field state_changed_ns) - t0) / 1000000 ))
+check "... at once: ${late_ms} ms, well before its ${WATCHDOG_MS} ms watchdog" \
+	test "$late_ms" -lt $((WATCHDOG_MS / 2))
+check "... into STANDBY, not a fault" state_is STANDBY
+host_end >/dev/null
+echo 1 >"$dev/bConfigurationValue"
+wait_for 10 unit_configured
+
+# The cable is pulled while the unit is emitting.
 host_start /tmp/unplug.out params 10000 arm OK
 wait_for 5 state_is READY
+before=$(shots)
+gadget_ctl footswitch 1 >/dev/null
+wait_for 3 fired_since "$before"
 gadget_ctl unplug >/dev/null
-check "unplugged in READY: the unit's watchdog disarms it" wait_for 3 not_armed
+at_unplug=$(shots)
+check "unplugged while emitting: the unit disarms at once" not_armed
+usleep 400000
+check "... no pulse after the unplug ($at_unplug, then $(shots))" test "$(shots)" = "$at_unplug"
+gadget_ctl footswitch 0 >/dev/null
 host_end >/dev/null
+check "... the gadget counted the host leaving ($(gadget_field disconnects) times)" \
+	test "$(gadget_field disconnects)" -ge 2
 gadget_ctl replug >/dev/null
-wait_for 10 unit_configured
-usb-smoke ack-fault OK >/dev/null 2>&1
+check "plugged again: the unit enumerates, in STANDBY" wait_for 10 unit_configured
+check "... and answers GET_STATUS" usb-smoke status
 
 # --- the shot count survives power cycles and restarts (nv file) ---
 fired=$(shots)
 gadget_ctl power off >/dev/null
-check "power off: the unit leaves the bus" wait_for 5 sh -c '! grep -l 1209 /sys/bus/usb/devices/*/idVendor'
-check "power off: state OFF, powered=0" sh -c \
-	'smplaser-gadget --ctl '"$GADGET_SOCK"' status | grep -q "state=OFF .*powered=0"'
+check "power off: the unit leaves the bus" wait_for 5 unit_gone
+gadget_status
+check "power off: state OFF, powered=0" test "$(status_field state)/$(status_field powered)" = OFF/0
 check "power off: the nv file has the shot count" grep -qx "shot_count=$fired" "$GADGET_NV"
 gadget_ctl power on >/dev/null
 check "power on: the unit enumerates again" wait_for 10 unit_configured
