@@ -4,6 +4,7 @@
 #  - discovery finds the unit; a whole treatment, every pulse recorded;
 #  - latency from an interlock opening at the gadget to the daemon's
 #    PropertiesChanged seen by a client (20 trials: 10 open, 10 close);
+#  - armed and idle, the daemon's heartbeats keep the driver from disarming;
 #  - SIGKILL while READY: the driver disarms within 50 ms; the restarted
 #    daemon finds the unit again and reconciles.
 # Two units and unplug while emitting: 42-daemon-hotplug.sh.
@@ -65,6 +66,16 @@ kill_ready() {
 		show_daemon_log
 		return 1
 	fi
+	if [ "${2:-}" = heartbeat ]; then
+		# Armed with nothing else happening for three times the driver's
+		# heartbeat_ms: the daemon's HEARTBEATs keep the driver from disarming.
+		hb=$(cat /sys/class/smplaser/smplaser0/heartbeat_ms)
+		usleep $((hb * 3000))
+		check "kmod: READY holds for 3 x heartbeat_ms ($hb ms): the daemon heart-beats" \
+			gadget_state_is READY
+		check "kmod: and the driver has not disarmed it for a missed heartbeat" \
+			sh -c "! grep -q 'the driver disarmed the unit (reason 3' $DAEMON_LOG"
+	fi
 	smplaser-daemon-probe kill-standby "$DAEMON_PID" "$GADGET_SOCK" 3000 >/tmp/kill.out 2>&1
 	wait "$DAEMON_PID" 2>/dev/null
 	DAEMON_PID=
@@ -80,7 +91,7 @@ kill_ready() {
 within_50() { awk -v m="${KILL_MS:-999999}" 'BEGIN { exit !(m <= 50) }'; }
 
 stamp "kill"
-kill_ready P-KMOD-2
+kill_ready P-KMOD-2 heartbeat
 times="${KILL_MS:-never} ms"
 if ! within_50; then
 	diag "the first SIGKILL took $times: once more"
