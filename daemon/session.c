@@ -132,6 +132,19 @@ static int session_publish(struct smpl_session *s, sd_bus_message *m)
 	return 0;
 }
 
+/*
+ * A session the safety core opened but that could not be created (no memory,
+ * not recorded, not published): close it again there, or the unit would
+ * refuse every later session as "already open".  Not armed (session_open
+ * refuses an armed unit), so there is nothing to disarm.
+ */
+static void session_open_undo(struct smpl_unit *u)
+{
+	struct smpl_action a;
+
+	(void)smpl_safety_session_close(&u->safety, &a);
+}
+
 int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
 		     uid_t uid, struct smpl_session **ret, sd_bus_error *error)
 {
@@ -156,8 +169,10 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_BUSY, "%s", v.message);
 
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		session_open_undo(u);
 		return -ENOMEM;
+	}
 	s->daemon = d;
 	s->unit = u;
 	s->uid = uid;
@@ -166,11 +181,13 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 	s->operator_name = strdup(name);
 	if (!s->patient || !s->operator_name) {
 		session_free(s);
+		session_open_undo(u);
 		return -ENOMEM;
 	}
 	r = store_session_begin(d->store, patient, u->info.serial, &op, smpl_wall_ms(), &s->id);
 	if (r < 0) {
 		session_free(s);
+		session_open_undo(u);
 		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_DEVICE_FAULT,
 				   "cannot record the session: %s", store_errmsg(d->store));
 	}
@@ -183,6 +200,7 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 			session_unlink(s);
 		}
 		session_free(s);
+		session_open_undo(u);
 		return r;
 	}
 	smpl_audit(d, STORE_AUDIT_SESSION, &uid, u, s->id, "start", NULL);
