@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Fault tests of smplaserd (docs/reliability.md): the records database's disk
+full or read-only at start, the config missing or unreadable, the daemon stopped (SIGSTOP) while the
+unit is armed.  Same harness as test_daemon.py: a private bus, smplaserd
+--session --sim.
+
+The disk-full and read-only tests mount a small tmpfs as the state directory
+and need root (CAP_SYS_ADMIN); without it they are skipped, and say so.
+
+Usage: tests/integration/test_faults.py [test_name...]   (TAP on stdout)
+"""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import dbus
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (ERR, Env, expect_error, main, pump, test, wait_until)  # noqa: E402
+
+
+class Tmpfs:
+    """A small tmpfs mounted at @path (created), unmounted at exit."""
+
+    def __init__(self, path, size_kib):
+        self.path = path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%dk,mode=0700' % size_kib,
+                            'smpl-faults', path], capture_output=True, text=True)
+        self.mounted = r.returncode == 0
+        self.why = r.stderr.strip()
+
+    def remount(self, mode):
+        """Read-only or read-write again.  (Refused with EBUSY while a process has a
+        file open for writing there: so only between two runs of the daemon.)"""
+        subprocess.run(['mount', '-o', 'remount,' + mode, self.path], check=True)
+
+    def fill(self):
+        """Write a file until the disk is full; returns its path."""
+        filler = os.path.join(self.path, 'filler')
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while os.write(fd, b'\0' * 4096) > 0:
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return filler
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(['umount', '-l', self.path], capture_output=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def try_treatment(env, patient, patch):
+    """Start a session and try to arm and fire.  Returns (session path or None,
+    armed, pulses the unit counted); any refusal is allowed, but must be one
+    of the daemon's own errors, and a refused Arm must leave the unit disarmed."""
+    try:
+        spath = env.ready_session(patient, patch)
+    except dbus.DBusException as e:
+        assert e.get_dbus_name().startswith(ERR), e
+        return None, False, 0
+    try:
+        env.arm_to_ready()
+    except dbus.DBusException as e:
+        assert e.get_dbus_name().startswith(ERR), e
+        pump(0.2)
+        assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+        return spath, False, 0
+    pulses = env.fire(0.5)
+    try:
+        env.unit().Disarm()
+    except dbus.DBusException:
+        pass
+    env.wait_unit_state('standby')
+    return spath, True, pulses
+
+
+def end_session(env, spath):
+    if spath:
+        try:
+            env.session(spath).End('done')
+        except dbus.DBusException as e:
+            assert e.get_dbus_name().startswith(ERR), e
+
+
+def recorded(env, patient):
+    """{patch: (pulses, pulses_recorded, outcome)} from the daemon's History."""
+    return {str(t['patch']): (int(t['pulses']), int(t['pulses_recorded']), str(t['outcome']))
+            for t in env.history(patient)}
+
+
+@test
+def test_disk_full_never_arms_unrecorded_and_loses_nothing():
+    """The state directory's disk full (a 16 MiB tmpfs, filled up): the daemon stays up;
+    Arm is refused (the treatment cannot be committed); a disk filling while emitting
+    disarms; refused StartSessions do not leave the unit blocked; once space is back
+    every pulse the unit counted is in the records and the unit is usable."""
+    with Env() as env:
+        with Tmpfs(env.state_dir, 16384) as fs:
+            if not fs.mounted:
+                print('# cannot mount a tmpfs (%s): not tested here' % fs.why)
+                return 'skip'
+            env.start()
+            env.treat('p-full', 'crown', 0.4)          # a record before the disk fills
+
+            # 1. Full before Arm: nothing may emit without a committed treatment.
+            spath = env.ready_session('p-full', 'mid-scalp')
+            filler = fs.fill()
+            shots = int(env.unit_prop('ShotCount'))
+            try:
+                env.unit().Arm()
+                armed = True
+            except dbus.DBusException as e:
+                assert e.get_dbus_name() == ERR + 'DeviceFault', e
+                armed = False
+            pump(0.3)
+            if armed:       # SQLite found room in its WAL: then the record must exist
+                assert 'mid-scalp' in recorded(env, 'p-full'), 'armed without a record'
+                env.unit().Disarm()
+                env.wait_unit_state('standby')
+            assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+            assert int(env.unit_prop('ShotCount')) == shots
+            print('# full before Arm: %s' % ('armed (room in the WAL)' if armed else 'refused'))
+            end_session(env, spath)
+
+            # 2. Sessions refused while full, again and again.
+            refused = 0
+            for patch in ('left-temporal', 'right-temporal', 'occipital'):
+                spath, armed, pulses = try_treatment(env, 'p-full', patch)
+                assert not armed, 'armed on a full disk (%s, %d pulses)' % (patch, pulses)
+                refused += spath is None
+                end_session(env, spath)
+            assert refused > 0, 'no StartSession was refused on a full disk'
+
+            # 3. The disk fills while emitting: disarmed, pulses kept for later.
+            os.unlink(filler)
+            spath = env.ready_session('p-full', 'left-parietal')
+            env.arm_to_ready()
+            env.sim().SetFootswitch(True)
+            wait_until(lambda: int(env.unit_prop('ShotCount')) > shots, 3, 'pulses')
+            filler = fs.fill()
+            wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 6,
+                       'disarm when pulses cannot be committed')
+            env.sim().SetFootswitch(False)
+            fired = int(env.unit_prop('ShotCount')) - shots
+            assert env.daemon.poll() is None, 'the daemon died on a full disk'
+
+            # 4. Space is back: the records catch up, the unit is usable again.
+            os.unlink(filler)
+            end_session(env, spath)
+            wait_until(lambda: recorded(env, 'p-full').get('left-parietal', (0, -1))[1]
+                       == fired, 5, 'the %d pulses committed' % fired)
+            wait_until(lambda: recorded(env, 'p-full')['left-parietal'][2] != 'open', 5,
+                       'the treatment closed')
+            pulses, rec, outcome = recorded(env, 'p-full')['left-parietal']
+            assert pulses == fired, (pulses, rec, outcome, fired)
+            print('# filled while emitting: %d pulses, all recorded, %s' % (fired, outcome))
+            spath, armed, pulses = try_treatment(env, 'p-full2', 'crown')
+            assert armed and pulses > 0, 'not usable after the disk had room again'
+            end_session(env, spath)
+            assert recorded(env, 'p-full2')['crown'][1] == pulses
+
+
+@test
+def test_state_dir_read_only_at_start():
+    """A read-only state directory whose database cannot be written at start: the daemon
+    refuses to start (it cannot keep records) and says why, or it starts and refuses to
+    arm; it never arms without a record."""
+    with Env() as env:
+        with Tmpfs(env.state_dir, 8192) as fs:
+            if not fs.mounted:
+                print('# cannot mount a tmpfs (%s): not tested here' % fs.why)
+                return 'skip'
+            env.start()
+            env.kill(signal.SIGTERM)
+            env.daemon = None
+            fs.remount('ro')
+            env.start(wait=False)
+            end = time.monotonic() + 10
+            running = False
+            while time.monotonic() < end and env.daemon.poll() is None:
+                try:
+                    running = env.manager_prop('State') == 'running'
+                except dbus.DBusException:
+                    pass
+                if running:
+                    break
+                time.sleep(0.1)
+            if not running:
+                assert env.daemon.poll() not in (None, 0), 'neither started nor refused'
+                log = env.log()
+                assert 'records' in log or 'read-only' in log.lower(), log[-2000:]
+                print('# refused to start: ' + log.strip().splitlines()[-1][:200])
+                env.daemon = None
+            else:
+                env.ready_session('p-ro2', 'crown')
+                expect_error('DeviceFault', env.unit().Arm)
+                pump(0.3)
+                assert env.unit_prop('State') == 'standby'
+                print('# started read-only, arming refused')
+            fs.remount('rw')
+
+
+@test
+def test_config_missing_starts_on_defaults():
+    """No config file: the daemon starts on the built-in defaults (42-day cooldown) and
+    says so in its log."""
+    with Env() as env:
+        os.unlink(env.config_path)
+        env.start()
+        log = env.log()
+        assert env.config_path in log and 'default' in log.lower(), log[-2000:]
+        env.treat('p-nocfg', 'crown', 0.3)
+        eligible, _, reason = env.manager().CheckPatch('p-nocfg', 'crown')
+        assert not eligible and '42' in reason, reason
+
+
+@test
+def test_config_unreadable_refused():
+    """A config that exists but cannot be read (a directory in its place): refused at
+    start, the daemon does not take the bus name."""
+    with Env() as env:
+        os.unlink(env.config_path)
+        os.mkdir(env.config_path)
+        rc, out = env.run_to_exit()
+        assert rc != 0, 'started with an unreadable config:\n' + out
+        assert env.config_path in out, out
+        try:
+            env.bus.get_name_owner('org.smplaser.Laser1')
+            raise AssertionError('the bus name was taken')
+        except dbus.DBusException:
+            pass
+
+
+@test
+def test_sigstop_while_emitting():
+    """SIGSTOP while EMITTING, for 2 s (4 heartbeats), then SIGCONT: the unit is not left
+    emitting on stale heartbeats, and every pulse counted is recorded.  (--sim: the unit
+    is inside the stopped process, so this shows the daemon's own recovery; the unit's
+    watchdog against a stopped host is tested with the gadget in tests/vm.)"""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-stop', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: int(env.unit_prop('ShotCount')) >= 2, 3, 'pulses')
+        env.daemon.send_signal(signal.SIGSTOP)
+        time.sleep(2.0)
+        env.daemon.send_signal(signal.SIGCONT)
+        wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 3,
+                   'disarm after SIGCONT (state %s)' % env.unit_prop('State'))
+        env.sim().SetFootswitch(False)
+        shots = int(env.unit_prop('ShotCount'))
+        print('# after SIGCONT: %s' % env.unit_prop('State'))
+        wait_until(lambda: recorded(env, 'p-stop').get('crown', (0, -1))[1] == shots, 3,
+                   'every pulse recorded')
+        pulses, rec, outcome = recorded(env, 'p-stop')['crown']
+        assert pulses == shots and outcome != 'open', (pulses, rec, outcome, shots)
+        try:
+            env.session(spath).End('done')
+        except dbus.DBusException:
+            pass
+
+
+if __name__ == '__main__':
+    sys.exit(main())
