@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Fault tests of smplaserd (docs/reliability.md): the records database's disk
-full or read-only at start, the config missing or unreadable, the daemon stopped (SIGSTOP) while the
-unit is armed.  Same harness as test_daemon.py: a private bus, smplaserd
---session --sim.
+full or read-only at start; the config missing or unreadable; and in every state
+(session open, arming, ready, emitting): unplug, SIGKILL, SIGSTOP/SIGCONT, the
+client vanishing; the unit's RTC jumping while armed.  Same harness as
+test_daemon.py: a private bus, smplaserd --session --sim.
 
 The disk-full and read-only tests mount a small tmpfs as the state directory
 and need root (CAP_SYS_ADMIN); without it they are skipped, and say so.
@@ -12,7 +13,6 @@ Usage: tests/integration/test_faults.py [test_name...]   (TAP on stdout)
 """
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -246,34 +246,210 @@ def test_config_unreadable_refused():
             pass
 
 
+# --- a fault in every state ----------------------------------------------------
+
+STATES = ('session', 'arming', 'ready', 'emitting')
+PATCH_OF = {'session': 'crown', 'arming': 'mid-scalp', 'ready': 'occipital',
+            'emitting': 'frontal-hairline'}
+
+
+def bring_to(env, state, patient, bus=None):
+    """A session on unit 1 in @state: 'session' (open, ready to arm, not armed),
+    'arming' (Arm sent, emission delay running), 'ready', 'emitting' (footswitch
+    held, pulses counted).  Returns the session path."""
+    spath = env.ready_session(patient, PATCH_OF[state], bus=bus)
+    if state == 'session':
+        return spath
+    env.unit(bus=bus).Arm()
+    if state == 'arming':
+        wait_until(lambda: env.unit_prop('State') == 'arming', 1, 'arming')
+        return spath
+    env.wait_unit_state('ready', 6)
+    if state == 'emitting':
+        shots = int(env.unit_prop('ShotCount'))
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: int(env.unit_prop('ShotCount')) >= shots + 2, 3, 'pulses')
+    return spath
+
+
+def check_records_closed(env, patient, shots_before, unreported=0):
+    """No treatment left open, every pulse recorded, and every pulse the unit counted is
+    in a treatment's count, but for at most @unreported pulses whose reports were lost
+    with the unit (see test_unplug_in_every_state).  Returns the unit's pulses."""
+    shots = int(env.unit_prop('ShotCount')) - shots_before
+    history = env.history(patient)
+    assert all(str(t['outcome']) != 'open' for t in history), history
+    total = sum(int(t['pulses']) for t in history)
+    assert total <= shots <= total + unreported, (total, shots, history)
+    for t in history:
+        assert int(t['pulses_recorded']) == int(t['pulses']), t
+    if shots > total:
+        print('# %s: %d pulse(s) counted by the unit, reports lost, not in the records' %
+              (patient, shots - total))
+    return shots
+
+
 @test
-def test_sigstop_while_emitting():
-    """SIGSTOP while EMITTING, for 2 s (4 heartbeats), then SIGCONT: the unit is not left
-    emitting on stale heartbeats, and every pulse counted is recorded.  (--sim: the unit
-    is inside the stopped process, so this shows the daemon's own recovery; the unit's
-    watchdog against a stopped host is tested with the gadget in tests/vm.)"""
+def test_unplug_in_every_state():
+    """Unplug with a session open, while arming, ready and emitting: the unit's object
+    says disconnected, Arm is refused, the treatment is closed with every pulse reported,
+    and after a replug the unit is in standby, unarmed, and fires nothing more.
+
+    Known gap (docs/reliability.md): a pulse emitted just before the unplug whose report
+    had not reached the daemon yet is counted by the unit (ShotCount after the replug)
+    but not in the treatment, which was closed as interrupted with the counter unread;
+    the test allows one such pulse and says so."""
     with Env() as env:
         env.start()
-        spath = env.ready_session('p-stop', 'crown')
+        for state in STATES:
+            patient = 'p-unplug-' + state
+            before = int(env.unit_prop('ShotCount'))
+            spath = bring_to(env, state, patient)
+            env.sim().Unplug()
+            env.wait_unit_state('disconnected', 2)
+            expect_error('Disconnected', env.unit().Arm)
+            env.sim().Replug()
+            env.wait_unit_state('standby', 3)
+            env.sim().SetFootswitch(False)
+            pump(0.5)
+            assert env.unit_prop('State') == 'standby', (state, env.unit_prop('State'))
+            pulses = check_records_closed(env, patient, before,
+                                          1 if state == 'emitting' else 0)
+            print('# unplug while %s: %d pulses, all recorded' % (state, pulses))
+            if state in ('session', 'arming'):
+                assert pulses == 0, (state, pulses)
+            try:
+                env.session(spath).End('unplugged')
+            except dbus.DBusException as e:
+                assert e.get_dbus_name().startswith(ERR), e
+
+
+@test
+def test_sigkill_in_every_state():
+    """kill -9 with a session open, while arming, ready and emitting, then restart: the
+    unit is in standby, no treatment or session stays open, every pulse counted is
+    recorded, and a patch that emitted is in its cooldown."""
+    with Env() as env:
+        env.start()
+        for state in STATES:
+            patient = 'p-kill-' + state
+            before = int(env.unit_prop('ShotCount'))
+            bring_to(env, state, patient)
+            env.kill(signal.SIGKILL)
+            env.start()
+            env.sim().SetFootswitch(False)
+            assert env.unit_prop('State') == 'standby', (state, env.unit_prop('State'))
+            assert env.unit_prop('Session') == '/', env.unit_prop('Session')
+            # The kill may land between a pulse and its commit: reconciliation from
+            # the unit's counter accounts for it (pulses), even if not in pulse rows.
+            shots = int(env.unit_prop('ShotCount'))
+            history = env.history(patient)
+            assert all(str(t['outcome']) != 'open' for t in history), history
+            assert sum(int(t['pulses']) for t in history) == shots - before, (history, shots)
+            emitted = shots > before
+            eligible, _, reason = env.manager().CheckPatch(patient, PATCH_OF[state])
+            assert eligible != emitted, (state, emitted, reason)
+            print('# SIGKILL while %s: %d pulses, reconciled' % (state, shots - before))
+
+
+@test
+def test_sigstop_in_every_state():
+    """SIGSTOP for 2 s (4 heartbeat periods) with a session open, while arming, ready and
+    emitting, then SIGCONT: the unit is not left armed on stale heartbeats (the simulated
+    unit's watchdog or the daemon disarms it), every pulse counted is recorded, and the
+    daemon answers.  (--sim: the unit is inside the stopped process, so this shows the
+    recovery after the stop; the unit's own watchdog against a stopped or dead host is
+    shown with the gadget in tests/vm/guest/11-unit.sh and 41-daemon-libusb.sh.)"""
+    with Env() as env:
+        env.start()
+        for state in STATES:
+            patient = 'p-stop-' + state
+            before = int(env.unit_prop('ShotCount'))
+            spath = bring_to(env, state, patient)
+            env.daemon.send_signal(signal.SIGSTOP)
+            time.sleep(2.0)
+            env.daemon.send_signal(signal.SIGCONT)
+            if state == 'session':
+                pump(0.5)
+                assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+            else:
+                wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 3,
+                           'disarm after SIGCONT (state %s)' % env.unit_prop('State'))
+            env.sim().SetFootswitch(False)
+            after = env.unit_prop('State')
+            wait_until(lambda: all(str(t['outcome']) != 'open'
+                                   for t in env.history(patient)), 3, 'treatment closed')
+            pulses = check_records_closed(env, patient, before)
+            print('# SIGSTOP while %s: then %s, %d pulses, all recorded' % (state, after, pulses))
+            if after == 'fault':
+                env.sim().ClearFaultCause()
+                env.unit().AcknowledgeFault()
+                env.wait_unit_state('standby')
+            try:
+                env.session(spath).End('stopped')
+            except dbus.DBusException as e:
+                assert e.get_dbus_name().startswith(ERR), e
+
+
+@test
+def test_client_vanishing_in_every_state():
+    """The client that opened the session disconnects with the session open, while
+    arming, ready and emitting: the unit disarms (or stays disarmed), the treatment is
+    closed with every pulse, and another client can start a session afterwards."""
+    import dbus.bus
+    with Env() as env:
+        env.start()
+        for state in STATES:
+            patient = 'p-gone-' + state
+            before = int(env.unit_prop('ShotCount'))
+            client = dbus.bus.BusConnection(env.address)
+            bring_to(env, state, patient, bus=client)
+            client.close()
+            wait_until(lambda: env.unit_prop('State') == 'standby', 3,
+                       'standby after the client left (%s)' % env.unit_prop('State'))
+            env.sim().SetFootswitch(False)
+            wait_until(lambda: env.unit_prop('Session') == '/', 3, 'the session closed')
+            pulses = check_records_closed(env, patient, before)
+            print('# client gone while %s: %d pulses, all recorded' % (state, pulses))
+        spath = env.unit().StartSession('p-gone-after')
+        env.session(spath).End('fine')
+
+
+@test
+def test_rtc_skew_while_ready_blocks_the_next_arm():
+    """The unit's RTC jumps an hour while READY (beyond rtc_max_skew_s, 300 s).  S8 blocks
+    arming: the treatment under way may finish (the daemon reads the RTC at probe and at
+    Arm, not from status reports), but the next Arm is refused with ClockUnreliable and
+    nothing is recorded for it; with the RTC right again, arming works."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-rtc', 'crown')
         env.arm_to_ready()
-        env.sim().SetFootswitch(True)
-        wait_until(lambda: int(env.unit_prop('ShotCount')) >= 2, 3, 'pulses')
-        env.daemon.send_signal(signal.SIGSTOP)
-        time.sleep(2.0)
-        env.daemon.send_signal(signal.SIGCONT)
-        wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 3,
-                   'disarm after SIGCONT (state %s)' % env.unit_prop('State'))
-        env.sim().SetFootswitch(False)
-        shots = int(env.unit_prop('ShotCount'))
-        print('# after SIGCONT: %s' % env.unit_prop('State'))
-        wait_until(lambda: recorded(env, 'p-stop').get('crown', (0, -1))[1] == shots, 3,
-                   'every pulse recorded')
-        pulses, rec, outcome = recorded(env, 'p-stop')['crown']
-        assert pulses == shots and outcome != 'open', (pulses, rec, outcome, shots)
-        try:
-            env.session(spath).End('done')
-        except dbus.DBusException:
-            pass
+        env.sim().SetRtcSkew(dbus.Int64(3600))
+        pump(1.0)
+        print('# RTC skewed while ready: unit %s' % env.unit_prop('State'))
+        if env.unit_prop('State') != 'standby':
+            env.unit().Disarm()
+            env.wait_unit_state('standby')
+        env.session(spath).End('done')
+        env.ready_session('p-rtc', 'occipital')
+        expect_error('ClockUnreliable', env.unit().Arm)
+        pump(0.3)
+        assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+        assert 'occipital' not in recorded(env, 'p-rtc'), recorded(env, 'p-rtc')
+        env.sim().SetRtcSkew(dbus.Int64(0))
+        wait_until(lambda: _arms(env), 3, 'arming with the RTC right again')
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+
+
+def _arms(env):
+    try:
+        env.unit().Arm()
+        return True
+    except dbus.DBusException as e:
+        assert e.get_dbus_name() == ERR + 'ClockUnreliable', e
+        return False
 
 
 if __name__ == '__main__':
