@@ -290,11 +290,18 @@ static void step_check_patch(struct input *in)
 		return;
 	}
 	must(r == 0);
-	/* Exact arithmetic: no overflow can make a date come early. */
+	/*
+	 * Exact arithmetic: no overflow may make a date come early.  Dates past
+	 * INT64_MAX ms (year 292 million) are INT64_MAX: the last instant.
+	 */
 	cooldown_until = (__int128)facts.patch_last_emission_ms +
 			 (__int128)cfg.cooldown_days * SMPL_DAY_MS;
 	review_until = (__int128)facts.patient_first_emission_ms +
 		       (__int128)cfg.test_spot_review_days * SMPL_DAY_MS;
+	if (cooldown_until > INT64_MAX)
+		cooldown_until = INT64_MAX;
+	if (review_until > INT64_MAX)
+		review_until = INT64_MAX;
 	cooldown_ok = !facts.patch_emitted || now >= cooldown_until;
 	review_ok = !(cfg.test_spot && facts.patient_treatments > 0) || now >= review_until;
 	must(out.eligible == (cooldown_ok && review_ok));

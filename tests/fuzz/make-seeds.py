@@ -125,6 +125,11 @@ def dbus_seeds():
           b"\1" + q(now - 41 * day, 8) + q(1, 4) + q(now - 100 * day, 8) + q(now, 8) +
           b"\5" + q(42, 4) + b"\1" + q(20, 2) + q(14, 4) +
           b"\0" + q(0, 8) + q(0, 4) + q(0, 8) + q(now, 8))
+    top = (1 << 63) - 1      # dates at the ends of int64: saturation, no overflow
+    write("fuzz_dbus_args", "int64_edges", b"\5" + q(42, 4) + b"\0" + q(20, 2) + q(14, 4) +
+          b"\1" + q(top - 1000, 8) + q(0, 4) + q(0, 8) + q(top, 8) +
+          b"\5" + q(42, 4) + b"\1" + q(20, 2) + q(14, 4) +
+          b"\0" + q(0, 8) + q(3, 4) + q(-(1 << 63), 8) + q(-(1 << 63), 8))
 
 
 
