@@ -407,13 +407,13 @@ static int send_heartbeat(struct smpl_backend *b)
 	return r;
 }
 
-/* The daemon's own heartbeat call: skipped while this backend's timer keeps up. */
+/* The daemon's own heartbeat call: extra HEARTBEATs, unless ours just went out. */
 static int kmod_heartbeat(struct smpl_backend *b)
 {
 	struct kmod *k = kmod_of(b);
 
 	if (k->last_heartbeat_ms &&
-	    loop_now_ms(b) - k->last_heartbeat_ms < k->heartbeat_period_ms)
+	    loop_now_ms(b) - k->last_heartbeat_ms < k->heartbeat_period_ms / 2)
 		return 0;
 	return send_heartbeat(b);
 }

@@ -17,8 +17,8 @@
  *               transfers' timeouts, as the backend interface is synchronous
  *   event loop  libusb's fds (usbfs, its timerfd) are sd-event io sources,
  *               kept in step with libusb_set_pollfd_notifiers()
- *   heartbeat   a HEARTBEAT frame every third of the unit's watchdog_ms from
- *               this backend's own timer
+ *   heartbeat   a HEARTBEAT frame every quarter of the unit's watchdog_ms
+ *               from this backend's own timer (and when the daemon asks)
  *
  * S4 with this backend: nothing in the kernel disarms the unit when the
  * daemon dies (there is no smplaser driver to see the fd close).  A clean
@@ -513,7 +513,7 @@ static int lu_heartbeat(struct smpl_backend *b)
 	struct libusb_unit *u = lu_of(b);
 
 	if (u->last_heartbeat_ms &&
-	    loop_now_ms(b) - u->last_heartbeat_ms < u->heartbeat_period_ms)
+	    loop_now_ms(b) - u->last_heartbeat_ms < u->heartbeat_period_ms / 2)
 		return 0;
 	return send_heartbeat(b);
 }
@@ -693,7 +693,9 @@ static int lu_open(struct smpl_backend *b)
 		goto fail;
 	}
 	wd = info.watchdog_ms ? info.watchdog_ms : DEFAULT_WATCHDOG_MS;
-	u->heartbeat_period_ms = wd / 3 ? wd / 3 : 1;
+	/* A quarter: a late loop or a command waiting out its timeout must not
+	 * let the unit's watchdog fire during a treatment. */
+	u->heartbeat_period_ms = wd / 4 ? wd / 4 : 1;
 	smpl_log(LOG_NOTICE, label(b), NULL, "libusb-supervision",
 		 "unit %s through libusb: should smplaserd die, nothing disarms it at "
 		 "once; the unit's own watchdog does after %u ms (load smplaser.ko "
