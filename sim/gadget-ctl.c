@@ -332,8 +332,7 @@ static const struct {
 	{ "quit", 0, cmd_quit },
 };
 
-/* Run one command line; writes the whole reply line (no newline). */
-static void run_line(struct gadget *g, char *line, char *out, size_t size)
+void gadget_ctl_run_line(struct gadget *g, char *line, char *out, size_t size)
 {
 	char *argv[CTL_MAX_ARGS + 1];
 	char reply[CTL_REPLY_MAX] = "";
@@ -423,7 +422,7 @@ static void serve_client(struct gadget *g, int fd)
 		if (n <= 0) {
 			if (used > 0 && n == 0) {	/* a last line without newline */
 				buf[used] = '\0';
-				run_line(g, buf, reply, sizeof(reply));
+				gadget_ctl_run_line(g, buf, reply, sizeof(reply));
 				write_reply(fd, reply);
 			}
 			return;
@@ -432,7 +431,7 @@ static void serve_client(struct gadget *g, int fd)
 		buf[used] = '\0';
 		while ((nl = strchr(buf, '\n'))) {
 			*nl = '\0';
-			run_line(g, buf, reply, sizeof(reply));
+			gadget_ctl_run_line(g, buf, reply, sizeof(reply));
 			write_reply(fd, reply);
 			used -= (size_t)(nl + 1 - buf);
 			memmove(buf, nl + 1, used + 1);

@@ -92,6 +92,8 @@ void gadget_usb_teardown(struct gadget_usb *u);
 /* gadget-ctl.c */
 int gadget_ctl_listen(const char *path);		/* fd or -1 */
 void gadget_ctl_serve(struct gadget *g, int listen_fd);	/* until quit */
+/* Run one control line (modified in place); the reply line, no newline. */
+void gadget_ctl_run_line(struct gadget *g, char *line, char *out, size_t size);
 int gadget_ctl_client(const char *path, int argc, char **argv);	/* exit status */
 int gadget_nv_load(const char *path, struct smpl_model_nv *nv);
 int gadget_nv_save(const char *path, const struct smpl_model_nv *nv);

@@ -22,3 +22,12 @@ endif
 $(GADGET): $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $(GADGET_STATIC) -o $@ $(GADGET_OBJS) $(MODEL_LIB) $(COMMON_LIB) \
 		$(COMMON_LDLIBS) -pthread
+
+# The control commands and the nv file, on a real model (cmocka).
+GADGET_TEST := $(B)/sim/gadget-test
+ifneq ($(wildcard sim/model.c),)
+UNIT_TESTS += $(GADGET_TEST)
+endif
+
+$(GADGET_TEST): $(B)/sim/gadget-test.o $(B)/sim/gadget-ctl.o $(MODEL_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka) $(COMMON_LDLIBS) -pthread
