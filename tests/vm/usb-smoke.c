@@ -11,7 +11,8 @@
  *   status               GET_STATUS round trip
  *   disarm               SMPL_REQ_DISARM control request
  *   unknown-request      a vendor request the unit does not know: must stall
- *   reports N            read N interrupt reports, check each decodes
+ *   reports N            read N interrupt reports, check each decodes and
+ *                        their seq counts up; prints elapsed_ms
  *   expect-decode-error ERR
  *                        GET_STATUS whose reply must fail the codec with ERR:
  *                        truncated, oversize, bad-crc, ...
@@ -273,12 +274,21 @@ static int step_status(struct unit *u)
 	return 0;
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static int step_reports(struct unit *u, int count)
 {
 	uint8_t buf[SMPL_MAX_REPORT];
 	struct smpl_frame f;
 	int statuses = 0, pulses = 0;
 	long first_seq = -1, last_seq = -1;
+	uint64_t t0 = monotonic_ns();
 
 	for (int i = 0; i < count; i++) {
 		int got = 0;
@@ -303,8 +313,9 @@ static int step_reports(struct unit *u, int count)
 			first_seq = f.seq;
 		last_seq = f.seq;
 	}
-	printf("reports=%d status_reports=%d pulse_reports=%d first_seq=%ld last_seq=%ld\n",
-	       count, statuses, pulses, first_seq, last_seq);
+	printf("reports=%d status_reports=%d pulse_reports=%d first_seq=%ld last_seq=%ld"
+	       " elapsed_ms=%" PRIu64 "\n", count, statuses, pulses, first_seq, last_seq,
+	       (monotonic_ns() - t0) / 1000000u);
 	return 0;
 }
 
@@ -357,14 +368,6 @@ static int step_command(struct unit *u, uint8_t op, const char *want)
 		return fail("%s: status %s, expected %s", smpl_op_name(op),
 			    smpl_status_name(f.status), want);
 	return 0;
-}
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /*

@@ -62,6 +62,15 @@ check "an oversize reply is caught by the client's codec" hostile oversize expec
 check "a reply with the wrong seq is seen as such" hostile wrong-seq expect-wrong-seq
 check "a stalled bulk IN is seen, cleared, and the unit answers again" hostile stall expect-stall
 check "no answer is a timeout, and the unit answers again" hostile no-answer expect-no-answer
+# A flood: 100 status reports back to back.  At the normal rate (one per
+# SMPL_STATUS_PERIOD_MS = 8 ms) 150 reports take at least ~1190 ms.
+gadget_ctl hostile flood 100 >/dev/null
+check "a flood of reports reaches the host, each decodes, in sequence" \
+	sh -c 'usb-smoke reports 150 >/tmp/flood.out'
+ms=$(tr ' ' '\n' </tmp/flood.out | sed -n 's/^elapsed_ms=//p')
+check "... faster than the normal rate allows: 150 reports in ${ms} ms (< 1100)" \
+	test "${ms:-99999}" -lt 1100
+check "... and the unit still answers" usb-smoke status
 
 # --- the cable ---
 gadget_ctl unplug >/dev/null
