@@ -84,3 +84,18 @@ check "replug: the unit answers GET_STATUS" usb-smoke status
 check "quit: the gadget exits with status 0" gadget_stop
 check "quit: the configfs gadget is gone" test ! -e /sys/kernel/config/usb_gadget/smplaser
 check "quit: FunctionFS is unmounted" sh -c '! grep -q functionfs /proc/mounts'
+
+# --- a gadget killed outright leaves configfs and FunctionFS behind ---
+gadget_start --serial "$SERIAL" --self-test-ms 50 >/dev/null
+kill -9 "$GADGET_PID"
+wait "$GADGET_PID" 2>/dev/null
+GADGET_PID=
+check "killed: the unit leaves the bus" wait_for 5 unit_gone
+if gadget_start --serial "$SERIAL" --self-test-ms 50; then
+	ok "a new gadget starts over what the killed one left"
+else
+	not_ok "a new gadget starts over what the killed one left"
+fi
+check "... and answers GET_STATUS" usb-smoke status
+check "... and exits cleanly" gadget_stop
+check "... leaving no configfs gadget" test ! -e /sys/kernel/config/usb_gadget/smplaser
