@@ -52,6 +52,6 @@ fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_MODE=fuzz tests/fuzz/run-fuzz-suite
 
 # "make check" builds the harnesses with the sanitized unit tests and runs
-# the suite: replay of every seed, then FUZZ_CHECK_SECONDS (10) of fuzzing each.
+# the suite: replay of every seed, then FUZZ_CHECK_SECONDS (8) of fuzzing each.
 unit-tests: fuzz-build
 CHECK_SUITES += tests/fuzz/run-fuzz-suite
