@@ -256,7 +256,7 @@ class Day:
         pump(rng.uniform(0.0, 0.6))
         if fault == 'interlock-while-emitting':
             env.sim().SetInterlock(rng.choice(INTERLOCKS), True)
-            wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 2,
+            wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 3,
                        'disarm on an interlock trip')
             self.faults += 1
         elif fault == 'kill-emitting':
