@@ -6,6 +6,15 @@
  * (DESIGN: never recreated or modified); an accepted one must answer the
  * queries the daemon makes before it lets anybody treat (last emission,
  * patient summary, newest record, open treatments) without crashing.
+ *
+ * Two kinds of input:
+ *  - one that starts with SQLite's magic is the file itself;
+ *  - any other is a list of damages to a real database (the seed "valid",
+ *    $FUZZ_STORE_BASE or tests/fuzz/corpus/fuzz_store_open/valid from the
+ *    top of the tree), 4 bytes each: a 24-bit offset (modulo the size) and
+ *    a byte XOR-ed in there, or 0 to cut the file at that offset.  This
+ *    reaches the checks behind a valid header far more often than random
+ *    bytes do.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -20,12 +29,53 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[256];
+static uint8_t *base;
+static size_t base_size;
 static char db_path[300], wal_path[310], shm_path[310];
 
 static void must(bool ok)
 {
 	if (!ok)
 		abort();
+}
+
+static void load_base(void)
+{
+	const char *path = getenv("FUZZ_STORE_BASE");
+	FILE *f;
+	long n;
+
+	if (!path)
+		path = "tests/fuzz/corpus/fuzz_store_open/valid";
+	f = fopen(path, "rb");
+	if (!f)
+		return;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
+		base = malloc((size_t)n);
+		if (base && fread(base, 1, (size_t)n, f) == (size_t)n)
+			base_size = (size_t)n;
+	}
+	fclose(f);
+}
+
+/* The base database with the damages of @data applied, into @out (base_size). */
+static size_t damage(const uint8_t *data, size_t size, uint8_t *out)
+{
+	size_t len = base_size;
+
+	memcpy(out, base, base_size);
+	for (size_t i = 0; i + 4 <= size; i += 4) {
+		size_t off = ((size_t)data[i] | (size_t)data[i + 1] << 8 |
+			      (size_t)data[i + 2] << 16) % base_size;
+
+		if (data[i + 3] == 0) {
+			if (off < len)
+				len = off;
+		} else {
+			out[off] ^= data[i + 3];
+		}
+	}
+	return len;
 }
 
 static void make_dir(void)
@@ -98,13 +148,25 @@ static void query(struct store *st)
 	(void)store_sessions_interrupt_open(st, 1700000000000);
 }
 
+static const char sqlite_magic[] = "SQLite format 3";
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct store *st = NULL;
 	char msg[STORE_MSG_MAX];
+	uint8_t *damaged = NULL;
 	int r;
 
+	if (!dir[0])
+		load_base();
 	make_dir();
+	if (base_size && !(size >= sizeof(sqlite_magic) &&
+			   memcmp(data, sqlite_magic, sizeof(sqlite_magic)) == 0)) {
+		damaged = malloc(base_size);
+		must(damaged != NULL);
+		size = damage(data, size, damaged);
+		data = damaged;
+	}
 	clean_dir();
 	write_file(data, size);
 	msg[0] = '\0';
@@ -121,5 +183,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		store_close(st);
 	}
 	clean_dir();
+	free(damaged);
 	return 0;
 }

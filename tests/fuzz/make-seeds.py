@@ -152,6 +152,10 @@ def store_seeds():
         flipped[i] ^= 0x5A
     write("fuzz_store_open", "flipped_page", bytes(flipped))
     write("fuzz_store_open", "not_a_db", b"SQLite format 2\0" + bytes(84))
+    # Damage lists (see fuzz_store_open.c): 24-bit offset, XOR byte (0: cut there).
+    write("fuzz_store_open", "damage_header", bytes([0x10, 0, 0, 0x01, 0x1c, 0, 0, 0xff]))
+    write("fuzz_store_open", "damage_pages", bytes([0x08, 0x10, 0, 0x55, 0x20, 0x30, 0, 0x80,
+                                                    0x00, 0x50, 0, 0]))
 
 
 if __name__ == "__main__":
