@@ -78,6 +78,14 @@ static size_t damage(const uint8_t *data, size_t size, uint8_t *out)
 	return len;
 }
 
+static void remove_dir(void)
+{
+	unlink(db_path);
+	unlink(wal_path);
+	unlink(shm_path);
+	rmdir(dir);
+}
+
 static void make_dir(void)
 {
 	const char *base = getenv("FUZZ_TMPDIR");
@@ -88,6 +96,7 @@ static void make_dir(void)
 		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 	snprintf(dir, sizeof(dir), "%s/smpl-fuzz-store-XXXXXX", base);
 	must(mkdtemp(dir) != NULL);
+	atexit(remove_dir);
 	snprintf(db_path, sizeof(db_path), "%s/%s", dir, STORE_DB_NAME);
 	snprintf(wal_path, sizeof(wal_path), "%s-wal", db_path);
 	snprintf(shm_path, sizeof(shm_path), "%s-shm", db_path);
