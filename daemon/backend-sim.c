@@ -227,47 +227,22 @@ static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
 		return -EPROTO;
 	if (f.op != (op | SMPL_OP_REPLY) || f.seq != seq)
 		return -EPROTO;
-	if (f.status != SMPL_ST_OK)
-		return f.status;
-	if (f.len != out_len)
-		return -EPROTO;
-	if (out_len)
-		memcpy(out, f.payload, out_len);
-	return 0;
+	return smpl_reply_payload(&f, out, out_len);
 }
 
 static int sim_get_info(struct smpl_backend *b, struct smpl_info_n *info)
 {
-	struct smpl_info w;
-	int r = transact(b, SMPL_OP_GET_INFO, NULL, 0, &w, sizeof(w));
-
-	if (r != 0)
-		return r;
-	return smpl_info_decode(&w, info) < 0 ? -EPROTO : 0;
+	return smpl_frames_get_info(b, transact, info);
 }
 
 static int sim_get_status(struct smpl_backend *b, struct smpl_status_n *st)
 {
-	struct smpl_status_report w;
-	int r = transact(b, SMPL_OP_GET_STATUS, NULL, 0, &w, sizeof(w));
-
-	if (r != 0)
-		return r;
-	return smpl_status_decode(&w, st) < 0 ? -EPROTO : 0;
+	return smpl_frames_get_status(b, transact, st);
 }
 
 static int sim_set_params(struct smpl_backend *b, const struct smpl_params_n *p)
 {
-	struct smpl_params w, echo;
-	struct smpl_params_n back;
-	int r;
-
-	smpl_params_encode(p, &w);
-	r = transact(b, SMPL_OP_SET_PARAMS, &w, sizeof(w), &echo, sizeof(echo));
-	if (r != 0)
-		return r;
-	smpl_params_decode(&echo, &back);
-	return memcmp(&back, p, sizeof(back)) == 0 ? 0 : -EPROTO;
+	return smpl_frames_set_params(b, transact, p);
 }
 
 static int sim_simple(struct smpl_backend *b, uint8_t op)
@@ -306,13 +281,7 @@ static int sim_disarm(struct smpl_backend *b)
 
 static int sim_get_rtc(struct smpl_backend *b, int64_t *rtc_s)
 {
-	struct smpl_rtc w;
-	int r = transact(b, SMPL_OP_GET_RTC, NULL, 0, &w, sizeof(w));
-
-	if (r != 0)
-		return r;
-	*rtc_s = (int64_t)le64toh(w.rtc_s);
-	return 0;
+	return smpl_frames_get_rtc(b, transact, rtc_s);
 }
 
 /* --- lifetime ------------------------------------------------------------- */

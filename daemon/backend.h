@@ -100,6 +100,27 @@ static inline void smpl_backend_emit(struct smpl_backend *b,
 		b->on_event(b, ev, b->userdata);
 }
 
+/*
+ * For the backends that speak the wire protocol themselves (sim, libusb).
+ * Their transact() sends one command frame and receives its reply, with the
+ * return convention above; on 0 the reply carried exactly @out_len payload
+ * bytes, now in @out.  The helpers below turn it into the typed calls.
+ */
+typedef int (*smpl_transact_fn)(struct smpl_backend *b, uint8_t op,
+				const void *payload, size_t len,
+				void *out, size_t out_len);
+/* A decoded reply's outcome: the unit's refusal (> 0), -EPROTO, or its payload. */
+int smpl_reply_payload(const struct smpl_frame *f, void *out, size_t out_len);
+int smpl_frames_get_info(struct smpl_backend *b, smpl_transact_fn transact,
+			 struct smpl_info_n *info);
+int smpl_frames_get_status(struct smpl_backend *b, smpl_transact_fn transact,
+			   struct smpl_status_n *st);
+/* SET_PARAMS; the unit must echo exactly what it was sent (-EPROTO otherwise). */
+int smpl_frames_set_params(struct smpl_backend *b, smpl_transact_fn transact,
+			   const struct smpl_params_n *p);
+int smpl_frames_get_rtc(struct smpl_backend *b, smpl_transact_fn transact,
+			int64_t *rtc_s);
+
 /* Closes and frees @b (NULL is fine). */
 void smpl_backend_free(struct smpl_backend *b);
 
