@@ -267,3 +267,38 @@ int smpl_bus_setup(struct smpl_daemon *d)
 		return r;
 	return sd_bus_request_name(d->bus, SMPL_BUS_NAME, 0);
 }
+
+/* --- node enumeration helpers (bus.h) --------------------------------------- */
+
+int smpl_bus_nodes_add(char ***list, size_t *n, const char *path)
+{
+	char **l = realloc(*list, (*n + 2) * sizeof(char *));
+
+	if (!l)
+		return -ENOMEM;
+	*list = l;
+	l[*n] = strdup(path);
+	if (!l[*n])
+		return -ENOMEM;
+	l[++*n] = NULL;
+	return 0;
+}
+
+int smpl_bus_nodes_take(char ***list, char ***nodes)
+{
+	if (!*list) {
+		*list = calloc(1, sizeof(char *));
+		if (!*list)
+			return -ENOMEM;
+	}
+	*nodes = *list;
+	*list = NULL;
+	return 0;
+}
+
+void smpl_bus_nodes_free(char **list)
+{
+	for (char **p = list; p && *p; p++)
+		free(*p);
+	free(list);
+}

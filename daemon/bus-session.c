@@ -22,39 +22,28 @@ static int session_enumerate(sd_bus *bus, const char *prefix, void *userdata,
 			     char ***nodes, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	size_t n = 0, k = 0;
-	char **list;
+	char **list = NULL;
+	size_t n = 0;
+	int r;
 
 	(void)bus, (void)prefix, (void)error;
-	for (struct smpl_session *s = d->sessions; s; s = s->next)
-		n++;
-	list = calloc(n + 1, sizeof(char *));
-	if (!list)
-		return -ENOMEM;
 	for (struct smpl_session *s = d->sessions; s; s = s->next) {
-		list[k] = strdup(s->path);
-		if (!list[k]) {
-			for (size_t i = 0; i < k; i++)
-				free(list[i]);
-			free(list);
-			return -ENOMEM;
+		r = smpl_bus_nodes_add(&list, &n, s->path);
+		if (r < 0) {
+			smpl_bus_nodes_free(list);
+			return r;
 		}
-		k++;
 	}
-	*nodes = list;
-	return 0;
+	return smpl_bus_nodes_take(&list, nodes);
 }
 
-#define PROPERTY_ARGS sd_bus *bus, const char *path, const char *interface, \
-	const char *property, sd_bus_message *reply, void *userdata, sd_bus_error *error
-#define UNUSED_PROPERTY_ARGS (void)bus, (void)path, (void)interface, (void)property, (void)error
 
-static int property_string(PROPERTY_ARGS)
+static int property_string(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_session *s = userdata;
 	const char *v = "";
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	if (strcmp(property, "Patient") == 0)
 		v = s->patient;
 	else if (strcmp(property, "Patch") == 0)
@@ -64,27 +53,27 @@ static int property_string(PROPERTY_ARGS)
 	return sd_bus_message_append(reply, "s", v);
 }
 
-static int property_unit(PROPERTY_ARGS)
+static int property_unit(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_session *s = userdata;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	return sd_bus_message_append(reply, "o", s->unit && s->unit->path ? s->unit->path : "/");
 }
 
-static int property_pulse_count(PROPERTY_ARGS)
+static int property_pulse_count(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_session *s = userdata;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	return sd_bus_message_append(reply, "u", s->pulse_count);
 }
 
-static int property_eyewear(PROPERTY_ARGS)
+static int property_eyewear(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_session *s = userdata;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	return sd_bus_message_append(reply, "b", s->eyewear_confirmed);
 }
 

@@ -58,43 +58,32 @@ static int unit_enumerate(sd_bus *bus, const char *prefix, void *userdata,
 			  char ***nodes, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	size_t n = 0, k = 0;
-	char **list;
+	char **list = NULL;
+	size_t n = 0;
+	int r;
 
 	(void)bus, (void)prefix, (void)error;
-	for (struct smpl_unit *u = d->units; u; u = u->next)
-		n += u->published;
-	list = calloc(n + 1, sizeof(char *));
-	if (!list)
-		return -ENOMEM;
 	for (struct smpl_unit *u = d->units; u; u = u->next) {
 		if (!u->published)
 			continue;
-		list[k] = strdup(u->path);
-		if (!list[k]) {
-			for (size_t i = 0; i < k; i++)
-				free(list[i]);
-			free(list);
-			return -ENOMEM;
+		r = smpl_bus_nodes_add(&list, &n, u->path);
+		if (r < 0) {
+			smpl_bus_nodes_free(list);
+			return r;
 		}
-		k++;
 	}
-	*nodes = list;
-	return 0;
+	return smpl_bus_nodes_take(&list, nodes);
 }
 
 /* --- properties ------------------------------------------------------------------ */
 
-#define PROPERTY_ARGS sd_bus *bus, const char *path, const char *interface, \
-	const char *property, sd_bus_message *reply, void *userdata, sd_bus_error *error
-#define UNUSED_PROPERTY_ARGS (void)bus, (void)path, (void)interface, (void)property, (void)error
 
-static int property_string(PROPERTY_ARGS)
+static int property_string(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
 	const char *v = "";
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	if (strcmp(property, "Serial") == 0)
 		v = u->info.serial;
 	else if (strcmp(property, "Model") == 0)
@@ -111,12 +100,12 @@ static int property_string(PROPERTY_ARGS)
 }
 
 /* true = closed (safe); false also when the unit's state is unknown. */
-static int property_interlocks(PROPERTY_ARGS)
+static int property_interlocks(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
 	int r;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	r = sd_bus_message_open_container(reply, 'a', "{sb}");
 	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++) {
 		bool closed = u->connected && u->status_known &&
@@ -129,12 +118,12 @@ static int property_interlocks(PROPERTY_ARGS)
 	return sd_bus_message_close_container(reply);
 }
 
-static int property_parameters(PROPERTY_ARGS)
+static int property_parameters(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
 	const struct smpl_params_n *p = &u->params;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	if (!u->params_set)
 		return sd_bus_message_append(reply, "a{sv}", 0);
 	return sd_bus_message_append(reply, "a{sv}", 6,
@@ -146,19 +135,19 @@ static int property_parameters(PROPERTY_ARGS)
 				     "energy_uj", "u", smpl_params_energy_uj(p));
 }
 
-static int property_shot_count(PROPERTY_ARGS)
+static int property_shot_count(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	return sd_bus_message_append(reply, "u", u->status.shot_count);
 }
 
-static int property_session(PROPERTY_ARGS)
+static int property_session(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
 
-	UNUSED_PROPERTY_ARGS;
+	SMPL_UNUSED_PROPERTY_ARGS;
 	return sd_bus_message_append(reply, "o", u->session ? u->session->path : "/");
 }
 

@@ -18,6 +18,22 @@ static inline int smpl_bus_not_now(int r)
 	return r == 0 ? 1 : r;
 }
 
+/* The arguments of an sd-bus property getter, for every object's getters. */
+#define SMPL_PROPERTY_ARGS sd_bus *bus, const char *path, const char *interface, \
+	const char *property, sd_bus_message *reply, void *userdata, sd_bus_error *error
+#define SMPL_UNUSED_PROPERTY_ARGS (void)bus, (void)path, (void)interface, \
+	(void)property, (void)error
+
+/*
+ * Node enumerators build their NULL-terminated list with these:
+ * smpl_bus_nodes_add() appends a copy of @path (-ENOMEM), smpl_bus_nodes_take()
+ * hands the list (an empty one if nothing was added) to sd-bus, and
+ * smpl_bus_nodes_free() drops it on failure.
+ */
+int smpl_bus_nodes_add(char ***list, size_t *n, const char *path);
+int smpl_bus_nodes_take(char ***list, char ***nodes);
+void smpl_bus_nodes_free(char **list);
+
 int smpl_bus_unit_setup(struct smpl_daemon *d);
 int smpl_bus_session_setup(struct smpl_daemon *d);
 
