@@ -3,7 +3,7 @@
 #
 #   make soak [DURATION=600] [SOAK_SEED=n]
 #
-# "make check" runs a short one (tests/soak/run-soak-check, 30 s).
+# "make check" runs a short one (tests/soak/run-soak-check, 120 s).
 DURATION ?= 600
 
 .PHONY: soak
