@@ -4,7 +4,9 @@
 #   make          build all userspace into build/
 #   make kmod     build smplaser.ko against Debian's linux-headers (KDIR=...)
 #   make demo     a narrated treatment on a simulated unit
-#   make check    every test suite; ends with "N passed, N failed"
+#   make check    every test suite; ends with "N passed, N failed".  The unit
+#                 tests, and the daemon in the integration suites, run with
+#                 ASan+UBSan (the harness takes build/san/smplaserd when newer)
 #   make bench    the benchmarks
 #   make SANITIZE=1 ...   the same with ASan+UBSan (into build/san)
 #
@@ -86,7 +88,7 @@ kmod:
 TEST_LOGS := build/test-logs
 check: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory SANITIZE=1 unit-tests
+	@$(MAKE) --no-print-directory SANITIZE=1 all unit-tests
 	@tests/run-suites $(TEST_LOGS) \
 		$(patsubst $(B)/%,build/san/%,$(UNIT_TESTS)) $(CHECK_SUITES)
 

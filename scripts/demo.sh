@@ -9,6 +9,8 @@
 # Ctrl-C.  Run from the top of the tree after "make" (make demo does both).
 #
 #   DEMO_PAUSE=SECONDS   pause between steps (default 0.7)
+#   DEMO_WRAP="CMD ARGS" run smplaserd and smplaserctl under CMD (e.g. valgrind;
+#                        tests/valgrind/run)
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -82,7 +84,7 @@ bus_pid=$!
 for _ in $(seq 50); do [ -S "$tmp/bus" ] && break; sleep 0.1; done
 [ -S "$tmp/bus" ] || { echo "demo: the private bus did not start" >&2; exit 1; }
 
-"$daemon_bin" --session --sim --config "$tmp/smplaserd.conf" --state-dir "$tmp/state" \
+${DEMO_WRAP:-} "$daemon_bin" --session --sim --config "$tmp/smplaserd.conf" --state-dir "$tmp/state" \
 	>"$tmp/smplaserd.log" 2>&1 &
 daemon_pid=$!
 
@@ -90,7 +92,7 @@ daemon_pid=$!
 
 # smplaserctl on the private bus.
 smplaserctl() {
-	"$ctl_bin" --session "$@"
+	${DEMO_WRAP:-} "$ctl_bin" --session "$@"
 }
 
 say() {
