@@ -101,6 +101,8 @@ void ctl_polkit_agent_close(void);
 
 /* Prints @obj as pretty JSON on stdout (one line per object with @compact). */
 void out_json(json_object *obj, bool compact);
+/* Prints {"@key": @value} and drops @value (its reference is taken). */
+void out_json_field(const char *key, json_object *value);
 /* SGR colour if c->color, else "". */
 const char *col(const struct ctl *c, const char *sgr);
 #define SGR_RESET	"0"

@@ -16,6 +16,15 @@ void out_json(json_object *obj, bool compact)
 	fflush(stdout);
 }
 
+void out_json_field(const char *key, json_object *value)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, key, value);
+	out_json(o, false);
+	json_object_put(o);
+}
+
 const char *col(const struct ctl *c, const char *sgr)
 {
 	static char buf[8][16];

@@ -233,11 +233,7 @@ int verb_units(struct ctl *c, int argc, char **argv)
 	if ((code = ctl_list_units(c, &list)))
 		return code;
 	if (c->json) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "units", list);
-		out_json(o, false);
-		json_object_put(o);
+		out_json_field("units", list);
 		return CTL_EXIT_DONE;
 	}
 	printf("%s%-20s %-16s %-12s %s%s\n", col(c, SGR_BOLD), "SERIAL", "MODEL",
@@ -295,11 +291,7 @@ int verb_patches(struct ctl *c, int argc, char **argv)
 	if ((code = list_patches(c, &list)))
 		return code;
 	if (c->json) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "patches", list);
-		out_json(o, false);
-		json_object_put(o);
+		out_json_field("patches", list);
 		return CTL_EXIT_DONE;
 	}
 	printf("%s%-20s %s%s\n", col(c, SGR_BOLD), "PATCH", "DESCRIPTION",
