@@ -8,12 +8,14 @@ check "smplaserd is stopped before the unit is plugged" \
 	sh -c '! systemctl is-active -q smplaserd.service'
 check "the emulated unit is plugged in (dummy_hcd + FunctionFS)" plug
 check "smplaser.ko binds the unit: /dev/smplaser0" wait_for 20 test -c /dev/smplaser0
+# devtmpfs makes the node root:root 0600 at once; udev applies our rule
+# a moment later, so wait for udev rather than race it.
 check "/dev/smplaser0 is root:smplaser 0660" \
-	sh -c '[ "$(stat -c %U:%G:%a /dev/smplaser0)" = root:smplaser:660 ]'
+	wait_node_mode /dev/smplaser0 root:smplaser:660 10
 check "udev tagged /dev/smplaser0 for systemd" \
-	sh -c 'udevadm info /dev/smplaser0 | grep -q "TAGS=.*:systemd:"'
+	wait_for 10 sh -c 'udevadm info /dev/smplaser0 | grep -q "TAGS=.*:systemd:"'
 check "udev added smplaserd.service to SYSTEMD_WANTS" \
-	sh -c 'udevadm info /dev/smplaser0 | grep -q "SYSTEMD_WANTS=.*smplaserd.service"'
+	wait_for 10 sh -c 'udevadm info /dev/smplaser0 | grep -q "SYSTEMD_WANTS=.*smplaserd.service"'
 check "the plug made systemd start smplaserd" \
 	wait_for 30 systemctl is-active -q smplaserd.service
 check "smplaserd runs as its own user smplaserd" \

@@ -21,6 +21,15 @@ wait_for() {
 	done
 }
 
+# wait_node_mode NODE OWNER:GROUP:MODE SECONDS: wait until udev has given NODE
+# that ownership and mode; say what it has otherwise.
+wait_node_mode() {
+	wait_for "$3" sh -c "[ \"\$(stat -c %U:%G:%a $1)\" = $2 ]" && return 0
+	echo "$1 is $(stat -c %U:%G:%a "$1" 2>&1), expected $2"
+	udevadm info "$1" 2>&1 | tail -n 12
+	return 1
+}
+
 # The emulated unit, plugged in through dummy_hcd as a FunctionFS gadget.
 GADGET_SOCK=/run/smplaser-gadget.sock
 GADGET_NV=/var/lib/smplaser-gadget.nv
