@@ -58,6 +58,7 @@ struct smpl_unit {
 
 	bool published;			/* probed, object on the bus */
 	bool ignored;			/* its serial is another unit's */
+	bool reprobe;			/* reconnected: probe and reconcile again */
 	char *path;
 	struct smpl_info_n info;
 	char firmware[16];

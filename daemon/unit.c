@@ -209,6 +209,14 @@ static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 	if (!u->treatment_id)
 		return;
 	f.shot_at_end_known = read_shot_count(u, &f.shot_at_end);
+	/*
+	 * Interrupted with the counter unread (the unit went away): a pulse
+	 * whose report was lost with it would be missing.  Unknown counts as
+	 * emitted for the cooldown and is reconciled from the counter when
+	 * the unit comes back.
+	 */
+	if (!f.shot_at_end_known && outcome == STORE_OUTCOME_INTERRUPTED)
+		f.outcome = STORE_OUTCOME_UNKNOWN;
 	if (u->connected && u->backend->ops->get_rtc(u->backend, &rtc) == 0)
 		f.end_rtc_s = rtc;
 	r = store_treatment_end(d->store, u->treatment_id, &f);
@@ -354,8 +362,9 @@ static int collect_open(const struct store_treatment *t, void *ctx)
 }
 
 /*
- * Treatments this unit left open when the daemon crashed: closed from the
- * unit's shot counter (the store writes the RECONCILE audit record).
+ * Treatments this unit left open when the daemon crashed, or closed as
+ * unknown when it went away: closed from the unit's shot counter (the store
+ * writes the RECONCILE audit record).
  */
 static void reconcile(struct smpl_unit *u)
 {
@@ -369,11 +378,11 @@ static void reconcile(struct smpl_unit *u)
 					      smpl_wall_ms());
 		if (r < 0)
 			smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " left open by a crash: not reconciled: %s",
+				 "treatment %" PRId64 " left open or unknown: not reconciled: %s",
 				 l.ids[i], store_errmsg(d->store));
 		else
 			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " left open by a crash: reconciled from "
+				 "treatment %" PRId64 " left open or unknown: reconciled from "
 				 "the shot counter (%" PRIu32 ")", l.ids[i], u->status.shot_count);
 	}
 }
@@ -441,6 +450,7 @@ static int probe(struct smpl_unit *u)
 		smpl_log(LOG_ERR, u->info.serial, NULL, "store-failed",
 			 "cannot record the unit: %s", store_errmsg(d->store));
 	reconcile(u);
+	u->reprobe = false;
 	smpl_log(LOG_INFO, u->info.serial, NULL, "probed",
 		 "unit %s (%s, firmware %s, backend %s), shot count %" PRIu32,
 		 u->info.serial, u->info.model, u->firmware, smpl_backend_name(b),
@@ -470,7 +480,7 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	u->status = *st;
 	u->status_known = true;
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
-	if ((!u->published || !u->info.serial[0]) && !u->ignored) {
+	if ((!u->published || !u->info.serial[0] || u->reprobe) && !u->ignored) {
 		if (settled(st->state) && probe(u) < 0)
 			smpl_log(LOG_WARNING, u->name, NULL, "probe", "probe failed, will retry");
 	} else if (had_status && old_interlocks != st->interlocks) {
@@ -556,6 +566,7 @@ static void on_connect(struct smpl_unit *u)
 {
 	u->connected = true;
 	u->status_known = false;
+	u->reprobe = u->published;	/* the same unit? what did it do while away? */
 	u->params_set = false;	/* the unit forgot them */
 	memset(&u->params, 0, sizeof(u->params));
 	smpl_safety_connected(&u->safety, smpl_now_ms(u->daemon));
@@ -596,8 +607,9 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 
 	if (u->connected && u->published)
 		(void)u->backend->ops->heartbeat(u->backend);
-	else if (u->connected && !u->ignored && u->status_known && settled(u->status.state))
-		(void)probe(u);		/* the first probe failed: try again */
+	if (u->connected && (!u->published || u->reprobe) && !u->ignored &&
+	    u->status_known && settled(u->status.state))
+		(void)probe(u);		/* the last probe failed: try again */
 	if (u->published) {
 		(void)smpl_safety_tick(&u->safety, smpl_now_ms(d), &a);
 		smpl_unit_apply(u, &a);

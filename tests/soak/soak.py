@@ -17,9 +17,9 @@ rules written here:
   - records: every pulse the unit counted is in a recorded treatment, no
     treatment stays open (records lost must be 0).
 
-Unplugs happen with the unit READY, not emitting: a pulse emitted just before
-an unplug whose report is lost is a known gap (docs/reliability.md) that
-would count here as a lost record.
+Unplugs happen with the unit READY or emitting: a treatment whose unit went
+away is unknown (it counts as emitted) until the unit is plugged in again and
+its shot counter reconciles it, pulses whose reports were lost included.
 
 Usage: tests/soak/soak.py [--duration SECONDS] [--seed N]    (TAP on stdout)
 Exit status 0 iff no check failed.
@@ -70,10 +70,6 @@ class Day:
         self.env = env
         self.rng = rng
         self.emitted = set()          # (patient, patch) with an emission: the model
-        # (patient, patch) whose treatment ended with the unit's counter unread (unplugged
-        # while armed): the store cannot tell it emitted nothing, so it counts for the
-        # cooldown (S2: an interrupted treatment never shortens a cooldown).
-        self.unknown = set()
         self.patients = set()
         self.sessions = self.pulses = self.faults = self.decisions = 0
         self.base_shots = int(env.unit_prop('ShotCount'))
@@ -81,7 +77,7 @@ class Day:
     # --- the model's checks ------------------------------------------------
 
     def in_cooldown(self, patient, patch):
-        return (patient, patch) in self.emitted or (patient, patch) in self.unknown
+        return (patient, patch) in self.emitted
 
     def check_patch(self, patient, patch):
         eligible, _, reason = self.env.manager().CheckPatch(patient, patch)
@@ -98,7 +94,8 @@ class Day:
         total, by_patch = 0, set()
         for p in self.patients:
             for t in self.env.history(p):
-                must(str(t['outcome']) != 'open', 'a treatment stays open: %s' % dict(t))
+                must(str(t['outcome']) not in ('open', 'unknown'),
+                     'a treatment stays %s: %s' % (t['outcome'], dict(t)))
                 total += int(t['pulses'])
                 if int(t['pulses']) > 0:
                     by_patch.add((p, str(t['patch'])))
@@ -193,6 +190,7 @@ class Day:
 
         fault = rng.choice(['none'] * 6 + ['interlock-before-arm', 'rtc-skew', 'unit-fault',
                                            'interlock-while-emitting', 'unplug-ready',
+                                           'unplug-emitting',
                                            'client-gone', 'kill-armed', 'kill-emitting'])
         if fault == 'interlock-before-arm':
             name = rng.choice(INTERLOCKS)
@@ -231,14 +229,8 @@ class Day:
             return
         env.wait_unit_state('ready', 6)
         if fault == 'unplug-ready':
-            env.sim().Unplug()
-            env.wait_unit_state('disconnected', 2)
-            must(error_name(unit.Arm) == 'Disconnected', 'Arm on an unplugged unit')
-            self.faults += 1
-            env.sim().Replug()
-            env.wait_unit_state('standby', 5)
+            self.unplug_and_replug(unit)
             self._account(patient, patch, shots0)
-            self.unknown.add((patient, patch))
             session.End('unplugged')
             return
         if fault == 'client-gone':
@@ -263,12 +255,26 @@ class Day:
             self.restart()
             self._account(patient, patch, shots0)
             return
+        elif fault == 'unplug-emitting':
+            self.unplug_and_replug(unit)
+            self._account(patient, patch, shots0)
+            session.End('unplugged')
+            return
         env.sim().SetFootswitch(False)
         if env.unit_prop('State') not in ('standby', 'fault'):
             unit.Disarm()
             env.wait_unit_state('standby')
         self._account(patient, patch, shots0)
         session.End('done')
+
+    def unplug_and_replug(self, unit):
+        env = self.env
+        env.sim().Unplug()
+        env.wait_unit_state('disconnected', 2)
+        must(error_name(unit.Arm) == 'Disconnected', 'Arm on an unplugged unit')
+        self.faults += 1
+        env.sim().Replug()
+        env.wait_unit_state('standby', 5)
 
     def _account(self, patient, patch, shots0):
         self.env.sim().SetFootswitch(False)

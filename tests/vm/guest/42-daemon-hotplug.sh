@@ -4,9 +4,10 @@
 #  - both units arm and fire at once; B's session ends normally with every
 #    pulse recorded against B;
 #  - A, still emitting, is unplugged: no further pulse, A's object goes away
-#    (InterfacesRemoved), its session ends as interrupted with its records
-#    intact, B is untouched, the daemon stays up; plugged again, the same
-#    serial comes back at the same object path.
+#    (InterfacesRemoved), its treatment is closed as unknown (the counter
+#    cannot be read) with its records intact, B is untouched, the daemon stays
+#    up; plugged again, the same serial comes back at the same object path and
+#    the unit's shot counter reconciles A's treatment, pulses in flight too.
 . /etc/vm/daemon-lib.sh
 A=VMHOT0A
 B=VMHOT0B
@@ -89,8 +90,8 @@ check "no further pulse after the unplug ($shots_unplug, then $shots_later)" \
 	test "$shots_unplug" = "$shots_later"
 gadget_ctl footswitch 0 >/dev/null
 smplaserctl history P-HOT-A >/tmp/ha.out 2>&1
-check "A's session ended as interrupted ($(history_field P-HOT-A 5 /tmp/ha.out))" \
-	test "$(history_field P-HOT-A 5 /tmp/ha.out)" = interrupted
+check "A's treatment is unknown while A is away ($(history_field P-HOT-A 5 /tmp/ha.out))" \
+	test "$(history_field P-HOT-A 5 /tmp/ha.out)" = unknown
 # Every pulse fired before the cable went is recorded (one may be in flight
 # as the cable goes), and none that was not fired.
 recorded=$(history_field P-HOT-A 6 /tmp/ha.out)
@@ -103,6 +104,12 @@ check "plugged again: the same serial comes back at the same path ($path)" \
 check "ObjectManager said so: InterfacesRemoved, then InterfacesAdded for $path" sh -c \
 	"grep -E '^Interfaces(Added|Removed) $path\$' /tmp/om.out | cut -d' ' -f1 | tr '\n' ' ' |
 	 grep -q '^InterfacesRemoved InterfacesAdded'"
+smplaserctl history P-HOT-A >/tmp/ha2.out 2>&1
+fired=$((shots_later - a0))
+check "A's treatment is reconciled from the counter: \
+$(history_field P-HOT-A 6 /tmp/ha2.out) pulses, $fired fired ($recorded reported)" \
+	test "$(history_field P-HOT-A 5 /tmp/ha2.out)" = reconciled -a \
+	"$(history_field P-HOT-A 6 /tmp/ha2.out)" = "$fired"
 kill "$OM_PID" 2>/dev/null
 stamp "done"
 
