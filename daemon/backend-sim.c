@@ -401,6 +401,17 @@ static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
 	return 0;
 }
 
+static int ctl_calibration(struct smpl_backend *b, bool valid)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s->plugged)
+		return -ENODEV;
+	smpl_model_set_calibrated(s->model, now_ms(b), valid);
+	kick(b);
+	return 0;
+}
+
 static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
 {
 	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_FLOOD)
@@ -453,6 +464,7 @@ static const struct smpl_sim_control sim_control = {
 	.inject_fault = ctl_fault,
 	.clear_fault_cause = ctl_clear_fault_cause,
 	.set_rtc_skew = ctl_rtc_skew,
+	.set_calibration = ctl_calibration,
 	.set_hostile = ctl_hostile,
 	.drop_next_reply = ctl_drop_next_reply,
 	.unplug = ctl_unplug,

@@ -71,6 +71,8 @@ struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*inject_fault)(struct smpl_backend *b, uint8_t fault);
 	int (*clear_fault_cause)(struct smpl_backend *b);
 	int (*set_rtc_skew)(struct smpl_backend *b, int64_t skew_s);
+	/* The unit reports its calibration valid (SMPL_SF_CALIBRATED) or not. */
+	int (*set_calibration)(struct smpl_backend *b, bool valid);
 	int (*set_hostile)(struct smpl_backend *b, int mode, unsigned int count);
 	/* The unit carries out the next @op command but its reply is lost. */
 	int (*drop_next_reply)(struct smpl_backend *b, uint8_t op);

@@ -474,6 +474,20 @@ static int method_sim_rtc_skew(sd_bus_message *m, void *userdata, sd_bus_error *
 	return sim_result(m, u, u->backend->sim->set_rtc_skew(u->backend, skew), error);
 }
 
+static int method_sim_calibration(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int valid, r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "b", &valid);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->set_calibration(u->backend, valid), error);
+}
+
 static const char *const hostile_names[] = {
 	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
 };
@@ -566,6 +580,8 @@ static const sd_bus_vtable simulator_vtable[] = {
 				method_sim_clear_fault, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetRtcSkew", SD_BUS_ARGS("x", seconds), SD_BUS_NO_RESULT,
 				method_sim_rtc_skew, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetCalibration", SD_BUS_ARGS("b", valid), SD_BUS_NO_RESULT,
+				method_sim_calibration, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetHostile", SD_BUS_ARGS("s", mode, "u", count),
 				SD_BUS_NO_RESULT, method_sim_hostile, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("DropNextReply", SD_BUS_ARGS("s", command), SD_BUS_NO_RESULT,
