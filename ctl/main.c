@@ -68,6 +68,7 @@ static void help(const char *prog)
 	       "  sim interlock NAME open|close\n"
 	       "  sim drift PPM               Measured energy off by PPM parts per million\n"
 	       "  sim fault NAME | sim clear-fault | sim rtc-skew SECONDS\n"
+	       "  sim calibration valid|expired\n"
 	       "  sim unplug | sim replug\n\n"
 	       "Options:\n"
 	       "  -h --help                   Show this help\n"

@@ -16,7 +16,7 @@
 	"usage: sim footswitch press|release|hold SECONDS | sim door open|close | " \
 	"sim estop press|release | sim key on|off | sim interlock NAME open|close | " \
 	"sim drift PPM | sim fault NAME | sim clear-fault | sim rtc-skew SECONDS | " \
-	"sim unplug | sim replug"
+	"sim calibration valid|expired | sim unplug | sim replug"
 
 static int sim_usage(struct ctl *c, const char *why)
 {
@@ -163,6 +163,15 @@ static int sim_run(struct ctl *c, const char *unit, int argc, char **argv,
 				    (int64_t)n);
 		if (!code && !c->json)
 			printf("Unit clock skewed by %+lld s.\n", n);
+		return code;
+	}
+	if (strcmp(what, "calibration") == 0) {
+		if (argc != 2 || (v = pick(arg, "valid", "expired")) < 0)
+			return sim_usage(c, "calibration takes valid or expired");
+		int code = ctl_call(c, unit, SMPL_SIM_IFACE, "SetCalibration", NULL, "b", v);
+
+		if (!code && !c->json)
+			printf("Calibration %s.\n", v ? "valid" : "expired");
 		return code;
 	}
 	if (strcmp(what, "unplug") == 0 || strcmp(what, "replug") == 0) {
