@@ -169,7 +169,9 @@ static long smplaser_get_info(struct smplaser_dev *dev, void __user *arg)
 {
 	struct smplaser_info info = dev->info;
 
-	info.heartbeat_ms = READ_ONCE(dev->heartbeat_ms);
+	spin_lock_irq(&dev->lock);	/* see heartbeat_ms_store() */
+	info.heartbeat_ms = dev->heartbeat_ms;
+	spin_unlock_irq(&dev->lock);
 	info.reserved = 0;
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }

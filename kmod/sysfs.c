@@ -87,7 +87,12 @@ static ssize_t heartbeat_ms_show(struct device *d,
 	return sysfs_emit(buf, "%u\n", READ_ONCE(dev->heartbeat_ms));
 }
 
-/* Above 0 and below the unit's own watchdog, or -EINVAL. */
+/*
+ * Above 0 and below the unit's own watchdog, or -EINVAL.  -EBUSY while the
+ * node is open: its opener paces its heartbeats from what GET_INFO said.
+ * Checked and written under the lock GET_INFO reads it under, so an opener
+ * racing this write reads the new value.
+ */
 static ssize_t heartbeat_ms_store(struct device *d,
 				  struct device_attribute *attr,
 				  const char *buf, size_t count)
@@ -101,8 +106,13 @@ static ssize_t heartbeat_ms_store(struct device *d,
 		return ret;
 	if (ms == 0 || ms >= dev->info.watchdog_ms)
 		return -EINVAL;
-	WRITE_ONCE(dev->heartbeat_ms, ms);
-	return count;
+	spin_lock_irq(&dev->lock);
+	if (test_bit(SMPLASER_FLAG_OPEN, &dev->flags))
+		ret = -EBUSY;
+	else
+		WRITE_ONCE(dev->heartbeat_ms, ms);
+	spin_unlock_irq(&dev->lock);
+	return ret ? ret : count;
 }
 static DEVICE_ATTR_RW(heartbeat_ms);
 

@@ -28,6 +28,15 @@ check "sysfs heartbeat_ms refuses junk" sh -c "! echo 12x >$hb"
 echo 300 >"$hb"
 check "sysfs heartbeat_ms takes 300" test "$(sysfs heartbeat_ms)" = 300
 echo 500 >"$hb"
+# The opener paces its heartbeats from GET_INFO: no change under its feet.
+exec 3</dev/smplaser0
+check "sysfs heartbeat_ms refuses a change while the node is open (EBUSY)" \
+	sh -c "! echo 300 2>/tmp/hb.err >$hb && grep -q busy /tmp/hb.err"
+check "and keeps its value" test "$(sysfs heartbeat_ms)" = 500
+exec 3<&-
+echo 400 >"$hb"
+check "closed again: sysfs heartbeat_ms takes 400" test "$(sysfs heartbeat_ms)" = 400
+echo 500 >"$hb"
 check "sysfs files other than heartbeat_ms are read-only" \
 	sh -c "! echo x >$KMOD_SYSFS/serial && ! echo 1 >$KMOD_SYSFS/shot_count"
 
