@@ -36,7 +36,7 @@ struct sim {
 	bool pending_disconnect;	/* deliver DISCONNECT on the next tick */
 	bool have_status;
 	struct smpl_status_n last_status;
-	uint8_t drop_reply_op;		/* lose the next reply to this command */
+	uint8_t drop_reply_op;		/* lose the next reply to this command (or pulse report) */
 };
 
 static struct sim *sim_of(struct smpl_backend *b)
@@ -124,7 +124,12 @@ static void handle_status_report(struct smpl_backend *b, const struct smpl_frame
 static void handle_pulse_report(struct smpl_backend *b, const struct smpl_frame *f)
 {
 	struct smpl_backend_event ev = { .type = SMPL_BEV_PULSE };
+	struct sim *s = sim_of(b);
 
+	if (s->drop_reply_op == SMPL_OP_PULSE) {	/* lost on the way */
+		s->drop_reply_op = 0;
+		return;
+	}
 	if (smpl_pulse_decode((const struct smpl_pulse_report *)f->payload,
 			      &ev.pulse) < 0)
 		return;
@@ -422,7 +427,8 @@ static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
 
 static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
 {
-	if (smpl_payload_size(op) < 0 || (op & SMPL_OP_REPLY) || op >= SMPL_OP_STATUS)
+	if (op != SMPL_OP_PULSE &&
+	    (smpl_payload_size(op) < 0 || (op & SMPL_OP_REPLY) || op >= SMPL_OP_STATUS))
 		return -EINVAL;
 	sim_of(b)->drop_reply_op = op;
 	return 0;

@@ -522,6 +522,7 @@ static const struct {
 	{ "arm", SMPL_OP_ARM }, { "disarm", SMPL_OP_DISARM },
 	{ "heartbeat", SMPL_OP_HEARTBEAT }, { "get-rtc", SMPL_OP_GET_RTC },
 	{ "ack-fault", SMPL_OP_ACK_FAULT }, { "get-status", SMPL_OP_GET_STATUS },
+	{ "pulse-report", SMPL_OP_PULSE },	/* the next pulse's report is lost */
 };
 
 static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -542,7 +543,8 @@ static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error
 						  u->backend, command_names[i].op), error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "command: unknown command \"%s\" (get-info, set-params, arm, "
-			       "disarm, heartbeat, get-rtc, ack-fault, get-status)", command);
+			       "disarm, heartbeat, get-rtc, ack-fault, get-status, pulse-report)",
+			       command);
 }
 
 static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)

@@ -326,6 +326,37 @@ def test_unplug_in_every_state():
 
 
 @test
+def test_pulse_report_lost_with_the_cable_is_reconciled():
+    """The unit fires a pulse whose report never reaches the host, then the cable goes:
+    the treatment is unknown while the unit is away (it counts as emitted), and when
+    the unit comes back its shot counter reconciles it, the lost pulse included."""
+    with Env() as env:
+        env.start()
+        before = int(env.unit_prop('ShotCount'))
+        env.ready_session('p-lost', 'crown')
+        env.arm_to_ready()
+        env.sim().DropNextReply('pulse-report')
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: int(env.unit_prop('ShotCount')) >= before + 3, 3, 'pulses')
+        env.sim().SetFootswitch(False)
+        env.sim().Unplug()
+        env.wait_unit_state('disconnected', 2)
+        (t,) = env.history('p-lost')
+        assert str(t['outcome']) == 'unknown', dict(t)
+        assert not env.manager().CheckPatch('p-lost', 'crown')[0], 'unknown must count'
+        recorded = int(t['pulses_recorded'])
+        env.sim().Replug()
+        env.wait_unit_state('standby', 3)
+        fired = int(env.unit_prop('ShotCount')) - before
+        (t,) = env.history('p-lost')
+        assert str(t['outcome']) == 'reconciled', dict(t)
+        assert int(t['pulses']) == fired and recorded == fired - 1, (fired, recorded, dict(t))
+        assert not env.manager().CheckPatch('p-lost', 'crown')[0], 'it emitted'
+        print('# %d pulses fired, %d reported, the treatment counts %d' %
+              (fired, recorded, int(t['pulses'])))
+
+
+@test
 def test_sigkill_in_every_state():
     """kill -9 with a session open, while arming, ready and emitting, then restart: the
     unit is in standby, no treatment or session stays open, every pulse counted is
