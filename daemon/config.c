@@ -79,6 +79,8 @@ static const struct key keys[] = {
 
 	{ "auth", "allow_root", K_BOOL, OFF(auth.allow_root), 0, 0, NULL, NULL },
 	{ "auth", "session_bus", K_SESSION_BUS, OFF(auth.session_bus), 0, 0, NULL, NULL },
+	{ "auth", "polkit_timeout_s", K_U32, OFF(auth.polkit_timeout_s), 1, 100, NULL,
+	  "smplaserctl waits 120 s for a reply: the daemon must answer it first" },
 
 	{ "backends", "kmod", K_BOOL, OFF(backends.kmod), 0, 0, NULL, NULL },
 	{ "backends", "libusb", K_BOOL, OFF(backends.libusb), 0, 0, NULL, NULL },
@@ -410,6 +412,7 @@ void smpl_config_defaults(struct smpl_config *c)
 	smpl_patches_init(&c->patches);
 	c->auth.allow_root = true;
 	c->auth.session_bus = SMPL_SESSION_BUS_SAME_UID;
+	c->auth.polkit_timeout_s = 20;	/* below the 25 s most D-Bus clients wait */
 	c->backends.kmod = true;
 	c->backends.libusb = true;
 	c->backends.sim = false;

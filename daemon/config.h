@@ -20,7 +20,9 @@
  *   [patches]   <id> = <label>: clinic-defined patches (see patches.h)
  *   [auth]      allow_root [true]: uid 0 may act when polkit is absent;
  *               session_bus [same-uid]: on a session bus, "same-uid" (the
- *               daemon's own uid may act) or "deny" (nobody may)
+ *               daemon's own uid may act) or "deny" (nobody may);
+ *               polkit_timeout_s [20] (1-100): how long a call waits for
+ *               polkit's answer before it is denied
  *   [backends]  kmod [true], libusb [true], sim [false]
  *
  * Booleans: true/false, yes/no, on/off, 1/0.  Integers: decimal, no sign,
@@ -59,6 +61,7 @@ struct smpl_config {
 	struct {
 		bool allow_root;
 		enum smpl_session_bus_auth session_bus;
+		uint32_t polkit_timeout_s;
 	} auth;
 	struct {
 		bool kmod;

@@ -235,6 +235,7 @@ static int setup_bus(struct smpl_daemon *d)
 	if (r < 0)
 		return r;
 	smpl_polkit_on_denied(d->polkit, on_polkit_denied, d);
+	smpl_polkit_set_timeout(d->polkit, d->cfg.auth.polkit_timeout_s);
 	r = smpl_bus_setup(d);
 	if (r < 0)
 		smpl_log(LOG_ERR, NULL, NULL, "bus", "cannot own the name %s: %s",

@@ -19,6 +19,8 @@ struct query {
 	sd_bus_slot *slot;		/* the pending CheckAuthorization */
 	char *action;
 	uid_t uid;
+	uint64_t deadline_usec;		/* CLOCK_MONOTONIC: polkit must answer by then */
+	unsigned int timeout_s;		/* for the message */
 	bool done;
 	bool authorized;
 	char *why;			/* why not, for the error message */
@@ -39,6 +41,7 @@ struct smpl_polkit {
 	bool use_polkit;
 	bool allow_root;
 	bool same_uid;
+	unsigned int timeout_s;		/* how long a call waits for polkit */
 	struct query *queries;
 	unsigned int n_queries;
 	smpl_polkit_denied_fn on_denied;
@@ -79,8 +82,14 @@ int smpl_polkit_new(sd_bus *bus, bool use_polkit, bool allow_root, bool same_uid
 	p->use_polkit = use_polkit;
 	p->allow_root = allow_root;
 	p->same_uid = same_uid;
+	p->timeout_s = SMPL_POLKIT_TIMEOUT_S_DEFAULT;
 	*ret = p;
 	return 0;
+}
+
+void smpl_polkit_set_timeout(struct smpl_polkit *p, unsigned int seconds)
+{
+	p->timeout_s = seconds ? seconds : SMPL_POLKIT_TIMEOUT_S_DEFAULT;
 }
 
 void smpl_polkit_free(struct smpl_polkit *p)
@@ -109,6 +118,25 @@ int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret)
 	return sd_bus_creds_get_euid(creds, ret);
 }
 
+static uint64_t monotonic_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * sd-bus ends a call that outlives its timeout with a NoReply error of its
+ * own making; the bus sends NoReply too when polkit leaves mid-call.  Ours
+ * comes at the deadline (sd-bus counts on the same clock from a later start).
+ */
+static bool polkit_timed_out(const struct query *q, const sd_bus_error *e)
+{
+	return sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) &&
+	       monotonic_usec() >= q->deadline_usec;
+}
+
 static bool polkit_is_absent(const sd_bus_error *e)
 {
 	return sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN,
@@ -124,6 +152,16 @@ static void query_settle(struct query *q, sd_bus_message *reply)
 	int authorized = 0, challenge = 0;
 
 	q->done = true;
+	if (e && polkit_timed_out(q, e)) {
+		q->authorized = false;
+		smpl_log(LOG_WARNING, NULL, NULL, "polkit",
+			 "polkit did not answer %s within %u s: denied",
+			 q->action, q->timeout_s);
+		if (asprintf(&q->why, "polkit did not answer within %u s (timed out)",
+			     q->timeout_s) < 0)
+			q->why = NULL;
+		return;
+	}
 	if (e) {
 		if (polkit_is_absent(e) && q->uid == 0 && q->allow_root) {
 			q->authorized = true;
@@ -183,7 +221,12 @@ static int ask_polkit(struct smpl_polkit *p, struct query *q)
 				  "name", "s", sender, q->action, 0, flags, "");
 	if (r < 0)
 		return r;
-	return sd_bus_call_async(p->bus, &q->slot, m, on_polkit_reply, q, 0);
+	q->timeout_s = p->timeout_s;
+	q->deadline_usec = monotonic_usec() + p->timeout_s * 1000000ULL;
+	/* At the time-out sd-bus calls on_polkit_reply with NoReply and drops the
+	 * slot: a later answer has no callback left to reach. */
+	return sd_bus_call_async(p->bus, &q->slot, m, on_polkit_reply, q,
+				 p->timeout_s * 1000000ULL);
 }
 
 void smpl_polkit_on_denied(struct smpl_polkit *p, smpl_polkit_denied_fn fn,

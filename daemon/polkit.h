@@ -36,6 +36,16 @@ int smpl_polkit_new(sd_bus *bus, bool use_polkit, bool allow_root, bool same_uid
 void smpl_polkit_free(struct smpl_polkit *p);
 
 /*
+ * How long a call waits for polkit's answer (default
+ * SMPL_POLKIT_TIMEOUT_S_DEFAULT).  When it passes, the call is denied, for
+ * uid 0 too (a hung polkit is not an absent one), the denial goes through
+ * the denied hook like any other, and polkit's late answer finds nobody
+ * waiting for it (the pending call is gone).
+ */
+#define SMPL_POLKIT_TIMEOUT_S_DEFAULT	20
+void smpl_polkit_set_timeout(struct smpl_polkit *p, unsigned int seconds);
+
+/*
  * Returns 1: authorized, go on.  0: the call is suspended until polkit
  * answers; the handler returns 1 (a reply will follow).  Negative: denied
  * (@error says which action for which uid) or failed.

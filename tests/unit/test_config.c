@@ -70,6 +70,7 @@ static void assert_defaults(const struct smpl_config *c)
 	assert_int_equal(c->patches.count, SMPL_PATCHES_BUILTIN);
 	assert_true(c->auth.allow_root);
 	assert_int_equal(c->auth.session_bus, SMPL_SESSION_BUS_SAME_UID);
+	assert_int_equal(c->auth.polkit_timeout_s, 20);
 	assert_true(c->backends.kmod);
 	assert_true(c->backends.libusb);
 	assert_false(c->backends.sim);
@@ -143,7 +144,7 @@ static void test_shipped_file_documents_every_key(void **state)
 		"qswitch_pulse_max_ns", "pico_pulse_min_ps", "pico_pulse_max_ps",
 		"rate_max_mhz", "pulses_per_patch", "max_session_energy_j",
 		"heartbeat_ms", "idle_timeout_s", "energy_tolerance_pct",
-		"rtc_max_skew_s", "allow_root", "session_bus", "kmod", "libusb", "sim",
+		"rtc_max_skew_s", "allow_root", "session_bus", "polkit_timeout_s", "kmod", "libusb", "sim",
 	};
 	char *text = read_all(shipped_path());
 	char needle[64], msg[SMPL_CONFIG_MSG_MAX];
@@ -228,6 +229,15 @@ static const struct bad bad_configs[] = {
 	{ "[patches]\nscar = Scar\nscar = Scar\n", 3, "already defined" },
 	{ "[auth]\nsession_bus = anyone\n", 2, "same-uid or deny" },
 	{ "[auth]\nallow_root = 2\n", 2, "not a boolean" },
+	{ "[auth]\npolkit_timeout_s = 0\n", 2, "polkit_timeout_s = 0: below the minimum" },
+	{ "[auth]\nallow_root = true\n\npolkit_timeout_s = 101\n", 4,
+	  "smplaserctl waits 120 s" },
+	{ "[auth]\npolkit_timeout_s = 4294967295\n", 2, "(allowed 1-100)" },
+	{ "[auth]\npolkit_timeout_s = 2.5\n", 2, "not an unsigned decimal" },
+	{ "[auth]\npolkit_timeout_s = -1\n", 2, "not an unsigned decimal" },
+	{ "[auth]\npolkit_timeout_s = 20s\n", 2, "not an unsigned decimal" },
+	{ "[auth]\npolkit_timeout_s = 5\npolkit_timeout_s = 6\n", 3, "first on line 2" },
+	{ "[safety]\npolkit_timeout_s = 5\n", 2, "unknown key" },
 	{ "[backends]\nlibusb = enabled\n", 2, "not a boolean" },
 	{ "[backends]\nusb = true\n", 2, "unknown key" },
 };
@@ -333,6 +343,7 @@ static void test_accepted_values(void **state)
 		"[auth]\n"
 		"allow_root = off\n"
 		"session_bus = deny\n"
+		"polkit_timeout_s = 45\n"
 		"[backends]\n"
 		"kmod = 1\n"
 		"libusb = no\n"
@@ -370,6 +381,7 @@ static void test_accepted_values(void **state)
 	assert_non_null(smpl_patches_find(&c.patches, "crown"));
 	assert_false(c.auth.allow_root);
 	assert_int_equal(c.auth.session_bus, SMPL_SESSION_BUS_DENY);
+	assert_int_equal(c.auth.polkit_timeout_s, 45);
 	assert_true(c.backends.kmod);
 	assert_false(c.backends.libusb);
 	assert_true(c.backends.sim);
@@ -401,6 +413,29 @@ static void test_cooldown_boundaries(void **state)
 	assert_int_equal(load(&c, "[safety]\nenergy_tolerance_pct = 1\n", msg, sizeof(msg)),
 			 SMPL_CONFIG_LOADED);
 	assert_int_equal(c.safety.energy_tolerance_pct, 1);
+}
+
+/* The polkit wait: 1-100 s, both ends accepted, 0 and 101 refused. */
+static void test_polkit_timeout_boundaries(void **state)
+{
+	struct smpl_config c;
+	char msg[SMPL_CONFIG_MSG_MAX];
+
+	(void)state;
+	assert_int_equal(load(&c, "[auth]\npolkit_timeout_s = 1\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_int_equal(c.auth.polkit_timeout_s, 1);
+	assert_int_equal(load(&c, "[auth]\npolkit_timeout_s = 100\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_int_equal(c.auth.polkit_timeout_s, 100);
+	assert_int_equal(load(&c, "[auth]\npolkit_timeout_s = 020\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_int_equal(c.auth.polkit_timeout_s, 20);
+	assert_int_equal(load(&c, "[auth]\npolkit_timeout_s = 0\n", msg, sizeof(msg)), -EINVAL);
+	assert_int_equal(c.auth.polkit_timeout_s, 20);		/* the default, untouched */
+	assert_int_equal(load(&c, "[auth]\npolkit_timeout_s = 101\n", msg, sizeof(msg)),
+			 -EINVAL);
+	assert_non_null(strstr(msg, "test.conf:2: [auth] polkit_timeout_s = 101"));
 }
 
 /* S7: whatever the file holds, a clear answer and never a crash. */
@@ -479,6 +514,7 @@ int main(void)
 		cmocka_unit_test(test_file_error_names_path_and_line),
 		cmocka_unit_test(test_accepted_values),
 		cmocka_unit_test(test_cooldown_boundaries),
+		cmocka_unit_test(test_polkit_timeout_boundaries),
 		cmocka_unit_test(test_random_input_never_crashes),
 	};
 
