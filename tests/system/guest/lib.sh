@@ -89,3 +89,21 @@ show_daemon() {
 		org.smplaser.Laser1.Manager ListUnits 2>&1)"
 }
 wait_unit_on_kmod() { wait_for "$1" unit_on_kmod || { show_daemon; return 1; }; }
+
+# --- for boot1-35-hang.sh -------------------------------------------------------
+# now_ms: the wall clock in milliseconds.
+now_ms() { date +%s%3N; }
+
+# daemon_prop NAME: a property of smplaserd.service (MainPID, NRestarts, ...).
+daemon_prop() { systemctl show -p "$1" --value smplaserd.service; }
+
+# process_stopped PID: the process is stopped by a signal (ps state T).
+process_stopped() { ps -o stat= -p "$1" | grep -q '^T'; }
+
+# json_field FILE KEY: the value of the first "KEY": VALUE line of smplaserctl's
+# pretty-printed --json output, without quotes or the trailing comma.
+json_field() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -n1; }
+
+# kernel_heartbeat_disarms: how many times smplaser.ko said it disarmed a unit
+# for want of heartbeats since boot.
+kernel_heartbeat_disarms() { dmesg | grep -c 'no heartbeat for [0-9]* ms: disarmed'; }
