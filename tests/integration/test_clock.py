@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The host clock jumping back and forward under a running smplaserd (DESIGN S8).
+
+The real daemon runs with its wall clock faked by libfaketime (Debian package
+libfaketime): CLOCK_REALTIME, time() and gettimeofday() are shifted by the
+offset written to a file, which the test rewrites while the daemon runs
+(FAKETIME_TIMESTAMP_FILE with FAKETIME_NO_CACHE=1).  CLOCK_MONOTONIC stays real
+(FAKETIME_DONT_FAKE_MONOTONIC=1), and timerfd_settime/gettime go to the kernel
+unchanged through build/tests/timerfd-passthrough.so, preloaded ahead of
+libfaketime (which would otherwise shift sd-event's CLOCK_MONOTONIC timers by
+the offset and stall the daemon's loop: see timerfd-passthrough.c).
+
+The simulated unit's RTC does not jump: the model sets it from time() once,
+when the daemon starts (the offset is then +0), and advances it with
+CLOCK_MONOTONIC (sim/model.c rtc_at), like a battery-backed RTC that kept the
+true time while the host's clock was set wrong.
+
+LD_PRELOAD does not work with an ASan binary: this suite runs the plain
+build/smplaserd ("make all"), not build/san/smplaserd.
+
+Usage: tests/integration/test_clock.py [test_name...]   (TAP on stdout)
+"""
+import calendar
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP_DIR = os.path.abspath(os.path.join(HERE, '..', '..'))
+os.environ.setdefault('SMPLASERD', os.path.join(TOP_DIR, 'build', 'smplaserd'))
+
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from harness import Env, expect_error, pump, test  # noqa: E402
+
+LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
+PASSTHROUGH = os.path.join(TOP_DIR, 'build', 'tests', 'timerfd-passthrough.so')
+
+# The daemon's periodic clock check runs every heartbeat_ms / 2 (250 ms by
+# default: daemon/unit.c on_heartbeat); a disarm must come within a few of them.
+CHECK_PERIOD_S = 0.25
+DISARM_BOUND_S = 2.0
+
+DAY_S = 86400
+
+
+class ClockEnv(Env):
+    """Env whose smplaserd reads a wall clock shifted by set_offset()."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offset_file = os.path.join(self.tmp, 'faketime')
+        self.offset_s = 0
+        self.set_offset(0)
+
+    def set_offset(self, seconds):
+        """Shift the daemon's wall clock to the true time + @seconds, at once."""
+        new = self.offset_file + '.new'
+        with open(new, 'w') as f:
+            f.write('%+d\n' % seconds)
+        os.rename(new, self.offset_file)       # never a half-written file
+        self.offset_s = seconds
+
+    def env(self):
+        e = super().env()
+        e['LD_PRELOAD'] = PASSTHROUGH + ':' + LIBFAKETIME
+        e['FAKETIME_TIMESTAMP_FILE'] = self.offset_file
+        e['FAKETIME_NO_CACHE'] = '1'
+        e['FAKETIME_DONT_FAKE_MONOTONIC'] = '1'
+        return e
+
+    def db(self):
+        return sqlite3.connect('file:%s/records.db?mode=ro' % self.state_dir, uri=True)
+
+    def rows(self, sql, args=()):
+        db = self.db()
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def treatments(self):
+        return self.rows('SELECT * FROM treatments ORDER BY id')
+
+    def audit(self, kind):
+        """(operator_uid, reason, detail) of the audit records of @kind, in order."""
+        return self.rows('SELECT operator_uid, reason, detail FROM audit WHERE kind = ? '
+                         'ORDER BY id', (kind,))
+
+    def newest_record_ms(self):
+        """The newest time in the records, as daemon/store.c store_newest_record_ms."""
+        return self.rows(
+            'SELECT max(t) FROM ('
+            ' SELECT max(last_seen_ms) AS t FROM units'
+            ' UNION ALL SELECT max(max(start_ms, coalesce(end_ms, start_ms))) FROM sessions'
+            ' UNION ALL SELECT max(max(armed_ms, coalesce(end_ms, armed_ms),'
+            '   coalesce(last_pulse_ms, armed_ms))) FROM treatments'
+            ' UNION ALL SELECT max(time_ms) FROM audit)')[0][0]
+
+    def record_counts(self):
+        return {t: self.rows('SELECT count(*) FROM %s' % t)[0][0]
+                for t in ('units', 'sessions', 'treatments', 'pulses', 'audit')}
+
+    def shots(self):
+        return int(self.unit_prop('ShotCount'))
+
+
+def time_to_standby(env, bound=DISARM_BOUND_S):
+    """Seconds until the unit leaves READY for STANDBY (polled every ~5 ms)."""
+    start = time.monotonic()
+    while time.monotonic() - start < bound:
+        pump()
+        if env.unit_prop('State') == 'standby':
+            return time.monotonic() - start
+        time.sleep(0.005)
+    raise AssertionError('still %s %.1f s after the clock jump' %
+                         (env.unit_prop('State'), bound))
+
+
+def assert_no_pulse(env, seconds=0.5):
+    """The footswitch held for @seconds: the unit counts no pulse, stays in STANDBY."""
+    before = env.shots()
+    env.sim().SetFootswitch(True)
+    pump(seconds)
+    env.sim().SetFootswitch(False)
+    pump(0.1)
+    assert env.shots() == before, 'the unit fired: %d pulses' % (env.shots() - before)
+    assert env.unit_prop('State') == 'standby', env.unit_prop('State')
+
+
+def utc(epoch_s):
+    return time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(epoch_s))
+
+
+def clocks_named(message):
+    """(host clock, unit RTC) in seconds since the epoch, from a clock-rtc-skew message:
+    "host clock (2026-11-26 03:11:52 UTC) is 7200 s off the unit's RTC (2026-...)"."""
+    found = re.findall(r'\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC\)', message)
+    assert len(found) == 2, message
+    return [calendar.timegm(time.strptime(t, '%Y-%m-%d %H:%M:%S')) for t in found]
+
+
+@test
+def test_forward_jump_while_ready_disarms():
+    """+2 h while READY: disarmed by the periodic check, audited with the clock reason,
+    Arm refused (ClockUnreliable), no pulse.  Back at the true time Arm stays refused
+    while the records written during the jump are newer than the clock."""
+    with ClockEnv() as env:
+        env.start()
+        env.ready_session('p-c01', 'crown')
+        env.arm_to_ready()
+        env.set_offset(2 * 3600)
+        took = time_to_standby(env)
+        print('# forward jump +2 h while READY: disarmed after %.0f ms '
+              '(periodic check every %.0f ms)' % (took * 1000, CHECK_PERIOD_S * 1000))
+        disarms = env.audit('disarm')
+        assert disarms, 'no disarm in the audit trail'
+        uid, reason, detail = disarms[-1]
+        assert reason == 'clock-rtc-skew', disarms
+        assert uid is None, 'the daemon disarmed, not a user: %r' % (disarms,)
+        # The message names both clocks: the faked host clock (+2 h) and the
+        # unit's RTC, which kept the true time.
+        host, rtc = clocks_named(detail)
+        assert abs(rtc - time.time()) < 10, 'the RTC jumped too: %s' % detail
+        assert abs(host - time.time() - 7200) < 10, detail
+        h = env.history('p-c01')
+        assert len(h) == 1 and h[0]['outcome'] == 'interrupted' and h[0]['pulses'] == 0, h
+
+        refused_before = len(env.audit('refused'))
+        expect_error('ClockUnreliable', env.unit().Arm, contains=("off the unit's RTC",))
+        refused = env.audit('refused')
+        assert len(refused) == refused_before + 1 and refused[-1][1] == 'ClockUnreliable', \
+            refused
+        assert_no_pulse(env)
+
+        # Back to the true time: the disarm and the refusal were recorded at
+        # +2 h, so the clock is now earlier than the newest record (S8).
+        anomaly_ms = env.newest_record_ms()
+        assert anomaly_ms > (time.time() + 7000) * 1000, 'no record stamped at +2 h'
+        env.set_offset(0)
+        expect_error('ClockUnreliable', env.unit().Arm,
+                     contains=('is earlier than the newest record (%s' % utc(anomaly_ms / 1000),))
+        assert_no_pulse(env)
+        assert len(env.history('p-c01')) == 1, env.history('p-c01')
+
+
+@test
+def test_jump_undone_before_any_record_arms_again():
+    """+2 h for a second in STANDBY, nothing recorded meanwhile, back to the true time:
+    nothing latched, Arm allowed and the unit fires (no fresh RTC read needed)."""
+    with ClockEnv() as env:
+        env.start()
+        env.ready_session('p-c02', 'crown')
+        counts, newest = env.record_counts(), env.newest_record_ms()
+        env.set_offset(2 * 3600)
+        pump(4 * CHECK_PERIOD_S)                # periodic checks with the clock off
+        assert env.unit_prop('State') == 'standby'
+        env.set_offset(0)
+        assert env.record_counts() == counts, 'a record was written during the jump'
+        assert env.newest_record_ms() == newest
+        env.arm_to_ready()
+        assert env.fire(0.6) > 0, 'armed but no pulse'
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        assert env.audit('disarm')[-1][1] == 'requested', env.audit('disarm')
+
+
+@test
+def test_backward_jump_before_newest_record():
+    """-1 d after a treatment: Arm refused (ClockUnreliable, clock behind the records),
+    the treated patch still in its cooldown until the same date, the records intact."""
+    with ClockEnv() as env:
+        env.start()
+        _, pulses = env.treat('p-c03', 'crown')
+        assert pulses > 0
+        treated = env.treatments()
+        eligible, next_usec, _ = env.manager().CheckPatch('p-c03', 'crown')
+        assert not eligible
+        env.set_offset(-DAY_S)
+
+        # The treated patch: still refused, eligible from the same instant.
+        eligible2, next_usec2, why = env.manager().CheckPatch('p-c03', 'crown')
+        assert not eligible2 and next_usec2 == next_usec, (eligible2, next_usec, next_usec2, why)
+        spath = env.unit().StartSession('p-c03')
+        expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).End('cooldown')
+
+        # A patient never treated: everything else ready, Arm refused for the clock.
+        env.ready_session('p-c04', 'crown')
+        expect_error('ClockUnreliable', env.unit().Arm,
+                     contains=('is earlier than the newest record',))
+        assert env.unit_prop('State') == 'standby'
+        assert_no_pulse(env)
+        assert env.treatments() == treated, 'the records changed under a clock gone back'
+        assert env.history('p-c04') == []
+
+
+@test
+def test_forward_43_days_does_not_shorten_cooldown():
+    """+43 d with the unit's RTC at the true time: the host clock says the patch is
+    eligible, but nothing arms: a patch selected under that clock is refused at Arm
+    once the clock is back (CooldownActive), and Arm under it is ClockUnreliable."""
+    with ClockEnv() as env:
+        env.start()
+        _, pulses = env.treat('p-c05', 'crown')
+        assert pulses > 0
+        treated = env.treatments()
+        spath = env.unit().StartSession('p-c05')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(harness.GOOD_PARAMS)
+
+        env.set_offset(43 * DAY_S)
+        eligible, _, why = env.manager().CheckPatch('p-c05', 'crown')
+        print('# +43 d: CheckPatch(crown) by the host clock: eligible=%s (%s)' %
+              (bool(eligible), why))
+        env.session(spath).SelectPatch('crown')  # accepted: the cooldown is on the host clock
+
+        # The clock back before Arm: the eligibility computed under +43 d does
+        # not carry over (the store checks the cooldown again when arming).
+        env.set_offset(0)
+        expect_error('CooldownActive', env.unit().Arm, contains=('eligible from',))
+        assert env.unit_prop('State') == 'standby'
+        assert_no_pulse(env)
+
+        # Arm under +43 d: the host clock is 43 days off the unit's RTC.
+        env.set_offset(43 * DAY_S)
+        expect_error('ClockUnreliable', env.unit().Arm, contains=("off the unit's RTC",))
+        assert env.unit_prop('State') == 'standby'
+        assert_no_pulse(env)
+        assert env.treatments() == treated, 'a treatment was recorded'
+        assert len(env.history('p-c05')) == 1
+
+
+@test
+def test_small_forward_jump_keeps_ready():
+    """+60 s (inside rtc_max_skew_s 300) while READY: not a clock fault, still READY and
+    firing after several periodic checks."""
+    with ClockEnv() as env:
+        env.start()
+        env.ready_session('p-c06', 'crown')
+        env.arm_to_ready()
+        env.set_offset(60)
+        pump(5 * CHECK_PERIOD_S)
+        assert env.unit_prop('State') == 'ready', env.unit_prop('State')
+        assert env.fire(0.6) > 0, 'no pulse after a 60 s jump'
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        assert [r for r in env.audit('disarm') if r[1].startswith('clock')] == []
+
+
+@test
+def test_small_backward_jump_while_ready_disarms():
+    """-60 s while READY: the clock is then earlier than the arming just recorded, so the
+    daemon disarms (clock-behind-records) although -60 s is inside the RTC bound."""
+    with ClockEnv() as env:
+        env.start()
+        env.ready_session('p-c07', 'crown')
+        env.arm_to_ready()
+        env.set_offset(-60)
+        took = time_to_standby(env)
+        print('# backward jump -60 s while READY: disarmed after %.0f ms' % (took * 1000))
+        assert env.audit('disarm')[-1][1] == 'clock-behind-records', env.audit('disarm')
+        assert_no_pulse(env)
+
+
+def check_preload():
+    """LD_PRELOAD cannot work into an ASan binary, and both libraries must exist."""
+    for path in (LIBFAKETIME, PASSTHROUGH):
+        if not os.path.exists(path):
+            return '%s is missing (apt-get install libfaketime; make all)' % path
+    libs = subprocess.run(['ldd', harness.DAEMON], capture_output=True, text=True).stdout
+    if 'libasan' in libs:
+        return '%s is built with ASan: run the plain build/smplaserd' % harness.DAEMON
+    return None
+
+
+if __name__ == '__main__':
+    problem = check_preload()
+    if problem:
+        print('1..1')
+        print('not ok 1 - %s' % problem)
+        sys.exit(1)
+    sys.exit(harness.main())
