@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+import dbus
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_DIR = os.path.abspath(os.path.join(HERE, '..', '..'))
 os.environ.setdefault('SMPLASERD', os.path.join(TOP_DIR, 'build', 'smplaserd'))
@@ -46,6 +48,10 @@ CHECK_PERIOD_S = 0.25
 DISARM_BOUND_S = 2.0
 
 DAY_S = 86400
+
+# At 10 Hz a pulse after the disarm shows within half a second.
+FAST_PARAMS = dbus.Dictionary(dict(harness.GOOD_PARAMS, rate_mhz=dbus.UInt32(10000)),
+                              signature='sv')
 
 
 class ClockEnv(Env):
@@ -273,6 +279,40 @@ def test_forward_43_days_does_not_shorten_cooldown():
         assert_no_pulse(env)
         assert env.treatments() == treated, 'a treatment was recorded'
         assert len(env.history('p-c05')) == 1
+
+
+@test
+def test_backward_jump_while_emitting_keeps_cooldown():
+    """-1 d while the footswitch is held: disarmed, every pulse recorded, and the patch
+    counts as emitted at its true last pulse: its cooldown is not a day shorter."""
+    with ClockEnv() as env:
+        env.start()
+        spath = env.ready_session('p-c08', 'crown', params=FAST_PARAMS)
+        env.arm_to_ready()
+        pressed = time.time()
+        env.sim().SetFootswitch(True)
+        pump(0.5)
+        assert env.unit_prop('State') == 'emitting', env.unit_prop('State')
+        jumped = time.time()
+        env.set_offset(-DAY_S)
+        took = time_to_standby(env)
+        env.sim().SetFootswitch(False)
+        print('# backward jump -1 d while emitting: disarmed after %.0f ms' % (took * 1000))
+        assert env.audit('disarm')[-1][1] == 'clock-behind-records', env.audit('disarm')
+        shots = env.shots()
+        pump(0.5)                               # five periods at 10 Hz
+        assert env.shots() == shots, 'a pulse after the disarm'
+        env.set_offset(0)
+        env.session(spath).End('clock')
+        h = env.history('p-c08')
+        assert len(h) == 1, h
+        t = h[0]
+        assert t['pulses'] == t['pulses_recorded'] == shots > 0, (shots, t)
+        emitted = t['emission_usec'] / 1e6
+        assert pressed <= emitted <= jumped + 1, \
+            'emitted at %s, the footswitch held %s..%s' % (utc(emitted), utc(pressed), utc(jumped))
+        eligible, next_usec, why = env.manager().CheckPatch('p-c08', 'crown')
+        assert not eligible and next_usec / 1e6 >= pressed + 42 * DAY_S, (next_usec, why)
 
 
 @test
