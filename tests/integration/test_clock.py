@@ -24,6 +24,7 @@ Usage: tests/integration/test_clock.py [test_name...]   (TAP on stdout)
 import calendar
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -279,6 +280,30 @@ def test_forward_43_days_does_not_shorten_cooldown():
         assert_no_pulse(env)
         assert env.treatments() == treated, 'a treatment was recorded'
         assert len(env.history('p-c05')) == 1
+
+
+@test
+def test_started_43_days_ahead_does_not_shorten_cooldown():
+    """smplaserd (re)started while the host clock is already 43 days ahead, the unit's
+    RTC at the true time: no jump is ever seen, the patch looks eligible by the host
+    clock, and Arm is refused for the clock (the cooldown's "now" is not trusted)."""
+    with ClockEnv() as env:
+        env.start()
+        _, pulses = env.treat('p-c09', 'crown')
+        assert pulses > 0
+        treated = env.treatments()
+        env.kill(signal.SIGTERM)
+        env.set_offset(43 * DAY_S)
+        env.start()
+        # The simulated unit takes its RTC from the host clock when it starts:
+        # set it back to the true time, as a battery-backed RTC would have kept it.
+        env.sim().SetRtcSkew(dbus.Int64(-43 * DAY_S))
+        eligible, _, _ = env.manager().CheckPatch('p-c09', 'crown')
+        assert eligible, 'the host clock is 43 days ahead: the rules see the patch eligible'
+        env.ready_session('p-c09', 'crown')
+        expect_error('ClockUnreliable', env.unit().Arm, contains=("off the unit's RTC",))
+        assert_no_pulse(env)
+        assert env.treatments() == treated, 'a treatment was recorded'
 
 
 @test
