@@ -61,7 +61,6 @@ class ClockEnv(Env):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.offset_file = os.path.join(self.tmp, 'faketime')
-        self.offset_s = 0
         self.set_offset(0)
 
     def set_offset(self, seconds):
@@ -70,7 +69,6 @@ class ClockEnv(Env):
         with open(new, 'w') as f:
             f.write('%+d\n' % seconds)
         os.rename(new, self.offset_file)       # never a half-written file
-        self.offset_s = seconds
 
     def env(self):
         e = super().env()
