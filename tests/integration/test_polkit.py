@@ -243,6 +243,43 @@ def test_hung_polkit_denies_arm_on_time():
 
 
 @test
+def test_disarm_needs_no_polkit():
+    """Disarm is never refused nor delayed by polkit: with polkit saying no to everything,
+    then hung, Disarm answers at once and the unit is in standby, by the caller's uid in
+    the audit trail; arming still needs polkit."""
+    with Env(config=CONFIG, bus_type='system') as env:
+        mock = start_polkit_mock(env)
+        env.start()
+        spath = env.ready_session('p-043', 'crown')
+        env.arm_to_ready()
+        mock.SetAllowed([])                 # polkit denies every action now
+        took, _ = timed(env.unit().Disarm)
+        assert took < PROMPT_S, 'Disarm took %.2f s' % took
+        env.wait_unit_state('standby', 1)
+        arm = call_async('Arm', env.unit().Arm)
+        wait_until(arm.done, 5, 'the denial')
+        assert arm.error is not None and arm.error.get_dbus_name() == ERR + 'NotAuthorized', \
+            (arm.reply, arm.error)
+
+        mock.SetAllowed(ALL_ACTIONS)
+        env.arm_to_ready()
+        mock.SimulateHang(True)
+        took, _ = timed(env.unit().Disarm)
+        print('# Disarm with polkit hung answered in %.3f s' % took)
+        assert took < PROMPT_S, 'Disarm waited %.2f s for a hung polkit' % took
+        env.wait_unit_state('standby', 1)
+        assert not mock.HaveHangingCalls(), 'Disarm asked polkit'
+
+        db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
+        rows = db.execute("SELECT operator_uid FROM audit WHERE kind = 'disarm'"
+                          " AND reason = 'requested'").fetchall()
+        db.close()
+        assert rows.count((os.getuid(),)) == 2, rows
+        mock.SimulateHang(False)
+        env.session(spath).End('')
+
+
+@test
 def test_timed_out_denials_are_audited_once_per_burst():
     """A burst of calls timing out together: each is denied, the journal has each, the
     audit trail one record (the 10 s de-duplication of denials applies)."""

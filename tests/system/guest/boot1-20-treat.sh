@@ -32,3 +32,17 @@ check "the refusal is in the audit trail with visitor's uid" \
 as visitor arm
 check "visitor cannot arm either" test $? = 3
 check "the unit never left STANDBY for visitor" gadget_state_is STANDBY
+
+# Making the unit safe needs no polkit: anyone the bus lets in may disarm.
+if arm_for tech P-SYS-6 left-temporal; then
+	as visitor disarm
+	rc=$?
+	check "visitor may disarm what tech armed (no polkit for Disarm): exit status $rc" \
+		test "$rc" = 0
+	check "and the unit is in STANDBY" wait_for 2 gadget_state_is STANDBY
+	check "the disarm is in the audit trail with visitor's uid" \
+		sh -c "[ \$(sqlite3 -readonly $DB \"SELECT count(*) FROM audit WHERE kind='disarm' AND operator_uid=$visitor_uid\") -ge 1 ]"
+	as tech session end
+else
+	echo "not ok - tech arms P-SYS-6 for visitor's disarm"
+fi
