@@ -59,6 +59,7 @@ struct smpl_unit {
 	bool published;			/* probed, object on the bus */
 	bool ignored;			/* its serial is another unit's */
 	bool reprobe;			/* reconnected: probe and reconcile again */
+	bool clock_bad;			/* S8 says the host clock is wrong (audited once) */
 	char *path;
 	struct smpl_info_n info;
 	char firmware[16];

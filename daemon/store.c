@@ -1660,13 +1660,7 @@ int store_newest_record_ms(struct store *st, int64_t *when_ms)
 	bool is_null = true;
 	int err;
 
-	err = query_int64(st,
-		"SELECT max(t) FROM ("
-		" SELECT max(last_seen_ms) AS t FROM units"
-		" UNION ALL SELECT max(max(start_ms, coalesce(end_ms, start_ms))) FROM sessions"
-		" UNION ALL SELECT max(max(armed_ms, coalesce(end_ms, armed_ms),"
-		"   coalesce(last_pulse_ms, armed_ms))) FROM treatments"
-		" UNION ALL SELECT max(time_ms) FROM audit)", when_ms, &is_null);
+	err = query_int64(st, "SELECT max(armed_ms) FROM treatments", when_ms, &is_null);
 	if (err)
 		return err;
 	if (is_null)

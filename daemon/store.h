@@ -310,8 +310,13 @@ int store_get_treatment(struct store *st, int64_t treatment_id,
 			store_treatment_cb cb, void *ctx);
 
 /*
- * The newest host time in any record (S8: a clock earlier than this is
- * unreliable).  Returns 1 and sets *when_ms, 0 if the store is empty.
+ * The newest arming's host time (S8: a clock earlier than this is
+ * unreliable).  Only armings witness the clock: each was allowed with the
+ * host clock within rtc_max_skew_s of the unit's RTC.  The other records
+ * are written while the clock is wrong too (a probe, a refusal, the disarm
+ * by the clock check), and a jump forward would then lock arming out until
+ * the true time caught up with them.  Returns 1 and sets *when_ms, 0 if
+ * nothing was ever armed.
  */
 int store_newest_record_ms(struct store *st, int64_t *when_ms);
 

@@ -167,8 +167,10 @@ static int commit_treatment(struct smpl_unit *u, uid_t uid, uint32_t shot_at_arm
 	if (u->backend->ops->get_rtc(u->backend, &rtc) == 0)
 		t.armed_rtc_s = rtc;
 	r = store_treatment_begin(d->store, &t, &u->treatment_id);
-	if (r == 0)
+	if (r == 0) {
+		smpl_safety_newest_record(&u->safety, t.armed_ms);	/* it witnesses the clock */
 		return 0;
+	}
 	u->treatment_id = 0;
 	if (r == -EAGAIN)
 		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_COOLDOWN_ACTIVE,

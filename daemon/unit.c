@@ -598,6 +598,29 @@ static void on_backend_event(struct smpl_backend *b, const struct smpl_backend_e
 
 /* --- timers ------------------------------------------------------------------------ */
 
+/*
+ * S8 while not armed too: the audit trail says when the host clock stops
+ * agreeing with the unit's RTC or the records, and when it agrees again.
+ */
+static void watch_clock(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_verdict v = { 0 };
+	bool bad;
+
+	bad = smpl_safety_clock_ok(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &v) < 0 &&
+	      v.reason != SMPL_REASON_CLOCK_NO_RTC;
+	if (bad == u->clock_bad)
+		return;
+	u->clock_bad = bad;
+	if (!bad)
+		snprintf(v.message, sizeof(v.message), "the host clock is right again");
+	smpl_log(bad ? LOG_WARNING : LOG_NOTICE, smpl_unit_label(u), NULL, "clock", "%s",
+		 v.message);
+	smpl_audit(d, STORE_AUDIT_CLOCK_ANOMALY, NULL, u, u->session ? u->session->id : 0,
+		   bad ? smpl_reason_name(v.reason) : "clock-ok", v.message);
+}
+
 static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct smpl_unit *u = userdata;
@@ -616,6 +639,7 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 		a.kind = SMPL_ACT_NONE;
 		(void)smpl_safety_clock_check(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &a);
 		smpl_unit_apply(u, &a);
+		watch_clock(u);
 	}
 	(void)usec;
 	return sd_event_source_set_time_relative(src, (period_ms ? period_ms : 100) * 1000ULL);
