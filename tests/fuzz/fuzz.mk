@@ -16,7 +16,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer -Iinclude -Icommon -Isim -Idaemon
-FUZZ_HARNESSES := fuzz_codec fuzz_config fuzz_dbus_args fuzz_store_open
+FUZZ_HARNESSES := fuzz_codec fuzz_config fuzz_dbus_args fuzz_store_open \
+	fuzz_dbus_dispatch
 FUZZ_BINS := $(addprefix $(FUZZ_DIR)/,$(FUZZ_HARNESSES))
 
 FUZZ_CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c \
@@ -44,6 +45,21 @@ $(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c daemon/store.c daemon/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags sqlite3) -o $@ \
 		tests/fuzz/fuzz_store_open.c daemon/store.c $(call pkglibs,sqlite3)
+
+# The whole daemon but main.c (the harness builds the daemon as main() does,
+# on a socketpair), the sim backend and the firmware model.
+FUZZ_DAEMON_SRCS := daemon/unit.c daemon/unit-ops.c daemon/session.c \
+	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
+	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
+	daemon/backend.c daemon/backend-sim.c daemon/store.c sim/model.c \
+	$(FUZZ_CORE_SRCS)
+
+$(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
+		$(wildcard daemon/*.h) sim/model.h include/smplaser/proto.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd) -o $@ \
+		tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
+		$(call pkglibs,libsystemd sqlite3 inih zlib) -lm
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

@@ -10,11 +10,9 @@
  * operands.  Every decision is checked against an independent model of the
  * rule written here, so the fuzzer finds wrong answers, not only crashes.
  *
- * Not covered in-process: sd-bus message parsing in the handlers
- * (daemon/bus-*.c).  Those handlers are static and need a whole daemon
- * (bus, store, units); building an sd_bus_message needs a connected bus.
- * The handlers read with sd_bus_message_read() and pass the values to the
- * functions fuzzed here.
+ * The handlers that read these arguments from sd-bus messages
+ * (daemon/bus-*.c) and their dispatch are fuzzed in-process, on a whole
+ * daemon, by tests/fuzz/fuzz_dbus_dispatch.c.
  */
 #include <errno.h>
 #include <stdbool.h>

@@ -133,6 +133,145 @@ def dbus_seeds():
 
 
 
+# fuzz_dbus_dispatch (see its step_* functions).  Must match the C tables:
+DISPATCH_WORDS = [
+    "P-0001", "P-0002", "crown", "occipital", "mid-scalp", "nape", "",
+    "key", "door", "estop", "handpiece", "cooling", "temperature", "shutter",
+    "watchdog", "interlock", "self-test", "energy", "overtemp", "internal",
+    "none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
+    "get-info", "set-params", "arm", "disarm", "heartbeat", "get-rtc", "ack-fault",
+    "get-status", "pulse-report",
+    "wavelength_nm", "fluence_mj_cm2", "spot_um", "pulse_ps", "rate_mhz",
+    "done\nall fine", "bad\x01note",
+]
+DISPATCH_METHODS = [
+    "ListUnits", "ListPatches", "CheckPatch", "History", "StartSession", "SetParameters",
+    "Arm", "Disarm", "AcknowledgeFault", "SelectPatch", "ConfirmEyewear", "End",
+    "SetFootswitch", "SetInterlock", "SetEnergyDrift", "InjectFault", "ClearFaultCause",
+    "SetRtcSkew", "SetCalibration", "SetHostile", "DropNextReply", "Unplug", "Replug",
+]
+WRONG_SIGNATURES = ["", "s", "u", "b", "x", "ss", "a{sv}", "i", "d", "v", "S", "su", "sb",
+                    "s", "o"]
+
+
+def word(w):
+    """A string argument: a dictionary word, or raw bytes (at most 63)."""
+    if w in DISPATCH_WORDS:
+        return bytes([DISPATCH_WORDS.index(w)])
+    w = w.encode() if isinstance(w, str) else w
+    return bytes([0x80 | len(w)]) + w
+
+
+def call(method, *args, unit=0, path=0, wrong=None):
+    """One method call; path 0-3: its interface's object on @unit, 4 the root,
+    5 the unit's session, 6 a fuzzed path (then a word), 7 the other unit."""
+    out = bytes([0, DISPATCH_METHODS.index(method), 7 if wrong is not None else 0,
+                 (path & 15) | (unit << 4)])
+    if wrong is not None:
+        out += bytes([WRONG_SIGNATURES.index(wrong)])
+    return out + b"".join(args)
+
+
+def fuzzed_member(member, iface=None, unit=0):
+    return bytes([0, 0xf1 if iface else 0xf0, 0]) + word(member) + \
+        (word(iface) if iface else b"") + bytes([unit << 4])
+
+
+def params(*entries):
+    """SetParameters' a{sv}: (field index 0-4 or a key word, value[, type index])."""
+    out = bytes([len(entries)])
+    for e in entries:
+        field, value = e[0], e[1]
+        typ = e[2] if len(e) > 2 else 0          # 0: 'u'
+        if isinstance(field, int):
+            out += bytes([field | 0x80, typ]) + q(value, 8)
+        else:
+            out += bytes([0x85, typ]) + q(value, 8) + word(field.encode())
+    return out
+
+
+def flag(b):
+    return bytes([1 if b else 0])
+
+
+def advance(ms):
+    if ms >= 60000:
+        return b"\4\xff"
+    return bytes([4, max(1, ms // 50) - 1])
+
+
+def prepare(unit=0, patient=0, patch=0):
+    return bytes([6, unit | (patient << 1) | (patch << 3)])
+
+
+def standard(kind, iface, prop=0, path=0):
+    """kind 0 Get, 1 GetAll, 2 Set, 3 Introspect, 4 GetManagedObjects."""
+    return bytes([3, kind, iface, prop, path])
+
+
+OWNER_GONE = b"\7\0"
+VALID = params((0, 1064), (1, 3000), (2, 4000), (3, 10000), (4, 5000))
+
+
+def dispatch_seeds():
+    h = "fuzz_dbus_dispatch"
+    one, two = b"\0", b"\1"
+    fire = call("SetFootswitch", flag(1)) + advance(1000) + call("SetFootswitch", flag(0))
+    treatment = prepare() + call("Arm") + advance(2200) + fire
+    write(h, "treatment", one + treatment + call("Disarm") +
+          call("End", word("done\nall fine"), path=5) +
+          call("History", word("P-0000".encode())) + call("CheckPatch", word("P-0000".encode()),
+                                                           word("crown")))
+    write(h, "treatment_by_hand", one + call("StartSession", word("P-0001")) +
+          call("SetParameters", VALID) + call("SelectPatch", word("occipital"), path=5) +
+          call("ConfirmEyewear", path=5) + call("Arm") + advance(2200) + fire +
+          call("End", word(""), path=5))
+    write(h, "refusals", one + call("Arm") + call("StartSession", word(b"bad id!")) +
+          call("StartSession", word("P-0001")) +
+          call("SetParameters", params((1, 99999999))) + call("Arm") +
+          call("SelectPatch", word("nape"), path=5) + call("SelectPatch", word("crown"), path=5) +
+          call("Arm") + call("SetParameters", VALID) + call("Arm") +
+          call("ConfirmEyewear", path=5) + call("SetInterlock", word("door"), flag(1)) +
+          call("Arm") + call("SetInterlock", word("door"), flag(0)) +
+          call("InjectFault", word("overtemp")) + call("Arm") + call("AcknowledgeFault") +
+          call("ClearFaultCause") + call("AcknowledgeFault") + call("SetCalibration", flag(0)) +
+          call("Arm") + call("SetCalibration", flag(1)) +
+          call("SetRtcSkew", q(100000, 8)) + call("Arm") + call("SetRtcSkew", q(0, 8)) +
+          call("End", word("bad\x01note"), path=5) + call("End", word(""), path=5) +
+          call("End", word(""), path=5))
+    write(h, "cooldown", one + treatment + call("End", word(""), path=5) + prepare())
+    write(h, "unplug_emitting", one + prepare() + call("Arm") + advance(2200) +
+          call("SetFootswitch", flag(1)) + advance(500) + call("Unplug") + advance(300) +
+          call("Arm") + call("Replug") + advance(400) + call("Unplug") + call("Unplug") +
+          call("Replug"))
+    write(h, "owner_gone_armed", one + prepare() + call("Arm") + advance(2200) +
+          call("SetFootswitch", flag(1)) + advance(300) + OWNER_GONE + advance(100))
+    write(h, "idle_timeout", one + prepare() + call("Arm") + advance(60000))
+    write(h, "energy_fault", one + prepare() + call("Arm") + advance(2200) +
+          call("SetEnergyDrift", q(400000, 4)) + call("SetFootswitch", flag(1)) +
+          advance(600) + call("Arm") + call("AcknowledgeFault"))
+    write(h, "hostile", one + prepare() + call("SetHostile", word("no-answer"), q(2, 4)) +
+          call("Arm") + call("DropNextReply", word("arm")) + call("Arm") +
+          call("SetHostile", word("none"), q(0, 4)) + call("Arm") + advance(2200) +
+          call("DropNextReply", word("pulse-report")) + fire + call("Disarm"))
+    write(h, "wrong_calls", one + call("Arm", word(b"x"), wrong="s") +
+          call("SetParameters", word(b"x"), wrong="s") + call("StartSession", wrong="") +
+          call("SetParameters", params(("laser_power", 5), (0, 1064, 10), (1, 5, 12))) +
+          fuzzed_member("Fire") + fuzzed_member("Arm", iface="P-0001") +
+          call("Arm", path=6) + word(b"nothing") + call("ListUnits", path=5) +
+          standard(0, 1, 8) + standard(1, 0, 0, 4) + standard(2, 1, 10) + standard(3, 0, 0, 4) +
+          standard(4, 0, 0, 4) + standard(0, 2, 14, 5))
+    write(h, "two_units", two + prepare(0) + prepare(1, patient=1) + call("Arm") +
+          call("Arm", unit=1) + advance(2200) + call("SetInterlock", word("estop"), flag(1),
+                                                     unit=1) +
+          fire + call("ListUnits", path=4))
+
+    # Two units, one patient, one patch: the second may not arm once the
+    # first has emitted (S2 across units: the store's own check).
+    write(h, "two_units_same_patch", two + prepare(0) + prepare(1) + call("Arm") +
+          advance(2200) + fire + call("Disarm") + call("Arm", unit=1))
+
+
 def store_seeds():
     import subprocess
     import tempfile
@@ -162,4 +301,5 @@ if __name__ == "__main__":
     codec_seeds()
     config_seeds()
     dbus_seeds()
+    dispatch_seeds()
     store_seeds()
