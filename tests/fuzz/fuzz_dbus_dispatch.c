@@ -52,6 +52,14 @@
  *     treatment, a session with a patch and confirmed eyewear, parameters
  *     inside the protocol, every interlock closed, calibration valid, no
  *     latched fault; Arm succeeded only if those held before the call;
+ *     SetParameters succeeded only with parameters inside the protocol;
+ *   - S2: Arm succeeded only if no other session emitted on that patient's
+ *     patch (checked in the store: all of an input is within minutes);
+ *   - S6: with "[auth] session_bus = deny" (one input in eight) every call
+ *     but ListUnits, ListPatches and Disarm is refused NotAuthorized, and
+ *     no session, parameters or treatment ever exist;
+ *   - a call with the wrong signature never succeeds; Properties.Set never
+ *     succeeds (every property is read-only);
  *   - the daemon's "armed" (safety core), its open treatment and the
  *     store's open treatment agree: no treatment 'open' on an unarmed unit;
  *   - at the end (units replugged, reconciled, everything disarmed): the
@@ -297,6 +305,7 @@ struct harness {
 	sd_bus *client;
 	uint64_t time_used_ms;
 	bool lossy;			/* a pulse report was dropped on purpose */
+	bool deny;			/* the configuration lets nobody act */
 	char session_path[MAX_UNITS][128];	/* the latest session per unit */
 	/* the reply to the call in flight */
 	bool replied;
@@ -492,7 +501,7 @@ static void open_reader(struct harness *h)
  * no driver for (-EINVAL); everything before it (objects, vtables, the
  * event loop) must be in place.
  */
-static void daemon_start(struct harness *h, unsigned int units)
+static void daemon_start(struct harness *h, unsigned int units, bool deny)
 {
 	struct smpl_daemon *d = &h->d;
 	char msg[STORE_MSG_MAX] = "";
@@ -501,6 +510,9 @@ static void daemon_start(struct harness *h, unsigned int units)
 
 	*d = (struct smpl_daemon){ .state = "starting", .session_bus = true };
 	smpl_config_defaults(&d->cfg);
+	if (deny)	/* [auth] session_bus = deny: nobody may act */
+		d->cfg.auth.session_bus = SMPL_SESSION_BUS_DENY;
+	h->deny = deny;
 	d->state_dir = strdup(state_dir);
 	MUST(d->state_dir, "strdup");
 	remove_state_files();
@@ -885,6 +897,37 @@ static void check_cooldown(struct harness *h, struct smpl_unit *u)
 	     u->session->patch, others);
 }
 
+/* Whether @path is an object that has @me's interface. */
+static bool u_or_manager_exists(struct harness *h, const struct method *me, const char *path)
+{
+	switch (me->target) {
+	case T_MANAGER:
+		return strcmp(path, SMPL_ROOT_PATH) == 0;
+	case T_UNIT:
+		return smpl_unit_by_path(&h->d, path) != NULL;
+	case T_SESSION:
+		return smpl_session_by_path(&h->d, path) != NULL;
+	}
+	return false;
+}
+
+/*
+ * S6 with "[auth] session_bus = deny": only reading (ListUnits,
+ * ListPatches) and making safe (Disarm) are open to every peer; every other
+ * call is refused NotAuthorized, whatever its arguments.
+ */
+static void check_denied(struct harness *h, const struct method *me)
+{
+	static const char *const open_to_all[] = { "ListUnits", "ListPatches", "Disarm" };
+
+	for (size_t i = 0; i < sizeof(open_to_all) / sizeof(open_to_all[0]); i++)
+		if (strcmp(me->member, open_to_all[i]) == 0)
+			return;
+	MUST(!h->reply_ok && strcmp(h->error_name, SMPL_ERROR_NOT_AUTHORIZED) == 0,
+	     "%s with authorization denied: %s", me->member,
+	     h->reply_ok ? "succeeded" : h->error_name);
+}
+
 static void after_call(struct harness *h, const struct method *me, const char *path,
 		       bool signature_right, bool armable_before)
 {
@@ -896,6 +939,8 @@ static void after_call(struct harness *h, const struct method *me, const char *p
 	}
 	if (!signature_right)
 		return;
+	if (h->deny && u_or_manager_exists(h, me, path))
+		check_denied(h, me);
 	if (h->reply_ok && strcmp(me->member, "Arm") == 0 &&
 	    strcmp(me->interface, SMPL_IFACE_UNIT) == 0 && u) {
 		MUST(armable_before, "Arm succeeded on %s although S1's conditions did not hold",
@@ -1167,8 +1212,13 @@ static void check_unit(struct harness *h, struct smpl_unit *u)
 
 static void check_state(struct harness *h)
 {
-	for (struct smpl_unit *u = h->d.units; u; u = u->next)
+	for (struct smpl_unit *u = h->d.units; u; u = u->next) {
 		check_unit(h, u);
+		if (h->deny)
+			MUST(!u->session && !u->treatment_id && !u->params_set,
+			     "%s: a session, parameters or a treatment although nobody may act",
+			     smpl_unit_label(u));
+	}
 	for (struct smpl_session *s = h->d.sessions; s; s = s->next)
 		MUST(s->unit && s->unit->session == s, "session %s is not its unit's", s->path);
 }
@@ -1275,10 +1325,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct input in = { data, size };
 	struct harness *h = calloc(1, sizeof(*h));
+	uint8_t flags;
 
 	if (!h)
 		return 0;
-	daemon_start(h, (take_u8(&in) & 1) ? 2 : 1);
+	flags = take_u8(&in);
+	daemon_start(h, (flags & 1) ? 2 : 1, (flags & 0x0e) == 0x0e);
 	check_state(h);
 	for (int steps = 0; in.n > 0 && steps < MAX_STEPS; steps++) {
 		if (verbose)

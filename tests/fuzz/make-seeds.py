@@ -271,6 +271,12 @@ def dispatch_seeds():
     write(h, "two_units_same_patch", two + prepare(0) + prepare(1) + call("Arm") +
           advance(2200) + fire + call("Disarm") + call("Arm", unit=1))
 
+    # "[auth] session_bus = deny" (first byte 0x0e): every call but ListUnits,
+    # ListPatches and Disarm is refused NotAuthorized.
+    write(h, "denied", b"\x0e" + prepare() + call("Arm") + call("Disarm") +
+          call("CheckPatch", word("P-0001"), word("crown")) + call("History", word("P-0001")) +
+          call("SetFootswitch", flag(1)) + call("Unplug") + call("ListPatches", path=4))
+
 
 def store_seeds():
     import subprocess
