@@ -333,7 +333,7 @@ static void shutdown_daemon(struct smpl_daemon *d)
 {
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
 	if (d->store) {
-		smpl_units_disarm_all(d, SMPL_REASON_REQUESTED, "the daemon is stopping");
+		smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
 		while (d->sessions)
 			(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
 					       "the daemon stopped", NULL, NULL);

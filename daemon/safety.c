@@ -49,6 +49,7 @@ static const struct {
 	[SMPL_REASON_SESSION_ENDED]	= { "session-ended", NULL, 0 },
 	[SMPL_REASON_REQUESTED]		= { "requested", NULL, 0 },
 	[SMPL_REASON_UNEXPECTED_ARM]	= { "unexpected-arm", NULL, 0 },
+	[SMPL_REASON_DAEMON_STOPPING]	= { "daemon-stopping", NULL, 0 },
 };
 
 static bool reason_valid(enum smpl_reason r)

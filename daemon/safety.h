@@ -87,6 +87,7 @@ enum smpl_reason {
 	SMPL_REASON_SESSION_ENDED,
 	SMPL_REASON_REQUESTED,		/* Disarm() by the operator */
 	SMPL_REASON_UNEXPECTED_ARM,	/* the unit became armed without us */
+	SMPL_REASON_DAEMON_STOPPING,	/* smplaserd stops (signal, its bus gone) */
 	SMPL_REASON__COUNT,
 };
 

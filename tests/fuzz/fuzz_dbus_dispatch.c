@@ -560,7 +560,7 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->pulse_query);
 	sqlite3_finalize(h->cooldown_query);
 	sqlite3_close(h->db);
-	smpl_units_disarm_all(d, SMPL_REASON_REQUESTED, "the daemon is stopping");
+	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
 	while (d->sessions)
 		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
 				       "the daemon stopped", NULL, NULL);

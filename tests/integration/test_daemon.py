@@ -712,6 +712,25 @@ def test_records_written_under_a_wrong_clock_do_not_lock_arming():
 
 
 @test
+def test_daemon_stopping_interrupts_the_treatment():
+    """SIGTERM while READY: the daemon disarms, and the treatment is recorded as
+    interrupted by the daemon stopping, not as completed."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-027', 'crown')
+        env.arm_to_ready()
+        env.kill(signal.SIGTERM)
+        env.start()
+        assert env.unit_prop('State') == 'standby'
+        h = env.history('p-027')
+        assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
+        db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
+        reasons = [r for (r,) in db.execute("SELECT reason FROM audit WHERE kind = 'disarm'")]
+        db.close()
+        assert reasons == ['daemon-stopping'], reasons
+
+
+@test
 def test_bus_gone_stops_daemon():
     """When its bus goes away the daemon disarms and exits (systemd restarts it)."""
     with Env() as env:
