@@ -166,6 +166,10 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 void smpl_daemon_notify_status(struct smpl_daemon *d);
 /* Flushes pulses; on failure disarms everything (S3). */
 void smpl_daemon_flush(struct smpl_daemon *d);
+/* Stopping: every unit disarmed, sessions ended, the last records written. */
+void smpl_daemon_close_records(struct smpl_daemon *d);
+/* Frees the units, polkit, the bus, the event loop and the store. */
+void smpl_daemon_free(struct smpl_daemon *d);
 
 /* The D-Bus side of unit actions: 0 or a negative errno with @error set. */
 int smpl_unit_start_session(struct smpl_unit *u, sd_bus_message *m,

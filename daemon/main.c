@@ -332,28 +332,9 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 static void shutdown_daemon(struct smpl_daemon *d)
 {
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
-	if (d->store) {
-		smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
-		while (d->sessions)
-			(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
-					       "the daemon stopped", NULL, NULL);
-		d->store_retry_ms = 0;		/* a last try, whatever the throttle */
-		smpl_daemon_flush(d);
-		smpl_audit_discard();
-	}
+	smpl_daemon_close_records(d);
 	smpl_discovery_free(discovery);
-	while (d->units) {
-		struct smpl_unit *u = d->units;
-
-		d->units = u->next;
-		smpl_unit_free(u);
-	}
-	smpl_polkit_free(d->polkit);
-	sd_bus_flush_close_unref(d->bus);
-	sd_event_source_disable_unref(d->flush_timer);
-	sd_event_unref(d->event);
-	store_close(d->store);
-	free(d->state_dir);
+	smpl_daemon_free(d);
 }
 
 int main(int argc, char **argv)

@@ -345,6 +345,35 @@ void smpl_daemon_flush(struct smpl_daemon *d)
 	smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED, "the records store fails");
 }
 
+void smpl_daemon_close_records(struct smpl_daemon *d)
+{
+	if (!d->store)
+		return;
+	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
+	while (d->sessions)
+		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
+				       "the daemon stopped", NULL, NULL);
+	d->store_retry_ms = 0;		/* a last try, whatever the throttle */
+	smpl_daemon_flush(d);
+	smpl_audit_discard();
+}
+
+void smpl_daemon_free(struct smpl_daemon *d)
+{
+	while (d->units) {
+		struct smpl_unit *u = d->units;
+
+		d->units = u->next;
+		smpl_unit_free(u);
+	}
+	smpl_polkit_free(d->polkit);
+	sd_bus_flush_close_unref(d->bus);
+	sd_event_source_disable_unref(d->flush_timer);
+	sd_event_unref(d->event);
+	store_close(d->store);
+	free(d->state_dir);
+}
+
 /* --- probing ---------------------------------------------------------------- */
 
 struct open_list {

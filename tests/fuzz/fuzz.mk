@@ -35,7 +35,7 @@ $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_CORE_SRCS) \
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih) -o $@ \
 		tests/fuzz/fuzz_config.c $(FUZZ_CORE_SRCS) $(call pkglibs,inih zlib) -lm
 
-$(FUZZ_DIR)/fuzz_dbus_args: tests/fuzz/fuzz_dbus_args.c $(FUZZ_CORE_SRCS) \
+$(FUZZ_DIR)/fuzz_dbus_args: tests/fuzz/fuzz_dbus_args.c tests/fuzz/fuzz-input.h $(FUZZ_CORE_SRCS) \
 		$(wildcard daemon/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih) -o $@ \
@@ -54,7 +54,7 @@ FUZZ_DAEMON_SRCS := daemon/unit.c daemon/unit-ops.c daemon/session.c \
 	daemon/backend.c daemon/backend-sim.c daemon/store.c sim/model.c \
 	$(FUZZ_CORE_SRCS)
 
-$(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
+$(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-input.h $(FUZZ_DAEMON_SRCS) \
 		$(wildcard daemon/*.h) sim/model.h include/smplaser/proto.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd) -o $@ \

@@ -20,35 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-input.h"
 #include "patches.h"
 #include "rules.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take_u8(struct input *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint64_t take_u64(struct input *in, unsigned int bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned int i = 0; i < bytes; i++)
-		v |= (uint64_t)take_u8(in) << (8 * i);
-	return v;
-}
 
 /* A string of up to 255 bytes (length byte first), NUL-terminated. */
 static void take_string(struct input *in, char *buf, size_t size)
@@ -171,7 +147,7 @@ static void step_set_field(struct input *in, struct smpl_params_n *p)
 	char key[256], err[SMPL_REASON_MAX];
 	uint8_t which = take_u8(in);
 	char type = types[take_u8(in) % (sizeof(types) - 1)];
-	int64_t value = (int64_t)take_u64(in, 8);
+	int64_t value = (int64_t)take_uint(in, 8);
 	struct smpl_params_n before = *p;
 	int field = -1, r;
 
@@ -246,14 +222,14 @@ static void step_params_check(struct input *in, const struct smpl_params_n *p)
 	memset(&unit, 0, sizeof(unit));
 	if (mode & 2) {		/* a unit reporting arbitrary limits */
 		unit.flags = take_u8(in);
-		unit.wavelength_nm[0] = (uint16_t)take_u64(in, 2);
-		unit.wavelength_nm[1] = (uint16_t)take_u64(in, 2);
-		unit.max_fluence_mj_cm2 = (uint32_t)take_u64(in, 4);
-		unit.min_spot_um = (uint16_t)take_u64(in, 2);
-		unit.max_spot_um = (uint16_t)take_u64(in, 2);
-		unit.min_pulse_ps = (uint32_t)take_u64(in, 4);
-		unit.max_pulse_ps = (uint32_t)take_u64(in, 4);
-		unit.max_rate_mhz = (uint32_t)take_u64(in, 4);
+		unit.wavelength_nm[0] = (uint16_t)take_uint(in, 2);
+		unit.wavelength_nm[1] = (uint16_t)take_uint(in, 2);
+		unit.max_fluence_mj_cm2 = (uint32_t)take_uint(in, 4);
+		unit.min_spot_um = (uint16_t)take_uint(in, 2);
+		unit.max_spot_um = (uint16_t)take_uint(in, 2);
+		unit.min_pulse_ps = (uint32_t)take_uint(in, 4);
+		unit.max_pulse_ps = (uint32_t)take_uint(in, 4);
+		unit.max_rate_mhz = (uint32_t)take_uint(in, 4);
 	}
 	r = smpl_params_check(&proto, (mode & 2) ? &unit : NULL, p, err, sizeof(err));
 	check_message(r, err, sizeof(err));
@@ -271,15 +247,15 @@ static void step_check_patch(struct input *in)
 	int r;
 
 	smpl_rules_default(&cfg);
-	cfg.cooldown_days = (uint32_t)take_u64(in, 4);
+	cfg.cooldown_days = (uint32_t)take_uint(in, 4);
 	cfg.test_spot = take_u8(in) & 1;
-	cfg.test_spot_pulses = (uint32_t)take_u64(in, 2);
-	cfg.test_spot_review_days = (uint32_t)take_u64(in, 4);
+	cfg.test_spot_pulses = (uint32_t)take_uint(in, 2);
+	cfg.test_spot_review_days = (uint32_t)take_uint(in, 4);
 	facts.patch_emitted = take_u8(in) & 1;
-	facts.patch_last_emission_ms = (int64_t)take_u64(in, 8);
-	facts.patient_treatments = (uint32_t)take_u64(in, 4);
-	facts.patient_first_emission_ms = (int64_t)take_u64(in, 8);
-	now = (int64_t)take_u64(in, 8);
+	facts.patch_last_emission_ms = (int64_t)take_uint(in, 8);
+	facts.patient_treatments = (uint32_t)take_uint(in, 4);
+	facts.patient_first_emission_ms = (int64_t)take_uint(in, 8);
+	now = (int64_t)take_uint(in, 8);
 
 	r = smpl_rules_check_patch(&cfg, &facts, "crown", now, &out);
 	must(memchr(out.reason, 0, sizeof(out.reason)) != NULL);

@@ -85,6 +85,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "fuzz-input.h"
 #include "bus.h"
 #include "errors.h"
 #include "log.h"
@@ -236,31 +237,6 @@ sd_bus_track *sd_bus_track_unref(sd_bus_track *track)
 }
 
 /* --- the input -------------------------------------------------------------- */
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take_u8(struct input *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint64_t take_uint(struct input *in, unsigned int bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned int i = 0; i < bytes; i++)
-		v |= (uint64_t)take_u8(in) << (8 * i);
-	return v;
-}
 
 /* Strings the daemon knows, so the fuzzer reaches past the argument checks. */
 static const char *const dictionary[] = {
@@ -551,7 +527,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	}
 }
 
-/* As main.c's shutdown_daemon(). */
+/* As main.c's shutdown_daemon(), with the harness's own handles. */
 static void daemon_stop(struct harness *h)
 {
 	struct smpl_daemon *d = &h->d;
@@ -560,26 +536,9 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->pulse_query);
 	sqlite3_finalize(h->cooldown_query);
 	sqlite3_close(h->db);
-	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
-	while (d->sessions)
-		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
-				       "the daemon stopped", NULL, NULL);
-	d->store_retry_ms = 0;
-	smpl_daemon_flush(d);
-	smpl_audit_discard();
-	while (d->units) {
-		struct smpl_unit *u = d->units;
-
-		d->units = u->next;
-		smpl_unit_free(u);
-	}
-	smpl_polkit_free(d->polkit);
-	sd_bus_flush_close_unref(d->bus);
+	smpl_daemon_close_records(d);
 	sd_bus_flush_close_unref(h->client);
-	sd_event_source_disable_unref(d->flush_timer);
-	sd_event_unref(d->event);
-	store_close(d->store);
-	free(d->state_dir);
+	smpl_daemon_free(d);
 	memset(tracks, 0, sizeof(tracks));
 }
 
