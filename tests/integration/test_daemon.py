@@ -657,30 +657,37 @@ def test_cooldown_shared_between_units():
         assert env.unit_prop('Session', unit2) == spath
 
 
+def write_records_while_stopped(env, *statements):
+    """Stops the daemon, runs (sql, args) @statements on its records, starts it again."""
+    env.kill(signal.SIGTERM)
+    db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'))
+    for sql, args in statements:
+        db.execute(sql, args)
+    db.commit()
+    db.close()
+    env.start()
+
+
 @test
 def test_clock_behind_records_blocks_arming():
     """S8: a wall clock earlier than the newest record blocks arming (ClockUnreliable)."""
     with Env() as env:
         env.start()
-        env.kill(signal.SIGTERM)
         # An arming recorded two days "later": as if the clock had been set back
         # since.  Armings witness the clock (store_newest_record_ms).
         later = int((time.time() + 2 * 86400) * 1000)
-        db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'))
-        db.execute("INSERT INTO sessions (id, patient, unit_serial, operator_uid,"
-                   " operator_name, start_ms, end_ms, state)"
-                   " VALUES (900, 'p-other', 'SIM00001', 0, 'root', ?1, ?1, 'ended')",
-                   (later,))
-        db.execute("INSERT INTO treatments (session_id, patient, patch, unit_serial,"
-                   " unit_firmware, operator_uid, operator_name, wavelength_nm,"
-                   " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
-                   " armed_rtc_s, end_ms, shot_at_arm, shot_at_end, pulse_count, outcome)"
-                   " VALUES (900, 'p-other', 'occipital', 'SIM00001', '1.0.0', 0, 'root',"
-                   " 1064, 3000, 3000, 10000, 5000, 212058, ?1, ?2, ?1, 0, 0, 0,"
-                   " 'completed')", (later, later // 1000))
-        db.commit()
-        db.close()
-        env.start()
+        write_records_while_stopped(env, (
+            "INSERT INTO sessions (id, patient, unit_serial, operator_uid,"
+            " operator_name, start_ms, end_ms, state)"
+            " VALUES (900, 'p-other', 'SIM00001', 0, 'root', ?1, ?1, 'ended')",
+            (later,)), (
+            "INSERT INTO treatments (session_id, patient, patch, unit_serial,"
+            " unit_firmware, operator_uid, operator_name, wavelength_nm,"
+            " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+            " armed_rtc_s, end_ms, shot_at_arm, shot_at_end, pulse_count, outcome)"
+            " VALUES (900, 'p-other', 'occipital', 'SIM00001', '1.0.0', 0, 'root',"
+            " 1064, 3000, 3000, 10000, 5000, 212058, ?1, ?2, ?1, 0, 0, 0,"
+            " 'completed')", (later, later // 1000)))
         env.ready_session('p-025', 'crown')
         expect_error('ClockUnreliable', env.unit().Arm,
                      contains=('earlier than the newest record',))
@@ -696,15 +703,12 @@ def test_records_written_under_a_wrong_clock_do_not_lock_arming():
     the clock (the others would lock a unit out until the true time caught up)."""
     with Env() as env:
         env.start()
-        env.kill(signal.SIGTERM)
         later = int((time.time() + 2 * 86400) * 1000)
-        db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'))
-        db.execute("INSERT INTO audit (time_ms, kind, reason) VALUES (?, 'clock-anomaly',"
-                   " 'clock-rtc-skew')", (later,))
-        db.execute("UPDATE units SET last_seen_ms = ?", (later,))
-        db.commit()
-        db.close()
-        env.start()
+        write_records_while_stopped(
+            env,
+            ("INSERT INTO audit (time_ms, kind, reason) VALUES (?, 'clock-anomaly',"
+             " 'clock-rtc-skew')", (later,)),
+            ("UPDATE units SET last_seen_ms = ?", (later,)))
         env.ready_session('p-025b', 'crown')
         env.arm_to_ready()
         env.unit().Disarm()
