@@ -73,6 +73,8 @@ struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*set_rtc_skew)(struct smpl_backend *b, int64_t skew_s);
 	/* The unit reports its calibration valid (SMPL_SF_CALIBRATED) or not. */
 	int (*set_calibration)(struct smpl_backend *b, bool valid);
+	/* The unit's NV shot counter set (a reflash, NV loss, faulty unit). */
+	int (*set_shot_count)(struct smpl_backend *b, uint32_t count);
 	int (*set_hostile)(struct smpl_backend *b, int mode, unsigned int count);
 	/* The unit carries out the next @op command but its reply is lost. */
 	int (*drop_next_reply)(struct smpl_backend *b, uint8_t op);
@@ -130,7 +132,8 @@ void smpl_backend_free(struct smpl_backend *b);
  * A simulated unit numbered @index (serial "SIM" + 5 digits, so the same
  * index comes back with the same serial).  When @nv_dir is set, the unit's
  * battery-backed state (shot counter, RTC skew) lives in
- * @nv_dir/sim-<serial>.nv and survives the daemon.  @emission_delay_ms,
+ * @nv_dir/sim-<serial>.nv and survives the daemon, and every pulse it fires
+ * is appended to @nv_dir/sim-<serial>.fired as it fires.  @emission_delay_ms,
  * @idle_timeout_ms: 0 keeps the model's defaults.
  */
 struct smpl_sim_options {
