@@ -38,6 +38,7 @@ struct sim {
 	bool have_status;
 	struct smpl_status_n last_status;
 	uint8_t drop_reply_op;		/* lose the next reply to this command (or pulse report) */
+	bool hold_reports;		/* the interrupt endpoint is not read: reports come late */
 };
 
 static struct sim *sim_of(struct smpl_backend *b)
@@ -179,7 +180,7 @@ static void drain_reports(struct smpl_backend *b)
 	struct smpl_frame f;
 
 	smpl_model_advance(s->model, now);
-	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged; i++) {
+	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged && !s->hold_reports; i++) {
 		int n = smpl_model_next_report(s->model, now, buf, sizeof(buf));
 
 		if (n <= 0)
@@ -454,6 +455,13 @@ static int ctl_calibration(struct smpl_backend *b, bool valid)
 	return 0;
 }
 
+static int ctl_hold_reports(struct smpl_backend *b, bool hold)
+{
+	sim_of(b)->hold_reports = hold;
+	kick(b);
+	return 0;
+}
+
 static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
 {
 	struct sim *s = sim_of(b);
@@ -521,6 +529,7 @@ static const struct smpl_sim_control sim_control = {
 	.set_rtc_skew = ctl_rtc_skew,
 	.set_calibration = ctl_calibration,
 	.set_shot_count = ctl_shot_count,
+	.hold_reports = ctl_hold_reports,
 	.set_hostile = ctl_hostile,
 	.drop_next_reply = ctl_drop_next_reply,
 	.unplug = ctl_unplug,

@@ -517,6 +517,20 @@ static int method_sim_shot_counter(sd_bus_message *m, void *userdata, sd_bus_err
 	return sim_result(m, u, u->backend->sim->set_shot_count(u->backend, count), error);
 }
 
+static int method_sim_hold_reports(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int hold, r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "b", &hold);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->hold_reports(u->backend, hold), error);
+}
+
 static const char *const hostile_names[] = {
 	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
 };
@@ -619,6 +633,8 @@ static const sd_bus_vtable simulator_vtable[] = {
 				method_sim_drop_reply, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetShotCounter", SD_BUS_ARGS("u", count), SD_BUS_NO_RESULT,
 				method_sim_shot_counter, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("HoldReports", SD_BUS_ARGS("b", hold), SD_BUS_NO_RESULT,
+				method_sim_hold_reports, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Unplug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_sim_unplug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Replug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
