@@ -250,6 +250,11 @@ static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error
 	uid_t uid;
 	int r;
 
+	if (u->session) {
+		r = smpl_session_check_owner(u->session, m, "SetParameters", error);
+		if (r < 0)
+			return r;
+	}
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_CONFIGURE, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -285,7 +290,15 @@ static int run_unit_action(sd_bus_message *m, struct smpl_unit *u, const char *a
 
 static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	return run_unit_action(m, userdata, SMPL_ACTION_TREAT, smpl_unit_arm, error);
+	struct smpl_unit *u = userdata;
+	int r;
+
+	if (u->session) {
+		r = smpl_session_check_owner(u->session, m, "Arm", error);
+		if (r < 0)
+			return r;
+	}
+	return run_unit_action(m, u, SMPL_ACTION_TREAT, smpl_unit_arm, error);
 }
 
 /*

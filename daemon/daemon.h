@@ -120,6 +120,7 @@ struct smpl_session {
 	bool eyewear_confirmed;
 	uint32_t pulse_count;
 	uid_t uid;			/* who opened it */
+	char *owner;			/* its connection's unique bus name (S6) */
 	char *operator_name;
 	sd_bus_track *track;		/* the client that opened it */
 	sd_event_source *end_later;	/* closing it after its client left */
@@ -231,6 +232,12 @@ void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
 int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
 		     uid_t uid, struct smpl_session **ret, sd_bus_error *error);
 struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path);
+/*
+ * S6: a session belongs to the connection that opened it.  0 when @m comes
+ * from it; otherwise NotAuthorized naming the rule (audited as a refusal).
+ */
+int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
+			     sd_bus_error *error);
 const char *smpl_session_state_name(const struct smpl_session *s);
 void smpl_session_sync_properties(struct smpl_session *s);
 int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,

@@ -63,6 +63,7 @@ static void session_free(struct smpl_session *s)
 	sd_event_source_disable_unref(s->end_later);
 	free(s->path);
 	free(s->patient);
+	free(s->owner);
 	free(s->operator_name);
 	free(s);
 }
@@ -109,6 +110,25 @@ static int on_owner_gone(sd_bus_track *track, void *userdata)
 	return 0;
 }
 
+/* --- the owner (S6) ------------------------------------------------------------ */
+
+int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
+			     sd_bus_error *error)
+{
+	const char *sender = sd_bus_message_get_sender(m);
+	uid_t uid;
+
+	/* A direct connection (no bus) has one peer: it opened the session. */
+	if ((!sender && !s->owner) || (sender && s->owner && strcmp(sender, s->owner) == 0))
+		return 0;
+	if (smpl_bus_caller_uid(m, &uid) < 0)
+		uid = (uid_t)-1;
+	return smpl_refuse(s->daemon, s->unit, s->id, uid, error, SMPL_ERROR_NOT_AUTHORIZED,
+			   "%s: session %" PRId64 " belongs to the client that opened it (%s): "
+			   "only that client changes the session or arms for it",
+			   what, s->id, s->owner ? s->owner : "a direct connection");
+}
+
 /* --- start -------------------------------------------------------------------- */
 
 static int session_publish(struct smpl_session *s, sd_bus_message *m)
@@ -119,6 +139,11 @@ static int session_publish(struct smpl_session *s, sd_bus_message *m)
 	if (asprintf(&s->path, SMPL_SESSION_PREFIX "/%" PRId64, s->id) < 0) {
 		s->path = NULL;
 		return -ENOMEM;
+	}
+	if (sd_bus_message_get_sender(m)) {
+		s->owner = strdup(sd_bus_message_get_sender(m));
+		if (!s->owner)
+			return -ENOMEM;
 	}
 	r = sd_bus_track_new(d->bus, &s->track, on_owner_gone, s);
 	if (r < 0)

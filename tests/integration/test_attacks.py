@@ -268,5 +268,43 @@ def test_patient_id_is_one_patient_whatever_the_case():
         assert [t['patient'] for t in treatments(env, 'demo-001')] == ['demo-001']
 
 
+@test
+def test_intruder_cannot_change_or_arm_a_session_it_did_not_open():
+    """Issue 11.8 (S6): a second connection (same uid here; any operator on the system
+    bus) cannot select the patch, confirm eyewear, set parameters, arm or end the
+    owner's session: NotAuthorized naming the owner rule, nothing changed, nothing
+    fired.  Disarm stays open to every caller."""
+    with Env() as env:
+        env.start()
+        intruder = env.second_client()
+        spath = env.unit().StartSession('p-own')
+        rule = ('belongs to the client that opened it',)
+        expect_error('NotAuthorized', env.session(spath, intruder).SelectPatch, 'crown',
+                     contains=rule)
+        expect_error('NotAuthorized', env.session(spath, intruder).ConfirmEyewear, contains=rule)
+        expect_error('NotAuthorized', env.unit(bus=intruder).SetParameters, GOOD_PARAMS,
+                     contains=rule)
+        expect_error('NotAuthorized', env.session(spath, intruder).End, 'mine now',
+                     contains=rule)
+        assert env.session_prop(spath, 'Patch') == ''
+        assert not env.session_prop(spath, 'EyewearConfirmed')
+        assert env.unit_prop('Parameters') == {}
+        # The owner makes it ready; the intruder still cannot arm it.
+        env.session(spath).SelectPatch('crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(GOOD_PARAMS)
+        expect_error('NotAuthorized', env.unit(bus=intruder).Arm, contains=rule)
+        pump(0.3)
+        assert env.unit_prop('State') == 'standby'
+        assert fired_shots(env) == []
+        # The owner arms; anyone may disarm.
+        env.arm_to_ready()
+        env.unit(bus=intruder).Disarm()
+        env.wait_unit_state('standby')
+        assert env.query("SELECT * FROM audit WHERE kind = 'refused' AND"
+                         " reason = 'NotAuthorized'"), 'the refusals are not audited'
+        env.session(spath).End('done')
+
+
 if __name__ == '__main__':
     sys.exit(main())
