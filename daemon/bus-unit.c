@@ -309,12 +309,16 @@ static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
  */
 static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	struct smpl_unit *u = userdata;
 	uid_t uid;
 	int r;
 
+	/* The unit's DISARM first: no bus round trip stands before it. */
+	if (u->connected)
+		(void)u->backend->ops->disarm(u->backend);
 	if (smpl_bus_caller_uid(m, &uid) < 0)
 		uid = (uid_t)-1;
-	r = smpl_unit_disarm(userdata, uid, error);
+	r = smpl_unit_disarm(u, uid, error);
 	if (r < 0)
 		return r;
 	return sd_bus_reply_method_return(m, NULL);

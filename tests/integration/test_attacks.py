@@ -306,5 +306,40 @@ def test_intruder_cannot_change_or_arm_a_session_it_did_not_open():
         env.session(spath).End('done')
 
 
+@test
+def test_stray_signals_neither_stop_nor_disarm():
+    """Issue 11.11: SIGHUP (a terminal closing), SIGPIPE, SIGUSR1/2 and SIGALRM while
+    READY: the daemon goes on, the unit stays armed; SIGTERM then stops it in order
+    (disarmed, the treatment closed interrupted, exit 0)."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-sig', 'crown')
+        env.arm_to_ready()
+        for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGALRM):
+            env.daemon.send_signal(sig)
+            pump(0.3)
+            assert env.daemon.poll() is None, 'signal %d ended the daemon' % sig
+            assert env.unit_prop('State') == 'ready', (sig, env.unit_prop('State'))
+        env.daemon.terminate()
+        assert env.daemon.wait(10) == 0
+        t = treatments(env, 'p-sig')
+        assert t and t[0]['outcome'] == 'interrupted', t
+
+
+@test
+def test_session_steps_are_in_the_audit_trail():
+    """Issue 11.11: SelectPatch, ConfirmEyewear and SetParameters are records, with
+    who and when, not only journal lines."""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-steps', 'crown')
+        rows = env.query("SELECT kind, operator_uid, detail FROM audit"
+                         " WHERE kind IN ('patch', 'eyewear', 'parameters') ORDER BY id")
+        assert [r['kind'] for r in rows] == ['patch', 'eyewear', 'parameters'], rows
+        assert all(r['operator_uid'] == os.getuid() for r in rows), rows
+        assert rows[0]['detail'] == 'crown' and 'nm' in rows[2]['detail'], rows
+
+
 if __name__ == '__main__':
     sys.exit(main())
