@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "errors.h"
 #include "log.h"
+#include "text.h"
 
 static const struct {
 	const char *name;
@@ -27,6 +28,13 @@ static const struct {
 
 #define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
 #define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
+
+/* What the caller gave, safe to echo: cut on a character, controls escaped. */
+static const char *echo_arg(char echo[SMPL_ECHO_MAX], const char *arg)
+{
+	smpl_text_echo(echo, SMPL_ECHO_MAX, arg, SMPL_ECHO_CHARS);
+	return echo;
+}
 
 /* --- lookup ------------------------------------------------------------------ */
 
@@ -407,6 +415,7 @@ static int method_sim_footswitch(sd_bus_message *m, void *userdata, sd_bus_error
 
 static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *name;
 	int open, r;
@@ -423,7 +432,7 @@ static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error 
 						  u->backend, interlocks[i].bit, open), error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "name: unknown interlock \"%s\" (key, door, estop, handpiece, "
-			       "cooling, temperature, shutter)", name);
+			       "cooling, temperature, shutter)", echo_arg(echo, name));
 }
 
 static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -457,6 +466,7 @@ static const char *const sim_fault_names[] = {
 
 static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *name;
 	int r;
@@ -473,7 +483,8 @@ static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *err
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "fault: unknown fault \"%s\" (watchdog, interlock, self-test, "
-			       "energy, overtemp, cooling, shutter, internal)", name);
+			       "energy, overtemp, cooling, shutter, internal)",
+			       echo_arg(echo, name));
 }
 
 static int method_sim_clear_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -554,6 +565,7 @@ static const char *const hostile_names[] = {
 
 static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *mode;
 	uint32_t count;
@@ -571,7 +583,7 @@ static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *e
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "mode: unknown hostile mode \"%s\" (none, short, oversize, "
-			       "bad-crc, wrong-seq, stall, no-answer, flood)", mode);
+			       "bad-crc, wrong-seq, stall, no-answer, flood)", echo_arg(echo, mode));
 }
 
 static const struct {
@@ -587,6 +599,7 @@ static const struct {
 
 static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *command;
 	int r;
@@ -604,7 +617,7 @@ static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "command: unknown command \"%s\" (get-info, set-params, arm, "
 			       "disarm, heartbeat, get-rtc, ack-fault, get-status, pulse-report)",
-			       command);
+			       echo_arg(echo, command));
 }
 
 static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)

@@ -20,8 +20,7 @@ FUZZ_HARNESSES := fuzz_codec fuzz_config fuzz_dbus_args fuzz_store_open \
 	fuzz_dbus_dispatch
 FUZZ_BINS := $(addprefix $(FUZZ_DIR)/,$(FUZZ_HARNESSES))
 
-FUZZ_CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c \
-	daemon/patches.c common/codec.c
+FUZZ_CORE_SRCS := $(CORE_SRCS) common/codec.c
 
 $(FUZZ_DIR)/fuzz_codec: tests/fuzz/fuzz_codec.c common/codec.c common/codec.h \
 		include/smplaser/proto.h

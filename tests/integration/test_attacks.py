@@ -341,5 +341,47 @@ def test_session_steps_are_in_the_audit_trail():
         assert rows[0]['detail'] == 'crown' and 'nm' in rows[2]['detail'], rows
 
 
+def _call_within(fn, *args, seconds=5):
+    """The error of a call that must be answered within @seconds (a D-Bus error),
+    or None if it succeeded."""
+    import time
+    start = time.monotonic()
+    try:
+        fn(*args, timeout=seconds)
+        return None
+    except dbus.DBusException as e:
+        took = time.monotonic() - start
+        assert e.get_dbus_name() != 'org.freedesktop.DBus.Error.NoReply', \
+            'no reply within %.1f s' % took
+        return e
+
+
+@test
+def test_every_call_is_answered_and_echoes_nothing_unsafe():
+    """Issue 11.12: an unknown patch name or SetParameters key whose multi-byte
+    character straddles byte 64, or that carries a terminal escape: the call is
+    answered (InvalidArgument), the echoed text is valid UTF-8 cut on a character,
+    no control character reaches the message or the daemon's log."""
+    hostile = ['a' * 63 + '\u00e9tude', 'b' * 62 + '\u20ac' * 3, 'x\x1b[31mred\x1b[0m',
+               'bidi\u202egpj.exe', 'c' * 300 + '\u00e9']
+    with Env() as env:
+        env.start()
+        spath = env.unit().StartSession('p-utf8')
+        for text in hostile:
+            for fn, args in ((env.session(spath).SelectPatch, (text,)),
+                             (env.unit().SetParameters,
+                              (dbus.Dictionary({text: dbus.UInt32(1)}, signature='sv'),)),
+                             (env.sim().SetInterlock, (text, True))):
+                e = _call_within(fn, *args)
+                assert e is not None, 'accepted %r' % text
+                assert e.get_dbus_name() == 'org.smplaser.Laser1.Error.InvalidArgument', e
+                msg = e.get_dbus_message()
+                assert '\x1b' not in msg and '\u202e' not in msg, repr(msg)
+                assert len(msg) < 400, len(msg)
+        log = env.log()
+        assert '\x1b' not in log and '\u202e' not in log
+        env.session(spath).End('done')
+
+
 if __name__ == '__main__':
     sys.exit(main())
