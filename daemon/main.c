@@ -326,7 +326,7 @@ static int on_probe_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		 "%u unit(s) still not answering after %llu s; running without them",
 		 d->probing, PROBE_TIMEOUT_USEC / 1000000);
 	d->state = "running";
-	smpl_bus_manager_changed(d, "State");
+	smpl_daemon_changed(d, "State");
 	(void)sd_notify(false, "STATUS=Running (some units do not answer)");
 	return 0;
 }

@@ -309,8 +309,9 @@ def test_forward_43_days_does_not_shorten_cooldown():
 @test
 def test_started_43_days_ahead_does_not_shorten_cooldown():
     """smplaserd (re)started while the host clock is already 43 days ahead, the unit's
-    RTC at the true time: no jump is ever seen, the patch looks eligible by the host
-    clock, and Arm is refused for the clock (the cooldown's "now" is not trusted)."""
+    RTC at the true time: no jump is ever seen, yet the patch's eligibility is not
+    answered (CheckPatch, SelectPatch) and Arm is refused for the clock: the
+    cooldown's "now" is not trusted."""
     with ClockEnv() as env:
         env.start()
         _, pulses = env.treat('p-c09', 'crown')
@@ -322,9 +323,14 @@ def test_started_43_days_ahead_does_not_shorten_cooldown():
         # The simulated unit takes its RTC from the host clock when it starts:
         # set it back to the true time, as a battery-backed RTC would have kept it.
         env.sim().SetRtcSkew(dbus.Int64(-43 * DAY_S))
-        eligible, _, _ = env.manager().CheckPatch('p-c09', 'crown')
-        assert eligible, 'the host clock is 43 days ahead: the rules see the patch eligible'
-        env.ready_session('p-c09', 'crown')
+        pump(0.2)       # its next status report carries that RTC
+        # The rules would see the patch eligible by this clock: nothing answers.
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c09', 'crown',
+                     contains=("off the unit's RTC",))
+        spath = env.unit().StartSession('p-c09')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(harness.GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm, contains=("off the unit's RTC",))
         assert_no_pulse(env)
         assert env.treatments() == treated, 'a treatment was recorded'
