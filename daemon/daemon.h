@@ -49,6 +49,7 @@ static inline void freep(void *p)
 }
 
 struct smpl_session;
+struct smpl_spill;
 
 struct smpl_unit {
 	struct smpl_unit *next;
@@ -170,6 +171,8 @@ struct smpl_daemon {
 	const char *state;		/* "probing", "running" */
 	sd_event_source *flush_timer;
 	bool store_failed;		/* a flush failed: nothing arms */
+	struct smpl_spill *spill;	/* keeps what the store refuses (spill.h) */
+	bool spilled;			/* the spill file holds something */
 	uint64_t store_retry_ms;	/* while failing, next retry (monotonic) */
 };
 
@@ -225,6 +228,10 @@ void smpl_daemon_notify_status(struct smpl_daemon *d);
 void smpl_daemon_flush(struct smpl_daemon *d);
 /* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
 void smpl_daemon_records_failed(struct smpl_daemon *d);
+/* Something was kept for the store to take later: into the spill file too. */
+void smpl_daemon_records_pending(struct smpl_daemon *d);
+/* At start, after the store: the spill file allocated, what it kept replayed. */
+int smpl_daemon_open_spill(struct smpl_daemon *d);
 /* Stopping: every unit disarmed, sessions ended, the last records written. */
 void smpl_daemon_close_records(struct smpl_daemon *d);
 /* Frees the units, polkit, the bus, the event loop and the store. */
@@ -247,9 +254,15 @@ int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
 		const char *reason, const char *detail);
-/* Store records the store could not take yet: retried, then dropped at exit. */
+/*
+ * Audit records the store could not take yet: retried in order with the
+ * pulses, kept in the spill file at exit (spill.h).
+ */
 int smpl_audit_retry(struct smpl_daemon *d);
 void smpl_audit_discard(void);
+int smpl_audit_visit_backlog(int (*cb)(const struct store_audit *a, void *ctx), void *ctx);
+/* Back into the backlog; @replayed: from the spill, so appended only once. */
+void smpl_audit_keep(const struct store_audit *a, bool replayed);
 /* The operator as the store wants it (name: the user name or "uid N"). */
 void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
 

@@ -157,6 +157,9 @@ static int open_store(struct smpl_daemon *d)
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
 		return r;
 	}
+	r = smpl_daemon_open_spill(d);
+	if (r < 0)
+		return r;
 	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
 	if (r > 0)
 		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
