@@ -512,5 +512,46 @@ def test_each_fault_is_named():
             assert env.unit_prop('LatchedFault') == ''
 
 
+@test
+def test_arm_decides_on_a_fresh_read_of_the_unit():
+    """Arm never decides on the last status report alone: the door opened while the
+    unit's reports are held back is seen by Arm's own GET_STATUS (InterlockOpen, no
+    treatment recorded, nothing sent to arm), and an Arm whose GET_STATUS is lost is
+    refused.  (Kills the mutant that skips Arm's fresh read.)"""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-fresh', 'crown')
+        env.sim().HoldReports(True)
+        env.sim().SetInterlock('door', True)
+        expect_error('InterlockOpen', env.unit().Arm, contains=('interlock open',))
+        assert not treatments(env, 'p-fresh'), 'a treatment was recorded for a refused Arm'
+        env.sim().SetInterlock('door', False)
+        env.sim().HoldReports(False)
+        pump(0.3)
+        env.sim().DropNextReply('get-status')
+        expect_error('DeviceFault', env.unit().Arm)
+        pump(0.3)
+        assert env.unit_prop('State') == 'standby'
+        assert not treatments(env, 'p-fresh')
+        env.arm_to_ready()
+        env.unit().Disarm()
+
+
+@test
+def test_interlock_audit_says_what_happened():
+    """The audit trail says 'opened' when an interlock opens and 'closed' when it
+    closes, with the bits.  (Kills the mutant that swaps them.)"""
+    with Env() as env:
+        env.start()
+        env.sim().SetInterlock('door', True)
+        pump(0.3)
+        env.sim().SetInterlock('door', False)
+        pump(0.3)
+        rows = env.query("SELECT reason, detail FROM audit WHERE kind = 'interlock'"
+                         " ORDER BY id")
+        assert [r['reason'] for r in rows] == ['opened', 'closed'], rows
+        assert rows[0]['detail'] == 'open interlocks 0x00 -> 0x02', rows
+
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -337,6 +337,29 @@ def test_started_43_days_ahead_does_not_shorten_cooldown():
 
 
 @test
+def test_another_units_arming_witnesses_the_clock():
+    """S8 across units: unit 2's patch is selected, then unit 1 arms; the host clock
+    steps back 100 s (inside the RTC bound): unit 2's Arm is refused, its clock being
+    earlier than the newest arming, which unit 2 itself never saw.  (Kills the mutant
+    that does not read the newest arming again at Arm.)"""
+    with ClockEnv() as env:
+        env.start(sim=2)
+        u1, u2 = harness.UNIT1, harness.ROOT + '/unit/SIM00002'
+        s2 = env.ready_session_on(u2, 'p-c10', 'occipital')
+        s1 = env.ready_session_on(u1, 'p-c11', 'crown')
+        env.unit(u1).Arm()
+        env.wait_unit_state('ready', 6, u1)
+        env.unit(u1).Disarm()
+        env.set_offset(-100)
+        expect_error('ClockUnreliable', env.unit(u2).Arm,
+                     contains=('earlier than the newest record',))
+        assert env.unit_prop('State', u2) == 'standby'
+        env.set_offset(0)
+        for u, s in ((u1, s1), (u2, s2)):
+            env.session(s).End('done')
+
+
+@test
 def test_backward_jump_while_emitting_keeps_cooldown():
     """-1 d while the footswitch is held: disarmed, every pulse recorded, and the patch
     counts as emitted at its true last pulse: its cooldown is not a day shorter."""
