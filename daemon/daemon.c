@@ -73,7 +73,8 @@ void smpl_daemon_barrier(struct smpl_daemon *d, smpl_records_then then, void *us
 	}
 	b->then = then;
 	b->userdata = userdata;
-	if (d->closing == 0 && d->records && !smpl_records_busy(d)) {
+	/* The clinic's records (PostgreSQL) may lack what waits in the journal: always sync. */
+	if (d->closing == 0 && d->records && !smpl_records_busy(d) && !smpl_records_remote(d)) {
 		const struct smpl_records_call now = { .r = d->store_failed ? -EIO : 0 };
 
 		free(b);

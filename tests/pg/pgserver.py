@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: MIT
+"""A real PostgreSQL 15 server for the tests of the clinic's records (issue 14).
+
+PgServer() runs initdb into a temporary directory and starts postgres on a Unix
+socket in it (no TCP), as a user that is not root (initdb and pg_ctl refuse
+root: when the tests run as root, the server runs as the "postgres" user of
+Debian's package, or "nobody").  close() stops it and removes everything.
+
+Nothing here is a mock: the daemon talks to this server through libpq.
+"""
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+
+BIN = '/usr/lib/postgresql/15/bin'
+
+
+def _server_user():
+    if os.geteuid() != 0:
+        return None
+    for name in ('postgres', 'nobody'):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    raise RuntimeError('no user to run postgres as (it refuses root)')
+
+
+class PgServer:
+    def __init__(self, settings=()):
+        self.user = _server_user()
+        self.dir = tempfile.mkdtemp(prefix='smpl-pg-')
+        os.chmod(self.dir, 0o755)
+        if self.user:
+            os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data = os.path.join(self.dir, 'data')
+        self.log = os.path.join(self.dir, 'server.log')
+        self.socket_dir = self.dir
+        self.settings = ['listen_addresses=', 'fsync=off', 'max_connections=300',
+                         'unix_socket_directories=' + self.dir] + list(settings)
+        self._as_server([BIN + '/initdb', '-D', self.data, '--auth=trust', '-U', 'postgres',
+                         '-E', 'UTF8', '--no-sync', '--no-instructions'], quiet=True)
+        self.start()
+        self.n = 0
+
+    def _as_server(self, cmd, quiet=False, check=True, timeout=60):
+        if self.user:
+            cmd = ['runuser', '-u', self.user.pw_name, '--'] + cmd
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError('%s failed:\n%s%s' % (' '.join(cmd), p.stdout, p.stderr))
+        return p
+
+    def start(self):
+        opts = ' '.join("-c '%s'" % s for s in self.settings)
+        self._as_server([BIN + '/pg_ctl', '-D', self.data, '-o', opts, '-l', self.log,
+                         '-w', '-t', '60', 'start'])
+
+    def stop(self, mode='fast'):
+        self._as_server([BIN + '/pg_ctl', '-D', self.data, '-m', mode, '-w', '-t', '60',
+                         'stop'], check=False)
+
+    def running(self):
+        return self._as_server([BIN + '/pg_ctl', '-D', self.data, 'status'],
+                               check=False).returncode == 0
+
+    def close(self):
+        if os.path.isdir(self.data):
+            self.stop('immediate')
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # --- SQL, as the superuser unless told ----------------------------------
+
+    def psql(self, sql, db='postgres', user='postgres', check=True, vars=()):
+        cmd = ['psql', '-X', '-q', '-A', '-t', '-F', '|', '-v', 'ON_ERROR_STOP=1',
+               '-h', self.socket_dir, '-U', user, '-d', db]
+        for k, v in vars:
+            cmd += ['-v', '%s=%s' % (k, v)]
+        p = subprocess.run(cmd + ['-c', sql], capture_output=True, text=True, timeout=120)
+        if check and p.returncode != 0:
+            raise RuntimeError('psql %r failed: %s' % (sql[:200], p.stderr))
+        return p
+
+    def psql_file(self, text, db='postgres', user='postgres', check=True):
+        p = subprocess.run(['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', self.socket_dir,
+                            '-U', user, '-d', db], input=text, capture_output=True, text=True,
+                           timeout=600)
+        if check and p.returncode != 0:
+            raise RuntimeError('psql failed: %s' % p.stderr)
+        return p
+
+    def rows(self, sql, db):
+        """The rows of a query as lists of strings (NULL is '')."""
+        out = self.psql(sql, db=db).stdout
+        return [line.split('|') for line in out.splitlines() if line]
+
+    def value(self, sql, db):
+        r = self.rows(sql, db)
+        return r[0][0] if r else None
+
+    def new_database(self, owner='smpl_ws', create_role=True):
+        """An empty database owned by a login role (created if needed)."""
+        self.n += 1
+        name = 'clinic%d' % self.n
+        if create_role:
+            self.psql("DO $$BEGIN CREATE ROLE %s LOGIN; EXCEPTION WHEN duplicate_object"
+                      " THEN NULL; END$$" % owner)
+        self.psql('CREATE DATABASE %s OWNER %s' % (name, owner))
+        return name
+
+    def conninfo(self, db, user='smpl_ws'):
+        return 'host=%s dbname=%s user=%s' % (self.socket_dir, db, user)
+
+    def terminate(self, db, like='smplaserd%'):
+        """pg_terminate_backend() of the daemons' connections to @db: how many."""
+        return int(self.value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                              " WHERE datname = '%s' AND application_name LIKE '%s'"
+                              % (db, like), 'postgres'))
+
+    def wait_ready(self, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.psql('SELECT 1', check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError('postgres did not come back')

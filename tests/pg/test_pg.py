@@ -1,0 +1,473 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The clinic's records on PostgreSQL (issue 14), against a real PostgreSQL 15.
+
+One server for the suite (tests/pg/pgserver.py: initdb + pg_ctl on a Unix
+socket in a temporary directory); each test gets its own database, and its own
+daemons: each daemon is one workstation, on its own private bus, with its own
+state directory (its journal), all on the test's database.
+
+Run: /usr/bin/python3 tests/pg/test_pg.py [test_name...]
+"""
+import os
+import signal
+import sys
+import threading
+import time
+
+import dbus
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (GOOD_PARAMS, ROOT, Env, expect_error, pump, test,  # noqa: E402
+                     wait_until)
+from pgserver import PgServer  # noqa: E402
+
+PG = None
+
+
+def pg():
+    global PG
+    if PG is None:
+        PG = PgServer()
+    return PG
+
+
+def unit_path(ws, n=1):
+    """The object of workstation @ws's simulated unit @n: serial SIM<nn>-<ws>."""
+    serial = 'SIM%02d-%s' % (n, ws)
+    enc = ''.join(c if c.isalnum() else '_%02x' % ord(c) for c in serial)
+    return ROOT + '/unit/' + enc, serial
+
+
+def config(db, ws, user='smpl_ws', extra=''):
+    return ('[records]\nbackend = postgresql\nconninfo = %s\nworkstation = %s\n%s'
+            % (pg().conninfo(db, user), ws, extra))
+
+
+class Workstation(Env):
+    """One workstation: a daemon on the clinic's database."""
+
+    def __init__(self, db, ws, user='smpl_ws', extra=''):
+        super().__init__(config(db, ws, user, extra))
+        self.db = db
+        self.ws = ws
+        self.upath, self.serial = unit_path(ws)
+
+    def u(self, bus=None):
+        return self.unit(self.upath, bus)
+
+    def simu(self):
+        return self.sim(self.upath)
+
+    def state(self):
+        try:
+            return str(self.unit_prop('State', self.upath))
+        except dbus.DBusException as e:
+            return e.get_dbus_name()
+
+    def wait_state(self, state, timeout=6.0):
+        wait_until(lambda: self.state() == state, timeout, '%s: unit %s' % (self.ws, state))
+
+    def ready(self, patient, patch='crown'):
+        """A session with its patch selected, eyewear confirmed, parameters set."""
+        spath = self.u().StartSession(patient)
+        self.session(spath).SelectPatch(patch)
+        self.session(spath).ConfirmEyewear()
+        self.u().SetParameters(GOOD_PARAMS)
+        return spath
+
+    def fire(self, seconds):
+        self.simu().SetFootswitch(True)
+        pump(seconds)
+        self.simu().SetFootswitch(False)
+        pump(0.2)
+
+    def treat(self, patient, patch='crown', seconds=0.5):
+        spath = self.ready(patient, patch)
+        self.u().Arm()
+        self.wait_state('ready')
+        self.fire(seconds)
+        self.u().Disarm()
+        self.wait_state('standby')
+        self.session(spath).End('done')
+        return spath
+
+    def fired_shots(self):
+        return [f['shot'] for f in self.fired(self.serial)]
+
+    def recorded_shots(self):
+        """The unit's pulses in the clinic's records (each row; repeats would show)."""
+        return [int(r[0]) for r in pg().rows(
+            "SELECT shot FROM smplaser.pulses WHERE unit_serial = '%s' ORDER BY shot"
+            % self.serial, self.db)]
+
+    def journal_waiting(self):
+        import sqlite3
+        path = os.path.join(self.state_dir, 'journal.db')
+        if not os.path.exists(path):
+            return 0
+        db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
+        try:
+            return db.execute('SELECT count(*) FROM outbox').fetchone()[0]
+        finally:
+            db.close()
+
+    def wait_shipped(self, timeout=15):
+        wait_until(lambda: self.journal_waiting() == 0, timeout,
+                   '%s: the journal shipped' % self.ws)
+
+
+def treatments(db, where='true'):
+    return pg().rows("SELECT id, workstation, patient, patch, unit_serial, outcome,"
+                     " coalesce(pulse_count::text, ''), pulses_recorded FROM smplaser.treatments"
+                     " WHERE %s ORDER BY id" % where, db)
+
+
+# --- the schema -------------------------------------------------------------------------
+
+@test
+def test_schema_created_in_an_empty_database():
+    """Given an empty database its role owns, the daemon creates the schema; the role may
+    neither delete nor truncate, and the triggers refuse it even to the superuser."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        assert pg().value("SELECT schema_version FROM smplaser.meta", db) == '1'
+        w.treat('p-001')
+        p = pg().psql('DELETE FROM smplaser.treatments', db=db, user='smpl_ws', check=False)
+        assert p.returncode != 0 and 'permission denied' in p.stderr, p.stderr
+        p = pg().psql('TRUNCATE smplaser.pulses', db=db, user='smpl_ws', check=False)
+        assert p.returncode != 0 and 'permission denied' in p.stderr, p.stderr
+        p = pg().psql('DELETE FROM smplaser.audit', db=db, check=False)
+        assert p.returncode != 0 and 'never deleted' in p.stderr, p.stderr
+        p = pg().psql("UPDATE smplaser.treatments SET patch = 'occipital'", db=db, check=False)
+        assert p.returncode != 0 and 'never changed' in p.stderr, p.stderr
+        assert len(treatments(db)) == 1
+
+
+@test
+def test_print_schema_for_an_administrator():
+    """smplaserd --print-schema=ROLE makes the schema as the database's owner; the daemon's
+    role, granted only what it prints, runs a treatment and cannot delete."""
+    import subprocess
+    db = pg().new_database(owner='postgres', create_role=False)
+    pg().psql("DO $$BEGIN CREATE ROLE smpl_granted LOGIN; EXCEPTION WHEN duplicate_object"
+              " THEN NULL; END$$")
+    sql = subprocess.run([harness.DAEMON, '--print-schema=smpl_granted'], capture_output=True,
+                         text=True, check=True).stdout
+    assert 'GRANT' in sql and 'DELETE' not in sql.split('REVOKE')[0].split('GRANT', 1)[1]
+    pg().psql_file(sql, db=db)
+    with Workstation(db, 'ws1', user='smpl_granted') as w:
+        w.start()
+        w.treat('p-002')
+        assert len(treatments(db, "patient = 'p-002'")) == 1
+        p = pg().psql('DELETE FROM smplaser.pulses', db=db, user='smpl_granted', check=False)
+        assert 'permission denied' in p.stderr, p.stderr
+
+
+@test
+def test_foreign_newer_or_forbidden_database_refused():
+    """A database holding other tables, one with a newer schema, and a role without rights
+    on the records are each refused at start with a clear error."""
+    db = pg().new_database()
+    pg().psql('CREATE TABLE public.invoices (id int)', db=db, user='smpl_ws')
+    with Workstation(db, 'ws1') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'not smplaser' in out and 'invoices' in out, out
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+    pg().psql('UPDATE smplaser.meta SET schema_version = 99', db=db)
+    with Workstation(db, 'ws1') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'newer' in out and '99' in out, out
+    pg().psql("DO $$BEGIN CREATE ROLE smpl_nobody LOGIN; EXCEPTION WHEN duplicate_object"
+              " THEN NULL; END$$")
+    pg().psql('UPDATE smplaser.meta SET schema_version = 1', db=db)
+    with Workstation(db, 'ws1', user='smpl_nobody') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'may not read' in out and 'print-schema' in out, out
+    empty = pg().new_database(owner='postgres', create_role=False)
+    with Workstation(empty, 'ws1', user='smpl_nobody') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'may not create' in out, out
+
+
+@test
+def test_password_in_conninfo_refused():
+    """A password in smplaserd.conf is refused with the line: libpq's password file."""
+    db = pg().new_database()
+    with Env(config='[records]\nbackend = postgresql\nconninfo = %s password=x\n'
+             % pg().conninfo(db)) as e:
+        rc, out = e.run_to_exit()
+        assert rc != 0 and ':3:' in out and 'password' in out, out
+
+
+# --- two workstations ------------------------------------------------------------------
+
+@test
+def test_two_workstations_share_the_rule():
+    """A patch treated on one workstation is refused on the other (CheckPatch, SelectPatch
+    and Arm, decided by the database), and both Histories show the treatment."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        # ws2 selects the patch while it is untreated: its Arm must still be refused.
+        spath_b = b.ready('p-100', 'crown')
+        a.treat('p-100', 'crown')
+        eligible, _, reason = b.manager().CheckPatch('P-100', 'crown')
+        assert not eligible and 'eligible from' in reason, reason
+        expect_error('CooldownActive', b.u().Arm, contains=('ws1', 'eligible from'))
+        b.session(spath_b).End('refused')
+        spath = b.u().StartSession('p-100')
+        expect_error('CooldownActive', b.session(spath).SelectPatch, 'crown')
+        b.session(spath).SelectPatch('occipital')   # another patch is fine
+        b.session(spath).End('')
+        for w in (a, b):
+            h = w.history('p-100')
+            assert len(h) == 1, h
+            assert h[0]['workstation'] == 'ws1' and h[0]['unit'] == a.serial, h[0]
+            assert h[0]['pulses'] > 0
+        assert len(treatments(db)) == 1
+
+
+@test
+def test_race_exactly_one_arms():
+    """Both workstations select the same patient's untreated patch, then Arm at the same
+    instant, 100 times: exactly one arms each time, the other gets CooldownActive.
+    A trigger of the test's own widens the race: every insert of a treatment waits 30 ms
+    between the rules' reads and the commit."""
+    db = pg().new_database()
+    rounds = int(os.environ.get('SMPL_PG_RACE_ROUNDS', '100'))
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(0.03); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        wins = {'ws1': 0, 'ws2': 0}
+        for i in range(rounds):
+            patient = 'race-%03d' % i
+            sa = a.ready(patient, 'crown')
+            sb = b.ready(patient, 'crown')
+            results = {}
+
+            def arm(w):
+                def ok():
+                    results[w.ws] = 'armed'
+
+                def err(e):
+                    results[w.ws] = e.get_dbus_name().split('.')[-1]
+                w.u().Arm(reply_handler=ok, error_handler=err, timeout=60)
+            arm(a)
+            arm(b)
+            wait_until(lambda: len(results) == 2, 30, 'both answers')
+            armed = [ws for ws, r in results.items() if r == 'armed']
+            assert len(armed) == 1, 'round %d: %s' % (i, results)
+            loser = 'ws2' if armed[0] == 'ws1' else 'ws1'
+            assert results[loser] == 'CooldownActive', 'round %d: %s' % (i, results)
+            wins[armed[0]] += 1
+            for w, s in ((a, sa), (b, sb)):
+                w.u().Disarm()
+                w.session(s).End('')
+        n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient LIKE"
+                           " 'race-%%'", db))
+        assert n == rounds, n
+        print('# %d rounds: ws1 armed %d, ws2 armed %d' % (rounds, wins['ws1'], wins['ws2']))
+
+
+@test
+def test_the_database_refuses_an_overlapping_treatment():
+    """Without any daemon: a treatment inserted straight into the records inside another's
+    cooldown (another session, same patient in another letter case, same patch) is refused
+    by the exclusion constraint; the same patch after the cooldown is accepted."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-200', 'crown')
+    t = treatments(db)[0]
+    sid = pg().value('SELECT session_id FROM smplaser.treatments', db)
+    day = 86400000
+    cols = ('session_id, workstation, patient, patch, unit_serial, unit_firmware,'
+            ' operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps,'
+            ' rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, shot_at_arm, cooldown_ms')
+
+    def insert(patient, armed_expr):
+        return pg().psql(
+            "INSERT INTO smplaser.sessions (workstation, patient, unit_serial, operator_uid,"
+            " operator_name, start_ms) VALUES ('x', '%s', '%s', 0, 'x', 0);"
+            "INSERT INTO smplaser.treatments (%s) SELECT currval(pg_get_serial_sequence("
+            "'smplaser.sessions', 'id')), 'x', '%s', patch, unit_serial, unit_firmware, 0, 'x',"
+            " 1064, 3000, 3000, 10000, 5000, 1, %s, 0, 100000, %d FROM smplaser.treatments"
+            " WHERE session_id = %s" % (patient, t[4], cols, patient, armed_expr, 42 * day, sid),
+            db=db, user='smpl_ws', check=False)
+    p = insert('P-200', 'emission_ms + %d' % (41 * day))
+    assert p.returncode != 0 and 'cooldown' in p.stderr, p.stderr
+    p = insert('P-200', 'emission_ms + %d' % (43 * day))
+    assert p.returncode == 0, p.stderr
+
+
+# --- fail closed, lose nothing ----------------------------------------------------------
+
+@test
+def test_server_unreachable_fails_closed():
+    """The server stopped: Arm, StartSession, CheckPatch, SelectPatch and History are refused
+    with RecordsUnavailable saying why, never eligible; back, all work again."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-300', 'crown')
+        spath2 = None
+        pg().stop()
+        try:
+            expect_error('RecordsUnavailable', w.u().Arm, contains=('unreachable',))
+            assert w.state() == 'standby'
+            expect_error('RecordsUnavailable', w.manager().CheckPatch, 'p-300', 'crown')
+            expect_error('RecordsUnavailable', w.manager().History, 'p-300')
+            expect_error('RecordsUnavailable', w.session(spath).SelectPatch, 'occipital')
+            w.session(spath).End('server away')    # journaled
+            expect_error('RecordsUnavailable', w.u().StartSession, 'p-301')
+        finally:
+            pg().start()
+        wait_until(lambda: w.journal_waiting() == 0, 10, 'the journal shipped')
+        spath2 = w.ready('p-300', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.u().Disarm()
+        w.session(spath2).End('')
+        assert pg().value("SELECT state FROM smplaser.sessions WHERE id = %s"
+                          % spath.split('/')[-1], db) == 'ended'
+
+
+@test
+def test_server_stopped_mid_treatment():
+    """The server stops while the unit emits: the treatment goes on (no disarm), its pulses
+    wait in the workstation's journal and arrive once when the server is back."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-400', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.5)
+        pg().stop()
+        before = len(w.fired_shots())
+        try:
+            w.fire(1.0)
+            assert len(w.fired_shots()) > before     # fired with the server away
+            assert w.state() == 'ready', w.state()     # not disarmed by the server's absence
+            w.u().Disarm()
+            w.wait_state('standby')
+            w.session(spath).End('done')
+            pump(0.5)
+            assert w.journal_waiting() > 0
+        finally:
+            pg().start()
+        w.wait_shipped()
+        fired = w.fired_shots()
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+        t = treatments(db)
+        assert len(t) == 1 and t[0][5] == 'completed' and int(t[0][6]) == len(fired), t
+
+
+@test
+def test_sigkill_while_the_server_is_down():
+    """The daemon is killed (SIGKILL) while the server is down and pulses wait in the
+    journal; both back: every pulse is in the records once, the treatment settled."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-500', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.4)
+        pg().stop()
+        try:
+            w.fire(0.8)
+            pump(0.3)       # past a flush into the journal
+            w.kill(signal.SIGKILL)
+        finally:
+            pg().start()
+        w.start()
+        w.wait_shipped()
+        wait_until(lambda: treatments(db)[0][5] != 'open', 10, 'the treatment settled')
+        fired = w.fired_shots()
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+        t = treatments(db)
+        assert len(t) == 1 and t[0][5] == 'reconciled' and int(t[0][6]) == len(fired), t
+
+
+@test
+def test_connection_killed_while_arming():
+    """pg_terminate_backend() of the daemon's connection in the middle of the arming
+    transaction: Arm succeeds on a new connection, once (one treatment)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-600', 'crown')
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(1); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        result = []
+        w.u().Arm(reply_handler=lambda: result.append('armed'),
+                  error_handler=lambda e: result.append(e.get_dbus_name()), timeout=60)
+        wait_until(lambda: pg().value("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                      " '%s' AND query LIKE 'INSERT INTO smplaser.treatments%%'"
+                                      % db, 'postgres') == '1', 10, 'the arming insert')
+        assert pg().terminate(db, 'smplaserd writer%') >= 1
+        wait_until(lambda: result, 30, 'the Arm reply')
+        assert result == ['armed'], result
+        w.wait_state('ready')
+        assert len(treatments(db)) == 1
+        w.u().Disarm()
+
+
+@test
+def test_connection_killed_while_emitting():
+    """The daemon's connections terminated again and again while the unit emits: every
+    pulse arrives once."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-700', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        stop = threading.Event()
+        killed = [0]
+
+        def killer():
+            while not stop.is_set():
+                killed[0] += pg().terminate(db)
+                time.sleep(0.07)
+        t = threading.Thread(target=killer)
+        t.start()
+        try:
+            w.fire(2.0)
+        finally:
+            stop.set()
+            t.join()
+        w.u().Disarm()
+        w.wait_state('standby')
+        w.session(spath).End('')
+        w.wait_shipped()
+        fired = w.fired_shots()
+        assert killed[0] > 5, killed
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+        print('# %d connections killed, %d pulses, each once' % (killed[0], len(fired)))
+
+
+def main():
+    try:
+        return harness.main()
+    finally:
+        if PG:
+            PG.close()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
