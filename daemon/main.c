@@ -194,6 +194,7 @@ static int import_records(struct smpl_daemon *d, const struct options *o)
 		.conninfo = d->cfg.records.conninfo,
 		.workstation = d->cfg.records.workstation,
 		.clock_skew_ms = (int64_t)d->cfg.safety.rtc_max_skew_s * 1000,
+		.cooldown_ms = (int64_t)d->cfg.rules.cooldown_days * SMPL_DAY_MS,
 	};
 	struct store_pg_import_result res = { 0 };
 	char msg[STORE_MSG_MAX] = "";

@@ -180,7 +180,10 @@ static const char schema_v1[] =
 	"  time_ms bigint NOT NULL,\n"
 	"  workstation text NOT NULL,\n"
 	"  operator_uid bigint NOT NULL,\n"
-	"  operator_name text NOT NULL\n"
+	"  operator_name text NOT NULL,\n"
+	"  origin text,\n"
+	"  origin_id bigint,\n"
+	"  UNIQUE (origin, origin_id)\n"
 	");\n"
 	"CREATE INDEX counter_resets_by_unit ON smplaser.counter_resets (unit_serial, high_water);\n"
 	"CREATE TABLE smplaser.journal_shipped (\n"
@@ -2641,6 +2644,21 @@ int store_pg_open_reader(struct store_pg **out, const struct store_pg_config *cf
 			 size_t msg_len)
 {
 	return handle_new(out, cfg, false, msg, msg_len);
+}
+
+int store_pg_prepare(const struct store_pg_config *cfg, char *msg, size_t msg_len)
+{
+	struct store_pg *h;
+	int r;
+
+	r = handle_new(&h, cfg, true, msg, msg_len);
+	if (r < 0)
+		return r;
+	r = pg_ready(h);
+	if (r < 0)
+		snprintf(msg, msg_len, "%s", h->msg);
+	free_handle(h);
+	return r;
 }
 
 void store_pg_close(struct store_pg *h)

@@ -39,6 +39,7 @@ struct store_pg_config {
 	const char *workstation;	/* this workstation's name in the records */
 	const char *state_dir;		/* where the journal lives (the writer) */
 	int64_t clock_skew_ms;		/* S8: host clock vs the server's, at arming */
+	int64_t cooldown_ms;		/* store_pg_import(): imported treatments' cooldown */
 };
 
 /*
@@ -56,6 +57,8 @@ int store_pg_open(struct store_pg **out, const struct store_pg_config *cfg, char
 int store_pg_open_reader(struct store_pg **out, const struct store_pg_config *cfg, char *msg,
 			 size_t msg_len);
 void store_pg_close(struct store_pg *h);
+/* Connects once: the schema checked, created in an empty database.  0 or -errno, @msg. */
+int store_pg_prepare(const struct store_pg_config *cfg, char *msg, size_t msg_len);
 bool store_pg_reachable(const struct store_pg *h);
 
 extern const struct store_ops store_ops_pg;

@@ -461,6 +461,99 @@ def test_connection_killed_while_emitting():
         print('# %d connections killed, %d pulses, each once' % (killed[0], len(fired)))
 
 
+# --- import --------------------------------------------------------------------------
+
+@test
+def test_import_sqlite_records_twice():
+    """A workstation's SQLite records imported into the clinic's, twice: the second run adds
+    nothing.  Conflicts are reported (exit 3, a line each, an audit record once), never
+    merged: a unit's shot already in the clinic's records for another treatment, and a
+    treatment inside another workstation's cooldown of the same patch (imported, marked,
+    so the rules still count it: the patch stays refused)."""
+    import subprocess
+    db = pg().new_database()
+    # The clinic: ws2 treated p-900's crown an hour ago.
+    with Workstation(db, 'ws2') as b:
+        b.start()
+        b.treat('p-900', 'crown', seconds=0.3)
+    # ws1's own records (SQLite): p-900's crown too, and p-901's occipital.
+    import shutil
+    import tempfile
+    keep = tempfile.mkdtemp(prefix='smpl-import-')
+    state = os.path.join(keep, 'state')
+    with Env() as a:
+        a.start()
+        a.treat('p-900', 'crown', seconds=0.4)
+        a.treat('p-901', 'occipital', seconds=0.4)
+        a.settle_records()
+        local_shots = a.recorded_shots()
+        a.daemon.terminate()
+        assert a.daemon.wait(10) == 0
+        shutil.copytree(a.state_dir, state)
+    assert local_shots, local_shots
+    # A clash of the shot numbers of ws1's unit (SIM00001): its shot 1 is already in the
+    # clinic's records, for another treatment.
+    pg().psql("INSERT INTO smplaser.units VALUES ('SIM00001', 'x', 'x', 0, 0, 'ws9');"
+              "INSERT INTO smplaser.sessions (workstation, patient, unit_serial, operator_uid,"
+              " operator_name, start_ms) VALUES ('ws9', 'p-999', 'SIM00001', 0, 'x', 0);"
+              "INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
+              " unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
+              " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+              " armed_rtc_s, shot_at_arm, cooldown_ms, outcome, end_ms, pulse_count)"
+              " SELECT max(id), 'ws9', 'p-999', 'crown', 'SIM00001', 'x', 0, 'x', 1064, 3000,"
+              " 3000, 10000, 5000, 1, 1000, 0, 0, 3628800000, 'completed', 2000, 1"
+              " FROM smplaser.sessions WHERE patient = 'p-999';"
+              "INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
+              " measured_uj, set_uj) SELECT id, 'SIM00001', 1500, %d, 1, 1"
+              " FROM smplaser.treatments WHERE patient = 'p-999'" % local_shots[0], db=db)
+    conf = os.path.join(keep, 'import.conf')
+    with open(conf, 'w') as f:
+        f.write(config(db, 'ws1'))
+
+    def run():
+        return subprocess.run([harness.DAEMON, '--config', conf, '--state-dir', state,
+                               '--import-records'], capture_output=True, text=True, timeout=120)
+    before = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
+                       ' (SELECT count(*) FROM smplaser.pulses),'
+                       ' (SELECT count(*) FROM smplaser.audit)', db)[0]
+    try:
+        p1 = run()
+        for line in p1.stdout.splitlines():
+            print('# import: ' + line)
+        assert p1.returncode == 3, (p1.returncode, p1.stdout, p1.stderr)
+        assert p1.stdout.count('conflict:') == 2, p1.stdout
+        assert 'shot %d' % local_shots[0] in p1.stdout and 'cooldown' in p1.stdout, p1.stdout
+        assert ' 2 treatments' in p1.stdout, p1.stdout
+        after1 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
+                           ' (SELECT count(*) FROM smplaser.pulses),'
+                           ' (SELECT count(*) FROM smplaser.audit)', db)[0]
+        assert int(after1[0]) == int(before[0]) + 2, (before, after1)
+        assert int(after1[1]) == int(before[1]) + len(local_shots) - 1, (before, after1)
+        t = pg().rows("SELECT workstation, import_conflict, pulses_recorded FROM"
+                      " smplaser.treatments WHERE origin = 'sqlite:ws1' ORDER BY id", db)
+        assert [r[:2] for r in t] == [['ws1', 't'], ['ws1', 'f']], t
+        n_conf = pg().value("SELECT count(*) FROM smplaser.audit WHERE reason ="
+                            " 'import-conflict'", db)
+        assert n_conf == '2', n_conf
+        p2 = run()
+        assert p2.returncode == 3 and p2.stdout.count('(known)') == 2, p2.stdout
+        assert '0 units, 0 sessions, 0 treatments, 0 pulses, 0 audit records' in p2.stdout, \
+            p2.stdout
+        after2 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
+                           ' (SELECT count(*) FROM smplaser.pulses),'
+                           ' (SELECT count(*) FROM smplaser.audit)', db)[0]
+        assert after2 == after1, (after1, after2)
+        # The imported treatments count: p-901's occipital is refused on the clinic's records.
+        with Workstation(db, 'ws3') as c:
+            c.start()
+            eligible, _, reason = c.manager().CheckPatch('p-901', 'occipital')
+            assert not eligible, reason
+            h = c.history('p-900')
+            assert sorted(x['workstation'] for x in h) == ['ws1', 'ws2'], h
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
+
+
 def main():
     try:
         return harness.main()
