@@ -17,6 +17,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "audit.h"
 #include "bus.h"
 #include "creds.h"
 #include "discovery.h"
