@@ -10,7 +10,7 @@ for t in "$here"/boot"$boot"-*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
 	t0=$(cut -d' ' -f1 /proc/uptime)
-	timeout 240 sh "$t" 2>&1 | while IFS= read -r line; do
+	timeout 480 sh "$t" 2>&1 | while IFS= read -r line; do
 		case $line in
 		"ok - "*|"not ok - "*) echo "SYSTEST ${line%% - *} - $name: ${line#* - }" ;;
 		*) echo "SYSTEST # $line" ;;
