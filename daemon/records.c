@@ -13,6 +13,7 @@
 #include "spill.h"
 #include "store-ops.h"
 #include "store-pg.h"
+#include "unit.h"
 #include "worker.h"
 
 #define RETRY_MS		1000	/* while the store refuses: one try a second */
