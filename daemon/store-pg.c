@@ -9,8 +9,9 @@
  * at once, once; a server that does not answer is tried again at most once
  * a second (RETRY_MS) and -ENOTCONN is returned meanwhile.
  *
- * Transactions: every write that reads the records runs SERIALIZABLE and is
- * run again on a serialization failure.  A COMMIT whose answer was lost is
+ * Transactions: arming runs SERIALIZABLE and is run again on a
+ * serialization failure; the other writes run READ COMMITTED and lock the
+ * rows they change.  A COMMIT whose answer was lost is
  * "in doubt": arming and a session's start look for their row after
  * connecting again; shipping needs not (its high water says).
  */
@@ -31,7 +32,7 @@
 #include "store-pg.h"
 
 #define RETRY_MS		1000	/* a server that did not answer: not before */
-#define SERIAL_RETRIES		40	/* serialization failures before giving up */
+#define SERIAL_RETRIES		60	/* serialization failures before giving up */
 #define SHIP_BATCH		256	/* journal entries in one shipping transaction */
 #define SHIPPER_PERIOD_MS	1000	/* the shipper looks at least this often */
 
@@ -797,18 +798,24 @@ static void rollback(struct store_pg *h)
 	memcpy(h->msg, keep, sizeof(keep));
 }
 
+/* A random wait growing with the attempts (at most ~64 ms), so that racers part. */
 static void backoff(int attempt)
 {
-	struct timespec ts = { 0, (long)(1 + (rand() % (2 + attempt * 2))) * 1000000L };
+	unsigned int cap = 1u << (attempt < 6 ? attempt : 6);
+	struct timespec ts = { 0, (long)(1 + (unsigned int)rand() % cap) * 1000000L };
 
 	nanosleep(&ts, NULL);
 }
 
 /*
- * @fn in a SERIALIZABLE transaction, run again on a serialization failure,
- * and once more on a connection that broke before the COMMIT was sent.
+ * @fn in a transaction, run again on a serialization failure, and once more
+ * on a connection that broke before the COMMIT was sent.  Arming runs
+ * SERIALIZABLE (it decides on what it read); the other writes run READ
+ * COMMITTED and lock the rows they change (FOR UPDATE), so that the page-
+ * level read locks of many workstations' shipping do not fail each other.
  */
-static int pg_txn(struct store_pg *h, txn_fn fn, verify_fn verify, void *ctx)
+static int pg_txn_as(struct store_pg *h, bool serializable, txn_fn fn, verify_fn verify,
+		     void *ctx)
 {
 	bool reconnected = false;
 	int err;
@@ -819,7 +826,8 @@ static int pg_txn(struct store_pg *h, txn_fn fn, verify_fn verify, void *ctx)
 		err = pg_ready(h);
 		if (err)
 			return err;
-		err = exec(h, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+		err = exec(h, serializable ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
+					   : "BEGIN ISOLATION LEVEL READ COMMITTED");
 		if (!err)
 			err = fn(h, ctx);
 		if (!err) {
@@ -850,6 +858,11 @@ static int pg_txn(struct store_pg *h, txn_fn fn, verify_fn verify, void *ctx)
 				return r > 0 ? 0 : r;
 		}
 	}
+}
+
+static int pg_txn(struct store_pg *h, txn_fn fn, verify_fn verify, void *ctx)
+{
+	return pg_txn_as(h, false, fn, verify, ctx);
 }
 
 /* ---- journal entries (JSON) ---------------------------------------------------- */
@@ -1281,9 +1294,13 @@ static int pg_unsettled_treatments(void *v, const char *unit_serial, store_treat
 	return err ? err : unsettled_query(h, unit_serial, cb, ctx);
 }
 
-/* The facts of one patient's patch (store_patch_facts), inside or outside a transaction. */
-static int facts_now(struct store_pg *h, const char *patient, const char *patch,
-		     int64_t session_id, struct store_patch_facts *out)
+/*
+ * The facts of one patient's patch (store_patch_facts), inside or outside a
+ * transaction; without @with_session, session_patch_pulses is left 0 (the
+ * arming reads it apart: see arm_prepare()).
+ */
+static int facts_read(struct store_pg *h, const char *patient, const char *patch,
+		      int64_t session_id, bool with_session, struct store_patch_facts *out)
 {
 	struct params p = { 0 };
 	int64_t last = 0, first = 0, count = 0, pulses = 0;
@@ -1295,6 +1312,7 @@ static int facts_now(struct store_pg *h, const char *patient, const char *patch,
 	p_str(&p, patient);
 	p_str(&p, patch);
 	p_i64(&p, session_id);
+	p_str(&p, with_session ? "true" : "false");
 	err = run(h, "read the patch's records",
 		  "SELECT"
 		  " (SELECT max(emission_ms) FROM smplaser.treatments"
@@ -1303,8 +1321,9 @@ static int facts_now(struct store_pg *h, const char *patient, const char *patch,
 		  "   WHERE patient_key = lower($1) AND NOT (session_id = $3 AND patch = $2)),"
 		  " (SELECT count(emission_ms) FROM smplaser.treatments"
 		  "   WHERE patient_key = lower($1) AND NOT (session_id = $3 AND patch = $2)),"
-		  " (SELECT coalesce(sum(greatest(coalesce(pulse_count, 0), pulses_recorded)), 0)"
-		  "   FROM smplaser.treatments WHERE session_id = $3 AND patch = $2)",
+		  " CASE WHEN $4 THEN (SELECT coalesce(sum(greatest(coalesce(pulse_count, 0),"
+		  "   pulses_recorded)), 0) FROM smplaser.treatments"
+		  "   WHERE session_id = $3 AND patch = $2) ELSE 0 END",
 		  &p, &res);
 	if (err)
 		return err;
@@ -1332,7 +1351,7 @@ static int pg_patch_facts(void *v, const char *patient, const char *patch, int64
 	if (!nonempty(patient) || !nonempty(patch) || !out)
 		return fail(h, -EINVAL, "patch facts need a patient and a patch");
 	err = pg_ready(h);
-	return err ? err : facts_now(h, patient, patch, session_id, out);
+	return err ? err : facts_read(h, patient, patch, session_id, true, out);
 }
 
 /* This workstation's newest arming (S8: its clock may not be earlier). */
@@ -1639,6 +1658,7 @@ struct arm_txn {
 	const struct store_treatment_start *t;
 	int64_t id;
 	char patient[STORE_NAME_MAX + 1], unit[STORE_NAME_MAX + 1];
+	uint32_t session_patch_pulses;
 };
 
 static bool params_valid(const struct store_params *p)
@@ -1800,9 +1820,10 @@ static int refuse_unless_eligible(struct store_pg *h, struct arm_txn *a)
 
 	if (!t->decide)
 		return 0;
-	err = facts_now(h, a->patient, t->patch, t->session_id, &facts);
+	err = facts_read(h, a->patient, t->patch, t->session_id, false, &facts);
 	if (err)
 		return err;
+	facts.session_patch_pulses = a->session_patch_pulses;
 	err = t->decide(&facts, t->armed_ms, t->decide_ctx, why, sizeof(why));
 	if (err == -EAGAIN)
 		return fail(h, -EAGAIN, "%s", why[0] ? why : "the patch is not eligible now");
@@ -1841,8 +1862,30 @@ static int insert_treatment(struct store_pg *h, struct arm_txn *a)
 			 "  $16, $17, $18) RETURNING id", &p, &a->id, NULL);
 }
 
-/* Everything store_treatment_begin() decides, in one SERIALIZABLE transaction. */
-static int arm_txn(struct store_pg *h, void *ctx)
+/* What this session already fired on the patch (only this workstation writes it). */
+static int read_session_pulses(struct store_pg *h, struct arm_txn *a)
+{
+	struct params p = { 0 };
+	int64_t v = 0;
+	int err;
+
+	p_i64(&p, a->t->session_id);
+	p_str(&p, a->t->patch);
+	err = query_i64(h, "read the session's pulses",
+			"SELECT coalesce(sum(greatest(coalesce(pulse_count, 0), pulses_recorded)), 0)"
+			" FROM smplaser.treatments WHERE session_id = $1 AND patch = $2", &p, &v,
+			NULL);
+	a->session_patch_pulses = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	return err;
+}
+
+/*
+ * Arming, first what is this workstation's alone (its clock, its session,
+ * its unit and that unit's earlier treatments, the session's pulses): one
+ * writer per workstation makes these, so READ COMMITTED is exact and the
+ * serializable part below stays small.
+ */
+static int arm_prepare(struct store_pg *h, void *ctx)
 {
 	struct arm_txn *a = ctx;
 	int err;
@@ -1857,7 +1900,21 @@ static int arm_txn(struct store_pg *h, void *ctx)
 	if (!err)
 		err = settle_earlier(h, a->unit, a->t->shot_at_arm, a->t->armed_ms);
 	if (!err)
-		err = refuse_if_cooling_down(h, a);
+		err = read_session_pulses(h, a);
+	return err;
+}
+
+/*
+ * Then what every workstation shares, the patient's records, in one
+ * SERIALIZABLE transaction: decided at the arming time on them as they are,
+ * and inserted under the exclusion constraint.
+ */
+static int arm_txn(struct store_pg *h, void *ctx)
+{
+	struct arm_txn *a = ctx;
+	int err;
+
+	err = refuse_if_cooling_down(h, a);
 	if (!err)
 		err = refuse_unless_eligible(h, a);
 	if (!err)
@@ -1904,8 +1961,10 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 	err = pg_flush_batch_first(h);
 	if (!err)
 		err = shipped_first(h);
+	if (!err)
+		err = pg_txn(h, arm_prepare, NULL, &a);
 	for (int tries = 0; !err || err == E_EXCLUDED; tries++) {
-		err = pg_txn(h, arm_txn, arm_verify, &a);
+		err = pg_txn_as(h, true, arm_txn, arm_verify, &a);
 		if (err != E_EXCLUDED)
 			break;
 		/*

@@ -274,6 +274,7 @@ def test_race_exactly_one_arms():
             for w, s in ((a, sa), (b, sb)):
                 w.u().Disarm()
                 w.session(s).End('')
+            (a if armed[0] == 'ws1' else b).wait_state('standby')
         n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient LIKE"
                            " 'race-%%'", db))
         assert n == rounds, n
