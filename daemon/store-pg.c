@@ -2427,11 +2427,23 @@ static int ship_txn(struct store_pg *h, void *ctx)
 		  &p, NULL);
 	if (!err) {
 		struct params q = { 0 };
+		PGresult *res;
 
 		p_str(&q, smpl_journal_id(h->journal));
-		err = query_i64(h, "read the journal's high water",
-				"SELECT shipped_seq FROM smplaser.journal_shipped"
-				" WHERE journal_id = $1 FOR UPDATE", &q, &high, NULL);
+		err = run(h, "read the journal's high water",
+			  "SELECT shipped_seq, workstation FROM smplaser.journal_shipped"
+			  " WHERE journal_id = $1 FOR UPDATE", &q, &res);
+		if (!err && PQntuples(res) != 1)
+			err = fail(h, -EIO, "the journal's high water is missing");
+		else if (!err && strcmp(col_text(res, 0, 1), h->workstation) != 0)
+			/* a disk image cloned, or the name changed: never skip its entries */
+			err = fail(h, -EEXIST, "journal %s is workstation %s's, not %s's; give this "
+				   "workstation a journal of its own (remove %s while it is empty)",
+				   smpl_journal_id(h->journal), col_text(res, 0, 1), h->workstation,
+				   SMPL_JOURNAL_NAME);
+		if (!err)
+			high = col_i64(res, 0, 0);
+		PQclear(res);
 	}
 	for (unsigned int i = 0; i < b->n && !err; i++)
 		if (b->e[i].seq > high)
