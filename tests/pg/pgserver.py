@@ -127,6 +127,25 @@ class PgServer:
                               " WHERE datname = '%s' AND application_name LIKE '%s'"
                               % (db, like), 'postgres'))
 
+    def pids(self):
+        """The postmaster and its children (backends, walwriter, ...)."""
+        with open(os.path.join(self.data, 'postmaster.pid')) as f:
+            master = int(f.readline())
+        kids = subprocess.run(['pgrep', '-P', str(master)], capture_output=True,
+                              text=True).stdout.split()
+        return [master] + [int(k) for k in kids]
+
+    def hang(self):
+        """The server stops answering (SIGSTOP), its sockets open: a hung server."""
+        import signal as sig
+        for pid in self.pids():
+            os.kill(pid, sig.SIGSTOP)
+
+    def unhang(self):
+        import signal as sig
+        for pid in self.pids():
+            os.kill(pid, sig.SIGCONT)
+
     def wait_ready(self, timeout=30):
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -462,6 +462,52 @@ def test_connection_killed_while_emitting():
         print('# %d connections killed, %d pulses, each once' % (killed[0], len(fired)))
 
 
+@test
+def test_hung_server_stalls_no_loop():
+    """A server that stops answering (SIGSTOP, its sockets open) while one unit emits: the
+    daemon's loop goes on (another unit's properties answered at once, a Disarm at once,
+    the emitting unit not disarmed by the wait), queries end with RecordsUnavailable at
+    their deadline, and every pulse arrives once when the server is back."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start(sim=2)
+        u2, _ = unit_path('ws1', 2)
+        spath = w.ready('p-h01', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        answers = []
+        worst = 0.0
+        pg().hang()
+        try:
+            w.simu().SetFootswitch(True)
+            w.manager().CheckPatch('p-h02', 'crown', timeout=60,
+                                   reply_handler=lambda *a: answers.append('answered'),
+                                   error_handler=lambda e: answers.append(e.get_dbus_name()))
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                w.unit_prop('State', u2)
+                worst = max(worst, time.monotonic() - t0)
+                pump(0.05)
+            assert w.state() in ('ready', 'emitting'), w.state()
+            w.simu().SetFootswitch(False)
+            t0 = time.monotonic()
+            w.u().Disarm()
+            disarm_s = time.monotonic() - t0
+            w.wait_state('standby', 2)
+            wait_until(lambda: answers, 30, 'CheckPatch to end at its deadline')
+        finally:
+            pg().unhang()
+        assert worst < 0.5, 'a property took %.2f s while the server hung' % worst
+        assert disarm_s < 0.5, 'Disarm took %.2f s while the server hung' % disarm_s
+        assert answers == [harness.ERR + 'RecordsUnavailable'], answers
+        w.session(spath).End('')
+        w.wait_shipped(30)
+        assert w.recorded_shots() == w.fired_shots()
+        print('# worst property read %.0f ms, Disarm %.0f ms while the server hung'
+              % (worst * 1000, disarm_s * 1000))
+
+
 # --- import --------------------------------------------------------------------------
 
 @test
