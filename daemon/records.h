@@ -10,7 +10,9 @@
  * and committed by a flush at least every SMPL_FLUSH_PERIOD_MS and at every
  * disarm; writes whose result matters (a treatment begun before ARM, a
  * session) call back on the loop when they are durable.  Queries run on the
- * loop on a second, read-only connection (d->reader).
+ * loop on a second, read-only connection (d->reader), or with the clinic's
+ * records (PostgreSQL) on a reader worker (records-read.c).  The store is
+ * either backend of store-ops.h, chosen at open by [records] backend.
  *
  * While the store refuses writes, every unit is disarmed, nothing arms, and
  * what was accepted stays queued, in memory and in the spill file (spill.h),
