@@ -283,6 +283,7 @@ struct store_pg {
 	const char *role_name;		/* application_name suffix */
 	PGconn *conn;
 	bool reached;			/* connected once at least */
+	bool creating_again;		/* check_schema() after a failed creation */
 	int64_t next_try_ms;		/* monotonic: no connection attempt before */
 	char down[STORE_MSG_MAX];	/* why the last attempt failed */
 	int down_err;
@@ -725,7 +726,14 @@ static int check_schema(struct store_pg *h)
 				    example);
 		if (!h->writer)
 			return fail(h, -ENOTCONN, "the records' schema is not created yet");
-		return create_schema(h);
+		err = create_schema(h);
+		if (err && err != -EACCES && err != -ENOTCONN && !h->creating_again) {
+			/* Another workstation made it at the same time: ours now? */
+			h->creating_again = true;
+			err = check_schema(h);
+			h->creating_again = false;
+		}
+		return err;
 	}
 	err = run(h, "read the records' schema version",
 		  "SELECT application, schema_version FROM smplaser.meta", NULL, &res);

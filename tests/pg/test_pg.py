@@ -210,11 +210,14 @@ def test_password_in_conninfo_refused():
 @test
 def test_two_workstations_share_the_rule():
     """A patch treated on one workstation is refused on the other (CheckPatch, SelectPatch
-    and Arm, decided by the database), and both Histories show the treatment."""
+    and Arm, decided by the database), and both Histories show the treatment.  Both start
+    at once on the empty database: one makes the schema, the other uses it."""
     db = pg().new_database()
     with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
-        a.start()
-        b.start()
+        a.start(wait=False)
+        b.start(wait=False)
+        wait_until(a._running, 20, 'ws1 to run')
+        wait_until(b._running, 20, 'ws2 to run')
         # ws2 selects the patch while it is untreated: its Arm must still be refused.
         spath_b = b.ready('p-100', 'crown')
         a.treat('p-100', 'crown')
