@@ -292,7 +292,9 @@ static int set_records_value(struct parser *p, const struct key *k, const char *
 		snprintf(p->c->records.conninfo, sizeof(p->c->records.conninfo), "%s", value);
 		return 1;
 	default:
-		if (!*value || strlen(value) > SMPL_WORKSTATION_MAX ||
+		if (!*value)
+			return 1;	/* empty: the default, the host name */
+		if (strlen(value) > SMPL_WORKSTATION_MAX ||
 		    strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 			   "0123456789._-") != strlen(value))
 			return parse_error(p, "[%s] %s = \"%s\": 1-%d characters of "
