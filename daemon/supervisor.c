@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "backend-sim.h"
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
