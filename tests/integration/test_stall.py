@@ -25,7 +25,6 @@ Usage: tests/integration/test_stall.py [test_name...]   (TAP on stdout)
 Environment: SMPL_STALL_SECONDS (60) shortens the window for a quick try.
 """
 import os
-import subprocess
 import sys
 import time
 
@@ -219,20 +218,5 @@ def test_a_silent_unit_and_a_slow_disk_stall_no_other_unit():
             'a State change signalled %.1f ms late' % (max(signal_lat) * 1e3)
 
 
-def check_preload():
-    """LD_PRELOAD cannot work into an ASan binary, and the shim must exist."""
-    if not os.path.exists(SLOW_FSYNC):
-        return '%s is missing (make all)' % SLOW_FSYNC
-    libs = subprocess.run(['ldd', harness.DAEMON], capture_output=True, text=True).stdout
-    if 'libasan' in libs:
-        return '%s is built with ASan: run the plain build/smplaserd' % harness.DAEMON
-    return None
-
-
 if __name__ == '__main__':
-    problem = check_preload()
-    if problem:
-        print('1..1')
-        print('not ok 1 - %s' % problem)
-        sys.exit(1)
-    sys.exit(harness.main())
+    sys.exit(harness.main_with_preload([(SLOW_FSYNC, 'make all')]))
