@@ -113,8 +113,9 @@ void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 	c->outcome = outcome;
 	c->end_ms = smpl_wall_ms();
 	smpl_records_closing(u->daemon, +1);
+	/* On the safe worker, behind the DISARM: a read on the other could overtake it. */
 	if (u->connected)
-		smpl_unit_io(u, SMPL_UNIT_GET_STATUS, NULL, end_counter_read, c);
+		smpl_unit_io(u, SMPL_UNIT_END_STATUS, NULL, end_counter_read, c);
 	else
 		end_counter_read(u, &unread, c);
 }

@@ -115,6 +115,7 @@ static void call_run(struct smpl_job *j)
 
 	switch (c->op) {
 	case SMPL_UNIT_GET_STATUS:
+	case SMPL_UNIT_END_STATUS:
 		rep->r = b->ops->get_status(b, &rep->status);
 		break;
 	case SMPL_UNIT_SET_PARAMS:
@@ -179,7 +180,8 @@ void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_p
 	c->job.run = call_run;
 	c->job.done = call_done;
 	u->refs++;
-	smpl_worker_submit(op == SMPL_UNIT_DISARM ? u->safe : u->io, &c->job);
+	smpl_worker_submit(op == SMPL_UNIT_DISARM || op == SMPL_UNIT_END_STATUS ? u->safe : u->io,
+			   &c->job);
 }
 
 static void disarm_done(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)

@@ -143,6 +143,7 @@ enum smpl_unit_op {
 	SMPL_UNIT_ACK_FAULT,		/* then GET_STATUS (status_r, status) */
 	SMPL_UNIT_PROBE,		/* GET_INFO (r, info), then GET_RTC (rtc_r, rtc_s) */
 	SMPL_UNIT_DISARM,		/* on the safe worker */
+	SMPL_UNIT_END_STATUS,		/* GET_STATUS on the safe worker: after the DISARM before it */
 };
 
 struct smpl_unit_reply {
