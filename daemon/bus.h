@@ -42,12 +42,7 @@ void smpl_bus_nodes_free(char **list);
 int smpl_bus_unit_setup(struct smpl_daemon *d);
 int smpl_bus_session_setup(struct smpl_daemon *d);
 
-/*
- * The observer (daemon.h) as the D-Bus objects implement it: each sends what
- * changed.  The arrays of changed names are sized by these counts.
- */
-#define SMPL_UNIT_EMITTING_PROPERTIES		6
-#define SMPL_SESSION_EMITTING_PROPERTIES	4
+/* The observer (daemon.h) as the D-Bus objects implement it: each sends what changed. */
 void smpl_bus_unit_published(struct smpl_unit *u);
 void smpl_bus_unit_changed(struct smpl_unit *u);
 void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone);

@@ -24,10 +24,12 @@
 #include "creds.h"
 #include "discovery.h"
 #include "errors.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "records.h"
 #include "store-ops.h"
 #include "store-pg.h"
+#include "supervisor.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/smplaser"
 
@@ -439,7 +441,7 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 static void shutdown_daemon(struct smpl_daemon *d)
 {
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	smpl_discovery_free(discovery);
 	smpl_daemon_free(d);
 }
@@ -451,6 +453,7 @@ int main(int argc, char **argv)
 	int r;
 
 	smpl_log_init();
+	smpl_daemon_setup(&d);
 	r = parse_options(argc, argv, &o);
 	if (r <= 0)
 		return r < 0 ? 2 : 0;

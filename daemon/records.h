@@ -94,6 +94,16 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
  */
 void smpl_records_sync(struct smpl_daemon *d, smpl_records_then then, void *userdata);
 
+/*
+ * @then(d, call, @userdata) once every record of what happened so far is
+ * written (treatments being closed included): a query then reads its own
+ * writes.  call->r is -EIO if the store refuses writes, -ENOTCONN if the
+ * clinic's records (PostgreSQL) lack some of them (the journal waits).
+ */
+void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *userdata);
+/* A treatment's closing began (+1) or its record was queued (-1): barriers wait for 0. */
+void smpl_records_closing(struct smpl_daemon *d, int delta);
+
 /* The records are the clinic's, on the network (PostgreSQL): reads go off the loop. */
 bool smpl_records_remote(const struct smpl_daemon *d);
 

@@ -102,8 +102,11 @@
 #include "bus.h"
 #include "errors.h"
 #include "fuzz-input.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "records.h"
+#include "supervisor.h"
+#include "unit-ops.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -542,6 +545,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	int r;
 
 	*d = (struct smpl_daemon){ .state = "starting", .session_bus = true };
+	smpl_daemon_setup(d);
 	smpl_config_defaults(&d->cfg);
 	if (pg_conninfo) {
 		d->cfg.records.backend = SMPL_RECORDS_POSTGRESQL;
@@ -600,7 +604,7 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->cooldown_query);
 	if (h->db)
 		sqlite3_close(h->db);
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	sd_bus_flush_close_unref(h->client);
 	smpl_daemon_free(d);
 	memset(tracks, 0, sizeof(tracks));
