@@ -4,7 +4,9 @@
 PgServer() runs initdb into a temporary directory and starts postgres on a Unix
 socket in it (no TCP), as a user that is not root (initdb and pg_ctl refuse
 root: when the tests run as root, the server runs as the "postgres" user of
-Debian's package, or "nobody").  close() stops it and removes everything.
+Debian's package, or "nobody").  close() stops it and removes everything.  A
+watchdog process does the same if the process that made the server dies first
+(SIGKILL, SIGTERM, a crash): the server never outlives the suite.
 
 Nothing here is a mock: the daemon talks to this server through libpq.
 """
@@ -16,6 +18,41 @@ import tempfile
 import time
 
 BIN = '/usr/lib/postgresql/15/bin'
+
+# The watchdog: waits for EOF on stdin (the suite's end, however it ends), then
+# stops the server if it still runs (woken first: it may be SIGSTOPped) and
+# removes its directory.  argv: the directory, the data directory, the user.
+WATCHDOG = r"""
+import os, shutil, signal, subprocess, sys, time
+d, data, user = sys.argv[1:4]
+sys.stdin.buffer.read()
+def pids():
+    try:
+        with open(os.path.join(data, 'postmaster.pid')) as f:
+            master = int(f.readline())
+    except (OSError, ValueError):
+        return []
+    kids = subprocess.run(['pgrep', '-P', str(master)], capture_output=True,
+                          text=True).stdout.split()
+    return [master] + [int(k) for k in kids]
+left = pids()
+if left:
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    cmd = ['%s/pg_ctl' % sys.argv[4], '-D', data, '-m', 'immediate', '-w', '-t', '20', 'stop']
+    if user:
+        cmd = ['runuser', '-u', user, '--'] + cmd
+    subprocess.run(cmd, capture_output=True)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+shutil.rmtree(d, ignore_errors=True)
+"""
 
 
 def _server_user():
@@ -33,10 +70,15 @@ class PgServer:
     def __init__(self, settings=()):
         self.user = _server_user()
         self.dir = tempfile.mkdtemp(prefix='smpl-pg-')
+        self.data = os.path.join(self.dir, 'data')
+        # Its own session: a signal to the suite's process group leaves it to clean up.
+        self._watchdog = subprocess.Popen(
+            ['/usr/bin/python3', '-c', WATCHDOG, self.dir, self.data,
+             self.user.pw_name if self.user else '', BIN],
+            stdin=subprocess.PIPE, start_new_session=True)
         os.chmod(self.dir, 0o755)
         if self.user:
             os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
-        self.data = os.path.join(self.dir, 'data')
         self.log = os.path.join(self.dir, 'server.log')
         self.socket_dir = self.dir
         self.settings = ['listen_addresses=', 'fsync=off', 'max_connections=300',
@@ -69,8 +111,14 @@ class PgServer:
 
     def close(self):
         if os.path.isdir(self.data):
+            if os.path.exists(os.path.join(self.data, 'postmaster.pid')):
+                self.unhang()       # a SIGSTOPped server would not stop
             self.stop('immediate')
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._watchdog:
+            self._watchdog.stdin.close()    # nothing left for it to do
+            self._watchdog.wait(60)
+            self._watchdog = None
 
     def __enter__(self):
         return self
@@ -144,7 +192,10 @@ class PgServer:
     def unhang(self):
         import signal as sig
         for pid in self.pids():
-            os.kill(pid, sig.SIGCONT)
+            try:
+                os.kill(pid, sig.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     def wait_ready(self, timeout=30):
         end = time.monotonic() + timeout

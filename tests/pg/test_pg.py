@@ -604,6 +604,49 @@ def test_import_sqlite_records_twice():
         shutil.rmtree(keep, ignore_errors=True)
 
 
+# --- the test's own server: never left behind ---------------------------------------
+
+def _pid_alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().split(') ')[-1][0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+@test
+def test_the_server_goes_with_the_suite():
+    """The suite's PostgreSQL never outlives it: closed while hung (SIGSTOP), and when the
+    process that started it dies by SIGKILL or SIGTERM (hung or not), the server stops
+    and its directory goes within seconds."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    s = PgServer()
+    master = s.pids()[0]
+    s.hang()
+    s.close()
+    assert not _pid_alive(master), 'a hung server outlived close()'
+    assert not os.path.exists(s.dir), s.dir
+    for sig, hang in ((signal.SIGKILL, False), (signal.SIGKILL, True), (signal.SIGTERM, True)):
+        code = ('import sys, time; sys.path.insert(0, %r); from pgserver import PgServer;'
+                ' s = PgServer(); %s print(s.dir, s.pids()[0], flush=True); time.sleep(600)'
+                % (here, 's.hang();' if hang else ''))
+        p = subprocess.Popen(['/usr/bin/python3', '-c', code], stdout=subprocess.PIPE,
+                             text=True)
+        try:
+            line = p.stdout.readline().split()
+            assert len(line) == 2, line
+            d, master = line[0], int(line[1])
+            p.send_signal(sig)
+            p.wait(10)
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        wait_until(lambda: not _pid_alive(master) and not os.path.exists(d), 20,
+                   'the server of a process killed by %s (hung: %s) gone' % (sig.name, hang))
+
+
 def main():
     try:
         return harness.main()
