@@ -144,6 +144,13 @@ static const char schema_v1[] =
 	"CREATE INDEX treatments_by_session ON smplaser.treatments (session_id, patch);\n"
 	"CREATE INDEX treatments_by_unit ON smplaser.treatments (unit_serial, id);\n"
 	"CREATE INDEX treatments_by_workstation ON smplaser.treatments (workstation, armed_ms);\n"
+	/*
+	 * One arming, one row: an arming whose COMMIT answer was lost while that
+	 * commit still ran is run again; its insert then waits for the first and
+	 * fails on this key instead of recording the arming twice (arm_verify).
+	 */
+	"CREATE UNIQUE INDEX treatments_one_arming ON smplaser.treatments\n"
+	"  (workstation, session_id, armed_ms, shot_at_arm) WHERE origin IS NULL;\n"
 	"CREATE INDEX treatments_unsettled ON smplaser.treatments (unit_serial)\n"
 	"  WHERE outcome IN ('open', 'unknown') OR shot_at_end IS NULL;\n"
 	"CREATE TABLE smplaser.pulses (\n"
@@ -1667,6 +1674,7 @@ struct arm_txn {
 	int64_t id;
 	char patient[STORE_NAME_MAX + 1], unit[STORE_NAME_MAX + 1];
 	uint32_t session_patch_pulses;
+	bool looked;		/* a COMMIT's answer was lost: looked for it once */
 };
 
 static bool params_valid(const struct store_params *p)
@@ -1917,11 +1925,23 @@ static int arm_prepare(struct store_pg *h, void *ctx)
  * SERIALIZABLE transaction: decided at the arming time on them as they are,
  * and inserted under the exclusion constraint.
  */
+static int arm_verify(struct store_pg *h, void *ctx);
+
 static int arm_txn(struct store_pg *h, void *ctx)
 {
 	struct arm_txn *a = ctx;
 	int err;
 
+	/*
+	 * Run again after a COMMIT whose answer was lost: if that commit has
+	 * landed since, it is the treatment, and the rules must not judge this
+	 * arming by its own row.
+	 */
+	if (a->looked) {
+		err = arm_verify(h, a);
+		if (err)
+			return err > 0 ? 0 : err;
+	}
 	err = refuse_if_cooling_down(h, a);
 	if (!err)
 		err = refuse_unless_eligible(h, a);
@@ -1938,13 +1958,15 @@ static int arm_verify(struct store_pg *h, void *ctx)
 	int64_t id = 0;
 	int err;
 
+	a->looked = true;
 	p_i64(&p, a->t->session_id);
 	p_i64(&p, a->t->armed_ms);
 	p_i64(&p, a->t->shot_at_arm);
 	p_str(&p, h->workstation);
 	err = query_i64(h, "look for the treatment",
 			"SELECT max(id) FROM smplaser.treatments WHERE session_id = $1"
-			" AND armed_ms = $2 AND shot_at_arm = $3 AND workstation = $4",
+			" AND armed_ms = $2 AND shot_at_arm = $3 AND workstation = $4"
+			" AND origin IS NULL",
 			&p, &id, &none);
 	if (err)
 		return err;
@@ -1988,6 +2010,17 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 				   "the cooldown of another treatment (%s)", t->patch, why);
 			break;
 		}
+	}
+	if (err == -EEXIST) {
+		/*
+		 * This very arming is recorded (treatments_one_arming): its
+		 * COMMIT went on after its answer was lost, and the look for it
+		 * came too early.  That row is the treatment.
+		 */
+		int r = arm_verify(h, &a);
+
+		err = r > 0 ? 0 : r < 0 ? r : fail(h, -EIO, "the treatment's arming is "
+						      "recorded, yet not found");
 	}
 	if (!err)
 		*treatment_id = a.id;

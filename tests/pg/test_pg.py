@@ -511,6 +511,140 @@ def test_hung_server_stalls_no_loop():
               % (worst * 1000, disarm_s * 1000))
 
 
+class CutProxy:
+    """A Unix-socket proxy in front of the test's server that cuts, once when told, the
+    connection that sends the COMMIT of a SERIALIZABLE transaction (the arming), right
+    after the server got it: the commit goes on on the server, its answer is lost."""
+
+    def __init__(self, target_dir):
+        import socket
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix='smpl-pgproxy-')
+        os.chmod(self.dir, 0o755)
+        self.target = os.path.join(target_dir, '.s.PGSQL.5432')
+        self.cut_next = threading.Event()
+        self.cuts = 0
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.path.join(self.dir, '.s.PGSQL.5432')
+        self.srv.bind(path)
+        os.chmod(path, 0o777)
+        self.srv.listen(64)
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def conninfo(self, db, user='smpl_ws'):
+        return 'host=%s dbname=%s user=%s' % (self.dir, db, user)
+
+    def _accept(self):
+        import socket
+        while not self.closed:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.target)
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self._up, args=(c, s), daemon=True).start()
+            threading.Thread(target=self._down, args=(s, c), daemon=True).start()
+
+    def _up(self, c, s):
+        serializable = False
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                s.sendall(data)
+                if b'ISOLATION LEVEL SERIALIZABLE' in data:
+                    serializable = True
+                if b'COMMIT\x00' in data:
+                    if serializable and self.cut_next.is_set():
+                        self.cut_next.clear()
+                        self.cuts += 1
+                        time.sleep(0.1)     # the server has it
+                        break               # ... and the client never hears
+                    serializable = False
+        except OSError:
+            pass
+        self._close(c, s)
+
+    def _down(self, s, c):
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        self._close(c, s)
+
+    @staticmethod
+    def _close(*socks):
+        import socket
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def close(self):
+        import shutil
+        self.closed = True
+        self.srv.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@test
+def test_commit_answer_lost_while_the_commit_goes_on():
+    """The arming's COMMIT reaches the server, and the connection breaks before its answer
+    while the commit is still going on (a commit that waits, as for a synchronous standby;
+    here a deferred trigger of the test sleeps 1 s in it): the daemon looks for the
+    treatment on a new connection and cannot see it yet.  It must not record the arming
+    twice: the unit arms on one treatment, and that one gets the pulses and the end."""
+    db = pg().new_database()
+    proxy = CutProxy(pg().socket_dir)
+    try:
+        conf = ('[records]\nbackend = postgresql\nconninfo = %s\nworkstation = ws1\n'
+                % proxy.conninfo(db))
+        with Workstation(db, 'ws1') as w:
+            with open(w.config_path, 'w') as f:     # through the proxy
+                f.write(conf)
+            w.start()
+            spath = w.ready('p-c01', 'crown')
+            pg().psql("CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql"
+                      " AS $$BEGIN PERFORM pg_sleep(1); RETURN NULL; END$$;"
+                      " CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON"
+                      " smplaser.treatments DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                      " EXECUTE FUNCTION public.slow_commit()", db=db)
+            proxy.cut_next.set()
+            result = []
+            w.u().Arm(reply_handler=lambda: result.append('armed'),
+                      error_handler=lambda e: result.append(e.get_dbus_name()), timeout=60)
+            wait_until(lambda: result, 40, 'the Arm reply')
+            assert proxy.cuts == 1, proxy.cuts
+            pump(1.5)           # every commit in flight has ended
+            t = treatments(db)
+            assert result == ['armed'], (result, t)
+            w.wait_state('ready')
+            assert len(t) == 1, 'one arming, %d treatments recorded: %s' % (len(t), t)
+            w.fire(0.4)
+            w.u().Disarm()
+            w.wait_state('standby')
+            w.session(spath).End('')
+            w.wait_shipped()
+            t = treatments(db)
+            fired = w.fired_shots()
+            assert len(t) == 1 and t[0][5] == 'completed' and int(t[0][7]) == len(fired), t
+    finally:
+        proxy.close()
+
+
 # --- import --------------------------------------------------------------------------
 
 @test
