@@ -555,15 +555,17 @@ def test_hung_server_stalls_no_loop():
 
 class CutProxy:
     """A Unix-socket proxy in front of the test's server that cuts, once when told, the
-    connection that sends the COMMIT of a SERIALIZABLE transaction (the arming), right
-    after the server got it: the commit goes on on the server, its answer is lost."""
+    connection that sends the COMMIT of a transaction in which it saw @after (default: a
+    SERIALIZABLE one, the arming), right after the server got it: the commit goes on on
+    the server, its answer is lost."""
 
-    def __init__(self, target_dir):
+    def __init__(self, target_dir, after=b'ISOLATION LEVEL SERIALIZABLE'):
         import socket
         import tempfile
         self.dir = tempfile.mkdtemp(prefix='smpl-pgproxy-')
         os.chmod(self.dir, 0o755)
         self.target = os.path.join(target_dir, '.s.PGSQL.5432')
+        self.after = after
         self.cut_next = threading.Event()
         self.cuts = 0
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -594,22 +596,22 @@ class CutProxy:
             threading.Thread(target=self._down, args=(s, c), daemon=True).start()
 
     def _up(self, c, s):
-        serializable = False
+        seen = False
         try:
             while True:
                 data = c.recv(65536)
                 if not data:
                     break
                 s.sendall(data)
-                if b'ISOLATION LEVEL SERIALIZABLE' in data:
-                    serializable = True
+                if self.after in data:
+                    seen = True
                 if b'COMMIT\x00' in data:
-                    if serializable and self.cut_next.is_set():
+                    if seen and self.cut_next.is_set():
                         self.cut_next.clear()
                         self.cuts += 1
                         time.sleep(0.1)     # the server has it
                         break               # ... and the client never hears
-                    serializable = False
+                    seen = False
         except OSError:
             pass
         self._close(c, s)
@@ -683,6 +685,46 @@ def test_commit_answer_lost_while_the_commit_goes_on():
             t = treatments(db)
             fired = w.fired_shots()
             assert len(t) == 1 and t[0][5] == 'completed' and int(t[0][7]) == len(fired), t
+    finally:
+        proxy.close()
+
+
+@test
+def test_session_commit_answer_lost_while_the_commit_goes_on():
+    """As for an arming, for a session's start: its COMMIT's answer lost while the commit
+    still runs (a deferred trigger of the test: 1 s).  StartSession answers once, and the
+    clinic's records hold one session, the one the daemon uses."""
+    db = pg().new_database()
+    proxy = CutProxy(pg().socket_dir, after=b'INSERT INTO smplaser.sessions')
+    try:
+        conf = ('[records]\nbackend = postgresql\nconninfo = %s\nworkstation = ws1\n'
+                % proxy.conninfo(db))
+        with Workstation(db, 'ws1') as w:
+            with open(w.config_path, 'w') as f:     # through the proxy
+                f.write(conf)
+            w.start()
+            pg().psql("CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql"
+                      " AS $$BEGIN PERFORM pg_sleep(1); RETURN NULL; END$$;"
+                      " CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON"
+                      " smplaser.sessions DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                      " EXECUTE FUNCTION public.slow_commit()", db=db)
+            proxy.cut_next.set()
+            result = []
+            w.u().StartSession('p-c02', reply_handler=lambda p: result.append(str(p)),
+                               error_handler=lambda e: result.append(e.get_dbus_name()),
+                               timeout=60)
+            wait_until(lambda: result, 40, 'the StartSession reply')
+            assert proxy.cuts == 1, proxy.cuts
+            pump(1.5)           # every commit in flight has ended
+            rows = pg().rows("SELECT id, state FROM smplaser.sessions WHERE patient = 'p-c02'",
+                             db)
+            assert result[0].startswith(ROOT + '/session/'), (result, rows)
+            assert len(rows) == 1, 'one start, %d sessions recorded: %s' % (len(rows), rows)
+            assert rows[0][0] == result[0].split('/')[-1], (result, rows)
+            w.session(result[0]).End('')
+            w.wait_shipped()
+            assert pg().value("SELECT state FROM smplaser.sessions WHERE patient = 'p-c02'",
+                              db) == 'ended'
     finally:
         proxy.close()
 
