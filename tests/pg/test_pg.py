@@ -285,6 +285,55 @@ def test_race_exactly_one_arms():
 
 
 @test
+def test_race_test_spot_on_two_patches():
+    """The test-spot rule, which no constraint expresses: a new patient's crown selected on
+    one workstation and occipital on the other, both Arm at the same instant, 20 times.
+    The first treatment is the test spot and puts the patient under review: exactly one
+    arms each time, the other gets CooldownActive (the review).  Only the SERIALIZABLE
+    arming holds this (the patches differ: the exclusion constraint cannot)."""
+    db = pg().new_database()
+    rounds = max(1, int(os.environ.get('SMPL_PG_RACE_ROUNDS', '100')) // 5)
+    rules = '[rules]\ntest_spot = true\n'
+    with Workstation(db, 'ws1', extra=rules) as a, Workstation(db, 'ws2', extra=rules) as b:
+        a.start()
+        b.start()
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(0.03); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        wins = {'ws1': 0, 'ws2': 0}
+        for i in range(rounds):
+            patient = 'spot-%03d' % i
+            sa = a.ready(patient, 'crown')
+            sb = b.ready(patient.upper(), 'occipital')     # one patient, typed otherwise
+            results = {}
+
+            def arm(w):
+                def ok():
+                    results[w.ws] = 'armed'
+
+                def err(e):
+                    results[w.ws] = e.get_dbus_name().split('.')[-1]
+                w.u().Arm(reply_handler=ok, error_handler=err, timeout=60)
+            arm(a)
+            arm(b)
+            wait_until(lambda: len(results) == 2, 30, 'both answers')
+            armed = [ws for ws, r in results.items() if r == 'armed']
+            assert len(armed) == 1, 'round %d: %s' % (i, results)
+            loser = 'ws2' if armed[0] == 'ws1' else 'ws1'
+            assert results[loser] == 'CooldownActive', 'round %d: %s' % (i, results)
+            wins[armed[0]] += 1
+            for w, s in ((a, sa), (b, sb)):
+                w.u().Disarm()
+                w.session(s).End('')
+            (a if armed[0] == 'ws1' else b).wait_state('standby')
+        n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient_key LIKE"
+                           " 'spot-%%'", db))
+        assert n == rounds, n
+        print('# %d rounds: ws1 armed %d, ws2 armed %d' % (rounds, wins['ws1'], wins['ws2']))
+
+
+@test
 def test_the_database_refuses_an_overlapping_treatment():
     """Without any daemon: a treatment inserted straight into the records inside another's
     cooldown (another session, same patient in another letter case, same patch) is refused
