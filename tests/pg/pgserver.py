@@ -75,7 +75,8 @@ class PgServer:
         self._watchdog = subprocess.Popen(
             ['/usr/bin/python3', '-c', WATCHDOG, self.dir, self.data,
              self.user.pw_name if self.user else '', BIN],
-            stdin=subprocess.PIPE, start_new_session=True)
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)     # holds no pipe of the suite's output open
         os.chmod(self.dir, 0o755)
         if self.user:
             os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
