@@ -519,6 +519,7 @@ static int method_sim_shot_counter(sd_bus_message *m, void *userdata, sd_bus_err
 
 static const char *const hostile_names[] = {
 	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
+	"late-reports",		/* backend-sim.c: reports held back count ms */
 };
 
 static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -540,7 +541,7 @@ static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *e
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "mode: unknown hostile mode \"%s\" (none, short, oversize, "
-			       "bad-crc, wrong-seq, stall, no-answer, flood)", mode);
+			       "bad-crc, wrong-seq, stall, no-answer, flood, late-reports)", mode);
 }
 
 static const struct {
