@@ -1,0 +1,543 @@
+# SPDX-License-Identifier: MIT
+"""The attacker's world: a private bus, the real smplaserd --sim=N on a state
+directory that survives restarts, several client connections, the truth read
+from the simulated units' fired logs, and a GLib-style property cache.
+
+Nothing here trusts the daemon's own account: what the units fired is read
+from <state>/sim-<serial>.fired (each a symlink to a file outside the state
+directory, so a full disk there cannot hide a pulse), and which session and
+patch each pulse belongs to is what THIS process knows it armed for.
+"""
+import errno
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import dbus
+import dbus.bus
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.abspath(os.path.join(HERE, '..', '..'))
+sys.path.insert(0, os.path.join(TOP, 'tests', 'integration'))
+import harness  # noqa: E402
+from harness import BUS_NAME, ROOT, MANAGER, UNIT, SESSION, SIMULATOR, PROPS, ERR  # noqa: E402,F401
+
+OBJMGR = 'org.freedesktop.DBus.ObjectManager'
+LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
+PASSTHROUGH = os.path.join(TOP, 'build', 'tests', 'timerfd-passthrough.so')
+PLAIN = os.path.join(TOP, 'build', 'smplaserd')
+SAN = os.path.join(TOP, 'build', 'san', 'smplaserd')
+CALL_TIMEOUT_S = 5.0
+DAY_S = 86400
+
+
+_COPIES = {}
+
+
+def daemon_binary(sanitized):
+    """$SMPLASERD; else the sanitized build (when asked for and at least as new as the
+    plain one: LD_PRELOAD of libfaketime does not work into ASan), else the plain one.
+    A private copy: "make" rebuilding build/ meanwhile must not pull it away."""
+    path = os.environ.get('SMPLASERD')
+    if not path:
+        path = PLAIN
+        try:
+            if sanitized and os.path.getmtime(SAN) >= os.path.getmtime(PLAIN):
+                path = SAN
+        except OSError:
+            pass
+    if path not in _COPIES:
+        _COPIES[path] = harness._private_copy(path)
+    return _COPIES[path]
+
+
+def unit_serial(i):
+    return 'SIM%05u' % i
+
+
+def unit_path(i):
+    return ROOT + '/unit/' + unit_serial(i)
+
+
+def session_id(path):
+    return int(str(path).rsplit('/', 1)[1])
+
+
+class Found(Exception):
+    """A violation that ends the episode (the world can no longer be judged)."""
+
+
+class Result:
+    """The outcome of one D-Bus call."""
+
+    def __init__(self, value=None, error=None, message='', took=0.0):
+        self.value, self.error, self.message, self.took = value, error, message, took
+
+    @property
+    def ok(self):
+        return self.error is None
+
+    def short(self):
+        if self.ok:
+            return 'ok'
+        e = self.error
+        return e[len(ERR):] if e.startswith(ERR) else e
+
+    def __repr__(self):
+        return '<%s %s>' % (self.short(), self.message[:80])
+
+
+class Client:
+    """One connection to the bus: an operator's program (or an intruder's)."""
+
+    def __init__(self, world, name):
+        self.world, self.name = world, name
+        self.bus = dbus.bus.BusConnection(world.address)
+        self.unique = self.bus.get_unique_name()
+        self.alive = True
+
+    def close(self):
+        if self.alive:
+            self.alive = False
+            try:
+                self.bus.close()
+            except Exception:
+                pass
+
+    def call(self, path, iface, method, *args):
+        """A call answered within CALL_TIMEOUT_S, or a Result with error NoReply."""
+        start = time.monotonic()
+        try:
+            obj = self.bus.get_object(BUS_NAME, path, introspect=False)
+            value = obj.get_dbus_method(method, iface)(*args, timeout=CALL_TIMEOUT_S)
+            return Result(value, took=time.monotonic() - start)
+        except dbus.DBusException as e:
+            return Result(error=e.get_dbus_name() or 'unknown',
+                          message=e.get_dbus_message() or '', took=time.monotonic() - start)
+
+
+class Truth:
+    """What each simulated unit fired, read from its fired log, and whom each pulse was
+    for.  attribute() is called by the attacker whenever it arms (the unit's target)."""
+
+    def __init__(self, world, n_units):
+        self.world = world
+        self.paths = {}
+        self.offset = {}
+        self.partial = {}
+        self.pulses = {}         # serial -> [pulse dict]
+        self.target = {}         # serial -> current arm target (dict) or None
+        self.max_shot = {}
+        self.epoch = {}
+        for i in range(1, n_units + 1):
+            s = unit_serial(i)
+            self.paths[s] = os.path.join(world.truth_dir, 'sim-%s.fired' % s)
+            open(self.paths[s], 'a').close()
+            self.offset[s], self.partial[s], self.pulses[s] = 0, b'', []
+            self.target[s], self.max_shot[s], self.epoch[s] = None, -1, 0
+        self.listeners = []      # fn(serial, pulse) called for each new pulse
+
+    def drain(self):
+        """Read every pulse fired since the last drain; returns them (serial, pulse)."""
+        new = []
+        for s, path in self.paths.items():
+            with open(path, 'rb') as f:
+                f.seek(self.offset[s])
+                data = f.read()
+            self.offset[s] += len(data)
+            data = self.partial[s] + data
+            lines = data.split(b'\n')
+            self.partial[s] = lines.pop()
+            for line in lines:
+                kv = dict(x.split('=', 1) for x in line.decode().split())
+                shot = int(kv['shot'])
+                if shot <= self.max_shot[s]:
+                    self.epoch[s] += 1          # the unit's counter went back
+                self.max_shot[s] = shot
+                p = {'serial': s, 'shot': shot, 'measured': int(kv['measured_uj']),
+                     'set': int(kv['set_uj']), 'epoch': self.epoch[s],
+                     'target': self.target[s], 'seen': time.monotonic(),
+                     'index': len(self.pulses[s])}
+                self.pulses[s].append(p)
+                new.append((s, p))
+        for s, p in new:
+            for fn in self.listeners:
+                fn(s, p)
+        return new
+
+    def count(self, serial):
+        return len(self.pulses[serial])
+
+
+class Cache:
+    """A client's view of every object and property, fed only by InterfacesAdded,
+    InterfacesRemoved and PropertiesChanged (GDBusObjectManagerClient's way), on its
+    own connection.  compare() checks it against GetAll of every object."""
+
+    def __init__(self, world):
+        self.world = world
+        self.bus = dbus.bus.BusConnection(world.address)
+        self.objects = {}        # path -> iface -> {name: value}
+        self.invalidated = set()
+        self.owner = None
+        self.events = []         # (kind, path, ifaces) of added/removed, for checks
+        self.signals = []        # (member, path, args) of our own signals
+        self.bus.add_match_string("type='signal',sender='%s'" % BUS_NAME)
+        self.bus.add_match_string("type='signal',sender='org.freedesktop.DBus',"
+                                  "member='NameOwnerChanged',arg0='%s'" % BUS_NAME)
+        self.filter = self._filter
+        self.bus.add_message_filter(self.filter)
+        self.loaded = False
+        self.pending = []
+
+    def close(self):
+        try:
+            self.bus.remove_message_filter(self.filter)
+            self.bus.close()
+        except Exception:
+            pass
+
+    def _filter(self, bus, msg):
+        if msg.get_type() != 4:          # signal
+            return None
+        member, iface, path = msg.get_member(), msg.get_interface(), msg.get_path()
+        args = msg.get_args_list()
+        if member == 'NameOwnerChanged' and iface == 'org.freedesktop.DBus':
+            if str(args[0]) == BUS_NAME:
+                self.objects.clear()
+                self.invalidated.clear()
+                self.loaded = False
+                self.owner = str(args[2]) or None
+            return None
+        if self.owner is None or msg.get_sender() != self.owner:
+            return None
+        if iface == OBJMGR and member == 'InterfacesAdded':
+            p = str(args[0])
+            self.events.append(('added', p, sorted(str(i) for i in args[1])))
+            obj = self.objects.setdefault(p, {})
+            for i, props in args[1].items():
+                obj[str(i)] = {str(k): v for k, v in props.items()}
+        elif iface == OBJMGR and member == 'InterfacesRemoved':
+            p = str(args[0])
+            self.events.append(('removed', p, sorted(str(i) for i in args[1])))
+            obj = self.objects.get(p, {})
+            for i in args[1]:
+                obj.pop(str(i), None)
+            if not obj:
+                self.objects.pop(p, None)
+        elif iface == PROPS and member == 'PropertiesChanged':
+            i = str(args[0])
+            obj = self.objects.setdefault(path, {})
+            d = obj.setdefault(i, {})
+            for k, v in args[1].items():
+                d[str(k)] = v
+                self.invalidated.discard((path, i, str(k)))
+            for k in args[2]:
+                d.pop(str(k), None)
+                self.invalidated.add((path, i, str(k)))
+        elif iface and iface.startswith('org.smplaser.'):
+            self.signals.append((member, path, args, time.monotonic()))
+        return None
+
+    def load(self):
+        """GetManagedObjects, as a GLib client does when the name gets an owner."""
+        try:
+            self.owner = self.bus.get_name_owner(BUS_NAME)
+        except dbus.DBusException:
+            self.owner = None
+            return False
+        done = {}
+
+        def ok(objs):
+            done['v'] = objs
+
+        def err(e):
+            done['e'] = e
+        self.bus.get_object(BUS_NAME, ROOT, introspect=False).GetManagedObjects(
+            dbus_interface=OBJMGR, reply_handler=ok, error_handler=err, timeout=CALL_TIMEOUT_S)
+        end = time.monotonic() + CALL_TIMEOUT_S + 1
+        while not done and time.monotonic() < end:
+            harness.pump(0.005)
+        if 'v' not in done:
+            return False
+        self.objects = {str(p): {str(i): {str(k): v for k, v in props.items()}
+                                 for i, props in ifaces.items()}
+                        for p, ifaces in done['v'].items()}
+        self.objects.pop(ROOT, None)     # the manager's own: a GLib client reads them apart
+        self.loaded = True
+        return True
+
+    def snapshot(self, path, iface):
+        return dict(self.objects.get(path, {}).get(iface, {}))
+
+    def fetch_truth(self, paths):
+        """GetAll of each (path, iface), each answer paired with the cache as it was when
+        that answer arrived (replies and signals are dispatched in order)."""
+        out = {}
+        for path, iface in paths:
+            key = (path, iface)
+
+            def ok(props, key=key):
+                out[key] = ('ok', {str(k): v for k, v in props.items()},
+                            self.snapshot(*key), key[0] in self.objects)
+
+            def err(e, key=key):
+                out[key] = ('err', e.get_dbus_name(), self.snapshot(*key),
+                            key[0] in self.objects and key[1] in self.objects[key[0]])
+            self.bus.get_object(BUS_NAME, path, introspect=False).GetAll(
+                iface, dbus_interface=PROPS, reply_handler=ok, error_handler=err,
+                timeout=CALL_TIMEOUT_S)
+        end = time.monotonic() + CALL_TIMEOUT_S + 1
+        while len(out) < len(paths) and time.monotonic() < end:
+            harness.pump(0.002)
+        return out
+
+
+def norm(v):
+    """A D-Bus value as plain Python, for comparing."""
+    if isinstance(v, dbus.Dictionary) or isinstance(v, dict):
+        return {str(k): norm(x) for k, x in v.items()}
+    if isinstance(v, (dbus.Array, list, tuple)):
+        return [norm(x) for x in v]
+    if isinstance(v, dbus.Boolean):
+        return bool(v)
+    if isinstance(v, (dbus.String, dbus.ObjectPath)):
+        return str(v)
+    if isinstance(v, (int, float)):
+        return v
+    return v
+
+
+class Tmpfs:
+    """A small tmpfs at @path, for a disk that fills (root only)."""
+
+    def __init__(self, path, size_kib):
+        self.path = path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%dk,mode=0700' % size_kib,
+                            'smpl-attack', path], capture_output=True, text=True)
+        self.mounted = r.returncode == 0
+        self.filler = os.path.join(path, 'filler')
+        self.full = False
+
+    def fill(self):
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while os.write(fd, b'\0' * 65536) > 0:
+                pass
+        except OSError:
+            pass
+        try:
+            while os.write(fd, b'\0' * 512) > 0:
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        self.full = True
+
+    def free(self):
+        try:
+            os.unlink(self.filler)
+        except OSError:
+            pass
+        self.full = False
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(['umount', '-l', self.path], capture_output=True)
+            self.mounted = False
+
+
+class World:
+    """A private bus, one state directory, smplaserd --sim=N (started, killed,
+    restarted), the clients, the truth and the cache."""
+
+    def __init__(self, n_units=2, config='', faketime=False, disk=False, sanitized=None):
+        self.env = harness.Env(config=config)
+        self.tmp = self.env.tmp
+        self.address = self.env.address
+        self.n = n_units
+        self.state_dir = self.env.state_dir
+        self.truth_dir = os.path.join(self.tmp, 'truth')
+        os.makedirs(self.truth_dir)
+        self.fs = None
+        if disk:
+            fs = Tmpfs(self.state_dir, 16384)
+            if fs.mounted:
+                self.fs = fs
+        os.makedirs(self.state_dir, exist_ok=True)
+        for i in range(1, n_units + 1):
+            link = os.path.join(self.state_dir, 'sim-%s.fired' % unit_serial(i))
+            os.symlink(os.path.join(self.truth_dir, 'sim-%s.fired' % unit_serial(i)), link)
+        self.faketime = faketime and os.path.exists(LIBFAKETIME) and os.path.exists(PASSTHROUGH)
+        self.offset_file = os.path.join(self.tmp, 'faketime')
+        self.clock_offset = 0            # the daemon's wall clock = true time + this
+        self.offset_at_start = 0         # the offset when the running daemon started
+        self.rtc_skew = {unit_serial(i): 0 for i in range(1, n_units + 1)}
+        self._write_offset(0)
+        self.binary = daemon_binary(sanitized if sanitized is not None else not self.faketime)
+        self.truth = Truth(self, n_units)
+        self.daemon = None
+        self.incarnation = 0
+        self.log_path = os.path.join(self.tmp, 'smplaserd.log')
+        self.cache = Cache(self)
+        self.clients = {}
+        self.bad_text = []       # text in the records that is not UTF-8
+
+    # --- the daemon ---------------------------------------------------------------
+
+    def _write_offset(self, seconds):
+        new = self.offset_file + '.new'
+        with open(new, 'w') as f:
+            f.write('%+d\n' % seconds)
+        os.rename(new, self.offset_file)
+
+    def set_clock(self, seconds):
+        """The daemon's host clock becomes true time + @seconds (no-op without faketime)."""
+        if not self.faketime:
+            return False
+        self.clock_offset = seconds
+        self._write_offset(seconds)
+        return True
+
+    def daemon_env(self):
+        e = self.env.env()
+        if self.faketime:
+            e['LD_PRELOAD'] = PASSTHROUGH + ':' + LIBFAKETIME
+            e['FAKETIME_TIMESTAMP_FILE'] = self.offset_file
+            e['FAKETIME_NO_CACHE'] = '1'
+            e['FAKETIME_DONT_FAKE_MONOTONIC'] = '1'
+        return e
+
+    def _fix_rtcs(self):
+        """The simulated RTC starts from the host clock at start (sim/model.c): a unit's
+        battery-backed clock keeps true time whatever the host says, so its NV offset is
+        set to (its skew - the host's offset) before the daemon starts."""
+        for s, skew in self.rtc_skew.items():
+            path = os.path.join(self.state_dir, 'sim-%s.nv' % s)
+            shots = self.nv_shots(s)
+            if shots is None and skew == 0 and self.clock_offset == 0:
+                continue
+            self.write_nv(s, shots or 0, skew - self.clock_offset)
+
+    def nv_shots(self, serial):
+        try:
+            with open(os.path.join(self.state_dir, 'sim-%s.nv' % serial)) as f:
+                kv = dict(x.split('=', 1) for x in f.read().split())
+            return int(kv['shot_count'])
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def write_nv(self, serial, shots, rtc_offset):
+        path = os.path.join(self.state_dir, 'sim-%s.nv' % serial)
+        try:
+            with open(path + '.attack', 'w') as f:
+                f.write('shot_count=%d rtc_offset_s=%d\n' % (shots, rtc_offset))
+            os.rename(path + '.attack', path)
+            return True
+        except OSError:
+            return False
+
+    def start(self):
+        self._fix_rtcs()
+        self.offset_at_start = self.clock_offset
+        log = open(self.log_path, 'a')
+        args = [self.binary, '--config', self.env.config_path, '--state-dir', self.state_dir,
+                '--sim=%d' % self.n, '--session']
+        self.daemon = subprocess.Popen(args, env=self.daemon_env(), stdout=log,
+                                       stderr=subprocess.STDOUT)
+        log.close()
+        self.incarnation += 1
+        end = time.monotonic() + 20
+        probe = self.client('probe')
+        while time.monotonic() < end:
+            if self.daemon.poll() is not None:
+                return False
+            r = probe.call(ROOT, PROPS, 'Get', MANAGER, 'State')
+            if r.ok and str(r.value) == 'running':
+                self.cache.load()
+                return True
+            time.sleep(0.05)
+        return False
+
+    def running(self):
+        return self.daemon is not None and self.daemon.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if not self.running():
+            return None
+        self.daemon.send_signal(sig)
+        try:
+            rc = self.daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            rc = self.daemon.wait()
+            rc = 'hang'
+        return rc
+
+    def stop(self):
+        """SIGTERM: the orderly stop.  Returns the exit status."""
+        return self.kill(signal.SIGTERM)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    # --- clients ------------------------------------------------------------------
+
+    def client(self, name):
+        c = self.clients.get(name)
+        if c is None or not c.alive:
+            c = Client(self, name)
+            self.clients[name] = c
+        return c
+
+    # --- the records, read directly (read-only) --------------------------------
+
+    def _text(self, b):
+        try:
+            return b.decode('utf-8')
+        except UnicodeDecodeError:
+            self.bad_text.append(b)
+            return b.decode('utf-8', 'replace')
+
+    def db_rows(self, sql, args=()):
+        path = os.path.join(self.state_dir, 'records.db')
+        if not os.path.exists(path):
+            return []
+        for attempt in range(20):
+            try:
+                db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
+                try:
+                    db.row_factory = sqlite3.Row
+                    db.text_factory = self._text
+                    return [dict(r) for r in db.execute(sql, args).fetchall()]
+                finally:
+                    db.close()
+            except sqlite3.OperationalError as e:
+                last = e
+                time.sleep(0.1)
+        raise last
+
+    def close(self):
+        for c in list(self.clients.values()):
+            c.close()
+        self.cache.close()
+        if self.running():
+            self.kill(signal.SIGKILL)
+        self.daemon = None
+        self.env.daemon = None
+        if self.fs:
+            self.fs.close()
+        self.env.close()
+
+
+__all__ = ['World', 'Client', 'Result', 'Truth', 'Cache', 'Found', 'norm', 'unit_serial',
+           'unit_path', 'session_id', 'CALL_TIMEOUT_S', 'DAY_S', 'errno']
