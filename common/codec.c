@@ -216,6 +216,23 @@ const char *smpl_fault_name(uint8_t fault)
 	return fault < ARRAY_LEN(names) ? names[fault] : "UNKNOWN";
 }
 
+const char *smpl_fault_slug(uint8_t fault)
+{
+	static const char *const names[] = {
+		[SMPL_FAULT_NONE] = "",
+		[SMPL_FAULT_WATCHDOG] = "watchdog",
+		[SMPL_FAULT_INTERLOCK] = "interlock",
+		[SMPL_FAULT_SELF_TEST] = "self-test",
+		[SMPL_FAULT_ENERGY] = "energy",
+		[SMPL_FAULT_OVERTEMP] = "overtemp",
+		[SMPL_FAULT_COOLING] = "cooling",
+		[SMPL_FAULT_SHUTTER] = "shutter",
+		[SMPL_FAULT_INTERNAL] = "internal",
+	};
+
+	return fault < ARRAY_LEN(names) ? names[fault] : "unknown";
+}
+
 const char *smpl_interlock_name(uint16_t bit)
 {
 	switch (bit) {

@@ -93,6 +93,8 @@ const char *smpl_op_name(uint8_t op);
 const char *smpl_state_name(uint8_t state);
 const char *smpl_status_name(uint16_t status);
 const char *smpl_fault_name(uint8_t fault);
+/* "watchdog", "self-test", ... ("" for NONE): the D-Bus and journal name. */
+const char *smpl_fault_slug(uint8_t fault);
 const char *smpl_interlock_name(uint16_t bit);
 
 /*

@@ -137,6 +137,7 @@ int ctl_connect(struct ctl *c)
 
 void ctl_disconnect(struct ctl *c)
 {
+	c->keeper_bus = sd_bus_flush_close_unref(c->keeper_bus);
 	c->bus = sd_bus_flush_close_unref(c->bus);
 }
 
@@ -147,7 +148,7 @@ int ctl_call_message(struct ctl *c, sd_bus_message *m, sd_bus_message **reply)
 	int r;
 
 	/* Long enough for polkit to ask for a password. */
-	r = sd_bus_call(c->bus, m, 120 * 1000000ULL, &e, &rep);
+	r = sd_bus_call(sd_bus_message_get_bus(m), m, 120 * 1000000ULL, &e, &rep);
 	if (r < 0) {
 		int code = report_bus_error(c, &e, r);
 
@@ -164,12 +165,13 @@ int ctl_call_message(struct ctl *c, sd_bus_message *m, sd_bus_message **reply)
 int ctl_call(struct ctl *c, const char *path, const char *iface,
 	     const char *member, sd_bus_message **reply, const char *types, ...)
 {
+	sd_bus *bus = ctl_bus_for(c, path, iface, member);
 	sd_bus_message *m = NULL;
 	va_list ap;
 	int r;
 
-	r = sd_bus_message_new_method_call(c->bus, &m, SMPL_BUS_NAME, path, iface,
-					   member);
+	r = sd_bus_message_new_method_call(bus, &m, bus == c->bus ? SMPL_BUS_NAME : NULL,
+					   path, iface, member);
 	if (r >= 0 && types && *types) {
 		va_start(ap, types);
 		r = sd_bus_message_appendv(m, types, ap);
@@ -512,6 +514,11 @@ void ctl_polkit_agent_open(struct ctl *c)
 		poll(&p, 1, 5000);
 	}
 	close(pipefd[0]);
+}
+
+void ctl_polkit_agent_forget(void)
+{
+	agent_pid = 0;
 }
 
 void ctl_polkit_agent_close(void)

@@ -37,6 +37,7 @@ enum ctl_exit {
 /* What the command line chose, and the connection. */
 struct ctl {
 	sd_bus *bus;
+	sd_bus *keeper_bus;	/* to the session keeper, once a call went there */
 	bool json;		/* --json */
 	bool user_bus;		/* --session (--user) */
 	bool ask_password;	/* not --no-ask-password */
@@ -96,6 +97,8 @@ int ctl_pick_session(struct ctl *c, char **unit_path, char **session_path);
 /* Start / stop a polkit text agent when that makes sense (like systemctl). */
 void ctl_polkit_agent_open(struct ctl *c);
 void ctl_polkit_agent_close(void);
+/* In a forked child: the parent's agent is the parent's to stop. */
+void ctl_polkit_agent_forget(void);
 
 /* ---- out.c: output helpers ---- */
 
@@ -167,9 +170,20 @@ int load_history(struct ctl *c, const char *patient, json_object **out);
 /* sim footswitch hold: hold it @seconds, counting pulses live. */
 int footswitch_hold(struct ctl *c, const char *unit_path, double seconds);
 
-/* Fork the keeper of a session's bus connection (keeper.c). */
-int session_keeper_spawn(struct ctl *c, const char *unit_path,
-			 const char *session_path);
+/*
+ * StartSession(@patient) on @unit_path through a forked session keeper that
+ * owns the session from then on (keeper.c): the session's path, or the
+ * daemon's error printed and its exit code returned.
+ */
+int session_keeper_start(struct ctl *c, const char *unit_path, const char *patient,
+			 char **session_path);
+/*
+ * The connection a call must go out on: the session keeper's for what only a
+ * session's owner may call (SelectPatch, ConfirmEyewear, End; Arm and
+ * SetParameters on a unit with a session), when this user's keeper holds
+ * that session; else the bus.
+ */
+sd_bus *ctl_bus_for(struct ctl *c, const char *path, const char *iface, const char *member);
 
 /* A signal (SIGINT/SIGTERM) asked us to stop; set by ctl_catch_signals(). */
 extern volatile int ctl_interrupted;

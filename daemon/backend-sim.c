@@ -23,13 +23,6 @@
 
 #define REPORT_PERIOD_USEC	(SMPL_STATUS_PERIOD_MS * 1000ULL)
 #define REPORTS_PER_TICK_MAX	256	/* a hostile flood cannot stall the loop */
-/*
- * Simulator.SetHostile("late-reports", ms): the interrupt endpoint holds its
- * reports back for ms while the unit goes on (fires, queues reports, answers
- * commands), as reports queued behind bulk transfers on a busy USB host would
- * be.  The daemon then reads a status counter newer than reports still to come.
- */
-#define SIM_HOSTILE_LATE_REPORTS	(SMPL_HOSTILE_FLOOD + 1)
 
 struct sim {
 	struct smpl_model *model;
@@ -45,7 +38,7 @@ struct sim {
 	bool have_status;
 	struct smpl_status_n last_status;
 	uint8_t drop_reply_op;		/* lose the next reply to this command (or pulse report) */
-	uint64_t hold_reports_until_ms;	/* late-reports: none delivered before this */
+	bool hold_reports;		/* the interrupt endpoint is not read: reports come late */
 };
 
 static struct sim *sim_of(struct smpl_backend *b)
@@ -187,11 +180,7 @@ static void drain_reports(struct smpl_backend *b)
 	struct smpl_frame f;
 
 	smpl_model_advance(s->model, now);
-	if (now < s->hold_reports_until_ms) {
-		nv_save_if_changed(s);
-		return;
-	}
-	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged; i++) {
+	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged && !s->hold_reports; i++) {
 		int n = smpl_model_next_report(s->model, now, buf, sizeof(buf));
 
 		if (n <= 0)
@@ -466,6 +455,13 @@ static int ctl_calibration(struct smpl_backend *b, bool valid)
 	return 0;
 }
 
+static int ctl_hold_reports(struct smpl_backend *b, bool hold)
+{
+	sim_of(b)->hold_reports = hold;
+	kick(b);
+	return 0;
+}
+
 static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
 {
 	struct sim *s = sim_of(b);
@@ -480,10 +476,6 @@ static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
 
 static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
 {
-	if (mode == SIM_HOSTILE_LATE_REPORTS) {
-		sim_of(b)->hold_reports_until_ms = now_ms(b) + (count < 60000 ? count : 60000);
-		return 0;
-	}
 	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_FLOOD)
 		return -EINVAL;
 	smpl_model_set_hostile(sim_of(b)->model, (enum smpl_hostile)mode, count);
@@ -537,6 +529,7 @@ static const struct smpl_sim_control sim_control = {
 	.set_rtc_skew = ctl_rtc_skew,
 	.set_calibration = ctl_calibration,
 	.set_shot_count = ctl_shot_count,
+	.hold_reports = ctl_hold_reports,
 	.set_hostile = ctl_hostile,
 	.drop_next_reply = ctl_drop_next_reply,
 	.unplug = ctl_unplug,

@@ -75,6 +75,8 @@ struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*set_calibration)(struct smpl_backend *b, bool valid);
 	/* The unit's NV shot counter set (a reflash, NV loss, faulty unit). */
 	int (*set_shot_count)(struct smpl_backend *b, uint32_t count);
+	/* Reports wait in the unit (the interrupt endpoint not read) until released. */
+	int (*hold_reports)(struct smpl_backend *b, bool hold);
 	int (*set_hostile)(struct smpl_backend *b, int mode, unsigned int count);
 	/* The unit carries out the next @op command but its reply is lost. */
 	int (*drop_next_reply)(struct smpl_backend *b, uint8_t op);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "eligibility.h"
 #include "errors.h"
 #include "log.h"
 
@@ -88,7 +89,8 @@ static int check_patient_patch(struct smpl_daemon *d, const char *patient,
 static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	struct smpl_eligibility e = { 0 };
+	struct smpl_patch_verdict pv = { 0 };
+	const struct smpl_eligibility *e = &pv.e;
 	const char *patient, *patch;
 	uid_t uid;
 	int r;
@@ -102,13 +104,13 @@ static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *e
 	r = check_patient_patch(d, patient, patch, error);
 	if (r < 0)
 		return r;
-	r = smpl_check_patch(d, patient, patch, &e, error);
+	r = smpl_check_patch(d, NULL, patient, patch, 0, &pv, error);
 	if (r < 0)
 		return r;
-	return sd_bus_reply_method_return(m, "bts", e.eligible,
-					  e.next_eligible_ms > 0 ?
-					  (uint64_t)e.next_eligible_ms * 1000 : 0,
-					  e.reason);
+	return sd_bus_reply_method_return(m, "bts", e->eligible,
+					  e->next_eligible_ms > 0 ?
+					  (uint64_t)e->next_eligible_ms * 1000 : 0,
+					  e->reason);
 }
 
 static uint64_t usec(int64_t ms)

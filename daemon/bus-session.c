@@ -87,6 +87,9 @@ static int method_select_patch(sd_bus_message *m, void *userdata, sd_bus_error *
 	r = sd_bus_message_read(m, "s", &patch);
 	if (r < 0)
 		return r;
+	r = smpl_session_check_owner(s, m, "SelectPatch", error);
+	if (r < 0)
+		return r;
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -102,6 +105,9 @@ static int method_confirm_eyewear(sd_bus_message *m, void *userdata, sd_bus_erro
 	uid_t uid;
 	int r;
 
+	r = smpl_session_check_owner(s, m, "ConfirmEyewear", error);
+	if (r < 0)
+		return r;
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -119,6 +125,9 @@ static int method_end(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	int r;
 
 	r = sd_bus_message_read(m, "s", &notes);
+	if (r < 0)
+		return r;
+	r = smpl_session_check_owner(s, m, "End", error);
 	if (r < 0)
 		return r;
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);

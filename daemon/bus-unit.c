@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "errors.h"
 #include "log.h"
+#include "text.h"
 
 static const struct {
 	const char *name;
@@ -27,6 +28,13 @@ static const struct {
 
 #define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
 #define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
+
+/* What the caller gave, safe to echo: cut on a character, controls escaped. */
+static const char *echo_arg(char echo[SMPL_ECHO_MAX], const char *arg)
+{
+	smpl_text_echo(echo, SMPL_ECHO_MAX, arg, SMPL_ECHO_CHARS);
+	return echo;
+}
 
 /* --- lookup ------------------------------------------------------------------ */
 
@@ -250,6 +258,11 @@ static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error
 	uid_t uid;
 	int r;
 
+	if (u->session) {
+		r = smpl_session_check_owner(u->session, m, "SetParameters", error);
+		if (r < 0)
+			return r;
+	}
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_CONFIGURE, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -285,7 +298,15 @@ static int run_unit_action(sd_bus_message *m, struct smpl_unit *u, const char *a
 
 static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	return run_unit_action(m, userdata, SMPL_ACTION_TREAT, smpl_unit_arm, error);
+	struct smpl_unit *u = userdata;
+	int r;
+
+	if (u->session) {
+		r = smpl_session_check_owner(u->session, m, "Arm", error);
+		if (r < 0)
+			return r;
+	}
+	return run_unit_action(m, u, SMPL_ACTION_TREAT, smpl_unit_arm, error);
 }
 
 /*
@@ -296,12 +317,16 @@ static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
  */
 static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	struct smpl_unit *u = userdata;
 	uid_t uid;
 	int r;
 
+	/* The unit's DISARM first: no bus round trip stands before it. */
+	if (u->connected)
+		(void)u->backend->ops->disarm(u->backend);
 	if (smpl_bus_caller_uid(m, &uid) < 0)
 		uid = (uid_t)-1;
-	r = smpl_unit_disarm(userdata, uid, error);
+	r = smpl_unit_disarm(u, uid, error);
 	if (r < 0)
 		return r;
 	return sd_bus_reply_method_return(m, NULL);
@@ -390,6 +415,7 @@ static int method_sim_footswitch(sd_bus_message *m, void *userdata, sd_bus_error
 
 static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *name;
 	int open, r;
@@ -406,7 +432,7 @@ static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error 
 						  u->backend, interlocks[i].bit, open), error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "name: unknown interlock \"%s\" (key, door, estop, handpiece, "
-			       "cooling, temperature, shutter)", name);
+			       "cooling, temperature, shutter)", echo_arg(echo, name));
 }
 
 static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -440,6 +466,7 @@ static const char *const sim_fault_names[] = {
 
 static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *name;
 	int r;
@@ -456,7 +483,8 @@ static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *err
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "fault: unknown fault \"%s\" (watchdog, interlock, self-test, "
-			       "energy, overtemp, cooling, shutter, internal)", name);
+			       "energy, overtemp, cooling, shutter, internal)",
+			       echo_arg(echo, name));
 }
 
 static int method_sim_clear_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -517,13 +545,27 @@ static int method_sim_shot_counter(sd_bus_message *m, void *userdata, sd_bus_err
 	return sim_result(m, u, u->backend->sim->set_shot_count(u->backend, count), error);
 }
 
+static int method_sim_hold_reports(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int hold, r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "b", &hold);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->hold_reports(u->backend, hold), error);
+}
+
 static const char *const hostile_names[] = {
 	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
-	"late-reports",		/* backend-sim.c: reports held back count ms */
 };
 
 static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *mode;
 	uint32_t count;
@@ -541,7 +583,7 @@ static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *e
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "mode: unknown hostile mode \"%s\" (none, short, oversize, "
-			       "bad-crc, wrong-seq, stall, no-answer, flood, late-reports)", mode);
+			       "bad-crc, wrong-seq, stall, no-answer, flood)", echo_arg(echo, mode));
 }
 
 static const struct {
@@ -557,6 +599,7 @@ static const struct {
 
 static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *command;
 	int r;
@@ -574,7 +617,7 @@ static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "command: unknown command \"%s\" (get-info, set-params, arm, "
 			       "disarm, heartbeat, get-rtc, ack-fault, get-status, pulse-report)",
-			       command);
+			       echo_arg(echo, command));
 }
 
 static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -620,6 +663,8 @@ static const sd_bus_vtable simulator_vtable[] = {
 				method_sim_drop_reply, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetShotCounter", SD_BUS_ARGS("u", count), SD_BUS_NO_RESULT,
 				method_sim_shot_counter, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("HoldReports", SD_BUS_ARGS("b", hold), SD_BUS_NO_RESULT,
+				method_sim_hold_reports, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Unplug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_sim_unplug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Replug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,

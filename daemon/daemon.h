@@ -72,10 +72,25 @@ struct smpl_unit {
 	struct smpl_params_n params;
 
 	struct smpl_session *session;
-	int64_t treatment_id;		/* the open treatment, 0 if none */
-	int64_t closed_treatment_id;	/* the last one closed, its session ... */
-	int64_t closed_session_id;
-	uint32_t closed_shot_at_end;	/* ... and the unit's counter then */
+	/*
+	 * The open treatment (0 if none) and the last one closed.  A pulse
+	 * report belongs to the treatment it was fired in, by its shot
+	 * number: above the open one's counter at arming, or in the closed
+	 * one's range (a report that came late).  S3.
+	 */
+	int64_t treatment_id;
+	uint32_t treatment_shot_at_arm;
+	bool treatment_emitting;	/* its emission is in the records */
+	bool treatment_pulse_durable;	/* and its first pulse */
+	struct {
+		int64_t id, session_id;
+		uint32_t shot_at_arm;
+		bool end_known;		/* false: settled from the next good read */
+		uint32_t shot_at_end;
+	} closed;
+	bool settle_pending;		/* a treatment waits for the unit's counter */
+	bool reported_known;		/* max_reported_shot is valid */
+	uint32_t max_reported_shot;	/* highest pulse report: a repeat counts once */
 	int64_t unclosed_id;		/* closed here, not in the store yet */
 	struct store_treatment_finish unclosed;
 
@@ -105,6 +120,7 @@ struct smpl_session {
 	bool eyewear_confirmed;
 	uint32_t pulse_count;
 	uid_t uid;			/* who opened it */
+	char *owner;			/* its connection's unique bus name (S6) */
 	char *operator_name;
 	sd_bus_track *track;		/* the client that opened it */
 	sd_event_source *end_later;	/* closing it after its client left */
@@ -155,6 +171,22 @@ const char *smpl_unit_fault_name(const struct smpl_unit *u);
 const char *smpl_unit_label(const struct smpl_unit *u);
 /* Sends PropertiesChanged for whatever changed since the last call. */
 void smpl_unit_sync_properties(struct smpl_unit *u);
+/*
+ * Closes the open treatment with the unit's end counter, read once the
+ * unit is disarmed; unread, it is settled from the next good read.
+ */
+void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome);
+/*
+ * GET_STATUS now, fed to the core: 0, or the backend's answer (> 0 the unit
+ * refused, < 0 not read).  Decisions take this fresh read, never the last
+ * report alone (S1, S8: the RTC too).
+ */
+int smpl_unit_read_status(struct smpl_unit *u, struct smpl_status_n *st);
+/* The D-Bus error for a unit's refusal or transport error, audited. */
+int smpl_unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error, int r,
+		    const char *what);
+/* A fault the daemon found (counter back, records failing): latched, disarmed. */
+void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why);
 /* Obeys the safety core: DISARM the unit, close the treatment, record why. */
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
 /* The same when a person asked for it (@uid goes into the audit record). */
@@ -166,6 +198,8 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 void smpl_daemon_notify_status(struct smpl_daemon *d);
 /* Flushes pulses; on failure disarms everything (S3). */
 void smpl_daemon_flush(struct smpl_daemon *d);
+/* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
+void smpl_daemon_records_failed(struct smpl_daemon *d);
 /* Stopping: every unit disarmed, sessions ended, the last records written. */
 void smpl_daemon_close_records(struct smpl_daemon *d);
 /* Frees the units, polkit, the bus, the event loop and the store. */
@@ -198,6 +232,12 @@ void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
 int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
 		     uid_t uid, struct smpl_session **ret, sd_bus_error *error);
 struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path);
+/*
+ * S6: a session belongs to the connection that opened it.  0 when @m comes
+ * from it; otherwise NotAuthorized naming the rule (audited as a refusal).
+ */
+int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
+			     sd_bus_error *error);
 const char *smpl_session_state_name(const struct smpl_session *s);
 void smpl_session_sync_properties(struct smpl_session *s);
 int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
@@ -207,10 +247,6 @@ int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
 /* End: disarm, record, drop the object.  @s is freed.  @uid NULL: the daemon ended it. */
 int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 		     const char *notes, const uid_t *uid, sd_bus_error *error);
-/* Whether @patch may be treated for @patient now (store + rules). */
-int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
-		     struct smpl_eligibility *out, sd_bus_error *error);
-
 /* --- bus (bus-*.c) ---------------------------------------------------------- */
 int smpl_bus_setup(struct smpl_daemon *d);
 void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property);

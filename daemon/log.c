@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "text.h"
 
 static bool log_to_stderr = true;
 
@@ -28,6 +30,17 @@ void smpl_log(int priority, const char *unit, const char *session,
 	va_end(ap);
 	if (!msg)
 		return;
+	if (!smpl_text_is_safe(msg)) {	/* no control character reaches a terminal */
+		size_t len = strlen(msg) * 6 + 4;
+		char *safe = malloc(len);
+
+		if (safe)
+			smpl_text_echo(safe, len, msg, SIZE_MAX);
+		free(msg);
+		if (!safe)
+			return;
+		msg = safe;
+	}
 
 	sd_journal_send("MESSAGE=%s", msg,
 			"PRIORITY=%d", priority,

@@ -172,6 +172,22 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+/*
+ * Signals whose default would end the daemon without the orderly disarm and
+ * close: SIGHUP (a terminal closing, "systemctl reload" has no meaning here),
+ * SIGUSR1/2.  They are logged and otherwise ignored; SIGPIPE is ignored
+ * (a peer closing its end is an error on that call, never a stop).
+ */
+static int on_stray_signal(sd_event_source *s, const struct signalfd_siginfo *si,
+			   void *userdata)
+{
+	(void)s, (void)userdata;
+	smpl_log(LOG_NOTICE, NULL, NULL, "signal",
+		 "signal %u ignored: the configuration is read at start only; "
+		 "stop smplaserd with SIGTERM", si->ssi_signo);
+	return 0;
+}
+
 static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	smpl_daemon_flush(userdata);
@@ -187,13 +203,24 @@ static int setup_event(struct smpl_daemon *d)
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return r;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	r = sd_event_add_signal(d->event, NULL, SIGTERM, on_signal, d);
 	if (r >= 0)
 		r = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGHUP, on_stray_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGUSR1, on_stray_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGUSR2, on_stray_signal, d);
 	if (r >= 0)
 		r = sd_event_set_watchdog(d->event, true);
 	if (r >= 0)

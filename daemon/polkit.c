@@ -10,14 +10,23 @@
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
-/* Calls suspended at once, at most (each holds its message). */
-#define POLKIT_QUERIES_MAX	256
+/*
+ * Calls suspended at once, at most (each holds its message): in all, per
+ * client connection and per user, so that one local user holding
+ * interactive checks open cannot lock every operator out.
+ */
+#define POLKIT_QUERIES_MAX		256
+#define POLKIT_QUERIES_PER_SENDER	16
+#define POLKIT_QUERIES_PER_UID		64
 
 struct query {
 	struct query *next;
 	sd_bus_message *request;	/* the suspended method call */
 	sd_bus_slot *slot;		/* the pending CheckAuthorization */
+	sd_event_source *defer;		/* frees it after the re-dispatch, whatever happens */
+	struct smpl_polkit *polkit;
 	char *action;
+	char *sender;
 	uid_t uid;
 	uint64_t deadline_usec;		/* CLOCK_MONOTONIC: polkit must answer by then */
 	unsigned int timeout_s;		/* for the message */
@@ -55,8 +64,10 @@ static void query_free(struct query *q)
 	if (!q)
 		return;
 	sd_bus_slot_unref(q->slot);
+	sd_event_source_disable_unref(q->defer);
 	sd_bus_message_unref(q->request);
 	free(q->action);
+	free(q->sender);
 	free(q->why);
 	free(q);
 }
@@ -185,6 +196,21 @@ static void query_settle(struct query *q, sd_bus_message *reply)
 					  : "polkit denied it");
 }
 
+/*
+ * After the re-dispatch: the handler took the answer (and freed the query),
+ * or never ran (its object went away meanwhile, the call was refused before
+ * reaching it): either way the query goes now, never leaks.
+ */
+static int on_redispatched(sd_event_source *src, void *userdata)
+{
+	struct query *q = userdata;
+
+	(void)src;
+	unlink_query(q->polkit, q);
+	query_free(q);
+	return 0;
+}
+
 static int on_polkit_reply(sd_bus_message *reply, void *userdata,
 			   sd_bus_error *ret_error)
 {
@@ -199,6 +225,14 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata,
 	r = sd_bus_enqueue_for_read(bus, q->request);
 	if (r < 0)
 		log_err("cannot re-dispatch a call after polkit answered: %s", strerror(-r));
+	/* An idle source runs after the bus has dispatched the call. */
+	r = sd_event_add_defer(sd_bus_get_event(bus), &q->defer, on_redispatched, q);
+	if (r >= 0)
+		r = sd_event_source_set_priority(q->defer, SD_EVENT_PRIORITY_IDLE);
+	if (r < 0) {
+		log_err("cannot schedule the end of a polkit query: %s", strerror(-r));
+		q->defer = sd_event_source_disable_unref(q->defer);
+	}
 	return 0;
 }
 
@@ -273,6 +307,23 @@ static int deny(struct smpl_polkit *p, sd_bus_error *error, const char *action,
 	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED, "%s", msg);
 }
 
+/* -ENFILE all waiting, -EMFILE this client's, -EUSERS this user's; 0 room. */
+static int check_caps(const struct smpl_polkit *p, sd_bus_message *call, uid_t uid)
+{
+	const char *sender = sd_bus_message_get_sender(call);
+	unsigned int of_sender = 0, of_uid = 0;
+
+	if (p->n_queries >= POLKIT_QUERIES_MAX)
+		return -ENFILE;
+	for (const struct query *q = p->queries; q; q = q->next) {
+		of_sender += sender && strcmp(q->sender, sender) == 0;
+		of_uid += q->uid == uid;
+	}
+	if (of_sender >= POLKIT_QUERIES_PER_SENDER)
+		return -EMFILE;
+	return of_uid >= POLKIT_QUERIES_PER_UID ? -EUSERS : 0;
+}
+
 static struct query *find_query(struct smpl_polkit *p, sd_bus_message *call)
 {
 	for (struct query *q = p->queries; q; q = q->next)
@@ -319,16 +370,22 @@ int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 			     "on a session bus only the daemon's own user may act" :
 			     "the configuration lets nobody act on a session bus");
 
-	if (p->n_queries >= POLKIT_QUERIES_MAX)
-		return deny(p, error, action, uid, "too many calls are waiting for polkit");
+	r = check_caps(p, call, uid);
+	if (r < 0)
+		return deny(p, error, action, uid, r == -EMFILE ?
+			    "too many of this client's calls are waiting for polkit" : r == -EUSERS ?
+			    "too many of this user's calls are waiting for polkit" :
+			    "too many calls are waiting for polkit");
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
+	q->polkit = p;
 	q->request = sd_bus_message_ref(call);
 	q->uid = uid;
 	q->allow_root = p->allow_root;
 	q->action = strdup(action);
-	if (!q->action) {
+	q->sender = strdup(sd_bus_message_get_sender(call) ? sd_bus_message_get_sender(call) : "");
+	if (!q->action || !q->sender) {
 		query_free(q);
 		return -ENOMEM;
 	}

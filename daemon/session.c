@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "eligibility.h"
 #include "errors.h"
 #include "log.h"
 
@@ -62,6 +63,7 @@ static void session_free(struct smpl_session *s)
 	sd_event_source_disable_unref(s->end_later);
 	free(s->path);
 	free(s->patient);
+	free(s->owner);
 	free(s->operator_name);
 	free(s);
 }
@@ -108,6 +110,25 @@ static int on_owner_gone(sd_bus_track *track, void *userdata)
 	return 0;
 }
 
+/* --- the owner (S6) ------------------------------------------------------------ */
+
+int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
+			     sd_bus_error *error)
+{
+	const char *sender = sd_bus_message_get_sender(m);
+	uid_t uid;
+
+	/* A direct connection (no bus) has one peer: it opened the session. */
+	if ((!sender && !s->owner) || (sender && s->owner && strcmp(sender, s->owner) == 0))
+		return 0;
+	if (smpl_bus_caller_uid(m, &uid) < 0)
+		uid = (uid_t)-1;
+	return smpl_refuse(s->daemon, s->unit, s->id, uid, error, SMPL_ERROR_NOT_AUTHORIZED,
+			   "%s: session %" PRId64 " belongs to the client that opened it (%s): "
+			   "only that client changes the session or arms for it",
+			   what, s->id, s->owner ? s->owner : "a direct connection");
+}
+
 /* --- start -------------------------------------------------------------------- */
 
 static int session_publish(struct smpl_session *s, sd_bus_message *m)
@@ -118,6 +139,11 @@ static int session_publish(struct smpl_session *s, sd_bus_message *m)
 	if (asprintf(&s->path, SMPL_SESSION_PREFIX "/%" PRId64, s->id) < 0) {
 		s->path = NULL;
 		return -ENOMEM;
+	}
+	if (sd_bus_message_get_sender(m)) {
+		s->owner = strdup(sd_bus_message_get_sender(m));
+		if (!s->owner)
+			return -ENOMEM;
 	}
 	r = sd_bus_track_new(d->bus, &s->track, on_owner_gone, s);
 	if (r < 0)
@@ -214,39 +240,15 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 
 /* --- steps -------------------------------------------------------------------- */
 
-int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
-		     struct smpl_eligibility *out, sd_bus_error *error)
-{
-	struct smpl_patch_facts facts = { 0 };
-	struct store_patient_summary sum = { 0 };
-	int64_t last = 0;
-	int r;
-
-	r = store_last_emission(d->store, patient, patch, &last);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
-	facts.patch_emitted = r == 1;
-	facts.patch_last_emission_ms = last;
-	r = store_patient_summary(d->store, patient, &sum);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
-	facts.patient_treatments = sum.treatments;
-	facts.patient_first_emission_ms = sum.first_emission_ms;
-	r = smpl_rules_check_patch(&d->cfg.rules, &facts, patch, smpl_wall_ms(), out);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", out->reason);
-	return 0;
-}
-
 int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
 			      sd_bus_error *error)
 {
 	struct smpl_daemon *d = s->daemon;
 	struct smpl_unit *u = s->unit;
-	struct smpl_eligibility e = { 0 };
+	struct smpl_patch_verdict pv = { 0 };
 	struct smpl_verdict v = { 0 };
+	sd_bus_error check = SD_BUS_ERROR_NULL;
+	struct smpl_status_n st;
 	char err[SMPL_REASON_MAX];
 	int r;
 
@@ -256,23 +258,33 @@ int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t u
 		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_BUSY,
 				   "unit %s is armed: disarm before selecting another patch",
 				   smpl_unit_label(u));
-	r = smpl_check_patch(d, s->patient, patch, &e, error);
-	if (r < 0)
+	r = smpl_unit_read_status(u, &st);	/* its RTC as it is now (S8) */
+	if (r != 0)
+		return smpl_unit_error(u, uid, error, r, "SelectPatch");
+	r = smpl_check_patch(d, u, s->patient, patch, s->id, &pv, &check);
+	if (r < 0) {
+		r = smpl_refuse(d, u, s->id, uid, error, check.name, "%s", check.message);
+		sd_bus_error_free(&check);
 		return r;
-	if (!e.eligible)
-		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_COOLDOWN_ACTIVE,
-				   "%s", e.reason);
-	r = smpl_safety_select_patch(&u->safety, e.eligible, e.next_eligible_ms,
-				     e.max_pulses, &v);
+	}
+	if (!pv.e.eligible)
+		return smpl_refuse(d, u, s->id, uid, error, pv.pulses_used && pv.pulse_limit &&
+				   pv.pulses_used >= pv.pulse_limit ? SMPL_ERROR_OUT_OF_RANGE
+								     : SMPL_ERROR_COOLDOWN_ACTIVE,
+				   "%s", pv.e.reason);
+	r = smpl_safety_select_patch(&u->safety, true, pv.e.next_eligible_ms,
+				     pv.e.max_pulses, pv.pulses_used, &v);
 	if (r < 0)
 		return smpl_refuse(d, u, s->id, uid, error,
 				   smpl_reason_dbus_error(v.reason) ? smpl_reason_dbus_error(v.reason)
 								    : SMPL_ERROR_BUSY,
 				   "%s", v.message);
 	snprintf(s->patch, sizeof(s->patch), "%s", patch);
+	smpl_audit(d, STORE_AUDIT_PATCH, &uid, u, s->id, pv.e.test_spot ? "test-spot" : NULL,
+		   patch);
 	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "patch",
 		 "patch %s selected by uid %u%s", patch, (unsigned int)uid,
-		 e.test_spot ? " (test spot)" : "");
+		 pv.e.test_spot ? " (test spot)" : "");
 	smpl_session_sync_properties(s);
 	return 0;
 }
@@ -286,6 +298,7 @@ int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid, sd_bus_error
 		return smpl_refuse(s->daemon, u, s->id, uid, error, SMPL_ERROR_NO_SESSION,
 				   "%s", v.message);
 	s->eyewear_confirmed = true;
+	smpl_audit(s->daemon, STORE_AUDIT_EYEWEAR, &uid, u, s->id, NULL, NULL);
 	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "eyewear",
 		 "protective eyewear confirmed by uid %u", (unsigned int)uid);
 	smpl_session_sync_properties(s);

@@ -3,10 +3,13 @@
 # firmware model (the "sim" backend runs it in-process).
 
 SMPLASERD := $(B)/smplaserd
-SMPLASERD_SRCS := daemon/main.c daemon/unit.c daemon/unit-ops.c daemon/session.c \
+# Everything but main.c: the dispatch fuzzer builds the daemon from these too.
+SMPLASERD_LIB_SRCS := daemon/unit.c daemon/unit-ops.c daemon/session.c \
+	daemon/eligibility.c \
 	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
 	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
 	daemon/backend.c daemon/backend-sim.c
+SMPLASERD_SRCS := daemon/main.c $(SMPLASERD_LIB_SRCS)
 SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
 
 $(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "eligibility.h"
 #include "errors.h"
 #include "log.h"
 
@@ -19,8 +20,8 @@ static int64_t session_id_of(const struct smpl_unit *u)
 }
 
 /* The unit refused (r > 0, enum smpl_status) or could not be reached (r < 0). */
-static int unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error,
-		      int r, const char *what)
+int smpl_unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error,
+		    int r, const char *what)
 {
 	struct smpl_daemon *d = u->daemon;
 	const char *label = smpl_unit_label(u);
@@ -70,19 +71,27 @@ static int core_refusal(struct smpl_unit *u, uid_t uid, sd_bus_error *error,
 			   v->message[0] ? v->message : smpl_reason_name(v->reason));
 }
 
-/* Reads the status now and lets the core see it. */
-static void refresh_status(struct smpl_unit *u)
+/*
+ * GET_STATUS now, and the core sees it: 0, or the backend's answer (the
+ * unit refused, > 0, or could not be read, < 0).  Decisions are taken on
+ * this fresh read, never on the last report alone (S1).
+ */
+int smpl_unit_read_status(struct smpl_unit *u, struct smpl_status_n *st)
 {
 	struct smpl_daemon *d = u->daemon;
-	struct smpl_status_n st;
 	struct smpl_action a = { 0 };
+	int r;
 
-	if (!u->connected || u->backend->ops->get_status(u->backend, &st) != 0)
-		return;
-	u->status = st;
+	if (!u->connected)
+		return -ENODEV;
+	r = u->backend->ops->get_status(u->backend, st);
+	if (r != 0)
+		return r;
+	u->status = *st;
 	u->status_known = true;
-	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &st, &a);
+	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
 	smpl_unit_apply(u, &a);
+	return 0;
 }
 
 int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
@@ -90,11 +99,12 @@ int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
 {
 	struct smpl_daemon *d = u->daemon;
 	struct smpl_verdict v = { 0 };
-	char err[SMPL_REASON_MAX];
+	struct smpl_status_n st;
+	char err[SMPL_REASON_MAX], detail[160];
 	int r;
 
 	if (!u->connected)
-		return unit_error(u, uid, error, -ENODEV, "SetParameters");
+		return smpl_unit_error(u, uid, error, -ENODEV, "SetParameters");
 	r = smpl_params_check(&d->cfg.protocol, &u->info, p, err, sizeof(err));
 	if (r < 0)
 		return smpl_refuse(d, u, session_id_of(u), uid, error,
@@ -109,14 +119,24 @@ int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
 		(void)smpl_safety_set_params(&u->safety, false, 0, &v);
 		u->params_set = false;
 		smpl_unit_sync_properties(u);
-		return unit_error(u, uid, error, r, "SetParameters");
+		return smpl_unit_error(u, uid, error, r, "SetParameters");
 	}
-	refresh_status(u);	/* the core sees the unit's PARAMS_SET flag now */
+	r = smpl_unit_read_status(u, &st);	/* the core sees the unit's PARAMS_SET flag now */
+	if (r != 0) {
+		(void)smpl_safety_set_params(&u->safety, false, 0, &v);
+		u->params_set = false;
+		smpl_unit_sync_properties(u);
+		return smpl_unit_error(u, uid, error, r, "SetParameters");
+	}
 	r = smpl_safety_set_params(&u->safety, true, smpl_params_energy_uj(p), &v);
 	if (r < 0)
 		return core_refusal(u, uid, error, &v);
 	u->params = *p;
 	u->params_set = true;
+	snprintf(detail, sizeof(detail), "%u nm, %u mJ/cm2, spot %u um, pulse %u ps, %u mHz, "
+		 "%u uJ", p->wavelength_nm, p->fluence_mj_cm2, p->spot_um, p->pulse_ps,
+		 p->rate_mhz, smpl_params_energy_uj(p));
+	smpl_audit(d, STORE_AUDIT_PARAMETERS, &uid, u, session_id_of(u), NULL, detail);
 	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "parameters",
 		 "parameters set by uid %u: %u nm, %u mJ/cm2, spot %u um, pulse %u ps, %u mHz",
 		 (unsigned int)uid, p->wavelength_nm, p->fluence_mj_cm2, p->spot_um,
@@ -125,26 +145,17 @@ int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
 	return 0;
 }
 
-/* The clock facts (S8) as fresh as possible before deciding. */
-static void refresh_clock_facts(struct smpl_unit *u)
-{
-	struct smpl_daemon *d = u->daemon;
-	int64_t rtc, newest;
-
-	if (u->connected && u->backend->ops->get_rtc(u->backend, &rtc) == 0)
-		smpl_safety_rtc(&u->safety, smpl_now_ms(d), rtc);
-	if (store_newest_record_ms(d->store, &newest) == 1)
-		smpl_safety_newest_record(&u->safety, newest);
-}
-
-/* S3: the treatment is in the store (fsync'd) before ARM is sent. */
-static int commit_treatment(struct smpl_unit *u, uid_t uid, uint32_t shot_at_arm,
-			    sd_bus_error *error)
+/*
+ * S3: the treatment is in the store (fsync'd) before ARM is sent, and S2:
+ * inside that transaction the rules decide again, at the arming time, on
+ * the records as they are then.  @st is the fresh read the core decided on.
+ */
+static int commit_treatment(struct smpl_unit *u, uid_t uid, const struct smpl_status_n *st,
+			    struct smpl_arm_decision *dec, sd_bus_error *error)
 {
 	struct smpl_daemon *d = u->daemon;
 	struct smpl_session *s = u->session;
 	char name[64];
-	int64_t rtc = 0;
 	struct store_treatment_start t = {
 		.session_id = s->id,
 		.patch = s->patch,
@@ -158,16 +169,20 @@ static int commit_treatment(struct smpl_unit *u, uid_t uid, uint32_t shot_at_arm
 			.set_energy_uj = smpl_params_energy_uj(&u->params),
 		},
 		.armed_ms = smpl_wall_ms(),
-		.shot_at_arm = shot_at_arm,
+		.armed_rtc_s = st->rtc_s,
+		.shot_at_arm = st->shot_count,
 		.cooldown_ms = (int64_t)d->cfg.rules.cooldown_days * SMPL_DAY_MS,
+		.decide = smpl_arm_decide,
+		.decide_ctx = dec,
 	};
 	int r;
 
 	smpl_operator(uid, name, sizeof(name), &t.op);
-	if (u->backend->ops->get_rtc(u->backend, &rtc) == 0)
-		t.armed_rtc_s = rtc;
 	r = store_treatment_begin(d->store, &t, &u->treatment_id);
 	if (r == 0) {
+		u->treatment_shot_at_arm = st->shot_count;
+		u->treatment_emitting = false;
+		u->treatment_pulse_durable = false;
 		smpl_safety_newest_record(&u->safety, t.armed_ms);	/* it witnesses the clock */
 		return 0;
 	}
@@ -175,48 +190,22 @@ static int commit_treatment(struct smpl_unit *u, uid_t uid, uint32_t shot_at_arm
 	if (r == -EAGAIN)
 		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_COOLDOWN_ACTIVE,
 				   "%s", store_errmsg(d->store));
+	if (r == -EDQUOT)
+		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_OUT_OF_RANGE,
+				   "%s", store_errmsg(d->store));
+	if (r == -ERANGE)	/* the unit's counter is below the records */
+		smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, store_errmsg(d->store));
 	return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_DEVICE_FAULT,
 			   "cannot record the treatment, not arming: %s",
 			   store_errmsg(d->store));
-}
-
-/*
- * ARM failed: close the treatment we committed.  When the unit refused, it
- * did not arm.  When its reply was lost it may have (then it was disarmed at
- * once): its counter says what happened, and if it cannot be read the
- * outcome stays unknown, which counts as emitted for the cooldown.
- */
-static void abandon_treatment(struct smpl_unit *u, uint32_t shot_at_arm, bool refused)
-{
-	struct smpl_status_n st;
-	struct store_treatment_finish f = {
-		.outcome = STORE_OUTCOME_INTERRUPTED,
-		.end_ms = smpl_wall_ms(),
-		.shot_at_end_known = true,
-		.shot_at_end = shot_at_arm,
-	};
-
-	if (!refused) {
-		if (u->connected && u->backend->ops->get_status(u->backend, &st) == 0) {
-			f.shot_at_end = st.shot_count;
-		} else {
-			f.outcome = STORE_OUTCOME_UNKNOWN;
-			f.shot_at_end_known = false;
-		}
-	}
-	if (u->treatment_id && store_treatment_end(u->daemon->store, u->treatment_id, &f) < 0)
-		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
-			 "cannot close treatment %" PRId64 ": %s", u->treatment_id,
-			 store_errmsg(u->daemon->store));
-	u->treatment_id = 0;
 }
 
 int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 {
 	struct smpl_daemon *d = u->daemon;
 	struct smpl_verdict v = { 0 };
+	struct smpl_arm_decision dec = { .cfg = &d->cfg };
 	struct smpl_status_n st;
-	uint32_t shot_at_arm;
 	int r;
 
 	if (d->store_failed) {		/* try the store now rather than at the next retry */
@@ -226,8 +215,10 @@ int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	if (d->store_failed)
 		return smpl_refuse(d, u, session_id_of(u), uid, error, SMPL_ERROR_DEVICE_FAULT,
 				   "the records store fails: nothing may be armed");
-	refresh_status(u);
-	refresh_clock_facts(u);
+	r = smpl_unit_read_status(u, &st);	/* the unit read once: state, counter, RTC */
+	if (r != 0)
+		return smpl_unit_error(u, uid, error, r, "Arm");
+	smpl_refresh_newest_arming(d);	/* another unit or daemon may have armed since */
 	r = smpl_safety_arm_begin(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &v);
 	if (r < 0)
 		return core_refusal(u, uid, error, &v);
@@ -236,25 +227,21 @@ int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_NO_SESSION,
 				   "unit %s has no open session", smpl_unit_label(u));
 	}
-	r = u->backend->ops->get_status(u->backend, &st);
-	if (r != 0) {
-		smpl_safety_arm_failed(&u->safety);
-		return unit_error(u, uid, error, r, "Arm");
-	}
-	shot_at_arm = st.shot_count;
-	r = commit_treatment(u, uid, shot_at_arm, error);
+	dec.patch = u->session->patch;
+	r = commit_treatment(u, uid, &st, &dec, error);
 	if (r < 0) {
 		smpl_safety_arm_failed(&u->safety);
 		return r;
 	}
+	smpl_safety_patch_budget(&u->safety, dec.verdict.e.max_pulses, dec.verdict.pulses_used);
 	r = u->backend->ops->arm(u->backend);
 	if (r != 0) {
 		/* A lost or mangled reply does not mean the unit did not arm. */
 		if (r < 0)
 			(void)u->backend->ops->disarm(u->backend);
 		smpl_safety_arm_failed(&u->safety);
-		abandon_treatment(u, shot_at_arm, r > 0);
-		return unit_error(u, uid, error, r, "Arm");
+		smpl_unit_close_treatment(u, STORE_OUTCOME_INTERRUPTED);
+		return smpl_unit_error(u, uid, error, r, "Arm");
 	}
 	smpl_audit(d, STORE_AUDIT_ARM, &uid, u, u->session->id, NULL, u->session->patch);
 	smpl_log(LOG_NOTICE, smpl_unit_label(u), u->session->path, "arm",
@@ -293,10 +280,31 @@ int smpl_unit_disarm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	return 0;
 }
 
+/* Acknowledging a counter below the records accepts it there too (S3). */
+static int accept_counter(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct store_operator op;
+	struct smpl_status_n st;
+	char name[64];
+	int r;
+
+	r = smpl_unit_read_status(u, &st);
+	if (r != 0)
+		return smpl_unit_error(u, uid, error, r, "AcknowledgeFault");
+	smpl_operator(uid, name, sizeof(name), &op);
+	r = store_counter_reset(d->store, u->info.serial, st.shot_count, &op, smpl_wall_ms());
+	if (r < 0 && r != -EALREADY)
+		return smpl_refuse(d, u, session_id_of(u), uid, error, SMPL_ERROR_DEVICE_FAULT,
+				   "cannot record the accepted counter: %s", store_errmsg(d->store));
+	return 0;
+}
+
 int smpl_unit_acknowledge(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 {
 	struct smpl_daemon *d = u->daemon;
 	struct smpl_verdict v = { 0 };
+	struct smpl_status_n st;
 	bool unit_faulted = u->status_known && u->status.state == SMPL_STATE_FAULT;
 	char fault[64];
 	int r;
@@ -310,8 +318,13 @@ int smpl_unit_acknowledge(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	if (unit_faulted) {
 		r = u->backend->ops->ack_fault(u->backend);
 		if (r != 0)
-			return unit_error(u, uid, error, r, "AcknowledgeFault");
-		refresh_status(u);
+			return smpl_unit_error(u, uid, error, r, "AcknowledgeFault");
+		(void)smpl_unit_read_status(u, &st);
+	}
+	if (u->safety.fault == SMPL_REASON_COUNTER_BACK) {
+		r = accept_counter(u, uid, error);
+		if (r < 0)
+			return r;
 	}
 	r = smpl_safety_acknowledge(&u->safety, &v);
 	if (r < 0)

@@ -185,40 +185,50 @@ static enum store_outcome outcome_of(const struct smpl_action *a)
 	return STORE_OUTCOME_INTERRUPTED;
 }
 
-/* The unit's counter now, asked with GET_STATUS (reports may lag behind). */
-static bool read_shot_count(struct smpl_unit *u, uint32_t *shots)
+static bool armed_state(uint8_t state)
+{
+	return state == SMPL_STATE_ARMING || state == SMPL_STATE_READY ||
+	       state == SMPL_STATE_EMITTING;
+}
+
+/*
+ * The unit's counter now, asked with GET_STATUS (reports may lag behind).
+ * It is a treatment's end only if the unit is disarmed by then: true and
+ * *shots, *rtc_s set; false if it cannot be read or the unit still says it
+ * is armed (the DISARM may not have taken yet).
+ */
+static bool read_end_counter(struct smpl_unit *u, uint32_t *shots, int64_t *rtc_s)
 {
 	struct smpl_status_n st;
 
-	if (!u->connected || u->backend->ops->get_status(u->backend, &st) != 0)
+	if (!u->connected || u->backend->ops->get_status(u->backend, &st) != 0 ||
+	    armed_state(st.state))
 		return false;
 	*shots = st.shot_count;
+	*rtc_s = st.rtc_s;
 	return true;
 }
 
-static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
+void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 {
 	struct smpl_daemon *d = u->daemon;
 	struct store_treatment_finish f = {
 		.outcome = outcome,
 		.end_ms = smpl_wall_ms(),
 	};
-	int64_t rtc;
 	int r;
 
 	if (!u->treatment_id)
 		return;
-	f.shot_at_end_known = read_shot_count(u, &f.shot_at_end);
+	f.shot_at_end_known = read_end_counter(u, &f.shot_at_end, &f.end_rtc_s);
 	/*
-	 * Interrupted with the counter unread (the unit went away): a pulse
-	 * whose report was lost with it would be missing.  Unknown counts as
-	 * emitted for the cooldown and is reconciled from the counter when
-	 * the unit comes back.
+	 * Interrupted with the counter unread because the unit went away: a
+	 * pulse whose report was lost with it would be missing.  Unknown counts
+	 * as emitted for the cooldown.  Either way a treatment whose end counter
+	 * is unread is settled from the unit's next good read (settle_pending).
 	 */
-	if (!f.shot_at_end_known && outcome == STORE_OUTCOME_INTERRUPTED)
+	if (!f.shot_at_end_known && outcome == STORE_OUTCOME_INTERRUPTED && !u->connected)
 		f.outcome = STORE_OUTCOME_UNKNOWN;
-	if (u->connected && u->backend->ops->get_rtc(u->backend, &rtc) == 0)
-		f.end_rtc_s = rtc;
 	r = store_treatment_end(d->store, u->treatment_id, &f);
 	if (r < 0 && r != -EALREADY && r != -ENOENT) {
 		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
@@ -227,10 +237,16 @@ static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 		u->unclosed_id = u->treatment_id;	/* retried by smpl_daemon_flush() */
 		u->unclosed = f;
 	}
-	u->closed_treatment_id = u->treatment_id;
-	u->closed_session_id = u->session ? u->session->id : 0;
-	u->closed_shot_at_end = f.shot_at_end_known ? f.shot_at_end : UINT32_MAX;
+	u->closed.id = u->treatment_id;
+	u->closed.session_id = u->session ? u->session->id : 0;
+	u->closed.shot_at_arm = u->treatment_shot_at_arm;
+	u->closed.end_known = f.shot_at_end_known;
+	u->closed.shot_at_end = f.shot_at_end;
+	if (!f.shot_at_end_known)
+		u->settle_pending = true;
 	u->treatment_id = 0;
+	u->treatment_emitting = false;
+	u->treatment_pulse_durable = false;
 }
 
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
@@ -250,7 +266,7 @@ void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const 
 	if (r != 0 && u->connected)
 		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
 			 "DISARM failed (%d); the kernel and the unit's watchdog remain", r);
-	close_treatment(u, outcome_of(a));
+	smpl_unit_close_treatment(u, outcome_of(a));
 	smpl_daemon_flush(d);
 	smpl_audit(d, a->kind == SMPL_ACT_FAULT ? STORE_AUDIT_FAULT : STORE_AUDIT_DISARM,
 		   uid, u, session_id, smpl_reason_name(a->reason), a->message);
@@ -336,7 +352,12 @@ void smpl_daemon_flush(struct smpl_daemon *d)
 		d->store_failed = false;
 		return;
 	}
-	d->store_retry_ms = now + 1000;
+	smpl_daemon_records_failed(d);
+}
+
+void smpl_daemon_records_failed(struct smpl_daemon *d)
+{
+	d->store_retry_ms = smpl_now_ms(d) + 1000;
 	if (d->store_failed)
 		return;
 	smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
@@ -376,44 +397,123 @@ void smpl_daemon_free(struct smpl_daemon *d)
 
 /* --- probing ---------------------------------------------------------------- */
 
-struct open_list {
+struct unsettled_list {
 	int64_t ids[64];
+	enum store_outcome outcomes[64];
 	size_t n;
 };
 
-static int collect_open(const struct store_treatment *t, void *ctx)
+static int collect_unsettled(const struct store_treatment *t, void *ctx)
 {
-	struct open_list *l = ctx;
+	struct unsettled_list *l = ctx;
 
-	if (l->n < sizeof(l->ids) / sizeof(l->ids[0]))
-		l->ids[l->n++] = t->id;
+	if (l->n >= sizeof(l->ids) / sizeof(l->ids[0]))
+		return 1;
+	l->ids[l->n] = t->id;
+	l->outcomes[l->n++] = t->outcome;
 	return 0;
 }
 
 /*
- * Treatments this unit left open when the daemon crashed, or closed as
- * unknown when it went away: closed from the unit's shot counter (the store
- * writes the RECONCILE audit record).
+ * The unit's counter is below what the records hold (NV loss, a reflash, a
+ * faulty unit): never believed.  The unit faults until an authorized
+ * acknowledge accepts the counter (S3).
  */
-static void reconcile(struct smpl_unit *u)
+static void counter_went_back(struct smpl_unit *u, const char *why)
+{
+	smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, why);
+}
+
+void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why)
+{
+	struct smpl_action a = { 0 };
+
+	if (u->safety.fault == reason)
+		return;		/* latched already */
+	(void)smpl_safety_fault(&u->safety, reason, why, &a);
+	smpl_unit_apply(u, &a);
+}
+
+/* A treatment its counter cannot settle: ended unknown, counted as emitted, unit freed. */
+static void end_unknown(struct smpl_unit *u, int64_t id)
+{
+	struct store_treatment_finish f = {
+		.outcome = STORE_OUTCOME_UNKNOWN,
+		.end_ms = smpl_wall_ms(),
+	};
+	int r = store_treatment_end(u->daemon->store, id, &f);
+
+	if (r < 0 && r != -EALREADY)
+		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
+			 "treatment %" PRId64 " cannot be ended unknown: %s", id,
+			 store_errmsg(u->daemon->store));
+}
+
+/* Settles one treatment; false if it must be tried again later. */
+static bool settle_one(struct smpl_unit *u, int64_t id, enum store_outcome outcome,
+		       uint32_t counter)
 {
 	struct smpl_daemon *d = u->daemon;
-	struct open_list l = { .n = 0 };
+	int r = store_reconcile_treatment(d->store, id, counter, smpl_wall_ms());
+
+	if (r == 0 || r == -EALREADY) {
+		if (r == 0)
+			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
+				 "treatment %" PRId64 " settled from the shot counter (%" PRIu32 ")",
+				 id, counter);
+		if (id == u->closed.id) {
+			u->closed.end_known = true;
+			u->closed.shot_at_end = counter;
+		}
+		return true;
+	}
+	smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
+		 "treatment %" PRId64 " not settled: %s", id, store_errmsg(d->store));
+	if (r == -ERANGE)
+		counter_went_back(u, store_errmsg(d->store));
+	else if (r != -ENOENT && outcome != STORE_OUTCOME_OPEN)
+		return false;	/* the store fails now: again at the next read */
+	if (outcome == STORE_OUTCOME_OPEN)
+		end_unknown(u, id);
+	return true;
+}
+
+/*
+ * Treatments of this unit that wait for its counter: left open by a crash,
+ * unknown since the unit went away, or closed with the end counter unread.
+ * @counter was read while the unit was disarmed.  Its own open treatment
+ * is not touched.
+ */
+static void settle_treatments(struct smpl_unit *u, uint32_t counter)
+{
+	struct smpl_daemon *d = u->daemon;
+	struct unsettled_list l = { .n = 0 };
+	bool again = false;
 	int r;
 
-	(void)store_open_treatments(d->store, u->info.serial, collect_open, &l);
-	for (size_t i = 0; i < l.n; i++) {
-		r = store_reconcile_treatment(d->store, l.ids[i], u->status.shot_count,
-					      smpl_wall_ms());
-		if (r < 0)
-			smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " left open or unknown: not reconciled: %s",
-				 l.ids[i], store_errmsg(d->store));
-		else
-			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " left open or unknown: reconciled from "
-				 "the shot counter (%" PRIu32 ")", l.ids[i], u->status.shot_count);
-	}
+	r = store_counter_check(d->store, u->info.serial, counter);
+	if (r == -ERANGE)
+		counter_went_back(u, store_errmsg(d->store));
+	r = store_unsettled_treatments(d->store, u->info.serial, collect_unsettled, &l);
+	if (r < 0)
+		again = true;
+	for (size_t i = 0; i < l.n; i++)
+		if (l.ids[i] != u->treatment_id && !settle_one(u, l.ids[i], l.outcomes[i], counter))
+			again = true;
+	u->settle_pending = again || l.n == sizeof(l.ids) / sizeof(l.ids[0]);
+}
+
+/* Heartbeat: a treatment waits for the counter; read it once the unit is disarmed. */
+static void settle_if_pending(struct smpl_unit *u)
+{
+	uint32_t counter;
+	int64_t rtc;
+
+	if (!u->settle_pending || !u->connected || !u->published || u->treatment_id ||
+	    smpl_safety_is_armed(&u->safety))
+		return;
+	if (read_end_counter(u, &counter, &rtc))
+		settle_treatments(u, counter);
 }
 
 static void publish(struct smpl_unit *u)
@@ -478,7 +578,10 @@ static int probe(struct smpl_unit *u)
 	if (r < 0)
 		smpl_log(LOG_ERR, u->info.serial, NULL, "store-failed",
 			 "cannot record the unit: %s", store_errmsg(d->store));
-	reconcile(u);
+	/* What did it do while we were away?  Its counter says, once disarmed. */
+	u->settle_pending = true;
+	if (!armed_state(u->status.state))
+		settle_treatments(u, u->status.shot_count);
 	u->reprobe = false;
 	smpl_log(LOG_INFO, u->info.serial, NULL, "probed",
 		 "unit %s (%s, firmware %s, backend %s), shot count %" PRIu32,
@@ -497,6 +600,8 @@ static bool settled(uint8_t state)
 {
 	return state != SMPL_STATE_OFF && state != SMPL_STATE_SELF_TEST;
 }
+
+static void mark_emitting(struct smpl_unit *u, bool pulse);
 
 static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 {
@@ -518,15 +623,32 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 		smpl_audit(d, STORE_AUDIT_INTERLOCK, NULL, u, u->session ? u->session->id : 0,
 			   st->interlocks & ~old_interlocks ? "opened" : "closed", detail);
 	}
+	if (st->state == SMPL_STATE_EMITTING)
+		mark_emitting(u, false);
 	smpl_unit_apply(u, &a);
 	smpl_unit_sync_properties(u);
 }
 
-/* A pulse the unit reported after we closed its treatment (report lag). */
-static bool pulse_of_closed_treatment(struct smpl_unit *u, const struct smpl_pulse_n *p)
+/*
+ * The treatment a pulse was fired in, by its shot number: the open one if
+ * the shot is past its counter at arming; the last closed one if the shot
+ * is in its range (its report came late, or the end counter is not known
+ * yet).  0: fired outside every treatment the daemon armed.
+ */
+static int64_t treatment_of_pulse(const struct smpl_unit *u, uint32_t shot,
+				  int64_t *session_id)
 {
-	return !u->treatment_id && u->closed_treatment_id &&
-	       u->closed_shot_at_end != UINT32_MAX && p->shot <= u->closed_shot_at_end;
+	if (u->treatment_id && shot > u->treatment_shot_at_arm) {
+		*session_id = u->session ? u->session->id : 0;
+		return u->treatment_id;
+	}
+	if (u->closed.id && shot > u->closed.shot_at_arm &&
+	    (!u->closed.end_known || shot <= u->closed.shot_at_end)) {
+		*session_id = u->closed.session_id;
+		return u->closed.id;
+	}
+	*session_id = 0;
+	return 0;
 }
 
 static void record_pulse(struct smpl_unit *u, int64_t treatment_id,
@@ -546,30 +668,82 @@ static void record_pulse(struct smpl_unit *u, int64_t treatment_id,
 			 "cannot record pulse %" PRIu32 ": %s", p->shot, store_errmsg(d->store));
 }
 
+/*
+ * A pulse fired outside every treatment armed for it: after the unit's
+ * disarm was confirmed, or before any arming.  Every pulse goes into the
+ * records: against the unit's latest treatment (its patch was the one under
+ * the handpiece; counting it there never shortens a cooldown), or, with
+ * none, into the audit trail; and the unit faults.
+ */
+static void stray_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
+{
+	int64_t latest = u->treatment_id ? u->treatment_id : u->closed.id;
+	struct smpl_action a = { 0 };
+	char why[SMPL_SAFETY_MSG_MAX];
+
+	snprintf(why, sizeof(why), "pulse %" PRIu32 " (%" PRIu32 " uJ) fired outside any "
+		 "treatment armed for it (after the disarm)", p->shot, p->measured_uj);
+	if (latest)
+		record_pulse(u, latest, p);
+	else
+		smpl_audit(u->daemon, STORE_AUDIT_FAULT, NULL, u, 0, "stray-pulse", why);
+	if (smpl_safety_fault(&u->safety, SMPL_REASON_UNEXPECTED_PULSE, why, &a) != SMPL_ACT_NONE)
+		smpl_unit_apply(u, &a);
+}
+
+/*
+ * The first sign of emission of the open treatment goes into the records
+ * before anyone hears of it: the unit EMITTING, and its first pulse with the
+ * pulse itself.  A count lost later (a crash in the flush window, then a
+ * counter that went back) can then never free the patch (S2), and the
+ * recorded shot is the high water a counter is checked against (S3).
+ */
+static void mark_emitting(struct smpl_unit *u, bool pulse)
+{
+	struct smpl_daemon *d = u->daemon;
+
+	if (!u->treatment_id || (u->treatment_emitting && (!pulse || u->treatment_pulse_durable)))
+		return;
+	if (store_treatment_mark_emitting(d->store, u->treatment_id, smpl_wall_ms()) == 0) {
+		u->treatment_emitting = true;
+		u->treatment_pulse_durable |= pulse;
+		return;
+	}
+	smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "store-failed",
+		 "cannot record that treatment %" PRId64 " emits: %s", u->treatment_id,
+		 store_errmsg(d->store));
+	smpl_daemon_records_failed(d);
+}
+
 static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 {
 	struct smpl_daemon *d = u->daemon;
 	struct smpl_session *s = u->session;
 	struct smpl_action a = { 0 };
+	int64_t session_id = 0;
+	int64_t tid = treatment_of_pulse(u, p->shot, &session_id);
+	bool fresh = !u->reported_known || p->shot > u->max_reported_shot;
 
 	if (p->shot > u->status.shot_count)
 		u->status.shot_count = p->shot;
-	if (pulse_of_closed_treatment(u, p)) {
-		record_pulse(u, u->closed_treatment_id, p);
-		if (s && s->id == u->closed_session_id)
-			s->pulse_count++;
-		smpl_unit_sync_properties(u);
-		return;
+	if (fresh) {
+		u->reported_known = true;
+		u->max_reported_shot = p->shot;
 	}
-	if (u->treatment_id)
-		record_pulse(u, u->treatment_id, p);
 	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
-	if (s && u->treatment_id)
+	if (tid)
+		record_pulse(u, tid, p);
+	if (tid && tid == u->treatment_id)
+		mark_emitting(u, true);
+	if (fresh && s && session_id && s->id == session_id)
 		s->pulse_count++;
-	if (u->published)
+	if (fresh && u->published)
 		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Pulse", "ouuu",
-					 s ? s->path : "/", p->shot, p->measured_uj, p->set_uj);
+					 s && session_id == s->id ? s->path : "/", p->shot,
+					 p->measured_uj, p->set_uj);
 	smpl_unit_apply(u, &a);
+	if (!tid && fresh)
+		stray_pulse(u, p);
 	smpl_unit_sync_properties(u);
 }
 
@@ -585,7 +759,7 @@ static void on_disconnect(struct smpl_unit *u)
 		   u->session ? u->session->id : 0, "disconnected", "the unit went away");
 	smpl_unit_apply(u, &a);
 	if (u->treatment_id) {	/* not armed as far as the core knew: close anyway */
-		close_treatment(u, STORE_OUTCOME_INTERRUPTED);
+		smpl_unit_close_treatment(u, STORE_OUTCOME_INTERRUPTED);
 		smpl_daemon_flush(u->daemon);
 	}
 	smpl_unit_sync_properties(u);
@@ -598,6 +772,7 @@ static void on_connect(struct smpl_unit *u)
 	u->reprobe = u->published;	/* the same unit? what did it do while away? */
 	u->params_set = false;	/* the unit forgot them */
 	memset(&u->params, 0, sizeof(u->params));
+	u->reported_known = false;	/* its counter may have changed while away */
 	smpl_safety_connected(&u->safety, smpl_now_ms(u->daemon));
 	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "connect", "unit connected");
 	smpl_unit_sync_properties(u);
@@ -662,6 +837,7 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 	if (u->connected && (!u->published || u->reprobe) && !u->ignored &&
 	    u->status_known && settled(u->status.state))
 		(void)probe(u);		/* the last probe failed: try again */
+	settle_if_pending(u);
 	if (u->published) {
 		(void)smpl_safety_tick(&u->safety, smpl_now_ms(d), &a);
 		smpl_unit_apply(u, &a);

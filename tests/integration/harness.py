@@ -260,10 +260,11 @@ class Env:
                 rc = 'a hang (killed)'
         elif self.daemon and self.daemon.returncode != -signal.SIGKILL:
             rc = self.daemon.returncode
-        try:
-            self.bus.close()
-        except Exception:
-            pass
+        for bus in [self.bus] + getattr(self, 'extra_buses', []):
+            try:
+                bus.close()
+            except Exception:
+                pass
         self.bus_proc.terminate()
         self.bus_proc.wait(5)
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -316,6 +317,14 @@ class Env:
         self.unit(bus=bus).SetParameters(params or GOOD_PARAMS)
         return spath
 
+    def ready_session_on(self, unit, patient, patch, bus=None, params=None):
+        """ready_session() on the unit at path @unit."""
+        spath = self.unit(unit, bus).StartSession(patient)
+        self.session(spath, bus).SelectPatch(patch)
+        self.session(spath, bus).ConfirmEyewear()
+        self.unit(unit, bus).SetParameters(params or GOOD_PARAMS)
+        return spath
+
     def arm_to_ready(self, bus=None):
         self.unit(bus=bus).Arm()
         self.wait_unit_state('ready', 6)
@@ -328,6 +337,46 @@ class Env:
         self.sim().SetFootswitch(False)
         pump(0.2)
         return int(self.unit_prop('ShotCount')) - before
+
+    # --- the truth outside the daemon, and its records ----------------------
+
+    def fired(self, serial='SIM00001'):
+        """The shots the simulated unit fired, from its fired log (what it did,
+        whatever the daemon recorded): a list of dicts shot, measured_uj, set_uj,
+        wall_ms."""
+        path = os.path.join(self.state_dir, 'sim-%s.fired' % serial)
+        try:
+            with open(path) as f:
+                return [{k: int(v) for k, v in (kv.split('=') for kv in line.split())}
+                        for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def records(self):
+        """A read-only connection to the daemon's records (sqlite3)."""
+        import sqlite3
+        db = sqlite3.connect('file:%s?mode=ro' % os.path.join(self.state_dir, 'records.db'),
+                             uri=True, timeout=5)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def query(self, sql, *args):
+        db = self.records()
+        try:
+            return [dict(r) for r in db.execute(sql, args)]
+        finally:
+            db.close()
+
+    def recorded_shots(self, serial='SIM00001'):
+        """Shot numbers of the unit's pulses in the records, in order (repeats kept)."""
+        return [r['shot'] for r in self.query(
+            'SELECT shot FROM pulses WHERE unit_serial = ? ORDER BY shot', serial)]
+
+    def second_client(self):
+        """Another connection to the same bus: a second client, not the owner."""
+        bus = dbus.bus.BusConnection(self.address)
+        self.extra_buses = getattr(self, 'extra_buses', []) + [bus]
+        return bus
 
     def treat(self, patient='p-001', patch='crown', seconds=0.6):
         """A whole treatment with pulses; returns (session path, pulses)."""

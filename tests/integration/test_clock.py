@@ -243,15 +243,18 @@ def test_backward_jump_before_newest_record():
         assert not eligible
         env.set_offset(-DAY_S)
 
-        # The treated patch: still refused, eligible from the same instant.
-        eligible2, next_usec2, why = env.manager().CheckPatch('p-c03', 'crown')
-        assert not eligible2 and next_usec2 == next_usec, (eligible2, next_usec, next_usec2, why)
+        # Under a clock behind the records no eligibility is answered.
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c03', 'crown',
+                     contains=('earlier than the newest arming',))
         spath = env.unit().StartSession('p-c03')
-        expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown')
-        env.session(spath).End('cooldown')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).End('clock')
 
         # A patient never treated: everything else ready, Arm refused for the clock.
-        env.ready_session('p-c04', 'crown')
+        spath = env.unit().StartSession('p-c04')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(harness.GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm,
                      contains=('is earlier than the newest record',))
         assert env.unit_prop('State') == 'standby'
@@ -259,12 +262,18 @@ def test_backward_jump_before_newest_record():
         assert env.treatments() == treated, 'the records changed under a clock gone back'
         assert env.history('p-c04') == []
 
+        # The clock right again: the treated patch is in its cooldown, to the same instant.
+        env.set_offset(0)
+        eligible2, next_usec2, why = env.manager().CheckPatch('p-c03', 'crown')
+        assert not eligible2 and next_usec2 == next_usec, (eligible2, next_usec, next_usec2, why)
+
 
 @test
 def test_forward_43_days_does_not_shorten_cooldown():
-    """+43 d with the unit's RTC at the true time: the host clock says the patch is
-    eligible, but nothing arms: a patch selected under that clock is refused at Arm
-    once the clock is back (CooldownActive), and Arm under it is ClockUnreliable."""
+    """+43 d with the unit's RTC at the true time: the host clock would say the patch
+    is eligible, but neither CheckPatch nor SelectPatch answers under that clock
+    (ClockUnreliable), Arm under it is ClockUnreliable, and once the clock is back
+    the patch is in its cooldown (CooldownActive)."""
     with ClockEnv() as env:
         env.start()
         _, pulses = env.treat('p-c05', 'crown')
@@ -275,15 +284,16 @@ def test_forward_43_days_does_not_shorten_cooldown():
         env.unit().SetParameters(harness.GOOD_PARAMS)
 
         env.set_offset(43 * DAY_S)
-        eligible, _, why = env.manager().CheckPatch('p-c05', 'crown')
-        print('# +43 d: CheckPatch(crown) by the host clock: eligible=%s (%s)' %
-              (bool(eligible), why))
-        env.session(spath).SelectPatch('crown')  # accepted: the cooldown is on the host clock
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c05', 'crown',
+                     contains=("off the unit's RTC",))
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown',
+                     contains=("off the unit's RTC",))
 
-        # The clock back before Arm: the eligibility computed under +43 d does
-        # not carry over (the store checks the cooldown again when arming).
+        # The clock back: the patch is in its cooldown.
         env.set_offset(0)
-        expect_error('CooldownActive', env.unit().Arm, contains=('eligible from',))
+        expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown',
+                     contains=('eligible from',))
+        expect_error('NoPatch', env.unit().Arm)
         assert env.unit_prop('State') == 'standby'
         assert_no_pulse(env)
 

@@ -688,7 +688,15 @@ def test_clock_behind_records_blocks_arming():
             " VALUES (900, 'p-other', 'occipital', 'SIM00001', '1.0.0', 0, 'root',"
             " 1064, 3000, 3000, 10000, 5000, 212058, ?1, ?2, ?1, 0, 0, 0,"
             " 'completed')", (later, later // 1000)))
-        env.ready_session('p-025', 'crown')
+        # Eligibility is not answered under such a clock (it could say "eligible"),
+        # and arming is refused.
+        spath = env.unit().StartSession('p-025')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown',
+                     contains=('earlier than the newest arming',))
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-025', 'crown',
+                     contains=('earlier than the newest arming',))
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm,
                      contains=('earlier than the newest record',))
         assert env.unit_prop('State') == 'standby'

@@ -20,7 +20,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ERR, Env, expect_error, main, pump, test, wait_until)  # noqa: E402
+from harness import (ERR, GOOD_PARAMS, Env, expect_error, main, pump, test, wait_until)  # noqa: E402
 
 
 class Tmpfs:
@@ -464,12 +464,19 @@ def test_rtc_skew_while_ready_blocks_the_next_arm():
             env.unit().Disarm()
             env.wait_unit_state('standby')
         env.session(spath).End('done')
-        env.ready_session('p-rtc', 'occipital')
+        # Under that clock no eligibility is answered (it could say "eligible")
+        # and nothing arms.
+        spath = env.unit().StartSession('p-rtc')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'occipital',
+                     contains=("off the unit's RTC",))
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm)
         pump(0.3)
         assert env.unit_prop('State') == 'standby', env.unit_prop('State')
         assert 'occipital' not in recorded(env, 'p-rtc'), recorded(env, 'p-rtc')
         env.sim().SetRtcSkew(dbus.Int64(0))
+        env.session(spath).SelectPatch('occipital')
         wait_until(lambda: _arms(env), 3, 'arming with the RTC right again')
         env.unit().Disarm()
         env.wait_unit_state('standby')

@@ -21,7 +21,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ERR, ROOT, Env, main, pump, test, wait_until  # noqa: E402
+from harness import ERR, ROOT, UNIT1, Env, main, pump, test, wait_until  # noqa: E402
 
 POLKIT = 'org.freedesktop.PolicyKit1'
 TIMEOUT_S = 2
@@ -323,6 +323,72 @@ def test_polkit_in_time_is_obeyed():
         mock.SetDelay(0)
         mock.SetAllowed(ALL_ACTIONS)
         env.session(spath).End('')
+
+
+def _leave_with_a_query_pending(env, mock, i):
+    """A client opens a session, asks SelectPatch while polkit hangs on treat, and
+    leaves the bus: its session goes before polkit answers."""
+    bus = dbus.bus.BusConnection(env.address)
+    spath = env.unit(bus=bus).StartSession('p-leak-%d' % i)
+    mock.SimulateHangActions(['org.smplaser.treat'])
+    call_async('SelectPatch', env.session(spath, bus).SelectPatch, 'crown')
+    wait_until(lambda: mock.HaveHangingCalls(), 5, 'the polkit query')
+    bus.close()
+    wait_until(lambda: env.unit_prop('Session') == '/', 5, 'the session closed')
+    mock.SimulateHangActions([])
+
+
+@test
+def test_polkit_queries_of_vanished_sessions_never_leak():
+    """Issue 11.9: 300 calls whose session vanished before polkit answered.  Each query
+    is freed whatever the re-dispatched call found, so polkit's late answers leave no
+    query behind: afterwards every privileged call is still answered (not "too many
+    calls are waiting for polkit")."""
+    with Env(config='[auth]\npolkit_timeout_s = 100\n', bus_type='system') as env:
+        mock = start_polkit_mock(env)
+        env.start()
+        for i in range(300):
+            _leave_with_a_query_pending(env, mock, i)
+            if i % 20 == 19:
+                mock.ReleaseHangingCalls()      # the late answers: objects gone
+        mock.ReleaseHangingCalls()
+        pump(0.5)
+        spath = env.unit().StartSession('p-after')
+        env.session(spath).SelectPatch('crown')
+        env.session(spath).End('done')
+        assert 'too many' not in env.log()
+
+
+@test
+def test_one_client_cannot_exhaust_polkit_for_everyone():
+    """Issue 11.9: one client holding its checks open (polkit waiting on it) is capped
+    per connection and per user; another user's call still goes through at once."""
+    with Env(config='[auth]\npolkit_timeout_s = 100\n', bus_type='system') as env:
+        mock = start_polkit_mock(env)
+        env.start()
+        mock.SimulateHangActions(['org.smplaser.records'])
+        pending = [call_async('History', env.manager().History, 'p-%d' % i)
+                   for i in range(40)]
+        wait_until(lambda: sum(p.done() for p in pending) >= 40 - 16, 5,
+                   'calls beyond the per-client cap denied')
+        denied = [p for p in pending if p.done()]
+        assert len(denied) == 40 - 16, len(denied)
+        assert all(p.error.get_dbus_name() == ERR + 'NotAuthorized' and
+                   "this client's calls" in p.error.get_dbus_message() for p in denied)
+        # Another user (nobody) on its own connection: polkit still asked, and answers.
+        mock.SetAllowed(ALL_ACTIONS)
+        code = ('import dbus, sys\n'
+                'b = dbus.bus.BusConnection(sys.argv[1])\n'
+                'u = dbus.Interface(b.get_object("org.smplaser.Laser1", "%s"),'
+                ' "org.smplaser.Laser1.Unit")\n'
+                'print(u.StartSession("p-other"))\n' % UNIT1)
+        out = subprocess.run(['setpriv', '--reuid=nobody', '--regid=nogroup',
+                              '--clear-groups', '/usr/bin/python3', '-c', code, env.address],
+                             capture_output=True, text=True, timeout=20)
+        assert out.returncode == 0, out.stderr
+        assert '/session/' in out.stdout, out.stdout
+        mock.ReleaseHangingCalls()
+        wait_until(lambda: all(p.done() for p in pending), 5, 'the held calls answered')
 
 
 @test
