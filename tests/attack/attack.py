@@ -23,6 +23,7 @@ Every run prints its seeds; Debian's /usr/bin/python3 (python3-dbus).
 import argparse
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -66,9 +67,13 @@ class Runner:
         self.keep_going = keep_going
         self.t0 = time.monotonic()
         self.first = {}          # class -> (seconds from the cold start, violation)
+        self.stop_when = None
+        self.sign = None         # (seconds, violation) of the first violation stop_when took
 
     def report(self, v):
         t = time.monotonic() - self.t0
+        if self.sign is None and getattr(v, 'hit', False):
+            self.sign = (t, v)
         if v.cls not in self.first:
             self.first[v.cls] = (t, v)
             print('# FOUND %s at %.1f s (episode %s +%.1f s): %s' % (
@@ -85,6 +90,7 @@ class Runner:
         """Returns (violations, episode, error text or None)."""
         ep = Episode(rng, cfg, report=self.report, keep_going=self.keep_going,
                      log=self.log, name=name)
+        ep.stop_when = self.stop_when
         err = None
         try:
             fn(ep, rng, *args)
@@ -206,6 +212,8 @@ def random_episodes(runner, seconds, seed, features, ignore, episode_s, stop_fir
 
 
 def main():
+    # killed (timeout, ^C): the episode's finally still stops its daemon and bus
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument('mode', choices=['check', 'seed', 'seeds', 'random', 'hunt', 'replay'])
     ap.add_argument('names', nargs='*')
@@ -298,14 +306,28 @@ def main():
         ignore = ignored_classes(others)
         print('# hunting hole %d: features %s; ignoring %s' % (
             a.hole, ','.join(features), ','.join(sorted(ignore))))
-        runner = Runner(verbose=a.verbose, keep_going=False)
-        found, episodes = random_episodes(runner, seconds, seed, features, ignore, a.episode,
-                                          True)
+        runner = Runner(verbose=a.verbose, keep_going=True)
+        runner.stop_when = lambda v, ep: driver.hole_sign(a.hole, v, ep)
+        end = time.monotonic() + seconds
+        master = random.Random(seed)
+        episodes = 0
+        while runner.sign is None and time.monotonic() < end - 5:
+            ep_seed = master.randrange(2 ** 31)
+            rng = random.Random(ep_seed)
+            cfg = episode_config(rng, features, ignore)
+            length = min(a.episode, max(5, end - time.monotonic() - 8))
+            print('# episode r%d: %d units, test spot %s, features %s' % (
+                ep_seed, cfg['units'], cfg.get('test_spot', 0) or 'off',
+                ','.join(sorted(cfg['features']))))
+            sys.stdout.flush()
+            runner.run_episode('r%d' % ep_seed, driver.run_random, cfg, rng, length,
+                               cfg['features'])
+            episodes += 1
         took = time.monotonic() - runner.t0
-        if found:
+        if runner.sign:
+            t, v = runner.sign
             print('# hole %d: %s found after %.1f s (seed %d, %d episodes): %s' % (
-                a.hole, found[0][0], runner.first[found[0][0]][0] if found[0][0] in
-                runner.first else took, seed, episodes, one_line(found[0][2])[:300]))
+                a.hole, v.cls, t, seed, episodes, one_line(v.detail)[:300]))
             return 0
         print('# hole %d: not found in %.0f s (seed %d, %d episodes)' % (a.hole, took, seed,
                                                                           episodes))

@@ -26,14 +26,21 @@ Violation classes (each names the invariant it breaks):
   S3-uncounted        a closed treatment without a pulse count
   S3-open             a treatment left open or unknown although its unit came back
   S3-phantom / S3-misattributed  a pulse row for a shot never fired / fired in another session
+  S3-rows-lost        fewer pulse rows (measured energies) than pulses fired, when no report
+                      could be lost (no SIGKILL, unplug or dropped report during the session)
+  S3-rows-reset       the same, for shot numbers the unit fires again after its counter
+                      went back and the reset was acknowledged
   S3-session-count    a session's PulseCount above what it fired
   S4-after-disarm     a pulse fired after Disarm (or End) was answered
   S4-owner-gone       a pulse fired more than 1.5 s after the session's owner left the bus
   S5-energy           a pulse fired after one outside +/-20% in the same arming
+  S5-limit            a patch fired past its pulse limit (pulses per patch, test spot)
+  limit-early         the daemon disarmed for the pulse limit before it was reached
   S6-not-owner        a call by a connection that did not open the session changed it
   S6-disarm           Disarm refused
   S8-clock            Arm succeeded with the host clock off the unit's RTC by > 5 min
   prop-cache          a property cache fed by the signals differs from GetAll
+  records-utf8        text in the records that is not UTF-8
   unplug-objects      Simulator Unplug/Replug without InterfacesRemoved/InterfacesAdded
   fault-name          a Fault signal that does not name the injected fault
   api-name-clash      a property named like a signal of the same interface
@@ -41,17 +48,14 @@ Violation classes (each names the invariant it breaks):
   signal-unorderly    SIGHUP/SIGPIPE ended the daemon without the orderly stop
   audit-missing       a successful SelectPatch/ConfirmEyewear/SetParameters not audited
 """
-import os
-import random
 import re
 import signal
 import time
 
 import dbus
 
-from world import (World, Found, Result, norm, unit_serial, unit_path, session_id,  # noqa: F401
-                   CALL_TIMEOUT_S, DAY_S, ROOT, MANAGER, UNIT, SESSION, SIMULATOR,
-                   PROPS, ERR, OBJMGR)
+from world import (World, Found, norm, unit_serial, unit_path, session_id,
+                   CALL_TIMEOUT_S, ROOT, MANAGER, UNIT, SESSION, SIMULATOR, PROPS, OBJMGR)
 import harness
 
 PATCHES = ['frontal-hairline', 'mid-scalp', 'crown', 'left-temporal', 'right-temporal',
@@ -152,6 +156,8 @@ class Episode:
         self.suspects = {}
         self.left = []                # (serial, target, time) of owners gone
         self.stats = {'calls': 0, 'arms_ok': 0, 'restarts': 0, 'steps': 0}
+        self.disk_filled = False
+        self.stop_when = None          # fn(violation, episode): end the episode at it
         self.seen = set()
         self.episode_incarnation_ok = True
 
@@ -166,10 +172,11 @@ class Episode:
             self.ignored.append(v)
             return
         self.violations.append(v)
-        if (cls, detail[:60]) not in self.seen:
+        v.hit = bool(self.stop_when and self.stop_when(v, self))
+        if (cls, detail[:60]) not in self.seen or v.hit:
             self.seen.add((cls, detail[:60]))
             self.report(v)
-        if fatal or not self.keep_going:
+        if fatal or not self.keep_going or v.hit:
             raise Found(str(v))
 
     def step(self, what):
@@ -291,6 +298,7 @@ class Episode:
             u = self.units[s]
             u['plugged'], u['session'], u['open'] = True, None, set()
             u['armed_at'] = None
+            u['hold_until'] = None
             self.truth.target[s] = None
         self.check_api_names()
 
@@ -311,9 +319,30 @@ class Episode:
         harness.pump(0)
         self.drain()
         self.check_alive()
+        if self.world.running():
+            self.release_reports()
         if compare and self.world.running():
             self.compare_cache()
             self.check_pulse_counts()
+
+    def hold_reports(self, serial, ms):
+        """The unit's interrupt reports held back @ms (Simulator.HoldReports; the
+        unit goes on firing and answering), then released, late and in order."""
+        self.step('reports of %s held back %d ms' % (serial, ms))
+        r = self.sim(serial, 'HoldReports', True)
+        if r.error and 'UnknownMethod' in r.error:      # a daemon before HoldReports
+            return self.sim(serial, 'SetHostile', 'late-reports', dbus.UInt32(ms))
+        if r.ok:
+            self.units[serial]['hold_until'] = time.monotonic() + ms / 1000.0
+        return r
+
+    def release_reports(self, force=False):
+        now = time.monotonic()
+        for s in self.serials:
+            u = self.units[s]
+            if u.get('hold_until') and (force or now >= u['hold_until']):
+                u['hold_until'] = None
+                self.sim(s, 'HoldReports', False)
 
     def check_pulse_counts(self):
         """A session's PulseCount (as a client's cache has it) never exceeds the pulses
@@ -757,6 +786,7 @@ class Episode:
         self.set_clock(0)
         if not self.world.running():
             self.start()
+        self.release_reports(force=True)
         for s in self.serials:
             if self.unit_state(s) == 'disconnected' or not self.units[s]['plugged']:
                 self.replug(s)
@@ -859,14 +889,25 @@ class Episode:
             if t:
                 k = (row['unit_serial'], t['session_id'])
                 rows_of[k] = rows_of.get(k, 0) + 1
+        # shots a unit fired again after its counter went back (a reflash, NV loss)
+        reused = set()
+        for s in self.serials:
+            seen = set()
+            for p in self.truth.pulses[s]:
+                if p['shot'] in seen and p['target'] is not None:
+                    reused.add((s, p['target']['sid']))
+                seen.add(p['shot'])
         for key, n in sorted(fired.items()):
             if key in tainted:
                 continue
             got = rows_of.get(key, 0)
             if got < n:
-                self.found('S3-rows-lost', 'session %d on %s: the unit fired %d pulses and '
-                           'reported each; %d pulse rows (measured energy) in the records' % (
-                               key[1], key[0], n, got))
+                self.found('S3-rows-reset' if key in reused else 'S3-rows-lost',
+                           'session %d on %s: the unit fired %d pulses and reported each; '
+                           '%d pulse rows (measured energy) in the records%s' % (
+                               key[1], key[0], n, got,
+                               ' (shot numbers fired again after its counter went back)'
+                               if key in reused else ''))
 
         recs = {}
         for t in treatments:

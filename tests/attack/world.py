@@ -8,7 +8,6 @@ from <state>/sim-<serial>.fired (each a symlink to a file outside the state
 directory, so a full disk there cannot hide a pulse), and which session and
 patch each pulse belongs to is what THIS process knows it armed for.
 """
-import errno
 import os
 import signal
 import sqlite3
@@ -23,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, '..', '..'))
 sys.path.insert(0, os.path.join(TOP, 'tests', 'integration'))
 import harness  # noqa: E402
-from harness import BUS_NAME, ROOT, MANAGER, UNIT, SESSION, SIMULATOR, PROPS, ERR  # noqa: E402,F401
+from harness import BUS_NAME, ROOT, MANAGER, UNIT, SESSION, SIMULATOR, PROPS, ERR  # noqa: E402,F401 (re-exported)
 
 OBJMGR = 'org.freedesktop.DBus.ObjectManager'
 LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
@@ -418,7 +417,6 @@ class World:
         battery-backed clock keeps true time whatever the host says, so its NV offset is
         set to (its skew - the host's offset) before the daemon starts."""
         for s, skew in self.rtc_skew.items():
-            path = os.path.join(self.state_dir, 'sim-%s.nv' % s)
             shots = self.nv_shots(s)
             if shots is None and skew == 0 and self.clock_offset == 0:
                 continue
@@ -540,4 +538,5 @@ class World:
 
 
 __all__ = ['World', 'Client', 'Result', 'Truth', 'Cache', 'Found', 'norm', 'unit_serial',
-           'unit_path', 'session_id', 'CALL_TIMEOUT_S', 'DAY_S', 'errno']
+           'unit_path', 'session_id', 'CALL_TIMEOUT_S', 'DAY_S', 'BUS_NAME', 'ROOT', 'MANAGER',
+           'UNIT', 'SESSION', 'SIMULATOR', 'PROPS', 'ERR', 'OBJMGR']

@@ -28,7 +28,6 @@ Usage: tests/soak/soak.py [--duration SECONDS] [--seed N] [--units N]
 import argparse
 import os
 import random
-import signal
 import sys
 import time
 
@@ -36,7 +35,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'attack'))
 
 import attack  # noqa: E402
-import driver  # noqa: E402
 from attacker import Episode, PATCHES, INTERLOCKS, params  # noqa: E402
 from world import Found, UNIT  # noqa: E402
 
