@@ -99,8 +99,32 @@ class Runner:
         except Exception:
             err = traceback.format_exc()
         finally:
+            if ep.violations or err:
+                keep(ep, err)
             ep.close()
         return ep.violations, ep, err
+
+
+KEEP_DIR = os.path.join(HERE, '..', '..', 'build', 'attack')
+
+
+def keep(ep, err):
+    """The whole program, the violations and the daemon's log of an episode that found
+    something: build/attack/<episode>.txt."""
+    try:
+        os.makedirs(KEEP_DIR, exist_ok=True)
+        path = os.path.join(KEEP_DIR, '%s.txt' % ep.name)
+        with open(path, 'w') as f:
+            f.write('config: %r\n\n' % (ep.cfg,))
+            for v in ep.violations:
+                f.write('VIOLATION %s at %.1f s: %s\n' % (v.cls, v.t, v.detail))
+            if err:
+                f.write(err)
+            f.write('\nsteps:\n' + '\n'.join(ep.steps) + '\n\ndaemon log:\n')
+            f.write(ep.world.log())
+        print('# kept: %s' % os.path.relpath(path))
+    except OSError:
+        pass
 
 
 def dump(ep, err=None, lines=25):
@@ -184,9 +208,9 @@ def random_episodes(runner, seconds, seed, features, ignore, episode_s, stop_fir
         cfg = episode_config(rng, features, ignore)
         length = min(episode_s, max(5, end - time.monotonic() - 8))
         name = 'r%d' % ep_seed
-        print('# episode %s: %d units, test spot %s, features %s, %.0f s' % (
+        print('# episode %s: %d units, test spot %s, %s, features %s, %.0f s' % (
             name, cfg['units'], cfg.get('test_spot', 0) or 'off',
-            ','.join(sorted(cfg['features'])), length))
+            'calm' if cfg.get('calm') else 'busy', ','.join(sorted(cfg['features'])), length))
         sys.stdout.flush()
         violations, ep, err = runner.run_episode(name, driver.run_random, cfg, rng, length,
                                                  cfg['features'])

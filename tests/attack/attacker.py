@@ -23,6 +23,10 @@ Violation classes (each names the invariant it breaks):
   S2-decision         CheckPatch/SelectPatch says eligible for a patch that emitted
   S2-history          History(patient in another case) misses an emitting treatment
   S3-lost / S3-extra  a session's fired pulses and its recorded pulse count differ
+  S3-reset-count      a treatment closed from a counter that went back (after the reset was
+                      acknowledged) with fewer pulses than it fired
+  S3-counter-jump     a session's count above its fired pulses after the unit's counter
+                      jumped forward while it was armed (a faulty unit believed)
   S3-uncounted        a closed treatment without a pulse count
   S3-open             a treatment left open or unknown although its unit came back
   S3-phantom / S3-misattributed  a pulse row for a shot never fired / fired in another session
@@ -157,6 +161,7 @@ class Episode:
         self.left = []                # (serial, target, time) of owners gone
         self.stats = {'calls': 0, 'arms_ok': 0, 'restarts': 0, 'steps': 0}
         self.disk_filled = False
+        self.clock_was_ahead = False
         self.stop_when = None          # fn(violation, episode): end the episode at it
         self.seen = set()
         self.episode_incarnation_ok = True
@@ -209,10 +214,14 @@ class Episode:
         return r
 
     def sim(self, serial, method, *args):
-        if method == 'DropNextReply' and args and args[0] == 'pulse-report':
-            self.taint(serial, 'pulse report dropped')
+        u = self.units[serial]
+        if method == 'DropNextReply':
+            # one slot: the next pulse's report is lost (pulse-report), or nothing is
+            self.drain()
+            u['drop_pulse_pending'] = bool(args) and args[0] == 'pulse-report'
         if method == 'SetHostile':
             self.taint(serial, 'hostile')
+            u['hostile_until'] = time.monotonic() + 3.0
         return self.call('hands', self.units[serial]['path'], SIMULATOR, method, *args)
 
     # --- the truth, online --------------------------------------------------------------
@@ -233,6 +242,11 @@ class Episode:
                 self.found('S4-owner-gone', '%s fired shot %d %.1f s after the owner of '
                            'session %d left the bus' % (s, p['shot'], p['seen'] - when,
                                                         tgt['sid']))
+        if u.get('drop_pulse_pending'):
+            u['drop_pulse_pending'] = False
+            tgt['taint'].add('pulse report dropped')
+        if u.get('hostile_until', 0) > p['seen']:
+            tgt['taint'].add('hostile')
         dev = p['measured'] / p['set'] - 1 if p['set'] else 0
         if u['bad_pulse_arm'] == tgt['arm']:
             self.found('S5-energy', '%s fired shot %d after a pulse outside +/-20%% in the '
@@ -312,6 +326,7 @@ class Episode:
             self.units[s]['session'] = None
             self.truth.target[s] = None
             self.units[s]['stopped_at'] = None
+            self.units[s]['drop_pulse_pending'] = False
 
     # --- checks after every step ---------------------------------------------------------
 
@@ -528,7 +543,8 @@ class Episode:
                                          'patient': sess['patient'], 'patch': sess['patch'],
                                          'serial': serial, 'fired': 0,
                                          'clock': self.world.clock_offset,
-                                         'at': time.monotonic(), 'taint': set()}
+                                         'at': time.monotonic(), 'taint': set(),
+                                         'jumped': u.pop('jumped', False)}
             u['stopped_at'] = None
         self.step('%s Arm on %s (session %s)' % (who, serial, sess['sid'] if sess else '-'))
         r = self.call(who, u['path'], UNIT, 'Arm')
@@ -731,11 +747,18 @@ class Episode:
         r = self.sim(serial, 'SetShotCounter', dbus.UInt32(count))
         if r.ok and count <= cur:
             self.units[serial]['counter_back_at'].append(time.monotonic())
+        if r.ok and count > cur + 1:
+            self.units[serial]['jumped'] = True     # the next arming's count may include it
+            t = self.truth.target[serial]
+            if t is not None:
+                t['jumped'] = True
         return r
 
     def set_clock(self, offset):
         if self.world.set_clock(offset):
             self.step('host clock %+d s' % offset)
+            if offset > 0:
+                self.clock_was_ahead = True
 
     def rtc_skew(self, serial, skew):
         """The unit's RTC is off the true time by @skew s."""
@@ -843,17 +866,16 @@ class Episode:
                 self.call('hands', self.units[s]['path'], UNIT, 'AcknowledgeFault')
                 self.wait(0.5)
             if not ok:
+                # records written while the host clock was ahead (within the RTC bound, or
+                # calls that write no arming) legitimately hold arming until true time
+                # catches up with them (S8)
                 clockish = last is not None and last.short() == 'ClockUnreliable' and \
-                    self.forward_arms
+                    self.clock_was_ahead
                 if not clockish:
                     self.found('liveness-arm', 'after settling, %s never armed again for a '
                                'fresh patient: %s %s' % (s, last.short() if last else '?',
                                                          last.message[:160] if last else ''))
 
-    @property
-    def forward_arms(self):
-        return any(p['target'] and p['target']['clock'] > 0
-                   for s in self.serials for p in self.truth.pulses[s])
 
     def judge(self):
         """After a clean stop: the records against the truth."""
@@ -909,6 +931,7 @@ class Episode:
                                ' (shot numbers fired again after its counter went back)'
                                if key in reused else ''))
 
+        jumped = {(t['serial'], t['sid']) for t in targets.values() if t.get('jumped')}
         recs = {}
         for t in treatments:
             recs.setdefault((t['unit_serial'], t['session_id']), []).append(t)
@@ -949,6 +972,10 @@ class Episode:
                                % (sid, s, known, n))
             elif known != n:
                 cls = 'S3-lost' if known < n else 'S3-extra'
+                if known > n and key in jumped:
+                    cls = 'S3-counter-jump'
+                if known < n and backs and any(t['outcome'] == 'reconciled' for t in rows):
+                    cls = 'S3-reset-count'
                 self.found(cls, 'session %d on %s (%s): the unit fired %d pulses, the records '
                            'count %d (%s)' % (sid, s, rows[0]['patient'] if rows else '?', n,
                                               known, ', '.join('%s/%s/%s' % (

@@ -17,13 +17,14 @@ from world import DAY_S, UNIT
 # trigger a hole still listed open (tests/attack/open-holes).
 FEATURES = ['intruder', 'leaver', 'drop', 'drop-status', 'counter', 'kill', 'signals',
             'clock', 'disk', 'hostile', 'unplug', 'faults', 'drift', 'case', 'testspot',
-            'rtc', 'late-reports']
+            'rtc', 'late-reports', 'counter-forward']
 CLIENTS = ['op1', 'op2', 'op3']
 
 
 class RandomProgram:
     def __init__(self, ep, rng, features):
         self.ep, self.rng, self.f = ep, rng, set(features)
+        self.calm = ep.cfg.get('calm', False)
         self.progress = {}         # session path -> dict of done steps
 
     def pick_patient(self, serial):
@@ -32,7 +33,8 @@ class RandomProgram:
         others = [ep.sessions[ep.units[s]['session']]['patient'] for s in ep.serials
                   if s != serial and ep.units[s]['session']]
         roll = rng.random()
-        if others and roll < 0.25:
+        # with the test-spot rule, a patient on two units at once is the interesting case
+        if others and roll < (0.5 if ep.test_spot else 0.25):
             p = rng.choice(others)
         elif emitted and roll < 0.6:
             p = rng.choice(sorted(emitted))
@@ -75,14 +77,16 @@ class RandomProgram:
                 u['release_at'] = None
                 ep.footswitch(s, False)
         roll = rng.random()
-        if roll < 0.83 and not (0.75 <= roll and 'intruder' in self.f):
+        # a quieter clinic half the time: more treatments, more pulses
+        p_adv, p_int = (0.86, 0.06) if self.calm else (0.75, 0.08)
+        if roll < p_adv or (roll < p_adv + p_int and 'intruder' not in self.f):
             states = {s: ep.unit_state(s) for s in ep.serials}
             ready = [s for s in ep.serials if self.actionable(s, states[s], now)]
             if ready:
                 self.advance(rng.choice(ready), states)
             else:
                 ep.wait(0.05)
-        elif roll < 0.83:
+        elif roll < p_adv + p_int:
             self.intrude(rng.choice(ep.serials))
         else:
             self.perturb(rng.choice(ep.serials))
@@ -122,11 +126,21 @@ class RandomProgram:
             r = ep.select_patch(who, sp, self.pick_patch(sess['patient']))
             pr['reselect'] = not r.ok and bool(sess['patch'])
             return
+        if pr.get('fails', 0) > 4:
+            ep.end(who, sp, 'giving up')
+            return
         if not sess['eyewear']:
-            ep.confirm_eyewear(who, sp)
+            r = ep.confirm_eyewear(who, sp)
+            if not r.ok:
+                pr['fails'] = pr.get('fails', 0) + 1
+                self.fix(s, r)
             return
         if not pr.get('params'):
-            pr['params'] = ep.set_params(who, s, self.params()).ok
+            r = ep.set_params(who, s, self.params())
+            pr['params'] = r.ok
+            if not r.ok:
+                pr['fails'] = pr.get('fails', 0) + 1
+                self.fix(s, r)
             return
         st = states[s]
         if st in ('standby', 'fault') and not pr.get('armed'):
@@ -331,8 +345,8 @@ class RandomProgram:
         roll = rng.random()
         if roll < 0.5:
             ep.set_shot_counter(s, max(0, cur - rng.randrange(1, 20)))
-        elif roll < 0.7:
-            ep.set_shot_counter(s, cur + rng.randrange(1, 1000))
+        elif roll < 0.7 and 'counter-forward' in self.f:
+            ep.set_shot_counter(s, cur + rng.randrange(2, 1000))
         else:
             # the unit comes back lower after the host went down (NV loss, reflash)
             ep.kill(nv_back=(s, rng.choice([rng.randrange(1, 10), 10 ** 6])))
@@ -422,10 +436,11 @@ class RandomProgram:
 
 def random_config(rng, features):
     cfg = {'units': rng.choice([2, 2, 3]), 'features': set(features)}
-    if 'testspot' in features and rng.random() < 0.4:
+    if 'testspot' in features and rng.random() < 0.5:
         cfg['test_spot'] = rng.choice([3, 5, 20])
     if rng.random() < 0.3:
         cfg['pulses_per_patch'] = rng.choice([8, 25])
+    cfg['calm'] = rng.random() < 0.5
     if 'clock' in features and rng.random() > 0.45:
         cfg['features'].discard('clock')
     if 'disk' in features and rng.random() > 0.3:
@@ -536,6 +551,44 @@ def seed_counter_reset_rows(ep, rng):
     ep.kill(nv_back=(s, 10 ** 6))
     ep.call('op1', ep.units[s]['path'], UNIT, 'AcknowledgeFault')
     treat(ep, 'op1', s, 'p101-1', 'crown', 0.6)
+    ep.finish()
+
+
+def seed_counter_back_acknowledged(ep, rng):
+    """Found by the attacker (not in issue 11): SIGKILL after the pulses were stored,
+    the unit comes back with a lower counter (not believed: the unit faults), the
+    fault is acknowledged: the treatment left open before must not be closed from the
+    reset counter with fewer pulses than it fired (and than its own pulse rows)."""
+    s = ep.serials[0]
+    ep.start()
+    ready(ep, 'op1', s, 'p103-0', 'crown')
+    if ep.arm('op1', s).ok and ep.wait_state(s, ('ready',), 5):
+        ep.footswitch(s, True)
+        ep.wait(1.3)
+        ep.footswitch(s, False)
+        ep.wait(0.4)                            # the pulse rows are stored
+    ep.kill(nv_back=(s, 5))
+    ep.call('op1', ep.units[s]['path'], UNIT, 'AcknowledgeFault')
+    ep.wait(1.0)
+    ep.finish()
+
+
+def seed_counter_forward(ep, rng):
+    """Found by the attacker (not in issue 11): the unit's counter jumps forward while
+    armed (a faulty unit); the record must not claim pulses the unit never fired."""
+    s = ep.serials[0]
+    ep.start()
+    sp = ready(ep, 'op1', s, 'p102-0', 'crown')
+    if ep.arm('op1', s).ok and ep.wait_state(s, ('ready',), 5):
+        ep.footswitch(s, True)
+        ep.wait(0.5)
+        ep.drain()
+        ep.set_shot_counter(s, ep.truth.max_shot[s] + 150)
+        ep.wait(0.5)
+        ep.footswitch(s, False)
+    ep.disarm('op1', s)
+    if sp:
+        ep.end('op1', sp)
     ep.finish()
 
 
@@ -742,6 +795,8 @@ SEEDS = {
     'unplug-props': (seed_unplug_props, {'units': 1}, [13, 15]),
     'fault-names': (seed_fault_names, {'units': 1}, [14]),
     'counter-reset-rows': (seed_counter_reset_rows, {'units': 1}, [101]),
+    'counter-forward': (seed_counter_forward, {'units': 1}, [102]),
+    'counter-back-acknowledged': (seed_counter_back_acknowledged, {'units': 1}, [103]),
 }
 
 # hole -> the violation classes only that hole produces: ignored (in "make check")
@@ -754,6 +809,8 @@ HOLE_CLASSES = {
     14: {'api-name-clash', 'fault-name'},
     15: {'unplug-objects'},
     101: {'S3-rows-reset'},
+    102: {'S3-counter-jump'},
+    103: {'S3-reset-count'},
 }
 
 def hole_sign(hole, v, ep):
@@ -799,4 +856,6 @@ HOLE_FEATURES = {
     14: set(),
     15: {'unplug'},
     101: set(),
+    102: {'counter-forward'},
+    103: set(),
 }
