@@ -569,7 +569,12 @@ def seed_counter_back_acknowledged(ep, rng):
         ep.wait(0.4)                            # the pulse rows are stored
     ep.kill(nv_back=(s, 5))
     ep.call('op1', ep.units[s]['path'], UNIT, 'AcknowledgeFault')
-    ep.wait(1.0)
+    sp = ready(ep, 'op1', s, 'p103-1', 'crown')      # armed again, no pulse fired
+    ep.arm('op1', s)
+    ep.wait_state(s, ('ready',), 5)
+    ep.disarm('op1', s)
+    if sp:
+        ep.end('op1', sp)
     ep.finish()
 
 
