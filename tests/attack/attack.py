@@ -208,8 +208,8 @@ def random_episodes(runner, seconds, seed, features, ignore, episode_s, stop_fir
         cfg = episode_config(rng, features, ignore)
         length = min(episode_s, max(5, end - time.monotonic() - 8))
         name = 'r%d' % ep_seed
-        print('# episode %s: %d units, test spot %s, %s, features %s, %.0f s' % (
-            name, cfg['units'], cfg.get('test_spot', 0) or 'off',
+        print('# episode %s: %d units, %s bus, test spot %s, %s, features %s, %.0f s' % (
+            name, cfg['units'], cfg.get('bus', 'session'), cfg.get('test_spot', 0) or 'off',
             'calm' if cfg.get('calm') else 'busy', ','.join(sorted(cfg['features'])), length))
         sys.stdout.flush()
         violations, ep, err = runner.run_episode(name, driver.run_random, cfg, rng, length,
@@ -250,6 +250,9 @@ def main():
     ap.add_argument('--hole', type=int, default=None,
                     help='hunt: as if only this hole were open (the features of the '
                     'others left out, their classes ignored); stop at the first find')
+    ap.add_argument('--open-only', action='store_true',
+                    help='hunt --hole: keep only the holes listed open out of the way '
+                    '(default: every hole of driver.HOLE_FEATURES, for a daemon before fixes)')
     ap.add_argument('--all', action='store_true',
                     help='random/replay: also what the holes listed open would trigger')
     a = ap.parse_args()
@@ -323,7 +326,7 @@ def main():
 
     if a.hole is not None:
         # the time to find one hole from a cold start, the others kept out of the way
-        others = set(driver.HOLE_FEATURES) - {a.hole}
+        others = (holes if a.open_only else set(driver.HOLE_FEATURES)) - {a.hole}
         keep = driver.HOLE_FEATURES.get(a.hole, set())
         features = [f for f in features
                     if f in keep or not any(f in driver.HOLE_FEATURES[h] for h in others)]

@@ -50,6 +50,10 @@ Violation classes (each names the invariant it breaks):
   api-name-clash      a property named like a signal of the same interface
   liveness-arm        after settling, a unit refuses to arm a fresh patient
   signal-unorderly    SIGHUP/SIGPIPE ended the daemon without the orderly stop
+  S6-operator-uid     a session or treatment record not carrying the uid of the client
+                      that opened the session (system bus: clients of two uids)
+  polkit-stuck        after polkit hung with calls waiting and their client left, an
+                      authorized call is refused
   audit-missing       a successful SelectPatch/ConfirmEyewear/SetParameters not audited
 """
 import re
@@ -137,8 +141,10 @@ class Episode:
         self.patch_limit = cfg.get('pulses_per_patch', 0)
         if self.patch_limit:
             conf += '[protocol]\npulses_per_patch = %d\n' % self.patch_limit
+        system = cfg.get('bus') == 'system'
         self.world = World(self.n_units, conf, faketime='clock' in self.features,
-                           disk='disk' in self.features)
+                           disk='disk' in self.features, bus='system' if system else 'session',
+                           remote_uids={'op3': 65534} if system else None)
         self.truth = self.world.truth
         self.truth.listeners.append(self._on_pulse)
         self.report = report or (lambda v: None)
@@ -417,14 +423,10 @@ class Episode:
                 if i.startswith('org.freedesktop.DBus.'):
                     continue
                 tp, cp = truth.get(p, {}).get(i), snap.get(p, {}).get(i)
-                if tp is None or cp is None:
-                    key = (p, i, '(object)')
-                    val = ('present' if tp is not None else 'absent',
-                           'present' if cp is not None else 'absent')
-                    if not (p.startswith(ROOT + '/session/') and cp is None and tp):
-                        self._suspect(key, val, now, seen)
-                    elif tp is not None:
-                        self._suspect(key, val, now, seen)
+                if tp is None or cp is None:      # an object or interface added or gone
+                    self._suspect((p, i, '(object)'), (
+                        'present' if tp is not None else 'absent',
+                        'present' if cp is not None else 'absent'), now, seen)
                     continue
                 for k in set(tp) | set(cp):
                     if (p, i, k) in cache.invalidated:
@@ -995,6 +997,7 @@ class Episode:
                                                           t['session_id']))
         self.judge_s2()
         self.judge_limits()
+        self.judge_operators()
         self.world.db_rows('SELECT * FROM audit')
         self.world.db_rows('SELECT * FROM sessions')
         if self.world.bad_text:
@@ -1020,6 +1023,57 @@ class Episode:
                     if n > self.test_spot:
                         self.found('S2-testspot', 'test spot of %r (session %d, %s) fired %d '
                                    'pulses, limit %d' % (typed, sid, patch, n, self.test_spot))
+
+    def judge_operators(self):
+        """Every session and treatment record carries the uid of the client that opened
+        the session (the only one who may arm for it)."""
+        sessions = {r['id']: r for r in self.world.db_rows('SELECT id, operator_uid FROM sessions')}
+        arms = self.world.db_rows('SELECT session_id, operator_uid FROM treatments')
+        for sess in self.sessions.values():
+            want = self.world.uid_of(sess['owner'])
+            row = sessions.get(sess['sid'])
+            if row and row['operator_uid'] != want:
+                self.found('S6-operator-uid', 'session %d opened by uid %d is recorded for uid '
+                           '%s' % (sess['sid'], want, row['operator_uid']))
+            for t in arms:
+                if t['session_id'] == sess['sid'] and t['operator_uid'] != want:
+                    self.found('S6-operator-uid', 'a treatment of session %d (opened by uid %d) '
+                               'is recorded as armed by uid %s' % (sess['sid'], want,
+                                                                   t['operator_uid']))
+                    break
+
+    def polkit_hang(self, who, serial):
+        """polkit hangs while privileged calls wait on it and the client that made them
+        leaves the bus; once polkit answers again, authorized calls must succeed."""
+        mock = self.world.polkit
+        if mock is None:
+            return
+        self.step('polkit hangs; %s makes calls and leaves' % who)
+        mock.SimulateHang(True)
+        c = self.client(who)
+        u = self.units[serial]
+        pending = []
+        if isinstance(c, type(self.world.client('probe'))):
+            for method, args in (('SetParameters', (params(),)), ('Arm', ()),
+                                 ('AcknowledgeFault', ())):
+                try:
+                    c.bus.get_object(harness.BUS_NAME, u['path'], introspect=False). \
+                        get_dbus_method(method, UNIT)(*args, reply_handler=lambda *a: None,
+                                                      error_handler=lambda e: None,
+                                                      timeout=CALL_TIMEOUT_S)
+                    pending.append(method)
+                except dbus.DBusException:
+                    pass
+        harness.pump(0.2)
+        self.leave(who)
+        harness.pump(0.3)
+        mock.ReleaseHangingCalls()
+        mock.SimulateHang(False)
+        self.wait(0.3)
+        r = self.call('op1', ROOT, MANAGER, 'CheckPatch', 'pat-00', 'crown')
+        if not r.ok and r.short() == 'NotAuthorized':
+            self.found('polkit-stuck', 'after polkit hung and %s left with %d calls waiting, '
+                       'an authorized CheckPatch is refused: %s' % (who, len(pending), r.message))
 
     def judge_limits(self):
         """No patch fires past its pulse limit in a session; the daemon disarms for the

@@ -17,7 +17,7 @@ from world import DAY_S, UNIT
 # trigger a hole still listed open (tests/attack/open-holes).
 FEATURES = ['intruder', 'leaver', 'drop', 'drop-status', 'counter', 'kill', 'signals',
             'clock', 'disk', 'hostile', 'unplug', 'faults', 'drift', 'case', 'testspot',
-            'rtc', 'late-reports', 'counter-forward']
+            'rtc', 'late-reports', 'counter-forward', 'system-bus']
 CLIENTS = ['op1', 'op2', 'op3']
 
 
@@ -262,6 +262,8 @@ class RandomProgram:
                 continue
             choices.append(({'faults': 'fault', 'signals': 'signal', 'leaver': 'leave'}.get(
                 feature, feature), w))
+        if ep.world.polkit is not None:
+            choices.append(('polkit', 0.7))
         total = sum(w for _, w in choices)
         x = rng.uniform(0, total)
         for what, w in choices:
@@ -404,6 +406,10 @@ class RandomProgram:
         skew = rng.choice([0, 0, 100, -100, 400, -4000, 86400, 10 ** 9])
         ep.rtc_skew(s, skew)
 
+    def p_polkit(self, s, u):
+        owner = self.ep.owner_of(s)
+        self.ep.polkit_hang(owner or self.rng.choice(CLIENTS), s)
+
     def p_late_reports(self, s, u):
         """Reports held back on the interrupt endpoint, maybe fresh statuses first."""
         ep, rng = self.ep, self.rng
@@ -441,6 +447,8 @@ def random_config(rng, features):
     if rng.random() < 0.3:
         cfg['pulses_per_patch'] = rng.choice([8, 25])
     cfg['calm'] = rng.random() < 0.5
+    if 'system-bus' in features and rng.random() < 0.3:
+        cfg['bus'] = 'system'         # polkit (dbusmock), op3 is uid 65534
     if 'clock' in features and rng.random() > 0.45:
         cfg['features'].discard('clock')
     if 'disk' in features and rng.random() > 0.3:

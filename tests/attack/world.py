@@ -8,6 +8,7 @@ from <state>/sim-<serial>.fired (each a symlink to a file outside the state
 directory, so a full disk there cannot hide a pulse), and which session and
 patch each pulse belongs to is what THIS process knows it armed for.
 """
+import json
 import os
 import signal
 import sqlite3
@@ -30,6 +31,7 @@ PASSTHROUGH = os.path.join(TOP, 'build', 'tests', 'timerfd-passthrough.so')
 PLAIN = os.path.join(TOP, 'build', 'smplaserd')
 SAN = os.path.join(TOP, 'build', 'san', 'smplaserd')
 CALL_TIMEOUT_S = 5.0
+POLKIT = 'org.freedesktop.PolicyKit1'
 DAY_S = 86400
 
 
@@ -116,6 +118,62 @@ class Client:
         except dbus.DBusException as e:
             return Result(error=e.get_dbus_name() or 'unknown',
                           message=e.get_dbus_message() or '', took=time.monotonic() - start)
+
+
+def _wire(a):
+    """[signature, value] of a call argument, for RemoteClient."""
+    if isinstance(a, dbus.Dictionary) or isinstance(a, dict):
+        return ['a{sv}', {str(k): _wire(v) for k, v in a.items()}]
+    if isinstance(a, (bool, dbus.Boolean)):
+        return ['b', bool(a)]
+    if isinstance(a, dbus.UInt32):
+        return ['u', int(a)]
+    if isinstance(a, dbus.Int32):
+        return ['i', int(a)]
+    if isinstance(a, (dbus.Int64, int)):
+        return ['x', int(a)]
+    return ['s', str(a)]
+
+
+class RemoteClient:
+    """A connection of another user (uid @uid): tests/attack/remote.py run as that user,
+    making the calls this process sends it."""
+
+    def __init__(self, world, name, uid):
+        self.world, self.name, self.uid = world, name, uid
+        self.proc = subprocess.Popen(
+            ['setpriv', '--reuid=%d' % uid, '--regid=%d' % uid, '--clear-groups',
+             '/usr/bin/python3', os.path.join(HERE, 'remote.py'), world.address],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd='/')
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError('the client of uid %d did not start' % uid)
+        self.unique = json.loads(line)['ready']
+        self.alive = True
+
+    def close(self):
+        if self.alive:
+            self.alive = False
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+    def call(self, path, iface, method, *args):
+        start = time.monotonic()
+        self.proc.stdin.write(json.dumps({'path': str(path), 'iface': iface, 'method': method,
+                                          'args': [_wire(a) for a in args]}) + '\n')
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            return Result(error='org.freedesktop.DBus.Error.NoReply',
+                          message='the client of uid %d died' % self.uid,
+                          took=time.monotonic() - start)
+        out = json.loads(line)
+        return Result(out.get('value'), out.get('error'), out.get('message', ''),
+                      out.get('took', time.monotonic() - start))
 
 
 class Truth:
@@ -355,8 +413,15 @@ class World:
     """A private bus, one state directory, smplaserd --sim=N (started, killed,
     restarted), the clients, the truth and the cache."""
 
-    def __init__(self, n_units=2, config='', faketime=False, disk=False, sanitized=None):
-        self.env = harness.Env(config=config)
+    def __init__(self, n_units=2, config='', faketime=False, disk=False, sanitized=None,
+                 bus='session', remote_uids=None):
+        self.bus_type = bus
+        if bus == 'system':
+            # polkit's answer within a call's 5 s, also when it hangs
+            config = '[auth]\npolkit_timeout_s = 2\n' + config
+        self.env = harness.Env(config=config, bus_type=bus)
+        self.remote_uids = dict(remote_uids or {})     # client name -> uid
+        self.polkit = None
         self.tmp = self.env.tmp
         self.address = self.env.address
         self.n = n_units
@@ -445,7 +510,11 @@ class World:
         self.offset_at_start = self.clock_offset
         log = open(self.log_path, 'a')
         args = [self.binary, '--config', self.env.config_path, '--state-dir', self.state_dir,
-                '--sim=%d' % self.n, '--session']
+                '--sim=%d' % self.n]
+        if self.bus_type == 'session':
+            args.append('--session')
+        elif self.polkit is None:
+            self.start_polkit()
         self.daemon = subprocess.Popen(args, env=self.daemon_env(), stdout=log,
                                        stderr=subprocess.STDOUT)
         log.close()
@@ -493,9 +562,32 @@ class World:
     def client(self, name):
         c = self.clients.get(name)
         if c is None or not c.alive:
-            c = Client(self, name)
+            if self.bus_type == 'system' and name in self.remote_uids:
+                c = RemoteClient(self, name, self.remote_uids[name])
+            else:
+                c = Client(self, name)
             self.clients[name] = c
         return c
+
+    def uid_of(self, name):
+        return self.remote_uids.get(name, os.getuid())
+
+    def start_polkit(self):
+        """python-dbusmock's polkitd on the private system bus, every action allowed
+        (for every user: the session owner rule is the daemon's own)."""
+        p = subprocess.Popen(['/usr/bin/python3', '-m', 'dbusmock', '--system', '--template',
+                              'polkitd'], env=self.env.env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.env.helpers.append(p)
+        bus = dbus.bus.BusConnection(self.address)
+        end = time.monotonic() + 10
+        while not bus.name_has_owner(POLKIT) and time.monotonic() < end:
+            time.sleep(0.05)
+        self.polkit = dbus.Interface(bus.get_object(POLKIT, '/org/freedesktop/PolicyKit1/Authority'),
+                                     'org.freedesktop.DBus.Mock')
+        self.polkit.SetAllowed(['org.smplaser.treat', 'org.smplaser.configure',
+                                'org.smplaser.records', 'org.smplaser.acknowledge',
+                                'org.smplaser.document'])
 
     # --- the records, read directly (read-only) --------------------------------
 
