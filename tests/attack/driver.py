@@ -11,7 +11,7 @@ import dbus
 
 from attacker import (PATCHES, INTERLOCKS, SIM_FAULTS, DROP_COMMANDS, BAD, HOSTILE, params,
                       case_variant)
-from world import DAY_S, UNIT
+from world import DAY_S, UNIT, SESSION
 
 # Every feature the random program may use.  "make check" leaves out those that
 # trigger a hole still listed open (tests/attack/open-holes).
@@ -718,6 +718,38 @@ def seed_garbage_rtc(ep, rng):
     ep.finish()
 
 
+def seed_polkit_vanish(ep, rng):
+    """Hole 9: polkit queries whose session vanishes before polkit answers (its client
+    left) must be freed: after 90 such rounds (270 queries) an authorized call still
+    succeeds (system bus, polkit from dbusmock)."""
+    s = ep.serials[0]
+    ep.start()
+    mock = ep.world.polkit
+    for i in range(90):
+        who = 'temp%d' % i
+        r = ep.start_session(who, s, 'p9-%d' % i)
+        if not r.ok:
+            ep.found('polkit-stuck', 'round %d: StartSession refused: %s %s' % (
+                i, r.short(), r.message))
+            break
+        sp = str(r.value)
+        mock.SimulateHang(True)
+        c = ep.client(who)
+        for patch in ('crown', 'mid-scalp', 'occipital'):
+            c.bus.get_object('org.smplaser.Laser1', sp, introspect=False).get_dbus_method(
+                'SelectPatch', SESSION)(patch, reply_handler=lambda *a: None,
+                                        error_handler=lambda e: None, timeout=5)
+        ep.wait(0.05)
+        ep.leave(who)                   # the session ends: its object vanishes
+        ep.wait_state(s, ('standby',), 2)
+        mock.ReleaseHangingCalls()
+        mock.SimulateHang(False)
+    r = ep.call('op1', ep.units[s]['path'], UNIT, 'SetParameters', params())
+    if not r.ok and r.short() == 'NotAuthorized':
+        ep.found('polkit-stuck', 'after 90 rounds of queries left waiting: %s' % r.message)
+    ep.finish()
+
+
 def seed_not_owner(ep, rng):
     """Hole 8: a second connection changes a session it did not open."""
     s = ep.serials[0]
@@ -803,6 +835,7 @@ SEEDS = {
     'old-report': (seed_old_report, {'units': 1, 'pulses_per_patch': 12}, [7]),
     'garbage-rtc': (seed_garbage_rtc, {'units': 1}, [7]),
     'not-owner': (seed_not_owner, {'units': 1}, [8]),
+    'polkit-vanish': (seed_polkit_vanish, {'units': 1, 'bus': 'system'}, [9]),
     'signals': (seed_signals, {'units': 1}, [11]),
     'utf8': (seed_utf8, {'units': 1}, [12]),
     'unplug-props': (seed_unplug_props, {'units': 1}, [13, 15]),
@@ -861,7 +894,7 @@ HOLE_FEATURES = {
     6: {'case'},
     7: {'rtc', 'late-reports'},
     8: {'intruder'},
-    9: set(),
+    9: {'system-bus'},
     10: set(),
     11: {'signals'},
     12: {'hostile'},
