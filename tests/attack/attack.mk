@@ -6,7 +6,7 @@
 #        random episodes for ATTACK_SECONDS, stopping at the first violation
 #        (what the holes listed in tests/attack/open-holes trigger is left out;
 #        tests/attack/attack.py random --all to include it)
-#   make check   every seed, then 50 s of random episodes (run-attack-check)
+#   make check   every seed, then 45 s of random episodes (run-attack-check)
 #
 # It runs build/san/smplaserd (ASan+UBSan) when it is the newer build, and
 # build/smplaserd with libfaketime for the episodes that jump the clock.

@@ -5,7 +5,7 @@ process, judged by the truth outside it (tests/attack/README.md).
 
   attack.py check [--seconds N] [--seed N]
         "make check": every seed (a directed program per known class of hole),
-        then N s (default 75) of random episodes with the features whose holes
+        then N s (default 45) of random episodes with the features whose holes
         are closed (tests/attack/open-holes lists those still open: their seeds
         are reported "ok ... # TODO" while they fail, "not ok" once they pass).
   attack.py seed NAME... | attack.py seeds
@@ -268,7 +268,7 @@ def main():
 
     if a.mode == 'check':
         seconds = a.seconds if a.seconds is not None else float(
-            os.environ.get('ATTACK_CHECK_SECONDS', 75))
+            os.environ.get('ATTACK_CHECK_SECONDS', 45))
         names = list(driver.SEEDS)
         print('1..%d' % (len(names) + 1))
         off = set()
