@@ -105,7 +105,7 @@ void print_unit_text(struct ctl *c, json_object *u, json_object *session)
 {
 	json_object *il = NULL, *params = NULL;
 	const char *state = j_str(u, "State");
-	const char *fault = j_str(u, "Fault");
+	const char *fault = j_str(u, "LatchedFault");
 	char pbuf[256];
 
 	printf("%sUnit %s%s  (%s, %s, firmware %s)\n", col(c, SGR_BOLD),
@@ -762,7 +762,7 @@ static int wait_armed(struct ctl *c, const char *unit, char *state, size_t len)
 		snprintf(state, len, "%s", j_str(u, "State"));
 		s = load_open_session(c, u);
 		armed_session = s && strcmp(j_str(s, "State"), "armed") == 0;
-		bool fault = *j_str(u, "Fault") != '\0';
+		bool fault = *j_str(u, "LatchedFault") != '\0';
 
 		json_object_put(u);
 		json_object_put(s);
@@ -810,7 +810,7 @@ int verb_arm(struct ctl *c, int argc, char **argv)
 		    strcmp(state, "emitting") != 0) {
 			json_object *f = NULL;
 
-			ctl_get_property(c, unit, SMPL_UNIT_IFACE, "Fault", &f);
+			ctl_get_property(c, unit, SMPL_UNIT_IFACE, "LatchedFault", &f);
 			code = ctl_error(c, CTL_EXIT_FAILED, NULL,
 					 "arming stopped: the unit is %s%s%s", state,
 					 f && *json_object_get_string(f) ? ", fault " : "",

@@ -17,6 +17,7 @@
 
 struct pending_audit {
 	struct pending_audit *next;
+	bool replayed;			/* from the spill: it may be in the store already */
 	struct store_audit a;
 	char *op_name, *serial, *reason, *detail;
 };
@@ -38,7 +39,7 @@ static void pending_free(struct pending_audit *p)
 	free(p);
 }
 
-static void keep_for_later(const struct store_audit *a)
+static struct pending_audit *keep_for_later(const struct store_audit *a)
 {
 	struct pending_audit *p;
 
@@ -46,11 +47,11 @@ static void keep_for_later(const struct store_audit *a)
 		smpl_log(LOG_CRIT, a->unit_serial, NULL, "audit-lost",
 			 "audit backlog full: a %s record is only in the journal",
 			 store_audit_kind_name(a->kind));
-		return;
+		return NULL;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		return;
+		return NULL;
 	p->a = *a;
 	p->op_name = dup_or_null(a->op.name);
 	p->serial = dup_or_null(a->unit_serial);
@@ -63,6 +64,26 @@ static void keep_for_later(const struct store_audit *a)
 	*backlog_tail = p;
 	backlog_tail = &p->next;
 	backlog_len++;
+	return p;
+}
+
+int smpl_audit_visit_backlog(int (*cb)(const struct store_audit *a, void *ctx), void *ctx)
+{
+	for (struct pending_audit *p = backlog; p; p = p->next) {
+		int r = cb(&p->a, ctx);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void smpl_audit_keep(const struct store_audit *a, bool replayed)
+{
+	struct pending_audit *p = keep_for_later(a);
+
+	if (p)
+		p->replayed = replayed;
 }
 
 int smpl_audit_retry(struct smpl_daemon *d)
@@ -70,7 +91,8 @@ int smpl_audit_retry(struct smpl_daemon *d)
 	while (backlog) {
 		struct pending_audit *p = backlog;
 
-		if (store_audit(d->store, &p->a) < 0)
+		if ((p->replayed ? store_audit_once(d->store, &p->a)
+				 : store_audit(d->store, &p->a)) < 0)
 			return -EIO;
 		backlog = p->next;
 		if (!backlog)
@@ -116,5 +138,6 @@ void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 	smpl_log(LOG_ERR, a.unit_serial, NULL, "audit-delayed",
 		 "audit record (%s) kept for later: %s", store_audit_kind_name(kind),
 		 store_errmsg(d->store));
-	keep_for_later(&a);
+	(void)keep_for_later(&a);
+	smpl_daemon_records_pending(d);
 }

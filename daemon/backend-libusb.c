@@ -83,7 +83,8 @@ struct libusb_unit {
 	bool gone;
 	bool disconnect_queued;
 	bool have_status;
-	struct smpl_status_n last_status;
+	struct smpl_status_n last_status;	/* the last one delivered ... */
+	uint64_t last_status_ms;		/* ... and when */
 };
 
 static struct libusb_unit *lu_of(struct smpl_backend *b)
@@ -149,13 +150,6 @@ static int on_deliver(sd_event_source *src, void *userdata)
 	return 0;
 }
 
-static bool status_differs(const struct smpl_status_n *a, const struct smpl_status_n *b)
-{
-	return a->state != b->state || a->fault != b->fault ||
-	       a->interlocks != b->interlocks || a->flags != b->flags ||
-	       a->shot_count != b->shot_count;
-}
-
 /* One interrupt report: validated by the codec, then queued. */
 static void handle_report(struct smpl_backend *b, const uint8_t *buf, size_t n)
 {
@@ -170,11 +164,12 @@ static void handle_report(struct smpl_backend *b, const uint8_t *buf, size_t n)
 		if (smpl_status_decode((const struct smpl_status_report *)f.payload,
 				       &ev.status) < 0)
 			return;
-		if (u->have_status && !status_differs(&ev.status, &u->last_status)) {
-			u->last_status = ev.status;
+		if (u->have_status &&
+		    !smpl_status_is_news(&ev.status, &u->last_status,
+					 smpl_backend_now_ms() - u->last_status_ms))
 			return;
-		}
 		u->last_status = ev.status;
+		u->last_status_ms = smpl_backend_now_ms();
 		u->have_status = true;
 		enqueue(b, &ev);
 	} else if (f.op == SMPL_OP_PULSE) {

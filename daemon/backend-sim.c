@@ -36,7 +36,8 @@ struct sim {
 	bool pending_connect;		/* deliver CONNECT on the next tick */
 	bool pending_disconnect;	/* deliver DISCONNECT on the next tick */
 	bool have_status;
-	struct smpl_status_n last_status;
+	struct smpl_status_n last_status;	/* the last one delivered ... */
+	uint64_t last_status_ms;		/* ... and when */
 	uint8_t drop_reply_op;		/* lose the next reply to this command (or pulse report) */
 	bool hold_reports;		/* the interrupt endpoint is not read: reports come late */
 };
@@ -132,14 +133,6 @@ static int open_fired_log(struct sim *s, const char *nv_dir)
 
 /* --- reports (the interrupt endpoint) ------------------------------------ */
 
-static bool status_differs(const struct smpl_status_n *a,
-			   const struct smpl_status_n *b)
-{
-	return a->state != b->state || a->fault != b->fault ||
-	       a->interlocks != b->interlocks || a->flags != b->flags ||
-	       a->shot_count != b->shot_count;
-}
-
 static void handle_status_report(struct smpl_backend *b, const struct smpl_frame *f)
 {
 	struct sim *s = sim_of(b);
@@ -148,11 +141,11 @@ static void handle_status_report(struct smpl_backend *b, const struct smpl_frame
 	if (smpl_status_decode((const struct smpl_status_report *)f->payload,
 			       &ev.status) < 0)
 		return;
-	if (s->have_status && !status_differs(&ev.status, &s->last_status)) {
-		s->last_status = ev.status;	/* RTC and energy move on */
+	if (s->have_status && !smpl_status_is_news(&ev.status, &s->last_status,
+						   now_ms(b) - s->last_status_ms))
 		return;
-	}
 	s->last_status = ev.status;
+	s->last_status_ms = now_ms(b);
 	s->have_status = true;
 	smpl_backend_emit(b, &ev);
 }

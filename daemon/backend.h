@@ -127,6 +127,18 @@ int smpl_frames_set_params(struct smpl_backend *b, smpl_transact_fn transact,
 int smpl_frames_get_rtc(struct smpl_backend *b, smpl_transact_fn transact,
 			int64_t *rtc_s);
 
+/*
+ * A status report is news for the daemon when its state, fault, interlocks,
+ * flags or shot counter changed, or when the unit's RTC is more than 2 s off
+ * where it would be @elapsed_ms after @last (it was set, or it jumped: S8
+ * must hear of it).  The backends deliver only news (a unit reports every
+ * few milliseconds).
+ */
+bool smpl_status_is_news(const struct smpl_status_n *now, const struct smpl_status_n *last,
+			 uint64_t elapsed_ms);
+/* CLOCK_MONOTONIC in milliseconds, for that @elapsed_ms. */
+uint64_t smpl_backend_now_ms(void);
+
 /* Closes and frees @b (NULL is fine). */
 void smpl_backend_free(struct smpl_backend *b);
 

@@ -247,10 +247,23 @@ static const sd_bus_vtable manager_vtable[] = {
 
 /* --- registration ------------------------------------------------------------ */
 
+static const struct smpl_observer bus_observer = {
+	.unit_published = smpl_bus_unit_published,
+	.unit_changed = smpl_bus_unit_changed,
+	.unit_unpublished = smpl_bus_unit_unpublished,
+	.unit_pulse = smpl_bus_unit_pulse,
+	.unit_fault = smpl_bus_unit_fault,
+	.session_published = smpl_bus_session_published,
+	.session_changed = smpl_bus_session_changed,
+	.session_unpublished = smpl_bus_session_unpublished,
+	.manager_changed = smpl_bus_manager_changed,
+};
+
 int smpl_bus_setup(struct smpl_daemon *d)
 {
 	int r;
 
+	d->observer = &bus_observer;
 	r = sd_bus_add_object_manager(d->bus, NULL, SMPL_ROOT_PATH);
 	if (r < 0)
 		return r;

@@ -158,6 +158,43 @@ static const sd_bus_vtable session_vtable[] = {
 	SD_BUS_VTABLE_END
 };
 
+/* --- what changed, announced (the observer's session part) --------------------- */
+
+void smpl_bus_session_changed(struct smpl_session *s)
+{
+	struct smpl_session_shown *was = &s->shown;
+	const char *state = smpl_session_state_name(s);
+	const char *changed[SMPL_SESSION_EMITTING_PROPERTIES + 1];
+	size_t n = 0;
+
+	if (strcmp(was->patch, s->patch) != 0)
+		changed[n++] = "Patch";
+	if (was->eyewear_confirmed != s->eyewear_confirmed)
+		changed[n++] = "EyewearConfirmed";
+	if (was->pulse_count != s->pulse_count)
+		changed[n++] = "PulseCount";
+	if (!was->state || strcmp(was->state, state) != 0)
+		changed[n++] = "State";
+	changed[n] = NULL;
+	memcpy(was->patch, s->patch, sizeof(s->patch));
+	was->eyewear_confirmed = s->eyewear_confirmed;
+	was->pulse_count = s->pulse_count;
+	was->state = state;
+	if (n > 0)
+		(void)sd_bus_emit_properties_changed_strv(s->daemon->bus, s->path,
+							  SMPL_IFACE_SESSION, (char **)changed);
+}
+
+void smpl_bus_session_published(struct smpl_session *s)
+{
+	(void)sd_bus_emit_object_added(s->daemon->bus, s->path);
+}
+
+void smpl_bus_session_unpublished(struct smpl_session *s)
+{
+	(void)sd_bus_emit_object_removed(s->daemon->bus, s->path);
+}
+
 int smpl_bus_session_setup(struct smpl_daemon *d)
 {
 	int r;

@@ -50,13 +50,22 @@ static int unit_find(sd_bus *bus, const char *path, const char *interface,
 	return 1;
 }
 
+/* A simulated unit keeps its Simulator while unplugged: the hands that plug it in. */
+static struct smpl_unit *simulated_unit(struct smpl_daemon *d, const char *path)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		if (u->backend->sim && u->path && strcmp(u->path, path) == 0)
+			return u;
+	return NULL;
+}
+
 static int simulator_find(sd_bus *bus, const char *path, const char *interface,
 			  void *userdata, void **found, sd_bus_error *error)
 {
-	struct smpl_unit *u = smpl_unit_by_path(userdata, path);
+	struct smpl_unit *u = simulated_unit(userdata, path);
 
 	(void)bus, (void)interface, (void)error;
-	if (!u || !u->backend->sim)
+	if (!u)
 		return 0;
 	*found = u;
 	return 1;
@@ -72,7 +81,7 @@ static int unit_enumerate(sd_bus *bus, const char *prefix, void *userdata,
 
 	(void)bus, (void)prefix, (void)error;
 	for (struct smpl_unit *u = d->units; u; u = u->next) {
-		if (!u->published)
+		if (!u->path || (!u->published && !u->backend->sim))
 			continue;
 		r = smpl_bus_nodes_add(&list, &n, u->path);
 		if (r < 0) {
@@ -102,7 +111,7 @@ static int property_string(SMPL_PROPERTY_ARGS)
 		v = smpl_backend_name(u->backend);
 	else if (strcmp(property, "State") == 0)
 		v = smpl_unit_state_name(u);
-	else if (strcmp(property, "Fault") == 0)
+	else if (strcmp(property, "LatchedFault") == 0)
 		v = smpl_unit_fault_name(u);
 	return sd_bus_message_append(reply, "s", v);
 }
@@ -111,16 +120,14 @@ static int property_string(SMPL_PROPERTY_ARGS)
 static int property_interlocks(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
+	uint16_t closed = smpl_unit_interlocks_closed(u);
 	int r;
 
 	SMPL_UNUSED_PROPERTY_ARGS;
 	r = sd_bus_message_open_container(reply, 'a', "{sb}");
-	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++) {
-		bool closed = u->connected && u->status_known &&
-			      !(u->status.interlocks & interlocks[i].bit);
-
-		r = sd_bus_message_append(reply, "{sb}", interlocks[i].name, closed);
-	}
+	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++)
+		r = sd_bus_message_append(reply, "{sb}", interlocks[i].name,
+					  (closed & interlocks[i].bit) != 0);
 	if (r < 0)
 		return r;
 	return sd_bus_message_close_container(reply);
@@ -352,7 +359,8 @@ static const sd_bus_vtable unit_vtable[] = {
 	SD_BUS_PROPERTY("ShotCount", "u", property_shot_count, 0,
 			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("Session", "o", property_session, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-	SD_BUS_PROPERTY("Fault", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("LatchedFault", "s", property_string, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_METHOD_WITH_ARGS("StartSession", SD_BUS_ARGS("s", patient),
 				SD_BUS_RESULT("o", session), method_start_session,
 				SD_BUS_VTABLE_UNPRIVILEGED),
@@ -453,17 +461,6 @@ static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *err
 	return sim_result(m, u, u->backend->sim->set_drift(u->backend, ppm), error);
 }
 
-static const char *const sim_fault_names[] = {
-	[SMPL_FAULT_WATCHDOG] = "watchdog",
-	[SMPL_FAULT_INTERLOCK] = "interlock",
-	[SMPL_FAULT_SELF_TEST] = "self-test",
-	[SMPL_FAULT_ENERGY] = "energy",
-	[SMPL_FAULT_OVERTEMP] = "overtemp",
-	[SMPL_FAULT_COOLING] = "cooling",
-	[SMPL_FAULT_SHUTTER] = "shutter",
-	[SMPL_FAULT_INTERNAL] = "internal",
-};
-
 static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	char echo[SMPL_ECHO_MAX];
@@ -478,7 +475,7 @@ static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *err
 	if (r < 0)
 		return r;
 	for (uint8_t f = 1; f <= SMPL_FAULT__MAX; f++)
-		if (strcmp(sim_fault_names[f], name) == 0)
+		if (strcmp(smpl_fault_slug(f), name) == 0)
 			return sim_result(m, u, u->backend->sim->inject_fault(u->backend, f),
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
@@ -671,6 +668,77 @@ static const sd_bus_vtable simulator_vtable[] = {
 				method_sim_replug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_VTABLE_END
 };
+
+/* --- what changed, announced (the observer's unit part) ------------------------ */
+
+/* Each property as its getter shows it, compared with what was announced. */
+void smpl_bus_unit_changed(struct smpl_unit *u)
+{
+	struct smpl_unit_shown now = {
+		.valid = true,
+		.object_announced = u->shown.object_announced,
+		.state = smpl_unit_state_name(u),
+		.closed = smpl_unit_interlocks_closed(u),
+		.shot_count = u->status.shot_count,
+		.fault = smpl_unit_fault_name(u),
+		.session = u->session,
+		.params_set = u->params_set,
+		.params = u->params,
+	};
+	const struct smpl_unit_shown *was = &u->shown;
+	const char *changed[SMPL_UNIT_EMITTING_PROPERTIES + 1];
+	size_t n = 0;
+
+	if (!was->valid || strcmp(was->state, now.state) != 0)
+		changed[n++] = "State";
+	if (!was->valid || was->closed != now.closed)
+		changed[n++] = "Interlocks";
+	if (!was->valid || was->shot_count != now.shot_count)
+		changed[n++] = "ShotCount";
+	if (!was->valid || strcmp(was->fault, now.fault) != 0)
+		changed[n++] = "LatchedFault";
+	if (!was->valid || was->session != now.session)
+		changed[n++] = "Session";
+	if (!was->valid || was->params_set != now.params_set ||
+	    memcmp(&was->params, &now.params, sizeof(now.params)) != 0)
+		changed[n++] = "Parameters";
+	changed[n] = NULL;
+	u->shown = now;
+	if (n > 0)
+		(void)sd_bus_emit_properties_changed_strv(u->daemon->bus, u->path,
+							  SMPL_IFACE_UNIT, (char **)changed);
+}
+
+void smpl_bus_unit_published(struct smpl_unit *u)
+{
+	/* A simulated unit plugged in again: its Simulator never left. */
+	if (u->shown.object_announced)
+		(void)sd_bus_emit_interfaces_added(u->daemon->bus, u->path, SMPL_IFACE_UNIT, NULL);
+	else
+		(void)sd_bus_emit_object_added(u->daemon->bus, u->path);
+	u->shown = (struct smpl_unit_shown){ .object_announced = true };
+}
+
+void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone)
+{
+	if (gone)
+		(void)sd_bus_emit_object_removed(u->daemon->bus, u->path);
+	else
+		(void)sd_bus_emit_interfaces_removed(u->daemon->bus, u->path, SMPL_IFACE_UNIT, NULL);
+}
+
+void smpl_bus_unit_pulse(struct smpl_unit *u, const struct smpl_session *s,
+			 const struct smpl_pulse_n *p)
+{
+	(void)sd_bus_emit_signal(u->daemon->bus, u->path, SMPL_IFACE_UNIT, "Pulse", "ouuu",
+				 s ? s->path : "/", p->shot, p->measured_uj, p->set_uj);
+}
+
+void smpl_bus_unit_fault(struct smpl_unit *u, const char *code, const char *message)
+{
+	(void)sd_bus_emit_signal(u->daemon->bus, u->path, SMPL_IFACE_UNIT, "Fault", "ss",
+				 code, message);
+}
 
 int smpl_bus_unit_setup(struct smpl_daemon *d)
 {

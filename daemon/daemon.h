@@ -49,6 +49,7 @@ static inline void freep(void *p)
 }
 
 struct smpl_session;
+struct smpl_spill;
 
 struct smpl_unit {
 	struct smpl_unit *next;
@@ -96,16 +97,18 @@ struct smpl_unit {
 
 	sd_event_source *heartbeat;
 
-	/* last values announced with PropertiesChanged */
-	struct {
+	bool status_armed;		/* counted armed in STATUS= last time */
+	/* bus-unit.c's: what was last announced (PropertiesChanged) */
+	struct smpl_unit_shown {
+		bool valid;
+		bool object_announced;		/* InterfacesAdded of the whole object sent */
 		const char *state;
-		uint16_t interlocks;
+		uint16_t closed;		/* Interlocks: bits shown closed */
 		uint32_t shot_count;
 		const char *fault;
 		const struct smpl_session *session;
 		bool params_set;
 		struct smpl_params_n params;
-		bool armed;
 	} shown;
 };
 
@@ -125,7 +128,8 @@ struct smpl_session {
 	sd_bus_track *track;		/* the client that opened it */
 	sd_event_source *end_later;	/* closing it after its client left */
 
-	struct {
+	/* bus-session.c's: what was last announced */
+	struct smpl_session_shown {
 		char patch[SMPL_PATCH_ID_MAX + 1];
 		bool eyewear_confirmed;
 		uint32_t pulse_count;
@@ -133,7 +137,27 @@ struct smpl_session {
 	} shown;
 };
 
+/*
+ * What the units and sessions tell whoever shows them (the D-Bus objects:
+ * bus-*.c installs this in smpl_bus_setup()).  unit.c and session.c say what
+ * changed; they never emit D-Bus themselves.  Every member may be NULL.
+ */
+struct smpl_observer {
+	void (*unit_published)(struct smpl_unit *u);
+	void (*unit_changed)(struct smpl_unit *u);	/* any property may have changed */
+	/* @gone: for good; else a simulated unit unplugged (its Simulator stays) */
+	void (*unit_unpublished)(struct smpl_unit *u, bool gone);
+	void (*unit_pulse)(struct smpl_unit *u, const struct smpl_session *s,
+			   const struct smpl_pulse_n *p);
+	void (*unit_fault)(struct smpl_unit *u, const char *code, const char *message);
+	void (*session_published)(struct smpl_session *s);
+	void (*session_changed)(struct smpl_session *s);
+	void (*session_unpublished)(struct smpl_session *s);
+	void (*manager_changed)(struct smpl_daemon *d, const char *property);
+};
+
 struct smpl_daemon {
+	const struct smpl_observer *observer;
 	sd_event *event;
 	sd_bus *bus;
 	bool session_bus;
@@ -147,6 +171,8 @@ struct smpl_daemon {
 	const char *state;		/* "probing", "running" */
 	sd_event_source *flush_timer;
 	bool store_failed;		/* a flush failed: nothing arms */
+	struct smpl_spill *spill;	/* keeps what the store refuses (spill.h) */
+	bool spilled;			/* the spill file holds something */
 	uint64_t store_retry_ms;	/* while failing, next retry (monotonic) */
 };
 
@@ -169,8 +195,10 @@ struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path);
 const char *smpl_unit_state_name(const struct smpl_unit *u);
 const char *smpl_unit_fault_name(const struct smpl_unit *u);
 const char *smpl_unit_label(const struct smpl_unit *u);
-/* Sends PropertiesChanged for whatever changed since the last call. */
-void smpl_unit_sync_properties(struct smpl_unit *u);
+/* Something about @u (or its session) may have changed: tell the observer. */
+void smpl_unit_changed(struct smpl_unit *u);
+/* The bits of the interlocks that are closed as far as the daemon knows (unknown: open). */
+uint16_t smpl_unit_interlocks_closed(const struct smpl_unit *u);
 /*
  * Closes the open treatment with the unit's end counter, read once the
  * unit is disarmed; unread, it is settled from the next good read.
@@ -200,6 +228,10 @@ void smpl_daemon_notify_status(struct smpl_daemon *d);
 void smpl_daemon_flush(struct smpl_daemon *d);
 /* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
 void smpl_daemon_records_failed(struct smpl_daemon *d);
+/* Something was kept for the store to take later: into the spill file too. */
+void smpl_daemon_records_pending(struct smpl_daemon *d);
+/* At start, after the store: the spill file allocated, what it kept replayed. */
+int smpl_daemon_open_spill(struct smpl_daemon *d);
 /* Stopping: every unit disarmed, sessions ended, the last records written. */
 void smpl_daemon_close_records(struct smpl_daemon *d);
 /* Frees the units, polkit, the bus, the event loop and the store. */
@@ -222,9 +254,15 @@ int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
 		const char *reason, const char *detail);
-/* Store records the store could not take yet: retried, then dropped at exit. */
+/*
+ * Audit records the store could not take yet: retried in order with the
+ * pulses, kept in the spill file at exit (spill.h).
+ */
 int smpl_audit_retry(struct smpl_daemon *d);
 void smpl_audit_discard(void);
+int smpl_audit_visit_backlog(int (*cb)(const struct store_audit *a, void *ctx), void *ctx);
+/* Back into the backlog; @replayed: from the spill, so appended only once. */
+void smpl_audit_keep(const struct store_audit *a, bool replayed);
 /* The operator as the store wants it (name: the user name or "uid N"). */
 void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
 
@@ -239,7 +277,8 @@ struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *pat
 int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
 			     sd_bus_error *error);
 const char *smpl_session_state_name(const struct smpl_session *s);
-void smpl_session_sync_properties(struct smpl_session *s);
+/* Something about @s may have changed: tell the observer. */
+void smpl_session_changed(struct smpl_session *s);
 int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
 			      sd_bus_error *error);
 int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
@@ -247,8 +286,11 @@ int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
 /* End: disarm, record, drop the object.  @s is freed.  @uid NULL: the daemon ended it. */
 int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 		     const char *notes, const uid_t *uid, sd_bus_error *error);
+/* Tells the observer that a Manager property changed. */
+void smpl_daemon_changed(struct smpl_daemon *d, const char *property);
+
 /* --- bus (bus-*.c) ---------------------------------------------------------- */
+/* Publishes the objects, installs d->observer, takes the name. */
 int smpl_bus_setup(struct smpl_daemon *d);
-void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property);
 
 #endif /* SMPLASER_DAEMON_DAEMON_H */

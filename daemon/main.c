@@ -157,6 +157,9 @@ static int open_store(struct smpl_daemon *d)
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
 		return r;
 	}
+	r = smpl_daemon_open_spill(d);
+	if (r < 0)
+		return r;
 	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
 	if (r > 0)
 		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
@@ -326,7 +329,7 @@ static int on_probe_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		 "%u unit(s) still not answering after %llu s; running without them",
 		 d->probing, PROBE_TIMEOUT_USEC / 1000000);
 	d->state = "running";
-	smpl_bus_manager_changed(d, "State");
+	smpl_daemon_changed(d, "State");
 	(void)sd_notify(false, "STATUS=Running (some units do not answer)");
 	return 0;
 }

@@ -21,30 +21,12 @@ const char *smpl_session_state_name(const struct smpl_session *s)
 	return s->unit ? "open" : "ended";
 }
 
-void smpl_session_sync_properties(struct smpl_session *s)
+void smpl_session_changed(struct smpl_session *s)
 {
-	const char *changed[6];
-	size_t n = 0;
-	const char *state = smpl_session_state_name(s);
+	const struct smpl_observer *o = s->daemon->observer;
 
-	if (strcmp(s->shown.patch, s->patch) != 0)
-		changed[n++] = "Patch";
-	if (s->shown.eyewear_confirmed != s->eyewear_confirmed)
-		changed[n++] = "EyewearConfirmed";
-	if (s->shown.pulse_count != s->pulse_count)
-		changed[n++] = "PulseCount";
-	if (!s->shown.state || strcmp(s->shown.state, state) != 0)
-		changed[n++] = "State";
-	changed[n] = NULL;
-
-	memcpy(s->shown.patch, s->patch, sizeof(s->patch));
-	s->shown.eyewear_confirmed = s->eyewear_confirmed;
-	s->shown.pulse_count = s->pulse_count;
-	s->shown.state = state;
-	if (n > 0)
-		(void)sd_bus_emit_properties_changed_strv(s->daemon->bus, s->path,
-							  SMPL_IFACE_SESSION,
-							  (char **)changed);
+	if (o && o->session_changed)
+		o->session_changed(s);
 }
 
 struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path)
@@ -154,7 +136,8 @@ static int session_publish(struct smpl_session *s, sd_bus_message *m)
 	s->next = d->sessions;
 	d->sessions = s;
 	s->unit->session = s;
-	(void)sd_bus_emit_object_added(d->bus, s->path);
+	if (d->observer && d->observer->session_published)
+		d->observer->session_published(s);
 	return 0;
 }
 
@@ -232,8 +215,8 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 	smpl_audit(d, STORE_AUDIT_SESSION, &uid, u, s->id, "start", NULL);
 	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "session-start",
 		 "session %" PRId64 " started by uid %u", s->id, (unsigned int)uid);
-	smpl_unit_sync_properties(u);
-	smpl_session_sync_properties(s);
+	smpl_unit_changed(u);
+	smpl_session_changed(s);
 	*ret = s;
 	return 0;
 }
@@ -285,7 +268,7 @@ int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t u
 	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "patch",
 		 "patch %s selected by uid %u%s", patch, (unsigned int)uid,
 		 pv.e.test_spot ? " (test spot)" : "");
-	smpl_session_sync_properties(s);
+	smpl_session_changed(s);
 	return 0;
 }
 
@@ -301,7 +284,7 @@ int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid, sd_bus_error
 	smpl_audit(s->daemon, STORE_AUDIT_EYEWEAR, &uid, u, s->id, NULL, NULL);
 	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "eyewear",
 		 "protective eyewear confirmed by uid %u", (unsigned int)uid);
-	smpl_session_sync_properties(s);
+	smpl_session_changed(s);
 	return 0;
 }
 
@@ -352,11 +335,12 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 	if (u && u->session == s)
 		u->session = NULL;
 	s->unit = NULL;
-	smpl_session_sync_properties(s);	/* State: ended */
-	(void)sd_bus_emit_object_removed(d->bus, s->path);
+	smpl_session_changed(s);	/* State: ended */
+	if (d->observer && d->observer->session_unpublished)
+		d->observer->session_unpublished(s);
 	session_unlink(s);
 	if (u)
-		smpl_unit_sync_properties(u);
+		smpl_unit_changed(u);
 	session_free(s);
 	return 0;
 }

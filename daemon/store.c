@@ -1081,6 +1081,18 @@ size_t store_pending_pulses(const struct store *st)
 	return st->batch_len;
 }
 
+int store_visit_pending(const struct store *st,
+			int (*cb)(const struct store_pulse *p, void *ctx), void *ctx)
+{
+	for (size_t i = 0; i < st->batch_len; i++) {
+		int r = cb(&st->batch[i], ctx);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* What one flush adds to one treatment's pulse summary. */
 struct pulse_summary {
 	int64_t treatment_id;
@@ -2080,6 +2092,36 @@ int store_audit(struct store *st, const struct store_audit *a)
 	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
 		return fail(st, -EINVAL, "bad audit record");
 	return insert_audit(st, a);	/* one statement: its own durable transaction */
+}
+
+int store_audit_once(struct store *st, const struct store_audit *a)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
+		return fail(st, -EINVAL, "bad audit record");
+	err = prepare(st, &stmt, "SELECT 1 FROM audit WHERE time_ms = ?1 AND kind = ?2"
+		      " AND operator_uid IS ?3 AND unit_serial IS ?4 AND session_id IS ?5"
+		      " AND reason IS ?6 AND detail IS ?7 LIMIT 1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, a->time_ms);
+	sqlite3_bind_text(stmt, 2, audit_kind_names[a->kind], -1, SQLITE_STATIC);
+	if (a->has_operator)
+		sqlite3_bind_int64(stmt, 3, a->op.uid);
+	bind_text_or_null(stmt, 4, a->unit_serial);
+	if (a->session_id)
+		sqlite3_bind_int64(stmt, 5, a->session_id);
+	bind_free_text(stmt, 6, a->reason);
+	bind_free_text(stmt, 7, a->detail);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc != SQLITE_DONE)
+		return sql_fail(st, rc, "look for an audit record");
+	return insert_audit(st, a);
 }
 
 int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void *ctx)

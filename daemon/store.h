@@ -304,6 +304,9 @@ int store_flush(struct store *st);
 
 /* Pulses waiting for store_flush(). */
 size_t store_pending_pulses(const struct store *st);
+/* The pulses waiting for store_flush(), in order (to keep them elsewhere). */
+int store_visit_pending(const struct store *st,
+			int (*cb)(const struct store_pulse *p, void *ctx), void *ctx);
 
 /* A treatment's committed pulses in shot order.  Returns how many visited. */
 typedef int (*store_pulse_cb)(const struct store_pulse *p, void *ctx);
@@ -421,6 +424,12 @@ struct store_audit {
 
 /* Append and commit one audit record. */
 int store_audit(struct store *st, const struct store_audit *a);
+/*
+ * The same, unless an identical record (time, kind, operator, unit, session,
+ * reason, detail) is there already: for records replayed after a crash, which
+ * may have reached the store before it.  1 if it was there, 0 if appended.
+ */
+int store_audit_once(struct store *st, const struct store_audit *a);
 
 /* Audit records read back, oldest first; strings valid during the callback. */
 typedef int (*store_audit_cb)(int64_t id, const struct store_audit *a, void *ctx);

@@ -118,14 +118,14 @@ int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
 	if (r != 0) {
 		(void)smpl_safety_set_params(&u->safety, false, 0, &v);
 		u->params_set = false;
-		smpl_unit_sync_properties(u);
+		smpl_unit_changed(u);
 		return smpl_unit_error(u, uid, error, r, "SetParameters");
 	}
 	r = smpl_unit_read_status(u, &st);	/* the core sees the unit's PARAMS_SET flag now */
 	if (r != 0) {
 		(void)smpl_safety_set_params(&u->safety, false, 0, &v);
 		u->params_set = false;
-		smpl_unit_sync_properties(u);
+		smpl_unit_changed(u);
 		return smpl_unit_error(u, uid, error, r, "SetParameters");
 	}
 	r = smpl_safety_set_params(&u->safety, true, smpl_params_energy_uj(p), &v);
@@ -141,7 +141,7 @@ int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
 		 "parameters set by uid %u: %u nm, %u mJ/cm2, spot %u um, pulse %u ps, %u mHz",
 		 (unsigned int)uid, p->wavelength_nm, p->fluence_mj_cm2, p->spot_um,
 		 p->pulse_ps, p->rate_mhz);
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
 	return 0;
 }
 
@@ -254,7 +254,7 @@ int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 
 		smpl_unit_apply(u, &a);
 	}
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
 	return 0;
 }
 
@@ -332,7 +332,7 @@ int smpl_unit_acknowledge(struct smpl_unit *u, uid_t uid, sd_bus_error *error)
 	smpl_audit(d, STORE_AUDIT_ACK_FAULT, &uid, u, session_id_of(u), fault, NULL);
 	smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "acknowledge",
 		 "fault %s acknowledged by uid %u", fault, (unsigned int)uid);
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
 	return 0;
 }
 

@@ -94,26 +94,31 @@ const char *smpl_unit_state_name(const struct smpl_unit *u)
 	return names[u->status.state];
 }
 
-static const char *const fault_names[] = {
-	[SMPL_FAULT_NONE] = "",
-	[SMPL_FAULT_WATCHDOG] = "watchdog",
-	[SMPL_FAULT_INTERLOCK] = "interlock",
-	[SMPL_FAULT_SELF_TEST] = "self-test",
-	[SMPL_FAULT_ENERGY] = "energy",
-	[SMPL_FAULT_OVERTEMP] = "overtemp",
-	[SMPL_FAULT_COOLING] = "cooling",
-	[SMPL_FAULT_SHUTTER] = "shutter",
-	[SMPL_FAULT_INTERNAL] = "internal",
-};
-
-/* The daemon's latch first (it outlives the unit's), then the unit's own. */
+/*
+ * The daemon's latch first (it outlives the unit's), then the unit's own.  A
+ * unit fault is named by the unit's code (watchdog, energy, interlock, ...).
+ */
 const char *smpl_unit_fault_name(const struct smpl_unit *u)
 {
 	if (smpl_safety_fault_latched(&u->safety))
-		return smpl_reason_name(u->safety.fault);
+		return u->safety.fault == SMPL_REASON_UNIT_FAULT && u->safety.fault_code ?
+		       smpl_fault_slug(u->safety.fault_code) : smpl_reason_name(u->safety.fault);
 	if (u->status_known && u->status.fault <= SMPL_FAULT__MAX)
-		return fault_names[u->status.fault];
+		return smpl_fault_slug(u->status.fault);
 	return "";
+}
+
+uint16_t smpl_unit_interlocks_closed(const struct smpl_unit *u)
+{
+	if (!u->connected || !u->status_known)
+		return 0;
+	return (uint16_t)(~u->status.interlocks & SMPL_IL_ALL);
+}
+
+void smpl_daemon_changed(struct smpl_daemon *d, const char *property)
+{
+	if (d->observer && d->observer->manager_changed)
+		d->observer->manager_changed(d, property);
 }
 
 /* --- properties ------------------------------------------------------------ */
@@ -131,47 +136,19 @@ void smpl_daemon_notify_status(struct smpl_daemon *d)
 			 d->probing ? "Probing units" : "Running", units, armed);
 }
 
-void smpl_unit_sync_properties(struct smpl_unit *u)
+void smpl_unit_changed(struct smpl_unit *u)
 {
-	const char *changed[8];
-	size_t n = 0;
-	const char *state = smpl_unit_state_name(u);
-	const char *fault = smpl_unit_fault_name(u);
+	const struct smpl_observer *o = u->daemon->observer;
+	bool armed = u->published && u->treatment_id != 0;
 
-	if (!u->published)
-		return;
-	if (!u->shown.state || strcmp(u->shown.state, state) != 0)
-		changed[n++] = "State";
-	if (u->shown.interlocks != u->status.interlocks)
-		changed[n++] = "Interlocks";
-	if (u->shown.shot_count != u->status.shot_count)
-		changed[n++] = "ShotCount";
-	if (!u->shown.fault || strcmp(u->shown.fault, fault) != 0)
-		changed[n++] = "Fault";
-	if (u->shown.session != u->session)
-		changed[n++] = "Session";
-	if (u->shown.params_set != u->params_set ||
-	    memcmp(&u->shown.params, &u->params, sizeof(u->params)) != 0)
-		changed[n++] = "Parameters";
-	changed[n] = NULL;
-
-	u->shown.state = state;
-	u->shown.interlocks = u->status.interlocks;
-	u->shown.shot_count = u->status.shot_count;
-	u->shown.fault = fault;
-	u->shown.session = u->session;
-	u->shown.params_set = u->params_set;
-	u->shown.params = u->params;
-	if (n > 0)
-		(void)sd_bus_emit_properties_changed_strv(u->daemon->bus, u->path,
-							  SMPL_IFACE_UNIT,
-							  (char **)changed);
-	if (u->shown.armed != (u->treatment_id != 0)) {
-		u->shown.armed = u->treatment_id != 0;
+	if (u->published && o && o->unit_changed)
+		o->unit_changed(u);
+	if (u->status_armed != armed) {
+		u->status_armed = armed;
 		smpl_daemon_notify_status(u->daemon);
 	}
 	if (u->session)
-		smpl_session_sync_properties(u->session);
+		smpl_session_changed(u->session);
 }
 
 /* --- treatments ------------------------------------------------------------- */
@@ -274,10 +251,9 @@ void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const 
 		 NULL, a->kind == SMPL_ACT_FAULT ? "fault" : "disarm",
 		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
 		 a->message);
-	if (a->kind == SMPL_ACT_FAULT && u->published)
-		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Fault", "ss",
-					 smpl_reason_name(a->reason), a->message);
-	smpl_unit_sync_properties(u);
+	if (a->kind == SMPL_ACT_FAULT && u->published && d->observer && d->observer->unit_fault)
+		d->observer->unit_fault(u, smpl_unit_fault_name(u), a->message);
+	smpl_unit_changed(u);
 }
 
 void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
@@ -296,103 +272,6 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 			(void)u->backend->ops->disarm(u->backend);
 		}
 	}
-}
-
-/* Treatments whose closing the store refused (busy, I/O): try again. */
-static int close_unclosed(struct smpl_daemon *d)
-{
-	int failed = 0;
-
-	for (struct smpl_unit *u = d->units; u; u = u->next) {
-		int r;
-
-		if (!u->unclosed_id)
-			continue;
-		r = store_treatment_end(d->store, u->unclosed_id, &u->unclosed);
-		if (r == 0 || r == -EALREADY || r == -ENOENT) {
-			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "store",
-				 "treatment %" PRId64 " closed", u->unclosed_id);
-			u->unclosed_id = 0;
-		} else {
-			failed = r;
-		}
-	}
-	return failed;
-}
-
-/* Pulses first, then treatments left unclosed, then the audit backlog. */
-static int flush_all(struct smpl_daemon *d)
-{
-	int r = 0;
-
-	if (store_pending_pulses(d->store) > 0)
-		r = store_flush(d->store);
-	if (r == 0)
-		r = close_unclosed(d);
-	if (r == 0)
-		r = smpl_audit_retry(d);
-	return r;
-}
-
-/*
- * S3: pulses are committed every SMPL_FLUSH_PERIOD_MS and at every disarm.
- * While the store cannot take them every unit is disarmed and nothing arms;
- * what it could not take is kept and retried once a second (each try may
- * wait for the database's busy timeout).
- */
-void smpl_daemon_flush(struct smpl_daemon *d)
-{
-	uint64_t now = smpl_now_ms(d);
-
-	if (d->store_failed && now < d->store_retry_ms)
-		return;
-	if (flush_all(d) == 0) {
-		if (d->store_failed)
-			smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
-		d->store_failed = false;
-		return;
-	}
-	smpl_daemon_records_failed(d);
-}
-
-void smpl_daemon_records_failed(struct smpl_daemon *d)
-{
-	d->store_retry_ms = smpl_now_ms(d) + 1000;
-	if (d->store_failed)
-		return;
-	smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
-		 "the records store fails: %s; disarming every unit", store_errmsg(d->store));
-	d->store_failed = true;
-	smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED, "the records store fails");
-}
-
-void smpl_daemon_close_records(struct smpl_daemon *d)
-{
-	if (!d->store)
-		return;
-	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
-	while (d->sessions)
-		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
-				       "the daemon stopped", NULL, NULL);
-	d->store_retry_ms = 0;		/* a last try, whatever the throttle */
-	smpl_daemon_flush(d);
-	smpl_audit_discard();
-}
-
-void smpl_daemon_free(struct smpl_daemon *d)
-{
-	while (d->units) {
-		struct smpl_unit *u = d->units;
-
-		d->units = u->next;
-		smpl_unit_free(u);
-	}
-	smpl_polkit_free(d->polkit);
-	sd_bus_flush_close_unref(d->bus);
-	sd_event_source_disable_unref(d->flush_timer);
-	sd_event_unref(d->event);
-	store_close(d->store);
-	free(d->state_dir);
 }
 
 /* --- probing ---------------------------------------------------------------- */
@@ -527,16 +406,17 @@ static void publish(struct smpl_unit *u)
 			return;
 	}
 	u->published = true;
-	(void)sd_bus_emit_object_added(d->bus, u->path);
-	smpl_bus_manager_changed(d, "Units");
-	smpl_unit_sync_properties(u);
+	if (d->observer && d->observer->unit_published)
+		d->observer->unit_published(u);
+	smpl_daemon_changed(d, "Units");
+	smpl_unit_changed(u);
 }
 
 static void probe_done(struct smpl_daemon *d)
 {
 	if (d->probing > 0 && --d->probing == 0) {
 		d->state = "running";
-		smpl_bus_manager_changed(d, "State");
+		smpl_daemon_changed(d, "State");
 	}
 	smpl_daemon_notify_status(d);
 }
@@ -626,7 +506,7 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	if (st->state == SMPL_STATE_EMITTING)
 		mark_emitting(u, false);
 	smpl_unit_apply(u, &a);
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
 }
 
 /*
@@ -737,14 +617,12 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 		mark_emitting(u, true);
 	if (fresh && s && session_id && s->id == session_id)
 		s->pulse_count++;
-	if (fresh && u->published)
-		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Pulse", "ouuu",
-					 s && session_id == s->id ? s->path : "/", p->shot,
-					 p->measured_uj, p->set_uj);
+	if (fresh && u->published && d->observer && d->observer->unit_pulse)
+		d->observer->unit_pulse(u, s && session_id == s->id ? s : NULL, p);
 	smpl_unit_apply(u, &a);
 	if (!tid && fresh)
 		stray_pulse(u, p);
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
 }
 
 static void on_disconnect(struct smpl_unit *u)
@@ -762,7 +640,28 @@ static void on_disconnect(struct smpl_unit *u)
 		smpl_unit_close_treatment(u, STORE_OUTCOME_INTERRUPTED);
 		smpl_daemon_flush(u->daemon);
 	}
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
+}
+
+/*
+ * A simulated unit unplugged goes the way of a real one: its session ends,
+ * its Unit object goes away (the Simulator interface stays at the path, for
+ * the technician's hands to plug it in again) and a replug publishes it anew.
+ */
+static void unpublish(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+
+	if (u->session)
+		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED,
+				       "the unit was removed", NULL, NULL);
+	if (!u->published)
+		return;
+	if (d->observer && d->observer->unit_unpublished)
+		d->observer->unit_unpublished(u, false);
+	u->published = false;
+	smpl_daemon_changed(d, "Units");
+	smpl_daemon_notify_status(d);
 }
 
 static void on_connect(struct smpl_unit *u)
@@ -775,7 +674,7 @@ static void on_connect(struct smpl_unit *u)
 	u->reported_known = false;	/* its counter may have changed while away */
 	smpl_safety_connected(&u->safety, smpl_now_ms(u->daemon));
 	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "connect", "unit connected");
-	smpl_unit_sync_properties(u);
+	smpl_unit_changed(u);
 }
 
 static void on_backend_event(struct smpl_backend *b, const struct smpl_backend_event *ev,
@@ -793,6 +692,8 @@ static void on_backend_event(struct smpl_backend *b, const struct smpl_backend_e
 		break;
 	case SMPL_BEV_DISCONNECT:
 		on_disconnect(u);
+		if (b->sim)
+			unpublish(u);	/* as a real unit's node going away */
 		break;
 	case SMPL_BEV_CONNECT:
 		on_connect(u);
@@ -941,13 +842,13 @@ void smpl_unit_drop(struct smpl_unit *u)
 	if (u->session)
 		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED,
 				       "the unit was removed", NULL, NULL);
-	if (u->published)
-		(void)sd_bus_emit_object_removed(d->bus, u->path);
-	else if (u->heartbeat)
+	if (u->published && d->observer && d->observer->unit_unpublished)
+		d->observer->unit_unpublished(u, true);
+	else if (!u->published && u->heartbeat)
 		probe_done(d);		/* it was still being probed */
 	unit_unlink(u);
 	if (u->published)
-		smpl_bus_manager_changed(d, "Units");
+		smpl_daemon_changed(d, "Units");
 	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "remove", "unit removed");
 	smpl_unit_free(u);
 }

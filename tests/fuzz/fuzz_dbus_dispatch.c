@@ -978,7 +978,7 @@ static void call_standard(struct harness *h, struct input *in)
 	};
 	static const char *const props[] = {
 		"Version", "Units", "CooldownDays", "State", "Serial", "Model", "Firmware",
-		"Backend", "Interlocks", "Parameters", "ShotCount", "Session", "Fault",
+		"Backend", "Interlocks", "Parameters", "ShotCount", "Session", "LatchedFault",
 		"Patient", "Unit", "Patch", "PulseCount", "EyewearConfirmed", "Nope",
 	};
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;

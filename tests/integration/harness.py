@@ -303,8 +303,30 @@ class Env:
         return self.prop(spath, SESSION, name)
 
     def wait_unit_state(self, state, timeout=5.0, path=UNIT1):
-        wait_until(lambda: self.unit_prop('State', path) == state, timeout,
-                   'unit state %s (now %s)' % (state, self.unit_prop('State', path)))
+        """Until the unit says @state (a unit plugged in again may not be back yet)."""
+        def now():
+            try:
+                return str(self.unit_prop('State', path))
+            except dbus.DBusException as e:
+                return e.get_dbus_name()
+        wait_until(lambda: now() == state, timeout, 'unit state %s' % state)
+
+    def unit_published(self, path=UNIT1):
+        """Does the unit's object have its Unit interface (as ObjectManager says)?"""
+        objs = self.iface(ROOT, 'org.freedesktop.DBus.ObjectManager').GetManagedObjects()
+        return UNIT in objs.get(dbus.ObjectPath(path), {})
+
+    def wait_unit_gone(self, timeout=3.0, path=UNIT1):
+        """A unit unplugged: its Unit interface goes away, as a real unit's does."""
+        wait_until(lambda: not self.unit_published(path), timeout, 'the unit to go away')
+        try:
+            self.unit(path).Arm()
+        except dbus.DBusException as e:
+            assert e.get_dbus_name() in ('org.freedesktop.DBus.Error.UnknownObject',
+                                         'org.freedesktop.DBus.Error.UnknownInterface',
+                                         'org.freedesktop.DBus.Error.UnknownMethod'), e
+        else:
+            raise AssertionError('Arm on an unplugged unit succeeded')
 
     def history(self, patient):
         return list(self.manager().History(patient))

@@ -16,8 +16,8 @@ import sys
 import dbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (GOOD_PARAMS, Env, expect_error, main, pump, test,  # noqa: E402
-                     wait_until)
+from harness import (GOOD_PARAMS, PROPS, ROOT, UNIT1, Env, expect_error, main, pump,  # noqa: E402
+                     test, wait_until)
 
 TEST_SPOT = '[rules]\ntest_spot = true\ntest_spot_pulses = 3\ntest_spot_review_days = 14\n'
 
@@ -86,7 +86,7 @@ def test_late_reports_after_a_disarm_whose_status_read_failed():
             fired = [s for s in fired_shots(env) if t[0]['shot_at_arm'] < s <= t[0]['shot_at_end']]
             assert t[0]['pulse_count'] == len(fired) == t[0]['pulses_recorded'] > 0, (t, fired)
             assert t[0]['outcome'] == 'completed', t
-        assert env.unit_prop('Fault') == '', env.unit_prop('Fault')
+        assert env.unit_prop('LatchedFault') == '', env.unit_prop('LatchedFault')
         print('# %d pulses, all late, all recorded once' % n)
 
 
@@ -104,8 +104,8 @@ def test_last_pulse_in_flight_after_disarm_is_recorded():
         env.sim().HoldReports(False)
         env.wait_unit_state('standby')
         pump(0.3)
-        assert env.unit_prop('Fault') == '', 'a late report taken for a stray pulse: %s' % (
-            env.unit_prop('Fault'))
+        assert env.unit_prop('LatchedFault') == '', 'a late report taken for a stray pulse: %s' % (
+            env.unit_prop('LatchedFault'))
         env.session(spath).End('done')
         n = assert_every_fired_pulse_recorded_once(env)
         t = treatments(env, 'p-flight')[0]
@@ -147,8 +147,8 @@ def test_counter_gone_back_after_kill_is_never_believed():
         assert fired_shots(env), 'nothing fired'
         _set_nv_counter(env, at_arm)
         env.start()
-        wait_until(lambda: env.unit_prop('Fault') == 'counter-went-back', 5,
-                   'the unit faulted for its counter (Fault %s)' % env.unit_prop('Fault'))
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-went-back', 5,
+                   'the unit faulted for its counter (Fault %s)' % env.unit_prop('LatchedFault'))
         eligible, _, why = env.manager().CheckPatch('p-back', 'crown')
         assert not eligible, 'a patch that emitted was freed by a lost count: %s' % why
         t = treatments(env, 'p-back')
@@ -181,7 +181,7 @@ def test_counter_below_recorded_pulses_is_never_believed():
         env.kill(signal.SIGKILL)
         _set_nv_counter(env, at_arm + 1)
         env.start()
-        wait_until(lambda: env.unit_prop('Fault') == 'counter-went-back', 5, 'the fault')
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-went-back', 5, 'the fault')
         t = treatments(env, 'p-rows')[0]
         assert t['outcome'] == 'unknown', t
         assert t['pulse_count'] is None or t['pulse_count'] >= t['pulses_recorded'], t
@@ -200,7 +200,7 @@ def test_live_counter_below_the_records_is_never_believed():
         env.sim().SetShotCounter(dbus.UInt32(0))
         env.ready_session('p-live2', 'occipital')
         expect_error('DeviceFault', env.unit().Arm, contains=('counter-went-back',))
-        assert env.unit_prop('Fault') == 'counter-went-back'
+        assert env.unit_prop('LatchedFault') == 'counter-went-back'
         assert env.unit_prop('State') == 'standby'
         assert not treatments(env, 'p-live2')
 
@@ -381,6 +381,176 @@ def test_every_call_is_answered_and_echoes_nothing_unsafe():
         log = env.log()
         assert '\x1b' not in log and '\u202e' not in log
         env.session(spath).End('done')
+
+
+OM = 'org.freedesktop.DBus.ObjectManager'
+
+
+class PropertyCache:
+    """What a GLib GDBusObjectManagerClient would believe: GetManagedObjects once, then
+    only InterfacesAdded/Removed and PropertiesChanged."""
+
+    def __init__(self, env):
+        self.env = env
+        bus = env.bus
+        bus.add_signal_receiver(self._added, 'InterfacesAdded', OM, path=ROOT)
+        bus.add_signal_receiver(self._removed, 'InterfacesRemoved', OM, path=ROOT)
+        bus.add_signal_receiver(self._changed, 'PropertiesChanged', PROPS,
+                                path_keyword='path')
+        self.seen = []
+        self.objects = self._ours(env.iface(ROOT, OM).GetManagedObjects())
+
+    @staticmethod
+    def _ours(objects):
+        return {str(p): {str(i): dict(props) for i, props in ifaces.items()
+                         if str(i).startswith('org.smplaser.')}
+                for p, ifaces in objects.items()}
+
+    def _added(self, path, ifaces):
+        obj = self.objects.setdefault(str(path), {})
+        for i, props in ifaces.items():
+            if str(i).startswith('org.smplaser.'):
+                obj[str(i)] = dict(props)
+
+    def _removed(self, path, ifaces):
+        obj = self.objects.get(str(path), {})
+        for i in ifaces:
+            obj.pop(str(i), None)
+        if not obj:
+            self.objects.pop(str(path), None)
+
+    def _changed(self, iface, changed, invalidated, path=None):
+        self.seen.append((str(path), str(iface), dict(changed)))
+        if str(iface).startswith('org.smplaser.') and str(path) in self.objects:
+            self.objects[str(path)].setdefault(str(iface), {}).update(changed)
+
+    def check(self, step):
+        pump(0.3)
+        truth = {p: i for p, i in self._ours(
+            self.env.iface(ROOT, OM).GetManagedObjects()).items() if i}
+        mine = {p: i for p, i in self.objects.items() if i}
+        assert set(mine) == set(truth), '%s: objects %s, the daemon has %s' % (
+            step, sorted(mine), sorted(truth))
+        for path, ifaces in truth.items():
+            assert set(mine[path]) == set(ifaces), (step, path, sorted(mine[path]), sorted(ifaces))
+            for iface, props in ifaces.items():
+                for name, value in props.items():
+                    assert mine[path][iface].get(name) == value, \
+                        '%s: %s %s.%s cached %r, is %r' % (step, path, iface, name,
+                                                          mine[path][iface].get(name), value)
+
+
+@test
+def test_a_property_cache_never_goes_stale():
+    """Issues 11.13 and 11.15: a client that keeps a cache from PropertiesChanged and
+    InterfacesAdded/Removed (as GLib's GDBusObjectManagerClient, pydbus and dasbus do)
+    agrees with GetAll after every step of whole treatments with unplug and replug:
+    every change is signalled, and a simulated unplug removes the unit's interface as
+    a real one does."""
+    with Env() as env:
+        env.start()
+        cache = PropertyCache(env)
+        for rnd in range(2):
+            spath = env.unit().StartSession('p-cache-%d' % rnd)
+            cache.check('StartSession')
+            env.session(spath).SelectPatch('crown')
+            env.session(spath).ConfirmEyewear()
+            env.unit().SetParameters(GOOD_PARAMS)
+            cache.check('ready')
+            env.arm_to_ready()
+            cache.check('armed')
+            env.sim().SetFootswitch(True)
+            pump(0.5)
+            env.sim().SetInterlock('door', True)    # disarms: the pulses stop
+            wait_until(lambda: env.unit_prop('State') in ('standby', 'fault'), 3, 'disarm')
+            cache.check('door opened while emitting')
+            env.sim().SetFootswitch(False)
+            env.sim().SetInterlock('door', False)
+            cache.check('door closed')
+            if env.unit_prop('LatchedFault'):
+                env.unit().AcknowledgeFault()
+                cache.check('interlock fault acknowledged')
+            cache.seen.clear()
+            env.sim().Unplug()
+            env.wait_unit_gone()
+            cache.check('unplugged')
+            # Before the object went, what a client sees of it changed too: the
+            # interlocks are no longer known closed.
+            interlocks = [c['Interlocks'] for p, i, c in cache.seen
+                          if p == UNIT1 and 'Interlocks' in c]
+            assert interlocks and not any(interlocks[-1].values()), cache.seen
+            assert spath not in cache.objects, 'the session object outlived the unit'
+            env.sim().Replug()
+            env.wait_unit_state('standby', 3)
+            cache.check('plugged in again')
+            env.sim().InjectFault('overtemp')
+            wait_until(lambda: env.unit_prop('LatchedFault') != '', 3, 'the fault')
+            cache.check('fault')
+            env.sim().ClearFaultCause()
+            env.unit().AcknowledgeFault()
+            cache.check('acknowledged')
+
+
+@test
+def test_each_fault_is_named():
+    """Issue 11.14: a unit fault is named by the unit's code in LatchedFault and in the
+    Fault signal (watchdog, energy, overtemp, ...), never "unit-fault" or "code N"."""
+    with Env() as env:
+        env.start()
+        signals = []
+        env.bus.add_signal_receiver(lambda *a: signals.append(a), 'Fault',
+                                    'org.smplaser.Laser1.Unit')
+        for fault in ('overtemp', 'shutter', 'cooling'):
+            env.sim().InjectFault(fault)
+            wait_until(lambda: signals, 3, 'the Fault signal')
+            code, message = signals.pop()
+            assert code == fault, (code, message)
+            assert fault in message and 'code' not in message, message
+            assert env.unit_prop('LatchedFault') == fault
+            env.sim().ClearFaultCause()
+            env.unit().AcknowledgeFault()
+            assert env.unit_prop('LatchedFault') == ''
+
+
+@test
+def test_arm_decides_on_a_fresh_read_of_the_unit():
+    """Arm never decides on the last status report alone: the door opened while the
+    unit's reports are held back is seen by Arm's own GET_STATUS (InterlockOpen, no
+    treatment recorded, nothing sent to arm), and an Arm whose GET_STATUS is lost is
+    refused.  (Kills the mutant that skips Arm's fresh read.)"""
+    with Env() as env:
+        env.start()
+        env.ready_session('p-fresh', 'crown')
+        env.sim().HoldReports(True)
+        env.sim().SetInterlock('door', True)
+        expect_error('InterlockOpen', env.unit().Arm, contains=('interlock open',))
+        assert not treatments(env, 'p-fresh'), 'a treatment was recorded for a refused Arm'
+        env.sim().SetInterlock('door', False)
+        env.sim().HoldReports(False)
+        pump(0.3)
+        env.sim().DropNextReply('get-status')
+        expect_error('DeviceFault', env.unit().Arm)
+        pump(0.3)
+        assert env.unit_prop('State') == 'standby'
+        assert not treatments(env, 'p-fresh')
+        env.arm_to_ready()
+        env.unit().Disarm()
+
+
+@test
+def test_interlock_audit_says_what_happened():
+    """The audit trail says 'opened' when an interlock opens and 'closed' when it
+    closes, with the bits.  (Kills the mutant that swaps them.)"""
+    with Env() as env:
+        env.start()
+        env.sim().SetInterlock('door', True)
+        pump(0.3)
+        env.sim().SetInterlock('door', False)
+        pump(0.3)
+        rows = env.query("SELECT reason, detail FROM audit WHERE kind = 'interlock'"
+                         " ORDER BY id")
+        assert [r['reason'] for r in rows] == ['opened', 'closed'], rows
+        assert rows[0]['detail'] == 'open interlocks 0x00 -> 0x02', rows
 
 
 if __name__ == '__main__':

@@ -192,7 +192,7 @@ def test_set_calibration_on_unplugged_unit():
     with Env() as env:
         env.start()
         env.sim().Unplug()
-        env.wait_unit_state('disconnected', 2)
+        env.wait_unit_gone()
         expect_error('Disconnected', env.sim().SetCalibration, False)
         env.sim().Replug()
         env.wait_unit_state('standby', 3)

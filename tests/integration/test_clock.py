@@ -309,8 +309,9 @@ def test_forward_43_days_does_not_shorten_cooldown():
 @test
 def test_started_43_days_ahead_does_not_shorten_cooldown():
     """smplaserd (re)started while the host clock is already 43 days ahead, the unit's
-    RTC at the true time: no jump is ever seen, the patch looks eligible by the host
-    clock, and Arm is refused for the clock (the cooldown's "now" is not trusted)."""
+    RTC at the true time: no jump is ever seen, yet the patch's eligibility is not
+    answered (CheckPatch, SelectPatch) and Arm is refused for the clock: the
+    cooldown's "now" is not trusted."""
     with ClockEnv() as env:
         env.start()
         _, pulses = env.treat('p-c09', 'crown')
@@ -322,12 +323,40 @@ def test_started_43_days_ahead_does_not_shorten_cooldown():
         # The simulated unit takes its RTC from the host clock when it starts:
         # set it back to the true time, as a battery-backed RTC would have kept it.
         env.sim().SetRtcSkew(dbus.Int64(-43 * DAY_S))
-        eligible, _, _ = env.manager().CheckPatch('p-c09', 'crown')
-        assert eligible, 'the host clock is 43 days ahead: the rules see the patch eligible'
-        env.ready_session('p-c09', 'crown')
+        pump(0.2)       # its next status report carries that RTC
+        # The rules would see the patch eligible by this clock: nothing answers.
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c09', 'crown',
+                     contains=("off the unit's RTC",))
+        spath = env.unit().StartSession('p-c09')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(harness.GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm, contains=("off the unit's RTC",))
         assert_no_pulse(env)
         assert env.treatments() == treated, 'a treatment was recorded'
+
+
+@test
+def test_another_units_arming_witnesses_the_clock():
+    """S8 across units: unit 2's patch is selected, then unit 1 arms; the host clock
+    steps back 100 s (inside the RTC bound): unit 2's Arm is refused, its clock being
+    earlier than the newest arming, which unit 2 itself never saw.  (Kills the mutant
+    that does not read the newest arming again at Arm.)"""
+    with ClockEnv() as env:
+        env.start(sim=2)
+        u1, u2 = harness.UNIT1, harness.ROOT + '/unit/SIM00002'
+        s2 = env.ready_session_on(u2, 'p-c10', 'occipital')
+        s1 = env.ready_session_on(u1, 'p-c11', 'crown')
+        env.unit(u1).Arm()
+        env.wait_unit_state('ready', 6, u1)
+        env.unit(u1).Disarm()
+        env.set_offset(-100)
+        expect_error('ClockUnreliable', env.unit(u2).Arm,
+                     contains=('earlier than the newest record',))
+        assert env.unit_prop('State', u2) == 'standby'
+        env.set_offset(0)
+        for u, s in ((u1, s1), (u2, s2)):
+            env.session(s).End('done')
 
 
 @test
