@@ -82,6 +82,10 @@ GOOD = {'wavelength_nm': 1064, 'fluence_mj_cm2': 3000, 'spot_um': 3000, 'pulse_p
 BAD = [('fluence_mj_cm2', 20000), ('spot_um', 100), ('rate_mhz', 50000),
        ('wavelength_nm', 532), ('pulse_ps', 1)]
 TOLERANCE = 0.20
+# What a call on an unplugged unit gets: the unit's object (its Unit interface) is gone
+# as a real unit's is, or (older daemons) it stays, disconnected
+GONE = ('Disconnected', 'org.freedesktop.DBus.Error.UnknownObject',
+        'org.freedesktop.DBus.Error.UnknownInterface', 'org.freedesktop.DBus.Error.UnknownMethod')
 RTC_MAX_SKEW_S = 300
 
 
@@ -403,19 +407,28 @@ class Episode:
                                  for i, props in ifaces.items()}
                              for p, ifaces in cache.objects.items()}
 
+        def root_ok(props):
+            done['root'] = ({str(k): norm(v) for k, v in props.items()},
+                            {k: norm(v) for k, v in cache.root.items()})
+
         def err(e):
             done['err'] = e
-        cache.bus.get_object(harness.BUS_NAME, ROOT, introspect=False).GetManagedObjects(
-            dbus_interface=OBJMGR, reply_handler=ok, error_handler=err,
-            timeout=CALL_TIMEOUT_S)
+        root = cache.bus.get_object(harness.BUS_NAME, ROOT, introspect=False)
+        root.GetAll(MANAGER, dbus_interface=PROPS, reply_handler=root_ok, error_handler=err,
+                    timeout=CALL_TIMEOUT_S)
+        root.GetManagedObjects(dbus_interface=OBJMGR, reply_handler=ok, error_handler=err,
+                               timeout=CALL_TIMEOUT_S)
         end = time.monotonic() + CALL_TIMEOUT_S + 0.5
-        while not done and time.monotonic() < end:
+        while not ('truth' in done and 'root' in done) and 'err' not in done and \
+                time.monotonic() < end:
             harness.pump(0.002)
-        if 'truth' not in done:
-            if not done and self.world.running():
-                self.found('no-reply', 'GetManagedObjects not answered in 5 s')
+        if 'truth' not in done or 'root' not in done:
+            if 'err' not in done and self.world.running():
+                self.found('no-reply', 'GetManagedObjects/GetAll not answered in 5 s')
             return
         truth, snap = done['truth'], done['cache']
+        truth[ROOT] = {MANAGER: done['root'][0]}
+        snap[ROOT] = {MANAGER: done['root'][1]}
         now = time.monotonic()
         seen = set()
         for p in set(truth) | set(snap):
@@ -564,7 +577,7 @@ class Episode:
         u = self.units[serial]
         self.step('%s Disarm %s' % (who, serial))
         r = self.call(who, u['path'], UNIT, 'Disarm')
-        if not r.ok and r.short() not in ('Disconnected',) and self.world.running():
+        if not r.ok and r.short() not in GONE and self.world.running():
             self.found('S6-disarm', 'Disarm by %s refused: %s %s' % (who, r.error, r.message))
         if r.ok:
             self.drain()
@@ -711,6 +724,10 @@ class Episode:
         if r.ok:
             u = self.units[serial]
             u['plugged'] = False
+            sp = u['session']
+            if sp:                      # the session goes with its unit (or is closed)
+                self.sessions[sp]['state'] = 'unplugged'
+                u['session'] = None
             wanted = ('removed', u['path'])
             if 'unplug-objects' not in self.ignore and not self._wait_event(before, wanted):
                 self.found('unplug-objects', 'Simulator.Unplug of %s: no InterfacesRemoved for '
@@ -813,7 +830,7 @@ class Episode:
             self.start()
         self.release_reports(force=True)
         for s in self.serials:
-            if self.unit_state(s) == 'disconnected' or not self.units[s]['plugged']:
+            if self.unit_state(s) in ('disconnected', None) or not self.units[s]['plugged']:
                 self.replug(s)
                 self.wait_state(s, ('standby', 'fault'), 5)
         for s in self.serials:

@@ -10,8 +10,8 @@ import time
 
 import dbus
 
-from attacker import (PATCHES, INTERLOCKS, SIM_FAULTS, DROP_COMMANDS, BAD, HOSTILE, params,
-                      case_variant)
+from attacker import (PATCHES, INTERLOCKS, SIM_FAULTS, DROP_COMMANDS, BAD, HOSTILE, GONE,
+                      params, case_variant)
 from world import DAY_S, UNIT, SESSION
 
 # Every feature the random program may use.  "make check" leaves out those that
@@ -155,7 +155,7 @@ class RandomProgram:
             if not r.ok:
                 self.fix(s, r)
                 if pr['arms'] > 4 or (r.short() not in ('InterlockOpen', 'DeviceFault',
-                                                        'ClockUnreliable', 'Disconnected')
+                                                        'ClockUnreliable') + GONE
                                       and rng.random() < 0.5):
                     ep.end(who, sp, 'not armed: %s' % r.short())
                 elif r.short() == 'ParameterOutOfRange':
@@ -190,7 +190,7 @@ class RandomProgram:
             return
         if st in ('ready', 'emitting', 'arming'):
             return
-        if st == 'disconnected':
+        if st in ('disconnected', None):
             ep.replug(s)
             return
         ep.wait(0.1)
@@ -215,7 +215,7 @@ class RandomProgram:
                 ep.set_clock(0)
             elif ep.world.rtc_skew[s]:
                 ep.rtc_skew(s, 0)
-        elif why == 'Disconnected':
+        elif why in GONE:
             ep.replug(s)
 
     def other_client(self, s):
@@ -824,6 +824,24 @@ def seed_fault_names(ep, rng):
     ep.finish()
 
 
+def seed_fault_while_latched(ep, rng):
+    """Found by the attacker (not in issue 11): the unit acknowledged a fault but the
+    reply was lost (the daemon keeps its latch), then the unit faults again: the Fault
+    signal must name the new fault (it said code "interlock" with the message "the
+    unit reports a internal fault")."""
+    s = ep.serials[0]
+    ep.start()
+    ep.inject_fault(s, 'interlock')
+    ep.sim(s, 'ClearFaultCause')
+    ep.sim(s, 'DropNextReply', 'ack-fault')
+    ep.call('op1', ep.units[s]['path'], UNIT, 'AcknowledgeFault')
+    ep.wait(0.3)
+    ep.inject_fault(s, 'internal')
+    ep.sim(s, 'ClearFaultCause')
+    ep.call('op1', ep.units[s]['path'], UNIT, 'AcknowledgeFault')
+    ep.finish()
+
+
 # name -> (function, config, hole numbers of issue 11 it attacks)
 SEEDS = {
     'disarm-status-lost': (seed_disarm_status_lost, {'units': 1}, [1]),
@@ -845,6 +863,7 @@ SEEDS = {
     'counter-reset-rows': (seed_counter_reset_rows, {'units': 1}, [101]),
     'counter-forward': (seed_counter_forward, {'units': 1}, [102]),
     'counter-back-acknowledged': (seed_counter_back_acknowledged, {'units': 1}, [103]),
+    'fault-while-latched': (seed_fault_while_latched, {'units': 1}, [104]),
 }
 
 # hole -> the violation classes only that hole produces: ignored (in "make check")
@@ -859,6 +878,7 @@ HOLE_CLASSES = {
     101: {'S3-rows-reset'},
     102: {'S3-counter-jump'},
     103: {'S3-reset-count'},
+    104: {'fault-name'},
 }
 
 def hole_sign(hole, v, ep):
@@ -906,4 +926,5 @@ HOLE_FEATURES = {
     101: set(),
     102: {'counter-forward'},
     103: set(),
+    104: set(),
 }

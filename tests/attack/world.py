@@ -238,6 +238,7 @@ class Cache:
         self.world = world
         self.bus = dbus.bus.BusConnection(world.address)
         self.objects = {}        # path -> iface -> {name: value}
+        self.root = {}           # the Manager's properties (its own GDBusProxy)
         self.invalidated = set()
         self.owner = None
         self.events = []         # (kind, path, ifaces) of added/removed, for checks
@@ -265,6 +266,7 @@ class Cache:
         if member == 'NameOwnerChanged' and iface == 'org.freedesktop.DBus':
             if str(args[0]) == BUS_NAME:
                 self.objects.clear()
+                self.root = {}
                 self.invalidated.clear()
                 self.loaded = False
                 self.owner = str(args[2]) or None
@@ -287,8 +289,12 @@ class Cache:
                 self.objects.pop(p, None)
         elif iface == PROPS and member == 'PropertiesChanged':
             i = str(args[0])
-            obj = self.objects.setdefault(path, {})
-            d = obj.setdefault(i, {})
+            if path == ROOT and i == MANAGER:
+                d = self.root          # the manager's own proxy
+            elif i in self.objects.get(path, {}):
+                d = self.objects[path][i]
+            else:
+                return None            # not a managed interface (yet): a GLib client drops it
             for k, v in args[1].items():
                 d[str(k)] = v
                 self.invalidated.discard((path, i, str(k)))
@@ -324,6 +330,12 @@ class Cache:
                                  for i, props in ifaces.items()}
                         for p, ifaces in done['v'].items()}
         self.objects.pop(ROOT, None)     # the manager's own: a GLib client reads them apart
+        try:
+            props = self.bus.get_object(BUS_NAME, ROOT, introspect=False).GetAll(
+                MANAGER, dbus_interface=PROPS, timeout=CALL_TIMEOUT_S)
+            self.root = {str(k): v for k, v in props.items()}
+        except dbus.DBusException:
+            return False
         self.loaded = True
         return True
 
