@@ -349,6 +349,11 @@ class RandomProgram:
         if roll < 0.5:
             ep.set_shot_counter(s, max(0, cur - rng.randrange(1, 20)))
         elif roll < 0.7 and 'counter-forward' in self.f:
+            # a faulty unit's counter leaps, most interesting while it is armed
+            armed = [o for o in ep.serials if ep.unit_state(o) in ('ready', 'emitting')]
+            if armed:
+                s = rng.choice(armed)
+                cur = max(0, ep.truth.max_shot[s])
             ep.set_shot_counter(s, cur + rng.randrange(2, 1000))
         else:
             # the unit comes back lower after the host went down (NV loss, reflash)
