@@ -662,6 +662,7 @@ class Episode:
             self.taint(s, 'SIGKILL')
         self.world.kill(signal.SIGKILL)
         self.down('killed')
+        self.unit_counts_what_it_fired()
         self.stats['restarts'] += 1
         if nv_back:
             s, back = nv_back
@@ -671,6 +672,24 @@ class Episode:
         if free_disk and self.world.fs:
             self.world.fs.free()
         self.start()
+
+    def unit_counts_what_it_fired(self):
+        """The simulated unit writes its fired log as it fires but saves its counter
+        (sim-<serial>.nv) at the end of the daemon's 8 ms report tick: a SIGKILL in
+        between would bring the unit back with a counter one shot behind what it fired,
+        which no real unit does (its counter is part of firing).  With the daemon dead,
+        the unit's counter is set to its last fired shot, unless the attacker set the
+        counter after that pulse."""
+        for s in self.serials:
+            pulses = self.truth.pulses[s]
+            if not pulses or self.units[s].get('counter_set_at', 0) > pulses[-1]['seen']:
+                continue
+            nv = self.world.nv_read(s)
+            last = pulses[-1]['shot']
+            if nv is not None and nv[0] != last:
+                self.step('%s: its counter saved as %d, it fired shot %d: set to %d' % (
+                    s, nv[0], last, last))
+                self.world.write_nv(s, last, nv[1])
 
     def stop_and_start(self, sig=signal.SIGTERM):
         self.step('signal %s' % signal.Signals(sig).name)
@@ -764,6 +783,7 @@ class Episode:
         cur = self.truth.max_shot[serial]
         self.taint(serial, 'counter set')
         r = self.sim(serial, 'SetShotCounter', dbus.UInt32(count))
+        self.units[serial]['counter_set_at'] = time.monotonic()
         if r.ok and count <= cur:
             self.units[serial]['counter_back_at'].append(time.monotonic())
         if r.ok and count > cur + 1:

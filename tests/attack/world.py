@@ -499,13 +499,18 @@ class World:
                 continue
             self.write_nv(s, shots or 0, skew - self.clock_offset)
 
-    def nv_shots(self, serial):
+    def nv_read(self, serial):
+        """(shot_count, rtc_offset_s) of the unit's battery-backed state, or None."""
         try:
             with open(os.path.join(self.state_dir, 'sim-%s.nv' % serial)) as f:
                 kv = dict(x.split('=', 1) for x in f.read().split())
-            return int(kv['shot_count'])
+            return int(kv['shot_count']), int(kv['rtc_offset_s'])
         except (OSError, KeyError, ValueError):
             return None
+
+    def nv_shots(self, serial):
+        nv = self.nv_read(serial)
+        return nv[0] if nv else None
 
     def write_nv(self, serial, shots, rtc_offset):
         path = os.path.join(self.state_dir, 'sim-%s.nv' % serial)

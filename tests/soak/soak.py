@@ -290,6 +290,8 @@ def run(duration, seed, n_units, want_pulses):
         import traceback
         err = traceback.format_exc()
     finally:
+        if ep.violations or err:
+            attack.keep(ep, err)
         ep.close()
     took = time.monotonic() - start
     fired = sum(ep.truth.count(s) for s in ep.serials)
