@@ -669,6 +669,7 @@ class Episode:
             shots = self.world.nv_shots(s) or 0
             if self.world.write_nv(s, max(0, shots - back), 0):
                 self.units[s]['counter_back_at'].append(time.monotonic())
+                self.units[s]['counter_set_at'] = time.monotonic()
         if free_disk and self.world.fs:
             self.world.fs.free()
         self.start()
