@@ -49,6 +49,8 @@ Violation classes (each names the invariant it breaks):
   fault-name          a Fault signal that does not name the injected fault
   api-name-clash      a property named like a signal of the same interface
   liveness-arm        after settling, a unit refuses to arm a fresh patient
+  false-fault         a fault latched for a pulse "fired outside any treatment" that the unit
+                      fired armed for a session (its report merely came late)
   signal-unorderly    SIGHUP/SIGPIPE ended the daemon without the orderly stop
   S6-operator-uid     a session or treatment record not carrying the uid of the client
                       that opened the session (system bus: clients of two uids)
@@ -1036,6 +1038,7 @@ class Episode:
         self.judge_s2()
         self.judge_limits()
         self.judge_operators()
+        self.judge_fault_claims()
         self.world.db_rows('SELECT * FROM audit')
         self.world.db_rows('SELECT * FROM sessions')
         if self.world.bad_text:
@@ -1061,6 +1064,24 @@ class Episode:
                     if n > self.test_spot:
                         self.found('S2-testspot', 'test spot of %r (session %d, %s) fired %d '
                                    'pulses, limit %d' % (typed, sid, patch, n, self.test_spot))
+
+    def judge_fault_claims(self):
+        """A fault the daemon latched for a pulse "fired outside any treatment" (or "while
+        not armed") must be about a pulse the unit fired with no arming for it."""
+        by_path = {self.units[s]['path']: s for s in self.serials}
+        for member, path, args, _ in self.world.cache.signals:
+            if member != 'Fault' or path not in by_path or len(args) < 2:
+                continue
+            msg = str(args[1])
+            m = re.search(r'pulse (\d+)\b.*(outside any treatment|while not armed)', msg)
+            if not m:
+                continue
+            s, shot = by_path[path], int(m.group(1))
+            fired = [p for p in self.truth.pulses[s] if p['shot'] == shot]
+            if fired and fired[-1]['target'] is not None:
+                t = fired[-1]['target']
+                self.found('false-fault', '%s faulted: "%s"; the unit fired shot %d armed for '
+                           'session %d (%s)' % (s, msg[:120], shot, t['sid'], t['patch']))
 
     def judge_operators(self):
         """Every session and treatment record carries the uid of the client that opened

@@ -421,7 +421,11 @@ class RandomProgram:
         ep, rng = self.ep, self.rng
         ms = rng.choice([100, 250, 400, 600])
         ep.hold_reports(s, ms)
-        if rng.random() < 0.6:
+        if rng.random() < 0.4:
+            # the disarm closes the treatment before its last reports come
+            ep.wait(rng.uniform(0.05, ms / 1000.0))
+            ep.disarm(ep.owner_of(s) or 'hands', s)
+        elif rng.random() < 0.6:
             ep.wait(rng.uniform(0.05, ms / 1000.0))
             ep.sim(s, 'SetHostile', 'flood', dbus.UInt32(rng.randrange(1, 4)))
 
@@ -519,6 +523,27 @@ def seed_disarm_status_lost(ep, rng):
             ep.disarm('op1', s)
             ep.footswitch(s, False)
         ep.wait_state(s, ('standby', 'fault'), 3)
+        ep.end('op1', sp)
+    ep.finish()
+
+
+def seed_late_after_disarm(ep, rng):
+    """Hole 1 (and the review's mutant of it): the reports of the last pulses come
+    after the Disarm that closed their treatment: each belongs to it, the last one
+    too (reports held back, Disarm, then released)."""
+    s = ep.serials[0]
+    ep.start()
+    for i in range(3):
+        sp = ready(ep, 'op1', s, 'p1l-%d' % i, PATCHES[i])
+        ep.set_params('op1', s, params(rate_mhz=10000))
+        if ep.arm('op1', s).ok and ep.wait_state(s, ('ready',), 5):
+            ep.footswitch(s, True)
+            ep.wait(0.35)
+            ep.hold_reports(s, 300)
+            ep.wait(0.25)
+            ep.disarm('op1', s)
+            ep.footswitch(s, False)
+            ep.wait(0.4)
         ep.end('op1', sp)
     ep.finish()
 
@@ -850,6 +875,7 @@ def seed_fault_while_latched(ep, rng):
 # name -> (function, config, hole numbers of issue 11 it attacks)
 SEEDS = {
     'disarm-status-lost': (seed_disarm_status_lost, {'units': 1}, [1]),
+    'late-after-disarm': (seed_late_after_disarm, {'units': 1}, [1]),
     'counter-back': (seed_counter_back, {'units': 1}, [2]),
     'failed-reconcile': (seed_failed_reconcile, {'units': 1, 'liveness': True}, [3]),
     'disk-full-stop': (seed_disk_full_stop, {'units': 1, 'features': {'disk'}}, [4]),
