@@ -775,6 +775,7 @@ class Episode:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             harness.pump(0.01)
+            self.release_reports()      # a unit whose reports are held is not seen back
             for kind, path, ifaces in cache.events[before:]:
                 if (kind, path) == wanted and UNIT in ifaces:
                     return True
