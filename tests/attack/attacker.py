@@ -49,6 +49,8 @@ Violation classes (each names the invariant it breaks):
   fault-name          a Fault signal that does not name the injected fault
   api-name-clash      a property named like a signal of the same interface
   liveness-arm        after settling, a unit refuses to arm a fresh patient
+  store-outage        after settling, arming refused because "the records store fails"
+                      while the records are fine (a unit's counter taken for a store failure)
   false-fault         a fault latched for a pulse "fired outside any treatment" that the unit
                       fired armed for a session (its report merely came late)
   signal-unorderly    SIGHUP/SIGPIPE ended the daemon without the orderly stop
@@ -554,6 +556,7 @@ class Episode:
         self.drain()
         # Whatever the daemon answers, the unit may now be armed for this session and
         # its patch: every pulse until the next arm belongs to them.
+        before = self.truth.target[serial]
         if sess:
             self.arm_no += 1
             self.truth.target[serial] = {'arm': self.arm_no, 'sid': sess['sid'],
@@ -566,6 +569,9 @@ class Episode:
         self.step('%s Arm on %s (session %s)' % (who, serial, sess['sid'] if sess else '-'))
         r = self.call(who, u['path'], UNIT, 'Arm')
         self._s6(who, sess, 'Arm', r)
+        if not r.ok and before is not None and sess and before['sid'] == sess['sid'] and \
+                before['patch'] == sess['patch'] and u['stopped_at'] is None:
+            self.truth.target[serial] = before     # refused: the arming before goes on
         if r.ok:
             self.stats['arms_ok'] += 1
             u['last_arm_ok'] = True
@@ -914,7 +920,10 @@ class Episode:
                 # catches up with them (S8)
                 clockish = last is not None and last.short() == 'ClockUnreliable' and \
                     self.clock_was_ahead
-                if not clockish:
+                if last is not None and 'records store fails' in last.message:
+                    self.found('store-outage', 'after settling, %s refuses to arm: %s' % (
+                        s, last.message[:200]))
+                elif not clockish:
                     self.found('liveness-arm', 'after settling, %s never armed again for a '
                                'fresh patient: %s %s' % (s, last.short() if last else '?',
                                                          last.message[:160] if last else ''))
@@ -979,10 +988,9 @@ class Episode:
         for t in treatments:
             recs.setdefault((t['unit_serial'], t['session_id']), []).append(t)
         first_arm = {}
-        for s in self.serials:
-            for p in self.truth.pulses[s]:
-                if p['target']:
-                    first_arm.setdefault((s, p['target']['sid']), p['target']['at'])
+        for t in targets.values():
+            k = (t['serial'], t['sid'])
+            first_arm[k] = min(first_arm.get(k, t['at']), t['at'])
         for key in sorted(set(fired) | set(recs)):
             s, sid = key
             n = fired.get(key, 0)

@@ -18,7 +18,7 @@ from world import DAY_S, UNIT, SESSION
 # trigger a hole still listed open (tests/attack/open-holes).
 FEATURES = ['intruder', 'leaver', 'drop', 'drop-status', 'counter', 'kill', 'signals',
             'clock', 'disk', 'hostile', 'unplug', 'faults', 'drift', 'case', 'testspot',
-            'rtc', 'late-reports', 'counter-forward', 'system-bus']
+            'rtc', 'late-reports', 'counter-forward', 'counter-live', 'system-bus']
 CLIENTS = ['op1', 'op2', 'op3']
 
 
@@ -346,7 +346,8 @@ class RandomProgram:
         ep.drain()
         cur = max(0, ep.truth.max_shot[s])
         roll = rng.random()
-        if roll < 0.5:
+        if roll < 0.5 and 'counter-live' in self.f:
+            # a faulty unit's counter goes back under the daemon's eyes (armed or not)
             ep.set_shot_counter(s, max(0, cur - rng.randrange(1, 20)))
         elif roll < 0.7 and 'counter-forward' in self.f:
             # a faulty unit's counter leaps, most interesting while it is armed
@@ -611,6 +612,28 @@ def seed_counter_back_acknowledged(ep, rng):
     sp = ready(ep, 'op1', s, 'p103-1', 'crown')      # armed again, no pulse fired
     ep.arm('op1', s)
     ep.wait_state(s, ('ready',), 5)
+    ep.disarm('op1', s)
+    if sp:
+        ep.end('op1', sp)
+    ep.finish()
+
+
+def seed_counter_back_while_armed(ep, rng):
+    """Found by the attacker (not in issue 11): the unit's counter goes back while it is
+    armed (a faulty unit): the daemon took it for a failing records store, disarmed
+    every unit and refused to arm any until restarted, and lost the treatment's pulse
+    rows; the treatment stayed open after a clean stop."""
+    s = ep.serials[0]
+    ep.start()
+    treat(ep, 'op1', s, 'p105-0', 'crown', 2.0)
+    sp = ready(ep, 'op1', s, 'p105-1', 'crown')
+    if ep.arm('op1', s).ok:
+        ep.drain()
+        ep.set_shot_counter(s, max(0, ep.truth.max_shot[s] - 10))
+        if ep.wait_state(s, ('ready',), 5):
+            ep.footswitch(s, True)
+            ep.wait(0.8)
+            ep.footswitch(s, False)
     ep.disarm('op1', s)
     if sp:
         ep.end('op1', sp)
@@ -895,6 +918,8 @@ SEEDS = {
     'counter-forward': (seed_counter_forward, {'units': 1}, [102]),
     'counter-back-acknowledged': (seed_counter_back_acknowledged, {'units': 1}, [103]),
     'fault-while-latched': (seed_fault_while_latched, {'units': 1}, [104]),
+    'counter-back-while-armed': (seed_counter_back_while_armed,
+                                 {'units': 1, 'liveness': True}, [105]),
 }
 
 # hole -> the violation classes only that hole produces: ignored (in "make check")
@@ -910,6 +935,7 @@ HOLE_CLASSES = {
     102: {'S3-counter-jump'},
     103: {'S3-reset-count'},
     104: {'fault-name'},
+    105: {'store-outage'},
 }
 
 def hole_sign(hole, v, ep):
@@ -923,6 +949,8 @@ def hole_sign(hole, v, ep):
                                    'S2-reemit')
     if hole == 3:
         return v.cls in ('liveness-arm', 'S3-open')
+    if hole == 105:
+        return v.cls == 'store-outage' or (backs and v.cls in ('S3-open', 'S3-lost'))
     if hole == 4:
         return ep.disk_filled and v.cls in ('S3-rows-lost', 'S3-lost', 'S3-uncounted')
     if hole == 5:
@@ -958,4 +986,5 @@ HOLE_FEATURES = {
     102: {'counter-forward'},
     103: set(),
     104: set(),
+    105: {'counter-live'},
 }
