@@ -513,6 +513,18 @@ class World:
         return nv[0] if nv else None
 
     def write_nv(self, serial, shots, rtc_offset):
+        """The unit's battery-backed state rewritten while the daemon is down (it lives
+        in the state directory: on a full disk, room is made for it and taken again)."""
+        full = self.fs is not None and self.fs.full
+        if full:
+            self.fs.free()
+        try:
+            return self._write_nv(serial, shots, rtc_offset)
+        finally:
+            if full:
+                self.fs.fill()
+
+    def _write_nv(self, serial, shots, rtc_offset):
         path = os.path.join(self.state_dir, 'sim-%s.nv' % serial)
         try:
             with open(path + '.attack', 'w') as f:
