@@ -431,7 +431,8 @@ static void keep(struct ctl *c, const char *unit, const char *patient, int repor
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
-	c->bus = NULL;		/* the command's connection is not ours to use */
+	/* The command's connection is not ours to use: only its memory is freed. */
+	c->bus = sd_bus_unref(c->bus);
 	if (start_session(&k, c, patient, report_fd) == 0) {
 		detach_stdio();
 		serve(&k);

@@ -457,15 +457,19 @@ static int control_disarm(struct smpl_backend *b)
 	return r < 0 ? -EIO : 0;
 }
 
-/* DISARM as a frame; on a transport error the control request too. */
+/*
+ * The vendor control request: no frame, no sequence, so it neither waits
+ * behind a command on the bulk endpoints nor mixes into its reply (the
+ * daemon calls it from the unit's safe worker while a command may be in
+ * flight on the other).
+ */
 static int lu_disarm(struct smpl_backend *b)
 {
 	struct libusb_unit *u = lu_of(b);
-	int r = transact(b, SMPL_OP_DISARM, NULL, 0, NULL, 0);
 
-	if (r < 0 && r != -ENODEV && u->h && !u->gone)
-		r = control_disarm(b);
-	return r;
+	if (!u->h || u->gone)
+		return -ENODEV;
+	return control_disarm(b);
 }
 
 static int send_heartbeat(struct smpl_backend *b)

@@ -7,11 +7,19 @@
  * smpl_model_next_report() every SMPL_STATUS_PERIOD_MS as an interrupt
  * endpoint would be, and decoded the same way.  So the daemon exercises the
  * protocol exactly as it will over USB.
+ *
+ * Its commands run in the unit's worker threads (daemon/unit-io.c), its
+ * reports and the Simulator's hands on the event loop: the model is used
+ * under s->lock, and nothing is handed to the daemon with the lock held.
+ * A reply that never comes is waited for (reply_timeout_ms), as a transfer
+ * would be.  The disarm is the vendor control request, which needs no bulk
+ * frame: it may come from the safe worker while a command is in flight.
  */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +33,8 @@
 #define REPORTS_PER_TICK_MAX	256	/* a hostile flood cannot stall the loop */
 
 struct sim {
+	pthread_mutex_t lock;		/* the model, and what commands share with the loop */
+	uint32_t reply_timeout_ms;
 	struct smpl_model *model;
 	struct smpl_model_config cfg;
 	char *nv_path;			/* NULL: nothing persists */
@@ -47,13 +57,11 @@ static struct sim *sim_of(struct smpl_backend *b)
 	return b->priv;
 }
 
+/* The real monotonic clock (the worker threads must not read the loop's). */
 static uint64_t now_ms(struct smpl_backend *b)
 {
-	uint64_t usec = 0;
-
-	if (sd_event_now(b->event, CLOCK_MONOTONIC, &usec) < 0)
-		usec = 0;
-	return usec / 1000;
+	(void)b;
+	return smpl_backend_now_ms();
 }
 
 /* --- battery-backed state ------------------------------------------------ */
@@ -153,39 +161,58 @@ static void handle_status_report(struct smpl_backend *b, const struct smpl_frame
 static void handle_pulse_report(struct smpl_backend *b, const struct smpl_frame *f)
 {
 	struct smpl_backend_event ev = { .type = SMPL_BEV_PULSE };
-	struct sim *s = sim_of(b);
 
-	if (s->drop_reply_op == SMPL_OP_PULSE) {	/* lost on the way */
-		s->drop_reply_op = 0;
-		return;
-	}
 	if (smpl_pulse_decode((const struct smpl_pulse_report *)f->payload,
 			      &ev.pulse) < 0)
 		return;
 	smpl_backend_emit(b, &ev);
 }
 
+struct report {
+	uint8_t buf[SMPL_MAX_REPORT + 16];
+	int len;
+};
+
+/* Under the lock: the reports due now, out of the model; a lost pulse report dropped. */
+static int collect_reports(struct sim *s, uint64_t now, struct report *out, int max)
+{
+	struct smpl_frame f;
+	int n = 0;
+
+	smpl_model_advance(s->model, now);
+	while (n < max && s->plugged && !s->hold_reports) {
+		out[n].len = smpl_model_next_report(s->model, now, out[n].buf, sizeof(out[n].buf));
+		if (out[n].len <= 0)
+			break;
+		if (s->drop_reply_op == SMPL_OP_PULSE &&
+		    smpl_decode(out[n].buf, (size_t)out[n].len, &f) == 0 && f.op == SMPL_OP_PULSE) {
+			s->drop_reply_op = 0;	/* lost on the way */
+			continue;
+		}
+		n++;
+	}
+	nv_save_if_changed(s);
+	return n;
+}
+
 static void drain_reports(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
-	uint64_t now = now_ms(b);
-	uint8_t buf[SMPL_MAX_REPORT + 16];
+	static struct report reports[REPORTS_PER_TICK_MAX];	/* the loop's thread only */
 	struct smpl_frame f;
+	int n;
 
-	smpl_model_advance(s->model, now);
-	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged && !s->hold_reports; i++) {
-		int n = smpl_model_next_report(s->model, now, buf, sizeof(buf));
-
-		if (n <= 0)
-			break;
-		if (smpl_decode(buf, (size_t)n, &f) < 0)
+	pthread_mutex_lock(&s->lock);
+	n = collect_reports(s, now_ms(b), reports, REPORTS_PER_TICK_MAX);
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < n; i++) {
+		if (smpl_decode(reports[i].buf, (size_t)reports[i].len, &f) < 0)
 			continue;	/* a hostile report: dropped, as a driver would */
 		if (f.op == SMPL_OP_STATUS)
 			handle_status_report(b, &f);
 		else if (f.op == SMPL_OP_PULSE)
 			handle_pulse_report(b, &f);
 	}
-	nv_save_if_changed(s);
 }
 
 static void deliver_plug_events(struct smpl_backend *b)
@@ -238,25 +265,35 @@ static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
 	struct sim *s = sim_of(b);
 	uint8_t cmd[SMPL_MAX_FRAME], reply[SMPL_MAX_FRAME + 16];
 	struct smpl_frame f;
-	uint16_t seq = ++s->seq;
+	uint16_t seq;
+	bool lost;
 	int n;
 
-	if (!s->plugged)
+	pthread_mutex_lock(&s->lock);
+	if (!s->plugged) {
+		pthread_mutex_unlock(&s->lock);
 		return -ENODEV;
+	}
+	seq = ++s->seq;
 	n = smpl_encode(op, seq, 0, payload, len, cmd, sizeof(cmd));
-	if (n < 0)
-		return -EINVAL;
-	n = smpl_model_handle_frame(s->model, now_ms(b), cmd, (size_t)n,
-				    reply, sizeof(reply));
-	kick(b);
-	if (s->drop_reply_op == op) {	/* carried out, the reply lost on the way */
+	if (n >= 0)
+		n = smpl_model_handle_frame(s->model, now_ms(b), cmd, (size_t)n,
+					    reply, sizeof(reply));
+	lost = s->drop_reply_op == op;	/* carried out, the reply lost on the way */
+	if (lost)
 		s->drop_reply_op = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (lost || n == 0) {
+		/* No answer: the host waits its transfer's time out. */
+		struct timespec t = { s->reply_timeout_ms / 1000,
+				      (long)(s->reply_timeout_ms % 1000) * 1000000L };
+
+		if (s->reply_timeout_ms)
+			nanosleep(&t, NULL);
 		return -ETIMEDOUT;
 	}
 	if (n < 0)
-		return -EPIPE;		/* endpoint stalled */
-	if (n == 0)
-		return -ETIMEDOUT;	/* no answer */
+		return n == -1 ? -EPIPE : -EINVAL;	/* the endpoint stalled */
 	if (smpl_decode(reply, (size_t)n, &f) < 0)
 		return -EPROTO;
 	if (f.op != (op | SMPL_OP_REPLY) || f.seq != seq)
@@ -299,17 +336,18 @@ static int sim_ack_fault(struct smpl_backend *b)
 	return sim_simple(b, SMPL_OP_ACK_FAULT);
 }
 
-/* DISARM as a frame, and the vendor control request as a fallback. */
+/* The vendor control request: no frame, so never behind a command in flight. */
 static int sim_disarm(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
-	int r = sim_simple(b, SMPL_OP_DISARM);
+	int r = 0;
 
-	if (r < 0 && s->plugged) {
+	pthread_mutex_lock(&s->lock);
+	if (s->plugged)
 		smpl_model_disarm(s->model, now_ms(b));
-		kick(b);
-		r = 0;
-	}
+	else
+		r = -ENODEV;
+	pthread_mutex_unlock(&s->lock);
 	return r;
 }
 
@@ -334,8 +372,10 @@ static int sim_open(struct smpl_backend *b)
 	if (r < 0)
 		return r;
 	(void)sd_event_source_set_enabled(s->timer, SD_EVENT_ON);
-	smpl_model_power_on(s->model, usec / 1000);
+	pthread_mutex_lock(&s->lock);
+	smpl_model_power_on(s->model, now_ms(b));
 	s->plugged = true;
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -360,6 +400,7 @@ static void sim_free(struct smpl_backend *b)
 	smpl_model_free(s->model);
 	if (s->fired_fd >= 0)
 		close(s->fired_fd);
+	pthread_mutex_destroy(&s->lock);
 	free(s->nv_path);
 	free(s);
 	b->priv = NULL;
@@ -382,7 +423,7 @@ static const struct smpl_backend_ops sim_ops = {
 
 /* --- test control ---------------------------------------------------------- */
 
-static int ctl_footswitch(struct smpl_backend *b, bool held)
+static int ctl_footswitch_unlocked(struct smpl_backend *b, bool held)
 {
 	struct sim *s = sim_of(b);
 
@@ -393,7 +434,7 @@ static int ctl_footswitch(struct smpl_backend *b, bool held)
 	return 0;
 }
 
-static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
+static int ctl_interlock_unlocked(struct smpl_backend *b, uint16_t bit, bool open)
 {
 	struct sim *s = sim_of(b);
 
@@ -404,13 +445,13 @@ static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
 	return 0;
 }
 
-static int ctl_drift(struct smpl_backend *b, int32_t drift_ppm)
+static int ctl_drift_unlocked(struct smpl_backend *b, int32_t drift_ppm)
 {
 	smpl_model_set_drift(sim_of(b)->model, drift_ppm);
 	return 0;
 }
 
-static int ctl_fault(struct smpl_backend *b, uint8_t fault)
+static int ctl_fault_unlocked(struct smpl_backend *b, uint8_t fault)
 {
 	struct sim *s = sim_of(b);
 
@@ -421,7 +462,7 @@ static int ctl_fault(struct smpl_backend *b, uint8_t fault)
 	return 0;
 }
 
-static int ctl_clear_fault_cause(struct smpl_backend *b)
+static int ctl_clear_fault_cause_unlocked(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
 
@@ -430,14 +471,14 @@ static int ctl_clear_fault_cause(struct smpl_backend *b)
 	return 0;
 }
 
-static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
+static int ctl_rtc_skew_unlocked(struct smpl_backend *b, int64_t skew_s)
 {
 	smpl_model_set_rtc_skew(sim_of(b)->model, skew_s);
 	kick(b);
 	return 0;
 }
 
-static int ctl_calibration(struct smpl_backend *b, bool valid)
+static int ctl_calibration_unlocked(struct smpl_backend *b, bool valid)
 {
 	struct sim *s = sim_of(b);
 
@@ -448,14 +489,14 @@ static int ctl_calibration(struct smpl_backend *b, bool valid)
 	return 0;
 }
 
-static int ctl_hold_reports(struct smpl_backend *b, bool hold)
+static int ctl_hold_reports_unlocked(struct smpl_backend *b, bool hold)
 {
 	sim_of(b)->hold_reports = hold;
 	kick(b);
 	return 0;
 }
 
-static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
+static int ctl_shot_count_unlocked(struct smpl_backend *b, uint32_t count)
 {
 	struct sim *s = sim_of(b);
 
@@ -467,7 +508,7 @@ static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
 	return 0;
 }
 
-static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
+static int ctl_hostile_unlocked(struct smpl_backend *b, int mode, unsigned int count)
 {
 	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_FLOOD)
 		return -EINVAL;
@@ -475,7 +516,7 @@ static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
 	return 0;
 }
 
-static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
+static int ctl_drop_next_reply_unlocked(struct smpl_backend *b, uint8_t op)
 {
 	if (op != SMPL_OP_PULSE &&
 	    (smpl_payload_size(op) < 0 || (op & SMPL_OP_REPLY) || op >= SMPL_OP_STATUS))
@@ -484,7 +525,7 @@ static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
 	return 0;
 }
 
-static int ctl_unplug(struct smpl_backend *b)
+static int ctl_unplug_unlocked(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
 
@@ -500,7 +541,7 @@ static int ctl_unplug(struct smpl_backend *b)
 	return 0;
 }
 
-static int ctl_replug(struct smpl_backend *b)
+static int ctl_replug_unlocked(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
 
@@ -511,6 +552,150 @@ static int ctl_replug(struct smpl_backend *b)
 	s->pending_connect = true;
 	kick(b);
 	return 0;
+}
+
+/* The Simulator's hands, on the loop, each under the lock the commands take. */
+static int ctl_footswitch(struct smpl_backend *b, bool held)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_footswitch_unlocked(b, held);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_interlock_unlocked(b, bit, open);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_drift(struct smpl_backend *b, int32_t drift_ppm)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_drift_unlocked(b, drift_ppm);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_fault(struct smpl_backend *b, uint8_t fault)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_fault_unlocked(b, fault);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_clear_fault_cause(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_clear_fault_cause_unlocked(b);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_rtc_skew_unlocked(b, skew_s);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_calibration(struct smpl_backend *b, bool valid)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_calibration_unlocked(b, valid);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_hold_reports(struct smpl_backend *b, bool hold)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_hold_reports_unlocked(b, hold);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_shot_count_unlocked(b, count);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_hostile_unlocked(b, mode, count);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_drop_next_reply_unlocked(b, op);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_unplug(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_unplug_unlocked(b);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_replug(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_replug_unlocked(b);
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 static const struct smpl_sim_control sim_control = {
@@ -539,6 +724,8 @@ int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
 
 	if (!b || !s)
 		goto oom;
+	pthread_mutex_init(&s->lock, NULL);
+	s->reply_timeout_ms = opt->reply_timeout_ms;
 	s->fired_fd = -1;
 	b->ops = &sim_ops;
 	b->sim = &sim_control;

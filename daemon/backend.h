@@ -155,7 +155,14 @@ struct smpl_sim_options {
 	const char *nv_dir;
 	uint32_t emission_delay_ms;
 	uint32_t idle_timeout_ms;
+	/*
+	 * A reply that never comes (a hostile unit, DropNextReply) is waited
+	 * for this long, in the caller's thread, as a bulk transfer would be;
+	 * 0: at once.
+	 */
+	uint32_t reply_timeout_ms;
 };
+#define SMPL_SIM_REPLY_TIMEOUT_MS	500	/* as the kmod and libusb backends */
 int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
 			 smpl_backend_event_fn on_event, void *userdata,
 			 struct smpl_backend **ret);

@@ -7,19 +7,24 @@
 #include <string.h>
 
 #include "bus.h"
+#include "creds.h"
 #include "eligibility.h"
 #include "errors.h"
 #include "log.h"
+#include "records.h"
 
 int smpl_bus_authorize(struct smpl_daemon *d, sd_bus_message *m, const char *action,
 		       uid_t *uid, sd_bus_error *error)
 {
-	int r = smpl_polkit_check(d->polkit, m, action, error);
+	int r = smpl_creds_uid(d->creds, m, uid);
 
-	if (r <= 0)
-		return r;
-	r = smpl_bus_caller_uid(m, uid);
-	return r < 0 ? r : 1;
+	if (r == 0)
+		return 0;	/* asked: the call comes again */
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
+				       "Not authorized: cannot tell who is calling (%s)",
+				       strerror(-r));
+	return smpl_polkit_check(d->polkit, m, action, *uid, error);
 }
 
 void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property)
@@ -86,11 +91,46 @@ static int check_patient_patch(struct smpl_daemon *d, const char *patient,
 	return 0;
 }
 
+/* A query answered once the records hold what happened before it (read your writes). */
+static int after_writes(struct smpl_daemon *d, sd_bus_message *m,
+			void (*then)(struct smpl_daemon *d, const struct smpl_records_call *c,
+				     void *userdata))
+{
+	smpl_daemon_barrier(d, then, sd_bus_message_ref(m));
+	return 1;
+}
+
+static void reply_error(sd_bus_message *m, sd_bus_error *e)
+{
+	(void)sd_bus_reply_method_error(m, e);
+	sd_bus_error_free(e);
+}
+
+static void check_patch_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	sd_bus_message *m = ud;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	struct smpl_patch_verdict pv = { 0 };
+	const struct smpl_eligibility *el = &pv.e;
+	const char *patient, *patch;
+
+	(void)c;
+	if (sd_bus_message_rewind(m, true) < 0 ||
+	    sd_bus_message_read(m, "ss", &patient, &patch) < 0)
+		(void)sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "bad arguments");
+	else if (smpl_check_patch(d, NULL, patient, patch, 0, &pv, &e) < 0)
+		reply_error(m, &e);
+	else
+		(void)sd_bus_reply_method_return(m, "bts", el->eligible,
+						 el->next_eligible_ms > 0 ?
+						 (uint64_t)el->next_eligible_ms * 1000 : 0,
+						 el->reason);
+	sd_bus_message_unref(m);
+}
+
 static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	struct smpl_patch_verdict pv = { 0 };
-	const struct smpl_eligibility *e = &pv.e;
 	const char *patient, *patch;
 	uid_t uid;
 	int r;
@@ -104,13 +144,7 @@ static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *e
 	r = check_patient_patch(d, patient, patch, error);
 	if (r < 0)
 		return r;
-	r = smpl_check_patch(d, NULL, patient, patch, 0, &pv, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, "bts", e->eligible,
-					  e->next_eligible_ms > 0 ?
-					  (uint64_t)e->next_eligible_ms * 1000 : 0,
-					  e->reason);
+	return after_writes(d, m, check_patch_now);
 }
 
 static uint64_t usec(int64_t ms)
@@ -145,10 +179,41 @@ static int append_treatment(const struct store_treatment *t, void *ctx)
 		"emission_usec", "t", usec(t->emission_ms)) < 0;
 }
 
+static void history_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	sd_bus_message *m = ud, *reply = NULL;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	const char *patient;
+	int r;
+
+	(void)c;
+	r = sd_bus_message_rewind(m, true);
+	if (r >= 0)
+		r = sd_bus_message_read(m, "s", &patient);
+	if (r >= 0)
+		r = sd_bus_message_new_method_return(m, &reply);
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+	if (r >= 0 && store_patient_history(d->reader, patient, append_treatment, reply) < 0) {
+		(void)smpl_error_setf(&e, SMPL_ERROR_DEVICE_FAULT, "cannot read the records: %s",
+				      store_errmsg(d->reader));
+		reply_error(m, &e);
+		goto out;
+	}
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r >= 0)
+		r = sd_bus_send(NULL, reply, NULL);
+	if (r < 0)
+		(void)sd_bus_reply_method_errnof(m, -r, "cannot answer: %s", strerror(-r));
+out:
+	sd_bus_message_unref(reply);
+	sd_bus_message_unref(m);
+}
+
 static int method_history(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	const char *patient;
 	uid_t uid;
 	int r;
@@ -162,20 +227,7 @@ static int method_history(sd_bus_message *m, void *userdata, sd_bus_error *error
 	r = check_patient_patch(d, patient, NULL, error);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_new_method_return(m, &reply);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_open_container(reply, 'a', "a{sv}");
-	if (r < 0)
-		return r;
-	r = store_patient_history(d->store, patient, append_treatment, reply);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
-	r = sd_bus_message_close_container(reply);
-	if (r < 0)
-		return r;
-	return sd_bus_send(NULL, reply, NULL);
+	return after_writes(d, m, history_now);
 }
 
 /* --- properties ------------------------------------------------------------ */

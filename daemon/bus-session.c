@@ -88,15 +88,12 @@ static int method_select_patch(sd_bus_message *m, void *userdata, sd_bus_error *
 	if (r < 0)
 		return r;
 	r = smpl_session_check_owner(s, m, "SelectPatch", error);
-	if (r < 0)
-		return r;
+	if (r <= 0)
+		return smpl_bus_not_now(r);
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
-	r = smpl_session_select_patch(s, patch, uid, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, NULL);
+	return smpl_session_select_patch(s, m, patch, uid, error);	/* answered when read */
 }
 
 static int method_confirm_eyewear(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -106,8 +103,8 @@ static int method_confirm_eyewear(sd_bus_message *m, void *userdata, sd_bus_erro
 	int r;
 
 	r = smpl_session_check_owner(s, m, "ConfirmEyewear", error);
-	if (r < 0)
-		return r;
+	if (r <= 0)
+		return smpl_bus_not_now(r);
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -128,8 +125,8 @@ static int method_end(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	if (r < 0)
 		return r;
 	r = smpl_session_check_owner(s, m, "End", error);
-	if (r < 0)
-		return r;
+	if (r <= 0)
+		return smpl_bus_not_now(r);
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "creds.h"
 #include "errors.h"
 #include "log.h"
 #include "text.h"
@@ -171,7 +172,6 @@ static int property_session(SMPL_PROPERTY_ARGS)
 static int method_start_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_unit *u = userdata;
-	struct smpl_session *s = NULL;
 	const char *patient;
 	uid_t uid;
 	int r;
@@ -182,10 +182,7 @@ static int method_start_session(sd_bus_message *m, void *userdata, sd_bus_error 
 	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
-	r = smpl_session_new(u, m, patient, uid, &s, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, "o", s->path);
+	return smpl_session_new(u, m, patient, uid, error);	/* answered when recorded */
 }
 
 /* One integer variant widened to int64; *type is its D-Bus type or 'v'. */
@@ -267,8 +264,8 @@ static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error
 
 	if (u->session) {
 		r = smpl_session_check_owner(u->session, m, "SetParameters", error);
-		if (r < 0)
-			return r;
+		if (r <= 0)
+			return smpl_bus_not_now(r);
 	}
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_CONFIGURE, &uid, error);
 	if (r <= 0)
@@ -280,40 +277,24 @@ static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error
 						: SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
 	if (r < 0)
 		return r;
-	r = smpl_unit_set_parameters(u, &p, uid, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, NULL);
-}
-
-typedef int (*unit_action_fn)(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-
-static int run_unit_action(sd_bus_message *m, struct smpl_unit *u, const char *action,
-			   unit_action_fn fn, sd_bus_error *error)
-{
-	uid_t uid;
-	int r;
-
-	r = smpl_bus_authorize(u->daemon, m, action, &uid, error);
-	if (r <= 0)
-		return smpl_bus_not_now(r);
-	r = fn(u, uid, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, NULL);
+	return smpl_unit_set_parameters(u, m, &p, uid, error);	/* answered when set */
 }
 
 static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_unit *u = userdata;
+	uid_t uid;
 	int r;
 
 	if (u->session) {
 		r = smpl_session_check_owner(u->session, m, "Arm", error);
-		if (r < 0)
-			return r;
+		if (r <= 0)
+			return smpl_bus_not_now(r);
 	}
-	return run_unit_action(m, u, SMPL_ACTION_TREAT, smpl_unit_arm, error);
+	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_TREAT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return smpl_unit_arm(u, m, uid, error);	/* answered when armed or refused */
 }
 
 /*
@@ -322,27 +303,40 @@ static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
  * peer the D-Bus policy lets in may disarm; its uid goes into the audit
  * trail (-1 if the bus cannot tell it, and the unit is disarmed anyway).
  */
+/*
+ * Making the unit safe is never refused nor delayed: Disarm asks no polkit,
+ * since a polkit that hangs or says no must not keep a laser armed, and the
+ * unit's DISARM goes first, before anything is asked of the bus.  Any peer
+ * the D-Bus policy lets in may disarm; its uid goes into the audit trail
+ * (-1 if the bus cannot tell it, and the unit is disarmed anyway).
+ */
 static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_unit *u = userdata;
-	uid_t uid;
+	uid_t uid = (uid_t)-1;
 	int r;
 
-	/* The unit's DISARM first: no bus round trip stands before it. */
-	if (u->connected)
-		(void)u->backend->ops->disarm(u->backend);
-	if (smpl_bus_caller_uid(m, &uid) < 0)
-		uid = (uid_t)-1;
-	r = smpl_unit_disarm(u, uid, error);
+	(void)error;
+	smpl_unit_disarm_now(u);
+	r = smpl_creds_uid(u->daemon->creds, m, &uid);
+	if (r == 0)
+		return 1;	/* asked who: the call comes again (and disarms again) */
 	if (r < 0)
-		return r;
+		uid = (uid_t)-1;
+	(void)smpl_unit_disarm(u, uid);
 	return sd_bus_reply_method_return(m, NULL);
 }
 
 static int method_acknowledge(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	return run_unit_action(m, userdata, SMPL_ACTION_ACKNOWLEDGE,
-			       smpl_unit_acknowledge, error);
+	struct smpl_unit *u = userdata;
+	uid_t uid;
+	int r;
+
+	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_ACKNOWLEDGE, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return smpl_unit_acknowledge(u, m, uid, error);	/* answered when done */
 }
 
 static const sd_bus_vtable unit_vtable[] = {

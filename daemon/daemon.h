@@ -49,13 +49,36 @@ static inline void freep(void *p)
 }
 
 struct smpl_session;
-struct smpl_spill;
+struct smpl_records;
+struct smpl_worker;
+struct smpl_owner_watch;
+struct smpl_creds;
+struct barrier;
+struct smpl_records_call;
+
+#define SMPL_HELD_PULSES_MAX	64	/* Pulse signals waiting for the first to be durable */
 
 struct smpl_unit {
 	struct smpl_unit *next;
 	struct smpl_daemon *daemon;
 	struct smpl_backend *backend;
 	char name[32];			/* for logs until the serial is known */
+
+	/* device I/O off the loop (unit-io.c) */
+	struct smpl_worker *io;		/* commands, one at a time */
+	struct smpl_worker *safe;	/* the disarm: never behind a command */
+	unsigned int refs;		/* the daemon's list + calls in flight */
+	bool gone;			/* dropped: its calls' results are moot */
+	bool freeing;
+	bool probing_now, heartbeat_inflight, settle_reading, settling, marking;
+	bool arming, params_changing;	/* a method's steps in flight */
+	bool session_starting;		/* StartSession's record being written */
+	uint32_t settle_counter;
+	struct {
+		int64_t session_id;
+		struct smpl_pulse_n pulse;
+	} held[SMPL_HELD_PULSES_MAX];
+	unsigned int n_held;
 
 	bool published;			/* probed, object on the bus */
 	bool ignored;			/* its serial is another unit's */
@@ -124,8 +147,8 @@ struct smpl_session {
 	uint32_t pulse_count;
 	uid_t uid;			/* who opened it */
 	char *owner;			/* its connection's unique bus name (S6) */
-	char *operator_name;
-	sd_bus_track *track;		/* the client that opened it */
+	struct smpl_owner_watch *watch;	/* that connection leaving the bus (creds.h) */
+	sd_bus_message *starting;	/* StartSession, until its record is written */
 	sd_event_source *end_later;	/* closing it after its client left */
 
 	/* bus-session.c's: what was last announced */
@@ -163,22 +186,66 @@ struct smpl_daemon {
 	bool session_bus;
 	struct smpl_config cfg;
 	char *state_dir;
-	struct store *store;
+	struct store *store;		/* the records writer's connection (its thread only) */
+	struct store *reader;		/* queries, on the loop */
+	struct smpl_records *records;	/* what waits for the writer (records.h) */
+	bool inline_io;			/* workers without threads (the in-process fuzzer) */
 	struct smpl_polkit *polkit;
+	struct smpl_creds *creds;	/* callers' uids, asked asynchronously (creds.h) */
 	struct smpl_unit *units;
+	struct smpl_unit *dying;	/* dropped, calls still in flight */
+	unsigned int closing;		/* treatments whose end counter is being read */
+	struct barrier *barriers;	/* reads waiting for them (smpl_daemon_barrier) */
 	struct smpl_session *sessions;
 	unsigned int probing;		/* units not probed yet */
 	const char *state;		/* "probing", "running" */
 	sd_event_source *flush_timer;
 	bool store_failed;		/* a flush failed: nothing arms */
-	struct smpl_spill *spill;	/* keeps what the store refuses (spill.h) */
-	bool spilled;			/* the spill file holds something */
 	uint64_t store_retry_ms;	/* while failing, next retry (monotonic) */
 };
 
 /* --- time ------------------------------------------------------------------ */
 uint64_t smpl_now_ms(struct smpl_daemon *d);	/* CLOCK_MONOTONIC */
 int64_t smpl_wall_ms(void);			/* CLOCK_REALTIME, UTC */
+
+/* --- a unit's I/O (unit-io.c) ----------------------------------------------- */
+enum smpl_unit_op {
+	SMPL_UNIT_GET_STATUS,
+	SMPL_UNIT_SET_PARAMS,		/* then GET_STATUS (status_r, status) */
+	SMPL_UNIT_ARM,
+	SMPL_UNIT_HEARTBEAT,
+	SMPL_UNIT_ACK_FAULT,		/* then GET_STATUS (status_r, status) */
+	SMPL_UNIT_PROBE,		/* GET_INFO (r, info), then GET_RTC (rtc_r, rtc_s) */
+	SMPL_UNIT_DISARM,		/* on the safe worker */
+};
+
+struct smpl_unit_reply {
+	int r;				/* the backend's answer (0, > 0 refused, < 0 transport) */
+	struct smpl_status_n status;
+	int status_r;
+	struct smpl_info_n info;
+	int64_t rtc_s;
+	int rtc_r;
+};
+
+typedef void (*smpl_unit_then)(struct smpl_unit *u, const struct smpl_unit_reply *rep,
+			       void *userdata);
+/*
+ * @op on the unit's worker; @then(u, reply, @userdata) on the loop when it is
+ * done (also when the unit went away meanwhile: u->gone, r -ENODEV).
+ */
+void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_params_n *params,
+		  smpl_unit_then then, void *userdata);
+/* DISARM on the unit's safe path, now; a failure is logged. */
+void smpl_unit_disarm_now(struct smpl_unit *u);
+int smpl_unit_io_start(struct smpl_unit *u);
+void smpl_unit_io_stop(struct smpl_unit *u);
+/* Waits for the unit's calls in flight (at stop: the loop no longer runs). */
+void smpl_unit_io_drain(struct smpl_unit *u);
+/* A reference dropped; a dropped unit is freed once its calls are done. */
+void smpl_unit_unref(struct smpl_unit *u);
+/* Frees a dropped unit (from the loop, its references gone). */
+void smpl_unit_forget(struct smpl_unit *u);
 
 /* --- units (unit.c) ------------------------------------------------------- */
 /*
@@ -204,15 +271,6 @@ uint16_t smpl_unit_interlocks_closed(const struct smpl_unit *u);
  * unit is disarmed; unread, it is settled from the next good read.
  */
 void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome);
-/*
- * GET_STATUS now, fed to the core: 0, or the backend's answer (> 0 the unit
- * refused, < 0 not read).  Decisions take this fresh read, never the last
- * report alone (S1, S8: the RTC too).
- */
-int smpl_unit_read_status(struct smpl_unit *u, struct smpl_status_n *st);
-/* The D-Bus error for a unit's refusal or transport error, audited. */
-int smpl_unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error, int r,
-		    const char *what);
 /* A fault the daemon found (counter back, records failing): latched, disarmed. */
 void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why);
 /* Obeys the safety core: DISARM the unit, close the treatment, record why. */
@@ -224,28 +282,30 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 			   const char *why);
 /* STATUS= for systemd: units and how many are armed. */
 void smpl_daemon_notify_status(struct smpl_daemon *d);
-/* Flushes pulses; on failure disarms everything (S3). */
-void smpl_daemon_flush(struct smpl_daemon *d);
 /* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
 void smpl_daemon_records_failed(struct smpl_daemon *d);
-/* Something was kept for the store to take later: into the spill file too. */
-void smpl_daemon_records_pending(struct smpl_daemon *d);
-/* At start, after the store: the spill file allocated, what it kept replayed. */
-int smpl_daemon_open_spill(struct smpl_daemon *d);
 /* Stopping: every unit disarmed, sessions ended, the last records written. */
 void smpl_daemon_close_records(struct smpl_daemon *d);
 /* Frees the units, polkit, the bus, the event loop and the store. */
 void smpl_daemon_free(struct smpl_daemon *d);
 
-/* The D-Bus side of unit actions: 0 or a negative errno with @error set. */
-int smpl_unit_start_session(struct smpl_unit *u, sd_bus_message *m,
-			    const char *patient, struct smpl_session **ret,
-			    sd_bus_error *error);
-int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
-			     uid_t uid, sd_bus_error *error);
-int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-int smpl_unit_disarm(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-int smpl_unit_acknowledge(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
+/*
+ * The D-Bus methods of a unit (unit-ops.c), after authorization.  They
+ * return 1 when the call was answered or will be (the flow holds @m), or a
+ * negative errno with @error set.
+ */
+int smpl_unit_set_parameters(struct smpl_unit *u, sd_bus_message *m,
+			     const struct smpl_params_n *p, uid_t uid, sd_bus_error *error);
+int smpl_unit_arm(struct smpl_unit *u, sd_bus_message *m, uid_t uid, sd_bus_error *error);
+int smpl_unit_acknowledge(struct smpl_unit *u, sd_bus_message *m, uid_t uid,
+			  sd_bus_error *error);
+/* Disarm: at once, never refused (the caller's uid into the audit trail). */
+int smpl_unit_disarm(struct smpl_unit *u, uid_t uid);
+/* A fresh read of the unit, for the core (decisions never rest on the last report). */
+void smpl_unit_take_status(struct smpl_unit *u, const struct smpl_status_n *st);
+/* The D-Bus error for a unit's refusal or transport error, audited. */
+int smpl_unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error, int r,
+		    const char *what);
 
 /* A refusal into the audit trail and @error (names from safety.h). */
 int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
@@ -254,38 +314,42 @@ int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
 		const char *reason, const char *detail);
-/*
- * Audit records the store could not take yet: retried in order with the
- * pulses, kept in the spill file at exit (spill.h).
- */
-int smpl_audit_retry(struct smpl_daemon *d);
-void smpl_audit_discard(void);
-int smpl_audit_visit_backlog(int (*cb)(const struct store_audit *a, void *ctx), void *ctx);
-/* Back into the backlog; @replayed: from the spill, so appended only once. */
-void smpl_audit_keep(const struct store_audit *a, bool replayed);
-/* The operator as the store wants it (name: the user name or "uid N"). */
-void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
 
 /* --- sessions (session.c) ------------------------------------------------- */
+/* StartSession: 1 (answered when the record is written) or a negative errno with @error. */
 int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
-		     uid_t uid, struct smpl_session **ret, sd_bus_error *error);
+		     uid_t uid, sd_bus_error *error);
 struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path);
 /*
- * S6: a session belongs to the connection that opened it.  0 when @m comes
- * from it; otherwise NotAuthorized naming the rule (audited as a refusal).
+ * S6: a session belongs to the connection that opened it.  1 when @m comes
+ * from it; 0 while its caller's uid is being asked (the call comes again);
+ * otherwise NotAuthorized naming the rule (audited as a refusal).
  */
 int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
 			     sd_bus_error *error);
 const char *smpl_session_state_name(const struct smpl_session *s);
 /* Something about @s may have changed: tell the observer. */
 void smpl_session_changed(struct smpl_session *s);
-int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
-			      sd_bus_error *error);
+/* SelectPatch: 1 (answered once the unit was read) or a negative errno with @error. */
+int smpl_session_select_patch(struct smpl_session *s, sd_bus_message *m, const char *patch,
+			      uid_t uid, sd_bus_error *error);
 int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
 				 sd_bus_error *error);
 /* End: disarm, record, drop the object.  @s is freed.  @uid NULL: the daemon ended it. */
 int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 		     const char *notes, const uid_t *uid, sd_bus_error *error);
+/*
+ * @then(d, call, @userdata) once every record of what happened so far is
+ * written (treatments being closed included): a query then reads its own
+ * writes.  call->r is -EIO if the store refuses writes.
+ */
+void smpl_daemon_barrier(struct smpl_daemon *d,
+			 void (*then)(struct smpl_daemon *d, const struct smpl_records_call *c,
+				      void *userdata),
+			 void *userdata);
+/* A treatment's closing began (+1) or its record was queued (-1). */
+void smpl_daemon_closing(struct smpl_daemon *d, int delta);
+
 /* Tells the observer that a Manager property changed. */
 void smpl_daemon_changed(struct smpl_daemon *d, const char *property);
 

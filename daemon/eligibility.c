@@ -50,7 +50,7 @@ int64_t smpl_refresh_newest_arming(struct smpl_daemon *d)
 {
 	int64_t newest = 0;
 
-	if (store_newest_record_ms(d->store, &newest) != 1)
+	if (store_newest_record_ms(d->reader, &newest) != 1)
 		return 0;
 	for (struct smpl_unit *o = d->units; o; o = o->next)
 		smpl_safety_newest_record(&o->safety, newest);
@@ -101,10 +101,10 @@ int smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *pat
 	if (r < 0)
 		return smpl_error_setf(error, SMPL_ERROR_CLOCK,
 				       "cannot tell whether the patch is eligible: %s", v.message);
-	r = store_patch_facts(d->store, patient, patch, session_id, &facts);
+	r = store_patch_facts(d->reader, patient, patch, session_id, &facts);
 	if (r < 0)
 		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
+				       "cannot read the records: %s", store_errmsg(d->reader));
 	r = smpl_patch_decide(&d->cfg, &facts, patch, smpl_wall_ms(), out);
 	if (r < 0 && r != -EAGAIN && r != -EDQUOT)
 		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", out->e.reason);

@@ -18,9 +18,11 @@
 #include <systemd/sd-daemon.h>
 
 #include "bus.h"
+#include "creds.h"
 #include "discovery.h"
 #include "errors.h"
 #include "log.h"
+#include "records.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/smplaser"
 
@@ -146,24 +148,17 @@ static int load_config(struct smpl_daemon *d, const struct options *o)
 	return 0;
 }
 
-static int open_store(struct smpl_daemon *d)
+static int open_records(struct smpl_daemon *d)
 {
 	char msg[STORE_MSG_MAX] = "";
 	int r;
 
-	r = store_open(&d->store, d->state_dir, msg, sizeof(msg));
+	r = smpl_records_open(d, msg, sizeof(msg));
 	if (r < 0) {
 		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
 		return r;
 	}
-	r = smpl_daemon_open_spill(d);
-	if (r < 0)
-		return r;
-	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
-	if (r > 0)
-		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
-			 "%d session(s) left open by a crash marked interrupted", r);
 	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "smplaserd " SMPL_VERSION);
 	return 0;
 }
@@ -193,7 +188,7 @@ static int on_stray_signal(sd_event_source *s, const struct signalfd_siginfo *si
 
 static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	smpl_daemon_flush(userdata);
+	smpl_records_flush(userdata);
 	(void)usec;
 	return sd_event_source_set_time_relative(s, SMPL_FLUSH_PERIOD_MS * 1000ULL);
 }
@@ -258,6 +253,9 @@ static int setup_bus(struct smpl_daemon *d)
 	}
 	/* Without its bus the daemon is useless: stop (disarming everything). */
 	r = sd_bus_set_exit_on_disconnect(d->bus, true);
+	if (r < 0)
+		return r;
+	r = smpl_creds_new(d->bus, &d->creds);
 	if (r < 0)
 		return r;
 	r = smpl_polkit_new(d->bus, !d->session_bus, d->cfg.auth.allow_root,
@@ -381,13 +379,18 @@ int main(int argc, char **argv)
 	d.state_dir = state_dir_of(&o);
 	if (!d.state_dir)
 		return 1;
-	if (load_config(&d, &o) < 0 || open_store(&d) < 0) {
+	if (load_config(&d, &o) < 0) {
 		free(d.state_dir);
 		return 1;
 	}
 	r = setup_event(&d);
 	if (r >= 0)
-		r = setup_bus(&d);
+		r = open_records(&d);
+	if (r < 0) {
+		smpl_daemon_free(&d);
+		return 1;
+	}
+	r = setup_bus(&d);
 	if (r >= 0)
 		r = add_units(&d, &o);
 	if (r < 0) {

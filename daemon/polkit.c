@@ -117,18 +117,6 @@ void smpl_polkit_free(struct smpl_polkit *p)
 	free(p);
 }
 
-int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret)
-{
-	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-	int r;
-
-	/* From the bus (SO_PEERCRED), never from /proc: no AUGMENT, no PID race. */
-	r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID, &creds);
-	if (r < 0)
-		return r;
-	return sd_bus_creds_get_euid(creds, ret);
-}
-
 static uint64_t monotonic_usec(void)
 {
 	struct timespec ts;
@@ -350,20 +338,14 @@ static int answer(struct smpl_polkit *p, struct query *q, const char *action,
 }
 
 int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
-		      const char *action, sd_bus_error *error)
+		      const char *action, uid_t uid, sd_bus_error *error)
 {
 	struct query *q = find_query(p, call);
-	uid_t uid;
 	int r;
 
 	if (q)
 		return answer(p, q, action, error);
 
-	r = smpl_bus_caller_uid(call, &uid);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
-				       "Not authorized: cannot tell who is calling (%s)",
-				       strerror(-r));
 	if (!p->use_polkit)
 		return p->same_uid && uid == getuid() ? 1 :
 			deny(p, error, action, uid, p->same_uid ?

@@ -4,7 +4,8 @@
 
 SMPLASERD := $(B)/smplaserd
 # Everything but main.c: the dispatch fuzzer builds the daemon from these too.
-SMPLASERD_LIB_SRCS := daemon/unit.c daemon/unit-ops.c daemon/session.c \
+SMPLASERD_LIB_SRCS := daemon/daemon.c daemon/unit.c daemon/unit-io.c daemon/unit-ops.c \
+	daemon/session.c daemon/creds.c daemon/worker.c \
 	daemon/eligibility.c daemon/records.c daemon/spill.c \
 	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
 	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
@@ -15,7 +16,7 @@ SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
 $(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) \
-		$(COMMON_LIB) $(call pkglibs,libsystemd json-c $(CORE_PKGS)) $(STORE_LIBS) $(COMMON_LDLIBS) \
+		$(COMMON_LIB) $(call pkglibs,libsystemd json-c $(CORE_PKGS)) -lpthread $(STORE_LIBS) $(COMMON_LDLIBS) \
 		$(BACKENDS_LIBS)
 
 PROGRAMS += $(SMPLASERD)

@@ -207,26 +207,35 @@ static int write_body(struct smpl_spill *sp, const char *body, size_t len)
 	return 0;
 }
 
-int smpl_spill_write(struct smpl_spill *sp, const struct smpl_spill_source *src)
+char *smpl_spill_snapshot(const struct smpl_spill_source *src)
 {
-	json_object *o;
+	json_object *o = snapshot(src);
 	const char *body;
-	int r;
+	char *copy = NULL;
 
+	if (!o)
+		return NULL;
+	body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (body)
+		copy = strdup(body);
+	json_object_put(o);
+	return copy;
+}
+
+int smpl_spill_write_body(struct smpl_spill *sp, const char *body)
+{
 	if (!sp)
 		return -EBADF;
-	o = snapshot(src);
-	if (!o)
-		return -ENOMEM;
-	body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	r = body ? write_body(sp, body, strlen(body)) : -ENOMEM;
-	json_object_put(o);
-	return r;
+	return write_body(sp, body, strlen(body));
 }
 
 int smpl_spill_clear(struct smpl_spill *sp)
 {
-	return smpl_spill_write(sp, NULL);
+	char *body = smpl_spill_snapshot(NULL);
+	int r = body ? smpl_spill_write_body(sp, body) : -ENOMEM;
+
+	free(body);
+	return r;
 }
 
 /* ---- reading --------------------------------------------------------------- */

@@ -46,8 +46,13 @@ struct smpl_spill_source {
 int smpl_spill_open(const char *state_dir, struct smpl_spill **ret, char *why, size_t why_len);
 void smpl_spill_close(struct smpl_spill *sp);
 
-/* A snapshot of what @src holds now, durable on return (0), or -errno. */
-int smpl_spill_write(struct smpl_spill *sp, const struct smpl_spill_source *src);
+/*
+ * A snapshot of what @src holds now (the loop's lists), as the text that
+ * smpl_spill_write_body() makes durable (in the writer thread): 0 or -errno.
+ * NULL @src: an empty one.  The caller frees the text.
+ */
+char *smpl_spill_snapshot(const struct smpl_spill_source *src);
+int smpl_spill_write_body(struct smpl_spill *sp, const char *body);
 /* Nothing pending any more: an empty snapshot. */
 int smpl_spill_clear(struct smpl_spill *sp);
 

@@ -728,8 +728,16 @@ static void copy_msg(char *msg, size_t msg_len, const char *text)
 		snprintf(msg, msg_len, "%s", text);
 }
 
-/* Open up to the point where the schema version is known and checked. */
-static int open_checked(struct store **out, const char *state_dir, int *version)
+/*
+ * Open up to the point where the schema version is known and checked.
+ *
+ * A reader opens what the writer of the same process made and checked, and
+ * no more: no open() and close() of its own on the file, which would drop
+ * every POSIX lock the process holds on it (fcntl(2)).  Another process
+ * closing its last connection would then find the database unused and
+ * delete the log the writer still appends to.
+ */
+static int open_checked(struct store **out, const char *state_dir, int *version, bool reader)
 {
 	struct store *st;
 	int rc, err;
@@ -743,11 +751,13 @@ static int open_checked(struct store **out, const char *state_dir, int *version)
 		st->path = NULL;
 		return fail(st, -ENOMEM, "out of memory");
 	}
-	err = make_state_dir(st, state_dir);
-	if (!err)
-		err = prepare_db_file(st, state_dir);
-	if (err)
-		return err;
+	if (!reader) {
+		err = make_state_dir(st, state_dir);
+		if (!err)
+			err = prepare_db_file(st, state_dir);
+		if (err)
+			return err;
+	}
 
 	st->log_existed = file_exists_with_suffix(st->path, "-wal", NULL);
 	rc = sqlite3_open_v2(st->path, &st->db,
@@ -764,7 +774,7 @@ static int open_checked(struct store **out, const char *state_dir, int *version)
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	err = identify(st, version);
-	if (!err && *version > 0)
+	if (!err && *version > 0 && !reader)
 		err = check_integrity(st);
 	if (!err)
 		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
@@ -779,7 +789,7 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	err = open_checked(&st, state_dir, &version);
+	err = open_checked(&st, state_dir, &version, false);
 	if (!err)
 		err = configure_connection(st);
 	if (!err)
@@ -806,7 +816,7 @@ int store_create_at_version(const char *state_dir, int version, char *msg, size_
 		copy_msg(msg, msg_len, "no such schema version");
 		return -EINVAL;
 	}
-	err = open_checked(&st, state_dir, &have);
+	err = open_checked(&st, state_dir, &have, false);
 	if (!err && have != 0)
 		err = fail(st, -EEXIST, "%s already exists", st->path);
 	if (!err)
@@ -816,6 +826,34 @@ int store_create_at_version(const char *state_dir, int version, char *msg, size_
 	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
 	free_store(st, err != 0);
 	return err;
+}
+
+int store_open_reader(struct store **out, const char *state_dir, char *msg, size_t msg_len)
+{
+	struct store *st;
+	int version = 0, err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = open_checked(&st, state_dir, &version, true);
+	if (!err && version != STORE_SCHEMA_VERSION)
+		err = fail(st, -ESTALE, "%s is at schema version %d, not %d", st->path, version,
+			   STORE_SCHEMA_VERSION);
+	if (!err)
+		err = configure_connection(st);
+	if (!err)
+		err = exec(st, "PRAGMA query_only = ON");
+	if (!err)
+		err = prepare_hot_statements(st);
+	if (err) {
+		copy_msg(msg, msg_len, st ? st->msg : "out of memory");
+		free_store(st, false);	/* the log is the writer's */
+		return err;
+	}
+	st->msg[0] = '\0';
+	*out = st;
+	return 0;
 }
 
 void store_close(struct store *st)
@@ -1079,6 +1117,11 @@ int store_add_pulse(struct store *st, const struct store_pulse *p)
 size_t store_pending_pulses(const struct store *st)
 {
 	return st->batch_len;
+}
+
+void store_drop_pending(struct store *st)
+{
+	st->batch_len = 0;
 }
 
 int store_visit_pending(const struct store *st,

@@ -56,6 +56,12 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 /* Flushes pending pulses (best effort), then closes.  NULL is fine. */
 void store_close(struct store *st);
 
+/*
+ * A second connection to an existing, migrated database, for queries only
+ * (another thread may own the one from store_open).  No migration, no check.
+ */
+int store_open_reader(struct store **out, const char *state_dir, char *msg, size_t msg_len);
+
 /* The reason for the last failure on st ("" if none). */
 const char *store_errmsg(const struct store *st);
 
@@ -304,6 +310,8 @@ int store_flush(struct store *st);
 
 /* Pulses waiting for store_flush(). */
 size_t store_pending_pulses(const struct store *st);
+/* Forgets the pulses waiting for store_flush() (they are kept elsewhere). */
+void store_drop_pending(struct store *st);
 /* The pulses waiting for store_flush(), in order (to keep them elsewhere). */
 int store_visit_pending(const struct store *st,
 			int (*cb)(const struct store_pulse *p, void *ctx), void *ctx);

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,22 +16,7 @@
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
-
-uint64_t smpl_now_ms(struct smpl_daemon *d)
-{
-	uint64_t usec = 0;
-
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &usec);
-	return usec / 1000;
-}
-
-int64_t smpl_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "records.h"
 
 const char *smpl_unit_label(const struct smpl_unit *u)
 {
@@ -40,19 +24,6 @@ const char *smpl_unit_label(const struct smpl_unit *u)
 }
 
 /* --- audit and refusals ------------------------------------------------------ */
-
-void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op)
-{
-	struct passwd pw, *res = NULL;
-	char pwbuf[1024];
-
-	if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
-		snprintf(buf, len, "%s", res->pw_name);
-	else
-		snprintf(buf, len, "uid %u", (unsigned int)uid);
-	op->uid = uid;
-	op->name = buf;
-}
 
 int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 		uid_t uid, sd_bus_error *error, const char *error_name,
@@ -115,26 +86,8 @@ uint16_t smpl_unit_interlocks_closed(const struct smpl_unit *u)
 	return (uint16_t)(~u->status.interlocks & SMPL_IL_ALL);
 }
 
-void smpl_daemon_changed(struct smpl_daemon *d, const char *property)
-{
-	if (d->observer && d->observer->manager_changed)
-		d->observer->manager_changed(d, property);
-}
 
 /* --- properties ------------------------------------------------------------ */
-
-/* systemctl status shows it: what the daemon is doing, how many units are armed. */
-void smpl_daemon_notify_status(struct smpl_daemon *d)
-{
-	unsigned int units = 0, armed = 0;
-
-	for (const struct smpl_unit *u = d->units; u; u = u->next) {
-		units += u->published;
-		armed += u->published && u->treatment_id != 0;
-	}
-	(void)sd_notifyf(false, "STATUS=%s: %u unit(s), %u armed",
-			 d->probing ? "Probing units" : "Running", units, armed);
-}
 
 void smpl_unit_changed(struct smpl_unit *u)
 {
@@ -168,62 +121,74 @@ static bool armed_state(uint8_t state)
 	       state == SMPL_STATE_EMITTING;
 }
 
-/*
- * The unit's counter now, asked with GET_STATUS (reports may lag behind).
- * It is a treatment's end only if the unit is disarmed by then: true and
- * *shots, *rtc_s set; false if it cannot be read or the unit still says it
- * is armed (the DISARM may not have taken yet).
- */
-static bool read_end_counter(struct smpl_unit *u, uint32_t *shots, int64_t *rtc_s)
-{
-	struct smpl_status_n st;
+/* A treatment being closed, while its unit's counter is read. */
+struct closing {
+	int64_t id;
+	enum store_outcome outcome;
+	int64_t end_ms;
+};
 
-	if (!u->connected || u->backend->ops->get_status(u->backend, &st) != 0 ||
-	    armed_state(st.state))
-		return false;
-	*shots = st.shot_count;
-	*rtc_s = st.rtc_s;
-	return true;
+/*
+ * The unit's counter after the disarm is the treatment's end, if the unit
+ * says it is disarmed by then; unread (or still armed: the DISARM may not
+ * have taken yet), the treatment is settled from the next good read.
+ */
+static void end_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
+{
+	struct closing *c = ud;
+	struct store_treatment_finish f = { .outcome = c->outcome, .end_ms = c->end_ms };
+
+	if (rep->r == 0 && !armed_state(rep->status.state)) {
+		f.shot_at_end_known = true;
+		f.shot_at_end = rep->status.shot_count;
+		f.end_rtc_s = rep->status.rtc_s;
+	} else if (f.outcome == STORE_OUTCOME_INTERRUPTED && (!u->connected || u->gone)) {
+		/* The unit went away: a pulse whose report was lost with it would be
+		 * missing.  Unknown counts as emitted until its counter settles it. */
+		f.outcome = STORE_OUTCOME_UNKNOWN;
+	}
+	if (!u->gone && u->closed.id == c->id) {
+		u->closed.end_known = f.shot_at_end_known;
+		u->closed.shot_at_end = f.shot_at_end;
+	}
+	if (!f.shot_at_end_known)
+		u->settle_pending = true;
+	smpl_records_end_treatment(u->daemon, c->id, &f);
+	free(c);
+	smpl_daemon_closing(u->daemon, -1);
 }
 
 void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 {
-	struct smpl_daemon *d = u->daemon;
-	struct store_treatment_finish f = {
-		.outcome = outcome,
-		.end_ms = smpl_wall_ms(),
-	};
-	int r;
+	struct closing *c;
+	struct smpl_unit_reply unread = { .r = -ENODEV };
 
 	if (!u->treatment_id)
 		return;
-	f.shot_at_end_known = read_end_counter(u, &f.shot_at_end, &f.end_rtc_s);
-	/*
-	 * Interrupted with the counter unread because the unit went away: a
-	 * pulse whose report was lost with it would be missing.  Unknown counts
-	 * as emitted for the cooldown.  Either way a treatment whose end counter
-	 * is unread is settled from the unit's next good read (settle_pending).
-	 */
-	if (!f.shot_at_end_known && outcome == STORE_OUTCOME_INTERRUPTED && !u->connected)
-		f.outcome = STORE_OUTCOME_UNKNOWN;
-	r = store_treatment_end(d->store, u->treatment_id, &f);
-	if (r < 0 && r != -EALREADY && r != -ENOENT) {
-		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
-			 "cannot close treatment %" PRId64 " yet: %s",
-			 u->treatment_id, store_errmsg(d->store));
-		u->unclosed_id = u->treatment_id;	/* retried by smpl_daemon_flush() */
-		u->unclosed = f;
-	}
+	/* Late reports belong to it from now on, by their shot numbers. */
 	u->closed.id = u->treatment_id;
 	u->closed.session_id = u->session ? u->session->id : 0;
 	u->closed.shot_at_arm = u->treatment_shot_at_arm;
-	u->closed.end_known = f.shot_at_end_known;
-	u->closed.shot_at_end = f.shot_at_end;
-	if (!f.shot_at_end_known)
-		u->settle_pending = true;
+	u->closed.end_known = false;
 	u->treatment_id = 0;
 	u->treatment_emitting = false;
 	u->treatment_pulse_durable = false;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "store-failed",
+			 "treatment %" PRId64 ": out of memory to close it; its counter will",
+			 u->closed.id);
+		u->settle_pending = true;
+		return;
+	}
+	c->id = u->closed.id;
+	c->outcome = outcome;
+	c->end_ms = smpl_wall_ms();
+	smpl_daemon_closing(u->daemon, +1);
+	if (u->connected)
+		smpl_unit_io(u, SMPL_UNIT_GET_STATUS, NULL, end_counter_read, c);
+	else
+		end_counter_read(u, &unread, c);
 }
 
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
@@ -235,18 +200,14 @@ void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const 
 {
 	struct smpl_daemon *d = u->daemon;
 	int64_t session_id = u->session ? u->session->id : 0;
-	int r;
 
 	if (a->kind == SMPL_ACT_NONE)
 		return;
-	r = u->connected ? u->backend->ops->disarm(u->backend) : -ENODEV;
-	if (r != 0 && u->connected)
-		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
-			 "DISARM failed (%d); the kernel and the unit's watchdog remain", r);
+	smpl_unit_disarm_now(u);	/* first: on the unit's safe path */
 	smpl_unit_close_treatment(u, outcome_of(a));
-	smpl_daemon_flush(d);
 	smpl_audit(d, a->kind == SMPL_ACT_FAULT ? STORE_AUDIT_FAULT : STORE_AUDIT_DISARM,
 		   uid, u, session_id, smpl_reason_name(a->reason), a->message);
+	smpl_records_flush(d);
 	smpl_log(a->kind == SMPL_ACT_FAULT ? LOG_ERR : LOG_NOTICE, smpl_unit_label(u),
 		 NULL, a->kind == SMPL_ACT_FAULT ? "fault" : "disarm",
 		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
@@ -268,40 +229,13 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 
 			(void)smpl_safety_disarm_request(&u->safety, &ignored);
 			smpl_unit_apply(u, &a);
-		} else if (u->connected) {
-			(void)u->backend->ops->disarm(u->backend);
+		} else {
+			smpl_unit_disarm_now(u);
 		}
 	}
 }
 
-/* --- probing ---------------------------------------------------------------- */
-
-struct unsettled_list {
-	int64_t ids[64];
-	enum store_outcome outcomes[64];
-	size_t n;
-};
-
-static int collect_unsettled(const struct store_treatment *t, void *ctx)
-{
-	struct unsettled_list *l = ctx;
-
-	if (l->n >= sizeof(l->ids) / sizeof(l->ids[0]))
-		return 1;
-	l->ids[l->n] = t->id;
-	l->outcomes[l->n++] = t->outcome;
-	return 0;
-}
-
-/*
- * The unit's counter is below what the records hold (NV loss, a reflash, a
- * faulty unit): never believed.  The unit faults until an authorized
- * acknowledge accepts the counter (S3).
- */
-static void counter_went_back(struct smpl_unit *u, const char *why)
-{
-	smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, why);
-}
+/* --- settling from the counter, probing -------------------------------------- */
 
 void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why)
 {
@@ -313,86 +247,71 @@ void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *w
 	smpl_unit_apply(u, &a);
 }
 
-/* A treatment its counter cannot settle: ended unknown, counted as emitted, unit freed. */
-static void end_unknown(struct smpl_unit *u, int64_t id)
+static void settled(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
 {
-	struct store_treatment_finish f = {
-		.outcome = STORE_OUTCOME_UNKNOWN,
-		.end_ms = smpl_wall_ms(),
-	};
-	int r = store_treatment_end(u->daemon->store, id, &f);
+	struct smpl_unit *u = ud;
 
-	if (r < 0 && r != -EALREADY)
-		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
-			 "treatment %" PRId64 " cannot be ended unknown: %s", id,
-			 store_errmsg(u->daemon->store));
-}
-
-/* Settles one treatment; false if it must be tried again later. */
-static bool settle_one(struct smpl_unit *u, int64_t id, enum store_outcome outcome,
-		       uint32_t counter)
-{
-	struct smpl_daemon *d = u->daemon;
-	int r = store_reconcile_treatment(d->store, id, counter, smpl_wall_ms());
-
-	if (r == 0 || r == -EALREADY) {
-		if (r == 0)
-			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " settled from the shot counter (%" PRIu32 ")",
-				 id, counter);
-		if (id == u->closed.id) {
-			u->closed.end_known = true;
-			u->closed.shot_at_end = counter;
+	(void)d;
+	u->settling = false;
+	if (!u->gone) {
+		if (c->r < 0) {
+			smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
+				 "treatments waiting for the counter not settled yet: %s", c->msg);
+			u->settle_pending = true;
+		} else {
+			if (c->settled)
+				smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
+					 "%d treatment(s) settled from the shot counter (%" PRIu32 ")",
+					 c->settled, u->settle_counter);
+			u->settle_pending = false;
+			if (u->closed.id && !u->closed.end_known) {
+				u->closed.end_known = true;
+				u->closed.shot_at_end = u->settle_counter;
+			}
 		}
-		return true;
+		/*
+		 * The counter is below what the records hold (NV loss, a reflash, a
+		 * faulty unit): never believed; the unit faults until an authorized
+		 * acknowledge accepts it (S3).
+		 */
+		if (c->counter_back)
+			smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, c->counter_msg);
 	}
-	smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
-		 "treatment %" PRId64 " not settled: %s", id, store_errmsg(d->store));
-	if (r == -ERANGE)
-		counter_went_back(u, store_errmsg(d->store));
-	else if (r != -ENOENT && outcome != STORE_OUTCOME_OPEN)
-		return false;	/* the store fails now: again at the next read */
-	if (outcome == STORE_OUTCOME_OPEN)
-		end_unknown(u, id);
-	return true;
+	smpl_unit_unref(u);
 }
 
 /*
- * Treatments of this unit that wait for its counter: left open by a crash,
- * unknown since the unit went away, or closed with the end counter unread.
- * @counter was read while the unit was disarmed.  Its own open treatment
- * is not touched.
+ * The unit's treatments waiting for its counter (left open by a crash,
+ * unknown since it went away, or closed with the end unread), settled from
+ * @counter, read while the unit was disarmed.  Its own open treatment is not.
  */
-static void settle_treatments(struct smpl_unit *u, uint32_t counter)
+static void settle(struct smpl_unit *u, uint32_t counter)
 {
-	struct smpl_daemon *d = u->daemon;
-	struct unsettled_list l = { .n = 0 };
-	bool again = false;
-	int r;
+	if (u->settling || u->gone)
+		return;
+	u->settling = true;
+	u->settle_counter = counter;
+	u->refs++;
+	smpl_records_settle(u->daemon, u->info.serial, counter, u->treatment_id, settled, u);
+}
 
-	r = store_counter_check(d->store, u->info.serial, counter);
-	if (r == -ERANGE)
-		counter_went_back(u, store_errmsg(d->store));
-	r = store_unsettled_treatments(d->store, u->info.serial, collect_unsettled, &l);
-	if (r < 0)
-		again = true;
-	for (size_t i = 0; i < l.n; i++)
-		if (l.ids[i] != u->treatment_id && !settle_one(u, l.ids[i], l.outcomes[i], counter))
-			again = true;
-	u->settle_pending = again || l.n == sizeof(l.ids) / sizeof(l.ids[0]);
+static void settle_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
+{
+	(void)ud;
+	u->settle_reading = false;
+	if (!u->gone && rep->r == 0 && !armed_state(rep->status.state) &&
+	    !smpl_safety_is_armed(&u->safety) && !u->treatment_id)
+		settle(u, rep->status.shot_count);
 }
 
 /* Heartbeat: a treatment waits for the counter; read it once the unit is disarmed. */
 static void settle_if_pending(struct smpl_unit *u)
 {
-	uint32_t counter;
-	int64_t rtc;
-
-	if (!u->settle_pending || !u->connected || !u->published || u->treatment_id ||
-	    smpl_safety_is_armed(&u->safety))
+	if (!u->settle_pending || u->settling || u->settle_reading || !u->connected ||
+	    !u->published || u->treatment_id || smpl_safety_is_armed(&u->safety))
 		return;
-	if (read_end_counter(u, &counter, &rtc))
-		settle_treatments(u, counter);
+	u->settle_reading = true;
+	smpl_unit_io(u, SMPL_UNIT_GET_STATUS, NULL, settle_counter_read, NULL);
 }
 
 static void publish(struct smpl_unit *u)
@@ -422,66 +341,73 @@ static void probe_done(struct smpl_daemon *d)
 }
 
 /* Units are keyed on their serial: two at once would share an object. */
-static bool serial_taken(const struct smpl_unit *u)
+static bool serial_taken(const struct smpl_unit *u, const char *serial)
 {
 	for (const struct smpl_unit *o = u->daemon->units; o; o = o->next)
-		if (o != u && o->published && strcmp(o->info.serial, u->info.serial) == 0)
+		if (o != u && o->published && strcmp(o->info.serial, serial) == 0)
 			return true;
 	return false;
 }
 
-/* The unit has finished its self-test: who is it, what did it do while we were away. */
-static int probe(struct smpl_unit *u)
+static void probed(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
 {
 	struct smpl_daemon *d = u->daemon;
-	struct smpl_backend *b = u->backend;
-	int64_t rtc;
-	int r;
 
-	r = b->ops->get_info(b, &u->info);
-	if (r != 0)
-		return r < 0 ? r : -EIO;
-	if (serial_taken(u)) {
+	(void)ud;
+	u->probing_now = false;
+	if (u->gone)
+		return;
+	if (rep->r != 0) {
+		smpl_log(LOG_WARNING, u->name, NULL, "probe", "probe failed (%d), will retry",
+			 rep->r);
+		return;
+	}
+	if (serial_taken(u, rep->info.serial)) {
 		smpl_log(LOG_ERR, u->name, NULL, "probe",
 			 "another unit already has serial %s: this one is ignored",
-			 u->info.serial);
-		memset(&u->info, 0, sizeof(u->info));
+			 rep->info.serial);
 		u->ignored = true;
-		return -EEXIST;
+		return;
 	}
+	u->info = rep->info;
 	snprintf(u->firmware, sizeof(u->firmware), "%u.%u.%u",
 		 u->info.fw_major, u->info.fw_minor, u->info.fw_patch);
-	if (b->ops->get_rtc(b, &rtc) == 0)
-		smpl_safety_rtc(&u->safety, smpl_now_ms(d), rtc);
-	r = store_unit_seen(d->store, u->info.serial, u->info.model, u->firmware,
-			    smpl_wall_ms());
-	if (r < 0)
-		smpl_log(LOG_ERR, u->info.serial, NULL, "store-failed",
-			 "cannot record the unit: %s", store_errmsg(d->store));
+	if (rep->rtc_r == 0)
+		smpl_safety_rtc(&u->safety, smpl_now_ms(d), rep->rtc_s);
+	smpl_records_unit_seen(d, u->info.serial, u->info.model, u->firmware, smpl_wall_ms());
 	/* What did it do while we were away?  Its counter says, once disarmed. */
 	u->settle_pending = true;
-	if (!armed_state(u->status.state))
-		settle_treatments(u, u->status.shot_count);
+	if (u->status_known && !armed_state(u->status.state))
+		settle(u, u->status.shot_count);
 	u->reprobe = false;
 	smpl_log(LOG_INFO, u->info.serial, NULL, "probed",
 		 "unit %s (%s, firmware %s, backend %s), shot count %" PRIu32,
-		 u->info.serial, u->info.model, u->firmware, smpl_backend_name(b),
+		 u->info.serial, u->info.model, u->firmware, smpl_backend_name(u->backend),
 		 u->status.shot_count);
 	if (!u->published) {
 		publish(u);
 		probe_done(d);
 	}
-	return 0;
+}
+
+/* The unit has finished its self-test: who is it, what did it do while we were away. */
+static void probe(struct smpl_unit *u)
+{
+	if (u->probing_now || u->ignored || u->gone)
+		return;
+	u->probing_now = true;
+	smpl_unit_io(u, SMPL_UNIT_PROBE, NULL, probed, NULL);
 }
 
 /* --- backend events ------------------------------------------------------------ */
 
-static bool settled(uint8_t state)
+static bool settled_state(uint8_t state)
 {
 	return state != SMPL_STATE_OFF && state != SMPL_STATE_SELF_TEST;
 }
 
 static void mark_emitting(struct smpl_unit *u, bool pulse);
+static void release_pulses(struct smpl_unit *u);
 
 static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 {
@@ -495,8 +421,8 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	u->status_known = true;
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
 	if ((!u->published || !u->info.serial[0] || u->reprobe) && !u->ignored) {
-		if (settled(st->state) && probe(u) < 0)
-			smpl_log(LOG_WARNING, u->name, NULL, "probe", "probe failed, will retry");
+		if (settled_state(st->state))
+			probe(u);
 	} else if (had_status && old_interlocks != st->interlocks) {
 		snprintf(detail, sizeof(detail), "open interlocks 0x%02x -> 0x%02x",
 			 old_interlocks, st->interlocks);
@@ -534,7 +460,6 @@ static int64_t treatment_of_pulse(const struct smpl_unit *u, uint32_t shot,
 static void record_pulse(struct smpl_unit *u, int64_t treatment_id,
 			 const struct smpl_pulse_n *p)
 {
-	struct smpl_daemon *d = u->daemon;
 	struct store_pulse sp = {
 		.treatment_id = treatment_id,
 		.host_ms = smpl_wall_ms(),
@@ -543,9 +468,7 @@ static void record_pulse(struct smpl_unit *u, int64_t treatment_id,
 		.set_uj = p->set_uj,
 	};
 
-	if (store_add_pulse(d->store, &sp) < 0)
-		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
-			 "cannot record pulse %" PRIu32 ": %s", p->shot, store_errmsg(d->store));
+	smpl_records_pulse(u->daemon, &sp);
 }
 
 /*
@@ -576,23 +499,84 @@ static void stray_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
  * before anyone hears of it: the unit EMITTING, and its first pulse with the
  * pulse itself.  A count lost later (a crash in the flush window, then a
  * counter that went back) can then never free the patch (S2), and the
- * recorded shot is the high water a counter is checked against (S3).
+ * recorded shot is the high water a counter is checked against (S3).  The
+ * Pulse signals wait for it (u->held).
  */
+struct marking {
+	struct smpl_unit *u;
+	int64_t id;
+	bool pulse;
+};
+
+static void marked(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	struct marking *m = ud;
+	struct smpl_unit *u = m->u;
+
+	u->marking = false;
+	if (c->r < 0) {
+		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "store-failed",
+			 "cannot record that treatment %" PRId64 " emits: %s", m->id, c->msg);
+		smpl_daemon_records_failed(d);
+	} else if (u->treatment_id == m->id) {
+		u->treatment_emitting = true;
+		u->treatment_pulse_durable |= m->pulse;
+	}
+	if (!u->gone && u->n_held && u->treatment_id == m->id && !u->treatment_pulse_durable)
+		mark_emitting(u, true);		/* a pulse came meanwhile: with it */
+	else
+		release_pulses(u);
+	free(m);
+	smpl_unit_unref(u);
+}
+
 static void mark_emitting(struct smpl_unit *u, bool pulse)
 {
-	struct smpl_daemon *d = u->daemon;
+	struct marking *m;
 
-	if (!u->treatment_id || (u->treatment_emitting && (!pulse || u->treatment_pulse_durable)))
+	if (!u->treatment_id || u->marking ||
+	    (u->treatment_emitting && (!pulse || u->treatment_pulse_durable)))
 		return;
-	if (store_treatment_mark_emitting(d->store, u->treatment_id, smpl_wall_ms()) == 0) {
-		u->treatment_emitting = true;
-		u->treatment_pulse_durable |= pulse;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		smpl_daemon_records_failed(u->daemon);
 		return;
 	}
-	smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "store-failed",
-		 "cannot record that treatment %" PRId64 " emits: %s", u->treatment_id,
-		 store_errmsg(d->store));
-	smpl_daemon_records_failed(d);
+	m->u = u;
+	m->id = u->treatment_id;
+	m->pulse = pulse;
+	u->marking = true;
+	u->refs++;
+	smpl_records_mark_emitting(u->daemon, m->id, smpl_wall_ms(), marked, m);
+}
+
+/* The Pulse signals held while the emission was being recorded, in order. */
+static void release_pulses(struct smpl_unit *u)
+{
+	const struct smpl_observer *o = u->daemon->observer;
+
+	for (unsigned int i = 0; i < u->n_held; i++)
+		if (!u->gone && u->published && o && o->unit_pulse)
+			o->unit_pulse(u, u->held[i].session_id && u->session &&
+				      u->session->id == u->held[i].session_id ? u->session : NULL,
+				      &u->held[i].pulse);
+	u->n_held = 0;
+}
+
+/* A Pulse signal now, or after the emission is durable (mark_emitting). */
+static void announce_pulse(struct smpl_unit *u, int64_t session_id, const struct smpl_pulse_n *p)
+{
+	const struct smpl_observer *o = u->daemon->observer;
+
+	if (u->marking || u->n_held) {
+		if (u->n_held < SMPL_HELD_PULSES_MAX) {
+			u->held[u->n_held].session_id = session_id;
+			u->held[u->n_held++].pulse = *p;
+		}
+		return;
+	}
+	if (u->published && o && o->unit_pulse)
+		o->unit_pulse(u, u->session && session_id == u->session->id ? u->session : NULL, p);
 }
 
 static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
@@ -617,8 +601,8 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 		mark_emitting(u, true);
 	if (fresh && s && session_id && s->id == session_id)
 		s->pulse_count++;
-	if (fresh && u->published && d->observer && d->observer->unit_pulse)
-		d->observer->unit_pulse(u, s && session_id == s->id ? s : NULL, p);
+	if (fresh)
+		announce_pulse(u, session_id, p);
 	smpl_unit_apply(u, &a);
 	if (!tid && fresh)
 		stray_pulse(u, p);
@@ -636,10 +620,8 @@ static void on_disconnect(struct smpl_unit *u)
 	smpl_audit(u->daemon, STORE_AUDIT_INTERLOCK, NULL, u,
 		   u->session ? u->session->id : 0, "disconnected", "the unit went away");
 	smpl_unit_apply(u, &a);
-	if (u->treatment_id) {	/* not armed as far as the core knew: close anyway */
+	if (u->treatment_id)	/* not armed as far as the core knew: close anyway */
 		smpl_unit_close_treatment(u, STORE_OUTCOME_INTERRUPTED);
-		smpl_daemon_flush(u->daemon);
-	}
 	smpl_unit_changed(u);
 }
 
@@ -726,6 +708,12 @@ static void watch_clock(struct smpl_unit *u)
 		   bad ? smpl_reason_name(v.reason) : "clock-ok", v.message);
 }
 
+static void heartbeat_done(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
+{
+	(void)rep, (void)ud;
+	u->heartbeat_inflight = false;
+}
+
 static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct smpl_unit *u = userdata;
@@ -733,11 +721,13 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 	struct smpl_action a = { 0 };
 	uint32_t period_ms = d->cfg.safety.heartbeat_ms / 2;
 
-	if (u->connected && u->published)
-		(void)u->backend->ops->heartbeat(u->backend);
+	if (u->connected && u->published && !u->heartbeat_inflight) {
+		u->heartbeat_inflight = true;	/* a stuck unit gets no pile of them */
+		smpl_unit_io(u, SMPL_UNIT_HEARTBEAT, NULL, heartbeat_done, NULL);
+	}
 	if (u->connected && (!u->published || u->reprobe) && !u->ignored &&
-	    u->status_known && settled(u->status.state))
-		(void)probe(u);		/* the last probe failed: try again */
+	    u->status_known && settled_state(u->status.state))
+		probe(u);		/* the last probe failed: try again */
 	settle_if_pending(u);
 	if (u->published) {
 		(void)smpl_safety_tick(&u->safety, smpl_now_ms(d), &a);
@@ -762,8 +752,11 @@ static int unit_start(struct smpl_unit *u)
 
 	smpl_config_safety_limits(&d->cfg, &limits);
 	smpl_safety_init(&u->safety, &limits);
-	if (store_newest_record_ms(d->store, &newest) == 1)
+	if (store_newest_record_ms(d->reader, &newest) == 1)
 		smpl_safety_newest_record(&u->safety, newest);
+	r = smpl_unit_io_start(u);
+	if (r < 0)
+		return r;
 	r = u->backend->ops->open(u->backend);
 	if (r < 0)
 		return r;
@@ -790,6 +783,7 @@ int smpl_unit_adopt(struct smpl_daemon *d, const char *name, struct smpl_backend
 	}
 	u->daemon = d;
 	u->backend = b;
+	u->refs = 1;		/* the daemon's list */
 	b->on_event = on_backend_event;
 	b->userdata = u;
 	snprintf(u->name, sizeof(u->name), "%s", name);
@@ -813,6 +807,8 @@ int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
 		.index = index,
 		.nv_dir = d->state_dir,
 		.idle_timeout_ms = (d->cfg.safety.idle_timeout_s + 5) * 1000,
+		/* A reply that never comes is waited for as a transfer would be. */
+		.reply_timeout_ms = d->inline_io ? 0 : SMPL_SIM_REPLY_TIMEOUT_MS,
 	};
 	char name[32];
 	int r;
@@ -824,9 +820,9 @@ int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
 	return smpl_unit_adopt(d, name, b, NULL);
 }
 
-static void unit_unlink(struct smpl_unit *u)
+static void unit_unlink(struct smpl_unit **list, struct smpl_unit *u)
 {
-	for (struct smpl_unit **pp = &u->daemon->units; *pp; pp = &(*pp)->next)
+	for (struct smpl_unit **pp = list; *pp; pp = &(*pp)->next)
 		if (*pp == u) {
 			*pp = u->next;
 			return;
@@ -846,10 +842,21 @@ void smpl_unit_drop(struct smpl_unit *u)
 		d->observer->unit_unpublished(u, true);
 	else if (!u->published && u->heartbeat)
 		probe_done(d);		/* it was still being probed */
-	unit_unlink(u);
+	unit_unlink(&d->units, u);
 	if (u->published)
 		smpl_daemon_changed(d, "Units");
 	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "remove", "unit removed");
+	u->published = false;
+	u->gone = true;
+	u->heartbeat = sd_event_source_disable_unref(u->heartbeat);
+	u->next = d->dying;	/* until its calls in flight are done */
+	d->dying = u;
+	smpl_unit_unref(u);
+}
+
+void smpl_unit_forget(struct smpl_unit *u)
+{
+	unit_unlink(&u->daemon->dying, u);
 	smpl_unit_free(u);
 }
 
@@ -857,7 +864,10 @@ void smpl_unit_free(struct smpl_unit *u)
 {
 	if (!u)
 		return;
+	u->gone = true;
+	u->freeing = true;
 	sd_event_source_disable_unref(u->heartbeat);
+	smpl_unit_io_stop(u);
 	smpl_backend_free(u->backend);
 	free(u->path);
 	free(u);

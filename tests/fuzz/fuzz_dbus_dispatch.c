@@ -89,6 +89,7 @@
 #include "bus.h"
 #include "errors.h"
 #include "log.h"
+#include "records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -388,7 +389,7 @@ static void advance(struct harness *h, uint64_t ms)
 
 static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	smpl_daemon_flush(userdata);
+	smpl_records_flush(userdata);
 	(void)usec;
 	return sd_event_source_set_time_relative(s, SMPL_FLUSH_PERIOD_MS * 1000ULL);
 }
@@ -493,12 +494,12 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	MUST(d->state_dir, "strdup");
 	remove_state_files();
 	copy_template();
-	r = store_open(&d->store, d->state_dir, msg, sizeof(msg));
-	MUST(r >= 0, "store_open: %s", msg);
-	(void)store_sessions_interrupt_open(d->store, smpl_wall_ms());
+	d->inline_io = true;	/* no threads: one input, one outcome */
+	MUST(sd_event_new(&d->event) >= 0, "sd_event_new");
+	r = smpl_records_open(d, msg, sizeof(msg));
+	MUST(r >= 0, "smpl_records_open: %s", msg);
 	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "fuzz_dbus_dispatch");
 
-	MUST(sd_event_new(&d->event) >= 0, "sd_event_new");
 	r = sd_event_add_time_relative(d->event, &d->flush_timer, CLOCK_MONOTONIC,
 				       SMPL_FLUSH_PERIOD_MS * 1000ULL, 10 * 1000, on_flush, d);
 	MUST(r >= 0, "flush timer: %s", strerror(-r));
@@ -1242,7 +1243,8 @@ static void finish(struct harness *h)
 	check_state(h);
 	smpl_units_disarm_all(&h->d, SMPL_REASON_REQUESTED, "the input ends");
 	settle(h);
-	smpl_daemon_flush(&h->d);
+	smpl_records_flush(&h->d);
+	settle(h);
 	for (struct smpl_unit *u = h->d.units; u; u = u->next) {
 		MUST(u->connected && u->status_known, "%s answers after a replug",
 		     smpl_unit_label(u));

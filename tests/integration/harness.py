@@ -374,9 +374,20 @@ class Env:
         except FileNotFoundError:
             return []
 
+    def settle_records(self):
+        """Until the daemon's records hold what happened so far: History reads its
+        own writes (the daemon writes them in the background)."""
+        try:
+            self.manager().History('p-settle')
+        except dbus.DBusException:
+            pump(0.3)           # not allowed to ask: the writer's pace
+
     def records(self):
-        """A read-only connection to the daemon's records (sqlite3)."""
+        """A read-only connection to the daemon's records (sqlite3), once they hold
+        what happened so far."""
         import sqlite3
+        if self.daemon and self.daemon.poll() is None:
+            self.settle_records()
         db = sqlite3.connect('file:%s?mode=ro' % os.path.join(self.state_dir, 'records.db'),
                              uri=True, timeout=5)
         db.row_factory = sqlite3.Row

@@ -79,6 +79,7 @@ class ClockEnv(Env):
         return e
 
     def db(self):
+        self.settle_records()
         return sqlite3.connect('file:%s/records.db?mode=ro' % self.state_dir, uri=True)
 
     def rows(self, sql, args=()):

@@ -205,6 +205,7 @@ def test_owner_leaving_the_bus_disarms():
             assert 'UnknownObject' in e.get_dbus_name(), e.get_dbus_name()
         h = env.history('p-005')
         assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
+        env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         rows = db.execute("SELECT kind, operator_uid, reason FROM audit "
                           "WHERE kind IN ('disarm', 'session')").fetchall()
@@ -386,6 +387,7 @@ def test_audit_trail_records_who_and_why():
         env.unit().Arm()
         env.unit().Disarm()
         env.session(spath).End('')
+        env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         rows = db.execute('SELECT kind, operator_uid, reason, detail FROM audit').fetchall()
         db.close()
@@ -576,6 +578,7 @@ def test_store_unavailable_never_arms():
     with Env() as env:
         env.start()
         env.ready_session('p-021', 'crown')
+        env.settle_records()                     # the session's audit rows are in
         db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'), timeout=0.1,
                              isolation_level=None)
         db.execute('BEGIN EXCLUSIVE')            # another writer holds the database
@@ -602,6 +605,7 @@ def test_store_unavailable_never_arms():
         env.arm_to_ready()                       # the unit is usable again
         env.unit().Disarm()
         # The audit records written while the database was locked were kept, in order.
+        env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         rows = db.execute('SELECT kind, reason FROM audit ORDER BY id').fetchall()
         db.close()
@@ -743,6 +747,7 @@ def test_daemon_stopping_interrupts_the_treatment():
         assert env.unit_prop('State') == 'standby'
         h = env.history('p-027')
         assert len(h) == 1 and h[0]['outcome'] == 'interrupted', h
+        env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         reasons = [r for (r,) in db.execute("SELECT reason FROM audit WHERE kind = 'disarm'")]
         db.close()
@@ -1069,6 +1074,7 @@ def test_polkit_on_system_bus():
         assert env.unit_prop('State') == 'standby'            # status stays readable
         # Each denial is in the audit trail with the caller's uid; a burst of
         # the same denial is recorded once (the journal has every one).
+        env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         denied = db.execute("SELECT operator_uid, detail FROM audit WHERE kind = 'refused'"
                             " AND reason = 'NotAuthorized'").fetchall()

@@ -102,6 +102,7 @@ def session_paths(env):
 
 def timed_out_refusals(env):
     """(operator_uid, detail) of the audit trail's polkit time-out refusals."""
+    env.settle_records()
     db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
     rows = db.execute("SELECT operator_uid, detail FROM audit WHERE kind = 'refused'"
                       " AND reason = 'NotAuthorized'").fetchall()
@@ -270,6 +271,7 @@ def test_disarm_needs_no_polkit():
         env.wait_unit_state('standby', 1)
         assert not mock.HaveHangingCalls(), 'Disarm asked polkit'
 
+        env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         rows = db.execute("SELECT operator_uid FROM audit WHERE kind = 'disarm'"
                           " AND reason = 'requested'").fetchall()

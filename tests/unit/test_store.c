@@ -1645,6 +1645,46 @@ static void test_newest_record_time(void **state)
 	assert_int_equal(when, T0 + 4 * DAY_MS);
 }
 
+/*
+ * Another process's view: the sqlite3 shell.  count_rows() of this process
+ * shares SQLite's locks with the store, and a fork() would share its memory
+ * of them: neither sees what another process sees.
+ */
+static int64_t count_rows_elsewhere(const struct fixture *f, const char *sql)
+{
+	char cmd[512];
+	long long n = -1;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' '%s'", f->path, sql);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%lld", &n), 1);
+	assert_int_equal(pclose(p), 0);
+	return n;
+}
+
+/*
+ * The daemon's reader opens after its writer.  Had it opened and closed the
+ * file itself, the process would lose its POSIX locks: another process's last
+ * connection closing would then delete the log the writer still appends to,
+ * and nothing written after would be seen outside until the daemon stopped.
+ */
+static void test_reader_keeps_the_writers_locks(void **state)
+{
+	struct fixture *f = *state;
+	struct store *reader = NULL;
+	const struct store_audit a = { .time_ms = T0, .kind = STORE_AUDIT_CONFIG_LOAD };
+
+	open_store(f);
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(count_rows_elsewhere(f, "SELECT count(*) FROM audit"), 1);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(count_rows_elsewhere(f, "SELECT count(*) FROM audit"), 2);
+	store_close(reader);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1656,6 +1696,7 @@ int main(void)
 		T(test_session_round_trip),
 		T(test_treatment_and_pulses_round_trip),
 		T(test_audit_round_trip),
+		T(test_reader_keeps_the_writers_locks),
 		T(test_foreign_keys_enforced),
 		T(test_records_cannot_be_deleted_or_rewritten),
 		T(test_duplicate_pulse_is_skipped),

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A unit's device I/O off the event loop (issue 12): each unit has two
+ * workers (worker.h).  Its commands (GET_STATUS, SET_PARAMS, ARM, HEARTBEAT,
+ * ACK_FAULT, the probe's GET_INFO and GET_RTC) run on "io", one at a time, in
+ * order: the unit answers one command at a time.  Its disarm runs on "safe":
+ * never behind a command of its own that a stuck unit makes wait, and never
+ * behind another unit.  The results come back as callbacks on the loop,
+ * where the safety core decides.  A unit stays allocated while a call of its
+ * own is in flight (u->refs).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "worker.h"
+
+struct unit_call {
+	struct smpl_job job;
+	struct smpl_unit *u;
+	enum smpl_unit_op op;
+	struct smpl_params_n params;
+	struct smpl_unit_reply reply;
+	smpl_unit_then then;
+	void *userdata;
+};
+
+static void call_run(struct smpl_job *j)
+{
+	struct unit_call *c = container_of(j, struct unit_call, job);
+	struct smpl_backend *b = c->u->backend;
+	struct smpl_unit_reply *rep = &c->reply;
+
+	switch (c->op) {
+	case SMPL_UNIT_GET_STATUS:
+		rep->r = b->ops->get_status(b, &rep->status);
+		break;
+	case SMPL_UNIT_SET_PARAMS:
+		rep->r = b->ops->set_params(b, &c->params);
+		rep->status_r = rep->r == 0 ? b->ops->get_status(b, &rep->status) : -EIO;
+		break;
+	case SMPL_UNIT_ARM:
+		rep->r = b->ops->arm(b);
+		break;
+	case SMPL_UNIT_HEARTBEAT:
+		rep->r = b->ops->heartbeat(b);
+		break;
+	case SMPL_UNIT_ACK_FAULT:
+		rep->r = b->ops->ack_fault(b);
+		rep->status_r = b->ops->get_status(b, &rep->status);
+		break;
+	case SMPL_UNIT_PROBE:
+		rep->r = b->ops->get_info(b, &rep->info);
+		if (rep->r == 0)
+			rep->rtc_r = b->ops->get_rtc(b, &rep->rtc_s);
+		break;
+	case SMPL_UNIT_DISARM:
+		rep->r = b->ops->disarm(b);
+		break;
+	}
+}
+
+static void unit_unref_later(struct smpl_unit *u);
+
+static void call_done(struct smpl_job *j)
+{
+	struct unit_call *c = container_of(j, struct unit_call, job);
+	struct smpl_unit *u = c->u;
+
+	if (u->gone && c->reply.r == 0)
+		c->reply.r = -ENODEV;	/* removed meanwhile: what it said is moot */
+	if (c->then)
+		c->then(u, &c->reply, c->userdata);
+	free(c);
+	unit_unref_later(u);
+}
+
+void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_params_n *params,
+		  smpl_unit_then then, void *userdata)
+{
+	struct unit_call *c = u->gone || !u->io ? NULL : calloc(1, sizeof(*c));
+
+	if (!c) {
+		struct smpl_unit_reply oom = { .r = u->gone ? -ENODEV : -ENOMEM,
+					       .status_r = -ENODEV };
+
+		if (then)
+			then(u, &oom, userdata);
+		return;
+	}
+	c->u = u;
+	c->op = op;
+	if (params)
+		c->params = *params;
+	c->then = then;
+	c->userdata = userdata;
+	c->job.run = call_run;
+	c->job.done = call_done;
+	u->refs++;
+	smpl_worker_submit(op == SMPL_UNIT_DISARM ? u->safe : u->io, &c->job);
+}
+
+static void disarm_done(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
+{
+	(void)userdata;
+	if (rep->r != 0 && !u->gone && u->connected)
+		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
+			 "DISARM failed (%d); the kernel and the unit's watchdog remain", rep->r);
+}
+
+void smpl_unit_disarm_now(struct smpl_unit *u)
+{
+	if (u->connected && !u->gone)
+		smpl_unit_io(u, SMPL_UNIT_DISARM, NULL, disarm_done, NULL);
+}
+
+/* ---- lifetime ------------------------------------------------------------------ */
+
+static int free_later(sd_event_source *s, void *userdata)
+{
+	(void)sd_event_source_set_floating(s, false);
+	sd_event_source_disable_unref(s);
+	smpl_unit_forget(userdata);
+	return 0;
+}
+
+/*
+ * The last reference gone (the unit was dropped, its calls are done): freed
+ * from the loop's next iteration, never from inside one of its own workers'
+ * callbacks.
+ */
+static void unit_unref_later(struct smpl_unit *u)
+{
+	if (--u->refs > 0 || u->freeing)
+		return;
+	u->freeing = true;
+	if (sd_event_add_defer(u->daemon->event, NULL, free_later, u) < 0)
+		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "remove",
+			 "cannot free the unit's memory now: at exit");
+}
+
+void smpl_unit_unref(struct smpl_unit *u)
+{
+	unit_unref_later(u);
+}
+
+int smpl_unit_io_start(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	int r;
+
+	r = smpl_worker_new(d->event, "smpl-unit-io", d->inline_io, &u->io);
+	if (r >= 0)
+		r = smpl_worker_new(d->event, "smpl-unit-safe", d->inline_io, &u->safe);
+	return r;
+}
+
+void smpl_unit_io_stop(struct smpl_unit *u)
+{
+	/* Their callbacks see the unit as gone: they still run, they act on nothing. */
+	smpl_worker_free(u->safe);
+	smpl_worker_free(u->io);
+	u->safe = u->io = NULL;
+}
+
+void smpl_unit_io_drain(struct smpl_unit *u)
+{
+	smpl_worker_drain(u->safe);
+	smpl_worker_drain(u->io);
+}
