@@ -945,8 +945,8 @@ def hole_sign(hole, v, ep):
     if hole == 1:
         return v.cls in ('S3-uncounted', 'S3-lost') and not backs
     if hole == 2:
-        return backs and v.cls in ('S3-lost', 'S3-extra', 'S3-misattributed', 'S2-decision', 'S3-reset-count',
-                                   'S2-reemit')
+        return backs and v.cls in ('S3-lost', 'S3-extra', 'S3-misattributed', 'S2-decision',
+                                   'S2-reemit', 'S3-reset-count')
     if hole == 3:
         return v.cls in ('liveness-arm', 'S3-open')
     if hole == 105:
