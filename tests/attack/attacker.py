@@ -257,16 +257,19 @@ class Episode:
                 self.found('S4-owner-gone', '%s fired shot %d %.1f s after the owner of '
                            'session %d left the bus' % (s, p['shot'], p['seen'] - when,
                                                         tgt['sid']))
+        unseen = False                  # its report lost on the way: the daemon cannot judge it
         if u.get('drop_pulse_pending'):
             u['drop_pulse_pending'] = False
             tgt['taint'].add('pulse report dropped')
+            unseen = True
         if u.get('hostile_until', 0) > p['seen']:
             tgt['taint'].add('hostile')
+            unseen = True
         dev = p['measured'] / p['set'] - 1 if p['set'] else 0
         if u['bad_pulse_arm'] == tgt['arm']:
             self.found('S5-energy', '%s fired shot %d after a pulse outside +/-20%% in the '
                        'same arming' % (s, p['shot']))
-        if abs(dev) > TOLERANCE + 0.005:
+        if abs(dev) > TOLERANCE + 0.005 and not unseen:
             u['bad_pulse_arm'] = tgt['arm']
         tgt['fired'] += 1
 
