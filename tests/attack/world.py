@@ -314,55 +314,36 @@ class Cache:
             return False
         done = {}
 
+        # Each answer is taken in the order it came among the signals (in its reply
+        # handler): a PropertiesChanged that follows it applies on top of it.
         def ok(objs):
-            done['v'] = objs
+            self.objects = {str(p): {str(i): {str(k): v for k, v in props.items()}
+                                     for i, props in ifaces.items()}
+                            for p, ifaces in objs.items() if str(p) != ROOT}
+            done['v'] = True
+
+        def root_ok(props):
+            self.root = {str(k): v for k, v in props.items()}
+            done['root'] = True
 
         def err(e):
             done['e'] = e
-        self.bus.get_object(BUS_NAME, ROOT, introspect=False).GetManagedObjects(
-            dbus_interface=OBJMGR, reply_handler=ok, error_handler=err, timeout=CALL_TIMEOUT_S)
+        root = self.bus.get_object(BUS_NAME, ROOT, introspect=False)
+        root.GetManagedObjects(dbus_interface=OBJMGR, reply_handler=ok, error_handler=err,
+                               timeout=CALL_TIMEOUT_S)
+        root.GetAll(MANAGER, dbus_interface=PROPS, reply_handler=root_ok, error_handler=err,
+                    timeout=CALL_TIMEOUT_S)
         end = time.monotonic() + CALL_TIMEOUT_S + 1
-        while not done and time.monotonic() < end:
+        while not ('v' in done and 'root' in done) and 'e' not in done and \
+                time.monotonic() < end:
             harness.pump(0.005)
-        if 'v' not in done:
-            return False
-        self.objects = {str(p): {str(i): {str(k): v for k, v in props.items()}
-                                 for i, props in ifaces.items()}
-                        for p, ifaces in done['v'].items()}
-        self.objects.pop(ROOT, None)     # the manager's own: a GLib client reads them apart
-        try:
-            props = self.bus.get_object(BUS_NAME, ROOT, introspect=False).GetAll(
-                MANAGER, dbus_interface=PROPS, timeout=CALL_TIMEOUT_S)
-            self.root = {str(k): v for k, v in props.items()}
-        except dbus.DBusException:
+        if 'v' not in done or 'root' not in done:
             return False
         self.loaded = True
         return True
 
     def snapshot(self, path, iface):
         return dict(self.objects.get(path, {}).get(iface, {}))
-
-    def fetch_truth(self, paths):
-        """GetAll of each (path, iface), each answer paired with the cache as it was when
-        that answer arrived (replies and signals are dispatched in order)."""
-        out = {}
-        for path, iface in paths:
-            key = (path, iface)
-
-            def ok(props, key=key):
-                out[key] = ('ok', {str(k): v for k, v in props.items()},
-                            self.snapshot(*key), key[0] in self.objects)
-
-            def err(e, key=key):
-                out[key] = ('err', e.get_dbus_name(), self.snapshot(*key),
-                            key[0] in self.objects and key[1] in self.objects[key[0]])
-            self.bus.get_object(BUS_NAME, path, introspect=False).GetAll(
-                iface, dbus_interface=PROPS, reply_handler=ok, error_handler=err,
-                timeout=CALL_TIMEOUT_S)
-        end = time.monotonic() + CALL_TIMEOUT_S + 1
-        while len(out) < len(paths) and time.monotonic() < end:
-            harness.pump(0.002)
-        return out
 
 
 def norm(v):
