@@ -342,8 +342,6 @@ class Cache:
         self.loaded = True
         return True
 
-    def snapshot(self, path, iface):
-        return dict(self.objects.get(path, {}).get(iface, {}))
 
 
 def norm(v):
