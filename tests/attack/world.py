@@ -343,7 +343,6 @@ class Cache:
         return True
 
 
-
 def norm(v):
     """A D-Bus value as plain Python, for comparing."""
     if isinstance(v, dbus.Dictionary) or isinstance(v, dict):
