@@ -111,6 +111,17 @@ int64_t smpl_wall_ms(void);			/* CLOCK_REALTIME, UTC */
 void smpl_daemon_notify_status(struct smpl_daemon *d);
 /* Stopping: every unit disarmed, sessions ended, the last records written. */
 void smpl_daemon_close_records(struct smpl_daemon *d);
+/*
+ * The records' integrity check, run after READY=1 in a thread by main.c
+ * (store_quick_check()).  First, on the loop: where its verdict comes back.
+ */
+int smpl_daemon_watch_records(struct smpl_daemon *d);
+/*
+ * From any thread: the check found the records corrupt (or could not run),
+ * @why.  Handed to the loop, which faults every unit (RECORDS_FAILED), logs
+ * why, and refuses every arming until smplaserd starts again on sound records.
+ */
+void smpl_daemon_records_corrupt(struct smpl_daemon *d, const char *why);
 /* Frees the units, polkit, the bus, the event loop and the store. */
 void smpl_daemon_free(struct smpl_daemon *d);
 
