@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -418,6 +419,7 @@ static void *check_records(void *userdata)
 			 (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	else if (r != -ECANCELED)
 		smpl_daemon_records_corrupt(d, msg);
+	malloc_trim(0);		/* what the check's arena held goes back (RSS) */
 	return NULL;
 }
 
