@@ -10,6 +10,8 @@
  * - start to READY=1: from the fork to the READY=1 datagram on our own
  *   $NOTIFY_SOCKET, --starts times after one start that is not counted (it
  *   creates an empty database; later starts open it with the page cache warm);
+ * - the integrity check smplaserd runs after READY, in the background: the
+ *   time it took (it logs it), waited for before the figures below;
  * - with --figures, N calls each (at most a minute's worth; interleaved call by call with the floor,
  *   org.freedesktop.DBus.GetId on the same bus, answered by the bus itself):
  *   Peer.Ping to smplaserd (sd-bus answers it without a handler: the floor of
@@ -17,7 +19,8 @@
  *   of a patient with 10 treatments (P-xxxx00 of tests/bench/gen_records.c,
  *   a different one each call) and of an unknown patient;
  * - idle RSS: VmRSS a second after the calls (each kind run at least 500
- *   times, so the caches have filled).
+ *   times, so the caches have filled), and the part of it that is private to
+ *   smplaserd (the rest is the shared libraries' pages).
  * Rows are printed in the format of bench-table.h; LABEL names the database.
  */
 #include <errno.h>
@@ -71,6 +74,8 @@ struct bench {
 	char tmp_files[N_TMP_FILES][96];	/* what tmp holds */
 	char address[512];
 	pid_t bus_pid, daemon_pid;
+	char log_path[4200];		/* smplaserd's output */
+	long log_start;			/* its size when the last smplaserd started */
 	int notify_fd;
 	sd_bus *bus;
 };
@@ -232,13 +237,15 @@ static bool name_has_owner(struct bench *b)
 /* Forks smplaserd; returns the microseconds until READY=1. */
 static double start_daemon(struct bench *b)
 {
-	char log[128], conf[128], notify[128], state[4200], dbus[600];
+	char *log = b->log_path, conf[128], notify[128], state[4200], dbus[600];
+	struct stat sb;
 	double t0;
 	int status;
 
 	snprintf(conf, sizeof(conf), "%s/smplaserd.conf", b->tmp);
 	write_text(conf, "");
-	snprintf(log, sizeof(log), "%s.log", b->state_dir);
+	snprintf(b->log_path, sizeof(b->log_path), "%s.log", b->state_dir);
+	b->log_start = stat(log, &sb) == 0 ? sb.st_size : 0;
 	snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", b->tmp);
 	snprintf(dbus, sizeof(dbus), "DBUS_SESSION_BUS_ADDRESS=%s", b->address);
 	snprintf(state, sizeof(state), "--state-dir=%s", b->state_dir);
@@ -319,21 +326,56 @@ static void wait_running(struct bench *b)
 	}
 }
 
-static long rss_kib(pid_t pid)
+/* VmRSS, and the part of it no other process shares (Private_Clean + Private_Dirty). */
+static long rss_kib(pid_t pid, long *private_kib)
 {
 	char path[64], line[256];
-	long kib = -1;
+	long kib = -1, v;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	*private_kib = 0;
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Rss: %ld kB", &v) == 1)
+			kib = v;
+		else if (sscanf(line, "Private_Clean: %ld kB", &v) == 1 ||
+			 sscanf(line, "Private_Dirty: %ld kB", &v) == 1)
+			*private_kib += v;
+	}
 	fclose(f);
 	return kib;
+}
+
+/*
+ * Until smplaserd has logged the end of its integrity check (it runs after
+ * READY, in the background), at most @seconds; false if it has not.  The
+ * time it took (from "passed its integrity check (N s)") into *took_s.
+ */
+static bool wait_checked(struct bench *b, double seconds, double *took_s)
+{
+	double t0 = bench_now_us();
+
+	*took_s = NAN;
+	do {
+		FILE *f = fopen(b->log_path, "r");
+		char line[1024], *p = NULL;
+
+		if (f && fseek(f, b->log_start, SEEK_SET) == 0)
+			while (!p && fgets(line, sizeof(line), f))
+				p = strstr(line, "integrity check");
+		if (f)
+			fclose(f);
+		if (p) {
+			if (sscanf(p, "integrity check (%lf s)", took_s) != 1)
+				*took_s = NAN;
+			return true;
+		}
+		usleep(100000);
+	} while (bench_now_us() - t0 < seconds * 1e6);
+	return false;
 }
 
 /* ---- the calls ---------------------------------------------------------- */
@@ -508,7 +550,9 @@ int main(int argc, char **argv)
 	struct bench b = { .calls = 5000, .starts = 10, .notify_fd = -1 };
 	double *ready;
 	char label[96], value[32], target[32];
-	long rss;
+	long rss, private_kib;
+	double check_s;
+	bool checked;
 
 	parse(argc, argv, &b);
 	cleanup_bench = &b;
@@ -537,14 +581,23 @@ int main(int argc, char **argv)
 
 	start_daemon(&b);
 	wait_running(&b);
+	/* The figures in the steady state, after the check that follows READY. */
+	checked = wait_checked(&b, 120, &check_s);
+	snprintf(label, sizeof(label), "  then its integrity check (%s)", b.label);
+	bench_row_us(label, check_s * 1e6, NAN, NAN, NAN, NAN, 0,
+		     checked ? "- (background, nice 19)" : "- (not finished in 120 s)");
 	run_figures(&b);
 	sleep(1);
-	rss = rss_kib(b.daemon_pid);
-	snprintf(label, sizeof(label), "idle RSS (%s)", b.label);
+	rss = rss_kib(b.daemon_pid, &private_kib);
+	snprintf(label, sizeof(label), "idle RSS (%s%s)", b.label,
+		 checked ? "" : ", check not finished");
 	snprintf(value, sizeof(value), "%.2f MiB", rss / 1024.0);
 	snprintf(target, sizeof(target), "<= %.0f MiB", b.rss_limit_kib / 1024.0);
 	bench_row_text(label, value, "-", "-", "-", b.rss_limit_kib ? target : "-",
 		       !b.rss_limit_kib ? "" : rss >= 0 && rss <= b.rss_limit_kib ? "ok" : "OVER");
+	snprintf(label, sizeof(label), "  not shared with other processes (%s)", b.label);
+	snprintf(value, sizeof(value), "%.2f MiB", private_kib / 1024.0);
+	bench_row_text(label, value, "-", "-", "-", "-", "");
 	cleanup();
 	return 0;
 }

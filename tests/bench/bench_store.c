@@ -5,6 +5,7 @@
  *   bench_store                  on fresh stores under $BENCH_DIR (default build/)
  *   bench_store --big STATE_DIR  store_treatment_begin on a clinic's records
  *                                (tests/bench/gen_records.c: 1,000,000 treatments)
+ *   bench_store --check-patch STATE_DIR   CheckPatch's store work on them
  *
  * Fresh stores: the time per pulse committed when the daemon flushes every
  * 10 or 100 pulses, against one fsync'd transaction per pulse (the floor);
@@ -227,6 +228,11 @@ static int fresh(void)
 
 /* ---- a clinic's records ------------------------------------------------ */
 
+static const char *const patches[] = {
+	"frontal-hairline", "mid-scalp", "crown", "left-temporal",
+	"right-temporal", "left-parietal", "right-parietal", "occipital",
+};
+
 static int allow(const struct store_patch_facts *facts, int64_t armed_ms, void *ctx,
 		 char *why, size_t why_len)
 {
@@ -260,10 +266,57 @@ static uint32_t high_water(const char *dir, const char *unit)
 	return high;
 }
 
-static const char *const patches[] = {
-	"frontal-hairline", "mid-scalp", "crown", "left-temporal",
-	"right-temporal", "left-parietal", "right-parietal", "occipital",
-};
+#define FACTS_CALLS	5000
+
+/*
+ * What CheckPatch asks of the store (store_newest_record_ms for the clock,
+ * then store_patch_facts), on a reader as the daemon's loop will: a patient
+ * with 10 treatments (a different one each call, as gen_records made them)
+ * and an unknown one.
+ */
+static void check_patch_rows(const char *dir)
+{
+	static double known[FACTS_CALLS], unknown[FACTS_CALLS];
+	struct store_patch_facts facts;
+	char msg[STORE_MSG_MAX], patient[16];
+	struct store *st;
+	int64_t when;
+	double t0;
+	int err = store_open_reader(&st, dir, msg, sizeof(msg));
+
+	if (err) {
+		fprintf(stderr, "bench_store: %s\n", msg);
+		exit(1);
+	}
+	for (int i = 0; i < FACTS_CALLS; i++) {
+		snprintf(patient, sizeof(patient), "P-%06u", (unsigned)(i * 7919 % 990) * 100);
+		t0 = bench_now_us();
+		err = store_newest_record_ms(st, &when) < 0;
+		err = err || store_patch_facts(st, patient, patches[i % 8], 0, &facts) < 0;
+		known[i] = bench_now_us() - t0;
+		if (!err && (facts.patient_treatments == 0 || facts.patient_treatments > 10)) {
+			fprintf(stderr, "bench_store: %s has %u treatments that emitted, not 1-10\n",
+				patient, facts.patient_treatments);
+			exit(1);
+		}
+		snprintf(patient, sizeof(patient), "U-%06d", i);
+		t0 = bench_now_us();
+		err = err || store_newest_record_ms(st, &when) < 0;
+		err = err || store_patch_facts(st, patient, patches[i % 8], 0, &facts) < 0;
+		unknown[i] = bench_now_us() - t0;
+		if (err)
+			die("store_patch_facts", st, -EIO);
+	}
+	snprintf(msg, sizeof(msg), "%.0f KiB", sqlite3_memory_used() / 1024.0);
+	bench_row_text("  SQLite's heap after them (1M)", msg, "-", "-", "-",
+		       "- (page cache 512 KiB)", "");
+	store_close(st);
+	bench_row_us("  its store work: a patient with 10 (1M)", bench_quantile(known, FACTS_CALLS, 0.5),
+		     bench_quantile(known, FACTS_CALLS, 0.99), NAN, NAN, NAN, 0, "-");
+	bench_row_us("  its store work: an unknown patient (1M)",
+		     bench_quantile(unknown, FACTS_CALLS, 0.5),
+		     bench_quantile(unknown, FACTS_CALLS, 0.99), NAN, NAN, NAN, 0, "-");
+}
 
 static int big(const char *dir)
 {
@@ -326,6 +379,10 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--big") == 0)
 		return big(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--check-patch") == 0) {
+		check_patch_rows(argv[2]);
+		return 0;
+	}
 	if (argc != 1) {
 		fprintf(stderr, "usage: bench_store [--big STATE_DIR]\n");
 		return 2;
