@@ -82,6 +82,8 @@ struct smpl_upcalls {
 	void (*records_failed)(struct smpl_daemon *d, const char *why);
 	/* A unit goes away: its session ends, interrupted, because of @why. */
 	void (*unit_leaving)(struct smpl_unit *u, const char *why);
+	/* The records failed their integrity check: every unit faulted. */
+	void (*records_corrupt)(struct smpl_daemon *d, const char *why);
 };
 
 struct smpl_daemon {

@@ -25,9 +25,16 @@ static void unit_leaving(struct smpl_unit *u, const char *why)
 		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED, why, NULL, NULL);
 }
 
+static void records_corrupt(struct smpl_daemon *d, const char *why)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		smpl_unit_fault(u, SMPL_REASON_RECORDS_FAILED, why);
+}
+
 static const struct smpl_upcalls upcalls = {
 	.records_failed = records_failed,
 	.unit_leaving = unit_leaving,
+	.records_corrupt = records_corrupt,
 };
 
 void smpl_daemon_setup(struct smpl_daemon *d)

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The daemon's way to its records: see records.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -244,11 +247,14 @@ void smpl_daemon_records_failed(struct smpl_daemon *d)
 	records_failed(d, "a write was refused");
 }
 
+/* The integrity check found the records corrupt (see the end): nothing arms. */
+static bool records_corrupt;
+
 static void records_work(struct smpl_daemon *d)
 {
-	if (d->store_failed)
+	if (d->store_failed && !records_corrupt)
 		smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
-	d->store_failed = false;
+	d->store_failed = records_corrupt;	/* a corrupt store takes writes, arms nothing */
 	spill_clear(d);
 }
 
@@ -831,7 +837,8 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 	struct smpl_records *rs;
 	int r;
 
-	if (!d->upcalls || !d->upcalls->records_failed) {	/* nobody to disarm the units */
+	if (!d->upcalls || !d->upcalls->records_failed ||
+	    !d->upcalls->records_corrupt) {	/* nobody to disarm the units */
 		snprintf(msg, msg_len, "the records have no one to tell of a failure");
 		return -EINVAL;
 	}
@@ -859,10 +866,13 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 	return 0;
 }
 
+static void unwatch_records(void);
+
 void smpl_records_close(struct smpl_daemon *d)
 {
 	struct smpl_records *rs = d->records;
 
+	unwatch_records();
 	if (!rs)
 		return;
 	if (rs->writer) {
@@ -941,5 +951,64 @@ void smpl_records_closing(struct smpl_daemon *d, int delta)
 
 		d->barriers = b->next;
 		barrier_go(d, b);
+	}
+}
+
+/* ---- the integrity check after READY (main.c runs it in a thread) ---------------- */
+
+/* The check's verdict, written by its thread, read on the loop. */
+static int corrupt_pipe[2] = { -1, -1 };
+static sd_event_source *corrupt_source;
+
+static int on_records_corrupt(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct smpl_daemon *d = userdata;
+	char why[STORE_MSG_MAX + 1];
+	ssize_t n = read(fd, why, sizeof(why) - 1);
+
+	(void)s, (void)revents;
+	if (n <= 0)
+		return 0;
+	why[n] = '\0';
+	smpl_log(LOG_CRIT, NULL, NULL, "store-corrupt", "the records database fails its "
+		 "integrity check: %s; every unit faulted, nothing arms until smplaserd "
+		 "starts on sound records", why);
+	records_corrupt = true;
+	d->store_failed = true;
+	d->upcalls->records_corrupt(d, why);
+	return 0;
+}
+
+int smpl_records_watch_check(struct smpl_daemon *d)
+{
+	if (pipe2(corrupt_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	return sd_event_add_io(d->event, &corrupt_source, corrupt_pipe[0], EPOLLIN,
+			       on_records_corrupt, d);
+}
+
+void smpl_records_corrupt(struct smpl_daemon *d, const char *why)
+{
+	size_t len = why ? strnlen(why, STORE_MSG_MAX) : 0;
+
+	(void)d;
+	if (!len) {
+		why = "the integrity check failed";
+		len = strlen(why);
+	}
+	/* One write of less than PIPE_BUF: whole, whatever the loop is doing. */
+	if (write(corrupt_pipe[1], why, len) < 0)
+		smpl_log(LOG_CRIT, NULL, NULL, "store-corrupt", "the records database fails "
+			 "its integrity check (%s), and the daemon cannot be told: %s", why,
+			 strerror(errno));
+}
+
+static void unwatch_records(void)
+{
+	corrupt_source = sd_event_source_disable_unref(corrupt_source);
+	for (int i = 0; i < 2; i++) {
+		if (corrupt_pipe[i] >= 0)
+			close(corrupt_pipe[i]);
+		corrupt_pipe[i] = -1;
 	}
 }

@@ -33,6 +33,18 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len);
 void smpl_records_close(struct smpl_daemon *d);
 /* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
 void smpl_daemon_records_failed(struct smpl_daemon *d);
+/*
+ * The records' integrity check, run after READY=1 in a thread by main.c
+ * (store_quick_check()).  First, on the loop: where its verdict comes back.
+ */
+int smpl_records_watch_check(struct smpl_daemon *d);
+/*
+ * From any thread: the check found the records corrupt (or could not run),
+ * @why.  Handed to the loop, which faults every unit (the records_corrupt
+ * upcall), logs why, and refuses every arming until smplaserd starts again
+ * on sound records.
+ */
+void smpl_records_corrupt(struct smpl_daemon *d, const char *why);
 
 /* Queued for the next flush (copied). */
 void smpl_records_pulse(struct smpl_daemon *d, const struct store_pulse *p);
