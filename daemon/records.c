@@ -46,6 +46,13 @@ struct smpl_records {
 	unsigned int flushing;		/* flush jobs in the writer (in order) */
 	struct smpl_spill *spill;
 	bool spilled;			/* the spill file holds something */
+	bool requeued;			/* a failed flush's records wait for the next one */
+	/*
+	 * The writer's own (its thread only): a flush failed and its records
+	 * have not been written since.  Nothing is settled from a counter
+	 * meanwhile: the pulses it would count are not in the store yet.
+	 */
+	bool writer_behind;
 };
 
 /* ---- the pending lists --------------------------------------------------------- */
@@ -268,6 +275,7 @@ struct flush_job {
 	bool pulses_done;
 	struct pending_end *ends;	/* those not done yet, after run */
 	struct pending_audit *audits;	/* the same */
+	bool carries_requeued;		/* a failed flush's records, again */
 	int r;
 	char msg[STORE_MSG_MAX];
 };
@@ -353,8 +361,12 @@ static void flush_run(struct smpl_job *j)
 		f->r = flush_ends(st, f);
 	if (f->r == 0)
 		f->r = flush_audits(st, f);
-	if (f->r < 0)
+	if (f->r < 0) {
 		snprintf(f->msg, sizeof(f->msg), "%s", store_errmsg(st));
+		f->d->records->writer_behind = true;
+	} else if (f->carries_requeued) {
+		f->d->records->writer_behind = false;
+	}
 }
 
 static void flush_done(struct smpl_job *j)
@@ -388,6 +400,7 @@ static void flush_done(struct smpl_job *j)
 	rs->ends = f->ends;
 	APPEND(f->audits, rs->audits);
 	rs->audits = f->audits;
+	rs->requeued = true;
 	records_failed(d, f->msg);
 	free(f->pulses);
 	free(f);
@@ -417,6 +430,8 @@ void smpl_records_flush(struct smpl_daemon *d)
 	rs->ends = NULL;
 	rs->audits = NULL;
 	rs->n_audits = 0;
+	f->carries_requeued = rs->requeued;
+	rs->requeued = false;
 	rs->flushing++;
 	smpl_worker_submit(rs->writer, &f->job);
 }
@@ -519,6 +534,11 @@ static int settle_unit(struct store *st, struct write_job *w)
 	struct unsettled_list l = { list, 0, 64 };
 	int r;
 
+	if (w->d->records->writer_behind) {
+		snprintf(w->result.msg, sizeof(w->result.msg),
+			 "pulses wait for the store: nothing is settled before they are in it");
+		return -EAGAIN;
+	}
 	r = store_counter_check(st, w->s1, w->counter);
 	if (r == -ERANGE) {
 		w->result.counter_back = true;
@@ -601,7 +621,7 @@ static void write_run(struct smpl_job *j)
 		break;
 	}
 	w->result.r = r;
-	if (r < 0)
+	if (r < 0 && !w->result.msg[0])
 		snprintf(w->result.msg, sizeof(w->result.msg), "%s", store_errmsg(st));
 }
 
