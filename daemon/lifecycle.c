@@ -47,6 +47,8 @@ void smpl_daemon_stop(struct smpl_daemon *d)
 	if (!d->records)
 		return;
 	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		(void)smpl_unit_attribute(u, NULL, NULL);	/* its caller never named */
 	while (d->sessions)
 		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
 				       "the daemon stopped", NULL, NULL);

@@ -466,11 +466,13 @@ int smpl_unit_arm(struct smpl_unit *u, sd_bus_message *m, uid_t uid, sd_bus_erro
 
 /* ---- Disarm ------------------------------------------------------------------------- */
 
-int smpl_unit_disarm(struct smpl_unit *u, uid_t uid)
+int smpl_unit_disarm(struct smpl_unit *u, sd_bus_message *m, const uid_t *uid)
 {
 	struct smpl_action a = { 0 };
 	char who[64];
 
+	if (uid && smpl_unit_attribute(u, m, uid))
+		return 0;	/* this call disarmed before its caller was known */
 	(void)smpl_safety_disarm_request(&u->safety, &a);
 	if (a.kind == SMPL_ACT_NONE && u->treatment_id) {
 		a.kind = SMPL_ACT_DISARM;
@@ -481,9 +483,13 @@ int smpl_unit_disarm(struct smpl_unit *u, uid_t uid)
 		smpl_unit_disarm_now(u);	/* belt and braces */
 		return 0;
 	}
-	snprintf(who, sizeof(who), " by uid %u", (unsigned int)uid);
+	if (!uid) {
+		smpl_unit_apply_unattributed(u, &a, m);
+		return 0;
+	}
+	snprintf(who, sizeof(who), " by uid %u", (unsigned int)*uid);
 	strncat(a.message, who, sizeof(a.message) - strlen(a.message) - 1);
-	smpl_unit_apply_by(u, &a, &uid);
+	smpl_unit_apply_by(u, &a, uid);
 	return 0;
 }
 
