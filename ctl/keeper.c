@@ -18,7 +18,10 @@
  * client leaving the bus: the daemon disarms and closes the session.
  *
  * A forwarded call's polkit subject is the keeper: polkit may ask the
- * password only through an agent registered for the keeper's session.
+ * password only through an agent registered for the keeper's session.  So
+ * the keeper forwards only for commands run in its own login session: the
+ * same user logged in from elsewhere (ssh, another VT) would otherwise arm
+ * with the rights polkit gave the keeper's local, active session.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +38,7 @@
 
 #include <systemd/sd-event.h>
 #include <systemd/sd-id128.h>
+#include <systemd/sd-login.h>
 
 #include "ctl.h"
 
@@ -211,16 +215,46 @@ static int on_forwarded_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 	return 1;
 }
 
+/* The login session of @pid ("" when it has none: a service, cron, no logind). */
+static void login_session_of(pid_t pid, char *buf, size_t len)
+{
+	char *s = NULL;
+
+	snprintf(buf, len, "%s", sd_pid_get_session(pid, &s) >= 0 && s ? s : "");
+	free(s);
+}
+
+/* The command on the other end of @m's socket runs in the keeper's login session. */
+static bool from_own_login_session(sd_bus_message *m, char *theirs, size_t len)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int fd = sd_bus_get_fd(sd_bus_message_get_bus(m));
+	char ours[64];
+
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+		return false;
+	login_session_of(0, ours, sizeof(ours));
+	login_session_of(cred.pid, theirs, len);
+	return strcmp(ours, theirs) == 0;
+}
+
 static int forward(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
 	struct keeper *k = userdata;
 	sd_bus_message *call = NULL;
+	char theirs[64];
 	int r;
 
 	if (!forwardable(k, m))
 		return sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
 					 "the session keeper passes on only SelectPatch, "
 					 "ConfirmEyewear, End, SetParameters and Arm of its session");
+	if (!from_own_login_session(m, theirs, sizeof(theirs)))
+		return sd_bus_error_setf(ret_error, SMPL_ERR_PREFIX "NotAuthorized",
+					 "this treatment session was started from another login "
+					 "session than this command's (%s): continue it there",
+					 theirs[0] ? theirs : "none");
 	r = sd_bus_message_new_method_call(k->owner, &call, SMPL_BUS_NAME,
 					   sd_bus_message_get_path(m),
 					   sd_bus_message_get_interface(m),
