@@ -4,8 +4,10 @@
  * step and refusal, with who and when, into the records (queued for the
  * writer: records.h, in order) and the journal (by the callers' smpl_log).
  */
+#include "audit.h"
 #include "daemon.h"
 #include "records.h"
+#include "unit.h"
 
 void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,

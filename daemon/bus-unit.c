@@ -8,26 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "bus.h"
 #include "creds.h"
 #include "errors.h"
 #include "log.h"
 #include "text.h"
 
-static const struct {
-	const char *name;
-	uint16_t bit;
-} interlocks[] = {
-	{ "key", SMPL_IL_KEY },
-	{ "door", SMPL_IL_DOOR },
-	{ "estop", SMPL_IL_ESTOP },
-	{ "handpiece", SMPL_IL_HANDPIECE },
-	{ "cooling", SMPL_IL_COOLING },
-	{ "temperature", SMPL_IL_TEMPERATURE },
-	{ "shutter", SMPL_IL_SHUTTER },
-};
-
-#define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
 #define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
 
 /* What the caller gave, safe to echo: cut on a character, controls escaped. */
@@ -126,9 +113,9 @@ static int property_interlocks(SMPL_PROPERTY_ARGS)
 
 	SMPL_UNUSED_PROPERTY_ARGS;
 	r = sd_bus_message_open_container(reply, 'a', "{sb}");
-	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++)
-		r = sd_bus_message_append(reply, "{sb}", interlocks[i].name,
-					  (closed & interlocks[i].bit) != 0);
+	for (unsigned int i = 0; i < SMPL_IL_COUNT && r >= 0; i++)
+		r = sd_bus_message_append(reply, "{sb}", smpl_interlock_name((uint16_t)(1u << i)),
+					  (closed & (1u << i)) != 0);
 	if (r < 0)
 		return r;
 	return sd_bus_message_close_container(reply);
@@ -417,9 +404,10 @@ static int method_sim_footswitch(sd_bus_message *m, void *userdata, sd_bus_error
 
 static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	char echo[SMPL_ECHO_MAX];
+	char echo[SMPL_ECHO_MAX], known[128];
 	struct smpl_unit *u = userdata;
 	const char *name;
+	uint16_t bit;
 	int open, r;
 
 	r = sim_authorize(m, u, error);
@@ -428,13 +416,13 @@ static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error 
 	r = sd_bus_message_read(m, "sb", &name, &open);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < N_INTERLOCKS; i++)
-		if (strcmp(interlocks[i].name, name) == 0)
-			return sim_result(m, u, u->backend->sim->set_interlock(
-						  u->backend, interlocks[i].bit, open), error);
+	bit = smpl_interlock_by_name(name);
+	if (bit)
+		return sim_result(m, u, u->backend->sim->set_interlock(u->backend, bit, open),
+				  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
-			       "name: unknown interlock \"%s\" (key, door, estop, handpiece, "
-			       "cooling, temperature, shutter)", echo_arg(echo, name));
+			       "name: unknown interlock \"%s\" (%s)", echo_arg(echo, name),
+			       smpl_interlock_list(known, sizeof(known)));
 }
 
 static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *error)

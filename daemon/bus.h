@@ -4,6 +4,11 @@
 #define SMPLASER_DAEMON_BUS_H
 
 #include "daemon.h"
+#include "session.h"
+#include "unit.h"
+
+/* Publishes the objects, installs d->observer, takes the name (bus-manager.c). */
+int smpl_bus_setup(struct smpl_daemon *d);
 
 /*
  * Authorization for a privileged call: 1 go on (@uid set), 0 the call is

@@ -13,6 +13,8 @@
 #include "creds.h"
 #include "daemon.h"
 #include "records.h"
+#include "session.h"
+#include "unit.h"
 
 uint64_t smpl_now_ms(struct smpl_daemon *d)
 {

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "records.h"
 #include "spill.h"
+#include "unit.h"
 #include "worker.h"
 
 #define RETRY_MS		1000	/* while the store refuses: one try a second */

@@ -31,6 +31,8 @@ struct smpl_records_call;
 int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len);
 /* Waits for every write, the last flush included; then closes.  At stop. */
 void smpl_records_close(struct smpl_daemon *d);
+/* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
+void smpl_daemon_records_failed(struct smpl_daemon *d);
 
 /* Queued for the next flush (copied). */
 void smpl_records_pulse(struct smpl_daemon *d, const struct store_pulse *p);

@@ -14,6 +14,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "unit.h"
 #include "worker.h"
 
 struct unit_call {

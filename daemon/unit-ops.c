@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "eligibility.h"
 #include "errors.h"
 #include "log.h"
 #include "records.h"
+#include "session.h"
+#include "unit.h"
 
 static int64_t session_id_of(const struct smpl_unit *u)
 {

@@ -13,10 +13,13 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
 #include "records.h"
+#include "session.h"
+#include "unit.h"
 
 const char *smpl_unit_label(const struct smpl_unit *u)
 {
@@ -48,21 +51,11 @@ int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
 
 const char *smpl_unit_state_name(const struct smpl_unit *u)
 {
-	static const char *const names[] = {
-		[SMPL_STATE_OFF] = "off",
-		[SMPL_STATE_SELF_TEST] = "self-test",
-		[SMPL_STATE_STANDBY] = "standby",
-		[SMPL_STATE_ARMING] = "arming",
-		[SMPL_STATE_READY] = "ready",
-		[SMPL_STATE_EMITTING] = "emitting",
-		[SMPL_STATE_FAULT] = "fault",
-	};
-
 	if (!u->connected)
 		return "disconnected";
 	if (!u->status_known || u->status.state > SMPL_STATE__MAX)
 		return "probing";
-	return names[u->status.state];
+	return smpl_state_slug(u->status.state);
 }
 
 /*

@@ -85,9 +85,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "fuzz-input.h"
+#include "audit.h"
 #include "bus.h"
 #include "errors.h"
+#include "fuzz-input.h"
 #include "log.h"
 #include "records.h"
 
