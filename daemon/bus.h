@@ -41,6 +41,7 @@ void smpl_bus_nodes_free(char **list);
 
 int smpl_bus_unit_setup(struct smpl_daemon *d);
 int smpl_bus_session_setup(struct smpl_daemon *d);
+int smpl_bus_records_setup(struct smpl_daemon *d);
 
 /*
  * The observer (daemon.h) as the D-Bus objects implement it: each sends what

@@ -87,6 +87,7 @@ struct smpl_daemon {
 	struct store *store;		/* the records writer's connection (its thread only) */
 	struct store *reader;		/* queries, on the loop */
 	struct smpl_records *records;	/* what waits for the writer (records.h) */
+	struct smpl_copies *copies;	/* backups and exports (bus-records.c) */
 	bool inline_io;			/* workers without threads (the in-process fuzzer) */
 	struct smpl_polkit *polkit;
 	struct smpl_creds *creds;	/* callers' uids, asked asynchronously (creds.h) */
@@ -113,6 +114,12 @@ void smpl_daemon_notify_status(struct smpl_daemon *d);
 void smpl_daemon_close_records(struct smpl_daemon *d);
 /* Frees the units, polkit, the bus, the event loop and the store. */
 void smpl_daemon_free(struct smpl_daemon *d);
+/*
+ * Backups and exports of the records, and the chain head in the journal at
+ * start and daily (bus-records.c): with the records, after their reader.
+ */
+int smpl_copies_start(struct smpl_daemon *d);
+void smpl_copies_stop(struct smpl_daemon *d);
 
 /*
  * @then(d, call, @userdata) once every record of what happened so far is

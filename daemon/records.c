@@ -11,6 +11,7 @@
 #include "log.h"
 #include "records.h"
 #include "spill.h"
+#include "store-restore.h"
 #include "unit.h"
 #include "worker.h"
 
@@ -42,6 +43,7 @@ struct smpl_records {
 	struct pending_audit *audits;
 	size_t n_audits;
 	unsigned int flushing;		/* flush jobs in the writer (in order) */
+	bool flush_failed;		/* the writer's last flush failed (its thread only) */
 	struct smpl_spill *spill;
 	bool spilled;			/* the spill file holds something */
 };
@@ -348,6 +350,7 @@ static void flush_run(struct smpl_job *j)
 		f->r = flush_ends(st, f);
 	if (f->r == 0)
 		f->r = flush_audits(st, f);
+	f->d->records->flush_failed = f->r < 0;
 	if (f->r < 0)
 		snprintf(f->msg, sizeof(f->msg), "%s", store_errmsg(st));
 }
@@ -468,7 +471,7 @@ void smpl_records_end_treatment(struct smpl_daemon *d, int64_t id,
 
 enum write_op {
 	W_BEGIN_TREATMENT, W_BEGIN_SESSION, W_END_SESSION, W_UNIT_SEEN, W_SETTLE,
-	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC,
+	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC, W_MISSING_ACK,
 };
 
 struct write_job {
@@ -485,6 +488,7 @@ struct write_job {
 	int64_t id, when_ms;
 	uint32_t counter;
 	enum store_session_state state;
+	bool waiting;			/* settle: the unit's records still wait on the loop */
 };
 
 struct unsettled {
@@ -554,6 +558,29 @@ static int settle_unit(struct store *st, struct write_job *w)
 	return l.n == sizeof(list) / sizeof(list[0]) ? -EAGAIN : 0;
 }
 
+/*
+ * Before settling, the counter against everything the records hold (issue
+ * 15.11): only when nothing the unit did still waits to be written, nor its
+ * own treatment is open; else again at a later read.  Settling first would
+ * give an open treatment of a restored older copy every shot since.
+ */
+static int check_missing(struct store *st, struct write_job *w)
+{
+	int r;
+
+	if (w->id || w->waiting || w->d->records->flush_failed) {
+		w->result.missing_unchecked = true;
+		return 0;
+	}
+	r = store_records_missing_check(st, w->s1, w->counter, w->when_ms, NULL);
+	if (r == 1) {
+		w->result.records_missing = true;
+		snprintf(w->result.missing_msg, sizeof(w->result.missing_msg), "%s",
+			 store_errmsg(st));
+	}
+	return r < 0 ? r : 0;
+}
+
 static void write_run(struct smpl_job *j)
 {
 	struct write_job *w = container_of(j, struct write_job, job);
@@ -580,7 +607,15 @@ static void write_run(struct smpl_job *j)
 		r = store_unit_seen(st, w->s1, w->s2, w->s3, w->when_ms);
 		break;
 	case W_SETTLE:
-		r = settle_unit(st, w);
+		r = check_missing(st, w);
+		if (r == 0)
+			r = settle_unit(st, w);
+		break;
+	case W_MISSING_ACK:
+		operator_of(w->uid, name, sizeof(name), &op);
+		r = store_records_missing_ack(st, w->s1, &op, w->when_ms);
+		if (r > 0)
+			r = 0;
 		break;
 	case W_MARK_EMITTING:
 		r = store_treatment_mark_emitting(st, w->id, w->when_ms);
@@ -725,6 +760,8 @@ void smpl_records_settle(struct smpl_daemon *d, const char *serial, uint32_t cou
 		w->when_ms = smpl_wall_ms();
 	}
 	smpl_records_flush(d);		/* its late pulses first */
+	if (w && d->records)		/* throttled while the store fails: they wait */
+		w->waiting = d->records->n_pulses || d->records->ends;
 	write_submit(d, w, ok, then, userdata);
 }
 
@@ -749,6 +786,19 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 
 	if (w) {
 		w->counter = counter;
+		w->uid = uid;
+		w->when_ms = smpl_wall_ms();
+	}
+	write_submit(d, w, ok, then, userdata);
+}
+
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
+			      smpl_records_then then, void *userdata)
+{
+	struct write_job *w = write_new(d, W_MISSING_ACK, then, userdata);
+	bool ok = w && (w->s1 = strdup(serial));
+
+	if (w) {
 		w->uid = uid;
 		w->when_ms = smpl_wall_ms();
 	}
@@ -852,7 +902,10 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 		return r;
 	}
 	open_spill(d);
-	return 0;
+	r = smpl_copies_start(d);
+	if (r < 0)
+		snprintf(msg, msg_len, "cannot start the records' copies: %s", strerror(-r));
+	return r;
 }
 
 void smpl_records_close(struct smpl_daemon *d)
@@ -861,6 +914,7 @@ void smpl_records_close(struct smpl_daemon *d)
 
 	if (!rs)
 		return;
+	smpl_copies_stop(d);			/* their audit records with the last flush */
 	if (rs->writer) {
 		d->store_retry_ms = 0;			/* a last try, whatever the throttle */
 		smpl_records_flush(d);

@@ -4,6 +4,7 @@
  * SHA-256 is OpenSSL's (libcrypto).
  */
 #include "store-chain.h"
+#include "store-private.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -440,6 +441,14 @@ int store_chain_read_head(sqlite3 *db, struct store_chain_head *head, char *msg,
 	}
 	sqlite3_finalize(stmt);
 	return err;
+}
+
+int store_chain_head(struct store *st, struct store_chain_head *head)
+{
+	char msg[STORE_MSG_MAX];
+	int err = store_chain_read_head(store_db(st), head, msg, sizeof(msg));
+
+	return err ? store_set_error(st, err, "%s", msg) : 0;
 }
 
 /* ---- verifying ----------------------------------------------------------------------- */

@@ -102,6 +102,9 @@ struct store_chain_head {
 
 /* The newest entry.  0, or a negative errno (-ENOENT: no chain in @db). */
 int store_chain_read_head(sqlite3 *db, struct store_chain_head *head, char *msg, size_t msg_len);
+struct store;
+/* The same on a store's connection (store_errmsg() says why it failed). */
+int store_chain_head(struct store *st, struct store_chain_head *head);
 
 #define STORE_CHAIN_PROBLEMS_MAX	10
 

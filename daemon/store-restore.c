@@ -65,6 +65,41 @@ static int records_shot(struct store *st, const char *unit, uint32_t *shot, bool
 	return err;
 }
 
+/*
+ * How far the unit's counter may be ahead of its unsettled treatments (left
+ * open by a crash, unknown since the unit went away, closed with the end
+ * counter unread) for their own shots: those fired after the last pulse that
+ * reached the records, until the unit stopped by itself.  A pulse waits at
+ * most a flush period to be written, and a unit that loses its host disarms
+ * within its watchdog (about a second): STORE_MISSING_WINDOW_S at the
+ * treatment's repetition rate, and two more.  Shots beyond are not theirs.
+ */
+static int unsettled_shot(struct store *st, const char *unit, uint32_t *shot, bool *found)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt,
+		      "SELECT max(max(t.shot_at_arm, coalesce((SELECT max(p.shot) FROM pulses AS p"
+		      "   WHERE p.treatment_id = t.id), 0))"
+		      "  + (t.rate_mhz * ?2 + 999) / 1000 + 2)"
+		      " FROM treatments AS t WHERE t.unit_serial = ?1"
+		      " AND (t.outcome IN ('open', 'unknown') OR t.shot_at_end IS NULL)");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(stmt, 2, STORE_MISSING_WINDOW_S);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		*found = sqlite3_column_type(stmt, 0) != SQLITE_NULL;
+		*shot = (uint32_t)sqlite3_column_int64(stmt, 0);
+	} else {
+		err = store_sql_error(st, rc, "read the unit's unsettled treatments");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
 static int insert_counter_row(struct store *st, const char *unit, const char *kind,
 			      uint32_t from, uint32_t to, int64_t now_ms, int64_t session_id)
 {
@@ -277,8 +312,8 @@ int store_records_missing_check(struct store *st, const char *unit_serial, uint3
 				int64_t now_ms, struct store_records_missing *out)
 {
 	struct store_records_missing m = { 0 };
-	uint32_t shot = 0;
-	bool found = false;
+	uint32_t shot = 0, theirs = 0;
+	bool found = false, unsettled = false;
 	int err;
 
 	if (!unit_serial || !*unit_serial || strlen(unit_serial) > STORE_NAME_MAX)
@@ -286,9 +321,11 @@ int store_records_missing_check(struct store *st, const char *unit_serial, uint3
 	err = exec(st, "BEGIN IMMEDIATE");
 	if (!err)
 		err = records_shot(st, unit_serial, &shot, &found);
+	if (!err)
+		err = unsettled_shot(st, unit_serial, &theirs, &unsettled);
 	if (!err && !found)		/* new to these records: where it starts */
 		err = insert_counter_row(st, unit_serial, "baseline", counter, counter, now_ms, 0);
-	else if (!err && counter > shot)
+	else if (!err && counter > shot && (!unsettled || counter > theirs))
 		err = record_missing(st, unit_serial, shot, counter, now_ms, &m);
 	if (!err && !m.found_now)
 		err = standing(st, unit_serial, &m);

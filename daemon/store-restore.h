@@ -22,6 +22,13 @@
 
 #include "store.h"
 
+/*
+ * A treatment left unsettled (a crash, the unit gone) may own this many
+ * seconds of shots at its rate beyond its last recorded pulse; see
+ * store-restore.c.  Compare before settling (its settling takes every shot).
+ */
+#define STORE_MISSING_WINDOW_S		3
+
 /* Operator of the treatments the missing shots count as (nobody knows who). */
 #define STORE_MISSING_OPERATOR_UID	65534
 #define STORE_MISSING_OPERATOR_NAME	"unknown (records missing)"
@@ -35,8 +42,9 @@ struct store_records_missing {
 };
 
 /*
- * Compare the unit's @counter (read while it was disarmed, after its
- * treatments were settled from it) with the records, in one transaction:
+ * Compare the unit's @counter (read while it was disarmed, before its
+ * unsettled treatments are settled from it: store_reconcile_treatment) with
+ * the records, in one transaction:
  *   0  the counter is not ahead (a unit new to the records gets its baseline);
  *   1  shots beyond the records, not acknowledged: found now (recorded as
  *      above, with a FAULT audit record "records-missing") or earlier; the

@@ -255,6 +255,7 @@ static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
 	[STORE_AUDIT_PATCH] = "patch",
 	[STORE_AUDIT_EYEWEAR] = "eyewear",
 	[STORE_AUDIT_PARAMETERS] = "parameters",
+	[STORE_AUDIT_RECORDS] = "records",
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))

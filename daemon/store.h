@@ -415,6 +415,7 @@ enum store_audit_kind {
 	STORE_AUDIT_PATCH,		/* SelectPatch: detail the patch */
 	STORE_AUDIT_EYEWEAR,		/* ConfirmEyewear */
 	STORE_AUDIT_PARAMETERS,		/* SetParameters accepted: detail the values */
+	STORE_AUDIT_RECORDS,		/* a backup or an export of the records (reason says) */
 	STORE_AUDIT__COUNT,
 };
 const char *store_audit_kind_name(enum store_audit_kind k);
