@@ -33,7 +33,8 @@ def test_introspection_matches_shipped_xml():
     """The live introspection of every object equals data/org.smplaser.Laser1.xml."""
     with open(XML) as f:
         shipped = interfaces_of(f.read())
-    assert set(shipped) == {MANAGER, UNIT, SESSION, 'org.smplaser.Laser1.Simulator'}, shipped.keys()
+    assert set(shipped) == {MANAGER, UNIT, SESSION, 'org.smplaser.Laser1.Simulator',
+                            'org.smplaser.Laser1.Records'}, shipped.keys()
     with Env() as env:
         env.start()
         spath = env.unit().StartSession('p-intro')

@@ -371,7 +371,7 @@ def vm_kb(pid, field):
 @test
 def test_large_records_export_and_backup_in_bounded_memory():
     """150 MB of records exported by a daemon limited to its address space at rest +
-    128 MiB and a smplaserctl limited to 96 MiB, both streaming; then backed up while
+    96 MiB and a smplaserctl limited to 96 MiB, both streaming; then backed up while
     the unit is armed and firing: it stays armed (nothing stalls the loop) and every
     shot it fired is recorded."""
     with PlainEnv() as env:
@@ -381,7 +381,7 @@ def test_large_records_export_and_backup_in_bounded_memory():
         assert size > 140e6, size
         env.start()
         pid = env.daemon.pid
-        limit = (vm_kb(pid, 'VmSize') + 128 * 1024) * 1024
+        limit = (vm_kb(pid, 'VmSize') + 96 * 1024) * 1024
         resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
         ctl_limit = 96 * 1024 * 1024
 
