@@ -278,7 +278,7 @@ static int copy_start(struct smpl_daemon *d, sd_bus_message *m, uid_t uid, int f
 	c->next = cs->calls;
 	cs->calls = c;
 	cs->n++;
-	smpl_daemon_barrier(d, copy_after_writes, c);
+	smpl_records_barrier(d, copy_after_writes, c);
 	return 1;
 }
 

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "log.h"
 #include "text.h"
+#include "unit-ops.h"
 
 #define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
 
@@ -654,6 +655,52 @@ static const sd_bus_vtable simulator_vtable[] = {
 /* --- what changed, announced (the observer's unit part) ------------------------ */
 
 /* Each property as its getter shows it, compared with what was announced. */
+static bool state_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return strcmp(a->state, b->state) != 0;
+}
+
+static bool interlocks_differ(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->closed != b->closed;
+}
+
+static bool shot_count_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->shot_count != b->shot_count;
+}
+
+static bool fault_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return strcmp(a->fault, b->fault) != 0;
+}
+
+static bool session_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->session != b->session;
+}
+
+static bool parameters_differ(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->params_set != b->params_set ||
+	       memcmp(&a->params, &b->params, sizeof(a->params)) != 0;
+}
+
+/* Every property that can change, and how to tell: PropertiesChanged is built from it. */
+static const struct {
+	const char *name;
+	bool (*differs)(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b);
+} unit_changes[] = {
+	{ "State", state_differs },
+	{ "Interlocks", interlocks_differ },
+	{ "ShotCount", shot_count_differs },
+	{ "LatchedFault", fault_differs },
+	{ "Session", session_differs },
+	{ "Parameters", parameters_differ },
+};
+
+#define N_UNIT_CHANGES (sizeof(unit_changes) / sizeof(unit_changes[0]))
+
 void smpl_bus_unit_changed(struct smpl_unit *u)
 {
 	struct smpl_unit_shown now = {
@@ -667,23 +714,12 @@ void smpl_bus_unit_changed(struct smpl_unit *u)
 		.params_set = u->params_set,
 		.params = u->params,
 	};
-	const struct smpl_unit_shown *was = &u->shown;
-	const char *changed[SMPL_UNIT_EMITTING_PROPERTIES + 1];
+	const char *changed[N_UNIT_CHANGES + 1];
 	size_t n = 0;
 
-	if (!was->valid || strcmp(was->state, now.state) != 0)
-		changed[n++] = "State";
-	if (!was->valid || was->closed != now.closed)
-		changed[n++] = "Interlocks";
-	if (!was->valid || was->shot_count != now.shot_count)
-		changed[n++] = "ShotCount";
-	if (!was->valid || strcmp(was->fault, now.fault) != 0)
-		changed[n++] = "LatchedFault";
-	if (!was->valid || was->session != now.session)
-		changed[n++] = "Session";
-	if (!was->valid || was->params_set != now.params_set ||
-	    memcmp(&was->params, &now.params, sizeof(now.params)) != 0)
-		changed[n++] = "Parameters";
+	for (size_t i = 0; i < N_UNIT_CHANGES; i++)
+		if (!u->shown.valid || unit_changes[i].differs(&u->shown, &now))
+			changed[n++] = unit_changes[i].name;
 	changed[n] = NULL;
 	u->shown = now;
 	if (n > 0)

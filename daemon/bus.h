@@ -42,13 +42,16 @@ void smpl_bus_nodes_free(char **list);
 int smpl_bus_unit_setup(struct smpl_daemon *d);
 int smpl_bus_session_setup(struct smpl_daemon *d);
 int smpl_bus_records_setup(struct smpl_daemon *d);
-
 /*
- * The observer (daemon.h) as the D-Bus objects implement it: each sends what
- * changed.  The arrays of changed names are sized by these counts.
+ * Backups and exports of the records, and the chain head in the journal at
+ * start and daily (bus-records.c): started once the records are open; stopped
+ * before they close (a copy still running is answered, its audit record
+ * goes with the last flush).
  */
-#define SMPL_UNIT_EMITTING_PROPERTIES		6
-#define SMPL_SESSION_EMITTING_PROPERTIES	4
+int smpl_copies_start(struct smpl_daemon *d);
+void smpl_copies_stop(struct smpl_daemon *d);
+
+/* The observer (daemon.h) as the D-Bus objects implement it: each sends what changed. */
 void smpl_bus_unit_published(struct smpl_unit *u);
 void smpl_bus_unit_changed(struct smpl_unit *u);
 void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone);

@@ -24,6 +24,7 @@
 #include <systemd/sd-event.h>
 
 #include "backend.h"
+#include "macro.h"
 #include "config.h"
 #include "polkit.h"
 #include "store.h"
@@ -41,13 +42,6 @@
 #define SMPL_FLUSH_PERIOD_MS	100	/* S3: pulses committed at least this often */
 #define SMPL_NOTES_MAX		2048
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-
-static inline void freep(void *p)
-{
-	free(*(void **)p);
-}
-
 struct smpl_daemon;
 struct smpl_unit;
 struct smpl_session;
@@ -55,7 +49,7 @@ struct smpl_records;
 struct smpl_worker;
 struct smpl_owner_watch;
 struct smpl_creds;
-struct barrier;
+struct smpl_barrier;
 struct smpl_records_call;
 
 /*
@@ -77,8 +71,22 @@ struct smpl_observer {
 	void (*manager_changed)(struct smpl_daemon *d, const char *property);
 };
 
+/*
+ * What a lower layer asks of an upper one, which it cannot call: the records
+ * (records.c) and the supervisor (supervisor.c) sit below the sessions.
+ * smpl_daemon_setup() (lifecycle.c) installs them; smpl_records_open() and
+ * smpl_unit_adopt() refuse to run without (fail closed).
+ */
+struct smpl_upcalls {
+	/* The records refuse writes: every unit disarmed, its treatment closed. */
+	void (*records_failed)(struct smpl_daemon *d, const char *why);
+	/* A unit goes away: its session ends, interrupted, because of @why. */
+	void (*unit_leaving)(struct smpl_unit *u, const char *why);
+};
+
 struct smpl_daemon {
 	const struct smpl_observer *observer;
+	const struct smpl_upcalls *upcalls;
 	sd_event *event;
 	sd_bus *bus;
 	bool session_bus;
@@ -94,7 +102,7 @@ struct smpl_daemon {
 	struct smpl_unit *units;
 	struct smpl_unit *dying;	/* dropped, calls still in flight */
 	unsigned int closing;		/* treatments whose end counter is being read */
-	struct barrier *barriers;	/* reads waiting for them (smpl_daemon_barrier) */
+	struct smpl_barrier *barriers;	/* reads waiting for them (smpl_records_barrier) */
 	struct smpl_session *sessions;
 	unsigned int probing;		/* units not probed yet */
 	const char *state;		/* "probing", "running" */
@@ -108,31 +116,6 @@ uint64_t smpl_now_ms(struct smpl_daemon *d);	/* CLOCK_MONOTONIC */
 int64_t smpl_wall_ms(void);			/* CLOCK_REALTIME, UTC */
 
 /* --- the daemon (daemon.c) ------------------------------------------------- */
-/* STATUS= for systemd: units and how many are armed. */
-void smpl_daemon_notify_status(struct smpl_daemon *d);
-/* Stopping: every unit disarmed, sessions ended, the last records written. */
-void smpl_daemon_close_records(struct smpl_daemon *d);
-/* Frees the units, polkit, the bus, the event loop and the store. */
-void smpl_daemon_free(struct smpl_daemon *d);
-/*
- * Backups and exports of the records, and the chain head in the journal at
- * start and daily (bus-records.c): with the records, after their reader.
- */
-int smpl_copies_start(struct smpl_daemon *d);
-void smpl_copies_stop(struct smpl_daemon *d);
-
-/*
- * @then(d, call, @userdata) once every record of what happened so far is
- * written (treatments being closed included): a query then reads its own
- * writes.  call->r is -EIO if the store refuses writes.
- */
-void smpl_daemon_barrier(struct smpl_daemon *d,
-			 void (*then)(struct smpl_daemon *d, const struct smpl_records_call *c,
-				      void *userdata),
-			 void *userdata);
-/* A treatment's closing began (+1) or its record was queued (-1). */
-void smpl_daemon_closing(struct smpl_daemon *d, int delta);
-
 /* Tells the observer that a Manager property changed. */
 void smpl_daemon_changed(struct smpl_daemon *d, const char *property);
 

@@ -22,8 +22,10 @@
 #include "creds.h"
 #include "discovery.h"
 #include "errors.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "records.h"
+#include "supervisor.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/smplaser"
 
@@ -181,6 +183,12 @@ static int open_records(struct smpl_daemon *d)
 	if (r < 0) {
 		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
+		return r;
+	}
+	r = smpl_copies_start(d);
+	if (r < 0) {
+		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
+			 "cannot start the records' backups and exports: %s", strerror(-r));
 		return r;
 	}
 	record_config(d);
@@ -384,7 +392,7 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 static void shutdown_daemon(struct smpl_daemon *d)
 {
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	smpl_discovery_free(discovery);
 	smpl_daemon_free(d);
 }
@@ -396,6 +404,7 @@ int main(int argc, char **argv)
 	int r;
 
 	smpl_log_init();
+	smpl_daemon_setup(&d);
 	r = parse_options(argc, argv, &o);
 	if (r <= 0)
 		return r < 0 ? 2 : 0;

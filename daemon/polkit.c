@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "macro.h"
 #include "polkit.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))

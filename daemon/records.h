@@ -103,4 +103,13 @@ void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t u
  */
 void smpl_records_sync(struct smpl_daemon *d, smpl_records_then then, void *userdata);
 
+/*
+ * @then(d, call, @userdata) once every record of what happened so far is
+ * written (treatments being closed included): a query then reads its own
+ * writes.  call->r is -EIO if the store refuses writes.
+ */
+void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *userdata);
+/* A treatment's closing began (+1) or its record was queued (-1): barriers wait for 0. */
+void smpl_records_closing(struct smpl_daemon *d, int delta);
+
 #endif /* SMPLASER_DAEMON_RECORDS_H */

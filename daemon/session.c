@@ -19,6 +19,8 @@
 #include "log.h"
 #include "records.h"
 #include "session.h"
+#include "supervisor.h"
+#include "unit-ops.h"
 #include "unit.h"
 
 const char *smpl_session_state_name(const struct smpl_session *s)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One treatment session of one patient on one unit (session.c): its patch,
- * eyewear and owner (S6).  It says what changed to the daemon's observer.
+ * What a treatment session does (session.c): it starts on a unit, selects a
+ * patch, confirms eyewear, ends; it belongs to the connection that opened it
+ * (S6).  Its data (struct smpl_session) lives with its unit in unit.h.
  */
 #ifndef SMPLASER_DAEMON_SESSION_H
 #define SMPLASER_DAEMON_SESSION_H
@@ -13,37 +14,13 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "patches.h"
 #include "store.h"
+#include "unit.h"
 
 struct smpl_daemon;
 struct smpl_unit;
 struct smpl_owner_watch;
 
-struct smpl_session {
-	struct smpl_session *next;
-	struct smpl_daemon *daemon;
-	struct smpl_unit *unit;
-	int64_t id;			/* the store's session id */
-	char *path;
-	char *patient;
-	char patch[SMPL_PATCH_ID_MAX + 1];
-	bool eyewear_confirmed;
-	uint32_t pulse_count;
-	uid_t uid;			/* who opened it */
-	char *owner;			/* its connection's unique bus name (S6) */
-	struct smpl_owner_watch *watch;	/* that connection leaving the bus (creds.h) */
-	sd_bus_message *starting;	/* StartSession, until its record is written */
-	sd_event_source *end_later;	/* closing it after its client left */
-
-	/* bus-session.c's: what was last announced */
-	struct smpl_session_shown {
-		char patch[SMPL_PATCH_ID_MAX + 1];
-		bool eyewear_confirmed;
-		uint32_t pulse_count;
-		const char *state;
-	} shown;
-};
 
 /* --- sessions (session.c) ------------------------------------------------- */
 /* StartSession: 1 (answered when the record is written) or a negative errno with @error. */

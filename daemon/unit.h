@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One laser unit (unit.c, unit-io.c, unit-ops.c): its backend, its safety
- * core (safety.h), its open treatment, and the D-Bus methods' logic.  It
- * says what changed to the daemon's observer (daemon.h); it never emits
- * D-Bus itself.
+ * One laser unit and its session as objects (unit.c): the unit's backend,
+ * its safety core (safety.h), its open treatment, its I/O off the loop.
+ * What happens to it is the supervisor's (supervisor.h), what a session
+ * does is session.c's, the D-Bus methods' steps are unit-ops.c's.  They say
+ * what changed to the daemon's observer (daemon.h); none emits D-Bus.
  */
 #ifndef SMPLASER_DAEMON_UNIT_H
 #define SMPLASER_DAEMON_UNIT_H
@@ -16,11 +17,13 @@
 #include <systemd/sd-event.h>
 
 #include "backend.h"
+#include "patches.h"
 #include "safety.h"
 #include "store.h"
 
 struct smpl_daemon;
 struct smpl_session;
+struct smpl_owner_watch;
 struct smpl_worker;
 
 #define SMPL_HELD_PULSES_MAX	64	/* Pulse signals waiting for the first to be durable */
@@ -102,7 +105,36 @@ struct smpl_unit {
 	} shown;
 };
 
-/* --- a unit's I/O (unit-io.c) ----------------------------------------------- */
+/*
+ * One treatment session of one patient on one unit, for the unit's life at
+ * most: its data, beside its unit's; what it does is session.c's.
+ */
+struct smpl_session {
+	struct smpl_session *next;
+	struct smpl_daemon *daemon;
+	struct smpl_unit *unit;
+	int64_t id;			/* the store's session id */
+	char *path;
+	char *patient;
+	char patch[SMPL_PATCH_ID_MAX + 1];
+	bool eyewear_confirmed;
+	uint32_t pulse_count;
+	uid_t uid;			/* who opened it */
+	char *owner;			/* its connection's unique bus name (S6) */
+	struct smpl_owner_watch *watch;	/* that connection leaving the bus (creds.h) */
+	sd_bus_message *starting;	/* StartSession, until its record is written */
+	sd_event_source *end_later;	/* closing it after its client left */
+
+	/* bus-session.c's: what was last announced */
+	struct smpl_session_shown {
+		char patch[SMPL_PATCH_ID_MAX + 1];
+		bool eyewear_confirmed;
+		uint32_t pulse_count;
+		const char *state;
+	} shown;
+};
+
+/* --- a unit's I/O (unit.c) ------------------------------------------------ */
 enum smpl_unit_op {
 	SMPL_UNIT_GET_STATUS,
 	SMPL_UNIT_SET_PARAMS,		/* then GET_STATUS (status_r, status) */
@@ -111,6 +143,7 @@ enum smpl_unit_op {
 	SMPL_UNIT_ACK_FAULT,		/* then GET_STATUS (status_r, status) */
 	SMPL_UNIT_PROBE,		/* GET_INFO (r, info), then GET_RTC (rtc_r, rtc_s) */
 	SMPL_UNIT_DISARM,		/* on the safe worker */
+	SMPL_UNIT_END_STATUS,		/* GET_STATUS on the safe worker: after the DISARM before it */
 };
 
 struct smpl_unit_reply {
@@ -141,16 +174,13 @@ void smpl_unit_unref(struct smpl_unit *u);
 /* Frees a dropped unit (from the loop, its references gone). */
 void smpl_unit_forget(struct smpl_unit *u);
 
-/* --- units (unit.c) ------------------------------------------------------- */
-/*
- * Adopts @b (not opened yet; freed on failure too), opens it and probes the
- * unit in the background.  For discovery's add callback.
- */
-int smpl_unit_adopt(struct smpl_daemon *d, const char *name, struct smpl_backend *b,
-		    struct smpl_unit **ret);
-int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index);
-/* The unit is gone for good: disarm, close what it had open, drop its object. */
-void smpl_unit_drop(struct smpl_unit *u);
+/* --- the unit as an object (unit.c) --------------------------------------- */
+/* A reference dropped; a dropped unit is freed once its calls are done. */
+void smpl_unit_unref(struct smpl_unit *u);
+/* Frees a dropped unit (from the loop, its references gone). */
+void smpl_unit_forget(struct smpl_unit *u);
+/* Off the daemon's list, into its dying one until its calls are done (the last reference). */
+void smpl_unit_bury(struct smpl_unit *u);
 void smpl_unit_free(struct smpl_unit *u);
 struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path);
 const char *smpl_unit_state_name(const struct smpl_unit *u);
@@ -160,37 +190,7 @@ const char *smpl_unit_label(const struct smpl_unit *u);
 void smpl_unit_changed(struct smpl_unit *u);
 /* The bits of the interlocks that are closed as far as the daemon knows (unknown: open). */
 uint16_t smpl_unit_interlocks_closed(const struct smpl_unit *u);
-/*
- * Closes the open treatment with the unit's end counter, read once the
- * unit is disarmed; unread, it is settled from the next good read.
- */
-void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome);
-/* A fault the daemon found (counter back, records failing): latched, disarmed. */
-void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why);
-/* Obeys the safety core: DISARM the unit, close the treatment, record why. */
-void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
-/* The same when a person asked for it (@uid goes into the audit record). */
-void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid);
-/* Every unit disarmed, treatments closed (shutdown, store failure). */
-void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
-			   const char *why);
-
-/*
- * The D-Bus methods of a unit (unit-ops.c), after authorization.  They
- * return 1 when the call was answered or will be (the flow holds @m), or a
- * negative errno with @error set.
- */
-int smpl_unit_set_parameters(struct smpl_unit *u, sd_bus_message *m,
-			     const struct smpl_params_n *p, uid_t uid, sd_bus_error *error);
-int smpl_unit_arm(struct smpl_unit *u, sd_bus_message *m, uid_t uid, sd_bus_error *error);
-int smpl_unit_acknowledge(struct smpl_unit *u, sd_bus_message *m, uid_t uid,
-			  sd_bus_error *error);
-/* Disarm: at once, never refused (the caller's uid into the audit trail). */
-int smpl_unit_disarm(struct smpl_unit *u, uid_t uid);
-/* A fresh read of the unit, for the core (decisions never rest on the last report). */
-void smpl_unit_take_status(struct smpl_unit *u, const struct smpl_status_n *st);
-/* The D-Bus error for a unit's refusal or transport error, audited. */
-int smpl_unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error, int r,
-		    const char *what);
+/* STATUS= for systemd: units and how many are armed. */
+void smpl_units_notify_status(struct smpl_daemon *d);
 
 #endif /* SMPLASER_DAEMON_UNIT_H */

@@ -89,8 +89,11 @@
 #include "bus.h"
 #include "errors.h"
 #include "fuzz-input.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "records.h"
+#include "supervisor.h"
+#include "unit-ops.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -487,6 +490,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	int r;
 
 	*d = (struct smpl_daemon){ .state = "starting", .session_bus = true };
+	smpl_daemon_setup(d);
 	smpl_config_defaults(&d->cfg);
 	if (deny)	/* [auth] session_bus = deny: nobody may act */
 		d->cfg.auth.session_bus = SMPL_SESSION_BUS_DENY;
@@ -499,6 +503,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	MUST(sd_event_new(&d->event) >= 0, "sd_event_new");
 	r = smpl_records_open(d, msg, sizeof(msg));
 	MUST(r >= 0, "smpl_records_open: %s", msg);
+	MUST(smpl_copies_start(d) >= 0, "smpl_copies_start");
 	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "fuzz_dbus_dispatch");
 
 	r = sd_event_add_time_relative(d->event, &d->flush_timer, CLOCK_MONOTONIC,
@@ -538,7 +543,7 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->pulse_query);
 	sqlite3_finalize(h->cooldown_query);
 	sqlite3_close(h->db);
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	sd_bus_flush_close_unref(h->client);
 	smpl_daemon_free(d);
 	memset(tracks, 0, sizeof(tracks));
