@@ -61,23 +61,34 @@ static const struct chained_table *table_named(const char *name, size_t len)
 #define OLD			"OLD."
 #define ROW			""
 
+/*
+ * The step does not depend on its place among the migrations (schema version
+ * 5, after issue 12's indexes): it names every column it chains, creates
+ * only what is not there yet, and chains the rows already there only into an
+ * empty chain (run again, on records with a chain, it adds nothing: rows
+ * written behind that chain stay found by verify).  The table names no
+ * chained table in a CHECK, so that a later step can chain one of its own
+ * (and a later version of verify knows it); a later step that rebuilds audit
+ * or treatments (its triggers go with the table) runs this again after.
+ */
 const char store_chain_schema[] =
-	"CREATE TABLE record_chain ("
+	"CREATE TABLE IF NOT EXISTS record_chain ("
 	"  seq INTEGER PRIMARY KEY,"
-	"  tbl TEXT NOT NULL CHECK (tbl IN ('audit', 'treatments')),"
+	"  tbl TEXT NOT NULL,"
 	"  row_id INTEGER NOT NULL,"
 	"  digest BLOB NOT NULL CHECK (length(digest) = 32),"
 	"  hash BLOB NOT NULL CHECK (length(hash) = 32)"
 	") STRICT;"
-	"CREATE INDEX record_chain_by_row ON record_chain(tbl, row_id, seq);"
-	"CREATE TRIGGER record_chain_keep BEFORE DELETE ON record_chain"
+	"CREATE INDEX IF NOT EXISTS record_chain_by_row ON record_chain(tbl, row_id, seq);"
+	"CREATE TRIGGER IF NOT EXISTS record_chain_keep BEFORE DELETE ON record_chain"
 	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
-	"CREATE TRIGGER record_chain_fixed BEFORE UPDATE ON record_chain"
+	"CREATE TRIGGER IF NOT EXISTS record_chain_fixed BEFORE UPDATE ON record_chain"
 	"  BEGIN SELECT RAISE(ABORT, 'the record chain is never changed'); END;"
 	/* One place computes the link: each row inserted here is the next entry. */
-	"CREATE VIEW record_chain_append AS SELECT tbl, row_id, digest FROM record_chain"
-	"  WHERE 0;"
-	"CREATE TRIGGER record_chain_link INSTEAD OF INSERT ON record_chain_append BEGIN"
+	"CREATE VIEW IF NOT EXISTS record_chain_append AS SELECT tbl, row_id, digest"
+	"  FROM record_chain WHERE 0;"
+	"CREATE TRIGGER IF NOT EXISTS record_chain_link INSTEAD OF INSERT ON record_chain_append"
+	" BEGIN"
 	"  INSERT INTO record_chain (seq, tbl, row_id, digest, hash)"
 	"   SELECT h.seq + 1, NEW.tbl, NEW.row_id, NEW.digest,"
 	"     smpl_chain_link(h.hash, h.seq + 1, NEW.digest) FROM"
@@ -85,16 +96,16 @@ const char store_chain_schema[] =
 	"     coalesce((SELECT hash FROM record_chain ORDER BY seq DESC LIMIT 1),"
 	"      zeroblob(32)) AS hash) AS h;"
 	" END;"
-	"CREATE TRIGGER audit_chain AFTER INSERT ON audit BEGIN"
+	"CREATE TRIGGER IF NOT EXISTS audit_chain AFTER INSERT ON audit BEGIN"
 	"  INSERT INTO record_chain_append (tbl, row_id, digest)"
 	"   VALUES ('audit', NEW.id, " AUDIT_DIGEST(NEW) ");"
 	" END;"
-	"CREATE TRIGGER treatments_chain AFTER INSERT ON treatments BEGIN"
+	"CREATE TRIGGER IF NOT EXISTS treatments_chain AFTER INSERT ON treatments BEGIN"
 	"  INSERT INTO record_chain_append (tbl, row_id, digest)"
 	"   VALUES ('treatments', NEW.id, " TREATMENT_DIGEST(NEW) ");"
 	" END;"
 	/* A new version when what is chained changed (not an open one's pulse summary). */
-	"CREATE TRIGGER treatments_chain_update AFTER UPDATE ON treatments"
+	"CREATE TRIGGER IF NOT EXISTS treatments_chain_update AFTER UPDATE ON treatments"
 	"  WHEN " TREATMENT_DIGEST(OLD) " IS NOT " TREATMENT_DIGEST(NEW) " BEGIN"
 	"  INSERT INTO record_chain_append (tbl, row_id, digest)"
 	"   VALUES ('treatments', NEW.id, " TREATMENT_DIGEST(NEW) ");"
@@ -105,7 +116,7 @@ const char store_chain_schema[] =
 	 * shows beyond the records (missing: restored from an older backup, or
 	 * fired on another workstation), until an authorized acknowledge.
 	 */
-	"CREATE TABLE unit_counters ("
+	"CREATE TABLE IF NOT EXISTS unit_counters ("
 	"  id INTEGER PRIMARY KEY,"
 	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
 	"  kind TEXT NOT NULL CHECK (kind IN ('baseline', 'missing')),"
@@ -117,20 +128,26 @@ const char store_chain_schema[] =
 	"  ack_uid INTEGER,"
 	"  ack_name TEXT"
 	") STRICT;"
-	"CREATE INDEX unit_counters_by_unit ON unit_counters(unit_serial, shot_to);"
-	"CREATE TRIGGER unit_counters_keep BEFORE DELETE ON unit_counters"
+	"CREATE INDEX IF NOT EXISTS unit_counters_by_unit ON unit_counters(unit_serial, shot_to);"
+	"CREATE TRIGGER IF NOT EXISTS unit_counters_keep BEFORE DELETE ON unit_counters"
 	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
-	"CREATE TRIGGER unit_counters_fixed BEFORE UPDATE ON unit_counters"
+	"CREATE TRIGGER IF NOT EXISTS unit_counters_fixed BEFORE UPDATE ON unit_counters"
 	"  WHEN OLD.ack_ms IS NOT NULL OR NEW.id IS NOT OLD.id"
 	"   OR NEW.unit_serial IS NOT OLD.unit_serial OR NEW.kind IS NOT OLD.kind"
 	"   OR NEW.shot_from IS NOT OLD.shot_from OR NEW.shot_to IS NOT OLD.shot_to"
 	"   OR NEW.time_ms IS NOT OLD.time_ms OR NEW.session_id IS NOT OLD.session_id"
 	"  BEGIN SELECT RAISE(ABORT, 'records are never changed'); END;"
-	/* What was there before the chain: chained now, in id order. */
+	/*
+	 * What was there before the chain: chained now, audit rows in id order,
+	 * then treatments in id order; only into an empty chain (sorted first,
+	 * so the test sees the chain as it was before the first entry).
+	 */
 	"INSERT INTO record_chain_append (tbl, row_id, digest)"
-	" SELECT 'audit', id, " AUDIT_DIGEST(ROW) " FROM audit ORDER BY id;"
-	"INSERT INTO record_chain_append (tbl, row_id, digest)"
-	" SELECT 'treatments', id, " TREATMENT_DIGEST(ROW) " FROM treatments ORDER BY id;";
+	" SELECT tbl, row_id, digest FROM"
+	"  (SELECT 0 AS o, 'audit' AS tbl, id AS row_id, " AUDIT_DIGEST(ROW) " AS digest"
+	"    FROM audit"
+	"   UNION ALL SELECT 1, 'treatments', id, " TREATMENT_DIGEST(ROW) " FROM treatments)"
+	" WHERE NOT EXISTS (SELECT 1 FROM record_chain) ORDER BY o, row_id;";
 
 /* ---- the encoding ------------------------------------------------------------------ */
 

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define STORE_DB_NAME		"records.db"
-#define STORE_SCHEMA_VERSION	4	/* 4: the hash chain (store-chain.h) */
+#define STORE_SCHEMA_VERSION	5	/* 4: issue 12's; 5: the hash chain (store-chain.h) */
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */

@@ -556,6 +556,66 @@ static void test_migration_chains_the_rows_there(void **state)
 	assert_int_equal(rep.treatment_rows, 1);
 }
 
+/*
+ * The chain's step does not depend on its place among the migrations (it is
+ * schema version 5 once issue 12's indexes are version 4, and the clinical
+ * record follows it): other steps before it (indexes changed, a column
+ * added, a table added) change nothing, run again on records that have the
+ * chain it adds nothing, and a later step may chain a table of its own.
+ */
+static void test_chain_step_does_not_depend_on_its_place(void **state)
+{
+	struct fixture *f = *state;
+	struct store_chain_report rep;
+	sqlite3 *db;
+
+	assert_int_equal(store_create_at_version(f->dir, 3, f->msg, sizeof(f->msg)), 0);
+	db = shell(f);
+	assert_int_equal(store_chain_register(db), SQLITE_OK);
+	sql_ok(db, "INSERT INTO units VALUES ('U1', 'm', '1', 1, 1);"
+	       "INSERT INTO sessions (id, patient, unit_serial, operator_uid, operator_name,"
+	       " start_ms) VALUES (1, 'P1', 'U1', 0, 'root', 1);"
+	       "INSERT INTO treatments (session_id, patient, patch, unit_serial, unit_firmware,"
+	       " operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps,"
+	       " rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, shot_at_arm)"
+	       " VALUES (1, 'P1', 'crown', 'U1', '1', 0, 'root', 1064, 1, 1, 1, 1, 1, 5, 5, 0);"
+	       "INSERT INTO audit (time_ms, kind) VALUES (1, 'arm'), (2, 'disarm');"
+	       /* Another branch's steps first: indexes, a column, a table. */
+	       "DROP INDEX treatments_by_patch;"
+	       "CREATE INDEX treatments_by_armed ON treatments(armed_ms);"
+	       "ALTER TABLE treatments ADD COLUMN note TEXT;"
+	       "CREATE TABLE endpoints (id INTEGER PRIMARY KEY, treatment_id INTEGER) STRICT;");
+	sql_ok(db, "BEGIN");
+	sql_ok(db, store_chain_schema);
+	sql_ok(db, "COMMIT");
+	/* Again, as on records that have the chain already: nothing added. */
+	sql_ok(db, "BEGIN");
+	sql_ok(db, store_chain_schema);
+	sql_ok(db, "COMMIT");
+	snprintf(f->msg, sizeof(f->msg), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+	sql_ok(db, f->msg);
+	/* Later rows, and a later step's own column, are chained as before. */
+	sql_ok(db, "INSERT INTO audit (time_ms, kind) VALUES (3, 'x');"
+	       "UPDATE treatments SET note = 'n', outcome = 'completed', end_ms = 9 WHERE id = 1;");
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(verify(f, &rep), 0);
+	assert_int_equal(rep.entries, 5);
+	assert_int_equal(rep.audit_rows, 3);
+	assert_int_equal(rep.treatment_rows, 1);
+	close_store(f);
+
+	/* A later step may chain a table of its own (this version names it). */
+	db = shell(f);
+	assert_int_equal(store_chain_register(db), SQLITE_OK);
+	sql_ok(db, "INSERT INTO record_chain_append (tbl, row_id, digest)"
+	       " VALUES ('endpoints', 1, zeroblob(32))");
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(verify(f, &rep), 1);
+	first_problem_is(&rep, "chain entry 6 is malformed");
+}
+
 /* ---- records older than the units ---------------------------------------------------- */
 
 static int64_t emission_of(struct fixture *f, const char *patient, const char *patch)
@@ -984,6 +1044,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changed_entry_is_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_rewritten_chain_is_found_against_the_logged_head, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_step_does_not_depend_on_its_place, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_migration_chains_the_rows_there, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(
