@@ -230,6 +230,41 @@ def test_backup_never_overwrites_and_is_audited():
         assert rows[0]['detail'].startswith('failed:') and 'chain head' in rows[1]['detail']
 
 
+@test
+def test_backup_and_export_are_guarded_by_the_records_action():
+    """On a system bus, Backup and Export ask polkit for org.smplaser.records and
+    no other action: refused (NotAuthorized, nothing written) while every other
+    action is allowed; done with only that one allowed."""
+    with Env(bus_type='system') as env:
+        p = subprocess.Popen(['/usr/bin/python3', '-m', 'dbusmock', '--system', '--template',
+                              'polkitd'], env=env.env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        env.helpers.append(p)
+        wait_until(lambda: env.bus.name_has_owner('org.freedesktop.PolicyKit1'), 10,
+                   'polkitd mock')
+        mock = dbus.Interface(env.bus.get_object('org.freedesktop.PolicyKit1',
+                                                 '/org/freedesktop/PolicyKit1/Authority'),
+                              'org.freedesktop.DBus.Mock')
+        mock.SetAllowed(['org.smplaser.treat', 'org.smplaser.configure',
+                         'org.smplaser.acknowledge'])
+        env.start()
+        records = dbus.Interface(env.obj(harness.ROOT), 'org.smplaser.Laser1.Records')
+        path = os.path.join(env.tmp, 'copy')
+        with open(path, 'w+b') as f:
+            expect_error('NotAuthorized', records.Backup, dbus.types.UnixFd(f))
+            expect_error('NotAuthorized', records.Export, dbus.types.UnixFd(f),
+                         dbus.UInt64(0), 'csv')
+        assert os.path.getsize(path) == 0
+        mock.SetAllowed(['org.smplaser.records'])
+        with open(path, 'w+b') as f:
+            info = records.Backup(dbus.types.UnixFd(f), timeout=60)
+        assert info['bytes'] == os.path.getsize(path) > 0, info
+        os.unlink(path)
+        with open(path, 'w+b') as f:
+            info = records.Export(dbus.types.UnixFd(f), dbus.UInt64(0), 'json', timeout=60)
+        assert json.load(open(path))['audit'], info
+
+
 # --- 15.12: tamper evidence -------------------------------------------------------
 
 def sqlite3_shell(path, sql):
