@@ -230,6 +230,69 @@ def test_backup_never_overwrites_and_is_audited():
         assert rows[0]['detail'].startswith('failed:') and 'chain head' in rows[1]['detail']
 
 
+def small_mount(path, size, ro=False):
+    """A tmpfs of @size at @path (read-only with @ro); False when this host cannot
+    mount (not root, no CAP_SYS_ADMIN)."""
+    os.makedirs(path, exist_ok=True)
+    opts = 'size=%s,mode=0777' % size + (',ro' if ro else '')
+    return subprocess.run(['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs', path],
+                          capture_output=True).returncode == 0
+
+
+@test
+def test_backup_to_a_full_disk_or_an_unwritable_path():
+    """A backup into a file system that fills up, one that is read-only, or a directory
+    that does not exist: smplaserctl says why (no space / read-only / no such
+    directory), leaves no partial file, exits 1; the daemon answers on, the failure is
+    audited, the unit stays armed and firing meanwhile and every shot it fired is in
+    the records, which still verify."""
+    if os.geteuid() != 0:
+        print('# SKIP: mounting a small file system needs root')
+        return 'skip'
+    with Env() as env:
+        full = os.path.join(env.tmp, 'full')
+        ro = os.path.join(env.tmp, 'ro')
+        if not small_mount(full, '32k'):
+            print('# SKIP: this host cannot mount a tmpfs')
+            return 'skip'
+        try:
+            assert small_mount(ro, '64k', ro=True)
+            env.start()
+            treat(env, 'p-full', 'crown', 3.0)       # records twice the file system
+            env.settle_records()
+            pages = env.query('PRAGMA page_count')[0]['page_count']
+            assert pages * 4096 > 64 * 1024, pages
+            spath = env.ready_session('p-full2', 'occipital', params=FAST_PARAMS)
+            env.arm_to_ready()
+            env.sim().SetFootswitch(True)
+            wait_until(lambda: len(fired_shots(env)) >= 3, 3, 'the first shots')
+            for path, why in ((os.path.join(full, 'b.db'), 'no space left'),
+                              (os.path.join(ro, 'b.db'), 'Read-only file system'),
+                              (os.path.join(env.tmp, 'nowhere', 'b.db'),
+                               'No such file or directory')):
+                _, out, err = ctl(env, 'records', 'backup', path, rc=1)
+                assert why in err, (path, err)
+                print('# %s' % err.strip())
+                assert not os.path.exists(path), '%s left behind' % path
+                assert str(env.unit_prop('State')) in ('ready', 'emitting')
+            env.sim().SetFootswitch(False)
+            env.unit().Disarm()
+            env.wait_unit_state('standby')
+            env.session(spath).End('')
+            assert os.listdir(full) == []
+            env.settle_records()
+            fired = fired_shots(env)
+            assert fired and env.recorded_shots() == fired, 'pulses lost'
+            rows = env.query("SELECT detail FROM audit WHERE kind = 'records'")
+            assert len(rows) == 1 and 'no space left' in rows[0]['detail'], rows
+            _, out, _ = ctl(env, 'records', 'verify')
+            # The same backup where there is room.
+            ctl(env, 'records', 'backup', os.path.join(env.tmp, 'ok.db'))
+        finally:
+            for path in (full, ro):
+                subprocess.run(['umount', '-l', path], capture_output=True)
+
+
 @test
 def test_backup_and_export_are_guarded_by_the_records_action():
     """On a system bus, Backup and Export ask polkit for org.smplaser.records and
