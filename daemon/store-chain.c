@@ -667,6 +667,72 @@ static int check_deleted(struct verify *v, const char *sql, const char *name)
 	return err;
 }
 
+/*
+ * Pulses are not chained one by one: each treatment's summary, chained with
+ * it, stands for them (docs/records-chain.md).  A repeated shot number is
+ * counted in the summary but not stored again; its audit record (chained)
+ * says so: "treatment ID: shot N (E uJ measured, ...".
+ */
+#define PULSES_AGAINST_SUMMARY \
+	"SELECT t.id, (SELECT max(seq) FROM record_chain c WHERE c.tbl = 'treatments'" \
+	"   AND c.row_id = t.id)," \
+	" t.pulses_recorded, t.energy_sum_uj, t.energy_min_uj, t.energy_max_uj," \
+	" t.last_pulse_ms, coalesce(p.n, 0), coalesce(p.sum, 0), p.min, p.max, p.last," \
+	" coalesce(k.n, 0), coalesce(k.sum, 0)" \
+	" FROM treatments AS t" \
+	" LEFT JOIN (SELECT treatment_id AS id, count(*) AS n, sum(measured_uj) AS sum," \
+	"   min(measured_uj) AS min, max(measured_uj) AS max, max(host_ms) AS last" \
+	"   FROM pulses GROUP BY treatment_id) AS p ON p.id = t.id" \
+	" LEFT JOIN (SELECT CAST(substr(detail, 11) AS INTEGER) AS id, count(*) AS n," \
+	"   sum(CAST(substr(detail, instr(detail, ' (') + 2) AS INTEGER)) AS sum" \
+	"   FROM audit WHERE kind = 'fault' AND reason = 'shot-number-reused'" \
+	"   AND detail LIKE 'treatment %' GROUP BY 1) AS k ON k.id = t.id" \
+	" ORDER BY t.id"
+
+static bool pulses_match(sqlite3_stmt *s)
+{
+	int64_t recorded = sqlite3_column_int64(s, 2), sum = sqlite3_column_int64(s, 3);
+	int64_t n = sqlite3_column_int64(s, 7), psum = sqlite3_column_int64(s, 8);
+	int64_t repeated = sqlite3_column_int64(s, 12), rsum = sqlite3_column_int64(s, 13);
+
+	if (n + repeated != recorded || psum + rsum != sum)
+		return false;
+	if (n == 0)
+		return true;
+	for (int i = 0; i < 3; i++) {		/* min, max, last */
+		int64_t summary = sqlite3_column_int64(s, 4 + i);
+		int64_t pulses = sqlite3_column_int64(s, 9 + i);
+
+		if (sqlite3_column_type(s, 4 + i) == SQLITE_NULL)
+			return false;
+		/* A repeated shot may hold the extreme that is not stored. */
+		if (repeated ? (i == 0 ? pulses < summary : pulses > summary) : pulses != summary)
+			return false;
+	}
+	return true;
+}
+
+static int check_pulses(struct verify *v)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc, err = prepare(v, &stmt, PULSES_AGAINST_SUMMARY);
+
+	while (!err && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		int64_t row = sqlite3_column_int64(stmt, 0), seq = sqlite3_column_int64(stmt, 1);
+
+		if (!pulses_match(stmt))
+			problem(v, seq, "the pulses of treatment %" PRId64 " do not match its "
+				"chained summary (%" PRId64 " recorded, %" PRId64 " stored): a pulse "
+				"was changed, deleted or added", row,
+				(int64_t)sqlite3_column_int64(stmt, 2),
+				(int64_t)sqlite3_column_int64(stmt, 7));
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = step_failed(v, rc);
+	sqlite3_finalize(stmt);
+	return err;
+}
+
 #define ROWS_AGAINST_CHAIN(table, digest) \
 	"SELECT t.id, " digest "," \
 	" (SELECT digest FROM record_chain c WHERE c.tbl = '" table "' AND c.row_id = t.id" \
@@ -713,6 +779,8 @@ int store_chain_verify(sqlite3 *db, const struct store_chain_head *anchor,
 		err = check_deleted(&v, ROWS_GONE("audit"), "audit");
 	if (!err)
 		err = check_deleted(&v, ROWS_GONE("treatments"), "treatments");
+	if (!err)
+		err = check_pulses(&v);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (err)
 		return err;

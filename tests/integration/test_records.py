@@ -387,6 +387,12 @@ def test_edits_with_the_sqlite3_shell_are_named():
         assert rc == 0, out
         _, out, _ = ctl(env, 'records', 'verify', old, rc=1)
         assert 'are missing (deleted)' in out, out
+        # A pulse deleted: not chained one by one, found against its treatment's summary.
+        rc, out = sqlite3_shell(old, 'DROP TRIGGER pulses_keep; DELETE FROM pulses WHERE id ='
+                                ' (SELECT max(id) FROM pulses WHERE treatment_id = 2)')
+        assert rc == 0, out
+        _, out, _ = ctl(env, 'records', 'verify', old, rc=1)
+        assert 'the pulses of treatment 2 do not match its chained summary' in out, out
         # Not a database, or not ours: said so.
         _, _, err = ctl(env, 'records', 'verify', env.config_path, rc=1)
         assert 'cannot open' in err or 'not smplaser' in err, err

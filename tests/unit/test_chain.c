@@ -403,6 +403,55 @@ static void test_treatment_edited_with_triggers_dropped_is_found(void **state)
 	first_problem_is(&rep, "treatments row 1 was changed");
 }
 
+/*
+ * Pulses are not chained one by one: each treatment's chained summary (count,
+ * energies, last pulse) stands for them.  A pulse changed, deleted or added
+ * with the shell is found against it; a repeated shot number (audited as
+ * shot-number-reused: counted, not stored again) is not taken for one.
+ */
+static void test_pulses_edited_with_triggers_dropped_are_found(void **state)
+{
+	struct fixture *f = *state;
+	struct store_chain_report rep;
+	sqlite3 *db;
+
+	some_records(f);			/* treatment 1: shots 1..5, 2: shots 6..8 */
+	pulses(f, 2, 3, 1, T0 + 7000);		/* shot 3 again, for treatment 2 */
+	assert_int_equal(verify(f, &rep), 0);
+	close_store(f);
+
+	db = shell(f);
+	sql_ok(db, "DROP TRIGGER pulses_fixed");
+	sql_ok(db, "UPDATE pulses SET measured_uj = measured_uj + 1 WHERE shot = 2");
+	sqlite3_close(db);
+	assert_int_equal(verify(f, &rep), 1);
+	first_problem_is(&rep, "the pulses of treatment 1 do not match its chained summary");
+	assert_int_equal(rep.problems, 1);
+
+	db = shell(f);
+	sql_ok(db, "UPDATE pulses SET measured_uj = measured_uj - 1 WHERE shot = 2;"
+	       "DROP TRIGGER pulses_keep; DELETE FROM pulses WHERE shot = 7");
+	sqlite3_close(db);
+	assert_int_equal(verify(f, &rep), 1);
+	first_problem_is(&rep, "the pulses of treatment 2 do not match its chained summary");
+	assert_int_equal(rep.problems, 1);
+
+	/* Put back as it was, then one added: the count tells. */
+	db = shell(f);
+	sql_ok(db, "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot, measured_uj,"
+	       " set_uj) SELECT 2, unit_serial, host_ms, 7, 280001, set_uj FROM pulses"
+	       " WHERE shot = 6");
+	sqlite3_close(db);
+	assert_int_equal(verify(f, &rep), 0);
+	db = shell(f);
+	sql_ok(db, "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot, measured_uj,"
+	       " set_uj) SELECT 1, unit_serial, host_ms, 99, measured_uj, set_uj FROM pulses"
+	       " WHERE shot = 5");
+	sqlite3_close(db);
+	assert_int_equal(verify(f, &rep), 1);
+	first_problem_is(&rep, "the pulses of treatment 1 do not match its chained summary");
+}
+
 static void test_deleted_rows_and_entries_are_found(void **state)
 {
 	struct fixture *f = *state;
@@ -1037,6 +1086,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_treatment_edited_with_triggers_dropped_is_found, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pulses_edited_with_triggers_dropped_are_found,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_rows_and_entries_are_found, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(
