@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -383,6 +384,41 @@ static int check_backup_file(struct store_copy *c)
 	return 0;
 }
 
+/*
+ * Into the records' own file system, the backup must leave them room to
+ * grow: a full disk there fails the records writer (every unit disarms).
+ */
+static int check_room(struct store_copy *c, const char *state_dir)
+{
+	struct stat file, dir;
+	struct statvfs vfs;
+	int64_t pages, page_size;
+	uint64_t need, avail;
+	sqlite3_stmt *stmt;
+
+	if (fstat(c->fd, &file) < 0 || stat(state_dir, &dir) < 0 || file.st_dev != dir.st_dev ||
+	    fstatvfs(c->fd, &vfs) < 0)
+		return 0;
+	if (sqlite3_prepare_v2(c->src, "SELECT page_count, page_size FROM pragma_page_count,"
+			       " pragma_page_size", -1, &stmt, NULL) != SQLITE_OK)
+		return fail(c, -EIO, "cannot read the records' size: %s", sqlite3_errmsg(c->src));
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		sqlite3_finalize(stmt);
+		return fail(c, -EIO, "cannot read the records' size: %s", sqlite3_errmsg(c->src));
+	}
+	pages = sqlite3_column_int64(stmt, 0);
+	page_size = sqlite3_column_int64(stmt, 1);
+	sqlite3_finalize(stmt);
+	need = (uint64_t)(pages * page_size) + ((uint64_t)STORE_BACKUP_RESERVE_MIB << 20);
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (avail >= need)
+		return 0;
+	return fail(c, -ENOSPC, "no room for a backup on the records' file system: it needs "
+		    "%" PRIu64 " KiB and must leave %d MiB for the records, %" PRIu64 " KiB are "
+		    "free; back up to another disk", (uint64_t)(pages * page_size) >> 10,
+		    STORE_BACKUP_RESERVE_MIB, avail >> 10);
+}
+
 int store_backup_begin(const char *state_dir, int fd, struct store_copy **out,
 		       char *msg, size_t msg_len)
 {
@@ -398,6 +434,8 @@ int store_backup_begin(const char *state_dir, int fd, struct store_copy **out,
 		err = fail(c, -EIO, "cannot register the backup's file access");
 	if (!err)
 		err = open_snapshot(c, state_dir);
+	if (!err)
+		err = check_room(c, state_dir);
 	if (!err) {
 		snprintf(uri, sizeof(uri), "file:smplaser-copy?fd=%d", c->fd);
 		rc = sqlite3_open_v2(uri, &c->dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |

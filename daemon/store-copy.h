@@ -50,6 +50,12 @@ enum store_export_format {
  * documented in smplaserctl(1), "records export".
  */
 #define STORE_EXPORT_STALL_MS	60000
+/*
+ * A backup into the records' own file system must leave this much free there
+ * beyond its own size (the records keep growing while units fire); else it
+ * is refused (-ENOSPC) before anything is written.
+ */
+#define STORE_BACKUP_RESERVE_MIB	32
 int store_export_begin(const char *state_dir, int fd, int64_t since_ms,
 		       enum store_export_format format, struct store_copy **out,
 		       char *msg, size_t msg_len);

@@ -294,6 +294,43 @@ def test_backup_to_a_full_disk_or_an_unwritable_path():
 
 
 @test
+def test_backup_never_fills_the_records_own_file_system():
+    """A backup into the file system of the records themselves (here a 16 MiB tmpfs,
+    less than the 32 MiB a backup must leave free there) is refused before anything is
+    written: the records never lose the room they need while a unit fires; the unit
+    stays armed and every shot it fired is recorded."""
+    if os.geteuid() != 0:
+        print('# SKIP: mounting a small file system needs root')
+        return 'skip'
+    with Env() as env:
+        if not small_mount(env.state_dir, '16m'):
+            print('# SKIP: this host cannot mount a tmpfs')
+            return 'skip'
+        try:
+            env.start()
+            spath = env.ready_session('p-room', 'crown', params=FAST_PARAMS)
+            env.arm_to_ready()
+            env.sim().SetFootswitch(True)
+            wait_until(lambda: len(fired_shots(env)) >= 3, 3, 'the first shots')
+            path = os.path.join(env.state_dir, 'backup.db')
+            _, _, err = ctl(env, 'records', 'backup', path, rc=1)
+            print('# %s' % err.strip())
+            assert 'records\' file system' in err and 'another disk' in err, err
+            assert not os.path.exists(path)
+            assert str(env.unit_prop('State')) in ('ready', 'emitting')
+            env.sim().SetFootswitch(False)
+            env.unit().Disarm()
+            env.wait_unit_state('standby')
+            env.session(spath).End('')
+            env.settle_records()
+            fired = fired_shots(env)
+            assert fired and env.recorded_shots() == fired, 'pulses lost'
+            ctl(env, 'records', 'backup', os.path.join(env.tmp, 'elsewhere.db'))
+        finally:
+            subprocess.run(['umount', '-l', env.state_dir], capture_output=True)
+
+
+@test
 def test_backup_and_export_are_guarded_by_the_records_action():
     """On a system bus, Backup and Export ask polkit for org.smplaser.records and
     no other action: refused (NotAuthorized, nothing written) while every other
