@@ -97,6 +97,7 @@ struct smpl_daemon {
 	struct store *store;		/* the records writer's connection (its thread only) */
 	struct store *reader;		/* queries, on the loop */
 	struct smpl_records *records;	/* what waits for the writer (records.h) */
+	struct smpl_copies *copies;	/* backups and exports (bus-records.c) */
 	bool inline_io;			/* workers without threads (the in-process fuzzer) */
 	struct smpl_polkit *polkit;
 	struct smpl_creds *creds;	/* callers' uids, asked asynchronously (creds.h) */

@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 
+#include "bus.h"
 #include "creds.h"
 #include "daemon.h"
 #include "lifecycle.h"
@@ -58,6 +59,7 @@ void smpl_daemon_stop(struct smpl_daemon *d)
 	for (struct smpl_unit *u = d->dying; u; u = u->next)
 		smpl_unit_io_drain(u);
 	/* ... and what they asked of the records is written, or spilled. */
+	smpl_copies_stop(d);
 	smpl_records_close(d);
 }
 
@@ -72,6 +74,7 @@ void smpl_daemon_free(struct smpl_daemon *d)
 			*lists[i] = u->next;
 			smpl_unit_free(u);
 		}
+	smpl_copies_stop(d);
 	smpl_records_close(d);
 	smpl_polkit_free(d->polkit);
 	smpl_creds_free(d->creds);

@@ -193,6 +193,12 @@ static int open_records(struct smpl_daemon *d)
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
 		return r;
 	}
+	r = smpl_copies_start(d);
+	if (r < 0) {
+		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
+			 "cannot start the records' backups and exports: %s", strerror(-r));
+		return r;
+	}
 	record_config(d);
 	return 0;
 }

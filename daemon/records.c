@@ -14,6 +14,7 @@
 #include "log.h"
 #include "records.h"
 #include "spill.h"
+#include "store-restore.h"
 #include "worker.h"
 
 #define RETRY_MS		1000	/* while the store refuses: one try a second */
@@ -488,7 +489,7 @@ void smpl_records_end_treatment(struct smpl_daemon *d, int64_t id,
 
 enum write_op {
 	W_BEGIN_TREATMENT, W_BEGIN_SESSION, W_END_SESSION, W_UNIT_SEEN, W_SETTLE,
-	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC,
+	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC, W_MISSING_ACK,
 };
 
 struct write_job {
@@ -505,6 +506,7 @@ struct write_job {
 	int64_t id, when_ms;
 	uint32_t counter;
 	enum store_session_state state;
+	bool waiting;			/* settle: the unit's records still wait on the loop */
 };
 
 struct unsettled {
@@ -579,6 +581,29 @@ static int settle_unit(struct store *st, struct write_job *w)
 	return l.n == sizeof(list) / sizeof(list[0]) ? -EAGAIN : 0;
 }
 
+/*
+ * Before settling, the counter against everything the records hold (issue
+ * 15.11): only when nothing the unit did still waits to be written, nor its
+ * own treatment is open; else again at a later read.  Settling first would
+ * give an open treatment of a restored older copy every shot since.
+ */
+static int check_missing(struct store *st, struct write_job *w)
+{
+	int r;
+
+	if (w->id || w->waiting || w->d->records->writer_behind) {
+		w->result.missing_unchecked = true;
+		return 0;
+	}
+	r = store_records_missing_check(st, w->s1, w->counter, w->when_ms, NULL);
+	if (r == 1) {
+		w->result.records_missing = true;
+		snprintf(w->result.missing_msg, sizeof(w->result.missing_msg), "%s",
+			 store_errmsg(st));
+	}
+	return r < 0 ? r : 0;
+}
+
 static void write_run(struct smpl_job *j)
 {
 	struct write_job *w = container_of(j, struct write_job, job);
@@ -605,7 +630,15 @@ static void write_run(struct smpl_job *j)
 		r = store_unit_seen(st, w->s1, w->s2, w->s3, w->when_ms);
 		break;
 	case W_SETTLE:
-		r = settle_unit(st, w);
+		r = check_missing(st, w);
+		if (r == 0)
+			r = settle_unit(st, w);
+		break;
+	case W_MISSING_ACK:
+		operator_of(w->uid, name, sizeof(name), &op);
+		r = store_records_missing_ack(st, w->s1, &op, w->when_ms);
+		if (r > 0)
+			r = 0;
 		break;
 	case W_MARK_EMITTING:
 		r = store_treatment_mark_emitting(st, w->id, w->when_ms);
@@ -750,6 +783,8 @@ void smpl_records_settle(struct smpl_daemon *d, const char *serial, uint32_t cou
 		w->when_ms = smpl_wall_ms();
 	}
 	smpl_records_flush(d);		/* its late pulses first */
+	if (w && d->records)		/* throttled while the store fails: they wait */
+		w->waiting = d->records->n_pulses || d->records->ends;
 	write_submit(d, w, ok, then, userdata);
 }
 
@@ -774,6 +809,19 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 
 	if (w) {
 		w->counter = counter;
+		w->uid = uid;
+		w->when_ms = smpl_wall_ms();
+	}
+	write_submit(d, w, ok, then, userdata);
+}
+
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
+			      smpl_records_then then, void *userdata)
+{
+	struct write_job *w = write_new(d, W_MISSING_ACK, then, userdata);
+	bool ok = w && (w->s1 = strdup(serial));
+
+	if (w) {
 		w->uid = uid;
 		w->when_ms = smpl_wall_ms();
 	}

@@ -73,6 +73,9 @@ struct smpl_records_call {
 	int settled;			/* settle: treatments settled */
 	bool counter_back;		/* settle: the counter is below the records */
 	char counter_msg[STORE_MSG_MAX];
+	bool records_missing;		/* settle: the counter is ahead of the records */
+	bool missing_unchecked;		/* settle: not compared (records waiting): again later */
+	char missing_msg[STORE_MSG_MAX];
 };
 
 /* store_treatment_begin() (@t and what it points to are copied; decide runs in the writer). */
@@ -98,6 +101,14 @@ void smpl_records_mark_emitting(struct smpl_daemon *d, int64_t treatment_id, int
 				smpl_records_then then, void *userdata);
 void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint32_t counter,
 				uid_t uid, smpl_records_then then, void *userdata);
+/*
+ * Settling (above) also compares the counter with the records once the
+ * unit's own records are all written (store-restore.h): records_missing, or
+ * missing_unchecked when something still waits for the writer.  This records
+ * the authorized acknowledge of shots beyond the records (@uid).
+ */
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
+			      smpl_records_then then, void *userdata);
 /*
  * @then once everything queued so far is written (a flush is tried now, also
  * while the store fails): r 0, or -EIO if the store still refuses.

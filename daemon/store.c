@@ -8,6 +8,8 @@
  * when a late pulse report arrives.
  */
 #include "store.h"
+#include "store-chain.h"
+#include "store-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -220,6 +222,7 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v2,
 	schema_v3,
 	schema_v4,
+	store_chain_schema,	/* 5: the hash chain and unit counters (store-chain.c) */
 };
 
 /*
@@ -290,6 +293,7 @@ static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
 	[STORE_AUDIT_PATCH] = "patch",
 	[STORE_AUDIT_EYEWEAR] = "eyewear",
 	[STORE_AUDIT_PARAMETERS] = "parameters",
+	[STORE_AUDIT_RECORDS] = "records",
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -366,6 +370,30 @@ static int sql_fail(struct store *st, int rc, const char *what)
 {
 	return fail(st, errno_of_sqlite(st->db, rc), "%s: %s: %s", st->path, what,
 		    sqlite3_errmsg(st->db));
+}
+
+/* ---- for the store's other files (store-private.h) ------------------------ */
+
+sqlite3 *store_db(struct store *st)
+{
+	return st->db;
+}
+
+int store_set_error(struct store *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
+	va_end(ap);
+	for (char *c = st->msg; (c = strchr(c, '\n')); )
+		*c = ' ';
+	return err;
+}
+
+int store_sql_error(struct store *st, int rc, const char *what)
+{
+	return sql_fail(st, rc, what);
 }
 
 const char *store_errmsg(const struct store *st)
@@ -873,6 +901,9 @@ static int open_checked(struct store **out, const char *state_dir, int *version,
 	 */
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	rc = store_chain_register(st->db);	/* the triggers of the chain call them */
+	if (rc != SQLITE_OK)
+		return sql_fail(st, rc, "register the chain's functions");
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	if (mode == OPEN_CHECK)
 		return 0;
@@ -1936,6 +1967,8 @@ int store_treatment_begin(struct store *st, const struct store_treatment_start *
 		err = refuse_if_unit_busy(st, unit);
 	if (!err)
 		err = refuse_if_counter_went_back(st, unit, t->shot_at_arm);
+	if (!err)
+		err = store_refuse_if_records_missing(st, unit);
 	if (!err)
 		err = settle_earlier(st, unit, t->shot_at_arm, t->armed_ms);
 	if (!err)

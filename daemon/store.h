@@ -41,7 +41,7 @@
 #include <stdint.h>
 
 #define STORE_DB_NAME		"records.db"
-#define STORE_SCHEMA_VERSION	4
+#define STORE_SCHEMA_VERSION	5	/* 4: issue 12's indexes; 5: the hash chain (store-chain.h) */
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
@@ -452,6 +452,7 @@ enum store_audit_kind {
 	STORE_AUDIT_PATCH,		/* SelectPatch: detail the patch */
 	STORE_AUDIT_EYEWEAR,		/* ConfirmEyewear */
 	STORE_AUDIT_PARAMETERS,		/* SetParameters accepted: detail the values */
+	STORE_AUDIT_RECORDS,		/* a backup or an export of the records (reason says) */
 	STORE_AUDIT__COUNT,
 };
 const char *store_audit_kind_name(enum store_audit_kind k);

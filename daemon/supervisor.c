@@ -256,6 +256,15 @@ static void settled(struct smpl_daemon *d, const struct smpl_records_call *c, vo
 		 */
 		if (c->counter_back)
 			smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, c->counter_msg);
+		/*
+		 * Ahead of them (a restored older copy, shots fired elsewhere): those
+		 * shots count on the last session's patches, and the unit faults
+		 * until an authorized acknowledge records it (issue 15.11).
+		 */
+		if (c->records_missing)
+			smpl_unit_fault(u, SMPL_REASON_RECORDS_MISSING, c->missing_msg);
+		if (c->r == 0 && c->missing_unchecked)
+			u->settle_pending = true;	/* compared at a later read */
 	}
 	smpl_unit_unref(u);
 }

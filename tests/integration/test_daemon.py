@@ -16,6 +16,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import (ERR, GOOD_PARAMS, MANAGER, PROPS, ROOT, SESSION, UNIT, UNIT1, XML,  # noqa: E402
                      Env, expect_error, interfaces_of, main, pump, test, wait_until)
 
@@ -32,7 +33,8 @@ def test_introspection_matches_shipped_xml():
     """The live introspection of every object equals data/org.smplaser.Laser1.xml."""
     with open(XML) as f:
         shipped = interfaces_of(f.read())
-    assert set(shipped) == {MANAGER, UNIT, SESSION, 'org.smplaser.Laser1.Simulator'}, shipped.keys()
+    assert set(shipped) == {MANAGER, UNIT, SESSION, 'org.smplaser.Laser1.Simulator',
+                            'org.smplaser.Laser1.Records'}, shipped.keys()
     with Env() as env:
         env.start()
         spath = env.unit().StartSession('p-intro')
@@ -671,7 +673,7 @@ def test_cooldown_shared_between_units():
 def write_records_while_stopped(env, *statements):
     """Stops the daemon, runs (sql, args) @statements on its records, starts it again."""
     env.kill(signal.SIGTERM)
-    db = sqlite3.connect(os.path.join(env.state_dir, 'records.db'))
+    db = harness.chain_functions(sqlite3.connect(os.path.join(env.state_dir, 'records.db')))
     for sql, args in statements:
         db.execute(sql, args)
     db.commit()

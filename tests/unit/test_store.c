@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store-chain.h"
 
 #define DAY_MS		(24LL * 3600 * 1000)
 #define COOLDOWN_MS	(42 * DAY_MS)
@@ -91,6 +92,7 @@ static sqlite3 *raw_open(const struct fixture *f)
 
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(db, 2000);
+	assert_int_equal(store_chain_register(db), SQLITE_OK);	/* the chain's triggers */
 	return db;
 }
 
@@ -1037,6 +1039,7 @@ static void crash_after_writing(const struct fixture *f, const char *sql)
 		sqlite3 *db;
 
 		if (sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+		    store_chain_register(db) != SQLITE_OK ||
 		    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			_exit(1);
 		_exit(0);
