@@ -2,13 +2,14 @@
 # smplaserd's), bash completion, its tests (tests/ctl) and "make demo".
 
 CTL_SRCS := ctl/main.c ctl/bus.c ctl/out.c ctl/verbs.c ctl/watch.c ctl/sim.c \
-	ctl/map.c ctl/keeper.c
+	ctl/map.c ctl/keeper.c ctl/records.c
 CTL_OBJS = $(patsubst %.c,$(B)/%.o,$(CTL_SRCS))
 
 PROGRAMS += $(B)/smplaserctl
 
-$(B)/smplaserctl: $(patsubst %.c,$(B)/%.o,$(CTL_SRCS))
-	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,libsystemd json-c) -lm
+# records verify checks copies with the store's own code (daemon/store-chain.h).
+$(B)/smplaserctl: $(patsubst %.c,$(B)/%.o,$(CTL_SRCS)) $(STORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,libsystemd json-c) $(STORE_LIBS) -lm
 
 CHECK_SUITES += tests/ctl/docs tests/ctl/verbs tests/ctl/demo
 

@@ -33,6 +33,7 @@ static const struct verb verbs[] = {
 	{ "map", verb_map, true },
 	{ "export", verb_export, true },
 	{ "sim", verb_sim, true },
+	{ "records", verb_records, true },
 };
 
 static void help(const char *prog)
@@ -69,7 +70,15 @@ static void help(const char *prog)
 	       "  sim drift PPM               Measured energy off by PPM parts per million\n"
 	       "  sim fault NAME | sim clear-fault | sim rtc-skew SECONDS\n"
 	       "  sim calibration valid|expired\n"
-	       "  sim unplug | sim replug\n\n"
+	       "  sim unplug | sim replug\n"
+	       "  records backup FILE         A consistent copy of the records, made while\n"
+	       "                              in use, then verified\n"
+	       "  records verify [FILE]       Check a copy (or the records in use) against\n"
+	       "                              their hash chain (--head SEQ:HASH: against a\n"
+	       "                              chain head from the journal)\n"
+	       "  records export --since DATE [--json|--csv]\n"
+	       "                              Treatments, pulse summaries and audit records\n"
+	       "                              since DATE (UTC) for an audit, on stdout\n\n"
 	       "Options:\n"
 	       "  -h --help                   Show this help\n"
 	       "     --version                Show the version\n"
@@ -82,7 +91,10 @@ static void help(const char *prog)
 	       "     --format csv|json        export: the output format\n"
 	       "     --notes TEXT             session end: notes for the record\n"
 	       "     --timeout SECONDS        watch: stop after SECONDS\n"
-	       "     --no-wait                arm: return without waiting for READY\n\n"
+	       "     --no-wait                arm: return without waiting for READY\n"
+	       "     --head SEQ:HASH          records verify: the chain head logged earlier\n"
+	       "     --since DATE             records export: from this UTC date or time\n"
+	       "     --csv                    records export: CSV (the default; --json: JSON)\n\n"
 	       "Exit status: 0 done, 1 failed, 2 usage, 3 not authorized,\n"
 	       "4 refused by a safety rule, 5 no such unit or no daemon.\n"
 	       "See smplaserctl(1).\n", prog);
@@ -90,7 +102,7 @@ static void help(const char *prog)
 
 enum {
 	OPT_VERSION = 0x100, OPT_JSON, OPT_SYSTEM, OPT_SESSION, OPT_NO_ASK,
-	OPT_SVG, OPT_FORMAT, OPT_NOTES, OPT_TIMEOUT, OPT_NO_WAIT,
+	OPT_SVG, OPT_FORMAT, OPT_NOTES, OPT_TIMEOUT, OPT_NO_WAIT, OPT_HEAD, OPT_SINCE, OPT_CSV,
 };
 
 static const struct option options[] = {
@@ -107,6 +119,9 @@ static const struct option options[] = {
 	{ "notes", required_argument, NULL, OPT_NOTES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "no-wait", no_argument, NULL, OPT_NO_WAIT },
+	{ "head", required_argument, NULL, OPT_HEAD },
+	{ "since", required_argument, NULL, OPT_SINCE },
+	{ "csv", no_argument, NULL, OPT_CSV },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -134,6 +149,9 @@ static int parse_options(struct ctl *c, int argc, char **argv)
 		case OPT_FORMAT: c->format = optarg; break;
 		case OPT_NOTES: c->notes = optarg; break;
 		case OPT_NO_WAIT: c->no_wait = true; break;
+		case OPT_HEAD: c->head = optarg; break;
+		case OPT_SINCE: c->since = optarg; break;
+		case OPT_CSV: c->csv = true; break;
 		case OPT_TIMEOUT:
 			c->timeout_s = strtod(optarg, &end);
 			if (*end || !(c->timeout_s > 0))
@@ -175,6 +193,8 @@ int main(int argc, char **argv)
 	if (!verb)
 		return ctl_error(&c, CTL_EXIT_USAGE, NULL,
 				 "unknown verb '%s' (see '%s --help')", name, c.prog);
+	if (verb->run == verb_records && records_offline(argc - optind, argv + optind))
+		return verb->run(&c, argc - optind, argv + optind);
 	if ((code = ctl_connect(&c)))
 		return code;
 	ctl_catch_signals();

@@ -1,6 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* The SQLite records (store.c) as a records backend: see store-ops.h. */
 #include "store-ops.h"
+#include "store-restore.h"
+
+static int sq_records_missing_check(void *h, const char *unit_serial, uint32_t counter,
+				    int64_t now_ms)
+{
+	return store_records_missing_check(h, unit_serial, counter, now_ms, NULL);
+}
+
+static int sq_records_missing_ack(void *h, const char *unit_serial,
+				  const struct store_operator *op, int64_t now_ms)
+{
+	return store_records_missing_ack(h, unit_serial, op, now_ms);
+}
 
 static const char *sq_errmsg(const void *h)
 {
@@ -149,6 +162,8 @@ const struct store_ops store_ops_sqlite = {
 	.audit = sq_audit,
 	.audit_once = sq_audit_once,
 	.sync = sq_sync,
+	.records_missing_check = sq_records_missing_check,
+	.records_missing_ack = sq_records_missing_ack,
 	.patch_facts = sq_patch_facts,
 	.patient_history = sq_patient_history,
 	.newest_record_ms = sq_newest_record_ms,

@@ -63,6 +63,18 @@ struct store_ops {
 	 * the workstation's journal (*waiting says how many entries).
 	 */
 	int (*sync)(void *h, unsigned int *waiting);
+	/*
+	 * A unit's counter ahead of the records (store-restore.h): 1, 0 or
+	 * -errno as store_records_missing_check(); the acknowledge as
+	 * store_records_missing_ack().  NULL on a backend that does not check
+	 * it (PostgreSQL, for now: its restores are the database
+	 * administrator's, docs/records-postgresql.md); the daemon then
+	 * settles without it and refuses the acknowledge.
+	 */
+	int (*records_missing_check)(void *h, const char *unit_serial, uint32_t counter,
+				     int64_t now_ms);
+	int (*records_missing_ack)(void *h, const char *unit_serial,
+				   const struct store_operator *op, int64_t now_ms);
 
 	/* reads (either handle) */
 	int (*patch_facts)(void *h, const char *patient, const char *patch, int64_t session_id,

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * For the store's other files (store-chain.c, store-restore.c, store-copy.c):
+ * the connection of a struct store and its error message.  Not for the daemon.
+ */
+#ifndef SMPLASER_STORE_PRIVATE_H
+#define SMPLASER_STORE_PRIVATE_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+/* The SQLite connection of @st. */
+sqlite3 *store_db(struct store *st);
+/* Sets store_errmsg(@st) (one line) and returns @err. */
+int store_set_error(struct store *st, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The same in SQLite's words about the last error on @st ("<path>: @what: ..."). */
+int store_sql_error(struct store *st, int rc, const char *what);
+
+/*
+ * Inside the arming transaction (store_treatment_begin): -ENOLINK, with
+ * "records-missing: ..." in store_errmsg(), while the unit's counter has
+ * shown shots beyond the records that nobody acknowledged (store-restore.h).
+ */
+int store_refuse_if_records_missing(struct store *st, const char *unit_serial);
+
+#endif /* SMPLASER_STORE_PRIVATE_H */
