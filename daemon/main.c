@@ -489,8 +489,15 @@ static void *check_records(void *userdata)
 static void start_records_check(struct smpl_daemon *d)
 {
 	char why[STORE_MSG_MAX];
-	int r = pthread_create(&records_check, NULL, check_records, d);
+	int r;
 
+	/* The clinic's database is checked by its server and administrator (amcheck). */
+	if (smpl_records_remote(d)) {
+		smpl_log(LOG_INFO, NULL, NULL, "store-checked", "the clinic's records on "
+			 "PostgreSQL: no integrity check of records.db here (the server's)");
+		return;
+	}
+	r = pthread_create(&records_check, NULL, check_records, d);
 	records_check_running = r == 0;
 	if (r == 0)
 		return;

@@ -778,6 +778,46 @@ def test_session_commit_answer_lost_while_the_commit_goes_on():
         proxy.close()
 
 
+# --- integ's store features on this backend -----------------------------------------------
+
+@test
+def test_records_copies_refused_and_no_sqlite_check():
+    """The SQLite store's Backup, Export, verify and integrity check are not the clinic's:
+    Backup and Export answer NotSupported naming pg_dump (nothing written into the file),
+    `smplaserctl records verify` fails saying so, and the integrity check of a records.db
+    that a PostgreSQL workstation does not have never faults its units: after it would
+    have run, the unit still arms and its pulses reach the clinic's records."""
+    import subprocess
+    import tempfile
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a:
+        a.start()
+        records = dbus.Interface(a.obj(harness.ROOT), 'org.smplaser.Laser1.Records')
+        with tempfile.TemporaryFile() as f:
+            for call, args in ((records.Backup, ()), (records.Export, (dbus.UInt64(0), 'csv'))):
+                try:
+                    call(dbus.types.UnixFd(f), *args)
+                    raise AssertionError('%s answered on PostgreSQL' % call)
+                except dbus.DBusException as e:
+                    assert e.get_dbus_name() == 'org.freedesktop.DBus.Error.NotSupported', e
+                    assert 'PostgreSQL' in str(e) and 'pg_dump' in str(e), e
+            f.seek(0, os.SEEK_END)
+            assert f.tell() == 0, 'something was written'
+        ctl = os.environ.get('SMPLASERCTL', os.path.join(harness.TOP, 'build', 'smplaserctl'))
+        e = a.env()
+        e['NO_COLOR'] = '1'
+        p = subprocess.run([ctl, '--session', 'records', 'verify'], env=e, timeout=60,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert p.returncode != 0 and 'pg_dump' in p.stderr, (p.returncode, p.stderr)
+        pump(2.0)      # the SQLite store's check would have faulted the unit by now
+        assert a.state() == 'standby', a.state()
+        a.treat('p-300', 'crown')
+        assert len(treatments(db, "patient = 'p-300'")) == 1
+        a.wait_shipped()
+        assert a.recorded_shots() == a.fired_shots()
+        assert not os.path.exists(os.path.join(a.state_dir, 'records.db'))
+
+
 # --- import --------------------------------------------------------------------------
 
 @test
