@@ -56,6 +56,7 @@ static const struct error_exit error_exits[] = {
 	{ SMPL_ERR_PREFIX "DeviceFault", CTL_EXIT_REFUSED },
 	{ SMPL_ERR_PREFIX "CalibrationExpired", CTL_EXIT_REFUSED },
 	{ SMPL_ERR_PREFIX "ClockUnreliable", CTL_EXIT_REFUSED },
+	{ SMPL_ERR_PREFIX "RecordsUnavailable", CTL_EXIT_REFUSED },
 	{ SMPL_ERR_PREFIX "InvalidArgument", CTL_EXIT_USAGE },
 	{ "org.freedesktop.DBus.Error.InvalidArgs", CTL_EXIT_USAGE },
 	{ SMPL_ERR_PREFIX "Disconnected", CTL_EXIT_NO_UNIT },

@@ -419,9 +419,9 @@ int verb_history(struct ctl *c, int argc, char **argv)
 	printf("Patient %s%s%s: %zu treatment%s\n", col(c, SGR_BOLD), argv[0],
 	       col(c, SGR_RESET), n, n == 1 ? "" : "s");
 	if (n)
-		printf("%s%-20s %-18s %-10s %7s %9s %-19s %-16s %s%s\n",
+		printf("%s%-20s %-18s %-10s %7s %9s %-19s %-16s %-16s %s%s\n",
 		       col(c, SGR_BOLD), "ARMED", "PATCH", "OUTCOME", "PULSES",
-		       "J/CM2", "ENERGY MIN-MAX mJ", "UNIT", "OPERATOR",
+		       "J/CM2", "ENERGY MIN-MAX mJ", "UNIT", "WORKSTATION", "OPERATOR",
 		       col(c, SGR_RESET));
 	for (size_t i = 0; i < n; i++) {
 		json_object *t = json_object_array_get_idx(list, i);
@@ -431,11 +431,11 @@ int verb_history(struct ctl *c, int argc, char **argv)
 		snprintf(range, sizeof(range), "%.1f-%.1f",
 			 (double)j_u64(t, "energy_min_uj") / 1000.0,
 			 (double)j_u64(t, "energy_max_uj") / 1000.0);
-		printf("%-20s %-18s %-10s %7" PRIu64 " %9.2f %-19s %-16s %" PRIu64 "\n",
+		printf("%-20s %-18s %-10s %7" PRIu64 " %9.2f %-19s %-16s %-16s %" PRIu64 "\n",
 		       when, j_str(t, "patch"), j_str(t, "outcome"),
 		       j_u64(t, "pulses"),
 		       (double)j_u64(t, "fluence_mj_cm2") / 1000.0, range,
-		       j_str(t, "unit"), j_u64(t, "operator_uid"));
+		       j_str(t, "unit"), j_str(t, "workstation"), j_u64(t, "operator_uid"));
 	}
 	json_object_put(list);
 	return CTL_EXIT_DONE;
@@ -446,7 +446,7 @@ static const char *const history_keys[] = {
 	"id", "session", "patch", "unit", "firmware", "operator_uid", "outcome",
 	"armed_usec", "end_usec", "pulses", "pulses_recorded", "wavelength_nm",
 	"fluence_mj_cm2", "spot_um", "pulse_ps", "rate_mhz", "set_energy_uj",
-	"energy_min_uj", "energy_max_uj",
+	"energy_min_uj", "energy_max_uj", "workstation",
 };
 #define N_HISTORY_KEYS (sizeof(history_keys) / sizeof(history_keys[0]))
 

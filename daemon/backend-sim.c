@@ -736,7 +736,11 @@ int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
 	b->priv = s;
 
 	smpl_model_default_config(&s->cfg);
-	snprintf(s->cfg.serial, sizeof(s->cfg.serial), "SIM%05u", opt->index % 100000);
+	if (opt->workstation)
+		snprintf(s->cfg.serial, sizeof(s->cfg.serial), "SIM%02u-%s", opt->index % 100,
+			 opt->workstation);
+	else
+		snprintf(s->cfg.serial, sizeof(s->cfg.serial), "SIM%05u", opt->index % 100000);
 	s->cfg.seed = opt->index + 1;
 	if (opt->emission_delay_ms)
 		s->cfg.emission_delay_ms = opt->emission_delay_ms;

@@ -28,6 +28,12 @@ struct smpl_sim_options {
 	 * 0: at once.
 	 */
 	uint32_t reply_timeout_ms;
+	/*
+	 * The workstation's name (the clinic's records, PostgreSQL): the serial
+	 * is then "SIM<nn>-<workstation>" (cut at 16 characters), so that two
+	 * workstations' simulated units are two units.  NULL: "SIM<nnnnn>".
+	 */
+	const char *workstation;
 };
 #define SMPL_SIM_REPLY_TIMEOUT_MS	500	/* as the kmod and libusb backends */
 int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,

@@ -93,26 +93,54 @@ static void reply_error(sd_bus_message *m, sd_bus_error *e)
 	sd_bus_error_free(e);
 }
 
-static void check_patch_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+/*
+ * The clinic's records (PostgreSQL) must hold what this workstation did
+ * before the call, or the answer could be wrong: -ENOTCONN says they do not.
+ */
+static bool records_unavailable(const struct smpl_records_call *c, sd_bus_message *m)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+
+	if (c->r != -ENOTCONN)
+		return false;
+	(void)smpl_error_setf(&e, SMPL_ERROR_RECORDS_UNAVAILABLE,
+			      "the clinic's records are unavailable: %s", c->msg);
+	reply_error(m, &e);
+	sd_bus_message_unref(m);
+	return true;
+}
+
+static void check_patch_answer(struct smpl_daemon *d, int r, const struct smpl_patch_verdict *pv,
+			       sd_bus_error *e, void *ud)
 {
 	sd_bus_message *m = ud;
-	sd_bus_error e = SD_BUS_ERROR_NULL;
-	struct smpl_patch_verdict pv = { 0 };
-	const struct smpl_eligibility *el = &pv.e;
-	const char *patient, *patch;
+	const struct smpl_eligibility *el = &pv->e;
 
-	(void)c;
-	if (sd_bus_message_rewind(m, true) < 0 ||
-	    sd_bus_message_read(m, "ss", &patient, &patch) < 0)
-		(void)sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "bad arguments");
-	else if (smpl_check_patch(d, NULL, patient, patch, 0, &pv, &e) < 0)
-		reply_error(m, &e);
+	(void)d;
+	if (r < 0)
+		(void)sd_bus_reply_method_error(m, e);
 	else
 		(void)sd_bus_reply_method_return(m, "bts", el->eligible,
 						 el->next_eligible_ms > 0 ?
 						 (uint64_t)el->next_eligible_ms * 1000 : 0,
 						 el->reason);
 	sd_bus_message_unref(m);
+}
+
+static void check_patch_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	sd_bus_message *m = ud;
+	const char *patient, *patch;
+
+	if (records_unavailable(c, m))
+		return;
+	if (sd_bus_message_rewind(m, true) < 0 ||
+	    sd_bus_message_read(m, "ss", &patient, &patch) < 0) {
+		(void)sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "bad arguments");
+		sd_bus_message_unref(m);
+		return;
+	}
+	smpl_check_patch(d, NULL, patient, patch, 0, check_patch_answer, m);
 }
 
 static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -139,11 +167,10 @@ static uint64_t usec(int64_t ms)
 	return ms > 0 ? (uint64_t)ms * 1000 : 0;
 }
 
-static int append_treatment(const struct store_treatment *t, void *ctx)
+static int append_treatment(const struct store_treatment *t, const char *workstation,
+			    sd_bus_message *reply)
 {
-	sd_bus_message *reply = ctx;
-
-	return sd_bus_message_append(reply, "a{sv}", 20,
+	return sd_bus_message_append(reply, "a{sv}", 21,
 		"id", "x", t->id,
 		"session", "x", t->session_id,
 		"patch", "s", t->patch,
@@ -163,30 +190,28 @@ static int append_treatment(const struct store_treatment *t, void *ctx)
 		"set_energy_uj", "u", t->params.set_energy_uj,
 		"energy_min_uj", "u", t->energy_min_uj,
 		"energy_max_uj", "u", t->energy_max_uj,
-		"emission_usec", "t", usec(t->emission_ms)) < 0;
+		"emission_usec", "t", usec(t->emission_ms),
+		"workstation", "s", t->workstation ? t->workstation : workstation);
 }
 
-static void history_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+static void history_answer(struct smpl_daemon *d, const struct smpl_records_history *h, void *ud)
 {
 	sd_bus_message *m = ud, *reply = NULL;
 	sd_bus_error e = SD_BUS_ERROR_NULL;
-	const char *patient;
 	int r;
 
-	(void)c;
-	r = sd_bus_message_rewind(m, true);
-	if (r >= 0)
-		r = sd_bus_message_read(m, "s", &patient);
-	if (r >= 0)
-		r = sd_bus_message_new_method_return(m, &reply);
-	if (r >= 0)
-		r = sd_bus_message_open_container(reply, 'a', "a{sv}");
-	if (r >= 0 && store_patient_history(d->reader, patient, append_treatment, reply) < 0) {
-		(void)smpl_error_setf(&e, SMPL_ERROR_DEVICE_FAULT, "cannot read the records: %s",
-				      store_errmsg(d->reader));
+	if (h->r < 0) {
+		(void)smpl_error_setf(&e, h->r == -ENOTCONN ? SMPL_ERROR_RECORDS_UNAVAILABLE
+							     : SMPL_ERROR_DEVICE_FAULT,
+				      "cannot read the records: %s", h->msg);
 		reply_error(m, &e);
 		goto out;
 	}
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+	for (size_t i = 0; i < h->n && r >= 0; i++)
+		r = append_treatment(&h->v[i], d->cfg.records.workstation, reply);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
 	if (r >= 0)
@@ -196,6 +221,21 @@ static void history_now(struct smpl_daemon *d, const struct smpl_records_call *c
 out:
 	sd_bus_message_unref(reply);
 	sd_bus_message_unref(m);
+}
+
+static void history_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	sd_bus_message *m = ud;
+	const char *patient;
+
+	if (records_unavailable(c, m))
+		return;
+	if (sd_bus_message_rewind(m, true) < 0 || sd_bus_message_read(m, "s", &patient) < 0) {
+		(void)sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "bad arguments");
+		sd_bus_message_unref(m);
+		return;
+	}
+	smpl_records_read_history(d, patient, history_answer, m);
 }
 
 static int method_history(sd_bus_message *m, void *userdata, sd_bus_error *error)

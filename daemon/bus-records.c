@@ -259,6 +259,14 @@ static int copy_start(struct smpl_daemon *d, sd_bus_message *m, uid_t uid, int f
 
 	if (!cs || cs->stopping)
 		return smpl_error_setf(error, SMPL_ERROR_BUSY, "smplaserd is stopping");
+	/*
+	 * The clinic's records are the database server's: copied with its own
+	 * tools, which see every workstation's records at once.
+	 */
+	if (smpl_records_remote(d))
+		return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
+					 "%s of the records is not on PostgreSQL yet: use pg_dump "
+					 "(docs/records-postgresql.md)", is_export ? "Export" : "Backup");
 	if (cs->n >= COPIES_MAX)
 		return smpl_error_setf(error, SMPL_ERROR_BUSY, "%u backups or exports are running: "
 				       "try again when one is done", cs->n);
@@ -358,6 +366,11 @@ int smpl_copies_start(struct smpl_daemon *d)
 	if (r < 0)
 		return r;
 	cs->head_day = utc_day(smpl_wall_ms());
+	if (smpl_records_remote(d)) {	/* no hash chain there (yet): nothing to log */
+		smpl_log(LOG_NOTICE, NULL, NULL, "chain-head", "the clinic's records on "
+			 "PostgreSQL have no hash chain yet: no chain head is logged");
+		return 0;
+	}
 	log_head(d, "start");
 	r = sd_event_add_time_relative(d->event, &cs->head_timer, CLOCK_MONOTONIC, 1000 * 1000,
 				       1000 * 1000, on_head_timer, cs);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -26,6 +27,9 @@ enum key_kind {
 	K_J_TO_UJ,	/* joules in [min, max], stored as microjoules (uint64) */
 	K_WAVELENGTHS,	/* comma-separated list of nm */
 	K_SESSION_BUS,	/* same-uid | deny */
+	K_RECORDS,	/* sqlite | postgresql */
+	K_CONNINFO,	/* a libpq connection string, without a password */
+	K_WORKSTATION,	/* a name: [A-Za-z0-9._-], 1..SMPL_WORKSTATION_MAX */
 };
 
 struct key {
@@ -85,11 +89,15 @@ static const struct key keys[] = {
 	{ "backends", "kmod", K_BOOL, OFF(backends.kmod), 0, 0, NULL, NULL },
 	{ "backends", "libusb", K_BOOL, OFF(backends.libusb), 0, 0, NULL, NULL },
 	{ "backends", "sim", K_BOOL, OFF(backends.sim), 0, 0, NULL, NULL },
+
+	{ "records", "backend", K_RECORDS, OFF(records.backend), 0, 0, NULL, NULL },
+	{ "records", "conninfo", K_CONNINFO, OFF(records.conninfo), 0, 0, NULL, NULL },
+	{ "records", "workstation", K_WORKSTATION, OFF(records.workstation), 0, 0, NULL, NULL },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-	"rules", "protocol", "safety", "patches", "auth", "backends",
+	"rules", "protocol", "safety", "patches", "auth", "backends", "records",
 };
 
 struct parser {
@@ -237,6 +245,67 @@ static int set_wavelengths(struct parser *p, const struct key *k, const char *va
 	return 1;
 }
 
+/*
+ * A password in the configuration (a readable file) is refused: libpq reads
+ * it from its password file or service file.  Key/value form and URIs.
+ */
+static bool conninfo_has_password(const char *v)
+{
+	const char *at, *scheme = strstr(v, "://");
+
+	for (const char *c = v; (c = strcasestr(c, "password")); c += 8) {
+		const char *e = c + 8;
+
+		while (*e == ' ' || *e == '\t')
+			e++;
+		if (*e == '=')
+			return true;
+	}
+	if (scheme && (at = strchr(scheme + 3, '@'))) {
+		const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+
+		return colon != NULL;	/* user:password@host */
+	}
+	return false;
+}
+
+static int set_records_value(struct parser *p, const struct key *k, const char *value)
+{
+	switch (k->kind) {
+	case K_RECORDS:
+		if (strcmp(value, "sqlite") == 0)
+			p->c->records.backend = SMPL_RECORDS_SQLITE;
+		else if (strcmp(value, "postgresql") == 0)
+			p->c->records.backend = SMPL_RECORDS_POSTGRESQL;
+		else
+			return parse_error(p, "[%s] %s = \"%s\": must be sqlite or postgresql",
+					   k->section, k->name, value);
+		return 1;
+	case K_CONNINFO:
+		if (strlen(value) > SMPL_CONNINFO_MAX)
+			return parse_error(p, "[%s] %s: longer than %d characters", k->section,
+					   k->name, SMPL_CONNINFO_MAX);
+		if (conninfo_has_password(value))
+			return parse_error(p, "[%s] %s: a password does not belong in this file; "
+					   "use libpq's password file (~/.pgpass, PGPASSFILE) or "
+					   "a service file", k->section, k->name);
+		snprintf(p->c->records.conninfo, sizeof(p->c->records.conninfo), "%s", value);
+		return 1;
+	default:
+		if (!*value)
+			return 1;	/* empty: the default, the host name */
+		if (strlen(value) > SMPL_WORKSTATION_MAX ||
+		    strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			   "0123456789._-") != strlen(value))
+			return parse_error(p, "[%s] %s = \"%s\": 1-%d characters of "
+					   "[A-Za-z0-9._-]", k->section, k->name, value,
+					   SMPL_WORKSTATION_MAX);
+		snprintf(p->c->records.workstation, sizeof(p->c->records.workstation), "%s",
+			 value);
+		return 1;
+	}
+}
+
 static int set_value(struct parser *p, const struct key *k, const char *value)
 {
 	char *base = (char *)p->c;
@@ -261,6 +330,10 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 		return 1;
 	case K_WAVELENGTHS:
 		return set_wavelengths(p, k, value);
+	case K_RECORDS:
+	case K_CONNINFO:
+	case K_WORKSTATION:
+		return set_records_value(p, k, value);
 	default:
 		return set_number(p, k, value);
 	}
@@ -384,11 +457,20 @@ static bool check_order(struct parser *p, uint64_t lo, uint64_t hi,
 	return false;
 }
 
+static bool check_records(struct parser *p)
+{
+	if (p->c->records.backend != SMPL_RECORDS_POSTGRESQL || p->c->records.conninfo[0])
+		return true;
+	p->line = line_of(p, "backend");
+	parse_error(p, "[records] backend = postgresql needs a conninfo");
+	return false;
+}
+
 static bool check_whole(struct parser *p)
 {
 	const struct smpl_protocol *pr = &p->c->protocol;
 
-	return check_order(p, pr->fluence_min_mj_cm2, pr->fluence_max_mj_cm2,
+	return check_records(p) && check_order(p, pr->fluence_min_mj_cm2, pr->fluence_max_mj_cm2,
 			   "fluence_min_mj_cm2", "fluence_max_mj_cm2") &&
 	       check_order(p, pr->spot_min_um, pr->spot_max_um,
 			   "spot_min_um", "spot_max_um") &&
@@ -416,6 +498,16 @@ void smpl_config_defaults(struct smpl_config *c)
 	c->backends.kmod = true;
 	c->backends.libusb = true;
 	c->backends.sim = false;
+	c->records.backend = SMPL_RECORDS_SQLITE;
+	/* The host name, as far as it is a name (its first label otherwise cut). */
+	if (gethostname(c->records.workstation, sizeof(c->records.workstation) - 1) < 0 ||
+	    !c->records.workstation[0])
+		snprintf(c->records.workstation, sizeof(c->records.workstation), "localhost");
+	c->records.workstation[strspn(c->records.workstation,
+				      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				      "0123456789._-")] = '\0';
+	if (!c->records.workstation[0])
+		snprintf(c->records.workstation, sizeof(c->records.workstation), "localhost");
 }
 
 static int parse(struct smpl_config *c, struct parser *p, char *msg, size_t msg_len)

@@ -24,6 +24,12 @@
  *               polkit_timeout_s [20] (1-100): how long a call waits for
  *               polkit's answer before it is denied
  *   [backends]  kmod [true], libusb [true], sim [false]
+ *   [records]   backend [sqlite]: sqlite (the embedded database in the state
+ *               directory) or postgresql (the clinic's database, store-pg.h);
+ *               conninfo: a libpq connection string (postgresql; no password:
+ *               libpq's password or service file); workstation [the host
+ *               name]: this workstation's name in the clinic's records,
+ *               1-40 characters of [A-Za-z0-9._-]
  *
  * Booleans: true/false, yes/no, on/off, 1/0.  Integers: decimal, no sign,
  * no trailing garbage.  A key given twice, an unknown section or key, a bad
@@ -48,6 +54,14 @@ enum smpl_session_bus_auth {
 	SMPL_SESSION_BUS_DENY,
 };
 
+enum smpl_records_backend {
+	SMPL_RECORDS_SQLITE = 0,
+	SMPL_RECORDS_POSTGRESQL,
+};
+
+#define SMPL_CONNINFO_MAX	1024
+#define SMPL_WORKSTATION_MAX	40
+
 struct smpl_config {
 	struct smpl_rules_cfg rules;
 	struct smpl_protocol protocol;
@@ -69,6 +83,11 @@ struct smpl_config {
 		bool sim;
 		unsigned int sim_line;	/* the line that set sim; 0: the default */
 	} backends;
+	struct {
+		enum smpl_records_backend backend;
+		char conninfo[SMPL_CONNINFO_MAX + 1];
+		char workstation[SMPL_WORKSTATION_MAX + 1];
+	} records;
 };
 
 /* Every default (built-in patches included). */

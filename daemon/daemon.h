@@ -51,6 +51,7 @@ struct smpl_owner_watch;
 struct smpl_creds;
 struct smpl_barrier;
 struct smpl_records_call;
+struct store_ops;
 
 /*
  * What the units and sessions tell whoever shows them (the D-Bus objects:
@@ -111,6 +112,14 @@ struct smpl_daemon {
 	sd_event_source *flush_timer;
 	bool store_failed;		/* a flush failed: nothing arms */
 	uint64_t store_retry_ms;	/* while failing, next retry (monotonic) */
+
+	/* The records backend (store-ops.h): SQLite (store, reader) or the clinic's PostgreSQL. */
+	const struct store_ops *rec_ops;
+	void *rec_w;			/* writes: the records writer's thread only */
+	void *rec_r;			/* queries: the loop (SQLite) or rec_reader's thread */
+	struct smpl_worker *rec_reader;	/* PostgreSQL: queries off the loop (records-read.c) */
+	int64_t newest_arming_ms;	/* PostgreSQL: this workstation's, as last read */
+	bool records_unreachable;	/* PostgreSQL: the last try to reach the server failed */
 };
 
 /* --- time ------------------------------------------------------------------ */

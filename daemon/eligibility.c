@@ -2,9 +2,11 @@
 /* Whether a patient's patch may be treated now: see eligibility.h. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "eligibility.h"
 #include "errors.h"
+#include "records.h"
 #include "session.h"
 #include "unit.h"
 
@@ -48,25 +50,39 @@ static int clock_of_unit(struct smpl_daemon *d, struct smpl_unit *u, int64_t wal
 	return r;
 }
 
-int64_t smpl_refresh_newest_arming(struct smpl_daemon *d)
+/* The newest arming given to every unit's core (S8). */
+static int64_t apply_newest_arming(struct smpl_daemon *d, int64_t newest)
 {
-	int64_t newest = 0;
-
-	if (store_newest_record_ms(d->reader, &newest) != 1)
+	if (newest <= 0)
 		return 0;
 	for (struct smpl_unit *o = d->units; o; o = o->next)
 		smpl_safety_newest_record(&o->safety, newest);
 	return newest;
 }
 
-int smpl_clock_check(struct smpl_daemon *d, struct smpl_unit *u, struct smpl_verdict *v)
+int64_t smpl_refresh_newest_arming(struct smpl_daemon *d)
 {
-	int64_t wall = smpl_wall_ms(), newest;
+	int64_t newest = 0;
+
+	/*
+	 * The clinic's records are read off the loop: their last answer
+	 * (records-read.c); the arming transaction reads it again there.
+	 */
+	if (smpl_records_remote(d))
+		return apply_newest_arming(d, d->newest_arming_ms);
+	if (store_newest_record_ms(d->reader, &newest) != 1)
+		return 0;
+	return apply_newest_arming(d, newest);
+}
+
+/* The clock check against @newest, the newest arming in the records (0: none). */
+static int clock_check_at(struct smpl_daemon *d, struct smpl_unit *u, int64_t newest,
+			  struct smpl_verdict *v)
+{
+	int64_t wall = smpl_wall_ms();
 	char host[32], other[32];
 	int r;
 
-	/* Another daemon on these records, or another unit, may have armed since. */
-	newest = smpl_refresh_newest_arming(d);
 	if (newest) {
 		if (wall < newest) {
 			smpl_format_utc(wall, host, sizeof(host));
@@ -91,28 +107,82 @@ int smpl_clock_check(struct smpl_daemon *d, struct smpl_unit *u, struct smpl_ver
 	return 0;
 }
 
-int smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *patient,
-		     const char *patch, int64_t session_id, struct smpl_patch_verdict *out,
-		     sd_bus_error *error)
+int smpl_clock_check(struct smpl_daemon *d, struct smpl_unit *u, struct smpl_verdict *v)
 {
-	struct store_patch_facts facts;
+	/* Another daemon on these records, or another unit, may have armed since. */
+	return clock_check_at(d, u, smpl_refresh_newest_arming(d), v);
+}
+
+struct check {
+	struct smpl_unit *u;
+	char patch[SMPL_PATCH_ID_MAX + 1];
+	smpl_patch_then then;
+	void *userdata;
+};
+
+/* The records read: the clock, then the rules decide. */
+static int check_on(struct smpl_daemon *d, struct check *c, const struct smpl_records_facts *f,
+		    struct smpl_patch_verdict *out, sd_bus_error *error)
+{
 	struct smpl_verdict v = { 0 };
+	int64_t newest;
 	int r;
 
-	r = smpl_clock_check(d, u, &v);
+	/* Read with the facts (the clinic's: their newest answer, kept in the daemon). */
+	if (smpl_records_remote(d))
+		newest = smpl_refresh_newest_arming(d);
+	else
+		newest = f->newest_known ? apply_newest_arming(d, f->newest_ms) : 0;
+	r = clock_check_at(d, c->u, newest, &v);
 	if (r < 0)
 		return smpl_error_setf(error, SMPL_ERROR_CLOCK,
 				       "cannot tell whether the patch is eligible: %s", v.message);
-	r = store_patch_facts(d->reader, patient, patch, session_id, &facts);
-	if (r < 0)
+	if (f->r == -ENOTCONN)
+		return smpl_error_setf(error, SMPL_ERROR_RECORDS_UNAVAILABLE,
+				       "cannot tell whether the patch is eligible: %s", f->msg);
+	if (f->r < 0)
 		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->reader));
-	r = smpl_patch_decide(&d->cfg, &facts, patch, smpl_wall_ms(), out);
+				       "cannot read the records: %s", f->msg);
+	r = smpl_patch_decide(&d->cfg, &f->facts, c->patch, smpl_wall_ms(), out);
 	if (r < 0 && r != -EAGAIN && r != -EDQUOT)
 		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", out->e.reason);
 	if (r == -EDQUOT)
 		out->e.eligible = false;
 	return 0;
+}
+
+static void check_read(struct smpl_daemon *d, const struct smpl_records_facts *f, void *ud)
+{
+	struct check *c = ud;
+	struct smpl_patch_verdict pv = { 0 };
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	int r = check_on(d, c, f, &pv, &e);
+
+	c->then(d, r, &pv, &e, c->userdata);
+	sd_bus_error_free(&e);
+	free(c);
+}
+
+void smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *patient,
+		      const char *patch, int64_t session_id, smpl_patch_then then,
+		      void *userdata)
+{
+	struct check *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		struct smpl_patch_verdict pv = { 0 };
+		sd_bus_error e = SD_BUS_ERROR_NULL;
+		int r = smpl_error_setf(&e, SMPL_ERROR_DEVICE_FAULT, "out of memory");
+
+		then(d, r, &pv, &e, userdata);
+		sd_bus_error_free(&e);
+		return;
+	}
+	c->u = u;
+	snprintf(c->patch, sizeof(c->patch), "%s", patch);
+	c->then = then;
+	c->userdata = userdata;
+	smpl_records_read_facts(d, patient, patch, session_id, check_read, c);
 }
 
 int smpl_arm_decide(const struct store_patch_facts *facts, int64_t armed_ms, void *ctx,

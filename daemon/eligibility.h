@@ -41,14 +41,20 @@ int64_t smpl_refresh_newest_arming(struct smpl_daemon *d);
 int smpl_clock_check(struct smpl_daemon *d, struct smpl_unit *u, struct smpl_verdict *v);
 
 /*
- * CheckPatch, SelectPatch: the clock, then the verdict now.  @session_id 0:
- * no session (every treatment is history).  0 with @out filled (eligible or
- * not), or a negative errno with @error set (ClockUnreliable, DeviceFault
- * when the records cannot be read, InvalidArgument).
+ * CheckPatch, SelectPatch: the records read (off the loop with PostgreSQL),
+ * then the clock, then the verdict now.  @session_id 0: no session (every
+ * treatment is history).  @then gets 0 with the verdict filled (eligible or
+ * not), or a negative errno with @error set (ClockUnreliable,
+ * RecordsUnavailable when the clinic's records cannot be reached, DeviceFault
+ * when they cannot be read, InvalidArgument); @error is freed after @then.
+ * @then may run before smpl_check_patch() returns (SQLite).  @u (may be
+ * NULL) must live until @then.
  */
-int smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *patient,
-		     const char *patch, int64_t session_id, struct smpl_patch_verdict *out,
-		     sd_bus_error *error);
+typedef void (*smpl_patch_then)(struct smpl_daemon *d, int r, const struct smpl_patch_verdict *v,
+				sd_bus_error *error, void *userdata);
+void smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *patient,
+		      const char *patch, int64_t session_id, smpl_patch_then then,
+		      void *userdata);
 
 /* The arming transaction's decision (store_decide_fn); @ctx a struct smpl_arm_decision. */
 struct smpl_arm_decision {

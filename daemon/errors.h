@@ -25,6 +25,7 @@
 #define SMPL_ERROR_BUSY			SMPL_ERROR_PREFIX "Busy"
 #define SMPL_ERROR_CALIBRATION		SMPL_ERROR_PREFIX "CalibrationExpired"
 #define SMPL_ERROR_CLOCK		SMPL_ERROR_PREFIX "ClockUnreliable"
+#define SMPL_ERROR_RECORDS_UNAVAILABLE	SMPL_ERROR_PREFIX "RecordsUnavailable"
 
 /* Registers the map with sd-bus (once, before the bus is used). */
 int smpl_errors_register(void);

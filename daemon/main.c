@@ -3,6 +3,8 @@
  * smplaserd: the laser unit daemon.
  *
  *   smplaserd [--config FILE] [--state-dir DIR] [--sim[=N]] [--session]
+ *   smplaserd --print-schema[=ROLE]
+ *   smplaserd [--config FILE] [--state-dir DIR] --import-records[=DIR]
  *
  * Takes its bus name at once, then probes units in the background (the
  * Manager's State property says "probing", then "running").  sd_notify
@@ -33,6 +35,8 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "records.h"
+#include "store-ops.h"
+#include "store-pg.h"
 #include "supervisor.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/smplaser"
@@ -43,6 +47,9 @@ struct options {
 	bool session_bus;
 	bool sim;
 	unsigned int sim_units;
+	const char *print_schema;	/* the role to grant to */
+	bool import;
+	const char *import_dir;		/* NULL: the state directory */
 };
 
 static void usage(FILE *f)
@@ -57,13 +64,21 @@ static void usage(FILE *f)
 	      "                        use the session bus (demo, tests)\n"
 	      "      --system, --bus=system\n"
 	      "                        use the system bus (default)\n"
+	      "      --print-schema[=ROLE]\n"
+	      "                        print the SQL that creates the clinic's records on\n"
+	      "                        PostgreSQL, with the grants for ROLE (smplaserd)\n"
+	      "      --import-records[=DIR]\n"
+	      "                        import the SQLite records of DIR (default: the state\n"
+	      "                        directory) into the clinic's records ([records]\n"
+	      "                        backend = postgresql), once; exit 3 on conflicts\n"
 	      "  -h, --help            this help\n"
 	      "      --version         the version\n", f);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { OPT_SIM = 0x100, OPT_SESSION, OPT_SYSTEM, OPT_BUS, OPT_VERSION };
+	enum { OPT_SIM = 0x100, OPT_SESSION, OPT_SYSTEM, OPT_BUS, OPT_VERSION, OPT_SCHEMA,
+	       OPT_IMPORT };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "state-dir", required_argument, NULL, 's' },
@@ -74,6 +89,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "bus", required_argument, NULL, OPT_BUS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "print-schema", optional_argument, NULL, OPT_SCHEMA },
+		{ "import-records", optional_argument, NULL, OPT_IMPORT },
 		{ NULL, 0, NULL, 0 }
 	};
 	char *end;
@@ -121,6 +138,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_VERSION:
 			puts("smplaserd " SMPL_VERSION);
 			return 0;
+		case OPT_SCHEMA:
+			o->print_schema = optarg && *optarg ? optarg : "smplaserd";
+			break;
+		case OPT_IMPORT:
+			o->import = true;
+			o->import_dir = optarg && *optarg ? optarg : NULL;
+			break;
 		default:
 			usage(stderr);
 			return -EINVAL;
@@ -201,6 +225,37 @@ static int open_records(struct smpl_daemon *d)
 	}
 	record_config(d);
 	return 0;
+}
+
+/* --import-records: the workstation's SQLite records into the clinic's. */
+static int import_records(struct smpl_daemon *d, const struct options *o)
+{
+	const struct store_pg_config c = {
+		.conninfo = d->cfg.records.conninfo,
+		.workstation = d->cfg.records.workstation,
+		.clock_skew_ms = (int64_t)d->cfg.safety.rtc_max_skew_s * 1000,
+		.cooldown_ms = (int64_t)d->cfg.rules.cooldown_days * SMPL_DAY_MS,
+	};
+	struct store_pg_import_result res = { 0 };
+	char msg[STORE_MSG_MAX] = "";
+	const char *dir = o->import_dir ? o->import_dir : d->state_dir;
+	int r;
+
+	if (d->cfg.records.backend != SMPL_RECORDS_POSTGRESQL) {
+		fprintf(stderr, "smplaserd: --import-records: the configuration's [records] "
+			"backend is not postgresql\n");
+		return 2;
+	}
+	r = store_pg_import(&c, dir, stdout, &res, msg, sizeof(msg));
+	if (r < 0) {
+		fprintf(stderr, "smplaserd: --import-records: %s\n", msg);
+		return 1;
+	}
+	printf("imported from %s as workstation %s: %u units, %u sessions, %u treatments, "
+	       "%u pulses, %u audit records; %u already there; %u conflicts\n", dir,
+	       c.workstation, res.units, res.sessions, res.treatments, res.pulses, res.audit,
+	       res.skipped, res.conflicts);
+	return res.conflicts ? 3 : 0;
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -434,8 +489,15 @@ static void *check_records(void *userdata)
 static void start_records_check(struct smpl_daemon *d)
 {
 	char why[STORE_MSG_MAX];
-	int r = pthread_create(&records_check, NULL, check_records, d);
+	int r;
 
+	/* The clinic's database is checked by its server and administrator (amcheck). */
+	if (smpl_records_remote(d)) {
+		smpl_log(LOG_INFO, NULL, NULL, "store-checked", "the clinic's records on "
+			 "PostgreSQL: no integrity check of records.db here (the server's)");
+		return;
+	}
+	r = pthread_create(&records_check, NULL, check_records, d);
 	records_check_running = r == 0;
 	if (r == 0)
 		return;
@@ -473,6 +535,10 @@ int main(int argc, char **argv)
 	r = parse_options(argc, argv, &o);
 	if (r <= 0)
 		return r < 0 ? 2 : 0;
+	if (o.print_schema) {
+		store_pg_print_schema(stdout, o.print_schema);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	d.session_bus = o.session_bus;
 	d.state_dir = state_dir_of(&o);
 	if (!d.state_dir)
@@ -480,6 +546,11 @@ int main(int argc, char **argv)
 	if (load_config(&d, &o) < 0) {
 		free(d.state_dir);
 		return 1;
+	}
+	if (o.import) {
+		r = import_records(&d, &o);
+		free(d.state_dir);
+		return r;
 	}
 	r = setup_event(&d);
 	if (r >= 0)
@@ -497,8 +568,10 @@ int main(int argc, char **argv)
 		shutdown_daemon(&d);
 		return 1;
 	}
-	smpl_log(LOG_INFO, NULL, NULL, "start", "smplaserd %s on the %s bus, records in %s",
-		 SMPL_VERSION, d.session_bus ? "session" : "system", store_path(d.store));
+	smpl_log(LOG_INFO, NULL, NULL, "start", "smplaserd %s on the %s bus, records in %s%s",
+		 SMPL_VERSION, d.session_bus ? "session" : "system",
+		 smpl_records_remote(&d) ? "the clinic's database as workstation " : "",
+		 d.rec_ops->where(d.rec_w));
 	(void)sd_notifyf(false, "READY=1\nSTATUS=%s",
 			 d.probing ? "Probing units..." : "Running");
 	start_records_check(&d);

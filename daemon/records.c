@@ -14,7 +14,8 @@
 #include "log.h"
 #include "records.h"
 #include "spill.h"
-#include "store-restore.h"
+#include "store-ops.h"
+#include "store-pg.h"
 #include "worker.h"
 
 #define RETRY_MS		1000	/* while the store refuses: one try a second */
@@ -295,12 +296,12 @@ static void operator_of(uid_t uid, char *buf, size_t len, struct store_operator 
 	op->name = buf;
 }
 
-static int flush_pulses(struct store *st, struct flush_job *f)
+static int flush_pulses(const struct store_ops *o, void *st, struct flush_job *f)
 {
 	int r = 0;
 
 	for (size_t i = 0; i < f->n_pulses && r == 0; i++) {
-		r = store_add_pulse(st, &f->pulses[i]);
+		r = o->add_pulse(st, &f->pulses[i]);
 		if (r == -ENOENT) {	/* no such treatment: nothing else can take it */
 			smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
 				 "pulse %" PRIu32 " names no treatment (%" PRId64 "): only here",
@@ -309,16 +310,16 @@ static int flush_pulses(struct store *st, struct flush_job *f)
 		}
 	}
 	if (r == 0)
-		r = store_flush(st);
-	store_drop_pending(st);		/* on failure they go back to the loop */
+		r = o->flush(st);
+	o->drop_pending(st);		/* on failure they go back to the loop */
 	return r;
 }
 
-static int flush_ends(struct store *st, struct flush_job *f)
+static int flush_ends(const struct store_ops *o, void *st, struct flush_job *f)
 {
 	while (f->ends) {
 		struct pending_end *e = f->ends;
-		int r = store_treatment_end(st, e->id, &e->f);
+		int r = o->treatment_end(st, e->id, &e->f);
 
 		if (r < 0 && r != -EALREADY && r != -ENOENT)
 			return r;
@@ -328,7 +329,7 @@ static int flush_ends(struct store *st, struct flush_job *f)
 	return 0;
 }
 
-static int flush_audits(struct store *st, struct flush_job *f)
+static int flush_audits(const struct store_ops *o, void *st, struct flush_job *f)
 {
 	char name[64];
 
@@ -341,7 +342,7 @@ static int flush_audits(struct store *st, struct flush_job *f)
 			a.has_operator = true;
 			operator_of(p->uid, name, sizeof(name), &a.op);
 		}
-		r = p->replayed ? store_audit_once(st, &a) : store_audit(st, &a);
+		r = p->replayed ? o->audit_once(st, &a) : o->audit(st, &a);
 		if (r < 0)
 			return r;
 		f->audits = p->next;
@@ -354,16 +355,17 @@ static int flush_audits(struct store *st, struct flush_job *f)
 static void flush_run(struct smpl_job *j)
 {
 	struct flush_job *f = container_of(j, struct flush_job, job);
-	struct store *st = f->d->store;
+	const struct store_ops *o = f->d->rec_ops;
+	void *st = f->d->rec_w;
 
-	f->r = f->n_pulses ? flush_pulses(st, f) : 0;
+	f->r = f->n_pulses ? flush_pulses(o, st, f) : 0;
 	f->pulses_done = f->r == 0;
 	if (f->r == 0)
-		f->r = flush_ends(st, f);
+		f->r = flush_ends(o, st, f);
 	if (f->r == 0)
-		f->r = flush_audits(st, f);
+		f->r = flush_audits(o, st, f);
 	if (f->r < 0) {
-		snprintf(f->msg, sizeof(f->msg), "%s", store_errmsg(st));
+		snprintf(f->msg, sizeof(f->msg), "%s", o->errmsg(st));
 		f->d->records->writer_behind = true;
 	} else if (f->carries_requeued) {
 		f->d->records->writer_behind = false;
@@ -530,7 +532,7 @@ static int collect_unsettled(const struct store_treatment *t, void *ctx)
 	return 0;
 }
 
-static int settle_unit(struct store *st, struct write_job *w)
+static int settle_unit(const struct store_ops *o, void *st, struct write_job *w)
 {
 	struct unsettled list[64];
 	struct unsettled_list l = { list, 0, 64 };
@@ -541,21 +543,21 @@ static int settle_unit(struct store *st, struct write_job *w)
 			 "pulses wait for the store: nothing is settled before they are in it");
 		return -EAGAIN;
 	}
-	r = store_counter_check(st, w->s1, w->counter);
+	r = o->counter_check(st, w->s1, w->counter);
 	if (r == -ERANGE) {
 		w->result.counter_back = true;
 		snprintf(w->result.counter_msg, sizeof(w->result.counter_msg), "%s",
-			 store_errmsg(st));
+			 o->errmsg(st));
 	} else if (r < 0) {
 		return r;
 	}
-	r = store_unsettled_treatments(st, w->s1, collect_unsettled, &l);
+	r = o->unsettled_treatments(st, w->s1, collect_unsettled, &l);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < l.n; i++) {
 		if (list[i].id == w->id)
 			continue;	/* the unit's own open treatment */
-		r = store_reconcile_treatment(st, list[i].id, w->counter, w->when_ms);
+		r = o->reconcile_treatment(st, list[i].id, w->counter, w->when_ms);
 		if (r == 0 || r == -EALREADY) {
 			w->result.settled++;
 			continue;
@@ -563,7 +565,7 @@ static int settle_unit(struct store *st, struct write_job *w)
 		if (r == -ERANGE) {
 			w->result.counter_back = true;
 			snprintf(w->result.counter_msg, sizeof(w->result.counter_msg), "%s",
-				 store_errmsg(st));
+				 o->errmsg(st));
 		} else if (list[i].outcome != STORE_OUTCOME_OPEN) {
 			return r;	/* again at the next read */
 		}
@@ -573,7 +575,7 @@ static int settle_unit(struct store *st, struct write_job *w)
 				.outcome = STORE_OUTCOME_UNKNOWN, .end_ms = w->when_ms,
 			};
 
-			r = store_treatment_end(st, list[i].id, &f);
+			r = o->treatment_end(st, list[i].id, &f);
 			if (r < 0 && r != -EALREADY)
 				return r;
 		}
@@ -587,19 +589,21 @@ static int settle_unit(struct store *st, struct write_job *w)
  * own treatment is open; else again at a later read.  Settling first would
  * give an open treatment of a restored older copy every shot since.
  */
-static int check_missing(struct store *st, struct write_job *w)
+static int check_missing(const struct store_ops *o, void *st, struct write_job *w)
 {
 	int r;
 
+	if (!o->records_missing_check)
+		return 0;	/* not on this backend (store-ops.h) */
 	if (w->id || w->waiting || w->d->records->writer_behind) {
 		w->result.missing_unchecked = true;
 		return 0;
 	}
-	r = store_records_missing_check(st, w->s1, w->counter, w->when_ms, NULL);
+	r = o->records_missing_check(st, w->s1, w->counter, w->when_ms);
 	if (r == 1) {
 		w->result.records_missing = true;
 		snprintf(w->result.missing_msg, sizeof(w->result.missing_msg), "%s",
-			 store_errmsg(st));
+			 o->errmsg(st));
 	}
 	return r < 0 ? r : 0;
 }
@@ -607,55 +611,64 @@ static int check_missing(struct store *st, struct write_job *w)
 static void write_run(struct smpl_job *j)
 {
 	struct write_job *w = container_of(j, struct write_job, job);
-	struct store *st = w->d->store;
+	const struct store_ops *o = w->d->rec_ops;
+	void *st = w->d->rec_w;
 	struct store_operator op;
+	unsigned int waiting;
 	char name[64];
 	int r = -EINVAL;
 
 	switch (w->op) {
 	case W_BEGIN_TREATMENT:
 		operator_of(w->uid, name, sizeof(name), &w->t.op);
-		r = store_treatment_begin(st, &w->t, &w->result.id);
+		r = o->treatment_begin(st, &w->t, &w->result.id);
 		break;
 	case W_BEGIN_SESSION:
 		operator_of(w->uid, name, sizeof(name), &op);
-		r = store_session_begin(st, w->s1, w->s2, &op, w->when_ms, &w->result.id);
+		r = o->session_begin(st, w->s1, w->s2, &op, w->when_ms, &w->result.id);
 		break;
 	case W_END_SESSION:
-		r = store_session_end(st, w->id, w->state, w->s1, w->when_ms);
+		r = o->session_end(st, w->id, w->state, w->s1, w->when_ms);
 		if (r == -EALREADY)
 			r = 0;
 		break;
 	case W_UNIT_SEEN:
-		r = store_unit_seen(st, w->s1, w->s2, w->s3, w->when_ms);
+		r = o->unit_seen(st, w->s1, w->s2, w->s3, w->when_ms);
 		break;
 	case W_SETTLE:
-		r = check_missing(st, w);
+		r = check_missing(o, st, w);
 		if (r == 0)
-			r = settle_unit(st, w);
+			r = settle_unit(o, st, w);
 		break;
 	case W_MISSING_ACK:
+		if (!o->records_missing_ack) {
+			snprintf(w->result.msg, sizeof(w->result.msg), "records-missing "
+				 "is not checked on the %s records", o->name);
+			r = -EOPNOTSUPP;
+			break;
+		}
 		operator_of(w->uid, name, sizeof(name), &op);
-		r = store_records_missing_ack(st, w->s1, &op, w->when_ms);
+		r = o->records_missing_ack(st, w->s1, &op, w->when_ms);
 		if (r > 0)
 			r = 0;
 		break;
 	case W_MARK_EMITTING:
-		r = store_treatment_mark_emitting(st, w->id, w->when_ms);
+		r = o->mark_emitting(st, w->id, w->when_ms);
 		break;
 	case W_SYNC:
-		r = 0;		/* everything asked before it is done */
+		/* everything asked before it is done; and in the clinic's records? */
+		r = o->sync(st, &waiting);
 		break;
 	case W_COUNTER_RESET:
 		operator_of(w->uid, name, sizeof(name), &op);
-		r = store_counter_reset(st, w->s1, w->counter, &op, w->when_ms);
+		r = o->counter_reset(st, w->s1, w->counter, &op, w->when_ms);
 		if (r == -EALREADY)
 			r = 0;
 		break;
 	}
 	w->result.r = r;
 	if (r < 0 && !w->result.msg[0])
-		snprintf(w->result.msg, sizeof(w->result.msg), "%s", store_errmsg(st));
+		snprintf(w->result.msg, sizeof(w->result.msg), "%s", o->errmsg(st));
 }
 
 static void write_done(struct smpl_job *j)
@@ -666,6 +679,9 @@ static void write_done(struct smpl_job *j)
 		w->result.r = -EIO;
 		snprintf(w->result.msg, sizeof(w->result.msg), "the records store fails");
 	}
+	if (smpl_records_remote(w->d) && w->op != W_END_SESSION && w->op != W_UNIT_SEEN &&
+	    w->op != W_MARK_EMITTING)
+		smpl_records_reachable(w->d, w->result.r, w->result.msg);
 	if (w->then)
 		w->then(w->d, &w->result, w->userdata);
 	else if (w->result.r < 0)
@@ -900,6 +916,79 @@ static void open_spill(struct smpl_daemon *d)
 	smpl_records_flush(d);
 }
 
+bool smpl_records_remote(const struct smpl_daemon *d)
+{
+	return d->rec_ops == &store_ops_pg;
+}
+
+static int open_sqlite(struct smpl_daemon *d, char *msg, size_t msg_len)
+{
+	int r;
+
+	r = store_open(&d->store, d->state_dir, msg, msg_len);
+	if (r < 0)
+		return r;
+	d->rec_ops = &store_ops_sqlite;
+	d->rec_w = d->store;
+	/* Before the writer runs: this thread may still use its connection. */
+	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
+	if (r > 0)
+		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
+			 "%d session(s) left open by a crash marked interrupted", r);
+	r = store_open_reader(&d->reader, d->state_dir, msg, msg_len);
+	d->rec_r = d->reader;
+	return r < 0 ? r : 0;
+}
+
+/*
+ * The clinic's records (store-pg.h): the writer (with the workstation's
+ * journal and its shipper) and a reader for the reader worker.  A server
+ * that does not answer now is no reason not to start: arming waits for it.
+ */
+static int open_postgresql(struct smpl_daemon *d, char *msg, size_t msg_len)
+{
+	const struct store_pg_config c = {
+		.conninfo = d->cfg.records.conninfo,
+		.workstation = d->cfg.records.workstation,
+		.state_dir = d->state_dir,
+		.clock_skew_ms = (int64_t)d->cfg.safety.rtc_max_skew_s * 1000,
+	};
+	struct store_pg *w = NULL, *rd = NULL;
+	int64_t newest = 0;
+	int r;
+
+	r = store_pg_open(&w, &c, msg, msg_len);
+	if (r < 0)
+		return r;
+	d->rec_ops = &store_ops_pg;
+	d->rec_w = w;
+	if (msg[0]) {
+		smpl_log(LOG_WARNING, NULL, NULL, "records",
+			 "%s; nothing arms until the server answers", msg);
+		d->records_unreachable = true;
+		msg[0] = '\0';
+	} else if (store_ops_pg.newest_record_ms(w, &newest) > 0) {
+		d->newest_arming_ms = newest;	/* S8, before any unit starts */
+	}
+	/* Sessions this workstation left open (a crash): in order, through the journal. */
+	r = store_ops_pg.sessions_interrupt_open(w, smpl_wall_ms());
+	if (r < 0) {
+		snprintf(msg, msg_len, "%s", store_ops_pg.errmsg(w));
+		return r;
+	}
+	smpl_log(LOG_NOTICE, NULL, NULL, "records", "the clinic's records on PostgreSQL do not "
+		 "check a unit's counter ahead of them (records-missing): a restore of the "
+		 "database is its administrator's (docs/records-postgresql.md)");
+	r = store_pg_open_reader(&rd, &c, msg, msg_len);
+	if (r < 0)
+		return r;
+	d->rec_r = rd;
+	r = smpl_records_reader_start(d);
+	if (r < 0)
+		snprintf(msg, msg_len, "cannot start the records reader: %s", strerror(-r));
+	return r;
+}
+
 int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 {
 	struct smpl_records *rs;
@@ -914,15 +1003,10 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 	if (!rs)
 		return -ENOMEM;
 	d->records = rs;
-	r = store_open(&d->store, d->state_dir, msg, msg_len);
-	if (r < 0)
-		return r;
-	/* Before the writer runs: this thread may still use its connection. */
-	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
-	if (r > 0)
-		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
-			 "%d session(s) left open by a crash marked interrupted", r);
-	r = store_open_reader(&d->reader, d->state_dir, msg, msg_len);
+	if (d->cfg.records.backend == SMPL_RECORDS_POSTGRESQL)
+		r = open_postgresql(d, msg, msg_len);
+	else
+		r = open_sqlite(d, msg, msg_len);
 	if (r < 0)
 		return r;
 	r = smpl_worker_new(d->event, "smpl-records", d->inline_io, &rs->writer);
@@ -967,8 +1051,15 @@ void smpl_records_close(struct smpl_daemon *d)
 	}
 	free(rs);
 	d->records = NULL;
-	store_close(d->reader);
-	store_close(d->store);
+	smpl_records_reader_stop(d);
+	if (d->rec_ops) {
+		d->rec_ops->close(d->rec_r);
+		d->rec_ops->close(d->rec_w);
+	} else {
+		store_close(d->reader);
+		store_close(d->store);
+	}
+	d->rec_r = d->rec_w = NULL;
 	d->reader = d->store = NULL;
 }
 
@@ -996,7 +1087,8 @@ void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *u
 	}
 	b->then = then;
 	b->userdata = userdata;
-	if (d->closing == 0 && d->records && !smpl_records_busy(d)) {
+	/* The clinic's records (PostgreSQL) may lack what waits in the journal: always sync. */
+	if (d->closing == 0 && d->records && !smpl_records_busy(d) && !smpl_records_remote(d)) {
 		const struct smpl_records_call now = { .r = d->store_failed ? -EIO : 0 };
 
 		free(b);

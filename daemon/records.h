@@ -10,7 +10,9 @@
  * and committed by a flush at least every SMPL_FLUSH_PERIOD_MS and at every
  * disarm; writes whose result matters (a treatment begun before ARM, a
  * session) call back on the loop when they are durable.  Queries run on the
- * loop on a second, read-only connection (d->reader).
+ * loop on a second, read-only connection (d->reader), or with the clinic's
+ * records (PostgreSQL) on a reader worker (records-read.c).  The store is
+ * either backend of store-ops.h, chosen at open by [records] backend.
  *
  * While the store refuses writes, every unit is disarmed, nothing arms, and
  * what was accepted stays queued, in memory and in the spill file (spill.h),
@@ -118,10 +120,55 @@ void smpl_records_sync(struct smpl_daemon *d, smpl_records_then then, void *user
 /*
  * @then(d, call, @userdata) once every record of what happened so far is
  * written (treatments being closed included): a query then reads its own
- * writes.  call->r is -EIO if the store refuses writes.
+ * writes.  call->r is -EIO if the store refuses writes, -ENOTCONN if the
+ * clinic's records (PostgreSQL) lack some of them (the journal waits).
  */
 void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *userdata);
 /* A treatment's closing began (+1) or its record was queued (-1): barriers wait for 0. */
 void smpl_records_closing(struct smpl_daemon *d, int delta);
+
+/* The records are the clinic's, on the network (PostgreSQL): reads go off the loop. */
+bool smpl_records_remote(const struct smpl_daemon *d);
+
+/* ---- queries (records-read.c) ------------------------------------------------ */
+
+/*
+ * Queries answer on the loop: at once from the SQLite reader (the callback
+ * runs before the call returns), or from the reader worker with PostgreSQL
+ * (the loop never waits on the network).  r is 0, -ENOTCONN when the
+ * clinic's records cannot be reached (RecordsUnavailable, msg says why), or
+ * another negative errno.
+ */
+struct smpl_records_facts {
+	int r;
+	char msg[STORE_MSG_MAX];
+	struct store_patch_facts facts;
+	bool newest_known;		/* the newest arming (S8) was read with them */
+	int64_t newest_ms;
+};
+typedef void (*smpl_facts_then)(struct smpl_daemon *d, const struct smpl_records_facts *f,
+				void *userdata);
+/* store_patch_facts() and store_newest_record_ms(). */
+void smpl_records_read_facts(struct smpl_daemon *d, const char *patient, const char *patch,
+			     int64_t session_id, smpl_facts_then then, void *userdata);
+
+struct smpl_records_history {
+	int r;
+	char msg[STORE_MSG_MAX];
+	size_t n;
+	const struct store_treatment *v;	/* valid during the callback */
+};
+typedef void (*smpl_history_then)(struct smpl_daemon *d, const struct smpl_records_history *h,
+				  void *userdata);
+/* store_patient_history(). */
+void smpl_records_read_history(struct smpl_daemon *d, const char *patient,
+			       smpl_history_then then, void *userdata);
+
+/* PostgreSQL: a call's result (0, or -ENOTCONN) says whether the server answers (logged once). */
+void smpl_records_reachable(struct smpl_daemon *d, int r, const char *msg);
+
+/* Starts and stops the reader worker (PostgreSQL); from smpl_records_open/close. */
+int smpl_records_reader_start(struct smpl_daemon *d);
+void smpl_records_reader_stop(struct smpl_daemon *d);
 
 #endif /* SMPLASER_DAEMON_RECORDS_H */

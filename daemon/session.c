@@ -175,7 +175,9 @@ static void session_begun(struct smpl_daemon *d, const struct smpl_records_call 
 		if (u->gone)
 			(void)smpl_unit_error(u, s->uid, &e, -ENODEV, "StartSession");
 		else
-			(void)smpl_refuse(d, u, 0, s->uid, &e, SMPL_ERROR_DEVICE_FAULT,
+			(void)smpl_refuse(d, u, 0, s->uid, &e,
+					  c->r == -ENOTCONN ? SMPL_ERROR_RECORDS_UNAVAILABLE
+							    : SMPL_ERROR_DEVICE_FAULT,
 					  "cannot record the session: %s", c->msg);
 		(void)sd_bus_reply_method_error(m, &e);
 		sd_bus_error_free(&e);
@@ -280,34 +282,29 @@ static void select_reply(struct select_flow *f, sd_bus_error *e)
 	free(f);
 }
 
-/* The unit read (its RTC as it is now, S8): the rules decide on the records. */
-static void select_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
+/* The records read (off the loop with PostgreSQL): the rules decided. */
+static void select_checked(struct smpl_daemon *d, int r, const struct smpl_patch_verdict *pv_in,
+			   sd_bus_error *check, void *ud)
 {
 	struct select_flow *f = ud;
-	struct smpl_daemon *d = u->daemon;
+	struct smpl_unit *u = f->u;
 	struct smpl_session *s = u->session;
-	struct smpl_patch_verdict pv = { 0 };
+	struct smpl_patch_verdict pv = *pv_in;
 	struct smpl_verdict v = { 0 };
-	sd_bus_error e = SD_BUS_ERROR_NULL, check = SD_BUS_ERROR_NULL;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
 
-	if (u->gone || rep->r != 0) {
-		(void)smpl_unit_error(u, f->uid, &e, u->gone ? -ENODEV : rep->r, "SelectPatch");
-		select_reply(f, &e);
-		return;
-	}
-	if (!s || s->id != f->session_id) {
+	/* The world may have moved while the records were read. */
+	if (u->gone) {
+		(void)smpl_unit_error(u, f->uid, &e, -ENODEV, "SelectPatch");
+	} else if (!s || s->id != f->session_id) {
 		(void)smpl_refuse(d, u, f->session_id, f->uid, &e, SMPL_ERROR_NO_SESSION,
 				  "SelectPatch: the session ended meanwhile");
-		select_reply(f, &e);
-		return;
-	}
-	smpl_unit_take_status(u, &rep->status);
-	if (smpl_safety_is_armed(&u->safety)) {
+	} else if (smpl_safety_is_armed(&u->safety) || u->arming) {
 		(void)smpl_refuse(d, u, s->id, f->uid, &e, SMPL_ERROR_BUSY,
 				  "unit %s is armed: disarm before selecting another patch",
 				  smpl_unit_label(u));
-	} else if (smpl_check_patch(d, u, s->patient, f->patch, s->id, &pv, &check) < 0) {
-		(void)smpl_refuse(d, u, s->id, f->uid, &e, check.name, "%s", check.message);
+	} else if (r < 0) {
+		(void)smpl_refuse(d, u, s->id, f->uid, &e, check->name, "%s", check->message);
 	} else if (!pv.e.eligible) {
 		(void)smpl_refuse(d, u, s->id, f->uid, &e,
 				  pv.pulses_used && pv.pulse_limit && pv.pulses_used >= pv.pulse_limit ?
@@ -328,8 +325,37 @@ static void select_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, 
 			 pv.e.test_spot ? " (test spot)" : "");
 		smpl_session_changed(s);
 	}
-	sd_bus_error_free(&check);
 	select_reply(f, &e);
+}
+
+/* The unit read (its RTC as it is now, S8): the rules decide on the records. */
+static void select_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
+{
+	struct select_flow *f = ud;
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_session *s = u->session;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+
+	if (u->gone || rep->r != 0) {
+		(void)smpl_unit_error(u, f->uid, &e, u->gone ? -ENODEV : rep->r, "SelectPatch");
+		select_reply(f, &e);
+		return;
+	}
+	if (!s || s->id != f->session_id) {
+		(void)smpl_refuse(d, u, f->session_id, f->uid, &e, SMPL_ERROR_NO_SESSION,
+				  "SelectPatch: the session ended meanwhile");
+		select_reply(f, &e);
+		return;
+	}
+	smpl_unit_take_status(u, &rep->status);
+	if (smpl_safety_is_armed(&u->safety)) {
+		(void)smpl_refuse(d, u, s->id, f->uid, &e, SMPL_ERROR_BUSY,
+				  "unit %s is armed: disarm before selecting another patch",
+				  smpl_unit_label(u));
+		select_reply(f, &e);
+		return;
+	}
+	smpl_check_patch(d, u, s->patient, f->patch, s->id, select_checked, f);
 }
 
 int smpl_session_select_patch(struct smpl_session *s, sd_bus_message *m, const char *patch,

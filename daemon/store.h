@@ -380,6 +380,7 @@ struct store_treatment {
 	int64_t last_pulse_ms;		/* 0 if no pulse recorded */
 	int64_t emitting_ms;		/* first sign of emission; 0 if none */
 	int64_t emission_ms;		/* the time it counts for cooldown; 0 if it emitted nothing */
+	const char *workstation;	/* PostgreSQL (store-pg.h): who armed it; NULL here */
 };
 
 /* Return non-zero to stop the iteration. */

@@ -235,8 +235,11 @@ static void settled(struct smpl_daemon *d, const struct smpl_records_call *c, vo
 	u->settling = false;
 	if (!u->gone) {
 		if (c->r < 0) {
-			smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
-				 "treatments waiting for the counter not settled yet: %s", c->msg);
+			/* The clinic's records away: said once by records.c, tried again. */
+			if (c->r != -ENOTCONN)
+				smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
+					 "treatments waiting for the counter not settled yet: %s",
+					 c->msg);
 			u->settle_pending = true;
 		} else {
 			if (c->settled)
@@ -739,7 +742,11 @@ static int unit_start(struct smpl_unit *u)
 
 	smpl_config_safety_limits(&d->cfg, &limits);
 	smpl_safety_init(&u->safety, &limits);
-	if (store_newest_record_ms(d->reader, &newest) == 1)
+	if (smpl_records_remote(d))	/* read off the loop: its last answer */
+		newest = d->newest_arming_ms;
+	else if (store_newest_record_ms(d->reader, &newest) != 1)
+		newest = 0;
+	if (newest)
 		smpl_safety_newest_record(&u->safety, newest);
 	r = smpl_unit_io_start(u);
 	if (r < 0)
@@ -801,6 +808,7 @@ int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
 		.idle_timeout_ms = (d->cfg.safety.idle_timeout_s + 5) * 1000,
 		/* A reply that never comes is waited for as a transfer would be. */
 		.reply_timeout_ms = d->inline_io ? 0 : SMPL_SIM_REPLY_TIMEOUT_MS,
+		.workstation = smpl_records_remote(d) ? d->cfg.records.workstation : NULL,
 	};
 	char name[32];
 	int r;

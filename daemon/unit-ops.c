@@ -316,6 +316,13 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 		else if (c->r == -EDQUOT)
 			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
 					  SMPL_ERROR_OUT_OF_RANGE, "%s", c->msg);
+		else if (c->r == -ENOTCONN)	/* the clinic's records (PostgreSQL) are away */
+			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
+					  SMPL_ERROR_RECORDS_UNAVAILABLE,
+					  "cannot record the treatment, not arming: %s", c->msg);
+		else if (c->r == -ETIMEDOUT)	/* the records server's clock disagrees (S8) */
+			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
+					  SMPL_ERROR_CLOCK, "not arming: %s", c->msg);
 		else {
 			if (c->r == -ERANGE && !u->gone)	/* the counter is below the records */
 				smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, c->msg);

@@ -19,6 +19,7 @@ qemu-system-x86 busybox-static cpio kmod
 sparse linux-source-6.1 bc flex bison
 clang umockdev libumockdev-dev
 debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind udev
+postgresql libpq-dev
 "
 
 missing=""

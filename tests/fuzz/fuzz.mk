@@ -53,9 +53,9 @@ FUZZ_DAEMON_SRCS := $(SMPLASERD_LIB_SRCS) $(STORE_SRCS) sim/model.c \
 $(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-input.h $(FUZZ_DAEMON_SRCS) \
 		$(wildcard daemon/*.h) sim/model.h include/smplaser/proto.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd json-c) -o $@ \
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd json-c libpq) -o $@ \
 		tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
-		$(call pkglibs,libsystemd sqlite3 libcrypto inih zlib json-c) -lm
+		$(call pkglibs,libsystemd sqlite3 libcrypto inih zlib json-c libpq) -lm
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

@@ -66,6 +66,18 @@
  *     pulse counts of the unit's treatments add up to its shot counter,
  *     and every pulse is in the store (unless the input lost a pulse
  *     report on purpose).
+ *
+ * FUZZ_PG_CONNINFO=<libpq conninfo> runs the same on the clinic's records
+ * (issue 14, [records] backend = postgresql, workstation "fz"): the
+ * database's role must own it; the harness drops the schema "smplaser"
+ * before every input (the daemon creates it again) and removes the
+ * workstation's journal, so one input still takes one course.  The oracle
+ * reads the clinic's database (libpq) instead of records.db; the journal is
+ * shipped (a sync, as a CheckPatch does) before the store is compared with
+ * the daemon, and the "no treatment 'open' in the store that the daemon
+ * closed" check is made at the end only (a closed treatment's end waits in
+ * the journal until it is shipped).  tests/pg/run-fuzz-pg runs it in
+ * "make check" against its own PostgreSQL.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -81,6 +93,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
@@ -278,6 +291,8 @@ static void take_string(struct input *in, char *buf, size_t size)
 /* --- the daemon under test ------------------------------------------------------ */
 
 static char state_dir[256];
+static const char *pg_conninfo;		/* FUZZ_PG_CONNINFO: the clinic's records */
+static PGconn *pg_oracle;		/* the harness's own connection to them */
 static uint8_t *template_db;	/* an empty records database, made once */
 static size_t template_len;
 
@@ -286,6 +301,7 @@ struct harness {
 	sd_bus *client;
 	uint64_t time_used_ms;
 	bool lossy;			/* a pulse report was dropped on purpose */
+	bool at_end;			/* finish(): everything shipped */
 	bool deny;			/* the configuration lets nobody act */
 	char session_path[MAX_UNITS][128];	/* the latest session per unit */
 	/* the reply to the call in flight */
@@ -306,6 +322,9 @@ static void remove_state_files(void)
 	static const char *const names[] = {
 		"records.db", "records.db-wal", "records.db-shm", "records.db-journal",
 		"sim-SIM00001.nv", "sim-SIM00002.nv", "sim-SIM00001.nv.tmp", "sim-SIM00002.nv.tmp",
+		"journal.db", "journal.db-wal", "journal.db-shm", "journal.db-journal",
+		"sim-SIM01-fz.nv", "sim-SIM02-fz.nv", "sim-SIM01-fz.nv.tmp", "sim-SIM02-fz.nv.tmp",
+		"spill",
 	};
 	char path[512];
 
@@ -340,11 +359,45 @@ static void make_template(void)
 	remove_state_files();
 }
 
+/* The clinic's records: one integer of a query (the harness's oracle). */
+static int64_t pg_count(const char *sql, int n, const char *const *values)
+{
+	PGresult *r = PQexecParams(pg_oracle, sql, n, NULL, values, NULL, NULL, 0);
+	int64_t v;
+
+	MUST(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
+	     "%s: %s", sql, PQerrorMessage(pg_oracle));
+	v = PQgetisnull(r, 0, 0) ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return v;
+}
+
+/* A fresh install of the clinic's records: the daemon makes the schema again. */
+static void pg_reset(void)
+{
+	PGresult *r;
+
+	if (!pg_oracle) {
+		pg_oracle = PQconnectdb(pg_conninfo);
+		MUST(PQstatus(pg_oracle) == CONNECTION_OK, "FUZZ_PG_CONNINFO: %s",
+		     PQerrorMessage(pg_oracle));
+	}
+	r = PQexec(pg_oracle, "SET client_min_messages = warning;"
+		   " DROP SCHEMA IF EXISTS smplaser CASCADE");
+	MUST(PQresultStatus(r) == PGRES_COMMAND_OK, "drop the records: %s",
+	     PQerrorMessage(pg_oracle));
+	PQclear(r);
+}
+
 static void copy_template(void)
 {
 	char path[512];
 	FILE *f;
 
+	if (pg_conninfo) {
+		pg_reset();
+		return;
+	}
 	snprintf(path, sizeof(path), "%s/records.db", state_dir);
 	f = fopen(path, "wb");
 	MUST(f && fwrite(template_db, 1, template_len, f) == template_len && fclose(f) == 0,
@@ -455,6 +508,8 @@ static void open_reader(struct harness *h)
 {
 	char path[512];
 
+	if (pg_conninfo)
+		return;		/* pg_count() on pg_oracle */
 	snprintf(path, sizeof(path), "%s/records.db", state_dir);
 	MUST(sqlite3_open_v2(path, &h->db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK,
 	     "open %s", path);
@@ -492,6 +547,12 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	*d = (struct smpl_daemon){ .state = "starting", .session_bus = true };
 	smpl_daemon_setup(d);
 	smpl_config_defaults(&d->cfg);
+	if (pg_conninfo) {
+		d->cfg.records.backend = SMPL_RECORDS_POSTGRESQL;
+		snprintf(d->cfg.records.conninfo, sizeof(d->cfg.records.conninfo), "%s",
+			 pg_conninfo);
+		snprintf(d->cfg.records.workstation, sizeof(d->cfg.records.workstation), "fz");
+	}
 	if (deny)	/* [auth] session_bus = deny: nobody may act */
 		d->cfg.auth.session_bus = SMPL_SESSION_BUS_DENY;
 	h->deny = deny;
@@ -542,7 +603,8 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->open_query);
 	sqlite3_finalize(h->pulse_query);
 	sqlite3_finalize(h->cooldown_query);
-	sqlite3_close(h->db);
+	if (h->db)
+		sqlite3_close(h->db);
 	smpl_daemon_stop(d);
 	sd_bus_flush_close_unref(h->client);
 	smpl_daemon_free(d);
@@ -851,6 +913,20 @@ static void check_cooldown(struct harness *h, struct smpl_unit *u)
 
 	if (!u->session || !u->treatment_id)
 		return;		/* disarmed again at once (see smpl_unit_arm) */
+	if (pg_conninfo) {
+		char sid[24];
+		const char *v[3] = { u->session->patient, u->session->patch, sid };
+
+		snprintf(sid, sizeof(sid), "%" PRId64, u->session->id);
+		others = pg_count("SELECT count(*) FROM smplaser.treatments WHERE"
+				  " patient = $1 AND patch = $2 AND session_id <> $3::bigint"
+				  " AND (pulse_count IS NULL OR pulse_count > 0 OR pulses_recorded > 0)",
+				  3, v);
+		MUST(others == 0, "%s armed for %s's %s, which %" PRId64 " treatment(s) of "
+		     "another session emitted on minutes ago", smpl_unit_label(u),
+		     u->session->patient, u->session->patch, others);
+		return;
+	}
 	sqlite3_reset(st);
 	sqlite3_bind_text(st, 1, u->session->patient, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, u->session->patch, -1, SQLITE_TRANSIENT);
@@ -1159,7 +1235,14 @@ static void check_unit(struct harness *h, struct smpl_unit *u)
 			     "%s: treatment %" PRId64 " open, unit %s", label, u->treatment_id,
 			     smpl_unit_state_name(u));
 	}
-	if (u->published && u->info.serial[0]) {
+	if (pg_conninfo && u->published && u->info.serial[0] && h->at_end) {
+		const char *v[1] = { u->info.serial };
+
+		n_open = (int)pg_count("SELECT count(*) FROM smplaser.treatments WHERE"
+				       " unit_serial = $1 AND outcome = 'open'", 1, v);
+		MUST(n_open == 0, "%s: %d treatment(s) 'open' in the store at the end", label,
+		     n_open);
+	} else if (!pg_conninfo && u->published && u->info.serial[0]) {
 		sqlite3_reset(h->open_query);
 		sqlite3_bind_text(h->open_query, 1, u->info.serial, -1, SQLITE_TRANSIENT);
 		while (sqlite3_step(h->open_query) == SQLITE_ROW) {
@@ -1204,14 +1287,27 @@ static void check_pulses(struct harness *h, struct smpl_unit *u)
 	sqlite3_stmt *st = h->pulse_query;
 	int64_t counted, recorded, unknown, pulses;
 
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, u->info.serial, -1, SQLITE_TRANSIENT);
-	MUST(sqlite3_step(st) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
-	counted = sqlite3_column_int64(st, 0);
-	recorded = sqlite3_column_int64(st, 1);
-	unknown = sqlite3_column_int64(st, 2);
-	pulses = sqlite3_column_int64(st, 3);
-	sqlite3_reset(st);
+	if (pg_conninfo) {
+		const char *v[1] = { u->info.serial };
+
+		counted = pg_count("SELECT coalesce(sum(pulse_count), 0) FROM smplaser.treatments"
+				   " WHERE unit_serial = $1", 1, v);
+		recorded = pg_count("SELECT coalesce(sum(pulses_recorded), 0) FROM"
+				    " smplaser.treatments WHERE unit_serial = $1", 1, v);
+		unknown = pg_count("SELECT count(*) FROM smplaser.treatments WHERE"
+				   " unit_serial = $1 AND pulse_count IS NULL", 1, v);
+		pulses = pg_count("SELECT count(*) FROM smplaser.pulses WHERE unit_serial = $1",
+				  1, v);
+	} else {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, u->info.serial, -1, SQLITE_TRANSIENT);
+		MUST(sqlite3_step(st) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
+		counted = sqlite3_column_int64(st, 0);
+		recorded = sqlite3_column_int64(st, 1);
+		unknown = sqlite3_column_int64(st, 2);
+		pulses = sqlite3_column_int64(st, 3);
+		sqlite3_reset(st);
+	}
 
 	MUST(recorded == pulses, "%s: treatments say %" PRId64 " pulses recorded, the pulse "
 	     "table has %" PRId64, u->info.serial, recorded, pulses);
@@ -1227,6 +1323,15 @@ static void check_pulses(struct harness *h, struct smpl_unit *u)
 		MUST(pulses == u->status.shot_count,
 		     "%s: %" PRId64 " pulses in the store, the unit fired %" PRIu32,
 		     u->info.serial, pulses, u->status.shot_count);
+}
+
+static int sync_result;
+
+static void synced_cb(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	(void)d;
+	sync_result = c->r;
+	*(bool *)ud = true;
 }
 
 /*
@@ -1251,6 +1356,18 @@ static void finish(struct harness *h)
 	settle(h);
 	smpl_records_flush(&h->d);
 	settle(h);
+	if (pg_conninfo) {	/* the journal shipped: the clinic's records are whole */
+		bool synced = false;
+
+		advance(h, 50);		/* the units' status after the disarm */
+		smpl_records_flush(&h->d);
+		settle(h);
+		smpl_records_sync(&h->d, synced_cb, &synced);
+		settle(h);
+		MUST(synced && sync_result == 0, "the journal shipped at the end (%d)", sync_result);
+		h->at_end = true;
+		check_state(h);
+	}
 	for (struct smpl_unit *u = h->d.units; u; u = u->next) {
 		MUST(u->connected && u->status_known, "%s answers after a replug",
 		     smpl_unit_label(u));
@@ -1266,6 +1383,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc, (void)argv;
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
+	pg_conninfo = getenv("FUZZ_PG_CONNINFO");
+	if (pg_conninfo && !*pg_conninfo)
+		pg_conninfo = NULL;
 	if (!verbose)
 		setenv("INVOCATION_ID", "fuzz_dbus_dispatch", 1);	/* no stderr log */
 	smpl_log_init();
@@ -1275,7 +1395,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		must_fail("mkdtemp", strerror(errno));
 	if (smpl_errors_register() < 0)
 		must_fail("smpl_errors_register", NULL);
-	make_template();
+	if (!pg_conninfo)
+		make_template();
 	return 0;
 }
 

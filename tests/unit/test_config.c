@@ -74,6 +74,9 @@ static void assert_defaults(const struct smpl_config *c)
 	assert_true(c->backends.kmod);
 	assert_true(c->backends.libusb);
 	assert_false(c->backends.sim);
+	assert_int_equal(c->records.backend, SMPL_RECORDS_SQLITE);
+	assert_string_equal(c->records.conninfo, "");
+	assert_true(c->records.workstation[0]);		/* the host name */
 }
 
 static int load(struct smpl_config *c, const char *text, char *msg, size_t len)
@@ -145,6 +148,7 @@ static void test_shipped_file_documents_every_key(void **state)
 		"rate_max_mhz", "pulses_per_patch", "max_session_energy_j",
 		"heartbeat_ms", "idle_timeout_s", "energy_tolerance_pct",
 		"rtc_max_skew_s", "allow_root", "session_bus", "polkit_timeout_s", "kmod", "libusb", "sim",
+		"backend", "conninfo", "workstation",
 	};
 	char *text = read_all(shipped_path());
 	char needle[64], msg[SMPL_CONFIG_MSG_MAX];
@@ -153,7 +157,7 @@ static void test_shipped_file_documents_every_key(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		snprintf(needle, sizeof(needle), "\n#%s = ", keys[i]);
+		snprintf(needle, sizeof(needle), "\n#%s =", keys[i]);
 		if (!strstr(text, needle))
 			fail_msg("data/smplaserd.conf does not document %s", keys[i]);
 	}
@@ -182,6 +186,14 @@ struct bad {
 };
 
 static const struct bad bad_configs[] = {
+	{ "[records]\nbackend = mysql\n", 2, "must be sqlite or postgresql" },
+	{ "[records]\n\nbackend = postgresql\n", 3, "needs a conninfo" },
+	{ "[records]\nconninfo = host=db password=secret\n", 2, "password" },
+	{ "[records]\nconninfo = host=db PASSWORD = secret\n", 2, "password" },
+	{ "[records]\nconninfo = postgresql://smpl:secret@db/clinic\n", 2, "password" },
+	{ "[records]\nworkstation = room 1\n", 2, "workstation" },
+	{ "[records]\nworkstation = a-name-that-is-longer-than-forty-characters-x\n", 2,
+	  "workstation" },
 	{ "[rules]\ncooldown_days = 41\n", 2, "shorten" },
 	{ "[rules]\ncooldown_days = 0\n", 2, "cooldown_days = 0" },
 	{ "\n[safety]\nenergy_tolerance_pct = 21\n", 3, "loosen" },
@@ -503,6 +515,27 @@ static void test_random_input_never_crashes(void **state)
 /* ---- issue 15: simulated units on the system bus, the settings in force ---------- */
 
 /* [backends] sim = true is refused on the system bus, with the file and its line. */
+/* [records]: the clinic's PostgreSQL, named by a conninfo without a password. */
+static void test_records_section(void **state)
+{
+	char msg[SMPL_CONFIG_MSG_MAX];
+	struct smpl_config c;
+
+	(void)state;
+	assert_int_equal(load(&c, "[records]\nbackend = postgresql\n"
+			      "conninfo = service=smplaser sslmode=verify-full\n"
+			      "workstation = room-1.a_b\n", msg, sizeof(msg)), SMPL_CONFIG_LOADED);
+	assert_int_equal(c.records.backend, SMPL_RECORDS_POSTGRESQL);
+	assert_string_equal(c.records.conninfo, "service=smplaser sslmode=verify-full");
+	assert_string_equal(c.records.workstation, "room-1.a_b");
+	assert_int_equal(load(&c, "[records]\nbackend = postgresql\n"
+			      "conninfo = postgresql://smpl@db.clinic.lan/clinic?sslmode=verify-full\n",
+			      msg, sizeof(msg)), SMPL_CONFIG_LOADED);
+	assert_int_equal(load(&c, "[records]\nbackend = sqlite\nworkstation =\n", msg,
+			      sizeof(msg)), SMPL_CONFIG_LOADED);
+	assert_true(c.records.workstation[0]);	/* empty: the host name */
+}
+
 static void test_sim_refused_on_system_bus(void **state)
 {
 	struct smpl_config c;
@@ -574,6 +607,7 @@ int main(void)
 		cmocka_unit_test(test_polkit_timeout_boundaries),
 		cmocka_unit_test(test_random_input_never_crashes),
 		cmocka_unit_test(test_sim_refused_on_system_bus),
+		cmocka_unit_test(test_records_section),
 		cmocka_unit_test(test_describe_settings),
 	};
 

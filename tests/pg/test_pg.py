@@ -1,0 +1,966 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The clinic's records on PostgreSQL (issue 14), against a real PostgreSQL 15.
+
+One server for the suite (tests/pg/pgserver.py: initdb + pg_ctl on a Unix
+socket in a temporary directory); each test gets its own database, and its own
+daemons: each daemon is one workstation, on its own private bus, with its own
+state directory (its journal), all on the test's database.
+
+Run: /usr/bin/python3 tests/pg/test_pg.py [test_name...]
+"""
+import os
+import signal
+import sys
+import threading
+import time
+
+import dbus
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (GOOD_PARAMS, ROOT, Env, expect_error, pump, test,  # noqa: E402
+                     wait_until)
+from pgserver import PgServer  # noqa: E402
+
+PG = None
+
+
+def pg():
+    global PG
+    if PG is None:
+        PG = PgServer()
+    return PG
+
+
+def unit_path(ws, n=1):
+    """The object of workstation @ws's simulated unit @n: serial SIM<nn>-<ws>."""
+    serial = 'SIM%02d-%s' % (n, ws)
+    enc = ''.join(c if c.isalnum() else '_%02x' % ord(c) for c in serial)
+    return ROOT + '/unit/' + enc, serial
+
+
+def config(db, ws, user='smpl_ws', extra=''):
+    return ('[records]\nbackend = postgresql\nconninfo = %s\nworkstation = %s\n%s'
+            % (pg().conninfo(db, user), ws, extra))
+
+
+class Workstation(Env):
+    """One workstation: a daemon on the clinic's database."""
+
+    def __init__(self, db, ws, user='smpl_ws', extra=''):
+        super().__init__(config(db, ws, user, extra))
+        self.db = db
+        self.ws = ws
+        self.upath, self.serial = unit_path(ws)
+
+    def u(self, bus=None):
+        return self.unit(self.upath, bus)
+
+    def simu(self):
+        return self.sim(self.upath)
+
+    def state(self):
+        try:
+            return str(self.unit_prop('State', self.upath))
+        except dbus.DBusException as e:
+            return e.get_dbus_name()
+
+    def wait_state(self, state, timeout=6.0):
+        wait_until(lambda: self.state() == state, timeout, '%s: unit %s' % (self.ws, state))
+
+    def ready(self, patient, patch='crown'):
+        """A session with its patch selected, eyewear confirmed, parameters set."""
+        spath = self.u().StartSession(patient)
+        self.session(spath).SelectPatch(patch)
+        self.session(spath).ConfirmEyewear()
+        self.u().SetParameters(GOOD_PARAMS)
+        return spath
+
+    def fire(self, seconds):
+        self.simu().SetFootswitch(True)
+        pump(seconds)
+        self.simu().SetFootswitch(False)
+        pump(0.2)
+
+    def treat(self, patient, patch='crown', seconds=0.5):
+        spath = self.ready(patient, patch)
+        self.u().Arm()
+        self.wait_state('ready')
+        self.fire(seconds)
+        self.u().Disarm()
+        self.wait_state('standby')
+        self.session(spath).End('done')
+        return spath
+
+    def fired_shots(self):
+        return [f['shot'] for f in self.fired(self.serial)]
+
+    def recorded_shots(self):
+        """The unit's pulses in the clinic's records (each row; repeats would show)."""
+        return [int(r[0]) for r in pg().rows(
+            "SELECT shot FROM smplaser.pulses WHERE unit_serial = '%s' ORDER BY shot"
+            % self.serial, self.db)]
+
+    def journal_waiting(self):
+        import sqlite3
+        path = os.path.join(self.state_dir, 'journal.db')
+        if not os.path.exists(path):
+            return 0
+        db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
+        try:
+            return db.execute('SELECT count(*) FROM outbox').fetchone()[0]
+        finally:
+            db.close()
+
+    def wait_shipped(self, timeout=15):
+        wait_until(lambda: self.journal_waiting() == 0, timeout,
+                   '%s: the journal shipped' % self.ws)
+
+
+def treatments(db, where='true'):
+    return pg().rows("SELECT id, workstation, patient, patch, unit_serial, outcome,"
+                     " coalesce(pulse_count::text, ''), pulses_recorded FROM smplaser.treatments"
+                     " WHERE %s ORDER BY id" % where, db)
+
+
+# --- the schema -------------------------------------------------------------------------
+
+@test
+def test_schema_created_in_an_empty_database():
+    """Given an empty database its role owns, the daemon creates the schema; the role may
+    neither delete nor truncate, and the triggers refuse it even to the superuser."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        assert pg().value("SELECT schema_version FROM smplaser.meta", db) == '1'
+        w.treat('p-001')
+        p = pg().psql('DELETE FROM smplaser.treatments', db=db, user='smpl_ws', check=False)
+        assert p.returncode != 0 and 'permission denied' in p.stderr, p.stderr
+        p = pg().psql('TRUNCATE smplaser.pulses', db=db, user='smpl_ws', check=False)
+        assert p.returncode != 0 and 'permission denied' in p.stderr, p.stderr
+        p = pg().psql('DELETE FROM smplaser.audit', db=db, check=False)
+        assert p.returncode != 0 and 'never deleted' in p.stderr, p.stderr
+        p = pg().psql("UPDATE smplaser.treatments SET patch = 'occipital'", db=db, check=False)
+        assert p.returncode != 0 and 'never changed' in p.stderr, p.stderr
+        assert len(treatments(db)) == 1
+
+
+@test
+def test_print_schema_for_an_administrator():
+    """smplaserd --print-schema=ROLE makes the schema as the database's owner; the daemon's
+    role, granted only what it prints, runs a treatment and cannot delete."""
+    import subprocess
+    db = pg().new_database(owner='postgres', create_role=False)
+    pg().psql("DO $$BEGIN CREATE ROLE smpl_granted LOGIN; EXCEPTION WHEN duplicate_object"
+              " THEN NULL; END$$")
+    sql = subprocess.run([harness.DAEMON, '--print-schema=smpl_granted'], capture_output=True,
+                         text=True, check=True).stdout
+    assert 'GRANT' in sql and 'DELETE' not in sql.split('REVOKE')[0].split('GRANT', 1)[1]
+    pg().psql_file(sql, db=db)
+    with Workstation(db, 'ws1', user='smpl_granted') as w:
+        w.start()
+        w.treat('p-002')
+        assert len(treatments(db, "patient = 'p-002'")) == 1
+        p = pg().psql('DELETE FROM smplaser.pulses', db=db, user='smpl_granted', check=False)
+        assert 'permission denied' in p.stderr, p.stderr
+
+
+@test
+def test_foreign_newer_or_forbidden_database_refused():
+    """A database holding other tables, one with a newer schema, and a role without rights
+    on the records are each refused at start with a clear error."""
+    db = pg().new_database()
+    pg().psql('CREATE TABLE public.invoices (id int)', db=db, user='smpl_ws')
+    with Workstation(db, 'ws1') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'not smplaser' in out and 'invoices' in out, out
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+    pg().psql('UPDATE smplaser.meta SET schema_version = 99', db=db)
+    with Workstation(db, 'ws1') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'newer' in out and '99' in out, out
+    pg().psql("DO $$BEGIN CREATE ROLE smpl_nobody LOGIN; EXCEPTION WHEN duplicate_object"
+              " THEN NULL; END$$")
+    pg().psql('UPDATE smplaser.meta SET schema_version = 1', db=db)
+    with Workstation(db, 'ws1', user='smpl_nobody') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'may not read' in out and 'print-schema' in out, out
+    empty = pg().new_database(owner='postgres', create_role=False)
+    with Workstation(empty, 'ws1', user='smpl_nobody') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'may not create' in out, out
+
+
+@test
+def test_password_in_conninfo_refused():
+    """A password in smplaserd.conf is refused with the line: libpq's password file."""
+    db = pg().new_database()
+    with Env(config='[records]\nbackend = postgresql\nconninfo = %s password=x\n'
+             % pg().conninfo(db)) as e:
+        rc, out = e.run_to_exit()
+        assert rc != 0 and ':3:' in out and 'password' in out, out
+
+
+# --- two workstations ------------------------------------------------------------------
+
+@test
+def test_two_workstations_share_the_rule():
+    """A patch treated on one workstation is refused on the other (CheckPatch, SelectPatch
+    and Arm, decided by the database), and both Histories show the treatment.  Both start
+    at once on the empty database: one makes the schema, the other uses it."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start(wait=False)
+        b.start(wait=False)
+        wait_until(a._running, 20, 'ws1 to run')
+        wait_until(b._running, 20, 'ws2 to run')
+        # ws2 selects the patch while it is untreated: its Arm must still be refused.
+        spath_b = b.ready('p-100', 'crown')
+        a.treat('p-100', 'crown')
+        eligible, _, reason = b.manager().CheckPatch('P-100', 'crown')
+        assert not eligible and 'eligible from' in reason, reason
+        expect_error('CooldownActive', b.u().Arm, contains=('ws1', 'eligible from'))
+        b.session(spath_b).End('refused')
+        spath = b.u().StartSession('p-100')
+        expect_error('CooldownActive', b.session(spath).SelectPatch, 'crown')
+        b.session(spath).SelectPatch('occipital')   # another patch is fine
+        b.session(spath).End('')
+        for w in (a, b):
+            h = w.history('p-100')
+            assert len(h) == 1, h
+            assert h[0]['workstation'] == 'ws1' and h[0]['unit'] == a.serial, h[0]
+            assert h[0]['pulses'] > 0
+        assert len(treatments(db)) == 1
+
+
+@test
+def test_race_exactly_one_arms():
+    """Both workstations select the same patient's untreated patch, then Arm at the same
+    instant, 100 times: exactly one arms each time, the other gets CooldownActive.
+    A trigger of the test's own widens the race: every insert of a treatment waits 30 ms
+    between the rules' reads and the commit."""
+    db = pg().new_database()
+    rounds = int(os.environ.get('SMPL_PG_RACE_ROUNDS', '100'))
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(0.03); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        wins = {'ws1': 0, 'ws2': 0}
+        for i in range(rounds):
+            patient = 'race-%03d' % i
+            sa = a.ready(patient, 'crown')
+            sb = b.ready(patient, 'crown')
+            results = {}
+
+            def arm(w):
+                def ok():
+                    results[w.ws] = 'armed'
+
+                def err(e):
+                    results[w.ws] = e.get_dbus_name().split('.')[-1]
+                w.u().Arm(reply_handler=ok, error_handler=err, timeout=60)
+            arm(a)
+            arm(b)
+            wait_until(lambda: len(results) == 2, 30, 'both answers')
+            armed = [ws for ws, r in results.items() if r == 'armed']
+            assert len(armed) == 1, 'round %d: %s' % (i, results)
+            loser = 'ws2' if armed[0] == 'ws1' else 'ws1'
+            assert results[loser] == 'CooldownActive', 'round %d: %s' % (i, results)
+            wins[armed[0]] += 1
+            for w, s in ((a, sa), (b, sb)):
+                w.u().Disarm()
+                w.session(s).End('')
+            (a if armed[0] == 'ws1' else b).wait_state('standby')
+        n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient LIKE"
+                           " 'race-%%'", db))
+        assert n == rounds, n
+        print('# %d rounds: ws1 armed %d, ws2 armed %d' % (rounds, wins['ws1'], wins['ws2']))
+
+
+@test
+def test_race_test_spot_on_two_patches():
+    """The test-spot rule, which no constraint expresses: a new patient's crown selected on
+    one workstation and occipital on the other, both Arm at the same instant, 20 times.
+    The first treatment is the test spot and puts the patient under review: exactly one
+    arms each time, the other gets CooldownActive (the review).  Only the SERIALIZABLE
+    arming holds this (the patches differ: the exclusion constraint cannot)."""
+    db = pg().new_database()
+    rounds = max(1, int(os.environ.get('SMPL_PG_RACE_ROUNDS', '100')) // 5)
+    rules = '[rules]\ntest_spot = true\n'
+    with Workstation(db, 'ws1', extra=rules) as a, Workstation(db, 'ws2', extra=rules) as b:
+        a.start()
+        b.start()
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(0.03); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        wins = {'ws1': 0, 'ws2': 0}
+        for i in range(rounds):
+            patient = 'spot-%03d' % i
+            sa = a.ready(patient, 'crown')
+            sb = b.ready(patient.upper(), 'occipital')     # one patient, typed otherwise
+            results = {}
+
+            def arm(w):
+                def ok():
+                    results[w.ws] = 'armed'
+
+                def err(e):
+                    results[w.ws] = e.get_dbus_name().split('.')[-1]
+                w.u().Arm(reply_handler=ok, error_handler=err, timeout=60)
+            arm(a)
+            arm(b)
+            wait_until(lambda: len(results) == 2, 30, 'both answers')
+            armed = [ws for ws, r in results.items() if r == 'armed']
+            assert len(armed) == 1, 'round %d: %s' % (i, results)
+            loser = 'ws2' if armed[0] == 'ws1' else 'ws1'
+            assert results[loser] == 'CooldownActive', 'round %d: %s' % (i, results)
+            wins[armed[0]] += 1
+            for w, s in ((a, sa), (b, sb)):
+                w.u().Disarm()
+                w.session(s).End('')
+            (a if armed[0] == 'ws1' else b).wait_state('standby')
+        n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient_key LIKE"
+                           " 'spot-%%'", db))
+        assert n == rounds, n
+        print('# %d rounds: ws1 armed %d, ws2 armed %d' % (rounds, wins['ws1'], wins['ws2']))
+
+
+@test
+def test_the_database_refuses_an_overlapping_treatment():
+    """Without any daemon: a treatment inserted straight into the records inside another's
+    cooldown (another session, same patient in another letter case, same patch) is refused
+    by the exclusion constraint; the same patch after the cooldown is accepted."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-200', 'crown')
+    t = treatments(db)[0]
+    sid = pg().value('SELECT session_id FROM smplaser.treatments', db)
+    day = 86400000
+    cols = ('session_id, workstation, patient, patch, unit_serial, unit_firmware,'
+            ' operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps,'
+            ' rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, shot_at_arm, cooldown_ms')
+
+    def insert(patient, armed_expr):
+        return pg().psql(
+            "INSERT INTO smplaser.sessions (workstation, patient, unit_serial, operator_uid,"
+            " operator_name, start_ms) VALUES ('x', '%s', '%s', 0, 'x', 0);"
+            "INSERT INTO smplaser.treatments (%s) SELECT currval(pg_get_serial_sequence("
+            "'smplaser.sessions', 'id')), 'x', '%s', patch, unit_serial, unit_firmware, 0, 'x',"
+            " 1064, 3000, 3000, 10000, 5000, 1, %s, 0, 100000, %d FROM smplaser.treatments"
+            " WHERE session_id = %s" % (patient, t[4], cols, patient, armed_expr, 42 * day, sid),
+            db=db, user='smpl_ws', check=False)
+    p = insert('P-200', 'emission_ms + %d' % (41 * day))
+    assert p.returncode != 0 and 'cooldown' in p.stderr, p.stderr
+    p = insert('P-200', 'emission_ms + %d' % (43 * day))
+    assert p.returncode == 0, p.stderr
+
+
+# --- fail closed, lose nothing ----------------------------------------------------------
+
+@test
+def test_server_unreachable_fails_closed():
+    """The server stopped: Arm, StartSession, CheckPatch, SelectPatch and History are refused
+    with RecordsUnavailable saying why, never eligible; back, all work again."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-300', 'crown')
+        spath2 = None
+        pg().stop()
+        try:
+            expect_error('RecordsUnavailable', w.u().Arm, contains=('unreachable',))
+            assert w.state() == 'standby'
+            expect_error('RecordsUnavailable', w.manager().CheckPatch, 'p-300', 'crown')
+            expect_error('RecordsUnavailable', w.manager().History, 'p-300')
+            expect_error('RecordsUnavailable', w.session(spath).SelectPatch, 'occipital')
+            w.session(spath).End('server away')    # journaled
+            expect_error('RecordsUnavailable', w.u().StartSession, 'p-301')
+        finally:
+            pg().start()
+        wait_until(lambda: w.journal_waiting() == 0, 10, 'the journal shipped')
+        spath2 = w.ready('p-300', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.u().Disarm()
+        w.session(spath2).End('')
+        assert pg().value("SELECT state FROM smplaser.sessions WHERE id = %s"
+                          % spath.split('/')[-1], db) == 'ended'
+
+
+@test
+def test_server_stopped_mid_treatment():
+    """The server stops while the unit emits: the treatment goes on (no disarm), its pulses
+    wait in the workstation's journal and arrive once when the server is back."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-400', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.5)
+        pg().stop()
+        before = len(w.fired_shots())
+        try:
+            w.fire(1.0)
+            assert len(w.fired_shots()) > before     # fired with the server away
+            assert w.state() == 'ready', w.state()     # not disarmed by the server's absence
+            w.u().Disarm()
+            w.wait_state('standby')
+            w.session(spath).End('done')
+            pump(0.5)
+            assert w.journal_waiting() > 0
+        finally:
+            pg().start()
+        w.wait_shipped()
+        fired = w.fired_shots()
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+        t = treatments(db)
+        assert len(t) == 1 and t[0][5] == 'completed' and int(t[0][6]) == len(fired), t
+
+
+@test
+def test_sigkill_while_the_server_is_down():
+    """The daemon is killed (SIGKILL) while the server is down and pulses wait in the
+    journal; both back: every pulse is in the records once, the treatment settled."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-500', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.4)
+        pg().stop()
+        try:
+            w.fire(0.8)
+            pump(0.3)       # past a flush into the journal
+            w.kill(signal.SIGKILL)
+        finally:
+            pg().start()
+        w.start()
+        w.wait_shipped()
+        wait_until(lambda: treatments(db)[0][5] != 'open', 10, 'the treatment settled')
+        fired = w.fired_shots()
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+        t = treatments(db)
+        assert len(t) == 1 and t[0][5] == 'reconciled' and int(t[0][6]) == len(fired), t
+
+
+@test
+def test_connection_killed_while_arming():
+    """pg_terminate_backend() of the daemon's connection in the middle of the arming
+    transaction: Arm succeeds on a new connection, once (one treatment)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-600', 'crown')
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(1); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        result = []
+        w.u().Arm(reply_handler=lambda: result.append('armed'),
+                  error_handler=lambda e: result.append(e.get_dbus_name()), timeout=60)
+        wait_until(lambda: pg().value("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                      " '%s' AND query LIKE 'INSERT INTO smplaser.treatments%%'"
+                                      % db, 'postgres') == '1', 10, 'the arming insert')
+        assert pg().terminate(db, 'smplaserd writer%') >= 1
+        wait_until(lambda: result, 30, 'the Arm reply')
+        assert result == ['armed'], result
+        w.wait_state('ready')
+        assert len(treatments(db)) == 1
+        w.u().Disarm()
+
+
+@test
+def test_server_stopped_while_arming():
+    """The server shuts down inside the arming transaction (its insert waits in a trigger):
+    Arm is refused with RecordsUnavailable, the unit never arms, and nothing of that arming
+    is in the records; back, the same Arm arms once."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-610', 'crown')
+        pg().psql("CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_sleep(1); RETURN NEW; END$$;"
+                  " CREATE TRIGGER slow BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+                  " EXECUTE FUNCTION public.slow()", db=db)
+        result = []
+        states = set()
+        w.u().Arm(reply_handler=lambda: result.append('armed'),
+                  error_handler=lambda e: result.append(e.get_dbus_name()), timeout=60)
+        wait_until(lambda: pg().value("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                      " '%s' AND query LIKE 'INSERT INTO smplaser.treatments%%'"
+                                      % db, 'postgres') == '1', 10, 'the arming insert')
+        pg().stop()
+        try:
+            def answered():
+                states.add(w.state())
+                return result
+            wait_until(answered, 30, 'the Arm reply')
+            assert result == [harness.ERR + 'RecordsUnavailable'], result
+            pump(0.5)
+            states.add(w.state())
+            assert states == {'standby'}, states
+        finally:
+            pg().start()
+        pg().wait_ready()
+        assert treatments(db) == [], treatments(db)
+        pg().psql('DROP TRIGGER slow ON smplaser.treatments', db=db)
+        wait_until(lambda: w.journal_waiting() == 0, 10, 'the journal shipped')
+        w.u().Arm()
+        w.wait_state('ready')
+        assert len(treatments(db)) == 1, treatments(db)
+        w.u().Disarm()
+
+
+@test
+def test_connection_killed_while_emitting():
+    """The daemon's connections terminated again and again while the unit emits: every
+    pulse arrives once."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-700', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        stop = threading.Event()
+        killed = [0]
+
+        def killer():
+            while not stop.is_set():
+                killed[0] += pg().terminate(db)
+                time.sleep(0.07)
+        t = threading.Thread(target=killer)
+        t.start()
+        try:
+            w.fire(2.0)
+        finally:
+            stop.set()
+            t.join()
+        w.u().Disarm()
+        w.wait_state('standby')
+        w.session(spath).End('')
+        w.wait_shipped()
+        fired = w.fired_shots()
+        assert killed[0] > 5, killed
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+        print('# %d connections killed, %d pulses, each once' % (killed[0], len(fired)))
+
+
+@test
+def test_hung_server_stalls_no_loop():
+    """A server that stops answering (SIGSTOP, its sockets open) while one unit emits: the
+    daemon's loop goes on (another unit's properties answered at once, a Disarm at once,
+    the emitting unit not disarmed by the wait), queries end with RecordsUnavailable at
+    their deadline, and every pulse arrives once when the server is back."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start(sim=2)
+        u2, _ = unit_path('ws1', 2)
+        spath = w.ready('p-h01', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        answers = []
+        worst = 0.0
+        pg().hang()
+        try:
+            w.simu().SetFootswitch(True)
+            w.manager().CheckPatch('p-h02', 'crown', timeout=60,
+                                   reply_handler=lambda *a: answers.append('answered'),
+                                   error_handler=lambda e: answers.append(e.get_dbus_name()))
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                w.unit_prop('State', u2)
+                worst = max(worst, time.monotonic() - t0)
+                pump(0.05)
+            assert w.state() in ('ready', 'emitting'), w.state()
+            w.simu().SetFootswitch(False)
+            t0 = time.monotonic()
+            w.u().Disarm()
+            disarm_s = time.monotonic() - t0
+            w.wait_state('standby', 2)
+            wait_until(lambda: answers, 30, 'CheckPatch to end at its deadline')
+        finally:
+            pg().unhang()
+        assert worst < 0.5, 'a property took %.2f s while the server hung' % worst
+        assert disarm_s < 0.5, 'Disarm took %.2f s while the server hung' % disarm_s
+        assert answers == [harness.ERR + 'RecordsUnavailable'], answers
+        w.session(spath).End('')
+        w.wait_shipped(30)
+        assert w.recorded_shots() == w.fired_shots()
+        print('# worst property read %.0f ms, Disarm %.0f ms while the server hung'
+              % (worst * 1000, disarm_s * 1000))
+
+
+class CutProxy:
+    """A Unix-socket proxy in front of the test's server that cuts, once when told, the
+    connection that sends the COMMIT of a transaction in which it saw @after (default: a
+    SERIALIZABLE one, the arming), right after the server got it: the commit goes on on
+    the server, its answer is lost."""
+
+    def __init__(self, target_dir, after=b'ISOLATION LEVEL SERIALIZABLE'):
+        import socket
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix='smpl-pgproxy-')
+        os.chmod(self.dir, 0o755)
+        self.target = os.path.join(target_dir, '.s.PGSQL.5432')
+        self.after = after
+        self.cut_next = threading.Event()
+        self.cuts = 0
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.path.join(self.dir, '.s.PGSQL.5432')
+        self.srv.bind(path)
+        os.chmod(path, 0o777)
+        self.srv.listen(64)
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def conninfo(self, db, user='smpl_ws'):
+        return 'host=%s dbname=%s user=%s' % (self.dir, db, user)
+
+    def _accept(self):
+        import socket
+        while not self.closed:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.target)
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self._up, args=(c, s), daemon=True).start()
+            threading.Thread(target=self._down, args=(s, c), daemon=True).start()
+
+    def _up(self, c, s):
+        seen = False
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                s.sendall(data)
+                if self.after in data:
+                    seen = True
+                if b'COMMIT\x00' in data:
+                    if seen and self.cut_next.is_set():
+                        self.cut_next.clear()
+                        self.cuts += 1
+                        time.sleep(0.1)     # the server has it
+                        break               # ... and the client never hears
+                    seen = False
+        except OSError:
+            pass
+        self._close(c, s)
+
+    def _down(self, s, c):
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        self._close(c, s)
+
+    @staticmethod
+    def _close(*socks):
+        import socket
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def close(self):
+        import shutil
+        self.closed = True
+        self.srv.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@test
+def test_commit_answer_lost_while_the_commit_goes_on():
+    """The arming's COMMIT reaches the server, and the connection breaks before its answer
+    while the commit is still going on (a commit that waits, as for a synchronous standby;
+    here a deferred trigger of the test sleeps 1 s in it): the daemon looks for the
+    treatment on a new connection and cannot see it yet.  It must not record the arming
+    twice: the unit arms on one treatment, and that one gets the pulses and the end."""
+    db = pg().new_database()
+    proxy = CutProxy(pg().socket_dir)
+    try:
+        conf = ('[records]\nbackend = postgresql\nconninfo = %s\nworkstation = ws1\n'
+                % proxy.conninfo(db))
+        with Workstation(db, 'ws1') as w:
+            with open(w.config_path, 'w') as f:     # through the proxy
+                f.write(conf)
+            w.start()
+            spath = w.ready('p-c01', 'crown')
+            pg().psql("CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql"
+                      " AS $$BEGIN PERFORM pg_sleep(1); RETURN NULL; END$$;"
+                      " CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON"
+                      " smplaser.treatments DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                      " EXECUTE FUNCTION public.slow_commit()", db=db)
+            proxy.cut_next.set()
+            result = []
+            w.u().Arm(reply_handler=lambda: result.append('armed'),
+                      error_handler=lambda e: result.append(e.get_dbus_name()), timeout=60)
+            wait_until(lambda: result, 40, 'the Arm reply')
+            assert proxy.cuts == 1, proxy.cuts
+            pump(1.5)           # every commit in flight has ended
+            t = treatments(db)
+            assert result == ['armed'], (result, t)
+            w.wait_state('ready')
+            assert len(t) == 1, 'one arming, %d treatments recorded: %s' % (len(t), t)
+            w.fire(0.4)
+            w.u().Disarm()
+            w.wait_state('standby')
+            w.session(spath).End('')
+            w.wait_shipped()
+            t = treatments(db)
+            fired = w.fired_shots()
+            assert len(t) == 1 and t[0][5] == 'completed' and int(t[0][7]) == len(fired), t
+    finally:
+        proxy.close()
+
+
+@test
+def test_session_commit_answer_lost_while_the_commit_goes_on():
+    """As for an arming, for a session's start: its COMMIT's answer lost while the commit
+    still runs (a deferred trigger of the test: 1 s).  StartSession answers once, and the
+    clinic's records hold one session, the one the daemon uses."""
+    db = pg().new_database()
+    proxy = CutProxy(pg().socket_dir, after=b'INSERT INTO smplaser.sessions')
+    try:
+        conf = ('[records]\nbackend = postgresql\nconninfo = %s\nworkstation = ws1\n'
+                % proxy.conninfo(db))
+        with Workstation(db, 'ws1') as w:
+            with open(w.config_path, 'w') as f:     # through the proxy
+                f.write(conf)
+            w.start()
+            pg().psql("CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql"
+                      " AS $$BEGIN PERFORM pg_sleep(1); RETURN NULL; END$$;"
+                      " CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON"
+                      " smplaser.sessions DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                      " EXECUTE FUNCTION public.slow_commit()", db=db)
+            proxy.cut_next.set()
+            result = []
+            w.u().StartSession('p-c02', reply_handler=lambda p: result.append(str(p)),
+                               error_handler=lambda e: result.append(e.get_dbus_name()),
+                               timeout=60)
+            wait_until(lambda: result, 40, 'the StartSession reply')
+            assert proxy.cuts == 1, proxy.cuts
+            pump(1.5)           # every commit in flight has ended
+            rows = pg().rows("SELECT id, state FROM smplaser.sessions WHERE patient = 'p-c02'",
+                             db)
+            assert result[0].startswith(ROOT + '/session/'), (result, rows)
+            assert len(rows) == 1, 'one start, %d sessions recorded: %s' % (len(rows), rows)
+            assert rows[0][0] == result[0].split('/')[-1], (result, rows)
+            w.session(result[0]).End('')
+            w.wait_shipped()
+            assert pg().value("SELECT state FROM smplaser.sessions WHERE patient = 'p-c02'",
+                              db) == 'ended'
+    finally:
+        proxy.close()
+
+
+# --- integ's store features on this backend -----------------------------------------------
+
+@test
+def test_records_copies_refused_and_no_sqlite_check():
+    """The SQLite store's Backup, Export, verify and integrity check are not the clinic's:
+    Backup and Export answer NotSupported naming pg_dump (nothing written into the file),
+    `smplaserctl records verify` fails saying so, and the integrity check of a records.db
+    that a PostgreSQL workstation does not have never faults its units: after it would
+    have run, the unit still arms and its pulses reach the clinic's records."""
+    import subprocess
+    import tempfile
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a:
+        a.start()
+        records = dbus.Interface(a.obj(harness.ROOT), 'org.smplaser.Laser1.Records')
+        with tempfile.TemporaryFile() as f:
+            for call, args in ((records.Backup, ()), (records.Export, (dbus.UInt64(0), 'csv'))):
+                try:
+                    call(dbus.types.UnixFd(f), *args)
+                    raise AssertionError('%s answered on PostgreSQL' % call)
+                except dbus.DBusException as e:
+                    assert e.get_dbus_name() == 'org.freedesktop.DBus.Error.NotSupported', e
+                    assert 'PostgreSQL' in str(e) and 'pg_dump' in str(e), e
+            f.seek(0, os.SEEK_END)
+            assert f.tell() == 0, 'something was written'
+        ctl = os.environ.get('SMPLASERCTL', os.path.join(harness.TOP, 'build', 'smplaserctl'))
+        e = a.env()
+        e['NO_COLOR'] = '1'
+        p = subprocess.run([ctl, '--session', 'records', 'verify'], env=e, timeout=60,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert p.returncode != 0 and 'pg_dump' in p.stderr, (p.returncode, p.stderr)
+        pump(2.0)      # the SQLite store's check would have faulted the unit by now
+        assert a.state() == 'standby', a.state()
+        a.treat('p-300', 'crown')
+        assert len(treatments(db, "patient = 'p-300'")) == 1
+        a.wait_shipped()
+        assert a.recorded_shots() == a.fired_shots()
+        assert not os.path.exists(os.path.join(a.state_dir, 'records.db'))
+
+
+# --- import --------------------------------------------------------------------------
+
+@test
+def test_import_sqlite_records_twice():
+    """A workstation's SQLite records imported into the clinic's, twice: the second run adds
+    nothing.  Conflicts are reported (exit 3, a line each, an audit record once), never
+    merged: a unit's shot already in the clinic's records for another treatment, and a
+    treatment inside another workstation's cooldown of the same patch (imported, marked,
+    so the rules still count it: the patch stays refused)."""
+    import subprocess
+    db = pg().new_database()
+    # The clinic: ws2 treated p-900's crown an hour ago.
+    with Workstation(db, 'ws2') as b:
+        b.start()
+        b.treat('p-900', 'crown', seconds=0.3)
+    # ws1's own records (SQLite): p-900's crown too, and p-901's occipital.
+    import shutil
+    import tempfile
+    keep = tempfile.mkdtemp(prefix='smpl-import-')
+    state = os.path.join(keep, 'state')
+    with Env() as a:
+        a.start()
+        a.treat('p-900', 'crown', seconds=0.4)
+        a.treat('p-901', 'occipital', seconds=0.4)
+        a.settle_records()
+        local_shots = a.recorded_shots()
+        a.daemon.terminate()
+        assert a.daemon.wait(10) == 0
+        shutil.copytree(a.state_dir, state)
+    assert local_shots, local_shots
+    # A clash of the shot numbers of ws1's unit (SIM00001): its shot 1 is already in the
+    # clinic's records, for another treatment.
+    pg().psql("INSERT INTO smplaser.units VALUES ('SIM00001', 'x', 'x', 0, 0, 'ws9');"
+              "INSERT INTO smplaser.sessions (workstation, patient, unit_serial, operator_uid,"
+              " operator_name, start_ms) VALUES ('ws9', 'p-999', 'SIM00001', 0, 'x', 0);"
+              "INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
+              " unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
+              " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+              " armed_rtc_s, shot_at_arm, cooldown_ms, outcome, end_ms, pulse_count)"
+              " SELECT max(id), 'ws9', 'p-999', 'crown', 'SIM00001', 'x', 0, 'x', 1064, 3000,"
+              " 3000, 10000, 5000, 1, 1000, 0, 0, 3628800000, 'completed', 2000, 1"
+              " FROM smplaser.sessions WHERE patient = 'p-999';"
+              "INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
+              " measured_uj, set_uj) SELECT id, 'SIM00001', 1500, %d, 1, 1"
+              " FROM smplaser.treatments WHERE patient = 'p-999'" % local_shots[0], db=db)
+    conf = os.path.join(keep, 'import.conf')
+    with open(conf, 'w') as f:
+        f.write(config(db, 'ws1'))
+
+    def run():
+        return subprocess.run([harness.DAEMON, '--config', conf, '--state-dir', state,
+                               '--import-records'], capture_output=True, text=True, timeout=120)
+    before = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
+                       ' (SELECT count(*) FROM smplaser.pulses),'
+                       ' (SELECT count(*) FROM smplaser.audit)', db)[0]
+    try:
+        p1 = run()
+        for line in p1.stdout.splitlines():
+            print('# import: ' + line)
+        assert p1.returncode == 3, (p1.returncode, p1.stdout, p1.stderr)
+        assert p1.stdout.count('conflict:') == 2, p1.stdout
+        assert 'shot %d' % local_shots[0] in p1.stdout and 'cooldown' in p1.stdout, p1.stdout
+        assert ' 2 treatments' in p1.stdout, p1.stdout
+        after1 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
+                           ' (SELECT count(*) FROM smplaser.pulses),'
+                           ' (SELECT count(*) FROM smplaser.audit)', db)[0]
+        assert int(after1[0]) == int(before[0]) + 2, (before, after1)
+        assert int(after1[1]) == int(before[1]) + len(local_shots) - 1, (before, after1)
+        t = pg().rows("SELECT workstation, import_conflict, pulses_recorded FROM"
+                      " smplaser.treatments WHERE origin = 'sqlite:ws1' ORDER BY id", db)
+        assert [r[:2] for r in t] == [['ws1', 't'], ['ws1', 'f']], t
+        n_conf = pg().value("SELECT count(*) FROM smplaser.audit WHERE reason ="
+                            " 'import-conflict'", db)
+        assert n_conf == '2', n_conf
+        p2 = run()
+        assert p2.returncode == 3 and p2.stdout.count('(known)') == 2, p2.stdout
+        assert '0 units, 0 sessions, 0 treatments, 0 pulses, 0 audit records' in p2.stdout, \
+            p2.stdout
+        after2 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
+                           ' (SELECT count(*) FROM smplaser.pulses),'
+                           ' (SELECT count(*) FROM smplaser.audit)', db)[0]
+        assert after2 == after1, (after1, after2)
+        # The imported treatments count: p-901's occipital is refused on the clinic's records.
+        with Workstation(db, 'ws3') as c:
+            c.start()
+            eligible, _, reason = c.manager().CheckPatch('p-901', 'occipital')
+            assert not eligible, reason
+            h = c.history('p-900')
+            assert sorted(x['workstation'] for x in h) == ['ws1', 'ws2'], h
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
+
+
+# --- the test's own server: never left behind ---------------------------------------
+
+def _pid_alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().split(') ')[-1][0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+@test
+def test_the_server_goes_with_the_suite():
+    """The suite's PostgreSQL never outlives it: closed while hung (SIGSTOP), and when the
+    process that started it dies by SIGKILL (the server hung) or SIGTERM, the server
+    stops and its directory goes within seconds."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    s = PgServer()
+    master = s.pids()[0]
+    s.hang()
+    s.close()
+    assert not _pid_alive(master), 'a hung server outlived close()'
+    assert not os.path.exists(s.dir), s.dir
+    for sig, hang in ((signal.SIGKILL, True), (signal.SIGTERM, False)):
+        code = ('import sys, time; sys.path.insert(0, %r); from pgserver import PgServer;'
+                ' s = PgServer(); %s print(s.dir, s.pids()[0], flush=True); time.sleep(600)'
+                % (here, 's.hang();' if hang else ''))
+        p = subprocess.Popen(['/usr/bin/python3', '-c', code], stdout=subprocess.PIPE,
+                             text=True)
+        try:
+            line = p.stdout.readline().split()
+            assert len(line) == 2, line
+            d, master = line[0], int(line[1])
+            p.send_signal(sig)
+            p.wait(10)
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        wait_until(lambda: not _pid_alive(master) and not os.path.exists(d), 20,
+                   'the server of a process killed by %s (hung: %s) gone' % (sig.name, hang))
+
+
+def main():
+    try:
+        return harness.main()
+    finally:
+        if PG:
+            PG.close()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
