@@ -425,7 +425,9 @@ static void *int_in_thread(void *arg)
 		}
 		if (g->enabled && g->powered) {
 			smpl_model_advance(g->model, now);
-			if (mode != GADGET_REPORTS_SILENT)
+			n = smpl_model_next_report(g->model, now, buf, sizeof(buf));
+			/* Silent: the reports are lost, not kept for later. */
+			while (n > 0 && mode == GADGET_REPORTS_SILENT)
 				n = smpl_model_next_report(g->model, now, buf, sizeof(buf));
 		}
 		if (n > 0) {

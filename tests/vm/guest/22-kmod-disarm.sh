@@ -34,8 +34,8 @@ check "a disarm event with reason heartbeat (3)" grep -q 'type=disarm reason=3' 
 check "GET_STATUS no longer shows the driver armed" test "$(kc_field armed)" = 0
 
 # A shorter heartbeat_ms from sysfs applies too.
-echo 200 >"$KMOD_SYSFS/heartbeat_ms"
-kc $ARM hb 0 heartbeat gadget-wait STANDBY 3000 300 heartbeat-200
+check "sysfs heartbeat_ms takes 200 (the device is closed)" sh -c "echo 200 >$KMOD_SYSFS/heartbeat_ms"
+kc info $ARM hb 0 heartbeat events-until disarm 1000 gadget-wait STANDBY 3000 300 heartbeat-200
 rc=$?
 lat=$(sed -n 's/^latency heartbeat-200=\([0-9.]*\) ms/\1/p' /tmp/kc.out)
 check "heartbeat_ms 200 from sysfs: STANDBY ${lat:-?} ms after the last heartbeat (limit 300)" test $rc = 0

@@ -34,8 +34,8 @@ check "the driver reported it as an unexpected armed state (disarm reason 6)" \
 
 gstat
 reports0=$G_reports
-kc events ctl "hostile flood 300" sleep 300 status events ctl "interlock key open" sleep 100 events \
-	ctl "interlock key closed"
+kc events ctl "hostile flood 300" sleep 300 status events ctl "interlock key open" \
+	events-until interlock 3000 ctl "interlock key closed"
 gstat
 check "a report flood ($((G_reports - reports0)) reports): GET_STATUS still answers" \
 	test "$(kc_field state)" = STANDBY
