@@ -98,6 +98,7 @@ bool smplaser_disarm_report_locked(struct smplaser_dev *dev, bool armed_state)
 	if (!armed_state) {
 		dev->disarm_want = false;
 		dev->disarm_failed = false;
+		dev->disarm_epoch++;		/* a recovery under way is stale */
 		return false;
 	}
 	if (dev->armed || dev->arm_pending ||
@@ -212,15 +213,24 @@ static void smplaser_disarm_timeout(struct work_struct *work)
 	usb_unlink_urb(dev->disarm_urb);
 }
 
-/* Tell the reader that nothing took: the unit does not obey the driver. */
+/*
+ * Tell the reader that nothing took: the unit does not obey the driver.
+ * Not when the episode the recovery began in has ended meanwhile (a report
+ * showed the unit disarmed, or the driver armed it again): @epoch.
+ */
 static void smplaser_disarm_failed(struct smplaser_dev *dev, int ctrl,
-				   int cmd, unsigned int tries)
+				   int cmd, unsigned int tries,
+				   unsigned int epoch)
 {
 	struct smplaser_event ev = { .type = SMPLASER_EV_DISARM_FAILED };
 	unsigned long irqflags;
 	bool tell;
 
 	spin_lock_irqsave(&dev->lock, irqflags);
+	if (dev->disarm_epoch != epoch) {
+		spin_unlock_irqrestore(&dev->lock, irqflags);
+		return;
+	}
 	tell = !dev->disarm_failed;
 	dev->disarm_failed = true;
 	dev->disarm_failed_jiffies = jiffies;
@@ -297,9 +307,12 @@ static void smplaser_disarm_retry(struct work_struct *work)
 						struct smplaser_dev,
 						disarm_work);
 	int ctrl = READ_ONCE(dev->disarm_error);
-	unsigned int tries = 1;
+	unsigned int tries = 1, epoch;
 	int cmd = -ENODEV;
 
+	spin_lock_irq(&dev->lock);
+	epoch = dev->disarm_epoch;
+	spin_unlock_irq(&dev->lock);
 	while (tries < SMPLASER_DISARM_TRIES) {
 		if (!smplaser_disarm_wanted(dev))
 			return;
@@ -331,7 +344,7 @@ static void smplaser_disarm_retry(struct work_struct *work)
 			 ctrl);
 		return;
 	}
-	smplaser_disarm_failed(dev, ctrl, cmd, tries);
+	smplaser_disarm_failed(dev, ctrl, cmd, tries, epoch);
 }
 
 /* --- heartbeat watchdog ------------------------------------------------ */
@@ -454,6 +467,7 @@ void smplaser_armed_locked(struct smplaser_dev *dev)
 	dev->armed = true;
 	dev->disarm_want = false;
 	dev->disarm_failed = false;	/* a new episode */
+	dev->disarm_epoch++;
 	dev->interlock_disarmed = false;
 	smplaser_heartbeat_arm_locked(dev);
 	dev->stream_seen = dev->reports;

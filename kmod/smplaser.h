@@ -88,6 +88,7 @@ struct smplaser_dev {
 	unsigned long disarm_failed_jiffies; /* the last failed recovery */
 	bool disarm_failed;		/* ... and it is not yet undone (lock) */
 	bool disarm_want;		/* disarmed; no report has shown it yet */
+	unsigned int disarm_epoch;	/* +1 when an episode ends (lock) */
 	unsigned long disarm_sent;	/* jiffies: when, or the last escalation */
 	struct delayed_work disarm_timeout_work;
 	struct delayed_work disarm_work;
