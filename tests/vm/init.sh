@@ -74,7 +74,14 @@ run_test() {
 for t in /tests/*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
-	case $name in $VM_ONLY) ;; *) continue ;; esac
+	# VM_ONLY: shell patterns separated by spaces, any of them
+	wanted=0
+	set -f		# the patterns are not file names here
+	for pat in $VM_ONLY; do
+		case $name in $pat) wanted=1 ;; esac
+	done
+	set +f
+	[ $wanted = 1 ] || continue
 	echo "# --- $name"
 	start=$(cut -d' ' -f1 /proc/uptime)
 	run_test "$t" "/tmp/$name.out"
