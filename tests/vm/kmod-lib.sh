@@ -24,6 +24,12 @@ KMOD_DEV=/dev/smplaser0
 EMISSION_DELAY_MS=300
 WATCHDOG_MS=1000
 KMOD_DMESG_MARK=0
+# lat_ms N: a rig latency limit of N ms, scaled for slow kernels and
+# parallel runs (VM_LAT_SCALE, tests/vm/run).  Not for the driver's bounds.
+. /etc/vm/settings
+LAT=${VM_LAT_SCALE:-1}
+export VM_LAT_SCALE=$LAT
+lat_ms() { echo $(($1 * LAT)); }
 # Splats of any kernel, and of the debug kernel's KASAN, KFENCE, lockdep,
 # DEBUG_OBJECTS and atomic-sleep checks (as /init checks at the end).
 KMOD_DMESG_BAD='BUG|WARNING|Oops|sleeping function called|BOGUS urb|general protection|KASAN|KFENCE|UBSAN|ODEBUG|circular locking|recursive locking|inconsistent lock|lock held|hung_task|blocked for more than|refcount_t|stack-protector|Kernel panic'

@@ -59,6 +59,7 @@
 
 static const char *dev_path = "/dev/smplaser0";
 static int failures;
+static unsigned int lat_scale = 1;	/* VM_LAT_SCALE: rig latency limits */
 
 /* --- small helpers ---------------------------------------------------------- */
 
@@ -382,10 +383,11 @@ static int scenario_disarm_behind_slow(void)
 	     ret, ret ? strerror(err) : "ok", t1 - t0, slow.ret ? strerror(slow.err) : "ok",
 	     slow.done_ms - t0);
 	check(atomic_load(&disarm_seen_ms) &&
-	      atomic_load(&disarm_seen_ms) - t0 <= 100,
+	      atomic_load(&disarm_seen_ms) - t0 <= 100 * lat_scale,
 	      "DISARM behind a command the unit does not answer: the disarm request reached "
-	      "the unit %ld ms after the ioctl (limit 100 ms, the command held the lock ~400 ms more)",
-	      atomic_load(&disarm_seen_ms) ? (long)(atomic_load(&disarm_seen_ms) - t0) : -1L);
+	      "the unit %ld ms after the ioctl (limit %u ms, the command held the lock ~400 ms more)",
+	      atomic_load(&disarm_seen_ms) ? (long)(atomic_load(&disarm_seen_ms) - t0) : -1L,
+	      100 * lat_scale);
 	check(wait_until(gadget_not_armed, 200), "and the unit is in STANDBY");
 
 	/* A signal while DISARM waits for the lock: EINTR, but disarmed. */
@@ -399,8 +401,8 @@ static int scenario_disarm_behind_slow(void)
 	err = errno;
 	check(ret < 0 && err == EINTR, "a signal while DISARM waits for the lock: EINTR (%s)",
 	      ret < 0 ? strerror(err) : "it succeeded");
-	check(wait_until(gadget_not_armed, 50),
-	      "and the unit is disarmed all the same (within 50 ms of the EINTR)");
+	check(wait_until(gadget_not_armed, 50 * lat_scale),
+	      "and the unit is disarmed all the same (within %u ms of the EINTR)", 50 * lat_scale);
 	bg_join(&slow);
 	close(fd);
 	return 0;
@@ -825,6 +827,8 @@ int main(int argc, char **argv)
 	srand((unsigned int)now_ms());
 	if (getenv("KMOD_DEV"))
 		dev_path = getenv("KMOD_DEV");
+	if (getenv("VM_LAT_SCALE") && atoi(getenv("VM_LAT_SCALE")) > 0)
+		lat_scale = (unsigned int)atoi(getenv("VM_LAT_SCALE"));
 	if (!strcmp(s, "disarm-behind-slow"))
 		ret = scenario_disarm_behind_slow();
 	else if (!strcmp(s, "arm-cancel"))

@@ -17,12 +17,12 @@ kc params 1064 3000 4000 10000 10000
 ARM="hb 100 arm wait-state READY 3000"
 
 # --- silence while READY --------------------------------------------------------
-kc $ARM events ctl "reports silent" gadget-wait STANDBY 3000 300 silent \
+kc $ARM events ctl "reports silent" gadget-wait STANDBY 3000 "$(lat_ms 300)" silent \
 	events-until disarm 1000
 rc=$?
 lat=$(sed -n 's/^latency silent=\([0-9.]*\) ms/\1/p' /tmp/kc.out)
 kmod-client -n ctl "reports normal"
-check "the interrupt endpoint goes silent while READY: STANDBY ${lat:-?} ms later (limit 300)" test $rc = 0
+check "the interrupt endpoint goes silent while READY: STANDBY ${lat:-?} ms later (limit $(lat_ms 300))" test $rc = 0
 diag "measured: reports stop -> STANDBY ${lat:-?} ms (the bound: 100 ms of silence)"
 check "not before 100 ms of silence ($lat ms)" awk -v l="${lat:-0}" 'BEGIN { exit !(l >= 95) }'
 check "the reader gets a disarm record, reason STATUS_SILENT (7)" grep -q 'type=disarm reason=7' /tmp/kc.out
@@ -32,12 +32,12 @@ check "the unit is in STANDBY, not FAULT: the driver disarmed it ($G_state)" tes
 # --- garbage while EMITTING -----------------------------------------------------------
 gstat
 kc $ARM ctl "footswitch 1" wait-state EMITTING 2000 sleep 200 events ctl "reports garbage" \
-	gadget-wait STANDBY 3000 300 garbage sleep 200 ctl "reports normal" sleep 100 events
+	gadget-wait STANDBY 3000 "$(lat_ms 300)" garbage sleep 200 ctl "reports normal" sleep 100 events
 rc=$?
 lat=$(sed -n 's/^latency garbage=\([0-9.]*\) ms/\1/p' /tmp/kc.out)
 kmod-client -n ctl "footswitch 0"
 kmod-client -n ctl "reports normal"
-check "malformed reports while EMITTING: STANDBY ${lat:-?} ms later (4 in a row; limit 300)" test $rc = 0
+check "malformed reports while EMITTING: STANDBY ${lat:-?} ms later (4 in a row; limit $(lat_ms 300))" test $rc = 0
 check "the reader gets a disarm record, reason STATUS_GARBLED (8)" grep -q 'type=disarm reason=8' /tmp/kc.out
 shots=$(grep 'type=pulse' /tmp/kc.out | tail -n1 | sed 's/.*shot=\([0-9]*\).*/\1/')
 gstat

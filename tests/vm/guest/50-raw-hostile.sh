@@ -98,13 +98,13 @@ done
 # --- behaviour behind good descriptors ----------------------------------------------
 raw_start good && wait_sysfs state standby 10 || { not_ok "the good raw-gadget unit binds"; exit 1; }
 kc params 1064 3000 4000 10000 10000
-kc $ARM ctl "reports silent" gadget-wait STANDBY 3000 400 silent events-until disarm 1000
+kc $ARM ctl "reports silent" gadget-wait STANDBY 3000 "$(lat_ms 400)" silent events-until disarm 1000
 rc=$?
 kmod-client -n ctl "reports normal"
 check "raw-gadget: silent interrupt endpoint while READY: disarmed (reason 7)" \
 	sh -c "[ $rc = 0 ] && grep -q 'type=disarm reason=7' /tmp/kc.out"
 kc $ARM ctl "footswitch 1" wait-state EMITTING 2000 ctl "reports garbage" \
-	gadget-wait STANDBY 3000 400 garbage events
+	gadget-wait STANDBY 3000 "$(lat_ms 400)" garbage events
 rc=$?
 kmod-client -n ctl "footswitch 0"
 kmod-client -n ctl "reports normal"
@@ -113,7 +113,7 @@ check "raw-gadget: garbage reports while EMITTING: disarmed (reason 8)" \
 kc sleep 100 ctl "reports silent" sleep 150 expect EIO arm ctl "reports normal"
 check "raw-gadget: ARM on a silent stream: EIO" test $? = 0
 for mode in stall hang; do
-	kc sleep 100 $ARM ctl "disarm-request $mode" hb 0 heartbeat gadget-wait STANDBY 3000 1500 $mode
+	kc sleep 100 $ARM ctl "disarm-request $mode" hb 0 heartbeat gadget-wait STANDBY 3000 "$((500 + $(lat_ms 1000)))" $mode
 	rc=$?
 	kmod-client -n ctl "disarm-request normal"
 	check "raw-gadget: the disarm request ${mode}s: the bulk DISARM disarms the unit" test $rc = 0
