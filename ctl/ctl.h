@@ -10,6 +10,7 @@
 #ifndef SMPLASER_CTL_H
 #define SMPLASER_CTL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,6 +38,7 @@ enum ctl_exit {
 /* What the command line chose, and the connection. */
 struct ctl {
 	sd_bus *bus;
+	sd_bus *keeper_bus;	/* to the session keeper, once a call went there */
 	bool json;		/* --json */
 	bool user_bus;		/* --session (--user) */
 	bool ask_password;	/* not --no-ask-password */
@@ -58,12 +60,12 @@ int ctl_connect(struct ctl *c);
 void ctl_disconnect(struct ctl *c);
 
 /*
- * Calls a method on the daemon.  Returns CTL_EXIT_DONE with *reply set (may
- * be NULL if not wanted), or prints the daemon's message and returns the
- * exit code that fits the error.
+ * Calls a method on the daemon over @bus.  Returns CTL_EXIT_DONE with *reply
+ * set (may be NULL if not wanted), or prints the daemon's message and
+ * returns the exit code that fits the error.
  */
-int ctl_call(struct ctl *c, const char *path, const char *iface,
-	     const char *member, sd_bus_message **reply, const char *types, ...);
+int ctl_call_va(struct ctl *c, sd_bus *bus, const char *path, const char *iface,
+		const char *member, sd_bus_message **reply, const char *types, va_list ap);
 /* The same with a message the caller filled in (for a{sv} arguments). */
 int ctl_call_message(struct ctl *c, sd_bus_message *m, sd_bus_message **reply);
 
@@ -96,6 +98,8 @@ int ctl_pick_session(struct ctl *c, char **unit_path, char **session_path);
 /* Start / stop a polkit text agent when that makes sense (like systemctl). */
 void ctl_polkit_agent_open(struct ctl *c);
 void ctl_polkit_agent_close(void);
+/* In a forked child: the parent's agent is the parent's to stop. */
+void ctl_polkit_agent_forget(void);
 
 /* ---- out.c: output helpers ---- */
 
@@ -167,9 +171,23 @@ int load_history(struct ctl *c, const char *patient, json_object **out);
 /* sim footswitch hold: hold it @seconds, counting pulses live. */
 int footswitch_hold(struct ctl *c, const char *unit_path, double seconds);
 
-/* Fork the keeper of a session's bus connection (keeper.c). */
-int session_keeper_spawn(struct ctl *c, const char *unit_path,
-			 const char *session_path);
+/*
+ * StartSession(@patient) on @unit_path through a forked session keeper that
+ * owns the session from then on (keeper.c): the session's path, or the
+ * daemon's error printed and its exit code returned.
+ */
+int session_keeper_start(struct ctl *c, const char *unit_path, const char *patient,
+			 char **session_path);
+/*
+ * The connection a call must go out on: the session keeper's for what only a
+ * session's owner may call (SelectPatch, ConfirmEyewear, End; Arm and
+ * SetParameters on a unit with a session), when this user's keeper holds
+ * that session; else the bus.
+ */
+sd_bus *ctl_bus_for(struct ctl *c, const char *path, const char *iface, const char *member);
+/* ctl_call_va() over ctl_bus_for()'s connection: what the verbs call (keeper.c). */
+int ctl_call(struct ctl *c, const char *path, const char *iface,
+	     const char *member, sd_bus_message **reply, const char *types, ...);
 
 /* A signal (SIGINT/SIGTERM) asked us to stop; set by ctl_catch_signals(). */
 extern volatile int ctl_interrupted;

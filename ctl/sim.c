@@ -183,9 +183,77 @@ static int sim_run(struct ctl *c, const char *unit, int argc, char **argv,
 
 		if (!code && !c->json)
 			printf("Unit %s.\n", unplug ? "unplugged" : "plugged in again");
+		if (!code && c->json) {
+			/* The unit's object comes and goes as a real unit's does. */
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "unit", json_object_new_string(unit));
+			json_object_object_add(o, "plugged", json_object_new_boolean(!unplug));
+			out_json(o, false);
+			json_object_put(o);
+		}
+		*shown = true;
 		return code;
 	}
 	return sim_usage(c, "unknown sim verb");
+}
+
+/*
+ * The simulated unit the verb acts on: like ctl_pick_unit(), among the
+ * objects with a Simulator (an unplugged simulated unit keeps it, while its
+ * Unit interface is gone as a real unit's would be).
+ */
+static int pick_simulator(struct ctl *c, char **path)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *reply = NULL;
+	const char *p, *iface;
+	char *found = NULL;
+	unsigned int n = 0;
+	int r;
+
+	r = sd_bus_call_method(c->bus, SMPL_BUS_NAME, SMPL_MANAGER_PATH,
+			       "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+			       &e, &reply, NULL);
+	if (r < 0) {
+		sd_bus_error_free(&e);
+		return ctl_pick_unit(c, path);	/* says what is wrong */
+	}
+	r = sd_bus_message_enter_container(reply, 'a', "{oa{sa{sv}}}");
+	while (r > 0 && (r = sd_bus_message_enter_container(reply, 'e', "oa{sa{sv}}")) > 0) {
+		const char *tail;
+		bool sim = false;
+
+		r = sd_bus_message_read(reply, "o", &p);
+		if (r >= 0)
+			r = sd_bus_message_enter_container(reply, 'a', "{sa{sv}}");
+		while (r > 0 && (r = sd_bus_message_enter_container(reply, 'e', "sa{sv}")) > 0) {
+			r = sd_bus_message_read(reply, "s", &iface);
+			sim |= r >= 0 && strcmp(iface, SMPL_SIM_IFACE) == 0;
+			if (r >= 0)
+				r = sd_bus_message_skip(reply, "a{sv}");
+			if (r >= 0)
+				r = sd_bus_message_exit_container(reply);
+		}
+		tail = strrchr(p, '/');
+		if (r >= 0 && sim && (!c->unit || strcmp(p, c->unit) == 0 ||
+				      (tail && strcmp(tail + 1, c->unit) == 0))) {
+			n++;
+			free(found);
+			found = strdup(p);
+		}
+		if (r >= 0)
+			r = sd_bus_message_exit_container(reply);	/* a{sa{sv}} */
+		if (r >= 0)
+			r = sd_bus_message_exit_container(reply);	/* e */
+	}
+	sd_bus_message_unref(reply);
+	if (n != 1 || !found) {
+		free(found);
+		return ctl_pick_unit(c, path);	/* says what is wrong, or picks it */
+	}
+	*path = found;
+	return CTL_EXIT_DONE;
 }
 
 int verb_sim(struct ctl *c, int argc, char **argv)
@@ -196,7 +264,7 @@ int verb_sim(struct ctl *c, int argc, char **argv)
 
 	if (argc < 1)
 		return sim_usage(c, NULL);
-	if ((code = ctl_pick_unit(c, &unit)))
+	if ((code = pick_simulator(c, &unit)))
 		return code;
 	code = sim_run(c, unit, argc, argv, &shown);
 	if (!code && !shown && c->json)

@@ -105,7 +105,7 @@ void print_unit_text(struct ctl *c, json_object *u, json_object *session)
 {
 	json_object *il = NULL, *params = NULL;
 	const char *state = j_str(u, "State");
-	const char *fault = j_str(u, "Fault");
+	const char *fault = j_str(u, "LatchedFault");
 	char pbuf[256];
 
 	printf("%sUnit %s%s  (%s, %s, firmware %s)\n", col(c, SGR_BOLD),
@@ -549,29 +549,19 @@ static int show_session(struct ctl *c, const char *unit_path, const char *sp)
 
 static int session_start(struct ctl *c, const char *patient)
 {
-	sd_bus_message *reply = NULL;
-	char *unit = NULL;
-	const char *sp;
+	char *unit = NULL, *sp = NULL;
 	int code;
 
 	if ((code = ctl_pick_unit(c, &unit)))
 		return code;
-	code = ctl_call(c, unit, SMPL_UNIT_IFACE, "StartSession", &reply, "s",
-			patient);
-	if (!code) {
-		if (sd_bus_message_read(reply, "o", &sp) < 0)
-			code = ctl_error(c, CTL_EXIT_FAILED, NULL,
-					 "cannot read StartSession's reply");
-	}
+	/* The keeper opens it and owns it (see keeper.c). */
+	code = session_keeper_start(c, unit, patient, &sp);
 	if (!code) {
 		if (!c->json)
 			printf("Session %s opened for patient %s.\n", sp, patient);
 		code = show_session(c, unit, sp);
 	}
-	/* Keep the connection that opened the session (see keeper.c). */
-	if (!code)
-		code = session_keeper_spawn(c, unit, sp);
-	sd_bus_message_unref(reply);
+	free(sp);
 	free(unit);
 	return code;
 }
@@ -695,6 +685,7 @@ static bool parse_assignment(const char *arg, char *key, size_t key_len,
 static int params_set(struct ctl *c, int argc, char **argv)
 {
 	sd_bus_message *m = NULL;
+	sd_bus *bus;
 	char *unit = NULL;
 	int code, r;
 
@@ -712,7 +703,8 @@ static int params_set(struct ctl *c, int argc, char **argv)
 	}
 	if ((code = ctl_pick_unit(c, &unit)))
 		return code;
-	r = sd_bus_message_new_method_call(c->bus, &m, SMPL_BUS_NAME, unit,
+	bus = ctl_bus_for(c, unit, SMPL_UNIT_IFACE, "SetParameters");
+	r = sd_bus_message_new_method_call(bus, &m, bus == c->bus ? SMPL_BUS_NAME : NULL, unit,
 					   SMPL_UNIT_IFACE, "SetParameters");
 	if (r >= 0)
 		r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{sv}");
@@ -770,7 +762,7 @@ static int wait_armed(struct ctl *c, const char *unit, char *state, size_t len)
 		snprintf(state, len, "%s", j_str(u, "State"));
 		s = load_open_session(c, u);
 		armed_session = s && strcmp(j_str(s, "State"), "armed") == 0;
-		bool fault = *j_str(u, "Fault") != '\0';
+		bool fault = *j_str(u, "LatchedFault") != '\0';
 
 		json_object_put(u);
 		json_object_put(s);
@@ -818,7 +810,7 @@ int verb_arm(struct ctl *c, int argc, char **argv)
 		    strcmp(state, "emitting") != 0) {
 			json_object *f = NULL;
 
-			ctl_get_property(c, unit, SMPL_UNIT_IFACE, "Fault", &f);
+			ctl_get_property(c, unit, SMPL_UNIT_IFACE, "LatchedFault", &f);
 			code = ctl_error(c, CTL_EXIT_FAILED, NULL,
 					 "arming stopped: the unit is %s%s%s", state,
 					 f && *json_object_get_string(f) ? ", fault " : "",

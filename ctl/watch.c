@@ -92,8 +92,8 @@ static void redraw(struct watcher *w)
 		printf("\033[K%s%s%s  %s%-10s%s shots %-8" PRIu64, col(c, SGR_BOLD),
 		       j_str(u, "Serial"), col(c, SGR_RESET), state_color(c, state),
 		       state, col(c, SGR_RESET), j_u64(u, "ShotCount"));
-		if (*j_str(u, "Fault"))
-			printf(" %sfault %s%s", col(c, SGR_RED), j_str(u, "Fault"),
+		if (*j_str(u, "LatchedFault"))
+			printf(" %sfault %s%s", col(c, SGR_RED), j_str(u, "LatchedFault"),
 			       col(c, SGR_RESET));
 		printf("\n\033[K  interlocks:");
 		json_object_object_get_ex(u, "Interlocks", &il);
@@ -444,9 +444,9 @@ static void print_stop_reason(struct ctl *c, const char *unit, const char *state
 				len += (size_t)snprintf(why + len, sizeof(why) - len,
 							"%s%s open", len ? ", " : "", name);
 		}
-		if (*j_str(u, "Fault") && len < sizeof(why))
+		if (*j_str(u, "LatchedFault") && len < sizeof(why))
 			snprintf(why + len, sizeof(why) - len, "%sfault %s",
-				 len ? ", " : "", j_str(u, "Fault"));
+				 len ? ", " : "", j_str(u, "LatchedFault"));
 		json_object_put(u);
 	}
 	printf("%sEmission stopped while the footswitch was held: the unit is %s%s%s%s.%s\n",

@@ -1,120 +1,51 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The audit trail (S6): every arm, disarm, fault, interlock change, session
- * and refusal, with who and when, into the store and the journal.  A record
- * the store cannot take now (database busy, I/O error) is kept in memory and
- * retried with the pulses (smpl_daemon_flush), in order.
+ * step and refusal, with who and when, into the records (queued for the
+ * writer: records.h, in order) and the journal (by the callers' smpl_log).
  */
-#include <errno.h>
-#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "daemon.h"
+#include "errors.h"
 #include "log.h"
-
-#define AUDIT_BACKLOG_MAX	1024
-
-struct pending_audit {
-	struct pending_audit *next;
-	struct store_audit a;
-	char *op_name, *serial, *reason, *detail;
-};
-
-static struct pending_audit *backlog, **backlog_tail = &backlog;
-static size_t backlog_len;
-
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-static void pending_free(struct pending_audit *p)
-{
-	free(p->op_name);
-	free(p->serial);
-	free(p->reason);
-	free(p->detail);
-	free(p);
-}
-
-static void keep_for_later(const struct store_audit *a)
-{
-	struct pending_audit *p;
-
-	if (backlog_len >= AUDIT_BACKLOG_MAX) {
-		smpl_log(LOG_CRIT, a->unit_serial, NULL, "audit-lost",
-			 "audit backlog full: a %s record is only in the journal",
-			 store_audit_kind_name(a->kind));
-		return;
-	}
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return;
-	p->a = *a;
-	p->op_name = dup_or_null(a->op.name);
-	p->serial = dup_or_null(a->unit_serial);
-	p->reason = dup_or_null(a->reason);
-	p->detail = dup_or_null(a->detail);
-	p->a.op.name = p->op_name;
-	p->a.unit_serial = p->serial;
-	p->a.reason = p->reason;
-	p->a.detail = p->detail;
-	*backlog_tail = p;
-	backlog_tail = &p->next;
-	backlog_len++;
-}
-
-int smpl_audit_retry(struct smpl_daemon *d)
-{
-	while (backlog) {
-		struct pending_audit *p = backlog;
-
-		if (store_audit(d->store, &p->a) < 0)
-			return -EIO;
-		backlog = p->next;
-		if (!backlog)
-			backlog_tail = &backlog;
-		backlog_len--;
-		pending_free(p);
-	}
-	return 0;
-}
-
-void smpl_audit_discard(void)
-{
-	while (backlog) {
-		struct pending_audit *p = backlog;
-
-		backlog = p->next;
-		pending_free(p);
-	}
-	backlog_tail = &backlog;
-	backlog_len = 0;
-}
+#include "records.h"
+#include "unit.h"
 
 void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
 		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
 		const char *reason, const char *detail)
 {
-	char name[64];
 	struct store_audit a = {
 		.time_ms = smpl_wall_ms(),
 		.kind = kind,
-		.has_operator = uid != NULL,
 		.unit_serial = u && u->info.serial[0] ? u->info.serial : NULL,
 		.session_id = session_id,
 		.reason = reason,
 		.detail = detail,
 	};
 
-	if (uid)
-		smpl_operator(*uid, name, sizeof(name), &a.op);
-	/* Behind a backlog it waits its turn: the order is kept. */
-	if (!backlog && store_audit(d->store, &a) == 0)
-		return;
-	smpl_log(LOG_ERR, a.unit_serial, NULL, "audit-delayed",
-		 "audit record (%s) kept for later: %s", store_audit_kind_name(kind),
-		 store_errmsg(d->store));
-	keep_for_later(&a);
+	smpl_records_audit(d, &a, uid);
+}
+
+int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
+		uid_t uid, sd_bus_error *error, const char *error_name,
+		const char *fmt, ...)
+{
+	const char *short_name = error_name;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (strncmp(short_name, SMPL_ERROR_PREFIX, strlen(SMPL_ERROR_PREFIX)) == 0)
+		short_name += strlen(SMPL_ERROR_PREFIX);
+	smpl_audit(d, STORE_AUDIT_REFUSED, &uid, u, session_id, short_name, msg);
+	smpl_log(LOG_NOTICE, u ? smpl_unit_label(u) : NULL, NULL, "refused",
+		 "refused for uid %u: %s", (unsigned int)uid, msg);
+	return smpl_error_setf(error, error_name, "%s", msg);
 }

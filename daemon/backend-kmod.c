@@ -29,6 +29,7 @@
 #include <uapi/smplaser.h>
 
 #include "backend.h"
+#include "backend-kmod.h"
 #include "discovery.h"
 #include "log.h"
 
@@ -45,6 +46,7 @@ struct kmod {
 	uint64_t last_heartbeat_ms;
 	bool gone;			/* DISCONNECT delivered */
 	bool have_status;
+	uint64_t last_ms;		/* when the last news was delivered */
 	struct smpl_status_n last;	/* as last delivered */
 	uint32_t last_seq;
 	bool have_seq;
@@ -214,19 +216,15 @@ static const char *label(struct smpl_backend *b)
 	return kmod_of(b)->devnode;
 }
 
-static bool status_differs(const struct smpl_status_n *a, const struct smpl_status_n *b)
-{
-	return a->state != b->state || a->fault != b->fault ||
-	       a->interlocks != b->interlocks || a->flags != b->flags ||
-	       a->shot_count != b->shot_count;
-}
-
 static void deliver_status(struct smpl_backend *b, const struct smpl_status_n *st)
 {
 	struct kmod *k = kmod_of(b);
 	struct smpl_backend_event ev = { .type = SMPL_BEV_STATUS, .status = *st };
-	bool changed = !k->have_status || status_differs(st, &k->last);
+	bool changed = !k->have_status ||
+		       smpl_status_is_news(st, &k->last, smpl_backend_now_ms() - k->last_ms);
 
+	if (changed)
+		k->last_ms = smpl_backend_now_ms();
 	k->last = *st;
 	k->have_status = true;
 	if (changed)

@@ -39,6 +39,7 @@
 #include <libusb.h>
 
 #include "backend.h"
+#include "backend-libusb.h"
 #include "discovery.h"
 #include "log.h"
 
@@ -83,7 +84,8 @@ struct libusb_unit {
 	bool gone;
 	bool disconnect_queued;
 	bool have_status;
-	struct smpl_status_n last_status;
+	struct smpl_status_n last_status;	/* the last one delivered ... */
+	uint64_t last_status_ms;		/* ... and when */
 };
 
 static struct libusb_unit *lu_of(struct smpl_backend *b)
@@ -149,13 +151,6 @@ static int on_deliver(sd_event_source *src, void *userdata)
 	return 0;
 }
 
-static bool status_differs(const struct smpl_status_n *a, const struct smpl_status_n *b)
-{
-	return a->state != b->state || a->fault != b->fault ||
-	       a->interlocks != b->interlocks || a->flags != b->flags ||
-	       a->shot_count != b->shot_count;
-}
-
 /* One interrupt report: validated by the codec, then queued. */
 static void handle_report(struct smpl_backend *b, const uint8_t *buf, size_t n)
 {
@@ -170,11 +165,12 @@ static void handle_report(struct smpl_backend *b, const uint8_t *buf, size_t n)
 		if (smpl_status_decode((const struct smpl_status_report *)f.payload,
 				       &ev.status) < 0)
 			return;
-		if (u->have_status && !status_differs(&ev.status, &u->last_status)) {
-			u->last_status = ev.status;
+		if (u->have_status &&
+		    !smpl_status_is_news(&ev.status, &u->last_status,
+					 smpl_backend_now_ms() - u->last_status_ms))
 			return;
-		}
 		u->last_status = ev.status;
+		u->last_status_ms = smpl_backend_now_ms();
 		u->have_status = true;
 		enqueue(b, &ev);
 	} else if (f.op == SMPL_OP_PULSE) {
@@ -462,15 +458,19 @@ static int control_disarm(struct smpl_backend *b)
 	return r < 0 ? -EIO : 0;
 }
 
-/* DISARM as a frame; on a transport error the control request too. */
+/*
+ * The vendor control request: no frame, no sequence, so it neither waits
+ * behind a command on the bulk endpoints nor mixes into its reply (the
+ * daemon calls it from the unit's safe worker while a command may be in
+ * flight on the other).
+ */
 static int lu_disarm(struct smpl_backend *b)
 {
 	struct libusb_unit *u = lu_of(b);
-	int r = transact(b, SMPL_OP_DISARM, NULL, 0, NULL, 0);
 
-	if (r < 0 && r != -ENODEV && u->h && !u->gone)
-		r = control_disarm(b);
-	return r;
+	if (!u->h || u->gone)
+		return -ENODEV;
+	return control_disarm(b);
 }
 
 static int send_heartbeat(struct smpl_backend *b)

@@ -7,11 +7,19 @@
  * smpl_model_next_report() every SMPL_STATUS_PERIOD_MS as an interrupt
  * endpoint would be, and decoded the same way.  So the daemon exercises the
  * protocol exactly as it will over USB.
+ *
+ * Its commands run in the unit's worker threads (daemon/unit-io.c), its
+ * reports and the Simulator's hands on the event loop: the model is used
+ * under s->lock, and nothing is handed to the daemon with the lock held.
+ * A reply that never comes is waited for (reply_timeout_ms), as a transfer
+ * would be.  The disarm is the vendor control request, which needs no bulk
+ * frame: it may come from the safe worker while a command is in flight.
  */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +27,19 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend-sim.h"
 #include "model.h"
 
 #define REPORT_PERIOD_USEC	(SMPL_STATUS_PERIOD_MS * 1000ULL)
 #define REPORTS_PER_TICK_MAX	256	/* a hostile flood cannot stall the loop */
 
 struct sim {
+	pthread_mutex_t lock;		/* the model, and what commands share with the loop */
+	uint32_t reply_timeout_ms;
 	struct smpl_model *model;
 	struct smpl_model_config cfg;
 	char *nv_path;			/* NULL: nothing persists */
+	int fired_fd;			/* the fired log, -1 if none */
 	struct smpl_model_nv nv_saved;
 	sd_event_source *timer;
 	uint16_t seq;
@@ -35,8 +47,10 @@ struct sim {
 	bool pending_connect;		/* deliver CONNECT on the next tick */
 	bool pending_disconnect;	/* deliver DISCONNECT on the next tick */
 	bool have_status;
-	struct smpl_status_n last_status;
+	struct smpl_status_n last_status;	/* the last one delivered ... */
+	uint64_t last_status_ms;		/* ... and when */
 	uint8_t drop_reply_op;		/* lose the next reply to this command (or pulse report) */
+	bool hold_reports;		/* the interrupt endpoint is not read: reports come late */
 };
 
 static struct sim *sim_of(struct smpl_backend *b)
@@ -44,13 +58,11 @@ static struct sim *sim_of(struct smpl_backend *b)
 	return b->priv;
 }
 
+/* The real monotonic clock (the worker threads must not read the loop's). */
 static uint64_t now_ms(struct smpl_backend *b)
 {
-	uint64_t usec = 0;
-
-	if (sd_event_now(b->event, CLOCK_MONOTONIC, &usec) < 0)
-		usec = 0;
-	return usec / 1000;
+	(void)b;
+	return smpl_backend_now_ms();
 }
 
 /* --- battery-backed state ------------------------------------------------ */
@@ -94,15 +106,41 @@ static void nv_save_if_changed(struct sim *s)
 		s->nv_saved = nv;
 }
 
-/* --- reports (the interrupt endpoint) ------------------------------------ */
-
-static bool status_differs(const struct smpl_status_n *a,
-			   const struct smpl_status_n *b)
+/*
+ * The fired log, <nv_dir>/sim-<serial>.fired: one line per pulse the unit
+ * fired, written as it fires, with write(2) so it survives a SIGKILL of the
+ * daemon.  It is what the unit did, whatever the daemon recorded: the truth
+ * the tests judge the records by.
+ */
+static void log_fired(void *ctx, uint32_t shot, uint32_t measured_uj, uint32_t set_uj)
 {
-	return a->state != b->state || a->fault != b->fault ||
-	       a->interlocks != b->interlocks || a->flags != b->flags ||
-	       a->shot_count != b->shot_count;
+	struct sim *s = ctx;
+	struct timespec ts;
+	char line[128];
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	n = snprintf(line, sizeof(line),
+		     "shot=%" PRIu32 " measured_uj=%" PRIu32 " set_uj=%" PRIu32 " wall_ms=%lld\n",
+		     shot, measured_uj, set_uj,
+		     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	if (s->fired_fd >= 0 && n > 0 && write(s->fired_fd, line, (size_t)n) != n)
+		fprintf(stderr, "sim: cannot write the fired log: %m\n");
 }
+
+static int open_fired_log(struct sim *s, const char *nv_dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/sim-%s.fired", nv_dir, s->cfg.serial);
+	s->fired_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (s->fired_fd < 0)
+		return -errno;
+	smpl_model_on_fire(s->model, log_fired, s);
+	return 0;
+}
+
+/* --- reports (the interrupt endpoint) ------------------------------------ */
 
 static void handle_status_report(struct smpl_backend *b, const struct smpl_frame *f)
 {
@@ -112,11 +150,11 @@ static void handle_status_report(struct smpl_backend *b, const struct smpl_frame
 	if (smpl_status_decode((const struct smpl_status_report *)f->payload,
 			       &ev.status) < 0)
 		return;
-	if (s->have_status && !status_differs(&ev.status, &s->last_status)) {
-		s->last_status = ev.status;	/* RTC and energy move on */
+	if (s->have_status && !smpl_status_is_news(&ev.status, &s->last_status,
+						   now_ms(b) - s->last_status_ms))
 		return;
-	}
 	s->last_status = ev.status;
+	s->last_status_ms = now_ms(b);
 	s->have_status = true;
 	smpl_backend_emit(b, &ev);
 }
@@ -124,39 +162,58 @@ static void handle_status_report(struct smpl_backend *b, const struct smpl_frame
 static void handle_pulse_report(struct smpl_backend *b, const struct smpl_frame *f)
 {
 	struct smpl_backend_event ev = { .type = SMPL_BEV_PULSE };
-	struct sim *s = sim_of(b);
 
-	if (s->drop_reply_op == SMPL_OP_PULSE) {	/* lost on the way */
-		s->drop_reply_op = 0;
-		return;
-	}
 	if (smpl_pulse_decode((const struct smpl_pulse_report *)f->payload,
 			      &ev.pulse) < 0)
 		return;
 	smpl_backend_emit(b, &ev);
 }
 
+struct report {
+	uint8_t buf[SMPL_MAX_REPORT + 16];
+	int len;
+};
+
+/* Under the lock: the reports due now, out of the model; a lost pulse report dropped. */
+static int collect_reports(struct sim *s, uint64_t now, struct report *out, int max)
+{
+	struct smpl_frame f;
+	int n = 0;
+
+	smpl_model_advance(s->model, now);
+	while (n < max && s->plugged && !s->hold_reports) {
+		out[n].len = smpl_model_next_report(s->model, now, out[n].buf, sizeof(out[n].buf));
+		if (out[n].len <= 0)
+			break;
+		if (s->drop_reply_op == SMPL_OP_PULSE &&
+		    smpl_decode(out[n].buf, (size_t)out[n].len, &f) == 0 && f.op == SMPL_OP_PULSE) {
+			s->drop_reply_op = 0;	/* lost on the way */
+			continue;
+		}
+		n++;
+	}
+	nv_save_if_changed(s);
+	return n;
+}
+
 static void drain_reports(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
-	uint64_t now = now_ms(b);
-	uint8_t buf[SMPL_MAX_REPORT + 16];
+	static struct report reports[REPORTS_PER_TICK_MAX];	/* the loop's thread only */
 	struct smpl_frame f;
+	int n;
 
-	smpl_model_advance(s->model, now);
-	for (int i = 0; i < REPORTS_PER_TICK_MAX && s->plugged; i++) {
-		int n = smpl_model_next_report(s->model, now, buf, sizeof(buf));
-
-		if (n <= 0)
-			break;
-		if (smpl_decode(buf, (size_t)n, &f) < 0)
+	pthread_mutex_lock(&s->lock);
+	n = collect_reports(s, now_ms(b), reports, REPORTS_PER_TICK_MAX);
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < n; i++) {
+		if (smpl_decode(reports[i].buf, (size_t)reports[i].len, &f) < 0)
 			continue;	/* a hostile report: dropped, as a driver would */
 		if (f.op == SMPL_OP_STATUS)
 			handle_status_report(b, &f);
 		else if (f.op == SMPL_OP_PULSE)
 			handle_pulse_report(b, &f);
 	}
-	nv_save_if_changed(s);
 }
 
 static void deliver_plug_events(struct smpl_backend *b)
@@ -209,25 +266,35 @@ static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
 	struct sim *s = sim_of(b);
 	uint8_t cmd[SMPL_MAX_FRAME], reply[SMPL_MAX_FRAME + 16];
 	struct smpl_frame f;
-	uint16_t seq = ++s->seq;
+	uint16_t seq;
+	bool lost;
 	int n;
 
-	if (!s->plugged)
+	pthread_mutex_lock(&s->lock);
+	if (!s->plugged) {
+		pthread_mutex_unlock(&s->lock);
 		return -ENODEV;
+	}
+	seq = ++s->seq;
 	n = smpl_encode(op, seq, 0, payload, len, cmd, sizeof(cmd));
-	if (n < 0)
-		return -EINVAL;
-	n = smpl_model_handle_frame(s->model, now_ms(b), cmd, (size_t)n,
-				    reply, sizeof(reply));
-	kick(b);
-	if (s->drop_reply_op == op) {	/* carried out, the reply lost on the way */
+	if (n >= 0)
+		n = smpl_model_handle_frame(s->model, now_ms(b), cmd, (size_t)n,
+					    reply, sizeof(reply));
+	lost = s->drop_reply_op == op;	/* carried out, the reply lost on the way */
+	if (lost)
 		s->drop_reply_op = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (lost || n == 0) {
+		/* No answer: the host waits its transfer's time out. */
+		struct timespec t = { s->reply_timeout_ms / 1000,
+				      (long)(s->reply_timeout_ms % 1000) * 1000000L };
+
+		if (s->reply_timeout_ms)
+			nanosleep(&t, NULL);
 		return -ETIMEDOUT;
 	}
 	if (n < 0)
-		return -EPIPE;		/* endpoint stalled */
-	if (n == 0)
-		return -ETIMEDOUT;	/* no answer */
+		return n == -1 ? -EPIPE : -EINVAL;	/* the endpoint stalled */
 	if (smpl_decode(reply, (size_t)n, &f) < 0)
 		return -EPROTO;
 	if (f.op != (op | SMPL_OP_REPLY) || f.seq != seq)
@@ -270,17 +337,18 @@ static int sim_ack_fault(struct smpl_backend *b)
 	return sim_simple(b, SMPL_OP_ACK_FAULT);
 }
 
-/* DISARM as a frame, and the vendor control request as a fallback. */
+/* The vendor control request: no frame, so never behind a command in flight. */
 static int sim_disarm(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
-	int r = sim_simple(b, SMPL_OP_DISARM);
+	int r = 0;
 
-	if (r < 0 && s->plugged) {
+	pthread_mutex_lock(&s->lock);
+	if (s->plugged)
 		smpl_model_disarm(s->model, now_ms(b));
-		kick(b);
-		r = 0;
-	}
+	else
+		r = -ENODEV;
+	pthread_mutex_unlock(&s->lock);
 	return r;
 }
 
@@ -305,8 +373,10 @@ static int sim_open(struct smpl_backend *b)
 	if (r < 0)
 		return r;
 	(void)sd_event_source_set_enabled(s->timer, SD_EVENT_ON);
-	smpl_model_power_on(s->model, usec / 1000);
+	pthread_mutex_lock(&s->lock);
+	smpl_model_power_on(s->model, now_ms(b));
 	s->plugged = true;
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -329,6 +399,9 @@ static void sim_free(struct smpl_backend *b)
 	if (!s)
 		return;
 	smpl_model_free(s->model);
+	if (s->fired_fd >= 0)
+		close(s->fired_fd);
+	pthread_mutex_destroy(&s->lock);
 	free(s->nv_path);
 	free(s);
 	b->priv = NULL;
@@ -351,7 +424,7 @@ static const struct smpl_backend_ops sim_ops = {
 
 /* --- test control ---------------------------------------------------------- */
 
-static int ctl_footswitch(struct smpl_backend *b, bool held)
+static int ctl_footswitch_unlocked(struct smpl_backend *b, bool held)
 {
 	struct sim *s = sim_of(b);
 
@@ -362,7 +435,7 @@ static int ctl_footswitch(struct smpl_backend *b, bool held)
 	return 0;
 }
 
-static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
+static int ctl_interlock_unlocked(struct smpl_backend *b, uint16_t bit, bool open)
 {
 	struct sim *s = sim_of(b);
 
@@ -373,13 +446,13 @@ static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
 	return 0;
 }
 
-static int ctl_drift(struct smpl_backend *b, int32_t drift_ppm)
+static int ctl_drift_unlocked(struct smpl_backend *b, int32_t drift_ppm)
 {
 	smpl_model_set_drift(sim_of(b)->model, drift_ppm);
 	return 0;
 }
 
-static int ctl_fault(struct smpl_backend *b, uint8_t fault)
+static int ctl_fault_unlocked(struct smpl_backend *b, uint8_t fault)
 {
 	struct sim *s = sim_of(b);
 
@@ -390,7 +463,7 @@ static int ctl_fault(struct smpl_backend *b, uint8_t fault)
 	return 0;
 }
 
-static int ctl_clear_fault_cause(struct smpl_backend *b)
+static int ctl_clear_fault_cause_unlocked(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
 
@@ -399,14 +472,14 @@ static int ctl_clear_fault_cause(struct smpl_backend *b)
 	return 0;
 }
 
-static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
+static int ctl_rtc_skew_unlocked(struct smpl_backend *b, int64_t skew_s)
 {
 	smpl_model_set_rtc_skew(sim_of(b)->model, skew_s);
 	kick(b);
 	return 0;
 }
 
-static int ctl_calibration(struct smpl_backend *b, bool valid)
+static int ctl_calibration_unlocked(struct smpl_backend *b, bool valid)
 {
 	struct sim *s = sim_of(b);
 
@@ -417,7 +490,26 @@ static int ctl_calibration(struct smpl_backend *b, bool valid)
 	return 0;
 }
 
-static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
+static int ctl_hold_reports_unlocked(struct smpl_backend *b, bool hold)
+{
+	sim_of(b)->hold_reports = hold;
+	kick(b);
+	return 0;
+}
+
+static int ctl_shot_count_unlocked(struct smpl_backend *b, uint32_t count)
+{
+	struct sim *s = sim_of(b);
+
+	if (!s->plugged)
+		return -ENODEV;
+	smpl_model_set_shot_count(s->model, count);
+	nv_save_if_changed(s);
+	kick(b);
+	return 0;
+}
+
+static int ctl_hostile_unlocked(struct smpl_backend *b, int mode, unsigned int count)
 {
 	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_FLOOD)
 		return -EINVAL;
@@ -425,7 +517,7 @@ static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
 	return 0;
 }
 
-static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
+static int ctl_drop_next_reply_unlocked(struct smpl_backend *b, uint8_t op)
 {
 	if (op != SMPL_OP_PULSE &&
 	    (smpl_payload_size(op) < 0 || (op & SMPL_OP_REPLY) || op >= SMPL_OP_STATUS))
@@ -434,7 +526,7 @@ static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
 	return 0;
 }
 
-static int ctl_unplug(struct smpl_backend *b)
+static int ctl_unplug_unlocked(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
 
@@ -450,7 +542,7 @@ static int ctl_unplug(struct smpl_backend *b)
 	return 0;
 }
 
-static int ctl_replug(struct smpl_backend *b)
+static int ctl_replug_unlocked(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
 
@@ -463,6 +555,150 @@ static int ctl_replug(struct smpl_backend *b)
 	return 0;
 }
 
+/* The Simulator's hands, on the loop, each under the lock the commands take. */
+static int ctl_footswitch(struct smpl_backend *b, bool held)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_footswitch_unlocked(b, held);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_interlock(struct smpl_backend *b, uint16_t bit, bool open)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_interlock_unlocked(b, bit, open);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_drift(struct smpl_backend *b, int32_t drift_ppm)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_drift_unlocked(b, drift_ppm);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_fault(struct smpl_backend *b, uint8_t fault)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_fault_unlocked(b, fault);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_clear_fault_cause(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_clear_fault_cause_unlocked(b);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_rtc_skew(struct smpl_backend *b, int64_t skew_s)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_rtc_skew_unlocked(b, skew_s);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_calibration(struct smpl_backend *b, bool valid)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_calibration_unlocked(b, valid);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_hold_reports(struct smpl_backend *b, bool hold)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_hold_reports_unlocked(b, hold);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_shot_count(struct smpl_backend *b, uint32_t count)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_shot_count_unlocked(b, count);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_hostile(struct smpl_backend *b, int mode, unsigned int count)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_hostile_unlocked(b, mode, count);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_drop_next_reply(struct smpl_backend *b, uint8_t op)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_drop_next_reply_unlocked(b, op);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_unplug(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_unplug_unlocked(b);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int ctl_replug(struct smpl_backend *b)
+{
+	struct sim *s = sim_of(b);
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = ctl_replug_unlocked(b);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 static const struct smpl_sim_control sim_control = {
 	.set_footswitch = ctl_footswitch,
 	.set_interlock = ctl_interlock,
@@ -471,6 +707,8 @@ static const struct smpl_sim_control sim_control = {
 	.clear_fault_cause = ctl_clear_fault_cause,
 	.set_rtc_skew = ctl_rtc_skew,
 	.set_calibration = ctl_calibration,
+	.set_shot_count = ctl_shot_count,
+	.hold_reports = ctl_hold_reports,
 	.set_hostile = ctl_hostile,
 	.drop_next_reply = ctl_drop_next_reply,
 	.unplug = ctl_unplug,
@@ -487,6 +725,9 @@ int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
 
 	if (!b || !s)
 		goto oom;
+	pthread_mutex_init(&s->lock, NULL);
+	s->reply_timeout_ms = opt->reply_timeout_ms;
+	s->fired_fd = -1;
 	b->ops = &sim_ops;
 	b->sim = &sim_control;
 	b->event = event;
@@ -512,6 +753,8 @@ int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
 	s->model = smpl_model_new(&s->cfg, &nv, now_ms(b), (int64_t)time(NULL));
 	if (!s->model)
 		goto oom;
+	if (opt->nv_dir && open_fired_log(s, opt->nv_dir) < 0)
+		fprintf(stderr, "sim: no fired log for %s: %m\n", s->cfg.serial);
 	*ret = b;
 	return 0;
 oom:

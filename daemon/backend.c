@@ -3,8 +3,28 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
+
+bool smpl_status_is_news(const struct smpl_status_n *now, const struct smpl_status_n *last,
+			 uint64_t elapsed_ms)
+{
+	int64_t expected = last->rtc_s + (int64_t)(elapsed_ms / 1000);
+
+	return now->state != last->state || now->fault != last->fault ||
+	       now->interlocks != last->interlocks || now->flags != last->flags ||
+	       now->shot_count != last->shot_count ||
+	       now->rtc_s > expected + 2 || now->rtc_s < last->rtc_s - 2;
+}
+
+uint64_t smpl_backend_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 void smpl_backend_free(struct smpl_backend *b)
 {

@@ -73,6 +73,10 @@ struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*set_rtc_skew)(struct smpl_backend *b, int64_t skew_s);
 	/* The unit reports its calibration valid (SMPL_SF_CALIBRATED) or not. */
 	int (*set_calibration)(struct smpl_backend *b, bool valid);
+	/* The unit's NV shot counter set (a reflash, NV loss, faulty unit). */
+	int (*set_shot_count)(struct smpl_backend *b, uint32_t count);
+	/* Reports wait in the unit (the interrupt endpoint not read) until released. */
+	int (*hold_reports)(struct smpl_backend *b, bool hold);
 	int (*set_hostile)(struct smpl_backend *b, int mode, unsigned int count);
 	/* The unit carries out the next @op command but its reply is lost. */
 	int (*drop_next_reply)(struct smpl_backend *b, uint8_t op);
@@ -123,24 +127,19 @@ int smpl_frames_set_params(struct smpl_backend *b, smpl_transact_fn transact,
 int smpl_frames_get_rtc(struct smpl_backend *b, smpl_transact_fn transact,
 			int64_t *rtc_s);
 
+/*
+ * A status report is news for the daemon when its state, fault, interlocks,
+ * flags or shot counter changed, or when the unit's RTC is more than 2 s off
+ * where it would be @elapsed_ms after @last (it was set, or it jumped: S8
+ * must hear of it).  The backends deliver only news (a unit reports every
+ * few milliseconds).
+ */
+bool smpl_status_is_news(const struct smpl_status_n *now, const struct smpl_status_n *last,
+			 uint64_t elapsed_ms);
+/* CLOCK_MONOTONIC in milliseconds, for that @elapsed_ms. */
+uint64_t smpl_backend_now_ms(void);
+
 /* Closes and frees @b (NULL is fine). */
 void smpl_backend_free(struct smpl_backend *b);
-
-/*
- * A simulated unit numbered @index (serial "SIM" + 5 digits, so the same
- * index comes back with the same serial).  When @nv_dir is set, the unit's
- * battery-backed state (shot counter, RTC skew) lives in
- * @nv_dir/sim-<serial>.nv and survives the daemon.  @emission_delay_ms,
- * @idle_timeout_ms: 0 keeps the model's defaults.
- */
-struct smpl_sim_options {
-	unsigned int index;
-	const char *nv_dir;
-	uint32_t emission_delay_ms;
-	uint32_t idle_timeout_ms;
-};
-int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,
-			 smpl_backend_event_fn on_event, void *userdata,
-			 struct smpl_backend **ret);
 
 #endif /* SMPLASER_DAEMON_BACKEND_H */

@@ -7,19 +7,12 @@
 #include <string.h>
 
 #include "bus.h"
+#include "creds.h"
+#include "eligibility.h"
 #include "errors.h"
 #include "log.h"
-
-int smpl_bus_authorize(struct smpl_daemon *d, sd_bus_message *m, const char *action,
-		       uid_t *uid, sd_bus_error *error)
-{
-	int r = smpl_polkit_check(d->polkit, m, action, error);
-
-	if (r <= 0)
-		return r;
-	r = smpl_bus_caller_uid(m, uid);
-	return r < 0 ? r : 1;
-}
+#include "macro.h"
+#include "records.h"
 
 void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property)
 {
@@ -85,10 +78,46 @@ static int check_patient_patch(struct smpl_daemon *d, const char *patient,
 	return 0;
 }
 
+/* A query answered once the records hold what happened before it (read your writes). */
+static int after_writes(struct smpl_daemon *d, sd_bus_message *m,
+			void (*then)(struct smpl_daemon *d, const struct smpl_records_call *c,
+				     void *userdata))
+{
+	smpl_records_barrier(d, then, sd_bus_message_ref(m));
+	return 1;
+}
+
+static void reply_error(sd_bus_message *m, sd_bus_error *e)
+{
+	(void)sd_bus_reply_method_error(m, e);
+	sd_bus_error_free(e);
+}
+
+static void check_patch_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	sd_bus_message *m = ud;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	struct smpl_patch_verdict pv = { 0 };
+	const struct smpl_eligibility *el = &pv.e;
+	const char *patient, *patch;
+
+	(void)c;
+	if (sd_bus_message_rewind(m, true) < 0 ||
+	    sd_bus_message_read(m, "ss", &patient, &patch) < 0)
+		(void)sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "bad arguments");
+	else if (smpl_check_patch(d, NULL, patient, patch, 0, &pv, &e) < 0)
+		reply_error(m, &e);
+	else
+		(void)sd_bus_reply_method_return(m, "bts", el->eligible,
+						 el->next_eligible_ms > 0 ?
+						 (uint64_t)el->next_eligible_ms * 1000 : 0,
+						 el->reason);
+	sd_bus_message_unref(m);
+}
+
 static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	struct smpl_eligibility e = { 0 };
 	const char *patient, *patch;
 	uid_t uid;
 	int r;
@@ -102,13 +131,7 @@ static int method_check_patch(sd_bus_message *m, void *userdata, sd_bus_error *e
 	r = check_patient_patch(d, patient, patch, error);
 	if (r < 0)
 		return r;
-	r = smpl_check_patch(d, patient, patch, &e, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, "bts", e.eligible,
-					  e.next_eligible_ms > 0 ?
-					  (uint64_t)e.next_eligible_ms * 1000 : 0,
-					  e.reason);
+	return after_writes(d, m, check_patch_now);
 }
 
 static uint64_t usec(int64_t ms)
@@ -143,10 +166,41 @@ static int append_treatment(const struct store_treatment *t, void *ctx)
 		"emission_usec", "t", usec(t->emission_ms)) < 0;
 }
 
+static void history_now(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	sd_bus_message *m = ud, *reply = NULL;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	const char *patient;
+	int r;
+
+	(void)c;
+	r = sd_bus_message_rewind(m, true);
+	if (r >= 0)
+		r = sd_bus_message_read(m, "s", &patient);
+	if (r >= 0)
+		r = sd_bus_message_new_method_return(m, &reply);
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+	if (r >= 0 && store_patient_history(d->reader, patient, append_treatment, reply) < 0) {
+		(void)smpl_error_setf(&e, SMPL_ERROR_DEVICE_FAULT, "cannot read the records: %s",
+				      store_errmsg(d->reader));
+		reply_error(m, &e);
+		goto out;
+	}
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r >= 0)
+		r = sd_bus_send(NULL, reply, NULL);
+	if (r < 0)
+		(void)sd_bus_reply_method_errnof(m, -r, "cannot answer: %s", strerror(-r));
+out:
+	sd_bus_message_unref(reply);
+	sd_bus_message_unref(m);
+}
+
 static int method_history(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_daemon *d = userdata;
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	const char *patient;
 	uid_t uid;
 	int r;
@@ -160,20 +214,7 @@ static int method_history(sd_bus_message *m, void *userdata, sd_bus_error *error
 	r = check_patient_patch(d, patient, NULL, error);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_new_method_return(m, &reply);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_open_container(reply, 'a', "a{sv}");
-	if (r < 0)
-		return r;
-	r = store_patient_history(d->store, patient, append_treatment, reply);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
-	r = sd_bus_message_close_container(reply);
-	if (r < 0)
-		return r;
-	return sd_bus_send(NULL, reply, NULL);
+	return after_writes(d, m, history_now);
 }
 
 /* --- properties ------------------------------------------------------------ */
@@ -245,10 +286,23 @@ static const sd_bus_vtable manager_vtable[] = {
 
 /* --- registration ------------------------------------------------------------ */
 
+static const struct smpl_observer bus_observer = {
+	.unit_published = smpl_bus_unit_published,
+	.unit_changed = smpl_bus_unit_changed,
+	.unit_unpublished = smpl_bus_unit_unpublished,
+	.unit_pulse = smpl_bus_unit_pulse,
+	.unit_fault = smpl_bus_unit_fault,
+	.session_published = smpl_bus_session_published,
+	.session_changed = smpl_bus_session_changed,
+	.session_unpublished = smpl_bus_session_unpublished,
+	.manager_changed = smpl_bus_manager_changed,
+};
+
 int smpl_bus_setup(struct smpl_daemon *d)
 {
 	int r;
 
+	d->observer = &bus_observer;
 	r = sd_bus_add_object_manager(d->bus, NULL, SMPL_ROOT_PATH);
 	if (r < 0)
 		return r;
@@ -266,39 +320,4 @@ int smpl_bus_setup(struct smpl_daemon *d)
 	if (r < 0)
 		return r;
 	return sd_bus_request_name(d->bus, SMPL_BUS_NAME, 0);
-}
-
-/* --- node enumeration helpers (bus.h) --------------------------------------- */
-
-int smpl_bus_nodes_add(char ***list, size_t *n, const char *path)
-{
-	char **l = realloc(*list, (*n + 2) * sizeof(char *));
-
-	if (!l)
-		return -ENOMEM;
-	*list = l;
-	l[*n] = strdup(path);
-	if (!l[*n])
-		return -ENOMEM;
-	l[++*n] = NULL;
-	return 0;
-}
-
-int smpl_bus_nodes_take(char ***list, char ***nodes)
-{
-	if (!*list) {
-		*list = calloc(1, sizeof(char *));
-		if (!*list)
-			return -ENOMEM;
-	}
-	*nodes = *list;
-	*list = NULL;
-	return 0;
-}
-
-void smpl_bus_nodes_free(char **list)
-{
-	for (char **p = list; p && *p; p++)
-		free(*p);
-	free(list);
 }

@@ -87,13 +87,13 @@ static int method_select_patch(sd_bus_message *m, void *userdata, sd_bus_error *
 	r = sd_bus_message_read(m, "s", &patch);
 	if (r < 0)
 		return r;
+	r = smpl_session_check_owner(s, m, "SelectPatch", error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
-	r = smpl_session_select_patch(s, patch, uid, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, NULL);
+	return smpl_session_select_patch(s, m, patch, uid, error);	/* answered when read */
 }
 
 static int method_confirm_eyewear(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -102,6 +102,9 @@ static int method_confirm_eyewear(sd_bus_message *m, void *userdata, sd_bus_erro
 	uid_t uid;
 	int r;
 
+	r = smpl_session_check_owner(s, m, "ConfirmEyewear", error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -121,6 +124,9 @@ static int method_end(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	r = sd_bus_message_read(m, "s", &notes);
 	if (r < 0)
 		return r;
+	r = smpl_session_check_owner(s, m, "End", error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -148,6 +154,73 @@ static const sd_bus_vtable session_vtable[] = {
 				method_end, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_VTABLE_END
 };
+
+/* --- what changed, announced (the observer's session part) --------------------- */
+
+static bool patch_differs(const struct smpl_session_shown *a, const struct smpl_session_shown *b)
+{
+	return strcmp(a->patch, b->patch) != 0;
+}
+
+static bool eyewear_differs(const struct smpl_session_shown *a, const struct smpl_session_shown *b)
+{
+	return a->eyewear_confirmed != b->eyewear_confirmed;
+}
+
+static bool pulse_count_differs(const struct smpl_session_shown *a,
+				const struct smpl_session_shown *b)
+{
+	return a->pulse_count != b->pulse_count;
+}
+
+static bool state_differs(const struct smpl_session_shown *a, const struct smpl_session_shown *b)
+{
+	return !a->state || strcmp(a->state, b->state) != 0;
+}
+
+/* Every property that can change, and how to tell: PropertiesChanged is built from it. */
+static const struct {
+	const char *name;
+	bool (*differs)(const struct smpl_session_shown *a, const struct smpl_session_shown *b);
+} session_changes[] = {
+	{ "Patch", patch_differs },
+	{ "EyewearConfirmed", eyewear_differs },
+	{ "PulseCount", pulse_count_differs },
+	{ "State", state_differs },
+};
+
+#define N_SESSION_CHANGES (sizeof(session_changes) / sizeof(session_changes[0]))
+
+void smpl_bus_session_changed(struct smpl_session *s)
+{
+	struct smpl_session_shown now = {
+		.eyewear_confirmed = s->eyewear_confirmed,
+		.pulse_count = s->pulse_count,
+		.state = smpl_session_state_name(s),
+	};
+	const char *changed[N_SESSION_CHANGES + 1];
+	size_t n = 0;
+
+	memcpy(now.patch, s->patch, sizeof(now.patch));
+	for (size_t i = 0; i < N_SESSION_CHANGES; i++)
+		if (session_changes[i].differs(&s->shown, &now))
+			changed[n++] = session_changes[i].name;
+	changed[n] = NULL;
+	s->shown = now;
+	if (n > 0)
+		(void)sd_bus_emit_properties_changed_strv(s->daemon->bus, s->path,
+							  SMPL_IFACE_SESSION, (char **)changed);
+}
+
+void smpl_bus_session_published(struct smpl_session *s)
+{
+	(void)sd_bus_emit_object_added(s->daemon->bus, s->path);
+}
+
+void smpl_bus_session_unpublished(struct smpl_session *s)
+{
+	(void)sd_bus_emit_object_removed(s->daemon->bus, s->path);
+}
 
 int smpl_bus_session_setup(struct smpl_daemon *d)
 {

@@ -8,25 +8,22 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "bus.h"
+#include "creds.h"
 #include "errors.h"
 #include "log.h"
+#include "text.h"
+#include "unit-ops.h"
 
-static const struct {
-	const char *name;
-	uint16_t bit;
-} interlocks[] = {
-	{ "key", SMPL_IL_KEY },
-	{ "door", SMPL_IL_DOOR },
-	{ "estop", SMPL_IL_ESTOP },
-	{ "handpiece", SMPL_IL_HANDPIECE },
-	{ "cooling", SMPL_IL_COOLING },
-	{ "temperature", SMPL_IL_TEMPERATURE },
-	{ "shutter", SMPL_IL_SHUTTER },
-};
-
-#define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
 #define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
+
+/* What the caller gave, safe to echo: cut on a character, controls escaped. */
+static const char *echo_arg(char echo[SMPL_ECHO_MAX], const char *arg)
+{
+	smpl_text_echo(echo, SMPL_ECHO_MAX, arg, SMPL_ECHO_CHARS);
+	return echo;
+}
 
 /* --- lookup ------------------------------------------------------------------ */
 
@@ -42,13 +39,22 @@ static int unit_find(sd_bus *bus, const char *path, const char *interface,
 	return 1;
 }
 
+/* A simulated unit keeps its Simulator while unplugged: the hands that plug it in. */
+static struct smpl_unit *simulated_unit(struct smpl_daemon *d, const char *path)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		if (u->backend->sim && u->path && strcmp(u->path, path) == 0)
+			return u;
+	return NULL;
+}
+
 static int simulator_find(sd_bus *bus, const char *path, const char *interface,
 			  void *userdata, void **found, sd_bus_error *error)
 {
-	struct smpl_unit *u = smpl_unit_by_path(userdata, path);
+	struct smpl_unit *u = simulated_unit(userdata, path);
 
 	(void)bus, (void)interface, (void)error;
-	if (!u || !u->backend->sim)
+	if (!u)
 		return 0;
 	*found = u;
 	return 1;
@@ -64,7 +70,7 @@ static int unit_enumerate(sd_bus *bus, const char *prefix, void *userdata,
 
 	(void)bus, (void)prefix, (void)error;
 	for (struct smpl_unit *u = d->units; u; u = u->next) {
-		if (!u->published)
+		if (!u->path || (!u->published && !u->backend->sim))
 			continue;
 		r = smpl_bus_nodes_add(&list, &n, u->path);
 		if (r < 0) {
@@ -94,7 +100,7 @@ static int property_string(SMPL_PROPERTY_ARGS)
 		v = smpl_backend_name(u->backend);
 	else if (strcmp(property, "State") == 0)
 		v = smpl_unit_state_name(u);
-	else if (strcmp(property, "Fault") == 0)
+	else if (strcmp(property, "LatchedFault") == 0)
 		v = smpl_unit_fault_name(u);
 	return sd_bus_message_append(reply, "s", v);
 }
@@ -103,16 +109,14 @@ static int property_string(SMPL_PROPERTY_ARGS)
 static int property_interlocks(SMPL_PROPERTY_ARGS)
 {
 	struct smpl_unit *u = userdata;
+	uint16_t closed = smpl_unit_interlocks_closed(u);
 	int r;
 
 	SMPL_UNUSED_PROPERTY_ARGS;
 	r = sd_bus_message_open_container(reply, 'a', "{sb}");
-	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++) {
-		bool closed = u->connected && u->status_known &&
-			      !(u->status.interlocks & interlocks[i].bit);
-
-		r = sd_bus_message_append(reply, "{sb}", interlocks[i].name, closed);
-	}
+	for (unsigned int i = 0; i < SMPL_IL_COUNT && r >= 0; i++)
+		r = sd_bus_message_append(reply, "{sb}", smpl_interlock_name((uint16_t)(1u << i)),
+					  (closed & (1u << i)) != 0);
 	if (r < 0)
 		return r;
 	return sd_bus_message_close_container(reply);
@@ -156,7 +160,6 @@ static int property_session(SMPL_PROPERTY_ARGS)
 static int method_start_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_unit *u = userdata;
-	struct smpl_session *s = NULL;
 	const char *patient;
 	uid_t uid;
 	int r;
@@ -167,10 +170,7 @@ static int method_start_session(sd_bus_message *m, void *userdata, sd_bus_error 
 	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
-	r = smpl_session_new(u, m, patient, uid, &s, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, "o", s->path);
+	return smpl_session_new(u, m, patient, uid, error);	/* answered when recorded */
 }
 
 /* One integer variant widened to int64; *type is its D-Bus type or 'v'. */
@@ -250,6 +250,11 @@ static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error
 	uid_t uid;
 	int r;
 
+	if (u->session) {
+		r = smpl_session_check_owner(u->session, m, "SetParameters", error);
+		if (r <= 0)
+			return smpl_bus_not_now(r);
+	}
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_CONFIGURE, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
@@ -260,32 +265,24 @@ static int method_set_parameters(sd_bus_message *m, void *userdata, sd_bus_error
 						: SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
 	if (r < 0)
 		return r;
-	r = smpl_unit_set_parameters(u, &p, uid, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, NULL);
-}
-
-typedef int (*unit_action_fn)(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-
-static int run_unit_action(sd_bus_message *m, struct smpl_unit *u, const char *action,
-			   unit_action_fn fn, sd_bus_error *error)
-{
-	uid_t uid;
-	int r;
-
-	r = smpl_bus_authorize(u->daemon, m, action, &uid, error);
-	if (r <= 0)
-		return smpl_bus_not_now(r);
-	r = fn(u, uid, error);
-	if (r < 0)
-		return r;
-	return sd_bus_reply_method_return(m, NULL);
+	return smpl_unit_set_parameters(u, m, &p, uid, error);	/* answered when set */
 }
 
 static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	return run_unit_action(m, userdata, SMPL_ACTION_TREAT, smpl_unit_arm, error);
+	struct smpl_unit *u = userdata;
+	uid_t uid;
+	int r;
+
+	if (u->session) {
+		r = smpl_session_check_owner(u->session, m, "Arm", error);
+		if (r <= 0)
+			return smpl_bus_not_now(r);
+	}
+	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_TREAT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return smpl_unit_arm(u, m, uid, error);	/* answered when armed or refused */
 }
 
 /*
@@ -294,23 +291,40 @@ static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
  * peer the D-Bus policy lets in may disarm; its uid goes into the audit
  * trail (-1 if the bus cannot tell it, and the unit is disarmed anyway).
  */
+/*
+ * Making the unit safe is never refused nor delayed: Disarm asks no polkit,
+ * since a polkit that hangs or says no must not keep a laser armed, and the
+ * unit's DISARM goes first, before anything is asked of the bus.  Any peer
+ * the D-Bus policy lets in may disarm; its uid goes into the audit trail
+ * (-1 if the bus cannot tell it, and the unit is disarmed anyway).
+ */
 static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	uid_t uid;
+	struct smpl_unit *u = userdata;
+	uid_t uid = (uid_t)-1;
 	int r;
 
-	if (smpl_bus_caller_uid(m, &uid) < 0)
-		uid = (uid_t)-1;
-	r = smpl_unit_disarm(userdata, uid, error);
+	(void)error;
+	smpl_unit_disarm_now(u);
+	r = smpl_creds_uid(u->daemon->creds, m, &uid);
+	if (r == 0)
+		return 1;	/* asked who: the call comes again (and disarms again) */
 	if (r < 0)
-		return r;
+		uid = (uid_t)-1;
+	(void)smpl_unit_disarm(u, uid);
 	return sd_bus_reply_method_return(m, NULL);
 }
 
 static int method_acknowledge(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	return run_unit_action(m, userdata, SMPL_ACTION_ACKNOWLEDGE,
-			       smpl_unit_acknowledge, error);
+	struct smpl_unit *u = userdata;
+	uid_t uid;
+	int r;
+
+	r = smpl_bus_authorize(u->daemon, m, SMPL_ACTION_ACKNOWLEDGE, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return smpl_unit_acknowledge(u, m, uid, error);	/* answered when done */
 }
 
 static const sd_bus_vtable unit_vtable[] = {
@@ -327,7 +341,8 @@ static const sd_bus_vtable unit_vtable[] = {
 	SD_BUS_PROPERTY("ShotCount", "u", property_shot_count, 0,
 			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("Session", "o", property_session, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-	SD_BUS_PROPERTY("Fault", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("LatchedFault", "s", property_string, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_METHOD_WITH_ARGS("StartSession", SD_BUS_ARGS("s", patient),
 				SD_BUS_RESULT("o", session), method_start_session,
 				SD_BUS_VTABLE_UNPRIVILEGED),
@@ -390,8 +405,10 @@ static int method_sim_footswitch(sd_bus_message *m, void *userdata, sd_bus_error
 
 static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX], known[128];
 	struct smpl_unit *u = userdata;
 	const char *name;
+	uint16_t bit;
 	int open, r;
 
 	r = sim_authorize(m, u, error);
@@ -400,13 +417,13 @@ static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error 
 	r = sd_bus_message_read(m, "sb", &name, &open);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < N_INTERLOCKS; i++)
-		if (strcmp(interlocks[i].name, name) == 0)
-			return sim_result(m, u, u->backend->sim->set_interlock(
-						  u->backend, interlocks[i].bit, open), error);
+	bit = smpl_interlock_by_name(name);
+	if (bit)
+		return sim_result(m, u, u->backend->sim->set_interlock(u->backend, bit, open),
+				  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
-			       "name: unknown interlock \"%s\" (key, door, estop, handpiece, "
-			       "cooling, temperature, shutter)", name);
+			       "name: unknown interlock \"%s\" (%s)", echo_arg(echo, name),
+			       smpl_interlock_list(known, sizeof(known)));
 }
 
 static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -427,19 +444,9 @@ static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *err
 	return sim_result(m, u, u->backend->sim->set_drift(u->backend, ppm), error);
 }
 
-static const char *const sim_fault_names[] = {
-	[SMPL_FAULT_WATCHDOG] = "watchdog",
-	[SMPL_FAULT_INTERLOCK] = "interlock",
-	[SMPL_FAULT_SELF_TEST] = "self-test",
-	[SMPL_FAULT_ENERGY] = "energy",
-	[SMPL_FAULT_OVERTEMP] = "overtemp",
-	[SMPL_FAULT_COOLING] = "cooling",
-	[SMPL_FAULT_SHUTTER] = "shutter",
-	[SMPL_FAULT_INTERNAL] = "internal",
-};
-
 static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *name;
 	int r;
@@ -451,12 +458,13 @@ static int method_sim_fault(sd_bus_message *m, void *userdata, sd_bus_error *err
 	if (r < 0)
 		return r;
 	for (uint8_t f = 1; f <= SMPL_FAULT__MAX; f++)
-		if (strcmp(sim_fault_names[f], name) == 0)
+		if (strcmp(smpl_fault_slug(f), name) == 0)
 			return sim_result(m, u, u->backend->sim->inject_fault(u->backend, f),
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "fault: unknown fault \"%s\" (watchdog, interlock, self-test, "
-			       "energy, overtemp, cooling, shutter, internal)", name);
+			       "energy, overtemp, cooling, shutter, internal)",
+			       echo_arg(echo, name));
 }
 
 static int method_sim_clear_fault(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -502,12 +510,42 @@ static int method_sim_calibration(sd_bus_message *m, void *userdata, sd_bus_erro
 	return sim_result(m, u, u->backend->sim->set_calibration(u->backend, valid), error);
 }
 
+static int method_sim_shot_counter(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	uint32_t count;
+	int r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "u", &count);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->set_shot_count(u->backend, count), error);
+}
+
+static int method_sim_hold_reports(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_unit *u = userdata;
+	int hold, r;
+
+	r = sim_authorize(m, u, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = sd_bus_message_read(m, "b", &hold);
+	if (r < 0)
+		return r;
+	return sim_result(m, u, u->backend->sim->hold_reports(u->backend, hold), error);
+}
+
 static const char *const hostile_names[] = {
 	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
 };
 
 static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *mode;
 	uint32_t count;
@@ -525,7 +563,7 @@ static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *e
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "mode: unknown hostile mode \"%s\" (none, short, oversize, "
-			       "bad-crc, wrong-seq, stall, no-answer, flood)", mode);
+			       "bad-crc, wrong-seq, stall, no-answer, flood)", echo_arg(echo, mode));
 }
 
 static const struct {
@@ -541,6 +579,7 @@ static const struct {
 
 static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
+	char echo[SMPL_ECHO_MAX];
 	struct smpl_unit *u = userdata;
 	const char *command;
 	int r;
@@ -558,7 +597,7 @@ static int method_sim_drop_reply(sd_bus_message *m, void *userdata, sd_bus_error
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "command: unknown command \"%s\" (get-info, set-params, arm, "
 			       "disarm, heartbeat, get-rtc, ack-fault, get-status, pulse-report)",
-			       command);
+			       echo_arg(echo, command));
 }
 
 static int method_sim_unplug(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -602,12 +641,122 @@ static const sd_bus_vtable simulator_vtable[] = {
 				SD_BUS_NO_RESULT, method_sim_hostile, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("DropNextReply", SD_BUS_ARGS("s", command), SD_BUS_NO_RESULT,
 				method_sim_drop_reply, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("SetShotCounter", SD_BUS_ARGS("u", count), SD_BUS_NO_RESULT,
+				method_sim_shot_counter, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("HoldReports", SD_BUS_ARGS("b", hold), SD_BUS_NO_RESULT,
+				method_sim_hold_reports, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Unplug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_sim_unplug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("Replug", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_sim_replug, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_VTABLE_END
 };
+
+/* --- what changed, announced (the observer's unit part) ------------------------ */
+
+/* Each property as its getter shows it, compared with what was announced. */
+static bool state_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return strcmp(a->state, b->state) != 0;
+}
+
+static bool interlocks_differ(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->closed != b->closed;
+}
+
+static bool shot_count_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->shot_count != b->shot_count;
+}
+
+static bool fault_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return strcmp(a->fault, b->fault) != 0;
+}
+
+static bool session_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->session != b->session;
+}
+
+static bool parameters_differ(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->params_set != b->params_set ||
+	       memcmp(&a->params, &b->params, sizeof(a->params)) != 0;
+}
+
+/* Every property that can change, and how to tell: PropertiesChanged is built from it. */
+static const struct {
+	const char *name;
+	bool (*differs)(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b);
+} unit_changes[] = {
+	{ "State", state_differs },
+	{ "Interlocks", interlocks_differ },
+	{ "ShotCount", shot_count_differs },
+	{ "LatchedFault", fault_differs },
+	{ "Session", session_differs },
+	{ "Parameters", parameters_differ },
+};
+
+#define N_UNIT_CHANGES (sizeof(unit_changes) / sizeof(unit_changes[0]))
+
+void smpl_bus_unit_changed(struct smpl_unit *u)
+{
+	struct smpl_unit_shown now = {
+		.valid = true,
+		.object_announced = u->shown.object_announced,
+		.state = smpl_unit_state_name(u),
+		.closed = smpl_unit_interlocks_closed(u),
+		.shot_count = u->status.shot_count,
+		.fault = smpl_unit_fault_name(u),
+		.session = u->session,
+		.params_set = u->params_set,
+		.params = u->params,
+	};
+	const char *changed[N_UNIT_CHANGES + 1];
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_UNIT_CHANGES; i++)
+		if (!u->shown.valid || unit_changes[i].differs(&u->shown, &now))
+			changed[n++] = unit_changes[i].name;
+	changed[n] = NULL;
+	u->shown = now;
+	if (n > 0)
+		(void)sd_bus_emit_properties_changed_strv(u->daemon->bus, u->path,
+							  SMPL_IFACE_UNIT, (char **)changed);
+}
+
+void smpl_bus_unit_published(struct smpl_unit *u)
+{
+	/* A simulated unit plugged in again: its Simulator never left. */
+	if (u->shown.object_announced)
+		(void)sd_bus_emit_interfaces_added(u->daemon->bus, u->path, SMPL_IFACE_UNIT, NULL);
+	else
+		(void)sd_bus_emit_object_added(u->daemon->bus, u->path);
+	u->shown = (struct smpl_unit_shown){ .object_announced = true };
+}
+
+void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone)
+{
+	if (gone)
+		(void)sd_bus_emit_object_removed(u->daemon->bus, u->path);
+	else
+		(void)sd_bus_emit_interfaces_removed(u->daemon->bus, u->path, SMPL_IFACE_UNIT, NULL);
+}
+
+void smpl_bus_unit_pulse(struct smpl_unit *u, const struct smpl_session *s,
+			 const struct smpl_pulse_n *p)
+{
+	(void)sd_bus_emit_signal(u->daemon->bus, u->path, SMPL_IFACE_UNIT, "Pulse", "ouuu",
+				 s ? s->path : "/", p->shot, p->measured_uj, p->set_uj);
+}
+
+void smpl_bus_unit_fault(struct smpl_unit *u, const char *code, const char *message)
+{
+	(void)sd_bus_emit_signal(u->daemon->bus, u->path, SMPL_IFACE_UNIT, "Fault", "ss",
+				 code, message);
+}
 
 int smpl_bus_unit_setup(struct smpl_daemon *d)
 {

@@ -4,6 +4,11 @@
 #define SMPLASER_DAEMON_BUS_H
 
 #include "daemon.h"
+#include "session.h"
+#include "unit.h"
+
+/* Publishes the objects, installs d->observer, takes the name (bus-manager.c). */
+int smpl_bus_setup(struct smpl_daemon *d);
 
 /*
  * Authorization for a privileged call: 1 go on (@uid set), 0 the call is
@@ -36,5 +41,17 @@ void smpl_bus_nodes_free(char **list);
 
 int smpl_bus_unit_setup(struct smpl_daemon *d);
 int smpl_bus_session_setup(struct smpl_daemon *d);
+
+/* The observer (daemon.h) as the D-Bus objects implement it: each sends what changed. */
+void smpl_bus_unit_published(struct smpl_unit *u);
+void smpl_bus_unit_changed(struct smpl_unit *u);
+void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone);
+void smpl_bus_unit_pulse(struct smpl_unit *u, const struct smpl_session *s,
+			 const struct smpl_pulse_n *p);
+void smpl_bus_unit_fault(struct smpl_unit *u, const char *code, const char *message);
+void smpl_bus_session_published(struct smpl_session *s);
+void smpl_bus_session_changed(struct smpl_session *s);
+void smpl_bus_session_unpublished(struct smpl_session *s);
+void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property);
 
 #endif

@@ -1,7 +1,8 @@
 # smplaserd's pure core: safety state machine, rules, config, patches.
 # The daemon links $(CORE_LIB) and $(call pkglibs,$(CORE_PKGS)).
 
-CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c daemon/patches.c
+CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c daemon/patches.c \
+	daemon/text.c
 CORE_OBJS = $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))
 CORE_PKGS := inih
 

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * smplaserd: the daemon's objects.
+ * smplaserd: the daemon itself (daemon.c): the bus, the event loop, the
+ * config, the records, its units and sessions, and who shows them.
  *
- *   struct smpl_daemon    the bus, the event loop, the config, the store
- *   struct smpl_unit      one laser unit: its backend, its safety core
- *                         (safety.h), its open treatment
- *   struct smpl_session   one treatment session of one patient on one unit
+ *   unit.h      one laser unit: its backend, its safety core, its treatment
+ *   session.h   one treatment session of one patient on one unit
+ *   records.h   the records writer; audit.h the audit trail
+ *   bus.h       the D-Bus objects (the observer of units and sessions)
  *
- * unit.c and session.c hold the logic; bus-*.c only translate D-Bus calls
- * into it; main.c starts everything.
+ * unit*.c and session.c hold the logic; bus-*.c only translate D-Bus calls
+ * into it and show what changed; main.c starts everything.
  */
 #ifndef SMPLASER_DAEMON_DAEMON_H
 #define SMPLASER_DAEMON_DAEMON_H
@@ -23,9 +24,9 @@
 #include <systemd/sd-event.h>
 
 #include "backend.h"
+#include "macro.h"
 #include "config.h"
 #include "polkit.h"
-#include "safety.h"
 #include "store.h"
 
 #define SMPL_VERSION		"0.1"
@@ -41,91 +42,66 @@
 #define SMPL_FLUSH_PERIOD_MS	100	/* S3: pulses committed at least this often */
 #define SMPL_NOTES_MAX		2048
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-
-static inline void freep(void *p)
-{
-	free(*(void **)p);
-}
-
+struct smpl_daemon;
+struct smpl_unit;
 struct smpl_session;
+struct smpl_records;
+struct smpl_worker;
+struct smpl_owner_watch;
+struct smpl_creds;
+struct smpl_barrier;
+struct smpl_records_call;
 
-struct smpl_unit {
-	struct smpl_unit *next;
-	struct smpl_daemon *daemon;
-	struct smpl_backend *backend;
-	char name[32];			/* for logs until the serial is known */
-
-	bool published;			/* probed, object on the bus */
-	bool ignored;			/* its serial is another unit's */
-	bool reprobe;			/* reconnected: probe and reconcile again */
-	bool clock_bad;			/* S8 says the host clock is wrong (audited once) */
-	char *path;
-	struct smpl_info_n info;
-	char firmware[16];
-	bool connected;
-	bool status_known;
-	struct smpl_status_n status;
-
-	struct smpl_safety safety;
-	bool params_set;		/* accepted by the protocol and the unit */
-	struct smpl_params_n params;
-
-	struct smpl_session *session;
-	int64_t treatment_id;		/* the open treatment, 0 if none */
-	int64_t closed_treatment_id;	/* the last one closed, its session ... */
-	int64_t closed_session_id;
-	uint32_t closed_shot_at_end;	/* ... and the unit's counter then */
-	int64_t unclosed_id;		/* closed here, not in the store yet */
-	struct store_treatment_finish unclosed;
-
-	sd_event_source *heartbeat;
-
-	/* last values announced with PropertiesChanged */
-	struct {
-		const char *state;
-		uint16_t interlocks;
-		uint32_t shot_count;
-		const char *fault;
-		const struct smpl_session *session;
-		bool params_set;
-		struct smpl_params_n params;
-		bool armed;
-	} shown;
+/*
+ * What the units and sessions tell whoever shows them (the D-Bus objects:
+ * bus-*.c installs this in smpl_bus_setup()).  unit.c and session.c say what
+ * changed; they never emit D-Bus themselves.  Every member may be NULL.
+ */
+struct smpl_observer {
+	void (*unit_published)(struct smpl_unit *u);
+	void (*unit_changed)(struct smpl_unit *u);	/* any property may have changed */
+	/* @gone: for good; else a simulated unit unplugged (its Simulator stays) */
+	void (*unit_unpublished)(struct smpl_unit *u, bool gone);
+	void (*unit_pulse)(struct smpl_unit *u, const struct smpl_session *s,
+			   const struct smpl_pulse_n *p);
+	void (*unit_fault)(struct smpl_unit *u, const char *code, const char *message);
+	void (*session_published)(struct smpl_session *s);
+	void (*session_changed)(struct smpl_session *s);
+	void (*session_unpublished)(struct smpl_session *s);
+	void (*manager_changed)(struct smpl_daemon *d, const char *property);
 };
 
-struct smpl_session {
-	struct smpl_session *next;
-	struct smpl_daemon *daemon;
-	struct smpl_unit *unit;
-	int64_t id;			/* the store's session id */
-	char *path;
-	char *patient;
-	char patch[SMPL_PATCH_ID_MAX + 1];
-	bool eyewear_confirmed;
-	uint32_t pulse_count;
-	uid_t uid;			/* who opened it */
-	char *operator_name;
-	sd_bus_track *track;		/* the client that opened it */
-	sd_event_source *end_later;	/* closing it after its client left */
-
-	struct {
-		char patch[SMPL_PATCH_ID_MAX + 1];
-		bool eyewear_confirmed;
-		uint32_t pulse_count;
-		const char *state;
-	} shown;
+/*
+ * What a lower layer asks of an upper one, which it cannot call: the records
+ * (records.c) and the supervisor (supervisor.c) sit below the sessions.
+ * smpl_daemon_setup() (lifecycle.c) installs them; smpl_records_open() and
+ * smpl_unit_adopt() refuse to run without (fail closed).
+ */
+struct smpl_upcalls {
+	/* The records refuse writes: every unit disarmed, its treatment closed. */
+	void (*records_failed)(struct smpl_daemon *d, const char *why);
+	/* A unit goes away: its session ends, interrupted, because of @why. */
+	void (*unit_leaving)(struct smpl_unit *u, const char *why);
 };
 
 struct smpl_daemon {
+	const struct smpl_observer *observer;
+	const struct smpl_upcalls *upcalls;
 	sd_event *event;
 	sd_bus *bus;
 	bool session_bus;
 	struct smpl_config cfg;
 	char *state_dir;
-	struct store *store;
+	struct store *store;		/* the records writer's connection (its thread only) */
+	struct store *reader;		/* queries, on the loop */
+	struct smpl_records *records;	/* what waits for the writer (records.h) */
+	bool inline_io;			/* workers without threads (the in-process fuzzer) */
 	struct smpl_polkit *polkit;
+	struct smpl_creds *creds;	/* callers' uids, asked asynchronously (creds.h) */
 	struct smpl_unit *units;
+	struct smpl_unit *dying;	/* dropped, calls still in flight */
+	unsigned int closing;		/* treatments whose end counter is being read */
+	struct smpl_barrier *barriers;	/* reads waiting for them (smpl_records_barrier) */
 	struct smpl_session *sessions;
 	unsigned int probing;		/* units not probed yet */
 	const char *state;		/* "probing", "running" */
@@ -138,81 +114,8 @@ struct smpl_daemon {
 uint64_t smpl_now_ms(struct smpl_daemon *d);	/* CLOCK_MONOTONIC */
 int64_t smpl_wall_ms(void);			/* CLOCK_REALTIME, UTC */
 
-/* --- units (unit.c) ------------------------------------------------------- */
-/*
- * Adopts @b (not opened yet; freed on failure too), opens it and probes the
- * unit in the background.  For discovery's add callback.
- */
-int smpl_unit_adopt(struct smpl_daemon *d, const char *name, struct smpl_backend *b,
-		    struct smpl_unit **ret);
-int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index);
-/* The unit is gone for good: disarm, close what it had open, drop its object. */
-void smpl_unit_drop(struct smpl_unit *u);
-void smpl_unit_free(struct smpl_unit *u);
-struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path);
-const char *smpl_unit_state_name(const struct smpl_unit *u);
-const char *smpl_unit_fault_name(const struct smpl_unit *u);
-const char *smpl_unit_label(const struct smpl_unit *u);
-/* Sends PropertiesChanged for whatever changed since the last call. */
-void smpl_unit_sync_properties(struct smpl_unit *u);
-/* Obeys the safety core: DISARM the unit, close the treatment, record why. */
-void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
-/* The same when a person asked for it (@uid goes into the audit record). */
-void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid);
-/* Every unit disarmed, treatments closed (shutdown, store failure). */
-void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
-			   const char *why);
-/* STATUS= for systemd: units and how many are armed. */
-void smpl_daemon_notify_status(struct smpl_daemon *d);
-/* Flushes pulses; on failure disarms everything (S3). */
-void smpl_daemon_flush(struct smpl_daemon *d);
-/* Stopping: every unit disarmed, sessions ended, the last records written. */
-void smpl_daemon_close_records(struct smpl_daemon *d);
-/* Frees the units, polkit, the bus, the event loop and the store. */
-void smpl_daemon_free(struct smpl_daemon *d);
-
-/* The D-Bus side of unit actions: 0 or a negative errno with @error set. */
-int smpl_unit_start_session(struct smpl_unit *u, sd_bus_message *m,
-			    const char *patient, struct smpl_session **ret,
-			    sd_bus_error *error);
-int smpl_unit_set_parameters(struct smpl_unit *u, const struct smpl_params_n *p,
-			     uid_t uid, sd_bus_error *error);
-int smpl_unit_arm(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-int smpl_unit_disarm(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-int smpl_unit_acknowledge(struct smpl_unit *u, uid_t uid, sd_bus_error *error);
-
-/* A refusal into the audit trail and @error (names from safety.h). */
-int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
-		uid_t uid, sd_bus_error *error, const char *error_name,
-		const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-void smpl_audit(struct smpl_daemon *d, enum store_audit_kind kind,
-		const uid_t *uid, const struct smpl_unit *u, int64_t session_id,
-		const char *reason, const char *detail);
-/* Store records the store could not take yet: retried, then dropped at exit. */
-int smpl_audit_retry(struct smpl_daemon *d);
-void smpl_audit_discard(void);
-/* The operator as the store wants it (name: the user name or "uid N"). */
-void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op);
-
-/* --- sessions (session.c) ------------------------------------------------- */
-int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
-		     uid_t uid, struct smpl_session **ret, sd_bus_error *error);
-struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path);
-const char *smpl_session_state_name(const struct smpl_session *s);
-void smpl_session_sync_properties(struct smpl_session *s);
-int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
-			      sd_bus_error *error);
-int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
-				 sd_bus_error *error);
-/* End: disarm, record, drop the object.  @s is freed.  @uid NULL: the daemon ended it. */
-int smpl_session_end(struct smpl_session *s, enum store_session_state state,
-		     const char *notes, const uid_t *uid, sd_bus_error *error);
-/* Whether @patch may be treated for @patient now (store + rules). */
-int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
-		     struct smpl_eligibility *out, sd_bus_error *error);
-
-/* --- bus (bus-*.c) ---------------------------------------------------------- */
-int smpl_bus_setup(struct smpl_daemon *d);
-void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property);
+/* --- the daemon (daemon.c) ------------------------------------------------- */
+/* Tells the observer that a Manager property changed. */
+void smpl_daemon_changed(struct smpl_daemon *d, const char *property);
 
 #endif /* SMPLASER_DAEMON_DAEMON_H */

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
+#include "text.h"
 
 static const sd_bus_error_map smpl_error_map[] = {
 	SD_BUS_ERROR_MAP(SMPL_ERROR_COOLDOWN_ACTIVE,	ETIME),
@@ -47,6 +49,16 @@ int smpl_error_setf(sd_bus_error *error, const char *name, const char *fmt, ...)
 	va_end(ap);
 	if (r < 0)
 		msg = NULL;
+	/* Every call gets a reply: sd-bus refuses a message that is not UTF-8. */
+	if (msg && !smpl_text_is_safe(msg)) {
+		size_t len = strlen(msg) * 6 + 4;
+		char *safe = malloc(len);
+
+		if (safe)
+			smpl_text_echo(safe, len, msg, SIZE_MAX);
+		free(msg);
+		msg = safe;
+	}
 	sd_bus_error_set(error, name, msg ? msg : "(out of memory)");
 	free(msg);
 	return -errno_of(name);

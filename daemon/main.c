@@ -17,10 +17,15 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "audit.h"
 #include "bus.h"
+#include "creds.h"
 #include "discovery.h"
 #include "errors.h"
+#include "lifecycle.h"
 #include "log.h"
+#include "records.h"
+#include "supervisor.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/smplaser"
 
@@ -132,36 +137,55 @@ static char *state_dir_of(const struct options *o)
 	return strdup(DEFAULT_STATE_DIR);
 }
 
+/* Where the configuration in force came from ("<path>: loaded", or not found). */
+static char config_source[SMPL_CONFIG_MSG_MAX];
+
 static int load_config(struct smpl_daemon *d, const struct options *o)
 {
 	char msg[SMPL_CONFIG_MSG_MAX] = "";
 	int r = smpl_config_load(&d->cfg, o->config, msg, sizeof(msg));
 
+	/* Simulated treatments must never reach the clinic's records. */
+	if (r >= 0 && !o->session_bus)
+		r = smpl_config_check_system_bus(&d->cfg, o->config, msg, sizeof(msg));
+	if (r >= 0 && !o->session_bus && o->sim && !o->state_dir) {
+		snprintf(msg, sizeof(msg), "--sim on the system bus needs its own --state-dir: "
+			 "simulated treatments must not go into the clinical records");
+		r = -EINVAL;
+	}
 	if (r < 0) {
 		smpl_log(LOG_ERR, NULL, NULL, "config-refused", "configuration refused: %s", msg);
 		return r;
 	}
-	if (r == SMPL_CONFIG_DEFAULTS)
-		smpl_log(LOG_INFO, NULL, NULL, "config", "%s", msg);
+	snprintf(config_source, sizeof(config_source), "%s", msg);
 	return 0;
 }
 
-static int open_store(struct smpl_daemon *d)
+/* The safety-relevant settings in force, to the journal and the audit trail. */
+static void record_config(struct smpl_daemon *d)
+{
+	char settings[1024], detail[1536];
+
+	smpl_config_describe(&d->cfg, settings, sizeof(settings));
+	smpl_log(LOG_INFO, NULL, NULL, "config", "configuration in force (%s): %s",
+		 config_source, settings);
+	snprintf(detail, sizeof(detail), "smplaserd %s; %s; %s", SMPL_VERSION,
+		 config_source, settings);
+	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", detail);
+}
+
+static int open_records(struct smpl_daemon *d)
 {
 	char msg[STORE_MSG_MAX] = "";
 	int r;
 
-	r = store_open(&d->store, d->state_dir, msg, sizeof(msg));
+	r = smpl_records_open(d, msg, sizeof(msg));
 	if (r < 0) {
 		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
 		return r;
 	}
-	r = store_sessions_interrupt_open(d->store, smpl_wall_ms());
-	if (r > 0)
-		smpl_log(LOG_NOTICE, NULL, NULL, "reconcile",
-			 "%d session(s) left open by a crash marked interrupted", r);
-	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "smplaserd " SMPL_VERSION);
+	record_config(d);
 	return 0;
 }
 
@@ -172,9 +196,25 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+/*
+ * Signals whose default would end the daemon without the orderly disarm and
+ * close: SIGHUP (a terminal closing, "systemctl reload" has no meaning here),
+ * SIGUSR1/2.  They are logged and otherwise ignored; SIGPIPE is ignored
+ * (a peer closing its end is an error on that call, never a stop).
+ */
+static int on_stray_signal(sd_event_source *s, const struct signalfd_siginfo *si,
+			   void *userdata)
+{
+	(void)s, (void)userdata;
+	smpl_log(LOG_NOTICE, NULL, NULL, "signal",
+		 "signal %u ignored: the configuration is read at start only; "
+		 "stop smplaserd with SIGTERM", si->ssi_signo);
+	return 0;
+}
+
 static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	smpl_daemon_flush(userdata);
+	smpl_records_flush(userdata);
 	(void)usec;
 	return sd_event_source_set_time_relative(s, SMPL_FLUSH_PERIOD_MS * 1000ULL);
 }
@@ -187,13 +227,24 @@ static int setup_event(struct smpl_daemon *d)
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return r;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	r = sd_event_add_signal(d->event, NULL, SIGTERM, on_signal, d);
 	if (r >= 0)
 		r = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGHUP, on_stray_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGUSR1, on_stray_signal, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGUSR2, on_stray_signal, d);
 	if (r >= 0)
 		r = sd_event_set_watchdog(d->event, true);
 	if (r >= 0)
@@ -228,6 +279,9 @@ static int setup_bus(struct smpl_daemon *d)
 	}
 	/* Without its bus the daemon is useless: stop (disarming everything). */
 	r = sd_bus_set_exit_on_disconnect(d->bus, true);
+	if (r < 0)
+		return r;
+	r = smpl_creds_new(d->bus, &d->creds);
 	if (r < 0)
 		return r;
 	r = smpl_polkit_new(d->bus, !d->session_bus, d->cfg.auth.allow_root,
@@ -299,7 +353,7 @@ static int on_probe_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		 "%u unit(s) still not answering after %llu s; running without them",
 		 d->probing, PROBE_TIMEOUT_USEC / 1000000);
 	d->state = "running";
-	smpl_bus_manager_changed(d, "State");
+	smpl_daemon_changed(d, "State");
 	(void)sd_notify(false, "STATUS=Running (some units do not answer)");
 	return 0;
 }
@@ -332,7 +386,7 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 static void shutdown_daemon(struct smpl_daemon *d)
 {
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	smpl_discovery_free(discovery);
 	smpl_daemon_free(d);
 }
@@ -344,6 +398,7 @@ int main(int argc, char **argv)
 	int r;
 
 	smpl_log_init();
+	smpl_daemon_setup(&d);
 	r = parse_options(argc, argv, &o);
 	if (r <= 0)
 		return r < 0 ? 2 : 0;
@@ -351,13 +406,18 @@ int main(int argc, char **argv)
 	d.state_dir = state_dir_of(&o);
 	if (!d.state_dir)
 		return 1;
-	if (load_config(&d, &o) < 0 || open_store(&d) < 0) {
+	if (load_config(&d, &o) < 0) {
 		free(d.state_dir);
 		return 1;
 	}
 	r = setup_event(&d);
 	if (r >= 0)
-		r = setup_bus(&d);
+		r = open_records(&d);
+	if (r < 0) {
+		smpl_daemon_free(&d);
+		return 1;
+	}
+	r = setup_bus(&d);
 	if (r >= 0)
 		r = add_units(&d, &o);
 	if (r < 0) {

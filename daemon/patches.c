@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "patches.h"
+#include "text.h"
 
 static const struct {
 	const char *id;
@@ -130,9 +131,12 @@ int smpl_patch_name_check(const struct smpl_patches *p, const char *name,
 {
 	if (smpl_patches_find(p, name))
 		return 0;
-	if (!smpl_patch_id_valid(name))
-		set_err(err, err_len, "patch: \"%.64s\" is not a valid patch id",
-			name ? name : "");
+	if (!smpl_patch_id_valid(name)) {
+		char echo[SMPL_ECHO_MAX];
+
+		smpl_text_echo(echo, sizeof(echo), name, SMPL_ECHO_CHARS);
+		set_err(err, err_len, "patch: \"%s\" is not a valid patch id", echo);
+	}
 	else
 		set_err(err, err_len,
 			"patch: \"%s\" is not a known patch (see ListPatches)", name);

@@ -6,18 +6,28 @@
 
 #include "errors.h"
 #include "log.h"
+#include "macro.h"
 #include "polkit.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
-/* Calls suspended at once, at most (each holds its message). */
-#define POLKIT_QUERIES_MAX	256
+/*
+ * Calls suspended at once, at most (each holds its message): in all, per
+ * client connection and per user, so that one local user holding
+ * interactive checks open cannot lock every operator out.
+ */
+#define POLKIT_QUERIES_MAX		256
+#define POLKIT_QUERIES_PER_SENDER	16
+#define POLKIT_QUERIES_PER_UID		64
 
 struct query {
 	struct query *next;
 	sd_bus_message *request;	/* the suspended method call */
 	sd_bus_slot *slot;		/* the pending CheckAuthorization */
+	sd_event_source *defer;		/* frees it after the re-dispatch, whatever happens */
+	struct smpl_polkit *polkit;
 	char *action;
+	char *sender;
 	uid_t uid;
 	uint64_t deadline_usec;		/* CLOCK_MONOTONIC: polkit must answer by then */
 	unsigned int timeout_s;		/* for the message */
@@ -55,8 +65,10 @@ static void query_free(struct query *q)
 	if (!q)
 		return;
 	sd_bus_slot_unref(q->slot);
+	sd_event_source_disable_unref(q->defer);
 	sd_bus_message_unref(q->request);
 	free(q->action);
+	free(q->sender);
 	free(q->why);
 	free(q);
 }
@@ -104,18 +116,6 @@ void smpl_polkit_free(struct smpl_polkit *p)
 	}
 	sd_bus_unref(p->bus);
 	free(p);
-}
-
-int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret)
-{
-	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-	int r;
-
-	/* From the bus (SO_PEERCRED), never from /proc: no AUGMENT, no PID race. */
-	r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID, &creds);
-	if (r < 0)
-		return r;
-	return sd_bus_creds_get_euid(creds, ret);
 }
 
 static uint64_t monotonic_usec(void)
@@ -185,6 +185,21 @@ static void query_settle(struct query *q, sd_bus_message *reply)
 					  : "polkit denied it");
 }
 
+/*
+ * After the re-dispatch: the handler took the answer (and freed the query),
+ * or never ran (its object went away meanwhile, the call was refused before
+ * reaching it): either way the query goes now, never leaks.
+ */
+static int on_redispatched(sd_event_source *src, void *userdata)
+{
+	struct query *q = userdata;
+
+	(void)src;
+	unlink_query(q->polkit, q);
+	query_free(q);
+	return 0;
+}
+
 static int on_polkit_reply(sd_bus_message *reply, void *userdata,
 			   sd_bus_error *ret_error)
 {
@@ -199,6 +214,14 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata,
 	r = sd_bus_enqueue_for_read(bus, q->request);
 	if (r < 0)
 		log_err("cannot re-dispatch a call after polkit answered: %s", strerror(-r));
+	/* An idle source runs after the bus has dispatched the call. */
+	r = sd_event_add_defer(sd_bus_get_event(bus), &q->defer, on_redispatched, q);
+	if (r >= 0)
+		r = sd_event_source_set_priority(q->defer, SD_EVENT_PRIORITY_IDLE);
+	if (r < 0) {
+		log_err("cannot schedule the end of a polkit query: %s", strerror(-r));
+		q->defer = sd_event_source_disable_unref(q->defer);
+	}
 	return 0;
 }
 
@@ -257,8 +280,10 @@ static bool denial_is_repeat(struct smpl_polkit *p, uid_t uid, const char *actio
 }
 
 /*
- * Every denial goes to the journal; the audit trail (through the hook) gets
- * it unless it repeats one just recorded, so a caller cannot flood the store.
+ * A denial goes to the journal and the audit trail (through the hook) unless
+ * it repeats one just recorded: any local peer may call, and a flood of
+ * journaled denials would push smplaserd into journald's rate limit, which
+ * would then drop the arm, fault and acknowledge lines too.
  */
 static int deny(struct smpl_polkit *p, sd_bus_error *error, const char *action,
 		uid_t uid, const char *why)
@@ -267,10 +292,29 @@ static int deny(struct smpl_polkit *p, sd_bus_error *error, const char *action,
 
 	snprintf(msg, sizeof(msg), "Not authorized: action %s for uid %u: %s",
 		 action, (unsigned int)uid, why ? why : "denied");
-	smpl_log(LOG_NOTICE, NULL, NULL, "not-authorized", "%s", msg);
-	if (p->on_denied && !denial_is_repeat(p, uid, action))
-		p->on_denied(uid, action, msg, p->on_denied_data);
+	if (!denial_is_repeat(p, uid, action)) {
+		smpl_log_uid(LOG_NOTICE, NULL, NULL, "not-authorized", &uid, "%s", msg);
+		if (p->on_denied)
+			p->on_denied(uid, action, msg, p->on_denied_data);
+	}
 	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED, "%s", msg);
+}
+
+/* -ENFILE all waiting, -EMFILE this client's, -EUSERS this user's; 0 room. */
+static int check_caps(const struct smpl_polkit *p, sd_bus_message *call, uid_t uid)
+{
+	const char *sender = sd_bus_message_get_sender(call);
+	unsigned int of_sender = 0, of_uid = 0;
+
+	if (p->n_queries >= POLKIT_QUERIES_MAX)
+		return -ENFILE;
+	for (const struct query *q = p->queries; q; q = q->next) {
+		of_sender += sender && strcmp(q->sender, sender) == 0;
+		of_uid += q->uid == uid;
+	}
+	if (of_sender >= POLKIT_QUERIES_PER_SENDER)
+		return -EMFILE;
+	return of_uid >= POLKIT_QUERIES_PER_UID ? -EUSERS : 0;
 }
 
 static struct query *find_query(struct smpl_polkit *p, sd_bus_message *call)
@@ -299,36 +343,36 @@ static int answer(struct smpl_polkit *p, struct query *q, const char *action,
 }
 
 int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
-		      const char *action, sd_bus_error *error)
+		      const char *action, uid_t uid, sd_bus_error *error)
 {
 	struct query *q = find_query(p, call);
-	uid_t uid;
 	int r;
 
 	if (q)
 		return answer(p, q, action, error);
 
-	r = smpl_bus_caller_uid(call, &uid);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
-				       "Not authorized: cannot tell who is calling (%s)",
-				       strerror(-r));
 	if (!p->use_polkit)
 		return p->same_uid && uid == getuid() ? 1 :
 			deny(p, error, action, uid, p->same_uid ?
 			     "on a session bus only the daemon's own user may act" :
 			     "the configuration lets nobody act on a session bus");
 
-	if (p->n_queries >= POLKIT_QUERIES_MAX)
-		return deny(p, error, action, uid, "too many calls are waiting for polkit");
+	r = check_caps(p, call, uid);
+	if (r < 0)
+		return deny(p, error, action, uid, r == -EMFILE ?
+			    "too many of this client's calls are waiting for polkit" : r == -EUSERS ?
+			    "too many of this user's calls are waiting for polkit" :
+			    "too many calls are waiting for polkit");
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
+	q->polkit = p;
 	q->request = sd_bus_message_ref(call);
 	q->uid = uid;
 	q->allow_root = p->allow_root;
 	q->action = strdup(action);
-	if (!q->action) {
+	q->sender = strdup(sd_bus_message_get_sender(call) ? sd_bus_message_get_sender(call) : "");
+	if (!q->action || !q->sender) {
 		query_free(q);
 		return -ENOMEM;
 	}

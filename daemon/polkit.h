@@ -46,17 +46,19 @@ void smpl_polkit_free(struct smpl_polkit *p);
 void smpl_polkit_set_timeout(struct smpl_polkit *p, unsigned int seconds);
 
 /*
- * Returns 1: authorized, go on.  0: the call is suspended until polkit
- * answers; the handler returns 1 (a reply will follow).  Negative: denied
- * (@error says which action for which uid) or failed.
+ * @uid is the caller's (creds.h).  Returns 1: authorized, go on.  0: the
+ * call is suspended until polkit answers; the handler returns 1 (a reply
+ * will follow).  Negative: denied (@error says which action for which uid)
+ * or failed.
  */
 int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
-		      const char *action, sd_bus_error *error);
+		      const char *action, uid_t uid, sd_bus_error *error);
 
 /*
  * Called for every denial that is not a repeat: the same uid denied the same
- * action again within SMPL_POLKIT_DENIAL_REPEAT_S seconds is journaled only,
- * so a caller cannot flood the records with refused calls.
+ * action again within SMPL_POLKIT_DENIAL_REPEAT_S seconds is neither
+ * journaled nor recorded, so a caller cannot flood the records or the journal
+ * with refused calls.
  */
 #define SMPL_POLKIT_DENIAL_REPEAT_S	10
 typedef void (*smpl_polkit_denied_fn)(uid_t uid, const char *action,
@@ -64,7 +66,5 @@ typedef void (*smpl_polkit_denied_fn)(uid_t uid, const char *action,
 void smpl_polkit_on_denied(struct smpl_polkit *p, smpl_polkit_denied_fn fn,
 			   void *userdata);
 
-/* The calling peer's uid, from the bus. */
-int smpl_bus_caller_uid(sd_bus_message *call, uid_t *ret);
 
 #endif

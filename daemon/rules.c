@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "rules.h"
+#include "text.h"
 
 static void __attribute__((format(printf, 3, 4)))
 set_msg(char *buf, size_t len, const char *fmt, ...)
@@ -256,9 +257,11 @@ int smpl_params_set_field(struct smpl_params_n *p, const char *key,
 		if (key && strcmp(key, param_fields[f].name) == 0)
 			break;
 	if (f == SMPL_PF__COUNT) {
-		set_msg(err, err_len, "parameter \"%.64s\" is unknown (known: "
-			"wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps, rate_mhz)",
-			key ? key : "");
+		char echo[SMPL_ECHO_MAX];
+
+		smpl_text_echo(echo, sizeof(echo), key, SMPL_ECHO_CHARS);
+		set_msg(err, err_len, "parameter \"%s\" is unknown (known: "
+			"wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps, rate_mhz)", echo);
 		return -EINVAL;
 	}
 	if (!dbus_type || !strchr("ynqiuxt", dbus_type)) {

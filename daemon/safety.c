@@ -29,6 +29,8 @@ static const struct {
 	[SMPL_REASON_ENERGY_TOLERANCE]	= { "energy-out-of-tolerance", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_ENERGY_MISMATCH]	= { "energy-mismatch", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_UNEXPECTED_PULSE]	= { "unexpected-pulse", ERR_PREFIX "DeviceFault", EIO },
+	[SMPL_REASON_COUNTER_BACK]	= { "counter-went-back", ERR_PREFIX "DeviceFault", EIO },
+	[SMPL_REASON_RECORDS_FAILED]	= { "records-failed", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_BUSY]		= { "busy", ERR_PREFIX "Busy", EBUSY },
 	[SMPL_REASON_INTERLOCK_OPEN]	= { "interlock-open", ERR_PREFIX "InterlockOpen", EHOSTDOWN },
 	[SMPL_REASON_ESTOP]		= { "emergency-stop", ERR_PREFIX "InterlockOpen", EHOSTDOWN },
@@ -138,6 +140,7 @@ act(struct smpl_safety *s, struct smpl_action *a, enum smpl_action_kind kind,
 	s->disarm_pending = true;
 	if (kind == SMPL_ACT_FAULT && s->fault == SMPL_REASON_NONE) {
 		s->fault = r;
+		s->fault_code = r == SMPL_REASON_UNIT_FAULT ? s->unit_fault : SMPL_FAULT_NONE;
 		fmt(s->fault_message, sizeof(s->fault_message), "%s", msg);
 	}
 	if (a) {
@@ -148,30 +151,17 @@ act(struct smpl_safety *s, struct smpl_action *a, enum smpl_action_kind kind,
 	return kind;
 }
 
-static const char *state_name(uint8_t state)
-{
-	static const char *const names[] = {
-		"OFF", "SELF_TEST", "STANDBY", "ARMING", "READY", "EMITTING", "FAULT",
-	};
-
-	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "UNKNOWN";
-}
-
-/* "key, door" for the open interlock bits. */
+/* "key switch, remote interlock" for the open interlock bits. */
 static void interlock_names(uint16_t bits, char *buf, size_t len)
 {
-	static const char *const names[SMPL_IL_COUNT] = {
-		"key switch", "remote interlock", "emergency stop", "handpiece",
-		"cooling", "temperature", "shutter",
-	};
 	size_t used = 0;
 
 	buf[0] = '\0';
 	for (unsigned int i = 0; i < SMPL_IL_COUNT && used < len; i++) {
 		if (!(bits & (1u << i)))
 			continue;
-		used += (size_t)snprintf(buf + used, len - used, "%s%s",
-					 used ? ", " : "", names[i]);
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
+					 smpl_interlock_label((uint16_t)(1u << i)));
 	}
 	if (!buf[0] && bits)
 		snprintf(buf, len, "unknown (0x%x)", (unsigned int)bits);
@@ -224,6 +214,9 @@ void smpl_safety_init(struct smpl_safety *s, const struct smpl_safety_limits *l)
 
 /* ---- clock (S8) ---------------------------------------------------------------- */
 
+/* The year 9999 in seconds since the epoch: beyond it an RTC is nonsense. */
+#define SMPL_RTC_MAX_S	253402300799LL
+
 void smpl_safety_rtc(struct smpl_safety *s, uint64_t now_ms, int64_t rtc_s)
 {
 	s->rtc_known = true;
@@ -255,9 +248,14 @@ int smpl_safety_clock_ok(const struct smpl_safety *s, uint64_t now_ms,
 			      "host clock (%s) is earlier than the newest record (%s)",
 			      host, other);
 	}
+	if (s->rtc_s < 0 || s->rtc_s > SMPL_RTC_MAX_S)
+		return refuse(v, SMPL_REASON_CLOCK_SKEW,
+			      "the unit's RTC reads %" PRId64 " s, not a time this side of year 10000",
+			      s->rtc_s);
 	rtc_now_ms = s->rtc_s * 1000;
 	if (now_ms > s->rtc_at_ms)
-		rtc_now_ms += (int64_t)(now_ms - s->rtc_at_ms);
+		rtc_now_ms += (int64_t)((now_ms - s->rtc_at_ms) > INT32_MAX ? INT32_MAX
+					: now_ms - s->rtc_at_ms);
 	diff_ms = wall_ms - rtc_now_ms;
 	bound_ms = (int64_t)s->limits.rtc_max_skew_s * 1000;
 	if (diff_ms > bound_ms || diff_ms < -bound_ms) {
@@ -300,15 +298,15 @@ static int check_unit(const struct smpl_safety *s, struct smpl_verdict *v)
 			      "fault not acknowledged: %s", s->fault_message);
 	if (s->status_known && unit_faulted(s->state, s->unit_fault))
 		return refuse(v, SMPL_REASON_UNIT_FAULT,
-			      "the unit reports a fault (code %u)",
-			      (unsigned int)s->unit_fault);
+			      "the unit reports a %s fault",
+			      s->unit_fault ? smpl_fault_slug(s->unit_fault) : "latched");
 	if (s->armed)
 		return refuse(v, SMPL_REASON_BUSY, "the unit is already armed");
 	if (!s->status_known)
 		return refuse(v, SMPL_REASON_BUSY, "the unit's state is not known yet");
 	if (s->state != SMPL_STATE_STANDBY)
 		return refuse(v, SMPL_REASON_BUSY, "the unit is in %s, not STANDBY",
-			      state_name(s->state));
+			      smpl_state_name(s->state));
 	if (s->interlocks & SMPL_IL_ALL) {
 		interlock_names(s->interlocks, names, sizeof(names));
 		return refuse(v, (s->interlocks & SMPL_IL_ESTOP) ?
@@ -478,12 +476,17 @@ enum smpl_action_kind smpl_safety_disconnected(struct smpl_safety *s,
 	return no_action(a);
 }
 
-/* A status report's shot counter: pulses whose reports we have not seen. */
+/*
+ * A status report's shot counter: pulses whose reports we have not seen.  A
+ * lower counter is an older report (the interrupt stream and a GET_STATUS
+ * reply cross): it never moves the counter back.  (A counter that really
+ * went back is found against the records: store_counter_check.)
+ */
 static void status_shots(struct smpl_safety *s, uint32_t shot_count)
 {
 	if (s->shot_known && shot_count > s->last_shot && counting(s))
 		count_pulses(s, shot_count - s->last_shot, s->expected_energy_uj);
-	if (!s->shot_known || shot_count != s->last_shot) {
+	if (!s->shot_known || shot_count > s->last_shot) {
 		s->shot_known = true;
 		s->last_shot = shot_count;
 	}
@@ -518,8 +521,9 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 
 	if (unit_faulted(st->state, st->fault) && !was_faulted)
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNIT_FAULT,
-			   "the unit reports a fault (code %u) in state %s",
-			   (unsigned int)st->fault, state_name(st->state));
+			   "the unit reports a %s fault in state %s",
+			   st->fault ? smpl_fault_slug(st->fault) : "latched",
+			   smpl_state_name(st->state));
 	if (s->armed && st->interlocks) {
 		interlock_names(st->interlocks, names, sizeof(names));
 		return act(s, a, SMPL_ACT_DISARM,
@@ -530,11 +534,11 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	if (s->armed && was_armed_state && !unit_armed_state(st->state))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNIT_STANDBY,
 			   "the unit went from armed to %s by itself",
-			   state_name(st->state));
+			   smpl_state_name(st->state));
 	if (!s->armed && !s->disarm_pending && unit_armed_state(st->state))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNEXPECTED_ARM,
 			   "the unit is %s but smplaserd did not arm it",
-			   state_name(st->state));
+			   smpl_state_name(st->state));
 	if (s->armed && !(st->flags & SMPL_SF_CALIBRATED))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_CALIBRATION,
 			   "the unit's calibration became invalid while armed");
@@ -546,16 +550,18 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	return check_limits(s, a);
 }
 
-/* Pulses this report stands for: 1, more after lost reports, 0 for a repeat. */
+/*
+ * Pulses this report stands for: 1, more after lost reports, 0 for a repeat
+ * or a late report (a counter at or above it was seen: counted already).
+ */
 static uint32_t pulse_shots(struct smpl_safety *s, uint32_t shot)
 {
 	uint32_t n = 1;
 
 	if (s->shot_known) {
-		if (shot == s->last_shot)
-			n = 0;				/* repeated or already counted */
-		else if (shot > s->last_shot)
-			n = shot - s->last_shot;	/* includes lost reports */
+		if (shot <= s->last_shot)
+			return 0;
+		n = shot - s->last_shot;	/* includes lost reports */
 	}
 	s->shot_known = true;
 	s->last_shot = shot;
@@ -573,7 +579,8 @@ enum smpl_action_kind smpl_safety_pulse(struct smpl_safety *s, uint64_t now_ms,
 					const struct smpl_pulse_n *p,
 					struct smpl_action *a)
 {
-	bool expected = s->armed || (s->disarm_pending && unit_armed_state(s->state));
+	bool late = s->shot_known && p->shot <= s->last_shot;
+	bool expected = s->armed || (s->disarm_pending && unit_armed_state(s->state)) || late;
 	uint32_t ref = s->expected_energy_uj ? s->expected_energy_uj : p->set_uj;
 	uint32_t n = pulse_shots(s, p->shot);
 	uint64_t delivered = p->measured_uj > ref ? p->measured_uj : ref;
@@ -589,6 +596,9 @@ enum smpl_action_kind smpl_safety_pulse(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNEXPECTED_PULSE,
 			   "pulse %" PRIu32 " (%" PRIu32 " uJ) while not armed",
 			   p->shot, p->measured_uj);
+	if (s->armed && !s->expected_energy_uj)
+		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_ENERGY_MISMATCH,
+			   "pulse %" PRIu32 ": our parameters ask for no energy", p->shot);
 	if (s->expected_energy_uj &&
 	    (p->set_uj > s->expected_energy_uj + 1 ||
 	     p->set_uj + 1 < s->expected_energy_uj))
@@ -678,24 +688,38 @@ enum smpl_action_kind smpl_safety_owner_vanished(struct smpl_safety *s,
 	return no_action(a);
 }
 
-int smpl_safety_select_patch(struct smpl_safety *s, bool eligible,
-			     int64_t next_eligible_ms, uint32_t max_pulses,
-			     struct smpl_verdict *v)
+/* The tighter of the protocol's limit and the rules' (0: none). */
+static uint32_t tighter_limit(const struct smpl_safety *s, uint32_t max_pulses)
 {
 	uint32_t limit = s->limits.pulses_per_patch;
 
+	if (max_pulses && (!limit || max_pulses < limit))
+		limit = max_pulses;
+	return limit;
+}
+
+int smpl_safety_select_patch(struct smpl_safety *s, bool eligible,
+			     int64_t next_eligible_ms, uint32_t max_pulses,
+			     uint32_t pulses_used, struct smpl_verdict *v)
+{
 	if (!s->session_open)
 		return refuse(v, SMPL_REASON_NO_SESSION, "no open session on this unit");
 	if (s->armed)
 		return refuse(v, SMPL_REASON_BUSY, "disarm before selecting another patch");
-	if (max_pulses && (!limit || max_pulses < limit))
-		limit = max_pulses;
 	s->patch_selected = true;
 	s->patch_eligible = eligible;
 	s->patch_next_eligible_ms = next_eligible_ms;
-	s->patch_max_pulses = limit;
-	s->patch_pulses = 0;
+	s->patch_max_pulses = tighter_limit(s, max_pulses);
+	s->patch_pulses = pulses_used;
 	return allow(v);
+}
+
+void smpl_safety_patch_budget(struct smpl_safety *s, uint32_t max_pulses,
+			      uint32_t pulses_used)
+{
+	s->patch_max_pulses = tighter_limit(s, max_pulses);
+	if (pulses_used > s->patch_pulses)
+		s->patch_pulses = pulses_used;
 }
 
 int smpl_safety_confirm_eyewear(struct smpl_safety *s, struct smpl_verdict *v)
@@ -712,8 +736,8 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 	if (s->armed)
 		return refuse(v, SMPL_REASON_BUSY,
 			      "parameters cannot change while the unit is armed");
-	s->params_ok = in_protocol;
-	s->expected_energy_uj = in_protocol ? expected_energy_uj : 0;
+	s->params_ok = in_protocol && expected_energy_uj > 0;
+	s->expected_energy_uj = s->params_ok ? expected_energy_uj : 0;
 	return allow(v);
 }
 
@@ -722,6 +746,12 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 bool smpl_safety_fault_latched(const struct smpl_safety *s)
 {
 	return s->fault != SMPL_REASON_NONE;
+}
+
+enum smpl_action_kind smpl_safety_fault(struct smpl_safety *s, enum smpl_reason r,
+					const char *message, struct smpl_action *a)
+{
+	return act(s, a, SMPL_ACT_FAULT, r, "%s", message);
 }
 
 int smpl_safety_may_acknowledge(const struct smpl_safety *s, struct smpl_verdict *v)
@@ -753,6 +783,7 @@ int smpl_safety_acknowledge(struct smpl_safety *s, struct smpl_verdict *v)
 	if (r < 0)
 		return r;
 	s->fault = SMPL_REASON_NONE;
+	s->fault_code = SMPL_FAULT_NONE;
 	s->fault_message[0] = '\0';
 	return 0;
 }

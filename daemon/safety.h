@@ -66,6 +66,8 @@ enum smpl_reason {
 	SMPL_REASON_ENERGY_TOLERANCE,	/* DeviceFault: measured energy outside +/-tol (S5) */
 	SMPL_REASON_ENERGY_MISMATCH,	/* DeviceFault: unit's set energy is not ours */
 	SMPL_REASON_UNEXPECTED_PULSE,	/* DeviceFault: a pulse while not armed */
+	SMPL_REASON_COUNTER_BACK,	/* DeviceFault: the unit's shot counter is below the records */
+	SMPL_REASON_RECORDS_FAILED,	/* DeviceFault: the records cannot take what the unit did */
 	SMPL_REASON_BUSY,		/* Busy: armed already, or unit not in STANDBY */
 	SMPL_REASON_INTERLOCK_OPEN,	/* InterlockOpen */
 	SMPL_REASON_ESTOP,		/* InterlockOpen: emergency stop pressed */
@@ -169,6 +171,7 @@ struct smpl_safety {
 	bool disarm_pending;		/* we decided to disarm; the unit may still be armed */
 	uint64_t activity_ms;		/* arming, READY entered, last pulse: idle timer start */
 	enum smpl_reason fault;		/* latched; NONE if none */
+	uint8_t fault_code;		/* the unit's enum smpl_fault, for UNIT_FAULT */
 	char fault_message[SMPL_SAFETY_MSG_MAX];
 };
 
@@ -222,9 +225,12 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 					 struct smpl_action *a);
 /*
  * A pulse report.  Counts it (and any gap in shot numbers; status reports'
- * shot_count counts too) against the patch and session limits.  FAULT if
- * not armed (UNEXPECTED_PULSE; a pulse after our disarm decision while the
- * unit still reports READY/EMITTING is not unexpected), if
+ * shot_count counts too) against the patch and session limits; a report at
+ * or below a counter already seen (a late report) counts nothing and never
+ * moves the counter back.  FAULT if not armed (UNEXPECTED_PULSE; a pulse
+ * after our disarm decision while the unit still reports READY/EMITTING,
+ * or a late report, is not unexpected), if the parameters ask for no
+ * energy while armed, if
  * pulse set energy differs from ours by more than 1 uJ (ENERGY_MISMATCH), or
  * if |measured - set| > set * energy_tolerance_pct / 100 (exactly 20% is
  * inside).  DISARM when the patch's pulse limit or the session energy limit
@@ -273,13 +279,20 @@ enum smpl_action_kind smpl_safety_session_close(struct smpl_safety *s,
 enum smpl_action_kind smpl_safety_owner_vanished(struct smpl_safety *s,
 						 struct smpl_action *a);
 /*
- * SelectPatch with the rules' answer: eligible, when, and the patch's pulse
- * limit (test spot; 0 = the protocol's pulses_per_patch).  Resets the patch
- * pulse count.  -EBUSY while armed, -ENOENT without a session.
+ * SelectPatch with the rules' answer: eligible, when, the patch's pulse
+ * limit (test spot; 0 = the protocol's pulses_per_patch) and the pulses the
+ * records hold for it in this session already.  -EBUSY while armed,
+ * -ENOENT without a session.
  */
 int smpl_safety_select_patch(struct smpl_safety *s, bool eligible,
 			     int64_t next_eligible_ms, uint32_t max_pulses,
-			     struct smpl_verdict *v);
+			     uint32_t pulses_used, struct smpl_verdict *v);
+/*
+ * The rules decided again inside the arming transaction: the patch's pulse
+ * limit and what this session used of it, as the records say at the arming.
+ */
+void smpl_safety_patch_budget(struct smpl_safety *s, uint32_t max_pulses,
+			      uint32_t pulses_used);
 /* ConfirmEyewear.  -ENOENT without a session. */
 int smpl_safety_confirm_eyewear(struct smpl_safety *s, struct smpl_verdict *v);
 /*
@@ -294,6 +307,12 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 /* ---- faults ------------------------------------------------------------- */
 
 bool smpl_safety_fault_latched(const struct smpl_safety *s);
+/*
+ * A fault the daemon found (COUNTER_BACK, RECORDS_FAILED): FAULT, latched
+ * until acknowledged.
+ */
+enum smpl_action_kind smpl_safety_fault(struct smpl_safety *s, enum smpl_reason r,
+					const char *message, struct smpl_action *a);
 /*
  * May a fault be acknowledged now?  Refused (negative errno, @v) while its
  * cause persists as far as the core can see: unit disconnected, an

@@ -1,17 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Treatment sessions: one patient on one unit, from StartSession to End.
- * The client that opened a session is tracked on the bus (sd_bus_track):
- * when it leaves, the unit is disarmed at once and the session closed (S4).
+ * A session belongs to the connection that opened it (S6), watched on the bus
+ * (creds.h): when it leaves, the unit is disarmed at once and the session
+ * closed (S4).  StartSession and SelectPatch answer when their steps are
+ * done (a record written, the unit read); the loop never waits for them.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
+#include "creds.h"
 #include "daemon.h"
+#include "eligibility.h"
 #include "errors.h"
 #include "log.h"
+#include "records.h"
+#include "session.h"
+#include "supervisor.h"
+#include "unit-ops.h"
+#include "unit.h"
 
 const char *smpl_session_state_name(const struct smpl_session *s)
 {
@@ -20,30 +30,12 @@ const char *smpl_session_state_name(const struct smpl_session *s)
 	return s->unit ? "open" : "ended";
 }
 
-void smpl_session_sync_properties(struct smpl_session *s)
+void smpl_session_changed(struct smpl_session *s)
 {
-	const char *changed[6];
-	size_t n = 0;
-	const char *state = smpl_session_state_name(s);
+	const struct smpl_observer *o = s->daemon->observer;
 
-	if (strcmp(s->shown.patch, s->patch) != 0)
-		changed[n++] = "Patch";
-	if (s->shown.eyewear_confirmed != s->eyewear_confirmed)
-		changed[n++] = "EyewearConfirmed";
-	if (s->shown.pulse_count != s->pulse_count)
-		changed[n++] = "PulseCount";
-	if (!s->shown.state || strcmp(s->shown.state, state) != 0)
-		changed[n++] = "State";
-	changed[n] = NULL;
-
-	memcpy(s->shown.patch, s->patch, sizeof(s->patch));
-	s->shown.eyewear_confirmed = s->eyewear_confirmed;
-	s->shown.pulse_count = s->pulse_count;
-	s->shown.state = state;
-	if (n > 0)
-		(void)sd_bus_emit_properties_changed_strv(s->daemon->bus, s->path,
-							  SMPL_IFACE_SESSION,
-							  (char **)changed);
+	if (o && o->session_changed)
+		o->session_changed(s);
 }
 
 struct smpl_session *smpl_session_by_path(struct smpl_daemon *d, const char *path)
@@ -58,11 +50,12 @@ static void session_free(struct smpl_session *s)
 {
 	if (!s)
 		return;
-	sd_bus_track_unref(s->track);
+	smpl_owner_watch_free(s->watch);
 	sd_event_source_disable_unref(s->end_later);
 	free(s->path);
 	free(s->patient);
-	free(s->operator_name);
+	free(s->owner);
+	sd_bus_message_unref(s->starting);
 	free(s);
 }
 
@@ -88,29 +81,48 @@ static int end_abandoned(sd_event_source *src, void *userdata)
 	return 0;
 }
 
-static int on_owner_gone(sd_bus_track *track, void *userdata)
+static void on_owner_gone(void *userdata)
 {
 	struct smpl_session *s = userdata;
 	struct smpl_unit *u = s->unit;
 	struct smpl_action a = { 0 };
 
-	(void)track;
 	smpl_log(LOG_WARNING, u ? smpl_unit_label(u) : NULL, s->path, "owner-gone",
 		 "the client that opened session %" PRId64 " left the bus", s->id);
 	if (u && u->session == s) {
 		(void)smpl_safety_owner_vanished(&u->safety, &a);
 		smpl_unit_apply(u, &a);		/* disarm now, not later */
 	}
-	/* Close the session outside the track's own callback. */
+	/* Close the session outside the watch's own callback. */
 	if (!s->end_later &&
 	    sd_event_add_defer(s->daemon->event, &s->end_later, end_abandoned, s) < 0)
-		return end_abandoned(NULL, s);
-	return 0;
+		(void)end_abandoned(NULL, s);
+}
+
+/* --- the owner (S6) ------------------------------------------------------------ */
+
+int smpl_session_check_owner(struct smpl_session *s, sd_bus_message *m, const char *what,
+			     sd_bus_error *error)
+{
+	const char *sender = sd_bus_message_get_sender(m);
+	uid_t uid = (uid_t)-1;
+	int r;
+
+	/* A direct connection (no bus) has one peer: it opened the session. */
+	if ((!sender && !s->owner) || (sender && s->owner && strcmp(sender, s->owner) == 0))
+		return 1;
+	r = smpl_creds_uid(s->daemon->creds, m, &uid);	/* who, for the audit trail */
+	if (r == 0)
+		return 0;
+	return smpl_refuse(s->daemon, s->unit, s->id, uid, error, SMPL_ERROR_NOT_AUTHORIZED,
+			   "%s: session %" PRId64 " belongs to the client that opened it (%s): "
+			   "only that client changes the session or arms for it",
+			   what, s->id, s->owner ? s->owner : "a direct connection");
 }
 
 /* --- start -------------------------------------------------------------------- */
 
-static int session_publish(struct smpl_session *s, sd_bus_message *m)
+static int session_publish(struct smpl_session *s)
 {
 	struct smpl_daemon *d = s->daemon;
 	int r;
@@ -119,16 +131,14 @@ static int session_publish(struct smpl_session *s, sd_bus_message *m)
 		s->path = NULL;
 		return -ENOMEM;
 	}
-	r = sd_bus_track_new(d->bus, &s->track, on_owner_gone, s);
-	if (r < 0)
-		return r;
-	r = sd_bus_track_add_sender(s->track, m);
+	r = smpl_owner_watch_new(d->bus, s->owner, on_owner_gone, s, &s->watch);
 	if (r < 0)
 		return r;
 	s->next = d->sessions;
 	d->sessions = s;
 	s->unit->session = s;
-	(void)sd_bus_emit_object_added(d->bus, s->path);
+	if (d->observer && d->observer->session_published)
+		d->observer->session_published(s);
 	return 0;
 }
 
@@ -142,17 +152,72 @@ static void session_open_undo(struct smpl_unit *u)
 {
 	struct smpl_action a;
 
+	u->session_starting = false;
 	(void)smpl_safety_session_close(&u->safety, &a);
 }
 
+/* The session's record is written: it exists (or the unit went meanwhile). */
+static void session_begun(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	struct smpl_session *s = ud;
+	struct smpl_unit *u = s->unit;
+	sd_bus_message *m = s->starting;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	int r;
+
+	s->starting = NULL;
+	if (c->r < 0 || u->gone) {
+		if (c->r == 0)
+			smpl_records_end_session(d, c->id, STORE_SESSION_INTERRUPTED,
+						 "the unit was removed", smpl_wall_ms());
+		if (!u->gone)
+			session_open_undo(u);
+		if (u->gone)
+			(void)smpl_unit_error(u, s->uid, &e, -ENODEV, "StartSession");
+		else
+			(void)smpl_refuse(d, u, 0, s->uid, &e, SMPL_ERROR_DEVICE_FAULT,
+					  "cannot record the session: %s", c->msg);
+		(void)sd_bus_reply_method_error(m, &e);
+		sd_bus_error_free(&e);
+		goto out;
+	}
+	s->id = c->id;
+	u->session_starting = false;
+	r = session_publish(s);
+	if (r < 0) {
+		smpl_records_end_session(d, s->id, STORE_SESSION_INTERRUPTED,
+					 "could not publish the session", smpl_wall_ms());
+		if (u->session == s) {
+			u->session = NULL;
+			session_unlink(s);
+		}
+		session_open_undo(u);
+		(void)sd_bus_reply_method_errnof(m, -r, "cannot publish the session: %s",
+						 strerror(-r));
+		goto out;
+	}
+	smpl_audit(d, STORE_AUDIT_SESSION, &s->uid, u, s->id, "start", NULL);
+	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "session-start",
+		 "session %" PRId64 " started by uid %u", s->id, (unsigned int)s->uid);
+	smpl_unit_changed(u);
+	smpl_session_changed(s);
+	(void)sd_bus_reply_method_return(m, "o", s->path);
+	sd_bus_message_unref(m);
+	smpl_unit_unref(u);
+	return;
+out:
+	sd_bus_message_unref(m);
+	session_free(s);
+	smpl_unit_unref(u);
+}
+
 int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient,
-		     uid_t uid, struct smpl_session **ret, sd_bus_error *error)
+		     uid_t uid, sd_bus_error *error)
 {
 	struct smpl_daemon *d = u->daemon;
 	struct smpl_verdict v = { 0 };
-	struct store_operator op;
 	struct smpl_session *s;
-	char err[SMPL_REASON_MAX], name[64];
+	char err[SMPL_REASON_MAX];
 	int r;
 
 	if (smpl_patient_id_check(patient, err, sizeof(err)) < 0)
@@ -160,10 +225,11 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 	if (!u->connected)
 		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_DISCONNECTED,
 				   "unit %s is disconnected", smpl_unit_label(u));
-	if (u->session)
-		return smpl_refuse(d, u, u->session->id, uid, error, SMPL_ERROR_BUSY,
+	if (u->session || u->session_starting)
+		return smpl_refuse(d, u, u->session ? u->session->id : 0, uid, error,
+				   SMPL_ERROR_BUSY,
 				   "unit %s already has an open session (%s); end it first",
-				   smpl_unit_label(u), u->session->path);
+				   smpl_unit_label(u), u->session ? u->session->path : "starting");
 	r = smpl_safety_session_open(&u->safety, &v);
 	if (r < 0)
 		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_BUSY, "%s", v.message);
@@ -177,104 +243,120 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 	s->unit = u;
 	s->uid = uid;
 	s->patient = strdup(patient);
-	smpl_operator(uid, name, sizeof(name), &op);
-	s->operator_name = strdup(name);
-	if (!s->patient || !s->operator_name) {
+	if (sd_bus_message_get_sender(m))
+		s->owner = strdup(sd_bus_message_get_sender(m));
+	if (!s->patient || (sd_bus_message_get_sender(m) && !s->owner)) {
 		session_free(s);
 		session_open_undo(u);
 		return -ENOMEM;
 	}
-	r = store_session_begin(d->store, patient, u->info.serial, &op, smpl_wall_ms(), &s->id);
-	if (r < 0) {
-		session_free(s);
-		session_open_undo(u);
-		return smpl_refuse(d, u, 0, uid, error, SMPL_ERROR_DEVICE_FAULT,
-				   "cannot record the session: %s", store_errmsg(d->store));
-	}
-	r = session_publish(s, m);
-	if (r < 0) {
-		(void)store_session_end(d->store, s->id, STORE_SESSION_INTERRUPTED,
-					"could not publish the session", smpl_wall_ms());
-		if (u->session == s) {
-			u->session = NULL;
-			session_unlink(s);
-		}
-		session_free(s);
-		session_open_undo(u);
-		return r;
-	}
-	smpl_audit(d, STORE_AUDIT_SESSION, &uid, u, s->id, "start", NULL);
-	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "session-start",
-		 "session %" PRId64 " started by uid %u", s->id, (unsigned int)uid);
-	smpl_unit_sync_properties(u);
-	smpl_session_sync_properties(s);
-	*ret = s;
-	return 0;
+	s->starting = sd_bus_message_ref(m);
+	u->session_starting = true;
+	u->refs++;
+	smpl_records_begin_session(d, patient, u->info.serial, uid, smpl_wall_ms(),
+				   session_begun, s);
+	return 1;
 }
 
 /* --- steps -------------------------------------------------------------------- */
 
-int smpl_check_patch(struct smpl_daemon *d, const char *patient, const char *patch,
-		     struct smpl_eligibility *out, sd_bus_error *error)
-{
-	struct smpl_patch_facts facts = { 0 };
-	struct store_patient_summary sum = { 0 };
-	int64_t last = 0;
-	int r;
+struct select_flow {
+	struct smpl_unit *u;
+	sd_bus_message *m;
+	int64_t session_id;
+	uid_t uid;
+	char patch[SMPL_PATCH_ID_MAX + 1];
+};
 
-	r = store_last_emission(d->store, patient, patch, &last);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
-	facts.patch_emitted = r == 1;
-	facts.patch_last_emission_ms = last;
-	r = store_patient_summary(d->store, patient, &sum);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
-				       "cannot read the records: %s", store_errmsg(d->store));
-	facts.patient_treatments = sum.treatments;
-	facts.patient_first_emission_ms = sum.first_emission_ms;
-	r = smpl_rules_check_patch(&d->cfg.rules, &facts, patch, smpl_wall_ms(), out);
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", out->reason);
-	return 0;
+static void select_reply(struct select_flow *f, sd_bus_error *e)
+{
+	if (e && sd_bus_error_is_set(e))
+		(void)sd_bus_reply_method_error(f->m, e);
+	else
+		(void)sd_bus_reply_method_return(f->m, NULL);
+	sd_bus_error_free(e);
+	sd_bus_message_unref(f->m);
+	smpl_unit_unref(f->u);
+	free(f);
 }
 
-int smpl_session_select_patch(struct smpl_session *s, const char *patch, uid_t uid,
-			      sd_bus_error *error)
+/* The unit read (its RTC as it is now, S8): the rules decide on the records. */
+static void select_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
+{
+	struct select_flow *f = ud;
+	struct smpl_daemon *d = u->daemon;
+	struct smpl_session *s = u->session;
+	struct smpl_patch_verdict pv = { 0 };
+	struct smpl_verdict v = { 0 };
+	sd_bus_error e = SD_BUS_ERROR_NULL, check = SD_BUS_ERROR_NULL;
+
+	if (u->gone || rep->r != 0) {
+		(void)smpl_unit_error(u, f->uid, &e, u->gone ? -ENODEV : rep->r, "SelectPatch");
+		select_reply(f, &e);
+		return;
+	}
+	if (!s || s->id != f->session_id) {
+		(void)smpl_refuse(d, u, f->session_id, f->uid, &e, SMPL_ERROR_NO_SESSION,
+				  "SelectPatch: the session ended meanwhile");
+		select_reply(f, &e);
+		return;
+	}
+	smpl_unit_take_status(u, &rep->status);
+	if (smpl_safety_is_armed(&u->safety)) {
+		(void)smpl_refuse(d, u, s->id, f->uid, &e, SMPL_ERROR_BUSY,
+				  "unit %s is armed: disarm before selecting another patch",
+				  smpl_unit_label(u));
+	} else if (smpl_check_patch(d, u, s->patient, f->patch, s->id, &pv, &check) < 0) {
+		(void)smpl_refuse(d, u, s->id, f->uid, &e, check.name, "%s", check.message);
+	} else if (!pv.e.eligible) {
+		(void)smpl_refuse(d, u, s->id, f->uid, &e,
+				  pv.pulses_used && pv.pulse_limit && pv.pulses_used >= pv.pulse_limit ?
+				  SMPL_ERROR_OUT_OF_RANGE : SMPL_ERROR_COOLDOWN_ACTIVE,
+				  "%s", pv.e.reason);
+	} else if (smpl_safety_select_patch(&u->safety, true, pv.e.next_eligible_ms,
+					    pv.e.max_pulses, pv.pulses_used, &v) < 0) {
+		(void)smpl_refuse(d, u, s->id, f->uid, &e,
+				  smpl_reason_dbus_error(v.reason) ? smpl_reason_dbus_error(v.reason)
+								   : SMPL_ERROR_BUSY,
+				  "%s", v.message);
+	} else {
+		snprintf(s->patch, sizeof(s->patch), "%s", f->patch);
+		smpl_audit(d, STORE_AUDIT_PATCH, &f->uid, u, s->id,
+			   pv.e.test_spot ? "test-spot" : NULL, f->patch);
+		smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "patch",
+			 "patch %s selected by uid %u%s", f->patch, (unsigned int)f->uid,
+			 pv.e.test_spot ? " (test spot)" : "");
+		smpl_session_changed(s);
+	}
+	sd_bus_error_free(&check);
+	select_reply(f, &e);
+}
+
+int smpl_session_select_patch(struct smpl_session *s, sd_bus_message *m, const char *patch,
+			      uid_t uid, sd_bus_error *error)
 {
 	struct smpl_daemon *d = s->daemon;
 	struct smpl_unit *u = s->unit;
-	struct smpl_eligibility e = { 0 };
-	struct smpl_verdict v = { 0 };
+	struct select_flow *f;
 	char err[SMPL_REASON_MAX];
-	int r;
 
 	if (smpl_patch_name_check(&d->cfg.patches, patch, err, sizeof(err)) < 0)
 		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_INVALID_ARGUMENT, "%s", err);
-	if (smpl_safety_is_armed(&u->safety))
+	if (smpl_safety_is_armed(&u->safety) || u->arming)
 		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_BUSY,
 				   "unit %s is armed: disarm before selecting another patch",
 				   smpl_unit_label(u));
-	r = smpl_check_patch(d, s->patient, patch, &e, error);
-	if (r < 0)
-		return r;
-	if (!e.eligible)
-		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_COOLDOWN_ACTIVE,
-				   "%s", e.reason);
-	r = smpl_safety_select_patch(&u->safety, e.eligible, e.next_eligible_ms,
-				     e.max_pulses, &v);
-	if (r < 0)
-		return smpl_refuse(d, u, s->id, uid, error,
-				   smpl_reason_dbus_error(v.reason) ? smpl_reason_dbus_error(v.reason)
-								    : SMPL_ERROR_BUSY,
-				   "%s", v.message);
-	snprintf(s->patch, sizeof(s->patch), "%s", patch);
-	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "patch",
-		 "patch %s selected by uid %u%s", patch, (unsigned int)uid,
-		 e.test_spot ? " (test spot)" : "");
-	smpl_session_sync_properties(s);
-	return 0;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->u = u;
+	f->m = sd_bus_message_ref(m);
+	f->session_id = s->id;
+	f->uid = uid;
+	snprintf(f->patch, sizeof(f->patch), "%s", patch);
+	u->refs++;
+	smpl_unit_io(u, SMPL_UNIT_GET_STATUS, NULL, select_read, f);
+	return 1;
 }
 
 int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid, sd_bus_error *error)
@@ -286,9 +368,10 @@ int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid, sd_bus_error
 		return smpl_refuse(s->daemon, u, s->id, uid, error, SMPL_ERROR_NO_SESSION,
 				   "%s", v.message);
 	s->eyewear_confirmed = true;
+	smpl_audit(s->daemon, STORE_AUDIT_EYEWEAR, &uid, u, s->id, NULL, NULL);
 	smpl_log(LOG_INFO, smpl_unit_label(u), s->path, "eyewear",
 		 "protective eyewear confirmed by uid %u", (unsigned int)uid);
-	smpl_session_sync_properties(s);
+	smpl_session_changed(s);
 	return 0;
 }
 
@@ -310,7 +393,6 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 	struct smpl_daemon *d = s->daemon;
 	struct smpl_unit *u = s->unit;
 	struct smpl_action a = { 0 };
-	int r;
 
 	if (notes && !notes_valid(notes))
 		return smpl_refuse(d, u, s->id, uid ? *uid : getuid(), error,
@@ -325,11 +407,7 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 		}
 		smpl_unit_apply_by(u, &a, uid);
 	}
-	r = store_session_end(d->store, s->id, state, notes && *notes ? notes : NULL,
-			      smpl_wall_ms());
-	if (r < 0 && r != -EALREADY)
-		smpl_log(LOG_ERR, u ? smpl_unit_label(u) : NULL, s->path, "store-failed",
-			 "cannot close session %" PRId64 ": %s", s->id, store_errmsg(d->store));
+	smpl_records_end_session(d, s->id, state, notes && *notes ? notes : NULL, smpl_wall_ms());
 	smpl_audit(d, STORE_AUDIT_SESSION, uid, u, s->id,
 		   state == STORE_SESSION_ENDED ? "end" : "interrupted", notes);
 	smpl_log(LOG_INFO, u ? smpl_unit_label(u) : NULL, s->path, "session-end",
@@ -339,11 +417,12 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 	if (u && u->session == s)
 		u->session = NULL;
 	s->unit = NULL;
-	smpl_session_sync_properties(s);	/* State: ended */
-	(void)sd_bus_emit_object_removed(d->bus, s->path);
+	smpl_session_changed(s);	/* State: ended */
+	if (d->observer && d->observer->session_unpublished)
+		d->observer->session_unpublished(s);
 	session_unlink(s);
 	if (u)
-		smpl_unit_sync_properties(u);
+		smpl_unit_changed(u);
 	session_free(s);
 	return 0;
 }

@@ -3,16 +3,20 @@
 # firmware model (the "sim" backend runs it in-process).
 
 SMPLASERD := $(B)/smplaserd
-SMPLASERD_SRCS := daemon/main.c daemon/unit.c daemon/unit-ops.c daemon/session.c \
-	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
+# Everything but main.c: the dispatch fuzzer builds the daemon from these too.
+SMPLASERD_LIB_SRCS := daemon/daemon.c daemon/unit.c daemon/supervisor.c daemon/lifecycle.c daemon/unit-ops.c \
+	daemon/session.c daemon/creds.c daemon/worker.c \
+	daemon/eligibility.c daemon/records.c daemon/spill.c \
+	daemon/bus.c daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
 	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
 	daemon/backend.c daemon/backend-sim.c
+SMPLASERD_SRCS := daemon/main.c $(SMPLASERD_LIB_SRCS)
 SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
 
 $(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) \
-		$(COMMON_LIB) $(call pkglibs,libsystemd $(CORE_PKGS)) $(STORE_LIBS) $(COMMON_LDLIBS) \
+		$(COMMON_LIB) $(call pkglibs,libsystemd json-c $(CORE_PKGS)) -lpthread $(STORE_LIBS) $(COMMON_LDLIBS) \
 		$(BACKENDS_LIBS)
 
 PROGRAMS += $(SMPLASERD)

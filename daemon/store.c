@@ -131,20 +131,76 @@ static const char schema_v2[] =
 	"CREATE INDEX sessions_by_patient ON sessions(patient);"
 	"CREATE INDEX audit_by_time ON audit(time_ms);";
 
+/*
+ * v3 (DESIGN S2, S3):
+ * - a patient id is one patient whatever its letter case (ids are ASCII, so
+ *   SQLite's NOCASE is exact): the patient indexes fold case, the queries
+ *   compare with COLLATE NOCASE, and the records keep the id as typed;
+ * - emitting_ms: the first sign that a treatment emitted (its first pulse, or
+ *   the unit EMITTING), committed before anyone hears of it, so a lost count
+ *   can never free its patch; set once, never cleared;
+ * - a closed treatment whose end counter could not be read gets it once, from
+ *   the next good read (only shot_at_end and pulse_count, only while unset);
+ * - counter_resets: a unit's counter found below what the records hold, and
+ *   accepted by an authorized acknowledge (the audit says who).
+ */
+static const char schema_v3[] =
+	"ALTER TABLE treatments ADD COLUMN emitting_ms INTEGER;"
+	"DROP INDEX treatments_by_patch;"
+	"DROP INDEX sessions_by_patient;"
+	"DROP INDEX treatments_open;"
+	"CREATE INDEX treatments_by_patch ON treatments(patient COLLATE NOCASE, patch);"
+	"CREATE INDEX sessions_by_patient ON sessions(patient COLLATE NOCASE);"
+	"CREATE INDEX treatments_by_session ON treatments(session_id, patch);"
+	"CREATE INDEX treatments_by_unit ON treatments(unit_serial, id);"
+	"CREATE INDEX treatments_unsettled ON treatments(unit_serial)"
+	"  WHERE outcome IN ('open', 'unknown') OR shot_at_end IS NULL;"
+	"DROP TRIGGER treatments_closed;"
+	"CREATE TRIGGER treatments_closed BEFORE UPDATE OF"
+	"  id, session_id, patient, patch, unit_serial, unit_firmware,"
+	"  operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um,"
+	"  pulse_ps, rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, end_ms,"
+	"  end_rtc_s, shot_at_arm, outcome"
+	"  ON treatments WHEN OLD.outcome NOT IN ('open', 'unknown')"
+	"  BEGIN SELECT RAISE(ABORT, 'a closed treatment is never changed'); END;"
+	"CREATE TRIGGER treatments_end_counter BEFORE UPDATE OF shot_at_end, pulse_count"
+	"  ON treatments WHEN OLD.outcome NOT IN ('open', 'unknown')"
+	"  AND (OLD.shot_at_end IS NOT NULL OR NEW.shot_at_end IS NULL)"
+	"  BEGIN SELECT RAISE(ABORT, 'a closed treatment is never changed'); END;"
+	"CREATE TRIGGER treatments_emitting BEFORE UPDATE OF emitting_ms ON treatments"
+	"  WHEN OLD.emitting_ms IS NOT NULL"
+	"  BEGIN SELECT RAISE(ABORT, 'an emission is never forgotten'); END;"
+	"CREATE TABLE counter_resets ("
+	"  id INTEGER PRIMARY KEY,"
+	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
+	"  high_water INTEGER NOT NULL,"
+	"  counter INTEGER NOT NULL,"
+	"  time_ms INTEGER NOT NULL,"
+	"  operator_uid INTEGER NOT NULL,"
+	"  operator_name TEXT NOT NULL"
+	") STRICT;"
+	"CREATE INDEX counter_resets_by_unit ON counter_resets(unit_serial, high_water);"
+	"CREATE TRIGGER counter_resets_keep BEFORE DELETE ON counter_resets"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER counter_resets_fixed BEFORE UPDATE ON counter_resets"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never changed'); END;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
+	schema_v3,
 };
 
 /*
  * The time a treatment counts for the cooldown (NULL: it emitted nothing):
- * it emitted unless the shot counter says 0 and no pulse was recorded; an
+ * it emitted unless the shot counter says 0, no pulse was recorded and the
+ * unit was never seen emitting for it; an
  * open or unknown one (crash) at its arming time (DESIGN section 6) or at its
  * last recorded pulse if later, and so is a reconciled one; a closed one at
  * its disarm (or a late pulse after it).
  */
 #define EMISSION_EXPR \
-	"(CASE WHEN pulse_count = 0 AND pulses_recorded = 0 THEN NULL" \
+	"(CASE WHEN pulse_count = 0 AND pulses_recorded = 0 AND emitting_ms IS NULL THEN NULL" \
 	" WHEN outcome IN ('completed', 'interrupted', 'fault')" \
 	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
 	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
@@ -193,6 +249,9 @@ static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
 	[STORE_AUDIT_REFUSED] = "refused",
 	[STORE_AUDIT_SESSION] = "session",
 	[STORE_AUDIT_RECONCILE] = "reconcile",
+	[STORE_AUDIT_PATCH] = "patch",
+	[STORE_AUDIT_EYEWEAR] = "eyewear",
+	[STORE_AUDIT_PARAMETERS] = "parameters",
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -669,8 +728,16 @@ static void copy_msg(char *msg, size_t msg_len, const char *text)
 		snprintf(msg, msg_len, "%s", text);
 }
 
-/* Open up to the point where the schema version is known and checked. */
-static int open_checked(struct store **out, const char *state_dir, int *version)
+/*
+ * Open up to the point where the schema version is known and checked.
+ *
+ * A reader opens what the writer of the same process made and checked, and
+ * no more: no open() and close() of its own on the file, which would drop
+ * every POSIX lock the process holds on it (fcntl(2)).  Another process
+ * closing its last connection would then find the database unused and
+ * delete the log the writer still appends to.
+ */
+static int open_checked(struct store **out, const char *state_dir, int *version, bool reader)
 {
 	struct store *st;
 	int rc, err;
@@ -684,11 +751,13 @@ static int open_checked(struct store **out, const char *state_dir, int *version)
 		st->path = NULL;
 		return fail(st, -ENOMEM, "out of memory");
 	}
-	err = make_state_dir(st, state_dir);
-	if (!err)
-		err = prepare_db_file(st, state_dir);
-	if (err)
-		return err;
+	if (!reader) {
+		err = make_state_dir(st, state_dir);
+		if (!err)
+			err = prepare_db_file(st, state_dir);
+		if (err)
+			return err;
+	}
 
 	st->log_existed = file_exists_with_suffix(st->path, "-wal", NULL);
 	rc = sqlite3_open_v2(st->path, &st->db,
@@ -705,7 +774,7 @@ static int open_checked(struct store **out, const char *state_dir, int *version)
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	err = identify(st, version);
-	if (!err && *version > 0)
+	if (!err && *version > 0 && !reader)
 		err = check_integrity(st);
 	if (!err)
 		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
@@ -720,7 +789,7 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	err = open_checked(&st, state_dir, &version);
+	err = open_checked(&st, state_dir, &version, false);
 	if (!err)
 		err = configure_connection(st);
 	if (!err)
@@ -747,7 +816,7 @@ int store_create_at_version(const char *state_dir, int version, char *msg, size_
 		copy_msg(msg, msg_len, "no such schema version");
 		return -EINVAL;
 	}
-	err = open_checked(&st, state_dir, &have);
+	err = open_checked(&st, state_dir, &have, false);
 	if (!err && have != 0)
 		err = fail(st, -EEXIST, "%s already exists", st->path);
 	if (!err)
@@ -757,6 +826,34 @@ int store_create_at_version(const char *state_dir, int version, char *msg, size_
 	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
 	free_store(st, err != 0);
 	return err;
+}
+
+int store_open_reader(struct store **out, const char *state_dir, char *msg, size_t msg_len)
+{
+	struct store *st;
+	int version = 0, err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = open_checked(&st, state_dir, &version, true);
+	if (!err && version != STORE_SCHEMA_VERSION)
+		err = fail(st, -ESTALE, "%s is at schema version %d, not %d", st->path, version,
+			   STORE_SCHEMA_VERSION);
+	if (!err)
+		err = configure_connection(st);
+	if (!err)
+		err = exec(st, "PRAGMA query_only = ON");
+	if (!err)
+		err = prepare_hot_statements(st);
+	if (err) {
+		copy_msg(msg, msg_len, st ? st->msg : "out of memory");
+		free_store(st, false);	/* the log is the writer's */
+		return err;
+	}
+	st->msg[0] = '\0';
+	*out = st;
+	return 0;
 }
 
 void store_close(struct store *st)
@@ -1022,6 +1119,23 @@ size_t store_pending_pulses(const struct store *st)
 	return st->batch_len;
 }
 
+void store_drop_pending(struct store *st)
+{
+	st->batch_len = 0;
+}
+
+int store_visit_pending(const struct store *st,
+			int (*cb)(const struct store_pulse *p, void *ctx), void *ctx)
+{
+	for (size_t i = 0; i < st->batch_len; i++) {
+		int r = cb(&st->batch[i], ctx);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* What one flush adds to one treatment's pulse summary. */
 struct pulse_summary {
 	int64_t treatment_id;
@@ -1204,7 +1318,8 @@ int store_treatment_pulses(struct store *st, int64_t treatment_id, store_pulse_c
 	" set_energy_uj, outcome, armed_ms, armed_rtc_s, coalesce(end_ms, 0)," \
 	" coalesce(end_rtc_s, 0), shot_at_arm, shot_at_end, pulse_count," \
 	" pulses_recorded, coalesce(energy_min_uj, 0), coalesce(energy_max_uj, 0)," \
-	" energy_sum_uj, coalesce(last_pulse_ms, 0), coalesce(" EMISSION_EXPR ", 0)"
+	" energy_sum_uj, coalesce(last_pulse_ms, 0), coalesce(" EMISSION_EXPR ", 0)," \
+	" coalesce(emitting_ms, 0)"
 
 static void read_treatment(sqlite3_stmt *s, struct store_treatment *t)
 {
@@ -1242,6 +1357,7 @@ static void read_treatment(sqlite3_stmt *s, struct store_treatment *t)
 		.energy_sum_uj = (uint64_t)sqlite3_column_int64(s, 25),
 		.last_pulse_ms = sqlite3_column_int64(s, 26),
 		.emission_ms = sqlite3_column_int64(s, 27),
+		.emitting_ms = sqlite3_column_int64(s, 28),
 	};
 }
 
@@ -1321,7 +1437,7 @@ static int last_emission_except(struct store *st, const char *patient, const cha
 	int rc, err;
 
 	err = prepare(st, &stmt, "SELECT max(" EMISSION_EXPR ") FROM treatments"
-		      " WHERE patient = ?1 AND patch = ?2 AND session_id != ?3");
+		      " WHERE patient = ?1 COLLATE NOCASE AND patch = ?2 AND session_id != ?3");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
@@ -1391,6 +1507,224 @@ static int insert_treatment(struct store *st, const struct store_treatment_start
 	return err;
 }
 
+/* One value of a query bound to (patient, patch, session); NULL -> *is_null. */
+static int facts_query(struct store *st, const char *sql, const char *patient,
+		       const char *patch, int64_t session_id, int64_t *v1, int64_t *v2)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, sql);
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 2, patch, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 3, session_id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		*v1 = sqlite3_column_type(stmt, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(stmt, 0);
+		if (v2)
+			*v2 = sqlite3_column_int64(stmt, 1);
+	} else {
+		err = sql_fail(st, rc, "read the patch's records");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+int store_patch_facts(struct store *st, const char *patient, const char *patch,
+		      int64_t session_id, struct store_patch_facts *out)
+{
+	int64_t last, count, first, pulses;
+	int err;
+
+	if (!nonempty(patient) || !nonempty(patch) || !out)
+		return fail(st, -EINVAL, "patch facts need a patient and a patch");
+	*out = (struct store_patch_facts){ 0 };
+	/* This session's own treatments of this patch are one visit, not history. */
+	err = facts_query(st, "SELECT max(" EMISSION_EXPR ") FROM treatments"
+			  " WHERE patient = ?1 COLLATE NOCASE AND patch = ?2 AND session_id != ?3",
+			  patient, patch, session_id, &last, NULL);
+	if (!err)
+		err = facts_query(st, "SELECT min(e), count(e) FROM (SELECT " EMISSION_EXPR " AS e"
+				  " FROM treatments WHERE patient = ?1 COLLATE NOCASE"
+				  "  AND NOT (session_id = ?3 AND patch = ?2))",
+				  patient, patch, session_id, &first, &count);
+	if (!err)
+		err = facts_query(st, "SELECT coalesce(sum(max(coalesce(pulse_count, 0),"
+				  "  pulses_recorded)), 0) FROM treatments"
+				  " WHERE session_id = ?3 AND patch = ?2 AND ?1 IS NOT NULL",
+				  patient, patch, session_id, &pulses, NULL);
+	if (err)
+		return err;
+	out->patch_emitted = last >= 0;
+	out->patch_last_emission_ms = last >= 0 ? last : 0;
+	out->patient_treatments = (uint32_t)count;
+	out->patient_first_emission_ms = first >= 0 ? first : 0;
+	out->session_patch_pulses = pulses > UINT32_MAX ? UINT32_MAX : (uint32_t)pulses;
+	return 0;
+}
+
+/* Inside the transaction: the rules, at the arming time, on the records now. */
+static int refuse_unless_eligible(struct store *st, const struct store_treatment_start *t,
+				  const char *patient)
+{
+	struct store_patch_facts facts;
+	char why[STORE_MSG_MAX] = "";
+	int err;
+
+	if (!t->decide)
+		return 0;
+	err = store_patch_facts(st, patient, t->patch, t->session_id, &facts);
+	if (err)
+		return err;
+	err = t->decide(&facts, t->armed_ms, t->decide_ctx, why, sizeof(why));
+	if (err == -EAGAIN)
+		return fail(st, -EAGAIN, "%s", why[0] ? why : "the patch is not eligible now");
+	return err < 0 ? fail(st, err, "%s", why[0] ? why : "the rules refused") : 0;
+}
+
+/*
+ * The highest shot number the records hold for a unit: its recorded pulses
+ * and its newest treatment's counters.  0 and *found false if none.
+ */
+static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, bool *found)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt,
+		      "SELECT max(m) FROM ("
+		      " SELECT max(shot) AS m FROM pulses WHERE unit_serial = ?1"
+		      " UNION ALL SELECT max(shot_at_arm, coalesce(shot_at_end, 0)) FROM"
+		      "  (SELECT shot_at_arm, shot_at_end FROM treatments WHERE unit_serial = ?1"
+		      "   ORDER BY id DESC LIMIT 1))");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		*found = sqlite3_column_type(stmt, 0) != SQLITE_NULL;
+		*shot = (uint32_t)sqlite3_column_int64(stmt, 0);
+	} else {
+		err = sql_fail(st, rc, "read the unit's highest shot");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* Has an authorized user accepted this unit's counter below @high_water? */
+static int counter_reset_accepted(struct store *st, const char *unit, uint32_t high_water,
+				  bool *accepted)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT 1 FROM counter_resets WHERE unit_serial = ?1"
+		      " AND high_water >= ?2 LIMIT 1");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 2, high_water);
+	rc = sqlite3_step(stmt);
+	*accepted = rc == SQLITE_ROW;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = sql_fail(st, rc, "read counter resets");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* -ERANGE when @counter is below what the records hold for @unit (S3). */
+static int refuse_if_counter_went_back(struct store *st, const char *unit, uint32_t counter)
+{
+	uint32_t high = 0;
+	bool found = false, accepted = false;
+	int err = unit_high_water(st, unit, &high, &found);
+
+	if (!err && found && counter < high)
+		err = counter_reset_accepted(st, unit, high, &accepted);
+	if (err || !found || counter >= high || accepted)
+		return err;
+	return fail(st, -ERANGE, "counter-went-back: unit %s reports shot counter %u, below "
+		    "shot %u in the records; not believed", unit, counter, high);
+}
+
+int store_counter_check(struct store *st, const char *unit_serial, uint32_t counter)
+{
+	if (!valid_name(unit_serial))
+		return fail(st, -EINVAL, "a counter check needs a unit");
+	return refuse_if_counter_went_back(st, unit_serial, counter);
+}
+
+int store_counter_reset(struct store *st, const char *unit_serial, uint32_t counter,
+			const struct store_operator *op, int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	uint32_t high = 0;
+	bool found = false;
+	int err;
+
+	if (!valid_name(unit_serial) || !op || !valid_label(op->name))
+		return fail(st, -EINVAL, "a counter reset needs a unit and an operator");
+	err = begin_write(st);
+	if (!err)
+		err = unit_high_water(st, unit_serial, &high, &found);
+	if (!err && (!found || counter >= high))
+		err = fail(st, -EALREADY, "unit %s: counter %u is not below the records", unit_serial,
+			   counter);
+	if (!err)
+		err = prepare(st, &stmt, "INSERT INTO counter_resets (unit_serial, high_water,"
+			      " counter, time_ms, operator_uid, operator_name)"
+			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+	if (!err) {
+		sqlite3_bind_text(stmt, 1, unit_serial, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(stmt, 2, high);
+		sqlite3_bind_int64(stmt, 3, counter);
+		sqlite3_bind_int64(stmt, 4, now_ms);
+		sqlite3_bind_int64(stmt, 5, op->uid);
+		sqlite3_bind_text(stmt, 6, op->name, -1, SQLITE_TRANSIENT);
+		err = step_done(st, stmt, "record the counter reset");
+		sqlite3_finalize(stmt);
+	}
+	if (!err)
+		err = commit(st);
+	return err ? rollback(st, err) : 0;
+}
+
+static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t now_ms,
+		      const char *how);
+
+/*
+ * The unit's counter at this arming is the end counter of its earlier
+ * treatments whose end was not read (DESIGN S3: reconciled from the next
+ * good read).
+ */
+static int settle_earlier(struct store *st, const char *unit, uint32_t shot_at_arm,
+			  int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	int64_t ids[16];
+	size_t n = 0;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT id FROM treatments WHERE unit_serial = ?1 AND"
+		      " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL) ORDER BY id LIMIT 16");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		ids[n++] = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		return sql_fail(st, rc, "look for treatments to settle");
+	for (size_t i = 0; i < n && !err; i++) {
+		err = settle_one(st, ids[i], shot_at_arm, now_ms, "the counter at the next arming");
+		if (err == -ERANGE || err == -EALREADY)
+			err = 0;	/* left as it is: unknown counts as emitted */
+	}
+	return err;
+}
+
 int store_treatment_begin(struct store *st, const struct store_treatment_start *t,
 			  int64_t *treatment_id)
 {
@@ -1412,7 +1746,13 @@ int store_treatment_begin(struct store *st, const struct store_treatment_start *
 	if (!err)
 		err = refuse_if_unit_busy(st, unit);
 	if (!err)
+		err = refuse_if_counter_went_back(st, unit, t->shot_at_arm);
+	if (!err)
+		err = settle_earlier(st, unit, t->shot_at_arm, t->armed_ms);
+	if (!err)
 		err = refuse_if_cooling_down(st, t, patient);
+	if (!err)
+		err = refuse_unless_eligible(st, t, patient);
 	if (!err)
 		err = insert_treatment(st, t, patient, unit);
 	if (!err)
@@ -1422,6 +1762,24 @@ int store_treatment_begin(struct store *st, const struct store_treatment_start *
 	free(patient);
 	free(unit);
 	return err ? rollback(st, err) : 0;
+}
+
+int store_treatment_mark_emitting(struct store *st, int64_t treatment_id, int64_t when_ms)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	err = store_flush(st);		/* its first pulses with it */
+	if (!err)
+		err = prepare(st, &stmt, "UPDATE treatments SET emitting_ms = ?2"
+			      " WHERE id = ?1 AND emitting_ms IS NULL");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, treatment_id);
+	sqlite3_bind_int64(stmt, 2, when_ms);
+	err = step_done(st, stmt, "record the emission");
+	sqlite3_finalize(stmt);
+	return err;
 }
 
 /* Inside the write transaction: outcome and shot_at_arm of a treatment. */
@@ -1511,62 +1869,137 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 }
 
 
-/* Once its unit armed again, the shot counter no longer tells one's pulses. */
-static int refuse_if_unit_used_since(struct store *st, int64_t treatment_id)
+/*
+ * Once its unit armed again, the counter at that arming is where its pulses
+ * end: *found true and *shot that counter.
+ */
+static int next_arming_counter(struct store *st, int64_t treatment_id, uint32_t *shot,
+			       bool *found)
 {
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt, "SELECT later.id FROM treatments AS t JOIN treatments AS later"
+	err = prepare(st, &stmt, "SELECT later.shot_at_arm FROM treatments AS t"
+		      " JOIN treatments AS later"
 		      " ON later.unit_serial = t.unit_serial AND later.id > t.id"
-		      " WHERE t.id = ?1 LIMIT 1");
+		      " WHERE t.id = ?1 ORDER BY later.id LIMIT 1");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, treatment_id);
 	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW)
-		err = fail(st, -ESTALE, "treatment %lld: its unit was armed again since "
-			   "(treatment %lld); the shot counter cannot tell its pulses",
-			   (long long)treatment_id, (long long)sqlite3_column_int64(stmt, 0));
+	*found = rc == SQLITE_ROW;
+	if (*found)
+		*shot = (uint32_t)sqlite3_column_int64(stmt, 0);
 	else if (rc != SQLITE_DONE)
 		err = sql_fail(st, rc, "look for later treatments");
 	sqlite3_finalize(stmt);
 	return err;
 }
 
+/* Inside the transaction: the unit and whether the end counter is known. */
+static int read_settle_state(struct store *st, int64_t id, char **unit, bool *end_known)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT unit_serial, shot_at_end IS NOT NULL FROM treatments"
+		      " WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		*unit = strdup(column_text(stmt, 0));
+		*end_known = sqlite3_column_int(stmt, 1) != 0;
+		if (!*unit)
+			err = fail(st, -ENOMEM, "out of memory");
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
+					: sql_fail(st, rc, "read treatment");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/* A closed treatment's end counter, read late. */
+static int set_end_counter(struct store *st, int64_t id, uint32_t shot_at_end,
+			   uint32_t shot_at_arm)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	err = prepare(st, &stmt, "UPDATE treatments SET shot_at_end = ?2, pulse_count = ?3"
+		      " WHERE id = ?1 AND shot_at_end IS NULL");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	sqlite3_bind_int64(stmt, 2, shot_at_end);
+	sqlite3_bind_int64(stmt, 3, (int64_t)shot_at_end - shot_at_arm);
+	err = step_done(st, stmt, "record the end counter");
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/*
+ * Inside a write transaction: settle treatment @id from the unit's counter
+ * @counter (or the counter at its unit's next arming, if there was one).
+ */
+static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t now_ms,
+		      const char *how)
+{
+	enum store_outcome now;
+	uint32_t shot_at_arm, next = 0;
+	int64_t recorded;
+	char *unit = NULL;
+	char detail[200];
+	bool end_known = false, later = false;
+	int err;
+
+	err = read_treatment_state(st, id, &now, &shot_at_arm, &recorded);
+	if (!err)
+		err = read_settle_state(st, id, &unit, &end_known);
+	if (!err && now != STORE_OUTCOME_OPEN && now != STORE_OUTCOME_UNKNOWN && end_known)
+		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)id,
+			   outcome_names[now]);
+	if (!err)
+		err = next_arming_counter(st, id, &next, &later);
+	if (!err && later) {
+		counter = next;
+		how = "the counter at its unit's next arming";
+	} else if (!err) {
+		err = refuse_if_counter_went_back(st, unit, counter);
+	}
+	if (!err && counter < shot_at_arm)
+		err = fail(st, -ERANGE, "counter-went-back: treatment %lld: unit shot counter %u is "
+			   "below %u at arming; left %s", (long long)id, counter, shot_at_arm,
+			   outcome_names[now]);
+	if (!err && (now == STORE_OUTCOME_OPEN || now == STORE_OUTCOME_UNKNOWN))
+		err = close_treatment(st, id, STORE_OUTCOME_RECONCILED, now_ms, 0, true,
+				      counter, shot_at_arm);
+	else if (!err)
+		err = set_end_counter(st, id, counter, shot_at_arm);
+	if (!err) {
+		snprintf(detail, sizeof(detail), "treatment %lld: %u shots since arming (%s), "
+			 "%lld pulses recorded", (long long)id, counter - shot_at_arm, how,
+			 (long long)recorded);
+		err = insert_audit(st, &(struct store_audit){
+			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
+			.detail = detail });
+	}
+	free(unit);
+	return err;
+}
+
 int store_reconcile_treatment(struct store *st, int64_t treatment_id, uint32_t shot_count_now,
 			      int64_t now_ms)
 {
-	enum store_outcome now;
-	uint32_t shot_at_arm;
-	int64_t recorded;
-	char detail[160];
 	int err;
 
 	err = store_flush(st);
 	if (!err)
 		err = begin_write(st);
 	if (!err)
-		err = read_treatment_state(st, treatment_id, &now, &shot_at_arm, &recorded);
-	if (!err && now != STORE_OUTCOME_OPEN && now != STORE_OUTCOME_UNKNOWN)
-		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)treatment_id,
-			   outcome_names[now]);
-	if (!err)
-		err = refuse_if_unit_used_since(st, treatment_id);
-	if (!err && shot_count_now < shot_at_arm)
-		err = fail(st, -ERANGE, "treatment %lld: unit shot counter %u is below %u at "
-			   "arming (counter reset or another unit?); left %s",
-			   (long long)treatment_id, shot_count_now, shot_at_arm, outcome_names[now]);
-	if (!err)
-		err = close_treatment(st, treatment_id, STORE_OUTCOME_RECONCILED, now_ms, 0, true,
-				      shot_count_now, shot_at_arm);
-	if (!err) {
-		snprintf(detail, sizeof(detail), "treatment %lld: %u shots since arming, "
-			 "%lld pulses recorded", (long long)treatment_id,
-			 shot_count_now - shot_at_arm, (long long)recorded);
-		err = insert_audit(st, &(struct store_audit){
-			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .detail = detail });
-	}
+		err = settle_one(st, treatment_id, shot_count_now, now_ms, "the unit's counter");
 	if (!err)
 		err = commit(st);
 	return err ? rollback(st, err) : 0;
@@ -1594,7 +2027,7 @@ int store_patient_history(struct store *st, const char *patient, store_treatment
 	int n, err;
 
 	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
-		      " WHERE patient = ?1 ORDER BY armed_ms, id");
+		      " WHERE patient = ?1 COLLATE NOCASE ORDER BY armed_ms, id");
 	if (err)
 		return err;
 	bind_text_or_null(stmt, 1, patient);
@@ -1603,14 +2036,14 @@ int store_patient_history(struct store *st, const char *patient, store_treatment
 	return n;
 }
 
-int store_open_treatments(struct store *st, const char *unit_serial, store_treatment_cb cb,
+int store_unsettled_treatments(struct store *st, const char *unit_serial, store_treatment_cb cb,
 			  void *ctx)
 {
 	sqlite3_stmt *stmt;
 	int n, err;
 
 	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
-		      " WHERE outcome IN ('open', 'unknown')"
+		      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
 		      "  AND (?1 IS NULL OR unit_serial = ?1) ORDER BY armed_ms, id");
 	if (err)
 		return err;
@@ -1639,7 +2072,8 @@ int store_patient_summary(struct store *st, const char *patient,
 	if (!nonempty(patient) || !out)
 		return fail(st, -EINVAL, "summary needs a patient");
 	err = prepare(st, &stmt, "SELECT count(e), coalesce(min(e), 0), coalesce(max(e), 0) FROM"
-		      " (SELECT " EMISSION_EXPR " AS e FROM treatments WHERE patient = ?1)");
+		      " (SELECT " EMISSION_EXPR " AS e FROM treatments"
+		      "  WHERE patient = ?1 COLLATE NOCASE)");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
@@ -1701,6 +2135,36 @@ int store_audit(struct store *st, const struct store_audit *a)
 	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
 		return fail(st, -EINVAL, "bad audit record");
 	return insert_audit(st, a);	/* one statement: its own durable transaction */
+}
+
+int store_audit_once(struct store *st, const struct store_audit *a)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
+		return fail(st, -EINVAL, "bad audit record");
+	err = prepare(st, &stmt, "SELECT 1 FROM audit WHERE time_ms = ?1 AND kind = ?2"
+		      " AND operator_uid IS ?3 AND unit_serial IS ?4 AND session_id IS ?5"
+		      " AND reason IS ?6 AND detail IS ?7 LIMIT 1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, a->time_ms);
+	sqlite3_bind_text(stmt, 2, audit_kind_names[a->kind], -1, SQLITE_STATIC);
+	if (a->has_operator)
+		sqlite3_bind_int64(stmt, 3, a->op.uid);
+	bind_text_or_null(stmt, 4, a->unit_serial);
+	if (a->session_id)
+		sqlite3_bind_int64(stmt, 5, a->session_id);
+	bind_free_text(stmt, 6, a->reason);
+	bind_free_text(stmt, 7, a->detail);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc != SQLITE_DONE)
+		return sql_fail(st, rc, "look for an audit record");
+	return insert_audit(st, a);
 }
 
 int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void *ctx)

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define STORE_DB_NAME		"records.db"
-#define STORE_SCHEMA_VERSION	2
+#define STORE_SCHEMA_VERSION	3
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
@@ -55,6 +55,12 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 
 /* Flushes pending pulses (best effort), then closes.  NULL is fine. */
 void store_close(struct store *st);
+
+/*
+ * A second connection to an existing, migrated database, for queries only
+ * (another thread may own the one from store_open).  No migration, no check.
+ */
+int store_open_reader(struct store **out, const char *state_dir, char *msg, size_t msg_len);
 
 /* The reason for the last failure on st ("" if none). */
 const char *store_errmsg(const struct store *st);
@@ -154,6 +160,32 @@ struct store_params {
 	uint32_t set_energy_uj;
 };
 
+/*
+ * What the records say of one patient's patch, for the rules (DESIGN S2).
+ * A patient is one patient whatever the letter case of the id.  The
+ * treatments of the given session on this patch are one visit, so they are
+ * left out of the history and counted in session_patch_pulses instead.
+ */
+struct store_patch_facts {
+	bool patch_emitted;		/* the patch emitted before (other sessions) */
+	int64_t patch_last_emission_ms;
+	uint32_t patient_treatments;	/* the patient's treatments that emitted */
+	int64_t patient_first_emission_ms;
+	uint32_t session_patch_pulses;	/* fired on this patch in this session */
+};
+
+/* @session_id 0: every session counts as history (CheckPatch). */
+int store_patch_facts(struct store *st, const char *patient, const char *patch,
+		      int64_t session_id, struct store_patch_facts *out);
+
+/*
+ * The rules' verdict inside the arming transaction: 0 allows, -EAGAIN
+ * refuses with a message in @why (CooldownActive), another negative errno
+ * fails the arming.
+ */
+typedef int (*store_decide_fn)(const struct store_patch_facts *facts, int64_t armed_ms,
+			       void *ctx, char *why, size_t why_len);
+
 struct store_treatment_start {
 	int64_t session_id;		/* an OPEN session; patient and unit come from it */
 	const char *patch;
@@ -170,17 +202,29 @@ struct store_treatment_start {
 	 * than armed_ms - cooldown_ms.  Must be > 0.
 	 */
 	int64_t cooldown_ms;
+	/*
+	 * S2: the whole rule set, decided inside the arming transaction at
+	 * armed_ms on the records as they are then (store_patch_facts for
+	 * this session).  NULL: the cooldown check above only.
+	 */
+	store_decide_fn decide;
+	void *decide_ctx;
 };
 
 /*
  * Record a treatment about to be armed and commit it durably (first flushing
- * any pending pulses).  The daemon arms only if this returns 0.
+ * any pending pulses).  The daemon arms only if this returns 0.  In the same
+ * transaction, the unit's earlier treatments whose end counter is unknown
+ * are settled from shot_at_arm.
  *   -EINVAL   bad arguments (empty patch, cooldown_ms <= 0, ...)
  *   -ENOENT   no such session            -ESTALE  session not open
  *   -EBUSY    the unit already has an OPEN treatment (one a crash left:
  *             reconcile it, or if that fails end it UNKNOWN, which still
  *             counts it as emitted but frees the unit)
- *   -EAGAIN   the patch is still in its cooldown (message says until when)
+ *   -ERANGE   shot_at_arm is below what the records hold for the unit and
+ *             no counter reset accepted it (message "counter-went-back: ...")
+ *   -EAGAIN   the patch is not eligible: its cooldown, or the rules of
+ *             t->decide (message says why and until when)
  */
 int store_treatment_begin(struct store *st, const struct store_treatment_start *t,
 			  int64_t *treatment_id);
@@ -202,15 +246,41 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 			const struct store_treatment_finish *f);
 
 /*
- * Close a treatment left OPEN or UNKNOWN by a crash, with outcome RECONCILED:
- * shot_at_end = shot_count_now, pulse count = shots since arming, end_ms =
- * now_ms; appends a RECONCILE audit record in the same transaction.
- * -ENOENT unknown id, -EALREADY already closed,
- * -ESTALE the unit was armed again since (the counter cannot tell; left as is),
- * -ERANGE if shot_count_now < shot_at_arm (counter reset?  left as is).
+ * Settle a treatment from its unit's shot counter: one left OPEN or UNKNOWN
+ * (a crash, the unit gone) is closed RECONCILED with end_ms = now_ms; one
+ * closed with its end counter unread gets it (its outcome stays).  Either
+ * way shot_at_end = shot_count_now and the pulse count is the shots since
+ * arming; if its unit was armed again since, the counter at that arming
+ * is used instead.  Appends a RECONCILE audit record in the same transaction.
+ * -ENOENT unknown id, -EALREADY settled already,
+ * -ERANGE the counter is below the treatment's arming or below what the
+ *         records hold for the unit ("counter-went-back: ..."): not believed,
+ *         left as is (OPEN: end it UNKNOWN; it counts as emitted).
  */
 int store_reconcile_treatment(struct store *st, int64_t treatment_id,
 			      uint32_t shot_count_now, int64_t now_ms);
+
+/*
+ * The unit's first sign of emission for an open treatment (its first pulse,
+ * or the unit EMITTING): committed at once with the pulses pending, so that
+ * a count lost later can never free the patch.  Set once.
+ */
+int store_treatment_mark_emitting(struct store *st, int64_t treatment_id, int64_t when_ms);
+
+/*
+ * S3: is @counter at or above every shot the records hold for the unit?
+ * 0 yes (or no records, or an accepted reset), -ERANGE no
+ * ("counter-went-back: ..."), another negative errno on failure.
+ */
+int store_counter_check(struct store *st, const char *unit_serial, uint32_t counter);
+
+/*
+ * An authorized user accepts the unit's counter below the records (after a
+ * reflash, say): later checks against that high water pass.  -EALREADY if
+ * the counter is not below.  The caller audits who.
+ */
+int store_counter_reset(struct store *st, const char *unit_serial, uint32_t counter,
+			const struct store_operator *op, int64_t now_ms);
 
 /* ---- pulses ------------------------------------------------------------ */
 
@@ -240,6 +310,11 @@ int store_flush(struct store *st);
 
 /* Pulses waiting for store_flush(). */
 size_t store_pending_pulses(const struct store *st);
+/* Forgets the pulses waiting for store_flush() (they are kept elsewhere). */
+void store_drop_pending(struct store *st);
+/* The pulses waiting for store_flush(), in order (to keep them elsewhere). */
+int store_visit_pending(const struct store *st,
+			int (*cb)(const struct store_pulse *p, void *ctx), void *ctx);
 
 /* A treatment's committed pulses in shot order.  Returns how many visited. */
 typedef int (*store_pulse_cb)(const struct store_pulse *p, void *ctx);
@@ -266,6 +341,7 @@ struct store_treatment {
 	uint32_t energy_min_uj, energy_max_uj;	/* 0 if no pulse recorded */
 	uint64_t energy_sum_uj;
 	int64_t last_pulse_ms;		/* 0 if no pulse recorded */
+	int64_t emitting_ms;		/* first sign of emission; 0 if none */
 	int64_t emission_ms;		/* the time it counts for cooldown; 0 if it emitted nothing */
 };
 
@@ -273,9 +349,10 @@ struct store_treatment {
 typedef int (*store_treatment_cb)(const struct store_treatment *t, void *ctx);
 
 /*
- * Last recorded emission of a patient's patch, for the cooldown (S2).
- * A treatment counts as emitted unless its shot counter says 0 shots and no
- * pulse was recorded.  Its time: OPEN/UNKNOWN (crash) -> its arming time
+ * Last recorded emission of a patient's patch, for the cooldown (S2).  The
+ * patient id matches whatever its letter case (here and in every query by
+ * patient).  A treatment counts as emitted unless its shot counter says 0
+ * shots, no pulse was recorded and the unit was never seen emitting for it.  Its time: OPEN/UNKNOWN (crash) -> its arming time
  * (DESIGN section 6), or its last recorded pulse if that is later (never
  * shorter); COMPLETED/INTERRUPTED/FAULT -> end_ms (the disarm, or a later
  * pulse reported after it); RECONCILED -> the latest of arming time and last
@@ -299,11 +376,13 @@ int store_patient_history(struct store *st, const char *patient,
 			  store_treatment_cb cb, void *ctx);
 
 /*
- * Treatments left OPEN or UNKNOWN (crash), for reconciliation, oldest first;
- * unit_serial NULL means every unit.  Returns how many were visited.
+ * Treatments to settle from the unit's counter (store_reconcile_treatment):
+ * left OPEN or UNKNOWN (crash, unit gone), or closed with the end counter
+ * unread; oldest first; unit_serial NULL means every unit.  Returns how
+ * many were visited.
  */
-int store_open_treatments(struct store *st, const char *unit_serial,
-			  store_treatment_cb cb, void *ctx);
+int store_unsettled_treatments(struct store *st, const char *unit_serial,
+			       store_treatment_cb cb, void *ctx);
 
 /* Read one treatment.  -ENOENT if there is none. */
 int store_get_treatment(struct store *st, int64_t treatment_id,
@@ -333,6 +412,9 @@ enum store_audit_kind {
 	STORE_AUDIT_REFUSED,		/* reason: the D-Bus error name or why */
 	STORE_AUDIT_SESSION,		/* session start / end */
 	STORE_AUDIT_RECONCILE,
+	STORE_AUDIT_PATCH,		/* SelectPatch: detail the patch */
+	STORE_AUDIT_EYEWEAR,		/* ConfirmEyewear */
+	STORE_AUDIT_PARAMETERS,		/* SetParameters accepted: detail the values */
 	STORE_AUDIT__COUNT,
 };
 const char *store_audit_kind_name(enum store_audit_kind k);
@@ -350,6 +432,12 @@ struct store_audit {
 
 /* Append and commit one audit record. */
 int store_audit(struct store *st, const struct store_audit *a);
+/*
+ * The same, unless an identical record (time, kind, operator, unit, session,
+ * reason, detail) is there already: for records replayed after a crash, which
+ * may have reached the store before it.  1 if it was there, 0 if appended.
+ */
+int store_audit_once(struct store *st, const struct store_audit *a);
 
 /* Audit records read back, oldest first; strings valid during the callback. */
 typedef int (*store_audit_cb)(int64_t id, const struct store_audit *a, void *ctx);

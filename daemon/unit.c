@@ -1,125 +1,89 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One laser unit: probing, the backend's events, arming, pulses, faults.
- * Every decision that could let the unit emit goes through the safety core
- * (safety.h); this file feeds it facts and obeys its answers.
+ * A laser unit as an object (unit.h): its names, its lifetime, and its device
+ * I/O off the event loop (issue 12).
+ *
+ * Each unit has two workers (worker.h).  Its commands (GET_STATUS,
+ * SET_PARAMS, ARM, HEARTBEAT, ACK_FAULT, the probe's GET_INFO and GET_RTC)
+ * run on "io", one at a time, in order: the unit answers one command at a
+ * time.  Its disarm runs on "safe": never behind a command of its own that a
+ * stuck unit makes wait, and never behind another unit.  The results come
+ * back as callbacks on the loop, where the safety core decides
+ * (supervisor.c).  A unit stays allocated while a call of its own is in
+ * flight (u->refs).
+ *
+ * Nothing here decides or records: that is the supervisor's.
  */
 #include <errno.h>
-#include <inttypes.h>
-#include <pwd.h>
-#include <stdarg.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "daemon.h"
-#include "errors.h"
 #include "log.h"
-
-uint64_t smpl_now_ms(struct smpl_daemon *d)
-{
-	uint64_t usec = 0;
-
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &usec);
-	return usec / 1000;
-}
-
-int64_t smpl_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "unit.h"
+#include "worker.h"
 
 const char *smpl_unit_label(const struct smpl_unit *u)
 {
 	return u->info.serial[0] ? u->info.serial : u->name;
 }
 
-/* --- audit and refusals ------------------------------------------------------ */
-
-void smpl_operator(uid_t uid, char *buf, size_t len, struct store_operator *op)
-{
-	struct passwd pw, *res = NULL;
-	char pwbuf[1024];
-
-	if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
-		snprintf(buf, len, "%s", res->pw_name);
-	else
-		snprintf(buf, len, "uid %u", (unsigned int)uid);
-	op->uid = uid;
-	op->name = buf;
-}
-
-int smpl_refuse(struct smpl_daemon *d, struct smpl_unit *u, int64_t session_id,
-		uid_t uid, sd_bus_error *error, const char *error_name,
-		const char *fmt, ...)
-{
-	const char *short_name = error_name;
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (strncmp(short_name, SMPL_ERROR_PREFIX, strlen(SMPL_ERROR_PREFIX)) == 0)
-		short_name += strlen(SMPL_ERROR_PREFIX);
-	smpl_audit(d, STORE_AUDIT_REFUSED, &uid, u, session_id, short_name, msg);
-	smpl_log(LOG_NOTICE, u ? smpl_unit_label(u) : NULL, NULL, "refused",
-		 "refused for uid %u: %s", (unsigned int)uid, msg);
-	return smpl_error_setf(error, error_name, "%s", msg);
-}
 
 /* --- names ------------------------------------------------------------------- */
 
 const char *smpl_unit_state_name(const struct smpl_unit *u)
 {
-	static const char *const names[] = {
-		[SMPL_STATE_OFF] = "off",
-		[SMPL_STATE_SELF_TEST] = "self-test",
-		[SMPL_STATE_STANDBY] = "standby",
-		[SMPL_STATE_ARMING] = "arming",
-		[SMPL_STATE_READY] = "ready",
-		[SMPL_STATE_EMITTING] = "emitting",
-		[SMPL_STATE_FAULT] = "fault",
-	};
-
 	if (!u->connected)
 		return "disconnected";
 	if (!u->status_known || u->status.state > SMPL_STATE__MAX)
 		return "probing";
-	return names[u->status.state];
+	return smpl_state_slug(u->status.state);
 }
 
-static const char *const fault_names[] = {
-	[SMPL_FAULT_NONE] = "",
-	[SMPL_FAULT_WATCHDOG] = "watchdog",
-	[SMPL_FAULT_INTERLOCK] = "interlock",
-	[SMPL_FAULT_SELF_TEST] = "self-test",
-	[SMPL_FAULT_ENERGY] = "energy",
-	[SMPL_FAULT_OVERTEMP] = "overtemp",
-	[SMPL_FAULT_COOLING] = "cooling",
-	[SMPL_FAULT_SHUTTER] = "shutter",
-	[SMPL_FAULT_INTERNAL] = "internal",
-};
-
-/* The daemon's latch first (it outlives the unit's), then the unit's own. */
+/*
+ * The daemon's latch first (it outlives the unit's), then the unit's own.  A
+ * unit fault is named by the unit's code (watchdog, energy, interlock, ...).
+ */
 const char *smpl_unit_fault_name(const struct smpl_unit *u)
 {
 	if (smpl_safety_fault_latched(&u->safety))
-		return smpl_reason_name(u->safety.fault);
+		return u->safety.fault == SMPL_REASON_UNIT_FAULT && u->safety.fault_code ?
+		       smpl_fault_slug(u->safety.fault_code) : smpl_reason_name(u->safety.fault);
 	if (u->status_known && u->status.fault <= SMPL_FAULT__MAX)
-		return fault_names[u->status.fault];
+		return smpl_fault_slug(u->status.fault);
 	return "";
 }
 
+uint16_t smpl_unit_interlocks_closed(const struct smpl_unit *u)
+{
+	if (!u->connected || !u->status_known)
+		return 0;
+	return (uint16_t)(~u->status.interlocks & SMPL_IL_ALL);
+}
+
+
 /* --- properties ------------------------------------------------------------ */
 
+void smpl_unit_changed(struct smpl_unit *u)
+{
+	const struct smpl_observer *o = u->daemon->observer;
+	bool armed = u->published && u->treatment_id != 0;
+
+	if (u->published && o && o->unit_changed)
+		o->unit_changed(u);
+	if (u->status_armed != armed) {
+		u->status_armed = armed;
+		smpl_units_notify_status(u->daemon);
+	}
+	if (u->session && o && o->session_changed)
+		o->session_changed(u->session);
+}
+
+
 /* systemctl status shows it: what the daemon is doing, how many units are armed. */
-void smpl_daemon_notify_status(struct smpl_daemon *d)
+void smpl_units_notify_status(struct smpl_daemon *d)
 {
 	unsigned int units = 0, armed = 0;
 
@@ -131,648 +95,191 @@ void smpl_daemon_notify_status(struct smpl_daemon *d)
 			 d->probing ? "Probing units" : "Running", units, armed);
 }
 
-void smpl_unit_sync_properties(struct smpl_unit *u)
+/* --- I/O -------------------------------------------------------------------------- */
+
+struct unit_call {
+	struct smpl_job job;
+	struct smpl_unit *u;
+	enum smpl_unit_op op;
+	struct smpl_params_n params;
+	struct smpl_unit_reply reply;
+	smpl_unit_then then;
+	void *userdata;
+};
+
+static void call_run(struct smpl_job *j)
 {
-	const char *changed[8];
-	size_t n = 0;
-	const char *state = smpl_unit_state_name(u);
-	const char *fault = smpl_unit_fault_name(u);
+	struct unit_call *c = container_of(j, struct unit_call, job);
+	struct smpl_backend *b = c->u->backend;
+	struct smpl_unit_reply *rep = &c->reply;
 
-	if (!u->published)
-		return;
-	if (!u->shown.state || strcmp(u->shown.state, state) != 0)
-		changed[n++] = "State";
-	if (u->shown.interlocks != u->status.interlocks)
-		changed[n++] = "Interlocks";
-	if (u->shown.shot_count != u->status.shot_count)
-		changed[n++] = "ShotCount";
-	if (!u->shown.fault || strcmp(u->shown.fault, fault) != 0)
-		changed[n++] = "Fault";
-	if (u->shown.session != u->session)
-		changed[n++] = "Session";
-	if (u->shown.params_set != u->params_set ||
-	    memcmp(&u->shown.params, &u->params, sizeof(u->params)) != 0)
-		changed[n++] = "Parameters";
-	changed[n] = NULL;
-
-	u->shown.state = state;
-	u->shown.interlocks = u->status.interlocks;
-	u->shown.shot_count = u->status.shot_count;
-	u->shown.fault = fault;
-	u->shown.session = u->session;
-	u->shown.params_set = u->params_set;
-	u->shown.params = u->params;
-	if (n > 0)
-		(void)sd_bus_emit_properties_changed_strv(u->daemon->bus, u->path,
-							  SMPL_IFACE_UNIT,
-							  (char **)changed);
-	if (u->shown.armed != (u->treatment_id != 0)) {
-		u->shown.armed = u->treatment_id != 0;
-		smpl_daemon_notify_status(u->daemon);
+	switch (c->op) {
+	case SMPL_UNIT_GET_STATUS:
+	case SMPL_UNIT_END_STATUS:
+		rep->r = b->ops->get_status(b, &rep->status);
+		break;
+	case SMPL_UNIT_SET_PARAMS:
+		rep->r = b->ops->set_params(b, &c->params);
+		rep->status_r = rep->r == 0 ? b->ops->get_status(b, &rep->status) : -EIO;
+		break;
+	case SMPL_UNIT_ARM:
+		rep->r = b->ops->arm(b);
+		break;
+	case SMPL_UNIT_HEARTBEAT:
+		rep->r = b->ops->heartbeat(b);
+		break;
+	case SMPL_UNIT_ACK_FAULT:
+		rep->r = b->ops->ack_fault(b);
+		rep->status_r = b->ops->get_status(b, &rep->status);
+		break;
+	case SMPL_UNIT_PROBE:
+		rep->r = b->ops->get_info(b, &rep->info);
+		if (rep->r == 0)
+			rep->rtc_r = b->ops->get_rtc(b, &rep->rtc_s);
+		break;
+	case SMPL_UNIT_DISARM:
+		rep->r = b->ops->disarm(b);
+		break;
 	}
-	if (u->session)
-		smpl_session_sync_properties(u->session);
 }
 
-/* --- treatments ------------------------------------------------------------- */
+static void unit_unref_later(struct smpl_unit *u);
 
-static enum store_outcome outcome_of(const struct smpl_action *a)
+static void call_done(struct smpl_job *j)
 {
-	if (a->kind == SMPL_ACT_FAULT)
-		return STORE_OUTCOME_FAULT;
-	if (a->reason == SMPL_REASON_REQUESTED || a->reason == SMPL_REASON_SESSION_ENDED)
-		return STORE_OUTCOME_COMPLETED;
-	return STORE_OUTCOME_INTERRUPTED;
+	struct unit_call *c = container_of(j, struct unit_call, job);
+	struct smpl_unit *u = c->u;
+
+	if (u->gone && c->reply.r == 0)
+		c->reply.r = -ENODEV;	/* removed meanwhile: what it said is moot */
+	if (c->then)
+		c->then(u, &c->reply, c->userdata);
+	free(c);
+	unit_unref_later(u);
 }
 
-/* The unit's counter now, asked with GET_STATUS (reports may lag behind). */
-static bool read_shot_count(struct smpl_unit *u, uint32_t *shots)
+void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_params_n *params,
+		  smpl_unit_then then, void *userdata)
 {
-	struct smpl_status_n st;
+	struct unit_call *c = u->gone || !u->io ? NULL : calloc(1, sizeof(*c));
 
-	if (!u->connected || u->backend->ops->get_status(u->backend, &st) != 0)
-		return false;
-	*shots = st.shot_count;
-	return true;
-}
+	if (!c) {
+		struct smpl_unit_reply oom = { .r = u->gone ? -ENODEV : -ENOMEM,
+					       .status_r = -ENODEV };
 
-static void close_treatment(struct smpl_unit *u, enum store_outcome outcome)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct store_treatment_finish f = {
-		.outcome = outcome,
-		.end_ms = smpl_wall_ms(),
-	};
-	int64_t rtc;
-	int r;
-
-	if (!u->treatment_id)
+		if (then)
+			then(u, &oom, userdata);
 		return;
-	f.shot_at_end_known = read_shot_count(u, &f.shot_at_end);
-	/*
-	 * Interrupted with the counter unread (the unit went away): a pulse
-	 * whose report was lost with it would be missing.  Unknown counts as
-	 * emitted for the cooldown and is reconciled from the counter when
-	 * the unit comes back.
-	 */
-	if (!f.shot_at_end_known && outcome == STORE_OUTCOME_INTERRUPTED)
-		f.outcome = STORE_OUTCOME_UNKNOWN;
-	if (u->connected && u->backend->ops->get_rtc(u->backend, &rtc) == 0)
-		f.end_rtc_s = rtc;
-	r = store_treatment_end(d->store, u->treatment_id, &f);
-	if (r < 0 && r != -EALREADY && r != -ENOENT) {
-		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
-			 "cannot close treatment %" PRId64 " yet: %s",
-			 u->treatment_id, store_errmsg(d->store));
-		u->unclosed_id = u->treatment_id;	/* retried by smpl_daemon_flush() */
-		u->unclosed = f;
 	}
-	u->closed_treatment_id = u->treatment_id;
-	u->closed_session_id = u->session ? u->session->id : 0;
-	u->closed_shot_at_end = f.shot_at_end_known ? f.shot_at_end : UINT32_MAX;
-	u->treatment_id = 0;
+	c->u = u;
+	c->op = op;
+	if (params)
+		c->params = *params;
+	c->then = then;
+	c->userdata = userdata;
+	c->job.run = call_run;
+	c->job.done = call_done;
+	u->refs++;
+	smpl_worker_submit(op == SMPL_UNIT_DISARM || op == SMPL_UNIT_END_STATUS ? u->safe : u->io,
+			   &c->job);
 }
 
-void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
+static void disarm_done(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
 {
-	smpl_unit_apply_by(u, a, NULL);
-}
-
-void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid)
-{
-	struct smpl_daemon *d = u->daemon;
-	int64_t session_id = u->session ? u->session->id : 0;
-	int r;
-
-	if (a->kind == SMPL_ACT_NONE)
-		return;
-	r = u->connected ? u->backend->ops->disarm(u->backend) : -ENODEV;
-	if (r != 0 && u->connected)
+	(void)userdata;
+	if (rep->r != 0 && !u->gone && u->connected)
 		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
-			 "DISARM failed (%d); the kernel and the unit's watchdog remain", r);
-	close_treatment(u, outcome_of(a));
-	smpl_daemon_flush(d);
-	smpl_audit(d, a->kind == SMPL_ACT_FAULT ? STORE_AUDIT_FAULT : STORE_AUDIT_DISARM,
-		   uid, u, session_id, smpl_reason_name(a->reason), a->message);
-	smpl_log(a->kind == SMPL_ACT_FAULT ? LOG_ERR : LOG_NOTICE, smpl_unit_label(u),
-		 NULL, a->kind == SMPL_ACT_FAULT ? "fault" : "disarm",
-		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
-		 a->message);
-	if (a->kind == SMPL_ACT_FAULT && u->published)
-		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Fault", "ss",
-					 smpl_reason_name(a->reason), a->message);
-	smpl_unit_sync_properties(u);
+			 "DISARM failed (%d); the kernel and the unit's watchdog remain", rep->r);
 }
 
-void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
-			   const char *why)
+void smpl_unit_disarm_now(struct smpl_unit *u)
 {
-	for (struct smpl_unit *u = d->units; u; u = u->next) {
-		struct smpl_action a = { .kind = SMPL_ACT_DISARM, .reason = reason };
-
-		snprintf(a.message, sizeof(a.message), "%s", why);
-		if (smpl_safety_is_armed(&u->safety) || u->treatment_id) {
-			struct smpl_action ignored;
-
-			(void)smpl_safety_disarm_request(&u->safety, &ignored);
-			smpl_unit_apply(u, &a);
-		} else if (u->connected) {
-			(void)u->backend->ops->disarm(u->backend);
-		}
-	}
+	if (u->connected && !u->gone)
+		smpl_unit_io(u, SMPL_UNIT_DISARM, NULL, disarm_done, NULL);
 }
 
-/* Treatments whose closing the store refused (busy, I/O): try again. */
-static int close_unclosed(struct smpl_daemon *d)
+/* --- lifetime ---------------------------------------------------------------------- */
+
+static int free_later(sd_event_source *s, void *userdata)
 {
-	int failed = 0;
-
-	for (struct smpl_unit *u = d->units; u; u = u->next) {
-		int r;
-
-		if (!u->unclosed_id)
-			continue;
-		r = store_treatment_end(d->store, u->unclosed_id, &u->unclosed);
-		if (r == 0 || r == -EALREADY || r == -ENOENT) {
-			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "store",
-				 "treatment %" PRId64 " closed", u->unclosed_id);
-			u->unclosed_id = 0;
-		} else {
-			failed = r;
-		}
-	}
-	return failed;
+	(void)sd_event_source_set_floating(s, false);
+	sd_event_source_disable_unref(s);
+	smpl_unit_forget(userdata);
+	return 0;
 }
 
-/* Pulses first, then treatments left unclosed, then the audit backlog. */
-static int flush_all(struct smpl_daemon *d)
+/*
+ * The last reference gone (the unit was dropped, its calls are done): freed
+ * from the loop's next iteration, never from inside one of its own workers'
+ * callbacks.
+ */
+static void unit_unref_later(struct smpl_unit *u)
 {
-	int r = 0;
+	if (--u->refs > 0 || u->freeing)
+		return;
+	u->freeing = true;
+	if (sd_event_add_defer(u->daemon->event, NULL, free_later, u) < 0)
+		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "remove",
+			 "cannot free the unit's memory now: at exit");
+}
 
-	if (store_pending_pulses(d->store) > 0)
-		r = store_flush(d->store);
-	if (r == 0)
-		r = close_unclosed(d);
-	if (r == 0)
-		r = smpl_audit_retry(d);
+void smpl_unit_unref(struct smpl_unit *u)
+{
+	unit_unref_later(u);
+}
+
+int smpl_unit_io_start(struct smpl_unit *u)
+{
+	struct smpl_daemon *d = u->daemon;
+	int r;
+
+	r = smpl_worker_new(d->event, "smpl-unit-io", d->inline_io, &u->io);
+	if (r >= 0)
+		r = smpl_worker_new(d->event, "smpl-unit-safe", d->inline_io, &u->safe);
 	return r;
 }
 
-/*
- * S3: pulses are committed every SMPL_FLUSH_PERIOD_MS and at every disarm.
- * While the store cannot take them every unit is disarmed and nothing arms;
- * what it could not take is kept and retried once a second (each try may
- * wait for the database's busy timeout).
- */
-void smpl_daemon_flush(struct smpl_daemon *d)
+void smpl_unit_io_stop(struct smpl_unit *u)
 {
-	uint64_t now = smpl_now_ms(d);
-
-	if (d->store_failed && now < d->store_retry_ms)
-		return;
-	if (flush_all(d) == 0) {
-		if (d->store_failed)
-			smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
-		d->store_failed = false;
-		return;
-	}
-	d->store_retry_ms = now + 1000;
-	if (d->store_failed)
-		return;
-	smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
-		 "the records store fails: %s; disarming every unit", store_errmsg(d->store));
-	d->store_failed = true;
-	smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED, "the records store fails");
+	/* Their callbacks see the unit as gone: they still run, they act on nothing. */
+	smpl_worker_free(u->safe);
+	smpl_worker_free(u->io);
+	u->safe = u->io = NULL;
 }
 
-void smpl_daemon_close_records(struct smpl_daemon *d)
+void smpl_unit_io_drain(struct smpl_unit *u)
 {
-	if (!d->store)
-		return;
-	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
-	while (d->sessions)
-		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
-				       "the daemon stopped", NULL, NULL);
-	d->store_retry_ms = 0;		/* a last try, whatever the throttle */
-	smpl_daemon_flush(d);
-	smpl_audit_discard();
+	smpl_worker_drain(u->safe);
+	smpl_worker_drain(u->io);
 }
 
-void smpl_daemon_free(struct smpl_daemon *d)
+static void unit_unlink(struct smpl_unit **list, struct smpl_unit *u)
 {
-	while (d->units) {
-		struct smpl_unit *u = d->units;
-
-		d->units = u->next;
-		smpl_unit_free(u);
-	}
-	smpl_polkit_free(d->polkit);
-	sd_bus_flush_close_unref(d->bus);
-	sd_event_source_disable_unref(d->flush_timer);
-	sd_event_unref(d->event);
-	store_close(d->store);
-	free(d->state_dir);
-}
-
-/* --- probing ---------------------------------------------------------------- */
-
-struct open_list {
-	int64_t ids[64];
-	size_t n;
-};
-
-static int collect_open(const struct store_treatment *t, void *ctx)
-{
-	struct open_list *l = ctx;
-
-	if (l->n < sizeof(l->ids) / sizeof(l->ids[0]))
-		l->ids[l->n++] = t->id;
-	return 0;
-}
-
-/*
- * Treatments this unit left open when the daemon crashed, or closed as
- * unknown when it went away: closed from the unit's shot counter (the store
- * writes the RECONCILE audit record).
- */
-static void reconcile(struct smpl_unit *u)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct open_list l = { .n = 0 };
-	int r;
-
-	(void)store_open_treatments(d->store, u->info.serial, collect_open, &l);
-	for (size_t i = 0; i < l.n; i++) {
-		r = store_reconcile_treatment(d->store, l.ids[i], u->status.shot_count,
-					      smpl_wall_ms());
-		if (r < 0)
-			smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " left open or unknown: not reconciled: %s",
-				 l.ids[i], store_errmsg(d->store));
-		else
-			smpl_log(LOG_NOTICE, smpl_unit_label(u), NULL, "reconcile",
-				 "treatment %" PRId64 " left open or unknown: reconciled from "
-				 "the shot counter (%" PRIu32 ")", l.ids[i], u->status.shot_count);
-	}
-}
-
-static void publish(struct smpl_unit *u)
-{
-	struct smpl_daemon *d = u->daemon;
-	int r;
-
-	if (!u->path) {
-		r = sd_bus_path_encode(SMPL_UNIT_PREFIX, u->info.serial, &u->path);
-		if (r < 0)
-			return;
-	}
-	u->published = true;
-	(void)sd_bus_emit_object_added(d->bus, u->path);
-	smpl_bus_manager_changed(d, "Units");
-	smpl_unit_sync_properties(u);
-}
-
-static void probe_done(struct smpl_daemon *d)
-{
-	if (d->probing > 0 && --d->probing == 0) {
-		d->state = "running";
-		smpl_bus_manager_changed(d, "State");
-	}
-	smpl_daemon_notify_status(d);
-}
-
-/* Units are keyed on their serial: two at once would share an object. */
-static bool serial_taken(const struct smpl_unit *u)
-{
-	for (const struct smpl_unit *o = u->daemon->units; o; o = o->next)
-		if (o != u && o->published && strcmp(o->info.serial, u->info.serial) == 0)
-			return true;
-	return false;
-}
-
-/* The unit has finished its self-test: who is it, what did it do while we were away. */
-static int probe(struct smpl_unit *u)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_backend *b = u->backend;
-	int64_t rtc;
-	int r;
-
-	r = b->ops->get_info(b, &u->info);
-	if (r != 0)
-		return r < 0 ? r : -EIO;
-	if (serial_taken(u)) {
-		smpl_log(LOG_ERR, u->name, NULL, "probe",
-			 "another unit already has serial %s: this one is ignored",
-			 u->info.serial);
-		memset(&u->info, 0, sizeof(u->info));
-		u->ignored = true;
-		return -EEXIST;
-	}
-	snprintf(u->firmware, sizeof(u->firmware), "%u.%u.%u",
-		 u->info.fw_major, u->info.fw_minor, u->info.fw_patch);
-	if (b->ops->get_rtc(b, &rtc) == 0)
-		smpl_safety_rtc(&u->safety, smpl_now_ms(d), rtc);
-	r = store_unit_seen(d->store, u->info.serial, u->info.model, u->firmware,
-			    smpl_wall_ms());
-	if (r < 0)
-		smpl_log(LOG_ERR, u->info.serial, NULL, "store-failed",
-			 "cannot record the unit: %s", store_errmsg(d->store));
-	reconcile(u);
-	u->reprobe = false;
-	smpl_log(LOG_INFO, u->info.serial, NULL, "probed",
-		 "unit %s (%s, firmware %s, backend %s), shot count %" PRIu32,
-		 u->info.serial, u->info.model, u->firmware, smpl_backend_name(b),
-		 u->status.shot_count);
-	if (!u->published) {
-		publish(u);
-		probe_done(d);
-	}
-	return 0;
-}
-
-/* --- backend events ------------------------------------------------------------ */
-
-static bool settled(uint8_t state)
-{
-	return state != SMPL_STATE_OFF && state != SMPL_STATE_SELF_TEST;
-}
-
-static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_action a = { 0 };
-	uint16_t old_interlocks = u->status.interlocks;
-	bool had_status = u->status_known;
-	char detail[96];
-
-	u->status = *st;
-	u->status_known = true;
-	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
-	if ((!u->published || !u->info.serial[0] || u->reprobe) && !u->ignored) {
-		if (settled(st->state) && probe(u) < 0)
-			smpl_log(LOG_WARNING, u->name, NULL, "probe", "probe failed, will retry");
-	} else if (had_status && old_interlocks != st->interlocks) {
-		snprintf(detail, sizeof(detail), "open interlocks 0x%02x -> 0x%02x",
-			 old_interlocks, st->interlocks);
-		smpl_audit(d, STORE_AUDIT_INTERLOCK, NULL, u, u->session ? u->session->id : 0,
-			   st->interlocks & ~old_interlocks ? "opened" : "closed", detail);
-	}
-	smpl_unit_apply(u, &a);
-	smpl_unit_sync_properties(u);
-}
-
-/* A pulse the unit reported after we closed its treatment (report lag). */
-static bool pulse_of_closed_treatment(struct smpl_unit *u, const struct smpl_pulse_n *p)
-{
-	return !u->treatment_id && u->closed_treatment_id &&
-	       u->closed_shot_at_end != UINT32_MAX && p->shot <= u->closed_shot_at_end;
-}
-
-static void record_pulse(struct smpl_unit *u, int64_t treatment_id,
-			 const struct smpl_pulse_n *p)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct store_pulse sp = {
-		.treatment_id = treatment_id,
-		.host_ms = smpl_wall_ms(),
-		.shot = p->shot,
-		.measured_uj = p->measured_uj,
-		.set_uj = p->set_uj,
-	};
-
-	if (store_add_pulse(d->store, &sp) < 0)
-		smpl_log(LOG_ERR, smpl_unit_label(u), NULL, "store-failed",
-			 "cannot record pulse %" PRIu32 ": %s", p->shot, store_errmsg(d->store));
-}
-
-static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_session *s = u->session;
-	struct smpl_action a = { 0 };
-
-	if (p->shot > u->status.shot_count)
-		u->status.shot_count = p->shot;
-	if (pulse_of_closed_treatment(u, p)) {
-		record_pulse(u, u->closed_treatment_id, p);
-		if (s && s->id == u->closed_session_id)
-			s->pulse_count++;
-		smpl_unit_sync_properties(u);
-		return;
-	}
-	if (u->treatment_id)
-		record_pulse(u, u->treatment_id, p);
-	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
-	if (s && u->treatment_id)
-		s->pulse_count++;
-	if (u->published)
-		(void)sd_bus_emit_signal(d->bus, u->path, SMPL_IFACE_UNIT, "Pulse", "ouuu",
-					 s ? s->path : "/", p->shot, p->measured_uj, p->set_uj);
-	smpl_unit_apply(u, &a);
-	smpl_unit_sync_properties(u);
-}
-
-static void on_disconnect(struct smpl_unit *u)
-{
-	struct smpl_action a = { 0 };
-
-	(void)smpl_safety_disconnected(&u->safety, smpl_now_ms(u->daemon), &a);
-	u->connected = false;
-	u->status_known = false;
-	smpl_log(LOG_WARNING, smpl_unit_label(u), NULL, "disconnect", "unit disconnected");
-	smpl_audit(u->daemon, STORE_AUDIT_INTERLOCK, NULL, u,
-		   u->session ? u->session->id : 0, "disconnected", "the unit went away");
-	smpl_unit_apply(u, &a);
-	if (u->treatment_id) {	/* not armed as far as the core knew: close anyway */
-		close_treatment(u, STORE_OUTCOME_INTERRUPTED);
-		smpl_daemon_flush(u->daemon);
-	}
-	smpl_unit_sync_properties(u);
-}
-
-static void on_connect(struct smpl_unit *u)
-{
-	u->connected = true;
-	u->status_known = false;
-	u->reprobe = u->published;	/* the same unit? what did it do while away? */
-	u->params_set = false;	/* the unit forgot them */
-	memset(&u->params, 0, sizeof(u->params));
-	smpl_safety_connected(&u->safety, smpl_now_ms(u->daemon));
-	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "connect", "unit connected");
-	smpl_unit_sync_properties(u);
-}
-
-static void on_backend_event(struct smpl_backend *b, const struct smpl_backend_event *ev,
-			     void *userdata)
-{
-	struct smpl_unit *u = userdata;
-
-	(void)b;
-	switch (ev->type) {
-	case SMPL_BEV_STATUS:
-		on_status(u, &ev->status);
-		break;
-	case SMPL_BEV_PULSE:
-		on_pulse(u, &ev->pulse);
-		break;
-	case SMPL_BEV_DISCONNECT:
-		on_disconnect(u);
-		break;
-	case SMPL_BEV_CONNECT:
-		on_connect(u);
-		break;
-	}
-}
-
-/* --- timers ------------------------------------------------------------------------ */
-
-/*
- * S8 while not armed too: the audit trail says when the host clock stops
- * agreeing with the unit's RTC or the records, and when it agrees again.
- */
-static void watch_clock(struct smpl_unit *u)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_verdict v = { 0 };
-	bool bad;
-
-	bad = smpl_safety_clock_ok(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &v) < 0 &&
-	      v.reason != SMPL_REASON_CLOCK_NO_RTC;
-	if (bad == u->clock_bad)
-		return;
-	u->clock_bad = bad;
-	if (!bad)
-		snprintf(v.message, sizeof(v.message), "the host clock is right again");
-	smpl_log(bad ? LOG_WARNING : LOG_NOTICE, smpl_unit_label(u), NULL, "clock", "%s",
-		 v.message);
-	smpl_audit(d, STORE_AUDIT_CLOCK_ANOMALY, NULL, u, u->session ? u->session->id : 0,
-		   bad ? smpl_reason_name(v.reason) : "clock-ok", v.message);
-}
-
-static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
-{
-	struct smpl_unit *u = userdata;
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_action a = { 0 };
-	uint32_t period_ms = d->cfg.safety.heartbeat_ms / 2;
-
-	if (u->connected && u->published)
-		(void)u->backend->ops->heartbeat(u->backend);
-	if (u->connected && (!u->published || u->reprobe) && !u->ignored &&
-	    u->status_known && settled(u->status.state))
-		(void)probe(u);		/* the last probe failed: try again */
-	if (u->published) {
-		(void)smpl_safety_tick(&u->safety, smpl_now_ms(d), &a);
-		smpl_unit_apply(u, &a);
-		a.kind = SMPL_ACT_NONE;
-		(void)smpl_safety_clock_check(&u->safety, smpl_now_ms(d), smpl_wall_ms(), &a);
-		smpl_unit_apply(u, &a);
-		watch_clock(u);
-	}
-	(void)usec;
-	return sd_event_source_set_time_relative(src, (period_ms ? period_ms : 100) * 1000ULL);
-}
-
-/* --- lifetime ------------------------------------------------------------------------ */
-
-static int unit_start(struct smpl_unit *u)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_safety_limits limits;
-	int64_t newest;
-	int r;
-
-	smpl_config_safety_limits(&d->cfg, &limits);
-	smpl_safety_init(&u->safety, &limits);
-	if (store_newest_record_ms(d->store, &newest) == 1)
-		smpl_safety_newest_record(&u->safety, newest);
-	r = u->backend->ops->open(u->backend);
-	if (r < 0)
-		return r;
-	u->connected = true;
-	smpl_safety_connected(&u->safety, smpl_now_ms(d));
-	r = sd_event_add_time_relative(d->event, &u->heartbeat, CLOCK_MONOTONIC,
-				       100 * 1000, 10 * 1000, on_heartbeat, u);
-	if (r < 0)
-		return r;
-	(void)sd_event_source_set_enabled(u->heartbeat, SD_EVENT_ON);
-	d->probing++;
-	return 0;
-}
-
-int smpl_unit_adopt(struct smpl_daemon *d, const char *name, struct smpl_backend *b,
-		    struct smpl_unit **ret)
-{
-	struct smpl_unit *u = calloc(1, sizeof(*u));
-	int r;
-
-	if (!u) {
-		smpl_backend_free(b);
-		return -ENOMEM;
-	}
-	u->daemon = d;
-	u->backend = b;
-	b->on_event = on_backend_event;
-	b->userdata = u;
-	snprintf(u->name, sizeof(u->name), "%s", name);
-	u->next = d->units;
-	d->units = u;
-	r = unit_start(u);
-	if (r < 0) {
-		smpl_log(LOG_ERR, name, NULL, "probe", "cannot open the unit: %s", strerror(-r));
-		smpl_unit_drop(u);
-		return r;
-	}
-	if (ret)
-		*ret = u;
-	return 0;
-}
-
-int smpl_unit_add_sim(struct smpl_daemon *d, unsigned int index)
-{
-	struct smpl_backend *b = NULL;
-	struct smpl_sim_options opt = {
-		.index = index,
-		.nv_dir = d->state_dir,
-		.idle_timeout_ms = (d->cfg.safety.idle_timeout_s + 5) * 1000,
-	};
-	char name[32];
-	int r;
-
-	r = smpl_backend_sim_new(d->event, &opt, NULL, NULL, &b);
-	if (r < 0)
-		return r;
-	snprintf(name, sizeof(name), "sim%u", index);
-	return smpl_unit_adopt(d, name, b, NULL);
-}
-
-static void unit_unlink(struct smpl_unit *u)
-{
-	for (struct smpl_unit **pp = &u->daemon->units; *pp; pp = &(*pp)->next)
+	for (struct smpl_unit **pp = list; *pp; pp = &(*pp)->next)
 		if (*pp == u) {
 			*pp = u->next;
 			return;
 		}
 }
 
-void smpl_unit_drop(struct smpl_unit *u)
+
+/* Into the dying list until its calls in flight are done (supervisor.c's drop). */
+void smpl_unit_bury(struct smpl_unit *u)
 {
 	struct smpl_daemon *d = u->daemon;
 
-	if (u->connected)
-		on_disconnect(u);	/* disarm, close the treatment, record it */
-	if (u->session)
-		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED,
-				       "the unit was removed", NULL, NULL);
-	if (u->published)
-		(void)sd_bus_emit_object_removed(d->bus, u->path);
-	else if (u->heartbeat)
-		probe_done(d);		/* it was still being probed */
-	unit_unlink(u);
-	if (u->published)
-		smpl_bus_manager_changed(d, "Units");
-	smpl_log(LOG_INFO, smpl_unit_label(u), NULL, "remove", "unit removed");
+	unit_unlink(&d->units, u);
+	u->published = false;
+	u->gone = true;
+	u->heartbeat = sd_event_source_disable_unref(u->heartbeat);
+	u->next = d->dying;
+	d->dying = u;
+	smpl_unit_unref(u);
+}
+
+void smpl_unit_forget(struct smpl_unit *u)
+{
+	unit_unlink(&u->daemon->dying, u);
 	smpl_unit_free(u);
 }
 
@@ -780,7 +287,10 @@ void smpl_unit_free(struct smpl_unit *u)
 {
 	if (!u)
 		return;
+	u->gone = true;
+	u->freeing = true;
 	sd_event_source_disable_unref(u->heartbeat);
+	smpl_unit_io_stop(u);
 	smpl_backend_free(u->backend);
 	free(u->path);
 	free(u);
@@ -793,3 +303,4 @@ struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path)
 			return u;
 	return NULL;
 }
+

@@ -18,7 +18,7 @@ dbus python3-dbus python3-dbusmock sqlite3 libfaketime
 qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 sparse linux-source-6.1 bc flex bison libelf-dev
 clang umockdev libumockdev-dev
-debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind
+debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind udev
 "
 
 missing=""

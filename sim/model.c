@@ -132,6 +132,10 @@ struct smpl_model {
 	/* Hostile replies. */
 	enum smpl_hostile hostile;
 	unsigned int hostile_count;
+
+	/* Told of every pulse fired (tests' truth). */
+	smpl_model_fire_fn on_fire;
+	void *on_fire_ctx;
 };
 
 void smpl_model_default_config(struct smpl_model_config *cfg)
@@ -317,6 +321,8 @@ static void emit_pulse(struct smpl_model *m)
 	r.pulse.shot = m->nv.shot_count;
 	r.pulse.measured_uj = m->last_energy_uj;
 	r.pulse.set_uj = m->set_energy_uj;
+	if (m->on_fire)
+		m->on_fire(m->on_fire_ctx, r.pulse.shot, r.pulse.measured_uj, r.pulse.set_uj);
 	queue_push(m, &r);
 }
 
@@ -952,6 +958,17 @@ void smpl_model_clear_fault_cause(struct smpl_model *m, uint64_t now_ms)
 void smpl_model_set_rtc_skew(struct smpl_model *m, int64_t skew_s)
 {
 	m->nv.rtc_offset_s = skew_s;
+}
+
+void smpl_model_set_shot_count(struct smpl_model *m, uint32_t count)
+{
+	m->nv.shot_count = count;
+}
+
+void smpl_model_on_fire(struct smpl_model *m, smpl_model_fire_fn fn, void *ctx)
+{
+	m->on_fire = fn;
+	m->on_fire_ctx = ctx;
 }
 
 void smpl_model_set_hostile(struct smpl_model *m, enum smpl_hostile mode,

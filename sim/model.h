@@ -108,6 +108,21 @@ void smpl_model_set_rtc_skew(struct smpl_model *m, int64_t skew_s);
 void smpl_model_set_hostile(struct smpl_model *m, enum smpl_hostile mode,
 			    unsigned int count);
 
+/*
+ * The non-volatile shot counter set to @count, as a reflash, a lost NV memory
+ * or a faulty unit would: it may go back.  Reported from the next status.
+ */
+void smpl_model_set_shot_count(struct smpl_model *m, uint32_t count);
+
+/*
+ * @fn is called at every pulse the unit fires, as it fires (before its
+ * report is queued, so also when the report is lost): the truth that tests
+ * judge the records by.  NULL clears it.
+ */
+typedef void (*smpl_model_fire_fn)(void *ctx, uint32_t shot, uint32_t measured_uj,
+				   uint32_t set_uj);
+void smpl_model_on_fire(struct smpl_model *m, smpl_model_fire_fn fn, void *ctx);
+
 /* Calibration validity, reported as SMPL_SF_CALIBRATED (valid at start). */
 void smpl_model_set_calibrated(struct smpl_model *m, uint64_t now_ms, bool valid);
 

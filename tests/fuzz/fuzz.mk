@@ -20,8 +20,7 @@ FUZZ_HARNESSES := fuzz_codec fuzz_config fuzz_dbus_args fuzz_store_open \
 	fuzz_dbus_dispatch
 FUZZ_BINS := $(addprefix $(FUZZ_DIR)/,$(FUZZ_HARNESSES))
 
-FUZZ_CORE_SRCS := daemon/safety.c daemon/rules.c daemon/config.c \
-	daemon/patches.c common/codec.c
+FUZZ_CORE_SRCS := $(CORE_SRCS) common/codec.c
 
 $(FUZZ_DIR)/fuzz_codec: tests/fuzz/fuzz_codec.c common/codec.c common/codec.h \
 		include/smplaser/proto.h
@@ -48,18 +47,15 @@ $(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c daemon/store.c daemon/
 
 # The whole daemon but main.c (the harness builds the daemon as main() does,
 # on a socketpair), the sim backend and the firmware model.
-FUZZ_DAEMON_SRCS := daemon/unit.c daemon/unit-ops.c daemon/session.c \
-	daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c \
-	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
-	daemon/backend.c daemon/backend-sim.c daemon/store.c sim/model.c \
+FUZZ_DAEMON_SRCS := $(SMPLASERD_LIB_SRCS) daemon/store.c sim/model.c \
 	$(FUZZ_CORE_SRCS)
 
 $(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-input.h $(FUZZ_DAEMON_SRCS) \
 		$(wildcard daemon/*.h) sim/model.h include/smplaser/proto.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd) -o $@ \
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd json-c) -o $@ \
 		tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
-		$(call pkglibs,libsystemd sqlite3 inih zlib) -lm
+		$(call pkglibs,libsystemd sqlite3 inih zlib json-c) -lm
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

@@ -85,10 +85,15 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "fuzz-input.h"
+#include "audit.h"
 #include "bus.h"
 #include "errors.h"
+#include "fuzz-input.h"
+#include "lifecycle.h"
 #include "log.h"
+#include "records.h"
+#include "supervisor.h"
+#include "unit-ops.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -388,7 +393,7 @@ static void advance(struct harness *h, uint64_t ms)
 
 static int on_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	smpl_daemon_flush(userdata);
+	smpl_records_flush(userdata);
 	(void)usec;
 	return sd_event_source_set_time_relative(s, SMPL_FLUSH_PERIOD_MS * 1000ULL);
 }
@@ -485,6 +490,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	int r;
 
 	*d = (struct smpl_daemon){ .state = "starting", .session_bus = true };
+	smpl_daemon_setup(d);
 	smpl_config_defaults(&d->cfg);
 	if (deny)	/* [auth] session_bus = deny: nobody may act */
 		d->cfg.auth.session_bus = SMPL_SESSION_BUS_DENY;
@@ -493,12 +499,12 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	MUST(d->state_dir, "strdup");
 	remove_state_files();
 	copy_template();
-	r = store_open(&d->store, d->state_dir, msg, sizeof(msg));
-	MUST(r >= 0, "store_open: %s", msg);
-	(void)store_sessions_interrupt_open(d->store, smpl_wall_ms());
+	d->inline_io = true;	/* no threads: one input, one outcome */
+	MUST(sd_event_new(&d->event) >= 0, "sd_event_new");
+	r = smpl_records_open(d, msg, sizeof(msg));
+	MUST(r >= 0, "smpl_records_open: %s", msg);
 	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "fuzz_dbus_dispatch");
 
-	MUST(sd_event_new(&d->event) >= 0, "sd_event_new");
 	r = sd_event_add_time_relative(d->event, &d->flush_timer, CLOCK_MONOTONIC,
 				       SMPL_FLUSH_PERIOD_MS * 1000ULL, 10 * 1000, on_flush, d);
 	MUST(r >= 0, "flush timer: %s", strerror(-r));
@@ -536,7 +542,7 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->pulse_query);
 	sqlite3_finalize(h->cooldown_query);
 	sqlite3_close(h->db);
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	sd_bus_flush_close_unref(h->client);
 	smpl_daemon_free(d);
 	memset(tracks, 0, sizeof(tracks));
@@ -978,7 +984,7 @@ static void call_standard(struct harness *h, struct input *in)
 	};
 	static const char *const props[] = {
 		"Version", "Units", "CooldownDays", "State", "Serial", "Model", "Firmware",
-		"Backend", "Interlocks", "Parameters", "ShotCount", "Session", "Fault",
+		"Backend", "Interlocks", "Parameters", "ShotCount", "Session", "LatchedFault",
 		"Patient", "Unit", "Patch", "PulseCount", "EyewearConfirmed", "Nope",
 	};
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
@@ -1242,7 +1248,8 @@ static void finish(struct harness *h)
 	check_state(h);
 	smpl_units_disarm_all(&h->d, SMPL_REASON_REQUESTED, "the input ends");
 	settle(h);
-	smpl_daemon_flush(&h->d);
+	smpl_records_flush(&h->d);
+	settle(h);
 	for (struct smpl_unit *u = h->d.units; u; u = u->next) {
 		MUST(u->connected && u->status_known, "%s answers after a replug",
 		     smpl_unit_label(u));

@@ -153,7 +153,7 @@ static void query(struct store *st)
 	(void)store_last_emission(st, "P-0001", "crown", &when);
 	(void)store_patient_summary(st, "P-0001", &sum);
 	(void)store_newest_record_ms(st, &when);
-	(void)store_open_treatments(st, "SIM-0001", count_cb, &n);
+	(void)store_unsettled_treatments(st, "SIM-0001", count_cb, &n);
 	(void)store_sessions_interrupt_open(st, 1700000000000);
 }
 

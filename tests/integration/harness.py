@@ -260,10 +260,11 @@ class Env:
                 rc = 'a hang (killed)'
         elif self.daemon and self.daemon.returncode != -signal.SIGKILL:
             rc = self.daemon.returncode
-        try:
-            self.bus.close()
-        except Exception:
-            pass
+        for bus in [self.bus] + getattr(self, 'extra_buses', []):
+            try:
+                bus.close()
+            except Exception:
+                pass
         self.bus_proc.terminate()
         self.bus_proc.wait(5)
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -302,8 +303,30 @@ class Env:
         return self.prop(spath, SESSION, name)
 
     def wait_unit_state(self, state, timeout=5.0, path=UNIT1):
-        wait_until(lambda: self.unit_prop('State', path) == state, timeout,
-                   'unit state %s (now %s)' % (state, self.unit_prop('State', path)))
+        """Until the unit says @state (a unit plugged in again may not be back yet)."""
+        def now():
+            try:
+                return str(self.unit_prop('State', path))
+            except dbus.DBusException as e:
+                return e.get_dbus_name()
+        wait_until(lambda: now() == state, timeout, 'unit state %s' % state)
+
+    def unit_published(self, path=UNIT1):
+        """Does the unit's object have its Unit interface (as ObjectManager says)?"""
+        objs = self.iface(ROOT, 'org.freedesktop.DBus.ObjectManager').GetManagedObjects()
+        return UNIT in objs.get(dbus.ObjectPath(path), {})
+
+    def wait_unit_gone(self, timeout=3.0, path=UNIT1):
+        """A unit unplugged: its Unit interface goes away, as a real unit's does."""
+        wait_until(lambda: not self.unit_published(path), timeout, 'the unit to go away')
+        try:
+            self.unit(path).Arm()
+        except dbus.DBusException as e:
+            assert e.get_dbus_name() in ('org.freedesktop.DBus.Error.UnknownObject',
+                                         'org.freedesktop.DBus.Error.UnknownInterface',
+                                         'org.freedesktop.DBus.Error.UnknownMethod'), e
+        else:
+            raise AssertionError('Arm on an unplugged unit succeeded')
 
     def history(self, patient):
         return list(self.manager().History(patient))
@@ -314,6 +337,14 @@ class Env:
         self.session(spath, bus).SelectPatch(patch)
         self.session(spath, bus).ConfirmEyewear()
         self.unit(bus=bus).SetParameters(params or GOOD_PARAMS)
+        return spath
+
+    def ready_session_on(self, unit, patient, patch, bus=None, params=None):
+        """ready_session() on the unit at path @unit."""
+        spath = self.unit(unit, bus).StartSession(patient)
+        self.session(spath, bus).SelectPatch(patch)
+        self.session(spath, bus).ConfirmEyewear()
+        self.unit(unit, bus).SetParameters(params or GOOD_PARAMS)
         return spath
 
     def arm_to_ready(self, bus=None):
@@ -328,6 +359,57 @@ class Env:
         self.sim().SetFootswitch(False)
         pump(0.2)
         return int(self.unit_prop('ShotCount')) - before
+
+    # --- the truth outside the daemon, and its records ----------------------
+
+    def fired(self, serial='SIM00001'):
+        """The shots the simulated unit fired, from its fired log (what it did,
+        whatever the daemon recorded): a list of dicts shot, measured_uj, set_uj,
+        wall_ms."""
+        path = os.path.join(self.state_dir, 'sim-%s.fired' % serial)
+        try:
+            with open(path) as f:
+                return [{k: int(v) for k, v in (kv.split('=') for kv in line.split())}
+                        for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def settle_records(self):
+        """Until the daemon's records hold what happened so far: History reads its
+        own writes (the daemon writes them in the background)."""
+        try:
+            self.manager().History('p-settle')
+        except dbus.DBusException:
+            pump(0.3)           # not allowed to ask: the writer's pace
+
+    def records(self):
+        """A read-only connection to the daemon's records (sqlite3), once they hold
+        what happened so far."""
+        import sqlite3
+        if self.daemon and self.daemon.poll() is None:
+            self.settle_records()
+        db = sqlite3.connect('file:%s?mode=ro' % os.path.join(self.state_dir, 'records.db'),
+                             uri=True, timeout=5)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def query(self, sql, *args):
+        db = self.records()
+        try:
+            return [dict(r) for r in db.execute(sql, args)]
+        finally:
+            db.close()
+
+    def recorded_shots(self, serial='SIM00001'):
+        """Shot numbers of the unit's pulses in the records, in order (repeats kept)."""
+        return [r['shot'] for r in self.query(
+            'SELECT shot FROM pulses WHERE unit_serial = ? ORDER BY shot', serial)]
+
+    def second_client(self):
+        """Another connection to the same bus: a second client, not the owner."""
+        bus = dbus.bus.BusConnection(self.address)
+        self.extra_buses = getattr(self, 'extra_buses', []) + [bus]
+        return bus
 
     def treat(self, patient='p-001', patch='crown', seconds=0.6):
         """A whole treatment with pulses; returns (session path, pulses)."""
@@ -367,6 +449,24 @@ def interfaces_of(xml_text, prefix='org.smplaser.'):
 # --- TAP runner ------------------------------------------------------------
 
 TESTS = []
+
+
+def main_with_preload(libraries):
+    """main() for a suite that preloads @libraries (a list of (path, how to get it))
+    into the daemon: LD_PRELOAD cannot work into an ASan binary, so the suite runs
+    the plain build, and each library must exist; else one "not ok" says why."""
+    problem = None
+    for path, how in libraries:
+        if not os.path.exists(path):
+            problem = '%s is missing (%s)' % (path, how)
+    libs = subprocess.run(['ldd', DAEMON], capture_output=True, text=True).stdout
+    if not problem and 'libasan' in libs:
+        problem = '%s is built with ASan: run the plain build/smplaserd' % DAEMON
+    if problem:
+        print('1..1')
+        print('not ok 1 - %s' % problem)
+        return 1
+    return main()
 
 
 def test(fn):

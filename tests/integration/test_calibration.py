@@ -33,6 +33,7 @@ REPORT_SETTLE_S = 0.2
 
 def audit_rows(env, kind):
     """(operator_uid, reason, detail) of the audit records of @kind, in order."""
+    env.settle_records()
     db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
     try:
         return db.execute('SELECT operator_uid, reason, detail FROM audit WHERE kind = ? '
@@ -192,7 +193,7 @@ def test_set_calibration_on_unplugged_unit():
     with Env() as env:
         env.start()
         env.sim().Unplug()
-        env.wait_unit_state('disconnected', 2)
+        env.wait_unit_gone()
         expect_error('Disconnected', env.sim().SetCalibration, False)
         env.sim().Replug()
         env.wait_unit_state('standby', 3)

@@ -26,7 +26,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 
@@ -79,6 +78,7 @@ class ClockEnv(Env):
         return e
 
     def db(self):
+        self.settle_records()
         return sqlite3.connect('file:%s/records.db?mode=ro' % self.state_dir, uri=True)
 
     def rows(self, sql, args=()):
@@ -243,15 +243,18 @@ def test_backward_jump_before_newest_record():
         assert not eligible
         env.set_offset(-DAY_S)
 
-        # The treated patch: still refused, eligible from the same instant.
-        eligible2, next_usec2, why = env.manager().CheckPatch('p-c03', 'crown')
-        assert not eligible2 and next_usec2 == next_usec, (eligible2, next_usec, next_usec2, why)
+        # Under a clock behind the records no eligibility is answered.
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c03', 'crown',
+                     contains=('earlier than the newest arming',))
         spath = env.unit().StartSession('p-c03')
-        expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown')
-        env.session(spath).End('cooldown')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).End('clock')
 
         # A patient never treated: everything else ready, Arm refused for the clock.
-        env.ready_session('p-c04', 'crown')
+        spath = env.unit().StartSession('p-c04')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(harness.GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm,
                      contains=('is earlier than the newest record',))
         assert env.unit_prop('State') == 'standby'
@@ -259,12 +262,18 @@ def test_backward_jump_before_newest_record():
         assert env.treatments() == treated, 'the records changed under a clock gone back'
         assert env.history('p-c04') == []
 
+        # The clock right again: the treated patch is in its cooldown, to the same instant.
+        env.set_offset(0)
+        eligible2, next_usec2, why = env.manager().CheckPatch('p-c03', 'crown')
+        assert not eligible2 and next_usec2 == next_usec, (eligible2, next_usec, next_usec2, why)
+
 
 @test
 def test_forward_43_days_does_not_shorten_cooldown():
-    """+43 d with the unit's RTC at the true time: the host clock says the patch is
-    eligible, but nothing arms: a patch selected under that clock is refused at Arm
-    once the clock is back (CooldownActive), and Arm under it is ClockUnreliable."""
+    """+43 d with the unit's RTC at the true time: the host clock would say the patch
+    is eligible, but neither CheckPatch nor SelectPatch answers under that clock
+    (ClockUnreliable), Arm under it is ClockUnreliable, and once the clock is back
+    the patch is in its cooldown (CooldownActive)."""
     with ClockEnv() as env:
         env.start()
         _, pulses = env.treat('p-c05', 'crown')
@@ -275,15 +284,16 @@ def test_forward_43_days_does_not_shorten_cooldown():
         env.unit().SetParameters(harness.GOOD_PARAMS)
 
         env.set_offset(43 * DAY_S)
-        eligible, _, why = env.manager().CheckPatch('p-c05', 'crown')
-        print('# +43 d: CheckPatch(crown) by the host clock: eligible=%s (%s)' %
-              (bool(eligible), why))
-        env.session(spath).SelectPatch('crown')  # accepted: the cooldown is on the host clock
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c05', 'crown',
+                     contains=("off the unit's RTC",))
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown',
+                     contains=("off the unit's RTC",))
 
-        # The clock back before Arm: the eligibility computed under +43 d does
-        # not carry over (the store checks the cooldown again when arming).
+        # The clock back: the patch is in its cooldown.
         env.set_offset(0)
-        expect_error('CooldownActive', env.unit().Arm, contains=('eligible from',))
+        expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown',
+                     contains=('eligible from',))
+        expect_error('NoPatch', env.unit().Arm)
         assert env.unit_prop('State') == 'standby'
         assert_no_pulse(env)
 
@@ -299,8 +309,9 @@ def test_forward_43_days_does_not_shorten_cooldown():
 @test
 def test_started_43_days_ahead_does_not_shorten_cooldown():
     """smplaserd (re)started while the host clock is already 43 days ahead, the unit's
-    RTC at the true time: no jump is ever seen, the patch looks eligible by the host
-    clock, and Arm is refused for the clock (the cooldown's "now" is not trusted)."""
+    RTC at the true time: no jump is ever seen, yet the patch's eligibility is not
+    answered (CheckPatch, SelectPatch) and Arm is refused for the clock: the
+    cooldown's "now" is not trusted."""
     with ClockEnv() as env:
         env.start()
         _, pulses = env.treat('p-c09', 'crown')
@@ -312,12 +323,40 @@ def test_started_43_days_ahead_does_not_shorten_cooldown():
         # The simulated unit takes its RTC from the host clock when it starts:
         # set it back to the true time, as a battery-backed RTC would have kept it.
         env.sim().SetRtcSkew(dbus.Int64(-43 * DAY_S))
-        eligible, _, _ = env.manager().CheckPatch('p-c09', 'crown')
-        assert eligible, 'the host clock is 43 days ahead: the rules see the patch eligible'
-        env.ready_session('p-c09', 'crown')
+        pump(0.2)       # its next status report carries that RTC
+        # The rules would see the patch eligible by this clock: nothing answers.
+        expect_error('ClockUnreliable', env.manager().CheckPatch, 'p-c09', 'crown',
+                     contains=("off the unit's RTC",))
+        spath = env.unit().StartSession('p-c09')
+        expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(harness.GOOD_PARAMS)
         expect_error('ClockUnreliable', env.unit().Arm, contains=("off the unit's RTC",))
         assert_no_pulse(env)
         assert env.treatments() == treated, 'a treatment was recorded'
+
+
+@test
+def test_another_units_arming_witnesses_the_clock():
+    """S8 across units: unit 2's patch is selected, then unit 1 arms; the host clock
+    steps back 100 s (inside the RTC bound): unit 2's Arm is refused, its clock being
+    earlier than the newest arming, which unit 2 itself never saw.  (Kills the mutant
+    that does not read the newest arming again at Arm.)"""
+    with ClockEnv() as env:
+        env.start(sim=2)
+        u1, u2 = harness.UNIT1, harness.ROOT + '/unit/SIM00002'
+        s2 = env.ready_session_on(u2, 'p-c10', 'occipital')
+        s1 = env.ready_session_on(u1, 'p-c11', 'crown')
+        env.unit(u1).Arm()
+        env.wait_unit_state('ready', 6, u1)
+        env.unit(u1).Disarm()
+        env.set_offset(-100)
+        expect_error('ClockUnreliable', env.unit(u2).Arm,
+                     contains=('earlier than the newest record',))
+        assert env.unit_prop('State', u2) == 'standby'
+        env.set_offset(0)
+        for u, s in ((u1, s1), (u2, s2)):
+            env.session(s).End('done')
 
 
 @test
@@ -386,21 +425,6 @@ def test_small_backward_jump_while_ready_disarms():
         assert_no_pulse(env)
 
 
-def check_preload():
-    """LD_PRELOAD cannot work into an ASan binary, and both libraries must exist."""
-    for path in (LIBFAKETIME, PASSTHROUGH):
-        if not os.path.exists(path):
-            return '%s is missing (apt-get install libfaketime; make all)' % path
-    libs = subprocess.run(['ldd', harness.DAEMON], capture_output=True, text=True).stdout
-    if 'libasan' in libs:
-        return '%s is built with ASan: run the plain build/smplaserd' % harness.DAEMON
-    return None
-
-
 if __name__ == '__main__':
-    problem = check_preload()
-    if problem:
-        print('1..1')
-        print('not ok 1 - %s' % problem)
-        sys.exit(1)
-    sys.exit(harness.main())
+    sys.exit(harness.main_with_preload([(LIBFAKETIME, 'apt-get install libfaketime'),
+                                        (PASSTHROUGH, 'make all')]))

@@ -116,11 +116,11 @@ class Day:
             sim.SetInterlock(name, False)
         sim.SetRtcSkew(dbus.Int64(0))
         sim.ClearFaultCause()
-        wait_until(lambda: self.env.unit_prop('State') in ('standby', 'fault', 'disconnected'),
-                   6, 'the unit to settle')
-        if self.env.unit_prop('State') == 'disconnected':
+        if not self.env.unit_published():
             sim.Replug()
             self.env.wait_unit_state('standby', 5)
+        wait_until(lambda: self.env.unit_prop('State') in ('standby', 'fault'),
+                   6, 'the unit to settle')
         if self.env.unit_prop('State') == 'fault':
             self.env.unit().AcknowledgeFault()
             self.env.wait_unit_state('standby', 3)
@@ -231,7 +231,6 @@ class Day:
         if fault == 'unplug-ready':
             self.unplug_and_replug(unit)
             self._account(patient, patch, shots0)
-            session.End('unplugged')
             return
         if fault == 'client-gone':
             client.close()
@@ -258,7 +257,6 @@ class Day:
         elif fault == 'unplug-emitting':
             self.unplug_and_replug(unit)
             self._account(patient, patch, shots0)
-            session.End('unplugged')
             return
         env.sim().SetFootswitch(False)
         if env.unit_prop('State') not in ('standby', 'fault'):
@@ -268,10 +266,10 @@ class Day:
         session.End('done')
 
     def unplug_and_replug(self, unit):
+        """The unit's object goes as a real unit's does, its session with it."""
         env = self.env
         env.sim().Unplug()
-        env.wait_unit_state('disconnected', 2)
-        must(error_name(unit.Arm) == 'Disconnected', 'Arm on an unplugged unit')
+        env.wait_unit_gone()
         self.faults += 1
         env.sim().Replug()
         env.wait_unit_state('standby', 5)

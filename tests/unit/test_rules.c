@@ -15,6 +15,7 @@
 
 #include "patches.h"
 #include "rules.h"
+#include "text.h"
 
 #define DAY		SMPL_DAY_MS
 #define SEC		1000LL
@@ -606,9 +607,69 @@ static void test_params_picosecond_unit(void **state)
 	params_expect(&pr, &u, p, -ERANGE, "picosecond");
 }
 
+/* ---- echoing a caller's text (text.h) ----------------------------------- */
+
+static void test_echo_cuts_between_characters(void **state)
+{
+	char buf[SMPL_ECHO_MAX], small[8];
+
+	(void)state;
+	/* 'é' straddling the cut: kept whole or not at all, never half */
+	smpl_text_echo(buf, sizeof(buf), "aaaa\xc3\xa9tude", 5);
+	assert_string_equal(buf, "aaaa\xc3\xa9...");
+	smpl_text_echo(small, sizeof(small), "aaaaa\xe2\x82\xac" "bb", 100);
+	assert_string_equal(small, "aaaaa");		/* the euro sign did not fit */
+	assert_true(smpl_text_is_safe(small));
+	smpl_text_echo(buf, sizeof(buf), NULL, 5);
+	assert_string_equal(buf, "");
+}
+
+static void test_echo_escapes_controls_and_invalid_bytes(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "x\x1b[31m", "x\\x1b[31m" },
+		{ "a\nb\tc", "a\\x0ab\\x09c" },
+		{ "\x7f\xc2\x9b", "\\x7f\\x9b" },		/* DEL, C1 CSI */
+		{ "\xe2\x80\xae", "\\u202e" },		/* right-to-left override */
+		{ "\xff\xc3", "\\xff\\xc3" },		/* invalid, truncated */
+		{ "\xc0\xaf", "\\xc0\\xaf" },		/* overlong '/' */
+		{ "\xed\xa0\x80", "\\xed\\xa0\\x80" },	/* a surrogate */
+		{ "ok \xf0\x9f\x98\x80", "ok \xf0\x9f\x98\x80" },
+	};
+	char buf[SMPL_ECHO_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		smpl_text_echo(buf, sizeof(buf), cases[i].in, SMPL_ECHO_CHARS);
+		assert_string_equal(buf, cases[i].out);
+		assert_true(smpl_text_is_safe(buf));
+		assert_int_equal(smpl_text_is_safe(cases[i].in), i == 7);
+	}
+}
+
+/* Every byte string of up to 3 bytes: the echo is always safe UTF-8. */
+static void test_echo_is_always_safe(void **state)
+{
+	char in[4] = { 0 }, buf[SMPL_ECHO_MAX];
+
+	(void)state;
+	for (unsigned int v = 1; v < 1u << 24; v += 7) {
+		in[0] = (char)(v & 0xff);
+		in[1] = (char)((v >> 8) & 0xff);
+		in[2] = (char)(v >> 16);
+		smpl_text_echo(buf, sizeof(buf), in, SMPL_ECHO_CHARS);
+		if (!smpl_text_is_safe(buf))
+			fail_msg("unsafe echo of %02x %02x %02x", (unsigned char)in[0],
+				 (unsigned char)in[1], (unsigned char)in[2]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_echo_cuts_between_characters),
+		cmocka_unit_test(test_echo_escapes_controls_and_invalid_bytes),
+		cmocka_unit_test(test_echo_is_always_safe),
 		cmocka_unit_test(test_never_treated_is_eligible),
 		cmocka_unit_test(test_cooldown_exactly_42_days),
 		cmocka_unit_test(test_cooldown_one_second_before),

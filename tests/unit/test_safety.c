@@ -39,6 +39,14 @@ static struct smpl_status_n status_of(uint8_t state, uint16_t interlocks)
 	return st;
 }
 
+static struct smpl_status_n status_shot(uint8_t state, uint32_t shot_count)
+{
+	struct smpl_status_n st = status_of(state, 0);
+
+	st.shot_count = shot_count;
+	return st;
+}
+
 static enum smpl_action_kind feed(struct smpl_safety *s, uint64_t now,
 				  struct smpl_status_n st, struct smpl_action *a)
 {
@@ -55,7 +63,7 @@ static void ready_to_arm(struct smpl_safety *s, const struct smpl_safety_limits 
 	assert_int_equal(feed(s, T0, status_of(SMPL_STATE_STANDBY, 0), NULL), SMPL_ACT_NONE);
 	smpl_safety_newest_record(s, WALL0 - 60000);
 	assert_int_equal(smpl_safety_session_open(s, &v), 0);
-	assert_int_equal(smpl_safety_select_patch(s, true, WALL0, 0, &v), 0);
+	assert_int_equal(smpl_safety_select_patch(s, true, WALL0, 0, 0, &v), 0);
 	assert_int_equal(smpl_safety_confirm_eyewear(s, &v), 0);
 	assert_int_equal(smpl_safety_set_params(s, true, SET_UJ, &v), 0);
 }
@@ -237,7 +245,7 @@ static void br_cooldown(struct smpl_safety *s)
 {
 	struct smpl_verdict v;
 
-	assert_int_equal(smpl_safety_select_patch(s, false, WALL0 + 3 * 86400000LL, 0, &v), 0);
+	assert_int_equal(smpl_safety_select_patch(s, false, WALL0 + 3 * 86400000LL, 0, 0, &v), 0);
 }
 
 static void br_eyewear(struct smpl_safety *s)
@@ -246,7 +254,7 @@ static void br_eyewear(struct smpl_safety *s)
 
 	smpl_safety_session_close(s, NULL);
 	smpl_safety_session_open(s, &v);
-	smpl_safety_select_patch(s, true, WALL0, 0, &v);
+	smpl_safety_select_patch(s, true, WALL0, 0, 0, &v);
 }
 
 static void br_params(struct smpl_safety *s)
@@ -269,7 +277,7 @@ static void br_pulse_limit(struct smpl_safety *s)
 	struct smpl_verdict v;
 
 	/* a test spot of 2 pulses, both given */
-	smpl_safety_select_patch(s, true, WALL0, 2, &v);
+	smpl_safety_select_patch(s, true, WALL0, 2, 0, &v);
 	assert_int_equal(smpl_safety_arm_begin(s, T0, WALL0, &v), 0);
 	feed(s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
 	assert_int_equal(pulse(s, T0 + 2, SHOT0 + 1, SET_UJ, SET_UJ, NULL), SMPL_ACT_NONE);
@@ -288,7 +296,7 @@ static void br_energy_limit(struct smpl_safety *s)
 	assert_int_equal(pulse(s, T0 + 3, SHOT0 + 2, SET_UJ, SET_UJ, NULL), SMPL_ACT_DISARM);
 	feed(s, T0 + 4, status_of(SMPL_STATE_STANDBY, 0), NULL);
 	/* a new patch does not reset the session's energy */
-	smpl_safety_select_patch(s, true, WALL0, 0, &v);
+	smpl_safety_select_patch(s, true, WALL0, 0, 0, &v);
 }
 
 #define E(x) "org.smplaser.Laser1.Error." x
@@ -343,7 +351,7 @@ static void test_cooldown_message_names_date(void **state)
 
 	(void)state;
 	ready_to_arm(&s, NULL);
-	smpl_safety_select_patch(&s, false, WALL0 + 42 * 86400000LL, 0, &v);
+	smpl_safety_select_patch(&s, false, WALL0 + 42 * 86400000LL, 0, 0, &v);
 	assert_int_equal(smpl_safety_may_arm(&s, T0, WALL0, &v), -ETIME);
 	assert_non_null(strstr(v.message, "2026-02-12 10:00:00 UTC"));
 }
@@ -406,20 +414,18 @@ static void test_energy_set_value_mismatch(void **state)
 	assert_int_equal(a.reason, SMPL_REASON_ENERGY_MISMATCH);
 }
 
-static void test_energy_against_unit_set_when_ours_unknown(void **state)
+static void test_parameters_without_energy_never_arm(void **state)
 {
 	struct smpl_safety s;
 	struct smpl_verdict v;
-	struct smpl_action a;
 
 	(void)state;
 	ready_to_arm(&s, NULL);
-	smpl_safety_set_params(&s, true, 0, &v);	/* energy unknown to us */
-	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
-	feed(&s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
-	assert_int_equal(pulse(&s, T0 + 2, SHOT0 + 1, 2400, 2000, &a), SMPL_ACT_NONE);
-	assert_int_equal(pulse(&s, T0 + 3, SHOT0 + 2, 2401, 2000, &a), SMPL_ACT_FAULT);
-	assert_int_equal(a.reason, SMPL_REASON_ENERGY_TOLERANCE);
+	/* Parameters that ask for no energy would turn the set-energy check off. */
+	assert_int_equal(smpl_safety_set_params(&s, true, 0, &v), 0);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), -ERANGE);
+	assert_int_equal(v.reason, SMPL_REASON_PARAMS);
+	assert_false(smpl_safety_is_armed(&s));
 }
 
 /* ---- fault latch and acknowledgement ------------------------------------------ */
@@ -704,7 +710,7 @@ static void test_pulses_per_patch_limit(void **state)
 	feed(&s, T0 + 3300, status_of(SMPL_STATE_STANDBY, 0), NULL);
 	expect_refused(&s, T0 + 3300, WALL0 + 3300, SMPL_REASON_PULSE_LIMIT);
 	/* another patch may be treated */
-	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, &v), 0);
+	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, 0, &v), 0);
 	may_arm_ok(&s, T0 + 3300);
 }
 
@@ -716,7 +722,7 @@ static void test_test_spot_limit_is_lower(void **state)
 
 	(void)state;
 	ready_to_arm(&s, NULL);
-	smpl_safety_select_patch(&s, true, WALL0, 1, &v);
+	smpl_safety_select_patch(&s, true, WALL0, 1, 0, &v);
 	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
 	feed(&s, T0 + 1, status_of(SMPL_STATE_READY, 0), NULL);
 	assert_int_equal(pulse(&s, T0 + 2, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_DISARM);
@@ -977,7 +983,7 @@ static void test_session_steps_refused_while_armed(void **state)
 
 	(void)state;
 	armed_ready(&s, NULL);
-	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, &v), -EBUSY);
+	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, 0, &v), -EBUSY);
 	assert_int_equal(smpl_safety_set_params(&s, true, 2000, &v), -EBUSY);
 	assert_int_equal(s.expected_energy_uj, SET_UJ);
 	assert_int_equal(smpl_safety_session_open(&s, &v), -EBUSY);
@@ -985,7 +991,7 @@ static void test_session_steps_refused_while_armed(void **state)
 	assert_int_equal(a.reason, SMPL_REASON_SESSION_ENDED);
 	assert_false(smpl_safety_is_armed(&s));
 	/* no session: patch and eyewear are refused */
-	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, &v), -ENOENT);
+	assert_int_equal(smpl_safety_select_patch(&s, true, WALL0, 0, 0, &v), -ENOENT);
 	assert_int_equal(smpl_safety_confirm_eyewear(&s, &v), -ENOENT);
 	assert_int_equal(smpl_safety_owner_vanished(&s, &a), SMPL_ACT_NONE);
 }
@@ -1000,7 +1006,7 @@ static void test_new_session_forgets_eyewear_and_patch(void **state)
 	smpl_safety_session_close(&s, NULL);
 	assert_int_equal(smpl_safety_session_open(&s, &v), 0);
 	expect_refused(&s, T0, WALL0, SMPL_REASON_NO_PATCH);
-	smpl_safety_select_patch(&s, true, WALL0, 0, &v);
+	smpl_safety_select_patch(&s, true, WALL0, 0, 0, &v);
 	expect_refused(&s, T0, WALL0, SMPL_REASON_EYEWEAR);
 }
 
@@ -1227,7 +1233,7 @@ static void test_random_walk_invariants(void **state)
 				k = smpl_safety_owner_vanished(&s, &a);
 			break;
 		case 11:
-			smpl_safety_select_patch(&s, rnd(5) != 0, wall + DAY_MS, rnd(3) ? 0 : 5, &v);
+			smpl_safety_select_patch(&s, rnd(5) != 0, wall + DAY_MS, rnd(3) ? 0 : 5, 0, &v);
 			break;
 		case 12:
 			smpl_safety_confirm_eyewear(&s, &v);
@@ -1268,9 +1274,77 @@ static void test_random_walk_invariants(void **state)
 		    r != SMPL_REASON_CLOCK_NO_RTC && r != SMPL_REASON_NO_SESSION &&
 		    r != SMPL_REASON_NO_PATCH && r != SMPL_REASON_COOLDOWN &&
 		    r != SMPL_REASON_EYEWEAR && r != SMPL_REASON_DAEMON_STOPPING &&
+		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_RECORDS_FAILED &&
 		    !(seen & (1ULL << r)))
 			fail_msg("the walk never disarmed for %s",
 				 smpl_reason_name((enum smpl_reason)r));
+}
+
+/* Issue 11.7: a late pulse report never moves the counter back nor counts twice. */
+static void test_late_pulse_report_counts_once(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	/* A status says 3 shots since arming: counted as 3 pulses. */
+	feed(&s, T0 + 3000, status_shot(SMPL_STATE_EMITTING, SHOT0 + 3), NULL);
+	assert_int_equal(s.patch_pulses, 3);
+	/* Their reports come late: nothing more counted, the counter stays. */
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(pulse(&s, T0 + 3000 + i, SHOT0 + i, SET_UJ, SET_UJ, &a),
+				 SMPL_ACT_NONE);
+	assert_int_equal(s.last_shot, SHOT0 + 3);
+	assert_int_equal(s.patch_pulses, 3);
+	/* The next status at the same counter counts nothing either. */
+	feed(&s, T0 + 3100, status_shot(SMPL_STATE_EMITTING, SHOT0 + 3), NULL);
+	assert_int_equal(s.patch_pulses, 3);
+	/* An older status (the stream and a GET_STATUS crossed) never moves it back. */
+	feed(&s, T0 + 3200, status_shot(SMPL_STATE_EMITTING, SHOT0 + 1), NULL);
+	assert_int_equal(s.last_shot, SHOT0 + 3);
+	feed(&s, T0 + 3300, status_shot(SMPL_STATE_EMITTING, SHOT0 + 3), NULL);
+	assert_int_equal(s.patch_pulses, 3);
+}
+
+/* Issue 11.7: a hostile RTC cannot overflow the clock check: unreliable. */
+static void test_hostile_rtc_is_unreliable(void **state)
+{
+	static const int64_t hostile[] = { INT64_MAX, INT64_MAX / 1000 + 1, -1, INT64_MIN,
+					   253402300800LL };
+	struct smpl_safety s;
+	struct smpl_verdict v;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+		ready_to_arm(&s, NULL);
+		smpl_safety_rtc(&s, T0, hostile[i]);
+		assert_int_equal(smpl_safety_clock_ok(&s, T0 + 5000, WALL0, &v), -ETIMEDOUT);
+		assert_int_equal(v.reason, SMPL_REASON_CLOCK_SKEW);
+		assert_int_equal(smpl_safety_arm_begin(&s, T0 + 5000, WALL0, &v), -ETIMEDOUT);
+	}
+}
+
+/* A fault the daemon finds (a counter below the records) latches like any other. */
+static void test_daemon_found_fault_latches(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_int_equal(smpl_safety_fault(&s, SMPL_REASON_COUNTER_BACK, "counter 3 < 9", &a),
+			 SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_COUNTER_BACK);
+	assert_false(smpl_safety_is_armed(&s));
+	assert_true(smpl_safety_fault_latched(&s));
+	feed(&s, T0 + 4000, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	assert_int_equal(smpl_safety_may_arm(&s, T0 + 4000, WALL0, &v), -EIO);
+	assert_int_equal(v.reason, SMPL_REASON_FAULT_LATCHED);
+	assert_string_equal(smpl_reason_name(SMPL_REASON_COUNTER_BACK), "counter-went-back");
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+	assert_false(smpl_safety_fault_latched(&s));
 }
 
 static void test_reason_tables(void **state)
@@ -1302,7 +1376,7 @@ int main(void)
 		cmocka_unit_test(test_energy_at_and_beyond_20pct),
 		cmocka_unit_test(test_energy_tightened_tolerance),
 		cmocka_unit_test(test_energy_set_value_mismatch),
-		cmocka_unit_test(test_energy_against_unit_set_when_ours_unknown),
+		cmocka_unit_test(test_parameters_without_energy_never_arm),
 		cmocka_unit_test(test_energy_fault_latches_until_ack),
 		cmocka_unit_test(test_ack_refused_while_cause_persists),
 		cmocka_unit_test(test_ack_refused_calibration_after_energy_fault),
@@ -1340,6 +1414,9 @@ int main(void)
 		cmocka_unit_test(test_flags_dropping_while_armed_disarm),
 		cmocka_unit_test(test_reconnect_while_armed_forgets_arming),
 		cmocka_unit_test(test_random_walk_invariants),
+		cmocka_unit_test(test_late_pulse_report_counts_once),
+		cmocka_unit_test(test_hostile_rtc_is_unreliable),
+		cmocka_unit_test(test_daemon_found_fault_latches),
 		cmocka_unit_test(test_reason_tables),
 	};
 	enum { N_OTHER = sizeof(other_tests) / sizeof(other_tests[0]) };

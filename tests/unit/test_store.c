@@ -674,11 +674,21 @@ static void test_reused_shot_number_is_kept_in_the_audit(void **state)
 {
 	struct fixture *f = *state;
 	int64_t session = unit_and_session(f);
-	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0), second;
+	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0), second = 0;
 	struct treatment_copy c;
+
+	struct store_treatment_start t = start_of(session, "frontal", T0 + 4000, 0);
 
 	add_pulses(f, first, 1, 3, T0 + 2000, 280000);
 	end_treatment(f, first, STORE_OUTCOME_COMPLETED, T0 + 3000, 3);
+	/* The counter went back to 0: not believed until someone accepts it. */
+	assert_int_equal(store_treatment_begin(f->st, &t, &second), -ERANGE);
+	assert_non_null(strstr(store_errmsg(f->st), "counter-went-back"));
+	assert_int_equal(store_counter_check(f->st, "U1", 0), -ERANGE);
+	assert_int_equal(store_counter_check(f->st, "U1", 3), 0);
+	assert_int_equal(store_counter_reset(f->st, "U1", 3, &OPERATOR, T0 + 3500), -EALREADY);
+	assert_int_equal(store_counter_reset(f->st, "U1", 0, &OPERATOR, T0 + 3500), 0);
+	assert_int_equal(store_counter_check(f->st, "U1", 0), 0);
 	second = begin_treatment(f, session, "frontal", T0 + 4000, 0);
 	add_pulses(f, second, 1, 2, T0 + 5000, 270000);	/* shots 1 and 2 again */
 	assert_int_equal(store_flush(f->st), 0);
@@ -763,12 +773,17 @@ static void test_begin_refuses_a_unit_with_an_open_treatment(void **state)
 	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
 	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
 	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 3000, 0);
-	assert_int_equal(store_open_treatments(f->st, "U1", copy_treatment,
-					       &(struct treatment_copy){ 0 }), 1);
-	/* The unit has armed since: its counter no longer tells the first's shots. */
-	assert_int_equal(store_reconcile_treatment(f->st, first, 0, T0 + 10 * DAY_MS), -ESTALE);
-	assert_int_equal(get_treatment(f, first).t.outcome, STORE_OUTCOME_UNKNOWN);
-	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 1000);
+	/*
+	 * Arming again read the unit's counter: that is where the unknown one's
+	 * shots end (S3: reconciled from the next good read).  It never moved,
+	 * so the first emitted nothing and frees its patch.
+	 */
+	assert_int_equal(store_unsettled_treatments(f->st, "U1", copy_treatment,
+					       &(struct treatment_copy){ 0 }), 0);
+	assert_int_equal(get_treatment(f, first).t.outcome, STORE_OUTCOME_RECONCILED);
+	assert_int_equal(get_treatment(f, first).t.pulse_count, 0);
+	assert_int_equal(store_reconcile_treatment(f->st, first, 0, T0 + 10 * DAY_MS), -EALREADY);
+	assert_int_equal(last_emission(f, "P1", "crown"), 0);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 2);
 }
 
@@ -1122,7 +1137,7 @@ static void test_random_damage_never_crashes(void **state)
 			(void)store_last_emission(f->st, "P1", "crown", &when);
 			(void)store_patient_history(f->st, "P1", count_visits, &n);
 			(void)store_newest_record_ms(f->st, &when);
-			(void)store_open_treatments(f->st, NULL, count_visits, &n);
+			(void)store_unsettled_treatments(f->st, NULL, count_visits, &n);
 			store_close(f->st);
 			f->st = NULL;
 		} else {
@@ -1161,9 +1176,13 @@ static void test_newer_schema_with_pending_log_is_left_alone(void **state)
 	struct fixture *f = *state;
 	char wal[160];
 
+	char sql[160];
+
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d;"
+		 "INSERT INTO audit (time_ms, kind) VALUES (1, 'from-the-future')",
+		 STORE_SCHEMA_VERSION + 1);
 	make_store_with_records(f, 3);
-	crash_after_writing(f, "PRAGMA user_version = 3;"
-			    "INSERT INTO audit (time_ms, kind) VALUES (1, 'from-the-future')");
+	crash_after_writing(f, sql);
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_true(file_exists(wal));
 	assert_refused_untouched(f, -EPROTONOSUPPORT, "newer smplaserd");
@@ -1429,7 +1448,7 @@ static void test_crash_loses_nothing_flushed(void **state)
 
 	/* The restarted daemon finds the treatment open with the 20 flushed pulses. */
 	open_store(f);
-	assert_int_equal(store_open_treatments(f->st, "U1", copy_treatment, &c), 1);
+	assert_int_equal(store_unsettled_treatments(f->st, "U1", copy_treatment, &c), 1);
 	assert_int_equal(c.t.id, id);
 	assert_int_equal(c.t.outcome, STORE_OUTCOME_OPEN);
 	assert_int_equal(c.t.pulses_recorded, 20);
@@ -1453,7 +1472,7 @@ static void test_crash_loses_nothing_flushed(void **state)
 	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 2000 + 100 * 120);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'reconcile'"
 				    " AND detail LIKE '%23 shots%20 pulses%'"), 1);
-	assert_int_equal(store_open_treatments(f->st, NULL, copy_treatment, &c), 0);
+	assert_int_equal(store_unsettled_treatments(f->st, NULL, copy_treatment, &c), 0);
 	assert_int_equal(store_reconcile_treatment(f->st, id, 130, T0 + DAY_MS), -EALREADY);
 	assert_int_equal(store_reconcile_treatment(f->st, 777, 130, T0 + DAY_MS), -ENOENT);
 }
@@ -1501,7 +1520,7 @@ static void test_crash_before_any_flush_counts_from_arming(void **state)
 	assert_true(WIFSIGNALED(status));
 
 	open_store(f);
-	assert_int_equal(store_open_treatments(f->st, NULL, copy_treatment, &c), 1);
+	assert_int_equal(store_unsettled_treatments(f->st, NULL, copy_treatment, &c), 1);
 	assert_int_equal(c.t.id, id);
 	assert_int_equal(c.t.outcome, STORE_OUTCOME_OPEN);
 	assert_int_equal(c.t.pulses_recorded, 0);
@@ -1626,6 +1645,46 @@ static void test_newest_record_time(void **state)
 	assert_int_equal(when, T0 + 4 * DAY_MS);
 }
 
+/*
+ * Another process's view: the sqlite3 shell.  count_rows() of this process
+ * shares SQLite's locks with the store, and a fork() would share its memory
+ * of them: neither sees what another process sees.
+ */
+static int64_t count_rows_elsewhere(const struct fixture *f, const char *sql)
+{
+	char cmd[512];
+	long long n = -1;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' '%s'", f->path, sql);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%lld", &n), 1);
+	assert_int_equal(pclose(p), 0);
+	return n;
+}
+
+/*
+ * The daemon's reader opens after its writer.  Had it opened and closed the
+ * file itself, the process would lose its POSIX locks: another process's last
+ * connection closing would then delete the log the writer still appends to,
+ * and nothing written after would be seen outside until the daemon stopped.
+ */
+static void test_reader_keeps_the_writers_locks(void **state)
+{
+	struct fixture *f = *state;
+	struct store *reader = NULL;
+	const struct store_audit a = { .time_ms = T0, .kind = STORE_AUDIT_CONFIG_LOAD };
+
+	open_store(f);
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(count_rows_elsewhere(f, "SELECT count(*) FROM audit"), 1);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(count_rows_elsewhere(f, "SELECT count(*) FROM audit"), 2);
+	store_close(reader);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1637,6 +1696,7 @@ int main(void)
 		T(test_session_round_trip),
 		T(test_treatment_and_pulses_round_trip),
 		T(test_audit_round_trip),
+		T(test_reader_keeps_the_writers_locks),
 		T(test_foreign_keys_enforced),
 		T(test_records_cannot_be_deleted_or_rewritten),
 		T(test_duplicate_pulse_is_skipped),

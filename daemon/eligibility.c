@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/* Whether a patient's patch may be treated now: see eligibility.h. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "eligibility.h"
+#include "errors.h"
+#include "session.h"
+#include "unit.h"
+
+int smpl_patch_decide(const struct smpl_config *cfg, const struct store_patch_facts *facts,
+		      const char *patch, int64_t now_ms, struct smpl_patch_verdict *out)
+{
+	struct smpl_patch_facts f = {
+		.patch_emitted = facts->patch_emitted,
+		.patch_last_emission_ms = facts->patch_last_emission_ms,
+		.patient_treatments = facts->patient_treatments,
+		.patient_first_emission_ms = facts->patient_first_emission_ms,
+	};
+	uint32_t limit = cfg->protocol.pulses_per_patch;
+	int r;
+
+	*out = (struct smpl_patch_verdict){ .pulses_used = facts->session_patch_pulses };
+	r = smpl_rules_check_patch(&cfg->rules, &f, patch, now_ms, &out->e);
+	if (r < 0)
+		return r;
+	if (out->e.max_pulses && (!limit || out->e.max_pulses < limit))
+		limit = out->e.max_pulses;
+	out->pulse_limit = limit;
+	if (!out->e.eligible)
+		return -EAGAIN;
+	if (limit && out->pulses_used >= limit) {
+		snprintf(out->e.reason, sizeof(out->e.reason),
+			 "patch %s has had its %u pulses in this session%s", patch, limit,
+			 out->e.test_spot ? " (test spot)" : "");
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+static int clock_of_unit(struct smpl_daemon *d, struct smpl_unit *u, int64_t wall_ms,
+			 bool need_rtc, struct smpl_verdict *v)
+{
+	int r = smpl_safety_clock_ok(&u->safety, smpl_now_ms(d), wall_ms, v);
+
+	if (r < 0 && v->reason == SMPL_REASON_CLOCK_NO_RTC && !need_rtc)
+		return 0;
+	return r;
+}
+
+int64_t smpl_refresh_newest_arming(struct smpl_daemon *d)
+{
+	int64_t newest = 0;
+
+	if (store_newest_record_ms(d->reader, &newest) != 1)
+		return 0;
+	for (struct smpl_unit *o = d->units; o; o = o->next)
+		smpl_safety_newest_record(&o->safety, newest);
+	return newest;
+}
+
+int smpl_clock_check(struct smpl_daemon *d, struct smpl_unit *u, struct smpl_verdict *v)
+{
+	int64_t wall = smpl_wall_ms(), newest;
+	char host[32], other[32];
+	int r;
+
+	/* Another daemon on these records, or another unit, may have armed since. */
+	newest = smpl_refresh_newest_arming(d);
+	if (newest) {
+		if (wall < newest) {
+			smpl_format_utc(wall, host, sizeof(host));
+			smpl_format_utc(newest, other, sizeof(other));
+			v->reason = SMPL_REASON_CLOCK_BEHIND;
+			snprintf(v->message, sizeof(v->message),
+				 "host clock (%s) is earlier than the newest arming (%s)", host, other);
+			return -ETIMEDOUT;
+		}
+	}
+	if (u)
+		return clock_of_unit(d, u, wall, true, v);
+	for (struct smpl_unit *o = d->units; o; o = o->next) {
+		if (!o->published || !o->connected)
+			continue;
+		r = clock_of_unit(d, o, wall, false, v);
+		if (r < 0)
+			return r;
+	}
+	v->reason = SMPL_REASON_NONE;
+	v->message[0] = '\0';
+	return 0;
+}
+
+int smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *patient,
+		     const char *patch, int64_t session_id, struct smpl_patch_verdict *out,
+		     sd_bus_error *error)
+{
+	struct store_patch_facts facts;
+	struct smpl_verdict v = { 0 };
+	int r;
+
+	r = smpl_clock_check(d, u, &v);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_CLOCK,
+				       "cannot tell whether the patch is eligible: %s", v.message);
+	r = store_patch_facts(d->reader, patient, patch, session_id, &facts);
+	if (r < 0)
+		return smpl_error_setf(error, SMPL_ERROR_DEVICE_FAULT,
+				       "cannot read the records: %s", store_errmsg(d->reader));
+	r = smpl_patch_decide(&d->cfg, &facts, patch, smpl_wall_ms(), out);
+	if (r < 0 && r != -EAGAIN && r != -EDQUOT)
+		return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT, "%s", out->e.reason);
+	if (r == -EDQUOT)
+		out->e.eligible = false;
+	return 0;
+}
+
+int smpl_arm_decide(const struct store_patch_facts *facts, int64_t armed_ms, void *ctx,
+		    char *why, size_t why_len)
+{
+	struct smpl_arm_decision *dec = ctx;
+	int r = smpl_patch_decide(dec->cfg, facts, dec->patch, armed_ms, &dec->verdict);
+
+	if (r < 0)
+		snprintf(why, why_len, "%s", dec->verdict.e.reason);
+	return r;
+}

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's way to its records (DESIGN S3), without the event loop ever
+ * waiting for the disk (issue 12).
+ *
+ * One writer thread (worker.h) owns the store's write connection: every
+ * write (a treatment begun or ended, pulses, audit records, sessions, units,
+ * settling from a counter) runs there, in the order it was asked for.  The
+ * loop keeps what waits for the writer: pulses and audit records are queued
+ * and committed by a flush at least every SMPL_FLUSH_PERIOD_MS and at every
+ * disarm; writes whose result matters (a treatment begun before ARM, a
+ * session) call back on the loop when they are durable.  Queries run on the
+ * loop on a second, read-only connection (d->reader).
+ *
+ * While the store refuses writes, every unit is disarmed, nothing arms, and
+ * what was accepted stays queued, in memory and in the spill file (spill.h),
+ * retried once a second; at start the spill file's records are queued again.
+ */
+#ifndef SMPLASER_DAEMON_RECORDS_H
+#define SMPLASER_DAEMON_RECORDS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "store.h"
+
+struct smpl_daemon;
+struct smpl_records_call;
+
+/* Opens the writer and reader connections, the writer thread and the spill file. */
+int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len);
+/* Waits for every write, the last flush included; then closes.  At stop. */
+void smpl_records_close(struct smpl_daemon *d);
+/* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
+void smpl_daemon_records_failed(struct smpl_daemon *d);
+
+/* Queued for the next flush (copied). */
+void smpl_records_pulse(struct smpl_daemon *d, const struct store_pulse *p);
+/* Queued for the next flush; the operator's name is looked up by the writer. */
+void smpl_records_audit(struct smpl_daemon *d, const struct store_audit *a, const uid_t *uid);
+/* Closes a treatment with the next flush (retried while the store refuses). */
+void smpl_records_end_treatment(struct smpl_daemon *d, int64_t id,
+				const struct store_treatment_finish *f);
+/* Starts a flush now unless one is running; throttled while the store fails. */
+void smpl_records_flush(struct smpl_daemon *d);
+/* Anything not in the store yet? */
+bool smpl_records_pending(const struct smpl_daemon *d);
+/* The same, or a write in the writer now. */
+bool smpl_records_busy(const struct smpl_daemon *d);
+
+/*
+ * A write whose result the caller waits for, on the loop: @then gets the
+ * call (r, msg, and the results below); the call is freed after @then.
+ */
+typedef void (*smpl_records_then)(struct smpl_daemon *d, const struct smpl_records_call *c,
+				  void *userdata);
+struct smpl_records_call {
+	int r;				/* 0 or the store's negative errno */
+	char msg[STORE_MSG_MAX];	/* store_errmsg() when r < 0 */
+	int64_t id;			/* the new treatment's or session's id */
+	int settled;			/* settle: treatments settled */
+	bool counter_back;		/* settle: the counter is below the records */
+	char counter_msg[STORE_MSG_MAX];
+};
+
+/* store_treatment_begin() (@t and what it points to are copied; decide runs in the writer). */
+void smpl_records_begin_treatment(struct smpl_daemon *d, const struct store_treatment_start *t,
+				  uid_t uid, smpl_records_then then, void *userdata);
+/* store_session_begin() for @uid. */
+void smpl_records_begin_session(struct smpl_daemon *d, const char *patient, const char *serial,
+				uid_t uid, int64_t now_ms, smpl_records_then then,
+				void *userdata);
+void smpl_records_end_session(struct smpl_daemon *d, int64_t id, enum store_session_state state,
+			      const char *notes, int64_t now_ms);
+void smpl_records_unit_seen(struct smpl_daemon *d, const char *serial, const char *model,
+			    const char *firmware, int64_t now_ms);
+/*
+ * The unit's treatments waiting for its counter (open after a crash, unknown,
+ * closed with the end unread), settled from @counter read while it was
+ * disarmed, except @open_id (its own open treatment).  A treatment that
+ * cannot be settled is ended unknown; counter_back says why.
+ */
+void smpl_records_settle(struct smpl_daemon *d, const char *serial, uint32_t counter,
+			 int64_t open_id, smpl_records_then then, void *userdata);
+void smpl_records_mark_emitting(struct smpl_daemon *d, int64_t treatment_id, int64_t when_ms,
+				smpl_records_then then, void *userdata);
+void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint32_t counter,
+				uid_t uid, smpl_records_then then, void *userdata);
+/*
+ * @then once everything queued so far is written (a flush is tried now, also
+ * while the store fails): r 0, or -EIO if the store still refuses.
+ */
+void smpl_records_sync(struct smpl_daemon *d, smpl_records_then then, void *userdata);
+
+/*
+ * @then(d, call, @userdata) once every record of what happened so far is
+ * written (treatments being closed included): a query then reads its own
+ * writes.  call->r is -EIO if the store refuses writes.
+ */
+void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *userdata);
+/* A treatment's closing began (+1) or its record was queued (-1): barriers wait for 0. */
+void smpl_records_closing(struct smpl_daemon *d, int delta);
+
+#endif /* SMPLASER_DAEMON_RECORDS_H */
