@@ -274,7 +274,7 @@ static void handle_record(struct smpl_backend *b, const struct smplaser_event *r
 	k->last_seq = rec->seq;
 	k->have_seq = true;
 	if (rec->type == SMPLASER_EV_DISARM_FAILED)
-		smpl_log(LOG_ERR, label(b), NULL, "kmod-disarm-failed",
+		smpl_log(LOG_CRIT, label(b), NULL, "disarm-failed",
 			 "the unit did not obey the driver's disarm (request %" PRId32
 			 ", DISARM command %" PRId32 "): unit fault",
 			 rec->disarm_failed.control_error, rec->disarm_failed.command_error);
