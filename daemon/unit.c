@@ -200,10 +200,16 @@ void smpl_unit_disarm_now(struct smpl_unit *u)
 
 /* --- lifetime ---------------------------------------------------------------------- */
 
+/*
+ * A floating source: the loop holds its only reference, and
+ * sd_event_source_set_floating(s, false) drops it (freed once this dispatch
+ * returns).  No unref after it: the source is disconnected by then, and
+ * libsystemd 252 aborts on any call but unref with it
+ * ("Assertion 'e' failed ... event_pid_changed()").
+ */
 static int free_later(sd_event_source *s, void *userdata)
 {
 	(void)sd_event_source_set_floating(s, false);
-	sd_event_source_disable_unref(s);
 	smpl_unit_forget(userdata);
 	return 0;
 }
