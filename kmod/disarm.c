@@ -296,6 +296,12 @@ static bool smplaser_disarm_confirmed(struct smplaser_dev *dev)
 	}
 }
 
+/* A control transfer that failed on the wire (as when the cable goes). */
+static bool smplaser_link_error(int error)
+{
+	return error == -EPROTO || error == -EILSEQ || error == -ETIME;
+}
+
 /*
  * The vendor request failed, or the unit acknowledged it and stayed armed
  * (disarm_error 0): send it again, synchronously and bounded, then the
@@ -344,6 +350,17 @@ static void smplaser_disarm_retry(struct work_struct *work)
 			 ctrl);
 		return;
 	}
+	/*
+	 * Errors of the link itself are what a pulled cable gives until the hub
+	 * sees the unit leave: give the disconnect its moment; the reader then
+	 * gets the disconnect record, not a disarm that did not take.
+	 */
+	if (smplaser_link_error(ctrl) &&
+	    (wait_event_timeout(dev->report_wait,
+				READ_ONCE(dev->disconnected) || smplaser_gone(dev),
+				msecs_to_jiffies(SMPLASER_DISARM_GONE_MS)) ||
+	     !smplaser_disarm_wanted(dev)))
+		return;
 	smplaser_disarm_failed(dev, ctrl, cmd, tries, epoch);
 }
 

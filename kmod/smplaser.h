@@ -33,6 +33,7 @@
 #define SMPLASER_STREAM_CHECK_MS	20	/* the silence watchdog's period */
 #define SMPLASER_ARM_WAIT_STEP_MS	10	/* ARM waits for a report in steps */
 #define SMPLASER_DISARM_CONFIRM_MS	200	/* a report must show it disarmed */
+#define SMPLASER_DISARM_GONE_MS	500	/* link errors: the unplug shows by then */
 
 /* Bits in smplaser_dev.flags */
 enum {

@@ -610,6 +610,7 @@ static void smplaser_disconnect(struct usb_interface *intf)
 	mutex_lock(&dev->io_mutex);
 	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
+	wake_up_all(&dev->report_wait);	/* a recovery waiting to know */
 
 	/* Unbind with the unit still there: make sure it is in STANDBY. */
 	usb_control_msg(dev->udev, usb_sndctrlpipe(dev->udev, 0),

@@ -725,7 +725,7 @@ static int scenario_unplug_ioctl(void)
 		struct bg_ioctl b;
 		void *arg = calls[i].req == SMPLASER_IOC_GET_STATUS ? (void *)&st :
 			    calls[i].req == SMPLASER_IOC_SET_PARAMS ? (void *)&p : NULL;
-		bool disconnect = false;
+		bool disconnect = false, disarm_failed = false;
 		int fd = open_dev(O_RDWR), ret;
 
 		if (fd < 0 || set_params(fd) < 0)
@@ -744,14 +744,17 @@ static int scenario_unplug_ioctl(void)
 
 			if (r == (ssize_t)sizeof(ev) && ev.type == SMPLASER_EV_DISCONNECT)
 				disconnect = true;
+			if (r == (ssize_t)sizeof(ev) && ev.type == SMPLASER_EV_DISARM_FAILED)
+				disarm_failed = true;
 			if (r <= 0)
 				break;
 		}
 		check((b.ret == 0 || expect_gone(b.ret, b.err)) && ret < 0 && errno == ENODEV &&
-		      disconnect && !gadget_armed(),
+		      disconnect && !disarm_failed && !gadget_armed(),
 		      "unplug in the middle of %s: it returns (%s), then ENODEV, the reader gets "
-		      "the disconnect record, the unit is not armed", calls[i].name,
-		      b.ret ? strerror(b.err) : "ok");
+		      "the disconnect record and no DISARM_FAILED%s, the unit is not armed",
+		      calls[i].name, b.ret ? strerror(b.err) : "ok",
+		      disarm_failed ? " (it got one)" : "");
 		close(fd);
 		if (!replug())
 			return 1;
@@ -766,7 +769,7 @@ static int scenario_unplug_states(void)
 
 	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
 		struct smplaser_event ev;
-		bool disconnect = false, in_state;
+		bool disconnect = false, disarm_failed = false, in_state;
 		unsigned long shots;
 		int fd = open_dev(O_RDWR);
 
@@ -794,12 +797,17 @@ static int scenario_unplug_states(void)
 
 			if (r == (ssize_t)sizeof(ev) && ev.type == SMPLASER_EV_DISCONNECT)
 				disconnect = true;
+			if (r == (ssize_t)sizeof(ev) && ev.type == SMPLASER_EV_DISARM_FAILED)
+				disarm_failed = true;
 			if (r <= 0)
 				break;
 		}
 		check(in_state && disconnect && !gadget_armed() && gnum("shots") == shots,
 		      "unplug in %s: the reader gets the disconnect record, no pulse after it, "
 		      "the unit is not armed", states[i]);
+		/* The cable gone is no disarm that did not take (smplaserd would latch a fault). */
+		check(!disarm_failed, "unplug in %s: no DISARM_FAILED record before the disconnect",
+		      states[i]);
 		ctl("footswitch 0", NULL, 0);
 		close(fd);
 		if (!replug())
