@@ -3,9 +3,9 @@
 
 VM_SMOKE := $(B)/tests/vm/usb-smoke
 PROGRAMS += $(VM_SMOKE)
-# Debian's default kernel (6.1); Debian's 6.12 kernels, generic and rt, side
-# by side; the debug kernel (built once, cached in /var/cache/smplaser).
-CHECK_SUITES += tests/vm/run tests/vm/run-612 tests/vm/run-debug
+# Debian's default kernel (6.1) then 6.12, side by side with the debug kernel
+# (built once, cached in /var/cache/smplaser) then 6.12-rt: tests/vm/run-all.
+CHECK_SUITES += tests/vm/run-all
 
 # Binaries tests/vm/run needs in the guest ("make vm-bins" builds them; other
 # fragments may append to VM_BINS).  Every executable at the top of build/
@@ -38,6 +38,6 @@ $(RAW_GADGET): $(B)/tests/vm/raw-gadget.o $(B)/sim/gadget-ctl.o $(MODEL_LIB) $(C
 .PHONY: vm-bins vm-check debug-kernel
 vm-bins: $(VM_BINS)
 vm-check: vm-bins
-	@tests/run-suites $(TEST_LOGS) tests/vm/run tests/vm/run-612 tests/vm/run-debug
+	@tests/run-suites $(TEST_LOGS) tests/vm/run-all
 debug-kernel:
 	@tests/vm/kernel/build-debug
