@@ -3,8 +3,9 @@
 
 VM_SMOKE := $(B)/tests/vm/usb-smoke
 PROGRAMS += $(VM_SMOKE)
-# Debian's default kernel (6.1) then 6.12, side by side with the debug kernel
-# (built once, cached in /var/cache/smplaser) then 6.12-rt: tests/vm/run-all.
+# Debian's 6.1, 6.12 and 6.12-rt, side by side with the debug kernel (built
+# once, cached in /var/cache/smplaser); then the daemon's scripts alone:
+# tests/vm/run-all.
 CHECK_SUITES += tests/vm/run-all
 
 # Binaries tests/vm/run needs in the guest ("make vm-bins" builds them; other
