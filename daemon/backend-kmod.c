@@ -208,6 +208,11 @@ enum smpl_kmod_verdict smpl_kmod_apply_event(const struct smplaser_event *ev,
 		return SMPL_KMOD_DISCONNECT;
 	case SMPLASER_EV_DISARM:
 		return SMPL_KMOD_LOG;
+	case SMPLASER_EV_DISARM_FAILED:
+		/* The unit did not obey a disarm: a fault of the unit. */
+		st->state = SMPL_STATE_FAULT;
+		st->fault = SMPL_FAULT_INTERNAL;
+		return SMPL_KMOD_STATUS;
 	default:
 		return SMPL_KMOD_IGNORE;
 	}
@@ -297,6 +302,11 @@ static void handle_record(struct smpl_backend *b, const struct smplaser_event *r
 			 k->last_seq + 1, rec->seq - 1);
 	k->last_seq = rec->seq;
 	k->have_seq = true;
+	if (rec->type == SMPLASER_EV_DISARM_FAILED)
+		smpl_log(LOG_CRIT, label(b), NULL, "disarm-failed",
+			 "the unit did not obey the driver's disarm (request %" PRId32
+			 ", DISARM command %" PRId32 "): unit fault",
+			 rec->disarm_failed.control_error, rec->disarm_failed.command_error);
 
 	switch (smpl_kmod_apply_event(rec, &st, &ev.pulse)) {
 	case SMPL_KMOD_STATUS:

@@ -11,6 +11,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
+#include "compat.h"
 #include "smplaser.h"
 
 static_assert(sizeof(struct smplaser_info) == SMPLASER_INFO_SIZE);
@@ -28,6 +29,21 @@ static_assert(sizeof(((struct smplaser_info *)0)->model) >
 static_assert(SMPL_STATE_STANDBY == SMPLASER_STATE_STANDBY);
 static_assert(SMPL_STATE_FAULT == SMPLASER_STATE_FAULT);
 static_assert(SMPL_IL_SHUTTER == SMPLASER_IL_SHUTTER);
+static_assert(sizeof(struct smplaser_ev_status) == SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(sizeof(struct smplaser_ev_interlock) == SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(sizeof(struct smplaser_ev_pulse) == SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(sizeof(struct smplaser_ev_fault) == SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(sizeof(struct smplaser_ev_overflow) == SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(sizeof(struct smplaser_ev_disarm) == SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(sizeof(struct smplaser_ev_disarm_failed) ==
+	      SMPLASER_EV_PAYLOAD_SIZE);
+static_assert(offsetof(struct smplaser_ev_disarm_failed, control_error) == 0);
+static_assert(offsetof(struct smplaser_ev_disarm_failed, command_error) == 4);
+static_assert(offsetof(struct smplaser_ev_disarm_failed, interlocks) == 8);
+static_assert(offsetof(struct smplaser_ev_disarm_failed, state) == 10);
+static_assert(offsetof(struct smplaser_ev_disarm_failed, tries) == 11);
+static_assert(offsetof(struct smplaser_event, raw) == 16);
+static_assert(SMPLASER_EV_DISARM_FAILED == 8);
 
 static int smplaser_open(struct inode *inode, struct file *file)
 {
@@ -271,21 +287,45 @@ static int smplaser_arm_refusal(struct smplaser_dev *dev,
 }
 
 /*
- * The status ARM is judged on: the latest status report when it is fresh
- * (reports come every SMPL_STATUS_PERIOD_MS), else a GET_STATUS answer.
+ * The status ARM is judged on: a valid status report younger than
+ * SMPLASER_STATUS_FRESH_MS from a healthy stream, waited for up to
+ * SMPLASER_STREAM_TIMEOUT_MS; never a bulk GET_STATUS, which would let a
+ * unit whose status stream is dead be armed.  -EIO when none comes.
  */
 static int smplaser_arm_status(struct smplaser_dev *dev,
 			       struct smplaser_unit_status *st)
 {
-	unsigned long fresh = msecs_to_jiffies(SMPLASER_STATUS_FRESH_MS);
-	bool use_report;
+	unsigned long step = msecs_to_jiffies(SMPLASER_ARM_WAIT_STEP_MS);
+	unsigned int waited;
+	unsigned int seen;
+	bool fresh;
+	long ret;
 
-	spin_lock_irq(&dev->lock);
-	*st = dev->status;
-	use_report = st->valid &&
-		     time_before(jiffies, dev->status_jiffies + fresh);
-	spin_unlock_irq(&dev->lock);
-	return use_report ? 0 : smplaser_query_status(dev, st);
+	/*
+	 * Each step ends at the next valid report or after a step's time;
+	 * steps count, not wall time, so a host that stalls (a virtual
+	 * machine descheduled) does not cost the unit its chance.
+	 */
+	for (waited = 0; ; waited += SMPLASER_ARM_WAIT_STEP_MS) {
+		spin_lock_irq(&dev->lock);
+		fresh = smplaser_stream_fresh_locked(dev);
+		*st = dev->status;
+		seen = dev->reports;
+		spin_unlock_irq(&dev->lock);
+		if (fresh)
+			return 0;
+		if (waited >= SMPLASER_STREAM_TIMEOUT_MS)
+			break;
+		ret = wait_event_interruptible_timeout(dev->report_wait,
+						       READ_ONCE(dev->reports) != seen,
+						       step);
+		if (ret < 0)
+			return ret;
+	}
+	dev_notice_ratelimited(&dev->intf->dev,
+			       "ARM refused: no valid status report for %u ms\n",
+			       SMPLASER_STREAM_TIMEOUT_MS);
+	return -EIO;
 }
 
 /* A reply that went wrong: the unit may have obeyed the command anyway. */
@@ -297,6 +337,7 @@ static bool smplaser_outcome_unknown(int ret)
 static long smplaser_arm(struct smplaser_dev *dev)
 {
 	struct smplaser_unit_status st;
+	bool disarm = false;
 	int ret;
 
 	ret = smplaser_arm_status(dev, &st);
@@ -312,49 +353,51 @@ static long smplaser_arm(struct smplaser_dev *dev)
 	spin_lock_irq(&dev->lock);
 	dev->arm_pending = true;
 	dev->arm_cancelled = false;
+	dev->armed_seen = false;
 	spin_unlock_irq(&dev->lock);
 	ret = smplaser_command(dev, SMPL_OP_ARM, NULL, 0, NULL, 0);
 	spin_lock_irq(&dev->lock);
 	dev->arm_pending = false;
-	if (!ret && dev->arm_cancelled)
-		ret = -EPERM;	/* an interlock opened while arming */
-	if (!ret) {
-		dev->armed = true;
-		dev->interlock_disarmed = false;
+	if (!ret && dev->arm_cancelled) {
+		/*
+		 * Disarmed while arming: the disarm may have reached the unit
+		 * before the ARM did.  Send it again, after the ARM.
+		 */
+		ret = -EPERM;
+		disarm = true;
+	} else if (!ret) {
+		smplaser_armed_locked(dev);
 	} else if (smplaser_outcome_unknown(ret)) {
 		smplaser_disarm_locked(dev, SMPLASER_DISARM_UNEXPECTED, true);
 		dev->unexpected_disarmed = true;
+		disarm = true;
 	}
 	spin_unlock_irq(&dev->lock);
-	if (ret) {
-		if (smplaser_outcome_unknown(ret))
-			smplaser_disarm_submit(dev);
-		return ret;
-	}
-	smplaser_heartbeat_restart(dev);
-	return 0;
+	if (disarm)
+		smplaser_disarm_submit(dev);
+	return ret;
 }
 
-static long smplaser_disarm_ioctl(struct smplaser_dev *dev)
+/* The vendor disarm request: at once, with no lock a command holds. */
+static void smplaser_disarm_request(struct smplaser_dev *dev)
 {
-	int ret;
-
-	/* The vendor request first, then the command that reports errors. */
 	smplaser_disarm(dev, SMPLASER_DISARM_REQUEST, true);
 	cancel_delayed_work(&dev->heartbeat_work);
-	ret = smplaser_command(dev, SMPL_OP_DISARM, NULL, 0, NULL, 0);
-	return ret;
 }
 
 static long smplaser_heartbeat(struct smplaser_dev *dev)
 {
-	bool armed;
+	bool late;
 
 	spin_lock_irq(&dev->lock);
-	armed = dev->armed;
+	late = smplaser_heartbeat_locked(dev);
 	spin_unlock_irq(&dev->lock);
-	if (armed)
-		smplaser_heartbeat_restart(dev);
+	if (late) {
+		smplaser_disarm_submit(dev);
+		dev_warn(&dev->intf->dev,
+			 "HEARTBEAT after heartbeat_ms (%u): disarmed\n",
+			 READ_ONCE(dev->heartbeat_ms));
+	}
 	return smplaser_command(dev, SMPL_OP_HEARTBEAT, NULL, 0, NULL, 0);
 }
 
@@ -368,11 +411,18 @@ static long smplaser_ioctl(struct file *file, unsigned int cmd,
 	switch (cmd) {
 	case SMPLASER_IOC_GET_INFO:
 	case SMPLASER_IOC_GET_STATUS:
+		break;
+	case SMPLASER_IOC_DISARM:
+		/* Before the lock: a slow command must not delay it. */
+		smplaser_disarm_request(dev);
+		break;
 	case SMPLASER_IOC_SET_PARAMS:
 	case SMPLASER_IOC_ARM:
-	case SMPLASER_IOC_DISARM:
 	case SMPLASER_IOC_HEARTBEAT:
 	case SMPLASER_IOC_ACK_FAULT:
+		/* Changing the unit's state takes an opening for writing. */
+		if (!(file->f_mode & FMODE_WRITE))
+			return -EBADF;
 		break;
 	default:
 		return -ENOTTY;
@@ -400,7 +450,7 @@ static long smplaser_ioctl(struct file *file, unsigned int cmd,
 		ret = smplaser_arm(dev);
 		break;
 	case SMPLASER_IOC_DISARM:
-		ret = smplaser_disarm_ioctl(dev);
+		ret = smplaser_command(dev, SMPL_OP_DISARM, NULL, 0, NULL, 0);
 		break;
 	case SMPLASER_IOC_HEARTBEAT:
 		ret = smplaser_heartbeat(dev);
@@ -423,5 +473,5 @@ const struct file_operations smplaser_fops = {
 	.poll = smplaser_poll,
 	.unlocked_ioctl = smplaser_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.llseek = no_llseek,
+	.llseek = smplaser_no_llseek,
 };

@@ -5,12 +5,11 @@
  * payloads with range checks.  Pure functions, callable from any context.
  */
 #include <linux/crc32.h>
-#include <linux/ctype.h>
 #include <linux/errno.h>
 #include <linux/kernel.h>
 #include <linux/string.h>
-#include <asm/unaligned.h>
 
+#include "compat.h"
 #include "smplaser-core.h"
 
 /* CRC-32 (IEEE 802.3) over header bytes 0..11, then the payload. */
@@ -107,6 +106,16 @@ int smplaser_pulse_decode(const u8 *payload, struct smplaser_ev_pulse *p)
 }
 
 /*
+ * [A-Za-z0-9-], ASCII only: the kernel's isalnum() also takes the Latin-1
+ * letters (0xc0-0xff), which a serial must not have.
+ */
+static bool smplaser_serial_char_ok(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '-';
+}
+
+/*
  * A NUL-padded field of @size bytes, not empty: [A-Za-z0-9-] for a serial,
  * printable ASCII otherwise, and only NULs after the text.
  */
@@ -122,7 +131,7 @@ static bool smplaser_field_ok(const char *s, size_t size, bool serial)
 		if (i >= n) {
 			if (c != '\0')
 				return false;	/* junk after the padding */
-		} else if (serial ? !(isalnum(c) || c == '-') :
+		} else if (serial ? !smplaser_serial_char_ok(c) :
 			   !(c >= 0x20 && c < 0x7f)) {
 			return false;
 		}

@@ -6,8 +6,9 @@ CHECK_SUITES += tests/kmod/style-check
 
 KMOD_CLIENT := $(B)/tests/vm/kmod-client
 KMOD_FUZZ := $(B)/tests/vm/kmod-fuzz
-PROGRAMS += $(KMOD_CLIENT) $(KMOD_FUZZ)
-VM_BINS += $(KMOD_CLIENT) $(KMOD_FUZZ)
+KMOD_RACE := $(B)/tests/vm/kmod-race
+PROGRAMS += $(KMOD_CLIENT) $(KMOD_FUZZ) $(KMOD_RACE)
+VM_BINS += $(KMOD_CLIENT) $(KMOD_FUZZ) $(KMOD_RACE)
 
 # Static: under TCG a dynamic link costs the guest about 0.4 s per start.
 KMOD_STATIC := $(if $(filter 1,$(SANITIZE)),,-static)
@@ -17,6 +18,10 @@ $(KMOD_CLIENT): $(B)/tests/vm/kmod-client.o $(COMMON_LIB)
 
 $(KMOD_FUZZ): $(B)/tests/vm/kmod-fuzz.o
 	$(CC) $(LDFLAGS) $(KMOD_STATIC) -o $@ $^
+
+# Threads and timing against /dev/smplaser0 (tests/vm/guest/28-kmod-races.sh).
+$(KMOD_RACE): $(B)/tests/vm/kmod-race.o
+	$(CC) $(LDFLAGS) $(KMOD_STATIC) -o $@ $^ -pthread
 
 # The module's frame checks and event queue, built in userspace over a small
 # shim of the kernel API and unit-tested with cmocka.

@@ -7,7 +7,9 @@
  * the unit behind a minor.
  */
 #include <linux/cdev.h>
+#include <linux/debugfs.h>
 #include <linux/device.h>
+#include <linux/fault-inject.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/kstrtox.h>
@@ -15,6 +17,7 @@
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 
+#include "compat.h"
 #include "smplaser.h"
 
 unsigned int smplaser_default_heartbeat_ms = 500;
@@ -113,6 +116,47 @@ void smplaser_unregister_node(struct smplaser_dev *dev)
 	dev->node = NULL;
 }
 
+/*
+ * Fault injection, on kernels built with CONFIG_FAULT_INJECTION_DEBUG_FS
+ * (the VM suites' debug kernel): /sys/kernel/debug/smplaser/fail_int_submit
+ * (Documentation/fault-injection/fault-injection.rst) fails submissions of
+ * the interrupt URB, so a test can show that the status stream recovers.
+ */
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static DECLARE_FAULT_ATTR(smplaser_fail_int_submit);
+static struct dentry *smplaser_debugfs;
+
+bool smplaser_should_fail_int_submit(void)
+{
+	return should_fail(&smplaser_fail_int_submit, 1);
+}
+
+static void smplaser_debugfs_init(void)
+{
+	smplaser_debugfs = debugfs_create_dir("smplaser", NULL);
+	fault_create_debugfs_attr("fail_int_submit", smplaser_debugfs,
+				  &smplaser_fail_int_submit);
+}
+
+static void smplaser_debugfs_exit(void)
+{
+	debugfs_remove_recursive(smplaser_debugfs);
+}
+#else
+bool smplaser_should_fail_int_submit(void)
+{
+	return false;
+}
+
+static void smplaser_debugfs_init(void)
+{
+}
+
+static void smplaser_debugfs_exit(void)
+{
+}
+#endif
+
 static int __init smplaser_init(void)
 {
 	int ret;
@@ -126,17 +170,19 @@ static int __init smplaser_init(void)
 	ret = cdev_add(&smplaser_cdev, smplaser_devt, SMPLASER_MAX_UNITS);
 	if (ret)
 		goto err_region;
-	smplaser_class = class_create(THIS_MODULE, "smplaser");
+	smplaser_class = smplaser_class_create("smplaser");
 	if (IS_ERR(smplaser_class)) {
 		ret = PTR_ERR(smplaser_class);
 		goto err_cdev;
 	}
+	smplaser_debugfs_init();
 	ret = usb_register(&smplaser_driver);
 	if (ret)
 		goto err_class;
 	return 0;
 
 err_class:
+	smplaser_debugfs_exit();
 	class_destroy(smplaser_class);
 err_cdev:
 	cdev_del(&smplaser_cdev);
@@ -148,6 +194,7 @@ err_region:
 static void __exit smplaser_exit(void)
 {
 	usb_deregister(&smplaser_driver);
+	smplaser_debugfs_exit();
 	class_destroy(smplaser_class);
 	cdev_del(&smplaser_cdev);
 	unregister_chrdev_region(smplaser_devt, SMPLASER_MAX_UNITS);

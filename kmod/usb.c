@@ -1,16 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * smplaser USB side: probe and disconnect, bulk commands, the interrupt
- * status stream and the driver's own disarm paths.
- *
- * Disarm without sleeping: SMPL_REQ_DISARM is a vendor control request
- * with no data stage, sent from a URB preallocated at probe and submitted
- * with GFP_ATOMIC, so the interrupt completion, the heartbeat watchdog and
- * release() all use the same path and none waits for a bulk command.
+ * smplaser USB side: probe and disconnect, bulk commands and the interrupt
+ * status stream (reports, their checks, the disarms they call for).  The
+ * disarm paths and the watchdogs are in disarm.c.
  */
 #include <linux/errno.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
+#include <linux/log2.h>
+#include <linux/math.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/usb.h>
@@ -52,116 +50,10 @@ void smplaser_delete(struct kref *kref)
 }
 
 /* Queue an event and wake the reader.  Caller holds dev->lock. */
-static void smplaser_event_locked(struct smplaser_dev *dev,
-				  struct smplaser_event *ev)
+void smplaser_event_locked(struct smplaser_dev *dev, struct smplaser_event *ev)
 {
 	smplaser_queue_push(&dev->events, ev);
 	wake_up_interruptible(&dev->read_wait);
-}
-
-/* --- disarm ----------------------------------------------------------- */
-
-static void smplaser_disarm_complete(struct urb *urb)
-{
-	struct smplaser_dev *dev = urb->context;
-	int status = urb->status;
-
-	if (status && status != -ENOENT && status != -ECONNRESET &&
-	    status != -ESHUTDOWN && status != -ENODEV)
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "disarm request failed: %d\n", status);
-
-	clear_bit(SMPLASER_FLAG_DISARM_BUSY, &dev->flags);
-	/* Order the clear before the test: pairs with disarm_submit(). */
-	smp_mb__after_atomic();
-	if (status != -ENOENT && status != -ESHUTDOWN && status != -ENODEV &&
-	    test_bit(SMPLASER_FLAG_DISARM_AGAIN, &dev->flags))
-		smplaser_disarm_submit(dev);
-}
-
-/*
- * Send SMPL_REQ_DISARM; any context.  A request made while one is in
- * flight is sent again when that one completes, so none is lost.
- */
-void smplaser_disarm_submit(struct smplaser_dev *dev)
-{
-	int ret;
-
-	set_bit(SMPLASER_FLAG_DISARM_AGAIN, &dev->flags);
-	if (test_and_set_bit(SMPLASER_FLAG_DISARM_BUSY, &dev->flags))
-		return;
-	clear_bit(SMPLASER_FLAG_DISARM_AGAIN, &dev->flags);
-
-	ret = usb_submit_urb(dev->disarm_urb, GFP_ATOMIC);
-	if (ret) {
-		clear_bit(SMPLASER_FLAG_DISARM_BUSY, &dev->flags);
-		if (ret != -EPERM && ret != -ENODEV)
-			dev_err_ratelimited(&dev->intf->dev,
-					    "cannot submit disarm: %d\n", ret);
-	}
-}
-
-/*
- * The driver's side of a disarm: no longer armed, and a disarm record when
- * @event.  Caller holds dev->lock, then calls smplaser_disarm_submit().
- */
-void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason, bool event)
-{
-	dev->armed = false;
-	/* An ARM in flight now does not count as armed when it returns. */
-	if (dev->arm_pending)
-		dev->arm_cancelled = true;
-	/* Reports may show the unit armed until this disarm lands. */
-	dev->unexpected_disarmed = true;
-	if (event) {
-		struct smplaser_event ev = { .type = SMPLASER_EV_DISARM };
-
-		ev.disarm.reason = reason;
-		ev.disarm.interlocks = dev->status.interlocks;
-		ev.disarm.state = dev->status.state;
-		smplaser_event_locked(dev, &ev);
-	}
-}
-
-/* Disarm the unit now, from any context; @event queues a disarm record. */
-void smplaser_disarm(struct smplaser_dev *dev, u32 reason, bool event)
-{
-	unsigned long irqflags;
-
-	spin_lock_irqsave(&dev->lock, irqflags);
-	smplaser_disarm_locked(dev, reason, event);
-	spin_unlock_irqrestore(&dev->lock, irqflags);
-	smplaser_disarm_submit(dev);
-}
-
-/* --- heartbeat watchdog ------------------------------------------------ */
-
-static void smplaser_heartbeat_expired(struct work_struct *work)
-{
-	struct smplaser_dev *dev = container_of(to_delayed_work(work),
-						struct smplaser_dev,
-						heartbeat_work);
-	unsigned long irqflags;
-	bool armed;
-
-	spin_lock_irqsave(&dev->lock, irqflags);
-	armed = dev->armed;
-	if (armed)
-		smplaser_disarm_locked(dev, SMPLASER_DISARM_HEARTBEAT, true);
-	spin_unlock_irqrestore(&dev->lock, irqflags);
-
-	if (armed) {
-		smplaser_disarm_submit(dev);
-		dev_warn(&dev->intf->dev, "no heartbeat for %u ms: disarmed\n",
-			 READ_ONCE(dev->heartbeat_ms));
-	}
-}
-
-/* Restart the heartbeat watchdog: heartbeat_ms from now. */
-void smplaser_heartbeat_restart(struct smplaser_dev *dev)
-{
-	mod_delayed_work(system_highpri_wq, &dev->heartbeat_work,
-			 msecs_to_jiffies(READ_ONCE(dev->heartbeat_ms)));
 }
 
 /* --- bulk commands ----------------------------------------------------- */
@@ -185,18 +77,31 @@ static int smplaser_transport_error(struct smplaser_dev *dev,
 	}
 }
 
-/* Check a reply to (@op, @seq) and copy exactly @reply_len payload bytes. */
+/* smplaser_reply_check(): a late reply to an earlier command of ours. */
+#define SMPLASER_REPLY_STALE	1
+
+/*
+ * Check a reply to (@op, @seq) and copy exactly @reply_len payload bytes.
+ * SMPLASER_REPLY_STALE for a well-formed reply to one of our last 64
+ * commands (one that timed out and whose reply came late): the caller
+ * reads again.
+ */
 static int smplaser_reply_check(struct smplaser_dev *dev, u8 op, u16 seq,
 				size_t actual, void *reply, u16 reply_len)
 {
 	struct smplaser_frame f;
+	u16 age;
 	int ret;
 
 	ret = smplaser_frame_parse(dev->reply_buf, actual, &f);
 	if (ret)
 		return ret;
-	if (f.op != (op | SMPL_OP_REPLY) || f.seq != seq)
+	if (f.op != (op | SMPL_OP_REPLY) || f.seq != seq) {
+		age = seq - f.seq;
+		if ((f.op & SMPL_OP_REPLY) && age > 0 && age <= 64)
+			return SMPLASER_REPLY_STALE;
 		return -EPROTO;
+	}
 	if (f.status != SMPL_ST_OK)
 		return f.len ? -EPROTO : smplaser_unit_errno(f.status);
 	if (f.len != reply_len)
@@ -208,12 +113,14 @@ static int smplaser_reply_check(struct smplaser_dev *dev, u8 op, u16 seq,
 
 /*
  * Send one command and wait for its reply, each stage with a timeout.
- * Caller holds io_mutex.  Returns 0 or a negative errno
- * (include/uapi/smplaser.h lists them).
+ * Late replies to earlier commands are skipped, at most
+ * SMPLASER_STALE_REPLIES_MAX of them.  Caller holds io_mutex.  Returns 0
+ * or a negative errno (include/uapi/smplaser.h lists them).
  */
 int smplaser_command(struct smplaser_dev *dev, u8 op, const void *arg,
 		     u16 arg_len, void *reply, u16 reply_len)
 {
+	unsigned int stale;
 	size_t len;
 	u16 seq;
 	int actual = 0;
@@ -234,13 +141,24 @@ int smplaser_command(struct smplaser_dev *dev, u8 op, const void *arg,
 	if (actual != len)
 		return -EIO;
 
-	ret = usb_bulk_msg(dev->udev, dev->bulk_in_pipe, dev->reply_buf,
-			   dev->reply_size, &actual, SMPLASER_CMD_TIMEOUT_MS);
-	if (ret)
-		return smplaser_transport_error(dev, dev->bulk_in_pipe, ret);
-	if (actual < 0)
-		return -EIO;
-	return smplaser_reply_check(dev, op, seq, actual, reply, reply_len);
+	for (stale = 0; ; stale++) {
+		ret = usb_bulk_msg(dev->udev, dev->bulk_in_pipe,
+				   dev->reply_buf, dev->reply_size, &actual,
+				   SMPLASER_CMD_TIMEOUT_MS);
+		if (ret)
+			return smplaser_transport_error(dev, dev->bulk_in_pipe,
+							ret);
+		if (actual < 0)
+			return -EIO;
+		ret = smplaser_reply_check(dev, op, seq, actual, reply,
+					   reply_len);
+		if (ret != SMPLASER_REPLY_STALE)
+			return ret;
+		if (stale == SMPLASER_STALE_REPLIES_MAX)
+			return -EPROTO;
+		dev_notice_ratelimited(&dev->intf->dev,
+				       "skipped a late reply to an earlier command\n");
+	}
 }
 
 /* GET_STATUS round trip.  Caller holds io_mutex. */
@@ -259,19 +177,38 @@ int smplaser_query_status(struct smplaser_dev *dev,
 
 /* --- interrupt reports ------------------------------------------------- */
 
+/* The last valid report is fresh and the stream healthy.  Lock held. */
+bool smplaser_stream_fresh_locked(struct smplaser_dev *dev)
+{
+	unsigned long fresh = msecs_to_jiffies(SMPLASER_STATUS_FRESH_MS);
+
+	return dev->status.valid && !dev->int_errors && !dev->bad_reports &&
+	       time_before(jiffies, dev->report_jiffies + fresh);
+}
+
+/* A valid report came: the stream is alive.  Lock held. */
+static void smplaser_report_valid_locked(struct smplaser_dev *dev)
+{
+	dev->report_jiffies = jiffies;
+	dev->bad_reports = 0;
+	WRITE_ONCE(dev->reports, dev->reports + 1);
+	wake_up_all(&dev->report_wait);
+}
+
 /* A valid status report: update the cache, queue events, enforce S1/S4. */
 static void smplaser_status_report(struct smplaser_dev *dev,
 				   const struct smplaser_unit_status *st)
 {
 	struct smplaser_unit_status old;
 	struct smplaser_event ev;
-	bool disarm = false;
+	bool armed_state = smplaser_state_is_armed(st->state);
+	bool disarm = false, escalate;
 	unsigned long irqflags;
 
 	spin_lock_irqsave(&dev->lock, irqflags);
 	old = dev->status;
 	dev->status = *st;
-	dev->status_jiffies = jiffies;
+	smplaser_report_valid_locked(dev);
 
 	if (!old.valid || old.state != st->state || old.flags != st->flags ||
 	    old.fault != st->fault) {
@@ -293,9 +230,11 @@ static void smplaser_status_report(struct smplaser_dev *dev,
 		smplaser_event_locked(dev, &ev);
 	}
 
+	if (armed_state && (dev->armed || dev->arm_pending))
+		dev->armed_seen = true;
+
 	/* An interlock open while armed: disarm now, atomically. */
-	if (st->interlocks &&
-	    (dev->armed || smplaser_state_is_armed(st->state))) {
+	if (st->interlocks && (dev->armed || armed_state)) {
 		smplaser_disarm_locked(dev, SMPLASER_DISARM_INTERLOCK,
 				       !dev->interlock_disarmed);
 		dev->interlock_disarmed = true;
@@ -305,19 +244,29 @@ static void smplaser_status_report(struct smplaser_dev *dev,
 	}
 
 	/* Armed, but not by us (S1): e.g. an ARM whose reply was lost. */
-	if (smplaser_state_is_armed(st->state) && !dev->armed &&
-	    !dev->arm_pending) {
+	if (armed_state && !dev->armed && !dev->arm_pending) {
 		smplaser_disarm_locked(dev, SMPLASER_DISARM_UNEXPECTED,
 				       !dev->unexpected_disarmed);
 		dev->unexpected_disarmed = true;
 		disarm = true;
-	} else if (!smplaser_state_is_armed(st->state)) {
+	} else if (!armed_state) {
 		dev->unexpected_disarmed = false;
 	}
+
+	/*
+	 * The unit left the armed states by itself (idle timeout, a fault):
+	 * no longer ours.  Only once a report has shown it armed since the
+	 * ARM, so a report older than the ARM does not count.
+	 */
+	if (!armed_state && dev->armed && dev->armed_seen)
+		dev->armed = false;
+	escalate = smplaser_disarm_report_locked(dev, armed_state);
 	spin_unlock_irqrestore(&dev->lock, irqflags);
 
 	if (disarm)
 		smplaser_disarm_submit(dev);
+	if (escalate)
+		smplaser_disarm_escalate(dev);
 }
 
 static void smplaser_pulse_report(struct smplaser_dev *dev,
@@ -328,11 +277,40 @@ static void smplaser_pulse_report(struct smplaser_dev *dev,
 
 	ev.pulse = *p;
 	spin_lock_irqsave(&dev->lock, irqflags);
+	smplaser_report_valid_locked(dev);
 	smplaser_event_locked(dev, &ev);
 	spin_unlock_irqrestore(&dev->lock, irqflags);
 }
 
-/* One interrupt frame; anything malformed is dropped and logged. */
+/*
+ * A malformed report: dropped.  SMPLASER_BAD_REPORTS_MAX in a row while
+ * armed: the driver cannot see the unit, disarm.
+ */
+static void smplaser_bad_report(struct smplaser_dev *dev, size_t actual)
+{
+	unsigned long irqflags;
+	bool disarm = false;
+
+	dev_warn_ratelimited(&dev->intf->dev,
+			     "dropped a malformed report (%zu bytes)\n", actual);
+	spin_lock_irqsave(&dev->lock, irqflags);
+	if (dev->bad_reports < UINT_MAX)
+		dev->bad_reports++;
+	if (dev->bad_reports >= SMPLASER_BAD_REPORTS_MAX && dev->armed) {
+		smplaser_disarm_locked(dev, SMPLASER_DISARM_STATUS_GARBLED,
+				       true);
+		disarm = true;
+	}
+	spin_unlock_irqrestore(&dev->lock, irqflags);
+	if (disarm) {
+		smplaser_disarm_submit(dev);
+		dev_warn(&dev->intf->dev,
+			 "%u malformed reports in a row: disarmed\n",
+			 SMPLASER_BAD_REPORTS_MAX);
+	}
+}
+
+/* One interrupt frame; anything malformed is dropped and counted. */
 static void smplaser_handle_report(struct smplaser_dev *dev, const u8 *buf,
 				   size_t actual)
 {
@@ -357,29 +335,24 @@ static void smplaser_handle_report(struct smplaser_dev *dev, const u8 *buf,
 	if (!ret)
 		return;
 bad:
-	dev_warn_ratelimited(&dev->intf->dev,
-			     "dropped a malformed report (%zu bytes)\n", actual);
+	smplaser_bad_report(dev, actual);
 }
 
 /* Status reports failed: never resubmit at once, retry with a back-off. */
 static void smplaser_int_failed(struct smplaser_dev *dev, int status)
 {
-	unsigned int delay_ms;
+	unsigned int delay_ms, errors;
 	unsigned long irqflags;
 	bool armed;
 
 	if (status == -EPIPE)
 		set_bit(SMPLASER_FLAG_INT_HALTED, &dev->flags);
-	if (dev->int_errors < 16)
-		dev->int_errors++;
-	delay_ms = min(SMPLASER_INT_RETRY_MIN_MS << (dev->int_errors - 1),
-		       SMPLASER_INT_RETRY_MAX_MS);
-	dev_warn_ratelimited(&dev->intf->dev,
-			     "status reports failed (%d), retry in %u ms\n",
-			     status, delay_ms);
 
 	/* No status means no supervision of the interlocks: disarm. */
 	spin_lock_irqsave(&dev->lock, irqflags);
+	if (dev->int_errors < 16)
+		dev->int_errors++;
+	errors = dev->int_errors;
 	armed = dev->armed;
 	if (armed)
 		smplaser_disarm_locked(dev, SMPLASER_DISARM_STATUS_LOST, true);
@@ -387,13 +360,28 @@ static void smplaser_int_failed(struct smplaser_dev *dev, int status)
 	if (armed)
 		smplaser_disarm_submit(dev);
 
-	schedule_delayed_work(&dev->int_retry_work,
-			      msecs_to_jiffies(delay_ms));
+	delay_ms = min(SMPLASER_INT_RETRY_MIN_MS << (errors - 1),
+		       SMPLASER_INT_RETRY_MAX_MS);
+	dev_warn_ratelimited(&dev->intf->dev,
+			     "status reports failed (%d), retry in %u ms\n",
+			     status, delay_ms);
+	if (!test_bit(SMPLASER_FLAG_GONE, &dev->flags))
+		queue_delayed_work(system_highpri_wq, &dev->int_retry_work,
+				   msecs_to_jiffies(delay_ms));
+}
+
+/* Submit the interrupt URB; fault injection may fail it (debug kernels). */
+static int smplaser_int_submit(struct smplaser_dev *dev, gfp_t gfp)
+{
+	if (smplaser_should_fail_int_submit())
+		return -ENOMEM;
+	return usb_submit_urb(dev->int_urb, gfp);
 }
 
 static void smplaser_int_complete(struct urb *urb)
 {
 	struct smplaser_dev *dev = urb->context;
+	unsigned long irqflags;
 	int ret;
 
 	switch (urb->status) {
@@ -409,14 +397,17 @@ static void smplaser_int_complete(struct urb *urb)
 		return;
 	}
 
+	spin_lock_irqsave(&dev->lock, irqflags);
 	dev->int_errors = 0;
+	spin_unlock_irqrestore(&dev->lock, irqflags);
 	smplaser_handle_report(dev, urb->transfer_buffer, urb->actual_length);
 
-	ret = usb_submit_urb(urb, GFP_ATOMIC);
+	ret = smplaser_int_submit(dev, GFP_ATOMIC);
 	if (ret && ret != -EPERM && ret != -ENODEV)
 		smplaser_int_failed(dev, ret);
 }
 
+/* Restart the status reports; a failure is retried, never given up. */
 static void smplaser_int_retry(struct work_struct *work)
 {
 	struct smplaser_dev *dev = container_of(to_delayed_work(work),
@@ -426,10 +417,12 @@ static void smplaser_int_retry(struct work_struct *work)
 
 	if (test_and_clear_bit(SMPLASER_FLAG_INT_HALTED, &dev->flags))
 		usb_clear_halt(dev->udev, dev->int_urb->pipe);
-	ret = usb_submit_urb(dev->int_urb, GFP_KERNEL);
-	if (ret && ret != -EPERM && ret != -ENODEV)
-		dev_err(&dev->intf->dev, "cannot restart status reports: %d\n",
-			ret);
+	ret = smplaser_int_submit(dev, GFP_KERNEL);
+	if (ret && ret != -EPERM && ret != -ENODEV) {
+		dev_err_ratelimited(&dev->intf->dev,
+				    "cannot restart status reports: %d\n", ret);
+		smplaser_int_failed(dev, ret);
+	}
 }
 
 /* --- probe and disconnect ---------------------------------------------- */
@@ -453,14 +446,21 @@ static int smplaser_check_endpoints(struct smplaser_dev *dev,
 		dev_err(d, "endpoint max packet sizes too small\n");
 		return -ENODEV;
 	}
+	/* USB 2.0/3.x bulk packets are 8, 16, 32, 64, 512 or 1024 bytes. */
+	if (!is_power_of_2(usb_endpoint_maxp(bulk_in)) ||
+	    !is_power_of_2(usb_endpoint_maxp(bulk_out))) {
+		dev_err(d, "bulk max packet sizes %u/%u are not powers of two\n",
+			usb_endpoint_maxp(bulk_in), usb_endpoint_maxp(bulk_out));
+		return -ENODEV;
+	}
 
 	dev->bulk_in_pipe = usb_rcvbulkpipe(dev->udev,
 					    usb_endpoint_num(bulk_in));
 	dev->bulk_out_pipe = usb_sndbulkpipe(dev->udev,
 					     usb_endpoint_num(bulk_out));
 	/* Room for an oversize reply, so it is seen and refused whole. */
-	dev->reply_size = round_up(2 * SMPL_MAX_FRAME,
-				   usb_endpoint_maxp(bulk_in));
+	dev->reply_size = roundup(2 * SMPL_MAX_FRAME,
+				  usb_endpoint_maxp(bulk_in));
 
 	dev->int_buf = kmalloc(usb_endpoint_maxp(int_in), GFP_KERNEL);
 	dev->cmd_buf = kmalloc(SMPL_MAX_FRAME, GFP_KERNEL);
@@ -472,26 +472,6 @@ static int smplaser_check_endpoints(struct smplaser_dev *dev,
 			 usb_rcvintpipe(dev->udev, usb_endpoint_num(int_in)),
 			 dev->int_buf, usb_endpoint_maxp(int_in),
 			 smplaser_int_complete, dev, int_in->bInterval);
-	return 0;
-}
-
-static int smplaser_init_disarm_urb(struct smplaser_dev *dev)
-{
-	struct usb_ctrlrequest *req;
-
-	req = kzalloc(sizeof(*req), GFP_KERNEL);
-	dev->disarm_setup = req;
-	dev->disarm_urb = usb_alloc_urb(0, GFP_KERNEL);
-	if (!req || !dev->disarm_urb)
-		return -ENOMEM;
-	req->bRequestType = USB_DIR_OUT | USB_TYPE_VENDOR | USB_RECIP_INTERFACE;
-	req->bRequest = SMPL_REQ_DISARM;
-	req->wValue = 0;
-	req->wIndex = cpu_to_le16(dev->ifnum);
-	req->wLength = 0;
-	usb_fill_control_urb(dev->disarm_urb, dev->udev,
-			     usb_sndctrlpipe(dev->udev, 0), (u8 *)req, NULL, 0,
-			     smplaser_disarm_complete, dev);
 	return 0;
 }
 
@@ -548,12 +528,13 @@ static void smplaser_init_heartbeat(struct smplaser_dev *dev)
 	dev->heartbeat_ms = ms;
 }
 
+/* Stop every URB and work; none can be started again. */
 static void smplaser_stop_io(struct smplaser_dev *dev)
 {
+	set_bit(SMPLASER_FLAG_GONE, &dev->flags);
 	usb_poison_urb(dev->int_urb);
-	usb_poison_urb(dev->disarm_urb);
 	cancel_delayed_work_sync(&dev->int_retry_work);
-	cancel_delayed_work_sync(&dev->heartbeat_work);
+	smplaser_disarm_stop(dev);
 }
 
 static int smplaser_probe(struct usb_interface *intf,
@@ -570,8 +551,9 @@ static int smplaser_probe(struct usb_interface *intf,
 	mutex_init(&dev->read_mutex);
 	spin_lock_init(&dev->lock);
 	init_waitqueue_head(&dev->read_wait);
+	init_waitqueue_head(&dev->report_wait);
 	INIT_DELAYED_WORK(&dev->int_retry_work, smplaser_int_retry);
-	INIT_DELAYED_WORK(&dev->heartbeat_work, smplaser_heartbeat_expired);
+	smplaser_disarm_init_work(dev);
 	dev->udev = usb_get_dev(interface_to_usbdev(intf));
 	dev->intf = usb_get_intf(intf);
 	dev->ifnum = intf->cur_altsetting->desc.bInterfaceNumber;
@@ -579,14 +561,14 @@ static int smplaser_probe(struct usb_interface *intf,
 
 	ret = smplaser_check_endpoints(dev, intf->cur_altsetting);
 	if (!ret)
-		ret = smplaser_init_disarm_urb(dev);
+		ret = smplaser_disarm_init(dev);
 	if (!ret)
 		ret = smplaser_check_version(dev);
 	if (ret)
 		goto error;
 
 	usb_set_intfdata(intf, dev);
-	ret = usb_submit_urb(dev->int_urb, GFP_KERNEL);
+	ret = smplaser_int_submit(dev, GFP_KERNEL);
 	if (ret)
 		goto error;
 	/* A new driver instance starts from STANDBY, whatever came before. */
@@ -628,6 +610,7 @@ static void smplaser_disconnect(struct usb_interface *intf)
 	mutex_lock(&dev->io_mutex);
 	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
+	wake_up_all(&dev->report_wait);	/* a recovery waiting to know */
 
 	/* Unbind with the unit still there: make sure it is in STANDBY. */
 	usb_control_msg(dev->udev, usb_sndctrlpipe(dev->udev, 0),
@@ -642,6 +625,7 @@ static void smplaser_disconnect(struct usb_interface *intf)
 	dev->events.disconnected = true;
 	spin_unlock_irqrestore(&dev->lock, irqflags);
 	wake_up_interruptible(&dev->read_wait);
+	wake_up_all(&dev->report_wait);
 
 	dev_info(&intf->dev, "smplaser%d disconnected\n", minor);
 	kref_put(&dev->kref, smplaser_delete);

@@ -15,8 +15,8 @@ build-essential pkg-config
 libsystemd-dev libudev-dev libusb-1.0-0-dev libsqlite3-dev libssl-dev libinih-dev
 zlib1g-dev libjson-c-dev libcmocka-dev
 dbus python3-dbus python3-dbusmock sqlite3 libfaketime
-qemu-system-x86 busybox-static cpio kmod
-sparse linux-source-6.1 bc flex bison
+qemu-system-x86 busybox-static cpio kmod xz-utils zstd
+sparse linux-source-6.1 bc flex bison libelf-dev
 clang umockdev libumockdev-dev
 debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind udev
 postgresql libpq-dev
@@ -33,12 +33,22 @@ if [ -z "$abi" ]; then
 	[ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null
 	abi=$(kernel_abi)
 fi
-if [ -n "$abi" ]; then
-	p="linux-headers-$abi-amd64"
+if [ -z "$abi" ]; then
+	echo "deps: cannot resolve the Debian kernel ABI (apt-cache depends linux-image-amd64)" >&2
+	exit 1
+fi
+# The headers of every kernel Debian 12 ships (6.1, 6.12 and 6.12-rt): the
+# module is built and its VM suites run on each.  (The 6.12 headers depend
+# on their kernel image.)
+abi612=$("$(dirname "$0")/kernel-abi.sh" 6.12)
+abi612rt=$("$(dirname "$0")/kernel-abi.sh" 6.12-rt)
+for p in "linux-headers-$abi-amd64" ${abi612:+"linux-headers-$abi612-amd64"} \
+	${abi612rt:+"linux-headers-$abi612rt-rt-amd64"}; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		missing="$missing $p"
-else
-	echo "deps: cannot resolve the Debian kernel ABI (apt-cache depends linux-image-amd64)" >&2
+done
+if [ -z "$abi612" ] || [ -z "$abi612rt" ]; then
+	echo "deps: cannot resolve the Debian 6.12 kernel ABIs (apt-cache depends linux-image-6.12-amd64)" >&2
 	exit 1
 fi
 

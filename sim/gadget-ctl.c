@@ -127,13 +127,15 @@ static int cmd_status(struct gadget *g, char **argv, char *reply, size_t size)
 		 " shots=%" PRIu32 " last_energy_uj=%" PRIu32 " rtc=%" PRId64
 		 " powered=%d usb=%s state_changed_ns=%" PRIu64 " now_ns=%" PRIu64
 		 " commands=%lu replies=%lu stalls=%lu reports=%lu reports_dropped=%" PRIu32
-		 " setups=%lu disarms=%lu disconnects=%lu",
+		 " setups=%lu disarms=%lu disconnects=%lu commands_dropped=%lu"
+		 " disarm_requests=%lu",
 		 g->cfg.serial, smpl_state_name(v.state), smpl_fault_name(v.fault),
 		 v.interlocks, open,
 		 v.footswitch, v.need_release, v.shot_count, v.last_energy_uj, v.rtc_s,
 		 g->powered, usb, g->state_changed_ns, gadget_now_ns(),
 		 g->commands, g->replies, g->stalls, g->reports,
-		 smpl_model_reports_dropped(g->model), g->setups, g->disarms, g->disconnects);
+		 smpl_model_reports_dropped(g->model), g->setups, g->disarms, g->disconnects,
+		 g->commands_dropped, g->disarm_requests);
 	pthread_mutex_unlock(&g->lock);
 	return 0;
 }
@@ -260,6 +262,108 @@ bad:
 	return -1;
 }
 
+/* "late MS COUNT", "slow MS COUNT": MS and COUNT, or false. */
+static bool parse_ms_count(char **argv, uint32_t *ms, unsigned int *count)
+{
+	int64_t m, c;
+
+	if (!parse_i64(argv[1], &m) || m < 0 || m > 600000 ||
+	    !parse_i64(argv[2], &c) || c < 0 || c > 1000000)
+		return false;
+	*ms = (uint32_t)m;
+	*count = (unsigned int)c;
+	return true;
+}
+
+/* The next COUNT replies go out MS ms after their command came. */
+static int cmd_late(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	uint32_t ms;
+	unsigned int count;
+
+	if (!parse_ms_count(argv, &ms, &count)) {
+		snprintf(reply, size, "late MS COUNT");
+		return -1;
+	}
+	pthread_mutex_lock(&g->lock);
+	g->late_ms = ms;
+	g->late_count = count;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+/* The next COUNT commands reach the unit MS ms after they came. */
+static int cmd_slow(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	uint32_t ms;
+	unsigned int count;
+
+	if (!parse_ms_count(argv, &ms, &count)) {
+		snprintf(reply, size, "slow MS COUNT");
+		return -1;
+	}
+	pthread_mutex_lock(&g->lock);
+	g->slow_ms = ms;
+	g->slow_count = count;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+/* The next COUNT commands never reach the unit: no effect, no reply. */
+static int cmd_deaf(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	int64_t count;
+
+	if (!parse_i64(argv[1], &count) || count < 0 || count > 1000000) {
+		snprintf(reply, size, "deaf COUNT");
+		return -1;
+	}
+	pthread_mutex_lock(&g->lock);
+	g->deaf_count = (unsigned int)count;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+static int cmd_reports(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	static const char *const names[] = {
+		[GADGET_REPORTS_NORMAL] = "normal", [GADGET_REPORTS_SILENT] = "silent",
+		[GADGET_REPORTS_GARBAGE] = "garbage", [GADGET_REPORTS_STALL] = "stall",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(argv[1], names[i]))
+			continue;
+		pthread_mutex_lock(&g->lock);
+		g->reports_mode = (enum gadget_reports)i;
+		pthread_cond_broadcast(&g->changed);
+		pthread_mutex_unlock(&g->lock);
+		return 0;
+	}
+	snprintf(reply, size, "reports normal|silent|garbage|stall");
+	return -1;
+}
+
+static int cmd_disarm_request(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	static const char *const names[] = {
+		[GADGET_DISARM_NORMAL] = "normal", [GADGET_DISARM_STALL] = "stall",
+		[GADGET_DISARM_HANG] = "hang", [GADGET_DISARM_IGNORE] = "ignore",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(argv[1], names[i]))
+			continue;
+		pthread_mutex_lock(&g->lock);
+		g->disarm_mode = (enum gadget_disarm_request)i;
+		pthread_cond_broadcast(&g->changed);
+		pthread_mutex_unlock(&g->lock);
+		return 0;
+	}
+	snprintf(reply, size, "disarm-request normal|stall|hang|ignore");
+	return -1;
+}
+
 static int usb_result(int ret, char *reply, size_t size)
 {
 	if (ret)
@@ -318,6 +422,11 @@ static const struct {
 	{ "calibration", 1, cmd_calibration },
 	{ "rtc-skew", 1, cmd_rtc_skew },
 	{ "hostile", 2, cmd_hostile },
+	{ "late", 2, cmd_late },
+	{ "slow", 2, cmd_slow },
+	{ "deaf", 1, cmd_deaf },
+	{ "reports", 1, cmd_reports },
+	{ "disarm-request", 1, cmd_disarm_request },
 	{ "power", 1, cmd_power },
 	{ "unplug", 0, cmd_unplug },
 	{ "replug", 0, cmd_replug },
@@ -360,7 +469,8 @@ void gadget_ctl_run_line(struct gadget *g, char *line, char *out, size_t size)
 		return;
 	}
 	snprintf(out, size, "error: unknown command \"%s\" (status, footswitch, interlock, "
-		 "drift, fault, clear-fault, calibration, rtc-skew, hostile, power, unplug, replug, quit)",
+		 "drift, fault, clear-fault, calibration, rtc-skew, hostile, late, slow, deaf, reports, "
+		 "disarm-request, power, unplug, replug, quit)",
 		 argv[0]);
 }
 

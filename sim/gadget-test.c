@@ -252,6 +252,49 @@ static void test_hostile_reply_reaches_the_frame(void **state)
 	assert_true(is_error(run(g, "hostile stall")));
 }
 
+/* The front end's misbehaviour: late, slow, deaf, reports, disarm-request. */
+static void test_front_end_modes(void **state)
+{
+	struct gadget *g = *state;
+
+	assert_true(is_ok(run(g, "late 800 2")));
+	assert_int_equal(g->late_ms, 800);
+	assert_int_equal(g->late_count, 2);
+	assert_true(is_ok(run(g, "late 0 0")));
+	assert_int_equal(g->late_count, 0);
+	assert_true(is_ok(run(g, "slow 200 1")));
+	assert_int_equal(g->slow_ms, 200);
+	assert_int_equal(g->slow_count, 1);
+	assert_true(is_ok(run(g, "deaf 3")));
+	assert_int_equal(g->deaf_count, 3);
+	assert_true(is_ok(run(g, "reports silent")));
+	assert_int_equal(g->reports_mode, GADGET_REPORTS_SILENT);
+	assert_true(is_ok(run(g, "reports garbage")));
+	assert_int_equal(g->reports_mode, GADGET_REPORTS_GARBAGE);
+	assert_true(is_ok(run(g, "reports stall")));
+	assert_int_equal(g->reports_mode, GADGET_REPORTS_STALL);
+	assert_true(is_ok(run(g, "reports normal")));
+	assert_int_equal(g->reports_mode, GADGET_REPORTS_NORMAL);
+	assert_true(is_ok(run(g, "disarm-request hang")));
+	assert_int_equal(g->disarm_mode, GADGET_DISARM_HANG);
+	assert_true(is_ok(run(g, "disarm-request stall")));
+	assert_int_equal(g->disarm_mode, GADGET_DISARM_STALL);
+	assert_true(is_ok(run(g, "disarm-request ignore")));
+	assert_int_equal(g->disarm_mode, GADGET_DISARM_IGNORE);
+	assert_true(is_ok(run(g, "disarm-request normal")));
+	assert_int_equal(g->disarm_mode, GADGET_DISARM_NORMAL);
+
+	assert_true(is_error(run(g, "late -1 1")));
+	assert_true(is_error(run(g, "late 100")));
+	assert_true(is_error(run(g, "slow 100 x")));
+	assert_true(is_error(run(g, "deaf many")));
+	assert_true(is_error(run(g, "reports loud")));
+	assert_true(is_error(run(g, "disarm-request maybe")));
+	assert_int_equal(g->disarm_mode, GADGET_DISARM_NORMAL);
+	assert_non_null(strstr(run(g, "status"), " disarm_requests=0"));
+	assert_non_null(strstr(run(g, "status"), " commands_dropped=0"));
+}
+
 static void test_numbers_are_checked(void **state)
 {
 	struct gadget *g = *state;
@@ -358,6 +401,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_interlocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_faults_by_number_and_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_reply_reaches_the_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_front_end_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbers_are_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cable_and_power, setup, teardown),

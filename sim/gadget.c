@@ -163,11 +163,34 @@ static void handle_setup(struct gadget *g, const struct usb_ctrlrequest *s)
 		return;
 	}
 	if (vendor_intf && !dir_in && s->bRequest == SMPL_REQ_DISARM && length == 0) {
+		enum gadget_disarm_request mode;
+
 		lock(g);
-		smpl_model_disarm(g->model, gadget_now_ms());
-		g->disarms++;
-		gadget_note_state(g);
+		g->disarm_requests++;
+		mode = g->disarm_mode;
+		if (mode == GADGET_DISARM_NORMAL) {
+			smpl_model_disarm(g->model, gadget_now_ms());
+			g->disarms++;
+			gadget_note_state(g);
+		}
+		if (mode == GADGET_DISARM_HANG) {
+			/*
+			 * No status stage.  Reading ep0 would complete it
+			 * (FunctionFS), so ep0 is left alone until told
+			 * otherwise: a unit with a wedged ep0, whose later
+			 * requests wait too.
+			 */
+			logmsg(g, "DISARM request: left unanswered");
+			while (g->disarm_mode == GADGET_DISARM_HANG && !gadget_stopping())
+				wait_changed(g, TICK_MAX_MS);
+			mode = GADGET_DISARM_STALL;
+		}
 		unlock(g);
+		if (mode == GADGET_DISARM_STALL) {
+			logmsg(g, "DISARM request: stalled");
+			ep0_stall(g, dir_in);
+			return;
+		}
 		/* The status stage: a zero-length read acknowledges it. */
 		if (read(g->usb.ep0, &dummy, 0) < 0)
 			logmsg(g, "DISARM status stage: %s", strerror(errno));
@@ -241,6 +264,31 @@ static void *ep0_thread(void *arg)
 
 /* --- bulk OUT: commands -------------------------------------------------- */
 
+/* "deaf" and "slow": the command is dropped (true) or held back a while. */
+static bool hold_command(struct gadget *g)
+{
+	uint32_t slow_ms = 0;
+
+	if (g->deaf_count) {
+		g->deaf_count--;
+		g->commands_dropped++;
+		logmsg(g, "command dropped (deaf)");
+		return true;
+	}
+	if (g->slow_count) {
+		g->slow_count--;
+		slow_ms = g->slow_ms;
+	}
+	if (slow_ms) {
+		uint64_t until = gadget_now_ms() + slow_ms;
+
+		logmsg(g, "command held back %u ms (slow)", slow_ms);
+		while (gadget_now_ms() < until && !gadget_stopping())
+			wait_changed(g, until - gadget_now_ms());
+	}
+	return false;
+}
+
 static void *bulk_out_thread(void *arg)
 {
 	struct gadget *g = arg;
@@ -249,6 +297,7 @@ static void *bulk_out_thread(void *arg)
 	while (!gadget_stopping()) {
 		ssize_t n = read(g->usb.ep_out, cmd, sizeof(cmd));
 		struct gadget_reply *r;
+		uint64_t came_ms = gadget_now_ms();
 		int len;
 
 		if (n < 0) {
@@ -259,6 +308,10 @@ static void *bulk_out_thread(void *arg)
 			continue;
 		}
 		lock(g);
+		if (hold_command(g)) {
+			unlock(g);
+			continue;
+		}
 		while (g->queue_count == GADGET_QUEUE_LEN && !gadget_stopping())
 			wait_changed(g, TICK_MAX_MS);	/* the host reads no replies */
 		r = &g->queue[(g->queue_head + g->queue_count) % GADGET_QUEUE_LEN];
@@ -269,6 +322,11 @@ static void *bulk_out_thread(void *arg)
 		       len > 0 ? "reply" : len < 0 ? "stall" : "no answer", len);
 		if (len != 0) {
 			r->len = len;
+			r->send_at_ms = 0;
+			if (g->late_count) {
+				g->late_count--;
+				r->send_at_ms = came_ms + g->late_ms;
+			}
 			g->queue_count++;
 		}
 		gadget_note_state(g);
@@ -309,8 +367,15 @@ static void *bulk_in_thread(void *arg)
 
 	lock(g);
 	while (!gadget_stopping()) {
+		uint64_t now = gadget_now_ms();
+
 		if (g->queue_count == 0) {
 			wait_changed(g, TICK_MAX_MS);
+			continue;
+		}
+		if (g->queue[g->queue_head].send_at_ms > now) {
+			/* A late reply ("late"): it goes out when its time comes. */
+			wait_changed(g, g->queue[g->queue_head].send_at_ms - now);
 			continue;
 		}
 		r = g->queue[g->queue_head];
@@ -330,6 +395,15 @@ static void *bulk_in_thread(void *arg)
 
 /* --- interrupt IN: status and pulse reports ------------------------------ */
 
+/* Halt the interrupt endpoint ("reports stall"): reading an IN file halts it. */
+static void halt_int_in(struct gadget *g)
+{
+	uint8_t dummy;
+
+	if (read(g->usb.ep_int, &dummy, 1) < 0 && errno != EBADMSG)
+		logmsg(g, "halting interrupt IN: %s", strerror(errno));
+}
+
 static void *int_in_thread(void *arg)
 {
 	struct gadget *g = arg;
@@ -338,14 +412,27 @@ static void *int_in_thread(void *arg)
 	lock(g);
 	while (!gadget_stopping()) {
 		uint64_t now = gadget_now_ms();
+		enum gadget_reports mode = g->reports_mode;
 		uint64_t wait;
 		int n = 0;
 
+		if (mode == GADGET_REPORTS_STALL && g->enabled) {
+			g->reports_mode = GADGET_REPORTS_NORMAL;
+			unlock(g);
+			halt_int_in(g);
+			lock(g);
+			continue;
+		}
 		if (g->enabled && g->powered) {
 			smpl_model_advance(g->model, now);
 			n = smpl_model_next_report(g->model, now, buf, sizeof(buf));
+			/* Silent: the reports are lost, not kept for later. */
+			while (n > 0 && mode == GADGET_REPORTS_SILENT)
+				n = smpl_model_next_report(g->model, now, buf, sizeof(buf));
 		}
 		if (n > 0) {
+			if (mode == GADGET_REPORTS_GARBAGE)
+				buf[12] ^= 0xff;	/* the CRC */
 			gadget_note_state(g);
 			unlock(g);
 			if (write(g->usb.ep_int, buf, (size_t)n) < 0 && errno != EINTR &&
@@ -500,7 +587,8 @@ static void usage(FILE *f)
 		"Control commands (one line each, reply \"ok ...\" or \"error: ...\"):\n"
 		"  status | footswitch 1|0 | interlock NAME open|closed | drift PPM\n"
 		"  fault CODE | clear-fault | calibration valid|expired | rtc-skew S\n"
-		"  hostile MODE COUNT\n"
+		"  hostile MODE COUNT | late MS COUNT | slow MS COUNT | deaf COUNT\n"
+		"  reports normal|silent|garbage|stall | disarm-request normal|stall|hang\n"
 		"  power off|on | unplug | replug | quit\n");
 }
 
@@ -684,6 +772,7 @@ int main(int argc, char **argv)
 		.usb = { .name = "smplaser", .configfs = "/sys/kernel/config" },
 	};
 	static char ffs_dir[256];
+	static char usb_serial[sizeof(g.cfg.serial)];
 	pthread_condattr_t ca;
 	int ret;
 
@@ -699,7 +788,10 @@ int main(int argc, char **argv)
 	if (parse_options(&g, argc, argv, ffs_dir, sizeof(ffs_dir)))
 		return 2;
 	g.usb.ffs_dir = ffs_dir;
-	g.usb.serial = g.cfg.serial;
+	/* The USB string descriptor is UTF-8 in configfs: ASCII only there. */
+	for (size_t i = 0; i < sizeof(usb_serial) - 1 && g.cfg.serial[i]; i++)
+		usb_serial[i] = (unsigned char)g.cfg.serial[i] < 0x80 ? g.cfg.serial[i] : '_';
+	g.usb.serial = usb_serial;
 
 	pthread_mutex_init(&g.lock, NULL);
 	pthread_condattr_init(&ca);

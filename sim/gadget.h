@@ -24,7 +24,26 @@
 /* One reply for bulk IN: a frame, or len < 0 to halt the endpoint. */
 struct gadget_reply {
 	int len;
+	uint64_t send_at_ms;		/* not before (control "late") */
 	uint8_t buf[GADGET_REPLY_MAX];
+};
+
+/*
+ * A broken front end, below the model (control commands "reports" and
+ * "disarm-request"; tests/vm/README.md).
+ */
+enum gadget_reports {
+	GADGET_REPORTS_NORMAL,
+	GADGET_REPORTS_SILENT,		/* the interrupt endpoint sends nothing */
+	GADGET_REPORTS_GARBAGE,		/* every report with a bad CRC */
+	GADGET_REPORTS_STALL,		/* halt the interrupt endpoint once */
+};
+
+enum gadget_disarm_request {
+	GADGET_DISARM_NORMAL,		/* obeyed and acknowledged */
+	GADGET_DISARM_STALL,		/* stalled, not obeyed */
+	GADGET_DISARM_HANG,		/* never answered, not obeyed; ep0 wedged */
+	GADGET_DISARM_IGNORE,		/* acknowledged, not obeyed */
 };
 
 struct gadget_usb {
@@ -62,6 +81,17 @@ struct gadget {
 	unsigned int queue_gen;		/* +1 on every flush */
 	unsigned long commands, replies, stalls, reports, setups, disarms;
 	unsigned long disconnects;	/* times the host went away */
+
+	/* Front-end misbehaviour, from the control socket. */
+	uint32_t late_ms;		/* "late MS COUNT": replies sent late */
+	unsigned int late_count;
+	uint32_t slow_ms;		/* "slow MS COUNT": commands held back */
+	unsigned int slow_count;
+	unsigned int deaf_count;	/* "deaf COUNT": commands dropped */
+	enum gadget_reports reports_mode;
+	enum gadget_disarm_request disarm_mode;
+	unsigned long commands_dropped;	/* by "deaf" */
+	unsigned long disarm_requests;	/* SMPL_REQ_DISARM seen, obeyed or not */
 };
 
 /* Clocks */

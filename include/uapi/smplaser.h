@@ -24,6 +24,13 @@
  *   EPROTO     the unit's reply was malformed (length, CRC, sequence, op)
  *   EIO        other USB transport errors (stall, ...)
  *   EINTR      interrupted by a signal while waiting for the device lock
+ *   EBADF      SET_PARAMS, ARM, HEARTBEAT or ACK_FAULT on a file not
+ *              opened for writing (GET_INFO, GET_STATUS and DISARM work on
+ *              any opening: disarming is always allowed)
+ *
+ * A reply to an earlier command that came after that command had timed
+ * out is skipped (at most 4 in a row, by sequence number), so one late
+ * reply costs one ETIMEDOUT, not every later command.
  *
  * The unit's own refusals map to:
  *
@@ -41,33 +48,71 @@
  *                          against the unit's limits (ERANGE); on success
  *                          the struct holds the parameters the unit took
  * SMPLASER_IOC_ARM         arms the unit (ARMING, then READY after the
- *                          emission delay).  Refused by the driver, without
- *                          sending ARM, with EPERM while the last status
- *                          shows any interlock open, and with
- *                          ENOTRECOVERABLE while it shows a latched fault;
- *                          the last status is the latest status report, or
- *                          a GET_STATUS answer when no report came in the
- *                          last 50 ms.  Starts the heartbeat watchdog.  When
- *                          ARM fails with ETIMEDOUT, EPROTO or EIO the unit
- *                          may have obeyed: the driver disarms it and
- *                          queues a disarm record (reason UNEXPECTED).
- *                          EPERM too when the driver disarmed the unit
- *                          while the ARM was in flight (an interlock
- *                          opened): the unit is not left armed.
- * SMPLASER_IOC_DISARM      back to STANDBY
+ *                          emission delay).  Judged on the unit's status
+ *                          stream, never on a bulk GET_STATUS: the driver
+ *                          waits up to SMPLASER_STREAM_TIMEOUT_MS for a
+ *                          valid status report younger than 50 ms and
+ *                          refuses with EIO when none comes or the stream
+ *                          is failing (URB errors, malformed reports).  On
+ *                          that report it refuses, without sending ARM,
+ *                          with EPERM while any interlock is open and with
+ *                          ENOTRECOVERABLE while a fault is latched.
+ *                          Starts the heartbeat and status-stream
+ *                          watchdogs.  When ARM fails with ETIMEDOUT,
+ *                          EPROTO or EIO the unit may have obeyed: the
+ *                          driver disarms it and queues a disarm record
+ *                          (reason UNEXPECTED).  EPERM too when the driver
+ *                          disarmed the unit while the ARM was in flight
+ *                          (an interlock opened, a DISARM from another
+ *                          thread): the driver sends the disarm again, so
+ *                          the unit is not left armed whatever order the
+ *                          two reached it in.
+ * SMPLASER_IOC_DISARM      back to STANDBY.  The driver sends the unit's
+ *                          vendor disarm request first, before it waits
+ *                          for the device lock (a slow command may hold
+ *                          it), then the DISARM command, whose result it
+ *                          returns: EINTR from that wait means the disarm
+ *                          request was sent, the command was not.
  * SMPLASER_IOC_HEARTBEAT   proves the opener is alive; forwarded to the unit
  *                          (feeds its own watchdog).  While armed, the
  *                          driver disarms when no HEARTBEAT came for
  *                          heartbeat_ms (sysfs; module parameter, default
  *                          500; above 0 and below the unit's watchdog_ms).
+ *                          A HEARTBEAT that comes after heartbeat_ms has
+ *                          passed does not cancel that disarm: it disarms
+ *                          at once (reason HEARTBEAT).
  * SMPLASER_IOC_ACK_FAULT   acknowledges a latched fault
  *
  * The driver also disarms by itself, from the interrupt path, when a status
  * report shows an interlock open (emergency stop included) while the unit
  * is armed, or shows the unit armed (ARMING, READY, EMITTING) when the
  * driver has not armed it and no ARM is in progress (an ARM that failed
- * with ETIMEDOUT or EPROTO may still have reached the unit); and on unplug
- * or unbind.
+ * with ETIMEDOUT or EPROTO may still have reached the unit); while armed,
+ * when the status stream fails (URB errors: STATUS_LOST), goes silent (no
+ * valid report for SMPLASER_STREAM_TIMEOUT_MS: STATUS_SILENT) or garbled
+ * (SMPLASER_BAD_REPORTS_MAX malformed reports in a row: STATUS_GARBLED);
+ * and on unplug or unbind.  When the unit leaves the armed states by
+ * itself (idle timeout, a fault) the driver no longer counts it armed.
+ * Silence is counted in the driver's own running time: a check that runs
+ * late because the host stalled starts the count again, so the unit is
+ * given SMPLASER_STREAM_TIMEOUT_MS in which it could have been heard.
+ *
+ * How a disarm is sent: the vendor request SMPL_REQ_DISARM, from a URB
+ * submitted without sleeping, bounded to SMPLASER_DISARM_TIMEOUT_MS (a
+ * request that hangs is unlinked); a request that fails (stall, error,
+ * timeout) is tried again, up to SMPLASER_DISARM_TRIES in all, then the
+ * bulk DISARM command is sent.  When none of them took, the reader gets a
+ * SMPLASER_EV_DISARM_FAILED record: the unit may still be armed and does
+ * not obey the driver; treat it as a fault of the unit.  The driver keeps
+ * trying while the unit reports itself armed.
+ *
+ * Suspend, resume and reset: the driver has no suspend, resume, pre_reset
+ * or post_reset callbacks, on purpose.  The USB core unbinds it before a
+ * system sleep and before a device reset (usbfs USBDEVFS_RESET, error
+ * recovery), which is an unplug for the opener: the unit is disarmed,
+ * the reader gets SMPLASER_EV_DISCONNECT then ENODEV, and the unit comes
+ * back as a new /dev/smplaserN when the core binds the driver again.  The
+ * device is never runtime-suspended while the driver is bound.
  *
  * read()
  * ------
@@ -176,6 +221,7 @@ struct smplaser_params {
 #define SMPLASER_EV_OVERFLOW	5	/* events were lost: queue full */
 #define SMPLASER_EV_DISCONNECT	6	/* unit unplugged or driver unbound */
 #define SMPLASER_EV_DISARM	7	/* the driver disarmed the unit */
+#define SMPLASER_EV_DISARM_FAILED 8	/* a disarm did not take: unit fault */
 
 /* struct smplaser_ev_disarm.reason */
 #define SMPLASER_DISARM_REQUEST		1	/* SMPLASER_IOC_DISARM */
@@ -185,6 +231,17 @@ struct smplaser_params {
 #define SMPLASER_DISARM_STATUS_LOST	5	/* status reports failed while armed */
 /* The unit is armed but the driver did not arm it (an ARM that failed). */
 #define SMPLASER_DISARM_UNEXPECTED	6
+/* No valid status report for SMPLASER_STREAM_TIMEOUT_MS while armed. */
+#define SMPLASER_DISARM_STATUS_SILENT	7
+/* SMPLASER_BAD_REPORTS_MAX malformed reports in a row while armed. */
+#define SMPLASER_DISARM_STATUS_GARBLED	8
+
+/* The status stream's bounds (reports come every 8 ms). */
+#define SMPLASER_STREAM_TIMEOUT_MS	100
+#define SMPLASER_BAD_REPORTS_MAX	4
+/* Each vendor disarm request; tries before the bulk DISARM command. */
+#define SMPLASER_DISARM_TIMEOUT_MS	100
+#define SMPLASER_DISARM_TRIES		3
 
 struct smplaser_ev_status {
 	__u8  state;
@@ -230,6 +287,21 @@ struct smplaser_ev_disarm {
 	__u32 reserved[4];
 };
 
+/*
+ * SMPLASER_EV_DISARM_FAILED: every vendor disarm request and the bulk
+ * DISARM command failed.  Errors are negative errnos of the last attempt
+ * of each (e.g. -EPIPE: the unit stalled it, -ECONNRESET: it never
+ * completed, -ETIMEDOUT: no reply to the command).
+ */
+struct smplaser_ev_disarm_failed {
+	__s32 control_error;		/* the last vendor request's */
+	__s32 command_error;		/* the bulk DISARM command's */
+	__u16 interlocks;		/* open at that time */
+	__u8  state;			/* last reported state */
+	__u8  tries;			/* vendor requests sent */
+	__u32 reserved[3];
+};
+
 /* One record from read(), 40 bytes */
 struct smplaser_event {
 	__u64 time_ns;			/* CLOCK_MONOTONIC */
@@ -243,6 +315,7 @@ struct smplaser_event {
 		struct smplaser_ev_fault fault;
 		struct smplaser_ev_overflow overflow;
 		struct smplaser_ev_disarm disarm;
+		struct smplaser_ev_disarm_failed disarm_failed;
 		__u8 raw[24];
 	};
 };
@@ -251,5 +324,6 @@ struct smplaser_event {
 #define SMPLASER_STATUS_SIZE	40
 #define SMPLASER_PARAMS_SIZE	24
 #define SMPLASER_EVENT_SIZE	40
+#define SMPLASER_EV_PAYLOAD_SIZE 24	/* each member of the union */
 
 #endif /* _UAPI_SMPLASER_H */

@@ -237,6 +237,9 @@ static void test_info_payload(void **state)
 	strcpy(n.serial, "SMP 01");		/* a space */
 	assert_int_equal(decode_info(&n, &info), -EPROTO);
 	n = good_info();
+	n.serial[3] = (char)0xe9;		/* Latin-1: the kernel's isalnum() takes it */
+	assert_int_equal(decode_info(&n, &info), -EPROTO);
+	n = good_info();
 	n.serial[0] = '\0';			/* empty */
 	assert_int_equal(decode_info(&n, &info), -EPROTO);
 	n = good_info();

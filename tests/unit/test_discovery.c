@@ -342,6 +342,17 @@ static void test_event_hostile_and_special(void **state)
 	ev = record(999);
 	assert_int_equal(smpl_kmod_apply_event(&ev, &st, &p), SMPL_KMOD_IGNORE);
 	assert_memory_equal(&st, &before, sizeof(st));
+
+	/* A disarm that did not take is a fault of the unit. */
+	st.shot_count = 42;
+	ev = record(SMPLASER_EV_DISARM_FAILED);
+	ev.disarm_failed.control_error = -32;
+	ev.disarm_failed.command_error = -110;
+	ev.disarm_failed.state = SMPLASER_STATE_READY;
+	assert_int_equal(smpl_kmod_apply_event(&ev, &st, &p), SMPL_KMOD_STATUS);
+	assert_int_equal(st.state, SMPL_STATE_FAULT);
+	assert_int_equal(st.fault, SMPL_FAULT_INTERNAL);
+	assert_int_equal(st.shot_count, 42);
 }
 
 static void test_constructors(void **state)

@@ -5,7 +5,7 @@
  * command line, in order, on one open file; prints what it sees as
  * "key=value" lines and exits 1 at the first step that fails.
  *
- *   kmod-client [-d DEV] STEP...
+ *   kmod-client [-d DEV] [-r] STEP...      (-r: open O_RDONLY)
  *   kmod-client [-d DEV] open-fails ERRNO
  *   kmod-client -n gstatus | ctl "ARGS"   the gadget only, no device
  *
@@ -46,6 +46,9 @@
  *                            or poll=timeout
  *   raw-ioctl NUM            ioctl(fd, NUM, NULL)
  *   wait-gone MS             until the device node is gone (unplug)
+ *   usbreset                 USBDEVFS_RESET on the unit's usbfs node (the
+ *                            driver has no pre/post_reset: it is unbound
+ *                            and bound again); marks the time
  *
  * The gadget's control socket is $GADGET_SOCK (smplaser-gadget --ctl).
  */
@@ -59,6 +62,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/usbdevice_fs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +72,7 @@
 #include "codec.h"
 
 static const char *dev_path = "/dev/smplaser0";
+static int open_flags = O_RDWR;
 static int fd = -1;
 static int expect_errno;		/* 0: the step must succeed */
 #define EXPECT_ANY_ERROR	(-2)	/* "expect ANY" */
@@ -191,7 +196,7 @@ static const char *event_type_name(unsigned int type)
 		[SMPLASER_EV_STATUS] = "status", [SMPLASER_EV_INTERLOCK] = "interlock",
 		[SMPLASER_EV_PULSE] = "pulse", [SMPLASER_EV_FAULT] = "fault",
 		[SMPLASER_EV_OVERFLOW] = "overflow", [SMPLASER_EV_DISCONNECT] = "disconnect",
-		[SMPLASER_EV_DISARM] = "disarm",
+		[SMPLASER_EV_DISARM] = "disarm", [SMPLASER_EV_DISARM_FAILED] = "disarm-failed",
 	};
 
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
@@ -221,6 +226,12 @@ static void print_event(const struct smplaser_event *ev)
 		break;
 	case SMPLASER_EV_OVERFLOW:
 		printf(" lost=%" PRIu32, ev->overflow.lost);
+		break;
+	case SMPLASER_EV_DISARM_FAILED:
+		printf(" control_error=%" PRId32 " command_error=%" PRId32 " tries=%u"
+		       " interlocks=0x%02x state=%s", ev->disarm_failed.control_error,
+		       ev->disarm_failed.command_error, ev->disarm_failed.tries,
+		       ev->disarm_failed.interlocks, smpl_state_name(ev->disarm_failed.state));
 		break;
 	case SMPLASER_EV_DISARM:
 		printf(" reason=%" PRIu32 " interlocks=0x%02x state=%s", ev->disarm.reason,
@@ -567,9 +578,53 @@ static bool step_read_block(void)
 	return outcome("read", n < 0 ? -1 : 0, errno);
 }
 
+/*
+ * USBDEVFS_RESET on the unit's usbfs node, found from the char device's
+ * sysfs parent (the interface, then its device: busnum and devnum).
+ */
+static bool step_usbreset(void)
+{
+	char path[512], node[64];
+	unsigned int bus = 0, devnum = 0;
+	const char *name = strrchr(dev_path, '/');
+	FILE *f;
+	int u, ret;
+
+	snprintf(path, sizeof(path), "/sys/class/smplaser/%s/device/../busnum",
+		 name ? name + 1 : dev_path);
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%u", &bus) != 1) {
+		printf("FAIL usbreset: %s\n", path);
+		if (f)
+			fclose(f);
+		return false;
+	}
+	fclose(f);
+	snprintf(path + strlen(path) - strlen("busnum"), 16, "devnum");
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%u", &devnum) != 1) {
+		printf("FAIL usbreset: %s\n", path);
+		if (f)
+			fclose(f);
+		return false;
+	}
+	fclose(f);
+	snprintf(node, sizeof(node), "/dev/bus/usb/%03u/%03u", bus, devnum);
+	u = open(node, O_WRONLY | O_CLOEXEC);
+	if (u < 0) {
+		printf("FAIL usbreset: open %s: %s\n", node, strerror(errno));
+		return false;
+	}
+	mark_ns = now_ns();
+	ret = ioctl(u, USBDEVFS_RESET, 0);
+	printf("usbreset %s: %s\n", node, ret < 0 ? strerror(errno) : "ok");
+	close(u);
+	return true;
+}
+
 static bool open_device(void)
 {
-	fd = open(dev_path, O_RDWR | O_CLOEXEC);
+	fd = open(dev_path, open_flags | O_CLOEXEC);
 	return outcome("open", fd, errno);
 }
 
@@ -734,6 +789,8 @@ static int run_step(char **argv, int argc)
 	}
 	if (!strcmp(s, "read-block"))
 		return step_read_block() ? 1 : -1;
+	if (!strcmp(s, "usbreset"))
+		return step_usbreset() ? 1 : -1;
 #undef NEED
 	printf("FAIL unknown step %s\n", s);
 	return -1;
@@ -747,6 +804,10 @@ int main(int argc, char **argv)
 	if (argc > 2 && strcmp(argv[1], "-d") == 0) {
 		dev_path = argv[2];
 		i = 3;
+	}
+	if (i < argc && strcmp(argv[i], "-r") == 0) {
+		open_flags = O_RDONLY;
+		i++;
 	}
 	/* "-n": gadget steps only, no device. */
 	if (i < argc && strcmp(argv[i], "-n") == 0) {

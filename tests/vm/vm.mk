@@ -3,7 +3,10 @@
 
 VM_SMOKE := $(B)/tests/vm/usb-smoke
 PROGRAMS += $(VM_SMOKE)
-CHECK_SUITES += tests/vm/run
+# Debian's 6.1, 6.12 and 6.12-rt, side by side with the debug kernel (built
+# once, cached in /var/cache/smplaser); then the daemon's scripts alone:
+# tests/vm/run-all.
+CHECK_SUITES += tests/vm/run-all
 
 # Binaries tests/vm/run needs in the guest ("make vm-bins" builds them; other
 # fragments may append to VM_BINS).  Every executable at the top of build/
@@ -22,7 +25,20 @@ endif
 $(VM_SMOKE): $(B)/tests/vm/usb-smoke.o $(COMMON_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(VM_SMOKE_LIBUSB) $(COMMON_LDLIBS)
 
-.PHONY: vm-bins vm-check
+# The firmware model behind raw-gadget, with hostile descriptors (the debug
+# kernel's hostile-device tests, tests/vm/guest/5*-raw-*.sh).  It shares the
+# gadget's control commands (sim/gadget-ctl.c).  Static: see above.
+RAW_GADGET := $(B)/tests/vm/smplaser-rawgadget
+PROGRAMS += $(RAW_GADGET)
+VM_BINS += $(RAW_GADGET)
+RAW_GADGET_STATIC := $(if $(filter 1,$(SANITIZE)),,-static)
+
+$(RAW_GADGET): $(B)/tests/vm/raw-gadget.o $(B)/sim/gadget-ctl.o $(MODEL_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $(RAW_GADGET_STATIC) -o $@ $^ $(COMMON_LDLIBS) -pthread
+
+.PHONY: vm-bins vm-check debug-kernel
 vm-bins: $(VM_BINS)
 vm-check: vm-bins
-	@tests/run-suites $(TEST_LOGS) tests/vm/run
+	@tests/run-suites $(TEST_LOGS) tests/vm/run-all
+debug-kernel:
+	@tests/vm/kernel/build-debug

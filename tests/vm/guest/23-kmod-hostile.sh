@@ -34,8 +34,8 @@ check "the driver reported it as an unexpected armed state (disarm reason 6)" \
 
 gstat
 reports0=$G_reports
-kc events ctl "hostile flood 300" sleep 300 status events ctl "interlock key open" sleep 100 events \
-	ctl "interlock key closed"
+kc events ctl "hostile flood 300" sleep 300 status events ctl "interlock key open" \
+	events-until interlock 3000 ctl "interlock key closed"
 gstat
 check "a report flood ($((G_reports - reports0)) reports): GET_STATUS still answers" \
 	test "$(kc_field state)" = STANDBY
@@ -114,7 +114,7 @@ check "the unit answers through the new node, not armed" \
 intf=$(basename "$(readlink -f $KMOD_SYSFS/device)")
 drv=/sys/bus/usb/drivers/smplaser
 kc hb 100 arm wait-state READY 3000 write "$drv/unbind" "$intf" \
-	gadget-wait STANDBY 2000 100 unbind events-until disconnect 1000
+	gadget-wait STANDBY 2000 "$(lat_ms 100)" unbind events-until disconnect 1000
 rc=$?
 lat=$(sed -n 's/^latency unbind=\([0-9.]*\) ms/\1/p' /tmp/kc.out)
 check "unbind while READY: STANDBY ${lat:-?} ms later, and the reader gets disconnect" test $rc = 0
