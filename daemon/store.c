@@ -752,15 +752,22 @@ static int configure_connection(struct store *st)
 }
 
 /* Apply migration steps from..to-1, one transaction each. */
+/*
+ * Every step from @from to @to in one transaction: a database that a later
+ * step refuses is left exactly as it was, not half migrated (the steps
+ * before it committed, the file changed, and then refused).
+ */
 static int migrate(struct store *st, int from, int to)
 {
-	char sql[96];
-	int err;
+	char sql[96], why[STORE_MSG_MAX];
+	int v = from, err;
 
-	for (int v = from; v < to; v++) {
-		err = begin_write(st);
-		if (err)
-			return err;
+	if (from >= to)
+		return 0;
+	err = begin_write(st);
+	if (err)
+		return err;
+	for (; v < to && !err; v++) {
 		if (v == 0) {
 			snprintf(sql, sizeof(sql), "PRAGMA application_id = %d",
 				 STORE_APPLICATION_ID);
@@ -768,20 +775,19 @@ static int migrate(struct store *st, int from, int to)
 		}
 		if (!err)
 			err = exec_as(st, migrations[v], "schema");
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-		if (!err)
-			err = exec(st, sql);
-		if (!err)
-			err = commit(st);
-		if (err) {
-			char why[STORE_MSG_MAX];
-
-			memcpy(why, st->msg, sizeof(why));
-			return rollback(st, fail(st, err, "migration to schema version %d "
-						 "failed: %s", v + 1, why));
-		}
+		if (err)
+			break;
 	}
-	return 0;
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", to);
+	if (!err)
+		err = exec(st, sql);
+	if (!err)
+		err = commit(st);
+	if (!err)
+		return 0;
+	memcpy(why, st->msg, sizeof(why));
+	return rollback(st, fail(st, err, "migration to schema version %d failed: %s",
+				 v < to ? v + 1 : to, why));
 }
 
 static bool file_exists_with_suffix(const char *path, const char *suffix, off_t *size)
