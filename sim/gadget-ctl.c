@@ -324,6 +324,47 @@ static int cmd_deaf(struct gadget *g, char **argv, char *reply, size_t size)
 	return 0;
 }
 
+/* Wait until the host has read every queued report, at most @timeout_ms.
+ * Lock held; g->changed waits on CLOCK_MONOTONIC.  0 or -ETIMEDOUT. */
+static int wait_reports_read(struct gadget *g, uint64_t timeout_ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (bool late = false;; late = pthread_cond_timedwait(&g->changed, &g->lock,
+								 &until) == ETIMEDOUT) {
+		smpl_model_advance(g->model, gadget_now_ms());
+		if (!g->report_in_flight && smpl_model_reports_queued(g->model) == 0)
+			return 0;
+		if (late)
+			return -ETIMEDOUT;
+	}
+}
+
+/* "drain MS": wait until the host has read every queued report. */
+static int cmd_drain(struct gadget *g, char **argv, char *reply, size_t size)
+{
+	int64_t ms;
+	int r;
+
+	if (!parse_i64(argv[1], &ms) || ms < 0 || ms > 60000) {
+		snprintf(reply, size, "drain MS");
+		return -1;
+	}
+	pthread_mutex_lock(&g->lock);
+	r = wait_reports_read(g, (uint64_t)ms);
+	pthread_mutex_unlock(&g->lock);
+	if (r < 0)
+		snprintf(reply, size, "reports still queued after %" PRId64 " ms", ms);
+	return r < 0 ? -1 : 0;
+}
+
 static int cmd_reports(struct gadget *g, char **argv, char *reply, size_t size)
 {
 	static const char *const names[] = {
@@ -426,6 +467,7 @@ static const struct {
 	{ "slow", 2, cmd_slow },
 	{ "deaf", 1, cmd_deaf },
 	{ "reports", 1, cmd_reports },
+	{ "drain", 1, cmd_drain },
 	{ "disarm-request", 1, cmd_disarm_request },
 	{ "power", 1, cmd_power },
 	{ "unplug", 0, cmd_unplug },
@@ -470,7 +512,7 @@ void gadget_ctl_run_line(struct gadget *g, char *line, char *out, size_t size)
 	}
 	snprintf(out, size, "error: unknown command \"%s\" (status, footswitch, interlock, "
 		 "drift, fault, clear-fault, calibration, rtc-skew, hostile, late, slow, deaf, reports, "
-		 "disarm-request, power, unplug, replug, quit)",
+		 "drain, disarm-request, power, unplug, replug, quit)",
 		 argv[0]);
 }
 

@@ -295,6 +295,29 @@ static void test_front_end_modes(void **state)
 	assert_non_null(strstr(run(g, "status"), " commands_dropped=0"));
 }
 
+/* "drain MS" waits for the host to read every queued report, and says so
+ * when it does not in time. */
+static void test_drain_waits_for_the_host(void **state)
+{
+	struct gadget *g = *state;
+	uint8_t buf[SMPL_MAX_REPORT];
+
+	while (smpl_model_next_report(g->model, gadget_now_ms(), buf, sizeof(buf)) > 0)
+		;
+	assert_true(is_ok(run(g, "drain 0")));
+	assert_true(is_ok(run(g, "interlock handpiece open")));
+	assert_true(is_error(run(g, "drain 30")));
+	while (smpl_model_next_report(g->model, gadget_now_ms(), buf, sizeof(buf)) > 0)
+		;
+	assert_true(is_ok(run(g, "drain 30")));
+	g->report_in_flight = true;
+	assert_true(is_error(run(g, "drain 30")));
+	g->report_in_flight = false;
+	assert_true(is_error(run(g, "drain -1")));
+	assert_true(is_error(run(g, "drain soon")));
+	assert_true(is_ok(run(g, "interlock handpiece closed")));
+}
+
 static void test_numbers_are_checked(void **state)
 {
 	struct gadget *g = *state;
@@ -402,6 +425,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_faults_by_number_and_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_reply_reaches_the_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_front_end_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_waits_for_the_host, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbers_are_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cable_and_power, setup, teardown),

@@ -434,12 +434,15 @@ static void *int_in_thread(void *arg)
 			if (mode == GADGET_REPORTS_GARBAGE)
 				buf[12] ^= 0xff;	/* the CRC */
 			gadget_note_state(g);
+			g->report_in_flight = true;
 			unlock(g);
 			if (write(g->usb.ep_int, buf, (size_t)n) < 0 && errno != EINTR &&
 			    errno != ESHUTDOWN)
 				logmsg(g, "interrupt IN write: %s", strerror(errno));
 			lock(g);
+			g->report_in_flight = false;
 			g->reports++;
+			pthread_cond_broadcast(&g->changed);
 			continue;
 		}
 		wait = smpl_model_next_deadline(g->model, now);
@@ -588,7 +591,7 @@ static void usage(FILE *f)
 		"  status | footswitch 1|0 | interlock NAME open|closed | drift PPM\n"
 		"  fault CODE | clear-fault | calibration valid|expired | rtc-skew S\n"
 		"  hostile MODE COUNT | late MS COUNT | slow MS COUNT | deaf COUNT\n"
-		"  reports normal|silent|garbage|stall | disarm-request normal|stall|hang\n"
+		"  reports normal|silent|garbage|stall | drain MS | disarm-request normal|stall|hang\n"
 		"  power off|on | unplug | replug | quit\n");
 }
 

@@ -81,6 +81,7 @@ struct gadget {
 	unsigned int queue_gen;		/* +1 on every flush */
 	unsigned long commands, replies, stalls, reports, setups, disarms;
 	unsigned long disconnects;	/* times the host went away */
+	bool report_in_flight;		/* an interrupt IN write() the host has not read */
 
 	/* Front-end misbehaviour, from the control socket. */
 	uint32_t late_ms;		/* "late MS COUNT": replies sent late */

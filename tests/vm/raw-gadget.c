@@ -864,12 +864,15 @@ static void *int_in_thread(void *arg)
 			if (mode == GADGET_REPORTS_GARBAGE)
 				buf[12] ^= 0xff;
 			gadget_note_state(&g);
+			g.report_in_flight = true;
 			unlock();
 			if (ep_io(USB_RAW_IOCTL_EP_WRITE, ep_handle_int, buf, (size_t)n) < 0 &&
 			    errno != EINTR)
 				usleep(IO_RETRY_MS * 1000);
 			lock();
+			g.report_in_flight = false;
 			g.reports++;
+			pthread_cond_broadcast(&g.changed);
 			continue;
 		}
 		wait = smpl_model_next_deadline(g.model, now);

@@ -44,13 +44,21 @@ check "after the flood the status stream still follows the unit" \
 	grep -q 'type=interlock interlocks=0x01' /tmp/kc.out
 
 # --- a full event queue ---------------------------------------------------------
+# Each change waits until the driver has read its report ("drain"): a host
+# slower than the control socket would otherwise leave them in the unit's own
+# 64-report queue, which drops the oldest, and the driver would see fewer.
+gstat
+dropped0=$G_reports_dropped
 set -- events
 i=0
 while [ $i -lt 40 ]; do
-	set -- "$@" ctl "interlock handpiece open" ctl "interlock handpiece closed"
+	set -- "$@" ctl "interlock handpiece open" ctl "drain 5000" \
+		ctl "interlock handpiece closed" ctl "drain 5000"
 	i=$((i + 1))
 done
 kc "$@" sleep 100 events
+gstat
+check "the unit sent all 80 reports: it dropped none" test "$G_reports_dropped" = "$dropped0"
 check "80 unread events overflow the queue: an overflow record" grep -q 'type=overflow lost=' /tmp/kc.out
 check "64 records come before it, in order" \
 	test "$(sed -n '/ctl\|type=interlock\|type=overflow/p' /tmp/kc.out | sed -n '/type=overflow/q;/type=interlock/p' | wc -l)" = 64
