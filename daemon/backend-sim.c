@@ -699,6 +699,19 @@ static int ctl_replug(struct smpl_backend *b)
 	return r;
 }
 
+static int ctl_true_state(struct smpl_backend *b, uint8_t *state, uint32_t *shot_count)
+{
+	struct sim *s = sim_of(b);
+	struct smpl_model_view v;
+
+	pthread_mutex_lock(&s->lock);
+	smpl_model_view(s->model, now_ms(b), &v);
+	pthread_mutex_unlock(&s->lock);
+	*state = v.state;
+	*shot_count = v.shot_count;
+	return 0;
+}
+
 static const struct smpl_sim_control sim_control = {
 	.set_footswitch = ctl_footswitch,
 	.set_interlock = ctl_interlock,
@@ -713,6 +726,7 @@ static const struct smpl_sim_control sim_control = {
 	.drop_next_reply = ctl_drop_next_reply,
 	.unplug = ctl_unplug,
 	.replug = ctl_replug,
+	.true_state = ctl_true_state,
 };
 
 int smpl_backend_sim_new(sd_event *event, const struct smpl_sim_options *opt,

@@ -82,6 +82,8 @@ struct smpl_sim_control {	/* set_hostile: enum smpl_hostile (sim/model.h) */
 	int (*drop_next_reply)(struct smpl_backend *b, uint8_t op);
 	int (*unplug)(struct smpl_backend *b);
 	int (*replug)(struct smpl_backend *b);
+	/* What the unit itself is now, not what it last reported (tests judge by it). */
+	int (*true_state)(struct smpl_backend *b, uint8_t *state, uint32_t *shot_count);
 };
 
 struct smpl_backend {

@@ -1203,11 +1203,19 @@ static void check_unit(struct harness *h, struct smpl_unit *u)
 	int64_t open_id = 0;
 	int n_open = 0;
 
-	if (u->connected && u->status_known && emitting_state(u->status.state)) {
+	if (u->connected && u->status_known && emitting_state(u->status.state) &&
+	    !u->treatment_id) {
+		/* Disarmed since its last report (a decision the heartbeat took, and
+		 * the treatment closed with it): the unit itself must be disarmed. */
+		uint8_t state = 0;
+		uint32_t shots;
+
+		MUST(u->backend->sim->true_state(u->backend, &state, &shots) == 0 &&
+		     !emitting_state(state), "%s is %s with no open treatment", label,
+		     smpl_state_name(state));
+	} else if (u->connected && u->status_known && emitting_state(u->status.state)) {
 		const struct smpl_session *s = u->session;
 
-		MUST(u->treatment_id != 0, "%s is %s with no open treatment", label,
-		     smpl_unit_state_name(u));
 		MUST(s && s->patch[0], "%s is %s without a session and a patch", label,
 		     smpl_unit_state_name(u));
 		MUST(s->eyewear_confirmed, "%s is %s, eyewear not confirmed", label,
