@@ -119,6 +119,7 @@ static enum smpl_action_kind no_action(struct smpl_action *a)
 	if (a) {
 		a->kind = SMPL_ACT_NONE;
 		a->reason = SMPL_REASON_NONE;
+		a->fault_code = SMPL_FAULT_NONE;
 		a->message[0] = '\0';
 	}
 	return SMPL_ACT_NONE;
@@ -146,6 +147,7 @@ act(struct smpl_safety *s, struct smpl_action *a, enum smpl_action_kind kind,
 	if (a) {
 		a->kind = kind;
 		a->reason = r;
+		a->fault_code = r == SMPL_REASON_UNIT_FAULT ? s->unit_fault : SMPL_FAULT_NONE;
 		fmt(a->message, sizeof(a->message), "%s", msg);
 	}
 	return kind;

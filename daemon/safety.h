@@ -117,6 +117,12 @@ enum smpl_action_kind {
 struct smpl_action {
 	enum smpl_action_kind kind;
 	enum smpl_reason reason;
+	/*
+	 * UNIT_FAULT: the unit's fault this action is about (enum smpl_fault),
+	 * also when an earlier fault is still latched (its code stays in the
+	 * latch); SMPL_FAULT_NONE otherwise.
+	 */
+	uint8_t fault_code;
 	char message[SMPL_SAFETY_MSG_MAX];
 };
 

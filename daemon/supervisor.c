@@ -120,6 +120,15 @@ void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 		end_counter_read(u, &unread, c);
 }
 
+/* The fault an action is about: the unit's own (named), or the daemon's reason. */
+static const char *action_fault_name(const struct smpl_action *a)
+{
+	if (a->reason == SMPL_REASON_UNIT_FAULT && a->fault_code != SMPL_FAULT_NONE &&
+	    a->fault_code <= SMPL_FAULT__MAX)
+		return smpl_fault_slug(a->fault_code);
+	return smpl_reason_name(a->reason);
+}
+
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
 {
 	smpl_unit_apply_by(u, a, NULL);
@@ -142,7 +151,7 @@ void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const 
 		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
 		 a->message);
 	if (a->kind == SMPL_ACT_FAULT && u->published && d->observer && d->observer->unit_fault)
-		d->observer->unit_fault(u, smpl_unit_fault_name(u), a->message);
+		d->observer->unit_fault(u, action_fault_name(a), a->message);
 	smpl_unit_changed(u);
 }
 
