@@ -305,6 +305,18 @@ static int flush_ends(struct store *st, struct flush_job *f)
 		struct pending_end *e = f->ends;
 		int r = store_treatment_end(st, e->id, &e->f);
 
+		if (r == -ERANGE) {
+			/*
+			 * Its end counter is below its arming: the unit's counter went
+			 * back, never believed (S3).  It ends unknown (counted emitted,
+			 * with its recorded pulses); the store keeps working.
+			 */
+			smpl_log(LOG_ERR, NULL, NULL, "counter-went-back", "%s: ended unknown",
+				 store_errmsg(st));
+			e->f.outcome = STORE_OUTCOME_UNKNOWN;
+			e->f.shot_at_end_known = false;
+			r = store_treatment_end(st, e->id, &e->f);
+		}
 		if (r < 0 && r != -EALREADY && r != -ENOENT)
 			return r;
 		f->ends = e->next;
@@ -528,11 +540,13 @@ static int settle_unit(struct store *st, struct write_job *w)
 		if (list[i].id == w->id)
 			continue;	/* the unit's own open treatment */
 		r = store_reconcile_treatment(st, list[i].id, w->counter, w->when_ms);
-		if (r == 0 || r == -EALREADY) {
+		if (r == 0 || r == -EALREADY || (r == -ESTALE && list[i].outcome != STORE_OUTCOME_OPEN)) {
 			w->result.settled++;
 			continue;
 		}
-		if (r == -ERANGE) {
+		if (r == -ESTALE) {
+			/* armed on an earlier counter: never settled from this one */
+		} else if (r == -ERANGE) {
 			w->result.counter_back = true;
 			snprintf(w->result.counter_msg, sizeof(w->result.counter_msg), "%s",
 				 store_errmsg(st));

@@ -447,6 +447,12 @@ static enum smpl_action_kind check_limits(struct smpl_safety *s,
 	return no_action(a);
 }
 
+void smpl_safety_counter_reset(struct smpl_safety *s, uint32_t counter)
+{
+	s->shot_known = true;
+	s->last_shot = counter;
+}
+
 /* ---- unit events (S4, S5) ------------------------------------------------------ */
 
 void smpl_safety_connected(struct smpl_safety *s, uint64_t now_ms)

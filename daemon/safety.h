@@ -254,6 +254,13 @@ enum smpl_action_kind smpl_safety_tick(struct smpl_safety *s, uint64_t now_ms,
 /* Monotonic time of the next timeout tick() must see, or UINT64_MAX. */
 uint64_t smpl_safety_next_deadline(const struct smpl_safety *s);
 
+/*
+ * An authorized user accepted the unit's counter below what was seen before
+ * (a counter reset): counting goes on from @counter, so the pulses of the
+ * new counter count toward the limits again.
+ */
+void smpl_safety_counter_reset(struct smpl_safety *s, uint32_t counter);
+
 /* ---- clocks (S8) -------------------------------------------------------- */
 
 /* The unit's RTC read (GET_RTC, or a status report) at @now_ms. */

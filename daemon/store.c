@@ -185,10 +185,69 @@ static const char schema_v3[] =
 	"CREATE TRIGGER counter_resets_fixed BEFORE UPDATE ON counter_resets"
 	"  BEGIN SELECT RAISE(ABORT, 'records are never changed'); END;";
 
+/*
+ * Schema versions 4, 5 and 6 are other branches' (issue 12's indexes, issue
+ * 15's hash chain, issue 16's clinical record); they take these places when
+ * merged.  Step 7 needs only schema 3.
+ */
+static const char schema_v4_placeholder[] = "";
+static const char schema_v5_placeholder[] = "";
+static const char schema_v6_placeholder[] = "";
+
+/*
+ * v7 (DESIGN S3; holes 101 and 103 of tests/attack): the unit's counter
+ * epochs.  Each counter reset an authorized user accepts (counter_resets)
+ * starts a new epoch of the unit's counter: its shot numbers may repeat
+ * those of earlier epochs, and a counter of one epoch never settles a
+ * treatment armed in another.
+ * - treatments.counter_epoch: the epoch the treatment was armed in (the
+ *   number of resets of its unit accepted before); set at arming, never
+ *   changed.  Treatments of a database that had resets already get theirs
+ *   from the times of those resets.
+ * - pulses are unique per (treatment, shot), no longer per (unit, shot): a
+ *   shot number fired again keeps its row (its measured energy) in its own
+ *   treatment.  The table is rebuilt for that (SQLite cannot drop a
+ *   constraint): every row is copied with its id, then the old table goes.
+ */
+static const char schema_counter_epochs[] =
+	"ALTER TABLE treatments ADD COLUMN counter_epoch INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (counter_epoch >= 0);"
+	"UPDATE treatments SET counter_epoch = (SELECT count(*) FROM counter_resets AS r"
+	"  WHERE r.unit_serial = treatments.unit_serial AND r.time_ms <= treatments.armed_ms)"
+	" WHERE EXISTS (SELECT 1 FROM counter_resets AS r"
+	"  WHERE r.unit_serial = treatments.unit_serial);"
+	"CREATE TRIGGER treatments_counter_epoch BEFORE UPDATE OF counter_epoch ON treatments"
+	"  BEGIN SELECT RAISE(ABORT, 'the counter epoch of a treatment is never changed'); END;"
+	"CREATE TABLE pulses_by_treatment_shot ("
+	"  id INTEGER PRIMARY KEY,"
+	"  treatment_id INTEGER NOT NULL REFERENCES treatments(id),"
+	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
+	"  host_ms INTEGER NOT NULL,"
+	"  shot INTEGER NOT NULL,"
+	"  measured_uj INTEGER NOT NULL,"
+	"  set_uj INTEGER NOT NULL,"
+	"  UNIQUE (treatment_id, shot)"
+	") STRICT;"
+	"INSERT INTO pulses_by_treatment_shot (id, treatment_id, unit_serial, host_ms, shot,"
+	"  measured_uj, set_uj)"
+	" SELECT id, treatment_id, unit_serial, host_ms, shot, measured_uj, set_uj FROM pulses"
+	" ORDER BY id;"
+	"DROP TABLE pulses;"
+	"ALTER TABLE pulses_by_treatment_shot RENAME TO pulses;"
+	"CREATE INDEX pulses_by_unit ON pulses(unit_serial, shot);"
+	"CREATE TRIGGER pulses_keep BEFORE DELETE ON pulses"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER pulses_fixed BEFORE UPDATE ON pulses"
+	"  BEGIN SELECT RAISE(ABORT, 'pulse records are never changed'); END;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
 	schema_v3,
+	schema_v4_placeholder,
+	schema_v5_placeholder,
+	schema_v6_placeholder,
+	schema_counter_epochs,
 };
 
 /*
@@ -204,6 +263,10 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	" WHEN outcome IN ('completed', 'interrupted', 'fault')" \
 	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
 	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
+
+/* The current counter epoch of the unit named by the SQL expression @u (v7). */
+#define UNIT_EPOCH(u) \
+	"(SELECT count(*) FROM counter_resets WHERE counter_resets.unit_serial = " u ")"
 
 /* ---- the store --------------------------------------------------------- */
 
@@ -221,6 +284,7 @@ struct store {
 	sqlite3_stmt *insert_pulse;
 	sqlite3_stmt *add_to_summary;
 	sqlite3_stmt *treatment_exists;
+	sqlite3_stmt *find_reused_shot;
 };
 
 static const char *const outcome_names[] = {
@@ -661,7 +725,7 @@ static int prepare_hot_statements(struct store *st)
 		      "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot,"
 		      "  measured_uj, set_uj)"
 		      " SELECT id, unit_serial, ?2, ?3, ?4, ?5 FROM treatments WHERE id = ?1"
-		      " ON CONFLICT (unit_serial, shot) DO NOTHING");
+		      " ON CONFLICT (treatment_id, shot) DO NOTHING");
 	if (!err)
 		err = prepare(st, &st->add_to_summary,
 			      "UPDATE treatments SET pulses_recorded = pulses_recorded + ?2,"
@@ -672,6 +736,13 @@ static int prepare_hot_statements(struct store *st)
 			      " WHERE id = ?1");
 	if (!err)
 		err = prepare(st, &st->treatment_exists, "SELECT 1 FROM treatments WHERE id = ?1");
+	if (!err)	/* another treatment of the same counter epoch with this shot */
+		err = prepare(st, &st->find_reused_shot,
+			      "SELECT p.treatment_id, me.unit_serial FROM treatments AS me"
+			      " JOIN pulses AS p ON p.unit_serial = me.unit_serial AND p.shot = ?2"
+			      " JOIN treatments AS t ON t.id = p.treatment_id"
+			      " WHERE me.id = ?1 AND p.treatment_id <> ?1"
+			      "  AND t.counter_epoch = me.counter_epoch LIMIT 1");
 	return err;
 }
 
@@ -712,6 +783,7 @@ static void free_store(struct store *st, bool refused)
 	sqlite3_finalize(st->insert_pulse);
 	sqlite3_finalize(st->add_to_summary);
 	sqlite3_finalize(st->treatment_exists);
+	sqlite3_finalize(st->find_reused_shot);
 	if (st->db) {
 		sqlite3_close(st->db);
 		if (refused && st->path)
@@ -1145,48 +1217,38 @@ struct pulse_summary {
 static int insert_audit(struct store *st, const struct store_audit *a);
 
 /*
- * The pulse's (unit, shot) is already recorded.  For the same treatment it is
- * a repeated report: *counts false.  For another treatment the unit reused a
- * shot number (counter reset, broken or hostile unit): the pulse is real, so
- * it is kept in the audit trail and counts in its treatment's summary.
+ * Another treatment of the unit in the same counter epoch holds this shot
+ * number: the unit fired it again without a reset anyone accepted (its
+ * counter went back under an armed treatment, a broken or hostile unit).
+ * The pulse is real and keeps its row; the audit trail says so.
  */
-static int record_shot_clash(struct store *st, const struct store_pulse *p, bool *counts)
+static int audit_reused_shot(struct store *st, const struct store_pulse *p)
 {
-	sqlite3_stmt *stmt;
+	sqlite3_stmt *stmt = st->find_reused_shot;
 	char detail[200];
-	int64_t other;
-	int rc, err;
+	int rc, err = 0;
 
-	err = prepare(st, &stmt, "SELECT pulses.treatment_id, pulses.unit_serial FROM pulses"
-		      " JOIN treatments ON treatments.unit_serial = pulses.unit_serial"
-		      " WHERE treatments.id = ?1 AND pulses.shot = ?2");
-	if (err)
-		return err;
+	sqlite3_reset(stmt);
 	sqlite3_bind_int64(stmt, 1, p->treatment_id);
 	sqlite3_bind_int64(stmt, 2, p->shot);
 	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_ROW) {
-		err = sql_fail(st, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, "look up a shot clash");
-		goto out;
+	if (rc == SQLITE_ROW) {
+		snprintf(detail, sizeof(detail), "treatment %lld: shot %u (%u uJ measured, %u set, "
+			 "at %lld ms) is already recorded for treatment %lld",
+			 (long long)p->treatment_id, p->shot, p->measured_uj, p->set_uj,
+			 (long long)p->host_ms, (long long)sqlite3_column_int64(stmt, 0));
+		err = insert_audit(st, &(struct store_audit){
+			.time_ms = p->host_ms, .kind = STORE_AUDIT_FAULT,
+			.unit_serial = column_text(stmt, 1), .reason = "shot-number-reused",
+			.detail = detail });
+	} else if (rc != SQLITE_DONE) {
+		err = sql_fail(st, rc, "look for a reused shot number");
 	}
-	other = sqlite3_column_int64(stmt, 0);
-	*counts = other != p->treatment_id;
-	if (!*counts)
-		goto out;
-	snprintf(detail, sizeof(detail), "treatment %lld: shot %u (%u uJ measured, %u set, "
-		 "at %lld ms) is already recorded for treatment %lld",
-		 (long long)p->treatment_id, p->shot, p->measured_uj, p->set_uj,
-		 (long long)p->host_ms, (long long)other);
-	err = insert_audit(st, &(struct store_audit){
-		.time_ms = p->host_ms, .kind = STORE_AUDIT_FAULT,
-		.unit_serial = column_text(stmt, 1), .reason = "shot-number-reused",
-		.detail = detail });
-out:
-	sqlite3_finalize(stmt);
+	sqlite3_reset(stmt);
 	return err;
 }
 
-/* Insert one pulse; *counts false if it was a repeated report. */
+/* Insert one pulse; *counts false if it was a repeated report (same treatment, same shot). */
 static int insert_pulse(struct store *st, const struct store_pulse *p, bool *counts)
 {
 	sqlite3_stmt *ins = st->insert_pulse;
@@ -1202,8 +1264,8 @@ static int insert_pulse(struct store *st, const struct store_pulse *p, bool *cou
 	sqlite3_reset(ins);
 	if (err)
 		return err;
-	*counts = true;
-	return sqlite3_changes(st->db) == 1 ? 0 : record_shot_clash(st, p, counts);
+	*counts = sqlite3_changes(st->db) == 1;
+	return *counts ? audit_reused_shot(st, p) : 0;
 }
 
 /* Fold a pulse into the summary of its treatment (sums has room for it). */
@@ -1481,9 +1543,9 @@ static int insert_treatment(struct store *st, const struct store_treatment_start
 		      "INSERT INTO treatments (session_id, patient, patch, unit_serial,"
 		      "  unit_firmware, operator_uid, operator_name, wavelength_nm,"
 		      "  fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj,"
-		      "  armed_ms, armed_rtc_s, shot_at_arm)"
+		      "  armed_ms, armed_rtc_s, shot_at_arm, counter_epoch)"
 		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-		      "  ?15, ?16)");
+		      "  ?15, ?16, " UNIT_EPOCH("?4") ")");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, t->session_id);
@@ -1585,8 +1647,10 @@ static int refuse_unless_eligible(struct store *st, const struct store_treatment
 }
 
 /*
- * The highest shot number the records hold for a unit: its recorded pulses
- * and its newest treatment's counters.  0 and *found false if none.
+ * The highest shot number the records hold for a unit in its current counter
+ * epoch: its recorded pulses and its newest treatment's counters of that
+ * epoch, and the counter an authorized user accepted when the epoch began.
+ * 0 and *found false if none.
  */
 static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, bool *found)
 {
@@ -1594,10 +1658,14 @@ static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, b
 	int rc, err;
 
 	err = prepare(st, &stmt,
-		      "SELECT max(m) FROM ("
-		      " SELECT max(shot) AS m FROM pulses WHERE unit_serial = ?1"
-		      " UNION ALL SELECT max(shot_at_arm, coalesce(shot_at_end, 0)) FROM"
-		      "  (SELECT shot_at_arm, shot_at_end FROM treatments WHERE unit_serial = ?1"
+		      "SELECT max(m) FROM (SELECT (SELECT p.shot FROM pulses AS p"
+		      "   JOIN treatments AS t ON t.id = p.treatment_id"
+		      "   WHERE p.unit_serial = ?1 AND t.counter_epoch = " UNIT_EPOCH("?1")
+		      "   ORDER BY p.shot DESC LIMIT 1) AS m"
+		      " UNION ALL SELECT (SELECT max(shot_at_arm, coalesce(shot_at_end, 0))"
+		      "   FROM treatments WHERE unit_serial = ?1"
+		      "   AND counter_epoch = " UNIT_EPOCH("?1") " ORDER BY id DESC LIMIT 1)"
+		      " UNION ALL SELECT (SELECT counter FROM counter_resets WHERE unit_serial = ?1"
 		      "   ORDER BY id DESC LIMIT 1))");
 	if (err)
 		return err;
@@ -1613,37 +1681,14 @@ static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, b
 	return err;
 }
 
-/* Has an authorized user accepted this unit's counter below @high_water? */
-static int counter_reset_accepted(struct store *st, const char *unit, uint32_t high_water,
-				  bool *accepted)
-{
-	sqlite3_stmt *stmt;
-	int rc, err;
-
-	err = prepare(st, &stmt, "SELECT 1 FROM counter_resets WHERE unit_serial = ?1"
-		      " AND high_water >= ?2 LIMIT 1");
-	if (err)
-		return err;
-	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(stmt, 2, high_water);
-	rc = sqlite3_step(stmt);
-	*accepted = rc == SQLITE_ROW;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		err = sql_fail(st, rc, "read counter resets");
-	sqlite3_finalize(stmt);
-	return err;
-}
-
 /* -ERANGE when @counter is below what the records hold for @unit (S3). */
 static int refuse_if_counter_went_back(struct store *st, const char *unit, uint32_t counter)
 {
 	uint32_t high = 0;
-	bool found = false, accepted = false;
+	bool found = false;
 	int err = unit_high_water(st, unit, &high, &found);
 
-	if (!err && found && counter < high)
-		err = counter_reset_accepted(st, unit, high, &accepted);
-	if (err || !found || counter >= high || accepted)
+	if (err || !found || counter >= high)
 		return err;
 	return fail(st, -ERANGE, "counter-went-back: unit %s reports shot counter %u, below "
 		    "shot %u in the records; not believed", unit, counter, high);
@@ -1654,6 +1699,35 @@ int store_counter_check(struct store *st, const char *unit_serial, uint32_t coun
 	if (!valid_name(unit_serial))
 		return fail(st, -EINVAL, "a counter check needs a unit");
 	return refuse_if_counter_went_back(st, unit_serial, counter);
+}
+
+/*
+ * Inside the reset's transaction: a treatment of the unit still open was
+ * armed on the counter now left behind, which can never settle it: it ends
+ * unknown (counted emitted from its arming, with its recorded pulses).
+ */
+static int end_earlier_epoch(struct store *st, const char *unit, int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	char detail[160];
+	int n, err;
+
+	err = prepare(st, &stmt, "UPDATE treatments SET outcome = 'unknown', end_ms = ?2"
+		      " WHERE unit_serial = ?1 AND outcome = 'open'");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 2, now_ms);
+	err = step_done(st, stmt, "end the treatments of the earlier counter");
+	sqlite3_finalize(stmt);
+	n = err ? 0 : sqlite3_changes(st->db);
+	if (n == 0)
+		return err;
+	snprintf(detail, sizeof(detail), "%d treatment(s) left open on the counter before the "
+		 "reset: ended unknown (counted emitted), never settled from the new counter", n);
+	return insert_audit(st, &(struct store_audit){
+		.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
+		.reason = "counter-reset", .detail = detail });
 }
 
 int store_counter_reset(struct store *st, const char *unit_serial, uint32_t counter,
@@ -1687,6 +1761,8 @@ int store_counter_reset(struct store *st, const char *unit_serial, uint32_t coun
 		sqlite3_finalize(stmt);
 	}
 	if (!err)
+		err = end_earlier_epoch(st, unit_serial, now_ms);
+	if (!err)
 		err = commit(st);
 	return err ? rollback(st, err) : 0;
 }
@@ -1708,7 +1784,8 @@ static int settle_earlier(struct store *st, const char *unit, uint32_t shot_at_a
 	int rc, err;
 
 	err = prepare(st, &stmt, "SELECT id FROM treatments WHERE unit_serial = ?1 AND"
-		      " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL) ORDER BY id LIMIT 16");
+		      " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
+		      " AND counter_epoch = " UNIT_EPOCH("?1") " ORDER BY id LIMIT 16");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
@@ -1719,7 +1796,7 @@ static int settle_earlier(struct store *st, const char *unit, uint32_t shot_at_a
 		return sql_fail(st, rc, "look for treatments to settle");
 	for (size_t i = 0; i < n && !err; i++) {
 		err = settle_one(st, ids[i], shot_at_arm, now_ms, "the counter at the next arming");
-		if (err == -ERANGE || err == -EALREADY)
+		if (err == -ERANGE || err == -EALREADY || err == -ESTALE)
 			err = 0;	/* left as it is: unknown counts as emitted */
 	}
 	return err;
@@ -1882,6 +1959,7 @@ static int next_arming_counter(struct store *st, int64_t treatment_id, uint32_t 
 	err = prepare(st, &stmt, "SELECT later.shot_at_arm FROM treatments AS t"
 		      " JOIN treatments AS later"
 		      " ON later.unit_serial = t.unit_serial AND later.id > t.id"
+		      "  AND later.counter_epoch = t.counter_epoch"
 		      " WHERE t.id = ?1 ORDER BY later.id LIMIT 1");
 	if (err)
 		return err;
@@ -1896,14 +1974,18 @@ static int next_arming_counter(struct store *st, int64_t treatment_id, uint32_t 
 	return err;
 }
 
-/* Inside the transaction: the unit and whether the end counter is known. */
-static int read_settle_state(struct store *st, int64_t id, char **unit, bool *end_known)
+/*
+ * Inside the transaction: the unit, whether the end counter is known and
+ * whether the treatment was armed in the unit's current counter epoch.
+ */
+static int read_settle_state(struct store *st, int64_t id, char **unit, bool *end_known,
+			     bool *this_epoch)
 {
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt, "SELECT unit_serial, shot_at_end IS NOT NULL FROM treatments"
-		      " WHERE id = ?1");
+	err = prepare(st, &stmt, "SELECT unit_serial, shot_at_end IS NOT NULL,"
+		      " counter_epoch = " UNIT_EPOCH("treatments.unit_serial") " FROM treatments WHERE id = ?1");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, id);
@@ -1911,6 +1993,7 @@ static int read_settle_state(struct store *st, int64_t id, char **unit, bool *en
 	if (rc == SQLITE_ROW) {
 		*unit = strdup(column_text(stmt, 0));
 		*end_known = sqlite3_column_int(stmt, 1) != 0;
+		*this_epoch = sqlite3_column_int(stmt, 2) != 0;
 		if (!*unit)
 			err = fail(st, -ENOMEM, "out of memory");
 	} else {
@@ -1952,14 +2035,18 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 	int64_t recorded;
 	char *unit = NULL;
 	char detail[200];
-	bool end_known = false, later = false;
+	bool end_known = false, later = false, this_epoch = false;
 	int err;
 
 	err = read_treatment_state(st, id, &now, &shot_at_arm, &recorded);
 	if (!err)
-		err = read_settle_state(st, id, &unit, &end_known);
+		err = read_settle_state(st, id, &unit, &end_known, &this_epoch);
 	if (!err && now != STORE_OUTCOME_OPEN && now != STORE_OUTCOME_UNKNOWN && end_known)
 		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)id,
+			   outcome_names[now]);
+	if (!err && !this_epoch)
+		err = fail(st, -ESTALE, "treatment %lld was armed before its unit's counter was "
+			   "reset: never settled from the new counter; left %s", (long long)id,
 			   outcome_names[now]);
 	if (!err)
 		err = next_arming_counter(st, id, &next, &later);
@@ -2044,7 +2131,8 @@ int store_unsettled_treatments(struct store *st, const char *unit_serial, store_
 
 	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
 		      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
-		      "  AND (?1 IS NULL OR unit_serial = ?1) ORDER BY armed_ms, id");
+		      "  AND (?1 IS NULL OR unit_serial = ?1)"
+		      "  AND counter_epoch = " UNIT_EPOCH("treatments.unit_serial") " ORDER BY armed_ms, id");
 	if (err)
 		return err;
 	bind_text_or_null(stmt, 1, unit_serial);

@@ -49,6 +49,22 @@ static bool armed_state(uint8_t state)
 	       state == SMPL_STATE_EMITTING;
 }
 
+/*
+ * The unit's counter went back under the daemon's eyes (a faulty unit, NV
+ * lost while powered): never believed (S3).  The unit faults COUNTER_BACK
+ * (disarmed, audited) until an authorized acknowledge accepts the counter.
+ */
+void smpl_unit_counter_back(struct smpl_unit *u, uint32_t counter, const char *where)
+{
+	char why[SMPL_SAFETY_MSG_MAX];
+
+	snprintf(why, sizeof(why), "counter-went-back: unit %s reports shot counter %" PRIu32
+		 " (%s), below shot %" PRIu32 " it reported before; not believed",
+		 smpl_unit_label(u), counter, where, u->max_reported_shot);
+	u->counter_back = true;
+	smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, why);
+}
+
 /* A treatment being closed, while its unit's counter is read. */
 struct closing {
 	int64_t id;
@@ -66,7 +82,14 @@ static void end_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *
 	struct closing *c = ud;
 	struct store_treatment_finish f = { .outcome = c->outcome, .end_ms = c->end_ms };
 
-	if (rep->r == 0 && !armed_state(rep->status.state)) {
+	if (u->counter_back && !u->gone) {
+		/* The counter went back during it: its end is not believed (S3). */
+		f.outcome = STORE_OUTCOME_UNKNOWN;
+	} else if (rep->r == 0 && !armed_state(rep->status.state) &&
+		   rep->status.shot_count < u->closed.shot_at_arm && u->closed.id == c->id) {
+		f.outcome = STORE_OUTCOME_UNKNOWN;	/* below its arming: the same */
+		smpl_unit_counter_back(u, rep->status.shot_count, "read after the disarm");
+	} else if (rep->r == 0 && !armed_state(rep->status.state)) {
 		f.shot_at_end_known = true;
 		f.shot_at_end = rep->status.shot_count;
 		f.end_rtc_s = rep->status.rtc_s;
@@ -382,6 +405,12 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	if (st->state == SMPL_STATE_EMITTING)
 		mark_emitting(u, false);
 	smpl_unit_apply(u, &a);
+	/* The reports come in order: a counter below a pulse reported before went back. */
+	if (u->published && u->reported_known && st->shot_count < u->max_reported_shot &&
+	    !u->counter_back) {
+		smpl_unit_counter_back(u, st->shot_count, "in a status report");
+		u->max_reported_shot = st->shot_count;
+	}
 	smpl_unit_changed(u);
 }
 
@@ -537,7 +566,22 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 	int64_t session_id = 0;
 	int64_t tid = treatment_of_pulse(u, p->shot, &session_id);
 	bool fresh = !u->reported_known || p->shot > u->max_reported_shot;
+	/*
+	 * The reports come in order: a pulse at or below one reported before,
+	 * or below the counter its armed treatment began at, means the counter
+	 * went back.  The pulse is real: it belongs to the treatment armed then.
+	 */
+	bool back = !fresh || (!tid && u->treatment_id && p->shot <= u->treatment_shot_at_arm);
 
+	if (back && !u->counter_back && u->published)
+		smpl_unit_counter_back(u, p->shot, "in a pulse report");
+	if (back && u->counter_back) {
+		fresh = true;
+		if (!tid) {
+			tid = u->treatment_id ? u->treatment_id : u->closed.id;
+			session_id = u->treatment_id ? (s ? s->id : 0) : u->closed.session_id;
+		}
+	}
 	if (p->shot > u->status.shot_count)
 		u->status.shot_count = p->shot;
 	if (fresh) {

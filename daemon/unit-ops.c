@@ -492,6 +492,7 @@ int smpl_unit_disarm(struct smpl_unit *u, uid_t uid)
 struct ack_flow {
 	struct flow f;
 	char fault[64];
+	uint32_t counter;		/* the counter accepted (COUNTER_BACK) */
 };
 
 static void ack_finish(struct ack_flow *af)
@@ -523,8 +524,17 @@ static void counter_accepted(struct smpl_daemon *d, const struct smpl_records_ca
 		flow_fail(&af->f, &e);
 		return;
 	}
-	if (!flow_stale(&af->f, "AcknowledgeFault"))
-		ack_finish(af);
+	if (flow_stale(&af->f, "AcknowledgeFault"))
+		return;
+	/*
+	 * A new epoch of the unit's counter: counting goes on from it, and no
+	 * report of the counter left behind is taken for one of the new (S3).
+	 */
+	smpl_safety_counter_reset(&af->f.u->safety, af->counter);
+	af->f.u->counter_back = false;
+	af->f.u->reported_known = false;
+	af->f.u->closed.id = 0;
+	ack_finish(af);
 }
 
 /* Acknowledging a counter below the records accepts it there too (S3). */
@@ -541,6 +551,7 @@ static void ack_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, voi
 	}
 	smpl_unit_take_status(u, &rep->status);
 	if (u->safety.fault == SMPL_REASON_COUNTER_BACK) {
+		af->counter = rep->status.shot_count;
 		smpl_records_counter_reset(u->daemon, u->info.serial, rep->status.shot_count,
 					   af->f.uid, counter_accepted, af);
 		return;

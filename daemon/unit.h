@@ -85,6 +85,13 @@ struct smpl_unit {
 	bool settle_pending;		/* a treatment waits for the unit's counter */
 	bool reported_known;		/* max_reported_shot is valid */
 	uint32_t max_reported_shot;	/* highest pulse report: a repeat counts once */
+	/*
+	 * The unit's counter went back under the daemon's eyes (a report below
+	 * one it sent before): faulted COUNTER_BACK; until an authorized
+	 * acknowledge accepts the counter, pulses belong to the treatment armed
+	 * when it went back, and that one's end counter is not believed.
+	 */
+	bool counter_back;
 	int64_t unclosed_id;		/* closed here, not in the store yet */
 	struct store_treatment_finish unclosed;
 
