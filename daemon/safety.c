@@ -30,6 +30,7 @@ static const struct {
 	[SMPL_REASON_ENERGY_MISMATCH]	= { "energy-mismatch", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_UNEXPECTED_PULSE]	= { "unexpected-pulse", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_COUNTER_BACK]	= { "counter-went-back", ERR_PREFIX "DeviceFault", EIO },
+	[SMPL_REASON_COUNTER_JUMP]	= { "counter-jumped", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_RECORDS_FAILED]	= { "records-failed", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_BUSY]		= { "busy", ERR_PREFIX "Busy", EBUSY },
 	[SMPL_REASON_INTERLOCK_OPEN]	= { "interlock-open", ERR_PREFIX "InterlockOpen", EHOSTDOWN },

@@ -67,6 +67,7 @@ enum smpl_reason {
 	SMPL_REASON_ENERGY_MISMATCH,	/* DeviceFault: unit's set energy is not ours */
 	SMPL_REASON_UNEXPECTED_PULSE,	/* DeviceFault: a pulse while not armed */
 	SMPL_REASON_COUNTER_BACK,	/* DeviceFault: the unit's shot counter is below the records */
+	SMPL_REASON_COUNTER_JUMP,	/* DeviceFault: the counter leapt past the pulses reported */
 	SMPL_REASON_RECORDS_FAILED,	/* DeviceFault: the records cannot take what the unit did */
 	SMPL_REASON_BUSY,		/* Busy: armed already, or unit not in STANDBY */
 	SMPL_REASON_INTERLOCK_OPEN,	/* InterlockOpen */
@@ -321,7 +322,7 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 
 bool smpl_safety_fault_latched(const struct smpl_safety *s);
 /*
- * A fault the daemon found (COUNTER_BACK, RECORDS_FAILED): FAULT, latched
+ * A fault the daemon found (COUNTER_BACK, COUNTER_JUMP, RECORDS_FAILED): FAULT, latched
  * until acknowledged.
  */
 enum smpl_action_kind smpl_safety_fault(struct smpl_safety *s, enum smpl_reason r,

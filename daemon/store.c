@@ -1885,9 +1885,10 @@ static int read_treatment_state(struct store *st, int64_t id, enum store_outcome
 	return err;
 }
 
+/* @count: the pulse count, or < 0 for the shots since arming. */
 static int close_treatment(struct store *st, int64_t id, enum store_outcome outcome,
 			   int64_t end_ms, int64_t end_rtc_s, bool shot_known, uint32_t shot_at_end,
-			   uint32_t shot_at_arm)
+			   uint32_t shot_at_arm, int64_t count)
 {
 	sqlite3_stmt *stmt;
 	int err;
@@ -1905,7 +1906,7 @@ static int close_treatment(struct store *st, int64_t id, enum store_outcome outc
 		sqlite3_bind_null(stmt, 4);
 	if (shot_known) {
 		sqlite3_bind_int64(stmt, 5, shot_at_end);
-		sqlite3_bind_int64(stmt, 6, (int64_t)shot_at_end - shot_at_arm);
+		sqlite3_bind_int64(stmt, 6, count >= 0 ? count : (int64_t)shot_at_end - shot_at_arm);
 	} else {
 		sqlite3_bind_null(stmt, 5);
 		sqlite3_bind_null(stmt, 6);
@@ -1939,7 +1940,8 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 			   (long long)treatment_id, f->shot_at_end, shot_at_arm);
 	if (!err)
 		err = close_treatment(st, treatment_id, f->outcome, f->end_ms, f->end_rtc_s,
-				      f->shot_at_end_known, f->shot_at_end, shot_at_arm);
+				      f->shot_at_end_known, f->shot_at_end, shot_at_arm,
+				      f->count_reported ? recorded : -1);
 	if (!err)
 		err = commit(st);
 	return err ? rollback(st, err) : 0;
@@ -2062,7 +2064,7 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 			   outcome_names[now]);
 	if (!err && (now == STORE_OUTCOME_OPEN || now == STORE_OUTCOME_UNKNOWN))
 		err = close_treatment(st, id, STORE_OUTCOME_RECONCILED, now_ms, 0, true,
-				      counter, shot_at_arm);
+				      counter, shot_at_arm, -1);
 	else if (!err)
 		err = set_end_counter(st, id, counter, shot_at_arm);
 	if (!err) {

@@ -235,6 +235,12 @@ struct store_treatment_finish {
 	int64_t end_rtc_s;		/* unit RTC; 0 if unknown */
 	bool shot_at_end_known;		/* false: unit gone, counter unread */
 	uint32_t shot_at_end;		/* pulse count = shot_at_end - shot_at_arm */
+	/*
+	 * The unit's counter leapt past the pulses it reported while armed (a
+	 * faulty unit): shot_at_end keeps what it said, the pulse count is the
+	 * pulses recorded (reported) when it ends.
+	 */
+	bool count_reported;
 };
 
 /*

@@ -65,11 +65,43 @@ void smpl_unit_counter_back(struct smpl_unit *u, uint32_t counter, const char *w
 	smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, why);
 }
 
+/*
+ * Pulse reports a unit may lose in one arming (a dropped transfer, a full
+ * report queue) before a counter ahead of its reports is taken for a leap.
+ */
+#define SMPL_LOST_REPORTS_MAX	2
+
+/*
+ * The reports come in order, so a counter in them ahead of the open
+ * treatment's pulse reports by more than a few lost reports leapt (a faulty
+ * unit): never believed (S3).  The unit faults COUNTER_JUMP (disarmed,
+ * audited); the treatment counts the pulses reported.
+ */
+static void check_counter_leap(struct smpl_unit *u, uint32_t counter)
+{
+	char why[SMPL_SAFETY_MSG_MAX];
+	uint32_t since;
+
+	if (!u->treatment_id || u->treatment_jumped || u->counter_back ||
+	    counter <= u->treatment_shot_at_arm)
+		return;
+	since = counter - u->treatment_shot_at_arm;
+	if (since <= u->treatment_reported + SMPL_LOST_REPORTS_MAX)
+		return;
+	snprintf(why, sizeof(why), "counter-jumped: unit %s reports shot counter %" PRIu32
+		 ", %" PRIu32 " shots since arming at %" PRIu32 ", but only %" PRIu32
+		 " pulses; not believed", smpl_unit_label(u), counter, since,
+		 u->treatment_shot_at_arm, u->treatment_reported);
+	u->treatment_jumped = true;
+	smpl_unit_fault(u, SMPL_REASON_COUNTER_JUMP, why);
+}
+
 /* A treatment being closed, while its unit's counter is read. */
 struct closing {
 	int64_t id;
 	enum store_outcome outcome;
 	int64_t end_ms;
+	bool jumped;			/* count the pulses reported */
 };
 
 /*
@@ -80,7 +112,9 @@ struct closing {
 static void end_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
 {
 	struct closing *c = ud;
-	struct store_treatment_finish f = { .outcome = c->outcome, .end_ms = c->end_ms };
+	struct store_treatment_finish f = {
+		.outcome = c->outcome, .end_ms = c->end_ms, .count_reported = c->jumped,
+	};
 
 	if (u->counter_back && !u->gone) {
 		/* The counter went back during it: its end is not believed (S3). */
@@ -133,6 +167,8 @@ void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 		return;
 	}
 	c->id = u->closed.id;
+	c->jumped = u->treatment_jumped;
+	u->treatment_jumped = false;
 	c->outcome = outcome;
 	c->end_ms = smpl_wall_ms();
 	smpl_records_closing(u->daemon, +1);
@@ -411,6 +447,8 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 		smpl_unit_counter_back(u, st->shot_count, "in a status report");
 		u->max_reported_shot = st->shot_count;
 	}
+	if (u->published)
+		check_counter_leap(u, st->shot_count);
 	smpl_unit_changed(u);
 }
 
@@ -588,6 +626,8 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 		u->reported_known = true;
 		u->max_reported_shot = p->shot;
 	}
+	if (fresh && tid && tid == u->treatment_id)
+		u->treatment_reported++;
 	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
 	if (tid)
 		record_pulse(u, tid, p);
@@ -598,6 +638,7 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 	if (fresh)
 		announce_pulse(u, session_id, p);
 	smpl_unit_apply(u, &a);
+	check_counter_leap(u, p->shot);
 	if (!tid && fresh)
 		stray_pulse(u, p);
 	smpl_unit_changed(u);

@@ -341,6 +341,8 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 	u->treatment_shot_at_arm = af->st.shot_count;
 	u->treatment_emitting = false;
 	u->treatment_pulse_durable = false;
+	u->treatment_reported = 0;
+	u->treatment_jumped = false;
 	smpl_safety_newest_record(&u->safety, smpl_wall_ms());	/* it witnesses the clock */
 	smpl_safety_patch_budget(&u->safety, af->dec.verdict.e.max_pulses,
 				 af->dec.verdict.pulses_used);

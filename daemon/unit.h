@@ -76,6 +76,12 @@ struct smpl_unit {
 	uint32_t treatment_shot_at_arm;
 	bool treatment_emitting;	/* its emission is in the records */
 	bool treatment_pulse_durable;	/* and its first pulse */
+	uint32_t treatment_reported;	/* pulse reports it had (fresh ones) */
+	/*
+	 * Its counter leapt past the pulses reported (more than a few lost
+	 * reports explain): faulted COUNTER_JUMP; it counts what was reported.
+	 */
+	bool treatment_jumped;
 	struct {
 		int64_t id, session_id;
 		uint32_t shot_at_arm;

@@ -249,6 +249,39 @@ def test_counter_back_while_armed_faults_the_unit_and_keeps_every_row():
 
 
 @test
+def test_counter_jump_while_armed_faults_the_unit_and_counts_what_it_reported():
+    """Hole 102 (tests/attack): the unit's counter jumps forward while it is armed and
+    emitting (a faulty unit).  The counter is not believed: the unit faults
+    counter-jumped and is disarmed, and the treatment counts the pulses the unit
+    reported (each fired, each with its row), not the 150 its counter claims."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-jump', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        pump(0.45)
+        shot = int(env.unit_prop('ShotCount'))
+        env.sim().SetShotCounter(dbus.UInt32(shot + 150))
+        pump(0.45)
+        env.sim().SetFootswitch(False)
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-jumped', 5,
+                   'the unit faulted counter-jumped')
+        env.wait_unit_state('standby', 5)
+        fired = fired_shots(env)
+        (t,) = treatments(env, 'p-jump')
+        assert t['outcome'] == 'fault', t
+        assert t['pulse_count'] == len(fired) == t['pulses_recorded'], (t, fired)
+        assert t['shot_at_end'] >= shot + 150, t        # what the counter said, kept
+        assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-jumped'"
+                         )[0]['n'] >= 1
+        env.session(spath).End('done')
+        env.unit().AcknowledgeFault()
+        _, again = env.treat('p-jump2', 'occipital', 0.6)
+        (t2,) = treatments(env, 'p-jump2')
+        assert again > 0 and t2['pulse_count'] == again == t2['pulses_recorded'], t2
+
+
+@test
 def test_two_units_cannot_both_take_the_test_spot():
     """Issue 11.5: a patient with no treatment; two units each select an untreated
     patch (both look like the test spot at SelectPatch).  The first arms; the second

@@ -1302,7 +1302,8 @@ static void test_random_walk_invariants(void **state)
 		    r != SMPL_REASON_CLOCK_NO_RTC && r != SMPL_REASON_NO_SESSION &&
 		    r != SMPL_REASON_NO_PATCH && r != SMPL_REASON_COOLDOWN &&
 		    r != SMPL_REASON_EYEWEAR && r != SMPL_REASON_DAEMON_STOPPING &&
-		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_RECORDS_FAILED &&
+		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_COUNTER_JUMP &&
+		    r != SMPL_REASON_RECORDS_FAILED &&
 		    !(seen & (1ULL << r)))
 			fail_msg("the walk never disarmed for %s",
 				 smpl_reason_name((enum smpl_reason)r));
@@ -1373,6 +1374,13 @@ static void test_daemon_found_fault_latches(void **state)
 	assert_string_equal(smpl_reason_name(SMPL_REASON_COUNTER_BACK), "counter-went-back");
 	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
 	assert_false(smpl_safety_fault_latched(&s));
+	/* hole 102: a counter that leapt, the same way */
+	assert_string_equal(smpl_reason_name(SMPL_REASON_COUNTER_JUMP), "counter-jumped");
+	assert_string_equal(smpl_reason_dbus_error(SMPL_REASON_COUNTER_JUMP),
+			    "org.smplaser.Laser1.Error.DeviceFault");
+	assert_int_equal(smpl_safety_fault(&s, SMPL_REASON_COUNTER_JUMP, "leapt", &a),
+			 SMPL_ACT_FAULT);
+	assert_true(smpl_safety_fault_latched(&s));
 }
 
 static void test_reason_tables(void **state)

@@ -777,6 +777,33 @@ static void test_counter_reset_never_settles_an_earlier_treatment(void **state)
 	assert_int_equal(store_unsettled_treatments(f->st, "U1", visit_nothing, NULL), 0);
 }
 
+/*
+ * Hole 102: the unit's counter leapt while armed: the record keeps what the
+ * counter said, and the treatment counts the pulses reported.
+ */
+static void test_counter_leap_counts_the_pulses_reported(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 10);
+	struct store_treatment_finish fin = {
+		.outcome = STORE_OUTCOME_FAULT, .end_ms = T0 + 3000,
+		.shot_at_end_known = true, .shot_at_end = 166, .count_reported = true,
+	};
+	struct treatment_copy c;
+
+	add_pulses(f, id, 11, 5, T0 + 2000, 280000);
+	add_pulses(f, id, 166, 1, T0 + 2600, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &fin), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_FAULT);
+	assert_true(c.t.shot_at_end_known);
+	assert_int_equal(c.t.shot_at_end, 166);
+	assert_true(c.t.pulse_count_known);
+	assert_int_equal(c.t.pulse_count, 6);
+	assert_int_equal(c.t.pulses_recorded, 6);
+}
+
 /* After an accepted reset, a counter below the accepted one is not believed either. */
 static void test_counter_back_again_after_a_reset_is_not_believed(void **state)
 {
@@ -1842,6 +1869,7 @@ int main(void)
 		T(test_shot_number_reused_without_reset_keeps_its_row),
 		T(test_counter_reset_never_settles_an_earlier_treatment),
 		T(test_counter_back_again_after_a_reset_is_not_believed),
+		T(test_counter_leap_counts_the_pulses_reported),
 		T(test_begin_refuses_without_open_session),
 		T(test_begin_refuses_bad_arguments),
 		T(test_begin_refuses_a_unit_with_an_open_treatment),
