@@ -765,6 +765,7 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 		w->uid = uid;
 		w->when_ms = smpl_wall_ms();
 	}
+	smpl_records_flush(d);		/* the pulses reported before: the epoch they end */
 	write_submit(d, w, ok, then, userdata);
 }
 
