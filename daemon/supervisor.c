@@ -428,6 +428,9 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 
 	u->status = *st;
 	u->status_known = true;
+	/* Before the core counts the leap toward the limits as pulses. */
+	if (u->published)
+		check_counter_leap(u, st->shot_count);
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
 	if ((!u->published || !u->info.serial[0] || u->reprobe) && !u->ignored) {
 		if (settled_state(st->state))
@@ -447,8 +450,6 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 		smpl_unit_counter_back(u, st->shot_count, "in a status report");
 		u->max_reported_shot = st->shot_count;
 	}
-	if (u->published)
-		check_counter_leap(u, st->shot_count);
 	smpl_unit_changed(u);
 }
 
@@ -628,6 +629,7 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 	}
 	if (fresh && tid && tid == u->treatment_id)
 		u->treatment_reported++;
+	check_counter_leap(u, p->shot);		/* before the core counts the leap */
 	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
 	if (tid)
 		record_pulse(u, tid, p);
@@ -638,7 +640,6 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 	if (fresh)
 		announce_pulse(u, session_id, p);
 	smpl_unit_apply(u, &a);
-	check_counter_leap(u, p->shot);
 	if (!tid && fresh)
 		stray_pulse(u, p);
 	smpl_unit_changed(u);

@@ -282,6 +282,28 @@ def test_counter_jump_while_armed_faults_the_unit_and_counts_what_it_reported():
 
 
 @test
+def test_counter_leap_past_the_pulse_limit_before_any_pulse():
+    """Hole 102, found again by the attacker once closed: the counter leaps while the
+    unit is READY, past the patch's pulse limit, before any pulse.  The leap is found
+    before the core counts it as pulses: the unit faults counter-jumped (not "pulse
+    limit reached"), and the treatment counts 0 pulses."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-leap', 'crown')
+        env.arm_to_ready()
+        shot = int(env.unit_prop('ShotCount'))
+        env.sim().SetShotCounter(dbus.UInt32(shot + 5000))      # pulses_per_patch 3000
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-jumped', 5,
+                   'the unit faulted counter-jumped')
+        env.wait_unit_state('standby', 5)
+        assert fired_shots(env) == []
+        (t,) = treatments(env, 'p-leap')
+        assert t['outcome'] == 'fault' and t['pulse_count'] == 0, t
+        assert not env.query("SELECT * FROM audit WHERE reason = 'patch-pulse-limit'")
+        env.session(spath).End('done')
+
+
+@test
 def test_two_units_cannot_both_take_the_test_spot():
     """Issue 11.5: a patient with no treatment; two units each select an untreated
     patch (both look like the test spot at SelectPatch).  The first arms; the second
