@@ -1701,10 +1701,17 @@ int store_counter_check(struct store *st, const char *unit_serial, uint32_t coun
 	return refuse_if_counter_went_back(st, unit_serial, counter);
 }
 
+/* The end of a treatment by its recorded pulses: its highest shot above its arming. */
+#define RECORDED_END \
+	"max(shot_at_arm, coalesce((SELECT max(shot) FROM pulses" \
+	" WHERE pulses.treatment_id = treatments.id AND pulses.shot > treatments.shot_at_arm)," \
+	" shot_at_arm))"
+
 /*
  * Inside the reset's transaction: a treatment of the unit still open was
  * armed on the counter now left behind, which can never settle it: it ends
- * unknown (counted emitted from its arming, with its recorded pulses).
+ * unknown (counted emitted from its arming, with its recorded pulses).  One
+ * closed with its end counter unread gets the end its recorded pulses show.
  */
 static int end_earlier_epoch(struct store *st, const char *unit, int64_t now_ms)
 {
@@ -1712,6 +1719,26 @@ static int end_earlier_epoch(struct store *st, const char *unit, int64_t now_ms)
 	char detail[160];
 	int n, err;
 
+	/* Closed with the end unread: the counter that could settle them is gone. */
+	err = prepare(st, &stmt, "UPDATE treatments SET shot_at_end = " RECORDED_END ","
+		      " pulse_count = " RECORDED_END " - shot_at_arm"
+		      " WHERE unit_serial = ?1 AND shot_at_end IS NULL"
+		      " AND outcome NOT IN ('open', 'unknown')");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	err = step_done(st, stmt, "settle the earlier counter's treatments from their pulses");
+	sqlite3_finalize(stmt);
+	n = err ? 0 : sqlite3_changes(st->db);
+	if (n > 0) {
+		snprintf(detail, sizeof(detail), "%d treatment(s) closed with the end counter unread "
+			 "before the reset: settled from their recorded pulses", n);
+		err = insert_audit(st, &(struct store_audit){
+			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
+			.reason = "counter-reset", .detail = detail });
+	}
+	if (err)
+		return err;
 	err = prepare(st, &stmt, "UPDATE treatments SET outcome = 'unknown', end_ms = ?2"
 		      " WHERE unit_serial = ?1 AND outcome = 'open'");
 	if (err)
@@ -2026,6 +2053,44 @@ static int set_end_counter(struct store *st, int64_t id, uint32_t shot_at_end,
 }
 
 /*
+ * The shots a treatment could have fired: at its repetition rate for as long
+ * as it was armed (to its end, or @now_ms while open), a quarter more and 5
+ * for the clocks and the reports in flight; and the highest shot recorded in
+ * it (0 if none).  A counter beyond its arming by more leapt while the unit
+ * was not watched (a faulty unit): never believed (S3, hole 102).
+ */
+static int plausible_shots(struct store *st, int64_t id, int64_t now_ms, int64_t *most,
+			   uint32_t *recorded_high)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT rate_mhz, max(0, coalesce(end_ms, ?2) - armed_ms),"
+		      " (SELECT max(shot) FROM pulses WHERE treatment_id = t.id"
+		      "  AND shot > t.shot_at_arm) FROM treatments AS t WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	sqlite3_bind_int64(stmt, 2, now_ms);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		int64_t rate_mhz = sqlite3_column_int64(stmt, 0);
+		int64_t span_ms = sqlite3_column_int64(stmt, 1);
+
+		if (span_ms > INT64_MAX / 2 / (rate_mhz > 0 ? rate_mhz : 1))
+			*most = INT64_MAX;
+		else
+			*most = span_ms * rate_mhz / 1000000 * 5 / 4 + 5;
+		*recorded_high = (uint32_t)sqlite3_column_int64(stmt, 2);
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
+					: sql_fail(st, rc, "read treatment");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/*
  * Inside a write transaction: settle treatment @id from the unit's counter
  * @counter (or the counter at its unit's next arming, if there was one).
  */
@@ -2038,6 +2103,10 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 	char *unit = NULL;
 	char detail[200];
 	bool end_known = false, later = false, this_epoch = false;
+	const char *reason = NULL;
+	uint32_t recorded_high = 0;
+	int64_t most = 0;
+	char leap[120];
 	int err;
 
 	err = read_treatment_state(st, id, &now, &shot_at_arm, &recorded);
@@ -2062,6 +2131,17 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 		err = fail(st, -ERANGE, "counter-went-back: treatment %lld: unit shot counter %u is "
 			   "below %u at arming; left %s", (long long)id, counter, shot_at_arm,
 			   outcome_names[now]);
+	if (!err)
+		err = plausible_shots(st, id, now_ms, &most, &recorded_high);
+	if (!err && counter - shot_at_arm > most) {
+		uint32_t leapt = counter;
+
+		counter = recorded_high > shot_at_arm ? recorded_high : shot_at_arm;
+		snprintf(leap, sizeof(leap), "its recorded pulses: the counter (%u) leapt past "
+			 "what it could fire armed, not believed", leapt);
+		how = leap;
+		reason = "counter-jumped";
+	}
 	if (!err && (now == STORE_OUTCOME_OPEN || now == STORE_OUTCOME_UNKNOWN))
 		err = close_treatment(st, id, STORE_OUTCOME_RECONCILED, now_ms, 0, true,
 				      counter, shot_at_arm, -1);
@@ -2073,7 +2153,7 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 			 (long long)recorded);
 		err = insert_audit(st, &(struct store_audit){
 			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
-			.detail = detail });
+			.reason = reason, .detail = detail });
 	}
 	free(unit);
 	return err;

@@ -804,6 +804,58 @@ static void test_counter_leap_counts_the_pulses_reported(void **state)
 	assert_int_equal(c.t.pulses_recorded, 6);
 }
 
+/*
+ * A treatment closed with its end unread, then its unit's counter leapt while
+ * nobody watched (hole 102's kin, found by the attacker once 102 was closed):
+ * a counter beyond what the treatment could fire in the time it was armed is
+ * not believed; it is settled from its recorded pulses, and the audit says so.
+ */
+static void test_leapt_counter_never_settles_a_treatment(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 1);
+	struct treatment_copy c;
+
+	add_pulses(f, id, 2, 3, T0 + 1200, 280000);	/* 5 Hz, armed 1 s: 2, 3, 4 */
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_INTERRUPTED, .end_ms = T0 + 2000 }), 0);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 662, T0 + 9000), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_INTERRUPTED);
+	assert_int_equal(c.t.shot_at_end, 4);
+	assert_int_equal(c.t.pulse_count, 3);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'reconcile'"
+				    " AND reason = 'counter-jumped' AND detail LIKE '%(662) leapt%'"), 1);
+	/* a counter it could have reached is believed (a lost report) */
+	id = begin_treatment(f, session, "frontal", T0 + 10000, 662);
+	add_pulses(f, id, 663, 2, T0 + 10200, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 11000 }), 0);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 665, T0 + 12000), 0);
+	assert_int_equal(get_treatment(f, id).t.pulse_count, 3);
+}
+
+/* A reset accepted while a closed treatment waits for its end counter: its pulses settle it. */
+static void test_counter_reset_settles_an_unread_end_from_the_pulses(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 10);
+	struct treatment_copy c;
+
+	add_pulses(f, id, 11, 4, T0 + 1200, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 2000 }), 0);
+	assert_int_equal(store_counter_reset(f->st, "U1", 3, &OPERATOR, T0 + 3000), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_COMPLETED);
+	assert_true(c.t.pulse_count_known);
+	assert_int_equal(c.t.shot_at_end, 14);
+	assert_int_equal(c.t.pulse_count, 4);
+	assert_int_equal(store_unsettled_treatments(f->st, "U1", visit_nothing, NULL), 0);
+}
+
 /* After an accepted reset, a counter below the accepted one is not believed either. */
 static void test_counter_back_again_after_a_reset_is_not_believed(void **state)
 {
@@ -1870,6 +1922,8 @@ int main(void)
 		T(test_counter_reset_never_settles_an_earlier_treatment),
 		T(test_counter_back_again_after_a_reset_is_not_believed),
 		T(test_counter_leap_counts_the_pulses_reported),
+		T(test_leapt_counter_never_settles_a_treatment),
+		T(test_counter_reset_settles_an_unread_end_from_the_pulses),
 		T(test_begin_refuses_without_open_session),
 		T(test_begin_refuses_bad_arguments),
 		T(test_begin_refuses_a_unit_with_an_open_treatment),
