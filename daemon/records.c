@@ -43,6 +43,11 @@ struct smpl_records {
 	unsigned int flushing;		/* flush jobs in the writer (in order) */
 	struct smpl_spill *spill;
 	bool spilled;			/* the spill file holds something */
+	/*
+	 * The writer thread's own: its last flush of pulses failed, so pulses
+	 * the unit reported are not in the store (they went back to the loop).
+	 */
+	bool pulses_behind;
 };
 
 /* ---- the pending lists --------------------------------------------------------- */
@@ -355,6 +360,8 @@ static void flush_run(struct smpl_job *j)
 
 	f->r = f->n_pulses ? flush_pulses(st, f) : 0;
 	f->pulses_done = f->r == 0;
+	if (f->n_pulses)
+		f->d->records->pulses_behind = !f->pulses_done;
 	if (f->r == 0)
 		f->r = flush_ends(st, f);
 	if (f->r == 0)
@@ -525,6 +532,11 @@ static int settle_unit(struct store *st, struct write_job *w)
 	struct unsettled_list l = { list, 0, 64 };
 	int r;
 
+	/* A counter is judged against every pulse reported, not those stored so far (S3). */
+	if (w->d->records->pulses_behind) {
+		snprintf(w->result.msg, sizeof(w->result.msg), "reported pulses wait for the store");
+		return -EAGAIN;
+	}
 	r = store_counter_check(st, w->s1, w->counter);
 	if (r == -ERANGE) {
 		w->result.counter_back = true;
@@ -609,7 +621,7 @@ static void write_run(struct smpl_job *j)
 		break;
 	}
 	w->result.r = r;
-	if (r < 0)
+	if (r < 0 && !w->result.msg[0])
 		snprintf(w->result.msg, sizeof(w->result.msg), "%s", store_errmsg(st));
 }
 
@@ -738,6 +750,20 @@ void smpl_records_settle(struct smpl_daemon *d, const char *serial, uint32_t cou
 		w->when_ms = smpl_wall_ms();
 	}
 	smpl_records_flush(d);		/* its late pulses first */
+	if (d->records && d->records->n_pulses) {
+		/* They could not go (the store fails): a counter is not judged without them. */
+		const struct smpl_records_call later = {
+			.r = -EAGAIN, .msg = "reported pulses wait for the store",
+		};
+
+		if (w) {
+			w->then = NULL;
+			write_done(&w->job);
+		}
+		if (then)
+			then(d, &later, userdata);
+		return;
+	}
 	write_submit(d, w, ok, then, userdata);
 }
 
