@@ -321,6 +321,18 @@ static int flush_ends(const struct store_ops *o, void *st, struct flush_job *f)
 		struct pending_end *e = f->ends;
 		int r = o->treatment_end(st, e->id, &e->f);
 
+		if (r == -ERANGE) {
+			/*
+			 * Its end counter is below its arming: the unit's counter went
+			 * back, never believed (S3).  It ends unknown (counted emitted,
+			 * with its recorded pulses); the store keeps working.
+			 */
+			smpl_log(LOG_ERR, NULL, NULL, "counter-went-back", "%s: ended unknown",
+				 o->errmsg(st));
+			e->f.outcome = STORE_OUTCOME_UNKNOWN;
+			e->f.shot_at_end_known = false;
+			r = o->treatment_end(st, e->id, &e->f);
+		}
 		if (r < 0 && r != -EALREADY && r != -ENOENT)
 			return r;
 		f->ends = e->next;
@@ -509,6 +521,7 @@ struct write_job {
 	uint32_t counter;
 	enum store_session_state state;
 	bool waiting;			/* settle: the unit's records still wait on the loop */
+	bool pulses_waiting;		/* ... and among them pulses: no counter is judged */
 };
 
 struct unsettled {
@@ -538,7 +551,8 @@ static int settle_unit(const struct store_ops *o, void *st, struct write_job *w)
 	struct unsettled_list l = { list, 0, 64 };
 	int r;
 
-	if (w->d->records->writer_behind) {
+	/* A counter is judged against every pulse reported, not those stored so far (S3). */
+	if (w->d->records->writer_behind || w->pulses_waiting) {
 		snprintf(w->result.msg, sizeof(w->result.msg),
 			 "pulses wait for the store: nothing is settled before they are in it");
 		return -EAGAIN;
@@ -558,11 +572,13 @@ static int settle_unit(const struct store_ops *o, void *st, struct write_job *w)
 		if (list[i].id == w->id)
 			continue;	/* the unit's own open treatment */
 		r = o->reconcile_treatment(st, list[i].id, w->counter, w->when_ms);
-		if (r == 0 || r == -EALREADY) {
+		if (r == 0 || r == -EALREADY || (r == -ESTALE && list[i].outcome != STORE_OUTCOME_OPEN)) {
 			w->result.settled++;
 			continue;
 		}
-		if (r == -ERANGE) {
+		if (r == -ESTALE) {
+			/* armed on an earlier counter: never settled from this one */
+		} else if (r == -ERANGE) {
 			w->result.counter_back = true;
 			snprintf(w->result.counter_msg, sizeof(w->result.counter_msg), "%s",
 				 o->errmsg(st));
@@ -799,8 +815,10 @@ void smpl_records_settle(struct smpl_daemon *d, const char *serial, uint32_t cou
 		w->when_ms = smpl_wall_ms();
 	}
 	smpl_records_flush(d);		/* its late pulses first */
-	if (w && d->records)		/* throttled while the store fails: they wait */
+	if (w && d->records) {		/* throttled while the store fails: they wait */
+		w->pulses_waiting = d->records->n_pulses;
 		w->waiting = d->records->n_pulses || d->records->ends;
+	}
 	write_submit(d, w, ok, then, userdata);
 }
 
@@ -828,6 +846,7 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 		w->uid = uid;
 		w->when_ms = smpl_wall_ms();
 	}
+	smpl_records_flush(d);		/* the pulses reported before: the epoch they end */
 	write_submit(d, w, ok, then, userdata);
 }
 

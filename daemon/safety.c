@@ -30,6 +30,7 @@ static const struct {
 	[SMPL_REASON_ENERGY_MISMATCH]	= { "energy-mismatch", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_UNEXPECTED_PULSE]	= { "unexpected-pulse", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_COUNTER_BACK]	= { "counter-went-back", ERR_PREFIX "DeviceFault", EIO },
+	[SMPL_REASON_COUNTER_JUMP]	= { "counter-jumped", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_RECORDS_FAILED]	= { "records-failed", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_RECORDS_MISSING]	= { "records-missing", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_BUSY]		= { "busy", ERR_PREFIX "Busy", EBUSY },
@@ -120,6 +121,7 @@ static enum smpl_action_kind no_action(struct smpl_action *a)
 	if (a) {
 		a->kind = SMPL_ACT_NONE;
 		a->reason = SMPL_REASON_NONE;
+		a->fault_code = SMPL_FAULT_NONE;
 		a->message[0] = '\0';
 	}
 	return SMPL_ACT_NONE;
@@ -147,6 +149,7 @@ act(struct smpl_safety *s, struct smpl_action *a, enum smpl_action_kind kind,
 	if (a) {
 		a->kind = kind;
 		a->reason = r;
+		a->fault_code = r == SMPL_REASON_UNIT_FAULT ? s->unit_fault : SMPL_FAULT_NONE;
 		fmt(a->message, sizeof(a->message), "%s", msg);
 	}
 	return kind;
@@ -444,6 +447,12 @@ static enum smpl_action_kind check_limits(struct smpl_safety *s,
 			   "session energy limit reached: %" PRIu64 " of %" PRIu64 " uJ",
 			   s->session_energy_uj, s->limits.max_session_energy_uj);
 	return no_action(a);
+}
+
+void smpl_safety_counter_reset(struct smpl_safety *s, uint32_t counter)
+{
+	s->shot_known = true;
+	s->last_shot = counter;
 }
 
 /* ---- unit events (S4, S5) ------------------------------------------------------ */

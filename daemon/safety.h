@@ -67,6 +67,7 @@ enum smpl_reason {
 	SMPL_REASON_ENERGY_MISMATCH,	/* DeviceFault: unit's set energy is not ours */
 	SMPL_REASON_UNEXPECTED_PULSE,	/* DeviceFault: a pulse while not armed */
 	SMPL_REASON_COUNTER_BACK,	/* DeviceFault: the unit's shot counter is below the records */
+	SMPL_REASON_COUNTER_JUMP,	/* DeviceFault: the counter leapt past the pulses reported */
 	SMPL_REASON_RECORDS_FAILED,	/* DeviceFault: the records cannot take what the unit did */
 	SMPL_REASON_RECORDS_MISSING,	/* DeviceFault: the unit's counter is ahead of the records */
 	SMPL_REASON_BUSY,		/* Busy: armed already, or unit not in STANDBY */
@@ -118,6 +119,12 @@ enum smpl_action_kind {
 struct smpl_action {
 	enum smpl_action_kind kind;
 	enum smpl_reason reason;
+	/*
+	 * UNIT_FAULT: the unit's fault this action is about (enum smpl_fault),
+	 * also when an earlier fault is still latched (its code stays in the
+	 * latch); SMPL_FAULT_NONE otherwise.
+	 */
+	uint8_t fault_code;
 	char message[SMPL_SAFETY_MSG_MAX];
 };
 
@@ -249,6 +256,13 @@ enum smpl_action_kind smpl_safety_tick(struct smpl_safety *s, uint64_t now_ms,
 /* Monotonic time of the next timeout tick() must see, or UINT64_MAX. */
 uint64_t smpl_safety_next_deadline(const struct smpl_safety *s);
 
+/*
+ * An authorized user accepted the unit's counter below what was seen before
+ * (a counter reset): counting goes on from @counter, so the pulses of the
+ * new counter count toward the limits again.
+ */
+void smpl_safety_counter_reset(struct smpl_safety *s, uint32_t counter);
+
 /* ---- clocks (S8) -------------------------------------------------------- */
 
 /* The unit's RTC read (GET_RTC, or a status report) at @now_ms. */
@@ -309,8 +323,8 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 
 bool smpl_safety_fault_latched(const struct smpl_safety *s);
 /*
- * A fault the daemon found (COUNTER_BACK, RECORDS_FAILED, RECORDS_MISSING):
- * FAULT, latched until acknowledged.
+ * A fault the daemon found (COUNTER_BACK, COUNTER_JUMP, RECORDS_FAILED,
+ * RECORDS_MISSING): FAULT, latched until acknowledged.
  */
 enum smpl_action_kind smpl_safety_fault(struct smpl_safety *s, enum smpl_reason r,
 					const char *message, struct smpl_action *a);

@@ -139,6 +139,7 @@ static int add_end(const struct smpl_spill_end *e, void *ctx)
 	json_object_array_add(a, json_object_new_int64(e->finish.end_rtc_s));
 	json_object_array_add(a, json_object_new_boolean(e->finish.shot_at_end_known));
 	json_object_array_add(a, json_object_new_int64(e->finish.shot_at_end));
+	json_object_array_add(a, json_object_new_boolean(e->finish.count_reported));
 	return json_object_array_add(ctx, a) < 0 ? -ENOMEM : 0;
 }
 
@@ -290,7 +291,8 @@ static void give_back(json_object *o, const struct smpl_spill_sink *sink, int *n
 			.treatment_id = at(a, 0),
 			.finish = { .outcome = (enum store_outcome)at(a, 1), .end_ms = at(a, 2),
 				    .end_rtc_s = at(a, 3), .shot_at_end_known = at(a, 4) != 0,
-				    .shot_at_end = (uint32_t)at(a, 5) },
+				    .shot_at_end = (uint32_t)at(a, 5),
+				    .count_reported = at(a, 6) != 0 },
 		};
 
 		sink->end(sink->ctx, &e);

@@ -670,8 +670,9 @@ static int check_deleted(struct verify *v, const char *sql, const char *name)
 /*
  * Pulses are not chained one by one: each treatment's summary, chained with
  * it, stands for them (docs/records-chain.md).  A repeated shot number is
- * counted in the summary but not stored again; its audit record (chained)
- * says so: "treatment ID: shot N (E uJ measured, ...".
+ * audited: "treatment ID: shot N (E uJ measured, ..."; before schema v6 it
+ * was counted in the summary but not stored again, and the audit record
+ * (chained) stood for it.
  */
 #define PULSES_AGAINST_SUMMARY \
 	"SELECT t.id, (SELECT max(seq) FROM record_chain c WHERE c.tbl = 'treatments'" \
@@ -689,13 +690,16 @@ static int check_deleted(struct verify *v, const char *sql, const char *name)
 	"   AND detail LIKE 'treatment %' GROUP BY 1) AS k ON k.id = t.id" \
 	" ORDER BY t.id"
 
-static bool pulses_match(sqlite3_stmt *s)
+/*
+ * The stored pulses (count, sum, min, max, last) against the summary, with
+ * @extra_n pulses of @extra_sum uJ counted but not stored.
+ */
+static bool summary_is(sqlite3_stmt *s, int64_t extra_n, int64_t extra_sum)
 {
 	int64_t recorded = sqlite3_column_int64(s, 2), sum = sqlite3_column_int64(s, 3);
 	int64_t n = sqlite3_column_int64(s, 7), psum = sqlite3_column_int64(s, 8);
-	int64_t repeated = sqlite3_column_int64(s, 12), rsum = sqlite3_column_int64(s, 13);
 
-	if (n + repeated != recorded || psum + rsum != sum)
+	if (n + extra_n != recorded || psum + extra_sum != sum)
 		return false;
 	if (n == 0)
 		return true;
@@ -705,11 +709,22 @@ static bool pulses_match(sqlite3_stmt *s)
 
 		if (sqlite3_column_type(s, 4 + i) == SQLITE_NULL)
 			return false;
-		/* A repeated shot may hold the extreme that is not stored. */
-		if (repeated ? (i == 0 ? pulses < summary : pulses > summary) : pulses != summary)
+		/* A shot not stored may hold the extreme. */
+		if (extra_n ? (i == 0 ? pulses < summary : pulses > summary) : pulses != summary)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Since schema v6 a repeated shot number keeps its own row; before, it was
+ * counted in the summary and only its audit record kept it.
+ */
+static bool pulses_match(sqlite3_stmt *s)
+{
+	int64_t repeated = sqlite3_column_int64(s, 12), rsum = sqlite3_column_int64(s, 13);
+
+	return summary_is(s, 0, 0) || (repeated && summary_is(s, repeated, rsum));
 }
 
 static int check_pulses(struct verify *v)

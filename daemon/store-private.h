@@ -19,6 +19,13 @@ int store_set_error(struct store *st, int err, const char *fmt, ...)
 int store_sql_error(struct store *st, int rc, const char *what);
 
 /*
+ * The current counter epoch of the unit named by the SQL expression @u: the
+ * counter resets of it accepted so far (schema v6, store.c).
+ */
+#define UNIT_EPOCH(u) \
+	"(SELECT count(*) FROM counter_resets WHERE counter_resets.unit_serial = " u ")"
+
+/*
  * Inside the arming transaction (store_treatment_begin): -ENOLINK, with
  * "records-missing: ..." in store_errmsg(), while the unit's counter has
  * shown shots beyond the records that nobody acknowledged (store-restore.h).

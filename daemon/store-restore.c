@@ -38,7 +38,12 @@ static int rollback(struct store *st, int err)
 	return err;
 }
 
-/* Every counter position the records hold for the unit; *found false if none. */
+/*
+ * Every counter position the records hold for the unit in its current
+ * counter epoch (store.h, store_counter_reset): its treatments and pulses of
+ * that epoch, the counters seen since the reset that began it, and the
+ * counter accepted then; *found false if none.
+ */
 static int records_shot(struct store *st, const char *unit, uint32_t *shot, bool *found)
 {
 	sqlite3_stmt *stmt;
@@ -46,11 +51,19 @@ static int records_shot(struct store *st, const char *unit, uint32_t *shot, bool
 
 	err = prepare(st, &stmt,
 		      "SELECT max(m) FROM ("
-		      " SELECT max(shot) AS m FROM pulses WHERE unit_serial = ?1"
+		      " SELECT (SELECT p.shot FROM pulses AS p JOIN treatments AS t"
+		      "  ON t.id = p.treatment_id WHERE p.unit_serial = ?1"
+		      "  AND t.counter_epoch = " UNIT_EPOCH("?1")
+		      "  ORDER BY p.shot DESC LIMIT 1) AS m"
 		      " UNION ALL SELECT max(shot_at_arm) FROM treatments WHERE unit_serial = ?1"
+		      "  AND counter_epoch = " UNIT_EPOCH("?1")
 		      " UNION ALL SELECT max(shot_at_end) FROM treatments WHERE unit_serial = ?1"
+		      "  AND counter_epoch = " UNIT_EPOCH("?1")
 		      " UNION ALL SELECT max(shot_to) FROM unit_counters WHERE unit_serial = ?1"
-		      " UNION ALL SELECT max(counter) FROM counter_resets WHERE unit_serial = ?1)");
+		      "  AND time_ms >= coalesce((SELECT max(time_ms) FROM counter_resets"
+		      "   WHERE unit_serial = ?1), 0)"
+		      " UNION ALL SELECT counter FROM (SELECT counter FROM counter_resets"
+		      "  WHERE unit_serial = ?1 ORDER BY id DESC LIMIT 1))");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
@@ -84,7 +97,8 @@ static int unsettled_shot(struct store *st, const char *unit, uint32_t *shot, bo
 		      "   WHERE p.treatment_id = t.id), 0))"
 		      "  + (t.rate_mhz * ?2 + 999) / 1000 + 2)"
 		      " FROM treatments AS t WHERE t.unit_serial = ?1"
-		      " AND (t.outcome IN ('open', 'unknown') OR t.shot_at_end IS NULL)");
+		      " AND (t.outcome IN ('open', 'unknown') OR t.shot_at_end IS NULL)"
+		      " AND t.counter_epoch = " UNIT_EPOCH("?1"));
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);

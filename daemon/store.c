@@ -226,12 +226,65 @@ static const char schema_v4[] =
 	"CREATE INDEX treatments_shot_at_end ON treatments(unit_serial, shot_at_end);"
 	"CREATE INDEX audit_patch_by_session ON audit(session_id) WHERE kind = 'patch';";
 
+/*
+ * v6 (DESIGN S3; holes 101 and 103 of tests/attack): the unit's counter
+ * epochs.  Each counter reset an authorized user accepts (counter_resets)
+ * starts a new epoch of the unit's counter: its shot numbers may repeat
+ * those of earlier epochs, and a counter of one epoch never settles a
+ * treatment armed in another.
+ * - treatments.counter_epoch: the epoch the treatment was armed in (the
+ *   number of resets of its unit accepted before); set at arming, never
+ *   changed.  Treatments of a database that had resets already get theirs
+ *   from the times of those resets.
+ * - pulses are unique per (treatment, shot), no longer per (unit, shot): a
+ *   shot number fired again keeps its row (its measured energy) in its own
+ *   treatment.  The table is rebuilt for that (SQLite cannot drop a
+ *   constraint): every row is copied with its id, then the old table goes.
+ * - the highest shot of a unit's treatments is read within its epoch: the
+ *   v4 indexes on shot_at_arm and shot_at_end take the epoch too.
+ */
+static const char schema_counter_epochs[] =
+	"ALTER TABLE treatments ADD COLUMN counter_epoch INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (counter_epoch >= 0);"
+	"UPDATE treatments SET counter_epoch = (SELECT count(*) FROM counter_resets AS r"
+	"  WHERE r.unit_serial = treatments.unit_serial AND r.time_ms <= treatments.armed_ms)"
+	" WHERE EXISTS (SELECT 1 FROM counter_resets AS r"
+	"  WHERE r.unit_serial = treatments.unit_serial);"
+	"CREATE TRIGGER treatments_counter_epoch BEFORE UPDATE OF counter_epoch ON treatments"
+	"  BEGIN SELECT RAISE(ABORT, 'the counter epoch of a treatment is never changed'); END;"
+	"CREATE TABLE pulses_by_treatment_shot ("
+	"  id INTEGER PRIMARY KEY,"
+	"  treatment_id INTEGER NOT NULL REFERENCES treatments(id),"
+	"  unit_serial TEXT NOT NULL REFERENCES units(serial),"
+	"  host_ms INTEGER NOT NULL,"
+	"  shot INTEGER NOT NULL,"
+	"  measured_uj INTEGER NOT NULL,"
+	"  set_uj INTEGER NOT NULL,"
+	"  UNIQUE (treatment_id, shot)"
+	") STRICT;"
+	"INSERT INTO pulses_by_treatment_shot (id, treatment_id, unit_serial, host_ms, shot,"
+	"  measured_uj, set_uj)"
+	" SELECT id, treatment_id, unit_serial, host_ms, shot, measured_uj, set_uj FROM pulses"
+	" ORDER BY id;"
+	"DROP TABLE pulses;"
+	"ALTER TABLE pulses_by_treatment_shot RENAME TO pulses;"
+	"CREATE INDEX pulses_by_unit ON pulses(unit_serial, shot);"
+	"DROP INDEX treatments_shot_at_arm;"
+	"DROP INDEX treatments_shot_at_end;"
+	"CREATE INDEX treatments_shot_at_arm ON treatments(unit_serial, counter_epoch, shot_at_arm);"
+	"CREATE INDEX treatments_shot_at_end ON treatments(unit_serial, counter_epoch, shot_at_end);"
+	"CREATE TRIGGER pulses_keep BEFORE DELETE ON pulses"
+	"  BEGIN SELECT RAISE(ABORT, 'records are never deleted'); END;"
+	"CREATE TRIGGER pulses_fixed BEFORE UPDATE ON pulses"
+	"  BEGIN SELECT RAISE(ABORT, 'pulse records are never changed'); END;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
 	schema_v3,
 	schema_v4,
 	store_chain_schema,	/* 5: the hash chain and unit counters (store-chain.c) */
+	schema_counter_epochs,	/* 6: counter epochs, a pulse row per (treatment, shot) */
 };
 
 /*
@@ -249,6 +302,7 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	" WHEN outcome = 'completed' OR outcome = 'interrupted' OR outcome = 'fault'" \
 	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
 	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
+
 
 /* ---- the store --------------------------------------------------------- */
 
@@ -1324,48 +1378,45 @@ struct pulse_summary {
 static int insert_audit(struct store *st, const struct store_audit *a);
 
 /*
- * The pulse's (unit, shot) is already recorded.  For the same treatment it is
- * a repeated report: *counts false.  For another treatment the unit reused a
- * shot number (counter reset, broken or hostile unit): the pulse is real, so
- * it is kept in the audit trail and counts in its treatment's summary.
+ * Another treatment of the unit in the same counter epoch holds this shot
+ * number: the unit fired it again without a reset anyone accepted (its
+ * counter went back under an armed treatment, a broken or hostile unit).
+ * The pulse is real and keeps its row; the audit trail says so.
  */
-static int record_shot_clash(struct store *st, const struct store_pulse *p, bool *counts)
+static int audit_reused_shot(struct store *st, const struct store_pulse *p)
 {
 	sqlite3_stmt *stmt;
 	char detail[200];
-	int64_t other;
 	int rc, err;
 
-	err = prepare(st, &stmt, "SELECT pulses.treatment_id, pulses.unit_serial FROM pulses"
-		      " JOIN treatments ON treatments.unit_serial = pulses.unit_serial"
-		      " WHERE treatments.id = ?1 AND pulses.shot = ?2");
+	/* another treatment of the same counter epoch with this shot */
+	err = prepare(st, &stmt, "SELECT p.treatment_id, me.unit_serial FROM treatments AS me"
+		      " JOIN pulses AS p ON p.unit_serial = me.unit_serial AND p.shot = ?2"
+		      " JOIN treatments AS t ON t.id = p.treatment_id"
+		      " WHERE me.id = ?1 AND p.treatment_id <> ?1"
+		      "  AND t.counter_epoch = me.counter_epoch LIMIT 1");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, p->treatment_id);
 	sqlite3_bind_int64(stmt, 2, p->shot);
 	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_ROW) {
-		err = sql_fail(st, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, "look up a shot clash");
-		goto out;
+	if (rc == SQLITE_ROW) {
+		snprintf(detail, sizeof(detail), "treatment %lld: shot %u (%u uJ measured, %u set, "
+			 "at %lld ms) is already recorded for treatment %lld",
+			 (long long)p->treatment_id, p->shot, p->measured_uj, p->set_uj,
+			 (long long)p->host_ms, (long long)sqlite3_column_int64(stmt, 0));
+		err = insert_audit(st, &(struct store_audit){
+			.time_ms = p->host_ms, .kind = STORE_AUDIT_FAULT,
+			.unit_serial = column_text(stmt, 1), .reason = "shot-number-reused",
+			.detail = detail });
+	} else if (rc != SQLITE_DONE) {
+		err = sql_fail(st, rc, "look for a reused shot number");
 	}
-	other = sqlite3_column_int64(stmt, 0);
-	*counts = other != p->treatment_id;
-	if (!*counts)
-		goto out;
-	snprintf(detail, sizeof(detail), "treatment %lld: shot %u (%u uJ measured, %u set, "
-		 "at %lld ms) is already recorded for treatment %lld",
-		 (long long)p->treatment_id, p->shot, p->measured_uj, p->set_uj,
-		 (long long)p->host_ms, (long long)other);
-	err = insert_audit(st, &(struct store_audit){
-		.time_ms = p->host_ms, .kind = STORE_AUDIT_FAULT,
-		.unit_serial = column_text(stmt, 1), .reason = "shot-number-reused",
-		.detail = detail });
-out:
 	release(st, stmt);
 	return err;
 }
 
-/* Insert one pulse; *counts false if it was a repeated report. */
+/* Insert one pulse; *counts false if it was a repeated report (same treatment, same shot). */
 static int insert_pulse(struct store *st, const struct store_pulse *p, bool *counts)
 {
 	sqlite3_stmt *ins;
@@ -1374,7 +1425,7 @@ static int insert_pulse(struct store *st, const struct store_pulse *p, bool *cou
 	err = prepare(st, &ins, "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot,"
 		      "  measured_uj, set_uj)"
 		      " SELECT id, unit_serial, ?2, ?3, ?4, ?5 FROM treatments WHERE id = ?1"
-		      " ON CONFLICT (unit_serial, shot) DO NOTHING");
+		      " ON CONFLICT (treatment_id, shot) DO NOTHING");
 	if (err)
 		return err;
 	sqlite3_bind_int64(ins, 1, p->treatment_id);
@@ -1386,8 +1437,8 @@ static int insert_pulse(struct store *st, const struct store_pulse *p, bool *cou
 	release(st, ins);
 	if (err)
 		return err;
-	*counts = true;
-	return sqlite3_changes(st->db) == 1 ? 0 : record_shot_clash(st, p, counts);
+	*counts = sqlite3_changes(st->db) == 1;
+	return *counts ? audit_reused_shot(st, p) : 0;
 }
 
 /* Fold a pulse into the summary of its treatment (sums has room for it). */
@@ -1673,9 +1724,9 @@ static int insert_treatment(struct store *st, const struct store_treatment_start
 		      "INSERT INTO treatments (session_id, patient, patch, unit_serial,"
 		      "  unit_firmware, operator_uid, operator_name, wavelength_nm,"
 		      "  fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj,"
-		      "  armed_ms, armed_rtc_s, shot_at_arm)"
+		      "  armed_ms, armed_rtc_s, shot_at_arm, counter_epoch)"
 		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-		      "  ?15, ?16)");
+		      "  ?15, ?16, " UNIT_EPOCH("?4") ")");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, t->session_id);
@@ -1821,8 +1872,10 @@ static int refuse_unless_eligible(struct store *st, const struct store_treatment
 }
 
 /*
- * The highest shot number the records hold for a unit: its recorded pulses
- * and its newest treatment's counters.  0 and *found false if none.
+ * The highest shot number the records hold for a unit in its current counter
+ * epoch: its recorded pulses and its newest treatment's counters of that
+ * epoch, and the counter an authorized user accepted when the epoch began.
+ * 0 and *found false if none.
  */
 static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, bool *found)
 {
@@ -1830,10 +1883,14 @@ static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, b
 	int rc, err;
 
 	err = prepare(st, &stmt,
-		      "SELECT max(m) FROM ("
-		      " SELECT max(shot) AS m FROM pulses WHERE unit_serial = ?1"
-		      " UNION ALL SELECT max(shot_at_arm, coalesce(shot_at_end, 0)) FROM"
-		      "  (SELECT shot_at_arm, shot_at_end FROM treatments WHERE unit_serial = ?1"
+		      "SELECT max(m) FROM (SELECT (SELECT p.shot FROM pulses AS p"
+		      "   JOIN treatments AS t ON t.id = p.treatment_id"
+		      "   WHERE p.unit_serial = ?1 AND t.counter_epoch = " UNIT_EPOCH("?1")
+		      "   ORDER BY p.shot DESC LIMIT 1) AS m"
+		      " UNION ALL SELECT (SELECT max(shot_at_arm, coalesce(shot_at_end, 0))"
+		      "   FROM treatments WHERE unit_serial = ?1"
+		      "   AND counter_epoch = " UNIT_EPOCH("?1") " ORDER BY id DESC LIMIT 1)"
+		      " UNION ALL SELECT (SELECT counter FROM counter_resets WHERE unit_serial = ?1"
 		      "   ORDER BY id DESC LIMIT 1))");
 	if (err)
 		return err;
@@ -1849,37 +1906,14 @@ static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, b
 	return err;
 }
 
-/* Has an authorized user accepted this unit's counter below @high_water? */
-static int counter_reset_accepted(struct store *st, const char *unit, uint32_t high_water,
-				  bool *accepted)
-{
-	sqlite3_stmt *stmt;
-	int rc, err;
-
-	err = prepare(st, &stmt, "SELECT 1 FROM counter_resets WHERE unit_serial = ?1"
-		      " AND high_water >= ?2 LIMIT 1");
-	if (err)
-		return err;
-	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(stmt, 2, high_water);
-	rc = sqlite3_step(stmt);
-	*accepted = rc == SQLITE_ROW;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		err = sql_fail(st, rc, "read counter resets");
-	release(st, stmt);
-	return err;
-}
-
 /* -ERANGE when @counter is below what the records hold for @unit (S3). */
 static int refuse_if_counter_went_back(struct store *st, const char *unit, uint32_t counter)
 {
 	uint32_t high = 0;
-	bool found = false, accepted = false;
+	bool found = false;
 	int err = unit_high_water(st, unit, &high, &found);
 
-	if (!err && found && counter < high)
-		err = counter_reset_accepted(st, unit, high, &accepted);
-	if (err || !found || counter >= high || accepted)
+	if (err || !found || counter >= high)
 		return err;
 	return fail(st, -ERANGE, "counter-went-back: unit %s reports shot counter %u, below "
 		    "shot %u in the records; not believed", unit, counter, high);
@@ -1890,6 +1924,62 @@ int store_counter_check(struct store *st, const char *unit_serial, uint32_t coun
 	if (!valid_name(unit_serial))
 		return fail(st, -EINVAL, "a counter check needs a unit");
 	return refuse_if_counter_went_back(st, unit_serial, counter);
+}
+
+/* The end of a treatment by its recorded pulses: its highest shot above its arming. */
+#define RECORDED_END \
+	"max(shot_at_arm, coalesce((SELECT max(shot) FROM pulses" \
+	" WHERE pulses.treatment_id = treatments.id AND pulses.shot > treatments.shot_at_arm)," \
+	" shot_at_arm))"
+
+/*
+ * Inside the reset's transaction: a treatment of the unit still open was
+ * armed on the counter now left behind, which can never settle it: it ends
+ * unknown (counted emitted from its arming, with its recorded pulses).  One
+ * closed with its end counter unread gets the end its recorded pulses show.
+ */
+static int end_earlier_epoch(struct store *st, const char *unit, int64_t now_ms)
+{
+	sqlite3_stmt *stmt;
+	char detail[160];
+	int n, err;
+
+	/* Closed with the end unread: the counter that could settle them is gone. */
+	err = prepare(st, &stmt, "UPDATE treatments SET shot_at_end = " RECORDED_END ","
+		      " pulse_count = " RECORDED_END " - shot_at_arm"
+		      " WHERE unit_serial = ?1 AND shot_at_end IS NULL"
+		      " AND outcome NOT IN ('open', 'unknown')");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	err = step_done(st, stmt, "settle the earlier counter's treatments from their pulses");
+	sqlite3_finalize(stmt);
+	n = err ? 0 : sqlite3_changes(st->db);
+	if (n > 0) {
+		snprintf(detail, sizeof(detail), "%d treatment(s) closed with the end counter unread "
+			 "before the reset: settled from their recorded pulses", n);
+		err = insert_audit(st, &(struct store_audit){
+			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
+			.reason = "counter-reset", .detail = detail });
+	}
+	if (err)
+		return err;
+	err = prepare(st, &stmt, "UPDATE treatments SET outcome = 'unknown', end_ms = ?2"
+		      " WHERE unit_serial = ?1 AND outcome = 'open'");
+	if (err)
+		return err;
+	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 2, now_ms);
+	err = step_done(st, stmt, "end the treatments of the earlier counter");
+	sqlite3_finalize(stmt);
+	n = err ? 0 : sqlite3_changes(st->db);
+	if (n == 0)
+		return err;
+	snprintf(detail, sizeof(detail), "%d treatment(s) left open on the counter before the "
+		 "reset: ended unknown (counted emitted), never settled from the new counter", n);
+	return insert_audit(st, &(struct store_audit){
+		.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
+		.reason = "counter-reset", .detail = detail });
 }
 
 int store_counter_reset(struct store *st, const char *unit_serial, uint32_t counter,
@@ -1923,6 +2013,8 @@ int store_counter_reset(struct store *st, const char *unit_serial, uint32_t coun
 		release(st, stmt);
 	}
 	if (!err)
+		err = end_earlier_epoch(st, unit_serial, now_ms);
+	if (!err)
 		err = commit(st);
 	return err ? rollback(st, err) : 0;
 }
@@ -1944,7 +2036,8 @@ static int settle_earlier(struct store *st, const char *unit, uint32_t shot_at_a
 	int rc, err;
 
 	err = prepare(st, &stmt, "SELECT id FROM treatments WHERE unit_serial = ?1 AND"
-		      " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL) ORDER BY id LIMIT 16");
+		      " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
+		      " AND counter_epoch = " UNIT_EPOCH("?1") " ORDER BY id LIMIT 16");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
@@ -1955,7 +2048,7 @@ static int settle_earlier(struct store *st, const char *unit, uint32_t shot_at_a
 		return sql_fail(st, rc, "look for treatments to settle");
 	for (size_t i = 0; i < n && !err; i++) {
 		err = settle_one(st, ids[i], shot_at_arm, now_ms, "the counter at the next arming");
-		if (err == -ERANGE || err == -EALREADY)
+		if (err == -ERANGE || err == -EALREADY || err == -ESTALE)
 			err = 0;	/* left as it is: unknown counts as emitted */
 	}
 	return err;
@@ -2046,9 +2139,10 @@ static int read_treatment_state(struct store *st, int64_t id, enum store_outcome
 	return err;
 }
 
+/* @count: the pulse count, or < 0 for the shots since arming. */
 static int close_treatment(struct store *st, int64_t id, enum store_outcome outcome,
 			   int64_t end_ms, int64_t end_rtc_s, bool shot_known, uint32_t shot_at_end,
-			   uint32_t shot_at_arm)
+			   uint32_t shot_at_arm, int64_t count)
 {
 	sqlite3_stmt *stmt;
 	int err;
@@ -2066,7 +2160,7 @@ static int close_treatment(struct store *st, int64_t id, enum store_outcome outc
 		sqlite3_bind_null(stmt, 4);
 	if (shot_known) {
 		sqlite3_bind_int64(stmt, 5, shot_at_end);
-		sqlite3_bind_int64(stmt, 6, (int64_t)shot_at_end - shot_at_arm);
+		sqlite3_bind_int64(stmt, 6, count >= 0 ? count : (int64_t)shot_at_end - shot_at_arm);
 	} else {
 		sqlite3_bind_null(stmt, 5);
 		sqlite3_bind_null(stmt, 6);
@@ -2100,7 +2194,8 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
 			   (long long)treatment_id, f->shot_at_end, shot_at_arm);
 	if (!err)
 		err = close_treatment(st, treatment_id, f->outcome, f->end_ms, f->end_rtc_s,
-				      f->shot_at_end_known, f->shot_at_end, shot_at_arm);
+				      f->shot_at_end_known, f->shot_at_end, shot_at_arm,
+				      f->count_reported ? recorded : -1);
 	if (!err)
 		err = commit(st);
 	return err ? rollback(st, err) : 0;
@@ -2120,6 +2215,7 @@ static int next_arming_counter(struct store *st, int64_t treatment_id, uint32_t 
 	err = prepare(st, &stmt, "SELECT later.shot_at_arm FROM treatments AS t"
 		      " JOIN treatments AS later"
 		      " ON later.unit_serial = t.unit_serial AND later.id > t.id"
+		      "  AND later.counter_epoch = t.counter_epoch"
 		      " WHERE t.id = ?1 ORDER BY later.id LIMIT 1");
 	if (err)
 		return err;
@@ -2134,14 +2230,18 @@ static int next_arming_counter(struct store *st, int64_t treatment_id, uint32_t 
 	return err;
 }
 
-/* Inside the transaction: the unit and whether the end counter is known. */
-static int read_settle_state(struct store *st, int64_t id, char **unit, bool *end_known)
+/*
+ * Inside the transaction: the unit, whether the end counter is known and
+ * whether the treatment was armed in the unit's current counter epoch.
+ */
+static int read_settle_state(struct store *st, int64_t id, char **unit, bool *end_known,
+			     bool *this_epoch)
 {
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt, "SELECT unit_serial, shot_at_end IS NOT NULL FROM treatments"
-		      " WHERE id = ?1");
+	err = prepare(st, &stmt, "SELECT unit_serial, shot_at_end IS NOT NULL,"
+		      " counter_epoch = " UNIT_EPOCH("treatments.unit_serial") " FROM treatments WHERE id = ?1");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, id);
@@ -2149,6 +2249,7 @@ static int read_settle_state(struct store *st, int64_t id, char **unit, bool *en
 	if (rc == SQLITE_ROW) {
 		*unit = strdup(column_text(stmt, 0));
 		*end_known = sqlite3_column_int(stmt, 1) != 0;
+		*this_epoch = sqlite3_column_int(stmt, 2) != 0;
 		if (!*unit)
 			err = fail(st, -ENOMEM, "out of memory");
 	} else {
@@ -2179,6 +2280,44 @@ static int set_end_counter(struct store *st, int64_t id, uint32_t shot_at_end,
 }
 
 /*
+ * The shots a treatment could have fired: at its repetition rate for as long
+ * as it was armed (to its end, or @now_ms while open), a quarter more and 5
+ * for the clocks and the reports in flight; and the highest shot recorded in
+ * it (0 if none).  A counter beyond its arming by more leapt while the unit
+ * was not watched (a faulty unit): never believed (S3, hole 102).
+ */
+static int plausible_shots(struct store *st, int64_t id, int64_t now_ms, int64_t *most,
+			   uint32_t *recorded_high)
+{
+	sqlite3_stmt *stmt;
+	int rc, err;
+
+	err = prepare(st, &stmt, "SELECT rate_mhz, max(0, coalesce(end_ms, ?2) - armed_ms),"
+		      " (SELECT max(shot) FROM pulses WHERE treatment_id = t.id"
+		      "  AND shot > t.shot_at_arm) FROM treatments AS t WHERE id = ?1");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, id);
+	sqlite3_bind_int64(stmt, 2, now_ms);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		int64_t rate_mhz = sqlite3_column_int64(stmt, 0);
+		int64_t span_ms = sqlite3_column_int64(stmt, 1);
+
+		if (span_ms > INT64_MAX / 2 / (rate_mhz > 0 ? rate_mhz : 1))
+			*most = INT64_MAX;
+		else
+			*most = span_ms * rate_mhz / 1000000 * 5 / 4 + 5;
+		*recorded_high = (uint32_t)sqlite3_column_int64(stmt, 2);
+	} else {
+		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
+					: sql_fail(st, rc, "read treatment");
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+/*
  * Inside a write transaction: settle treatment @id from the unit's counter
  * @counter (or the counter at its unit's next arming, if there was one).
  */
@@ -2190,14 +2329,22 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 	int64_t recorded;
 	char *unit = NULL;
 	char detail[200];
-	bool end_known = false, later = false;
+	bool end_known = false, later = false, this_epoch = false;
+	const char *reason = NULL;
+	uint32_t recorded_high = 0;
+	int64_t most = 0;
+	char leap[120];
 	int err;
 
 	err = read_treatment_state(st, id, &now, &shot_at_arm, &recorded);
 	if (!err)
-		err = read_settle_state(st, id, &unit, &end_known);
+		err = read_settle_state(st, id, &unit, &end_known, &this_epoch);
 	if (!err && now != STORE_OUTCOME_OPEN && now != STORE_OUTCOME_UNKNOWN && end_known)
 		err = fail(st, -EALREADY, "treatment %lld is already %s", (long long)id,
+			   outcome_names[now]);
+	if (!err && !this_epoch)
+		err = fail(st, -ESTALE, "treatment %lld was armed before its unit's counter was "
+			   "reset: never settled from the new counter; left %s", (long long)id,
 			   outcome_names[now]);
 	if (!err)
 		err = next_arming_counter(st, id, &next, &later);
@@ -2211,9 +2358,20 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 		err = fail(st, -ERANGE, "counter-went-back: treatment %lld: unit shot counter %u is "
 			   "below %u at arming; left %s", (long long)id, counter, shot_at_arm,
 			   outcome_names[now]);
+	if (!err)
+		err = plausible_shots(st, id, now_ms, &most, &recorded_high);
+	if (!err && counter - shot_at_arm > most) {
+		uint32_t leapt = counter;
+
+		counter = recorded_high > shot_at_arm ? recorded_high : shot_at_arm;
+		snprintf(leap, sizeof(leap), "its recorded pulses: the counter (%u) leapt past "
+			 "what it could fire armed, not believed", leapt);
+		how = leap;
+		reason = "counter-jumped";
+	}
 	if (!err && (now == STORE_OUTCOME_OPEN || now == STORE_OUTCOME_UNKNOWN))
 		err = close_treatment(st, id, STORE_OUTCOME_RECONCILED, now_ms, 0, true,
-				      counter, shot_at_arm);
+				      counter, shot_at_arm, -1);
 	else if (!err)
 		err = set_end_counter(st, id, counter, shot_at_arm);
 	if (!err) {
@@ -2222,7 +2380,7 @@ static int settle_one(struct store *st, int64_t id, uint32_t counter, int64_t no
 			 (long long)recorded);
 		err = insert_audit(st, &(struct store_audit){
 			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
-			.detail = detail });
+			.reason = reason, .detail = detail });
 	}
 	free(unit);
 	return err;
@@ -2289,10 +2447,13 @@ int store_unsettled_treatments(struct store *st, const char *unit_serial, store_
 		err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
 			      " INDEXED BY treatments_unsettled"
 			      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
-			      "  AND unit_serial = ?1 ORDER BY +armed_ms, id");
+			      "  AND unit_serial = ?1"
+			      "  AND counter_epoch = " UNIT_EPOCH("treatments.unit_serial")
+			      " ORDER BY +armed_ms, id");
 	else
 		err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
 			      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
+			      "  AND counter_epoch = " UNIT_EPOCH("treatments.unit_serial")
 			      " ORDER BY +armed_ms, id");
 	if (err)
 		return err;

@@ -41,7 +41,8 @@
 #include <stdint.h>
 
 #define STORE_DB_NAME		"records.db"
-#define STORE_SCHEMA_VERSION	5	/* 4: issue 12's indexes; 5: the hash chain (store-chain.h) */
+#define STORE_SCHEMA_VERSION	7	/* 4: issue 12's indexes; 5: the hash chain (store-chain.h);
+					 * 6: (placeholder); 7: counter epochs, one row a shot */
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
@@ -272,6 +273,12 @@ struct store_treatment_finish {
 	int64_t end_rtc_s;		/* unit RTC; 0 if unknown */
 	bool shot_at_end_known;		/* false: unit gone, counter unread */
 	uint32_t shot_at_end;		/* pulse count = shot_at_end - shot_at_arm */
+	/*
+	 * The unit's counter leapt past the pulses it reported while armed (a
+	 * faulty unit): shot_at_end keeps what it said, the pulse count is the
+	 * pulses recorded (reported) when it ends.
+	 */
+	bool count_reported;
 };
 
 /*
@@ -292,7 +299,10 @@ int store_treatment_end(struct store *st, int64_t treatment_id,
  * -ENOENT unknown id, -EALREADY settled already,
  * -ERANGE the counter is below the treatment's arming or below what the
  *         records hold for the unit ("counter-went-back: ..."): not believed,
- *         left as is (OPEN: end it UNKNOWN; it counts as emitted).
+ *         left as is (OPEN: end it UNKNOWN; it counts as emitted),
+ * -ESTALE the treatment was armed in an earlier counter epoch of its unit
+ *         (before a counter reset was accepted): a counter of the new epoch
+ *         never settles it; left as is (it stays UNKNOWN, counted emitted).
  */
 int store_reconcile_treatment(struct store *st, int64_t treatment_id,
 			      uint32_t shot_count_now, int64_t now_ms);
@@ -305,16 +315,21 @@ int store_reconcile_treatment(struct store *st, int64_t treatment_id,
 int store_treatment_mark_emitting(struct store *st, int64_t treatment_id, int64_t when_ms);
 
 /*
- * S3: is @counter at or above every shot the records hold for the unit?
- * 0 yes (or no records, or an accepted reset), -ERANGE no
+ * S3: is @counter at or above every shot the records hold for the unit in
+ * its current counter epoch?  0 yes (or no records), -ERANGE no
  * ("counter-went-back: ..."), another negative errno on failure.
  */
 int store_counter_check(struct store *st, const char *unit_serial, uint32_t counter);
 
 /*
  * An authorized user accepts the unit's counter below the records (after a
- * reflash, say): later checks against that high water pass.  -EALREADY if
- * the counter is not below.  The caller audits who.
+ * reflash, say): a new counter epoch of the unit begins at @counter.  Its
+ * shot numbers may repeat those of earlier epochs (each pulse keeps its row
+ * in its own treatment); later checks compare with this epoch's records
+ * only, and @counter is their floor.  In the same transaction the unit's
+ * treatments still OPEN end UNKNOWN: no counter of the new epoch settles a
+ * treatment of an earlier one (RECONCILE audit, reason "counter-reset").
+ * -EALREADY if the counter is not below.  The caller audits who.
  */
 int store_counter_reset(struct store *st, const char *unit_serial, uint32_t counter,
 			const struct store_operator *op, int64_t now_ms);
@@ -336,11 +351,12 @@ struct store_pulse {
 int store_add_pulse(struct store *st, const struct store_pulse *p);
 
 /*
- * Commit the batch in one transaction.  Pulses are unique per (unit, shot):
- * one already recorded for the same treatment is a repeated report and is
- * skipped; one recorded for another treatment (the unit reused a shot number)
- * goes into the audit trail (FAULT, reason "shot-number-reused") and counts
- * in its treatment's summary.  On failure the batch is kept entire and the
+ * Commit the batch in one transaction.  Pulses are unique per (treatment,
+ * shot): one already recorded for the same treatment is a repeated report
+ * and is skipped; one whose shot another treatment of the unit's same
+ * counter epoch holds (the unit reused a shot number without an accepted
+ * reset) keeps its row, counts in its treatment's summary, and the audit
+ * trail says so (FAULT, reason "shot-number-reused").  On failure the batch is kept entire and the
  * error returned.  Returns 0 (also when the batch was empty).
  */
 int store_flush(struct store *st);
@@ -416,7 +432,7 @@ int store_patient_history(struct store *st, const char *patient,
 /*
  * Treatments to settle from the unit's counter (store_reconcile_treatment):
  * left OPEN or UNKNOWN (crash, unit gone), or closed with the end counter
- * unread; oldest first; unit_serial NULL means every unit.  Returns how
+ * unread, armed in the unit's current counter epoch; oldest first; unit_serial NULL means every unit.  Returns how
  * many were visited.
  */
 int store_unsettled_treatments(struct store *st, const char *unit_serial,

@@ -49,11 +49,59 @@ static bool armed_state(uint8_t state)
 	       state == SMPL_STATE_EMITTING;
 }
 
+/*
+ * The unit's counter went back under the daemon's eyes (a faulty unit, NV
+ * lost while powered): never believed (S3).  The unit faults COUNTER_BACK
+ * (disarmed, audited) until an authorized acknowledge accepts the counter.
+ */
+void smpl_unit_counter_back(struct smpl_unit *u, uint32_t counter, const char *where)
+{
+	char why[SMPL_SAFETY_MSG_MAX];
+
+	snprintf(why, sizeof(why), "counter-went-back: unit %s reports shot counter %" PRIu32
+		 " (%s), below shot %" PRIu32 " it reported before; not believed",
+		 smpl_unit_label(u), counter, where, u->max_reported_shot);
+	u->counter_back = true;
+	smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, why);
+}
+
+/*
+ * Pulse reports a unit may lose in one arming (a dropped transfer, a full
+ * report queue) before a counter ahead of its reports is taken for a leap.
+ */
+#define SMPL_LOST_REPORTS_MAX	2
+
+/*
+ * The reports come in order, so a counter in them ahead of the open
+ * treatment's pulse reports by more than a few lost reports leapt (a faulty
+ * unit): never believed (S3).  The unit faults COUNTER_JUMP (disarmed,
+ * audited); the treatment counts the pulses reported.
+ */
+static void check_counter_leap(struct smpl_unit *u, uint32_t counter)
+{
+	char why[SMPL_SAFETY_MSG_MAX];
+	uint32_t since;
+
+	if (!u->treatment_id || u->treatment_jumped || u->counter_back ||
+	    counter <= u->treatment_shot_at_arm)
+		return;
+	since = counter - u->treatment_shot_at_arm;
+	if (since <= u->treatment_reported + SMPL_LOST_REPORTS_MAX)
+		return;
+	snprintf(why, sizeof(why), "counter-jumped: unit %s reports shot counter %" PRIu32
+		 ", %" PRIu32 " shots since arming at %" PRIu32 ", but only %" PRIu32
+		 " pulses; not believed", smpl_unit_label(u), counter, since,
+		 u->treatment_shot_at_arm, u->treatment_reported);
+	u->treatment_jumped = true;
+	smpl_unit_fault(u, SMPL_REASON_COUNTER_JUMP, why);
+}
+
 /* A treatment being closed, while its unit's counter is read. */
 struct closing {
 	int64_t id;
 	enum store_outcome outcome;
 	int64_t end_ms;
+	bool jumped;			/* count the pulses reported */
 };
 
 /*
@@ -64,9 +112,18 @@ struct closing {
 static void end_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
 {
 	struct closing *c = ud;
-	struct store_treatment_finish f = { .outcome = c->outcome, .end_ms = c->end_ms };
+	struct store_treatment_finish f = {
+		.outcome = c->outcome, .end_ms = c->end_ms, .count_reported = c->jumped,
+	};
 
-	if (rep->r == 0 && !armed_state(rep->status.state)) {
+	if (u->counter_back && !u->gone) {
+		/* The counter went back during it: its end is not believed (S3). */
+		f.outcome = STORE_OUTCOME_UNKNOWN;
+	} else if (rep->r == 0 && !armed_state(rep->status.state) &&
+		   rep->status.shot_count < u->closed.shot_at_arm && u->closed.id == c->id) {
+		f.outcome = STORE_OUTCOME_UNKNOWN;	/* below its arming: the same */
+		smpl_unit_counter_back(u, rep->status.shot_count, "read after the disarm");
+	} else if (rep->r == 0 && !armed_state(rep->status.state)) {
 		f.shot_at_end_known = true;
 		f.shot_at_end = rep->status.shot_count;
 		f.end_rtc_s = rep->status.rtc_s;
@@ -110,6 +167,8 @@ void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 		return;
 	}
 	c->id = u->closed.id;
+	c->jumped = u->treatment_jumped;
+	u->treatment_jumped = false;
 	c->outcome = outcome;
 	c->end_ms = smpl_wall_ms();
 	smpl_records_closing(u->daemon, +1);
@@ -118,6 +177,15 @@ void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome)
 		smpl_unit_io(u, SMPL_UNIT_END_STATUS, NULL, end_counter_read, c);
 	else
 		end_counter_read(u, &unread, c);
+}
+
+/* The fault an action is about: the unit's own (named), or the daemon's reason. */
+static const char *action_fault_name(const struct smpl_action *a)
+{
+	if (a->reason == SMPL_REASON_UNIT_FAULT && a->fault_code != SMPL_FAULT_NONE &&
+	    a->fault_code <= SMPL_FAULT__MAX)
+		return smpl_fault_slug(a->fault_code);
+	return smpl_reason_name(a->reason);
 }
 
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
@@ -139,7 +207,7 @@ static void report(struct smpl_unit *u, const struct smpl_action *a, const uid_t
 		 "%s: %s", a->kind == SMPL_ACT_FAULT ? "fault, disarmed" : "disarmed",
 		 a->message);
 	if (a->kind == SMPL_ACT_FAULT && u->published && d->observer && d->observer->unit_fault)
-		d->observer->unit_fault(u, smpl_unit_fault_name(u), a->message);
+		d->observer->unit_fault(u, action_fault_name(a), a->message);
 }
 
 void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid)
@@ -411,6 +479,9 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 
 	u->status = *st;
 	u->status_known = true;
+	/* Before the core counts the leap toward the limits as pulses. */
+	if (u->published)
+		check_counter_leap(u, st->shot_count);
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
 	if ((!u->published || !u->info.serial[0] || u->reprobe) && !u->ignored) {
 		if (settled_state(st->state))
@@ -424,6 +495,12 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	if (st->state == SMPL_STATE_EMITTING)
 		mark_emitting(u, false);
 	smpl_unit_apply(u, &a);
+	/* The reports come in order: a counter below a pulse reported before went back. */
+	if (u->published && u->reported_known && st->shot_count < u->max_reported_shot &&
+	    !u->counter_back) {
+		smpl_unit_counter_back(u, st->shot_count, "in a status report");
+		u->max_reported_shot = st->shot_count;
+	}
 	smpl_unit_changed(u);
 }
 
@@ -579,13 +656,31 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 	int64_t session_id = 0;
 	int64_t tid = treatment_of_pulse(u, p->shot, &session_id);
 	bool fresh = !u->reported_known || p->shot > u->max_reported_shot;
+	/*
+	 * The reports come in order: a pulse at or below one reported before,
+	 * or below the counter its armed treatment began at, means the counter
+	 * went back.  The pulse is real: it belongs to the treatment armed then.
+	 */
+	bool back = !fresh || (!tid && u->treatment_id && p->shot <= u->treatment_shot_at_arm);
 
+	if (back && !u->counter_back && u->published)
+		smpl_unit_counter_back(u, p->shot, "in a pulse report");
+	if (back && u->counter_back) {
+		fresh = true;
+		if (!tid) {
+			tid = u->treatment_id ? u->treatment_id : u->closed.id;
+			session_id = u->treatment_id ? (s ? s->id : 0) : u->closed.session_id;
+		}
+	}
 	if (p->shot > u->status.shot_count)
 		u->status.shot_count = p->shot;
 	if (fresh) {
 		u->reported_known = true;
 		u->max_reported_shot = p->shot;
 	}
+	if (fresh && tid && tid == u->treatment_id)
+		u->treatment_reported++;
+	check_counter_leap(u, p->shot);		/* before the core counts the leap */
 	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
 	if (tid)
 		record_pulse(u, tid, p);

@@ -33,6 +33,11 @@ void smpl_unit_drop(struct smpl_unit *u);
 void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome);
 /* A fault the daemon found (counter back, records failing): latched, disarmed. */
 void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why);
+/*
+ * The unit's counter went back under the daemon's eyes (@counter, seen
+ * @where): faulted COUNTER_BACK until an acknowledge accepts the counter.
+ */
+void smpl_unit_counter_back(struct smpl_unit *u, uint32_t counter, const char *where);
 /* Obeys the safety core: DISARM the unit, close the treatment, record why. */
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
 /*

@@ -350,6 +350,8 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 	u->treatment_shot_at_arm = af->st.shot_count;
 	u->treatment_emitting = false;
 	u->treatment_pulse_durable = false;
+	u->treatment_reported = 0;
+	u->treatment_jumped = false;
 	smpl_safety_newest_record(&u->safety, smpl_wall_ms());	/* it witnesses the clock */
 	smpl_safety_patch_budget(&u->safety, af->dec.verdict.e.max_pulses,
 				 af->dec.verdict.pulses_used);
@@ -507,6 +509,7 @@ int smpl_unit_disarm(struct smpl_unit *u, sd_bus_message *m, const uid_t *uid)
 struct ack_flow {
 	struct flow f;
 	char fault[64];
+	uint32_t counter;		/* the counter accepted (COUNTER_BACK) */
 };
 
 static void ack_finish(struct ack_flow *af)
@@ -538,8 +541,17 @@ static void counter_accepted(struct smpl_daemon *d, const struct smpl_records_ca
 		flow_fail(&af->f, &e);
 		return;
 	}
-	if (!flow_stale(&af->f, "AcknowledgeFault"))
-		ack_finish(af);
+	if (flow_stale(&af->f, "AcknowledgeFault"))
+		return;
+	/*
+	 * A new epoch of the unit's counter: counting goes on from it, and no
+	 * report of the counter left behind is taken for one of the new (S3).
+	 */
+	smpl_safety_counter_reset(&af->f.u->safety, af->counter);
+	af->f.u->counter_back = false;
+	af->f.u->reported_known = false;
+	af->f.u->closed.id = 0;
+	ack_finish(af);
 }
 
 static void missing_accepted(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
@@ -575,6 +587,7 @@ static void ack_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, voi
 	}
 	smpl_unit_take_status(u, &rep->status);
 	if (u->safety.fault == SMPL_REASON_COUNTER_BACK) {
+		af->counter = rep->status.shot_count;
 		smpl_records_counter_reset(u->daemon, u->info.serial, rep->status.shot_count,
 					   af->f.uid, counter_accepted, af);
 		return;

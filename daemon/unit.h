@@ -85,6 +85,12 @@ struct smpl_unit {
 		int64_t session_id;
 		sd_bus_message *call;
 	} unattributed;
+	uint32_t treatment_reported;	/* pulse reports it had (fresh ones) */
+	/*
+	 * Its counter leapt past the pulses reported (more than a few lost
+	 * reports explain): faulted COUNTER_JUMP; it counts what was reported.
+	 */
+	bool treatment_jumped;
 	struct {
 		int64_t id, session_id;
 		uint32_t shot_at_arm;
@@ -94,6 +100,13 @@ struct smpl_unit {
 	bool settle_pending;		/* a treatment waits for the unit's counter */
 	bool reported_known;		/* max_reported_shot is valid */
 	uint32_t max_reported_shot;	/* highest pulse report: a repeat counts once */
+	/*
+	 * The unit's counter went back under the daemon's eyes (a report below
+	 * one it sent before): faulted COUNTER_BACK; until an authorized
+	 * acknowledge accepts the counter, pulses belong to the treatment armed
+	 * when it went back, and that one's end counter is not believed.
+	 */
+	bool counter_back;
 	int64_t unclosed_id;		/* closed here, not in the store yet */
 	struct store_treatment_finish unclosed;
 

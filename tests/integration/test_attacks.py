@@ -206,6 +206,104 @@ def test_live_counter_below_the_records_is_never_believed():
 
 
 @test
+def test_counter_back_while_armed_faults_the_unit_and_keeps_every_row():
+    """Hole 105 (tests/attack): the unit's counter goes back while it is armed and
+    emitting (a faulty unit).  The daemon sees it in the unit's reports: the unit
+    faults counter-went-back and is disarmed; every pulse it fired keeps its row in
+    the treatment armed for it, which ends unknown (its end counter is not believed);
+    the records store goes on working, and after the acknowledge the unit arms and
+    counts again."""
+    with Env() as env:
+        env.start()
+        _, first = env.treat('p-back0', 'crown', 1.0)
+        assert first >= 5
+        spath = env.ready_session('p-back1', 'occipital')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        pump(0.35)
+        env.sim().SetShotCounter(dbus.UInt32(2))
+        pump(0.5)
+        env.sim().SetFootswitch(False)
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-went-back', 5,
+                   'the unit faulted counter-went-back')
+        env.wait_unit_state('standby', 5)
+        fired = fired_shots(env)
+        after = len(fired) - first
+        assert after >= 2, fired          # some before the set back, one at least after
+        (t,) = treatments(env, 'p-back1')
+        assert t['outcome'] == 'unknown', t
+        rows = env.query('SELECT shot FROM pulses WHERE treatment_id = ? ORDER BY id', t['id'])
+        assert [r['shot'] for r in rows] == fired[first:], (rows, fired)
+        assert t['pulses_recorded'] == after, t
+        assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-went-back'"
+                         )[0]['n'] >= 1
+        env.session(spath).End('done')
+        env.unit().AcknowledgeFault()
+        assert env.unit_prop('LatchedFault') == ''
+        _, again = env.treat('p-back2', 'crown', 0.6)
+        assert again > 0
+        (t2,) = treatments(env, 'p-back2')
+        assert t2['outcome'] == 'completed' and t2['pulse_count'] == again, t2
+        assert t2['pulses_recorded'] == again, t2
+        assert treatments(env, 'p-back1')[0]['outcome'] == 'unknown'
+
+
+@test
+def test_counter_jump_while_armed_faults_the_unit_and_counts_what_it_reported():
+    """Hole 102 (tests/attack): the unit's counter jumps forward while it is armed and
+    emitting (a faulty unit).  The counter is not believed: the unit faults
+    counter-jumped and is disarmed, and the treatment counts the pulses the unit
+    reported (each fired, each with its row), not the 150 its counter claims."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-jump', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        pump(0.45)
+        shot = int(env.unit_prop('ShotCount'))
+        env.sim().SetShotCounter(dbus.UInt32(shot + 150))
+        pump(0.45)
+        env.sim().SetFootswitch(False)
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-jumped', 5,
+                   'the unit faulted counter-jumped')
+        env.wait_unit_state('standby', 5)
+        fired = fired_shots(env)
+        (t,) = treatments(env, 'p-jump')
+        assert t['outcome'] == 'fault', t
+        assert t['pulse_count'] == len(fired) == t['pulses_recorded'], (t, fired)
+        assert t['shot_at_end'] >= shot + 150, t        # what the counter said, kept
+        assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-jumped'"
+                         )[0]['n'] >= 1
+        env.session(spath).End('done')
+        env.unit().AcknowledgeFault()
+        _, again = env.treat('p-jump2', 'occipital', 0.6)
+        (t2,) = treatments(env, 'p-jump2')
+        assert again > 0 and t2['pulse_count'] == again == t2['pulses_recorded'], t2
+
+
+@test
+def test_counter_leap_past_the_pulse_limit_before_any_pulse():
+    """Hole 102, found again by the attacker once closed: the counter leaps while the
+    unit is READY, past the patch's pulse limit, before any pulse.  The leap is found
+    before the core counts it as pulses: the unit faults counter-jumped (not "pulse
+    limit reached"), and the treatment counts 0 pulses."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-leap', 'crown')
+        env.arm_to_ready()
+        shot = int(env.unit_prop('ShotCount'))
+        env.sim().SetShotCounter(dbus.UInt32(shot + 5000))      # pulses_per_patch 3000
+        wait_until(lambda: env.unit_prop('LatchedFault') == 'counter-jumped', 5,
+                   'the unit faulted counter-jumped')
+        env.wait_unit_state('standby', 5)
+        assert fired_shots(env) == []
+        (t,) = treatments(env, 'p-leap')
+        assert t['outcome'] == 'fault' and t['pulse_count'] == 0, t
+        assert not env.query("SELECT * FROM audit WHERE reason = 'patch-pulse-limit'")
+        env.session(spath).End('done')
+
+
+@test
 def test_two_units_cannot_both_take_the_test_spot():
     """Issue 11.5: a patient with no treatment; two units each select an untreated
     patch (both look like the test spot at SelectPatch).  The first arms; the second

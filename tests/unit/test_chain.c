@@ -407,7 +407,8 @@ static void test_treatment_edited_with_triggers_dropped_is_found(void **state)
  * Pulses are not chained one by one: each treatment's chained summary (count,
  * energies, last pulse) stands for them.  A pulse changed, deleted or added
  * with the shell is found against it; a repeated shot number (audited as
- * shot-number-reused: counted, not stored again) is not taken for one.
+ * shot-number-reused, and stored in its own treatment since schema v6) is
+ * not taken for one.
  */
 static void test_pulses_edited_with_triggers_dropped_are_found(void **state)
 {
@@ -421,6 +422,7 @@ static void test_pulses_edited_with_triggers_dropped_are_found(void **state)
 	close_store(f);
 
 	db = shell(f);
+	assert_int_equal(value(db, "SELECT count(*) FROM pulses WHERE shot = 3"), 2);
 	sql_ok(db, "DROP TRIGGER pulses_fixed");
 	sql_ok(db, "UPDATE pulses SET measured_uj = measured_uj + 1 WHERE shot = 2");
 	sqlite3_close(db);

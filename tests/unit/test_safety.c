@@ -553,6 +553,34 @@ static void test_unit_fault_once_and_again(void **state)
 	assert_true(smpl_safety_fault_latched(&s));
 }
 
+/*
+ * Hole 104 (tests/attack): the unit faults again while the daemon still
+ * latches an earlier fault (its acknowledge reply was lost): the action
+ * names the new fault, not the latched one.
+ */
+static void test_second_unit_fault_while_latched_names_the_new_one(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_status_n st = status_of(SMPL_STATE_FAULT, 0);
+	struct smpl_action a;
+
+	(void)state;
+	armed_ready(&s, NULL);
+	st.fault = SMPL_FAULT_INTERLOCK;
+	assert_int_equal(feed(&s, T0 + 3000, st, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.fault_code, SMPL_FAULT_INTERLOCK);
+	/* the unit cleared it (its ACK_FAULT reply was lost: the latch stays) */
+	feed(&s, T0 + 3016, status_of(SMPL_STATE_STANDBY, 0), NULL);
+	assert_true(smpl_safety_fault_latched(&s));
+	st.fault = SMPL_FAULT_INTERNAL;
+	assert_int_equal(feed(&s, T0 + 4000, st, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNIT_FAULT);
+	assert_int_equal(a.fault_code, SMPL_FAULT_INTERNAL);
+	assert_non_null(strstr(a.message, "internal"));
+	/* the first stays latched until acknowledged */
+	assert_int_equal(s.fault_code, SMPL_FAULT_INTERLOCK);
+}
+
 static void test_unit_already_faulted_at_connect(void **state)
 {
 	struct smpl_safety s;
@@ -1274,8 +1302,8 @@ static void test_random_walk_invariants(void **state)
 		    r != SMPL_REASON_CLOCK_NO_RTC && r != SMPL_REASON_NO_SESSION &&
 		    r != SMPL_REASON_NO_PATCH && r != SMPL_REASON_COOLDOWN &&
 		    r != SMPL_REASON_EYEWEAR && r != SMPL_REASON_DAEMON_STOPPING &&
-		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_RECORDS_FAILED &&
-		    r != SMPL_REASON_RECORDS_MISSING &&
+		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_COUNTER_JUMP &&
+		    r != SMPL_REASON_RECORDS_FAILED && r != SMPL_REASON_RECORDS_MISSING &&
 		    !(seen & (1ULL << r)))
 			fail_msg("the walk never disarmed for %s",
 				 smpl_reason_name((enum smpl_reason)r));
@@ -1346,6 +1374,13 @@ static void test_daemon_found_fault_latches(void **state)
 	assert_string_equal(smpl_reason_name(SMPL_REASON_COUNTER_BACK), "counter-went-back");
 	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
 	assert_false(smpl_safety_fault_latched(&s));
+	/* hole 102: a counter that leapt, the same way */
+	assert_string_equal(smpl_reason_name(SMPL_REASON_COUNTER_JUMP), "counter-jumped");
+	assert_string_equal(smpl_reason_dbus_error(SMPL_REASON_COUNTER_JUMP),
+			    "org.smplaser.Laser1.Error.DeviceFault");
+	assert_int_equal(smpl_safety_fault(&s, SMPL_REASON_COUNTER_JUMP, "leapt", &a),
+			 SMPL_ACT_FAULT);
+	assert_true(smpl_safety_fault_latched(&s));
 }
 
 static void test_reason_tables(void **state)
@@ -1383,6 +1418,7 @@ int main(void)
 		cmocka_unit_test(test_ack_refused_calibration_after_energy_fault),
 		cmocka_unit_test(test_ack_refused_disconnected_or_armed),
 		cmocka_unit_test(test_unit_fault_once_and_again),
+		cmocka_unit_test(test_second_unit_fault_while_latched_names_the_new_one),
 		cmocka_unit_test(test_unit_already_faulted_at_connect),
 		cmocka_unit_test(test_interlock_opening_disarms),
 		cmocka_unit_test(test_interlock_while_arming_disarms),

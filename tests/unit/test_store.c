@@ -700,11 +700,184 @@ static void test_reused_shot_number_is_kept_in_the_audit(void **state)
 	assert_int_equal(c.t.energy_sum_uj, 270000 + 270001);
 	assert_int_equal(c.t.emission_ms, T0 + 5100);	/* still open: counts its pulses */
 	assert_int_equal(get_treatment(f, first).t.pulses_recorded, 3);
-	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
+	/*
+	 * Hole 101: after the accepted reset the shot numbers repeat, and every
+	 * pulse keeps its row (its measured energy) in its own treatment.
+	 */
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 5);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses WHERE treatment_id = 2"
+				    " AND shot = 2 AND measured_uj = 270001"), 1);
+	/* an accepted reset is not a reused shot number */
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit"), 0);
+	/* a repeated report is still one row */
+	add_pulses(f, second, 2, 1, T0 + 5100, 270001);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 5);
+	assert_int_equal(get_treatment(f, second).t.pulses_recorded, 2);
+}
+
+/*
+ * A shot number fired again without an accepted reset (the counter went
+ * back under an armed treatment): the pulse is real, so it keeps its row,
+ * and the audit says the number was reused.
+ */
+static void test_shot_number_reused_without_reset_keeps_its_row(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0), second;
+
+	add_pulses(f, first, 1, 5, T0 + 2000, 280000);
+	end_treatment(f, first, STORE_OUTCOME_COMPLETED, T0 + 3000, 5);
+	second = begin_treatment(f, session, "frontal", T0 + 4000, 5);
+	add_pulses(f, second, 3, 2, T0 + 5000, 270000);	/* 3 and 4 again */
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 7);
+	assert_int_equal(get_treatment(f, second).t.pulses_recorded, 2);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'fault'"
 				    " AND reason = 'shot-number-reused' AND unit_serial = 'U1'"
-				    " AND detail LIKE '%shot 2 (270001 uJ measured%'"), 1);
-	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit"), 2);
+				    " AND detail LIKE '%shot 4 (270001 uJ measured%'"), 1);
+}
+
+static int visit_nothing(const struct store_treatment *t, void *ctx)
+{
+	(void)t, (void)ctx;
+	return 0;
+}
+
+/*
+ * Hole 103: a treatment left open when its unit's counter went back is
+ * never settled from the counter an authorized user accepted after: that
+ * counter counts another life of the unit.  It stays unknown (counted
+ * emitted, with its recorded pulses), and the unit arms again.
+ */
+static void test_counter_reset_never_settles_an_earlier_treatment(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0), second;
+	struct treatment_copy c;
+
+	add_pulses(f, first, 1, 7, T0 + 2000, 280000);
+	assert_int_equal(store_flush(f->st), 0);
+	/* a crash, and the unit comes back with its counter at 2 */
+	assert_int_equal(store_reconcile_treatment(f->st, first, 2, T0 + 3000), -ERANGE);
+	assert_int_equal(store_counter_reset(f->st, "U1", 2, &OPERATOR, T0 + 3500), 0);
+	c = get_treatment(f, first);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_UNKNOWN);	/* closed by the reset */
+	assert_int_equal(store_reconcile_treatment(f->st, first, 2, T0 + 3600), -ESTALE);
+	assert_int_equal(store_reconcile_treatment(f->st, first, 9, T0 + 3600), -ESTALE);
+	second = begin_treatment(f, session, "frontal", T0 + 4000, 2);
+	c = get_treatment(f, first);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_UNKNOWN);
+	assert_false(c.t.pulse_count_known);
+	assert_int_equal(c.t.pulses_recorded, 7);
+	assert_int_equal(last_emission(f, "P1", "crown"), T0 + 2600);
+	end_treatment(f, second, STORE_OUTCOME_COMPLETED, T0 + 5000, 2);
+	assert_int_equal(get_treatment(f, second).t.pulse_count, 0);
+	/* the earlier one is no longer waiting for this unit's counter */
+	assert_int_equal(store_unsettled_treatments(f->st, "U1", visit_nothing, NULL), 0);
+}
+
+/*
+ * Hole 102: the unit's counter leapt while armed: the record keeps what the
+ * counter said, and the treatment counts the pulses reported.
+ */
+static void test_counter_leap_counts_the_pulses_reported(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 10);
+	struct store_treatment_finish fin = {
+		.outcome = STORE_OUTCOME_FAULT, .end_ms = T0 + 3000,
+		.shot_at_end_known = true, .shot_at_end = 166, .count_reported = true,
+	};
+	struct treatment_copy c;
+
+	add_pulses(f, id, 11, 5, T0 + 2000, 280000);
+	add_pulses(f, id, 166, 1, T0 + 2600, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &fin), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_FAULT);
+	assert_true(c.t.shot_at_end_known);
+	assert_int_equal(c.t.shot_at_end, 166);
+	assert_true(c.t.pulse_count_known);
+	assert_int_equal(c.t.pulse_count, 6);
+	assert_int_equal(c.t.pulses_recorded, 6);
+}
+
+/*
+ * A treatment closed with its end unread, then its unit's counter leapt while
+ * nobody watched (hole 102's kin, found by the attacker once 102 was closed):
+ * a counter beyond what the treatment could fire in the time it was armed is
+ * not believed; it is settled from its recorded pulses, and the audit says so.
+ */
+static void test_leapt_counter_never_settles_a_treatment(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 1);
+	struct treatment_copy c;
+
+	add_pulses(f, id, 2, 3, T0 + 1200, 280000);	/* 5 Hz, armed 1 s: 2, 3, 4 */
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_INTERRUPTED, .end_ms = T0 + 2000 }), 0);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 662, T0 + 9000), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_INTERRUPTED);
+	assert_int_equal(c.t.shot_at_end, 4);
+	assert_int_equal(c.t.pulse_count, 3);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'reconcile'"
+				    " AND reason = 'counter-jumped' AND detail LIKE '%(662) leapt%'"), 1);
+	/* a counter it could have reached is believed (a lost report) */
+	id = begin_treatment(f, session, "frontal", T0 + 10000, 662);
+	add_pulses(f, id, 663, 2, T0 + 10200, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 11000 }), 0);
+	assert_int_equal(store_reconcile_treatment(f->st, id, 665, T0 + 12000), 0);
+	assert_int_equal(get_treatment(f, id).t.pulse_count, 3);
+}
+
+/* A reset accepted while a closed treatment waits for its end counter: its pulses settle it. */
+static void test_counter_reset_settles_an_unread_end_from_the_pulses(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 10);
+	struct treatment_copy c;
+
+	add_pulses(f, id, 11, 4, T0 + 1200, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 2000 }), 0);
+	assert_int_equal(store_counter_reset(f->st, "U1", 3, &OPERATOR, T0 + 3000), 0);
+	c = get_treatment(f, id);
+	assert_int_equal(c.t.outcome, STORE_OUTCOME_COMPLETED);
+	assert_true(c.t.pulse_count_known);
+	assert_int_equal(c.t.shot_at_end, 14);
+	assert_int_equal(c.t.pulse_count, 4);
+	assert_int_equal(store_unsettled_treatments(f->st, "U1", visit_nothing, NULL), 0);
+}
+
+/* After an accepted reset, a counter below the accepted one is not believed either. */
+static void test_counter_back_again_after_a_reset_is_not_believed(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t first = begin_treatment(f, session, "crown", T0 + 1000, 0), second;
+
+	add_pulses(f, first, 1, 50, T0 + 2000, 280000);
+	end_treatment(f, first, STORE_OUTCOME_COMPLETED, T0 + 9000, 50);
+	assert_int_equal(store_counter_reset(f->st, "U1", 10, &OPERATOR, T0 + 9500), 0);
+	assert_int_equal(store_counter_check(f->st, "U1", 10), 0);
+	assert_int_equal(store_counter_check(f->st, "U1", 9), -ERANGE);
+	second = begin_treatment(f, session, "frontal", T0 + 10000, 10);
+	add_pulses(f, second, 11, 10, T0 + 11000, 280000);
+	end_treatment(f, second, STORE_OUTCOME_COMPLETED, T0 + 13000, 20);
+	/* 20 is the high water now, not the 50 of the unit's earlier life */
+	assert_int_equal(store_counter_check(f->st, "U1", 20), 0);
+	assert_int_equal(store_counter_check(f->st, "U1", 15), -ERANGE);
+	assert_non_null(strstr(store_errmsg(f->st), "counter-went-back"));
+	assert_int_equal(store_counter_reset(f->st, "U1", 20, &OPERATOR, T0 + 13500), -EALREADY);
 }
 
 /* ---- arming preconditions (S3, S2): each refusal leaves no treatment ---- */
@@ -1397,6 +1570,50 @@ static void test_file_without_permission_is_refused(void **state)
 }
 
 /* ---- migrations -------------------------------------------------------- */
+
+/*
+ * Step 7 (counter epochs) rebuilds the pulses table: every row keeps its id
+ * and values, the triggers come back, and a treatment armed after a reset
+ * accepted at schema 3 is in the unit's new epoch.
+ */
+static void test_version_3_pulses_survive_the_epoch_step(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+
+	assert_int_equal(store_create_at_version(f->dir, 3, f->msg, sizeof(f->msg)), 0);
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db,
+		"INSERT INTO units VALUES ('U1', 'SMPL-1064', '1.0.0', 1, 1);"
+		"INSERT INTO sessions (id, patient, unit_serial, operator_uid, operator_name,"
+		" start_ms, end_ms, state) VALUES (1, 'P1', 'U1', 0, 'root', 1, 2, 'ended');"
+		"INSERT INTO treatments (session_id, patient, patch, unit_serial, unit_firmware,"
+		" operator_uid, operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps,"
+		" rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, end_ms, shot_at_arm,"
+		" shot_at_end, pulse_count, outcome) VALUES (1, 'P1', 'crown', 'U1', '1.0.0',"
+		" 0, 'root', 1064, 4000, 3000, 10000, 5000, 282743, 1000, 1, 2000, 0, 2, 2,"
+		" 'completed'), (1, 'P1', 'frontal', 'U1', '1.0.0', 0, 'root', 1064, 4000, 3000,"
+		" 10000, 5000, 282743, 4000, 4, 5000, 0, 1, 1, 'completed');"
+		"INSERT INTO pulses (id, treatment_id, unit_serial, host_ms, shot, measured_uj,"
+		" set_uj) VALUES (7, 1, 'U1', 1500, 1, 280000, 282743),"
+		" (9, 1, 'U1', 1600, 2, 281000, 282743);"
+		"INSERT INTO counter_resets (unit_serial, high_water, counter, time_ms,"
+		" operator_uid, operator_name) VALUES ('U1', 2, 0, 3000, 0, 'root');",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	open_store(f);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses WHERE (id = 7 AND shot = 1"
+				    " AND measured_uj = 280000) OR (id = 9 AND shot = 2"
+				    " AND measured_uj = 281000)"), 2);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"
+				    " AND name IN ('pulses_keep', 'pulses_fixed')"), 2);
+	assert_int_equal(count_rows(f, "SELECT counter_epoch FROM treatments WHERE id = 2"), 1);
+	assert_int_equal(count_rows(f, "SELECT counter_epoch FROM treatments WHERE id = 1"), 0);
+	/* the reset's floor and the new epoch's records: 1 is the high water now */
+	assert_int_equal(store_counter_check(f->st, "U1", 1), 0);
+	assert_int_equal(store_counter_check(f->st, "U1", 0), -ERANGE);
+}
 
 static void test_version_1_database_is_migrated(void **state)
 {
@@ -2220,6 +2437,12 @@ int main(void)
 		T(test_records_cannot_be_deleted_or_rewritten),
 		T(test_duplicate_pulse_is_skipped),
 		T(test_reused_shot_number_is_kept_in_the_audit),
+		T(test_shot_number_reused_without_reset_keeps_its_row),
+		T(test_counter_reset_never_settles_an_earlier_treatment),
+		T(test_counter_back_again_after_a_reset_is_not_believed),
+		T(test_counter_leap_counts_the_pulses_reported),
+		T(test_leapt_counter_never_settles_a_treatment),
+		T(test_counter_reset_settles_an_unread_end_from_the_pulses),
 		T(test_begin_refuses_without_open_session),
 		T(test_begin_refuses_bad_arguments),
 		T(test_begin_refuses_a_unit_with_an_open_treatment),
@@ -2247,6 +2470,7 @@ int main(void)
 		T(test_unusable_paths_are_refused),
 		T(test_file_without_permission_is_refused),
 		T(test_version_1_database_is_migrated),
+		T(test_version_3_pulses_survive_the_epoch_step),
 		T(test_failed_migration_is_rolled_back),
 		T(test_crash_loses_nothing_flushed),
 		T(test_crash_before_any_flush_counts_from_arming),
