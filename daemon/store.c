@@ -1953,7 +1953,7 @@ static int end_earlier_epoch(struct store *st, const char *unit, int64_t now_ms)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
 	err = step_done(st, stmt, "settle the earlier counter's treatments from their pulses");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	n = err ? 0 : sqlite3_changes(st->db);
 	if (n > 0) {
 		snprintf(detail, sizeof(detail), "%d treatment(s) closed with the end counter unread "
@@ -1971,7 +1971,7 @@ static int end_earlier_epoch(struct store *st, const char *unit, int64_t now_ms)
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(stmt, 2, now_ms);
 	err = step_done(st, stmt, "end the treatments of the earlier counter");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	n = err ? 0 : sqlite3_changes(st->db);
 	if (n == 0)
 		return err;
@@ -2313,7 +2313,7 @@ static int plausible_shots(struct store *st, int64_t id, int64_t now_ms, int64_t
 		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
 					: sql_fail(st, rc, "read treatment");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
