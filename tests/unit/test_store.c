@@ -2156,7 +2156,7 @@ static void daemon_workload(struct fixture *f, int r)
 	add_pulses(f, t1, shot + 1, 3, now + 2000, 280000);
 	assert_int_equal(store_flush(f->st), 0);
 	assert_int_equal(store_treatment_mark_emitting(f->st, t1, now + 2000), 0);
-	/* A shot number of another treatment: kept in the audit trail. */
+	/* A shot number of another treatment: its own row, and the audit trail. */
 	add_pulses(f, t1, 5, 1, now + 2500, 280000);
 	assert_int_equal(store_flush(f->st), 0);
 	unread.end_ms = now + 3000;
@@ -2182,7 +2182,7 @@ static void daemon_workload(struct fixture *f, int r)
 	assert_int_equal(store_get_treatment(f->st, t1, count_visits, &n), 0);
 	assert_int_equal(store_get_session(f->st, session, count_session, &n), 0);
 	assert_int_equal(store_get_unit(f->st, "U1", count_unit, &n), 0);
-	assert_int_equal(store_treatment_pulses(f->st, t1, count_pulse, &n), 3);
+	assert_int_equal(store_treatment_pulses(f->st, t1, count_pulse, &n), 4);
 	assert_int_equal(store_last_emission(f->st, patient, "crown", &when), 1);
 	assert_int_equal(store_patient_summary(f->st, patient, &sum), 0);
 	assert_true(store_audit_list(f->st, now, count_audit, &n) > 0);
