@@ -285,6 +285,7 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v4,
 	store_chain_schema,	/* 5: the hash chain and unit counters (store-chain.c) */
 	schema_counter_epochs,	/* 6: counter epochs, a pulse row per (treatment, shot) */
+	"",			/* 7: nothing; databases made while it was declared say 7 */
 };
 
 /*

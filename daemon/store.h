@@ -42,7 +42,7 @@
 
 #define STORE_DB_NAME		"records.db"
 #define STORE_SCHEMA_VERSION	7	/* 4: issue 12's indexes; 5: the hash chain (store-chain.h);
-					 * 6: (placeholder); 7: counter epochs, one row a shot */
+					 * 6: counter epochs, one row a shot; 7: empty (store.c) */
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
