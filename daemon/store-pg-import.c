@@ -7,14 +7,18 @@
  * pulses, counter resets, audit); the clinic's database gets them in one
  * transaction.  Every imported session, treatment, counter reset and audit
  * record keeps where it came from (origin 'sqlite:<workstation>', origin_id
- * its id there), unique: a second run finds them and adds nothing.  Pulses
- * are unique per (unit, shot): one already there for the same treatment is
- * the same pulse; for another treatment it is a conflict.
+ * its id there), unique: a second run finds them and adds nothing.  Each
+ * treatment keeps its unit's counter epoch (schema 6 and later; before, it is
+ * counted from the resets of its unit before its arming, as store.c's
+ * migration does), and pulses are unique per (treatment, shot): one already
+ * there for the same treatment is the same pulse; a shot number that the
+ * unit fired again after an accepted counter reset keeps its row.
  *
  * A conflict is reported (a line on the report and an audit record), never
  * merged silently:
- *  - a unit's shot recorded for another treatment: the imported pulse is not
- *    added (the treatment's own summary still counts it);
+ *  - a unit's shot recorded for another treatment of the same counter epoch
+ *    (the unit reused it without an accepted reset, or the records disagree):
+ *    both rows are kept, as store.c keeps a reused shot;
  *  - a treatment inside the cooldown of another workstation's treatment of
  *    the same patch (the exclusion constraint refuses it): it happened, so it
  *    is imported, marked import_conflict (its window does not take part in
@@ -42,6 +46,7 @@ struct import {
 	sqlite3 *db;
 	char origin[STORE_NAME_MAX + 16];
 	char msg[STORE_MSG_MAX];
+	bool has_epochs;		/* treatments.counter_epoch (SQLite schema 6) */
 	/* local session id -> clinic session id */
 	int64_t *session_map;
 	size_t n_sessions_map;
@@ -297,18 +302,25 @@ static int import_sessions(struct import *im)
 	"  pulse_ps, rate_mhz, set_energy_uj, armed_ms, armed_rtc_s, end_ms, end_rtc_s," \
 	"  shot_at_arm, shot_at_end, pulse_count, pulses_recorded, energy_min_uj, energy_max_uj," \
 	"  energy_sum_uj, last_pulse_ms, emitting_ms, outcome, cooldown_ms, import_conflict," \
-	"  origin, origin_id)" \
+	"  origin, origin_id, counter_epoch)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17," \
-	"  $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)" \
+	"  $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)" \
 	" ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id"
 
-/* The columns of the SQLite treatment, in TREATMENT_INSERT's order from $3 to $28. */
+/*
+ * The columns of the SQLite treatment, in TREATMENT_INSERT's order from $3 to
+ * $28, then its counter epoch (column 28): %s is the column, or before
+ * SQLite's schema 6 TREATMENT_EPOCH_BEFORE_V6.
+ */
 #define TREATMENT_SELECT \
 	"SELECT id, session_id, patient, patch, unit_serial, unit_firmware, operator_uid," \
 	" operator_name, wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps, rate_mhz," \
 	" set_energy_uj, armed_ms, armed_rtc_s, end_ms, end_rtc_s, shot_at_arm, shot_at_end," \
 	" pulse_count, pulses_recorded, energy_min_uj, energy_max_uj, energy_sum_uj," \
-	" last_pulse_ms, emitting_ms, outcome FROM treatments ORDER BY id"
+	" last_pulse_ms, emitting_ms, outcome, %s FROM treatments ORDER BY id"
+#define TREATMENT_EPOCH_BEFORE_V6 \
+	"(SELECT count(*) FROM counter_resets AS r WHERE r.unit_serial = treatments.unit_serial" \
+	" AND r.time_ms <= treatments.armed_ms)"
 
 static int treatment_row(struct import *im, sqlite3_stmt *st, bool conflicting, int64_t *id,
 			 bool *added)
@@ -323,6 +335,7 @@ static int treatment_row(struct import *im, sqlite3_stmt *st, bool conflicting, 
 	v_str(&v, conflicting ? "true" : "false");
 	v_str(&v, im->origin);
 	v_i64(&v, sqlite3_column_int64(st, 0));
+	v_i64(&v, sqlite3_column_int64(st, 28));
 	return upsert(im, "import a treatment", "treatments", TREATMENT_INSERT, &v,
 		      sqlite3_column_int64(st, 0), id, added);
 }
@@ -366,7 +379,10 @@ static const char *array_text(struct array *a)
 	return a->s;
 }
 
-/* A treatment's pulses, in one statement; those of another treatment are conflicts. */
+/*
+ * A treatment's pulses, in one statement; a shot of another treatment of the
+ * same unit and counter epoch is a conflict (both rows kept).
+ */
 static int import_pulses(struct import *im, int64_t local, int64_t clinic)
 {
 	struct array col[4] = { 0 };
@@ -399,19 +415,21 @@ static int import_pulses(struct import *im, int64_t local, int64_t clinic)
 			 "  host_ms, shot, measured_uj, set_uj)"
 			 " SELECT $1, $2, h, s, m, e FROM unnest($3::bigint[], $4::bigint[],"
 			 "  $5::bigint[], $6::bigint[]) AS u(h, s, m, e)"
-			 " ON CONFLICT (unit_serial, shot) DO NOTHING)"
+			 " ON CONFLICT (treatment_id, shot) DO NOTHING)"
 			 /* the snapshot before the insert: pulses of other treatments */
-			 " SELECT p.shot, p.treatment_id, t.workstation, p.host_ms"
+			 " SELECT p.shot, p.treatment_id, t.workstation, p.host_ms, t.counter_epoch"
 			 " FROM smplaser.pulses p JOIN smplaser.treatments t ON t.id = p.treatment_id"
 			 " WHERE p.unit_serial = $2 AND p.shot = ANY($4::bigint[])"
-			 "  AND p.treatment_id <> $1 ORDER BY p.shot", &v, &r);
+			 "  AND p.treatment_id <> $1 AND t.counter_epoch ="
+			 "  (SELECT counter_epoch FROM smplaser.treatments WHERE id = $1)"
+			 " ORDER BY p.shot", &v, &r);
 		for (int i = 0; !err && i < PQntuples(r); i++)
 			err = conflict(im, unit, strtoll(PQgetvalue(r, i, 3), NULL, 10),
-				       "unit %s shot %s is recorded for treatment %s (workstation %s)"
-				       " and for the imported treatment %" PRId64 " (%s, local id %"
-				       PRId64 "): not merged", unit, PQgetvalue(r, i, 0),
-				       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), clinic,
-				       im->cfg->workstation, local);
+				       "unit %s shot %s (counter epoch %s) is recorded for treatment "
+				       "%s (workstation %s) and for the imported treatment %" PRId64
+				       " (%s, local id %" PRId64 "): both rows kept", unit,
+				       PQgetvalue(r, i, 0), PQgetvalue(r, i, 4), PQgetvalue(r, i, 1),
+				       PQgetvalue(r, i, 2), clinic, im->cfg->workstation, local);
 		PQclear(r);
 	}
 	for (int c = 0; c < 4; c++)
@@ -432,8 +450,13 @@ static bool known_conflict(struct import *im, int64_t id)
 
 static int import_treatments(struct import *im)
 {
+	char sql[sizeof(TREATMENT_SELECT) + sizeof(TREATMENT_EPOCH_BEFORE_V6)];
 	sqlite3_stmt *st;
-	int rc, err = prepare(im, &st, TREATMENT_SELECT);
+	int rc, err;
+
+	snprintf(sql, sizeof(sql), TREATMENT_SELECT,
+		 im->has_epochs ? "counter_epoch" : TREATMENT_EPOCH_BEFORE_V6);
+	err = prepare(im, &st, sql);
 
 	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t local = sqlite3_column_int64(st, 0), id = 0;
@@ -597,6 +620,11 @@ static int open_sqlite(struct import *im, const char *dir)
 			    STORE_DB_NAME, version);
 	if (sqlite3_exec(im->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return fail(im, -EIO, "%s", sqlite3_errmsg(im->db));
+	if (sqlite3_prepare_v2(im->db, "SELECT count(*) FROM pragma_table_info('treatments')"
+			       " WHERE name = 'counter_epoch'", -1, &st, NULL) != SQLITE_OK)
+		return fail(im, -EUCLEAN, "%s/%s: %s", dir, STORE_DB_NAME, sqlite3_errmsg(im->db));
+	im->has_epochs = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0;
+	sqlite3_finalize(st);
 	return 0;
 }
 

@@ -35,6 +35,7 @@
 #define SERIAL_RETRIES		60	/* serialization failures before giving up */
 #define SHIP_BATCH		256	/* journal entries in one shipping transaction */
 #define SHIPPER_PERIOD_MS	1000	/* the shipper looks at least this often */
+#define MIGRATE_TIMEOUT_MS	(30 * 60 * 1000)	/* a schema step on a big database */
 
 /* Errors of this file only. */
 #define E_SERIAL	(-EDEADLK)	/* 40001, 40P01: run the transaction again */
@@ -263,6 +264,48 @@ static const char schema_v1[] =
 	"CREATE TRIGGER treatments_emitting BEFORE UPDATE ON smplaser.treatments FOR EACH ROW\n"
 	"  WHEN (OLD.emitting_ms IS NOT NULL AND NEW.emitting_ms IS DISTINCT FROM OLD.emitting_ms)\n"
 	"  EXECUTE FUNCTION smplaser.refuse('an emission is never forgotten');\n";
+
+/*
+ * Step 2 (issue 11, holes 101-105; store.c's schema step 6): the unit's
+ * counter epochs.  Each counter reset an authorized user accepts
+ * (counter_resets) starts a new epoch of the unit's counter: its shot numbers
+ * may repeat those of earlier epochs, and a counter of one epoch never
+ * settles a treatment armed in another.
+ * - treatments.counter_epoch: the epoch the treatment was armed in (the
+ *   resets of its unit accepted before, PG_UNIT_EPOCH); set at arming, never
+ *   changed.  Treatments of a database that had resets already get theirs
+ *   from the times of those resets.
+ * - pulses are unique per (treatment, shot), no longer per (unit, shot): a
+ *   shot number fired again keeps its row in its own treatment.  Every row
+ *   stays as it is (only the constraint changes).
+ * - the highest shot of a unit is read within its epoch: the treatments of
+ *   a unit are indexed by (unit, epoch, id).
+ */
+static const char schema_counter_epochs[] =
+	"ALTER TABLE smplaser.treatments ADD COLUMN counter_epoch bigint NOT NULL DEFAULT 0\n"
+	"  CHECK (counter_epoch >= 0);\n"
+	"UPDATE smplaser.treatments AS t SET counter_epoch = (SELECT count(*)\n"
+	"  FROM smplaser.counter_resets AS r\n"
+	"  WHERE r.unit_serial = t.unit_serial AND r.time_ms <= t.armed_ms)\n"
+	" WHERE EXISTS (SELECT 1 FROM smplaser.counter_resets AS r\n"
+	"  WHERE r.unit_serial = t.unit_serial);\n"
+	"CREATE TRIGGER treatments_counter_epoch BEFORE UPDATE OF counter_epoch\n"
+	"  ON smplaser.treatments FOR EACH ROW\n"
+	"  WHEN (OLD.counter_epoch IS DISTINCT FROM NEW.counter_epoch)\n"
+	"  EXECUTE FUNCTION smplaser.refuse('the counter epoch of a treatment is never changed');\n"
+	"ALTER TABLE smplaser.pulses DROP CONSTRAINT pulses_unit_serial_shot_key;\n"
+	"ALTER TABLE smplaser.pulses ADD CONSTRAINT pulses_treatment_shot\n"
+	"  UNIQUE (treatment_id, shot);\n"
+	"DROP INDEX smplaser.pulses_by_treatment;\n"
+	"CREATE INDEX pulses_by_unit ON smplaser.pulses (unit_serial, shot);\n"
+	"CREATE INDEX treatments_by_unit_epoch ON smplaser.treatments\n"
+	"  (unit_serial, counter_epoch, id);\n"
+	"DROP INDEX smplaser.treatments_by_unit;\n"
+	"UPDATE smplaser.meta SET schema_version = 2;\n";
+
+/* The current counter epoch of the unit named by the SQL expression @u (step 2). */
+#define PG_UNIT_EPOCH(u) \
+	"(SELECT count(*) FROM smplaser.counter_resets AS cr WHERE cr.unit_serial = " u ")"
 
 /* The daemon's role: what it may do, when an administrator made the schema. */
 static const char grants_v1[] =
@@ -531,13 +574,13 @@ static int wait_readable(struct store_pg *h, int64_t deadline)
 }
 
 /*
- * One statement with its parameters, answered within STORE_PG_TIMEOUT_MS.
- * 0 with *out set (PQclear it; NULL @out: not kept), or a negative errno.
+ * One statement with its parameters, answered within @timeout_ms.  0 with
+ * *out set (PQclear it; NULL @out: not kept), or a negative errno.
  */
-static int run(struct store_pg *h, const char *what, const char *sql, const struct params *p,
-	       PGresult **out)
+static int run_within(struct store_pg *h, const char *what, const char *sql,
+		      const struct params *p, PGresult **out, int64_t timeout_ms)
 {
-	int64_t deadline = mono_ms() + STORE_PG_TIMEOUT_MS;
+	int64_t deadline = mono_ms() + timeout_ms;
 	PGresult *res, *last = NULL, *bad = NULL;
 	ExecStatusType st;
 	int err, sent;
@@ -587,6 +630,13 @@ static int run(struct store_pg *h, const char *what, const char *sql, const stru
 	else
 		PQclear(last);
 	return 0;
+}
+
+/* The same answered within STORE_PG_TIMEOUT_MS. */
+static int run(struct store_pg *h, const char *what, const char *sql, const struct params *p,
+	       PGresult **out)
+{
+	return run_within(h, what, sql, p, out, STORE_PG_TIMEOUT_MS);
 }
 
 static int exec(struct store_pg *h, const char *sql)
@@ -666,6 +716,12 @@ static int pg_ready(struct store_pg *h)
 
 static const char *const migrations[STORE_PG_SCHEMA_VERSION] = {
 	schema_v1,
+	schema_counter_epochs,	/* 2: counter epochs, a pulse row per (treatment, shot) */
+};
+
+static const char *const step_names[STORE_PG_SCHEMA_VERSION] = {
+	"the records",
+	"the unit's counter epochs",
 };
 
 static int create_schema(struct store_pg *h)
@@ -676,6 +732,8 @@ static int create_schema(struct store_pg *h)
 	err = exec(h, "BEGIN");
 	if (!err)
 		err = run(h, "create the schema", migrations[0], NULL, NULL);
+	for (int v = 1; v < STORE_PG_SCHEMA_VERSION && !err; v++)
+		err = run(h, "create the schema", migrations[v], NULL, NULL);
 	if (!err)
 		err = run(h, "revoke the daemon's own DELETE", own_revoke_v1, NULL, NULL);
 	if (!err)
@@ -712,6 +770,51 @@ static int foreign_tables(struct store_pg *h, char *example, size_t len)
 		snprintf(example, len, "%s", col_text(res, 0, 0));
 	PQclear(res);
 	return n;
+}
+
+static void rollback(struct store_pg *h);
+
+/*
+ * The schema steps after @version, one transaction each (like store.c's
+ * migrate()), as the writer finds them at its start.  Each locks
+ * smplaser.meta and reads the version again, so that two workstations
+ * starting together run each step once.  A role that does not own the
+ * schema (made by an administrator) cannot: refused, naming the steps.
+ */
+static int migrate(struct store_pg *h, int64_t version)
+{
+	char why[STORE_MSG_MAX], what[96];
+	int64_t now = version;
+	int err = 0;
+
+	while (!err && now < STORE_PG_SCHEMA_VERSION) {
+		snprintf(what, sizeof(what), "migrate the records to schema version %" PRId64 " (%s)",
+			 now + 1, step_names[now]);
+		err = exec(h, "BEGIN");
+		if (!err)
+			err = exec(h, "LOCK TABLE smplaser.meta IN ACCESS EXCLUSIVE MODE");
+		if (!err)
+			err = query_i64(h, what, "SELECT schema_version FROM smplaser.meta", NULL,
+					&now, NULL);
+		if (!err && now < STORE_PG_SCHEMA_VERSION)
+			err = run_within(h, what, migrations[now], NULL, NULL, MIGRATE_TIMEOUT_MS);
+		if (!err)
+			err = exec(h, "COMMIT");
+		if (!err) {
+			if (now < STORE_PG_SCHEMA_VERSION)
+				now++;
+			continue;
+		}
+		snprintf(why, sizeof(why), "%s", h->msg);
+		rollback(h);
+		if (err == -EACCES)
+			return fail(h, err, "the clinic's records have schema version %" PRId64 " and "
+				    "this role may not migrate them (%s); run the steps after version "
+				    "%" PRId64 " of smplaserd --print-schema (\"-- schema step N\") as "
+				    "the database's owner", now, why, now);
+		return fail(h, err, "%s", why);
+	}
+	return err;
 }
 
 static int check_schema(struct store_pg *h)
@@ -770,7 +873,15 @@ static int check_schema(struct store_pg *h)
 			    "knows 1..%d%s; refusing to use them", version, STORE_PG_SCHEMA_VERSION,
 			    version > STORE_PG_SCHEMA_VERSION ? " (written by a newer smplaserd)"
 							      : "");
-	/* Later versions migrate here, one transaction each (like store.c). */
+	if (version < STORE_PG_SCHEMA_VERSION && !h->writer)
+		return fail(h, -ENOTCONN, "the clinic's records have schema version %" PRId64
+			    "; this smplaserd's writer migrates them to %d at its start", version,
+			    STORE_PG_SCHEMA_VERSION);
+	if (version < STORE_PG_SCHEMA_VERSION) {
+		err = migrate(h, version);
+		if (err)
+			return err;
+	}
 	err = query_i64(h, "check the role's rights",
 			"SELECT count(*) FROM smplaser.treatments WHERE id = 0", NULL,
 			&version, NULL);
@@ -1309,7 +1420,9 @@ static int unsettled_query(struct store_pg *h, const char *unit_serial, store_tr
 	return visit_treatments(h, "read the treatments to settle",
 				"SELECT " TREATMENT_COLUMNS " FROM smplaser.treatments"
 				" WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
-				"  AND ($1::text IS NULL OR unit_serial = $1) ORDER BY armed_ms, id",
+				"  AND ($1::text IS NULL OR unit_serial = $1)"
+				"  AND counter_epoch = " PG_UNIT_EPOCH("treatments.unit_serial")
+				" ORDER BY armed_ms, id",
 				&p, cb, ctx);
 }
 
@@ -1407,6 +1520,12 @@ static int pg_newest_record_ms(void *v, int64_t *when_ms)
 
 /* ---- treatments: the counter and settling ------------------------------------------ */
 
+/*
+ * The highest shot number the records hold for a unit in its current counter
+ * epoch: its recorded pulses and its newest treatment's counters of that
+ * epoch, and the counter an authorized user accepted when the epoch began
+ * (store.c's unit_high_water()).  0 and *found false if none.
+ */
 static int unit_high_water(struct store_pg *h, const char *unit, uint32_t *shot, bool *found)
 {
 	struct params p = { 0 };
@@ -1417,9 +1536,15 @@ static int unit_high_water(struct store_pg *h, const char *unit, uint32_t *shot,
 	p_str(&p, unit);
 	err = query_i64(h, "read the unit's highest shot",
 			"SELECT greatest("
-			" (SELECT max(shot) FROM smplaser.pulses WHERE unit_serial = $1),"
+			" (SELECT p.shot FROM smplaser.pulses AS p"
+			"   JOIN smplaser.treatments AS t ON t.id = p.treatment_id"
+			"   WHERE p.unit_serial = $1 AND t.counter_epoch = " PG_UNIT_EPOCH("$1")
+			"   ORDER BY p.shot DESC LIMIT 1),"
 			" (SELECT greatest(shot_at_arm, coalesce(shot_at_end, 0))"
-			"   FROM smplaser.treatments WHERE unit_serial = $1 ORDER BY id DESC LIMIT 1))",
+			"   FROM smplaser.treatments WHERE unit_serial = $1"
+			"   AND counter_epoch = " PG_UNIT_EPOCH("$1") " ORDER BY id DESC LIMIT 1),"
+			" (SELECT counter FROM smplaser.counter_resets WHERE unit_serial = $1"
+			"   ORDER BY id DESC LIMIT 1))",
 			&p, &v, &none);
 	if (err)
 		return err;
@@ -1428,31 +1553,14 @@ static int unit_high_water(struct store_pg *h, const char *unit, uint32_t *shot,
 	return 0;
 }
 
-static int counter_reset_accepted(struct store_pg *h, const char *unit, uint32_t high_water,
-				  bool *accepted)
-{
-	struct params p = { 0 };
-	int64_t n = 0;
-	int err;
-
-	p_str(&p, unit);
-	p_i64(&p, high_water);
-	err = query_i64(h, "read counter resets",
-			"SELECT count(*) FROM smplaser.counter_resets WHERE unit_serial = $1"
-			" AND high_water >= $2", &p, &n, NULL);
-	*accepted = n > 0;
-	return err;
-}
-
+/* -ERANGE when @counter is below what the records hold for @unit in its epoch (S3). */
 static int refuse_if_counter_went_back(struct store_pg *h, const char *unit, uint32_t counter)
 {
 	uint32_t high = 0;
-	bool found = false, accepted = false;
+	bool found = false;
 	int err = unit_high_water(h, unit, &high, &found);
 
-	if (!err && found && counter < high)
-		err = counter_reset_accepted(h, unit, high, &accepted);
-	if (err || !found || counter >= high || accepted)
+	if (err || !found || counter >= high)
 		return err;
 	return fail(h, -ERANGE, "counter-went-back: unit %s reports shot counter %u, below "
 		    "shot %u in the records; not believed", unit, counter, high);
@@ -1484,6 +1592,64 @@ static int pg_counter_check(void *v, const char *unit_serial, uint32_t counter)
 	return err ? err : pg_txn(h, counter_check_txn, NULL, &c);
 }
 
+/* The end of a treatment by its recorded pulses: its highest shot above its arming. */
+#define PG_RECORDED_END \
+	"greatest(shot_at_arm, coalesce((SELECT max(p.shot) FROM smplaser.pulses AS p" \
+	" WHERE p.treatment_id = t.id AND p.shot > t.shot_at_arm), shot_at_arm))"
+
+/* An UPDATE of the reset's transaction, audited (RECONCILE, counter-reset) if it changed rows. */
+static int end_earlier(struct store_pg *h, const char *unit, int64_t now_ms, const char *what,
+		       const char *sql, const char *said)
+{
+	struct params p = { 0 };
+	char detail[200];
+	PGresult *res;
+	long n;
+	int err;
+
+	p_str(&p, unit);
+	p_i64(&p, now_ms);
+	err = run(h, what, sql, &p, &res);
+	if (err)
+		return err;
+	n = strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	if (n <= 0)
+		return 0;
+	snprintf(detail, sizeof(detail), "%ld treatment(s) %s", n, said);
+	return insert_audit(h, &(struct store_audit){
+		.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = unit,
+		.reason = "counter-reset", .detail = detail }, NULL);
+}
+
+/*
+ * Inside the reset's transaction (store.c's end_earlier_epoch()): a treatment
+ * of the unit closed with its end counter unread gets the end its recorded
+ * pulses show (the counter that could settle it is gone); one still open was
+ * armed on the counter now left behind, which can never settle it: it ends
+ * unknown (counted emitted from its arming, with its recorded pulses).
+ */
+static int end_earlier_epoch(struct store_pg *h, const char *unit, int64_t now_ms)
+{
+	int err;
+
+	err = end_earlier(h, unit, now_ms, "settle the earlier counter's treatments from their "
+			  "pulses",
+			  "UPDATE smplaser.treatments AS t SET shot_at_end = " PG_RECORDED_END ","
+			  " pulse_count = " PG_RECORDED_END " - shot_at_arm"
+			  " WHERE unit_serial = $1 AND shot_at_end IS NULL"
+			  " AND outcome NOT IN ('open', 'unknown') AND $2::bigint IS NOT NULL",
+			  "closed with the end counter unread before the reset: settled from "
+			  "their recorded pulses");
+	if (!err)
+		err = end_earlier(h, unit, now_ms, "end the treatments of the earlier counter",
+				  "UPDATE smplaser.treatments SET outcome = 'unknown', end_ms = $2"
+				  " WHERE unit_serial = $1 AND outcome = 'open'",
+				  "left open on the counter before the reset: ended unknown (counted "
+				  "emitted), never settled from the new counter");
+	return err;
+}
+
 static int counter_reset_txn(struct store_pg *h, void *ctx)
 {
 	struct counter_txn *c = ctx;
@@ -1505,10 +1671,11 @@ static int counter_reset_txn(struct store_pg *h, void *ctx)
 	p_str(&p, h->workstation);
 	p_i64(&p, c->op->uid);
 	p_str(&p, c->op->name);
-	return run(h, "record the counter reset",
-		   "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
-		   "  workstation, operator_uid, operator_name)"
-		   " VALUES ($1, $2, $3, $4, $5, $6, $7)", &p, NULL);
+	err = run(h, "record the counter reset",
+		  "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
+		  "  workstation, operator_uid, operator_name)"
+		  " VALUES ($1, $2, $3, $4, $5, $6, $7)", &p, NULL);
+	return err ? err : end_earlier_epoch(h, c->unit, c->now_ms);
 }
 
 static int pg_counter_reset(void *v, const char *unit_serial, uint32_t counter,
@@ -1531,6 +1698,7 @@ struct tstate {
 	int64_t recorded;
 	char unit[STORE_NAME_MAX + 1];
 	bool end_known;
+	bool this_epoch;	/* armed in its unit's current counter epoch */
 };
 
 static int read_treatment_state(struct store_pg *h, int64_t id, struct tstate *s)
@@ -1541,8 +1709,9 @@ static int read_treatment_state(struct store_pg *h, int64_t id, struct tstate *s
 
 	p_i64(&p, id);
 	err = run(h, "read treatment",
-		  "SELECT outcome, shot_at_arm, pulses_recorded, unit_serial, shot_at_end IS NOT NULL"
-		  " FROM smplaser.treatments WHERE id = $1 FOR UPDATE", &p, &res);
+		  "SELECT outcome, shot_at_arm, pulses_recorded, unit_serial, shot_at_end IS NOT NULL,"
+		  " counter_epoch = " PG_UNIT_EPOCH("t.unit_serial")
+		  " FROM smplaser.treatments AS t WHERE id = $1 FOR UPDATE", &p, &res);
 	if (err)
 		return err;
 	if (PQntuples(res) != 1) {
@@ -1555,13 +1724,18 @@ static int read_treatment_state(struct store_pg *h, int64_t id, struct tstate *s
 	s->recorded = col_i64(res, 0, 2);
 	snprintf(s->unit, sizeof(s->unit), "%s", col_text(res, 0, 3));
 	s->end_known = strcmp(col_text(res, 0, 4), "t") == 0;
+	s->this_epoch = strcmp(col_text(res, 0, 5), "t") == 0;
 	PQclear(res);
 	return 0;
 }
 
+/*
+ * @count: the pulses it counts (its pulses reported, when its counter leapt:
+ * store_treatment_finish.count_reported), or -1 for its counter's difference.
+ */
 static int close_treatment(struct store_pg *h, int64_t id, enum store_outcome outcome,
 			   int64_t end_ms, int64_t end_rtc_s, bool shot_known, uint32_t shot_at_end,
-			   uint32_t shot_at_arm)
+			   uint32_t shot_at_arm, int64_t count)
 {
 	struct params p = { 0 };
 
@@ -1574,7 +1748,7 @@ static int close_treatment(struct store_pg *h, int64_t id, enum store_outcome ou
 		p_null(&p);
 	if (shot_known) {
 		p_i64(&p, shot_at_end);
-		p_i64(&p, (int64_t)shot_at_end - shot_at_arm);
+		p_i64(&p, count >= 0 ? count : (int64_t)shot_at_end - shot_at_arm);
 	} else {
 		p_null(&p);
 		p_null(&p);
@@ -1596,6 +1770,7 @@ static int next_arming_counter(struct store_pg *h, int64_t id, uint32_t *shot, b
 			"SELECT (SELECT later.shot_at_arm FROM smplaser.treatments AS t"
 			" JOIN smplaser.treatments AS later"
 			" ON later.unit_serial = t.unit_serial AND later.id > t.id"
+			"  AND later.counter_epoch = t.counter_epoch"
 			" WHERE t.id = $1 ORDER BY later.id LIMIT 1)", &p, &v, &none);
 	if (err)
 		return err;
@@ -1617,13 +1792,54 @@ static int set_end_counter(struct store_pg *h, int64_t id, uint32_t shot_at_end,
 		   " WHERE id = $1 AND shot_at_end IS NULL", &p, NULL);
 }
 
+/*
+ * The shots a treatment could have fired (store.c's plausible_shots()): at
+ * its repetition rate for as long as it was armed (to its end, or @now_ms
+ * while open), a quarter more and 5 for the clocks and the reports in
+ * flight; and the highest shot recorded in it above its arming (0 if none).
+ * A counter beyond its arming by more leapt while the unit was not watched
+ * (a faulty unit): never believed (S3, hole 102).
+ */
+static int plausible_shots(struct store_pg *h, int64_t id, int64_t now_ms, int64_t *most,
+			   uint32_t *recorded_high)
+{
+	struct params p = { 0 };
+	PGresult *res;
+	int err;
+
+	p_i64(&p, id);
+	p_i64(&p, now_ms);
+	err = run(h, "read the treatment's rate",
+		  "SELECT rate_mhz, greatest(0, coalesce(end_ms, $2) - armed_ms),"
+		  " coalesce((SELECT max(p.shot) FROM smplaser.pulses AS p WHERE p.treatment_id = t.id"
+		  "  AND p.shot > t.shot_at_arm), 0) FROM smplaser.treatments AS t WHERE id = $1",
+		  &p, &res);
+	if (err)
+		return err;
+	if (PQntuples(res) == 1) {
+		int64_t rate_mhz = col_i64(res, 0, 0), span_ms = col_i64(res, 0, 1);
+
+		if (span_ms > INT64_MAX / 2 / (rate_mhz > 0 ? rate_mhz : 1))
+			*most = INT64_MAX;
+		else
+			*most = span_ms * rate_mhz / 1000000 * 5 / 4 + 5;
+		*recorded_high = (uint32_t)col_i64(res, 0, 2);
+	} else {
+		err = fail(h, -ENOENT, "no treatment %" PRId64, id);
+	}
+	PQclear(res);
+	return err;
+}
+
 /* Inside a transaction: store.c's settle_one(). */
 static int settle_one(struct store_pg *h, int64_t id, uint32_t counter, int64_t now_ms,
 		      const char *how)
 {
 	struct tstate s;
-	uint32_t next = 0;
-	char detail[200];
+	uint32_t next = 0, recorded_high = 0;
+	const char *reason = NULL;
+	char detail[200], leap[120];
+	int64_t most = 0;
 	bool later = false;
 	int err;
 
@@ -1631,6 +1847,10 @@ static int settle_one(struct store_pg *h, int64_t id, uint32_t counter, int64_t 
 	if (!err && s.outcome != STORE_OUTCOME_OPEN && s.outcome != STORE_OUTCOME_UNKNOWN &&
 	    s.end_known)
 		err = fail(h, -EALREADY, "treatment %" PRId64 " is already %s", id,
+			   outcome_names[s.outcome]);
+	if (!err && !s.this_epoch)
+		err = fail(h, -ESTALE, "treatment %" PRId64 " was armed before its unit's counter "
+			   "was reset: never settled from the new counter; left %s", id,
 			   outcome_names[s.outcome]);
 	if (!err)
 		err = next_arming_counter(h, id, &next, &later);
@@ -1644,9 +1864,20 @@ static int settle_one(struct store_pg *h, int64_t id, uint32_t counter, int64_t 
 		err = fail(h, -ERANGE, "counter-went-back: treatment %" PRId64 ": unit shot counter "
 			   "%u is below %u at arming; left %s", id, counter, s.shot_at_arm,
 			   outcome_names[s.outcome]);
+	if (!err)
+		err = plausible_shots(h, id, now_ms, &most, &recorded_high);
+	if (!err && counter - s.shot_at_arm > most) {
+		uint32_t leapt = counter;
+
+		counter = recorded_high > s.shot_at_arm ? recorded_high : s.shot_at_arm;
+		snprintf(leap, sizeof(leap), "its recorded pulses: the counter (%u) leapt past "
+			 "what it could fire armed, not believed", leapt);
+		how = leap;
+		reason = "counter-jumped";
+	}
 	if (!err && (s.outcome == STORE_OUTCOME_OPEN || s.outcome == STORE_OUTCOME_UNKNOWN))
 		err = close_treatment(h, id, STORE_OUTCOME_RECONCILED, now_ms, 0, true, counter,
-				      s.shot_at_arm);
+				      s.shot_at_arm, -1);
 	else if (!err)
 		err = set_end_counter(h, id, counter, s.shot_at_arm);
 	if (!err) {
@@ -1654,7 +1885,7 @@ static int settle_one(struct store_pg *h, int64_t id, uint32_t counter, int64_t 
 			 "%" PRId64 " pulses recorded", id, counter - s.shot_at_arm, how, s.recorded);
 		err = insert_audit(h, &(struct store_audit){
 			.time_ms = now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = s.unit,
-			.detail = detail }, NULL);
+			.reason = reason, .detail = detail }, NULL);
 	}
 	return err;
 }
@@ -1791,7 +2022,8 @@ static int settle_earlier(struct store_pg *h, const char *unit, uint32_t shot_at
 	p_str(&p, unit);
 	err = run(h, "look for treatments to settle",
 		  "SELECT id FROM smplaser.treatments WHERE unit_serial = $1 AND"
-		  " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL) ORDER BY id LIMIT 16",
+		  " (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
+		  " AND counter_epoch = " PG_UNIT_EPOCH("$1") " ORDER BY id LIMIT 16",
 		  &p, &res);
 	if (err)
 		return err;
@@ -1804,7 +2036,7 @@ static int settle_earlier(struct store_pg *h, const char *unit, uint32_t shot_at
 		if (!err)
 			err = settle_one(h, ids[i], shot_at_arm, now_ms,
 					 "the counter at the next arming");
-		if (err == -ERANGE || err == -EALREADY)
+		if (err == -ERANGE || err == -EALREADY || err == -ESTALE)
 			err = exec(h, "ROLLBACK TO SAVEPOINT settle");	/* left as it is */
 		else if (!err)
 			err = exec(h, "RELEASE SAVEPOINT settle");
@@ -1888,9 +2120,10 @@ static int insert_treatment(struct store_pg *h, struct arm_txn *a)
 			 "INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
 			 "  unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
 			 "  fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
-			 "  armed_rtc_s, shot_at_arm, cooldown_ms)"
+			 "  armed_rtc_s, shot_at_arm, cooldown_ms, counter_epoch)"
 			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-			 "  $16, $17, $18) RETURNING id", &p, &a->id, NULL);
+			 "  $16, $17, $18, " PG_UNIT_EPOCH("$5::text") ") RETURNING id", &p, &a->id,
+			 NULL);
 }
 
 /* What this session already fired on the patch (only this workstation writes it). */
@@ -2063,6 +2296,8 @@ static int pg_treatment_end(void *v, int64_t treatment_id, const struct store_tr
 	jadd_i64(o, "end_rtc", f->end_rtc_s);
 	if (f->shot_at_end_known)
 		jadd_i64(o, "shot_at_end", f->shot_at_end);
+	if (f->count_reported)		/* its counter leapt: it counts its pulses reported */
+		jadd_i64(o, "reported", 1);
 	return journal_put(h, "end", o);
 }
 
@@ -2196,41 +2431,57 @@ static void sum_add(struct pulse_sum *sums, size_t *n, int64_t tid, int64_t host
 		s->last_ms = host_ms;
 }
 
-/* The pulse is there already: a repeat (false) or a reused shot number (true, audited). */
-static int shot_clash(struct store_pg *h, int64_t tid, int64_t host_ms, int64_t shot,
-		      int64_t measured, int64_t set, bool *counts, bool *unknown)
+/*
+ * Another treatment of the unit in the same counter epoch holds this shot
+ * number (@other): the unit fired it again without a reset anyone accepted.
+ * The pulse is real and keeps its row; the audit trail says so.
+ */
+static int audit_reused_shot(struct store_pg *h, const int64_t v[5], const char *other,
+			     const char *unit)
+{
+	char detail[240];
+
+	snprintf(detail, sizeof(detail), "treatment %" PRId64 ": shot %" PRId64 " (%" PRId64
+		 " uJ measured, %" PRId64 " set, at %" PRId64 " ms) is already recorded for "
+		 "treatment %s", v[0], v[2], v[3], v[4], v[1], other);
+	return insert_audit(h, &(struct store_audit){
+		.time_ms = v[1], .kind = STORE_AUDIT_FAULT, .unit_serial = unit,
+		.reason = "shot-number-reused", .detail = detail }, NULL);
+}
+
+/*
+ * One pulse (treatment, host_ms, shot, measured, set), unique per (treatment,
+ * shot): *counts false for a repeated report of it, or if its treatment is
+ * not there (*unknown).  In the same round trip: another treatment of the
+ * same counter epoch that holds the shot (audited, the row kept).
+ */
+static int insert_pulse(struct store_pg *h, const int64_t v[5], bool *counts, bool *unknown)
 {
 	struct params p = { 0 };
-	char detail[240];
 	PGresult *res;
-	int64_t other;
 	int err;
 
-	p_i64(&p, tid);
-	p_i64(&p, shot);
-	err = run(h, "look up a shot clash",
-		  "SELECT p.treatment_id, p.unit_serial FROM smplaser.pulses p"
-		  " JOIN smplaser.treatments t ON t.unit_serial = p.unit_serial"
-		  " WHERE t.id = $1 AND p.shot = $2", &p, &res);
+	for (int k = 0; k < 5; k++)
+		p_i64(&p, v[k]);
+	err = run(h, "record pulse",
+		  "WITH added AS (INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms,"
+		  "  shot, measured_uj, set_uj)"
+		  " SELECT id, unit_serial, $2, $3, $4, $5 FROM smplaser.treatments WHERE id = $1"
+		  " ON CONFLICT (treatment_id, shot) DO NOTHING RETURNING unit_serial)"
+		  " SELECT (SELECT count(*) FROM added),"
+		  "  (SELECT count(*) FROM smplaser.treatments WHERE id = $1),"
+		  "  (SELECT p.treatment_id FROM smplaser.treatments AS me"
+		  "    JOIN smplaser.pulses AS p ON p.unit_serial = me.unit_serial AND p.shot = $3"
+		  "    JOIN smplaser.treatments AS t ON t.id = p.treatment_id"
+		  "    WHERE me.id = $1 AND p.treatment_id <> $1"
+		  "    AND t.counter_epoch = me.counter_epoch LIMIT 1),"
+		  "  (SELECT unit_serial FROM added)", &p, &res);
 	if (err)
 		return err;
-	*counts = false;
-	*unknown = PQntuples(res) == 0;
-	if (*unknown) {
-		PQclear(res);
-		return 0;
-	}
-	other = col_i64(res, 0, 0);
-	*counts = other != tid;
-	if (*counts) {
-		snprintf(detail, sizeof(detail), "treatment %" PRId64 ": shot %" PRId64 " (%" PRId64
-			 " uJ measured, %" PRId64 " set, at %" PRId64 " ms) is already recorded for "
-			 "treatment %" PRId64, tid, shot, measured, set, host_ms, other);
-		err = insert_audit(h, &(struct store_audit){
-			.time_ms = host_ms, .kind = STORE_AUDIT_FAULT,
-			.unit_serial = col_text(res, 0, 1), .reason = "shot-number-reused",
-			.detail = detail }, NULL);
-	}
+	*counts = col_i64(res, 0, 0) == 1;
+	*unknown = col_i64(res, 0, 1) == 0;
+	if (*counts && !col_null(res, 0, 2))
+		err = audit_reused_shot(h, v, col_text(res, 0, 2), col_text(res, 0, 3));
 	PQclear(res);
 	return err;
 }
@@ -2251,25 +2502,14 @@ static int apply_pulses(struct store_pg *h, json_object *o)
 	for (size_t i = 0; i < len && !err; i++) {
 		json_object *e = json_object_array_get_idx(list, i);
 		int64_t v[5];
-		struct params p = { 0 };
-		PGresult *res;
 		bool counts = true, unknown = false;
 
 		for (int k = 0; k < 5; k++)
 			v[k] = json_object_get_int64(json_object_array_get_idx(e, k));
-		for (int k = 0; k < 5; k++)
-			p_i64(&p, v[k]);
-		err = run(h, "record pulse",
-			  "INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
-			  "  measured_uj, set_uj)"
-			  " SELECT id, unit_serial, $2, $3, $4, $5 FROM smplaser.treatments WHERE id = $1"
-			  " ON CONFLICT (unit_serial, shot) DO NOTHING", &p, &res);
+		err = insert_pulse(h, v, &counts, &unknown);
 		if (err)
 			break;
-		if (strcmp(PQcmdTuples(res), "1") != 0)
-			err = shot_clash(h, v[0], v[1], v[2], v[3], v[4], &counts, &unknown);
-		PQclear(res);
-		if (!err && unknown) {
+		if (unknown) {
 			char detail[200];
 
 			snprintf(detail, sizeof(detail), "pulse %" PRId64 " names no treatment (%"
@@ -2322,11 +2562,27 @@ static int apply_end(struct store_pg *h, json_object *o)
 		return err;
 	if (s.outcome != STORE_OUTCOME_OPEN)
 		return 0;	/* closed meanwhile (settled): nothing to do */
-	if (known && shot < s.shot_at_arm)
-		return fail(h, -ERANGE, "treatment %" PRId64 ": shot counter %u is below %u at "
-			    "arming", id, shot, s.shot_at_arm);
+	if (known && shot < s.shot_at_arm) {
+		/*
+		 * Its end counter is below its arming: the unit's counter went
+		 * back, never believed (S3; records.c's flush_ends() on SQLite).
+		 * It ends unknown (counted emitted, with its recorded pulses).
+		 */
+		char detail[200];
+
+		snprintf(detail, sizeof(detail), "treatment %" PRId64 ": shot counter %u at its end "
+			 "is below %u at arming; ended unknown", id, shot, s.shot_at_arm);
+		err = insert_audit(h, &(struct store_audit){
+			.time_ms = jget_i64(o, "end"), .kind = STORE_AUDIT_FAULT,
+			.unit_serial = s.unit, .reason = "counter-went-back", .detail = detail }, NULL);
+		if (err)
+			return err;
+		oc = STORE_OUTCOME_UNKNOWN;
+		known = false;
+	}
 	return close_treatment(h, id, (enum store_outcome)oc, jget_i64(o, "end"),
-			       jget_i64(o, "end_rtc"), known, shot, s.shot_at_arm);
+			       jget_i64(o, "end_rtc"), known, shot, s.shot_at_arm,
+			       jhas(o, "reported") ? s.recorded : -1);
 }
 
 static int apply_emitting(struct store_pg *h, json_object *o)
@@ -2872,7 +3128,14 @@ void store_pg_print_schema(FILE *f, const char *role)
 		"--   smplaserd --print-schema=%s | psql -v ON_ERROR_STOP=1 -d clinic\n"
 		"-- The daemon's role (%s) may read, insert and update what it must;\n"
 		"-- it has no DELETE or TRUNCATE, and triggers refuse them anyway.\n"
-		"BEGIN;\n%s", STORE_PG_SCHEMA_VERSION, role, role, schema_v1);
+		"-- A database of an earlier version: run, as its owner, in one transaction,\n"
+		"-- only the sections \"-- schema step N\" after its version\n"
+		"-- (SELECT schema_version FROM smplaser.meta).\n"
+		"BEGIN;\n-- schema step 1: %s\n%s", STORE_PG_SCHEMA_VERSION, role, role,
+		step_names[0], migrations[0]);
+	for (int v = 1; v < STORE_PG_SCHEMA_VERSION; v++)
+		fprintf(f, "-- schema step %d: %s\n%s", v + 1, step_names[v], migrations[v]);
+	fputs("-- the daemon's role\n", f);
 	fprintf(f, grants_v1, ident);
 	fputs("COMMIT;\n", f);
 }

@@ -134,7 +134,7 @@ def test_schema_created_in_an_empty_database():
     db = pg().new_database()
     with Workstation(db, 'ws1') as w:
         w.start()
-        assert pg().value("SELECT schema_version FROM smplaser.meta", db) == '1'
+        assert pg().value("SELECT schema_version FROM smplaser.meta", db) == '2'
         w.treat('p-001')
         p = pg().psql('DELETE FROM smplaser.treatments', db=db, user='smpl_ws', check=False)
         assert p.returncode != 0 and 'permission denied' in p.stderr, p.stderr
@@ -185,7 +185,7 @@ def test_foreign_newer_or_forbidden_database_refused():
         assert rc != 0 and 'newer' in out and '99' in out, out
     pg().psql("DO $$BEGIN CREATE ROLE smpl_nobody LOGIN; EXCEPTION WHEN duplicate_object"
               " THEN NULL; END$$")
-    pg().psql('UPDATE smplaser.meta SET schema_version = 1', db=db)
+    pg().psql('UPDATE smplaser.meta SET schema_version = 2', db=db)
     with Workstation(db, 'ws1', user='smpl_nobody') as w:
         rc, out = w.run_to_exit()
         assert rc != 0 and 'may not read' in out and 'print-schema' in out, out
@@ -824,7 +824,8 @@ def test_records_copies_refused_and_no_sqlite_check():
 def test_import_sqlite_records_twice():
     """A workstation's SQLite records imported into the clinic's, twice: the second run adds
     nothing.  Conflicts are reported (exit 3, a line each, an audit record once), never
-    merged: a unit's shot already in the clinic's records for another treatment, and a
+    merged: a unit's shot already in the clinic's records for another treatment of the
+    same counter epoch (both rows kept, as a reused shot number is), and a
     treatment inside another workstation's cooldown of the same patch (imported, marked,
     so the rules still count it: the patch stays refused)."""
     import subprocess
@@ -885,7 +886,7 @@ def test_import_sqlite_records_twice():
                            ' (SELECT count(*) FROM smplaser.pulses),'
                            ' (SELECT count(*) FROM smplaser.audit)', db)[0]
         assert int(after1[0]) == int(before[0]) + 2, (before, after1)
-        assert int(after1[1]) == int(before[1]) + len(local_shots) - 1, (before, after1)
+        assert int(after1[1]) == int(before[1]) + len(local_shots), (before, after1)
         t = pg().rows("SELECT workstation, import_conflict, pulses_recorded FROM"
                       " smplaser.treatments WHERE origin = 'sqlite:ws1' ORDER BY id", db)
         assert [r[:2] for r in t] == [['ws1', 't'], ['ws1', 'f']], t
@@ -909,6 +910,321 @@ def test_import_sqlite_records_twice():
             assert sorted(x['workstation'] for x in h) == ['ws1', 'ws2'], h
     finally:
         shutil.rmtree(keep, ignore_errors=True)
+
+
+# --- the unit's counter: epochs (issue 11, holes 101-105 on the clinic's records) --------
+
+def _nv_path(w):
+    return os.path.join(w.state_dir, 'sim-%s.nv' % w.serial)
+
+
+def _set_nv_counter(w, count):
+    with open(_nv_path(w)) as f:
+        nv = dict(kv.split('=') for kv in f.read().split())
+    with open(_nv_path(w), 'w') as f:
+        f.write('shot_count=%d rtc_offset_s=%s\n' % (count, nv['rtc_offset_s']))
+
+
+def _reset_counter_to(w, counter, patient, patch):
+    """The unit's counter set back to @counter while plugged in; the next Arm is refused
+    (counter-went-back) and an authorized user accepts the counter (AcknowledgeFault): a
+    new epoch.  Returns the ready session (patient, patch) whose Arm was refused."""
+    w.simu().SetShotCounter(dbus.UInt32(counter))
+    spath = w.ready(patient, patch)
+    expect_error('DeviceFault', w.u().Arm, contains=('counter-went-back',))
+    w.u().AcknowledgeFault()
+    assert w.unit_prop('LatchedFault', w.upath) == ''
+    return spath
+
+
+def _arm_fire_end(w, spath, seconds):
+    w.u().Arm()
+    w.wait_state('ready')
+    w.fire(seconds)
+    w.u().Disarm()
+    w.wait_state('standby')
+    w.session(spath).End('done')
+
+
+@test
+def test_shot_number_repeated_after_a_reset_keeps_its_row():
+    """Hole 101 on the clinic's records: after an accepted counter reset the unit fires
+    shot numbers it fired before.  Each pulse keeps its row (its measured energy) in its
+    own treatment, each treatment counts its own, no shot-number-reused audit, and each
+    treatment records the counter epoch it was armed in (0, then 1)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-700', 'crown', seconds=0.6)
+        first = w.fired(w.serial)
+        assert first, 'nothing fired'
+        spath = _reset_counter_to(w, 0, 'p-701', 'crown')
+        _arm_fire_end(w, spath, 0.6)
+        w.wait_shipped()
+        fired = w.fired(w.serial)
+        second = fired[len(first):]
+        assert second and set(f['shot'] for f in second) & set(f['shot'] for f in first), \
+            (first, second)
+        rows = pg().rows("SELECT t.patient, p.shot, p.measured_uj FROM smplaser.pulses p"
+                         " JOIN smplaser.treatments t ON t.id = p.treatment_id"
+                         " WHERE p.unit_serial = '%s' ORDER BY p.id" % w.serial, db)
+        want = [['p-700', str(f['shot']), str(f['measured_uj'])] for f in first] + \
+               [['p-701', str(f['shot']), str(f['measured_uj'])] for f in second]
+        assert rows == want, (rows, want)
+        t = pg().rows("SELECT patient, counter_epoch, outcome, pulse_count, pulses_recorded"
+                      " FROM smplaser.treatments ORDER BY id", db)
+        assert t == [['p-700', '0', 'completed', str(len(first)), str(len(first))],
+                     ['p-701', '1', 'completed', str(len(second)), str(len(second))]], t
+        assert pg().value("SELECT count(*) FROM smplaser.audit"
+                          " WHERE reason = 'shot-number-reused'", db) == '0'
+
+
+@test
+def test_counter_reset_never_settles_an_earlier_treatment():
+    """Hole 103 on the clinic's records: the daemon dies while armed, its pulses shipped;
+    the unit comes back with its counter where it was at arming (not believed: the unit
+    faults counter-went-back).  The reset accepted, no counter of the new epoch settles
+    the earlier treatment: it stays unknown (pulse count unknown, its rows counted), not
+    reconciled to 0 pulses by the next arming; the patch stays refused."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-710', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        at_arm = int(w.unit_prop('ShotCount', w.upath))
+        w.simu().SetFootswitch(True)
+        pump(0.6)
+        w.simu().SetFootswitch(False)
+        pump(0.2)
+        fired = w.fired(w.serial)
+        assert fired, 'nothing fired'
+        w.wait_shipped()
+        wait_until(lambda: pg().value("SELECT pulses_recorded FROM smplaser.treatments"
+                                      " WHERE patient = 'p-710'", db) == str(len(fired)),
+                   10, 'the pulses in the clinic\'s records')
+        w.kill(signal.SIGKILL)
+        _set_nv_counter(w, at_arm)
+        w.start()
+        wait_until(lambda: w.unit_prop('LatchedFault', w.upath) == 'counter-went-back', 10,
+                   'the unit faulted for its counter')
+        spath = w.ready('p-711', 'occipital')
+        expect_error('DeviceFault', w.u().Arm, contains=('counter',))
+        w.u().AcknowledgeFault()
+        _arm_fire_end(w, spath, 0.4)
+        w.wait_shipped()
+        t = pg().rows("SELECT patient, outcome, coalesce(pulse_count::text, 'null'),"
+                      " pulses_recorded FROM smplaser.treatments ORDER BY id", db)
+        assert t[0] == ['p-710', 'unknown', 'null', str(len(fired))], t
+        assert t[1][:2] == ['p-711', 'completed'], t
+        assert pg().rows('SELECT counter_epoch FROM smplaser.treatments ORDER BY id', db) == \
+            [['0'], ['1']]
+        assert pg().value("SELECT count(*) FROM smplaser.audit"
+                          " WHERE reason = 'counter-went-back'", db) != '0'
+        assert not w.manager().CheckPatch('p-710', 'crown')[0]
+        # Nothing of the earlier epoch waits for this unit's counter any more.
+        w.kill(signal.SIGTERM)
+        w.start()
+        pump(1.0)
+        assert pg().rows("SELECT outcome, coalesce(pulse_count::text, 'null')"
+                         " FROM smplaser.treatments WHERE patient = 'p-710'", db) == \
+            [['unknown', 'null']]
+
+
+@test
+def test_counter_back_again_after_a_reset_is_not_believed():
+    """A second counter-back after an accepted reset, on the clinic's records: the high
+    water is the new epoch's (its pulses), not the earlier epoch's that the reset
+    accepted: a counter below the new epoch's shots is refused at the next Arm."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-720', 'crown', seconds=1.2)
+        first = len(w.fired(w.serial))
+        spath = _reset_counter_to(w, 0, 'p-721', 'crown')
+        _arm_fire_end(w, spath, 0.4)
+        second = len(w.fired(w.serial)) - first
+        assert 0 < second < first, (first, second)
+        w.wait_shipped()
+        w.simu().SetShotCounter(dbus.UInt32(0))
+        w.ready('p-722', 'occipital')
+        expect_error('DeviceFault', w.u().Arm, contains=('counter-went-back',))
+        assert w.unit_prop('LatchedFault', w.upath) == 'counter-went-back'
+        assert not treatments(db, "patient = 'p-722'")
+
+
+@test
+def test_version_1_records_migrate_to_the_epochs():
+    """A clinic's database of schema version 1 (pulses unique per unit and shot, no
+    epochs) is migrated at the daemon's start, every row kept: version 2, each
+    treatment's counter epoch from the resets of its unit accepted before its arming,
+    the pulses with their ids, the epoch never changed afterwards."""
+    import subprocess
+    db = pg().new_database()
+    sql = subprocess.run([harness.DAEMON, '--print-schema=smpl_ws'], capture_output=True,
+                         text=True, check=True).stdout
+    assert '-- schema step 2' in sql, sql[:300]
+    v1 = sql.split('-- schema step 2')[0] + '\nCOMMIT;\n'
+    pg().psql_file(v1, db=db, user='smpl_ws')
+    assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '1'
+    pg().psql("INSERT INTO smplaser.units VALUES ('U1', 'x', 'x', 0, 0, 'ws1');"
+              "INSERT INTO smplaser.sessions (workstation, patient, unit_serial, operator_uid,"
+              " operator_name, start_ms, state, end_ms) VALUES"
+              " ('ws1', 'p-730', 'U1', 0, 'x', 1000, 'ended', 90000);"
+              "INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
+              " unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
+              " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+              " armed_rtc_s, shot_at_arm, cooldown_ms, outcome, end_ms, shot_at_end,"
+              " pulse_count, pulses_recorded)"
+              " SELECT max(id), 'ws1', 'p-730', v.patch, 'U1', 'x', 0, 'x', 1064, 3000,"
+              " 3000, 10000, 5000, 1, v.armed, 0, v.at_arm, 3628800000, 'completed',"
+              " v.armed + 1000, v.at_arm + 2, 2, 2 FROM smplaser.sessions,"
+              " (VALUES ('crown', 2000, 0), ('occipital', 6000, 10)) AS v(patch, armed, at_arm)"
+              " GROUP BY v.patch, v.armed, v.at_arm ORDER BY v.armed;"
+              "INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
+              " measured_uj, set_uj) SELECT id, 'U1', armed_ms + s, shot_at_arm + s, 1, 1"
+              " FROM smplaser.treatments, generate_series(1, 2) AS s ORDER BY id, s;"
+              "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
+              " workstation, operator_uid, operator_name) VALUES ('U1', 2, 0, 4000, 'ws1', 0,"
+              " 'x')", db=db)
+    pulses = pg().rows('SELECT id, treatment_id, shot FROM smplaser.pulses ORDER BY id', db)
+    assert len(pulses) == 4, pulses
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+        assert pg().rows('SELECT patch, counter_epoch FROM smplaser.treatments ORDER BY id',
+                         db) == [['crown', '0'], ['occipital', '1']]
+        assert pg().rows('SELECT id, treatment_id, shot FROM smplaser.pulses ORDER BY id',
+                         db) == pulses
+        p = pg().psql('UPDATE smplaser.treatments SET counter_epoch = 5', db=db, check=False)
+        assert p.returncode != 0 and 'never changed' in p.stderr, p.stderr
+        # A shot number of the earlier epoch fired again: its own row (pulses per treatment).
+        pg().psql("INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
+                  " measured_uj, set_uj) SELECT id, 'U1', 7500, 1, 1, 1 FROM"
+                  " smplaser.treatments WHERE patch = 'occipital'", db=db)
+        w.treat('p-731', 'crown', seconds=0.3)
+        w.wait_shipped()
+        assert treatments(db, "patient = 'p-731'")[0][5] == 'completed'
+    with Workstation(db, 'ws2') as w:       # a second start: nothing to migrate
+        w.start()
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+
+
+@test
+def test_import_carries_the_counter_epochs():
+    """A workstation's SQLite records whose unit's counter was reset (an accepted
+    counter-went-back, shot numbers fired again) are imported whole: every pulse row in
+    its own treatment, each treatment's counter epoch, no conflict."""
+    import shutil
+    import subprocess
+    import tempfile
+    db = pg().new_database()
+    keep = tempfile.mkdtemp(prefix='smpl-import-')
+    state = os.path.join(keep, 'state')
+    try:
+        with Env() as a:
+            a.start()
+            a.treat('p-740', 'crown', seconds=0.5)
+            first = len(a.fired())
+            a.sim().SetShotCounter(dbus.UInt32(0))
+            spath = a.ready_session('p-741', 'crown')
+            expect_error('DeviceFault', a.unit().Arm, contains=('counter-went-back',))
+            a.unit().AcknowledgeFault()
+            a.arm_to_ready()
+            assert a.fire(0.5) > 0
+            a.unit().Disarm()
+            a.wait_unit_state('standby')
+            a.session(spath).End('done')
+            a.settle_records()
+            fired = a.fired()
+            local = a.query('SELECT t.patient, p.shot FROM pulses p JOIN treatments t'
+                            ' ON t.id = p.treatment_id ORDER BY p.id')
+            a.daemon.terminate()
+            assert a.daemon.wait(10) == 0
+            shutil.copytree(a.state_dir, state)
+        assert len(local) == len(fired) > first, (local, fired, first)
+        conf = os.path.join(keep, 'import.conf')
+        with open(conf, 'w') as f:
+            f.write(config(db, 'ws1'))
+        p = subprocess.run([harness.DAEMON, '--config', conf, '--state-dir', state,
+                            '--import-records'], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+        assert 'conflict' not in p.stdout.replace('0 conflicts', ''), p.stdout
+        rows = pg().rows('SELECT t.patient, p.shot FROM smplaser.pulses p'
+                         ' JOIN smplaser.treatments t ON t.id = p.treatment_id ORDER BY p.id', db)
+        assert rows == [[r['patient'], str(r['shot'])] for r in local], (rows, local)
+        assert pg().rows('SELECT patient, counter_epoch, pulses_recorded FROM'
+                         ' smplaser.treatments ORDER BY id', db) == \
+            [['p-740', '0', str(first)], ['p-741', '1', str(len(fired) - first)]]
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
+
+
+@test
+def test_counter_jump_while_armed_counts_what_it_reported():
+    """Hole 102 on the clinic's records: the unit's counter jumps forward while it is armed
+    and emitting.  The unit faults counter-jumped; the treatment keeps the counter's end
+    (shot_at_end) but counts the pulses the unit reported, each with its row, not the 150
+    its counter claims (store_treatment_finish.count_reported, shipped in the journal)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-750', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.simu().SetFootswitch(True)
+        pump(0.45)
+        shot = int(w.unit_prop('ShotCount', w.upath))
+        w.simu().SetShotCounter(dbus.UInt32(shot + 150))
+        pump(0.45)
+        w.simu().SetFootswitch(False)
+        wait_until(lambda: w.unit_prop('LatchedFault', w.upath) == 'counter-jumped', 5,
+                   'the unit faulted counter-jumped')
+        w.wait_state('standby')
+        w.session(spath).End('done')
+        w.wait_shipped()
+        fired = w.fired(w.serial)
+        t = pg().rows("SELECT outcome, pulse_count, pulses_recorded, shot_at_end"
+                      " FROM smplaser.treatments WHERE patient = 'p-750'", db)
+        assert len(t) == 1 and t[0][:3] == ['fault', str(len(fired)), str(len(fired))], \
+            (t, fired)
+        assert int(t[0][3]) >= shot + 150, t
+
+
+@test
+def test_leapt_counter_never_settles_a_treatment():
+    """The daemon dies while armed (its pulses shipped); the unit comes back with its
+    counter 5000 past its arming, more than the treatment could fire while armed (a leap
+    while nobody watched).  The open treatment is settled from its recorded pulses, not
+    from that counter (RECONCILE audit counter-jumped)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-760', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        at_arm = int(w.unit_prop('ShotCount', w.upath))
+        w.simu().SetFootswitch(True)
+        pump(0.5)
+        w.simu().SetFootswitch(False)
+        pump(0.2)
+        fired = w.fired(w.serial)
+        assert fired, 'nothing fired'
+        w.wait_shipped()
+        wait_until(lambda: pg().value("SELECT pulses_recorded FROM smplaser.treatments"
+                                      " WHERE patient = 'p-760'", db) == str(len(fired)),
+                   10, 'the pulses in the clinic\'s records')
+        w.kill(signal.SIGKILL)
+        _set_nv_counter(w, at_arm + 5000)
+        w.start()
+        wait_until(lambda: pg().value("SELECT outcome FROM smplaser.treatments"
+                                      " WHERE patient = 'p-760'", db) != 'open', 10,
+                   'the treatment settled')
+        t = pg().rows("SELECT outcome, pulse_count, pulses_recorded FROM smplaser.treatments"
+                      " WHERE patient = 'p-760'", db)
+        assert t == [['reconciled', str(len(fired)), str(len(fired))]], (t, fired)
+        assert pg().value("SELECT count(*) FROM smplaser.audit WHERE kind = 'reconcile'"
+                          " AND reason = 'counter-jumped'", db) == '1'
 
 
 # --- the test's own server: never left behind ---------------------------------------
