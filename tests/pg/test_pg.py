@@ -1227,6 +1227,41 @@ def test_leapt_counter_never_settles_a_treatment():
                           " AND reason = 'counter-jumped'", db) == '1'
 
 
+@test
+def test_counter_reset_settles_an_unread_end_from_the_pulses():
+    """A treatment closed with its end counter unread (the daemon stopped before it read
+    it), then the unit back with its counter set back, the reset accepted: the reset's
+    transaction settles that end from the treatment's recorded pulses (RECONCILE
+    counter-reset), since no counter of the new epoch may; not 0 pulses from the next
+    arming's counter."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-770', 'crown', seconds=0.6)
+        fired = w.fired(w.serial)
+        assert fired, 'nothing fired'
+        w.wait_shipped()
+        w.kill(signal.SIGTERM)
+        # Its end counter unread, as if the daemon had stopped before reading it.
+        pg().psql("SET session_replication_role = replica;"
+                  " UPDATE smplaser.treatments SET shot_at_end = NULL, pulse_count = NULL"
+                  " WHERE patient = 'p-770'", db=db)
+        _set_nv_counter(w, 0)
+        w.start()
+        wait_until(lambda: w.unit_prop('LatchedFault', w.upath) == 'counter-went-back', 10,
+                   'the unit faulted for its counter')
+        spath = w.ready('p-771', 'occipital')
+        w.u().AcknowledgeFault()
+        _arm_fire_end(w, spath, 0.3)
+        w.wait_shipped()
+        t = pg().rows("SELECT outcome, pulse_count, shot_at_end, pulses_recorded"
+                      " FROM smplaser.treatments WHERE patient = 'p-770'", db)
+        n = str(len(fired))
+        assert t == [['completed', n, n, n]], (t, fired)
+        assert pg().value("SELECT count(*) FROM smplaser.audit WHERE kind = 'reconcile'"
+                          " AND reason = 'counter-reset'", db) == '1'
+
+
 # --- the test's own server: never left behind ---------------------------------------
 
 def _pid_alive(pid):
