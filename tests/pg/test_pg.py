@@ -1089,8 +1089,12 @@ def test_version_1_records_migrate_to_the_epochs():
               " 'x')", db=db)
     pulses = pg().rows('SELECT id, treatment_id, shot FROM smplaser.pulses ORDER BY id', db)
     assert len(pulses) == 4, pulses
-    with Workstation(db, 'ws1') as w:
-        w.start()
+    with Workstation(db, 'ws1') as w, Workstation(db, 'ws2') as w2:
+        # Two workstations start together: each step runs once (the second waits
+        # for the first's lock on smplaser.meta, then finds the new version).
+        w.start(wait=False)
+        w2.start(wait=False)
+        wait_until(lambda: w._running() and w2._running(), 20, 'both daemons to run')
         assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
         assert pg().rows('SELECT patch, counter_epoch FROM smplaser.treatments ORDER BY id',
                          db) == [['crown', '0'], ['occipital', '1']]
@@ -1105,9 +1109,67 @@ def test_version_1_records_migrate_to_the_epochs():
         w.treat('p-731', 'crown', seconds=0.3)
         w.wait_shipped()
         assert treatments(db, "patient = 'p-731'")[0][5] == 'completed'
-    with Workstation(db, 'ws2') as w:       # a second start: nothing to migrate
+    with Workstation(db, 'ws3') as w:       # a later start: nothing to migrate
         w.start()
         assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+
+
+@test
+def test_schema_of_an_administrator_is_not_migrated_by_the_daemon():
+    """A schema of version 1 that an administrator made (the daemon's role only granted
+    what --print-schema prints) cannot be migrated by the daemon's role: the start is
+    refused saying which steps of --print-schema to run as the owner; once the owner ran
+    them, the daemon starts and treats."""
+    import subprocess
+    db = pg().new_database(owner='postgres', create_role=False)
+    pg().psql("DO $$BEGIN CREATE ROLE smpl_granted LOGIN; EXCEPTION WHEN duplicate_object"
+              " THEN NULL; END$$")
+    sql = subprocess.run([harness.DAEMON, '--print-schema=smpl_granted'], capture_output=True,
+                         text=True, check=True).stdout
+    head, rest = sql.split('-- schema step 2')
+    step2, grants = rest.split('-- the daemon\'s role')
+    pg().psql_file(head + grants, db=db)
+    assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '1'
+    with Workstation(db, 'ws1', user='smpl_granted') as w:
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'may not migrate' in out and 'schema step' in out, out
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '1'
+        pg().psql_file('BEGIN;\n-- schema step 2' + step2 + 'COMMIT;\n', db=db)
+        w.start()
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+        w.treat('p-735', 'crown', seconds=0.3)
+        w.wait_shipped()
+        assert treatments(db, "patient = 'p-735'")[0][5] == 'completed'
+
+
+@test
+def test_counter_reset_ends_an_open_treatment_unknown():
+    """A treatment still open in the clinic's records when a counter reset is accepted
+    (made by hand here: the daemon ends it unknown through its journal first) was armed
+    on the counter left behind: the reset's transaction ends it unknown (RECONCILE
+    counter-reset), so the unit is not blocked and no counter of the new epoch settles
+    it."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-780', 'crown', seconds=0.6)
+        fired = w.fired(w.serial)
+        w.wait_shipped()
+        w.simu().SetShotCounter(dbus.UInt32(0))
+        spath = w.ready('p-781', 'occipital')
+        expect_error('DeviceFault', w.u().Arm, contains=('counter-went-back',))
+        pg().psql("SET session_replication_role = replica;"
+                  " UPDATE smplaser.treatments SET outcome = 'open', end_ms = NULL,"
+                  " shot_at_end = NULL, pulse_count = NULL WHERE patient = 'p-780'", db=db)
+        w.u().AcknowledgeFault()
+        _arm_fire_end(w, spath, 0.3)
+        w.wait_shipped()
+        t = pg().rows("SELECT outcome, coalesce(pulse_count::text, 'null'), pulses_recorded"
+                      " FROM smplaser.treatments WHERE patient = 'p-780'", db)
+        assert t == [['unknown', 'null', str(len(fired))]], t
+        assert pg().value("SELECT count(*) FROM smplaser.audit WHERE kind = 'reconcile'"
+                          " AND reason = 'counter-reset'", db) == '1'
+        assert treatments(db, "patient = 'p-781'")[0][5] == 'completed'
 
 
 @test
