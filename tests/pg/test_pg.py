@@ -1324,6 +1324,47 @@ def test_counter_reset_settles_an_unread_end_from_the_pulses():
                           " AND reason = 'counter-reset'", db) == '1'
 
 
+@test
+def test_shot_number_reused_without_reset_keeps_its_row():
+    """A shot number another treatment of the same unit and counter epoch holds (the unit
+    reused it without an accepted reset; made by hand here, a treatment of the same unit
+    recorded while it is armed): the pulse keeps its row in its own treatment and counts
+    there, and the audit trail says so (shot-number-reused)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-795', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        pg().psql("INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
+                  " unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
+                  " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+                  " armed_rtc_s, shot_at_arm, cooldown_ms, outcome, end_ms, shot_at_end,"
+                  " pulse_count, pulses_recorded)"
+                  " SELECT session_id, 'ws9', 'p-796', 'crown', unit_serial, 'x', 0, 'x', 1064,"
+                  " 3000, 3000, 10000, 5000, 1, 1000, 0, 0, 3628800000, 'completed', 2000, 20,"
+                  " 20, 20 FROM smplaser.treatments WHERE patient = 'p-795';"
+                  "INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
+                  " measured_uj, set_uj) SELECT t.id, t.unit_serial, 1500, s, 1, 1"
+                  " FROM smplaser.treatments t, generate_series(1, 20) s"
+                  " WHERE t.patient = 'p-796'", db=db)
+        w.fire(0.5)
+        w.u().Disarm()
+        w.wait_state('standby')
+        w.session(spath).End('done')
+        w.wait_shipped()
+        fired = w.fired_shots()
+        assert fired and max(fired) <= 20, fired
+        rows = pg().rows("SELECT p.shot FROM smplaser.pulses p JOIN smplaser.treatments t"
+                         " ON t.id = p.treatment_id WHERE t.patient = 'p-795' ORDER BY p.id", db)
+        assert [int(r[0]) for r in rows] == fired, (rows, fired)
+        t = pg().rows("SELECT outcome, pulse_count, pulses_recorded FROM smplaser.treatments"
+                      " WHERE patient = 'p-795'", db)
+        assert t == [['completed', str(len(fired)), str(len(fired))]], t
+        assert pg().value("SELECT count(*) FROM smplaser.audit"
+                          " WHERE reason = 'shot-number-reused'", db) == str(len(fired))
+
+
 # --- the test's own server: never left behind ---------------------------------------
 
 def _pid_alive(pid):
