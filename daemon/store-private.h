@@ -32,4 +32,14 @@ int store_sql_error(struct store *st, int rc, const char *what);
  */
 int store_refuse_if_records_missing(struct store *st, const char *unit_serial);
 
+/*
+ * Also there, before the unit's unsettled treatments are settled from
+ * @counter: -ENOLINK if the counter is ahead of everything the records hold
+ * for the unit (what store_records_missing_check() would find and record:
+ * the caller has it run).  A counter that moved while the unit was plugged in
+ * and disarmed is found at its next arming, not only by a probe after an
+ * unplug.
+ */
+int store_refuse_if_counter_ahead(struct store *st, const char *unit_serial, uint32_t counter);
+
 #endif /* SMPLASER_STORE_PRIVATE_H */
