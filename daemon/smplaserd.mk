@@ -10,7 +10,7 @@ SMPLASERD_LIB_SRCS := daemon/daemon.c daemon/unit.c daemon/supervisor.c daemon/l
 	daemon/bus.c daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c daemon/bus-records.c \
 	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
 	daemon/backend.c daemon/backend-sim.c \
-	daemon/store-ops.c daemon/store-pg.c daemon/store-pg-import.c daemon/journal.c \
+	daemon/store-ops.c daemon/store-pg.c daemon/store-pg-import.c daemon/pq-dlopen.c daemon/journal.c \
 	daemon/records-read.c
 SMPLASERD_SRCS := daemon/main.c $(SMPLASERD_LIB_SRCS)
 SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
@@ -18,7 +18,7 @@ SMPLASERD_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_SRCS)) $(BACKENDS_OBJS)
 $(SMPLASERD): $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(SMPLASERD_OBJS) $(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) \
-		$(COMMON_LIB) $(call pkglibs,libsystemd json-c libpq $(CORE_PKGS)) -lpthread $(STORE_LIBS) $(COMMON_LDLIBS) \
+		$(COMMON_LIB) $(call pkglibs,libsystemd json-c $(CORE_PKGS)) -lpthread $(STORE_LIBS) $(COMMON_LDLIBS) \
 		$(BACKENDS_LIBS)
 
 PROGRAMS += $(SMPLASERD)
@@ -36,5 +36,5 @@ SMPLASERD_LIB_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_LIB_SRCS))
 
 $(B)/tests/unit/test_unit_life: $(B)/tests/unit/test_unit_life.o $(SMPLASERD_LIB_OBJS) \
 		$(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka libsystemd json-c libpq $(CORE_PKGS)) \
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka libsystemd json-c $(CORE_PKGS)) \
 		-lpthread $(STORE_LIBS) $(COMMON_LDLIBS)

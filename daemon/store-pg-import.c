@@ -33,7 +33,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <libpq-fe.h>
+#include "pq-dlopen.h"
 #include <sqlite3.h>
 
 #include "store-pg.h"
@@ -101,8 +101,8 @@ static void v_col(struct vals *v, sqlite3_stmt *st, int col)
 static int pg(struct import *im, const char *what, const char *sql, const struct vals *v,
 	      PGresult **out)
 {
-	PGresult *r = PQexecParams(im->pg, sql, v ? v->n : 0, NULL, v ? v->v : NULL, NULL, NULL, 0);
-	ExecStatusType st = PQresultStatus(r);
+	PGresult *r = sym_PQexecParams(im->pg, sql, v ? v->n : 0, NULL, v ? v->v : NULL, NULL, NULL, 0);
+	ExecStatusType st = sym_PQresultStatus(r);
 	const char *state;
 	int err = 0;
 
@@ -112,14 +112,14 @@ static int pg(struct import *im, const char *what, const char *sql, const struct
 		if (out)
 			*out = r;
 		else
-			PQclear(r);
+			sym_PQclear(r);
 		return 0;
 	}
-	state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	state = sym_PQresultErrorField(r, PG_DIAG_SQLSTATE);
 	err = state && strcmp(state, "23P01") == 0 ? -EKEYREJECTED : -EIO;
-	fail(im, err, "%s: %s", what, PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-	     ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(im->pg));
-	PQclear(r);
+	fail(im, err, "%s: %s", what, sym_PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+	     ? sym_PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : sym_PQerrorMessage(im->pg));
+	sym_PQclear(r);
 	return err;
 }
 
@@ -131,9 +131,9 @@ static int pg_id(struct import *im, const char *what, const char *sql, const str
 
 	if (err)
 		return err;
-	*found = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0);
-	*id = *found ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-	PQclear(r);
+	*found = sym_PQntuples(r) > 0 && !sym_PQgetisnull(r, 0, 0);
+	*id = *found ? strtoll(sym_PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	sym_PQclear(r);
 	return 0;
 }
 
@@ -187,9 +187,9 @@ static int conflict(struct import *im, const char *unit, int64_t time_ms, const 
 		 " (SELECT 1 FROM smplaser.audit WHERE reason = 'import-conflict' AND detail = $4)"
 		 " RETURNING id", &v, &r);
 	if (!err) {
-		fresh = PQntuples(r) > 0;
+		fresh = sym_PQntuples(r) > 0;
 		im->new_conflicts += fresh;
-		PQclear(r);
+		sym_PQclear(r);
 	}
 	if (im->report)
 		fprintf(im->report, "conflict: %s%s\n", detail, fresh ? "" : " (known)");
@@ -229,9 +229,9 @@ static int import_units(struct import *im)
 			 "  last_seen_ms, workstation) VALUES ($1, $2, $3, $4, $5, $6)"
 			 " ON CONFLICT (serial) DO NOTHING RETURNING serial", &v, &r);
 		if (!err) {
-			if (PQntuples(r))
+			if (sym_PQntuples(r))
 				im->res->units++;
-			PQclear(r);
+			sym_PQclear(r);
 		}
 	}
 	if (!err)
@@ -423,14 +423,14 @@ static int import_pulses(struct import *im, int64_t local, int64_t clinic)
 			 "  AND p.treatment_id <> $1 AND t.counter_epoch ="
 			 "  (SELECT counter_epoch FROM smplaser.treatments WHERE id = $1)"
 			 " ORDER BY p.shot", &v, &r);
-		for (int i = 0; !err && i < PQntuples(r); i++)
-			err = conflict(im, unit, strtoll(PQgetvalue(r, i, 3), NULL, 10),
+		for (int i = 0; !err && i < sym_PQntuples(r); i++)
+			err = conflict(im, unit, strtoll(sym_PQgetvalue(r, i, 3), NULL, 10),
 				       "unit %s shot %s (counter epoch %s) is recorded for treatment "
 				       "%s (workstation %s) and for the imported treatment %" PRId64
 				       " (%s, local id %" PRId64 "): both rows kept", unit,
-				       PQgetvalue(r, i, 0), PQgetvalue(r, i, 4), PQgetvalue(r, i, 1),
-				       PQgetvalue(r, i, 2), clinic, im->cfg->workstation, local);
-		PQclear(r);
+				       sym_PQgetvalue(r, i, 0), sym_PQgetvalue(r, i, 4), sym_PQgetvalue(r, i, 1),
+				       sym_PQgetvalue(r, i, 2), clinic, im->cfg->workstation, local);
+		sym_PQclear(r);
 	}
 	for (int c = 0; c < 4; c++)
 		free(col[c].s);
@@ -649,10 +649,10 @@ int store_pg_import(const struct store_pg_config *cfg, const char *sqlite_state_
 	snprintf(im.origin, sizeof(im.origin), "sqlite:%s", cfg->workstation);
 	err = open_sqlite(&im, sqlite_state_dir);
 	if (!err) {
-		im.pg = PQconnectdb(cfg->conninfo);
-		if (PQstatus(im.pg) != CONNECTION_OK)
+		im.pg = sym_PQconnectdb(cfg->conninfo);
+		if (sym_PQstatus(im.pg) != CONNECTION_OK)
 			err = fail(&im, -ENOTCONN, "cannot reach the clinic's records: %s",
-				   PQerrorMessage(im.pg));
+				   sym_PQerrorMessage(im.pg));
 	}
 	if (!err)
 		err = pg(&im, "begin", "BEGIN", NULL, NULL);
@@ -692,7 +692,7 @@ int store_pg_import(const struct store_pg_config *cfg, const char *sqlite_state_
 		*res = (struct store_pg_import_result){ 0 };	/* nothing was kept */
 	}
 	if (im.pg)
-		PQfinish(im.pg);
+		sym_PQfinish(im.pg);
 	sqlite3_close(im.db);
 	free(im.session_map);
 	return err;

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <libpq-fe.h>
+#include "pq-dlopen.h"
 
 #include "journal.h"
 #include "store-pg.h"
@@ -490,17 +490,17 @@ static void p_free(struct params *p)
 
 static bool col_null(const PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col);
+	return sym_PQgetisnull(r, row, col);
 }
 
 static int64_t col_i64(const PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+	return sym_PQgetisnull(r, row, col) ? 0 : strtoll(sym_PQgetvalue(r, row, col), NULL, 10);
 }
 
 static const char *col_text(const PGresult *r, int row, int col)
 {
-	return PQgetvalue(r, row, col);
+	return sym_PQgetvalue(r, row, col);
 }
 
 /* ---- connections ---------------------------------------------------------------- */
@@ -508,7 +508,7 @@ static const char *col_text(const PGresult *r, int row, int col)
 static void drop_connection(struct store_pg *h)
 {
 	if (h->conn)
-		PQfinish(h->conn);
+		sym_PQfinish(h->conn);
 	h->conn = NULL;
 }
 
@@ -530,12 +530,12 @@ static bool sqlstate_is(const char *state, const char *want)
 /* A failed result: its errno, and h->msg says what and why. */
 static int result_error(struct store_pg *h, PGresult *res, const char *what)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *state = res ? sym_PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *primary = res ? sym_PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	char why[STORE_MSG_MAX];
 
-	snprintf(why, sizeof(why), "%s", primary ? primary : PQerrorMessage(h->conn));
-	if (PQstatus(h->conn) != CONNECTION_OK || !state || strncmp(state, "08", 2) == 0 ||
+	snprintf(why, sizeof(why), "%s", primary ? primary : sym_PQerrorMessage(h->conn));
+	if (sym_PQstatus(h->conn) != CONNECTION_OK || !state || strncmp(state, "08", 2) == 0 ||
 	    strncmp(state, "57P", 3) == 0)
 		return unreachable(h, what, why);
 	if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01"))
@@ -559,7 +559,7 @@ static int result_error(struct store_pg *h, PGresult *res, const char *what)
 /* Waits for the connection's socket until @deadline (monotonic ms). */
 static int wait_readable(struct store_pg *h, int64_t deadline)
 {
-	struct pollfd pfd = { .fd = PQsocket(h->conn), .events = POLLIN };
+	struct pollfd pfd = { .fd = sym_PQsocket(h->conn), .events = POLLIN };
 	int64_t left = deadline - mono_ms();
 	int r;
 
@@ -590,45 +590,45 @@ static int run_within(struct store_pg *h, const char *what, const char *sql,
 	if (!h->conn)
 		return unreachable(h, what, "not connected");
 	/* Without parameters: the simple protocol, which takes several statements. */
-	sent = p ? PQsendQueryParams(h->conn, sql, p->n, NULL, p->v, NULL, NULL, 0)
-		 : PQsendQuery(h->conn, sql);
+	sent = p ? sym_PQsendQueryParams(h->conn, sql, p->n, NULL, p->v, NULL, NULL, 0)
+		 : sym_PQsendQuery(h->conn, sql);
 	if (!sent)
-		return unreachable(h, what, PQerrorMessage(h->conn));
+		return unreachable(h, what, sym_PQerrorMessage(h->conn));
 	for (;;) {
-		while (PQisBusy(h->conn)) {
+		while (sym_PQisBusy(h->conn)) {
 			err = wait_readable(h, deadline);
 			if (err == -ETIMEDOUT) {
-				PQclear(last);
-				PQclear(bad);
+				sym_PQclear(last);
+				sym_PQclear(bad);
 				return unreachable(h, what, "no answer in time");
 			}
-			if (err < 0 || !PQconsumeInput(h->conn)) {
-				PQclear(last);
-				PQclear(bad);
-				return unreachable(h, what, PQerrorMessage(h->conn));
+			if (err < 0 || !sym_PQconsumeInput(h->conn)) {
+				sym_PQclear(last);
+				sym_PQclear(bad);
+				return unreachable(h, what, sym_PQerrorMessage(h->conn));
 			}
 		}
-		res = PQgetResult(h->conn);
+		res = sym_PQgetResult(h->conn);
 		if (!res)
 			break;
-		st = PQresultStatus(res);
+		st = sym_PQresultStatus(res);
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !bad) {
 			bad = res;	/* the first error is the one to tell */
 			continue;
 		}
-		PQclear(last);
+		sym_PQclear(last);
 		last = res;
 	}
 	if (bad || !last) {
 		err = result_error(h, bad, what);
-		PQclear(bad);
-		PQclear(last);
+		sym_PQclear(bad);
+		sym_PQclear(last);
 		return err;
 	}
 	if (out)
 		*out = last;
 	else
-		PQclear(last);
+		sym_PQclear(last);
 	return 0;
 }
 
@@ -653,14 +653,14 @@ static int query_i64(struct store_pg *h, const char *what, const char *sql,
 
 	if (err)
 		return err;
-	if (PQntuples(res) < 1) {
-		PQclear(res);
+	if (sym_PQntuples(res) < 1) {
+		sym_PQclear(res);
 		return fail(h, -ENODATA, "%s: no row", what);
 	}
 	if (is_null)
 		*is_null = col_null(res, 0, 0);
 	*v = col_i64(res, 0, 0);
-	PQclear(res);
+	sym_PQclear(res);
 	return 0;
 }
 
@@ -679,7 +679,7 @@ static PGconn *connect_now(struct store_pg *h)
 	};
 
 	snprintf(app, sizeof(app), "smplaserd %s %.40s", h->role_name, h->workstation);
-	return PQconnectdbParams(keys, values, 1);
+	return sym_PQconnectdbParams(keys, values, 1);
 }
 
 /*
@@ -690,14 +690,14 @@ static int pg_ready(struct store_pg *h)
 {
 	int err;
 
-	if (h->conn && PQstatus(h->conn) == CONNECTION_OK)
+	if (h->conn && sym_PQstatus(h->conn) == CONNECTION_OK)
 		return 0;
 	drop_connection(h);
 	if (mono_ms() < h->next_try_ms)
 		return fail(h, h->down_err, "%s", h->down);
 	h->conn = connect_now(h);
-	if (!h->conn || PQstatus(h->conn) != CONNECTION_OK) {
-		err = unreachable(h, "connect", h->conn ? PQerrorMessage(h->conn) : "out of memory");
+	if (!h->conn || sym_PQstatus(h->conn) != CONNECTION_OK) {
+		err = unreachable(h, "connect", h->conn ? sym_PQerrorMessage(h->conn) : "out of memory");
 	} else {
 		err = check_schema(h);
 		if (!err) {
@@ -765,10 +765,10 @@ static int foreign_tables(struct store_pg *h, char *example, size_t len)
 		  " ORDER BY 1 LIMIT 1", NULL, &res);
 	if (err)
 		return err;
-	n = PQntuples(res);
+	n = sym_PQntuples(res);
 	if (n)
 		snprintf(example, len, "%s", col_text(res, 0, 0));
-	PQclear(res);
+	sym_PQclear(res);
 	return n;
 }
 
@@ -860,13 +860,13 @@ static int check_schema(struct store_pg *h)
 			    "smplaser's records; refusing to use it");
 	if (err)
 		return err;
-	if (PQntuples(res) != 1 || strcmp(col_text(res, 0, 0), "smplaser") != 0) {
-		PQclear(res);
+	if (sym_PQntuples(res) != 1 || strcmp(col_text(res, 0, 0), "smplaser") != 0) {
+		sym_PQclear(res);
 		return fail(h, -EMEDIUMTYPE, "the database's smplaser.meta is not smplaser's; "
 			    "refusing to use it");
 	}
 	version = col_i64(res, 0, 1);
-	PQclear(res);
+	sym_PQclear(res);
 	if (version > STORE_PG_SCHEMA_VERSION || version < 1)
 		return fail(h, version < 1 ? -EMEDIUMTYPE : -EPROTONOSUPPORT,
 			    "the clinic's records have schema version %" PRId64 ", this smplaserd "
@@ -920,7 +920,7 @@ static void rollback(struct store_pg *h)
 {
 	char keep[STORE_MSG_MAX];
 
-	if (!h->conn || PQtransactionStatus(h->conn) == PQTRANS_IDLE)
+	if (!h->conn || sym_PQtransactionStatus(h->conn) == PQTRANS_IDLE)
 		return;
 	memcpy(keep, h->msg, sizeof(keep));
 	(void)exec(h, "ROLLBACK");
@@ -1385,7 +1385,7 @@ static int visit_treatments(struct store_pg *h, const char *what, const char *sq
 	err = run(h, what, sql, p, &res);
 	if (err)
 		return err;
-	n = PQntuples(res);
+	n = sym_PQntuples(res);
 	for (int i = 0; i < n; i++) {
 		read_treatment(res, i, &t);
 		if (cb(&t, ctx)) {
@@ -1393,7 +1393,7 @@ static int visit_treatments(struct store_pg *h, const char *what, const char *sq
 			break;
 		}
 	}
-	PQclear(res);
+	sym_PQclear(res);
 	return n;
 }
 
@@ -1476,7 +1476,7 @@ static int facts_read(struct store_pg *h, const char *patient, const char *patch
 	first = col_i64(res, 0, 1);
 	count = col_i64(res, 0, 2);
 	pulses = col_i64(res, 0, 3);
-	PQclear(res);
+	sym_PQclear(res);
 	out->patch_emitted = !last_null;
 	out->patch_last_emission_ms = last_null ? 0 : last;
 	out->patient_treatments = (uint32_t)count;
@@ -1612,8 +1612,8 @@ static int end_earlier(struct store_pg *h, const char *unit, int64_t now_ms, con
 	err = run(h, what, sql, &p, &res);
 	if (err)
 		return err;
-	n = strtol(PQcmdTuples(res), NULL, 10);
-	PQclear(res);
+	n = strtol(sym_PQcmdTuples(res), NULL, 10);
+	sym_PQclear(res);
 	if (n <= 0)
 		return 0;
 	snprintf(detail, sizeof(detail), "%ld treatment(s) %s", n, said);
@@ -1714,8 +1714,8 @@ static int read_treatment_state(struct store_pg *h, int64_t id, struct tstate *s
 		  " FROM smplaser.treatments AS t WHERE id = $1 FOR UPDATE", &p, &res);
 	if (err)
 		return err;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
+	if (sym_PQntuples(res) != 1) {
+		sym_PQclear(res);
 		return fail(h, -ENOENT, "no treatment %" PRId64, id);
 	}
 	o = name_index(outcome_names, N_ELEMS(outcome_names), col_text(res, 0, 0));
@@ -1725,7 +1725,7 @@ static int read_treatment_state(struct store_pg *h, int64_t id, struct tstate *s
 	snprintf(s->unit, sizeof(s->unit), "%s", col_text(res, 0, 3));
 	s->end_known = strcmp(col_text(res, 0, 4), "t") == 0;
 	s->this_epoch = strcmp(col_text(res, 0, 5), "t") == 0;
-	PQclear(res);
+	sym_PQclear(res);
 	return 0;
 }
 
@@ -1816,7 +1816,7 @@ static int plausible_shots(struct store_pg *h, int64_t id, int64_t now_ms, int64
 		  &p, &res);
 	if (err)
 		return err;
-	if (PQntuples(res) == 1) {
+	if (sym_PQntuples(res) == 1) {
 		int64_t rate_mhz = col_i64(res, 0, 0), span_ms = col_i64(res, 0, 1);
 
 		if (span_ms > INT64_MAX / 2 / (rate_mhz > 0 ? rate_mhz : 1))
@@ -1827,7 +1827,7 @@ static int plausible_shots(struct store_pg *h, int64_t id, int64_t now_ms, int64
 	} else {
 		err = fail(h, -ENOENT, "no treatment %" PRId64, id);
 	}
-	PQclear(res);
+	sym_PQclear(res);
 	return err;
 }
 
@@ -1979,7 +1979,7 @@ static int read_open_session(struct store_pg *h, struct arm_txn *a)
 		  &p, &res);
 	if (err)
 		return err;
-	if (PQntuples(res) != 1)
+	if (sym_PQntuples(res) != 1)
 		err = fail(h, -ENOENT, "no session %" PRId64, a->t->session_id);
 	else if (strcmp(col_text(res, 0, 2), "open") != 0)
 		err = fail(h, -ESTALE, "session %" PRId64 " is %s, not open", a->t->session_id,
@@ -1988,7 +1988,7 @@ static int read_open_session(struct store_pg *h, struct arm_txn *a)
 		snprintf(a->patient, sizeof(a->patient), "%s", col_text(res, 0, 0));
 		snprintf(a->unit, sizeof(a->unit), "%s", col_text(res, 0, 1));
 	}
-	PQclear(res);
+	sym_PQclear(res);
 	return err;
 }
 
@@ -2004,10 +2004,10 @@ static int refuse_if_unit_busy(struct store_pg *h, const char *unit)
 		  " LIMIT 1", &p, &res);
 	if (err)
 		return err;
-	if (PQntuples(res) > 0)
+	if (sym_PQntuples(res) > 0)
 		err = fail(h, -EBUSY, "unit %s still has treatment %s open; reconcile it or end it "
 			   "first", unit, col_text(res, 0, 0));
-	PQclear(res);
+	sym_PQclear(res);
 	return err;
 }
 
@@ -2027,10 +2027,10 @@ static int settle_earlier(struct store_pg *h, const char *unit, uint32_t shot_at
 		  &p, &res);
 	if (err)
 		return err;
-	n = PQntuples(res);
+	n = sym_PQntuples(res);
 	for (int i = 0; i < n; i++)
 		ids[i] = col_i64(res, i, 0);
-	PQclear(res);
+	sym_PQclear(res);
 	for (int i = 0; i < n && !err; i++) {
 		err = exec(h, "SAVEPOINT settle");
 		if (!err)
@@ -2062,15 +2062,15 @@ static int refuse_if_cooling_down(struct store_pg *h, struct arm_txn *a)
 		  " AND emission_ms IS NOT NULL ORDER BY emission_ms DESC LIMIT 1", &p, &res);
 	if (err)
 		return err;
-	if (PQntuples(res) == 0 || (when = col_i64(res, 0, 0)) <= t->armed_ms - t->cooldown_ms) {
-		PQclear(res);
+	if (sym_PQntuples(res) == 0 || (when = col_i64(res, 0, 0)) <= t->armed_ms - t->cooldown_ms) {
+		sym_PQclear(res);
 		return 0;
 	}
 	format_utc(when, last, sizeof(last));
 	format_utc(when + t->cooldown_ms, eligible, sizeof(eligible));
 	err = fail(h, -EAGAIN, "patch %s of patient %s was last treated %s (workstation %s); "
 		   "eligible from %s", t->patch, a->patient, last, col_text(res, 0, 1), eligible);
-	PQclear(res);
+	sym_PQclear(res);
 	return err;
 }
 
@@ -2482,7 +2482,7 @@ static int insert_pulse(struct store_pg *h, const int64_t v[5], bool *counts, bo
 	*unknown = col_i64(res, 0, 1) == 0;
 	if (*counts && !col_null(res, 0, 2))
 		err = audit_reused_shot(h, v, col_text(res, 0, 2), col_text(res, 0, 3));
-	PQclear(res);
+	sym_PQclear(res);
 	return err;
 }
 
@@ -2745,7 +2745,7 @@ static int ship_txn(struct store_pg *h, void *ctx)
 		err = run(h, "read the journal's high water",
 			  "SELECT shipped_seq, workstation FROM smplaser.journal_shipped"
 			  " WHERE journal_id = $1 FOR UPDATE", &q, &res);
-		if (!err && PQntuples(res) != 1)
+		if (!err && sym_PQntuples(res) != 1)
 			err = fail(h, -EIO, "the journal's high water is missing");
 		else if (!err && strcmp(col_text(res, 0, 1), h->workstation) != 0)
 			/* a disk image cloned, or the name changed: never skip its entries */
@@ -2755,7 +2755,7 @@ static int ship_txn(struct store_pg *h, void *ctx)
 				   SMPL_JOURNAL_NAME);
 		if (!err)
 			high = col_i64(res, 0, 0);
-		PQclear(res);
+		sym_PQclear(res);
 	}
 	for (unsigned int i = 0; i < b->n && !err; i++)
 		if (b->e[i].seq > high)
@@ -2935,15 +2935,18 @@ static void free_handle(struct store_pg *h)
 
 int store_pg_conninfo_check(const char *conninfo, char *msg, size_t msg_len)
 {
+	PQconninfoOption *opts;
 	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
-	int r = 0;
+	int r = pq_dlopen(msg, msg_len);	/* every entry point comes here first */
 
+	if (r < 0)
+		return r;
+	opts = sym_PQconninfoParse(conninfo ? conninfo : "", &err);
 	if (!opts) {
 		snprintf(msg, msg_len, "conninfo: %s", err ? err : "out of memory");
 		for (size_t n = strlen(msg); n && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
 			msg[n - 1] = '\0';
-		PQfreemem(err);
+		sym_PQfreemem(err);
 		return -EINVAL;
 	}
 	for (PQconninfoOption *o = opts; o->keyword; o++)
@@ -2953,7 +2956,7 @@ int store_pg_conninfo_check(const char *conninfo, char *msg, size_t msg_len)
 				 "or a service file");
 			r = -EINVAL;
 		}
-	PQconninfoFree(opts);
+	sym_PQconninfoFree(opts);
 	return r;
 }
 
@@ -3059,7 +3062,7 @@ void store_pg_close(struct store_pg *h)
 
 bool store_pg_reachable(const struct store_pg *h)
 {
-	return h && h->conn && PQstatus(h->conn) == CONNECTION_OK;
+	return h && h->conn && sym_PQstatus(h->conn) == CONNECTION_OK;
 }
 
 /* ---- the ops ------------------------------------------------------------------ */

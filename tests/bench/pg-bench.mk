@@ -7,6 +7,6 @@ BENCH_PG := $(B)/tests/bench/bench_pg
 BENCHES += tests/bench/run-bench-pg
 bench: $(BENCH_PG)
 
-$(BENCH_PG): $(B)/tests/bench/bench_pg.o $(B)/daemon/store-pg.o $(B)/daemon/journal.o \
+$(BENCH_PG): $(B)/tests/bench/bench_pg.o $(B)/daemon/store-pg.o $(B)/daemon/pq-dlopen.o $(B)/daemon/journal.o \
 		$(STORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(STORE_LIBS) $(call pkglibs,libpq json-c) -lpthread

@@ -205,6 +205,35 @@ def test_password_in_conninfo_refused():
         assert rc != 0 and ':3:' in out and 'password' in out, out
 
 
+@test
+def test_without_libpq_the_daemon_says_to_install_it():
+    """libpq is loaded only when the PostgreSQL records are configured (a workstation on
+    SQLite never maps it, nor OpenSSL, Kerberos and LDAP behind it: 6 MiB of resident
+    memory).  Configured without it (here hidden by /dev/null bound over its file in a
+    mount namespace of the daemon's own), the daemon refuses to start and says what to
+    install; on SQLite it starts as before."""
+    if os.getuid() != 0:
+        return 'skip'
+    lib = os.path.realpath('/usr/lib/x86_64-linux-gnu/libpq.so.5')
+    assert os.path.exists(lib), lib
+    db = pg().new_database()
+    hide = ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
+            'mount --bind /dev/null "$0" && exec "$@"', lib]
+    with Env(config=config(db, 'ws-nolib')) as e:
+        args_fn = e.daemon_args
+        e.daemon_args = lambda sim=1: hide + args_fn(sim)
+        rc, out = e.run_to_exit()
+        assert rc != 0 and 'libpq.so.5' in out and 'install the libpq5 package' in out, out
+        print('# ' + [line for line in out.splitlines() if 'libpq' in line][0][:200])
+    with Env() as e:
+        args_fn = e.daemon_args
+        e.daemon_args = lambda sim=1: hide + args_fn(sim)
+        e.start()
+        assert e.manager_prop('State') == 'running'
+        maps = open('/proc/%d/maps' % e.daemon.pid).read()
+        assert 'libpq' not in maps and 'libssl' not in maps, 'SQLite records mapped libpq'
+
+
 # --- two workstations ------------------------------------------------------------------
 
 @test
