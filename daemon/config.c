@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "text.h"
 
 /* libinih's line buffer (INI_MAX_LINE) holds this many characters. */
 #define LINE_MAX_CHARS	(INI_MAX_LINE - 2)
@@ -26,6 +27,7 @@ enum key_kind {
 	K_J_TO_UJ,	/* joules in [min, max], stored as microjoules (uint64) */
 	K_WAVELENGTHS,	/* comma-separated list of nm */
 	K_SESSION_BUS,	/* same-uid | deny */
+	K_TEXT,		/* printable text of 1..max bytes into a char array */
 };
 
 struct key {
@@ -47,6 +49,7 @@ static const struct key keys[] = {
 	{ "rules", "test_spot_pulses", K_U32, OFF(rules.test_spot_pulses), 1, 1000, NULL, NULL },
 	{ "rules", "test_spot_review_days", K_U32, OFF(rules.test_spot_review_days),
 	  1, 365, NULL, NULL },
+	{ "rules", "require_follow_up", K_BOOL, OFF(rules.require_follow_up), 0, 0, NULL, NULL },
 
 	{ "protocol", "wavelengths_nm", K_WAVELENGTHS, OFF(protocol), 100, 20000, NULL, NULL },
 	{ "protocol", "fluence_min_mj_cm2", K_U32, OFF(protocol.fluence_min_mj_cm2),
@@ -85,11 +88,13 @@ static const struct key keys[] = {
 	{ "backends", "kmod", K_BOOL, OFF(backends.kmod), 0, 0, NULL, NULL },
 	{ "backends", "libusb", K_BOOL, OFF(backends.libusb), 0, 0, NULL, NULL },
 	{ "backends", "sim", K_BOOL, OFF(backends.sim), 0, 0, NULL, NULL },
+
+	{ "clinic", "name", K_TEXT, OFF(clinic.name), 0, SMPL_CLINIC_NAME_MAX, NULL, NULL },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-	"rules", "protocol", "safety", "patches", "auth", "backends",
+	"rules", "protocol", "safety", "patches", "auth", "backends", "clinic",
 };
 
 struct parser {
@@ -261,6 +266,12 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 		return 1;
 	case K_WAVELENGTHS:
 		return set_wavelengths(p, k, value);
+	case K_TEXT:
+		if (strlen(value) < k->min || strlen(value) > k->max || !smpl_text_is_safe(value))
+			return parse_error(p, "[%s] %s: %u-%u bytes of printable UTF-8 text",
+					   k->section, k->name, k->min, k->max);
+		snprintf(base + k->offset, k->max + 1, "%s", value);
+		return 1;
 	default:
 		return set_number(p, k, value);
 	}

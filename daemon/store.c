@@ -8,6 +8,7 @@
  * when a late pulse report arrives.
  */
 #include "store.h"
+#include "store-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -185,25 +186,22 @@ static const char schema_v3[] =
 	"CREATE TRIGGER counter_resets_fixed BEFORE UPDATE ON counter_resets"
 	"  BEGIN SELECT RAISE(ABORT, 'records are never changed'); END;";
 
+/*
+ * Schema versions 4 and 5 are other branches' (issue 12's indexes, issue 15's
+ * hash chain); they take these places when merged.  Version 6 is the
+ * clinical record (issue 16, store-clinical.c).
+ */
+static const char schema_v4_placeholder[] = "";
+static const char schema_v5_placeholder[] = "";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
 	schema_v3,
+	schema_v4_placeholder,
+	schema_v5_placeholder,
+	store_clinical_schema,
 };
-
-/*
- * The time a treatment counts for the cooldown (NULL: it emitted nothing):
- * it emitted unless the shot counter says 0, no pulse was recorded and the
- * unit was never seen emitting for it; an
- * open or unknown one (crash) at its arming time (DESIGN section 6) or at its
- * last recorded pulse if later, and so is a reconciled one; a closed one at
- * its disarm (or a late pulse after it).
- */
-#define EMISSION_EXPR \
-	"(CASE WHEN pulse_count = 0 AND pulses_recorded = 0 AND emitting_ms IS NULL THEN NULL" \
-	" WHEN outcome IN ('completed', 'interrupted', 'fault')" \
-	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
-	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
 
 /* ---- the store --------------------------------------------------------- */
 
@@ -252,6 +250,10 @@ static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
 	[STORE_AUDIT_PATCH] = "patch",
 	[STORE_AUDIT_EYEWEAR] = "eyewear",
 	[STORE_AUDIT_PARAMETERS] = "parameters",
+	[STORE_AUDIT_ENDPOINT] = "endpoint",
+	[STORE_AUDIT_FOLLOW_UP] = "follow-up",
+	[STORE_AUDIT_HOLD] = "hold",
+	[STORE_AUDIT_REVIEW] = "review",
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -1562,7 +1564,7 @@ int store_patch_facts(struct store *st, const char *patient, const char *patch,
 	out->patient_treatments = (uint32_t)count;
 	out->patient_first_emission_ms = first >= 0 ? first : 0;
 	out->session_patch_pulses = pulses > UINT32_MAX ? UINT32_MAX : (uint32_t)pulses;
-	return 0;
+	return store_clinical_facts(st, patient, patch, out);	/* issue 16 */
 }
 
 /* Inside the transaction: the rules, at the arming time, on the records now. */
@@ -2197,4 +2199,50 @@ int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void
 	err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read audit");
 	sqlite3_finalize(stmt);
 	return err;
+}
+
+/* ---- for the store's other files (store-private.h) --------------------- */
+
+sqlite3 *store_sqlite(struct store *st)
+{
+	return st->db;
+}
+
+int store_set_error(struct store *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
+	va_end(ap);
+	for (char *c = st->msg; (c = strchr(c, '\n')); )
+		*c = ' ';
+	return err;
+}
+
+int store_sql_error(struct store *st, int rc, const char *what)
+{
+	return sql_fail(st, rc, what);
+}
+
+int store_tx_begin(struct store *st)
+{
+	return begin_write(st);
+}
+
+int store_tx_commit(struct store *st)
+{
+	return commit(st);
+}
+
+int store_tx_rollback(struct store *st, int err)
+{
+	return rollback(st, err);
+}
+
+int store_tx_audit(struct store *st, const struct store_audit *a)
+{
+	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
+		return fail(st, -EINVAL, "bad audit record");
+	return insert_audit(st, a);
 }

@@ -40,14 +40,16 @@ $(FUZZ_DIR)/fuzz_dbus_args: tests/fuzz/fuzz_dbus_args.c tests/fuzz/fuzz-input.h 
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih) -o $@ \
 		tests/fuzz/fuzz_dbus_args.c $(FUZZ_CORE_SRCS) $(call pkglibs,inih zlib) -lm
 
-$(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c daemon/store.c daemon/store.h
+$(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c daemon/store.c daemon/store-clinical.c \
+		$(wildcard daemon/store*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags sqlite3) -o $@ \
-		tests/fuzz/fuzz_store_open.c daemon/store.c $(call pkglibs,sqlite3)
+		tests/fuzz/fuzz_store_open.c daemon/store.c daemon/store-clinical.c \
+		$(call pkglibs,sqlite3)
 
 # The whole daemon but main.c (the harness builds the daemon as main() does,
 # on a socketpair), the sim backend and the firmware model.
-FUZZ_DAEMON_SRCS := $(SMPLASERD_LIB_SRCS) daemon/store.c sim/model.c \
+FUZZ_DAEMON_SRCS := $(SMPLASERD_LIB_SRCS) daemon/store.c daemon/store-clinical.c sim/model.c \
 	$(FUZZ_CORE_SRCS)
 
 $(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-input.h $(FUZZ_DAEMON_SRCS) \

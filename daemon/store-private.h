@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.c's helpers shared with the other files of the SQLite store
+ * (store-clinical.c).  Not an API: only the store's own files include it.
+ */
+#ifndef SMPLASER_STORE_PRIVATE_H
+#define SMPLASER_STORE_PRIVATE_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+/*
+ * The time a treatment counts for the cooldown (NULL: it emitted nothing):
+ * it emitted unless the shot counter says 0, no pulse was recorded and the
+ * unit was never seen emitting for it; an
+ * open or unknown one (crash) at its arming time (DESIGN section 6) or at its
+ * last recorded pulse if later, and so is a reconciled one; a closed one at
+ * its disarm (or a late pulse after it).
+ */
+#define EMISSION_EXPR \
+	"(CASE WHEN pulse_count = 0 AND pulses_recorded = 0 AND emitting_ms IS NULL THEN NULL" \
+	" WHEN outcome IN ('completed', 'interrupted', 'fault')" \
+	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
+	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
+
+/* The connection. */
+sqlite3 *store_sqlite(struct store *st);
+/* A failure's errno and message (store_errmsg()); returns @err. */
+int store_set_error(struct store *st, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A failure in SQLite's words; returns the errno it maps to. */
+int store_sql_error(struct store *st, int rc, const char *what);
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK keeping the first error; each returns 0 or errno. */
+int store_tx_begin(struct store *st);
+int store_tx_commit(struct store *st);
+int store_tx_rollback(struct store *st, int err);
+/* An audit record inside the caller's transaction. */
+int store_tx_audit(struct store *st, const struct store_audit *a);
+
+/* store-clinical.c: schema step 6, and the patch's clinical facts for store_patch_facts(). */
+extern const char store_clinical_schema[];
+int store_clinical_facts(struct store *st, const char *patient, const char *patch,
+			 struct store_patch_facts *out);
+
+#endif /* SMPLASER_STORE_PRIVATE_H */
