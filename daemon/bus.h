@@ -35,6 +35,12 @@ int smpl_bus_nodes_take(char ***list, char ***nodes);
 void smpl_bus_nodes_free(char **list);
 
 int smpl_bus_unit_setup(struct smpl_daemon *d);
+
+/* The clinical record's Manager members (bus-clinical.c, issue 16). */
+int smpl_bus_record_follow_up(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int smpl_bus_clear_patch_hold(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int smpl_bus_property_clinic_name(SMPL_PROPERTY_ARGS);
 int smpl_bus_session_setup(struct smpl_daemon *d);
 
 /*
@@ -42,7 +48,7 @@ int smpl_bus_session_setup(struct smpl_daemon *d);
  * changed.  The arrays of changed names are sized by these counts.
  */
 #define SMPL_UNIT_EMITTING_PROPERTIES		6
-#define SMPL_SESSION_EMITTING_PROPERTIES	4
+#define SMPL_SESSION_EMITTING_PROPERTIES	5
 void smpl_bus_unit_published(struct smpl_unit *u);
 void smpl_bus_unit_changed(struct smpl_unit *u);
 void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone);

@@ -150,6 +150,18 @@ struct smpl_session {
 	struct smpl_owner_watch *watch;	/* that connection leaving the bus (creds.h) */
 	sd_bus_message *starting;	/* StartSession, until its record is written */
 	sd_event_source *end_later;	/* closing it after its client left */
+	/*
+	 * Its treatments (issue 16): each that emitted needs its patch's
+	 * endpoint (RecordEndpoint) before the session selects another patch
+	 * or ends (session-endpoint.c).
+	 */
+	struct smpl_session_treatment {
+		int64_t id;
+		char patch[SMPL_PATCH_ID_MAX + 1];
+		bool emitted;		/* a pulse, the unit EMITTING, or its counter moved */
+		bool documented;	/* its patch's endpoint recorded after it */
+	} *treatments;
+	size_t n_treatments;
 
 	/* bus-session.c's: what was last announced */
 	struct smpl_session_shown {
@@ -157,6 +169,7 @@ struct smpl_session {
 		bool eyewear_confirmed;
 		uint32_t pulse_count;
 		const char *state;
+		unsigned int missing;		/* EndpointsMissing: a digest */
 	} shown;
 };
 
@@ -347,6 +360,28 @@ void smpl_daemon_barrier(struct smpl_daemon *d,
 			 void (*then)(struct smpl_daemon *d, const struct smpl_records_call *c,
 				      void *userdata),
 			 void *userdata);
+/* --- the endpoint of each treated patch (session-endpoint.c, issue 16) ---- */
+/* Treatment @id was committed for @patch in @s (before the unit arms). */
+void smpl_session_treatment_armed(struct smpl_session *s, int64_t id, const char *patch);
+/* Treatment @id of @s emitted (a pulse, EMITTING, its counter at the end). */
+void smpl_session_emitted(struct smpl_session *s, int64_t id);
+/*
+ * The patches of @s, but @except, whose treatment emitted without an
+ * endpoint since: how many, and their names ("crown, occipital") in @buf.
+ */
+unsigned int smpl_session_endpoints_missing(const struct smpl_session *s, const char *except,
+					    char *buf, size_t len);
+/*
+ * EndpointMissing (audited) when smpl_session_endpoints_missing() finds
+ * one; @what the refused call ("End", "SelectPatch crown").  0 or -errno.
+ */
+int smpl_session_refuse_missing_endpoint(struct smpl_session *s, const char *except,
+					 uid_t uid, const char *what, sd_bus_error *error);
+/* RecordEndpoint: 1 (answered once recorded) or a negative errno with @error. */
+int smpl_session_record_endpoint(struct smpl_session *s, sd_bus_message *m, const char *patch,
+				 const char *endpoint, const char *note, uid_t uid,
+				 sd_bus_error *error);
+
 /* A treatment's closing began (+1) or its record was queued (-1). */
 void smpl_daemon_closing(struct smpl_daemon *d, int delta);
 
