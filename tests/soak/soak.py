@@ -158,6 +158,10 @@ class Day:
     def _end_open_session(self):
         spath = str(self.env.unit_prop('Session'))
         if spath != '/':
+            try:
+                self.env.record_endpoints(spath)     # issue 16: before End
+            except dbus.DBusException:
+                pass                                 # gone meanwhile
             error_name(self.env.session(spath).End, 'soak')
         return False
 
@@ -263,6 +267,7 @@ class Day:
             unit.Disarm()
             env.wait_unit_state('standby')
         self._account(patient, patch, shots0)
+        env.record_endpoints(spath, bus=client)     # issue 16: the endpoint before End
         session.End('done')
 
     def unplug_and_replug(self, unit):
