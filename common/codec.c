@@ -32,6 +32,7 @@
 
 #include <endian.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <zlib.h>
@@ -167,19 +168,29 @@ const char *smpl_op_name(uint8_t op)
 	return "UNKNOWN";
 }
 
+#define STATE_ID_(id, value, name) [value] = #id,
+#define STATE_SLUG_(id, value, name) [value] = name,
+#define FAULT_ID_(id, code, name) [code] = #id,
+#define FAULT_SLUG_(id, code, name) [code] = name,
+#define INTERLOCK_NAME_(id, bit, name, label) [bit] = name,
+#define INTERLOCK_LABEL_(id, bit, name, label) [bit] = label,
+
+static const char *const state_ids[] = { SMPL_STATES(STATE_ID_) };
+static const char *const state_slugs[] = { SMPL_STATES(STATE_SLUG_) };
+static const char *const fault_ids[] = { SMPL_FAULTS(FAULT_ID_) };
+static const char *const fault_slugs[] = { SMPL_FAULTS(FAULT_SLUG_) };
+static const char *const interlock_names[] = { SMPL_INTERLOCKS(INTERLOCK_NAME_) };
+static const char *const interlock_labels[] = { SMPL_INTERLOCKS(INTERLOCK_LABEL_) };
+
 const char *smpl_state_name(uint8_t state)
 {
-	static const char *const names[] = {
-		[SMPL_STATE_OFF] = "OFF",
-		[SMPL_STATE_SELF_TEST] = "SELF_TEST",
-		[SMPL_STATE_STANDBY] = "STANDBY",
-		[SMPL_STATE_ARMING] = "ARMING",
-		[SMPL_STATE_READY] = "READY",
-		[SMPL_STATE_EMITTING] = "EMITTING",
-		[SMPL_STATE_FAULT] = "FAULT",
-	};
+	return state < ARRAY_LEN(state_ids) && state_ids[state] ? state_ids[state] : "UNKNOWN";
+}
 
-	return state < ARRAY_LEN(names) ? names[state] : "UNKNOWN";
+const char *smpl_state_slug(uint8_t state)
+{
+	return state < ARRAY_LEN(state_slugs) && state_slugs[state] ? state_slugs[state]
+								     : "unknown";
 }
 
 const char *smpl_status_name(uint16_t status)
@@ -201,58 +212,56 @@ const char *smpl_status_name(uint16_t status)
 
 const char *smpl_fault_name(uint8_t fault)
 {
-	static const char *const names[] = {
-		[SMPL_FAULT_NONE] = "NONE",
-		[SMPL_FAULT_WATCHDOG] = "WATCHDOG",
-		[SMPL_FAULT_INTERLOCK] = "INTERLOCK",
-		[SMPL_FAULT_SELF_TEST] = "SELF_TEST",
-		[SMPL_FAULT_ENERGY] = "ENERGY",
-		[SMPL_FAULT_OVERTEMP] = "OVERTEMP",
-		[SMPL_FAULT_COOLING] = "COOLING",
-		[SMPL_FAULT_SHUTTER] = "SHUTTER",
-		[SMPL_FAULT_INTERNAL] = "INTERNAL",
-	};
-
-	return fault < ARRAY_LEN(names) ? names[fault] : "UNKNOWN";
+	return fault < ARRAY_LEN(fault_ids) && fault_ids[fault] ? fault_ids[fault] : "UNKNOWN";
 }
 
 const char *smpl_fault_slug(uint8_t fault)
 {
-	static const char *const names[] = {
-		[SMPL_FAULT_NONE] = "",
-		[SMPL_FAULT_WATCHDOG] = "watchdog",
-		[SMPL_FAULT_INTERLOCK] = "interlock",
-		[SMPL_FAULT_SELF_TEST] = "self-test",
-		[SMPL_FAULT_ENERGY] = "energy",
-		[SMPL_FAULT_OVERTEMP] = "overtemp",
-		[SMPL_FAULT_COOLING] = "cooling",
-		[SMPL_FAULT_SHUTTER] = "shutter",
-		[SMPL_FAULT_INTERNAL] = "internal",
-	};
+	return fault < ARRAY_LEN(fault_slugs) && fault_slugs[fault] ? fault_slugs[fault]
+								     : "unknown";
+}
 
-	return fault < ARRAY_LEN(names) ? names[fault] : "unknown";
+/* The index of a single interlock bit, or -1. */
+static int interlock_index(uint16_t bit)
+{
+	for (int i = 0; i < SMPL_IL_COUNT; i++)
+		if (bit == (1u << i))
+			return i;
+	return -1;
 }
 
 const char *smpl_interlock_name(uint16_t bit)
 {
-	switch (bit) {
-	case SMPL_IL_KEY:
-		return "key";
-	case SMPL_IL_DOOR:
-		return "door";
-	case SMPL_IL_ESTOP:
-		return "estop";
-	case SMPL_IL_HANDPIECE:
-		return "handpiece";
-	case SMPL_IL_COOLING:
-		return "cooling";
-	case SMPL_IL_TEMPERATURE:
-		return "temperature";
-	case SMPL_IL_SHUTTER:
-		return "shutter";
-	default:
-		return "unknown";
-	}
+	int i = interlock_index(bit);
+
+	return i < 0 ? "unknown" : interlock_names[i];
+}
+
+const char *smpl_interlock_label(uint16_t bit)
+{
+	int i = interlock_index(bit);
+
+	return i < 0 ? "unknown interlock" : interlock_labels[i];
+}
+
+const char *smpl_interlock_list(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (int i = 0; i < SMPL_IL_COUNT && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+					 interlock_names[i]);
+	return buf;
+}
+
+uint16_t smpl_interlock_by_name(const char *name)
+{
+	for (int i = 0; name && i < SMPL_IL_COUNT; i++)
+		if (strcmp(interlock_names[i], name) == 0)
+			return (uint16_t)(1u << i);
+	return 0;
 }
 
 /* ---- frames -------------------------------------------------------------- */

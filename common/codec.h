@@ -90,12 +90,17 @@ bool smpl_op_is_report(uint8_t op);
 /* The payload size @op defines (replies: for status OK), or -1 if unknown. */
 int smpl_payload_size(uint8_t op);
 const char *smpl_op_name(uint8_t op);
-const char *smpl_state_name(uint8_t state);
+/* Names from the tables of include/smplaser/proto.h. */
+const char *smpl_state_name(uint8_t state);	/* "SELF_TEST": the protocol's name */
+const char *smpl_state_slug(uint8_t state);	/* "self-test": D-Bus, smplaserctl */
 const char *smpl_status_name(uint16_t status);
 const char *smpl_fault_name(uint8_t fault);
 /* "watchdog", "self-test", ... ("" for NONE): the D-Bus and journal name. */
 const char *smpl_fault_slug(uint8_t fault);
-const char *smpl_interlock_name(uint16_t bit);
+const char *smpl_interlock_name(uint16_t bit);	/* "door" for SMPL_IL_DOOR */
+const char *smpl_interlock_label(uint16_t bit);	/* "remote interlock" */
+uint16_t smpl_interlock_by_name(const char *name);	/* its bit, or 0 */
+const char *smpl_interlock_list(char *buf, size_t len);	/* "key, door, ...": @buf */
 
 /*
  * Encode a frame into @buf.  Returns the frame length or a negative

@@ -166,21 +166,16 @@ int ctl_call_message(struct ctl *c, sd_bus_message *m, sd_bus_message **reply)
 	return CTL_EXIT_DONE;
 }
 
-int ctl_call(struct ctl *c, const char *path, const char *iface,
-	     const char *member, sd_bus_message **reply, const char *types, ...)
+int ctl_call_va(struct ctl *c, sd_bus *bus, const char *path, const char *iface,
+		const char *member, sd_bus_message **reply, const char *types, va_list ap)
 {
-	sd_bus *bus = ctl_bus_for(c, path, iface, member);
 	sd_bus_message *m = NULL;
-	va_list ap;
 	int r;
 
 	r = sd_bus_message_new_method_call(bus, &m, bus == c->bus ? SMPL_BUS_NAME : NULL,
 					   path, iface, member);
-	if (r >= 0 && types && *types) {
-		va_start(ap, types);
+	if (r >= 0 && types && *types)
 		r = sd_bus_message_appendv(m, types, ap);
-		va_end(ap);
-	}
 	if (r < 0) {
 		sd_bus_message_unref(m);
 		return ctl_error(c, CTL_EXIT_FAILED, NULL, "cannot build the %s call: %s",
@@ -188,6 +183,19 @@ int ctl_call(struct ctl *c, const char *path, const char *iface,
 	}
 	r = ctl_call_message(c, m, reply);
 	sd_bus_message_unref(m);
+	return r;
+}
+
+/* On the bus itself: what anyone may call (properties, lists). */
+static int call_direct(struct ctl *c, const char *path, const char *iface,
+		       const char *member, sd_bus_message **reply, const char *types, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, types);
+	r = ctl_call_va(c, c->bus, path, iface, member, reply, types, ap);
+	va_end(ap);
 	return r;
 }
 
@@ -321,7 +329,7 @@ int ctl_get_all(struct ctl *c, const char *path, const char *iface,
 	sd_bus_message *reply = NULL;
 	int code, r;
 
-	code = ctl_call(c, path, "org.freedesktop.DBus.Properties", "GetAll",
+	code = call_direct(c, path, "org.freedesktop.DBus.Properties", "GetAll",
 			&reply, "s", iface);
 	if (code)
 		return code;
@@ -340,7 +348,7 @@ int ctl_get_property(struct ctl *c, const char *path, const char *iface,
 	sd_bus_message *reply = NULL;
 	int code, r;
 
-	code = ctl_call(c, path, "org.freedesktop.DBus.Properties", "Get",
+	code = call_direct(c, path, "org.freedesktop.DBus.Properties", "Get",
 			&reply, "ss", iface, name);
 	if (code)
 		return code;
@@ -360,7 +368,7 @@ int ctl_list_units(struct ctl *c, json_object **out)
 	const char *path, *serial, *model, *state;
 	int code, r;
 
-	code = ctl_call(c, SMPL_MANAGER_PATH, SMPL_MANAGER_IFACE, "ListUnits",
+	code = call_direct(c, SMPL_MANAGER_PATH, SMPL_MANAGER_IFACE, "ListUnits",
 			&reply, NULL);
 	if (code)
 		return code;

@@ -10,6 +10,7 @@
 #ifndef SMPLASER_CTL_H
 #define SMPLASER_CTL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -67,12 +68,12 @@ int ctl_connect(struct ctl *c);
 void ctl_disconnect(struct ctl *c);
 
 /*
- * Calls a method on the daemon.  Returns CTL_EXIT_DONE with *reply set (may
- * be NULL if not wanted), or prints the daemon's message and returns the
- * exit code that fits the error.
+ * Calls a method on the daemon over @bus.  Returns CTL_EXIT_DONE with *reply
+ * set (may be NULL if not wanted), or prints the daemon's message and
+ * returns the exit code that fits the error.
  */
-int ctl_call(struct ctl *c, const char *path, const char *iface,
-	     const char *member, sd_bus_message **reply, const char *types, ...);
+int ctl_call_va(struct ctl *c, sd_bus *bus, const char *path, const char *iface,
+		const char *member, sd_bus_message **reply, const char *types, va_list ap);
 /* The same with a message the caller filled in (for a{sv} arguments). */
 int ctl_call_message(struct ctl *c, sd_bus_message *m, sd_bus_message **reply);
 
@@ -261,6 +262,9 @@ int session_keeper_start(struct ctl *c, const char *unit_path, const char *patie
  * that session; else the bus.
  */
 sd_bus *ctl_bus_for(struct ctl *c, const char *path, const char *iface, const char *member);
+/* ctl_call_va() over ctl_bus_for()'s connection: what the verbs call (keeper.c). */
+int ctl_call(struct ctl *c, const char *path, const char *iface,
+	     const char *member, sd_bus_message **reply, const char *types, ...);
 
 /* A signal (SIGINT/SIGTERM) asked us to stop; set by ctl_catch_signals(). */
 extern volatile int ctl_interrupted;

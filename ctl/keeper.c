@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,19 @@ sd_bus *ctl_bus_for(struct ctl *c, const char *path, const char *iface, const ch
 		sd_bus_set_allow_interactive_authorization(c->keeper_bus, c->ask_password);
 	free(session);
 	return c->keeper_bus ? c->keeper_bus : c->bus;
+}
+
+int ctl_call(struct ctl *c, const char *path, const char *iface,
+	     const char *member, sd_bus_message **reply, const char *types, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, types);
+	r = ctl_call_va(c, ctl_bus_for(c, path, iface, member), path, iface, member, reply,
+			types, ap);
+	va_end(ap);
+	return r;
 }
 
 /* ---- the keeper's side: forwarding ---------------------------------------- */

@@ -29,6 +29,7 @@
 #include <uapi/smplaser.h>
 
 #include "backend.h"
+#include "backend-kmod.h"
 #include "discovery.h"
 #include "log.h"
 

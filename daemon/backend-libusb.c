@@ -39,6 +39,7 @@
 #include <libusb.h>
 
 #include "backend.h"
+#include "backend-libusb.h"
 #include "discovery.h"
 #include "log.h"
 

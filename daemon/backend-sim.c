@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend-sim.h"
 #include "model.h"
 
 #define REPORT_PERIOD_USEC	(SMPL_STATUS_PERIOD_MS * 1000ULL)

@@ -6,7 +6,7 @@
  *
  * Writes go through the records writer (records.h), each with its audit
  * record; Course reads through d->reader once the records hold what
- * happened before it (smpl_daemon_barrier).  A patch's status is the
+ * happened before it (smpl_records_barrier).  A patch's status is the
  * rules' answer (eligibility.h) on the records now: the same code that
  * decides CheckPatch, SelectPatch and the arming transaction.
  */
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "bus.h"
 #include "clinical.h"
 #include "eligibility.h"
@@ -694,7 +695,7 @@ int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	c = call_new(m, uid, patient, "");
 	if (!c)
 		return -ENOMEM;
-	smpl_daemon_barrier(d, course_now, c);	/* read your writes */
+	smpl_records_barrier(d, course_now, c);	/* read your writes */
 	return 1;
 }
 

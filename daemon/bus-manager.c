@@ -11,21 +11,8 @@
 #include "eligibility.h"
 #include "errors.h"
 #include "log.h"
+#include "macro.h"
 #include "records.h"
-
-int smpl_bus_authorize(struct smpl_daemon *d, sd_bus_message *m, const char *action,
-		       uid_t *uid, sd_bus_error *error)
-{
-	int r = smpl_creds_uid(d->creds, m, uid);
-
-	if (r == 0)
-		return 0;	/* asked: the call comes again */
-	if (r < 0)
-		return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED,
-				       "Not authorized: cannot tell who is calling (%s)",
-				       strerror(-r));
-	return smpl_polkit_check(d->polkit, m, action, *uid, error);
-}
 
 void smpl_bus_manager_changed(struct smpl_daemon *d, const char *property)
 {
@@ -96,7 +83,7 @@ static int after_writes(struct smpl_daemon *d, sd_bus_message *m,
 			void (*then)(struct smpl_daemon *d, const struct smpl_records_call *c,
 				     void *userdata))
 {
-	smpl_daemon_barrier(d, then, sd_bus_message_ref(m));
+	smpl_records_barrier(d, then, sd_bus_message_ref(m));
 	return 1;
 }
 
@@ -347,39 +334,4 @@ int smpl_bus_setup(struct smpl_daemon *d)
 	if (r < 0)
 		return r;
 	return sd_bus_request_name(d->bus, SMPL_BUS_NAME, 0);
-}
-
-/* --- node enumeration helpers (bus.h) --------------------------------------- */
-
-int smpl_bus_nodes_add(char ***list, size_t *n, const char *path)
-{
-	char **l = realloc(*list, (*n + 2) * sizeof(char *));
-
-	if (!l)
-		return -ENOMEM;
-	*list = l;
-	l[*n] = strdup(path);
-	if (!l[*n])
-		return -ENOMEM;
-	l[++*n] = NULL;
-	return 0;
-}
-
-int smpl_bus_nodes_take(char ***list, char ***nodes)
-{
-	if (!*list) {
-		*list = calloc(1, sizeof(char *));
-		if (!*list)
-			return -ENOMEM;
-	}
-	*nodes = *list;
-	*list = NULL;
-	return 0;
-}
-
-void smpl_bus_nodes_free(char **list)
-{
-	for (char **p = list; p && *p; p++)
-		free(*p);
-	free(list);
 }

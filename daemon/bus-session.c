@@ -209,35 +209,67 @@ static const sd_bus_vtable session_vtable[] = {
 
 /* --- what changed, announced (the observer's session part) --------------------- */
 
+static bool patch_differs(const struct smpl_session_shown *a, const struct smpl_session_shown *b)
+{
+	return strcmp(a->patch, b->patch) != 0;
+}
+
+static bool eyewear_differs(const struct smpl_session_shown *a, const struct smpl_session_shown *b)
+{
+	return a->eyewear_confirmed != b->eyewear_confirmed;
+}
+
+static bool pulse_count_differs(const struct smpl_session_shown *a,
+				const struct smpl_session_shown *b)
+{
+	return a->pulse_count != b->pulse_count;
+}
+
+static bool state_differs(const struct smpl_session_shown *a, const struct smpl_session_shown *b)
+{
+	return !a->state || strcmp(a->state, b->state) != 0;
+}
+
+static bool endpoints_missing_differs(const struct smpl_session_shown *a,
+				      const struct smpl_session_shown *b)
+{
+	return a->missing != b->missing;
+}
+
+/* Every property that can change, and how to tell: PropertiesChanged is built from it. */
+static const struct {
+	const char *name;
+	bool (*differs)(const struct smpl_session_shown *a, const struct smpl_session_shown *b);
+} session_changes[] = {
+	{ "Patch", patch_differs },
+	{ "EyewearConfirmed", eyewear_differs },
+	{ "PulseCount", pulse_count_differs },
+	{ "State", state_differs },
+	{ "EndpointsMissing", endpoints_missing_differs },
+};
+
+#define N_SESSION_CHANGES (sizeof(session_changes) / sizeof(session_changes[0]))
+
 void smpl_bus_session_changed(struct smpl_session *s)
 {
-	struct smpl_session_shown *was = &s->shown;
-	const char *state = smpl_session_state_name(s);
-	const char *changed[SMPL_SESSION_EMITTING_PROPERTIES + 1];
-	unsigned int missing = 0;
+	struct smpl_session_shown now = {
+		.eyewear_confirmed = s->eyewear_confirmed,
+		.pulse_count = s->pulse_count,
+		.state = smpl_session_state_name(s),
+	};
+	const char *changed[N_SESSION_CHANGES + 1];
 	size_t n = 0;
 
-	/* A digest of EndpointsMissing: which treatments are due (id and count). */
+	memcpy(now.patch, s->patch, sizeof(now.patch));
+	/* A digest of EndpointsMissing: which treatments are due (issue 16). */
 	for (size_t i = 0; i < s->n_treatments; i++)
 		if (s->treatments[i].emitted && !s->treatments[i].documented)
-			missing = missing * 31u + (unsigned int)s->treatments[i].id + 1u;
-
-	if (strcmp(was->patch, s->patch) != 0)
-		changed[n++] = "Patch";
-	if (was->eyewear_confirmed != s->eyewear_confirmed)
-		changed[n++] = "EyewearConfirmed";
-	if (was->pulse_count != s->pulse_count)
-		changed[n++] = "PulseCount";
-	if (!was->state || strcmp(was->state, state) != 0)
-		changed[n++] = "State";
-	if (was->missing != missing)
-		changed[n++] = "EndpointsMissing";
+			now.missing = now.missing * 31u + (unsigned int)s->treatments[i].id + 1u;
+	for (size_t i = 0; i < N_SESSION_CHANGES; i++)
+		if (session_changes[i].differs(&s->shown, &now))
+			changed[n++] = session_changes[i].name;
 	changed[n] = NULL;
-	was->missing = missing;
-	memcpy(was->patch, s->patch, sizeof(s->patch));
-	was->eyewear_confirmed = s->eyewear_confirmed;
-	was->pulse_count = s->pulse_count;
-	was->state = state;
+	s->shown = now;
 	if (n > 0)
 		(void)sd_bus_emit_properties_changed_strv(s->daemon->bus, s->path,
 							  SMPL_IFACE_SESSION, (char **)changed);

@@ -8,26 +8,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "bus.h"
 #include "creds.h"
 #include "errors.h"
 #include "log.h"
 #include "text.h"
+#include "unit-ops.h"
 
-static const struct {
-	const char *name;
-	uint16_t bit;
-} interlocks[] = {
-	{ "key", SMPL_IL_KEY },
-	{ "door", SMPL_IL_DOOR },
-	{ "estop", SMPL_IL_ESTOP },
-	{ "handpiece", SMPL_IL_HANDPIECE },
-	{ "cooling", SMPL_IL_COOLING },
-	{ "temperature", SMPL_IL_TEMPERATURE },
-	{ "shutter", SMPL_IL_SHUTTER },
-};
-
-#define N_INTERLOCKS (sizeof(interlocks) / sizeof(interlocks[0]))
 #define RTC_SKEW_MAX_S	(100LL * 366 * 86400)
 
 /* What the caller gave, safe to echo: cut on a character, controls escaped. */
@@ -126,9 +114,9 @@ static int property_interlocks(SMPL_PROPERTY_ARGS)
 
 	SMPL_UNUSED_PROPERTY_ARGS;
 	r = sd_bus_message_open_container(reply, 'a', "{sb}");
-	for (size_t i = 0; i < N_INTERLOCKS && r >= 0; i++)
-		r = sd_bus_message_append(reply, "{sb}", interlocks[i].name,
-					  (closed & interlocks[i].bit) != 0);
+	for (unsigned int i = 0; i < SMPL_IL_COUNT && r >= 0; i++)
+		r = sd_bus_message_append(reply, "{sb}", smpl_interlock_name((uint16_t)(1u << i)),
+					  (closed & (1u << i)) != 0);
 	if (r < 0)
 		return r;
 	return sd_bus_message_close_container(reply);
@@ -417,9 +405,10 @@ static int method_sim_footswitch(sd_bus_message *m, void *userdata, sd_bus_error
 
 static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	char echo[SMPL_ECHO_MAX];
+	char echo[SMPL_ECHO_MAX], known[128];
 	struct smpl_unit *u = userdata;
 	const char *name;
+	uint16_t bit;
 	int open, r;
 
 	r = sim_authorize(m, u, error);
@@ -428,13 +417,13 @@ static int method_sim_interlock(sd_bus_message *m, void *userdata, sd_bus_error 
 	r = sd_bus_message_read(m, "sb", &name, &open);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < N_INTERLOCKS; i++)
-		if (strcmp(interlocks[i].name, name) == 0)
-			return sim_result(m, u, u->backend->sim->set_interlock(
-						  u->backend, interlocks[i].bit, open), error);
+	bit = smpl_interlock_by_name(name);
+	if (bit)
+		return sim_result(m, u, u->backend->sim->set_interlock(u->backend, bit, open),
+				  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
-			       "name: unknown interlock \"%s\" (key, door, estop, handpiece, "
-			       "cooling, temperature, shutter)", echo_arg(echo, name));
+			       "name: unknown interlock \"%s\" (%s)", echo_arg(echo, name),
+			       smpl_interlock_list(known, sizeof(known)));
 }
 
 static int method_sim_drift(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -666,6 +655,52 @@ static const sd_bus_vtable simulator_vtable[] = {
 /* --- what changed, announced (the observer's unit part) ------------------------ */
 
 /* Each property as its getter shows it, compared with what was announced. */
+static bool state_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return strcmp(a->state, b->state) != 0;
+}
+
+static bool interlocks_differ(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->closed != b->closed;
+}
+
+static bool shot_count_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->shot_count != b->shot_count;
+}
+
+static bool fault_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return strcmp(a->fault, b->fault) != 0;
+}
+
+static bool session_differs(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->session != b->session;
+}
+
+static bool parameters_differ(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b)
+{
+	return a->params_set != b->params_set ||
+	       memcmp(&a->params, &b->params, sizeof(a->params)) != 0;
+}
+
+/* Every property that can change, and how to tell: PropertiesChanged is built from it. */
+static const struct {
+	const char *name;
+	bool (*differs)(const struct smpl_unit_shown *a, const struct smpl_unit_shown *b);
+} unit_changes[] = {
+	{ "State", state_differs },
+	{ "Interlocks", interlocks_differ },
+	{ "ShotCount", shot_count_differs },
+	{ "LatchedFault", fault_differs },
+	{ "Session", session_differs },
+	{ "Parameters", parameters_differ },
+};
+
+#define N_UNIT_CHANGES (sizeof(unit_changes) / sizeof(unit_changes[0]))
+
 void smpl_bus_unit_changed(struct smpl_unit *u)
 {
 	struct smpl_unit_shown now = {
@@ -679,23 +714,12 @@ void smpl_bus_unit_changed(struct smpl_unit *u)
 		.params_set = u->params_set,
 		.params = u->params,
 	};
-	const struct smpl_unit_shown *was = &u->shown;
-	const char *changed[SMPL_UNIT_EMITTING_PROPERTIES + 1];
+	const char *changed[N_UNIT_CHANGES + 1];
 	size_t n = 0;
 
-	if (!was->valid || strcmp(was->state, now.state) != 0)
-		changed[n++] = "State";
-	if (!was->valid || was->closed != now.closed)
-		changed[n++] = "Interlocks";
-	if (!was->valid || was->shot_count != now.shot_count)
-		changed[n++] = "ShotCount";
-	if (!was->valid || strcmp(was->fault, now.fault) != 0)
-		changed[n++] = "LatchedFault";
-	if (!was->valid || was->session != now.session)
-		changed[n++] = "Session";
-	if (!was->valid || was->params_set != now.params_set ||
-	    memcmp(&was->params, &now.params, sizeof(now.params)) != 0)
-		changed[n++] = "Parameters";
+	for (size_t i = 0; i < N_UNIT_CHANGES; i++)
+		if (!u->shown.valid || unit_changes[i].differs(&u->shown, &now))
+			changed[n++] = unit_changes[i].name;
 	changed[n] = NULL;
 	u->shown = now;
 	if (n > 0)

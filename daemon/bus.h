@@ -4,6 +4,11 @@
 #define SMPLASER_DAEMON_BUS_H
 
 #include "daemon.h"
+#include "session.h"
+#include "unit.h"
+
+/* Publishes the objects, installs d->observer, takes the name (bus-manager.c). */
+int smpl_bus_setup(struct smpl_daemon *d);
 
 /*
  * Authorization for a privileged call: 1 go on (@uid set), 0 the call is
@@ -43,12 +48,7 @@ int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int smpl_bus_property_clinic_name(SMPL_PROPERTY_ARGS);
 int smpl_bus_session_setup(struct smpl_daemon *d);
 
-/*
- * The observer (daemon.h) as the D-Bus objects implement it: each sends what
- * changed.  The arrays of changed names are sized by these counts.
- */
-#define SMPL_UNIT_EMITTING_PROPERTIES		6
-#define SMPL_SESSION_EMITTING_PROPERTIES	5
+/* The observer (daemon.h) as the D-Bus objects implement it: each sends what changed. */
 void smpl_bus_unit_published(struct smpl_unit *u);
 void smpl_bus_unit_changed(struct smpl_unit *u);
 void smpl_bus_unit_unpublished(struct smpl_unit *u, bool gone);

@@ -454,6 +454,7 @@ static int parse(struct smpl_config *c, struct parser *p, char *msg, size_t msg_
 		smpl_config_defaults(c);
 		return -EINVAL;
 	}
+	tmp.backends.sim_line = line_of(p, "sim");
 	*c = tmp;
 	set_msg(msg, msg_len, "%s: loaded", p->name);
 	return SMPL_CONFIG_LOADED;
@@ -494,6 +495,59 @@ int smpl_config_load(struct smpl_config *c, const char *path,
 	}
 	fclose(p.file);
 	return r;
+}
+
+int smpl_config_check_system_bus(const struct smpl_config *c, const char *path,
+				 char *msg, size_t msg_len)
+{
+	if (!c->backends.sim)
+		return 0;
+	set_msg(msg, msg_len, "%s:%u: [backends] sim = true is refused on the system bus: "
+		"simulated treatments would go into the clinical records and start real "
+		"cooldowns (simulated units are for a session bus: smplaserd --session --sim)",
+		path ? path : SMPL_CONFIG_PATH, c->backends.sim_line);
+	return -EINVAL;
+}
+
+static const char *yes_no(bool b)
+{
+	return b ? "true" : "false";
+}
+
+int smpl_config_describe(const struct smpl_config *c, char *buf, size_t len)
+{
+	const struct smpl_protocol *pr = &c->protocol;
+	char wl[8 * SMPL_PROTOCOL_WAVELENGTHS_MAX] = "";
+	size_t custom = 0;
+
+	for (unsigned int i = 0; i < pr->n_wavelengths && i < SMPL_PROTOCOL_WAVELENGTHS_MAX; i++)
+		snprintf(wl + strlen(wl), sizeof(wl) - strlen(wl), "%s%u", i ? "," : "",
+			 (unsigned int)pr->wavelengths_nm[i]);
+	for (size_t i = 0; i < c->patches.count; i++)
+		custom += !c->patches.list[i].builtin;
+	return snprintf(buf, len,
+			"cooldown_days=%" PRIu32 " test_spot=%s test_spot_pulses=%" PRIu32
+			" test_spot_review_days=%" PRIu32 " wavelengths_nm=%s"
+			" fluence_mj_cm2=%" PRIu32 "-%" PRIu32 " spot_um=%u-%u"
+			" qswitch_pulse_ns=%" PRIu32 "-%" PRIu32 " pico_pulse_ps=%" PRIu32 "-%" PRIu32
+			" rate_max_mhz=%" PRIu32 " pulses_per_patch=%" PRIu32
+			" max_session_energy_j=%" PRIu64 " heartbeat_ms=%" PRIu32
+			" idle_timeout_s=%" PRIu32 " energy_tolerance_pct=%" PRIu32
+			" rtc_max_skew_s=%" PRIu32 " allow_root=%s session_bus=%s"
+			" polkit_timeout_s=%" PRIu32 " kmod=%s libusb=%s sim=%s clinic_patches=%zu",
+			c->rules.cooldown_days, yes_no(c->rules.test_spot),
+			c->rules.test_spot_pulses, c->rules.test_spot_review_days, wl,
+			pr->fluence_min_mj_cm2, pr->fluence_max_mj_cm2,
+			(unsigned int)pr->spot_min_um, (unsigned int)pr->spot_max_um,
+			pr->qswitch_pulse_min_ps / 1000, pr->qswitch_pulse_max_ps / 1000,
+			pr->pico_pulse_min_ps, pr->pico_pulse_max_ps, pr->rate_max_mhz,
+			pr->pulses_per_patch, pr->max_session_energy_uj / 1000000,
+			c->safety.heartbeat_ms, c->safety.idle_timeout_s,
+			c->safety.energy_tolerance_pct, c->safety.rtc_max_skew_s,
+			yes_no(c->auth.allow_root),
+			c->auth.session_bus == SMPL_SESSION_BUS_DENY ? "deny" : "same-uid",
+			c->auth.polkit_timeout_s, yes_no(c->backends.kmod),
+			yes_no(c->backends.libusb), yes_no(c->backends.sim), custom);
 }
 
 void smpl_config_safety_limits(const struct smpl_config *c,

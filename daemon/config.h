@@ -69,6 +69,7 @@ struct smpl_config {
 		bool kmod;
 		bool libusb;
 		bool sim;
+		unsigned int sim_line;	/* the line that set sim; 0: the default */
 	} backends;
 	struct {
 		char name[SMPL_CLINIC_NAME_MAX + 1];	/* "" if not set */
@@ -96,6 +97,21 @@ int smpl_config_load(struct smpl_config *c, const char *path,
 /* The same from a string; @name is used in messages in place of a path. */
 int smpl_config_load_string(struct smpl_config *c, const char *text,
 			    const char *name, char *msg, size_t msg_len);
+
+/*
+ * Simulated units on the system bus would put simulated treatments into the
+ * clinic's records and start real cooldowns for real patient ids: with
+ * [backends] sim = true, returns -EINVAL and "<path>:<line>: <reason>" in
+ * @msg (@path as given to smpl_config_load).  0 otherwise.
+ */
+int smpl_config_check_system_bus(const struct smpl_config *c, const char *path,
+				 char *msg, size_t msg_len);
+
+/*
+ * The safety-relevant settings in force, one line of "key=value" words (for
+ * the journal and the audit trail at start).  Returns snprintf's count.
+ */
+int smpl_config_describe(const struct smpl_config *c, char *buf, size_t len);
 
 /* The safety core's limits from a loaded config. */
 void smpl_config_safety_limits(const struct smpl_config *c,

@@ -20,6 +20,8 @@
 
 #include <smplaser/proto.h>
 
+#include "backend-kmod.h"
+#include "backend-libusb.h"
 #include "discovery.h"
 #include "log.h"
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Finding real laser units (libudev) and the two backends that drive them.
+ * Finding real laser units (libudev) and choosing the backend that drives
+ * each (backend-kmod.h, backend-libusb.h).
  *
  * Discovery enables its udev monitor first, then enumerates, so a unit
  * plugged in between the two is not missed.  Each unit is one USB device
@@ -32,20 +33,6 @@
 struct smplaser_info;
 struct smplaser_status;
 struct smplaser_event;
-
-/* --- the backends ------------------------------------------------------------ */
-
-/* /dev/smplaserN through the kernel module.  Not opened yet. */
-int smpl_backend_kmod_new(sd_event *event, const char *devnode,
-			  struct smpl_backend **ret);
-
-/*
- * /dev/bus/usb/BBB/DDD through libusb (usbfs), claiming the unit's vendor
- * interface.  Not opened yet.  Without the kernel module nothing disarms
- * the unit when the daemon dies but the unit's own watchdog.
- */
-int smpl_backend_libusb_new(sd_event *event, const char *devnode,
-			    struct smpl_backend **ret);
 
 /* --- discovery ------------------------------------------------------------------ */
 

@@ -5,6 +5,8 @@
 
 #include "eligibility.h"
 #include "errors.h"
+#include "session.h"
+#include "unit.h"
 
 int smpl_patch_decide(const struct smpl_config *cfg, const struct store_patch_facts *facts,
 		      const char *patch, int64_t now_ms, struct smpl_patch_verdict *out)

@@ -17,12 +17,15 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "audit.h"
 #include "bus.h"
 #include "creds.h"
 #include "discovery.h"
 #include "errors.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "records.h"
+#include "supervisor.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/smplaser"
 
@@ -134,18 +137,41 @@ static char *state_dir_of(const struct options *o)
 	return strdup(DEFAULT_STATE_DIR);
 }
 
+/* Where the configuration in force came from ("<path>: loaded", or not found). */
+static char config_source[SMPL_CONFIG_MSG_MAX];
+
 static int load_config(struct smpl_daemon *d, const struct options *o)
 {
 	char msg[SMPL_CONFIG_MSG_MAX] = "";
 	int r = smpl_config_load(&d->cfg, o->config, msg, sizeof(msg));
 
+	/* Simulated treatments must never reach the clinic's records. */
+	if (r >= 0 && !o->session_bus)
+		r = smpl_config_check_system_bus(&d->cfg, o->config, msg, sizeof(msg));
+	if (r >= 0 && !o->session_bus && o->sim && !o->state_dir) {
+		snprintf(msg, sizeof(msg), "--sim on the system bus needs its own --state-dir: "
+			 "simulated treatments must not go into the clinical records");
+		r = -EINVAL;
+	}
 	if (r < 0) {
 		smpl_log(LOG_ERR, NULL, NULL, "config-refused", "configuration refused: %s", msg);
 		return r;
 	}
-	if (r == SMPL_CONFIG_DEFAULTS)
-		smpl_log(LOG_INFO, NULL, NULL, "config", "%s", msg);
+	snprintf(config_source, sizeof(config_source), "%s", msg);
 	return 0;
+}
+
+/* The safety-relevant settings in force, to the journal and the audit trail. */
+static void record_config(struct smpl_daemon *d)
+{
+	char settings[1024], detail[1536];
+
+	smpl_config_describe(&d->cfg, settings, sizeof(settings));
+	smpl_log(LOG_INFO, NULL, NULL, "config", "configuration in force (%s): %s",
+		 config_source, settings);
+	snprintf(detail, sizeof(detail), "smplaserd %s; %s; %s", SMPL_VERSION,
+		 config_source, settings);
+	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", detail);
 }
 
 static int open_records(struct smpl_daemon *d)
@@ -159,7 +185,7 @@ static int open_records(struct smpl_daemon *d)
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
 		return r;
 	}
-	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "smplaserd " SMPL_VERSION);
+	record_config(d);
 	return 0;
 }
 
@@ -360,7 +386,7 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 static void shutdown_daemon(struct smpl_daemon *d)
 {
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	smpl_discovery_free(discovery);
 	smpl_daemon_free(d);
 }
@@ -372,6 +398,7 @@ int main(int argc, char **argv)
 	int r;
 
 	smpl_log_init();
+	smpl_daemon_setup(&d);
 	r = parse_options(argc, argv, &o);
 	if (r <= 0)
 		return r < 0 ? 2 : 0;

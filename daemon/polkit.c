@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "macro.h"
 #include "polkit.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -279,8 +280,10 @@ static bool denial_is_repeat(struct smpl_polkit *p, uid_t uid, const char *actio
 }
 
 /*
- * Every denial goes to the journal; the audit trail (through the hook) gets
- * it unless it repeats one just recorded, so a caller cannot flood the store.
+ * A denial goes to the journal and the audit trail (through the hook) unless
+ * it repeats one just recorded: any local peer may call, and a flood of
+ * journaled denials would push smplaserd into journald's rate limit, which
+ * would then drop the arm, fault and acknowledge lines too.
  */
 static int deny(struct smpl_polkit *p, sd_bus_error *error, const char *action,
 		uid_t uid, const char *why)
@@ -289,9 +292,11 @@ static int deny(struct smpl_polkit *p, sd_bus_error *error, const char *action,
 
 	snprintf(msg, sizeof(msg), "Not authorized: action %s for uid %u: %s",
 		 action, (unsigned int)uid, why ? why : "denied");
-	smpl_log(LOG_NOTICE, NULL, NULL, "not-authorized", "%s", msg);
-	if (p->on_denied && !denial_is_repeat(p, uid, action))
-		p->on_denied(uid, action, msg, p->on_denied_data);
+	if (!denial_is_repeat(p, uid, action)) {
+		smpl_log_uid(LOG_NOTICE, NULL, NULL, "not-authorized", &uid, "%s", msg);
+		if (p->on_denied)
+			p->on_denied(uid, action, msg, p->on_denied_data);
+	}
 	return smpl_error_setf(error, SMPL_ERROR_NOT_AUTHORIZED, "%s", msg);
 }
 

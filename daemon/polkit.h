@@ -57,8 +57,9 @@ int smpl_polkit_check(struct smpl_polkit *p, sd_bus_message *call,
 
 /*
  * Called for every denial that is not a repeat: the same uid denied the same
- * action again within SMPL_POLKIT_DENIAL_REPEAT_S seconds is journaled only,
- * so a caller cannot flood the records with refused calls.
+ * action again within SMPL_POLKIT_DENIAL_REPEAT_S seconds is neither
+ * journaled nor recorded, so a caller cannot flood the records or the journal
+ * with refused calls.
  */
 #define SMPL_POLKIT_DENIAL_REPEAT_S	10
 typedef void (*smpl_polkit_denied_fn)(uid_t uid, const char *action,

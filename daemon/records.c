@@ -234,7 +234,7 @@ static void records_failed(struct smpl_daemon *d, const char *why)
 		smpl_log(LOG_CRIT, NULL, NULL, "store-failed",
 			 "the records store fails: %s; disarming every unit", why);
 		d->store_failed = true;
-		smpl_units_disarm_all(d, SMPL_REASON_FAULT_LATCHED, "the records store fails");
+		d->upcalls->records_failed(d, "the records store fails");
 	}
 	spill(d);
 }
@@ -899,9 +899,14 @@ static void open_spill(struct smpl_daemon *d)
 
 int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 {
-	struct smpl_records *rs = calloc(1, sizeof(*rs));
+	struct smpl_records *rs;
 	int r;
 
+	if (!d->upcalls || !d->upcalls->records_failed) {	/* nobody to disarm the units */
+		snprintf(msg, msg_len, "the records have no one to tell of a failure");
+		return -EINVAL;
+	}
+	rs = calloc(1, sizeof(*rs));
 	if (!rs)
 		return -ENOMEM;
 	d->records = rs;
@@ -958,4 +963,54 @@ void smpl_records_close(struct smpl_daemon *d)
 	store_close(d->reader);
 	store_close(d->store);
 	d->reader = d->store = NULL;
+}
+
+/* ---- reading one's own writes --------------------------------------------------- */
+
+struct smpl_barrier {
+	struct smpl_barrier *next;
+	smpl_records_then then;
+	void *userdata;
+};
+
+static void barrier_go(struct smpl_daemon *d, struct smpl_barrier *b)
+{
+	smpl_records_sync(d, b->then, b->userdata);
+	free(b);
+}
+
+void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *userdata)
+{
+	struct smpl_barrier *b = calloc(1, sizeof(*b));
+
+	if (!b) {
+		smpl_records_sync(d, then, userdata);
+		return;
+	}
+	b->then = then;
+	b->userdata = userdata;
+	if (d->closing == 0 && d->records && !smpl_records_busy(d)) {
+		const struct smpl_records_call now = { .r = d->store_failed ? -EIO : 0 };
+
+		free(b);
+		then(d, &now, userdata);	/* nothing in flight: read now */
+		return;
+	}
+	if (d->closing == 0) {
+		barrier_go(d, b);
+		return;
+	}
+	b->next = d->barriers;		/* after the treatments being closed */
+	d->barriers = b;
+}
+
+void smpl_records_closing(struct smpl_daemon *d, int delta)
+{
+	d->closing += delta;
+	while (d->closing == 0 && d->barriers) {
+		struct smpl_barrier *b = d->barriers;
+
+		d->barriers = b->next;
+		barrier_go(d, b);
+	}
 }

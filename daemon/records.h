@@ -31,6 +31,8 @@ struct smpl_records_call;
 int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len);
 /* Waits for every write, the last flush included; then closes.  At stop. */
 void smpl_records_close(struct smpl_daemon *d);
+/* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
+void smpl_daemon_records_failed(struct smpl_daemon *d);
 
 /* Queued for the next flush (copied). */
 void smpl_records_pulse(struct smpl_daemon *d, const struct store_pulse *p);
@@ -103,5 +105,14 @@ void smpl_records_clear_hold(struct smpl_daemon *d, const char *patient, const c
  * while the store fails): r 0, or -EIO if the store still refuses.
  */
 void smpl_records_sync(struct smpl_daemon *d, smpl_records_then then, void *userdata);
+
+/*
+ * @then(d, call, @userdata) once every record of what happened so far is
+ * written (treatments being closed included): a query then reads its own
+ * writes.  call->r is -EIO if the store refuses writes.
+ */
+void smpl_records_barrier(struct smpl_daemon *d, smpl_records_then then, void *userdata);
+/* A treatment's closing began (+1) or its record was queued (-1): barriers wait for 0. */
+void smpl_records_closing(struct smpl_daemon *d, int delta);
 
 #endif /* SMPLASER_DAEMON_RECORDS_H */

@@ -151,30 +151,17 @@ act(struct smpl_safety *s, struct smpl_action *a, enum smpl_action_kind kind,
 	return kind;
 }
 
-static const char *state_name(uint8_t state)
-{
-	static const char *const names[] = {
-		"OFF", "SELF_TEST", "STANDBY", "ARMING", "READY", "EMITTING", "FAULT",
-	};
-
-	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "UNKNOWN";
-}
-
-/* "key, door" for the open interlock bits. */
+/* "key switch, remote interlock" for the open interlock bits. */
 static void interlock_names(uint16_t bits, char *buf, size_t len)
 {
-	static const char *const names[SMPL_IL_COUNT] = {
-		"key switch", "remote interlock", "emergency stop", "handpiece",
-		"cooling", "temperature", "shutter",
-	};
 	size_t used = 0;
 
 	buf[0] = '\0';
 	for (unsigned int i = 0; i < SMPL_IL_COUNT && used < len; i++) {
 		if (!(bits & (1u << i)))
 			continue;
-		used += (size_t)snprintf(buf + used, len - used, "%s%s",
-					 used ? ", " : "", names[i]);
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
+					 smpl_interlock_label((uint16_t)(1u << i)));
 	}
 	if (!buf[0] && bits)
 		snprintf(buf, len, "unknown (0x%x)", (unsigned int)bits);
@@ -319,7 +306,7 @@ static int check_unit(const struct smpl_safety *s, struct smpl_verdict *v)
 		return refuse(v, SMPL_REASON_BUSY, "the unit's state is not known yet");
 	if (s->state != SMPL_STATE_STANDBY)
 		return refuse(v, SMPL_REASON_BUSY, "the unit is in %s, not STANDBY",
-			      state_name(s->state));
+			      smpl_state_name(s->state));
 	if (s->interlocks & SMPL_IL_ALL) {
 		interlock_names(s->interlocks, names, sizeof(names));
 		return refuse(v, (s->interlocks & SMPL_IL_ESTOP) ?
@@ -536,7 +523,7 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNIT_FAULT,
 			   "the unit reports a %s fault in state %s",
 			   st->fault ? smpl_fault_slug(st->fault) : "latched",
-			   state_name(st->state));
+			   smpl_state_name(st->state));
 	if (s->armed && st->interlocks) {
 		interlock_names(st->interlocks, names, sizeof(names));
 		return act(s, a, SMPL_ACT_DISARM,
@@ -547,11 +534,11 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	if (s->armed && was_armed_state && !unit_armed_state(st->state))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNIT_STANDBY,
 			   "the unit went from armed to %s by itself",
-			   state_name(st->state));
+			   smpl_state_name(st->state));
 	if (!s->armed && !s->disarm_pending && unit_armed_state(st->state))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNEXPECTED_ARM,
 			   "the unit is %s but smplaserd did not arm it",
-			   state_name(st->state));
+			   smpl_state_name(st->state));
 	if (s->armed && !(st->flags & SMPL_SF_CALIBRATED))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_CALIBRATION,
 			   "the unit's calibration became invalid while armed");

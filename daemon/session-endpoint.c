@@ -18,37 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "clinical.h"
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
 #include "records.h"
-
-void smpl_session_treatment_armed(struct smpl_session *s, int64_t id, const char *patch)
-{
-	struct smpl_session_treatment *t;
-
-	t = realloc(s->treatments, (s->n_treatments + 1) * sizeof(*t));
-	if (!t) {
-		/* Not kept: its endpoint cannot be asked for; the record still counts it. */
-		smpl_log(LOG_ERR, NULL, s->path, "endpoint",
-			 "out of memory: treatment %" PRId64 " will not ask for its endpoint", id);
-		return;
-	}
-	s->treatments = t;
-	t = &s->treatments[s->n_treatments++];
-	*t = (struct smpl_session_treatment){ .id = id };
-	snprintf(t->patch, sizeof(t->patch), "%s", patch);
-}
-
-void smpl_session_emitted(struct smpl_session *s, int64_t id)
-{
-	for (size_t i = 0; i < s->n_treatments; i++)
-		if (s->treatments[i].id == id && !s->treatments[i].emitted) {
-			s->treatments[i].emitted = true;
-			smpl_session_changed(s);	/* EndpointsMissing */
-		}
-}
+#include "session.h"
+#include "unit.h"
 
 static bool listed(const char *buf, const char *patch)
 {

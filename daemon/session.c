@@ -11,12 +11,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
+#include "creds.h"
 #include "daemon.h"
 #include "eligibility.h"
 #include "errors.h"
-#include "creds.h"
 #include "log.h"
 #include "records.h"
+#include "session.h"
+#include "supervisor.h"
+#include "unit-ops.h"
+#include "unit.h"
 
 const char *smpl_session_state_name(const struct smpl_session *s)
 {

@@ -15,11 +15,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "eligibility.h"
 #include "errors.h"
 #include "log.h"
 #include "records.h"
+#include "session.h"
+#include "supervisor.h"
+#include "unit-ops.h"
+#include "unit.h"
 
 static int64_t session_id_of(const struct smpl_unit *u)
 {
@@ -76,18 +81,6 @@ static int core_refusal(struct smpl_unit *u, uid_t uid, sd_bus_error *error,
 	return smpl_refuse(u->daemon, u, session_id_of(u), uid, error,
 			   name ? name : SMPL_ERROR_DEVICE_FAULT, "%s",
 			   v->message[0] ? v->message : smpl_reason_name(v->reason));
-}
-
-/* The core sees a fresh read of the unit (decisions never rest on the last report alone). */
-void smpl_unit_take_status(struct smpl_unit *u, const struct smpl_status_n *st)
-{
-	struct smpl_daemon *d = u->daemon;
-	struct smpl_action a = { 0 };
-
-	u->status = *st;
-	u->status_known = true;
-	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
-	smpl_unit_apply(u, &a);
 }
 
 /* ---- answering a suspended call --------------------------------------------- */

@@ -1,15 +1,21 @@
 # make install: the daemon, the tool, the system integration files and the
 # module's source for DKMS.  Honours DESTDIR and PREFIX; the system
-# directories follow Debian 12 (systemd's pkg-config, /lib/udev).
+# directories come from pkg-config (systemd.pc, udev.pc), so they follow the
+# distribution (/lib on Debian 12, /usr/lib where /lib is merged).
 
 VERSION := $(shell cat VERSION)
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
-SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
-SYSUSERSDIR ?= $(or $(shell pkg-config --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
-UDEVRULESDIR ?= /lib/udev/rules.d
+pcvar = $(shell pkg-config --variable=$(1) $(2) 2>/dev/null)
+SYSTEMDUNITDIR ?= $(or $(call pcvar,systemdsystemunitdir,systemd),$(PREFIX)/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(call pcvar,sysusersdir,systemd),$(PREFIX)/lib/sysusers.d)
+CATALOGDIR ?= $(or $(call pcvar,catalogdir,systemd),$(PREFIX)/lib/systemd/catalog)
+MODULESLOADDIR ?= $(or $(call pcvar,modulesloaddir,systemd),$(PREFIX)/lib/modules-load.d)
+UDEVRULESDIR ?= $(or $(call pcvar,udevdir,udev),$(PREFIX)/lib/udev)/rules.d
+# The Debian package installs the sysusers entry with dh_installsysusers.
+INSTALL_SYSUSERS ?= 1
 COMPLETIONSDIR ?= $(DATADIR)/bash-completion/completions
 DKMSDIR ?= /usr/src/smplaser-$(VERSION)
 
@@ -30,7 +36,11 @@ install-programs: all
 install-data:
 	$(INSTALL) -Dm644 data/smplaserd.service $(D)$(SYSTEMDUNITDIR)/smplaserd.service
 	sed -i 's|^ExecStart=/usr/sbin/|ExecStart=$(PREFIX)/sbin/|' $(D)$(SYSTEMDUNITDIR)/smplaserd.service
-	$(INSTALL) -Dm644 data/sysusers.d/smplaser.conf $(D)$(SYSUSERSDIR)/smplaser.conf
+	$(INSTALL) -Dm644 data/smplaser.target $(D)$(SYSTEMDUNITDIR)/smplaser.target
+	$(INSTALL) -Dm644 data/smplaser.catalog $(D)$(CATALOGDIR)/smplaser.catalog
+	$(INSTALL) -Dm644 data/smplaser.metainfo.xml $(D)$(DATADIR)/metainfo/org.smplaser.smplaser.metainfo.xml
+	if [ "$(INSTALL_SYSUSERS)" = 1 ]; then \
+		$(INSTALL) -Dm644 data/sysusers.d/smplaser.conf $(D)$(SYSUSERSDIR)/smplaser.conf; fi
 	$(INSTALL) -Dm644 data/org.smplaser.Laser1.conf $(D)$(DATADIR)/dbus-1/system.d/org.smplaser.Laser1.conf
 	$(INSTALL) -Dm644 data/org.smplaser.Laser1.service $(D)$(DATADIR)/dbus-1/system-services/org.smplaser.Laser1.service
 	$(INSTALL) -Dm644 data/org.smplaser.Laser1.xml $(D)$(DATADIR)/dbus-1/interfaces/org.smplaser.Laser1.xml
@@ -47,7 +57,7 @@ install-data:
 	done
 
 install-dkms:
-	$(INSTALL) -Dm644 data/modules-load.d/smplaser.conf $(D)$(PREFIX)/lib/modules-load.d/smplaser.conf
+	$(INSTALL) -Dm644 data/modules-load.d/smplaser.conf $(D)$(MODULESLOADDIR)/smplaser.conf
 	set -e; for f in $(DKMS_SOURCES); do \
 		$(INSTALL) -Dm644 $$f $(D)$(DKMSDIR)/$$f; \
 	done

@@ -10,15 +10,13 @@
 
 #include "smplaser.h"
 
+/* The names of include/smplaser/proto.h's table (in value order), as D-Bus shows them. */
+#define SMPLASER_STATE_NAME(id, value, name) name,
 static const char * const smplaser_state_names[] = {
-	[SMPL_STATE_OFF] = "off",
-	[SMPL_STATE_SELF_TEST] = "self-test",
-	[SMPL_STATE_STANDBY] = "standby",
-	[SMPL_STATE_ARMING] = "arming",
-	[SMPL_STATE_READY] = "ready",
-	[SMPL_STATE_EMITTING] = "emitting",
-	[SMPL_STATE_FAULT] = "fault",
+	SMPL_STATES(SMPLASER_STATE_NAME)
 };
+
+static_assert(ARRAY_SIZE(smplaser_state_names) == SMPL_STATE__MAX + 1);
 
 static struct smplaser_unit_status smplaser_status_of(struct device *d)
 {

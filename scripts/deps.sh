@@ -18,7 +18,7 @@ dbus python3-dbus python3-dbusmock sqlite3 libfaketime
 qemu-system-x86 busybox-static cpio kmod
 sparse linux-source-6.1 bc flex bison
 clang umockdev libumockdev-dev
-debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind
+debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind udev
 libcairo2-dev libfontconfig-dev fonts-dejavu-core poppler-utils
 "
 

@@ -53,14 +53,6 @@ static bool parse_bool(const char *s, const char *yes, const char *no, bool *out
 	return false;
 }
 
-static uint16_t interlock_bit(const char *name)
-{
-	for (unsigned int i = 0; i < SMPL_IL_COUNT; i++) {
-		if (strcmp(name, smpl_interlock_name((uint16_t)(1u << i))) == 0)
-			return (uint16_t)(1u << i);
-	}
-	return 0;
-}
 
 static int fault_code(const char *s)
 {
@@ -163,7 +155,7 @@ static int cmd_footswitch(struct gadget *g, char **argv, char *reply, size_t siz
 
 static int cmd_interlock(struct gadget *g, char **argv, char *reply, size_t size)
 {
-	uint16_t bit = interlock_bit(argv[1]);
+	uint16_t bit = smpl_interlock_by_name(argv[1]);
 	bool open;
 
 	if (!bit || !parse_bool(argv[2], "open", "closed", &open)) {

@@ -103,40 +103,71 @@ enum smpl_status {
 	SMPL_ST__MAX		= SMPL_ST_NO_PARAMS,
 };
 
+/*
+ * The unit's states and its interlocks, one row each: the only tables of
+ * their names.  The daemon (D-Bus), smplaserctl, the firmware model and the
+ * kernel module (sysfs) all take them from here; a new interlock is a row
+ * here and its cause in the firmware model.
+ *
+ *	X(id, value, name)		name: D-Bus, sysfs, smplaserctl
+ */
+#define SMPL_STATES(X)							\
+	X(OFF,		0, "off")					\
+	X(SELF_TEST,	1, "self-test")					\
+	X(STANDBY,	2, "standby")					\
+	X(ARMING,	3, "arming")	/* emission delay, indicator on */ \
+	X(READY,	4, "ready")					\
+	X(EMITTING,	5, "emitting")					\
+	X(FAULT,	6, "fault")	/* latched until ACK_FAULT */
+
+#define SMPL_STATE_ENUM_(id, value, name) SMPL_STATE_##id = (value),
 enum smpl_state {
-	SMPL_STATE_OFF		= 0,
-	SMPL_STATE_SELF_TEST	= 1,
-	SMPL_STATE_STANDBY	= 2,
-	SMPL_STATE_ARMING	= 3,	/* emission delay, indicator on */
-	SMPL_STATE_READY	= 4,
-	SMPL_STATE_EMITTING	= 5,
-	SMPL_STATE_FAULT	= 6,	/* latched until ACK_FAULT */
-	SMPL_STATE__MAX		= SMPL_STATE_FAULT,
+	SMPL_STATES(SMPL_STATE_ENUM_)
+	SMPL_STATE__MAX = SMPL_STATE_FAULT,
 };
 
-/* Interlock bits: a set bit means that interlock is OPEN (not safe). */
-#define SMPL_IL_KEY		(1u << 0)	/* key switch off */
-#define SMPL_IL_DOOR		(1u << 1)	/* remote interlock open */
-#define SMPL_IL_ESTOP		(1u << 2)	/* emergency stop pressed */
-#define SMPL_IL_HANDPIECE	(1u << 3)	/* handpiece disconnected */
-#define SMPL_IL_COOLING		(1u << 4)	/* coolant flow failed */
-#define SMPL_IL_TEMPERATURE	(1u << 5)	/* temperature out of range */
-#define SMPL_IL_SHUTTER		(1u << 6)	/* shutter not healthy */
-#define SMPL_IL_ALL		0x7fu
-#define SMPL_IL_COUNT		7
+/*
+ * Interlock bits: a set bit means that interlock is OPEN (not safe).
+ *
+ *	X(id, bit, name, label)		label: the technician's word for it
+ */
+#define SMPL_INTERLOCKS(X)						\
+	X(KEY,		0, "key",	  "key switch")	/* key switch off */	\
+	X(DOOR,		1, "door",	  "remote interlock")	/* open */	\
+	X(ESTOP,	2, "estop",	  "emergency stop")	/* pressed */	\
+	X(HANDPIECE,	3, "handpiece",	  "handpiece")	/* disconnected */	\
+	X(COOLING,	4, "cooling",	  "cooling")	/* coolant flow failed */ \
+	X(TEMPERATURE,	5, "temperature", "temperature")	/* out of range */ \
+	X(SHUTTER,	6, "shutter",	  "shutter")	/* not healthy */
 
-/* Fault codes (status report .fault; 0 = none) */
+#define SMPL_IL_ENUM_(id, bit, name, label) SMPL_IL_##id = 1u << (bit),
+#define SMPL_IL_COUNT_(id, bit, name, label) + 1
+enum smpl_interlock {
+	SMPL_INTERLOCKS(SMPL_IL_ENUM_)
+	SMPL_IL_COUNT = 0 SMPL_INTERLOCKS(SMPL_IL_COUNT_),
+	SMPL_IL_ALL = (1u << SMPL_IL_COUNT) - 1,
+};
+
+/*
+ * Fault codes (status report .fault; 0 = none).
+ *
+ *	X(id, code, name)		name: D-Bus (LatchedFault), journal, sysfs
+ */
+#define SMPL_FAULTS(X)							\
+	X(NONE,		0, "")						\
+	X(WATCHDOG,	1, "watchdog")	/* no HEARTBEAT for watchdog_ms */ \
+	X(INTERLOCK,	2, "interlock")	/* interlock opened while armed */ \
+	X(SELF_TEST,	3, "self-test")	/* power-on self-test failed */	\
+	X(ENERGY,	4, "energy")	/* measured energy out of tolerance */ \
+	X(OVERTEMP,	5, "overtemp")					\
+	X(COOLING,	6, "cooling")					\
+	X(SHUTTER,	7, "shutter")					\
+	X(INTERNAL,	8, "internal")
+
+#define SMPL_FAULT_ENUM_(id, code, name) SMPL_FAULT_##id = (code),
 enum smpl_fault {
-	SMPL_FAULT_NONE		= 0,
-	SMPL_FAULT_WATCHDOG	= 1,	/* no HEARTBEAT for watchdog_ms */
-	SMPL_FAULT_INTERLOCK	= 2,	/* interlock opened while armed */
-	SMPL_FAULT_SELF_TEST	= 3,	/* power-on self-test failed */
-	SMPL_FAULT_ENERGY	= 4,	/* measured energy out of tolerance */
-	SMPL_FAULT_OVERTEMP	= 5,
-	SMPL_FAULT_COOLING	= 6,
-	SMPL_FAULT_SHUTTER	= 7,
-	SMPL_FAULT_INTERNAL	= 8,
-	SMPL_FAULT__MAX		= SMPL_FAULT_INTERNAL,
+	SMPL_FAULTS(SMPL_FAULT_ENUM_)
+	SMPL_FAULT__MAX = SMPL_FAULT_INTERNAL,
 };
 
 /* Status report flags */

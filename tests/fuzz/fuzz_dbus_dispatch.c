@@ -92,11 +92,15 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "fuzz-input.h"
+#include "audit.h"
 #include "bus.h"
 #include "errors.h"
+#include "fuzz-input.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "records.h"
+#include "supervisor.h"
+#include "unit-ops.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -604,6 +608,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	int r;
 
 	*d = (struct smpl_daemon){ .state = "starting", .session_bus = true };
+	smpl_daemon_setup(d);
 	smpl_config_defaults(&d->cfg);
 	if (deny)	/* [auth] session_bus = deny: nobody may act */
 		d->cfg.auth.session_bus = SMPL_SESSION_BUS_DENY;
@@ -659,7 +664,7 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->pigment_query);
 	sqlite3_finalize(h->endpoint_query);
 	sqlite3_close(h->db);
-	smpl_daemon_close_records(d);
+	smpl_daemon_stop(d);
 	sd_bus_flush_close_unref(h->client);
 	smpl_daemon_free(d);
 	memset(tracks, 0, sizeof(tracks));

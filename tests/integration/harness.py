@@ -462,6 +462,24 @@ def interfaces_of(xml_text, prefix='org.smplaser.'):
 TESTS = []
 
 
+def main_with_preload(libraries):
+    """main() for a suite that preloads @libraries (a list of (path, how to get it))
+    into the daemon: LD_PRELOAD cannot work into an ASan binary, so the suite runs
+    the plain build, and each library must exist; else one "not ok" says why."""
+    problem = None
+    for path, how in libraries:
+        if not os.path.exists(path):
+            problem = '%s is missing (%s)' % (path, how)
+    libs = subprocess.run(['ldd', DAEMON], capture_output=True, text=True).stdout
+    if not problem and 'libasan' in libs:
+        problem = '%s is built with ASan: run the plain build/smplaserd' % DAEMON
+    if problem:
+        print('1..1')
+        print('not ok 1 - %s' % problem)
+        return 1
+    return main()
+
+
 def test(fn):
     TESTS.append(fn)
     return fn

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "backend-sim.h"
 #include "model.h"
 
 struct recorder {

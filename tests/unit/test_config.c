@@ -513,6 +513,63 @@ static void test_random_input_never_crashes(void **state)
 	assert_true(refused > 100);
 }
 
+/* ---- issue 15: simulated units on the system bus, the settings in force ---------- */
+
+/* [backends] sim = true is refused on the system bus, with the file and its line. */
+static void test_sim_refused_on_system_bus(void **state)
+{
+	struct smpl_config c;
+	char msg[SMPL_CONFIG_MSG_MAX] = "";
+
+	(void)state;
+	assert_int_equal(load(&c, "[backends]\nkmod = true\n\nsim = yes\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_true(c.backends.sim);
+	assert_int_equal(c.backends.sim_line, 4);
+	assert_int_equal(smpl_config_check_system_bus(&c, "/etc/x.conf", msg, sizeof(msg)),
+			 -EINVAL);
+	assert_non_null(strstr(msg, "/etc/x.conf:4: [backends] sim = true"));
+	assert_non_null(strstr(msg, "system bus"));
+
+	assert_int_equal(load(&c, "[backends]\nsim = false\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_int_equal(smpl_config_check_system_bus(&c, "/etc/x.conf", msg, sizeof(msg)), 0);
+	smpl_config_defaults(&c);
+	assert_int_equal(smpl_config_check_system_bus(&c, NULL, msg, sizeof(msg)), 0);
+}
+
+/* Every safety-relevant setting is in the description, with its value. */
+static void test_describe_settings(void **state)
+{
+	static const char *const want[] = {
+		"cooldown_days=56 ", "test_spot=true ", "test_spot_pulses=20 ",
+		"test_spot_review_days=14 ", "wavelengths_nm=1064,532 ",
+		"fluence_mj_cm2=1000-8000 ", "spot_um=2000-6000 ", "qswitch_pulse_ns=5-25 ",
+		"pico_pulse_ps=300-750 ", "rate_max_mhz=10000 ", "pulses_per_patch=3000 ",
+		"max_session_energy_j=10000 ", "heartbeat_ms=300 ", "idle_timeout_s=60 ",
+		"energy_tolerance_pct=15 ", "rtc_max_skew_s=300 ", "allow_root=false ",
+		"session_bus=deny ", "polkit_timeout_s=20 ", "kmod=true ", "libusb=false ",
+		"sim=false ", "clinic_patches=1",
+	};
+	struct smpl_config c;
+	char msg[SMPL_CONFIG_MSG_MAX] = "", buf[1024];
+	int n;
+
+	(void)state;
+	assert_int_equal(load(&c, "[rules]\ncooldown_days = 56\ntest_spot = true\n"
+			      "[protocol]\nwavelengths_nm = 1064,532\nfluence_max_mj_cm2 = 8000\n"
+			      "[safety]\nheartbeat_ms = 300\nenergy_tolerance_pct = 15\n"
+			      "[patches]\nscar-left = Scar, left side\n"
+			      "[auth]\nallow_root = false\nsession_bus = deny\n"
+			      "[backends]\nlibusb = false\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	n = smpl_config_describe(&c, buf, sizeof(buf));
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (!strstr(buf, want[i]))
+			fail_msg("no \"%s\" in \"%s\"", want[i], buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,6 +586,8 @@ int main(void)
 		cmocka_unit_test(test_cooldown_boundaries),
 		cmocka_unit_test(test_polkit_timeout_boundaries),
 		cmocka_unit_test(test_random_input_never_crashes),
+		cmocka_unit_test(test_sim_refused_on_system_bus),
+		cmocka_unit_test(test_describe_settings),
 	};
 
 	return cmocka_run_group_tests_name("test_config", tests, NULL, NULL);

@@ -16,6 +16,8 @@
 
 #include <uapi/smplaser.h>
 
+#include "backend-kmod.h"
+#include "backend-libusb.h"
 #include "discovery.h"
 
 static const struct smpl_discovery_config both = {

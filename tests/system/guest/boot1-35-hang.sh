@@ -11,12 +11,12 @@ t_script=$(now_ms)
 heartbeat_ms=$(cat /sys/class/smplaser/smplaser0/heartbeat_ms)
 disarm_bound_ms=$((heartbeat_ms + 1000))
 restarts0=$(daemon_prop NRestarts)
-as tech --json history P-SYS-3 >/dev/null
+as root --json history P-SYS-3 >/dev/null
 cp /tmp/ctl.out /tmp/history3.json
 
 # A few pulses first, so that the treatment the hang leaves open has some.
 shots0=$(gadget_field shots)
-check "armed (READY) for P-SYS-4" arm_for tech P-SYS-4 mid-scalp
+check "armed (READY) for P-SYS-4" arm_for root P-SYS-4 mid-scalp
 gadget_ctl footswitch 1 >/dev/null
 sleep 1
 gadget_ctl footswitch 0 >/dev/null
@@ -85,7 +85,7 @@ check "the restarted daemon finds the unit on the kmod backend" wait_unit_on_kmo
 
 # The records: the hang's treatment reconciled from the counter, the others intact.
 fired=$(($(gadget_field shots) - shots0))	# all the unit fired since arming P-SYS-4
-as tech --json history P-SYS-4 >/dev/null
+as root --json history P-SYS-4 >/dev/null
 cp /tmp/ctl.out /tmp/history4.json
 check "P-SYS-4's treatment open at the hang is closed by reconciliation" \
 	test "$(json_field /tmp/history4.json outcome)" = reconciled
@@ -95,13 +95,13 @@ check "... and a record for each of the $fired pulses" \
 	test "$(json_field /tmp/history4.json pulses_recorded)" = "$fired"
 check "the hang's session is closed as interrupted" \
 	test "$(sql "SELECT state FROM sessions WHERE patient = 'P-SYS-4'")" = interrupted
-as tech --json history P-SYS-1 >/dev/null
+as root --json history P-SYS-1 >/dev/null
 check "P-SYS-1's records are intact after the hang" cmp -s /tmp/ctl.out /tmp/history1.json
-as tech --json history P-SYS-3 >/dev/null
+as root --json history P-SYS-3 >/dev/null
 check "P-SYS-3's records are intact after the hang" cmp -s /tmp/ctl.out /tmp/history3.json
 
 # The unit is usable again: a new session arms, and ending it disarms.
-check "a new session arms (READY) for P-SYS-5" arm_for tech P-SYS-5 crown
-end_to_standby() { as tech session end --notes "after the hang" && wait_for 3 gadget_state_is STANDBY; }
+check "a new session arms (READY) for P-SYS-5" arm_for root P-SYS-5 crown
+end_to_standby() { as root session end --notes "after the hang" && wait_for 3 gadget_state_is STANDBY; }
 check "... and ends: the unit is in STANDBY" end_to_standby
 echo "measured: boot1-35-hang took $((($(now_ms) - t_script) / 1000)) s"

@@ -6,7 +6,7 @@
 # services that had a connection to the old bus.
 . "$(dirname "$0")/lib.sh"
 
-check "armed (READY) for P-SYS-7" arm_for tech P-SYS-7 right-temporal
+check "armed (READY) for P-SYS-7" arm_for root P-SYS-7 right-temporal
 pid0=$(daemon_prop MainPID)
 restarts0=$(daemon_prop NRestarts)
 t0=$(now_ms)
@@ -34,6 +34,6 @@ closed_with_pulses() {
 check "P-SYS-7's treatment is closed, with its pulse count" closed_with_pulses P-SYS-7
 echo "P-SYS-7's treatment (outcome|pulses): $(sql "SELECT outcome, pulse_count FROM treatments WHERE patient = 'P-SYS-7'")"
 check "a new session arms (READY) for P-SYS-8 through the new bus and polkit" \
-	arm_for tech P-SYS-8 right-parietal
-as tech session end
+	arm_for root P-SYS-8 right-parietal
+as root session end
 check "and ends: STANDBY" wait_for 5 gadget_state_is STANDBY

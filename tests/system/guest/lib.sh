@@ -3,11 +3,11 @@
 check() {
 	name=$1
 	shift
-	if out=$("$@" 2>&1); then
+	if _check_out=$("$@" 2>&1); then
 		echo "ok - $name"
 	else
 		echo "not ok - $name"
-		echo "$out" | tail -n 20
+		echo "$_check_out" | tail -n 20
 	fi
 }
 
@@ -55,13 +55,97 @@ plug() {
 	return 1
 }
 
-# as USER SMPLASERCTL-ARGS...: smplaserctl as USER on the system bus; output in /tmp/ctl.out.
+# cmd_file COMMAND...: a script file (readable by all) that runs COMMAND,
+# each word quoted, its stderr with its stdout; prints its path.
+cmd_file() {
+	mkdir -p /run/smplaser-systest
+	chmod 755 /run/smplaser-systest
+	_f=$(mktemp /run/smplaser-systest/cmd.XXXXXX)
+	chmod 644 "$_f"
+	{
+		printf 'exec 2>&1; exec'
+		for _a in "$@"; do printf " '%s'" "$(printf '%s' "$_a" | sed "s/'/'\\\\''/g")"; done
+		echo
+	} >"$_f"
+	echo "$_f"
+}
+
+# polkit counts a logind session as local only when it is on a seat, and as
+# active only when it is the seat's foreground session.  The guest has seat0
+# with virtual terminals; tty1 is in the foreground, tty5 is not.
+FOREGROUND_VT=tty1
+BACKGROUND_VT=tty5
+
+# in_session USER COMMAND...: COMMAND as USER in a login session of its own on
+# the foreground VT (su -l through pam_systemd: seat0, local, active, as at
+# the workstation's console); the command's output and exit status.
+in_session() {
+	_user=$1
+	shift
+	_f=$(cmd_file "$@")
+	su -l "$_user" -c "sh $_f" </dev/$FOREGROUND_VT >"$_f.out" 2>/dev/$FOREGROUND_VT
+	_rc=$?
+	cat "$_f.out"
+	rm -f "$_f" "$_f.out"
+	return $_rc
+}
+
+# in_session_typing USER INPUT COMMAND...: the same, with COMMAND on a
+# terminal of its own (script(1)) that gets what is written to the FIFO INPUT
+# as typed input (a password for pkttyagent); output and exit status as above.
+# The session itself is on the foreground VT, as in in_session.
+in_session_typing() {
+	_user=$1
+	_input=$2
+	shift 2
+	_inner=$(cmd_file "$@")
+	_f=$(cmd_file sh -c "exec <$_input; exec script -qec 'sh $_inner' /dev/null")
+	timeout -k 5 90 su -l "$_user" -c "sh $_f" </dev/$FOREGROUND_VT >"$_f.out" 2>/dev/$FOREGROUND_VT
+	_rc=$?
+	tr -d '\r' <"$_f.out"
+	rm -f "$_f" "$_f.out" "$_inner"
+	return $_rc
+}
+
+# in_inactive_session USER COMMAND...: as in_session, on a VT in the
+# background: seat0, local, inactive.
+in_inactive_session() {
+	_user=$1
+	shift
+	_f=$(cmd_file "$@")
+	su -l "$_user" -c "sh $_f" </dev/$BACKGROUND_VT >"$_f.out" 2>/dev/$BACKGROUND_VT
+	_rc=$?
+	cat "$_f.out"
+	rm -f "$_f" "$_f.out"
+	return $_rc
+}
+
+# as USER SMPLASERCTL-ARGS...: smplaserctl as USER on the system bus, in a
+# local, active login session (in_session); output in /tmp/ctl.out.  USER
+# root needs no session (polkit authorizes root): the scripts about crashes,
+# hangs, upgrades and the bus use it, being about those and not about who
+# may treat (a login session costs seconds in TCG).
 as() {
+	_user=$1
+	shift
+	if [ "$_user" = root ]; then	# polkit authorizes root without a session
+		smplaserctl --system --no-ask-password "$@" </dev/null >/tmp/ctl.out 2>&1
+	else
+		in_session "$_user" smplaserctl --system --no-ask-password "$@" </dev/null >/tmp/ctl.out 2>&1
+	fi
+	_rc=$?
+	[ $_rc -eq 0 ] || { echo "smplaserctl $* as $_user -> $_rc:"; cat /tmp/ctl.out; }
+	return $_rc
+}
+
+# as_bg USER SMPLASERCTL-ARGS...: the same from no login session at all (as
+# from cron or a service: polkit sees neither a local nor an active subject).
+as_bg() {
 	_user=$1
 	shift
 	runuser -u "$_user" -- smplaserctl --system --no-ask-password "$@" >/tmp/ctl.out 2>&1
 	_rc=$?
-	[ $_rc -eq 0 ] || { echo "smplaserctl $* as $_user -> $_rc:"; cat /tmp/ctl.out; }
+	[ $_rc -eq 0 ] || { echo "smplaserctl $* as $_user (no session) -> $_rc:"; cat /tmp/ctl.out; }
 	return $_rc
 }
 
@@ -107,3 +191,18 @@ json_field() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p
 # kernel_heartbeat_disarms: how many times smplaser.ko said it disarmed a unit
 # for want of heartbeats since boot.
 kernel_heartbeat_disarms() { dmesg | grep -c 'no heartbeat for [0-9]* ms: disarmed'; }
+
+# only_group PID GID: the process's group is GID and it has no other.
+only_group() {
+	_gid=$(awk '/^Gid:/ { print $2 }' "/proc/$1/status")
+	_groups=$(awk '/^Groups:/ { $1 = ""; print }' "/proc/$1/status")
+	echo "gid $_gid, groups:$_groups (want $2)"
+	[ "$_gid" = "$2" ] || return 1
+	for _g in $_groups; do [ "$_g" = "$2" ] || return 1; done
+}
+
+# journal_has FIELD=VALUE FIELD=VALUE: an entry of smplaserd has both fields.
+journal_has() {
+	journalctl -u smplaserd.service "$1" -o verbose --no-pager 2>/dev/null |
+		grep -q "^ *$2\$"
+}

@@ -9,12 +9,14 @@ echo "SYSTEST # boot $boot: system up after $(cut -d' ' -f1 /proc/uptime)s"
 for t in "$here"/boot"$boot"-*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
-	timeout 240 sh "$t" 2>&1 | while IFS= read -r line; do
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	timeout 480 sh "$t" 2>&1 | while IFS= read -r line; do
 		case $line in
 		"ok - "*|"not ok - "*) echo "SYSTEST ${line%% - *} - $name: ${line#* - }" ;;
 		*) echo "SYSTEST # $line" ;;
 		esac
 	done
+	echo "SYSTEST # $name took $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.0f", b - a }') s"
 done
 echo "SYSTEST DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 systemctl poweroff --no-block
