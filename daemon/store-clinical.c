@@ -2,7 +2,11 @@
 /*
  * The clinical record in the SQLite store: see store-clinical.h.
  *
- * Schema step 6.  What is SQLite's own here, for the PostgreSQL backend
+ * Schema step 6.  It needs only schema 1's sessions and treatments (its
+ * REFERENCES), creates only its own tables, indexes and triggers and alters
+ * no earlier table: steps 4 and 5 (issues 12 and 15) may come between it and
+ * step 3.  Its audit records go through insert_audit() like every other.
+ * What is SQLite's own here, for the PostgreSQL backend
  * (docs/clinical.md): STRICT tables (PostgreSQL types its columns anyway),
  * COLLATE NOCASE on patient ids (lower() or citext there), the triggers'
  * RAISE (a plpgsql function there), group_concat (string_agg), and

@@ -189,7 +189,9 @@ static const char schema_v3[] =
 /*
  * Schema versions 4 and 5 are other branches' (issue 12's indexes, issue 15's
  * hash chain); they take these places when merged.  Version 6 is the
- * clinical record (issue 16, store-clinical.c).
+ * clinical record (issue 16, store-clinical.c): it needs only schema 1's
+ * sessions and treatments and changes no earlier table, so it runs after
+ * any step 4 and 5 (test_clinical_step_needs_only_schema_1).
  */
 static const char schema_v4_placeholder[] = "";
 static const char schema_v5_placeholder[] = "";

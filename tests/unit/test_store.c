@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store-private.h"	/* store_clinical_schema */
 
 #define DAY_MS		(24LL * 3600 * 1000)
 #define COOLDOWN_MS	(42 * DAY_MS)
@@ -1893,6 +1894,36 @@ static void test_version_3_database_gets_the_clinical_tables(void **state)
 	assert_true(add_follow_up(f, "P1", "crown", 30, NULL, false, T0) > 0);
 }
 
+/*
+ * The clinical step (6) must not depend on running right after step 3:
+ * issue 12's step 4 and issue 15's step 5 come between when the branches
+ * merge.  It needs only schema 1's sessions and treatments, and alters
+ * nothing earlier: applied alone on a version 1 database, it succeeds.
+ */
+static void test_clinical_step_needs_only_schema_1(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(store_create_at_version(f->dir, 1, f->msg, sizeof(f->msg)), 0);
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = ON;", NULL, NULL, NULL),
+			 SQLITE_OK);
+	if (sqlite3_exec(db, store_clinical_schema, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("the clinical step on schema 1: %s", err);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+				 " ('endpoints', 'follow_ups', 'adverse_events',"
+				 " 'hold_reviews')"), 4);
+	/* SQLite checks no REFERENCES when a table is made: every table they name is in schema 1. */
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM (SELECT k.\"table\" AS t FROM"
+				 " sqlite_schema s, pragma_foreign_key_list(s.name) k"
+				 " WHERE s.type = 'table')"
+				 " WHERE t NOT IN (SELECT name FROM sqlite_schema)"), 0);
+	assert_true(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_list('endpoints')") >= 2);
+	sqlite3_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1937,6 +1968,7 @@ int main(void)
 		T(test_clinical_records_are_never_deleted_or_rewritten),
 		T(test_arming_transaction_sees_the_hold),
 		T(test_version_3_database_gets_the_clinical_tables),
+		T(test_clinical_step_needs_only_schema_1),
 		T(test_version_1_database_is_migrated),
 		T(test_failed_migration_is_rolled_back),
 		T(test_crash_loses_nothing_flushed),
