@@ -45,7 +45,9 @@ static struct smpl_patch_facts treated_at(int64_t when)
 		.patient_first_emission_ms = when,
 		.pigment_assessed = true,
 		.pigment_pct = 40,
-		.pigment_ms = when + 14 * SMPL_DAY_MS,
+		/* two weeks later, or the end of time (test_far_future_does_not_overflow) */
+		.pigment_ms = when > INT64_MAX - 14 * SMPL_DAY_MS ? INT64_MAX :
+			      when + 14 * SMPL_DAY_MS,
 	};
 	return f;
 }
