@@ -1819,6 +1819,24 @@ static void test_follow_up_and_hold_round_trip(void **state)
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'review'"), 1);
 }
 
+/* Ids order follow-ups and reviews: a clock set back neither undoes a review nor lifts a hold. */
+static void test_clock_set_back_keeps_holds_and_reviews(void **state)
+{
+	struct fixture *f = *state;
+	int64_t review = 0;
+
+	open_store(f);
+	assert_true(add_follow_up(f, "P1", "crown", -1, "blistering", true, T0 + 30 * DAY_MS) > 0);
+	assert_true(facts_of(f, "P1", "crown").on_hold);
+	/* The review's clock reads before the hold: it still clears it. */
+	assert_int_equal(store_hold_clear(f->st, "P1", "crown", "", &OPERATOR, T0 + 1, &review), 0);
+	assert_false(facts_of(f, "P1", "crown").on_hold);
+	/* A holding event dated before that review (clock back again) holds the patch. */
+	assert_true(add_follow_up(f, "P1", "crown", -1, "scarring", true, T0) > 0);
+	assert_true(facts_of(f, "P1", "crown").on_hold);
+	assert_string_equal(facts_of(f, "P1", "crown").hold_events, "scarring");
+}
+
 static void test_clinical_records_are_never_deleted_or_rewritten(void **state)
 {
 	struct fixture *f = *state;
@@ -1969,6 +1987,7 @@ int main(void)
 		T(test_arming_transaction_sees_the_hold),
 		T(test_version_3_database_gets_the_clinical_tables),
 		T(test_clinical_step_needs_only_schema_1),
+		T(test_clock_set_back_keeps_holds_and_reviews),
 		T(test_version_1_database_is_migrated),
 		T(test_failed_migration_is_rolled_back),
 		T(test_crash_loses_nothing_flushed),
