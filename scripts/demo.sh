@@ -74,7 +74,9 @@ cat >"$tmp/bus.conf" <<EOF
 </busconfig>
 EOF
 # Only the simulated unit: no real unit plugged into this machine is touched.
-printf '[backends]\nkmod = false\nlibusb = false\n' >"$tmp/smplaserd.conf"
+# The clinic's name goes on the patient's report.
+printf '[backends]\nkmod = false\nlibusb = false\n\n[clinic]\nname = Demo Clinic\n' \
+	>"$tmp/smplaserd.conf"
 
 export DBUS_SESSION_BUS_ADDRESS="unix:path=$tmp/bus"
 unset DBUS_SYSTEM_BUS_ADDRESS
