@@ -193,6 +193,30 @@ def test_endpoint_before_another_patch_or_the_end():
 
 
 @test
+def test_endpoint_due_when_only_the_counter_shows_the_emission():
+    """The unit's reports held back (a congested endpoint): the daemon learns that the
+    treatment emitted only from the unit's counter, read after the Disarm.  Its
+    endpoint is due all the same, before any late report arrives."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-counter', 'crown')
+        env.arm_to_ready()
+        env.sim().HoldReports(True)
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: fired_count(env) > 0, 3, 'a pulse')
+        env.sim().SetFootswitch(False)
+        env.unit().Disarm()
+        wait_until(lambda: list(env.session_prop(spath, 'EndpointsMissing')) == ['crown'], 3,
+                   'EndpointsMissing [crown] from the counter')
+        assert int(env.session_prop(spath, 'PulseCount')) == 0, 'a report got through'
+        expect_error('EndpointMissing', env.session(spath).End, 'done', contains=('crown',))
+        env.sim().HoldReports(False)
+        env.wait_unit_state('standby')
+        env.end_session(spath)
+        assert len(env.query("SELECT * FROM endpoints WHERE patient = 'p-counter'")) == 1
+
+
+@test
 def test_retreatment_waits_for_a_follow_up_finding_pigment():
     """Past its cooldown, a treated patch is treated again only once a follow-up
     recorded after its last treatment found pigment remaining (FollowUpRequired); a
