@@ -27,3 +27,12 @@ UNIT_TESTS += $(B)/tests/unit/test_backend_sim
 $(B)/tests/unit/test_backend_sim: $(B)/tests/unit/test_backend_sim.o \
 		$(B)/daemon/backend.o $(B)/daemon/backend-sim.o $(MODEL_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka libsystemd) $(COMMON_LDLIBS)
+
+# A unit adopted, published, removed as discovery removes it, freed (cmocka).
+UNIT_TESTS += $(B)/tests/unit/test_unit_life
+SMPLASERD_LIB_OBJS := $(patsubst %.c,$(B)/%.o,$(SMPLASERD_LIB_SRCS))
+
+$(B)/tests/unit/test_unit_life: $(B)/tests/unit/test_unit_life.o $(SMPLASERD_LIB_OBJS) \
+		$(CORE_LIB) $(STORE_LIB) $(MODEL_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,cmocka libsystemd json-c $(CORE_PKGS)) \
+		-lpthread $(STORE_LIBS) $(COMMON_LDLIBS)

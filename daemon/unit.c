@@ -202,10 +202,17 @@ void smpl_unit_disarm_now(struct smpl_unit *u)
 
 /* --- lifetime ---------------------------------------------------------------------- */
 
+/*
+ * The source is floating: the loop holds its only reference.  Take one of
+ * our own before the loop gives its up, then drop it: the loop frees the
+ * source once this callback returns.  (Without our reference the source is
+ * disconnected under us, and disabling it then aborts inside sd-event.)
+ */
 static int free_later(sd_event_source *s, void *userdata)
 {
+	sd_event_source_ref(s);
 	(void)sd_event_source_set_floating(s, false);
-	sd_event_source_disable_unref(s);
+	sd_event_source_unref(s);
 	smpl_unit_forget(userdata);
 	return 0;
 }

@@ -28,7 +28,7 @@ check "visitor (not an operator) is refused: exit status 3 (got $rc)" test "$rc"
 check "the refusal names the polkit action" grep -q 'org.smplaser.treat' /tmp/ctl.out
 visitor_uid=$(id -u visitor)
 check "the refusal is in the audit trail with visitor's uid" \
-	sh -c "[ \$(sqlite3 -readonly $DB \"SELECT count(*) FROM audit WHERE kind='refused' AND operator_uid=$visitor_uid\") -ge 1 ]"
+	wait_for 3 sh -c "[ \$(sqlite3 -readonly $DB \"SELECT count(*) FROM audit WHERE kind='refused' AND operator_uid=$visitor_uid\") -ge 1 ]"
 as visitor arm
 check "visitor cannot arm either" test $? = 3
 check "the unit never left STANDBY for visitor" gadget_state_is STANDBY
@@ -41,7 +41,7 @@ if arm_for tech P-SYS-6 left-temporal; then
 		test "$rc" = 0
 	check "and the unit is in STANDBY" wait_for 2 gadget_state_is STANDBY
 	check "the disarm is in the audit trail with visitor's uid" \
-		sh -c "[ \$(sqlite3 -readonly $DB \"SELECT count(*) FROM audit WHERE kind='disarm' AND operator_uid=$visitor_uid\") -ge 1 ]"
+		wait_for 3 sh -c "[ \$(sqlite3 -readonly $DB \"SELECT count(*) FROM audit WHERE kind='disarm' AND operator_uid=$visitor_uid\") -ge 1 ]"
 	as tech session end
 else
 	echo "not ok - tech arms P-SYS-6 for visitor's disarm"
