@@ -48,6 +48,9 @@ struct ctl {
 	const char *svg;	/* map --svg FILE */
 	const char *format;	/* export --format */
 	const char *notes;	/* session end --notes */
+	const char *head;	/* records verify --head SEQ:HASH */
+	const char *since;	/* records export --since DATE */
+	bool csv;		/* records export --csv */
 	double timeout_s;	/* watch --timeout, 0: until interrupted */
 	bool no_wait;		/* arm --no-wait */
 	const char *prog;	/* argv[0] basename, for messages */
@@ -160,6 +163,9 @@ int verb_ack(struct ctl *c, int argc, char **argv);
 int verb_watch(struct ctl *c, int argc, char **argv);
 int verb_map(struct ctl *c, int argc, char **argv);
 int verb_sim(struct ctl *c, int argc, char **argv);
+int verb_records(struct ctl *c, int argc, char **argv);
+/* records verify FILE needs no daemon, nor a bus. */
+bool records_offline(int argc, char **argv);
 int verb_course(struct ctl *c, int argc, char **argv);
 int verb_followup(struct ctl *c, int argc, char **argv);
 int verb_clear_hold(struct ctl *c, int argc, char **argv);

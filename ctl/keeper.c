@@ -18,7 +18,12 @@
  * client leaving the bus: the daemon disarms and closes the session.
  *
  * A forwarded call's polkit subject is the keeper: polkit may ask the
- * password only through an agent registered for the keeper's session.
+ * password only through an agent registered for the keeper's session.  So
+ * the keeper forwards a command only from where polkit would let it act
+ * itself: its own login session, or another that is local and active (a
+ * second terminal at the console), or root.  The same user logged in over
+ * ssh, from a VT in the background or from no session at all (cron) would
+ * otherwise act with the rights polkit gave the keeper.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +40,7 @@
 
 #include <systemd/sd-event.h>
 #include <systemd/sd-id128.h>
+#include <systemd/sd-login.h>
 
 #include "ctl.h"
 
@@ -212,16 +218,58 @@ static int on_forwarded_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 	return 1;
 }
 
+/*
+ * May the command at the other end of @m's socket act through the keeper?
+ * If not, @why says what its login session is.
+ */
+static bool caller_may_act(const struct keeper *k, sd_bus_message *m, char *why, size_t len)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int fd = sd_bus_get_fd(sd_bus_message_get_bus(m));
+	char *ours = NULL, *theirs = NULL;
+	const char *scope = NULL;
+	bool ok;
+
+	/* On a session bus the daemon lets its own user act, polkit is not asked. */
+	if (sd_bus_get_scope(k->owner, &scope) >= 0 && strcmp(scope, "system") != 0)
+		return true;
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+		snprintf(why, len, "unknown");
+		return false;
+	}
+	if (cred.uid == 0)
+		return true;
+	if (sd_pid_get_session(cred.pid, &theirs) < 0 || !theirs) {
+		snprintf(why, len, "none");
+		return false;
+	}
+	(void)sd_pid_get_session(0, &ours);
+	ok = (ours && strcmp(ours, theirs) == 0) ||
+	     (sd_session_is_remote(theirs) == 0 && sd_session_is_active(theirs) > 0);
+	snprintf(why, len, "%s, %s", theirs,
+		 sd_session_is_remote(theirs) > 0 ? "remote" :
+		 sd_session_is_active(theirs) > 0 ? "local and active" : "not active");
+	free(ours);
+	free(theirs);
+	return ok;
+}
+
 static int forward(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
 	struct keeper *k = userdata;
 	sd_bus_message *call = NULL;
+	char why[96];
 	int r;
 
 	if (!forwardable(k, m))
 		return sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
 					 "the session keeper passes on only SelectPatch, "
 					 "ConfirmEyewear, End, SetParameters and Arm of its session");
+	if (!caller_may_act(k, m, why, sizeof(why)))
+		return sd_bus_error_setf(ret_error, SMPL_ERR_PREFIX "NotAuthorized",
+					 "the session keeper acts only for a local, active login "
+					 "session (this command's: %s)", why);
 	r = sd_bus_message_new_method_call(k->owner, &call, SMPL_BUS_NAME,
 					   sd_bus_message_get_path(m),
 					   sd_bus_message_get_interface(m),

@@ -37,6 +37,7 @@ static const struct verb verbs[] = {
 	{ "clear-hold", verb_clear_hold, true },
 	{ "report", verb_report, true },
 	{ "sim", verb_sim, true },
+	{ "records", verb_records, true },
 };
 
 static void help(const char *prog)
@@ -87,7 +88,15 @@ static void help(const char *prog)
 	       "  sim drift PPM               Measured energy off by PPM parts per million\n"
 	       "  sim fault NAME | sim clear-fault | sim rtc-skew SECONDS\n"
 	       "  sim calibration valid|expired\n"
-	       "  sim unplug | sim replug\n\n"
+	       "  sim unplug | sim replug\n"
+	       "  records backup FILE         A consistent copy of the records, made while\n"
+	       "                              in use, then verified\n"
+	       "  records verify [FILE]       Check a copy (or the records in use) against\n"
+	       "                              their hash chain (--head SEQ:HASH: against a\n"
+	       "                              chain head from the journal)\n"
+	       "  records export --since DATE [--json|--csv]\n"
+	       "                              Treatments, pulse summaries and audit records\n"
+	       "                              since DATE (UTC) for an audit, on stdout\n\n"
 	       "Options:\n"
 	       "  -h --help                   Show this help\n"
 	       "     --version                Show the version\n"
@@ -110,7 +119,10 @@ static void help(const char *prog)
 	       "  -o --output FILE            report, map, export: write FILE\n"
 	       "     --fhir                   export: an HL7 FHIR R4 Bundle (JSON)\n"
 	       "     --timeout SECONDS        watch: stop after SECONDS\n"
-	       "     --no-wait                arm: return without waiting for READY\n\n"
+	       "     --no-wait                arm: return without waiting for READY\n"
+	       "     --head SEQ:HASH          records verify: the chain head logged earlier\n"
+	       "     --since DATE             records export: from this UTC date or time\n"
+	       "     --csv                    records export: CSV (the default; --json: JSON)\n\n"
 	       "Exit status: 0 done, 1 failed, 2 usage, 3 not authorized,\n"
 	       "4 refused by a safety rule, 5 no such unit or no daemon.\n"
 	       "See smplaserctl(1).\n", prog);
@@ -118,7 +130,7 @@ static void help(const char *prog)
 
 enum {
 	OPT_VERSION = 0x100, OPT_JSON, OPT_SYSTEM, OPT_SESSION, OPT_NO_ASK,
-	OPT_SVG, OPT_FORMAT, OPT_NOTES, OPT_TIMEOUT, OPT_NO_WAIT,
+	OPT_SVG, OPT_FORMAT, OPT_NOTES, OPT_TIMEOUT, OPT_NO_WAIT, OPT_HEAD, OPT_SINCE, OPT_CSV,
 	OPT_ENDPOINT, OPT_PATCH, OPT_PIGMENT, OPT_REDNESS, OPT_ADVERSE, OPT_FHIR,
 };
 
@@ -136,6 +148,9 @@ static const struct option options[] = {
 	{ "notes", required_argument, NULL, OPT_NOTES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "no-wait", no_argument, NULL, OPT_NO_WAIT },
+	{ "head", required_argument, NULL, OPT_HEAD },
+	{ "since", required_argument, NULL, OPT_SINCE },
+	{ "csv", no_argument, NULL, OPT_CSV },
 	{ "endpoint", required_argument, NULL, OPT_ENDPOINT },
 	{ "patch", required_argument, NULL, OPT_PATCH },
 	{ "pigment", required_argument, NULL, OPT_PIGMENT },
@@ -170,6 +185,9 @@ static int parse_options(struct ctl *c, int argc, char **argv)
 		case OPT_FORMAT: c->format = optarg; break;
 		case OPT_NOTES: c->notes = optarg; break;
 		case OPT_NO_WAIT: c->no_wait = true; break;
+		case OPT_HEAD: c->head = optarg; break;
+		case OPT_SINCE: c->since = optarg; break;
+		case OPT_CSV: c->csv = true; break;
 		case OPT_ENDPOINT: c->endpoint = optarg; break;
 		case OPT_PATCH: c->patch = optarg; break;
 		case OPT_REDNESS: c->redness = optarg; break;
@@ -226,6 +244,8 @@ int main(int argc, char **argv)
 	if (!verb)
 		return ctl_error(&c, CTL_EXIT_USAGE, NULL,
 				 "unknown verb '%s' (see '%s --help')", name, c.prog);
+	if (verb->run == verb_records && records_offline(argc - optind, argv + optind))
+		return verb->run(&c, argc - optind, argv + optind);
 	if ((code = ctl_connect(&c)))
 		return code;
 	ctl_catch_signals();

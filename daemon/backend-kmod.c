@@ -12,6 +12,12 @@
  *               from this backend's own timer, so the driver's watchdog is
  *               fed whatever the daemon's other timers do
  *
+ * No ioctl runs on the event loop: the driver serializes a unit's ioctls
+ * (its io_mutex), so one behind a command the unit never answers waits for
+ * that command's timeout.  The timer's HEARTBEAT and the GET_STATUS of a
+ * resync run on this backend's own worker ("bg"), one of each at a time;
+ * the daemon's commands run on the unit's workers (unit.c).
+ *
  * S4 here: closing the fd (the daemon exits or crashes) makes the driver
  * disarm at once; a stalled daemon stops heart-beating and the driver
  * disarms after heartbeat_ms.
@@ -20,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +39,7 @@
 #include "backend-kmod.h"
 #include "discovery.h"
 #include "log.h"
+#include "worker.h"
 
 #define EVENTS_PER_READ		32
 #define DEFAULT_HEARTBEAT_MS	500
@@ -43,8 +51,17 @@ struct kmod {
 	sd_event_source *heartbeat;
 	sd_event_source *initial;	/* first status, delivered from the loop */
 	uint32_t heartbeat_period_ms;
-	uint64_t last_heartbeat_ms;
+	_Atomic uint64_t last_heartbeat_ms;	/* written by whichever thread sent it */
+	struct smpl_worker *bg;		/* the timer's HEARTBEAT, the resync's GET_STATUS */
+	struct kmod_job {
+		struct smpl_job job;
+		struct smpl_backend *b;
+		bool inflight;
+		int r;
+		struct smplaser_status ks;
+	} hb_job, resync_job;
 	bool gone;			/* DISCONNECT delivered */
+	bool closing;			/* the bg worker's last results are moot */
 	bool have_status;
 	uint64_t last_ms;		/* when the last news was delivered */
 	struct smpl_status_n last;	/* as last delivered */
@@ -55,14 +72,6 @@ struct kmod {
 static struct kmod *kmod_of(struct smpl_backend *b)
 {
 	return b->priv;
-}
-
-static uint64_t loop_now_ms(struct smpl_backend *b)
-{
-	uint64_t usec = 0;
-
-	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &usec);
-	return usec / 1000;
 }
 
 /* --- errno -> the daemon's codes -------------------------------------------- */
@@ -240,20 +249,40 @@ static void deliver_disconnect(struct smpl_backend *b)
 	smpl_backend_emit(b, &ev);
 }
 
-/* A fresh GET_STATUS after lost events or a record we could not use. */
-static void resync(struct smpl_backend *b)
+static void resync_run(struct smpl_job *j)
 {
-	struct smplaser_status ks;
-	struct smpl_status_n st;
-	int r = do_ioctl(b, SMPLASER_IOC_GET_STATUS, &ks);
+	struct kmod_job *kj = container_of(j, struct kmod_job, job);
 
-	if (r == 0 && smpl_kmod_status_to_native(&ks, &st) == 0)
+	kj->r = do_ioctl(kj->b, SMPLASER_IOC_GET_STATUS, &kj->ks);
+}
+
+static void resync_done(struct smpl_job *j)
+{
+	struct kmod_job *kj = container_of(j, struct kmod_job, job);
+	struct smpl_backend *b = kj->b;
+	struct smpl_status_n st;
+
+	kj->inflight = false;
+	if (kmod_of(b)->closing)
+		return;
+	if (kj->r == 0 && smpl_kmod_status_to_native(&kj->ks, &st) == 0)
 		deliver_status(b, &st);
-	else if (r == -ENODEV)
+	else if (kj->r == -ENODEV)
 		deliver_disconnect(b);
 	else
 		smpl_log(LOG_WARNING, label(b), NULL, "kmod-resync",
-			 "GET_STATUS failed (%d)", r);
+			 "GET_STATUS failed (%d)", kj->r);
+}
+
+/* A fresh GET_STATUS after lost events or a record we could not use (off the loop). */
+static void resync(struct smpl_backend *b)
+{
+	struct kmod *k = kmod_of(b);
+
+	if (k->resync_job.inflight || !k->bg)
+		return;		/* the one on its way reads after what came before */
+	k->resync_job.inflight = true;
+	smpl_worker_submit(k->bg, &k->resync_job.job);
 }
 
 static void handle_record(struct smpl_backend *b, const struct smplaser_event *rec)
@@ -401,7 +430,7 @@ static int send_heartbeat(struct smpl_backend *b)
 	int r = do_ioctl(b, SMPLASER_IOC_HEARTBEAT, NULL);
 
 	if (r == 0)
-		k->last_heartbeat_ms = loop_now_ms(b);
+		atomic_store(&k->last_heartbeat_ms, smpl_backend_now_ms());
 	return r;
 }
 
@@ -410,8 +439,9 @@ static int kmod_heartbeat(struct smpl_backend *b)
 {
 	struct kmod *k = kmod_of(b);
 
-	if (k->last_heartbeat_ms &&
-	    loop_now_ms(b) - k->last_heartbeat_ms < k->heartbeat_period_ms / 2)
+	uint64_t last = atomic_load(&k->last_heartbeat_ms);
+
+	if (last && smpl_backend_now_ms() - last < k->heartbeat_period_ms / 2)
 		return 0;
 	return send_heartbeat(b);
 }
@@ -432,19 +462,42 @@ static int kmod_get_rtc(struct smpl_backend *b, int64_t *rtc_s)
 	return 0;
 }
 
+static void heartbeat_run(struct smpl_job *j)
+{
+	struct kmod_job *kj = container_of(j, struct kmod_job, job);
+
+	kj->r = send_heartbeat(kj->b);
+}
+
+static void heartbeat_done(struct smpl_job *j)
+{
+	struct kmod_job *kj = container_of(j, struct kmod_job, job);
+	struct smpl_backend *b = kj->b;
+
+	kj->inflight = false;
+	if (kmod_of(b)->closing)
+		return;
+	if (kj->r == -ENODEV)
+		deliver_disconnect(b);
+	else if (kj->r != 0)
+		smpl_log(LOG_WARNING, label(b), NULL, "kmod-heartbeat",
+			 "HEARTBEAT failed (%d)", kj->r);
+}
+
+/*
+ * One HEARTBEAT at a time: while one waits behind a command the unit does
+ * not answer, the driver's watchdog is not fed, and it disarms that unit,
+ * which is what should happen to a unit that no longer answers.
+ */
 static int on_heartbeat_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct smpl_backend *b = userdata;
 	struct kmod *k = kmod_of(b);
-	int r = send_heartbeat(b);
 
-	if (r == -ENODEV) {
-		deliver_disconnect(b);
-		return 0;
+	if (!k->hb_job.inflight) {
+		k->hb_job.inflight = true;
+		smpl_worker_submit(k->bg, &k->hb_job.job);
 	}
-	if (r != 0)
-		smpl_log(LOG_WARNING, label(b), NULL, "kmod-heartbeat",
-			 "HEARTBEAT failed (%d)", r);
 	return sd_event_source_set_time(src, usec + k->heartbeat_period_ms * 1000ULL);
 }
 
@@ -461,11 +514,15 @@ static int kmod_open(struct smpl_backend *b)
 	if (k->fd < 0)
 		return -errno;
 	k->gone = false;
+	k->closing = false;
 	r = do_ioctl(b, SMPLASER_IOC_GET_INFO, &ki);
 	if (r != 0)
 		goto fail;
 	hb_ms = ki.heartbeat_ms ? ki.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
 	k->heartbeat_period_ms = hb_ms / 3 ? hb_ms / 3 : 1;
+	r = smpl_worker_new(b->event, "smpl-kmod-bg", false, &k->bg);
+	if (r < 0)
+		goto fail;
 
 	r = sd_event_add_io(b->event, &k->io, k->fd, EPOLLIN, on_readable, b);
 	if (r < 0)
@@ -483,6 +540,8 @@ static int kmod_open(struct smpl_backend *b)
 fail:
 	k->io = sd_event_source_disable_unref(k->io);
 	k->heartbeat = sd_event_source_disable_unref(k->heartbeat);
+	smpl_worker_free(k->bg);
+	k->bg = NULL;
 	close(k->fd);
 	k->fd = -1;
 	return r > 0 ? -EIO : r;
@@ -496,6 +555,10 @@ static void kmod_close(struct smpl_backend *b)
 	k->io = sd_event_source_disable_unref(k->io);
 	k->heartbeat = sd_event_source_disable_unref(k->heartbeat);
 	k->initial = sd_event_source_disable_unref(k->initial);
+	k->closing = true;
+	/* Its ioctls end before the fd does (a stalled unit's: at their timeout). */
+	smpl_worker_free(k->bg);
+	k->bg = NULL;
 	if (k->fd >= 0)
 		close(k->fd);
 	k->fd = -1;
@@ -542,6 +605,10 @@ int smpl_backend_kmod_new(sd_event *event, const char *devnode,
 	b->ops = &kmod_ops;
 	b->event = event;
 	b->priv = k;
+	k->hb_job = (struct kmod_job){ .job = { .run = heartbeat_run, .done = heartbeat_done },
+				       .b = b };
+	k->resync_job = (struct kmod_job){ .job = { .run = resync_run, .done = resync_done },
+					   .b = b };
 	*ret = b;
 	return 0;
 }

@@ -10,8 +10,9 @@
  *               taken from the descriptors and checked
  *   reports     one interrupt IN transfer, always resubmitted; each report
  *               is decoded and validated with the codec, then queued and
- *               delivered from an sd-event defer source (never from inside
- *               a command)
+ *               delivered from the loop through an eventfd (never from
+ *               inside a command; the report may arrive in any thread that
+ *               runs libusb's event handling)
  *   commands    asynchronous bulk OUT + bulk IN transfers; the call waits
  *               for both by running libusb's event handling, bounded by the
  *               transfers' timeouts, as the backend interface is synchronous
@@ -19,6 +20,10 @@
  *               kept in step with libusb_set_pollfd_notifiers()
  *   heartbeat   a HEARTBEAT frame every quarter of the unit's watchdog_ms
  *               from this backend's own timer (and when the daemon asks)
+ *   threads     the daemon calls commands from the unit's workers (unit.c);
+ *               one command at a time is on the wire (io_lock: a reply is
+ *               only ever its own command's); the timer's HEARTBEAT runs on
+ *               this backend's worker ("bg"), never on the loop
  *
  * S4 with this backend: nothing in the kernel disarms the unit when the
  * daemon dies (there is no smplaser driver to see the fd close).  A clean
@@ -31,9 +36,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <libusb.h>
@@ -42,6 +50,7 @@
 #include "backend-libusb.h"
 #include "discovery.h"
 #include "log.h"
+#include "worker.h"
 
 #define CMD_TIMEOUT_MS		500	/* each bulk stage, as the kernel module */
 #define CTRL_TIMEOUT_MS		200
@@ -72,14 +81,21 @@ struct libusb_unit {
 	bool int_busy;
 	int int_errors;
 
+	pthread_mutex_t lock;		/* the queue and the flags below: any thread */
 	struct smpl_backend_event queue[QUEUE_MAX];
 	unsigned int q_head, q_len;
+	int deliver_fd;			/* an eventfd: the loop delivers the queue */
 	sd_event_source *deliver;
 
 	sd_event_source *heartbeat;
 	uint32_t heartbeat_period_ms;
-	uint64_t last_heartbeat_ms;
+	_Atomic uint64_t last_heartbeat_ms;
+	struct smpl_worker *bg;		/* the timer's HEARTBEAT */
+	struct smpl_job hb_job;
+	struct smpl_backend *self;
+	bool hb_inflight;
 
+	pthread_mutex_t io_lock;	/* one command on the wire at a time */
 	uint16_t seq;
 	bool gone;
 	bool disconnect_queued;
@@ -98,19 +114,13 @@ static const char *label(struct smpl_backend *b)
 	return lu_of(b)->devnode;
 }
 
-static uint64_t loop_now_ms(struct smpl_backend *b)
-{
-	uint64_t usec = 0;
-
-	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &usec);
-	return usec / 1000;
-}
-
 /* --- events to the daemon: queued, delivered from the loop ------------------------ */
 
-static void enqueue(struct smpl_backend *b, const struct smpl_backend_event *ev)
+/* From any thread, @u->lock held. */
+static void enqueue_locked(struct smpl_backend *b, const struct smpl_backend_event *ev)
 {
 	struct libusb_unit *u = lu_of(b);
+	uint64_t one = 1;
 
 	if (u->q_len == QUEUE_MAX) {
 		/* Cannot happen at report rates; the shot counter keeps the truth. */
@@ -119,8 +129,17 @@ static void enqueue(struct smpl_backend *b, const struct smpl_backend_event *ev)
 	}
 	u->queue[(u->q_head + u->q_len) % QUEUE_MAX] = *ev;
 	u->q_len++;
-	if (u->deliver)
-		(void)sd_event_source_set_enabled(u->deliver, SD_EVENT_ONESHOT);
+	if (u->deliver_fd >= 0 && write(u->deliver_fd, &one, sizeof(one)) < 0)
+		smpl_log(LOG_ERR, label(b), NULL, "libusb-queue", "cannot wake the loop: %m");
+}
+
+static void enqueue(struct smpl_backend *b, const struct smpl_backend_event *ev)
+{
+	struct libusb_unit *u = lu_of(b);
+
+	pthread_mutex_lock(&u->lock);
+	enqueue_locked(b, ev);
+	pthread_mutex_unlock(&u->lock);
 }
 
 static void queue_disconnect(struct smpl_backend *b)
@@ -128,26 +147,41 @@ static void queue_disconnect(struct smpl_backend *b)
 	struct libusb_unit *u = lu_of(b);
 	struct smpl_backend_event ev = { .type = SMPL_BEV_DISCONNECT };
 
+	pthread_mutex_lock(&u->lock);
 	u->gone = true;
-	if (u->disconnect_queued)
-		return;
-	u->disconnect_queued = true;
-	enqueue(b, &ev);
+	if (!u->disconnect_queued) {
+		u->disconnect_queued = true;
+		enqueue_locked(b, &ev);
+	}
+	pthread_mutex_unlock(&u->lock);
 }
 
-static int on_deliver(sd_event_source *src, void *userdata)
+static bool dequeue(struct libusb_unit *u, struct smpl_backend_event *ev)
 {
-	struct smpl_backend *b = userdata;
-	struct libusb_unit *u = lu_of(b);
+	bool got;
 
-	(void)src;
-	while (u->q_len > 0) {
-		struct smpl_backend_event ev = u->queue[u->q_head];
-
+	pthread_mutex_lock(&u->lock);
+	got = u->q_len > 0;
+	if (got) {
+		*ev = u->queue[u->q_head];
 		u->q_head = (u->q_head + 1) % QUEUE_MAX;
 		u->q_len--;
-		smpl_backend_emit(b, &ev);
 	}
+	pthread_mutex_unlock(&u->lock);
+	return got;
+}
+
+static int on_deliver(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+	struct smpl_backend *b = userdata;
+	struct smpl_backend_event ev;
+	uint64_t n;
+
+	(void)src, (void)revents;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return 0;
+	while (dequeue(lu_of(b), &ev))
+		smpl_backend_emit(b, &ev);	/* outside the lock: it may call us */
 	return 0;
 }
 
@@ -387,8 +421,8 @@ static int bulk(struct smpl_backend *b, uint8_t ep, uint8_t *buf, int len)
  * Sends one command frame and validates the reply (as backend-sim.c does).
  * Replies to an earlier, timed-out command are skipped.
  */
-static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
-		    size_t len, void *out, size_t out_len)
+static int transact_locked(struct smpl_backend *b, uint8_t op, const void *payload,
+			   size_t len, void *out, size_t out_len)
 {
 	struct libusb_unit *u = lu_of(b);
 	uint8_t cmd[SMPL_MAX_FRAME], reply[REPLY_BUF];
@@ -419,6 +453,19 @@ static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
 			return -EPROTO;
 	}
 	return smpl_reply_payload(&f, out, out_len);
+}
+
+/* A command from any thread: the one on the wire, its reply its own. */
+static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
+		    size_t len, void *out, size_t out_len)
+{
+	struct libusb_unit *u = lu_of(b);
+	int r;
+
+	pthread_mutex_lock(&u->io_lock);
+	r = transact_locked(b, op, payload, len, out, out_len);
+	pthread_mutex_unlock(&u->io_lock);
+	return r;
 }
 
 static int lu_get_info(struct smpl_backend *b, struct smpl_info_n *info)
@@ -479,7 +526,7 @@ static int send_heartbeat(struct smpl_backend *b)
 	int r = transact(b, SMPL_OP_HEARTBEAT, NULL, 0, NULL, 0);
 
 	if (r == 0)
-		u->last_heartbeat_ms = loop_now_ms(b);
+		atomic_store(&u->last_heartbeat_ms, smpl_backend_now_ms());
 	return r;
 }
 
@@ -487,8 +534,9 @@ static int lu_heartbeat(struct smpl_backend *b)
 {
 	struct libusb_unit *u = lu_of(b);
 
-	if (u->last_heartbeat_ms &&
-	    loop_now_ms(b) - u->last_heartbeat_ms < u->heartbeat_period_ms / 2)
+	uint64_t last = atomic_load(&u->last_heartbeat_ms);
+
+	if (last && smpl_backend_now_ms() - last < u->heartbeat_period_ms / 2)
 		return 0;
 	return send_heartbeat(b);
 }
@@ -503,18 +551,33 @@ static int lu_get_rtc(struct smpl_backend *b, int64_t *rtc_s)
 	return smpl_frames_get_rtc(b, transact, rtc_s);
 }
 
+static void heartbeat_run(struct smpl_job *j)
+{
+	struct libusb_unit *u = container_of(j, struct libusb_unit, hb_job);
+	int r = send_heartbeat(u->self);
+
+	if (r != 0 && r != -ENODEV)
+		smpl_log(LOG_WARNING, label(u->self), NULL, "libusb-heartbeat",
+			 "HEARTBEAT failed (%d)", r);
+}
+
+static void heartbeat_done(struct smpl_job *j)
+{
+	container_of(j, struct libusb_unit, hb_job)->hb_inflight = false;
+}
+
+/* One HEARTBEAT at a time, off the loop: it may wait behind a command. */
 static int on_heartbeat_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct smpl_backend *b = userdata;
 	struct libusb_unit *u = lu_of(b);
-	int r;
 
 	if (u->gone)
 		return 0;
-	r = send_heartbeat(b);
-	if (r != 0 && r != -ENODEV)
-		smpl_log(LOG_WARNING, label(b), NULL, "libusb-heartbeat",
-			 "HEARTBEAT failed (%d)", r);
+	if (!u->hb_inflight) {
+		u->hb_inflight = true;
+		smpl_worker_submit(u->bg, &u->hb_job);
+	}
 	return sd_event_source_set_time(src, usec + u->heartbeat_period_ms * 1000ULL);
 }
 
@@ -569,6 +632,8 @@ static void release_all(struct smpl_backend *b)
 	struct libusb_unit *u = lu_of(b);
 
 	u->heartbeat = sd_event_source_disable_unref(u->heartbeat);
+	smpl_worker_free(u->bg);	/* its HEARTBEAT ends first */
+	u->bg = NULL;
 	if (u->int_xfer) {
 		if (u->int_busy && libusb_cancel_transfer(u->int_xfer) == 0) {
 			struct timeval tv = { 0, 100 * 1000 };
@@ -594,6 +659,9 @@ static void release_all(struct smpl_backend *b)
 		close(u->fd);
 	u->fd = -1;
 	u->deliver = sd_event_source_disable_unref(u->deliver);
+	if (u->deliver_fd >= 0)
+		close(u->deliver_fd);
+	u->deliver_fd = -1;
 }
 
 static int libusb_err(int r)
@@ -648,10 +716,17 @@ static int lu_open(struct smpl_backend *b)
 		goto fail;
 	}
 	u->claimed = true;
-	r = sd_event_add_defer(b->event, &u->deliver, on_deliver, b);
+	u->deliver_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->deliver_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = sd_event_add_io(b->event, &u->deliver, u->deliver_fd, EPOLLIN, on_deliver, b);
 	if (r < 0)
 		goto fail;
-	(void)sd_event_source_set_enabled(u->deliver, SD_EVENT_OFF);
+	r = smpl_worker_new(b->event, "smpl-usb-bg", false, &u->bg);
+	if (r < 0)
+		goto fail;
 	r = watch_libusb_fds(b);
 	if (r < 0)
 		goto fail;
@@ -710,6 +785,8 @@ static void lu_free(struct smpl_backend *b)
 
 	if (!u)
 		return;
+	pthread_mutex_destroy(&u->lock);
+	pthread_mutex_destroy(&u->io_lock);
 	free(u->devnode);
 	free(u);
 	b->priv = NULL;
@@ -742,6 +819,11 @@ int smpl_backend_libusb_new(sd_event *event, const char *devnode,
 		return -ENOMEM;
 	}
 	u->fd = -1;
+	u->deliver_fd = -1;
+	u->self = b;
+	u->hb_job = (struct smpl_job){ .run = heartbeat_run, .done = heartbeat_done };
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_mutex_init(&u->io_lock, NULL);
 	b->ops = &libusb_ops;
 	b->event = event;
 	b->priv = u;

@@ -11,7 +11,8 @@ BACKENDS_LIBS = $(call pkglibs,libudev libusb-1.0 libsystemd)
 UNIT_TESTS += $(B)/tests/unit/test_discovery
 
 $(B)/tests/unit/test_discovery: $(B)/tests/unit/test_discovery.o $(BACKENDS_OBJS) \
-		$(B)/daemon/log.o $(B)/daemon/text.o $(B)/daemon/backend.o $(COMMON_LIB)
+		$(B)/daemon/log.o $(B)/daemon/text.o $(B)/daemon/backend.o $(B)/daemon/worker.o \
+		$(COMMON_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(BACKENDS_LIBS) $(call pkglibs,cmocka) $(COMMON_LDLIBS)
 
 # discovery against a fake sysfs and fake uevents (umockdev; it re-executes
@@ -21,5 +22,6 @@ UNIT_TESTS += $(B)/tests/unit/test_discovery_udev
 $(B)/tests/unit/test_discovery_udev.o: override CFLAGS += $(shell pkg-config --cflags umockdev-1.0)
 
 $(B)/tests/unit/test_discovery_udev: $(B)/tests/unit/test_discovery_udev.o $(BACKENDS_OBJS) \
-		$(B)/daemon/log.o $(B)/daemon/text.o $(B)/daemon/backend.o $(COMMON_LIB)
+		$(B)/daemon/log.o $(B)/daemon/text.o $(B)/daemon/backend.o $(B)/daemon/worker.o \
+		$(COMMON_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(BACKENDS_LIBS) $(call pkglibs,cmocka umockdev-1.0) $(COMMON_LDLIBS)

@@ -330,6 +330,9 @@ int smpl_bus_setup(struct smpl_daemon *d)
 	r = smpl_bus_session_setup(d);
 	if (r < 0)
 		return r;
+	r = smpl_bus_records_setup(d);
+	if (r < 0)
+		return r;
 	r = sd_bus_attach_event(d->bus, d->event, SD_EVENT_PRIORITY_NORMAL);
 	if (r < 0)
 		return r;

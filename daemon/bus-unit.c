@@ -307,11 +307,14 @@ static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	(void)error;
 	smpl_unit_disarm_now(u);
 	r = smpl_creds_uid(u->daemon->creds, m, &uid);
-	if (r == 0)
-		return 1;	/* asked who: the call comes again (and disarms again) */
+	if (r == 0) {
+		/* Safe now; asked who: the call comes again and is audited as theirs. */
+		(void)smpl_unit_disarm(u, m, NULL);
+		return 1;
+	}
 	if (r < 0)
 		uid = (uid_t)-1;
-	(void)smpl_unit_disarm(u, uid);
+	(void)smpl_unit_disarm(u, m, &uid);
 	return sd_bus_reply_method_return(m, NULL);
 }
 

@@ -47,6 +47,15 @@ int smpl_bus_clear_patch_hold(sd_bus_message *m, void *userdata, sd_bus_error *e
 int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int smpl_bus_property_clinic_name(SMPL_PROPERTY_ARGS);
 int smpl_bus_session_setup(struct smpl_daemon *d);
+int smpl_bus_records_setup(struct smpl_daemon *d);
+/*
+ * Backups and exports of the records, and the chain head in the journal at
+ * start and daily (bus-records.c): started once the records are open; stopped
+ * before they close (a copy still running is answered, its audit record
+ * goes with the last flush).
+ */
+int smpl_copies_start(struct smpl_daemon *d);
+void smpl_copies_stop(struct smpl_daemon *d);
 
 /* The observer (daemon.h) as the D-Bus objects implement it: each sends what changed. */
 void smpl_bus_unit_published(struct smpl_unit *u);

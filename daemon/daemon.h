@@ -82,6 +82,8 @@ struct smpl_upcalls {
 	void (*records_failed)(struct smpl_daemon *d, const char *why);
 	/* A unit goes away: its session ends, interrupted, because of @why. */
 	void (*unit_leaving)(struct smpl_unit *u, const char *why);
+	/* The records failed their integrity check: every unit faulted. */
+	void (*records_corrupt)(struct smpl_daemon *d, const char *why);
 };
 
 struct smpl_daemon {
@@ -95,6 +97,7 @@ struct smpl_daemon {
 	struct store *store;		/* the records writer's connection (its thread only) */
 	struct store *reader;		/* queries, on the loop */
 	struct smpl_records *records;	/* what waits for the writer (records.h) */
+	struct smpl_copies *copies;	/* backups and exports (bus-records.c) */
 	bool inline_io;			/* workers without threads (the in-process fuzzer) */
 	struct smpl_polkit *polkit;
 	struct smpl_creds *creds;	/* callers' uids, asked asynchronously (creds.h) */

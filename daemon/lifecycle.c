@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 
+#include "bus.h"
 #include "creds.h"
 #include "daemon.h"
 #include "lifecycle.h"
@@ -25,9 +26,16 @@ static void unit_leaving(struct smpl_unit *u, const char *why)
 		(void)smpl_session_end(u->session, STORE_SESSION_INTERRUPTED, why, NULL, NULL);
 }
 
+static void records_corrupt(struct smpl_daemon *d, const char *why)
+{
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		smpl_unit_fault(u, SMPL_REASON_RECORDS_FAILED, why);
+}
+
 static const struct smpl_upcalls upcalls = {
 	.records_failed = records_failed,
 	.unit_leaving = unit_leaving,
+	.records_corrupt = records_corrupt,
 };
 
 void smpl_daemon_setup(struct smpl_daemon *d)
@@ -40,6 +48,8 @@ void smpl_daemon_stop(struct smpl_daemon *d)
 	if (!d->records)
 		return;
 	smpl_units_disarm_all(d, SMPL_REASON_DAEMON_STOPPING, "the daemon is stopping");
+	for (struct smpl_unit *u = d->units; u; u = u->next)
+		(void)smpl_unit_attribute(u, NULL, NULL);	/* its caller never named */
 	while (d->sessions)
 		(void)smpl_session_end(d->sessions, STORE_SESSION_INTERRUPTED,
 				       "the daemon stopped", NULL, NULL);
@@ -49,6 +59,7 @@ void smpl_daemon_stop(struct smpl_daemon *d)
 	for (struct smpl_unit *u = d->dying; u; u = u->next)
 		smpl_unit_io_drain(u);
 	/* ... and what they asked of the records is written, or spilled. */
+	smpl_copies_stop(d);
 	smpl_records_close(d);
 }
 
@@ -63,6 +74,7 @@ void smpl_daemon_free(struct smpl_daemon *d)
 			*lists[i] = u->next;
 			smpl_unit_free(u);
 		}
+	smpl_copies_stop(d);
 	smpl_records_close(d);
 	smpl_polkit_free(d->polkit);
 	smpl_creds_free(d->creds);

@@ -41,13 +41,15 @@ static const struct {
 	{ "disarm-failed", SMPL_MID_DISARM_FAILED },
 	{ "config", SMPL_MID_CONFIG },
 	{ "config-refused", SMPL_MID_CONFIG_REFUSED },
+	{ "chain-head", SMPL_MID_CHAIN_HEAD },
+	{ "records-copy", SMPL_MID_RECORDS_COPY },
 };
 
 const char *const smpl_log_message_ids[] = {
 	SMPL_MID_ARM, SMPL_MID_DISARM, SMPL_MID_FAULT, SMPL_MID_ACKNOWLEDGE,
 	SMPL_MID_REFUSED, SMPL_MID_NOT_AUTHORIZED, SMPL_MID_CLOCK_BAD,
 	SMPL_MID_CLOCK_OK, SMPL_MID_DISARM_FAILED, SMPL_MID_CONFIG,
-	SMPL_MID_CONFIG_REFUSED, NULL
+	SMPL_MID_CONFIG_REFUSED, SMPL_MID_CHAIN_HEAD, SMPL_MID_RECORDS_COPY, NULL
 };
 
 const char *smpl_log_message_id(const char *event, int priority)

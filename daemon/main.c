@@ -7,14 +7,22 @@
  * Takes its bus name at once, then probes units in the background (the
  * Manager's State property says "probing", then "running").  sd_notify
  * READY=1 as soon as the name is ours; the systemd watchdog is kept by the
- * event loop.
+ * event loop.  The records' integrity is checked after READY, in the
+ * background (a corrupt database then faults every unit and arms nothing).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <linux/ioprio.h>
 #include <systemd/sd-daemon.h>
 
 #include "audit.h"
@@ -183,6 +191,12 @@ static int open_records(struct smpl_daemon *d)
 	if (r < 0) {
 		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
 			 "cannot open the records database in %s: %s", d->state_dir, msg);
+		return r;
+	}
+	r = smpl_copies_start(d);
+	if (r < 0) {
+		smpl_log(LOG_ERR, NULL, NULL, "store-refused",
+			 "cannot start the records' backups and exports: %s", strerror(-r));
 		return r;
 	}
 	record_config(d);
@@ -383,8 +397,65 @@ static int add_units(struct smpl_daemon *d, const struct options *o)
 	return 0;
 }
 
+/*
+ * The records' integrity check (PRAGMA quick_check: every page; seconds with
+ * a clinic's ten years) runs after READY=1, in a thread of its own at the
+ * lowest CPU and I/O priority, on its own read-only connection.  A failure
+ * goes to the loop (smpl_records_corrupt): every unit faulted, nothing
+ * arms.
+ */
+static pthread_t records_check;
+static bool records_check_running;
+
+static void *check_records(void *userdata)
+{
+	struct smpl_daemon *d = userdata;
+	char msg[STORE_MSG_MAX] = "";
+	struct timespec t0, t1;
+	int r;
+
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+	/* This thread only (0: the caller); glibc has no wrapper. */
+	(void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0,
+		      IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = store_quick_check(d->state_dir, msg, sizeof(msg));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r == 0)
+		smpl_log(LOG_INFO, NULL, NULL, "store-checked",
+			 "the records database passed its integrity check (%.1f s)",
+			 (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	else if (r != -ECANCELED)
+		smpl_records_corrupt(d, msg);
+	malloc_trim(0);		/* what the check's arena held goes back (RSS) */
+	return NULL;
+}
+
+static void start_records_check(struct smpl_daemon *d)
+{
+	char why[STORE_MSG_MAX];
+	int r = pthread_create(&records_check, NULL, check_records, d);
+
+	records_check_running = r == 0;
+	if (r == 0)
+		return;
+	snprintf(why, sizeof(why), "cannot start the integrity check of the records: %s",
+		 strerror(r));
+	smpl_records_corrupt(d, why);
+}
+
+static void stop_records_check(void)
+{
+	if (!records_check_running)
+		return;
+	store_quick_check_cancel(true);
+	pthread_join(records_check, NULL);
+	records_check_running = false;
+}
+
 static void shutdown_daemon(struct smpl_daemon *d)
 {
+	stop_records_check();
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping: disarming every unit");
 	smpl_daemon_stop(d);
 	smpl_discovery_free(discovery);
@@ -412,6 +483,8 @@ int main(int argc, char **argv)
 	}
 	r = setup_event(&d);
 	if (r >= 0)
+		r = smpl_records_watch_check(&d);
+	if (r >= 0)
 		r = open_records(&d);
 	if (r < 0) {
 		smpl_daemon_free(&d);
@@ -428,6 +501,7 @@ int main(int argc, char **argv)
 		 SMPL_VERSION, d.session_bus ? "session" : "system", store_path(d.store));
 	(void)sd_notifyf(false, "READY=1\nSTATUS=%s",
 			 d.probing ? "Probing units..." : "Running");
+	start_records_check(&d);
 	r = sd_event_loop(d.event);	/* the exit code: 0 on a signal, 1 if the bus went away */
 	shutdown_daemon(&d);
 	return r < 0 ? 1 : r;

@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* The daemon's way to its records: see records.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
 #include "records.h"
 #include "spill.h"
+#include "store-restore.h"
 #include "worker.h"
 
 #define RETRY_MS		1000	/* while the store refuses: one try a second */
@@ -43,6 +47,13 @@ struct smpl_records {
 	unsigned int flushing;		/* flush jobs in the writer (in order) */
 	struct smpl_spill *spill;
 	bool spilled;			/* the spill file holds something */
+	bool requeued;			/* a failed flush's records wait for the next one */
+	/*
+	 * The writer's own (its thread only): a flush failed and its records
+	 * have not been written since.  Nothing is settled from a counter
+	 * meanwhile: the pulses it would count are not in the store yet.
+	 */
+	bool writer_behind;
 };
 
 /* ---- the pending lists --------------------------------------------------------- */
@@ -244,11 +255,14 @@ void smpl_daemon_records_failed(struct smpl_daemon *d)
 	records_failed(d, "a write was refused");
 }
 
+/* The integrity check found the records corrupt (see the end): nothing arms. */
+static bool records_corrupt;
+
 static void records_work(struct smpl_daemon *d)
 {
-	if (d->store_failed)
+	if (d->store_failed && !records_corrupt)
 		smpl_log(LOG_NOTICE, NULL, NULL, "store", "the records store works again");
-	d->store_failed = false;
+	d->store_failed = records_corrupt;	/* a corrupt store takes writes, arms nothing */
 	spill_clear(d);
 }
 
@@ -262,6 +276,7 @@ struct flush_job {
 	bool pulses_done;
 	struct pending_end *ends;	/* those not done yet, after run */
 	struct pending_audit *audits;	/* the same */
+	bool carries_requeued;		/* a failed flush's records, again */
 	int r;
 	char msg[STORE_MSG_MAX];
 };
@@ -347,8 +362,12 @@ static void flush_run(struct smpl_job *j)
 		f->r = flush_ends(st, f);
 	if (f->r == 0)
 		f->r = flush_audits(st, f);
-	if (f->r < 0)
+	if (f->r < 0) {
 		snprintf(f->msg, sizeof(f->msg), "%s", store_errmsg(st));
+		f->d->records->writer_behind = true;
+	} else if (f->carries_requeued) {
+		f->d->records->writer_behind = false;
+	}
 }
 
 static void flush_done(struct smpl_job *j)
@@ -382,6 +401,7 @@ static void flush_done(struct smpl_job *j)
 	rs->ends = f->ends;
 	APPEND(f->audits, rs->audits);
 	rs->audits = f->audits;
+	rs->requeued = true;
 	records_failed(d, f->msg);
 	free(f->pulses);
 	free(f);
@@ -411,6 +431,8 @@ void smpl_records_flush(struct smpl_daemon *d)
 	rs->ends = NULL;
 	rs->audits = NULL;
 	rs->n_audits = 0;
+	f->carries_requeued = rs->requeued;
+	rs->requeued = false;
 	rs->flushing++;
 	smpl_worker_submit(rs->writer, &f->job);
 }
@@ -467,7 +489,7 @@ void smpl_records_end_treatment(struct smpl_daemon *d, int64_t id,
 
 enum write_op {
 	W_BEGIN_TREATMENT, W_BEGIN_SESSION, W_END_SESSION, W_UNIT_SEEN, W_SETTLE,
-	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC,
+	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC, W_MISSING_ACK,
 	W_ENDPOINT, W_FOLLOW_UP, W_CLEAR_HOLD,	/* the clinical record (issue 16) */
 };
 
@@ -485,6 +507,7 @@ struct write_job {
 	int64_t id, when_ms;
 	uint32_t counter;
 	enum store_session_state state;
+	bool waiting;			/* settle: the unit's records still wait on the loop */
 	struct store_endpoint_in endpoint;	/* W_ENDPOINT: strings in s1.. */
 	struct store_follow_up_in follow_up;	/* W_FOLLOW_UP: its strings owned */
 };
@@ -516,6 +539,11 @@ static int settle_unit(struct store *st, struct write_job *w)
 	struct unsettled_list l = { list, 0, 64 };
 	int r;
 
+	if (w->d->records->writer_behind) {
+		snprintf(w->result.msg, sizeof(w->result.msg),
+			 "pulses wait for the store: nothing is settled before they are in it");
+		return -EAGAIN;
+	}
 	r = store_counter_check(st, w->s1, w->counter);
 	if (r == -ERANGE) {
 		w->result.counter_back = true;
@@ -556,6 +584,29 @@ static int settle_unit(struct store *st, struct write_job *w)
 	return l.n == sizeof(list) / sizeof(list[0]) ? -EAGAIN : 0;
 }
 
+/*
+ * Before settling, the counter against everything the records hold (issue
+ * 15.11): only when nothing the unit did still waits to be written, nor its
+ * own treatment is open; else again at a later read.  Settling first would
+ * give an open treatment of a restored older copy every shot since.
+ */
+static int check_missing(struct store *st, struct write_job *w)
+{
+	int r;
+
+	if (w->id || w->waiting || w->d->records->writer_behind) {
+		w->result.missing_unchecked = true;
+		return 0;
+	}
+	r = store_records_missing_check(st, w->s1, w->counter, w->when_ms, NULL);
+	if (r == 1) {
+		w->result.records_missing = true;
+		snprintf(w->result.missing_msg, sizeof(w->result.missing_msg), "%s",
+			 store_errmsg(st));
+	}
+	return r < 0 ? r : 0;
+}
+
 static void write_run(struct smpl_job *j)
 {
 	struct write_job *w = container_of(j, struct write_job, job);
@@ -582,7 +633,15 @@ static void write_run(struct smpl_job *j)
 		r = store_unit_seen(st, w->s1, w->s2, w->s3, w->when_ms);
 		break;
 	case W_SETTLE:
-		r = settle_unit(st, w);
+		r = check_missing(st, w);
+		if (r == 0)
+			r = settle_unit(st, w);
+		break;
+	case W_MISSING_ACK:
+		operator_of(w->uid, name, sizeof(name), &op);
+		r = store_records_missing_ack(st, w->s1, &op, w->when_ms);
+		if (r > 0)
+			r = 0;
 		break;
 	case W_MARK_EMITTING:
 		r = store_treatment_mark_emitting(st, w->id, w->when_ms);
@@ -610,7 +669,7 @@ static void write_run(struct smpl_job *j)
 		break;
 	}
 	w->result.r = r;
-	if (r < 0)
+	if (r < 0 && !w->result.msg[0])
 		snprintf(w->result.msg, sizeof(w->result.msg), "%s", store_errmsg(st));
 }
 
@@ -742,6 +801,8 @@ void smpl_records_settle(struct smpl_daemon *d, const char *serial, uint32_t cou
 		w->when_ms = smpl_wall_ms();
 	}
 	smpl_records_flush(d);		/* its late pulses first */
+	if (w && d->records)		/* throttled while the store fails: they wait */
+		w->waiting = d->records->n_pulses || d->records->ends;
 	write_submit(d, w, ok, then, userdata);
 }
 
@@ -766,6 +827,19 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 
 	if (w) {
 		w->counter = counter;
+		w->uid = uid;
+		w->when_ms = smpl_wall_ms();
+	}
+	write_submit(d, w, ok, then, userdata);
+}
+
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
+			      smpl_records_then then, void *userdata)
+{
+	struct write_job *w = write_new(d, W_MISSING_ACK, then, userdata);
+	bool ok = w && (w->s1 = strdup(serial));
+
+	if (w) {
 		w->uid = uid;
 		w->when_ms = smpl_wall_ms();
 	}
@@ -902,7 +976,8 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 	struct smpl_records *rs;
 	int r;
 
-	if (!d->upcalls || !d->upcalls->records_failed) {	/* nobody to disarm the units */
+	if (!d->upcalls || !d->upcalls->records_failed ||
+	    !d->upcalls->records_corrupt) {	/* nobody to disarm the units */
 		snprintf(msg, msg_len, "the records have no one to tell of a failure");
 		return -EINVAL;
 	}
@@ -930,10 +1005,13 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len)
 	return 0;
 }
 
+static void unwatch_records(void);
+
 void smpl_records_close(struct smpl_daemon *d)
 {
 	struct smpl_records *rs = d->records;
 
+	unwatch_records();
 	if (!rs)
 		return;
 	if (rs->writer) {
@@ -1012,5 +1090,64 @@ void smpl_records_closing(struct smpl_daemon *d, int delta)
 
 		d->barriers = b->next;
 		barrier_go(d, b);
+	}
+}
+
+/* ---- the integrity check after READY (main.c runs it in a thread) ---------------- */
+
+/* The check's verdict, written by its thread, read on the loop. */
+static int corrupt_pipe[2] = { -1, -1 };
+static sd_event_source *corrupt_source;
+
+static int on_records_corrupt(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct smpl_daemon *d = userdata;
+	char why[STORE_MSG_MAX + 1];
+	ssize_t n = read(fd, why, sizeof(why) - 1);
+
+	(void)s, (void)revents;
+	if (n <= 0)
+		return 0;
+	why[n] = '\0';
+	smpl_log(LOG_CRIT, NULL, NULL, "store-corrupt", "the records database fails its "
+		 "integrity check: %s; every unit faulted, nothing arms until smplaserd "
+		 "starts on sound records", why);
+	records_corrupt = true;
+	d->store_failed = true;
+	d->upcalls->records_corrupt(d, why);
+	return 0;
+}
+
+int smpl_records_watch_check(struct smpl_daemon *d)
+{
+	if (pipe2(corrupt_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	return sd_event_add_io(d->event, &corrupt_source, corrupt_pipe[0], EPOLLIN,
+			       on_records_corrupt, d);
+}
+
+void smpl_records_corrupt(struct smpl_daemon *d, const char *why)
+{
+	size_t len = why ? strnlen(why, STORE_MSG_MAX) : 0;
+
+	(void)d;
+	if (!len) {
+		why = "the integrity check failed";
+		len = strlen(why);
+	}
+	/* One write of less than PIPE_BUF: whole, whatever the loop is doing. */
+	if (write(corrupt_pipe[1], why, len) < 0)
+		smpl_log(LOG_CRIT, NULL, NULL, "store-corrupt", "the records database fails "
+			 "its integrity check (%s), and the daemon cannot be told: %s", why,
+			 strerror(errno));
+}
+
+static void unwatch_records(void)
+{
+	corrupt_source = sd_event_source_disable_unref(corrupt_source);
+	for (int i = 0; i < 2; i++) {
+		if (corrupt_pipe[i] >= 0)
+			close(corrupt_pipe[i]);
+		corrupt_pipe[i] = -1;
 	}
 }

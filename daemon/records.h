@@ -33,6 +33,18 @@ int smpl_records_open(struct smpl_daemon *d, char *msg, size_t msg_len);
 void smpl_records_close(struct smpl_daemon *d);
 /* The records cannot take what happened: every unit disarmed, nothing arms until they can. */
 void smpl_daemon_records_failed(struct smpl_daemon *d);
+/*
+ * The records' integrity check, run after READY=1 in a thread by main.c
+ * (store_quick_check()).  First, on the loop: where its verdict comes back.
+ */
+int smpl_records_watch_check(struct smpl_daemon *d);
+/*
+ * From any thread: the check found the records corrupt (or could not run),
+ * @why.  Handed to the loop, which faults every unit (the records_corrupt
+ * upcall), logs why, and refuses every arming until smplaserd starts again
+ * on sound records.
+ */
+void smpl_records_corrupt(struct smpl_daemon *d, const char *why);
 
 /* Queued for the next flush (copied). */
 void smpl_records_pulse(struct smpl_daemon *d, const struct store_pulse *p);
@@ -61,6 +73,9 @@ struct smpl_records_call {
 	int settled;			/* settle: treatments settled */
 	bool counter_back;		/* settle: the counter is below the records */
 	char counter_msg[STORE_MSG_MAX];
+	bool records_missing;		/* settle: the counter is ahead of the records */
+	bool missing_unchecked;		/* settle: not compared (records waiting): again later */
+	char missing_msg[STORE_MSG_MAX];
 };
 
 /* store_treatment_begin() (@t and what it points to are copied; decide runs in the writer). */
@@ -87,6 +102,14 @@ void smpl_records_mark_emitting(struct smpl_daemon *d, int64_t treatment_id, int
 void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint32_t counter,
 				uid_t uid, smpl_records_then then, void *userdata);
 /*
+ * Settling (above) also compares the counter with the records once the
+ * unit's own records are all written (store-restore.h): records_missing, or
+ * missing_unchecked when something still waits for the writer.  This records
+ * the authorized acknowledge of shots beyond the records (@uid).
+ */
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
+			      smpl_records_then then, void *userdata);
+/*
  * The clinical record (issue 16, store-clinical.h), each with its audit
  * record in the same transaction; @then gets the new record's id.  Copied.
  * The endpoint goes after the pulses queued before it (they may be the
@@ -99,7 +122,6 @@ void smpl_records_follow_up(struct smpl_daemon *d, const struct store_follow_up_
 void smpl_records_clear_hold(struct smpl_daemon *d, const char *patient, const char *patch,
 			     const char *note, uid_t uid, smpl_records_then then,
 			     void *userdata);
-
 /*
  * @then once everything queued so far is written (a flush is tried now, also
  * while the store fails): r 0, or -EIO if the store still refuses.

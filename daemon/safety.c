@@ -31,6 +31,7 @@ static const struct {
 	[SMPL_REASON_UNEXPECTED_PULSE]	= { "unexpected-pulse", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_COUNTER_BACK]	= { "counter-went-back", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_RECORDS_FAILED]	= { "records-failed", ERR_PREFIX "DeviceFault", EIO },
+	[SMPL_REASON_RECORDS_MISSING]	= { "records-missing", ERR_PREFIX "DeviceFault", EIO },
 	[SMPL_REASON_BUSY]		= { "busy", ERR_PREFIX "Busy", EBUSY },
 	[SMPL_REASON_INTERLOCK_OPEN]	= { "interlock-open", ERR_PREFIX "InterlockOpen", EHOSTDOWN },
 	[SMPL_REASON_ESTOP]		= { "emergency-stop", ERR_PREFIX "InterlockOpen", EHOSTDOWN },

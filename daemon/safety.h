@@ -68,6 +68,7 @@ enum smpl_reason {
 	SMPL_REASON_UNEXPECTED_PULSE,	/* DeviceFault: a pulse while not armed */
 	SMPL_REASON_COUNTER_BACK,	/* DeviceFault: the unit's shot counter is below the records */
 	SMPL_REASON_RECORDS_FAILED,	/* DeviceFault: the records cannot take what the unit did */
+	SMPL_REASON_RECORDS_MISSING,	/* DeviceFault: the unit's counter is ahead of the records */
 	SMPL_REASON_BUSY,		/* Busy: armed already, or unit not in STANDBY */
 	SMPL_REASON_INTERLOCK_OPEN,	/* InterlockOpen */
 	SMPL_REASON_ESTOP,		/* InterlockOpen: emergency stop pressed */
@@ -308,8 +309,8 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 
 bool smpl_safety_fault_latched(const struct smpl_safety *s);
 /*
- * A fault the daemon found (COUNTER_BACK, RECORDS_FAILED): FAULT, latched
- * until acknowledged.
+ * A fault the daemon found (COUNTER_BACK, RECORDS_FAILED, RECORDS_MISSING):
+ * FAULT, latched until acknowledged.
  */
 enum smpl_action_kind smpl_safety_fault(struct smpl_safety *s, enum smpl_reason r,
 					const char *message, struct smpl_action *a);

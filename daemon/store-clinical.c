@@ -94,7 +94,7 @@ const char store_clinical_schema[] =
 
 static int prepare(struct store *st, sqlite3_stmt **stmt, const char *sql)
 {
-	int rc = sqlite3_prepare_v2(store_sqlite(st), sql, -1, stmt, NULL);
+	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, stmt, NULL);
 
 	return rc == SQLITE_OK ? 0 : store_sql_error(st, rc, "prepare");
 }
@@ -142,7 +142,7 @@ static bool valid_operator(const struct store_operator *op)
 
 static int64_t last_rowid(struct store *st)
 {
-	return sqlite3_last_insert_rowid(store_sqlite(st));
+	return sqlite3_last_insert_rowid(store_db(st));
 }
 
 /* Commit, or undo and keep the first error. */

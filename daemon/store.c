@@ -8,12 +8,14 @@
  * when a late pulse report arrives.
  */
 #include "store.h"
+#include "store-chain.h"
 #include "store-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,14 @@
 
 #define STORE_APPLICATION_ID	0x534d504c	/* "SMPL" */
 #define STORE_BUSY_TIMEOUT_MS	250
+#define STORE_STMT_CACHE	64	/* more than the statements below */
+/*
+ * Each connection's page cache, in KiB: bounded, so that ten years of records
+ * do not grow the daemon (issue 12: 6 MiB RSS with 1M treatments).  The
+ * daemon's queries each touch a few pages of an index; the kernel's page
+ * cache keeps the rest.  No mmap (its pages would count in the RSS).
+ */
+#define STORE_CACHE_KIB		512
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -187,24 +197,39 @@ static const char schema_v3[] =
 	"  BEGIN SELECT RAISE(ABORT, 'records are never changed'); END;";
 
 /*
- * Schema versions 4 and 5 are other branches' (issue 12's indexes, issue 15's
- * hash chain); they take these places when merged.  Version 6 is the
- * clinical record (issue 16, store-clinical.c): it needs only schema 1's
- * sessions and treatments and changes no earlier table, so it runs after
- * any step 4 and 5 (test_clinical_step_needs_only_schema_1).
+ * v4 (issue 12: clinic-scale records): every query of the daemon searches an
+ * index, none reads a table whose size grows with the records:
+ * - a patient's treatments for the rules (S2, at every CheckPatch and Arm):
+ *   treatments_by_patch grows into treatments_by_patient, which holds every
+ *   column EMISSION_EXPR reads, so that the answer comes from a page or two
+ *   of the index rather than a page per treatment;
+ * - the newest arming (S8, at every CheckPatch and Arm): max(armed_ms);
+ * - the open treatment of a unit (at every Arm): only the open ones;
+ * - the sessions a crash left open (at every start): only the open ones.
+ *
+ * v5 is the hash chain (issue 15, store-chain.c).  v6 is the clinical record
+ * (issue 16, store-clinical.c): it needs only schema 1's sessions and
+ * treatments and changes no earlier table, so it runs after steps 4 and 5
+ * (test_clinical_step_needs_only_schema_1).
  */
-static const char schema_v4_placeholder[] = "";
-static const char schema_v5_placeholder[] = "";
+static const char schema_v4[] =
+	"DROP INDEX treatments_by_patch;"
+	"CREATE INDEX treatments_by_patient ON treatments(patient COLLATE NOCASE, patch,"
+	"  session_id, outcome, pulse_count, pulses_recorded, emitting_ms, end_ms,"
+	"  last_pulse_ms, armed_ms);"
+	"CREATE INDEX treatments_by_armed ON treatments(armed_ms);"
+	"CREATE INDEX treatments_open_by_unit ON treatments(unit_serial)"
+	"  WHERE outcome = 'open';"
+	"CREATE INDEX sessions_open ON sessions(id) WHERE state = 'open';";
 
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
 	schema_v3,
-	schema_v4_placeholder,
-	schema_v5_placeholder,
-	store_clinical_schema,
+	schema_v4,
+	store_chain_schema,	/* 5: the hash chain and unit counters (store-chain.c) */
+	store_clinical_schema,	/* 6: the clinical record (store-clinical.c) */
 };
-
 /* ---- the store --------------------------------------------------------- */
 
 struct store {
@@ -217,10 +242,15 @@ struct store {
 	int64_t known_treatment;	/* last id store_add_pulse() found */
 
 	bool log_existed;		/* a -wal file was there before we opened */
+	bool reader;			/* store_open_reader(): never writes */
 
-	sqlite3_stmt *insert_pulse;
-	sqlite3_stmt *add_to_summary;
-	sqlite3_stmt *treatment_exists;
+	/* Every statement of fixed text, prepared once (see prepare()). */
+	struct cached_stmt {
+		const char *sql;	/* a string literal: its address is the key */
+		sqlite3_stmt *stmt;
+		bool busy;		/* in use (a callback may re-enter) */
+	} cache[STORE_STMT_CACHE];
+	size_t n_cached;
 };
 
 static const char *const outcome_names[] = {
@@ -252,6 +282,7 @@ static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
 	[STORE_AUDIT_PATCH] = "patch",
 	[STORE_AUDIT_EYEWEAR] = "eyewear",
 	[STORE_AUDIT_PARAMETERS] = "parameters",
+	[STORE_AUDIT_RECORDS] = "records",
 	[STORE_AUDIT_ENDPOINT] = "endpoint",
 	[STORE_AUDIT_FOLLOW_UP] = "follow-up",
 	[STORE_AUDIT_HOLD] = "hold",
@@ -320,6 +351,8 @@ static int errno_of_sqlite(sqlite3 *db, int rc)
 		return -EINVAL;
 	case SQLITE_TOOBIG:
 		return -E2BIG;
+	case SQLITE_INTERRUPT:
+		return -ECANCELED;
 	default:
 		return -EIO;
 	}
@@ -330,6 +363,30 @@ static int sql_fail(struct store *st, int rc, const char *what)
 {
 	return fail(st, errno_of_sqlite(st->db, rc), "%s: %s: %s", st->path, what,
 		    sqlite3_errmsg(st->db));
+}
+
+/* ---- for the store's other files (store-private.h) ------------------------ */
+
+sqlite3 *store_db(struct store *st)
+{
+	return st->db;
+}
+
+int store_set_error(struct store *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
+	va_end(ap);
+	for (char *c = st->msg; (c = strchr(c, '\n')); )
+		*c = ' ';
+	return err;
+}
+
+int store_sql_error(struct store *st, int rc, const char *what)
+{
+	return sql_fail(st, rc, what);
 }
 
 const char *store_errmsg(const struct store *st)
@@ -354,11 +411,51 @@ static void format_utc(int64_t ms, char *buf, size_t len)
 
 /* ---- small SQL helpers ------------------------------------------------- */
 
+/*
+ * The prepared statement for @sql, which must be a string literal (its
+ * address is the cache key): prepared once and kept, since preparing costs
+ * more than running most of the daemon's queries.  Give it back with
+ * release().  A statement already in use (a callback that calls the store
+ * again) gets a copy of its own, freed by release().
+ */
 static int prepare(struct store *st, sqlite3_stmt **stmt, const char *sql)
 {
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL);
+	struct cached_stmt *c = NULL;
+	int rc;
 
+	for (size_t i = 0; i < st->n_cached && !c; i++)
+		if (st->cache[i].sql == sql)
+			c = &st->cache[i];
+	if (c && !c->busy) {
+		c->busy = true;
+		*stmt = c->stmt;
+		return 0;
+	}
+	if (!c && st->n_cached < STORE_STMT_CACHE) {
+		rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL);
+		if (rc != SQLITE_OK)
+			return sql_fail(st, rc, "prepare");
+		st->cache[st->n_cached++] = (struct cached_stmt){ sql, *stmt, true };
+		return 0;
+	}
+	rc = sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL);
 	return rc == SQLITE_OK ? 0 : sql_fail(st, rc, "prepare");
+}
+
+/* Done with a statement of prepare(): reset (ending its read) or freed. */
+static void release(struct store *st, sqlite3_stmt *stmt)
+{
+	for (size_t i = 0; i < st->n_cached; i++) {
+		struct cached_stmt *c = &st->cache[i];
+
+		if (c->stmt == stmt && c->busy) {
+			sqlite3_reset(stmt);
+			sqlite3_clear_bindings(stmt);
+			c->busy = false;
+			return;
+		}
+	}
+	sqlite3_finalize(stmt);
 }
 
 /* Run SQL without results; a failure's message says what it was doing. */
@@ -403,7 +500,7 @@ static int query_int64(struct store *st, const char *sql, int64_t *value, bool *
 	} else {
 		err = rc == SQLITE_DONE ? fail(st, -EIO, "%s: no result", sql) : sql_fail(st, rc, sql);
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -548,21 +645,20 @@ static int check_integrity(struct store *st)
 	int rc, err = prepare(st, &stmt, "PRAGMA quick_check(1)");
 
 	if (err == -EUCLEAN)
-		return fail(st, err, "%s is corrupt (%s); refusing to use it",
-			    st->path, sqlite3_errmsg(st->db));
+		return fail(st, err, "%s is corrupt (%s)", st->path, sqlite3_errmsg(st->db));
 	if (err)
 		return fail(st, err, "cannot check %s (%s)", st->path, sqlite3_errmsg(st->db));
 	rc = sqlite3_step(stmt);
 	if (rc != SQLITE_ROW) {
 		err = errno_of_sqlite(st->db, rc);
-		err = fail(st, err, err == -EUCLEAN ? "%s is corrupt (%s); refusing to use it"
-						    : "cannot check %s (%s)",
-			   st->path, sqlite3_errmsg(st->db));
+		err = fail(st, err, err == -EUCLEAN ? "%s is corrupt (%s)" :
+			   err == -ECANCELED ? "%s: integrity check cancelled (%s)" :
+			   "cannot check %s (%s)", st->path, sqlite3_errmsg(st->db));
 	} else if (strcmp(column_text(stmt, 0), "ok") != 0) {
-		err = fail(st, -EUCLEAN, "%s is corrupt (quick_check: %s); refusing to use it",
-			   st->path, column_text(stmt, 0));
+		err = fail(st, -EUCLEAN, "%s is corrupt (quick_check: %s)", st->path,
+			   column_text(stmt, 0));
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -603,6 +699,19 @@ static int identify(struct store *st, int *version)
 	return 0;
 }
 
+/* Bounded caches (STORE_CACHE_KIB), no mmap: for every connection. */
+static int bound_caches(struct store *st)
+{
+	char sql[64];
+	int err;
+
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", STORE_CACHE_KIB);
+	err = exec(st, sql);
+	if (!err)
+		err = exec(st, "PRAGMA mmap_size = 0");
+	return err;
+}
+
 static int configure_connection(struct store *st)
 {
 	struct store_settings s;
@@ -613,6 +722,8 @@ static int configure_connection(struct store *st)
 		err = exec(st, "PRAGMA synchronous = FULL");
 	if (!err)
 		err = exec(st, "PRAGMA foreign_keys = ON");
+	if (!err)
+		err = bound_caches(st);
 	if (!err)
 		err = store_get_settings(st, &s);
 	if (err)
@@ -657,28 +768,6 @@ static int migrate(struct store *st, int from, int to)
 	return 0;
 }
 
-static int prepare_hot_statements(struct store *st)
-{
-	int err;
-
-	err = prepare(st, &st->insert_pulse,
-		      "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot,"
-		      "  measured_uj, set_uj)"
-		      " SELECT id, unit_serial, ?2, ?3, ?4, ?5 FROM treatments WHERE id = ?1"
-		      " ON CONFLICT (unit_serial, shot) DO NOTHING");
-	if (!err)
-		err = prepare(st, &st->add_to_summary,
-			      "UPDATE treatments SET pulses_recorded = pulses_recorded + ?2,"
-			      "  energy_min_uj = min(coalesce(energy_min_uj, ?3), ?3),"
-			      "  energy_max_uj = max(coalesce(energy_max_uj, ?4), ?4),"
-			      "  energy_sum_uj = energy_sum_uj + ?5,"
-			      "  last_pulse_ms = max(coalesce(last_pulse_ms, ?6), ?6)"
-			      " WHERE id = ?1");
-	if (!err)
-		err = prepare(st, &st->treatment_exists, "SELECT 1 FROM treatments WHERE id = ?1");
-	return err;
-}
-
 static bool file_exists_with_suffix(const char *path, const char *suffix, off_t *size)
 {
 	char name[PATH_MAX];
@@ -713,12 +802,11 @@ static void free_store(struct store *st, bool refused)
 {
 	if (!st)
 		return;
-	sqlite3_finalize(st->insert_pulse);
-	sqlite3_finalize(st->add_to_summary);
-	sqlite3_finalize(st->treatment_exists);
+	for (size_t i = 0; i < st->n_cached; i++)
+		sqlite3_finalize(st->cache[i].stmt);
 	if (st->db) {
 		sqlite3_close(st->db);
-		if (refused && st->path)
+		if (refused && st->path && !st->reader)
 			remove_empty_log_we_created(st);
 	}
 	free(st->batch);
@@ -732,74 +820,99 @@ static void copy_msg(char *msg, size_t msg_len, const char *text)
 		snprintf(msg, msg_len, "%s", text);
 }
 
-/*
- * Open up to the point where the schema version is known and checked.
- *
- * A reader opens what the writer of the same process made and checked, and
- * no more: no open() and close() of its own on the file, which would drop
- * every POSIX lock the process holds on it (fcntl(2)).  Another process
- * closing its last connection would then find the database unused and
- * delete the log the writer still appends to.
- */
-static int open_checked(struct store **out, const char *state_dir, int *version, bool reader)
+enum open_mode {
+	OPEN_WRITER,		/* store_open(): created if missing, migrated */
+	OPEN_READER,		/* store_open_reader(): read only, migrated already */
+	OPEN_CHECK,		/* store_quick_check(): read only, anything */
+};
+
+/* The file must be there for reading: a regular file, not a link. */
+static int check_db_file(struct store *st)
 {
+	struct stat sb;
+
+	if (lstat(st->path, &sb) < 0)
+		return fail(st, -errno, "cannot use %s: %s", st->path, strerror(errno));
+	if (S_ISDIR(sb.st_mode))
+		return fail(st, -EISDIR, "%s is a directory, not a records database", st->path);
+	if (!S_ISREG(sb.st_mode))
+		return fail(st, -EINVAL, "%s is not a regular file (symlink, device or fifo?)",
+			    st->path);
+	return 0;
+}
+
+/*
+ * Open up to the point where the schema version is known and checked
+ * (OPEN_CHECK: only opened).  The integrity of the whole file is not checked
+ * here: that reads every page, seconds for a clinic's records, and is the
+ * job of store_quick_check(), which the daemon runs after it is ready.
+ *
+ * A reader (and the check) opens what the writer of the same process made,
+ * and no more: no open() and close() of its own on the file (lstat only),
+ * which would drop every POSIX lock the process holds on it (fcntl(2)).
+ * Another process closing its last connection would then find the database
+ * unused and delete the log the writer still appends to.
+ */
+static int open_checked(struct store **out, const char *state_dir, int *version,
+			enum open_mode mode)
+{
+	int flags = SQLITE_OPEN_NOFOLLOW;
 	struct store *st;
 	int rc, err;
 
 	*out = st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	st->reader = mode != OPEN_WRITER;
 	if (!nonempty(state_dir))
 		return fail(st, -EINVAL, "no state directory given");
 	if (asprintf(&st->path, "%s/%s", state_dir, STORE_DB_NAME) < 0) {
 		st->path = NULL;
 		return fail(st, -ENOMEM, "out of memory");
 	}
-	if (!reader) {
+	if (mode == OPEN_WRITER) {
 		err = make_state_dir(st, state_dir);
 		if (!err)
 			err = prepare_db_file(st, state_dir);
-		if (err)
-			return err;
+		flags |= SQLITE_OPEN_READWRITE;
+	} else {
+		err = check_db_file(st);
+		flags |= SQLITE_OPEN_READONLY;
 	}
+	if (err)
+		return err;
 
 	st->log_existed = file_exists_with_suffix(st->path, "-wal", NULL);
-	rc = sqlite3_open_v2(st->path, &st->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
+	rc = sqlite3_open_v2(st->path, &st->db, flags, NULL);
 	if (rc != SQLITE_OK)
 		return fail(st, errno_of_sqlite(st->db, rc), "cannot open %s: %s",
 			    st->path, st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
 	/*
-	 * Nothing may write before the file is known good: not even the
+	 * Nothing may write before the file is known to be ours: not even the
 	 * checkpoint SQLite runs when the last connection closes, which would
 	 * copy a log left by a crash into a database we refuse.
 	 */
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	rc = store_chain_register(st->db);	/* the triggers of the chain call them */
+	if (rc != SQLITE_OK)
+		return sql_fail(st, rc, "register the chain's functions");
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	if (mode == OPEN_CHECK)
+		return 0;
 	err = identify(st, version);
-	if (!err && *version > 0 && !reader)
-		err = check_integrity(st);
-	if (!err)
+	if (!err && mode == OPEN_READER && *version != STORE_SCHEMA_VERSION)
+		err = fail(st, -ESTALE, "%s has schema version %d, not %d: open it for writing "
+			   "first (store_open migrates it)", st->path, *version,
+			   STORE_SCHEMA_VERSION);
+	if (!err && mode == OPEN_WRITER)
 		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
 	return err;
 }
 
-int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_len)
+/* Hands the outcome of an open to the caller: *out and msg. */
+static int open_done(struct store *st, int err, struct store **out, char *msg, size_t msg_len)
 {
-	struct store *st;
-	int version = 0, err;
-
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	err = open_checked(&st, state_dir, &version, false);
-	if (!err)
-		err = configure_connection(st);
-	if (!err)
-		err = migrate(st, version, STORE_SCHEMA_VERSION);
-	if (!err)
-		err = prepare_hot_statements(st);
 	if (err) {
 		copy_msg(msg, msg_len, st ? st->msg : "out of memory");
 		free_store(st, true);
@@ -811,25 +924,20 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 	return 0;
 }
 
-int store_create_at_version(const char *state_dir, int version, char *msg, size_t msg_len)
+int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_len)
 {
 	struct store *st;
-	int have = 0, err;
+	int version = 0, err;
 
-	if (version < 1 || version > STORE_SCHEMA_VERSION) {
-		copy_msg(msg, msg_len, "no such schema version");
+	if (!out)
 		return -EINVAL;
-	}
-	err = open_checked(&st, state_dir, &have, false);
-	if (!err && have != 0)
-		err = fail(st, -EEXIST, "%s already exists", st->path);
+	*out = NULL;
+	err = open_checked(&st, state_dir, &version, OPEN_WRITER);
 	if (!err)
 		err = configure_connection(st);
 	if (!err)
-		err = migrate(st, 0, version);
-	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
-	free_store(st, err != 0);
-	return err;
+		err = migrate(st, version, STORE_SCHEMA_VERSION);
+	return open_done(st, err, out, msg, msg_len);
 }
 
 int store_open_reader(struct store **out, const char *state_dir, char *msg, size_t msg_len)
@@ -840,24 +948,64 @@ int store_open_reader(struct store **out, const char *state_dir, char *msg, size
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	err = open_checked(&st, state_dir, &version, true);
-	if (!err && version != STORE_SCHEMA_VERSION)
-		err = fail(st, -ESTALE, "%s is at schema version %d, not %d", st->path, version,
-			   STORE_SCHEMA_VERSION);
+	err = open_checked(&st, state_dir, &version, OPEN_READER);
+	if (!err)
+		err = bound_caches(st);
+	if (!err)
+		err = exec(st, "PRAGMA query_only = ON");
+	return open_done(st, err, out, msg, msg_len);
+}
+
+/* store_quick_check_cancel(true): running checks stop at their next progress call. */
+static atomic_bool quick_check_cancelled;
+
+void store_quick_check_cancel(bool cancel)
+{
+	atomic_store(&quick_check_cancelled, cancel);
+}
+
+static int quick_check_progress(void *ctx)
+{
+	(void)ctx;
+	return atomic_load(&quick_check_cancelled) ? 1 : 0;
+}
+
+int store_quick_check(const char *state_dir, char *msg, size_t msg_len)
+{
+	struct store *st;
+	int err;
+
+	err = open_checked(&st, state_dir, NULL, OPEN_CHECK);
+	if (!err) {
+		/* It reads every page once: a big cache would only grow the daemon. */
+		sqlite3_exec(st->db, "PRAGMA cache_size = -128", NULL, NULL, NULL);
+		sqlite3_progress_handler(st->db, 10000, quick_check_progress, NULL);
+		err = check_integrity(st);
+	}
+	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
+	free_store(st, false);
+	return err;
+}
+
+int store_create_at_version(const char *state_dir, int version, char *msg, size_t msg_len)
+{
+	struct store *st;
+	int have = 0, err;
+
+	if (version < 1 || version > STORE_SCHEMA_VERSION) {
+		copy_msg(msg, msg_len, "no such schema version");
+		return -EINVAL;
+	}
+	err = open_checked(&st, state_dir, &have, OPEN_WRITER);
+	if (!err && have != 0)
+		err = fail(st, -EEXIST, "%s already exists", st->path);
 	if (!err)
 		err = configure_connection(st);
 	if (!err)
-		err = exec(st, "PRAGMA query_only = ON");
-	if (!err)
-		err = prepare_hot_statements(st);
-	if (err) {
-		copy_msg(msg, msg_len, st ? st->msg : "out of memory");
-		free_store(st, false);	/* the log is the writer's */
-		return err;
-	}
-	st->msg[0] = '\0';
-	*out = st;
-	return 0;
+		err = migrate(st, 0, version);
+	copy_msg(msg, msg_len, st ? st->msg : "out of memory");
+	free_store(st, err != 0);
+	return err;
 }
 
 void store_close(struct store *st)
@@ -880,7 +1028,7 @@ int store_get_settings(struct store *st, struct store_settings *out)
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
 		snprintf(out->journal_mode, sizeof(out->journal_mode), "%s", column_text(stmt, 0));
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	if (rc != SQLITE_ROW)
 		return sql_fail(st, rc, "PRAGMA journal_mode");
 
@@ -896,7 +1044,10 @@ int store_get_settings(struct store *st, struct store_settings *out)
 	if (err)
 		return err;
 	out->schema_version = (int)v;
-	return 0;
+	err = query_int64(st, "PRAGMA cache_size", &out->cache_size, NULL);
+	if (!err)
+		err = query_int64(st, "PRAGMA mmap_size", &out->mmap_size, NULL);
+	return err;
 }
 
 /* ---- units ------------------------------------------------------------- */
@@ -922,7 +1073,7 @@ int store_unit_seen(struct store *st, const char *serial, const char *model,
 	sqlite3_bind_text(stmt, 3, firmware, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(stmt, 4, now_ms);
 	err = step_done(st, stmt, "record unit");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -951,7 +1102,7 @@ int store_get_unit(struct store *st, const char *serial, store_unit_cb cb, void 
 		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "unit %s is not known", serial)
 					: sql_fail(st, rc, "read unit");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -978,7 +1129,7 @@ int store_session_begin(struct store *st, const char *patient, const char *unit_
 	sqlite3_bind_text(stmt, 4, op->name, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(stmt, 5, now_ms);
 	err = step_done(st, stmt, "begin session");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	if (err == -EINVAL && sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
 		return fail(st, -ENOENT, "unit %s is not known (record it first)", unit_serial);
 	if (!err)
@@ -1003,7 +1154,7 @@ int store_session_end(struct store *st, int64_t session_id, enum store_session_s
 	sqlite3_bind_int64(stmt, 3, now_ms);
 	bind_free_text(stmt, 4, notes);
 	err = step_done(st, stmt, "end session");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	if (err || sqlite3_changes(st->db) == 1)
 		return err;
 
@@ -1015,7 +1166,7 @@ int store_session_end(struct store *st, int64_t session_id, enum store_session_s
 	sqlite3_bind_int64(stmt, 1, session_id);
 	if (sqlite3_step(stmt) == SQLITE_ROW)
 		exists = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return exists ? fail(st, -EALREADY, "session %lld is already closed", (long long)session_id)
 		      : fail(st, -ENOENT, "no session %lld", (long long)session_id);
 }
@@ -1031,7 +1182,7 @@ int store_sessions_interrupt_open(struct store *st, int64_t now_ms)
 		return err;
 	sqlite3_bind_int64(stmt, 1, now_ms);
 	err = step_done(st, stmt, "interrupt open sessions");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err ? err : sqlite3_changes(st->db);
 }
 
@@ -1065,7 +1216,7 @@ int store_get_session(struct store *st, int64_t session_id, store_session_cb cb,
 		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no session %lld", (long long)session_id)
 					: sql_fail(st, rc, "read session");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1073,15 +1224,17 @@ int store_get_session(struct store *st, int64_t session_id, store_session_cb cb,
 
 static int check_treatment_exists(struct store *st, int64_t id)
 {
-	sqlite3_stmt *stmt = st->treatment_exists;
-	int rc;
+	sqlite3_stmt *stmt;
+	int rc, err;
 
 	if (id > 0 && id == st->known_treatment)
 		return 0;	/* treatments are never deleted */
-	sqlite3_reset(stmt);
+	err = prepare(st, &stmt, "SELECT 1 FROM treatments WHERE id = ?1");
+	if (err)
+		return err;
 	sqlite3_bind_int64(stmt, 1, id);
 	rc = sqlite3_step(stmt);
-	sqlite3_reset(stmt);
+	release(st, stmt);
 	if (rc == SQLITE_ROW) {
 		st->known_treatment = id;
 		return 0;
@@ -1186,24 +1339,29 @@ static int record_shot_clash(struct store *st, const struct store_pulse *p, bool
 		.unit_serial = column_text(stmt, 1), .reason = "shot-number-reused",
 		.detail = detail });
 out:
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
 /* Insert one pulse; *counts false if it was a repeated report. */
 static int insert_pulse(struct store *st, const struct store_pulse *p, bool *counts)
 {
-	sqlite3_stmt *ins = st->insert_pulse;
+	sqlite3_stmt *ins;
 	int err;
 
-	sqlite3_reset(ins);
+	err = prepare(st, &ins, "INSERT INTO pulses (treatment_id, unit_serial, host_ms, shot,"
+		      "  measured_uj, set_uj)"
+		      " SELECT id, unit_serial, ?2, ?3, ?4, ?5 FROM treatments WHERE id = ?1"
+		      " ON CONFLICT (unit_serial, shot) DO NOTHING");
+	if (err)
+		return err;
 	sqlite3_bind_int64(ins, 1, p->treatment_id);
 	sqlite3_bind_int64(ins, 2, p->host_ms);
 	sqlite3_bind_int64(ins, 3, p->shot);
 	sqlite3_bind_int64(ins, 4, p->measured_uj);
 	sqlite3_bind_int64(ins, 5, p->set_uj);
 	err = step_done(st, ins, "record pulse");
-	sqlite3_reset(ins);
+	release(st, ins);
 	if (err)
 		return err;
 	*counts = true;
@@ -1236,10 +1394,17 @@ static void add_to_summaries(struct pulse_summary *sums, size_t *n, const struct
 
 static int write_summary(struct store *st, const struct pulse_summary *s)
 {
-	sqlite3_stmt *sum = st->add_to_summary;
+	sqlite3_stmt *sum;
 	int err;
 
-	sqlite3_reset(sum);
+	err = prepare(st, &sum, "UPDATE treatments SET pulses_recorded = pulses_recorded + ?2,"
+		      "  energy_min_uj = min(coalesce(energy_min_uj, ?3), ?3),"
+		      "  energy_max_uj = max(coalesce(energy_max_uj, ?4), ?4),"
+		      "  energy_sum_uj = energy_sum_uj + ?5,"
+		      "  last_pulse_ms = max(coalesce(last_pulse_ms, ?6), ?6)"
+		      " WHERE id = ?1");
+	if (err)
+		return err;
 	sqlite3_bind_int64(sum, 1, s->treatment_id);
 	sqlite3_bind_int64(sum, 2, s->count);
 	sqlite3_bind_int64(sum, 3, s->min_uj);
@@ -1247,7 +1412,7 @@ static int write_summary(struct store *st, const struct pulse_summary *s)
 	sqlite3_bind_int64(sum, 5, s->sum_uj);
 	sqlite3_bind_int64(sum, 6, s->last_ms);
 	err = step_done(st, sum, "update pulse summary");
-	sqlite3_reset(sum);
+	release(st, sum);
 	return err;
 }
 
@@ -1310,7 +1475,7 @@ int store_treatment_pulses(struct store *st, int64_t treatment_id, store_pulse_c
 			break;
 	}
 	err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read pulses");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1408,7 +1573,7 @@ static int read_open_session(struct store *st, int64_t id, char **patient, char 
 	else if (!(*patient = strdup(column_text(stmt, 0))) ||
 		 !(*unit = strdup(column_text(stmt, 1))))
 		err = fail(st, -ENOMEM, "out of memory");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1429,7 +1594,7 @@ static int refuse_if_unit_busy(struct store *st, const char *unit)
 			   unit, (long long)sqlite3_column_int64(stmt, 0), column_text(stmt, 1));
 	else if (rc != SQLITE_DONE)
 		err = sql_fail(st, rc, "look for open treatments");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1454,7 +1619,7 @@ static int last_emission_except(struct store *st, const char *patient, const cha
 	} else {
 		err = sql_fail(st, rc, "last emission");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1507,13 +1672,16 @@ static int insert_treatment(struct store *st, const struct store_treatment_start
 	sqlite3_bind_int64(stmt, 15, t->armed_rtc_s);
 	sqlite3_bind_int64(stmt, 16, t->shot_at_arm);
 	err = step_done(st, stmt, "record treatment");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
-/* One value of a query bound to (patient, patch, session); NULL -> *is_null. */
+/*
+ * The values of a one-row query bound to (patient, patch, session): the
+ * first (of @n) -1 when NULL.
+ */
 static int facts_query(struct store *st, const char *sql, const char *patient,
-		       const char *patch, int64_t session_id, int64_t *v1, int64_t *v2)
+		       const char *patch, int64_t session_id, int64_t *v, int n)
 {
 	sqlite3_stmt *stmt;
 	int rc, err;
@@ -1526,45 +1694,86 @@ static int facts_query(struct store *st, const char *sql, const char *patient,
 	sqlite3_bind_int64(stmt, 3, session_id);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW) {
-		*v1 = sqlite3_column_type(stmt, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(stmt, 0);
-		if (v2)
-			*v2 = sqlite3_column_int64(stmt, 1);
+		for (int i = 0; i < n; i++)
+			v[i] = sqlite3_column_int64(stmt, i);
+		if (sqlite3_column_type(stmt, 0) == SQLITE_NULL)
+			v[0] = -1;
 	} else {
 		err = sql_fail(st, rc, "read the patch's records");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
+}
+
+/* Outside a transaction, the queries of one answer read one snapshot. */
+static int begin_read(struct store *st, bool *began)
+{
+	sqlite3_stmt *stmt;
+	int err;
+
+	*began = false;
+	if (!sqlite3_get_autocommit(st->db))
+		return 0;	/* inside the caller's */
+	err = prepare(st, &stmt, "BEGIN");
+	if (!err)
+		err = step_done(st, stmt, "BEGIN");
+	if (!err)
+		release(st, stmt);
+	*began = !err;
+	return err;
+}
+
+static int end_read(struct store *st, bool began, int err)
+{
+	sqlite3_stmt *stmt;
+
+	if (!began)
+		return err;
+	if (err)
+		return rollback(st, err);
+	err = prepare(st, &stmt, "COMMIT");
+	if (!err) {
+		err = step_done(st, stmt, "COMMIT");
+		release(st, stmt);
+	}
+	return err ? rollback(st, err) : 0;
 }
 
 int store_patch_facts(struct store *st, const char *patient, const char *patch,
 		      int64_t session_id, struct store_patch_facts *out)
 {
-	int64_t last, count, first, pulses;
+	int64_t v[3], pulses;	/* last emission of the patch, first of the patient, count */
+	bool began;
 	int err;
 
 	if (!nonempty(patient) || !nonempty(patch) || !out)
 		return fail(st, -EINVAL, "patch facts need a patient and a patch");
 	*out = (struct store_patch_facts){ 0 };
-	/* This session's own treatments of this patch are one visit, not history. */
-	err = facts_query(st, "SELECT max(" EMISSION_EXPR ") FROM treatments"
-			  " WHERE patient = ?1 COLLATE NOCASE AND patch = ?2 AND session_id != ?3",
-			  patient, patch, session_id, &last, NULL);
+	err = begin_read(st, &began);
+	/*
+	 * One pass over the patient's treatments, all in the covering index
+	 * treatments_by_patient.  This session's own treatments of this patch
+	 * are one visit, not history.
+	 */
 	if (!err)
-		err = facts_query(st, "SELECT min(e), count(e) FROM (SELECT " EMISSION_EXPR " AS e"
-				  " FROM treatments WHERE patient = ?1 COLLATE NOCASE"
-				  "  AND NOT (session_id = ?3 AND patch = ?2))",
-				  patient, patch, session_id, &first, &count);
+		err = facts_query(st, "SELECT max(CASE WHEN patch = ?2 AND session_id != ?3 THEN e END),"
+				  " count(CASE WHEN NOT (session_id = ?3 AND patch = ?2) THEN e END),"
+				  " min(CASE WHEN NOT (session_id = ?3 AND patch = ?2) THEN e END)"
+				  " FROM (SELECT " EMISSION_EXPR " AS e, patch, session_id"
+				  "  FROM treatments WHERE patient = ?1 COLLATE NOCASE)",
+				  patient, patch, session_id, v, 3);
 	if (!err)
 		err = facts_query(st, "SELECT coalesce(sum(max(coalesce(pulse_count, 0),"
 				  "  pulses_recorded)), 0) FROM treatments"
 				  " WHERE session_id = ?3 AND patch = ?2 AND ?1 IS NOT NULL",
-				  patient, patch, session_id, &pulses, NULL);
+				  patient, patch, session_id, &pulses, 1);
+	err = end_read(st, began, err);
 	if (err)
 		return err;
-	out->patch_emitted = last >= 0;
-	out->patch_last_emission_ms = last >= 0 ? last : 0;
-	out->patient_treatments = (uint32_t)count;
-	out->patient_first_emission_ms = first >= 0 ? first : 0;
+	out->patch_emitted = v[0] >= 0;
+	out->patch_last_emission_ms = v[0] >= 0 ? v[0] : 0;
+	out->patient_treatments = (uint32_t)v[1];
+	out->patient_first_emission_ms = v[2];	/* min() of none: NULL, 0 */
 	out->session_patch_pulses = pulses > UINT32_MAX ? UINT32_MAX : (uint32_t)pulses;
 	return store_clinical_facts(st, patient, patch, out);	/* issue 16 */
 }
@@ -1613,7 +1822,7 @@ static int unit_high_water(struct store *st, const char *unit, uint32_t *shot, b
 	} else {
 		err = sql_fail(st, rc, "read the unit's highest shot");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1634,7 +1843,7 @@ static int counter_reset_accepted(struct store *st, const char *unit, uint32_t h
 	*accepted = rc == SQLITE_ROW;
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		err = sql_fail(st, rc, "read counter resets");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1688,7 +1897,7 @@ int store_counter_reset(struct store *st, const char *unit_serial, uint32_t coun
 		sqlite3_bind_int64(stmt, 5, op->uid);
 		sqlite3_bind_text(stmt, 6, op->name, -1, SQLITE_TRANSIENT);
 		err = step_done(st, stmt, "record the counter reset");
-		sqlite3_finalize(stmt);
+		release(st, stmt);
 	}
 	if (!err)
 		err = commit(st);
@@ -1718,7 +1927,7 @@ static int settle_earlier(struct store *st, const char *unit, uint32_t shot_at_a
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
 		ids[n++] = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	if (rc != SQLITE_DONE)
 		return sql_fail(st, rc, "look for treatments to settle");
 	for (size_t i = 0; i < n && !err; i++) {
@@ -1752,6 +1961,8 @@ int store_treatment_begin(struct store *st, const struct store_treatment_start *
 	if (!err)
 		err = refuse_if_counter_went_back(st, unit, t->shot_at_arm);
 	if (!err)
+		err = store_refuse_if_records_missing(st, unit);
+	if (!err)
 		err = settle_earlier(st, unit, t->shot_at_arm, t->armed_ms);
 	if (!err)
 		err = refuse_if_cooling_down(st, t, patient);
@@ -1782,7 +1993,7 @@ int store_treatment_mark_emitting(struct store *st, int64_t treatment_id, int64_
 	sqlite3_bind_int64(stmt, 1, treatment_id);
 	sqlite3_bind_int64(stmt, 2, when_ms);
 	err = step_done(st, stmt, "record the emission");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1808,7 +2019,7 @@ static int read_treatment_state(struct store *st, int64_t id, enum store_outcome
 		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
 					: sql_fail(st, rc, "read treatment");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1838,7 +2049,7 @@ static int close_treatment(struct store *st, int64_t id, enum store_outcome outc
 		sqlite3_bind_null(stmt, 6);
 	}
 	err = step_done(st, stmt, "close treatment");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1896,7 +2107,7 @@ static int next_arming_counter(struct store *st, int64_t treatment_id, uint32_t 
 		*shot = (uint32_t)sqlite3_column_int64(stmt, 0);
 	else if (rc != SQLITE_DONE)
 		err = sql_fail(st, rc, "look for later treatments");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1921,7 +2132,7 @@ static int read_settle_state(struct store *st, int64_t id, char **unit, bool *en
 		err = rc == SQLITE_DONE ? fail(st, -ENOENT, "no treatment %lld", (long long)id)
 					: sql_fail(st, rc, "read treatment");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -1940,7 +2151,7 @@ static int set_end_counter(struct store *st, int64_t id, uint32_t shot_at_end,
 	sqlite3_bind_int64(stmt, 2, shot_at_end);
 	sqlite3_bind_int64(stmt, 3, (int64_t)shot_at_end - shot_at_arm);
 	err = step_done(st, stmt, "record the end counter");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -2019,7 +2230,7 @@ int store_get_treatment(struct store *st, int64_t treatment_id, store_treatment_
 		return err;
 	sqlite3_bind_int64(stmt, 1, treatment_id);
 	n = visit_treatments(st, stmt, cb, ctx);
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	if (n == 0)
 		return fail(st, -ENOENT, "no treatment %lld", (long long)treatment_id);
 	return n < 0 ? n : 0;
@@ -2036,7 +2247,7 @@ int store_patient_history(struct store *st, const char *patient, store_treatment
 		return err;
 	bind_text_or_null(stmt, 1, patient);
 	n = visit_treatments(st, stmt, cb, ctx);
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return n;
 }
 
@@ -2046,14 +2257,25 @@ int store_unsettled_treatments(struct store *st, const char *unit_serial, store_
 	sqlite3_stmt *stmt;
 	int n, err;
 
-	err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
-		      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
-		      "  AND (?1 IS NULL OR unit_serial = ?1) ORDER BY armed_ms, id");
+	/*
+	 * Through the partial index treatments_unsettled, which holds only these
+	 * (its condition is the first term), then sorted: "+armed_ms" keeps the
+	 * planner from reading every treatment in treatments_by_armed's order.
+	 */
+	if (unit_serial)
+		err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
+			      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
+			      "  AND unit_serial = ?1 ORDER BY +armed_ms, id");
+	else
+		err = prepare(st, &stmt, "SELECT " TREATMENT_COLUMNS " FROM treatments"
+			      " WHERE (outcome IN ('open', 'unknown') OR shot_at_end IS NULL)"
+			      " ORDER BY +armed_ms, id");
 	if (err)
 		return err;
-	bind_text_or_null(stmt, 1, unit_serial);
+	if (unit_serial)
+		sqlite3_bind_text(stmt, 1, unit_serial, -1, SQLITE_TRANSIENT);
 	n = visit_treatments(st, stmt, cb, ctx);
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return n;
 }
 
@@ -2089,7 +2311,7 @@ int store_patient_summary(struct store *st, const char *patient,
 	} else {
 		err = sql_fail(st, rc, "patient summary");
 	}
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -2130,7 +2352,7 @@ static int insert_audit(struct store *st, const struct store_audit *a)
 	bind_free_text(stmt, 7, a->reason);
 	bind_free_text(stmt, 8, a->detail);
 	err = step_done(st, stmt, "record audit");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
@@ -2163,7 +2385,7 @@ int store_audit_once(struct store *st, const struct store_audit *a)
 	bind_free_text(stmt, 6, a->reason);
 	bind_free_text(stmt, 7, a->detail);
 	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	if (rc == SQLITE_ROW)
 		return 1;
 	if (rc != SQLITE_DONE)
@@ -2199,33 +2421,11 @@ int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void
 			break;
 	}
 	err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read audit");
-	sqlite3_finalize(stmt);
+	release(st, stmt);
 	return err;
 }
 
-/* ---- for the store's other files (store-private.h) --------------------- */
-
-sqlite3 *store_sqlite(struct store *st)
-{
-	return st->db;
-}
-
-int store_set_error(struct store *st, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
-	va_end(ap);
-	for (char *c = st->msg; (c = strchr(c, '\n')); )
-		*c = ' ';
-	return err;
-}
-
-int store_sql_error(struct store *st, int rc, const char *what)
-{
-	return sql_fail(st, rc, what);
-}
+/* ---- transactions for the store's other files (store-private.h) -------- */
 
 int store_tx_begin(struct store *st)
 {
@@ -2247,4 +2447,47 @@ int store_tx_audit(struct store *st, const struct store_audit *a)
 	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
 		return fail(st, -EINVAL, "bad audit record");
 	return insert_audit(st, a);
+}
+
+/* ---- testing ----------------------------------------------------------- */
+
+int store_query_plans(struct store *st, store_plan_cb cb, void *ctx)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < st->n_cached; i++) {
+		const char *sql = st->cache[i].sql;
+		sqlite3_stmt *stmt;
+		char *explain;
+		int rc;
+
+		if (strncmp(sql, "PRAGMA", 6) == 0)
+			continue;
+		if (asprintf(&explain, "EXPLAIN QUERY PLAN %s", sql) < 0)
+			return fail(st, -ENOMEM, "out of memory");
+		rc = sqlite3_prepare_v2(st->db, explain, -1, &stmt, NULL);
+		free(explain);
+		if (rc != SQLITE_OK)
+			return sql_fail(st, rc, "explain");
+		n++;
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+			if (cb(sql, column_text(stmt, 3), ctx))
+				break;
+		sqlite3_finalize(stmt);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return sql_fail(st, rc, "explain");
+	}
+	return n;
+}
+
+int store_query_steps(struct store *st, bool reset, store_steps_cb cb, void *ctx)
+{
+	for (size_t i = 0; i < st->n_cached; i++) {
+		sqlite3_stmt *stmt = st->cache[i].stmt;
+		int steps = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_VM_STEP, reset);
+
+		if (cb && cb(st->cache[i].sql, (uint64_t)steps, ctx))
+			break;
+	}
+	return (int)st->n_cached;
 }

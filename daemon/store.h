@@ -4,9 +4,16 @@
  *
  * One SQLite database, <state_dir>/records.db (created 0600), in WAL mode with
  * synchronous=FULL and foreign keys on; schema-versioned (PRAGMA user_version)
- * with migrations; checked with PRAGMA quick_check at every open.  A corrupt,
- * unreadable, foreign or newer-version database is refused with a negative
- * errno and a message; it is never recreated or modified.
+ * with migrations.  An unreadable, foreign or newer-version database, or one
+ * whose header or schema is damaged, is refused at open with a negative errno
+ * and a message; it is never recreated or modified.  The whole file's
+ * integrity (PRAGMA quick_check, which reads every page: seconds for a
+ * clinic's ten years) is checked by store_quick_check(), which the daemon
+ * runs in the background once it is ready, refusing to arm if it fails.
+ *
+ * Every query the daemon makes uses an index (tests/unit/test_store.c checks
+ * the plans), so that its cost grows with the log of the records, not with
+ * them; each connection's page cache is bounded (512 KiB, no mmap).
  *
  * Conventions
  * - Every function returns 0 (or a documented count / flag >= 0) on success and
@@ -15,7 +22,10 @@
  *   times are the unit's battery-backed clock in seconds ("_rtc_s").
  * - Strings passed in are copied; strings handed to callbacks point into the
  *   store and are valid only during the callback.
- * - Not thread-safe: one struct store per thread (the daemon's main loop).
+ * - A struct store is used by one thread at a time.  Several connections to
+ *   the same database may live in one process (say a writer thread's
+ *   store_open() and the event loop's store_open_reader()), and other
+ *   processes may share it: SQLite's WAL locking orders them.
  *
  * S3 contract: store_treatment_begin() returns only after the treatment row is
  * committed and fsync'd.  The daemon arms the unit only after it returned 0.
@@ -31,7 +41,8 @@
 #include <stdint.h>
 
 #define STORE_DB_NAME		"records.db"
-#define STORE_SCHEMA_VERSION	6	/* 4 and 5: other branches' steps (store.c) */
+/* 4: issue 12's indexes; 5: the hash chain (store-chain.h); 6: the clinical record (store-clinical.h) */
+#define STORE_SCHEMA_VERSION	6
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
@@ -42,10 +53,13 @@ struct store;
 /* ---- open / close ------------------------------------------------------ */
 
 /*
- * Open (or create) <state_dir>/records.db.  state_dir is created (0700) if it
- * does not exist; its parent must.  On failure returns a negative errno,
- * leaves *out NULL and writes a one-line reason into msg:
- *   -EUCLEAN           corrupt, or not a database (file left untouched)
+ * Open (or create) <state_dir>/records.db and migrate it to
+ * STORE_SCHEMA_VERSION.  state_dir is created (0700) if it does not exist;
+ * its parent must.  Reads only the header and the schema, not the whole file
+ * (see store_quick_check()).  On failure returns a negative errno, leaves
+ * *out NULL and writes a one-line reason into msg:
+ *   -EUCLEAN           not a database, or its header or schema corrupt
+ *                      (file left untouched)
  *   -EMEDIUMTYPE       an SQLite database that is not ours
  *   -EPROTONOSUPPORT   written by a newer smplaserd (schema version too high)
  *   -EBUSY             locked by another process (for longer than 250 ms)
@@ -53,14 +67,36 @@ struct store;
  */
 int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_len);
 
-/* Flushes pending pulses (best effort), then closes.  NULL is fine. */
-void store_close(struct store *st);
-
 /*
- * A second connection to an existing, migrated database, for queries only
- * (another thread may own the one from store_open).  No migration, no check.
+ * A read-only connection to <state_dir>/records.db, which must exist and be
+ * at STORE_SCHEMA_VERSION (store_open() has migrated it; -ESTALE otherwise):
+ * for the queries (store_patch_facts, store_patient_history,
+ * store_newest_record_ms, store_get_*, ...) while another connection (of
+ * another thread, say) writes.  No migration, no integrity check; the file
+ * is not opened outside SQLite (that would drop the process's locks).  Every write on it fails (-EROFS); it sees
+ * each write of the other connections once committed.  Errors as
+ * store_open()'s.
  */
 int store_open_reader(struct store **out, const char *state_dir, char *msg, size_t msg_len);
+
+/*
+ * PRAGMA quick_check of the whole <state_dir>/records.db on a read-only
+ * connection of its own (any thread; the file and its log are never
+ * written).  0 if it is sound; -EUCLEAN with the first problem in msg if it
+ * is corrupt; -ECANCELED if store_quick_check_cancel(true) stopped it;
+ * another negative errno (and msg) if it could not be checked.
+ */
+int store_quick_check(const char *state_dir, char *msg, size_t msg_len);
+
+/*
+ * true: every running store_quick_check() stops at once (within about 10,000
+ * SQLite instructions) with -ECANCELED, and so does every later one until
+ * store_quick_check_cancel(false).  Safe from any thread.
+ */
+void store_quick_check_cancel(bool cancel);
+
+/* Flushes pending pulses (best effort), then closes.  NULL is fine. */
+void store_close(struct store *st);
 
 /* The reason for the last failure on st ("" if none). */
 const char *store_errmsg(const struct store *st);
@@ -74,6 +110,8 @@ struct store_settings {
 	int synchronous;		/* 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA */
 	bool foreign_keys;
 	int schema_version;		/* PRAGMA user_version */
+	int64_t cache_size;		/* PRAGMA cache_size: pages, or -KiB */
+	int64_t mmap_size;		/* PRAGMA mmap_size: 0, no mmap */
 };
 int store_get_settings(struct store *st, struct store_settings *out);
 
@@ -422,6 +460,7 @@ enum store_audit_kind {
 	STORE_AUDIT_PATCH,		/* SelectPatch: detail the patch */
 	STORE_AUDIT_EYEWEAR,		/* ConfirmEyewear */
 	STORE_AUDIT_PARAMETERS,		/* SetParameters accepted: detail the values */
+	STORE_AUDIT_RECORDS,		/* a backup or an export of the records (reason says) */
 	STORE_AUDIT_ENDPOINT,		/* a treatment's endpoint recorded (issue 16) */
 	STORE_AUDIT_FOLLOW_UP,		/* a follow-up recorded */
 	STORE_AUDIT_HOLD,		/* an adverse event holds a patch */
@@ -455,6 +494,25 @@ typedef int (*store_audit_cb)(int64_t id, const struct store_audit *a, void *ctx
 int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void *ctx);
 
 /* ---- testing ----------------------------------------------------------- */
+
+/*
+ * For the test that every query uses an index: EXPLAIN QUERY PLAN of each
+ * statement st has run so far (each is prepared once and kept), one call of
+ * cb per line of each plan (@plan: SQLite's "SEARCH treatments USING INDEX
+ * ...", "SCAN pulses", ...); non-zero from cb goes on to the next statement.
+ * Returns how many statements were explained.
+ */
+typedef int (*store_plan_cb)(const char *sql, const char *plan, void *ctx);
+int store_query_plans(struct store *st, store_plan_cb cb, void *ctx);
+
+/*
+ * For the test that the work of a query does not grow with the records: the
+ * SQLite instructions each statement ran since the last reset (@reset: and
+ * start counting again).  cb may be NULL; non-zero from cb stops.  Returns
+ * how many statements there are.
+ */
+typedef int (*store_steps_cb)(const char *sql, uint64_t steps, void *ctx);
+int store_query_steps(struct store *st, bool reset, store_steps_cb cb, void *ctx);
 
 /*
  * For tests of migrations only: create <state_dir>/records.db at an older

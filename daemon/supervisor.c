@@ -129,15 +129,12 @@ void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a)
 	smpl_unit_apply_by(u, a, NULL);
 }
 
-void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid)
+/* A decision taken into the audit trail, the journal and the clients' view. */
+static void report(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid,
+		   int64_t session_id)
 {
 	struct smpl_daemon *d = u->daemon;
-	int64_t session_id = u->session ? u->session->id : 0;
 
-	if (a->kind == SMPL_ACT_NONE)
-		return;
-	smpl_unit_disarm_now(u);	/* first: on the unit's safe path */
-	smpl_unit_close_treatment(u, outcome_of(a));
 	smpl_audit(d, a->kind == SMPL_ACT_FAULT ? STORE_AUDIT_FAULT : STORE_AUDIT_DISARM,
 		   uid, u, session_id, smpl_reason_name(a->reason), a->message);
 	smpl_records_flush(d);
@@ -147,7 +144,49 @@ void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const 
 		 a->message);
 	if (a->kind == SMPL_ACT_FAULT && u->published && d->observer && d->observer->unit_fault)
 		d->observer->unit_fault(u, smpl_unit_fault_name(u), a->message);
+}
+
+void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid)
+{
+	int64_t session_id = u->session ? u->session->id : 0;
+
+	if (a->kind == SMPL_ACT_NONE)
+		return;
+	smpl_unit_disarm_now(u);	/* first: on the unit's safe path */
+	smpl_unit_close_treatment(u, outcome_of(a));
+	report(u, a, uid, session_id);
 	smpl_unit_changed(u);
+}
+
+void smpl_unit_apply_unattributed(struct smpl_unit *u, const struct smpl_action *a,
+				  sd_bus_message *call)
+{
+	if (a->kind == SMPL_ACT_NONE)
+		return;
+	(void)smpl_unit_attribute(u, NULL, NULL);	/* one waiting still: unknown */
+	u->unattributed.action = *a;
+	u->unattributed.session_id = u->session ? u->session->id : 0;
+	u->unattributed.call = sd_bus_message_ref(call);
+	smpl_unit_disarm_now(u);
+	smpl_unit_close_treatment(u, outcome_of(a));
+	smpl_unit_changed(u);
+}
+
+bool smpl_unit_attribute(struct smpl_unit *u, sd_bus_message *call, const uid_t *uid)
+{
+	struct smpl_action *a = &u->unattributed.action;
+	char who[64];
+
+	if (!u->unattributed.call || (call && call != u->unattributed.call))
+		return false;
+	if (uid)
+		snprintf(who, sizeof(who), " by uid %u", (unsigned int)*uid);
+	else
+		snprintf(who, sizeof(who), " by a caller the bus did not name");
+	strncat(a->message, who, sizeof(a->message) - strlen(a->message) - 1);
+	report(u, a, uid, u->unattributed.session_id);
+	u->unattributed.call = sd_bus_message_unref(u->unattributed.call);
+	return true;
 }
 
 void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
@@ -221,6 +260,15 @@ static void settled(struct smpl_daemon *d, const struct smpl_records_call *c, vo
 		 */
 		if (c->counter_back)
 			smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, c->counter_msg);
+		/*
+		 * Ahead of them (a restored older copy, shots fired elsewhere): those
+		 * shots count on the last session's patches, and the unit faults
+		 * until an authorized acknowledge records it (issue 15.11).
+		 */
+		if (c->records_missing)
+			smpl_unit_fault(u, SMPL_REASON_RECORDS_MISSING, c->missing_msg);
+		if (c->r == 0 && c->missing_unchecked)
+			u->settle_pending = true;	/* compared at a later read */
 	}
 	smpl_unit_unref(u);
 }
@@ -783,6 +831,7 @@ void smpl_unit_drop(struct smpl_unit *u)
 
 	if (u->connected)
 		on_disconnect(u);	/* disarm, close the treatment, record it */
+	(void)smpl_unit_attribute(u, NULL, NULL);
 	end_session(u, "the unit was removed");
 	if (published && d->observer && d->observer->unit_unpublished)
 		d->observer->unit_unpublished(u, true);

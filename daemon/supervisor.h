@@ -35,6 +35,18 @@ void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome);
 void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why);
 /* Obeys the safety core: DISARM the unit, close the treatment, record why. */
 void smpl_unit_apply(struct smpl_unit *u, const struct smpl_action *a);
+/*
+ * As smpl_unit_apply_by(), for @call whose caller the bus has not named yet:
+ * the unit is made safe now; the audit row and the log line wait for
+ * smpl_unit_attribute() with the same call (or the unit's end).
+ */
+void smpl_unit_apply_unattributed(struct smpl_unit *u, const struct smpl_action *a,
+				  sd_bus_message *call);
+/*
+ * @call's caller is @uid (NULL: unknown): what it did before it was known is
+ * audited now.  True when something waited for @call (NULL: for any call).
+ */
+bool smpl_unit_attribute(struct smpl_unit *u, sd_bus_message *call, const uid_t *uid);
 /* The same when a person asked for it (@uid goes into the audit record). */
 void smpl_unit_apply_by(struct smpl_unit *u, const struct smpl_action *a, const uid_t *uid);
 /* Every unit disarmed, treatments closed (shutdown, store failure). */

@@ -319,6 +319,8 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 		else {
 			if (c->r == -ERANGE && !u->gone)	/* the counter is below the records */
 				smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, c->msg);
+			if (c->r == -ENOLINK && !u->gone)	/* shots beyond them, unacknowledged */
+				smpl_unit_fault(u, SMPL_REASON_RECORDS_MISSING, c->msg);
 			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
 					  SMPL_ERROR_DEVICE_FAULT,
 					  "cannot record the treatment, not arming: %s", c->msg);
@@ -468,11 +470,13 @@ int smpl_unit_arm(struct smpl_unit *u, sd_bus_message *m, uid_t uid, sd_bus_erro
 
 /* ---- Disarm ------------------------------------------------------------------------- */
 
-int smpl_unit_disarm(struct smpl_unit *u, uid_t uid)
+int smpl_unit_disarm(struct smpl_unit *u, sd_bus_message *m, const uid_t *uid)
 {
 	struct smpl_action a = { 0 };
 	char who[64];
 
+	if (uid && smpl_unit_attribute(u, m, uid))
+		return 0;	/* this call disarmed before its caller was known */
 	(void)smpl_safety_disarm_request(&u->safety, &a);
 	if (a.kind == SMPL_ACT_NONE && u->treatment_id) {
 		a.kind = SMPL_ACT_DISARM;
@@ -483,9 +487,13 @@ int smpl_unit_disarm(struct smpl_unit *u, uid_t uid)
 		smpl_unit_disarm_now(u);	/* belt and braces */
 		return 0;
 	}
-	snprintf(who, sizeof(who), " by uid %u", (unsigned int)uid);
+	if (!uid) {
+		smpl_unit_apply_unattributed(u, &a, m);
+		return 0;
+	}
+	snprintf(who, sizeof(who), " by uid %u", (unsigned int)*uid);
 	strncat(a.message, who, sizeof(a.message) - strlen(a.message) - 1);
-	smpl_unit_apply_by(u, &a, &uid);
+	smpl_unit_apply_by(u, &a, uid);
 	return 0;
 }
 
@@ -529,7 +537,26 @@ static void counter_accepted(struct smpl_daemon *d, const struct smpl_records_ca
 		ack_finish(af);
 }
 
-/* Acknowledging a counter below the records accepts it there too (S3). */
+static void missing_accepted(struct smpl_daemon *d, const struct smpl_records_call *c, void *ud)
+{
+	struct ack_flow *af = ud;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+
+	if (c->r < 0) {
+		(void)smpl_refuse(d, af->f.u, session_id_of(af->f.u), af->f.uid, &e,
+				  SMPL_ERROR_DEVICE_FAULT, "cannot record the acknowledge of the "
+				  "missing records: %s", c->msg);
+		flow_fail(&af->f, &e);
+		return;
+	}
+	if (!flow_stale(&af->f, "AcknowledgeFault"))
+		ack_finish(af);
+}
+
+/*
+ * Acknowledging a counter below the records accepts it there too (S3); one
+ * ahead of them is recorded as acknowledged by this user (issue 15.11).
+ */
 static void ack_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *ud)
 {
 	struct ack_flow *af = ud;
@@ -545,6 +572,10 @@ static void ack_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, voi
 	if (u->safety.fault == SMPL_REASON_COUNTER_BACK) {
 		smpl_records_counter_reset(u->daemon, u->info.serial, rep->status.shot_count,
 					   af->f.uid, counter_accepted, af);
+		return;
+	}
+	if (u->safety.fault == SMPL_REASON_RECORDS_MISSING) {
+		smpl_records_missing_ack(u->daemon, u->info.serial, af->f.uid, missing_accepted, af);
 		return;
 	}
 	ack_finish(af);
@@ -569,7 +600,8 @@ int smpl_unit_acknowledge(struct smpl_unit *u, sd_bus_message *m, uid_t uid,
 	snprintf(af->fault, sizeof(af->fault), "%s", smpl_unit_fault_name(u));
 	if (unit_faulted)
 		smpl_unit_io(u, SMPL_UNIT_ACK_FAULT, NULL, ack_read, af);
-	else if (u->safety.fault == SMPL_REASON_COUNTER_BACK)
+	else if (u->safety.fault == SMPL_REASON_COUNTER_BACK ||
+		 u->safety.fault == SMPL_REASON_RECORDS_MISSING)
 		smpl_unit_io(u, SMPL_UNIT_GET_STATUS, NULL, ack_read, af);
 	else
 		ack_finish(af);

@@ -25,8 +25,12 @@ int smpl_unit_set_parameters(struct smpl_unit *u, sd_bus_message *m,
 int smpl_unit_arm(struct smpl_unit *u, sd_bus_message *m, uid_t uid, sd_bus_error *error);
 int smpl_unit_acknowledge(struct smpl_unit *u, sd_bus_message *m, uid_t uid,
 			  sd_bus_error *error);
-/* Disarm: at once, never refused (the caller's uid into the audit trail). */
-int smpl_unit_disarm(struct smpl_unit *u, uid_t uid);
+/*
+ * Disarm: at once, never refused.  @uid NULL: the bus has not said yet who
+ * sent @m; the unit is made safe now, and the audit row waits for the call
+ * to come again with its caller's uid.
+ */
+int smpl_unit_disarm(struct smpl_unit *u, sd_bus_message *m, const uid_t *uid);
 /* The D-Bus error for a unit's refusal or transport error, audited. */
 int smpl_unit_error(struct smpl_unit *u, uid_t uid, sd_bus_error *error, int r,
 		    const char *what);

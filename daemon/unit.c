@@ -300,6 +300,7 @@ void smpl_unit_free(struct smpl_unit *u)
 	u->freeing = true;
 	sd_event_source_disable_unref(u->heartbeat);
 	smpl_unit_io_stop(u);
+	sd_bus_message_unref(u->unattributed.call);
 	smpl_backend_free(u->backend);
 	free(u->path);
 	free(u);

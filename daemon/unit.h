@@ -76,6 +76,15 @@ struct smpl_unit {
 	uint32_t treatment_shot_at_arm;
 	bool treatment_emitting;	/* its emission is in the records */
 	bool treatment_pulse_durable;	/* and its first pulse */
+	/*
+	 * A Disarm done before the bus said who called (supervisor.c,
+	 * smpl_unit_apply_unattributed): its audit row waits for @call's uid.
+	 */
+	struct {
+		struct smpl_action action;
+		int64_t session_id;
+		sd_bus_message *call;
+	} unattributed;
 	struct {
 		int64_t id, session_id;
 		uint32_t shot_at_arm;

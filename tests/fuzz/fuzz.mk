@@ -40,16 +40,14 @@ $(FUZZ_DIR)/fuzz_dbus_args: tests/fuzz/fuzz_dbus_args.c tests/fuzz/fuzz-input.h 
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih) -o $@ \
 		tests/fuzz/fuzz_dbus_args.c $(FUZZ_CORE_SRCS) $(call pkglibs,inih zlib) -lm
 
-$(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c daemon/store.c daemon/store-clinical.c \
-		$(wildcard daemon/store*.h)
+$(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c $(STORE_SRCS) daemon/store.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags sqlite3) -o $@ \
-		tests/fuzz/fuzz_store_open.c daemon/store.c daemon/store-clinical.c \
-		$(call pkglibs,sqlite3)
+		tests/fuzz/fuzz_store_open.c $(STORE_SRCS) $(call pkglibs,sqlite3 libcrypto)
 
 # The whole daemon but main.c (the harness builds the daemon as main() does,
 # on a socketpair), the sim backend and the firmware model.
-FUZZ_DAEMON_SRCS := $(SMPLASERD_LIB_SRCS) daemon/store.c daemon/store-clinical.c sim/model.c \
+FUZZ_DAEMON_SRCS := $(SMPLASERD_LIB_SRCS) $(STORE_SRCS) sim/model.c \
 	$(FUZZ_CORE_SRCS)
 
 $(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-input.h $(FUZZ_DAEMON_SRCS) \
@@ -57,7 +55,7 @@ $(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd json-c) -o $@ \
 		tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
-		$(call pkglibs,libsystemd sqlite3 inih zlib json-c) -lm
+		$(call pkglibs,libsystemd sqlite3 libcrypto inih zlib json-c) -lm
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

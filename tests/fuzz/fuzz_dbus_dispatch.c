@@ -621,6 +621,7 @@ static void daemon_start(struct harness *h, unsigned int units, bool deny)
 	MUST(sd_event_new(&d->event) >= 0, "sd_event_new");
 	r = smpl_records_open(d, msg, sizeof(msg));
 	MUST(r >= 0, "smpl_records_open: %s", msg);
+	MUST(smpl_copies_start(d) >= 0, "smpl_copies_start");
 	smpl_audit(d, STORE_AUDIT_CONFIG_LOAD, NULL, NULL, 0, "start", "fuzz_dbus_dispatch");
 
 	r = sd_event_add_time_relative(d->event, &d->flush_timer, CLOCK_MONOTONIC,

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer harness: opening a damaged records database (daemon/store.c).
- * The input is written as <dir>/records.db and opened with store_open().
- * A refused database must come with a message and must be left untouched
- * (DESIGN: never recreated or modified); an accepted one must answer the
- * queries the daemon makes before it lets anybody treat (last emission,
- * patient summary, newest record, open treatments) without crashing.
+ * The input is written as <dir>/records.db, checked with store_quick_check()
+ * (the daemon's check after READY: a verdict with a message, the file left
+ * as it was) and opened with store_open().  A refused database must come with
+ * a message and must be left untouched (DESIGN: never recreated or
+ * modified); an accepted one must answer the queries the daemon makes before
+ * it lets anybody treat (last emission, patient summary, newest record, open
+ * treatments) without crashing, on its connection and on a reader's.
  *
  * Two kinds of input:
  *  - one that starts with SQLite's magic is the file itself;
@@ -147,14 +149,28 @@ static int count_cb(const struct store_treatment *t, void *ctx)
 static void query(struct store *st)
 {
 	struct store_patient_summary sum;
+	struct store_patch_facts facts;
 	int64_t when = 0;
 	int n = 0;
 
 	(void)store_last_emission(st, "P-0001", "crown", &when);
 	(void)store_patient_summary(st, "P-0001", &sum);
+	(void)store_patch_facts(st, "P-0001", "crown", 0, &facts);
 	(void)store_newest_record_ms(st, &when);
 	(void)store_unsettled_treatments(st, "SIM-0001", count_cb, &n);
 	(void)store_sessions_interrupt_open(st, 1700000000000);
+}
+
+/* The daemon's check after READY: a verdict with a message, nothing written. */
+static void check(const uint8_t *data, size_t size)
+{
+	char msg[STORE_MSG_MAX];
+	int r;
+
+	msg[0] = '\0';
+	r = store_quick_check(dir, msg, sizeof(msg));
+	must(r == 0 || (r < 0 && msg[0] != '\0' && memchr(msg, 0, sizeof(msg)) != NULL));
+	must(file_is(data, size));
 }
 
 static const char sqlite_magic[] = "SQLite format 3";
@@ -178,6 +194,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	clean_dir();
 	write_file(data, size);
+	check(data, size);
+	clean_dir();
+	write_file(data, size);
 	msg[0] = '\0';
 	r = store_open(&st, dir, msg, sizeof(msg));
 	if (r < 0) {
@@ -187,7 +206,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (size > 0 && r != -EBUSY)
 			must(file_is(data, size));
 	} else {
+		struct store *reader = NULL;
+
 		must(st != NULL);
+		if (store_open_reader(&reader, dir, msg, sizeof(msg)) == 0) {
+			query(reader);
+			store_close(reader);
+		}
 		query(st);
 		store_close(st);
 	}

@@ -342,8 +342,9 @@ def store_seeds():
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "seed_store")
         subprocess.run(["cc", "-std=gnu11", "-D_GNU_SOURCE", "-Iinclude", "-Idaemon", "-o", exe,
-                        "tests/fuzz/seed_store.c", "daemon/store.c", "daemon/store-clinical.c",
-                        "-lsqlite3"],
+                        "tests/fuzz/seed_store.c", "daemon/store.c", "daemon/store-chain.c",
+                        "daemon/store-restore.c", "daemon/store-copy.c", "daemon/store-clinical.c",
+                        "-lsqlite3", "-lcrypto", "-lpthread"],
                        check=True)
         subprocess.run([exe, os.path.join(tmp, "state")], check=True)
         with open(os.path.join(tmp, "state", "records.db"), "rb") as f:

@@ -457,6 +457,63 @@ def interfaces_of(xml_text, prefix='org.smplaser.'):
     return out
 
 
+# --- the records' hash chain (daemon/store-chain.h, docs/records-chain.md) ------
+# An implementation of the documented encoding independent of the daemon's: a
+# connection that writes audit or treatment rows needs the SQL functions the
+# chain's triggers call, and the tests check that both agree.
+
+CHAIN_TAG = 'smplaser-chain-1'
+CHAIN_COLUMNS = {
+    'audit': ['time_ms', 'kind', 'operator_uid', 'operator_name', 'unit_serial',
+              'session_id', 'reason', 'detail'],
+    'treatments': ['session_id', 'patient', 'patch', 'unit_serial', 'unit_firmware',
+                   'operator_uid', 'operator_name', 'wavelength_nm', 'fluence_mj_cm2',
+                   'spot_um', 'pulse_ps', 'rate_mhz', 'set_energy_uj', 'armed_ms',
+                   'armed_rtc_s', 'end_ms', 'end_rtc_s', 'shot_at_arm', 'shot_at_end',
+                   'pulse_count', 'pulses_recorded', 'energy_min_uj', 'energy_max_uj',
+                   'energy_sum_uj', 'last_pulse_ms', 'outcome', 'emitting_ms'],
+}
+CHAIN_MASKED_WHILE_OPEN = {'pulses_recorded', 'energy_min_uj', 'energy_max_uj',
+                           'energy_sum_uj', 'last_pulse_ms'}
+
+
+def _chain_enc(v):
+    import struct
+    if v is None:
+        return b'\x00'
+    if isinstance(v, int):
+        return b'\x01' + struct.pack('>q', v)
+    if isinstance(v, str):
+        v = v.encode()
+        return b'\x02' + struct.pack('>I', len(v)) + v
+    if isinstance(v, bytes):
+        return b'\x03' + struct.pack('>I', len(v)) + v
+    raise ValueError('not chainable: %r' % (v,))
+
+
+def chain_digest(table, row_id, *values):
+    import hashlib
+    cols = CHAIN_COLUMNS[table]
+    assert len(values) == len(cols), (table, len(values))
+    if table == 'treatments' and values[cols.index('outcome')] == 'open':
+        values = [None if c in CHAIN_MASKED_WHILE_OPEN else v for c, v in zip(cols, values)]
+    data = _chain_enc(CHAIN_TAG) + _chain_enc(table) + _chain_enc(row_id)
+    return hashlib.sha256(data + b''.join(_chain_enc(v) for v in values)).digest()
+
+
+def chain_link(prev, seq, digest):
+    import hashlib
+    import struct
+    return hashlib.sha256(bytes(prev) + struct.pack('>q', seq) + bytes(digest)).digest()
+
+
+def chain_functions(db):
+    """Registers smpl_chain_digest() and smpl_chain_link() on a sqlite3 connection."""
+    db.create_function('smpl_chain_digest', -1, chain_digest, deterministic=True)
+    db.create_function('smpl_chain_link', 3, chain_link, deterministic=True)
+    return db
+
+
 # --- TAP runner ------------------------------------------------------------
 
 TESTS = []

@@ -553,5 +553,26 @@ def test_interlock_audit_says_what_happened():
         assert rows[0]['detail'] == 'open interlocks 0x00 -> 0x02', rows
 
 
+@test
+def test_disarm_by_a_caller_not_known_yet_is_audited_as_theirs():
+    """Disarm from a connection the daemon has not seen: the unit is made safe at
+    once, before the daemon knows who called; the audit row still says "requested"
+    by that caller, even when the unit's STANDBY is read before the bus says who
+    it was (on the system bus each smplaserctl is such a caller)."""
+    rounds = 12
+    with Env() as env:
+        env.start()
+        env.ready_session('p-dis', 'crown')
+        for _ in range(rounds):
+            env.arm_to_ready()
+            env.unit(bus=env.second_client()).Disarm()
+            env.wait_unit_state('standby')
+        env.settle_records()
+        rows = env.query("SELECT reason, operator_uid FROM audit WHERE kind = 'disarm'")
+        print('# disarm rows: %s' % sorted(set((r['reason'], r['operator_uid']) for r in rows)))
+        mine = [r for r in rows if r['reason'] == 'requested' and r['operator_uid'] == os.getuid()]
+        assert len(mine) == rounds, rows
+
+
 if __name__ == '__main__':
     sys.exit(main())

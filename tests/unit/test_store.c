@@ -24,6 +24,7 @@
 
 #include "store.h"
 #include "store-private.h"	/* store_clinical_schema */
+#include "store-chain.h"
 
 #define DAY_MS		(24LL * 3600 * 1000)
 #define COOLDOWN_MS	(42 * DAY_MS)
@@ -92,6 +93,7 @@ static sqlite3 *raw_open(const struct fixture *f)
 
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(db, 2000);
+	assert_int_equal(store_chain_register(db), SQLITE_OK);	/* the chain's triggers */
 	return db;
 }
 
@@ -1038,6 +1040,7 @@ static void crash_after_writing(const struct fixture *f, const char *sql)
 		sqlite3 *db;
 
 		if (sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+		    store_chain_register(db) != SQLITE_OK ||
 		    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			_exit(1);
 		_exit(0);
@@ -1070,7 +1073,36 @@ static void test_garbage_header_is_refused(void **state)
 	assert_refused_untouched(f, -EUCLEAN, "refusing");
 }
 
-static void test_corrupt_page_is_refused(void **state)
+/*
+ * The whole file's check (store_quick_check, run by the daemon once it is
+ * ready): -EUCLEAN naming the file and the problem, the file and its log
+ * left exactly as they were.
+ */
+static void assert_check_finds_corruption(struct fixture *f)
+{
+	size_t db_len, wal_len = 0;
+	char wal[160], *db_bytes = read_file(f->path, &db_len), *wal_bytes = NULL;
+	bool had_wal;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	had_wal = file_exists(wal);
+	if (had_wal)
+		wal_bytes = read_file(wal, &wal_len);
+	f->msg[0] = '\0';
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), -EUCLEAN);
+	fprintf(stderr, "# check: %s\n", f->msg);
+	if (!strstr(f->msg, "corrupt") || !strstr(f->msg, f->path))
+		fail_msg("message \"%s\" should name %s and say \"corrupt\"", f->msg, f->path);
+	assert_same_bytes(f->path, db_bytes, db_len);
+	assert_int_equal(file_exists(wal), had_wal);
+	if (had_wal)
+		assert_same_bytes(wal, wal_bytes, wal_len);
+	free(db_bytes);
+	free(wal_bytes);
+}
+
+/* A page of garbage in the middle: the open does not read it, the check does. */
+static void test_corrupt_page_is_found_by_the_check(void **state)
 {
 	struct fixture *f = *state;
 	char garbage[4096];
@@ -1078,12 +1110,13 @@ static void test_corrupt_page_is_refused(void **state)
 	char *content;
 
 	make_store_with_records(f, 2000);
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), 0);
 	content = read_file(f->path, &len);
 	free(content);
 	assert_true(len > 8 * 4096);
 	memset(garbage, 0x5a, sizeof(garbage));
 	write_at(f->path, (off_t)(len / 4096 / 2) * 4096, garbage, sizeof(garbage));
-	assert_refused_untouched(f, -EUCLEAN, "corrupt");
+	assert_check_finds_corruption(f);
 }
 
 static void test_truncated_file_is_refused(void **state)
@@ -1109,14 +1142,15 @@ static int count_visits(const struct store_treatment *t, void *ctx)
 /*
  * S7: damage anywhere in the file (deterministic pseudo-random bytes) is
  * either refused, leaving the file as it was, or opens and answers queries;
- * never a crash (this runs under ASan and UBSan).
+ * never a crash (this runs under ASan and UBSan).  The whole file's check
+ * finds more than the open refuses, and writes nothing.
  */
 static void test_random_damage_never_crashes(void **state)
 {
 	struct fixture *f = *state;
 	size_t len, damaged_len;
 	char *pristine, *damaged;
-	unsigned int seed = 12345, refused = 0, opened = 0;
+	unsigned int seed = 12345, refused = 0, opened = 0, found = 0;
 
 	make_store_with_records(f, 300);
 	pristine = read_file(f->path, &len);
@@ -1133,6 +1167,15 @@ static void test_random_damage_never_crashes(void **state)
 			copy[at] = (char)rand_r(&seed);
 		}
 		write_at(f->path, 0, copy, len);
+		/* The check reads it all, writes nothing, and finds what it finds. */
+		n = store_quick_check(f->dir, f->msg, sizeof(f->msg));
+		assert_true(n == 0 || n == -EUCLEAN);
+		found += n == -EUCLEAN;
+		damaged = read_file(f->path, &damaged_len);
+		assert_int_equal(damaged_len, len);
+		assert_memory_equal(damaged, copy, len);
+		free(damaged);
+		n = 0;
 		if (store_open(&f->st, f->dir, f->msg, sizeof(f->msg)) == 0) {
 			opened++;
 			(void)store_last_emission(f->st, "P1", "crown", &when);
@@ -1152,8 +1195,10 @@ static void test_random_damage_never_crashes(void **state)
 		}
 		free(copy);
 	}
-	fprintf(stderr, "# random damage: %u refused, %u opened\n", refused, opened);
+	fprintf(stderr, "# random damage: %u refused, %u opened; the check found %u\n", refused,
+		opened, found);
 	assert_true(refused > 0);
+	assert_true(found > refused);
 	free(pristine);
 }
 
@@ -1189,7 +1234,7 @@ static void test_newer_schema_with_pending_log_is_left_alone(void **state)
 	assert_refused_untouched(f, -EPROTONOSUPPORT, "newer smplaserd");
 }
 
-/* A corrupt page with a log left by a crash: refused, neither file touched. */
+/* A corrupt page with a log left by a crash: found, neither file touched. */
 static void test_corrupt_page_with_pending_log_is_left_alone(void **state)
 {
 	struct fixture *f = *state;
@@ -1201,7 +1246,47 @@ static void test_corrupt_page_with_pending_log_is_left_alone(void **state)
 	free(read_file(f->path, &len));
 	memset(garbage, 0x5a, sizeof(garbage));
 	write_at(f->path, (off_t)(len / 4096 / 2) * 4096, garbage, sizeof(garbage));
-	assert_refused_untouched(f, -EUCLEAN, "corrupt");
+	assert_check_finds_corruption(f);
+}
+
+/* The check runs beside the daemon's connection, reading what it committed. */
+static void test_check_passes_a_sound_store_in_use(void **state)
+{
+	struct fixture *f = *state;
+	char wal[160];
+
+	make_store_with_records(f, 300);
+	open_store(f);
+	add_unit(f, "U2");
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_true(file_exists(wal));	/* the unit is in the log, not the file yet */
+	f->msg[0] = 'x';
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_string_equal(f->msg, "");
+	add_unit(f, "U3");		/* and the writer goes on */
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), 0);
+}
+
+static void test_check_of_a_missing_store_fails(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), -ENOENT);
+	assert_non_null(strstr(f->msg, f->path));
+	assert_false(file_exists(f->path));
+}
+
+/* Stopping the daemon stops its check: -ECANCELED, not a verdict. */
+static void test_check_can_be_cancelled(void **state)
+{
+	struct fixture *f = *state;
+
+	make_store_with_records(f, 2000);
+	store_quick_check_cancel(true);
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), -ECANCELED);
+	store_quick_check_cancel(false);
+	assert_non_null(strstr(f->msg, "cancelled"));
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), 0);
 }
 
 /* Held by another process: "busy", not "corrupt", and nothing changed. */
@@ -1341,8 +1426,12 @@ static void test_version_1_database_is_migrated(void **state)
 	open_store(f);
 	assert_int_equal(store_get_settings(f->st, &s), 0);
 	assert_int_equal(s.schema_version, STORE_SCHEMA_VERSION);
+	/* v2's index, grown into v4's; v4's others. */
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
-				    " AND name = 'treatments_by_patch'"), 1);
+				    " AND name = 'treatments_by_patch'"), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+				    " AND name IN ('treatments_by_patient', 'treatments_by_armed',"
+				    " 'treatments_open_by_unit', 'sessions_open')"), 4);
 	assert_int_equal(last_emission(f, "P1", "crown"), 1767225609000LL);
 
 	/* And it stays migrated. */
@@ -1942,6 +2031,435 @@ static void test_clinical_step_needs_only_schema_1(void **state)
 	sqlite3_close(db);
 }
 
+/* The same for the integrity check's connection, which comes and goes. */
+static void test_check_keeps_the_writers_locks(void **state)
+{
+	struct fixture *f = *state;
+	const struct store_audit a = { .time_ms = T0, .kind = STORE_AUDIT_CONFIG_LOAD };
+
+	open_store(f);
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(count_rows_elsewhere(f, "SELECT count(*) FROM audit"), 1);
+	assert_int_equal(store_quick_check(f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(count_rows_elsewhere(f, "SELECT count(*) FROM audit"), 2);
+}
+
+/* ---- scale: indexes, bounded work, bounded caches (issue 12) ----------- */
+
+/*
+ * Records of other patients on unit U1 and U2, written raw in one
+ * transaction as years of use would have left them: @n closed treatments
+ * (shots below 1,000,000), two pulses each, their sessions, audit rows.
+ */
+static void fill_records(struct fixture *f, int n)
+{
+	sqlite3 *db = raw_open(f);
+	sqlite3_stmt *ses, *tre, *pul, *aud;
+	int64_t base = raw_int(db, "SELECT coalesce(max(id), 0) FROM treatments");
+	int64_t sbase = raw_int(db, "SELECT coalesce(max(id), 0) FROM sessions");
+	int64_t shot = raw_int(db, "SELECT coalesce(max(shot_at_end), 0) FROM treatments"
+			       " WHERE shot_at_end < 1000000");
+
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO sessions (id, patient, unit_serial,"
+		" operator_uid, operator_name, start_ms, end_ms, state) VALUES (?1, ?2, ?3, 1,"
+		" 'x', ?4, ?4 + 1000, 'ended')", -1, &ses, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO treatments (id, session_id,"
+		" patient, patch, unit_serial, unit_firmware, operator_uid, operator_name,"
+		" wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj,"
+		" armed_ms, armed_rtc_s, end_ms, shot_at_arm, shot_at_end, pulse_count,"
+		" pulses_recorded, energy_min_uj, energy_max_uj, energy_sum_uj, last_pulse_ms,"
+		" emitting_ms, outcome) VALUES (?1, ?2, ?3, 'crown', ?4, '1', 1, 'x', 1064, 4000,"
+		" 3000, 10000, 5000, 282743, ?5, ?5 / 1000, ?5 + 900, ?6, ?6 + 2, 2, 2, 1, 1, 2,"
+		" ?5 + 500, ?5 + 400, 'completed')", -1, &tre, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO pulses (treatment_id, unit_serial,"
+		" host_ms, shot, measured_uj, set_uj) VALUES (?1, ?2, ?3, ?4, 1, 1)", -1, &pul,
+		NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO audit (time_ms, kind, unit_serial,"
+		" session_id, detail) VALUES (?1, 'arm', ?2, ?3, 'filler')", -1, &aud, NULL),
+		SQLITE_OK);
+	for (int i = 1; i <= n; i++) {
+		int64_t id = base + i, sid = sbase + i, t = T0 - 3000 * DAY_MS + i * 60000LL;
+		const char *unit = i % 2 ? "U1" : "U2";
+		char patient[32];
+
+		snprintf(patient, sizeof(patient), "F-%06lld", (long long)id % 997);
+		shot += 3;
+		sqlite3_bind_int64(ses, 1, sid);
+		sqlite3_bind_text(ses, 2, patient, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(ses, 3, unit, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ses, 4, t);
+		assert_int_equal(sqlite3_step(ses), SQLITE_DONE);
+		sqlite3_reset(ses);
+		sqlite3_bind_int64(tre, 1, id);
+		sqlite3_bind_int64(tre, 2, sid);
+		sqlite3_bind_text(tre, 3, patient, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(tre, 4, unit, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(tre, 5, t);
+		sqlite3_bind_int64(tre, 6, shot);
+		assert_int_equal(sqlite3_step(tre), SQLITE_DONE);
+		sqlite3_reset(tre);
+		for (int k = 1; k <= 2; k++) {
+			sqlite3_bind_int64(pul, 1, id);
+			sqlite3_bind_text(pul, 2, unit, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(pul, 3, t + 400 + k);
+			sqlite3_bind_int64(pul, 4, shot + k);
+			assert_int_equal(sqlite3_step(pul), SQLITE_DONE);
+			sqlite3_reset(pul);
+		}
+		sqlite3_bind_int64(aud, 1, t);
+		sqlite3_bind_text(aud, 2, unit, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(aud, 3, sid);
+		assert_int_equal(sqlite3_step(aud), SQLITE_DONE);
+		sqlite3_reset(aud);
+	}
+	sqlite3_finalize(ses);
+	sqlite3_finalize(tre);
+	sqlite3_finalize(pul);
+	sqlite3_finalize(aud);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int allow_all(const struct store_patch_facts *facts, int64_t armed_ms, void *ctx,
+		     char *why, size_t why_len)
+{
+	(void)facts, (void)armed_ms, (void)ctx, (void)why, (void)why_len;
+	return 0;
+}
+
+static int count_audit(int64_t id, const struct store_audit *a, void *ctx)
+{
+	(void)id, (void)a;
+	++*(int *)ctx;
+	return 0;
+}
+
+static int count_pulse(const struct store_pulse *p, void *ctx)
+{
+	(void)p;
+	++*(int *)ctx;
+	return 0;
+}
+
+static int count_unit(const struct store_unit *u, void *ctx)
+{
+	(void)u;
+	++*(int *)ctx;
+	return 0;
+}
+
+static int count_session(const struct store_session *s, void *ctx)
+{
+	(void)s;
+	++*(int *)ctx;
+	return 0;
+}
+
+/*
+ * Every call the daemon makes on the store, in the order of a visit: unit
+ * probed, CheckPatch, a session, two armings with pulses (one closed with
+ * its counter unread, then settled), History, the crash paths at start.
+ * Round @r uses its own patient, times and shots.
+ */
+static void daemon_workload(struct fixture *f, int r)
+{
+	struct store_patch_facts facts;
+	struct store_patient_summary sum;
+	struct store_audit a = { .time_ms = T0 + r * 100 * DAY_MS, .kind = STORE_AUDIT_PATCH,
+				 .has_operator = true, .op = OPERATOR, .unit_serial = "U1",
+				 .detail = "crown" };
+	struct store_treatment_finish unread = { .outcome = STORE_OUTCOME_INTERRUPTED };
+	int64_t now = T0 + r * 100 * DAY_MS, session, t1, t2, when;
+	uint32_t shot = 1000000 + (uint32_t)r * 1000;
+	char patient[16];
+	int n = 0;
+
+	snprintf(patient, sizeof(patient), "P-round-%d", r);
+	assert_int_equal(store_unit_seen(f->st, "U1", "SMPL-1064", "1.2.3", now), 0);
+	assert_int_equal(store_counter_check(f->st, "U1", shot), 0);
+	assert_true(store_unsettled_treatments(f->st, "U1", count_visits, &n) >= 0);
+	assert_true(store_unsettled_treatments(f->st, NULL, count_visits, &n) >= 0);
+	assert_true(store_newest_record_ms(f->st, &when) >= 0);
+	assert_int_equal(store_patch_facts(f->st, patient, "crown", 0, &facts), 0);
+	session = begin_session(f, patient, "U1", now);
+	assert_int_equal(store_audit(f->st, &a), 0);
+	assert_int_equal(store_audit_once(f->st, &a), 1);
+	assert_int_equal(store_patch_facts(f->st, patient, "crown", session, &facts), 0);
+
+	struct store_treatment_start t = start_of(session, "crown", now + 1000, shot);
+
+	t.decide = allow_all;
+	assert_int_equal(store_treatment_begin(f->st, &t, &t1), 0);
+	add_pulses(f, t1, shot + 1, 3, now + 2000, 280000);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(store_treatment_mark_emitting(f->st, t1, now + 2000), 0);
+	/* A shot number of another treatment: kept in the audit trail. */
+	add_pulses(f, t1, 5, 1, now + 2500, 280000);
+	assert_int_equal(store_flush(f->st), 0);
+	unread.end_ms = now + 3000;
+	assert_int_equal(store_treatment_end(f->st, t1, &unread), 0);
+	t = start_of(session, "mid-scalp", now + 4000, shot + 3);
+	t.decide = allow_all;
+	assert_int_equal(store_treatment_begin(f->st, &t, &t2), 0);	/* settles t1 */
+	end_treatment(f, t2, STORE_OUTCOME_COMPLETED, now + 5000, shot + 3);
+	assert_int_equal(store_reconcile_treatment(f->st, t1, shot + 3, now + 6000), -EALREADY);
+	unread.end_ms = now + 7000;
+	t = start_of(session, "occipital", now + 6500, shot + 3);
+	assert_int_equal(store_treatment_begin(f->st, &t, &t2), 0);
+	assert_int_equal(store_treatment_end(f->st, t2, &unread), 0);
+	assert_int_equal(store_reconcile_treatment(f->st, t2, shot + 4, now + 8000), 0);
+	assert_int_equal(store_counter_reset(f->st, "U1", shot + 4, &OPERATOR, now + 8000),
+			 -EALREADY);
+	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, "ok", now + 9000),
+			 0);
+	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, "ok", now + 9000),
+			 -EALREADY);
+	assert_int_equal(store_sessions_interrupt_open(f->st, now + 9000), 0);
+	assert_int_equal(store_patient_history(f->st, patient, count_visits, &n), 3);
+	assert_int_equal(store_get_treatment(f->st, t1, count_visits, &n), 0);
+	assert_int_equal(store_get_session(f->st, session, count_session, &n), 0);
+	assert_int_equal(store_get_unit(f->st, "U1", count_unit, &n), 0);
+	assert_int_equal(store_treatment_pulses(f->st, t1, count_pulse, &n), 3);
+	assert_int_equal(store_last_emission(f->st, patient, "crown", &when), 1);
+	assert_int_equal(store_patient_summary(f->st, patient, &sum), 0);
+	assert_true(store_audit_list(f->st, now, count_audit, &n) > 0);
+}
+
+static bool is_partial_index(const char *plan)
+{
+	static const char *const partial[] = {	/* bounded: open or unsettled rows only */
+		"INDEX treatments_unsettled", "INDEX treatments_open_by_unit", "INDEX sessions_open",
+	};
+
+	for (size_t i = 0; i < sizeof(partial) / sizeof(partial[0]); i++)
+		if (strstr(plan, partial[i]))
+			return true;
+	return false;
+}
+
+struct plan_check {
+	int lines, scans;
+};
+
+/*
+ * A scan of a table that grows with the records, not of a bounded index:
+ * "SCAN treatments", "SCAN treatments USING INDEX ..." (the whole index), or
+ * "SEARCH treatments" with no index (how SQLite names max() over a table).
+ */
+static int check_plan(const char *sql, const char *plan, void *ctx)
+{
+	static const char *const big[] = { "treatments", "pulses", "sessions", "audit" };
+	struct plan_check *c = ctx;
+	size_t skip;
+
+	if (getenv("STORE_PLANS"))	/* every plan, to read them */
+		fprintf(stderr, "# %-60s  %.100s\n", plan, sql);
+	c->lines++;
+	if (strncmp(plan, "SCAN ", 5) == 0 && !is_partial_index(plan))
+		skip = 5;
+	else if (strncmp(plan, "SEARCH ", 7) == 0 && !strstr(plan, " USING "))
+		skip = 7;
+	else
+		return 0;
+	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		size_t len = strlen(big[i]);
+
+		if (strncmp(plan + skip, big[i], len) == 0 && (plan[skip + len] == ' ' ||
+							       plan[skip + len] == '\0')) {
+			fprintf(stderr, "# %s\n#   for %s\n", plan, sql);
+			c->scans++;
+		}
+	}
+	return 0;
+}
+
+/* EXPLAIN QUERY PLAN: no query of the daemon reads a whole table of records. */
+static void test_every_query_uses_an_index(void **state)
+{
+	struct fixture *f = *state;
+	struct plan_check c = { 0 };
+	int n;
+
+	open_store(f);
+	add_unit(f, "U1");
+	add_unit(f, "U2");
+	fill_records(f, 50);
+	daemon_workload(f, 1);
+	n = store_query_plans(f->st, check_plan, &c);
+	fprintf(stderr, "# %d statements, %d plan lines, %d scans\n", n, c.lines, c.scans);
+	assert_true(n >= 30);
+	assert_int_equal(c.scans, 0);
+}
+
+struct steps {
+	const char *sql[128];
+	uint64_t steps[128];
+	int n;
+};
+
+static int collect_steps(const char *sql, uint64_t steps, void *ctx)
+{
+	struct steps *s = ctx;
+
+	if (s->n < 128) {
+		s->sql[s->n] = sql;
+		s->steps[s->n++] = steps;
+	}
+	return 0;
+}
+
+/*
+ * O(log n): the instructions each statement runs for one visit are the same
+ * with ten times the records (an index search does not grow with the table,
+ * a scan does).
+ */
+static void test_query_work_does_not_grow_with_the_records(void **state)
+{
+	struct fixture *f = *state;
+	struct steps small = { 0 }, big = { 0 };
+	int grew = 0;
+
+	open_store(f);
+	add_unit(f, "U1");
+	add_unit(f, "U2");
+	fill_records(f, 200);
+	daemon_workload(f, 1);			/* every statement prepared */
+	store_query_steps(f->st, true, NULL, NULL);
+	daemon_workload(f, 2);
+	store_query_steps(f->st, true, collect_steps, &small);
+	fill_records(f, 2000);
+	daemon_workload(f, 3);
+	store_query_steps(f->st, true, collect_steps, &big);
+	assert_true(small.n >= 30);
+	for (int i = 0; i < big.n; i++) {
+		uint64_t before = 0;
+
+		for (int k = 0; k < small.n; k++)
+			if (small.sql[k] == big.sql[i])
+				before = small.steps[k];
+		if (big.steps[i] > before + before / 5 + 20) {
+			fprintf(stderr, "# %llu instructions, %llu with ten times fewer records: %s\n",
+				(unsigned long long)big.steps[i], (unsigned long long)before,
+				big.sql[i]);
+			grew++;
+		}
+	}
+	assert_int_equal(grew, 0);
+}
+
+/* Each connection's cache is bounded and nothing is mapped (the daemon's RSS). */
+static void test_caches_are_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct store_settings s;
+	struct store *reader;
+
+	open_store(f);
+	assert_int_equal(store_get_settings(f->st, &s), 0);
+	assert_true(s.cache_size < 0 && s.cache_size >= -1024);	/* at most 1 MiB */
+	assert_int_equal(s.mmap_size, 0);
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_get_settings(reader, &s), 0);
+	assert_true(s.cache_size < 0 && s.cache_size >= -1024);
+	assert_int_equal(s.mmap_size, 0);
+	assert_int_equal(s.schema_version, STORE_SCHEMA_VERSION);
+	store_close(reader);
+}
+
+/* A read-only connection beside the writer: sees its commits, writes nothing. */
+static void test_reader_sees_commits_and_cannot_write(void **state)
+{
+	struct fixture *f = *state;
+	struct store_patch_facts facts;
+	struct store *reader;
+	int64_t session, id, when;
+	int n = 0;
+
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), -ENOENT);
+	assert_null(reader);
+	assert_non_null(strstr(f->msg, f->path));
+	assert_false(file_exists(f->path));	/* a reader creates nothing */
+
+	session = unit_and_session(f);
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_newest_record_ms(reader, &when), 0);
+	id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	add_pulses(f, id, 1, 5, T0 + 2000, 280000);
+	assert_int_equal(store_patch_facts(reader, "p1", "crown", 0, &facts), 0);
+	assert_true(facts.patch_emitted);	/* open: counts from its arming */
+	assert_int_equal(facts.patch_last_emission_ms, T0 + 1000);
+	assert_int_equal(store_treatment_pulses(reader, id, count_pulse, &n), 0);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(store_treatment_pulses(reader, id, count_pulse, &n), 5);
+	assert_int_equal(store_newest_record_ms(reader, &when), 1);
+	assert_int_equal(when, T0 + 1000);
+	assert_int_equal(store_patient_history(reader, "P1", count_visits, &n), 1);
+
+	assert_int_equal(store_unit_seen(reader, "U9", "M", "1", T0), -EROFS);
+	assert_int_equal(store_session_begin(reader, "P2", "U1", &OPERATOR, T0, &id), -EROFS);
+	assert_int_equal(store_sessions_interrupt_open(reader, T0), -EROFS);
+	store_close(reader);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM units WHERE serial = 'U9'"), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sessions WHERE state = 'open'"), 1);
+}
+
+/* A reader never migrates: an old database must be opened for writing first. */
+static void test_reader_refuses_an_old_schema(void **state)
+{
+	struct fixture *f = *state;
+	struct store *reader;
+
+	assert_int_equal(store_create_at_version(f->dir, 1, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), -ESTALE);
+	assert_null(reader);
+	assert_int_equal(count_rows(f, "PRAGMA user_version"), 1);
+	open_store(f);
+	assert_int_equal(store_open_reader(&reader, f->dir, f->msg, sizeof(f->msg)), 0);
+	store_close(reader);
+}
+
+struct nested {
+	struct store *st;
+	int outer, inner;
+};
+
+static int count_inner(const struct store_treatment *t, void *ctx)
+{
+	(void)t;
+	((struct nested *)ctx)->inner++;
+	return 0;
+}
+
+/* A callback that queries the store again gets a statement of its own. */
+static int visit_again(const struct store_treatment *t, void *ctx)
+{
+	struct nested *n = ctx;
+
+	n->outer++;
+	assert_int_equal(store_patient_history(n->st, t->patient, count_inner, n), 2);
+	return 0;
+}
+
+static void test_a_callback_may_query_the_store(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f), id;
+	struct nested n = { .st = f->st };
+
+	id = begin_treatment(f, session, "crown", T0 + 1000, 0);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 2000, 0);
+	id = begin_treatment(f, session, "occipital", T0 + 3000, 0);
+	end_treatment(f, id, STORE_OUTCOME_COMPLETED, T0 + 4000, 0);
+	assert_int_equal(store_patient_history(f->st, "P1", visit_again, &n), 2);
+	assert_int_equal(n.outer, 2);
+	assert_int_equal(n.inner, 4);
+	assert_int_equal(store_patient_history(f->st, "P1", count_inner, &n), 2);
+	assert_int_equal(n.inner, 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1954,6 +2472,7 @@ int main(void)
 		T(test_treatment_and_pulses_round_trip),
 		T(test_audit_round_trip),
 		T(test_reader_keeps_the_writers_locks),
+		T(test_check_keeps_the_writers_locks),
 		T(test_foreign_keys_enforced),
 		T(test_records_cannot_be_deleted_or_rewritten),
 		T(test_duplicate_pulse_is_skipped),
@@ -1970,12 +2489,15 @@ int main(void)
 		T(test_end_fails_and_stays_open_if_pulses_cannot_be_flushed),
 		T(test_late_pulse_after_end_is_recorded),
 		T(test_garbage_header_is_refused),
-		T(test_corrupt_page_is_refused),
+		T(test_corrupt_page_is_found_by_the_check),
 		T(test_truncated_file_is_refused),
 		T(test_random_damage_never_crashes),
 		T(test_newer_schema_is_refused),
 		T(test_newer_schema_with_pending_log_is_left_alone),
 		T(test_corrupt_page_with_pending_log_is_left_alone),
+		T(test_check_passes_a_sound_store_in_use),
+		T(test_check_of_a_missing_store_fails),
+		T(test_check_can_be_cancelled),
 		T(test_locked_database_is_busy_not_corrupt),
 		T(test_foreign_database_is_refused),
 		T(test_directory_in_place_of_the_file_is_refused),
@@ -1994,6 +2516,12 @@ int main(void)
 		T(test_crash_before_any_flush_counts_from_arming),
 		T(test_cooldown_queries_across_patches_and_patients),
 		T(test_newest_record_time),
+		T(test_every_query_uses_an_index),
+		T(test_query_work_does_not_grow_with_the_records),
+		T(test_caches_are_bounded),
+		T(test_reader_sees_commits_and_cannot_write),
+		T(test_reader_refuses_an_old_schema),
+		T(test_a_callback_may_query_the_store),
 #undef T
 	};
 

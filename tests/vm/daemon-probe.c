@@ -21,6 +21,13 @@
  *       Prints the ObjectManager signals of smplaserd ("InterfacesAdded
  *       PATH", "InterfacesRemoved PATH"), one a line, for SECONDS.
  *
+ *   smplaser-daemon-probe get-state UNIT_PATH SECONDS
+ *       For SECONDS, Get(State) of the unit, each followed by the floor: the
+ *       bus daemon's own GetId on the same connection.  Prints
+ *       "calls=N get_p50_ms= get_p99_ms= get_max_ms= floor_p50_ms=
+ *       floor_p99_ms= floor_max_ms=" and "state_changes=K" (how often the
+ *       State read differed from the one before).  Exit 1 if a call failed.
+ *
  *   smplaser-daemon-probe kill-standby PID GADGET_SOCK TIMEOUT_MS
  *       SIGKILLs PID and polls the gadget until the unit has left READY /
  *       EMITTING / ARMING; prints "standby_ms=T" from the kill to the unit's
@@ -411,6 +418,60 @@ static int cmd_wait_unit(const char *path, const char *want, unsigned int second
 	return 0;
 }
 
+/* "name_p50_ms=.. name_p99_ms=.. name_max_ms=.." of @n samples (sorted here). */
+static void print_quantiles(const char *name, uint64_t *ns, size_t n)
+{
+	qsort(ns, n, sizeof(*ns), cmp_u64);
+	printf(" %s_p50_ms=%.2f %s_p99_ms=%.2f %s_max_ms=%.2f", name, ns[n / 2] / 1e6, name,
+	       ns[n - 1 - n / 100] / 1e6, name, ns[n - 1] / 1e6);
+}
+
+static int cmd_get_state(const char *path, unsigned int seconds)
+{
+	enum { MAX_CALLS = 200000 };
+	uint64_t *get = calloc(MAX_CALLS, sizeof(*get)), *floor = calloc(MAX_CALLS, sizeof(*floor));
+	uint64_t deadline = now_ns() + seconds * 1000000000ULL;
+	char state[64] = "", last[64] = "";
+	unsigned int changes = 0;
+	sd_bus *bus = NULL;
+	size_t n = 0;
+	int r = get && floor ? sd_bus_open_system(&bus) : -ENOMEM;
+
+	while (r >= 0 && n < MAX_CALLS && now_ns() < deadline) {
+		sd_bus_message *reply = NULL;
+		char *v = NULL;
+		uint64_t t0 = now_ns();
+
+		r = sd_bus_get_property_string(bus, "org.smplaser.Laser1", path,
+					       "org.smplaser.Laser1.Unit", "State", NULL, &v);
+		get[n] = now_ns() - t0;
+		if (r < 0)
+			break;
+		snprintf(state, sizeof(state), "%s", v);
+		free(v);
+		if (last[0] && strcmp(last, state) != 0)
+			changes++;
+		snprintf(last, sizeof(last), "%s", state);
+		t0 = now_ns();
+		r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+				       "org.freedesktop.DBus", "GetId", NULL, &reply, "");
+		floor[n++] = now_ns() - t0;
+		sd_bus_message_unref(reply);
+	}
+	if (r < 0 || n == 0) {
+		fprintf(stderr, "get-state: %s after %zu calls\n", strerror(r < 0 ? -r : EIO), n);
+	} else {
+		printf("calls=%zu", n);
+		print_quantiles("get", get, n);
+		print_quantiles("floor", floor, n);
+		printf("\nstate_changes=%u last_state=%s\n", changes, last);
+	}
+	free(get);
+	free(floor);
+	sd_bus_flush_close_unref(bus);
+	return r < 0 || n == 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "latency") == 0)
@@ -422,9 +483,12 @@ int main(int argc, char **argv)
 		return cmd_wait_unit(argv[2], argv[3], (unsigned int)atoi(argv[4]), false);
 	if (argc == 4 && strcmp(argv[1], "wait-gone") == 0)
 		return cmd_wait_unit(argv[2], "-", (unsigned int)atoi(argv[3]), true);
+	if (argc == 4 && strcmp(argv[1], "get-state") == 0)
+		return cmd_get_state(argv[2], (unsigned int)atoi(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "watch-objects") == 0)
 		return cmd_watch_objects((unsigned int)atoi(argv[2]));
 	fprintf(stderr, "usage: smplaser-daemon-probe latency UNIT_PATH GADGET_SOCK TRIALS\n"
+			"       smplaser-daemon-probe get-state UNIT_PATH SECONDS\n"
 			"       smplaser-daemon-probe watch-objects SECONDS\n"
 			"       smplaser-daemon-probe wait-unit UNIT_PATH BACKEND|- SECONDS\n"
 			"       smplaser-daemon-probe wait-gone UNIT_PATH SECONDS\n"

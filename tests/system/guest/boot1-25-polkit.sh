@@ -97,7 +97,7 @@ fault_latched() {
 	gadget_ctl fault overtemp >/dev/null && wait_for 5 fault_latched_now &&
 		gadget_ctl clear-fault >/dev/null
 }
-fault_latched_now() { [ -n "$(unit_prop Fault)" ]; }
+fault_latched_now() { [ -n "$(unit_prop LatchedFault)" ]; }
 not() { ! "$@"; }
 # ack_with_password USER PASSWORD: smplaserctl ack on a terminal in USER's local
 # session; smplaserctl starts pkttyagent, which reads PASSWORD.

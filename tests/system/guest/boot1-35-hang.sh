@@ -24,6 +24,13 @@ check "... back in READY once the footswitch is up" wait_for 3 gadget_state_is R
 fired=$(($(gadget_field shots) - shots0))
 check "... after $fired pulses" test "$fired" -gt 0
 sleep 0.3	# the daemon commits pulses every 100 ms
+# The hang must find the unit READY: if something disarmed it meanwhile (a
+# heartbeat missed on a loaded host), say what, or the figures below lie.
+if ! gadget_state_is READY; then
+	echo "not ok - the unit is still READY just before the hang ($(gadget_field state))"
+	journalctl -u smplaserd.service --no-pager -n 8 -o cat | sed 's/^/  smplaserd: /'
+	dmesg | grep -i smplaser | tail -n 4 | sed 's/^/  kernel: /'
+fi
 
 # The hang.
 pid0=$(daemon_prop MainPID)

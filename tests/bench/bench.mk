@@ -1,0 +1,17 @@
+# make bench (tests/bench/run-bench): one table of the store's and the
+# daemon's figures (issue 12), on an empty database and on a clinic's ten
+# years of records built once by gen_records (cached in build/bench/).
+BENCH_PROGRAMS := $(B)/tests/bench/gen_records $(B)/tests/bench/bench_store \
+	$(B)/tests/bench/bench_daemon
+BENCHES += tests/bench/run-bench
+
+tests/bench/run-bench: $(BENCH_PROGRAMS) $(SMPLASERD) ;
+
+$(B)/tests/bench/bench_store: $(B)/tests/bench/bench_store.o $(STORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(STORE_LIBS) -lm -ldl
+
+$(B)/tests/bench/gen_records: $(B)/tests/bench/gen_records.o $(STORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(STORE_LIBS)
+
+$(B)/tests/bench/bench_daemon: $(B)/tests/bench/bench_daemon.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,libsystemd) -lm
