@@ -47,8 +47,8 @@ static int records_shot(struct store *st, const char *unit, uint32_t *shot, bool
 	err = prepare(st, &stmt,
 		      "SELECT max(m) FROM ("
 		      " SELECT max(shot) AS m FROM pulses WHERE unit_serial = ?1"
-		      " UNION ALL SELECT max(max(shot_at_arm, coalesce(shot_at_end, 0)))"
-		      "  FROM treatments WHERE unit_serial = ?1"
+		      " UNION ALL SELECT max(shot_at_arm) FROM treatments WHERE unit_serial = ?1"
+		      " UNION ALL SELECT max(shot_at_end) FROM treatments WHERE unit_serial = ?1"
 		      " UNION ALL SELECT max(shot_to) FROM unit_counters WHERE unit_serial = ?1"
 		      " UNION ALL SELECT max(counter) FROM counter_resets WHERE unit_serial = ?1)");
 	if (err)
