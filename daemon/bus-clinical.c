@@ -58,6 +58,15 @@ static void call_free(struct call *c)
 	free(c);
 }
 
+/* The clinical record's methods on records that do not keep it (PostgreSQL, for now). */
+static int refuse_unless_kept(struct smpl_daemon *d, const char *method, sd_bus_error *error)
+{
+	if (smpl_records_clinical(d))
+		return 0;
+	return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED, "%s: %s", method,
+				 SMPL_CLINICAL_NOT_KEPT);
+}
+
 /* Patient and patch arguments, checked (and a refusal audited) before anything else. */
 static int check_patient_patch(struct smpl_daemon *d, uid_t uid, const char *patient,
 			       const char *patch, sd_bus_error *error)
@@ -207,6 +216,9 @@ int smpl_bus_record_follow_up(sd_bus_message *m, void *userdata, sd_bus_error *e
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_DOCUMENT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
+	r = refuse_unless_kept(d, "RecordFollowUp", error);
+	if (r < 0)
+		return r;
 	r = check_patient_patch(d, uid, patient, patch, error);
 	if (r < 0)
 		return r;
@@ -272,6 +284,9 @@ int smpl_bus_clear_patch_hold(sd_bus_message *m, void *userdata, sd_bus_error *e
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_ACKNOWLEDGE, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
+	r = refuse_unless_kept(d, "ClearPatchHold", error);
+	if (r < 0)
+		return r;
 	r = check_patient_patch(d, uid, patient, patch, error);
 	if (r < 0)
 		return r;
@@ -689,6 +704,9 @@ int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	r = smpl_bus_authorize(d, m, SMPL_ACTION_RECORDS, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
+	r = refuse_unless_kept(d, "Course", error);
+	if (r < 0)
+		return r;
 	r = check_patient_patch(d, uid, patient, NULL, error);
 	if (r < 0)
 		return r;

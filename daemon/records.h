@@ -142,6 +142,15 @@ void smpl_records_closing(struct smpl_daemon *d, int delta);
 
 /* The records are the clinic's, on the network (PostgreSQL): reads go off the loop. */
 bool smpl_records_remote(const struct smpl_daemon *d);
+/*
+ * Do the records keep the clinical record (issue 16)?  Not on PostgreSQL yet
+ * (store-ops.h): its methods are then answered NotSupported with
+ * SMPL_CLINICAL_NOT_KEPT's reason, and no endpoint is asked for.
+ */
+bool smpl_records_clinical(const struct smpl_daemon *d);
+#define SMPL_CLINICAL_NOT_KEPT \
+	"the clinical record (endpoints, follow-ups, holds, the course) is not kept on " \
+	"the clinic's PostgreSQL records yet (docs/records-postgresql.md)"
 
 /* ---- queries (records-read.c) ------------------------------------------------ */
 

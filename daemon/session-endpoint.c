@@ -45,6 +45,9 @@ unsigned int smpl_session_endpoints_missing(const struct smpl_session *s, const 
 
 	if (len)
 		buf[0] = '\0';
+	/* Records that cannot keep an endpoint do not ask for one (PostgreSQL, for now). */
+	if (!smpl_records_clinical(s->daemon))
+		return 0;
 	for (size_t i = 0; i < s->n_treatments; i++) {
 		const struct smpl_session_treatment *t = &s->treatments[i];
 
@@ -135,6 +138,9 @@ int smpl_session_record_endpoint(struct smpl_session *s, sd_bus_message *m, cons
 	char err[SMPL_REASON_MAX];
 	int64_t through = 0;
 
+	if (!smpl_records_clinical(d))
+		return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED, "RecordEndpoint: %s",
+					 SMPL_CLINICAL_NOT_KEPT);
 	if (smpl_patch_name_check(&d->cfg.patches, patch, err, sizeof(err)) < 0 ||
 	    smpl_endpoint_parse(endpoint, &ep, err, sizeof(err)) < 0)
 		return smpl_refuse(d, u, s->id, uid, error, SMPL_ERROR_INVALID_ARGUMENT, "%s", err);

@@ -79,8 +79,10 @@ struct store_ops {
 	/*
 	 * The clinical record (issue 16, store-clinical.h): as
 	 * store_endpoint_add(), store_follow_up_add(), store_hold_clear().
-	 * NULL on a backend that does not keep it (PostgreSQL, for now): the
-	 * records writer answers -EOPNOTSUPP.
+	 * NULL on a backend that does not keep it (PostgreSQL, for now,
+	 * docs/records-postgresql.md): the daemon then answers the clinical
+	 * methods NotSupported, asks no endpoint at End or SelectPatch, and the
+	 * follow-up rule is off (config.c).
 	 */
 	int (*endpoint_add)(void *h, const struct store_endpoint_in *e,
 			    const struct store_operator *op, int64_t *id);

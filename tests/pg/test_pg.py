@@ -818,6 +818,52 @@ def test_records_copies_refused_and_no_sqlite_check():
         assert not os.path.exists(os.path.join(a.state_dir, 'records.db'))
 
 
+@test
+def test_clinical_record_not_kept():
+    """Issue 16's clinical record is not kept on the clinic's records yet: its methods
+    answer NotSupported saying so, nothing is written, and nothing waits on it: a
+    treatment that emitted selects another patch and ends with no endpoint (which
+    could never be recorded), and the patch's cooldown still holds."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a:
+        a.start()
+        spath = a.ready('p-400', 'crown')
+        a.u().Arm()
+        a.wait_state('ready')
+        a.fire(0.5)
+        a.u().Disarm()
+        a.wait_state('standby')
+        assert list(a.session_prop(spath, 'EndpointsMissing')) == []
+        calls = (
+            (a.session(spath).RecordEndpoint, ('crown', 'whitening', '')),
+            (a.manager().RecordFollowUp,
+             ('p-400', 'crown', dbus.Dictionary({'pigment_remaining_pct': dbus.UInt32(20)},
+                                                signature='sv'))),
+            (a.manager().ClearPatchHold, ('p-400', 'crown', 'reviewed')),
+            (a.manager().Course, ('p-400',)),
+        )
+        for call, args in calls:
+            try:
+                call(*args)
+                raise AssertionError('%s answered on PostgreSQL' % call)
+            except dbus.DBusException as e:
+                assert e.get_dbus_name() == 'org.freedesktop.DBus.Error.NotSupported', e
+                assert 'PostgreSQL' in str(e) and 'clinical record' in str(e), e
+        a.session(spath).SelectPatch('occipital')    # no EndpointMissing
+        a.session(spath).End('done')                 # nor here
+        rows = treatments(db, "patient = 'p-400'")
+        assert len(rows) == 1 and int(rows[0][7]) > 0, rows
+        eligible, _, reason = a.manager().CheckPatch('p-400', 'crown')
+        assert not eligible and 'eligible from' in reason, reason
+        spath = a.u().StartSession('p-400')
+        expect_error('CooldownActive', a.session(spath).SelectPatch, 'crown')
+        a.session(spath).End('')
+        tables = pg().rows("SELECT count(*) FROM information_schema.tables WHERE"
+                           " table_schema = 'smplaser' AND table_name IN ('endpoints',"
+                           " 'follow_ups', 'adverse_events', 'hold_reviews')", db)
+        assert int(tables[0][0]) == 0, tables
+
+
 # --- import --------------------------------------------------------------------------
 
 @test
