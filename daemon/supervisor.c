@@ -135,9 +135,14 @@ static void end_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *
 	if (!u->gone && u->closed.id == c->id) {
 		u->closed.end_known = f.shot_at_end_known;
 		u->closed.shot_at_end = f.shot_at_end;
-		/* Issue 16: its counter moved: it emitted, whatever reports were lost. */
-		if (f.shot_at_end_known && f.shot_at_end > u->closed.shot_at_arm && u->session &&
-		    u->session->id == u->closed.session_id)
+		/*
+		 * Issue 16: its counter moved: it emitted, whatever reports were
+		 * lost.  Not a counter that leapt (not believed: the records count
+		 * the pulses reported, and an endpoint asked for a treatment they
+		 * say emitted nothing could never be recorded, nor the session end).
+		 */
+		if (f.shot_at_end_known && !c->jumped && f.shot_at_end > u->closed.shot_at_arm &&
+		    u->session && u->session->id == u->closed.session_id)
 			smpl_session_emitted(u->session, c->id);
 	}
 	if (!f.shot_at_end_known)

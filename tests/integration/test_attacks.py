@@ -237,7 +237,7 @@ def test_counter_back_while_armed_faults_the_unit_and_keeps_every_row():
         assert t['pulses_recorded'] == after, t
         assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-went-back'"
                          )[0]['n'] >= 1
-        env.session(spath).End('done')
+        env.end_session(spath)          # issue 16: it emitted, its endpoint first
         env.unit().AcknowledgeFault()
         assert env.unit_prop('LatchedFault') == ''
         _, again = env.treat('p-back2', 'crown', 0.6)
@@ -274,7 +274,7 @@ def test_counter_jump_while_armed_faults_the_unit_and_counts_what_it_reported():
         assert t['shot_at_end'] >= shot + 150, t        # what the counter said, kept
         assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-jumped'"
                          )[0]['n'] >= 1
-        env.session(spath).End('done')
+        env.end_session(spath)          # issue 16: it emitted, its endpoint first
         env.unit().AcknowledgeFault()
         _, again = env.treat('p-jump2', 'occipital', 0.6)
         (t2,) = treatments(env, 'p-jump2')
@@ -300,6 +300,8 @@ def test_counter_leap_past_the_pulse_limit_before_any_pulse():
         (t,) = treatments(env, 'p-leap')
         assert t['outcome'] == 'fault' and t['pulse_count'] == 0, t
         assert not env.query("SELECT * FROM audit WHERE reason = 'patch-pulse-limit'")
+        # Issue 16: the leapt counter is no emission: no endpoint is asked for.
+        assert list(env.session_prop(spath, 'EndpointsMissing')) == []
         env.session(spath).End('done')
 
 
