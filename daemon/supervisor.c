@@ -255,7 +255,7 @@ bool smpl_unit_attribute(struct smpl_unit *u, sd_bus_message *call, const uid_t 
 	if (uid)
 		snprintf(who, sizeof(who), " by uid %u", (unsigned int)*uid);
 	else
-		snprintf(who, sizeof(who), " by a caller the bus did not name");
+		snprintf(who, sizeof(who), " by a caller the bus never named");
 	strncat(a->message, who, sizeof(a->message) - strlen(a->message) - 1);
 	report(u, a, uid, u->unattributed.session_id);
 	u->unattributed.call = sd_bus_message_unref(u->unattributed.call);

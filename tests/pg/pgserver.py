@@ -140,10 +140,10 @@ class PgServer:
             raise RuntimeError('psql %r failed: %s' % (sql[:200], p.stderr))
         return p
 
-    def psql_file(self, text, db='postgres', user='postgres', check=True):
+    def psql_file(self, text, db='postgres', user='postgres', check=True, timeout=600):
         p = subprocess.run(['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', self.socket_dir,
                             '-U', user, '-d', db], input=text, capture_output=True, text=True,
-                           timeout=600)
+                           timeout=timeout)
         if check and p.returncode != 0:
             raise RuntimeError('psql failed: %s' % p.stderr)
         return p
