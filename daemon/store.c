@@ -299,7 +299,7 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v4,
 	store_chain_schema,	/* 5: the hash chain and unit counters (store-chain.c) */
 	schema_counter_epochs,	/* 6: counter epochs, a pulse row per (treatment, shot) */
-	schema_v7_empty,	/* 7: nothing (main b77a065 numbered its steps 1-7, 7 empty) */
+	schema_v7_empty,	/* 7: nothing; databases made while it was declared say 7 */
 	store_clinical_schema,	/* 8: the clinical record (store-clinical.c) */
 };
 
@@ -785,6 +785,19 @@ static int bound_caches(struct store *st)
 	return err;
 }
 
+/*
+ * Before migrating: everything but WAL, which rewrites the file's header;
+ * a database that its migration refuses is left exactly as it was.
+ */
+static int configure_before_migration(struct store *st)
+{
+	int err = exec(st, "PRAGMA synchronous = FULL");
+
+	if (!err)
+		err = exec(st, "PRAGMA foreign_keys = ON");
+	return err;
+}
+
 static int configure_connection(struct store *st)
 {
 	struct store_settings s;
@@ -1013,9 +1026,11 @@ int store_open(struct store **out, const char *state_dir, char *msg, size_t msg_
 	*out = NULL;
 	err = open_checked(&st, state_dir, &version, OPEN_WRITER);
 	if (!err)
-		err = configure_connection(st);
+		err = configure_before_migration(st);
 	if (!err)
 		err = migrate(st, version, STORE_SCHEMA_VERSION);
+	if (!err)
+		err = configure_connection(st);
 	return open_done(st, err, out, msg, msg_len);
 }
 

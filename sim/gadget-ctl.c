@@ -324,27 +324,34 @@ static int cmd_deaf(struct gadget *g, char **argv, char *reply, size_t size)
 	return 0;
 }
 
+void gadget_deadline(struct timespec *ts, uint64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static bool reports_read(struct gadget *g)
+{
+	smpl_model_advance(g->model, gadget_now_ms());
+	return !g->report_in_flight && smpl_model_reports_queued(g->model) == 0;
+}
+
 /* Wait until the host has read every queued report, at most @timeout_ms.
  * Lock held; g->changed waits on CLOCK_MONOTONIC.  0 or -ETIMEDOUT. */
 static int wait_reports_read(struct gadget *g, uint64_t timeout_ms)
 {
 	struct timespec until;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += (time_t)(timeout_ms / 1000);
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	for (bool late = false;; late = pthread_cond_timedwait(&g->changed, &g->lock,
-								 &until) == ETIMEDOUT) {
-		smpl_model_advance(g->model, gadget_now_ms());
-		if (!g->report_in_flight && smpl_model_reports_queued(g->model) == 0)
-			return 0;
-		if (late)
-			return -ETIMEDOUT;
-	}
+	gadget_deadline(&until, timeout_ms);
+	while (!reports_read(g))
+		if (pthread_cond_timedwait(&g->changed, &g->lock, &until) == ETIMEDOUT)
+			return reports_read(g) ? 0 : -ETIMEDOUT;
+	return 0;
 }
 
 /* "drain MS": wait until the host has read every queued report. */

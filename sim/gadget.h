@@ -121,6 +121,8 @@ int gadget_usb_unbind(struct gadget_usb *u);	/* write "" to UDC */
 void gadget_usb_teardown(struct gadget_usb *u);
 
 /* gadget-ctl.c */
+/* @ts = CLOCK_MONOTONIC now + @ms: a deadline for g->changed. */
+void gadget_deadline(struct timespec *ts, uint64_t ms);
 int gadget_ctl_listen(const char *path);		/* fd or -1 */
 void gadget_ctl_serve(struct gadget *g, int listen_fd);	/* until quit */
 /* Run one control line (modified in place); the reply line, no newline. */

@@ -130,13 +130,7 @@ static void wait_changed(uint64_t ms)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	gadget_deadline(&ts, ms);
 	pthread_cond_timedwait(&g.changed, &g.lock, &ts);
 }
 
