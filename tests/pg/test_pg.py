@@ -115,6 +115,10 @@ class Workstation(Env):
             db.close()
 
     def wait_shipped(self, timeout=15):
+        # A session's End is answered before its record is written (the writer thread):
+        # an empty outbox proves nothing until the writer has passed what came before.
+        if self.daemon and self.daemon.poll() is None:
+            self.settle_records()
         wait_until(lambda: self.journal_waiting() == 0, timeout,
                    '%s: the journal shipped' % self.ws)
 
