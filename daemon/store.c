@@ -35,6 +35,14 @@
  * cache keeps the rest.  No mmap (its pages would count in the RSS).
  */
 #define STORE_CACHE_KIB		512
+/*
+ * The -wal and -shm outlive the writer: a daemon stopped cleanly starts again
+ * on a disk that filled meanwhile (SQLite cannot create a -shm on a full disk,
+ * and reading needs it).  journal_size_limit makes the clean close truncate
+ * the log to zero bytes (no stale frames beside a restored copy), and bounds
+ * what a checkpoint leaves of it.
+ */
+#define STORE_WAL_LIMIT_BYTES	(8 << 20)
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -798,12 +806,27 @@ static int configure_before_migration(struct store *st)
 	return err;
 }
 
+/* The log and its index stay on disk between two runs (STORE_WAL_LIMIT_BYTES). */
+static int keep_the_log(struct store *st)
+{
+	char sql[64];
+	int persist = 1, rc;
+
+	rc = sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	if (rc != SQLITE_OK)
+		return sql_fail(st, rc, "keep the log");
+	snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %d", STORE_WAL_LIMIT_BYTES);
+	return exec(st, sql);
+}
+
 static int configure_connection(struct store *st)
 {
 	struct store_settings s;
 	int err;
 
 	err = exec(st, "PRAGMA journal_mode = WAL");
+	if (!err)
+		err = keep_the_log(st);
 	if (!err)
 		err = exec(st, "PRAGMA synchronous = FULL");
 	if (!err)

@@ -12,7 +12,7 @@ kernel_abi() {
 
 PKGS="
 build-essential pkg-config
-libsystemd-dev libudev-dev libusb-1.0-0-dev libsqlite3-dev libssl-dev libinih-dev
+libsystemd-dev libudev-dev libusb-1.0-0-dev libsqlite3-dev libgcrypt20-dev libssl-dev libinih-dev
 zlib1g-dev libjson-c-dev libcmocka-dev
 dbus python3-dbus python3-dbusmock sqlite3 libfaketime
 qemu-system-x86 busybox-static cpio kmod xz-utils zstd

@@ -5,7 +5,7 @@ BENCH_PROGRAMS := $(B)/tests/bench/gen_records $(B)/tests/bench/bench_store \
 	$(B)/tests/bench/bench_daemon
 BENCHES += tests/bench/run-bench
 
-tests/bench/run-bench: $(BENCH_PROGRAMS) $(SMPLASERD) ;
+tests/bench/run-bench: $(BENCH_PROGRAMS) $(SMPLASERD) build/tests/slow-fsync.so ;
 
 $(B)/tests/bench/bench_store: $(B)/tests/bench/bench_store.o $(STORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(STORE_LIBS) -lm -ldl

@@ -43,7 +43,7 @@ $(FUZZ_DIR)/fuzz_dbus_args: tests/fuzz/fuzz_dbus_args.c tests/fuzz/fuzz-input.h 
 $(FUZZ_DIR)/fuzz_store_open: tests/fuzz/fuzz_store_open.c $(STORE_SRCS) daemon/store.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags sqlite3) -o $@ \
-		tests/fuzz/fuzz_store_open.c $(STORE_SRCS) $(call pkglibs,sqlite3 libcrypto)
+		tests/fuzz/fuzz_store_open.c $(STORE_SRCS) $(call pkglibs,sqlite3 libgcrypt)
 
 # The whole daemon but main.c (the harness builds the daemon as main() does,
 # on a socketpair), the sim backend and the firmware model.
@@ -55,7 +55,7 @@ $(FUZZ_DIR)/fuzz_dbus_dispatch: tests/fuzz/fuzz_dbus_dispatch.c tests/fuzz/fuzz-
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags inih sqlite3 libsystemd json-c libpq) -o $@ \
 		tests/fuzz/fuzz_dbus_dispatch.c $(FUZZ_DAEMON_SRCS) \
-		$(call pkglibs,libsystemd sqlite3 libcrypto inih zlib json-c libpq) -lm
+		$(call pkglibs,libsystemd sqlite3 libgcrypt inih zlib json-c libpq) -lm
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

@@ -222,6 +222,44 @@ def test_disk_full_then_stopped_loses_nothing():
 
 
 @test
+def test_starts_again_on_a_disk_that_filled_while_it_was_stopped():
+    """A clean stop, then the disk fills (another program, a log), then the daemon starts:
+    it starts (its records readable, the unit visible), and it refuses to arm; once space
+    is back it arms and records.  (It failed to start with "disk I/O error": the clean
+    stop had deleted the -wal and -shm, and SQLite could not create the -shm again on
+    the full disk.)"""
+    with Env() as env:
+        with Tmpfs(env.state_dir, 16384) as fs:
+            if not fs.mounted:
+                print('# cannot mount a tmpfs (%s): not tested here' % fs.why)
+                return 'skip'
+            env.start()
+            env.treat('p-refill', 'crown', 0.3)
+            env.kill(signal.SIGTERM)
+            assert env.daemon.returncode == 0, env.daemon.returncode
+            env.daemon = None
+            filler = fs.fill()
+            env.start()
+            assert env.manager_prop('State') == 'running'
+            assert [str(t['patch']) for t in env.history('p-refill')] == ['crown']
+            shots = int(env.unit_prop('ShotCount'))
+            try:        # the session's own record may not fit either
+                env.ready_session('p-refill2', 'mid-scalp')
+            except dbus.DBusException as e:
+                assert e.get_dbus_name() == ERR + 'DeviceFault', e
+            expect_error('DeviceFault', env.unit().Arm)
+            pump(0.3)
+            assert env.unit_prop('State') in ('standby', 'fault'), env.unit_prop('State')
+            assert int(env.unit_prop('ShotCount')) == shots
+            os.unlink(filler)
+            env.kill(signal.SIGTERM)
+            env.daemon = None
+            env.start()
+            env.treat('p-refill2', 'mid-scalp', 0.3)
+            assert 'mid-scalp' in recorded(env, 'p-refill2')
+
+
+@test
 def test_state_dir_read_only_at_start():
     """A read-only state directory whose database cannot be written at start: the daemon
     refuses to start (it cannot keep records) and says why, or it starts and refuses to

@@ -13,10 +13,14 @@ The truth afterwards is the units' own fired logs: every pulse unit 3 fired
 is recorded, unit 2 fired nothing.
 
 A loop that waits stalls for 500 ms and more: that is failed whatever the
-machine.  The 5 ms and 20 ms figures are judged when the machine can measure
-them, i.e. when the bus's own round trip (GetId, measured in the same run) is
-under 2 ms at p99; on a machine that other processes keep busy the test says
-so in its output instead.
+machine.  The 5 ms and 20 ms figures are performance figures: `make bench`
+judges them (tests/bench/run-bench runs this file with
+SMPL_STALL_JUDGE_FIGURES=1 and prints them as rows of its table), when the
+machine can measure them, i.e. when the bus's own round trip (GetId,
+measured in the same run) is under 2 ms at p99.  `make check` prints them
+only: on CI's shared 2 cores a Get(State) p99 went from 0.9 to 4.4 ms
+between runs with a quiet floor, and one run over 5 ms failed a check that
+is about stalls.
 
 LD_PRELOAD does not work into an ASan binary: this suite runs the plain
 build/smplaserd, like the clock suite.
@@ -45,6 +49,7 @@ UNIT3 = ROOT + '/unit/SIM00003'
 PROPS = 'org.freedesktop.DBus.Properties'
 
 WINDOW_S = float(os.environ.get('SMPL_STALL_SECONDS', '60'))
+JUDGE_FIGURES = os.environ.get('SMPL_STALL_JUDGE_FIGURES') == '1'
 FSYNC_MS = 2000
 SIGNAL_BOUND_S = 0.020
 GET_P99_BOUND_S = 0.005
@@ -205,17 +210,43 @@ def test_a_silent_unit_and_a_slow_disk_stall_no_other_unit():
         assert [r['reason'] for r in disarms_of(env, 'SIM00002')] == ['requested']
         assert [r['reason'] for r in disarms_of(env, 'SIM00003')] == ['requested']
 
-        # The figures need a machine that can measure them: when the bus's own
-        # round trip is slow at p99, other processes own the cores.
-        floor_p99 = percentile(floor, 99)
-        if floor_p99 > FLOOR_P99_QUIET_S:
-            print('# the machine is busy (the floor\'s p99 %.2f ms > %.1f ms): the 5 ms and '
-                  '20 ms figures are not judged in this run' %
-                  (floor_p99 * 1e3, FLOOR_P99_QUIET_S * 1e3))
-            return
-        assert p99 <= GET_P99_BOUND_S, 'Get(State) p99 %.2f ms' % (p99 * 1e3)
-        assert max(signal_lat) <= SIGNAL_BOUND_S, \
-            'a State change signalled %.1f ms late' % (max(signal_lat) * 1e3)
+        judge_figures(gets, floor, signal_lat)
+
+
+def bench_row(figure, med, p99, floor, target, verdict):
+    """A row of make bench's table (tests/bench/bench-table.h, BENCH_ROW_FMT)."""
+    print('%-46s %10s %10s %10s %12s %-22s %s' % (
+        figure, '%.2f ms' % (med * 1e3), '%.2f ms' % (p99 * 1e3),
+        '%.2f ms' % (floor * 1e3) if floor else '-',
+        '%.2fx/%.2fx' % (med / floor, p99 / floor) if floor else '-', target, verdict))
+
+
+def judge_figures(gets, floor, signal_lat):
+    """The 5 ms and 20 ms figures: judged under make bench, printed under make check.
+    They need a machine that can measure them: when the bus's own round trip is slow
+    at p99, other processes own the cores."""
+    floor_p50, floor_p99 = percentile(floor, 50), percentile(floor, 99)
+    p50, p99 = percentile(gets, 50), percentile(gets, 99)
+    quiet = floor_p99 <= FLOOR_P99_QUIET_S
+    get_ok = p99 <= GET_P99_BOUND_S
+    signal_ok = max(signal_lat) <= SIGNAL_BOUND_S
+    if not JUDGE_FIGURES:
+        print('# figures (judged by make bench): Get(State) p99 %.2f ms (target 5 ms), '
+              'slowest State change signalled %.1f ms (target 20 ms), floor p99 %.2f ms' %
+              (p99 * 1e3, max(signal_lat) * 1e3, floor_p99 * 1e3))
+        return
+    verdict = (lambda ok: ('ok' if ok else 'OVER') if quiet else 'busy: not judged')
+    bench_row('Get(State), a unit silent, fsync 2 s', p50, p99, floor_p50, 'p99 <= 5 ms',
+              verdict(get_ok))
+    bench_row('State signalled, a unit silent, fsync 2 s', percentile(signal_lat, 50),
+              max(signal_lat), None, 'max <= 20 ms', verdict(signal_ok))
+    if not quiet:
+        print('# the machine is busy (the floor\'s p99 %.2f ms > %.1f ms): the 5 ms and '
+              '20 ms figures are not judged in this run' %
+              (floor_p99 * 1e3, FLOOR_P99_QUIET_S * 1e3))
+        return
+    assert get_ok, 'Get(State) p99 %.2f ms' % (p99 * 1e3)
+    assert signal_ok, 'a State change signalled %.1f ms late' % (max(signal_lat) * 1e3)
 
 
 if __name__ == '__main__':
