@@ -66,6 +66,16 @@ int store_tx_audit(struct store *st, const struct store_audit *a);
  */
 int store_refuse_if_records_missing(struct store *st, const char *unit_serial);
 
+/*
+ * Also there, before the unit's unsettled treatments are settled from
+ * @counter: -ENOLINK if the counter is ahead of everything the records hold
+ * for the unit (what store_records_missing_check() would find and record:
+ * the caller has it run).  A counter that moved while the unit was plugged in
+ * and disarmed is found at its next arming, not only by a probe after an
+ * unplug.
+ */
+int store_refuse_if_counter_ahead(struct store *st, const char *unit_serial, uint32_t counter);
+
 /* store-clinical.c: schema step 8, and the patch's clinical facts for store_patch_facts(). */
 extern const char store_clinical_schema[];
 int store_clinical_facts(struct store *st, const char *patient, const char *patch,

@@ -308,6 +308,23 @@ static int record_missing(struct store *st, const char *unit, uint32_t from, uin
 	return err;
 }
 
+int store_refuse_if_counter_ahead(struct store *st, const char *unit_serial, uint32_t counter)
+{
+	uint32_t shot = 0, theirs = 0;
+	bool found = false, unsettled = false;
+	int err = records_shot(st, unit_serial, &shot, &found);
+
+	if (!err)
+		err = unsettled_shot(st, unit_serial, &theirs, &unsettled);
+	if (err || !found || counter <= shot || (unsettled && counter <= theirs))
+		return err;
+	return store_set_error(st, -ENOLINK, "records-missing: unit %s's shot counter is at %"
+			       PRIu32 " at arming, the records end at shot %" PRIu32 ": %" PRIu32
+			       " shot%s fired outside the records (with no host arming the unit?); "
+			       "not arming", unit_serial, counter, shot, counter - shot,
+			       counter - shot == 1 ? "" : "s");
+}
+
 static int missing_message(struct store *st, const char *unit,
 			   const struct store_records_missing *m)
 {

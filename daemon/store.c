@@ -2122,6 +2122,8 @@ int store_treatment_begin(struct store *st, const struct store_treatment_start *
 	if (!err)
 		err = store_refuse_if_records_missing(st, unit);
 	if (!err)
+		err = store_refuse_if_counter_ahead(st, unit, t->shot_at_arm);
+	if (!err)
 		err = settle_earlier(st, unit, t->shot_at_arm, t->armed_ms);
 	if (!err)
 		err = refuse_if_cooling_down(st, t, patient);

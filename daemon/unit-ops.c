@@ -326,8 +326,10 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 		else {
 			if (c->r == -ERANGE && !u->gone)	/* the counter is below the records */
 				smpl_unit_fault(u, SMPL_REASON_COUNTER_BACK, c->msg);
-			if (c->r == -ENOLINK && !u->gone)	/* shots beyond them, unacknowledged */
+			if (c->r == -ENOLINK && !u->gone) {	/* shots beyond them */
 				smpl_unit_fault(u, SMPL_REASON_RECORDS_MISSING, c->msg);
+				u->settle_pending = true;	/* which records them */
+			}
 			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
 					  SMPL_ERROR_DEVICE_FAULT,
 					  "cannot record the treatment, not arming: %s", c->msg);

@@ -661,6 +661,34 @@ def seed_counter_forward(ep, rng):
     ep.finish()
 
 
+def seed_counter_forward_unplugged(ep, rng):
+    """Found by the hunt (seed 6121): the counter leaps while the unit is not armed
+    (fired elsewhere), then it is unplugged and plugged again: the daemon's probe finds
+    shots its records miss and counts them (issue 15) on each patch of the unit's last
+    session, which was never armed, by nobody known.  That account is neither a pulse
+    the records invent nor an operator's arming; a count beyond the leap would be."""
+    s = ep.serials[0]
+    ep.start()
+    sp = ready(ep, 'op1', s, 'p102-1', 'crown')
+    if ep.arm('op1', s).ok and ep.wait_state(s, ('ready',), 5):
+        ep.footswitch(s, True)
+        ep.wait(0.3)
+        ep.footswitch(s, False)
+    ep.disarm('op1', s)
+    if sp:
+        ep.end('op1', sp)
+    sp = ready(ep, 'op2', s, 'p102-2', 'left-parietal')
+    ep.set_shot_counter(s, ep.truth.max_shot[s] + rng.randrange(100, 500))
+    ep.wait(0.3)
+    ep.unplug(s)
+    ep.wait(0.2)
+    ep.replug(s)
+    ep.wait(1.0)
+    if sp:
+        ep.end('op2', sp)
+    ep.finish()
+
+
 def seed_disk_full_stop(ep, rng):
     """Hole 4: the disk fills while emitting, the daemon stops before space returns."""
     s = ep.serials[0]
@@ -918,6 +946,7 @@ SEEDS = {
     'fault-names': (seed_fault_names, {'units': 1}, [14]),
     'counter-reset-rows': (seed_counter_reset_rows, {'units': 1}, [101]),
     'counter-forward': (seed_counter_forward, {'units': 1}, [102]),
+    'counter-forward-unplugged': (seed_counter_forward_unplugged, {'units': 1}, [102]),
     'counter-back-acknowledged': (seed_counter_back_acknowledged, {'units': 1}, [103]),
     'fault-while-latched': (seed_fault_while_latched, {'units': 1}, [104]),
     'counter-back-while-armed': (seed_counter_back_while_armed,

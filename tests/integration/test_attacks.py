@@ -282,6 +282,44 @@ def test_counter_jump_while_armed_faults_the_unit_and_counts_what_it_reported():
 
 
 @test
+def test_counter_ahead_while_plugged_in_and_disarmed_is_records_missing():
+    """The unit's counter leaps while it is plugged in and disarmed (shots fired with no
+    host arming it, or a faulty counter): the next Arm is refused and the unit faults
+    records-missing, as a probe would find it; the shots are counted on the last
+    session's patches (issue 15); after an acknowledge it arms.  (Before: the Arm went
+    through from the leapt counter, and those shots were never in the records; the
+    hunt with seed 6121 found the difference to a unit unplugged meanwhile.)"""
+    with Env() as env:
+        env.start()
+        env.treat('p-ahead', 'crown', 0.4)
+        shot = int(env.unit_prop('ShotCount'))
+        spath = env.ready_session('p-ahead2', 'occipital')
+        env.sim().SetShotCounter(dbus.UInt32(shot + 200))
+        pump(0.2)
+        fired = fired_shots(env)
+        expect_error('DeviceFault', env.unit().Arm, contains=('records-missing',))
+        assert env.unit_prop('LatchedFault') == 'records-missing'
+        assert env.unit_prop('State') == 'standby'
+        assert not treatments(env, 'p-ahead2') or all(
+            t['operator_name'] == 'unknown (records missing)' for t in treatments(env, 'p-ahead2'))
+        wait_until(lambda: env.query("SELECT * FROM unit_counters WHERE kind = 'missing'"), 5,
+                   'the missing shots counted')
+        (row,) = env.query("SELECT * FROM unit_counters WHERE kind = 'missing'")
+        assert (row['shot_from'], row['shot_to']) == (shot, shot + 200), row
+        (t,) = treatments(env, 'p-ahead2')
+        assert t['patch'] == 'occipital' and t['pulse_count'] == 200, t
+        env.unit().AcknowledgeFault()
+        assert env.unit_prop('LatchedFault') == ''
+        env.session(spath).SelectPatch('mid-scalp')
+        env.unit().SetParameters(GOOD_PARAMS)
+        env.arm_to_ready()
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.session(spath).End('done')
+        assert fired_shots(env) == fired
+
+
+@test
 def test_counter_leap_past_the_pulse_limit_before_any_pulse():
     """Hole 102, found again by the attacker once closed: the counter leaps while the
     unit is READY, past the patch's pulse limit, before any pulse.  The leap is found

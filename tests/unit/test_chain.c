@@ -952,12 +952,12 @@ static void *write_records(void *arg)
 		struct store_treatment_start ts = {
 			.session_id = s, .patch = "crown", .unit_firmware = "1",
 			.op = OPERATOR, .params = PARAMS, .armed_ms = T0 + 100000 + i,
-			.armed_rtc_s = T0 / 1000, .shot_at_arm = 100 + (uint32_t)i,
+			.armed_rtc_s = T0 / 1000, .shot_at_arm = 8,	/* some_records' last */
 			.cooldown_ms = COOLDOWN_MS,
 		};
 		struct store_treatment_finish fin = {
 			.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 100000 + i,
-			.shot_at_end_known = true, .shot_at_end = 100 + (uint32_t)i,
+			.shot_at_end_known = true, .shot_at_end = 8,
 		};
 		struct store_audit a = { .time_ms = T0 + i, .kind = STORE_AUDIT_ARM,
 					 .detail = "a concurrent write" };

@@ -25,6 +25,7 @@
 #include "store.h"
 #include "store-private.h"	/* store_clinical_schema */
 #include "store-chain.h"
+#include "store-restore.h"
 
 #define DAY_MS		(24LL * 3600 * 1000)
 #define COOLDOWN_MS	(42 * DAY_MS)
@@ -830,13 +831,43 @@ static void test_leapt_counter_never_settles_a_treatment(void **state)
 	assert_int_equal(c.t.pulse_count, 3);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'reconcile'"
 				    " AND reason = 'counter-jumped' AND detail LIKE '%(662) leapt%'"), 1);
-	/* a counter it could have reached is believed (a lost report) */
+	/* the shots beyond are not the treatment's: counted as missing, acknowledged ... */
+	assert_int_equal(store_records_missing_check(f->st, "U1", 662, T0 + 9500, NULL), 1);
+	assert_int_equal(store_records_missing_ack(f->st, "U1", &OPERATOR, T0 + 9600), 1);
+	/* ... then a counter it could have reached is believed (a lost report) */
 	id = begin_treatment(f, session, "frontal", T0 + 10000, 662);
 	add_pulses(f, id, 663, 2, T0 + 10200, 280000);
 	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
 		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 11000 }), 0);
 	assert_int_equal(store_reconcile_treatment(f->st, id, 665, T0 + 12000), 0);
 	assert_int_equal(get_treatment(f, id).t.pulse_count, 3);
+}
+
+/*
+ * Arming from a counter ahead of everything the records hold (the unit fired,
+ * or its counter moved, while plugged in and disarmed): refused, -ENOLINK,
+ * nothing written; a counter an unsettled treatment may own is not refused.
+ */
+static void test_arming_from_a_counter_ahead_of_the_records_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	int64_t session = unit_and_session(f);
+	int64_t id = begin_treatment(f, session, "crown", T0 + 1000, 10), other = 0;
+	struct store_treatment_start t = start_of(session, "frontal", T0 + 5000, 20);
+
+	add_pulses(f, id, 11, 4, T0 + 1200, 280000);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_COMPLETED, .end_ms = T0 + 2000,
+		.shot_at_end_known = true, .shot_at_end = 14 }), 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &other), -ENOLINK);
+	assert_non_null(strstr(store_errmsg(f->st), "records-missing"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 1);
+	/* its end unread: the shots it may have fired itself (3 s at 5 Hz) are its own */
+	id = begin_treatment(f, session, "frontal", T0 + 6000, 14);
+	assert_int_equal(store_treatment_end(f->st, id, &(struct store_treatment_finish){
+		.outcome = STORE_OUTCOME_INTERRUPTED, .end_ms = T0 + 7000 }), 0);
+	id = begin_treatment(f, session, "occipital", T0 + 8000, 20);
+	assert_true(id > 0);
 }
 
 /* A reset accepted while a closed treatment waits for its end counter: its pulses settle it. */
@@ -2448,6 +2479,9 @@ static void daemon_workload(struct fixture *f, int r)
 	snprintf(patient, sizeof(patient), "P-round-%d", r);
 	assert_int_equal(store_unit_seen(f->st, "U1", "SMPL-1064", "1.2.3", now), 0);
 	assert_int_equal(store_counter_check(f->st, "U1", shot), 0);
+	/* Each round's counter is ahead of the last: counted and acknowledged, as the daemon does. */
+	if (store_records_missing_check(f->st, "U1", shot, now, NULL) == 1)
+		assert_int_equal(store_records_missing_ack(f->st, "U1", &OPERATOR, now), 1);
 	assert_true(store_unsettled_treatments(f->st, "U1", count_visits, &n) >= 0);
 	assert_true(store_unsettled_treatments(f->st, NULL, count_visits, &n) >= 0);
 	assert_true(store_newest_record_ms(f->st, &when) >= 0);
@@ -2762,6 +2796,7 @@ int main(void)
 		T(test_counter_back_again_after_a_reset_is_not_believed),
 		T(test_counter_leap_counts_the_pulses_reported),
 		T(test_leapt_counter_never_settles_a_treatment),
+		T(test_arming_from_a_counter_ahead_of_the_records_is_refused),
 		T(test_counter_reset_settles_an_unread_end_from_the_pulses),
 		T(test_begin_refuses_without_open_session),
 		T(test_begin_refuses_bad_arguments),
