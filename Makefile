@@ -25,7 +25,7 @@ SAN_FLAGS :=
 endif
 
 # Libraries every userspace piece may use, found with pkg-config.
-PKGS := libsystemd libudev libusb-1.0 sqlite3 libgcrypt inih cmocka zlib json-c libpq
+PKGS := libsystemd libudev libusb-1.0 sqlite3 libgcrypt inih cmocka zlib json-c libpq cairo fontconfig
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
 CC ?= cc

@@ -54,6 +54,14 @@ struct ctl {
 	double timeout_s;	/* watch --timeout, 0: until interrupted */
 	bool no_wait;		/* arm --no-wait */
 	const char *prog;	/* argv[0] basename, for messages */
+	/* the clinical record (issue 16) */
+	const char *endpoint;	/* session end/endpoint --endpoint */
+	const char *patch;	/* session endpoint --patch */
+	int pigment;		/* followup --pigment PCT, -1 unset */
+	const char *redness;	/* followup --redness resolved|unresolved */
+	const char *adverse;	/* followup --adverse LIST */
+	const char *output;	/* report/map/export -o FILE */
+	bool fhir;		/* export --fhir */
 };
 
 /* ---- bus.c: connection, calls, errors ---- */
@@ -158,6 +166,75 @@ int verb_sim(struct ctl *c, int argc, char **argv);
 int verb_records(struct ctl *c, int argc, char **argv);
 /* records verify FILE needs no daemon, nor a bus. */
 bool records_offline(int argc, char **argv);
+int verb_course(struct ctl *c, int argc, char **argv);
+int verb_followup(struct ctl *c, int argc, char **argv);
+int verb_clear_hold(struct ctl *c, int argc, char **argv);
+int verb_report(struct ctl *c, int argc, char **argv);
+
+/* ---- the clinical record (clinical.c, draw.c, fhir.c; issue 16) ---- */
+
+/* Course(@patient) as a JSON array of patches (the API's keys). */
+int load_course(struct ctl *c, const char *patient, json_object **out);
+/* The Manager's ClinicName ("" if none); the caller frees. */
+char *load_clinic_name(struct ctl *c);
+
+/* How a patch status is shown: the same on the terminal, the map and the report. */
+struct status_style {
+	const char *status;	/* the API's name */
+	unsigned int rgb;	/* 0xrrggbb of the map and report */
+	const char *sgr;	/* the terminal's colours */
+	const char *label;	/* a short label on the terminal map */
+	const char *words;	/* the legend */
+};
+const struct status_style *status_style(const char *status);
+extern const struct status_style status_styles[];
+extern const size_t n_status_styles;
+
+/* What comes next for a Course patch, in words ("may be treated again from ..."). */
+void course_next(json_object *patch, char *buf, size_t len);
+
+/*
+ * The endpoint @endpoint (with @note) for every patch of the session whose
+ * treatment emitted without one (@only: that patch only, whatever
+ * EndpointsMissing says).  Prints what it recorded unless --json.
+ */
+int session_record_endpoints(struct ctl *c, const char *session_path, const char *endpoint,
+			     const char *only, const char *note);
+/* session end: the endpoints first (--endpoint, or asked on a terminal), then End. */
+int session_end_documented(struct ctl *c, const char *unit_path, const char *session_path);
+
+/*
+ * The scalp seen from above (map.c): face at the top, the patient's left on
+ * the left; each built-in patch a rectangle in head coordinates (x from -1
+ * left to 1 right, y from 0 at the forehead to 1 at the nape), clipped to
+ * the ellipse of the head.
+ */
+struct map_region {
+	const char *patch;	/* the API's patch name */
+	const char *label;	/* short label for the picture */
+	double x0, x1, y0, y1;	/* rectangle in head coordinates */
+};
+extern const struct map_region map_regions[];
+extern const size_t n_map_regions;
+
+/* draw.c: the scalp map and the patient's report with cairo, in PDF, PNG or SVG. */
+enum draw_format { DRAW_PDF, DRAW_PNG, DRAW_SVG };
+/* The format for @file's extension (.pdf .png .svg); -EINVAL otherwise. */
+int draw_format_of(const char *file, enum draw_format *out);
+/*
+ * Writes the map alone (@report false) or the whole report of @course to
+ * @file ("-" stdout: SVG or PDF only); @clinic and @cooldown_days (0: 42)
+ * for the report.  @info gets {file, format, pages,
+ * width, height, patches: [{patch, status, colour, sample: [x, y]}]}, the
+ * sample a point inside each drawn patch, in the file's pixels (PNG) or
+ * points.  0 or an exit code (message printed).
+ */
+int draw_file(struct ctl *c, const char *patient, const char *clinic, unsigned int cooldown_days,
+	      json_object *course, bool report, const char *file, json_object **info);
+
+/* fhir.c: the patient's clinical record as an HL7 FHIR R4 Bundle (docs/clinical.md). */
+json_object *fhir_bundle(const char *patient, const char *clinic, json_object *course,
+			 uint64_t now);
 
 /* Shared by verbs: print a unit (and its open session) as text or JSON. */
 int show_unit(struct ctl *c, const char *unit_path);

@@ -10,8 +10,8 @@
  * connection, calls StartSession on it (owning the session), reports to the
  * command, and then serves a private socket, <runtime dir>/smplaserctl/
  * <bus id>-<session id>, mode 0600, for the same user only.  Later commands
- * that the owner must make (SelectPatch, ConfirmEyewear, End, SetParameters,
- * Arm) connect there (peer-to-peer D-Bus) and the keeper forwards each call
+ * that the owner must make (SelectPatch, ConfirmEyewear, RecordEndpoint, End,
+ * SetParameters, Arm) connect there (peer-to-peer D-Bus) and the keeper forwards each call
  * on the owning connection, with its reply.  Nothing else is forwarded, and
  * only for its own session and unit.  The keeper exits when the session ends,
  * the unit drops it, the daemon goes away or it is killed; killing it is the
@@ -109,7 +109,7 @@ static char *owned_session(struct ctl *c, const char *path, const char *iface,
 
 	if (strcmp(iface, SMPL_SESSION_IFACE) == 0 &&
 	    (strcmp(member, "SelectPatch") == 0 || strcmp(member, "ConfirmEyewear") == 0 ||
-	     strcmp(member, "End") == 0))
+	     strcmp(member, "End") == 0 || strcmp(member, "RecordEndpoint") == 0))
 		return strdup(path);
 	if (strcmp(iface, SMPL_UNIT_IFACE) != 0 ||
 	    (strcmp(member, "Arm") != 0 && strcmp(member, "SetParameters") != 0))
@@ -184,7 +184,8 @@ static bool forwardable(const struct keeper *k, sd_bus_message *m)
 		return false;
 	if (sd_bus_message_is_method_call(m, SMPL_SESSION_IFACE, "SelectPatch") ||
 	    sd_bus_message_is_method_call(m, SMPL_SESSION_IFACE, "ConfirmEyewear") ||
-	    sd_bus_message_is_method_call(m, SMPL_SESSION_IFACE, "End"))
+	    sd_bus_message_is_method_call(m, SMPL_SESSION_IFACE, "End") ||
+	    sd_bus_message_is_method_call(m, SMPL_SESSION_IFACE, "RecordEndpoint"))
 		return strcmp(path, k->session) == 0;
 	if (sd_bus_message_is_method_call(m, SMPL_UNIT_IFACE, "Arm") ||
 	    sd_bus_message_is_method_call(m, SMPL_UNIT_IFACE, "SetParameters"))

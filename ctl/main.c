@@ -32,6 +32,10 @@ static const struct verb verbs[] = {
 	{ "ack", verb_ack, true },
 	{ "map", verb_map, true },
 	{ "export", verb_export, true },
+	{ "course", verb_course, true },
+	{ "followup", verb_followup, true },
+	{ "clear-hold", verb_clear_hold, true },
+	{ "report", verb_report, true },
 	{ "sim", verb_sim, true },
 	{ "records", verb_records, true },
 };
@@ -50,7 +54,13 @@ static void help(const char *prog)
 	       "  session start PATIENT       Open a treatment session on the unit\n"
 	       "  session patch PATCH         Select the patch of the open session\n"
 	       "  session eyewear             Confirm everyone wears protective eyewear\n"
-	       "  session end [--notes TEXT]  End the open session\n"
+	       "  session endpoint ENDPOINT [--patch PATCH] [--notes TEXT]\n"
+	       "                              Record the tissue response seen when the\n"
+	       "                              patch's treatment ended: whitening,\n"
+	       "                              partial-whitening, no-whitening\n"
+	       "  session end [--endpoint ENDPOINT] [--notes TEXT]\n"
+	       "                              End the open session; the endpoint of each\n"
+	       "                              treated patch first (asked on a terminal)\n"
 	       "  session show                Show the open session\n"
 	       "  params show                 Show the treatment parameters\n"
 	       "  params set KEY=VALUE...     Set parameters (wavelength_nm, fluence_mj_cm2,\n"
@@ -58,10 +68,18 @@ static void help(const char *prog)
 	       "  arm                         Arm the unit (waits out the emission delay)\n"
 	       "  disarm                      Disarm the unit\n"
 	       "  ack                         Acknowledge a latched fault\n"
-	       "  map PATIENT                 Draw the scalp coloured by days until each\n"
-	       "                              patch is eligible (--svg FILE: as a picture)\n"
-	       "  export PATIENT --format csv|json\n"
-	       "                              PATIENT's treatment records for the clinic\n"
+	       "  map PATIENT                 Draw the scalp coloured by each patch's status\n"
+	       "                              (--svg FILE, -o FILE.pdf|.png|.svg: a picture)\n"
+	       "  course PATIENT              Each patch's course: treatments, endpoints,\n"
+	       "                              follow-ups, adverse events, next date\n"
+	       "  followup PATIENT PATCH [--pigment PCT] [--redness resolved|unresolved]\n"
+	       "           [--adverse LIST] [--notes TEXT]\n"
+	       "                              Record a follow-up visit's findings\n"
+	       "  clear-hold PATIENT PATCH [--notes TEXT]\n"
+	       "                              Review: clear the hold an adverse event put\n"
+	       "  report PATIENT -o FILE      The report the patient keeps (.pdf .png .svg)\n"
+	       "  export PATIENT --format csv|json | --fhir [-o FILE]\n"
+	       "                              PATIENT's records for the clinic (FHIR R4)\n"
 	       "  sim footswitch press|release|hold SECONDS\n"
 	       "  sim door open|close         Simulated units: a technician's hands\n"
 	       "  sim estop press|release\n"
@@ -89,7 +107,17 @@ static void help(const char *prog)
 	       "     --no-ask-password        Do not ask for a password (polkit)\n"
 	       "     --svg FILE               map: write an SVG picture to FILE\n"
 	       "     --format csv|json        export: the output format\n"
-	       "     --notes TEXT             session end: notes for the record\n"
+	       "     --notes TEXT             session end, session endpoint, followup,\n"
+	       "                              clear-hold: notes for the record\n"
+	       "     --endpoint ENDPOINT      session end: the endpoint of the treated patch\n"
+	       "     --patch PATCH            session endpoint: the patch (default: the\n"
+	       "                              session's)\n"
+	       "     --pigment PCT            followup: pigment remaining, 0-100%%\n"
+	       "     --redness resolved|unresolved\n"
+	       "                              followup: whether the redness resolved\n"
+	       "     --adverse LIST           followup: adverse events, comma-separated\n"
+	       "  -o --output FILE            report, map, export: write FILE\n"
+	       "     --fhir                   export: an HL7 FHIR R4 Bundle (JSON)\n"
 	       "     --timeout SECONDS        watch: stop after SECONDS\n"
 	       "     --no-wait                arm: return without waiting for READY\n"
 	       "     --head SEQ:HASH          records verify: the chain head logged earlier\n"
@@ -103,6 +131,7 @@ static void help(const char *prog)
 enum {
 	OPT_VERSION = 0x100, OPT_JSON, OPT_SYSTEM, OPT_SESSION, OPT_NO_ASK,
 	OPT_SVG, OPT_FORMAT, OPT_NOTES, OPT_TIMEOUT, OPT_NO_WAIT, OPT_HEAD, OPT_SINCE, OPT_CSV,
+	OPT_ENDPOINT, OPT_PATCH, OPT_PIGMENT, OPT_REDNESS, OPT_ADVERSE, OPT_FHIR,
 };
 
 static const struct option options[] = {
@@ -122,6 +151,13 @@ static const struct option options[] = {
 	{ "head", required_argument, NULL, OPT_HEAD },
 	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "csv", no_argument, NULL, OPT_CSV },
+	{ "endpoint", required_argument, NULL, OPT_ENDPOINT },
+	{ "patch", required_argument, NULL, OPT_PATCH },
+	{ "pigment", required_argument, NULL, OPT_PIGMENT },
+	{ "redness", required_argument, NULL, OPT_REDNESS },
+	{ "adverse", required_argument, NULL, OPT_ADVERSE },
+	{ "output", required_argument, NULL, 'o' },
+	{ "fhir", no_argument, NULL, OPT_FHIR },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -132,7 +168,7 @@ static int parse_options(struct ctl *c, int argc, char **argv)
 	char *end;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":hu:", options, NULL)) >= 0) {
+	while ((opt = getopt_long(argc, argv, ":hu:o:", options, NULL)) >= 0) {
 		switch (opt) {
 		case 'h':
 			help(c->prog);
@@ -152,6 +188,21 @@ static int parse_options(struct ctl *c, int argc, char **argv)
 		case OPT_HEAD: c->head = optarg; break;
 		case OPT_SINCE: c->since = optarg; break;
 		case OPT_CSV: c->csv = true; break;
+		case OPT_ENDPOINT: c->endpoint = optarg; break;
+		case OPT_PATCH: c->patch = optarg; break;
+		case OPT_REDNESS: c->redness = optarg; break;
+		case OPT_ADVERSE: c->adverse = optarg; break;
+		case 'o': c->output = optarg; break;
+		case OPT_FHIR: c->fhir = true; break;
+		case OPT_PIGMENT: {
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || v < 0 || v > 100)
+				return ctl_error(c, CTL_EXIT_USAGE, NULL,
+						 "--pigment takes a percentage, 0-100");
+			c->pigment = (int)v;
+			break;
+		}
 		case OPT_TIMEOUT:
 			c->timeout_s = strtod(optarg, &end);
 			if (*end || !(c->timeout_s > 0))
@@ -173,7 +224,7 @@ static int parse_options(struct ctl *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct ctl c = { .ask_password = true, .prog = "smplaserctl" };
+	struct ctl c = { .ask_password = true, .prog = "smplaserctl", .pigment = -1 };
 	const struct verb *verb = NULL;
 	const char *name;
 	int code;

@@ -311,6 +311,8 @@ static json_object *verdict_json(const char *name, const struct verdict *v)
 	json_object_object_add(o, "audit_rows", json_object_new_int64(v->rep.audit_rows));
 	json_object_object_add(o, "treatment_rows",
 			       json_object_new_int64(v->rep.treatment_rows));
+	json_object_object_add(o, "clinical_rows",
+			       json_object_new_int64(v->rep.clinical_rows));
 	json_object_object_add(o, "head", head_json(&v->rep.head));
 	json_object_object_add(o, "problem_count", json_object_new_int64(v->rep.problems));
 	for (size_t i = 0; i < v->rep.shown; i++) {
@@ -333,8 +335,9 @@ static void print_verdict(struct ctl *c, const char *name, const struct verdict 
 		return;
 	store_chain_hex(v->rep.head.hash, hex);
 	printf("%s: schema %" PRId64 ", %" PRId64 " treatments, %" PRId64 " audit records, "
-	       "%" PRId64 " chain entries, head %" PRId64 ":%s\n", name, v->schema,
-	       v->rep.treatment_rows, v->rep.audit_rows, v->rep.entries, v->rep.head.seq, hex);
+	       "%" PRId64 " clinical records, %" PRId64 " chain entries, head %" PRId64 ":%s\n",
+	       name, v->schema, v->rep.treatment_rows, v->rep.audit_rows, v->rep.clinical_rows,
+	       v->rep.entries, v->rep.head.seq, hex);
 	if (v->verified) {
 		printf("%sVerified:%s every record is as it was chained; none changed, deleted or "
 		       "inserted out of order.\n", col(c, SGR_GREEN), col(c, SGR_RESET));

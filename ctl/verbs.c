@@ -488,14 +488,51 @@ static void export_csv(const char *patient, json_object *list)
 	}
 }
 
+/* The patient's clinical record as an HL7 FHIR R4 Bundle (fhir.c), on stdout or -o FILE. */
+static int export_fhir(struct ctl *c, const char *patient)
+{
+	json_object *course = NULL, *bundle;
+	char *clinic;
+	FILE *f = stdout;
+	int code;
+
+	if (c->format)
+		return usage_error(c, "--fhir and --format contradict each other%s", NULL);
+	if ((code = load_course(c, patient, &course)))
+		return code;
+	clinic = load_clinic_name(c);
+	bundle = fhir_bundle(patient, clinic, course, now_usec());
+	if (c->output && strcmp(c->output, "-") != 0 && !(f = fopen(c->output, "w")))
+		code = ctl_error(c, CTL_EXIT_FAILED, NULL, "cannot write %s: %s", c->output,
+				 strerror(errno));
+	if (!code) {
+		fputs(json_object_to_json_string_ext(bundle, JSON_C_TO_STRING_PRETTY |
+						     JSON_C_TO_STRING_SPACED |
+						     JSON_C_TO_STRING_NOSLASHESCAPE), f);
+		fputc('\n', f);
+		if (f != stdout && fclose(f) != 0)
+			code = ctl_error(c, CTL_EXIT_FAILED, NULL, "cannot write %s: %s", c->output,
+					 strerror(errno));
+		else if (f != stdout && !c->json)
+			printf("Wrote %s: an HL7 FHIR R4 Bundle of patient %s.\n", c->output,
+			       patient);
+	}
+	json_object_put(bundle);
+	json_object_put(course);
+	free(clinic);
+	return code;
+}
+
 int verb_export(struct ctl *c, int argc, char **argv)
 {
 	json_object *list = NULL;
 	const char *format = c->format ? c->format : (c->json ? "json" : NULL);
 	int code;
 
-	if ((code = want_args(c, argc, 1, "export PATIENT --format csv|json")))
+	if ((code = want_args(c, argc, 1, "export PATIENT --format csv|json | --fhir")))
 		return code;
+	if (c->fhir)
+		return export_fhir(c, argv[0]);
 	if (!format)
 		return usage_error(c, "export needs --format csv or --format json%s", NULL);
 	if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0)
@@ -589,6 +626,33 @@ static int session_act(struct ctl *c, const char *member, const char *types,
 	return code;
 }
 
+/* The endpoint of --patch, else of the patches that need one, else of the selected patch. */
+static int session_endpoint(struct ctl *c, const char *sp, const char *endpoint)
+{
+	json_object *missing = NULL, *patch = NULL;
+	int code;
+
+	if (c->patch)
+		return session_record_endpoints(c, sp, endpoint, c->patch, c->notes);
+	if ((code = ctl_get_property(c, sp, SMPL_SESSION_IFACE, "EndpointsMissing", &missing)))
+		return code;
+	if (json_object_array_length(missing) > 0) {
+		json_object_put(missing);
+		return session_record_endpoints(c, sp, endpoint, NULL, c->notes);
+	}
+	json_object_put(missing);
+	if ((code = ctl_get_property(c, sp, SMPL_SESSION_IFACE, "Patch", &patch)))
+		return code;
+	if (!json_object_get_string(patch)[0])
+		code = usage_error(c, "session endpoint: no patch selected: use --patch PATCH%s",
+				   NULL);
+	else
+		code = session_record_endpoints(c, sp, endpoint, json_object_get_string(patch),
+						c->notes);
+	json_object_put(patch);
+	return code;
+}
+
 int verb_session(struct ctl *c, int argc, char **argv)
 {
 	const char *sub = argc > 0 ? argv[0] : "show";
@@ -613,10 +677,31 @@ int verb_session(struct ctl *c, int argc, char **argv)
 				   "Protective eyewear confirmed for this session.%s\n");
 	}
 	if (strcmp(sub, "end") == 0) {
-		if ((code = want_args(c, argc, 1, "session end [--notes TEXT]")))
+		if ((code = want_args(c, argc, 1, "session end [--endpoint ENDPOINT] [--notes TEXT]")))
 			return code;
-		return session_act(c, "End", "s", c->notes ? c->notes : "",
-				   "Session ended.\n");
+		code = ctl_pick_session(c, &unit, &sp);
+		if (!code)
+			code = session_end_documented(c, unit, sp);	/* the endpoints first */
+		if (!code && !c->json)
+			printf("Session ended.\n");
+		else if (!code)
+			code = show_unit(c, unit);
+		free(unit);
+		free(sp);
+		return code;
+	}
+	if (strcmp(sub, "endpoint") == 0) {
+		if ((code = want_args(c, argc, 2, "session endpoint ENDPOINT [--patch PATCH] "
+				      "[--notes TEXT]")))
+			return code;
+		code = ctl_pick_session(c, &unit, &sp);
+		if (!code)
+			code = session_endpoint(c, sp, argv[1]);
+		if (!code && c->json)
+			code = show_session(c, unit, sp);
+		free(unit);
+		free(sp);
+		return code;
 	}
 	if (strcmp(sub, "show") == 0) {
 		if ((code = want_args(c, argc, argc ? 1 : 0, "session show")))
@@ -629,7 +714,7 @@ int verb_session(struct ctl *c, int argc, char **argv)
 		return code;
 	}
 	return usage_error(c, "unknown session verb '%s': use start, patch, "
-			   "eyewear, end or show", sub);
+			   "eyewear, endpoint, end or show", sub);
 }
 
 /* ---- params -------------------------------------------------------------- */

@@ -321,6 +321,20 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_METHOD_WITH_ARGS("History", SD_BUS_ARGS("s", patient),
 				SD_BUS_RESULT("aa{sv}", treatments),
 				method_history, SD_BUS_VTABLE_UNPRIVILEGED),
+	/* The clinical record (issue 16, bus-clinical.c) */
+	SD_BUS_PROPERTY("ClinicName", "s", smpl_bus_property_clinic_name, 0,
+			SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_METHOD_WITH_ARGS("RecordFollowUp",
+				SD_BUS_ARGS("s", patient, "s", patch, "a{sv}", findings),
+				SD_BUS_NO_RESULT, smpl_bus_record_follow_up,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ClearPatchHold",
+				SD_BUS_ARGS("s", patient, "s", patch, "s", note),
+				SD_BUS_NO_RESULT, smpl_bus_clear_patch_hold,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("Course", SD_BUS_ARGS("s", patient),
+				SD_BUS_RESULT("aa{sv}", patches),
+				smpl_bus_course, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_VTABLE_END
 };
 

@@ -77,6 +77,50 @@ static int property_eyewear(SMPL_PROPERTY_ARGS)
 	return sd_bus_message_append(reply, "b", s->eyewear_confirmed);
 }
 
+/* EndpointsMissing: the patches whose treatment emitted without an endpoint since (issue 16). */
+static int property_endpoints_missing(SMPL_PROPERTY_ARGS)
+{
+	struct smpl_session *s = userdata;
+	char buf[1024];
+	int r;
+
+	SMPL_UNUSED_PROPERTY_ARGS;
+	(void)smpl_session_endpoints_missing(s, NULL, buf, sizeof(buf));
+	r = sd_bus_message_open_container(reply, 'a', "s");
+	for (char *p = buf, *next; r >= 0 && *p; p = next) {
+		next = strstr(p, ", ");
+		if (next) {
+			*next = '\0';
+			next += 2;
+		} else {
+			next = p + strlen(p);
+		}
+		r = sd_bus_message_append(reply, "s", p);
+	}
+	if (r < 0)
+		return r;
+	return sd_bus_message_close_container(reply);
+}
+
+static int method_record_endpoint(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct smpl_session *s = userdata;
+	const char *patch, *endpoint, *note;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(m, "sss", &patch, &endpoint, &note);
+	if (r < 0)
+		return r;
+	r = smpl_session_check_owner(s, m, "RecordEndpoint", error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_DOCUMENT, &uid, error);
+	if (r <= 0)
+		return smpl_bus_not_now(r);
+	return smpl_session_record_endpoint(s, m, patch, endpoint, note, uid, error);
+}
+
 static int method_select_patch(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smpl_session *s = userdata;
@@ -130,6 +174,9 @@ static int method_end(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	r = smpl_bus_authorize(s->daemon, m, SMPL_ACTION_TREAT, &uid, error);
 	if (r <= 0)
 		return smpl_bus_not_now(r);
+	r = smpl_session_refuse_missing_endpoint(s, NULL, uid, "End", error);	/* issue 16 */
+	if (r < 0)
+		return r;
 	r = smpl_session_end(s, STORE_SESSION_ENDED, notes, &uid, error);
 	if (r < 0)
 		return r;
@@ -146,12 +193,17 @@ static const sd_bus_vtable session_vtable[] = {
 	SD_BUS_PROPERTY("EyewearConfirmed", "b", property_eyewear, 0,
 			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("State", "s", property_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("EndpointsMissing", "as", property_endpoints_missing, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_METHOD_WITH_ARGS("SelectPatch", SD_BUS_ARGS("s", patch), SD_BUS_NO_RESULT,
 				method_select_patch, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("ConfirmEyewear", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
 				method_confirm_eyewear, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("End", SD_BUS_ARGS("s", notes), SD_BUS_NO_RESULT,
 				method_end, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("RecordEndpoint",
+				SD_BUS_ARGS("s", patch, "s", endpoint, "s", note), SD_BUS_NO_RESULT,
+				method_record_endpoint, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_VTABLE_END
 };
 
@@ -178,6 +230,12 @@ static bool state_differs(const struct smpl_session_shown *a, const struct smpl_
 	return !a->state || strcmp(a->state, b->state) != 0;
 }
 
+static bool endpoints_missing_differs(const struct smpl_session_shown *a,
+				      const struct smpl_session_shown *b)
+{
+	return a->missing != b->missing;
+}
+
 /* Every property that can change, and how to tell: PropertiesChanged is built from it. */
 static const struct {
 	const char *name;
@@ -187,6 +245,7 @@ static const struct {
 	{ "EyewearConfirmed", eyewear_differs },
 	{ "PulseCount", pulse_count_differs },
 	{ "State", state_differs },
+	{ "EndpointsMissing", endpoints_missing_differs },
 };
 
 #define N_SESSION_CHANGES (sizeof(session_changes) / sizeof(session_changes[0]))
@@ -202,6 +261,10 @@ void smpl_bus_session_changed(struct smpl_session *s)
 	size_t n = 0;
 
 	memcpy(now.patch, s->patch, sizeof(now.patch));
+	/* A digest of EndpointsMissing: which treatments are due (issue 16). */
+	for (size_t i = 0; i < s->n_treatments; i++)
+		if (s->treatments[i].emitted && !s->treatments[i].documented)
+			now.missing = now.missing * 31u + (unsigned int)s->treatments[i].id + 1u;
 	for (size_t i = 0; i < N_SESSION_CHANGES; i++)
 		if (session_changes[i].differs(&s->shown, &now))
 			changed[n++] = session_changes[i].name;

@@ -40,6 +40,12 @@ int smpl_bus_nodes_take(char ***list, char ***nodes);
 void smpl_bus_nodes_free(char **list);
 
 int smpl_bus_unit_setup(struct smpl_daemon *d);
+
+/* The clinical record's Manager members (bus-clinical.c, issue 16). */
+int smpl_bus_record_follow_up(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int smpl_bus_clear_patch_hold(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int smpl_bus_property_clinic_name(SMPL_PROPERTY_ARGS);
 int smpl_bus_session_setup(struct smpl_daemon *d);
 int smpl_bus_records_setup(struct smpl_daemon *d);
 /*

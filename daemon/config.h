@@ -6,7 +6,7 @@
  * Sections and keys (defaults in brackets):
  *   [rules]     cooldown_days [42] (may only lengthen: < 42 is refused),
  *               test_spot [false], test_spot_pulses [20],
- *               test_spot_review_days [14]
+ *               test_spot_review_days [14], require_follow_up [true]
  *   [protocol]  wavelengths_nm [1064] (comma-separated, up to 4),
  *               fluence_min_mj_cm2 [1000], fluence_max_mj_cm2 [10000],
  *               spot_min_um [2000], spot_max_um [6000],
@@ -30,6 +30,7 @@
  *               libpq's password or service file); workstation [the host
  *               name]: this workstation's name in the clinic's records,
  *               1-40 characters of [A-Za-z0-9._-]
+ *   [clinic]    name [""]: the clinic's name on the patient's report
  *
  * Booleans: true/false, yes/no, on/off, 1/0.  Integers: decimal, no sign,
  * no trailing garbage.  A key given twice, an unknown section or key, a bad
@@ -48,6 +49,7 @@
 
 #define SMPL_CONFIG_PATH	"/etc/smplaser/smplaserd.conf"
 #define SMPL_CONFIG_MSG_MAX	320	/* a good size for message buffers */
+#define SMPL_CLINIC_NAME_MAX	80	/* bytes of [clinic] name */
 
 enum smpl_session_bus_auth {
 	SMPL_SESSION_BUS_SAME_UID = 0,
@@ -88,6 +90,9 @@ struct smpl_config {
 		char conninfo[SMPL_CONNINFO_MAX + 1];
 		char workstation[SMPL_WORKSTATION_MAX + 1];
 	} records;
+	struct {
+		char name[SMPL_CLINIC_NAME_MAX + 1];	/* "" if not set */
+	} clinic;
 };
 
 /* Every default (built-in patches included). */

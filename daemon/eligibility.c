@@ -18,10 +18,16 @@ int smpl_patch_decide(const struct smpl_config *cfg, const struct store_patch_fa
 		.patch_last_emission_ms = facts->patch_last_emission_ms,
 		.patient_treatments = facts->patient_treatments,
 		.patient_first_emission_ms = facts->patient_first_emission_ms,
+		.on_hold = facts->on_hold,
+		.hold_since_ms = facts->hold_since_ms,
+		.pigment_assessed = facts->pigment_assessed,
+		.pigment_pct = facts->pigment_pct,
+		.pigment_ms = facts->pigment_ms,
 	};
 	uint32_t limit = cfg->protocol.pulses_per_patch;
 	int r;
 
+	snprintf(f.hold_events, sizeof(f.hold_events), "%s", facts->hold_events);
 	*out = (struct smpl_patch_verdict){ .pulses_used = facts->session_patch_pulses };
 	r = smpl_rules_check_patch(&cfg->rules, &f, patch, now_ms, &out->e);
 	if (r < 0)
@@ -194,4 +200,24 @@ int smpl_arm_decide(const struct store_patch_facts *facts, int64_t armed_ms, voi
 	if (r < 0)
 		snprintf(why, why_len, "%s", dec->verdict.e.reason);
 	return r;
+}
+
+const char *smpl_refusal_error(const struct smpl_patch_verdict *pv)
+{
+	switch (pv->e.refusal) {
+	case SMPL_REFUSAL_HOLD:
+		return SMPL_ERROR_PATCH_ON_HOLD;
+	case SMPL_REFUSAL_CLEAR:
+		return SMPL_ERROR_PATCH_CLEAR;
+	case SMPL_REFUSAL_FOLLOW_UP:
+		return SMPL_ERROR_FOLLOW_UP_REQUIRED;
+	case SMPL_REFUSAL_COOLDOWN:
+	case SMPL_REFUSAL_TEST_SPOT_REVIEW:
+		return SMPL_ERROR_COOLDOWN_ACTIVE;
+	case SMPL_REFUSAL_NONE:
+		break;
+	}
+	if (pv->pulse_limit && pv->pulses_used >= pv->pulse_limit)
+		return SMPL_ERROR_OUT_OF_RANGE;
+	return SMPL_ERROR_COOLDOWN_ACTIVE;
 }

@@ -56,6 +56,13 @@ void smpl_check_patch(struct smpl_daemon *d, struct smpl_unit *u, const char *pa
 		      const char *patch, int64_t session_id, smpl_patch_then then,
 		      void *userdata);
 
+/*
+ * The D-Bus error of a verdict that is not eligible: the rule that decided
+ * (CooldownActive, FollowUpRequired, PatchClear, PatchOnHold), or
+ * ParameterOutOfRange when the session used the patch's pulses.
+ */
+const char *smpl_refusal_error(const struct smpl_patch_verdict *pv);
+
 /* The arming transaction's decision (store_decide_fn); @ctx a struct smpl_arm_decision. */
 struct smpl_arm_decision {
 	const struct smpl_config *cfg;

@@ -26,6 +26,11 @@
 #define SMPL_ERROR_CALIBRATION		SMPL_ERROR_PREFIX "CalibrationExpired"
 #define SMPL_ERROR_CLOCK		SMPL_ERROR_PREFIX "ClockUnreliable"
 #define SMPL_ERROR_RECORDS_UNAVAILABLE	SMPL_ERROR_PREFIX "RecordsUnavailable"
+/* The clinical record (issue 16) */
+#define SMPL_ERROR_ENDPOINT_MISSING	SMPL_ERROR_PREFIX "EndpointMissing"
+#define SMPL_ERROR_FOLLOW_UP_REQUIRED	SMPL_ERROR_PREFIX "FollowUpRequired"
+#define SMPL_ERROR_PATCH_CLEAR		SMPL_ERROR_PREFIX "PatchClear"
+#define SMPL_ERROR_PATCH_ON_HOLD	SMPL_ERROR_PREFIX "PatchOnHold"
 
 /* Registers the map with sd-bus (once, before the bus is used). */
 int smpl_errors_register(void);

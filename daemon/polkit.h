@@ -23,6 +23,7 @@
 #define SMPL_ACTION_CONFIGURE	"org.smplaser.configure"
 #define SMPL_ACTION_ACKNOWLEDGE	"org.smplaser.acknowledge"
 #define SMPL_ACTION_RECORDS	"org.smplaser.records"
+#define SMPL_ACTION_DOCUMENT	"org.smplaser.document"	/* the clinical record (issue 16) */
 
 struct smpl_polkit;
 

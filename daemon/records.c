@@ -504,6 +504,7 @@ void smpl_records_end_treatment(struct smpl_daemon *d, int64_t id,
 enum write_op {
 	W_BEGIN_TREATMENT, W_BEGIN_SESSION, W_END_SESSION, W_UNIT_SEEN, W_SETTLE,
 	W_MARK_EMITTING, W_COUNTER_RESET, W_SYNC, W_MISSING_ACK,
+	W_ENDPOINT, W_FOLLOW_UP, W_CLEAR_HOLD,	/* the clinical record (issue 16) */
 };
 
 struct write_job {
@@ -522,6 +523,8 @@ struct write_job {
 	enum store_session_state state;
 	bool waiting;			/* settle: the unit's records still wait on the loop */
 	bool pulses_waiting;		/* ... and among them pulses: no counter is judged */
+	struct store_endpoint_in endpoint;	/* W_ENDPOINT: strings in s1.. */
+	struct store_follow_up_in follow_up;	/* W_FOLLOW_UP: its strings owned */
 };
 
 struct unsettled {
@@ -624,6 +627,30 @@ static int check_missing(const struct store_ops *o, void *st, struct write_job *
 	return r < 0 ? r : 0;
 }
 
+/* The clinical record (issue 16): -EOPNOTSUPP on a backend that does not keep it. */
+static int clinical_write(const struct store_ops *o, void *st, struct write_job *w)
+{
+	struct store_operator op;
+	char name[64];
+
+	if (!o->endpoint_add || !o->follow_up_add || !o->hold_clear) {
+		snprintf(w->result.msg, sizeof(w->result.msg), "the clinical record is not "
+			 "kept on the %s records yet", o->name);
+		return -EOPNOTSUPP;
+	}
+	operator_of(w->uid, name, sizeof(name), &op);
+	switch (w->op) {
+	case W_ENDPOINT:
+		return o->endpoint_add(st, &w->endpoint, &op, &w->result.id);
+	case W_FOLLOW_UP:
+		return o->follow_up_add(st, &w->follow_up, &op, &w->result.id);
+	case W_CLEAR_HOLD:
+		return o->hold_clear(st, w->s1, w->s2, w->s3, &op, w->when_ms, &w->result.id);
+	default:
+		return -EINVAL;
+	}
+}
+
 static void write_run(struct smpl_job *j)
 {
 	struct write_job *w = container_of(j, struct write_job, job);
@@ -681,6 +708,11 @@ static void write_run(struct smpl_job *j)
 		if (r == -EALREADY)
 			r = 0;
 		break;
+	case W_ENDPOINT:
+	case W_FOLLOW_UP:
+	case W_CLEAR_HOLD:
+		r = clinical_write(o, st, w);
+		break;
 	}
 	w->result.r = r;
 	if (r < 0 && !w->result.msg[0])
@@ -705,6 +737,9 @@ static void write_done(struct smpl_job *j)
 			 w->result.msg);
 	free((char *)w->t.patch);
 	free((char *)w->t.unit_firmware);
+	free((char *)w->follow_up.patient);
+	free((char *)w->follow_up.patch);
+	free((char *)w->follow_up.note);
 	free(w->s1);
 	free(w->s2);
 	free(w->s3);
@@ -863,6 +898,59 @@ void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t u
 	write_submit(d, w, ok, then, userdata);
 }
 
+/* ---- the clinical record (issue 16) ------------------------------------------ */
+
+void smpl_records_endpoint(struct smpl_daemon *d, const struct store_endpoint_in *e, uid_t uid,
+			   smpl_records_then then, void *userdata)
+{
+	struct write_job *w = write_new(d, W_ENDPOINT, then, userdata);
+	bool ok = w && (w->s1 = strdup(e->patch)) && (w->s2 = strdup(e->endpoint)) &&
+		  (w->s3 = strdup(e->note ? e->note : ""));
+
+	if (ok) {
+		w->uid = uid;
+		w->endpoint = *e;
+		w->endpoint.patch = w->s1;
+		w->endpoint.endpoint = w->s2;
+		w->endpoint.note = w->s3;
+	}
+	smpl_records_flush(d);		/* the pulses that say its treatment emitted first */
+	write_submit(d, w, ok, then, userdata);
+}
+
+void smpl_records_follow_up(struct smpl_daemon *d, const struct store_follow_up_in *f,
+			    uid_t uid, smpl_records_then then, void *userdata)
+{
+	struct write_job *w = write_new(d, W_FOLLOW_UP, then, userdata);
+	bool ok = w != NULL;
+
+	if (ok) {
+		w->uid = uid;
+		w->follow_up = *f;
+		/* The adverse names are the core's constants (clinical.c): not copied. */
+		w->follow_up.patient = strdup(f->patient);
+		w->follow_up.patch = strdup(f->patch);
+		w->follow_up.note = strdup(f->note ? f->note : "");
+		ok = w->follow_up.patient && w->follow_up.patch && w->follow_up.note;
+	}
+	write_submit(d, w, ok, then, userdata);
+}
+
+void smpl_records_clear_hold(struct smpl_daemon *d, const char *patient, const char *patch,
+			     const char *note, uid_t uid, smpl_records_then then,
+			     void *userdata)
+{
+	struct write_job *w = write_new(d, W_CLEAR_HOLD, then, userdata);
+	bool ok = w && (w->s1 = strdup(patient)) && (w->s2 = strdup(patch)) &&
+		  (w->s3 = strdup(note ? note : ""));
+
+	if (w) {
+		w->uid = uid;
+		w->when_ms = smpl_wall_ms();
+	}
+	write_submit(d, w, ok, then, userdata);
+}
+
 bool smpl_records_busy(const struct smpl_daemon *d)
 {
 	return smpl_records_pending(d) || smpl_worker_pending(d->records->writer) > 0;
@@ -940,6 +1028,11 @@ bool smpl_records_remote(const struct smpl_daemon *d)
 	return d->rec_ops == &store_ops_pg;
 }
 
+bool smpl_records_clinical(const struct smpl_daemon *d)
+{
+	return d->rec_ops && d->rec_ops->endpoint_add;
+}
+
 static int open_sqlite(struct smpl_daemon *d, char *msg, size_t msg_len)
 {
 	int r;
@@ -998,6 +1091,11 @@ static int open_postgresql(struct smpl_daemon *d, char *msg, size_t msg_len)
 	smpl_log(LOG_NOTICE, NULL, NULL, "records", "the clinic's records on PostgreSQL do not "
 		 "check a unit's counter ahead of them (records-missing): a restore of the "
 		 "database is its administrator's (docs/records-postgresql.md)");
+	/* No follow-up can be recorded there: the rule would refuse every treated patch. */
+	d->cfg.rules.require_follow_up = false;	/* config.c refuses it asked for */
+	smpl_log(LOG_NOTICE, NULL, NULL, "records", "%s: RecordEndpoint, RecordFollowUp, "
+		 "ClearPatchHold and Course answer NotSupported, no endpoint is asked for and "
+		 "[rules] require_follow_up is off", SMPL_CLINICAL_NOT_KEPT);
 	r = store_pg_open_reader(&rd, &c, msg, msg_len);
 	if (r < 0)
 		return r;

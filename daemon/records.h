@@ -112,6 +112,19 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
 			      smpl_records_then then, void *userdata);
 /*
+ * The clinical record (issue 16, store-clinical.h), each with its audit
+ * record in the same transaction; @then gets the new record's id.  Copied.
+ * The endpoint goes after the pulses queued before it (they may be the
+ * first sign that its treatment emitted).
+ */
+void smpl_records_endpoint(struct smpl_daemon *d, const struct store_endpoint_in *e, uid_t uid,
+			   smpl_records_then then, void *userdata);
+void smpl_records_follow_up(struct smpl_daemon *d, const struct store_follow_up_in *f,
+			    uid_t uid, smpl_records_then then, void *userdata);
+void smpl_records_clear_hold(struct smpl_daemon *d, const char *patient, const char *patch,
+			     const char *note, uid_t uid, smpl_records_then then,
+			     void *userdata);
+/*
  * @then once everything queued so far is written (a flush is tried now, also
  * while the store fails): r 0, or -EIO if the store still refuses.
  */
@@ -129,6 +142,15 @@ void smpl_records_closing(struct smpl_daemon *d, int delta);
 
 /* The records are the clinic's, on the network (PostgreSQL): reads go off the loop. */
 bool smpl_records_remote(const struct smpl_daemon *d);
+/*
+ * Do the records keep the clinical record (issue 16)?  Not on PostgreSQL yet
+ * (store-ops.h): its methods are then answered NotSupported with
+ * SMPL_CLINICAL_NOT_KEPT's reason, and no endpoint is asked for.
+ */
+bool smpl_records_clinical(const struct smpl_daemon *d);
+#define SMPL_CLINICAL_NOT_KEPT \
+	"the clinical record (endpoints, follow-ups, holds, the course) is not kept on " \
+	"the clinic's PostgreSQL records yet (docs/records-postgresql.md)"
 
 /* ---- queries (records-read.c) ------------------------------------------------ */
 

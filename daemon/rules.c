@@ -57,6 +57,7 @@ void smpl_rules_default(struct smpl_rules_cfg *r)
 	r->test_spot = false;
 	r->test_spot_pulses = 20;
 	r->test_spot_review_days = 14;
+	r->require_follow_up = true;
 }
 
 static void explain_cooldown(const struct smpl_rules_cfg *cfg,
@@ -91,12 +92,73 @@ static void explain_review(const struct smpl_rules_cfg *cfg,
 		"full treatment from %s", spot, cfg->test_spot_review_days, next);
 }
 
+/* A patch held by an adverse event (issue 16): refused until a review clears it. */
+static void explain_hold(const struct smpl_patch_facts *f, const char *patch,
+			 struct smpl_eligibility *out)
+{
+	char since[32];
+
+	smpl_format_utc(f->hold_since_ms, since, sizeof(since));
+	set_msg(out->reason, sizeof(out->reason),
+		"%s is on hold since %s for %s: not treated until an authorized review "
+		"clears the hold (ClearPatchHold)", patch, since,
+		f->hold_events[0] ? f->hold_events : "an adverse event");
+}
+
+static void explain_clear(const struct smpl_patch_facts *f, const char *patch,
+			  struct smpl_eligibility *out)
+{
+	char when[32];
+
+	smpl_format_utc(f->pigment_ms, when, sizeof(when));
+	set_msg(out->reason, sizeof(out->reason),
+		"%s is clear: the follow-up of %s found no pigment remaining; it is not "
+		"treated again unless a new follow-up finds pigment", patch, when);
+}
+
+/* Has a follow-up after the patch's last emission found pigment remaining? */
+static bool follow_up_found_pigment(const struct smpl_patch_facts *f)
+{
+	return f->pigment_assessed && f->pigment_pct > 0 &&
+	       f->pigment_ms > f->patch_last_emission_ms;
+}
+
+/* The follow-up rule refuses past the cooldown: it waits for a visit, not a date. */
+static void explain_follow_up(const struct smpl_patch_facts *f, const char *patch,
+			      struct smpl_eligibility *out)
+{
+	char last[32];
+
+	smpl_format_utc(f->patch_last_emission_ms, last, sizeof(last));
+	set_msg(out->reason, sizeof(out->reason),
+		"%s last treated %s: treated again only once a follow-up after that "
+		"treatment finds pigment remaining (RecordFollowUp)", patch, last);
+}
+
+/* The clinical record's rules, before the dates: 1 when one of them refused. */
+static int clinical_refusal(const struct smpl_patch_facts *f, const char *patch,
+			    struct smpl_eligibility *out)
+{
+	if (f->on_hold) {
+		explain_hold(f, patch, out);
+		out->refusal = SMPL_REFUSAL_HOLD;
+	} else if (f->pigment_assessed && f->pigment_pct == 0) {
+		explain_clear(f, patch, out);
+		out->refusal = SMPL_REFUSAL_CLEAR;
+	} else {
+		return 0;
+	}
+	out->eligible = false;
+	out->next_eligible_ms = 0;
+	return 1;
+}
+
 int smpl_rules_check_patch(const struct smpl_rules_cfg *cfg,
 			   const struct smpl_patch_facts *facts,
 			   const char *patch, int64_t now_ms,
 			   struct smpl_eligibility *out)
 {
-	bool has_cooldown, has_review = false, cooldown_ok, review_ok;
+	bool has_cooldown, has_review = false, cooldown_ok, review_ok, follow_up_ok;
 	int64_t cooldown_until = INT64_MIN, review_until = INT64_MIN;
 
 	if (!out)
@@ -126,8 +188,10 @@ int smpl_rules_check_patch(const struct smpl_rules_cfg *cfg,
 	}
 	cooldown_ok = now_ms >= cooldown_until;
 	review_ok = now_ms >= review_until;
+	follow_up_ok = !has_cooldown || !cfg->require_follow_up ||
+		       follow_up_found_pigment(facts);
 
-	out->eligible = cooldown_ok && review_ok;
+	out->eligible = cooldown_ok && review_ok && follow_up_ok;
 	out->next_eligible_ms = now_ms;
 	if (has_cooldown || has_review)
 		out->next_eligible_ms = cooldown_until > review_until ?
@@ -137,19 +201,45 @@ int smpl_rules_check_patch(const struct smpl_rules_cfg *cfg,
 		out->test_spot = true;
 		out->max_pulses = cfg->test_spot_pulses;
 	}
+	if (clinical_refusal(facts, patch, out))
+		return 0;
 
 	/* Explain the rule that decides: the one that ends last. */
-	if (has_review && (!has_cooldown || review_until > cooldown_until) && !review_ok)
+	if (has_review && (!has_cooldown || review_until > cooldown_until) && !review_ok) {
 		explain_review(cfg, facts, review_until, out);
-	else if (has_cooldown)
+		out->refusal = SMPL_REFUSAL_TEST_SPOT_REVIEW;
+	} else if (has_cooldown && (!cooldown_ok || follow_up_ok)) {
 		explain_cooldown(cfg, facts, patch, cooldown_ok, cooldown_until, out);
-	else if (out->test_spot)
+		if (!cooldown_ok)
+			out->refusal = SMPL_REFUSAL_COOLDOWN;
+	} else if (has_cooldown) {
+		explain_follow_up(facts, patch, out);
+		out->refusal = SMPL_REFUSAL_FOLLOW_UP;
+		out->next_eligible_ms = 0;
+	} else if (out->test_spot) {
 		set_msg(out->reason, sizeof(out->reason),
 			"%s: first treatment of this patient: test spot only, "
 			"at most %" PRIu32 " pulses", patch, cfg->test_spot_pulses);
-	else
+	} else {
 		set_msg(out->reason, sizeof(out->reason),
 			"%s has no recorded treatment: eligible", patch);
+	}
+	if (out->eligible && has_cooldown && cfg->require_follow_up) {
+		char when[32];
+		size_t n = strlen(out->reason);
+
+		smpl_format_utc(facts->pigment_ms, when, sizeof(when));
+		set_msg(out->reason + n, sizeof(out->reason) - n,
+			"; the follow-up of %s found %" PRIu32 "%% pigment remaining", when,
+			facts->pigment_pct);
+	}
+	/* The cooldown's date decides; the follow-up is needed as well. */
+	if (!follow_up_ok && out->refusal != SMPL_REFUSAL_FOLLOW_UP) {
+		size_t n = strlen(out->reason);
+
+		set_msg(out->reason + n, sizeof(out->reason) - n,
+			"; then a follow-up must find pigment remaining");
+	}
 	return 0;
 }
 

@@ -26,8 +26,9 @@
 #define SMPL_COOLDOWN_DAYS_MIN		42	/* S2: never shorter */
 #define SMPL_DAY_MS			(86400LL * 1000)
 #define SMPL_PATIENT_ID_MAX		64
-#define SMPL_REASON_MAX			192	/* size of reason buffers */
+#define SMPL_REASON_MAX			240	/* size of reason buffers */
 #define SMPL_PROTOCOL_WAVELENGTHS_MAX	4
+#define SMPL_HOLD_EVENTS_MAX		96	/* the adverse events holding a patch, as text */
 
 /* [rules] of the config. */
 struct smpl_rules_cfg {
@@ -35,6 +36,11 @@ struct smpl_rules_cfg {
 	bool test_spot;			/* default false */
 	uint32_t test_spot_pulses;	/* pulse limit of a first treatment, default 20 */
 	uint32_t test_spot_review_days;	/* wait after the test spot, default 14 */
+	/*
+	 * Issue 16: after a treatment, a patch is treated again only once a
+	 * follow-up recorded after it found pigment remaining.  Default true.
+	 */
+	bool require_follow_up;
 };
 void smpl_rules_default(struct smpl_rules_cfg *r);
 
@@ -51,12 +57,32 @@ void smpl_rules_default(struct smpl_rules_cfg *r);
  * patient_first_emission_ms / patient_treatments come from
  * store_patient_summary() (same counting) and are only used by the
  * test-spot rule.
+ *
+ * The clinical record (issue 16, store-clinical.h): the patch's hold (an
+ * adverse event that holds it, not cleared by a review since) and its last
+ * follow-up that assessed the pigment remaining.
  */
 struct smpl_patch_facts {
 	bool patch_emitted;		/* false: this patch was never treated */
 	int64_t patch_last_emission_ms;
 	uint32_t patient_treatments;	/* treatments of this patient that emitted (any patch) */
 	int64_t patient_first_emission_ms; /* the test spot, if test_spot; valid if treatments > 0 */
+	bool on_hold;			/* an adverse event holds the patch */
+	int64_t hold_since_ms;		/* the first follow-up holding it since the last review */
+	char hold_events[SMPL_HOLD_EVENTS_MAX];	/* "follicle-damage, blistering" */
+	bool pigment_assessed;		/* a follow-up assessed the pigment remaining */
+	uint32_t pigment_pct;		/* its finding, the last one */
+	int64_t pigment_ms;		/* when it was recorded */
+};
+
+/* Which rule refused (smpl_eligibility.refusal); each has its D-Bus error. */
+enum smpl_refusal {
+	SMPL_REFUSAL_NONE = 0,
+	SMPL_REFUSAL_COOLDOWN,		/* CooldownActive */
+	SMPL_REFUSAL_TEST_SPOT_REVIEW,	/* CooldownActive (the review date) */
+	SMPL_REFUSAL_FOLLOW_UP,		/* FollowUpRequired */
+	SMPL_REFUSAL_CLEAR,		/* PatchClear */
+	SMPL_REFUSAL_HOLD,		/* PatchOnHold */
 };
 
 /* The answer of CheckPatch / SelectPatch. */
@@ -65,6 +91,7 @@ struct smpl_eligibility {
 	int64_t next_eligible_ms;	/* when it becomes (or became) eligible; now if never treated */
 	bool test_spot;			/* eligible only as a test spot */
 	uint32_t max_pulses;		/* test spot: its pulse limit; 0 = the protocol's limit */
+	enum smpl_refusal refusal;	/* not eligible: the rule that decides */
 	char reason[SMPL_REASON_MAX];	/* names the UTC date, e.g. "... eligible from 2026-03-01 12:00:00 UTC" */
 };
 
@@ -74,8 +101,19 @@ struct smpl_eligibility {
  * Test-spot rule (cfg->test_spot): a patient's first treatment is a test
  * spot limited to test_spot_pulses; further treatments only when
  * now_ms >= first emission + test_spot_review_days.  Both rules apply; the
- * later date wins.  Always fills @out; returns 0, or -EINVAL on bad
- * arguments (out->eligible false).
+ * later date wins.
+ *
+ * The clinical record (issue 16), decided first:
+ *   - a patch on hold is refused until a review clears it (HOLD; no date);
+ *   - a patch whose last pigment finding is 0% is clear (CLEAR; no date)
+ *     until a newer follow-up finds pigment;
+ *   - cfg->require_follow_up: a patch that emitted is treated again only
+ *     when its last pigment finding came after its last emission and found
+ *     pigment (FOLLOW_UP).  With the cooldown still running the refusal is
+ *     the cooldown's (its date), its message naming the follow-up too; past
+ *     it, next_eligible_ms is 0 (it waits for a visit, not a date).
+ * Always fills @out; returns 0, or -EINVAL on bad arguments (out->eligible
+ * false).
  */
 int smpl_rules_check_patch(const struct smpl_rules_cfg *cfg,
 			   const struct smpl_patch_facts *facts,

@@ -55,6 +55,7 @@ static void session_free(struct smpl_session *s)
 	free(s->path);
 	free(s->patient);
 	free(s->owner);
+	free(s->treatments);
 	sd_bus_message_unref(s->starting);
 	free(s);
 }
@@ -303,13 +304,14 @@ static void select_checked(struct smpl_daemon *d, int r, const struct smpl_patch
 		(void)smpl_refuse(d, u, s->id, f->uid, &e, SMPL_ERROR_BUSY,
 				  "unit %s is armed: disarm before selecting another patch",
 				  smpl_unit_label(u));
+	} else if (smpl_session_endpoints_missing(s, f->patch, NULL, 0)) {
+		(void)smpl_session_refuse_missing_endpoint(s, f->patch, f->uid, "SelectPatch", &e);
 	} else if (r < 0) {
 		(void)smpl_refuse(d, u, s->id, f->uid, &e, check->name, "%s", check->message);
 	} else if (!pv.e.eligible) {
-		(void)smpl_refuse(d, u, s->id, f->uid, &e,
-				  pv.pulses_used && pv.pulse_limit && pv.pulses_used >= pv.pulse_limit ?
-				  SMPL_ERROR_OUT_OF_RANGE : SMPL_ERROR_COOLDOWN_ACTIVE,
-				  "%s", pv.e.reason);
+		/* The rule that refused names the error (issue 16). */
+		(void)smpl_refuse(d, u, s->id, f->uid, &e, smpl_refusal_error(&pv), "%s",
+				  pv.e.reason);
 	} else if (smpl_safety_select_patch(&u->safety, true, pv.e.next_eligible_ms,
 					    pv.e.max_pulses, pv.pulses_used, &v) < 0) {
 		(void)smpl_refuse(d, u, s->id, f->uid, &e,

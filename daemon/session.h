@@ -46,4 +46,23 @@ int smpl_session_confirm_eyewear(struct smpl_session *s, uid_t uid,
 int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 		     const char *notes, const uid_t *uid, sd_bus_error *error);
 
+
+/* --- the endpoint of each treated patch (session-endpoint.c, issue 16) ---- */
+/*
+ * The patches of @s, but @except, whose treatment emitted without an
+ * endpoint since: how many, and their names ("crown, occipital") in @buf.
+ */
+unsigned int smpl_session_endpoints_missing(const struct smpl_session *s, const char *except,
+					    char *buf, size_t len);
+/*
+ * EndpointMissing (audited) when smpl_session_endpoints_missing() finds
+ * one; @what the refused call ("End", "SelectPatch crown").  0 or -errno.
+ */
+int smpl_session_refuse_missing_endpoint(struct smpl_session *s, const char *except,
+					 uid_t uid, const char *what, sd_bus_error *error);
+/* RecordEndpoint: 1 (answered once recorded) or a negative errno with @error. */
+int smpl_session_record_endpoint(struct smpl_session *s, sd_bus_message *m, const char *patch,
+				 const char *endpoint, const char *note, uid_t uid,
+				 sd_bus_error *error);
+
 #endif /* SMPLASER_DAEMON_SESSION_H */

@@ -5,9 +5,10 @@
 SMPLASERD := $(B)/smplaserd
 # Everything but main.c: the dispatch fuzzer builds the daemon from these too.
 SMPLASERD_LIB_SRCS := daemon/daemon.c daemon/unit.c daemon/supervisor.c daemon/lifecycle.c daemon/unit-ops.c \
-	daemon/session.c daemon/creds.c daemon/worker.c \
+	daemon/session.c daemon/session-endpoint.c daemon/creds.c daemon/worker.c \
 	daemon/eligibility.c daemon/records.c daemon/spill.c \
 	daemon/bus.c daemon/bus-manager.c daemon/bus-unit.c daemon/bus-session.c daemon/bus-records.c \
+	daemon/bus-clinical.c \
 	daemon/polkit.c daemon/errors.c daemon/log.c daemon/audit.c \
 	daemon/backend.c daemon/backend-sim.c \
 	daemon/store-ops.c daemon/store-pg.c daemon/store-pg-import.c daemon/pq-dlopen.c daemon/journal.c \

@@ -37,9 +37,19 @@ struct chained_table {
 	size_t n;
 };
 
+static const char *const endpoint_columns[] = { STORE_CHAIN_ENDPOINT_COLUMNS(COL_NAME) };
+static const char *const follow_up_columns[] = { STORE_CHAIN_FOLLOW_UP_COLUMNS(COL_NAME) };
+static const char *const adverse_columns[] = { STORE_CHAIN_ADVERSE_COLUMNS(COL_NAME) };
+static const char *const review_columns[] = { STORE_CHAIN_REVIEW_COLUMNS(COL_NAME) };
+
 static const struct chained_table tables[] = {
 	{ "audit", audit_columns, N_ELEMS(audit_columns) },
 	{ "treatments", treatment_columns, N_ELEMS(treatment_columns) },
+	/* the clinical record (issue 16, schema step 8): written once each */
+	{ "endpoints", endpoint_columns, N_ELEMS(endpoint_columns) },
+	{ "follow_ups", follow_up_columns, N_ELEMS(follow_up_columns) },
+	{ "adverse_events", adverse_columns, N_ELEMS(adverse_columns) },
+	{ "hold_reviews", review_columns, N_ELEMS(review_columns) },
 };
 
 static const struct chained_table *table_named(const char *name, size_t len)
@@ -610,9 +620,10 @@ static int walk_entries(struct verify *v, const struct store_chain_head *anchor)
 			problem(v, seq, "%s row %" PRId64 " was inserted out of order (first "
 				"chained at entry %" PRId64 ", after row %" PRId64 ")", t->name,
 				row, seq, max_row[ti]);
-		else if (t->columns == audit_columns)
-			problem(v, seq, "audit row %" PRId64 " was changed (chained again at "
-				"entry %" PRId64 "; audit rows are written once)", row, seq);
+		else if (t->columns != treatment_columns)
+			problem(v, seq, "%s row %" PRId64 " was changed (chained again at "
+				"entry %" PRId64 "; %s rows are written once)", t->name, row, seq,
+				t->name);
 	}
 	if (!err && rc != SQLITE_DONE)
 		err = step_failed(v, rc);
@@ -778,6 +789,59 @@ static int check_pulses(struct verify *v)
 #define TREATMENT_DIGEST_T	"smpl_chain_digest('treatments', t.id" \
 				STORE_CHAIN_TREATMENT_COLUMNS(T_ROW_COL) ")"
 
+#define ENDPOINT_DIGEST_T	"smpl_chain_digest('endpoints', t.id" \
+				STORE_CHAIN_ENDPOINT_COLUMNS(T_ROW_COL) ")"
+#define FOLLOW_UP_DIGEST_T	"smpl_chain_digest('follow_ups', t.id" \
+				STORE_CHAIN_FOLLOW_UP_COLUMNS(T_ROW_COL) ")"
+#define ADVERSE_DIGEST_T	"smpl_chain_digest('adverse_events', t.id" \
+				STORE_CHAIN_ADVERSE_COLUMNS(T_ROW_COL) ")"
+#define REVIEW_DIGEST_T		"smpl_chain_digest('hold_reviews', t.id" \
+				STORE_CHAIN_REVIEW_COLUMNS(T_ROW_COL) ")"
+
+static bool has_table(sqlite3 *db, const char *name)
+{
+	sqlite3_stmt *stmt;
+	bool found;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'table'"
+			       " AND name = ?1", -1, &stmt, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	found = sqlite3_step(stmt) == SQLITE_ROW;
+	sqlite3_finalize(stmt);
+	return found;
+}
+
+/*
+ * The clinical record's rows (schema step 8; records of an older schema have
+ * none): each against its entry, and entries whose row is gone.
+ */
+static int check_clinical(struct verify *v)
+{
+	static const struct {
+		size_t table;
+		const char *rows, *gone;
+	} clinical[] = {
+		{ 2, ROWS_AGAINST_CHAIN("endpoints", ENDPOINT_DIGEST_T), ROWS_GONE("endpoints") },
+		{ 3, ROWS_AGAINST_CHAIN("follow_ups", FOLLOW_UP_DIGEST_T), ROWS_GONE("follow_ups") },
+		{ 4, ROWS_AGAINST_CHAIN("adverse_events", ADVERSE_DIGEST_T),
+		  ROWS_GONE("adverse_events") },
+		{ 5, ROWS_AGAINST_CHAIN("hold_reviews", REVIEW_DIGEST_T), ROWS_GONE("hold_reviews") },
+	};
+	int err = 0;
+
+	for (size_t i = 0; !err && i < N_ELEMS(clinical); i++) {
+		const struct chained_table *t = &tables[clinical[i].table];
+
+		if (!has_table(v->db, t->name))
+			continue;
+		err = check_rows(v, t, clinical[i].rows, &v->rep->clinical_rows);
+		if (!err)
+			err = check_deleted(v, clinical[i].gone, t->name);
+	}
+	return err;
+}
+
 int store_chain_verify(sqlite3 *db, const struct store_chain_head *anchor,
 		       struct store_chain_report *rep, char *msg, size_t msg_len)
 {
@@ -807,6 +871,8 @@ int store_chain_verify(sqlite3 *db, const struct store_chain_head *anchor,
 		err = check_deleted(&v, ROWS_GONE("treatments"), "treatments");
 	if (!err)
 		err = check_pulses(&v);
+	if (!err)
+		err = check_clinical(&v);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (err)
 		return err;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tamper evidence for the records (issue 15.12): every audit row and every
- * version of a treatment row is chained with SHA-256 in the table
+ * Tamper evidence for the records (issue 15.12): every audit row, every
+ * version of a treatment row and every row of the clinical record (issue 16)
+ * is chained with SHA-256 in the table
  * record_chain, so that a row changed, deleted or inserted behind
  * smplaserd's back shows (store_chain_verify).  docs/records-chain.md is the
  * definition other implementations follow (the PostgreSQL backend); the
@@ -54,6 +55,34 @@
 	X(armed_rtc_s, 0) X(end_ms, 0) X(end_rtc_s, 0) X(shot_at_arm, 0) X(shot_at_end, 0) \
 	X(pulse_count, 0) X(pulses_recorded, 1) X(energy_min_uj, 1) X(energy_max_uj, 1) \
 	X(energy_sum_uj, 1) X(last_pulse_ms, 1) X(outcome, 0) X(emitting_ms, 0)
+
+/*
+ * The clinical record (issue 16, schema step 8, store-clinical.c): each row
+ * once, when it is inserted (these rows are never changed).
+ */
+#define STORE_CHAIN_ENDPOINT_COLUMNS(X) \
+	X(session_id, 0) X(treatment_id, 0) X(patient, 0) X(patch, 0) X(endpoint, 0) \
+	X(note, 0) X(time_ms, 0) X(operator_uid, 0) X(operator_name, 0)
+
+#define STORE_CHAIN_FOLLOW_UP_COLUMNS(X) \
+	X(patient, 0) X(patch, 0) X(time_ms, 0) X(redness_resolved, 0) \
+	X(pigment_remaining_pct, 0) X(note, 0) X(operator_uid, 0) X(operator_name, 0)
+
+#define STORE_CHAIN_ADVERSE_COLUMNS(X) \
+	X(follow_up_id, 0) X(kind, 0) X(holds, 0)
+
+#define STORE_CHAIN_REVIEW_COLUMNS(X) \
+	X(patient, 0) X(patch, 0) X(time_ms, 0) X(cleared_through, 0) X(note, 0) \
+	X(operator_uid, 0) X(operator_name, 0)
+
+/* A table's chain trigger (a row chained once, when inserted), for a migration step. */
+#define STORE_CHAIN_NEW_COL(n, m)	", NEW." #n
+#define STORE_CHAIN_INSERT_TRIGGER(table, COLUMNS) \
+	"CREATE TRIGGER IF NOT EXISTS " table "_chain AFTER INSERT ON " table " BEGIN" \
+	"  INSERT INTO record_chain_append (tbl, row_id, digest)" \
+	"   VALUES ('" table "', NEW.id, smpl_chain_digest('" table "', NEW.id" \
+	COLUMNS(STORE_CHAIN_NEW_COL) "));" \
+	" END;"
 
 /*
  * The migration step that adds the chain (and the unit counters of
@@ -116,6 +145,7 @@ struct store_chain_problem {
 struct store_chain_report {
 	int64_t entries;		/* chain entries read */
 	int64_t audit_rows, treatment_rows;
+	int64_t clinical_rows;		/* endpoints, follow-ups, adverse events, reviews */
 	struct store_chain_head head;
 	int64_t problems;		/* all found */
 	size_t shown;			/* the first (by position) of them, below */

@@ -140,6 +140,24 @@ static int sq_newest_record_ms(void *h, int64_t *when_ms)
 	return store_newest_record_ms(h, when_ms);
 }
 
+static int sq_endpoint_add(void *h, const struct store_endpoint_in *e,
+			   const struct store_operator *op, int64_t *id)
+{
+	return store_endpoint_add(h, e, op, id);
+}
+
+static int sq_follow_up_add(void *h, const struct store_follow_up_in *f,
+			    const struct store_operator *op, int64_t *id)
+{
+	return store_follow_up_add(h, f, op, id);
+}
+
+static int sq_hold_clear(void *h, const char *patient, const char *patch, const char *note,
+			 const struct store_operator *op, int64_t time_ms, int64_t *id)
+{
+	return store_hold_clear(h, patient, patch, note, op, time_ms, id);
+}
+
 const struct store_ops store_ops_sqlite = {
 	.name = "sqlite",
 	.errmsg = sq_errmsg,
@@ -164,6 +182,9 @@ const struct store_ops store_ops_sqlite = {
 	.sync = sq_sync,
 	.records_missing_check = sq_records_missing_check,
 	.records_missing_ack = sq_records_missing_ack,
+	.endpoint_add = sq_endpoint_add,
+	.follow_up_add = sq_follow_up_add,
+	.hold_clear = sq_hold_clear,
 	.patch_facts = sq_patch_facts,
 	.patient_history = sq_patient_history,
 	.newest_record_ms = sq_newest_record_ms,

@@ -76,6 +76,21 @@ struct store_ops {
 	int (*records_missing_ack)(void *h, const char *unit_serial,
 				   const struct store_operator *op, int64_t now_ms);
 
+	/*
+	 * The clinical record (issue 16, store-clinical.h): as
+	 * store_endpoint_add(), store_follow_up_add(), store_hold_clear().
+	 * NULL on a backend that does not keep it (PostgreSQL, for now,
+	 * docs/records-postgresql.md): the daemon then answers the clinical
+	 * methods NotSupported, asks no endpoint at End or SelectPatch, and the
+	 * follow-up rule is off (config.c).
+	 */
+	int (*endpoint_add)(void *h, const struct store_endpoint_in *e,
+			    const struct store_operator *op, int64_t *id);
+	int (*follow_up_add)(void *h, const struct store_follow_up_in *f,
+			     const struct store_operator *op, int64_t *id);
+	int (*hold_clear)(void *h, const char *patient, const char *patch, const char *note,
+			  const struct store_operator *op, int64_t time_ms, int64_t *id);
+
 	/* reads (either handle) */
 	int (*patch_facts)(void *h, const char *patient, const char *patch, int64_t session_id,
 			   struct store_patch_facts *out);

@@ -27,7 +27,7 @@
 
 #define STORE_APPLICATION_ID	0x534d504c	/* "SMPL" */
 #define STORE_BUSY_TIMEOUT_MS	250
-#define STORE_STMT_CACHE	64	/* more than the statements below */
+#define STORE_STMT_CACHE	96	/* more than the statements of store.c and store-clinical.c */
 /*
  * Each connection's page cache, in KiB: bounded, so that ten years of records
  * do not grow the daemon (issue 12: 6 MiB RSS with 1M treatments).  The
@@ -220,6 +220,12 @@ static const char schema_v3[] =
  *   took 21 s on a cold cache);
  * - the patches a session selected, from the audit (a restored copy's last
  *   session, store-restore.c): 3 million audit rows read took 29 s.
+ *
+ * v5 is the hash chain (issue 15, store-chain.c).  v6 is below (counter
+ * epochs), v7 is empty.  v8 is the clinical record (issue 16,
+ * store-clinical.c): it needs only schema 1's sessions and treatments and
+ * the chain of step 5 (its rows are chained like audit and treatments), and
+ * changes no earlier table (test_clinical_step_needs_only_steps_1_to_7).
  */
 static const char schema_v4[] =
 	"DROP INDEX treatments_by_patch;"
@@ -286,6 +292,14 @@ static const char schema_counter_epochs[] =
 	"CREATE TRIGGER pulses_fixed BEFORE UPDATE ON pulses"
 	"  BEGIN SELECT RAISE(ABORT, 'pulse records are never changed'); END;";
 
+/*
+ * v7: nothing.  main b77a065 declared seven steps and listed six (the
+ * counter epochs were step 7 on their branch, with 4-6 kept for others, and
+ * became step 6 on merging): its databases say 7 and hold steps 1-6.  The
+ * step stays empty so that they migrate on to 8.
+ */
+static const char schema_v7_empty[] = "";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
@@ -293,25 +307,9 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v4,
 	store_chain_schema,	/* 5: the hash chain and unit counters (store-chain.c) */
 	schema_counter_epochs,	/* 6: counter epochs, a pulse row per (treatment, shot) */
-	"",			/* 7: nothing; databases made while it was declared say 7 */
+	schema_v7_empty,	/* 7: nothing; databases made while it was declared say 7 */
+	store_clinical_schema,	/* 8: the clinical record (store-clinical.c) */
 };
-
-/*
- * The time a treatment counts for the cooldown (NULL: it emitted nothing):
- * it emitted unless the shot counter says 0, no pulse was recorded and the
- * unit was never seen emitting for it; an
- * open or unknown one (crash) at its arming time (DESIGN section 6) or at its
- * last recorded pulse if later, and so is a reconciled one; a closed one at
- * its disarm (or a late pulse after it).  (Comparisons, not "outcome IN (3
- * values)": SQLite builds a temporary table for such a list at every run of
- * the statement, which cost more than the rest of a CheckPatch.)
- */
-#define EMISSION_EXPR \
-	"(CASE WHEN pulse_count = 0 AND pulses_recorded = 0 AND emitting_ms IS NULL THEN NULL" \
-	" WHEN outcome = 'completed' OR outcome = 'interrupted' OR outcome = 'fault'" \
-	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
-	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
-
 
 /* ---- the store --------------------------------------------------------- */
 
@@ -366,6 +364,10 @@ static const char *const audit_kind_names[STORE_AUDIT__COUNT] = {
 	[STORE_AUDIT_EYEWEAR] = "eyewear",
 	[STORE_AUDIT_PARAMETERS] = "parameters",
 	[STORE_AUDIT_RECORDS] = "records",
+	[STORE_AUDIT_ENDPOINT] = "endpoint",
+	[STORE_AUDIT_FOLLOW_UP] = "follow-up",
+	[STORE_AUDIT_HOLD] = "hold",
+	[STORE_AUDIT_REVIEW] = "review",
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -1880,6 +1882,8 @@ int store_patch_facts(struct store *st, const char *patient, const char *patch,
 				  "  pulses_recorded)), 0) FROM treatments"
 				  " WHERE session_id = ?3 AND patch = ?2 AND ?1 IS NOT NULL",
 				  patient, patch, session_id, &pulses, 1);
+	if (!err)	/* issue 16: the hold and the last pigment finding, same snapshot */
+		err = store_clinical_facts(st, patient, patch, out);
 	err = end_read(st, began, err);
 	if (err)
 		return err;
@@ -2649,6 +2653,41 @@ int store_audit_list(struct store *st, int64_t since_ms, store_audit_cb cb, void
 	err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : sql_fail(st, rc, "read audit");
 	release(st, stmt);
 	return err;
+}
+
+/* ---- transactions for the store's other files (store-private.h) -------- */
+
+int store_prepare(struct store *st, sqlite3_stmt **stmt, const char *sql)
+{
+	return prepare(st, stmt, sql);
+}
+
+void store_release(struct store *st, sqlite3_stmt *stmt)
+{
+	if (stmt)
+		release(st, stmt);
+}
+
+int store_tx_begin(struct store *st)
+{
+	return begin_write(st);
+}
+
+int store_tx_commit(struct store *st)
+{
+	return commit(st);
+}
+
+int store_tx_rollback(struct store *st, int err)
+{
+	return rollback(st, err);
+}
+
+int store_tx_audit(struct store *st, const struct store_audit *a)
+{
+	if (!a || (unsigned)a->kind >= STORE_AUDIT__COUNT)
+		return fail(st, -EINVAL, "bad audit record");
+	return insert_audit(st, a);
 }
 
 /* ---- testing ----------------------------------------------------------- */

@@ -41,8 +41,12 @@
 #include <stdint.h>
 
 #define STORE_DB_NAME		"records.db"
-#define STORE_SCHEMA_VERSION	7	/* 4: issue 12's indexes; 5: the hash chain (store-chain.h);
-					 * 6: counter epochs, one row a shot; 7: empty (store.c) */
+/*
+ * 4: issue 12's indexes; 5: the hash chain (store-chain.h); 6: counter
+ * epochs, one row a shot; 7: empty (databases of main b77a065 are at 7 with
+ * steps 1-6 only); 8: the clinical record (store-clinical.h)
+ */
+#define STORE_SCHEMA_VERSION	8
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
@@ -210,6 +214,13 @@ struct store_patch_facts {
 	uint32_t patient_treatments;	/* the patient's treatments that emitted */
 	int64_t patient_first_emission_ms;
 	uint32_t session_patch_pulses;	/* fired on this patch in this session */
+	/* The clinical record (issue 16, store-clinical.h): see struct smpl_patch_facts. */
+	bool on_hold;
+	int64_t hold_since_ms;
+	char hold_events[96];		/* "follicle-damage, blistering" */
+	bool pigment_assessed;
+	uint32_t pigment_pct;
+	int64_t pigment_ms;
 };
 
 /* @session_id 0: every session counts as history (CheckPatch). */
@@ -470,6 +481,10 @@ enum store_audit_kind {
 	STORE_AUDIT_EYEWEAR,		/* ConfirmEyewear */
 	STORE_AUDIT_PARAMETERS,		/* SetParameters accepted: detail the values */
 	STORE_AUDIT_RECORDS,		/* a backup or an export of the records (reason says) */
+	STORE_AUDIT_ENDPOINT,		/* a treatment's endpoint recorded (issue 16) */
+	STORE_AUDIT_FOLLOW_UP,		/* a follow-up recorded */
+	STORE_AUDIT_HOLD,		/* an adverse event holds a patch */
+	STORE_AUDIT_REVIEW,		/* an authorized review cleared a hold */
 	STORE_AUDIT__COUNT,
 };
 const char *store_audit_kind_name(enum store_audit_kind k);
@@ -524,5 +539,7 @@ int store_query_steps(struct store *st, bool reset, store_steps_cb cb, void *ctx
  * schema version (1 .. STORE_SCHEMA_VERSION) without migrating further.
  */
 int store_create_at_version(const char *state_dir, int version, char *msg, size_t msg_len);
+
+#include "store-clinical.h"	/* the clinical record (issue 16) */
 
 #endif /* SMPLASER_STORE_H */

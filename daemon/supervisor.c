@@ -135,6 +135,15 @@ static void end_counter_read(struct smpl_unit *u, const struct smpl_unit_reply *
 	if (!u->gone && u->closed.id == c->id) {
 		u->closed.end_known = f.shot_at_end_known;
 		u->closed.shot_at_end = f.shot_at_end;
+		/*
+		 * Issue 16: its counter moved: it emitted, whatever reports were
+		 * lost.  Not a counter that leapt (not believed: the records count
+		 * the pulses reported, and an endpoint asked for a treatment they
+		 * say emitted nothing could never be recorded, nor the session end).
+		 */
+		if (f.shot_at_end_known && !c->jumped && f.shot_at_end > u->closed.shot_at_arm &&
+		    u->session && u->session->id == u->closed.session_id)
+			smpl_session_emitted(u->session, c->id);
 	}
 	if (!f.shot_at_end_known)
 		u->settle_pending = true;
@@ -492,8 +501,11 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 		smpl_audit(d, STORE_AUDIT_INTERLOCK, NULL, u, u->session ? u->session->id : 0,
 			   st->interlocks & ~old_interlocks ? "opened" : "closed", detail);
 	}
-	if (st->state == SMPL_STATE_EMITTING)
+	if (st->state == SMPL_STATE_EMITTING) {
 		mark_emitting(u, false);
+		if (u->session && u->treatment_id)
+			smpl_session_emitted(u->session, u->treatment_id);	/* issue 16 */
+	}
 	smpl_unit_apply(u, &a);
 	/* The reports come in order: a counter below a pulse reported before went back. */
 	if (u->published && u->reported_known && st->shot_count < u->max_reported_shot &&
@@ -559,6 +571,9 @@ static void stray_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 		record_pulse(u, latest, p);
 	else
 		smpl_audit(u->daemon, STORE_AUDIT_FAULT, NULL, u, 0, "stray-pulse", why);
+	if (latest && u->session && (latest == u->treatment_id ||
+				     u->closed.session_id == u->session->id))
+		smpl_session_emitted(u->session, latest);	/* counted there: its endpoint is due */
 	if (smpl_safety_fault(&u->safety, SMPL_REASON_UNEXPECTED_PULSE, why, &a) != SMPL_ACT_NONE)
 		smpl_unit_apply(u, &a);
 }
@@ -688,6 +703,8 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 		mark_emitting(u, true);
 	if (fresh && s && session_id && s->id == session_id)
 		s->pulse_count++;
+	if (tid && s && session_id && s->id == session_id)
+		smpl_session_emitted(s, tid);	/* issue 16: its endpoint is due */
 	if (fresh)
 		announce_pulse(u, session_id, p);
 	smpl_unit_apply(u, &a);

@@ -310,9 +310,9 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 	if (c->r < 0) {
 		smpl_safety_arm_failed(&u->safety);
 		u->arming = false;
-		if (c->r == -EAGAIN)
+		if (c->r == -EAGAIN)	/* the rule that refused names the error (issue 16) */
 			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
-					  SMPL_ERROR_COOLDOWN_ACTIVE, "%s", c->msg);
+					  smpl_refusal_error(&af->dec.verdict), "%s", c->msg);
 		else if (c->r == -EDQUOT)
 			(void)smpl_refuse(d, u, af->f.session_id, af->f.uid, &e,
 					  SMPL_ERROR_OUT_OF_RANGE, "%s", c->msg);
@@ -350,6 +350,8 @@ static void arm_committed(struct smpl_daemon *d, const struct smpl_records_call 
 	}
 	u->treatment_id = af->treatment_id = c->id;
 	u->treatment_shot_at_arm = af->st.shot_count;
+	if (u->session)
+		smpl_session_treatment_armed(u->session, c->id, af->patch);	/* issue 16 */
 	u->treatment_emitting = false;
 	u->treatment_pulse_durable = false;
 	u->treatment_reported = 0;

@@ -15,6 +15,8 @@
  * Nothing here decides or records: that is the supervisor's.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -312,3 +314,33 @@ struct smpl_unit *smpl_unit_by_path(struct smpl_daemon *d, const char *path)
 	return NULL;
 }
 
+/* ---- a session's treatments (issue 16) ---------------------------------- */
+
+void smpl_session_treatment_armed(struct smpl_session *s, int64_t id, const char *patch)
+{
+	struct smpl_session_treatment *t;
+
+	t = realloc(s->treatments, (s->n_treatments + 1) * sizeof(*t));
+	if (!t) {
+		/* Not kept: its endpoint cannot be asked for; the record still counts it. */
+		smpl_log(LOG_ERR, NULL, s->path, "endpoint",
+			 "out of memory: treatment %" PRId64 " will not ask for its endpoint", id);
+		return;
+	}
+	s->treatments = t;
+	t = &s->treatments[s->n_treatments++];
+	*t = (struct smpl_session_treatment){ .id = id };
+	snprintf(t->patch, sizeof(t->patch), "%s", patch);
+}
+
+void smpl_session_emitted(struct smpl_session *s, int64_t id)
+{
+	const struct smpl_observer *o = s->daemon->observer;
+
+	for (size_t i = 0; i < s->n_treatments; i++)
+		if (s->treatments[i].id == id && !s->treatments[i].emitted) {
+			s->treatments[i].emitted = true;
+			if (o && o->session_changed)
+				o->session_changed(s);	/* EndpointsMissing */
+		}
+}

@@ -146,6 +146,18 @@ struct smpl_session {
 	struct smpl_owner_watch *watch;	/* that connection leaving the bus (creds.h) */
 	sd_bus_message *starting;	/* StartSession, until its record is written */
 	sd_event_source *end_later;	/* closing it after its client left */
+	/*
+	 * Its treatments (issue 16): each that emitted needs its patch's
+	 * endpoint (RecordEndpoint) before the session selects another patch
+	 * or ends (session-endpoint.c).
+	 */
+	struct smpl_session_treatment {
+		int64_t id;
+		char patch[SMPL_PATCH_ID_MAX + 1];
+		bool emitted;		/* a pulse, the unit EMITTING, or its counter moved */
+		bool documented;	/* its patch's endpoint recorded after it */
+	} *treatments;
+	size_t n_treatments;
 
 	/* bus-session.c's: what was last announced */
 	struct smpl_session_shown {
@@ -153,8 +165,18 @@ struct smpl_session {
 		bool eyewear_confirmed;
 		uint32_t pulse_count;
 		const char *state;
+		unsigned int missing;		/* EndpointsMissing: a digest */
 	} shown;
 };
+
+/*
+ * A session's treatments and which emitted (issue 16; the endpoint each
+ * needs is session-endpoint.c's).  Treatment @id was committed for @patch
+ * in @s (before the unit arms); then it emitted (a pulse, EMITTING, its
+ * counter at the end): the observer hears of it.
+ */
+void smpl_session_treatment_armed(struct smpl_session *s, int64_t id, const char *patch);
+void smpl_session_emitted(struct smpl_session *s, int64_t id);
 
 /* --- a unit's I/O (unit.c) ------------------------------------------------ */
 enum smpl_unit_op {

@@ -74,7 +74,9 @@ cat >"$tmp/bus.conf" <<EOF
 </busconfig>
 EOF
 # Only the simulated unit: no real unit plugged into this machine is touched.
-printf '[backends]\nkmod = false\nlibusb = false\n' >"$tmp/smplaserd.conf"
+# The clinic's name goes on the patient's report.
+printf '[backends]\nkmod = false\nlibusb = false\n\n[clinic]\nname = Demo Clinic\n' \
+	>"$tmp/smplaserd.conf"
 
 export DBUS_SESSION_BUS_ADDRESS="unix:path=$tmp/bus"
 unset DBUS_SYSTEM_BUS_ADDRESS
@@ -90,9 +92,10 @@ daemon_pid=$!
 
 # --- narration helpers ----------------------------------------------------------
 
-# smplaserctl on the private bus.
+# smplaserctl on the private bus; nothing to type (it asks for a missing endpoint
+# on a terminal: the story gives every one).
 smplaserctl() {
-	${DEMO_WRAP:-} "$ctl_bin" --session "$@"
+	${DEMO_WRAP:-} "$ctl_bin" --session "$@" </dev/null
 }
 
 say() {
@@ -162,10 +165,14 @@ run 0 arm
 say "The footswitch held for 2 s: the laser fires only while it is held"
 run 0 sim footswitch hold 2
 
-say "Disarmed and the session ended"
+say "Disarmed; the session ends only once the crown's endpoint is on record"
 run 0 disarm
-run 0 session end --notes "demo: crown, no reaction"
+run 4 session end
+run 0 session end --endpoint whitening --notes "demo: crown, even frosting"
 run 0 history "$patient"
+
+say "Two weeks later, the follow-up visit: the marks faded, pigment remains"
+run 0 followup "$patient" crown --pigment 60 --redness resolved --notes "marks faded"
 
 say "A second session: the crown again is refused until its 42-day cooldown has passed"
 run 0 session start "$patient"
@@ -194,11 +201,21 @@ run 0 sim footswitch hold 3
 wait "$door_pid"
 run 0 status
 
-say "Door closed, fault acknowledged, session ended"
+say "Door closed, fault acknowledged, the occipital's endpoint recorded, session ended"
 run 0 sim door close
 run 0 ack
-run 0 session end --notes "demo: interrupted by the door"
+run 0 session end --endpoint partial-whitening --notes "demo: interrupted by the door"
 run 0 history "$patient"
 
-printf '\n%sDemo finished in %d s.%s The map is in build/%s-map.svg.\n' "$bold" \
+say "A follow-up finds a blister on the occipital patch: it is held until a review"
+run 0 followup "$patient" occipital --pigment 70 --adverse blistering --notes "small blister"
+run 4 check "$patient" occipital
+run 0 course "$patient"
+
+say "The report the patient takes home, and the record for the clinic's EMR (FHIR R4)"
+run 0 report "$patient" -o "$top/build/$patient-report.pdf"
+run 0 export "$patient" --fhir -o "$top/build/$patient-fhir.json"
+
+printf '\n%sDemo finished in %d s.%s The map is in build/%s-map.svg, the report in\n' "$bold" \
 	$(($(date +%s) - start)) "$off" "$patient"
+printf 'build/%s-report.pdf.\n' "$patient"

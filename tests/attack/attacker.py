@@ -58,7 +58,8 @@ Violation classes (each names the invariant it breaks):
                       that opened the session (system bus: clients of two uids)
   polkit-stuck        after polkit hung with calls waiting and their client left, an
                       authorized call is refused
-  audit-missing       a successful SelectPatch/ConfirmEyewear/SetParameters not audited
+  audit-missing       a successful SelectPatch/ConfirmEyewear/SetParameters/RecordEndpoint
+                      not audited
 """
 import re
 import signal
@@ -73,6 +74,8 @@ import harness
 PATCHES = ['frontal-hairline', 'mid-scalp', 'crown', 'left-temporal', 'right-temporal',
            'left-parietal', 'right-parietal', 'occipital']
 INTERLOCKS = ['key', 'door', 'estop', 'handpiece', 'cooling', 'temperature', 'shutter']
+# The tissue responses a technician records when a patch's treatment ends (issue 16).
+ENDPOINTS = ['whitening', 'partial-whitening', 'no-whitening']
 SIM_FAULTS = ['watchdog', 'interlock', 'self-test', 'energy', 'overtemp', 'cooling',
               'shutter', 'internal']
 FAULT_WORDS = {'watchdog': ['watchdog'], 'interlock': ['interlock'],
@@ -513,6 +516,9 @@ class Episode:
 
     def select_patch(self, who, sp, patch):
         sess = self.sessions.get(sp)
+        if self._owns(who, sess):
+            # issue 16: another patch only once the ones treated have their endpoint
+            self.document(who, sp, except_patch=patch)
         self.step('%s SelectPatch(%r) on session %s' % (who, _short(patch), sp.rsplit('/', 1)[1]))
         r = self.call(who, sp, SESSION, 'SelectPatch', patch)
         self._s6(who, sess, 'SelectPatch(%r)' % _short(patch), r)
@@ -601,8 +607,61 @@ class Episode:
                 u['stopped_at'] = (t['arm'], 'Disarm by %s' % who)
         return r
 
-    def end(self, who, sp, notes='done'):
+    def _owns(self, who, sess):
+        return sess is not None and who == sess['owner'] and sess['state'] == 'open'
+
+    def endpoints_missing(self, who, sp):
+        r = self.call(who, sp, PROPS, 'Get', SESSION, 'EndpointsMissing')
+        return [str(p) for p in r.value] if r.ok else []
+
+    def record_endpoint(self, who, sp, patch, endpoint=None):
         sess = self.sessions.get(sp)
+        if endpoint is None:
+            endpoint = ENDPOINTS[(sess['sid'] if sess else 0) % len(ENDPOINTS)]
+        self.step('%s RecordEndpoint(%r, %s) on session %s' % (
+            who, _short(patch), endpoint, sp.rsplit('/', 1)[1]))
+        r = self.call(who, sp, SESSION, 'RecordEndpoint', patch, endpoint, '')
+        self._s6(who, sess, 'RecordEndpoint', r)
+        if r.ok and sess:
+            self.stats['endpoints'] = self.stats.get('endpoints', 0) + 1
+            self.ok_calls.append(('endpoint', sess['sid'], sess['serial'], patch,
+                                  time.monotonic()))
+        return r
+
+    def document(self, who, sp, except_patch=None):
+        """What a technician does when a treatment ends (issue 16): the endpoint of
+        every patch of the session whose treatment emitted without one
+        (EndpointsMissing), but @except_patch.  Refusals are the daemon's to make
+        (the unit still armed for the patch: Busy); no oracle judges them."""
+        for patch in self.endpoints_missing(who, sp):
+            if patch != except_patch:
+                self.record_endpoint(who, sp, patch)
+
+    def end(self, who, sp, notes='done'):
+        """End(@notes) by @who.  The owner documents first, as a real client does:
+        End after an emission is refused (EndpointMissing) until each treated patch
+        has its endpoint.  When the refusal comes anyway (a pulse report that came in
+        after EndpointsMissing was read), the owner documents again; when the unit is
+        still armed for the patch (RecordEndpoint: Busy), the owner disarms first (the
+        endpoint is seen when the treatment ends) and that Disarm is what stops the
+        unit.  Intruders only call End: it must fail for them (S6)."""
+        sess = self.sessions.get(sp)
+        owner = self._owns(who, sess)
+        for attempt in range(3):
+            if owner:
+                self.document(who, sp)
+            r = self._end(who, sp, sess, notes)
+            if r.ok or not owner or r.short() != 'EndpointMissing':
+                return r
+            s = sess['serial']
+            if self.unit_state(s) in ('arming', 'ready', 'emitting'):
+                self.disarm(who, s)
+                self.wait_state(s, ('standby', 'fault'), 3)
+            else:
+                self.wait(0.2)
+        return r
+
+    def _end(self, who, sp, sess, notes):
         self.step('%s End(%r) session %s' % (who, _short(notes), sp.rsplit('/', 1)[1]))
         r = self.call(who, sp, SESSION, 'End', notes)
         self._s6(who, sess, 'End', r)
@@ -1208,7 +1267,8 @@ class Episode:
             line = ' '.join(str(r[k] or '') for k in ('kind', 'reason', 'detail')).lower()
             text.setdefault(r['session_id'], []).append(line)
             text.setdefault(('unit', r['unit_serial']), []).append(line)
-        words = {'patch': None, 'eyewear': ['eyewear'], 'params': ['param']}
+        words = {'patch': None, 'eyewear': ['eyewear'], 'params': ['param'],
+                 'endpoint': ['endpoint']}
         done = set()
         for kind, sid, serial, detail, when in self.ok_calls:
             # a step a SIGKILL cut short may lose its audit row with the flush window
@@ -1223,7 +1283,9 @@ class Episode:
                 self.found('audit-missing', '%s of session %s on %s succeeded, no audit row '
                            'says so' % ({'patch': 'SelectPatch(%s)' % detail,
                                          'eyewear': 'ConfirmEyewear',
-                                         'params': 'SetParameters'}[kind], sid, serial))
+                                         'params': 'SetParameters',
+                                         'endpoint': 'RecordEndpoint(%s)' % detail}[kind],
+                                        sid, serial))
                 break
 
     def finish(self):

@@ -237,8 +237,10 @@ class RandomProgram:
             ep.set_params(who, s, self.params())
         elif roll < 0.6:
             ep.arm(who, s)
-        elif sp and roll < 0.68:
+        elif sp and roll < 0.65:
             ep.end(who, sp, 'intruder')
+        elif sp and roll < 0.68:
+            ep.record_endpoint(who, sp, ep.sessions[sp]['patch'] or 'crown')
         elif roll < 0.8:
             ep.disarm(who, s)
         elif roll < 0.9:

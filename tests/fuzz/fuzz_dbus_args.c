@@ -243,10 +243,12 @@ static void step_check_patch(struct input *in)
 	struct smpl_eligibility out;
 	int64_t now;
 	__int128 cooldown_until, review_until;
-	bool cooldown_ok, review_ok;
+	bool cooldown_ok, review_ok, follow_up_ok, held_or_clear;
+	uint8_t clinical;
 	int r;
 
 	smpl_rules_default(&cfg);
+	memset(&facts, 0, sizeof(facts));
 	cfg.cooldown_days = (uint32_t)take_uint(in, 4);
 	cfg.test_spot = take_u8(in) & 1;
 	cfg.test_spot_pulses = (uint32_t)take_uint(in, 2);
@@ -256,6 +258,13 @@ static void step_check_patch(struct input *in)
 	facts.patient_treatments = (uint32_t)take_uint(in, 4);
 	facts.patient_first_emission_ms = (int64_t)take_uint(in, 8);
 	now = (int64_t)take_uint(in, 8);
+	/* The clinical record's facts (issue 16): a hold, the last pigment finding. */
+	clinical = take_u8(in);
+	cfg.require_follow_up = clinical & 1;
+	facts.on_hold = clinical & 2;
+	facts.pigment_assessed = clinical & 4;
+	facts.pigment_pct = take_u8(in) % 101;
+	facts.pigment_ms = (int64_t)take_uint(in, 8);
 
 	r = smpl_rules_check_patch(&cfg, &facts, "crown", now, &out);
 	must(memchr(out.reason, 0, sizeof(out.reason)) != NULL);
@@ -278,8 +287,18 @@ static void step_check_patch(struct input *in)
 		review_until = INT64_MAX;
 	cooldown_ok = !facts.patch_emitted || now >= cooldown_until;
 	review_ok = !(cfg.test_spot && facts.patient_treatments > 0) || now >= review_until;
-	must(out.eligible == (cooldown_ok && review_ok));
-	if (!out.eligible)
+	/* A hold, or a last finding of 0%, refuses; a treated patch waits for pigment found after it. */
+	held_or_clear = facts.on_hold || (facts.pigment_assessed && facts.pigment_pct == 0);
+	follow_up_ok = !facts.patch_emitted || !cfg.require_follow_up ||
+		       (facts.pigment_assessed && facts.pigment_pct > 0 &&
+			facts.pigment_ms > facts.patch_last_emission_ms);
+	must(out.eligible == (!held_or_clear && cooldown_ok && review_ok && follow_up_ok));
+	if (held_or_clear)
+		must(out.refusal == (facts.on_hold ? SMPL_REFUSAL_HOLD : SMPL_REFUSAL_CLEAR));
+	/* Waiting for a visit or a review has no date (0); the cooldown and the review have one. */
+	if (!out.eligible && (held_or_clear || (cooldown_ok && review_ok)))
+		must(out.next_eligible_ms == 0);
+	else if (!out.eligible)
 		must(out.next_eligible_ms > now);
 	must(out.test_spot == (cfg.test_spot && facts.patient_treatments == 0));
 	if (out.test_spot)

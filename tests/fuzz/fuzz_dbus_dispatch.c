@@ -55,6 +55,13 @@
  *     SetParameters succeeded only with parameters inside the protocol;
  *   - S2: Arm succeeded only if no other session emitted on that patient's
  *     patch (checked in the store: all of an input is within minutes);
+ *   - the clinical record (issue 16): Arm succeeded only if the records,
+ *     read here with the harness's own queries, say the patch is not on
+ *     hold, not clear, and, if it emitted before, past its cooldown with a
+ *     follow-up since that found pigment (the template's history of 50
+ *     days ago makes each of these reachable: see make_template); End and
+ *     SelectPatch of another patch succeeded only if every treatment of the
+ *     session that the records say emitted has its endpoint recorded;
  *   - S6: with "[auth] session_bus = deny" (one input in eight) every call
  *     but ListUnits, ListPatches and Disarm is refused NotAuthorized, and
  *     no session, parameters or treatment ever exist;
@@ -266,6 +273,10 @@ static const char *const dictionary[] = {
 	"get-status", "pulse-report",
 	"wavelength_nm", "fluence_mj_cm2", "spot_um", "pulse_ps", "rate_mhz",
 	"done\nall fine", "bad\001note",
+	/* the clinical record (issue 16): appended, so older seeds keep their words */
+	"P-0003", "whitening", "partial-whitening", "no-whitening", "follicle-damage",
+	"hair-loss", "blistering", "scarring", "infection", "hypopigmentation", "other",
+	"redness_resolved", "pigment_remaining_pct", "adverse", "note", "left-temporal",
 };
 #define DICT_N (sizeof(dictionary) / sizeof(dictionary[0]))
 
@@ -315,6 +326,13 @@ struct harness {
 	sqlite3_stmt *open_query;	/* a unit's treatments still 'open' */
 	sqlite3_stmt *pulse_query;	/* its pulse counts */
 	sqlite3_stmt *cooldown_query;	/* a patch's emissions in other sessions */
+	/* the clinical record's oracle (issue 16) */
+	sqlite3_stmt *emission_query;	/* a patch's last emission in other sessions */
+	sqlite3_stmt *hold_query;	/* its holds since its last review */
+	sqlite3_stmt *pigment_query;	/* its last pigment finding */
+	sqlite3_stmt *endpoint_query;	/* a session's emitted treatments without endpoint */
+	int64_t call_session_id;	/* the session a Session call went to, 0 none */
+	char call_first[64];		/* its first string argument */
 };
 
 static void remove_state_files(void)
@@ -335,9 +353,81 @@ static void remove_state_files(void)
 }
 
 /*
+ * A clinic's history of 50 days ago (issue 16), on a unit no longer there
+ * (its shot numbers are not the simulated units'): past the cooldown,
+ *   P-0001 mid-scalp   treated, then found clear (0%)          PatchClear
+ *   P-0001 left-temporal  never treated, found clear (0%)      PatchClear
+ *   P-0002 crown       treated, no follow-up since             FollowUpRequired
+ *   P-0002 occipital   treated, a follow-up before it only     FollowUpRequired
+ *   P-0003 crown       treated, a follow-up found 20% since    eligible
+ *   P-0003 occipital   treated, a follow-up found an infection PatchOnHold
+ * so that every clinical rule is reachable in an input's minutes.
+ */
+static void seed_treatment(struct store *st, const char *patient, const char *patch,
+			   int64_t when, uint32_t *shot)
+{
+	struct store_operator op = { 0, "root" };
+	struct store_treatment_finish fin = { .outcome = STORE_OUTCOME_COMPLETED,
+					      .end_ms = when + 30000, .shot_at_end_known = true };
+	struct store_treatment_start t = {
+		.patch = patch, .unit_firmware = "0.9", .op = op,
+		.params = { 1064, 3000, 3000, 10000, 5000, 212058 },
+		.armed_ms = when, .armed_rtc_s = when / 1000, .shot_at_arm = *shot,
+		.cooldown_ms = SMPL_COOLDOWN_DAYS_MIN * SMPL_DAY_MS,
+	};
+	int64_t sid = 0, tid = 0;
+
+	MUST(store_session_begin(st, patient, "OLD00001", &op, when - 1000, &sid) == 0 &&
+	     (t.session_id = sid) &&
+	     store_treatment_begin(st, &t, &tid) == 0, "seed: %s", store_errmsg(st));
+	for (int i = 1; i <= 3; i++)
+		MUST(store_add_pulse(st, &(struct store_pulse){ tid, when + 100 * i, *shot + i,
+								212000, 212058 }) == 0,
+		     "seed pulse: %s", store_errmsg(st));
+	*shot += 3;
+	fin.shot_at_end = *shot;
+	MUST(store_treatment_end(st, tid, &fin) == 0 &&
+	     store_session_end(st, sid, STORE_SESSION_ENDED, NULL, when + 60000) == 0,
+	     "seed end: %s", store_errmsg(st));
+}
+
+static void seed_follow_up(struct store *st, const char *patient, const char *patch,
+			   int64_t when, int pct, const char *adverse)
+{
+	struct store_operator op = { 0, "root" };
+	struct store_follow_up_in f = {
+		.patient = patient, .patch = patch, .time_ms = when,
+		.has_pigment = true, .pigment_pct = (uint32_t)pct,
+		.adverse = { adverse }, .holds = { adverse != NULL }, .n_adverse = adverse ? 1 : 0,
+	};
+	int64_t id = 0;
+
+	MUST(store_follow_up_add(st, &f, &op, &id) == 0, "seed follow-up: %s", store_errmsg(st));
+}
+
+static void seed_history(struct store *st)
+{
+	int64_t ago = smpl_wall_ms() - 50 * SMPL_DAY_MS;
+	uint32_t shot = 0;
+
+	MUST(store_unit_seen(st, "OLD00001", "SMPL-QS1064", "0.9", ago - 5000) == 0,
+	     "seed unit: %s", store_errmsg(st));
+	seed_treatment(st, "P-0001", "mid-scalp", ago, &shot);
+	seed_treatment(st, "P-0002", "crown", ago, &shot);
+	seed_treatment(st, "P-0003", "crown", ago, &shot);
+	seed_treatment(st, "P-0003", "occipital", ago, &shot);
+	seed_treatment(st, "P-0002", "occipital", ago, &shot);
+	seed_follow_up(st, "P-0002", "occipital", ago - 10 * SMPL_DAY_MS, 30, NULL);
+	seed_follow_up(st, "P-0001", "left-temporal", ago, 0, NULL);
+	seed_follow_up(st, "P-0001", "mid-scalp", ago + 14 * SMPL_DAY_MS, 0, NULL);
+	seed_follow_up(st, "P-0003", "crown", ago + 40 * SMPL_DAY_MS, 20, NULL);
+	seed_follow_up(st, "P-0003", "occipital", ago + 40 * SMPL_DAY_MS, 30, "infection");
+}
+
+/*
  * The records database of a fresh install, written by store_open() once per
  * process and copied for every input (creating the schema is most of the
- * cost of a start).
+ * cost of a start), with the history above.
  */
 static void make_template(void)
 {
@@ -347,6 +437,7 @@ static void make_template(void)
 	long len = 0;
 
 	MUST(store_open(&st, state_dir, msg, sizeof(msg)) >= 0, "store_open: %s", msg);
+	seed_history(st);
 	store_close(st);
 	snprintf(path, sizeof(path), "%s/records.db", state_dir);
 	f = fopen(path, "rb");
@@ -526,9 +617,36 @@ static void open_reader(struct harness *h)
 	MUST(sqlite3_prepare_v2(h->db,
 		"SELECT count(*) FROM treatments WHERE patient = ?1 AND patch = ?2"
 		" AND session_id != ?3"
-		" AND (pulse_count IS NULL OR pulse_count > 0 OR pulses_recorded > 0)",
+		" AND (pulse_count IS NULL OR pulse_count > 0 OR pulses_recorded > 0)"
+		" AND armed_ms > ?4",
 		-1, &h->cooldown_query, NULL) == SQLITE_OK,
 	     "prepare: %s", sqlite3_errmsg(h->db));
+	/* The clinical record's oracle: the harness's own reading of the records. */
+	MUST(sqlite3_prepare_v2(h->db,
+		"SELECT max(max(armed_ms, coalesce(end_ms, 0), coalesce(last_pulse_ms, 0)))"
+		" FROM treatments WHERE patient = ?1 COLLATE NOCASE AND patch = ?2"
+		" AND session_id != ?3 AND NOT (pulse_count IS 0 AND pulses_recorded = 0"
+		" AND emitting_ms IS NULL)", -1, &h->emission_query, NULL) == SQLITE_OK,
+	     "prepare: %s", sqlite3_errmsg(h->db));
+	MUST(sqlite3_prepare_v2(h->db,
+		"SELECT count(*) FROM adverse_events a JOIN follow_ups f ON f.id = a.follow_up_id"
+		" WHERE f.patient = ?1 COLLATE NOCASE AND f.patch = ?2"
+		" AND a.kind IN ('follicle-damage', 'hair-loss', 'blistering', 'scarring',"
+		"  'infection')"
+		" AND f.id > coalesce((SELECT max(cleared_through) FROM hold_reviews"
+		"  WHERE patient = ?1 COLLATE NOCASE AND patch = ?2), 0)",
+		-1, &h->hold_query, NULL) == SQLITE_OK, "prepare: %s", sqlite3_errmsg(h->db));
+	MUST(sqlite3_prepare_v2(h->db,
+		"SELECT pigment_remaining_pct, time_ms FROM follow_ups"
+		" WHERE patient = ?1 COLLATE NOCASE AND patch = ?2"
+		" AND pigment_remaining_pct IS NOT NULL ORDER BY id DESC LIMIT 1",
+		-1, &h->pigment_query, NULL) == SQLITE_OK, "prepare: %s", sqlite3_errmsg(h->db));
+	MUST(sqlite3_prepare_v2(h->db,
+		"SELECT t.id, t.patch FROM treatments t WHERE t.session_id = ?1 AND t.patch != ?2"
+		" AND (t.pulses_recorded > 0 OR t.emitting_ms IS NOT NULL)"
+		" AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.session_id = t.session_id"
+		"  AND e.patch = t.patch AND e.treatment_id >= t.id)",
+		-1, &h->endpoint_query, NULL) == SQLITE_OK, "prepare: %s", sqlite3_errmsg(h->db));
 }
 
 /*
@@ -603,6 +721,10 @@ static void daemon_stop(struct harness *h)
 	sqlite3_finalize(h->open_query);
 	sqlite3_finalize(h->pulse_query);
 	sqlite3_finalize(h->cooldown_query);
+	sqlite3_finalize(h->emission_query);
+	sqlite3_finalize(h->hold_query);
+	sqlite3_finalize(h->pigment_query);
+	sqlite3_finalize(h->endpoint_query);
 	if (h->db)
 		sqlite3_close(h->db);
 	smpl_daemon_stop(d);
@@ -618,6 +740,8 @@ static const char *const smpl_errors[] = {
 	SMPL_ERROR_INVALID_ARGUMENT, SMPL_ERROR_NO_SESSION, SMPL_ERROR_NO_PATCH,
 	SMPL_ERROR_EYEWEAR, SMPL_ERROR_OUT_OF_RANGE, SMPL_ERROR_DEVICE_FAULT,
 	SMPL_ERROR_DISCONNECTED, SMPL_ERROR_BUSY, SMPL_ERROR_CALIBRATION, SMPL_ERROR_CLOCK,
+	SMPL_ERROR_ENDPOINT_MISSING, SMPL_ERROR_FOLLOW_UP_REQUIRED, SMPL_ERROR_PATCH_CLEAR,
+	SMPL_ERROR_PATCH_ON_HOLD,
 };
 
 static void check_error_name(const char *name, const char *message, const char *member)
@@ -705,6 +829,11 @@ static const struct method methods[] = {
 	{ SMPL_IFACE_SIMULATOR, "DropNextReply", "s", T_UNIT },
 	{ SMPL_IFACE_SIMULATOR, "Unplug", "", T_UNIT },
 	{ SMPL_IFACE_SIMULATOR, "Replug", "", T_UNIT },
+	/* the clinical record (issue 16): appended, so older seeds keep their calls */
+	{ SMPL_IFACE_MANAGER, "Course", "s", T_MANAGER },
+	{ SMPL_IFACE_MANAGER, "RecordFollowUp", "ssF", T_MANAGER },	/* F: findings a{sv} */
+	{ SMPL_IFACE_MANAGER, "ClearPatchHold", "sss", T_MANAGER },
+	{ SMPL_IFACE_SESSION, "RecordEndpoint", "sss", T_SESSION },
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -820,6 +949,61 @@ static int append_parameters(sd_bus_message *m, struct input *in)
 	return r;
 }
 
+/*
+ * RecordFollowUp's findings: known keys mostly, with their types mostly;
+ * adverse events from the dictionary (a word that is not one of them too).
+ */
+static int append_findings(sd_bus_message *m, struct input *in)
+{
+	static const char *const keys[] = { "redness_resolved", "pigment_remaining_pct",
+					    "adverse", "note" };
+	uint8_t count = take_u8(in) % 5;
+	char word[64];
+	int r;
+
+	r = sd_bus_message_open_container(m, 'a', "{sv}");
+	for (uint8_t i = 0; i < count && r >= 0; i++) {
+		uint8_t which = take_u8(in), wrong = take_u8(in);
+
+		if ((which & 7) < 4)
+			snprintf(word, sizeof(word), "%s", keys[which & 3]);
+		else
+			take_string(in, word, sizeof(word));
+		r = sd_bus_message_open_container(m, 'e', "sv");
+		if (r >= 0)
+			r = sd_bus_message_append(m, "s", word);
+		if (r >= 0 && (wrong & 7) == 7) {
+			r = sd_bus_message_append(m, "v", "d", 1.0);		/* a wrong type */
+		} else if (r >= 0 && (which & 3) == 0) {
+			r = sd_bus_message_append(m, "v", "b", (int)(wrong & 1));
+		} else if (r >= 0 && (which & 3) == 1) {
+			r = sd_bus_message_append(m, "v", "u", (uint32_t)(take_u8(in) % 128));
+		} else if (r >= 0 && (which & 3) == 2) {
+			uint8_t n = take_u8(in) % 3;
+
+			r = sd_bus_message_open_container(m, 'v', "as");
+			if (r >= 0)
+				r = sd_bus_message_open_container(m, 'a', "s");
+			for (uint8_t k = 0; k < n && r >= 0; k++) {
+				take_string(in, word, sizeof(word));
+				r = sd_bus_message_append(m, "s", word);
+			}
+			if (r >= 0)
+				r = sd_bus_message_close_container(m);
+			if (r >= 0)
+				r = sd_bus_message_close_container(m);
+		} else if (r >= 0) {
+			take_string(in, word, sizeof(word));
+			r = sd_bus_message_append(m, "v", "s", word);
+		}
+		if (r >= 0)
+			r = sd_bus_message_close_container(m);
+	}
+	if (r >= 0)
+		r = sd_bus_message_close_container(m);
+	return r;
+}
+
 /* Arguments of @signature (single complete types), values from the input. */
 static int append_arguments(sd_bus_message *m, struct input *in, const char *signature,
 			    char first_string[64])
@@ -876,6 +1060,9 @@ static int append_arguments(sd_bus_message *m, struct input *in, const char *sig
 		case 'S':	/* "as" */
 			r = sd_bus_message_append(m, "as", 2, "a", "b");
 			break;
+		case 'F':	/* RecordFollowUp's a{sv} */
+			r = append_findings(m, in);
+			break;
 		}
 	}
 	return r;
@@ -931,12 +1118,108 @@ static void check_cooldown(struct harness *h, struct smpl_unit *u)
 	sqlite3_bind_text(st, 1, u->session->patient, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, u->session->patch, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 3, u->session->id);
+	sqlite3_bind_int64(st, 4, smpl_wall_ms() - SMPL_COOLDOWN_DAYS_MIN * SMPL_DAY_MS);
 	MUST(sqlite3_step(st) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
 	others = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	MUST(others == 0, "%s armed for %s's %s, which %" PRId64 " treatment(s) of another "
 	     "session emitted on minutes ago", smpl_unit_label(u), u->session->patient,
 	     u->session->patch, others);
+}
+
+/*
+ * Issue 16: an Arm that succeeded was allowed by the clinical record, read
+ * here with the harness's own queries: no hold since the last review, not
+ * clear, and if the patch emitted before (another session), past its
+ * cooldown with a follow-up after that emission that found pigment.
+ */
+static void check_clinical(struct harness *h, struct smpl_unit *u)
+{
+	const struct smpl_session *s = u->session;
+	int64_t last = 0, holds, pct = -1, pct_ms = 0, now = smpl_wall_ms();
+	bool emitted;
+
+	if (!s || !u->treatment_id)
+		return;
+	if (pg_conninfo)	/* not kept there yet: no holds, no follow-ups (check_not_kept) */
+		return;
+	sqlite3_reset(h->emission_query);
+	sqlite3_bind_text(h->emission_query, 1, s->patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->emission_query, 2, s->patch, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(h->emission_query, 3, s->id);
+	MUST(sqlite3_step(h->emission_query) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
+	emitted = sqlite3_column_type(h->emission_query, 0) != SQLITE_NULL;
+	last = sqlite3_column_int64(h->emission_query, 0);
+	sqlite3_reset(h->emission_query);
+
+	sqlite3_reset(h->hold_query);
+	sqlite3_bind_text(h->hold_query, 1, s->patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->hold_query, 2, s->patch, -1, SQLITE_TRANSIENT);
+	MUST(sqlite3_step(h->hold_query) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
+	holds = sqlite3_column_int64(h->hold_query, 0);
+	sqlite3_reset(h->hold_query);
+
+	sqlite3_reset(h->pigment_query);
+	sqlite3_bind_text(h->pigment_query, 1, s->patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->pigment_query, 2, s->patch, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(h->pigment_query) == SQLITE_ROW) {
+		pct = sqlite3_column_int64(h->pigment_query, 0);
+		pct_ms = sqlite3_column_int64(h->pigment_query, 1);
+	}
+	sqlite3_reset(h->pigment_query);
+
+	MUST(holds == 0, "%s armed for %s's %s, held by %" PRId64 " adverse event(s)",
+	     smpl_unit_label(u), s->patient, s->patch, holds);
+	MUST(pct != 0, "%s armed for %s's %s, which a follow-up found clear",
+	     smpl_unit_label(u), s->patient, s->patch);
+	if (!emitted)
+		return;
+	MUST(now - last >= SMPL_COOLDOWN_DAYS_MIN * SMPL_DAY_MS,
+	     "%s armed for %s's %s inside its cooldown", smpl_unit_label(u), s->patient,
+	     s->patch);
+	MUST(pct > 0 && pct_ms > last, "%s armed for %s's %s, treated before, with no follow-up "
+	     "since that found pigment", smpl_unit_label(u), s->patient, s->patch);
+}
+
+/*
+ * Issue 16: a session that ended, or selected another patch, had the
+ * endpoint of every treatment the records say emitted (but @patch's).
+ */
+static void check_endpoints(struct harness *h, int64_t session_id, const char *patch,
+			    const char *what)
+{
+	sqlite3_stmt *st = h->endpoint_query;
+	int rc;
+
+	if (!session_id || pg_conninfo)	/* PostgreSQL: no endpoint is asked for yet */
+		return;
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, session_id);
+	sqlite3_bind_text(st, 2, patch, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	MUST(rc == SQLITE_DONE, "%s of session %" PRId64 " succeeded, treatment %" PRId64
+	     " of %s emitted and has no endpoint", what, session_id,
+	     rc == SQLITE_ROW ? (int64_t)sqlite3_column_int64(st, 0) : 0,
+	     rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 1) : "?");
+	sqlite3_reset(st);
+}
+
+/*
+ * Issue 16 on the clinic's PostgreSQL records, which do not keep the
+ * clinical record yet: its methods never succeed (NotSupported), so nothing
+ * of it is claimed kept.
+ */
+static void check_not_kept(struct harness *h, const struct method *me)
+{
+	static const char *const clinical[] = {
+		"RecordEndpoint", "RecordFollowUp", "ClearPatchHold", "Course",
+	};
+
+	if (!pg_conninfo || !h->reply_ok)
+		return;
+	for (size_t i = 0; i < sizeof(clinical) / sizeof(clinical[0]); i++)
+		MUST(strcmp(me->member, clinical[i]) != 0, "%s succeeded on the PostgreSQL "
+		     "records, which do not keep the clinical record", me->member);
 }
 
 /* Whether @path is an object that has @me's interface. */
@@ -983,11 +1266,20 @@ static void after_call(struct harness *h, const struct method *me, const char *p
 		return;
 	if (h->deny && u_or_manager_exists(h, me, path))
 		check_denied(h, me);
+	check_not_kept(h, me);
 	if (h->reply_ok && strcmp(me->member, "Arm") == 0 &&
 	    strcmp(me->interface, SMPL_IFACE_UNIT) == 0 && u) {
 		MUST(armable_before, "Arm succeeded on %s although S1's conditions did not hold",
 		     path);
 		check_cooldown(h, u);
+		check_clinical(h, u);
+	}
+	if (h->reply_ok && strcmp(me->interface, SMPL_IFACE_SESSION) == 0 &&
+	    (strcmp(me->member, "End") == 0 || strcmp(me->member, "SelectPatch") == 0)) {
+		smpl_records_flush(&h->d);	/* what was reported so far, in the records */
+		settle(h);
+		check_endpoints(h, h->call_session_id, strcmp(me->member, "End") == 0 ? "" :
+				h->call_first, me->member);
 	}
 	if (h->reply_ok && strcmp(me->member, "StartSession") == 0 && u) {
 		MUST(u->session && strcmp(u->session->path, h->reply_path) == 0,
@@ -1040,6 +1332,12 @@ static void call_method(struct harness *h, struct input *in)
 		return;		/* not valid UTF-8: the client will not send it */
 	u = unit_of_path(h, path);
 	armable = u && may_arm_now(u);
+	{
+		struct smpl_session *target = smpl_session_by_path(&h->d, path);
+
+		h->call_session_id = target ? target->id : 0;
+		snprintf(h->call_first, sizeof(h->call_first), "%s", first);
+	}
 	call(h, m, me->member);
 	after_call(h, me, path, strcmp(signature, me->signature) == 0 && me != &fuzzed,
 		   armable);

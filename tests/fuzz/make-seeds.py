@@ -143,12 +143,16 @@ DISPATCH_WORDS = [
     "get-status", "pulse-report",
     "wavelength_nm", "fluence_mj_cm2", "spot_um", "pulse_ps", "rate_mhz",
     "done\nall fine", "bad\x01note",
+    "P-0003", "whitening", "partial-whitening", "no-whitening", "follicle-damage",
+    "hair-loss", "blistering", "scarring", "infection", "hypopigmentation", "other",
+    "redness_resolved", "pigment_remaining_pct", "adverse", "note", "left-temporal",
 ]
 DISPATCH_METHODS = [
     "ListUnits", "ListPatches", "CheckPatch", "History", "StartSession", "SetParameters",
     "Arm", "Disarm", "AcknowledgeFault", "SelectPatch", "ConfirmEyewear", "End",
     "SetFootswitch", "SetInterlock", "SetEnergyDrift", "InjectFault", "ClearFaultCause",
     "SetRtcSkew", "SetCalibration", "SetHostile", "DropNextReply", "Unplug", "Replug",
+    "Course", "RecordFollowUp", "ClearPatchHold", "RecordEndpoint",
 ]
 WRONG_SIGNATURES = ["", "s", "u", "b", "x", "ss", "a{sv}", "i", "d", "v", "S", "su", "sb",
                     "s", "o"]
@@ -188,6 +192,24 @@ def params(*entries):
         else:
             out += bytes([0x85, typ]) + q(value, 8) + word(field.encode())
     return out
+
+
+def findings(pigment=None, redness=None, adverse=(), note=None):
+    """RecordFollowUp's a{sv} (fuzz_dbus_dispatch.c append_findings)."""
+    out, n = b"", 0
+    if redness is not None:
+        out += bytes([0, 1 if redness else 0])
+        n += 1
+    if pigment is not None:
+        out += bytes([1, 0, pigment])
+        n += 1
+    if adverse:
+        out += bytes([2, 0, len(adverse)]) + b"".join(word(a) for a in adverse)
+        n += 1
+    if note is not None:
+        out += bytes([3, 0]) + word(note)
+        n += 1
+    return bytes([n]) + out
 
 
 def flag(b):
@@ -271,6 +293,42 @@ def dispatch_seeds():
     write(h, "two_units_same_patch", two + prepare(0) + prepare(1) + call("Arm") +
           advance(2200) + fire + call("Disarm") + call("Arm", unit=1))
 
+    # The clinical record (issue 16): the template holds a history of 50 days ago
+    # (fuzz_dbus_dispatch.c seed_history): P-0001 mid-scalp and left-temporal clear,
+    # P-0002 crown and occipital waiting for a follow-up, P-0003 crown eligible,
+    # P-0003 occipital on hold.
+    write(h, "clinical_endpoint", one + treatment + call("Disarm") + call("End", word(""), path=5) +
+          call("SelectPatch", word("occipital"), path=5) +
+          call("RecordEndpoint", word("occipital"), word("whitening"), word(""), path=5) +
+          call("RecordEndpoint", word("crown"), word("frosted"), word(""), path=5) +
+          call("RecordEndpoint", word("crown"), word("whitening"), word("even"), path=5) +
+          call("SelectPatch", word("occipital"), path=5) + call("End", word(""), path=5) +
+          call("Course", word("P-0000"), path=4))
+    write(h, "clinical_rules", one + prepare(patient=2) + call("Arm") +
+          call("RecordFollowUp", word("P-0002"), word("crown"), findings(pigment=30), path=4) +
+          call("SelectPatch", word("crown"), path=5) + call("Arm") + advance(2200) + fire +
+          call("Disarm") + call("RecordEndpoint", word("crown"), word("no-whitening"),
+                                word(""), path=5) +
+          call("SelectPatch", word("occipital"), path=5) + call("End", word(""), path=5) +
+          prepare(patient=3, patch=1) + call("Arm") +
+          call("ClearPatchHold", word("P-0003"), word("occipital"), word("healed"), path=4) +
+          call("SelectPatch", word("occipital"), path=5) + call("Arm") +
+          call("SelectPatch", word("crown"), path=5) +
+          call("RecordFollowUp", word("P-0003"), word("crown"),
+               findings(adverse=["infection", "other"], note="after the visit"), path=4) +
+          call("Arm") + call("End", word(""), path=5) +
+          prepare(patient=1, patch=2) + call("Arm") + call("Course", word("P-0001"), path=4))
+    write(h, "clinical_stale_follow_up", one + prepare(patient=2, patch=1) + call("Arm") +
+          call("SelectPatch", word("occipital"), path=5) + call("Arm"))
+    write(h, "clinical_clear_untreated", one + prepare(patient=1, patch=3) + call("Arm") +
+          call("SelectPatch", word("left-temporal"), path=5) + call("Arm"))
+    write(h, "clinical_arm_race", one + prepare(patient=3) +
+          call("RecordFollowUp", word("P-0003"), word("crown"), findings(pigment=0), path=4) +
+          call("Arm") +
+          call("RecordFollowUp", word("P-0003"), word("crown"), findings(pigment=10,
+                                                                         redness=True), path=4) +
+          call("Arm") + advance(2200) + fire + call("Disarm") + call("End", word(""), path=5))
+
     # "[auth] session_bus = deny" (first byte 0x0e): every call but ListUnits,
     # ListPatches and Disarm is refused NotAuthorized.
     write(h, "denied", b"\x0e" + prepare() + call("Arm") + call("Disarm") +
@@ -285,8 +343,8 @@ def store_seeds():
         exe = os.path.join(tmp, "seed_store")
         subprocess.run(["cc", "-std=gnu11", "-D_GNU_SOURCE", "-Iinclude", "-Idaemon", "-o", exe,
                         "tests/fuzz/seed_store.c", "daemon/store.c", "daemon/store-chain.c",
-                        "daemon/store-restore.c", "daemon/store-copy.c", "-lsqlite3",
-                        "-lcrypto", "-lpthread"],
+                        "daemon/store-restore.c", "daemon/store-copy.c", "daemon/store-clinical.c",
+                        "-lsqlite3", "-lcrypto", "-lpthread"],
                        check=True)
         subprocess.run([exe, os.path.join(tmp, "state")], check=True)
         with open(os.path.join(tmp, "state", "records.db"), "rb") as f:

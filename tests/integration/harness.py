@@ -411,6 +411,17 @@ class Env:
         self.extra_buses = getattr(self, 'extra_buses', []) + [bus]
         return bus
 
+    def record_endpoints(self, spath, endpoint='whitening', bus=None):
+        """The endpoint of every patch of the session whose treatment emitted
+        without one (issue 16: the session selects another patch or ends only then)."""
+        for patch in self.session_prop(spath, 'EndpointsMissing'):
+            self.session(spath, bus).RecordEndpoint(patch, endpoint, '')
+
+    def end_session(self, spath, notes='done', bus=None):
+        """End a session as a technician does: the endpoints first."""
+        self.record_endpoints(spath, bus=bus)
+        self.session(spath, bus).End(notes)
+
     def treat(self, patient='p-001', patch='crown', seconds=0.6):
         """A whole treatment with pulses; returns (session path, pulses)."""
         spath = self.ready_session(patient, patch)
@@ -418,7 +429,7 @@ class Env:
         pulses = self.fire(seconds)
         self.unit().Disarm()
         self.wait_unit_state('standby')
-        self.session(spath).End('done')
+        self.end_session(spath)
         return spath, pulses
 
 
@@ -461,6 +472,14 @@ CHAIN_COLUMNS = {
                    'armed_rtc_s', 'end_ms', 'end_rtc_s', 'shot_at_arm', 'shot_at_end',
                    'pulse_count', 'pulses_recorded', 'energy_min_uj', 'energy_max_uj',
                    'energy_sum_uj', 'last_pulse_ms', 'outcome', 'emitting_ms'],
+    # the clinical record (issue 16, schema step 8): each row once
+    'endpoints': ['session_id', 'treatment_id', 'patient', 'patch', 'endpoint', 'note',
+                  'time_ms', 'operator_uid', 'operator_name'],
+    'follow_ups': ['patient', 'patch', 'time_ms', 'redness_resolved',
+                   'pigment_remaining_pct', 'note', 'operator_uid', 'operator_name'],
+    'adverse_events': ['follow_up_id', 'kind', 'holds'],
+    'hold_reviews': ['patient', 'patch', 'time_ms', 'cleared_through', 'note',
+                     'operator_uid', 'operator_name'],
 }
 CHAIN_MASKED_WHILE_OPEN = {'pulses_recorded', 'energy_min_uj', 'energy_max_uj',
                            'energy_sum_uj', 'last_pulse_ms'}

@@ -76,7 +76,7 @@ def test_late_reports_after_a_disarm_whose_status_read_failed():
             env.unit().Disarm()
             env.sim().HoldReports(False)
             env.wait_unit_state('standby')
-            env.session(spath).End('done')
+            env.end_session(spath, 'done')
             wait_settled(env, 'p-late-%d' % i)
         n = assert_every_fired_pulse_recorded_once(env)
         assert n > 0
@@ -106,7 +106,7 @@ def test_last_pulse_in_flight_after_disarm_is_recorded():
         pump(0.3)
         assert env.unit_prop('LatchedFault') == '', 'a late report taken for a stray pulse: %s' % (
             env.unit_prop('LatchedFault'))
-        env.session(spath).End('done')
+        env.end_session(spath, 'done')
         n = assert_every_fired_pulse_recorded_once(env)
         t = treatments(env, 'p-flight')[0]
         assert t['pulse_count'] == t['pulses_recorded'] == n > 0, (t, n)
@@ -162,7 +162,7 @@ def test_counter_gone_back_after_kill_is_never_believed():
         assert env.fire(0.3) > 0
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('done')
+        env.end_session(spath, 'done')
         assert not env.manager().CheckPatch('p-back', 'crown')[0]
 
 
@@ -237,7 +237,7 @@ def test_counter_back_while_armed_faults_the_unit_and_keeps_every_row():
         assert t['pulses_recorded'] == after, t
         assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-went-back'"
                          )[0]['n'] >= 1
-        env.session(spath).End('done')
+        env.end_session(spath)          # issue 16: it emitted, its endpoint first
         env.unit().AcknowledgeFault()
         assert env.unit_prop('LatchedFault') == ''
         _, again = env.treat('p-back2', 'crown', 0.6)
@@ -274,7 +274,7 @@ def test_counter_jump_while_armed_faults_the_unit_and_counts_what_it_reported():
         assert t['shot_at_end'] >= shot + 150, t        # what the counter said, kept
         assert env.query("SELECT count(*) AS n FROM audit WHERE reason = 'counter-jumped'"
                          )[0]['n'] >= 1
-        env.session(spath).End('done')
+        env.end_session(spath)          # issue 16: it emitted, its endpoint first
         env.unit().AcknowledgeFault()
         _, again = env.treat('p-jump2', 'occipital', 0.6)
         (t2,) = treatments(env, 'p-jump2')
@@ -338,6 +338,8 @@ def test_counter_leap_past_the_pulse_limit_before_any_pulse():
         (t,) = treatments(env, 'p-leap')
         assert t['outcome'] == 'fault' and t['pulse_count'] == 0, t
         assert not env.query("SELECT * FROM audit WHERE reason = 'patch-pulse-limit'")
+        # Issue 16: the leapt counter is no emission: no endpoint is asked for.
+        assert list(env.session_prop(spath, 'EndpointsMissing')) == []
         env.session(spath).End('done')
 
 
@@ -364,7 +366,7 @@ def test_two_units_cannot_both_take_the_test_spot():
         assert len(fired_shots(env, serial1)) == 3, fired_shots(env, serial1)
         assert fired_shots(env, serial2) == [], 'the second unit fired'
         for s in (s1, s2):
-            env.session(s).End('done')
+            env.end_session(s, 'done')
 
 
 @test
@@ -400,7 +402,7 @@ def test_patient_id_is_one_patient_whatever_the_case():
         expect_error('CooldownActive', env.session(spath).SelectPatch, 'crown')
         history = env.history('DEMO-001')
         assert len(history) == 1 and history[0]['patch'] == 'crown', history
-        env.session(spath).End('done')
+        env.end_session(spath, 'done')
         assert [t['patient'] for t in treatments(env, 'demo-001')] == ['demo-001']
 
 
@@ -439,7 +441,7 @@ def test_intruder_cannot_change_or_arm_a_session_it_did_not_open():
         env.wait_unit_state('standby')
         assert env.query("SELECT * FROM audit WHERE kind = 'refused' AND"
                          " reason = 'NotAuthorized'"), 'the refusals are not audited'
-        env.session(spath).End('done')
+        env.end_session(spath, 'done')
 
 
 @test
@@ -516,7 +518,7 @@ def test_every_call_is_answered_and_echoes_nothing_unsafe():
                 assert len(msg) < 400, len(msg)
         log = env.log()
         assert '\x1b' not in log and '\u202e' not in log
-        env.session(spath).End('done')
+        env.end_session(spath, 'done')
 
 
 OM = 'org.freedesktop.DBus.ObjectManager'

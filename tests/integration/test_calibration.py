@@ -111,7 +111,7 @@ def test_valid_again_arms():
         assert env.fire(0.6) >= 1
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         h = env.history('p-cal2')
         assert len(h) == 1 and h[0]['outcome'] == 'completed' and h[0]['pulses'] >= 1, h
 
@@ -133,7 +133,7 @@ def test_expires_while_arming_disarms():
         env.arm_to_ready()
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
 
 
 @test
@@ -155,7 +155,7 @@ def test_expires_while_ready_disarms():
         env.arm_to_ready()                          # no emission: the patch is eligible
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
 
 
 @test
@@ -181,7 +181,7 @@ def test_expires_while_emitting_disarms():
         assert env.fire(0.5) >= 1
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         h = env.history('p-cal5')
         assert len(h) == 2 and all(t['pulses'] == t['pulses_recorded'] for t in h), h
         assert sum(t['pulses'] for t in h) == int(env.unit_prop('ShotCount')), h

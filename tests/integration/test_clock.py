@@ -248,7 +248,7 @@ def test_backward_jump_before_newest_record():
                      contains=('earlier than the newest arming',))
         spath = env.unit().StartSession('p-c03')
         expect_error('ClockUnreliable', env.session(spath).SelectPatch, 'crown')
-        env.session(spath).End('clock')
+        env.end_session(spath, 'clock')
 
         # A patient never treated: everything else ready, Arm refused for the clock.
         spath = env.unit().StartSession('p-c04')
@@ -356,7 +356,7 @@ def test_another_units_arming_witnesses_the_clock():
         assert env.unit_prop('State', u2) == 'standby'
         env.set_offset(0)
         for u, s in ((u1, s1), (u2, s2)):
-            env.session(s).End('done')
+            env.end_session(s, 'done')
 
 
 @test
@@ -381,7 +381,7 @@ def test_backward_jump_while_emitting_keeps_cooldown():
         pump(0.5)                               # five periods at 10 Hz
         assert env.shots() == shots, 'a pulse after the disarm'
         env.set_offset(0)
-        env.session(spath).End('clock')
+        env.end_session(spath, 'clock')
         h = env.history('p-c08')
         assert len(h) == 1, h
         t = h[0]

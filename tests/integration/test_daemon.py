@@ -106,6 +106,7 @@ def test_whole_treatment():
         assert len(pulses_seen) == pulses, (len(pulses_seen), pulses)
         env.unit().Disarm()
         env.wait_unit_state('standby')
+        env.session(spath).RecordEndpoint('crown', 'whitening', 'even frosting')  # issue 16
         env.session(spath).End('no adverse reaction')
         wait_until(lambda: env.unit_prop('Session') == '/', 2, 'session gone')
         h = env.history('p-001')
@@ -388,7 +389,7 @@ def test_audit_trail_records_who_and_why():
         wait_until(lambda: env.unit_prop('Interlocks')['door'], 2, 'door closed')
         env.unit().Arm()
         env.unit().Disarm()
-        env.session(spath).End('')
+        env.end_session(spath, '')
         env.settle_records()
         db = sqlite3.connect('file:%s/records.db?mode=ro' % env.state_dir, uri=True)
         rows = db.execute('SELECT kind, operator_uid, reason, detail FROM audit').fetchall()
@@ -423,7 +424,7 @@ def test_hostile_replies_never_arm():
         env.arm_to_ready()                     # the unit answers properly again
         assert env.fire(0.5) >= 1
         env.unit().Disarm()
-        env.session(spath).End('')
+        env.end_session(spath, '')
         expect_error('InvalidArgument', env.sim().SetHostile, 'evil', dbus.UInt32(1),
                      contains=('mode',))
 
@@ -449,7 +450,7 @@ def test_lost_arm_reply_disarms():
         env.arm_to_ready()
         env.unit().Disarm()
         env.wait_unit_state('standby', 1)
-        env.session(spath).End('')
+        env.end_session(spath, '')
         expect_error('InvalidArgument', env.sim().DropNextReply, 'fire', contains=('command',))
 
 
@@ -512,11 +513,11 @@ def test_test_spot_rule():
         pump(0.5)
         env.sim().SetFootswitch(False)
         assert int(env.unit_prop('ShotCount')) == 2, env.unit_prop('ShotCount')
-        env.session(spath).End('test spot')
+        env.end_session(spath, 'test spot')
         spath = env.unit().StartSession('p-032')
         msg = expect_error('CooldownActive', env.session(spath).SelectPatch, 'occipital')
         assert utc_date(14) in msg or utc_date(13) in msg, msg
-        env.session(spath).End('')
+        env.end_session(spath, '')
         spath = env.unit().StartSession('p-033')      # another patient: a test spot too
         env.session(spath).SelectPatch('occipital')
 
@@ -533,7 +534,7 @@ def test_armed_unit_refuses_changes():
         expect_error('Busy', env.session(spath).SelectPatch, 'occipital')
         expect_error('Busy', env.unit().StartSession, 'p-018')
         assert env.unit_prop('Parameters')['fluence_mj_cm2'] == 3000
-        env.session(spath).End('')             # ending the session disarms
+        env.end_session(spath, '')             # ending the session disarms
         env.wait_unit_state('standby', 2)
         assert env.history('p-017')[0]['outcome'] == 'completed'
 
@@ -567,7 +568,7 @@ def test_object_manager_announces_sessions():
         assert UNIT in objs[UNIT1] and 'org.smplaser.Laser1.Simulator' in objs[UNIT1], objs
         assert objs[UNIT1][UNIT]['Serial'] == 'SIM00001'
         spath = env.unit().StartSession('p-020')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         wait_until(lambda: removed, 2, 'InterfacesRemoved')
         assert any(p == spath and SESSION in i for p, i in added), added
         assert any(p == spath and SESSION in i for p, i in removed), removed
@@ -808,7 +809,7 @@ def test_journal_structured_fields():
             'mount --bind "$0" /run/systemd/journal && exec "$@"', jdir] + args_fn(sim)
         env.start()
         spath = env.unit().StartSession('p-027')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         records = []
         end = time.monotonic() + 1
         while time.monotonic() < end:
@@ -847,7 +848,7 @@ def test_cooldown_rechecked_at_arm_across_units():
         pump(0.3)
         assert env.unit_prop('State', unit2) == 'standby'
         assert len(env.history('p-028')) == 1
-        env.session(s1).End('')
+        env.end_session(s1, '')
 
 
 @test

@@ -27,7 +27,7 @@ POLKIT = 'org.freedesktop.PolicyKit1'
 TIMEOUT_S = 2
 CONFIG = '[auth]\npolkit_timeout_s = %d\n' % TIMEOUT_S
 ALL_ACTIONS = ['org.smplaser.treat', 'org.smplaser.configure', 'org.smplaser.records',
-               'org.smplaser.acknowledge']
+               'org.smplaser.acknowledge', 'org.smplaser.document']
 
 # The denial comes at the time-out: not before (1.5 s: the wait is applied),
 # not much after (5 s: a loaded, sanitized host; sd-bus' default is 25 s).
@@ -240,7 +240,7 @@ def test_hung_polkit_denies_arm_on_time():
         env.arm_to_ready()
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
 
 
 @test
@@ -278,7 +278,7 @@ def test_disarm_needs_no_polkit():
         db.close()
         assert rows.count((os.getuid(),)) == 2, rows
         mock.SimulateHang(False)
-        env.session(spath).End('')
+        env.end_session(spath, '')
 
 
 @test
@@ -324,7 +324,7 @@ def test_polkit_in_time_is_obeyed():
             assert 'polkit denied it' in msg and 'did not answer' not in msg, msg
         mock.SetDelay(0)
         mock.SetAllowed(ALL_ACTIONS)
-        env.session(spath).End('')
+        env.end_session(spath, '')
 
 
 def _leave_with_a_query_pending(env, mock, i):
@@ -357,7 +357,7 @@ def test_polkit_queries_of_vanished_sessions_never_leak():
         pump(0.5)
         spath = env.unit().StartSession('p-after')
         env.session(spath).SelectPatch('crown')
-        env.session(spath).End('done')
+        env.end_session(spath, 'done')
         assert 'too many' not in env.log()
 
 

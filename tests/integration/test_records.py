@@ -88,7 +88,7 @@ def treat(env, patient, patch, seconds, params=FAST_PARAMS):
     shots = hold(env, seconds)
     env.unit().Disarm()
     env.wait_unit_state('standby')
-    env.session(spath).End('')
+    env.end_session(spath, '')
     return shots
 
 
@@ -144,7 +144,7 @@ def test_backup_while_firing_then_an_older_copy_restored():
         env.sim().SetFootswitch(False)
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         at_backup = sqlite3.connect('file:%s?mode=ro' % copy, uri=True).execute(
             'SELECT coalesce(max(shot), 0) FROM pulses').fetchone()[0]
         assert at_backup >= 3, at_backup
@@ -184,7 +184,7 @@ def test_backup_while_firing_then_an_older_copy_restored():
         assert hold(env, 0.3) > 0
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         eligible, next_usec, _ = env.manager().CheckPatch('p-bk1', 'crown')
         assert not eligible
         assert next_usec / 1000 > (time.time() + 41 * 86400) * 1000, \
@@ -278,7 +278,7 @@ def test_backup_to_a_full_disk_or_an_unwritable_path():
             env.sim().SetFootswitch(False)
             env.unit().Disarm()
             env.wait_unit_state('standby')
-            env.session(spath).End('')
+            env.end_session(spath, '')
             assert os.listdir(full) == []
             env.settle_records()
             fired = fired_shots(env)
@@ -321,7 +321,7 @@ def test_backup_never_fills_the_records_own_file_system():
             env.sim().SetFootswitch(False)
             env.unit().Disarm()
             env.wait_unit_state('standby')
-            env.session(spath).End('')
+            env.end_session(spath, '')
             env.settle_records()
             fired = fired_shots(env)
             assert fired and env.recorded_shots() == fired, 'pulses lost'
@@ -565,7 +565,7 @@ def test_large_records_export_and_backup_in_bounded_memory():
             states
         env.unit().Disarm()
         env.wait_unit_state('standby')
-        env.session(spath).End('')
+        env.end_session(spath, '')
         env.settle_records()
         fired = fired_shots(env)
         assert fired and env.recorded_shots() == fired, 'pulses lost during the backup'

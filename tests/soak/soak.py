@@ -5,7 +5,8 @@
 Sixteen simulated units (--units) treat a pool of patients at once, each unit
 driven by its own operator connection: CheckPatch, StartSession, SelectPatch,
 ConfirmEyewear, SetParameters (10 Hz), Arm, the footswitch held 3-12 s, Disarm,
-End.  Faults are thrown in at random: interlocks opened before arming and
+the endpoint of the treated patch (issue 16: RecordEndpoint before End, as
+Episode.end does for the session's owner), End.  Faults are thrown in at random: interlocks opened before arming and
 while emitting, RTC skew, unit faults, unplugs while READY or emitting, the
 operator's program leaving mid-treatment, SIGKILL of the daemon and a restart
 on the same state directory.  A day of at least 10,000 pulses takes about two
@@ -296,11 +297,11 @@ def run(duration, seed, n_units, want_pulses):
     took = time.monotonic() - start
     fired = sum(ep.truth.count(s) for s in ep.serials)
     lost = [v for v in ep.violations if v.cls in ('S3-lost', 'S3-uncounted', 'S3-open')]
-    summary = ('%d sessions, %d pulses fired by %d units in %.0f s, %d faults survived '
-               '(%d daemon kills), %d decisions checked, %d records lost' % (
+    summary = ('%d sessions, %d pulses fired by %d units in %.0f s, %d endpoints recorded, '
+               '%d faults survived (%d daemon kills), %d decisions checked, %d records lost' % (
                    day.sessions if day else 0, fired, n_units, took,
-                   day.faults if day else 0, day.kills if day else 0,
-                   day.decisions if day else 0, len(lost)))
+                   ep.stats.get('endpoints', 0), day.faults if day else 0,
+                   day.kills if day else 0, day.decisions if day else 0, len(lost)))
     print('# ' + summary)
     if ep.ignored:
         print('# %d violations of holes still open (not failed): %s' % (

@@ -479,6 +479,72 @@ static void test_deleted_rows_and_entries_are_found(void **state)
 	first_problem_is(&rep, "are missing (deleted)");
 }
 
+/*
+ * The clinical record (issue 16) is chained like the audit: each endpoint,
+ * follow-up, adverse event and review once; one changed, deleted or
+ * inserted behind smplaserd's back shows.
+ */
+static void some_clinical_records(struct fixture *f)
+{
+	struct store_follow_up_in fu = {
+		.patient = "P1", .patch = "crown", .time_ms = T0 + 14 * DAY_MS,
+		.has_pigment = true, .pigment_pct = 30, .n_adverse = 1,
+		.adverse = { "blistering" }, .holds = { true }, .note = "healing",
+	};
+	struct store_endpoint_in e = {
+		.patch = "crown", .endpoint = "whitening", .note = "even", .time_ms = T0 + 3500,
+	};
+	int64_t s, t, id;
+
+	open_store(f);
+	s = session_on(f, "P1", "U1", T0);
+	assert_int_equal(begin(f, s, "crown", T0 + 1000, 0, &t), 0);
+	pulses(f, t, 1, 5, T0 + 2000);
+	end(f, t, T0 + 3000, 5);
+	e.session_id = s;
+	assert_int_equal(store_endpoint_add(f->st, &e, &OPERATOR, &id), 0);
+	assert_int_equal(store_follow_up_add(f->st, &fu, &OPERATOR, &id), 0);
+	assert_int_equal(store_hold_clear(f->st, "P1", "crown", "healed", &OPERATOR,
+					  T0 + 20 * DAY_MS, &id), 0);
+}
+
+static void test_clinical_rows_are_chained(void **state)
+{
+	struct fixture *f = *state;
+	struct store_chain_report rep;
+	sqlite3 *db;
+
+	some_clinical_records(f);
+	assert_int_equal(verify(f, &rep), 0);
+	assert_int_equal(rep.clinical_rows, 4);	/* endpoint, follow-up, event, review */
+	close_store(f);
+
+	db = shell(f);
+	sql_ok(db, "DROP TRIGGER follow_ups_fixed");
+	sql_ok(db, "UPDATE follow_ups SET pigment_remaining_pct = 0");
+	sqlite3_close(db);
+	assert_int_equal(verify(f, &rep), 1);
+	assert_int_equal(rep.problems, 1);
+	first_problem_is(&rep, "follow_ups row 1 was changed");
+
+	db = shell(f);
+	sql_ok(db, "DROP TRIGGER hold_reviews_keep");
+	sql_ok(db, "DELETE FROM hold_reviews");
+	sql_ok(db, "DROP TRIGGER adverse_events_chain");
+	sql_ok(db, "INSERT INTO adverse_events (follow_up_id, kind, holds) VALUES (1, 'infection', 1)");
+	sqlite3_close(db);
+	assert_int_equal(verify(f, &rep), 1);
+	assert_int_equal(rep.problems, 3);
+	for (size_t i = 0; i < rep.shown; i++)
+		fprintf(stderr, "# %s\n", rep.problem[i].text);
+	assert_true(strstr(rep.problem[0].text, "hold_reviews row 1 was deleted") ||
+		    strstr(rep.problem[1].text, "hold_reviews row 1 was deleted") ||
+		    strstr(rep.problem[2].text, "hold_reviews row 1 was deleted"));
+	assert_true(strstr(rep.problem[0].text, "adverse_events row 2 is not in the chain") ||
+		    strstr(rep.problem[1].text, "adverse_events row 2 is not in the chain") ||
+		    strstr(rep.problem[2].text, "adverse_events row 2 is not in the chain"));
+}
+
 static void test_rows_inserted_behind_or_out_of_order_are_found(void **state)
 {
 	struct fixture *f = *state;
@@ -635,7 +701,7 @@ static void test_chain_step_does_not_depend_on_its_place(void **state)
 	       "DROP INDEX treatments_by_patch;"
 	       "CREATE INDEX treatments_by_armed ON treatments(armed_ms);"
 	       "ALTER TABLE treatments ADD COLUMN note TEXT;"
-	       "CREATE TABLE endpoints (id INTEGER PRIMARY KEY, treatment_id INTEGER) STRICT;");
+	       "CREATE TABLE photographs (id INTEGER PRIMARY KEY, treatment_id INTEGER) STRICT;");
 	sql_ok(db, "BEGIN");
 	sql_ok(db, store_chain_schema);
 	sql_ok(db, "COMMIT");
@@ -660,7 +726,7 @@ static void test_chain_step_does_not_depend_on_its_place(void **state)
 	db = shell(f);
 	assert_int_equal(store_chain_register(db), SQLITE_OK);
 	sql_ok(db, "INSERT INTO record_chain_append (tbl, row_id, digest)"
-	       " VALUES ('endpoints', 1, zeroblob(32))");
+	       " VALUES ('photographs', 1, zeroblob(32))");
 	sqlite3_close(db);
 	open_store(f);
 	assert_int_equal(verify(f, &rep), 1);
@@ -1095,6 +1161,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_rows_inserted_behind_or_out_of_order_are_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_entry_is_found, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clinical_rows_are_chained, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_rewritten_chain_is_found_against_the_logged_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_step_does_not_depend_on_its_place, setup,

@@ -50,6 +50,8 @@ static void assert_defaults(const struct smpl_config *c)
 	assert_false(c->rules.test_spot);
 	assert_int_equal(c->rules.test_spot_pulses, 20);
 	assert_int_equal(c->rules.test_spot_review_days, 14);
+	assert_true(c->rules.require_follow_up);
+	assert_string_equal(c->clinic.name, "");
 	assert_int_equal(c->protocol.n_wavelengths, 1);
 	assert_int_equal(c->protocol.wavelengths_nm[0], 1064);
 	assert_int_equal(c->protocol.fluence_min_mj_cm2, 1000);
@@ -148,7 +150,7 @@ static void test_shipped_file_documents_every_key(void **state)
 		"rate_max_mhz", "pulses_per_patch", "max_session_energy_j",
 		"heartbeat_ms", "idle_timeout_s", "energy_tolerance_pct",
 		"rtc_max_skew_s", "allow_root", "session_bus", "polkit_timeout_s", "kmod", "libusb", "sim",
-		"backend", "conninfo", "workstation",
+		"backend", "conninfo", "workstation", "require_follow_up", "name",
 	};
 	char *text = read_all(shipped_path());
 	char needle[64], msg[SMPL_CONFIG_MSG_MAX];
@@ -188,6 +190,9 @@ struct bad {
 static const struct bad bad_configs[] = {
 	{ "[records]\nbackend = mysql\n", 2, "must be sqlite or postgresql" },
 	{ "[records]\n\nbackend = postgresql\n", 3, "needs a conninfo" },
+	/* The clinical record is not kept on PostgreSQL yet: no follow-up can be recorded. */
+	{ "[rules]\nrequire_follow_up = true\n[records]\nbackend = postgresql\nconninfo = x\n", 2,
+	  "require_follow_up = true needs the clinical record" },
 	{ "[records]\nconninfo = host=db password=secret\n", 2, "password" },
 	{ "[records]\nconninfo = host=db PASSWORD = secret\n", 2, "password" },
 	{ "[records]\nconninfo = postgresql://smpl:secret@db/clinic\n", 2, "password" },
@@ -252,6 +257,11 @@ static const struct bad bad_configs[] = {
 	{ "[safety]\npolkit_timeout_s = 5\n", 2, "unknown key" },
 	{ "[backends]\nlibusb = enabled\n", 2, "not a boolean" },
 	{ "[backends]\nusb = true\n", 2, "unknown key" },
+	{ "[rules]\nrequire_follow_up = sometimes\n", 2, "not a boolean" },
+	{ "[clinic]\nname = The \x1b[31mRed\x1b[0m Clinic\n", 2, "printable" },
+	{ "[clinic]\nname = An Extremely Long Clinic Name That Goes On And On Past Eighty "
+	  "Characters Of Text, And Then Some More\n", 2, "0-80 bytes" },
+	{ "[clinic]\nphone = 123\n", 2, "unknown key" },
 };
 
 static void test_bad_configs_refused_with_line(void **state)
@@ -331,6 +341,7 @@ static void test_accepted_values(void **state)
 		"test_spot = YES\n"
 		"test_spot_pulses = 10\n"
 		"test_spot_review_days = 21\n"
+		"require_follow_up = false\n"
 		"[protocol]\n"
 		"wavelengths_nm = 1064 , 532\n"
 		"fluence_min_mj_cm2 = 2000\n"
@@ -359,7 +370,9 @@ static void test_accepted_values(void **state)
 		"[backends]\n"
 		"kmod = 1\n"
 		"libusb = no\n"
-		"sim = on\n";
+		"sim = on\n"
+		"[clinic]\n"
+		"name = Clinique \xc3\x89toile, Lyon\n";
 	struct smpl_safety_limits l;
 
 	(void)state;
@@ -369,6 +382,8 @@ static void test_accepted_values(void **state)
 	assert_true(c.rules.test_spot);
 	assert_int_equal(c.rules.test_spot_pulses, 10);
 	assert_int_equal(c.rules.test_spot_review_days, 21);
+	assert_false(c.rules.require_follow_up);
+	assert_string_equal(c.clinic.name, "Clinique \xc3\x89toile, Lyon");
 	assert_int_equal(c.protocol.n_wavelengths, 2);
 	assert_int_equal(c.protocol.wavelengths_nm[0], 1064);
 	assert_int_equal(c.protocol.wavelengths_nm[1], 532);
@@ -528,6 +543,11 @@ static void test_records_section(void **state)
 	assert_int_equal(c.records.backend, SMPL_RECORDS_POSTGRESQL);
 	assert_string_equal(c.records.conninfo, "service=smplaser sslmode=verify-full");
 	assert_string_equal(c.records.workstation, "room-1.a_b");
+	assert_false(c.rules.require_follow_up);	/* no follow-ups there yet */
+	assert_int_equal(load(&c, "[rules]\nrequire_follow_up = false\n[records]\n"
+			      "backend = postgresql\nconninfo = x\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_false(c.rules.require_follow_up);
 	assert_int_equal(load(&c, "[records]\nbackend = postgresql\n"
 			      "conninfo = postgresql://smpl@db.clinic.lan/clinic?sslmode=verify-full\n",
 			      msg, sizeof(msg)), SMPL_CONFIG_LOADED);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Treatment rules (daemon/rules.c, daemon/patches.c): cooldown boundaries,
- * a lengthened cooldown, the test-spot rule, and every D-Bus argument error.
+ * Treatment rules (daemon/rules.c, daemon/patches.c, daemon/clinical.c):
+ * cooldown boundaries, a lengthened cooldown, the test-spot rule, the
+ * clinical record's rules (follow-up, clear, hold; issue 16), and every
+ * D-Bus argument error.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "clinical.h"
 #include "patches.h"
 #include "rules.h"
 #include "text.h"
@@ -29,6 +32,10 @@ static struct smpl_rules_cfg rules_default(void)
 	return r;
 }
 
+/*
+ * Treated at @when, and a follow-up two weeks later found pigment remaining:
+ * the cooldown alone decides (the follow-up rule has its own tests).
+ */
 static struct smpl_patch_facts treated_at(int64_t when)
 {
 	struct smpl_patch_facts f = {
@@ -36,6 +43,11 @@ static struct smpl_patch_facts treated_at(int64_t when)
 		.patch_last_emission_ms = when,
 		.patient_treatments = 1,
 		.patient_first_emission_ms = when,
+		.pigment_assessed = true,
+		.pigment_pct = 40,
+		/* two weeks later, or the end of time (test_far_future_does_not_overflow) */
+		.pigment_ms = when > INT64_MAX - 14 * SMPL_DAY_MS ? INT64_MAX :
+			      when + 14 * SMPL_DAY_MS,
 	};
 	return f;
 }
@@ -664,6 +676,268 @@ static void test_echo_is_always_safe(void **state)
 	}
 }
 
+/* ---- the clinical record (issue 16) ------------------------------------------ */
+
+static void test_follow_up_required_after_cooldown(void **state)
+{
+	struct smpl_rules_cfg r = rules_default();
+	struct smpl_patch_facts f = treated_at(LAST);
+	struct smpl_eligibility e;
+
+	(void)state;
+	assert_true(r.require_follow_up);
+	f.pigment_assessed = false;		/* no follow-up at all */
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_FOLLOW_UP);
+	assert_int_equal(e.next_eligible_ms, 0);	/* a visit, not a date */
+	assert_non_null(strstr(e.reason, "follow-up"));
+	assert_non_null(strstr(e.reason, "crown"));
+
+	/* A follow-up that found pigment, but before the last treatment: not enough. */
+	f.pigment_assessed = true;
+	f.pigment_pct = 30;
+	f.pigment_ms = LAST - DAY;
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_FOLLOW_UP);
+
+	/* At the same millisecond as the emission: not after it. */
+	f.pigment_ms = LAST;
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_false(e.eligible);
+
+	/* After it: eligible, and the reason says what the follow-up found. */
+	f.pigment_ms = LAST + 1;
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_true(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_NONE);
+	assert_non_null(strstr(e.reason, "30% pigment remaining"));
+
+	/* The clinic may turn the rule off: the cooldown alone then. */
+	r.require_follow_up = false;
+	f.pigment_assessed = false;
+	check(&r, &f, LAST + 42 * DAY, &e);
+	assert_true(e.eligible);
+}
+
+static void test_follow_up_never_shortens_the_cooldown(void **state)
+{
+	struct smpl_rules_cfg r = rules_default();
+	struct smpl_patch_facts f = treated_at(LAST);
+	struct smpl_eligibility e;
+
+	(void)state;
+	/* A follow-up found pigment after a week: the cooldown still runs. */
+	f.pigment_ms = LAST + 7 * DAY;
+	check(&r, &f, LAST + 42 * DAY - SEC, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_COOLDOWN);
+	assert_int_equal(e.next_eligible_ms, LAST + 42 * DAY);
+
+	/* No follow-up and still cooling down: the cooldown's date, the follow-up named. */
+	f.pigment_assessed = false;
+	check(&r, &f, LAST + DAY, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_COOLDOWN);
+	assert_int_equal(e.next_eligible_ms, LAST + 42 * DAY);
+	assert_non_null(strstr(e.reason, "eligible from"));
+	assert_non_null(strstr(e.reason, "follow-up must find pigment"));
+}
+
+static void test_clear_patch_not_treated_again(void **state)
+{
+	struct smpl_rules_cfg r = rules_default();
+	struct smpl_patch_facts f = treated_at(LAST);
+	struct smpl_eligibility e;
+
+	(void)state;
+	f.pigment_pct = 0;			/* the follow-up found none left */
+	check(&r, &f, LAST + 100 * DAY, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_CLEAR);
+	assert_int_equal(e.next_eligible_ms, 0);
+	assert_non_null(strstr(e.reason, "clear"));
+
+	/* Without the follow-up rule, a clear patch is still clear. */
+	r.require_follow_up = false;
+	check(&r, &f, LAST + 100 * DAY, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_CLEAR);
+
+	/* A newer follow-up found pigment (the store keeps the last finding). */
+	r.require_follow_up = true;
+	f.pigment_pct = 5;
+	f.pigment_ms = LAST + 60 * DAY;
+	check(&r, &f, LAST + 100 * DAY, &e);
+	assert_true(e.eligible);
+
+	/* A patch never treated but found clear is clear too. */
+	f = (struct smpl_patch_facts){ .pigment_assessed = true, .pigment_pct = 0,
+				       .pigment_ms = LAST };
+	check(&r, &f, LAST + DAY, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_CLEAR);
+}
+
+static void test_hold_refuses_whatever_else(void **state)
+{
+	struct smpl_rules_cfg r = rules_default();
+	struct smpl_patch_facts f = treated_at(LAST);
+	struct smpl_eligibility e;
+
+	(void)state;
+	f.on_hold = true;
+	f.hold_since_ms = LAST + 14 * DAY;
+	snprintf(f.hold_events, sizeof(f.hold_events), "follicle-damage, blistering");
+	check(&r, &f, LAST + 100 * DAY, &e);		/* long past the cooldown */
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_HOLD);
+	assert_int_equal(e.next_eligible_ms, 0);
+	assert_non_null(strstr(e.reason, "on hold since 2026-01-15 10:00:00 UTC"));
+	assert_non_null(strstr(e.reason, "follicle-damage, blistering"));
+	assert_non_null(strstr(e.reason, "review"));
+
+	/* The hold before clear, and on a patch never treated too. */
+	f.pigment_pct = 0;
+	check(&r, &f, LAST + 100 * DAY, &e);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_HOLD);
+	f = (struct smpl_patch_facts){ .on_hold = true, .hold_since_ms = LAST };
+	check(&r, &f, LAST, &e);
+	assert_false(e.eligible);
+	assert_int_equal(e.refusal, SMPL_REFUSAL_HOLD);
+}
+
+static void test_course_status_of_each_answer(void **state)
+{
+	struct smpl_rules_cfg r = rules_default();
+	struct smpl_patch_facts f = { 0 };
+	struct smpl_eligibility e;
+
+	(void)state;
+	check(&r, &f, LAST, &e);
+	assert_string_equal(smpl_course_status_name(smpl_course_status_of(&e, false)),
+			    "untreated");
+	f = treated_at(LAST);
+	check(&r, &f, LAST + DAY, &e);
+	assert_string_equal(smpl_course_status_name(smpl_course_status_of(&e, true)),
+			    "cooling-down");
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_string_equal(smpl_course_status_name(smpl_course_status_of(&e, true)),
+			    "eligible");
+	f.pigment_assessed = false;
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_string_equal(smpl_course_status_name(smpl_course_status_of(&e, true)),
+			    "awaiting-follow-up");
+	f.pigment_assessed = true;
+	f.pigment_pct = 0;
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_string_equal(smpl_course_status_name(smpl_course_status_of(&e, true)), "clear");
+	f.on_hold = true;
+	check(&r, &f, LAST + 50 * DAY, &e);
+	assert_string_equal(smpl_course_status_name(smpl_course_status_of(&e, true)), "on-hold");
+}
+
+static void test_endpoint_and_adverse_names(void **state)
+{
+	enum smpl_endpoint ep;
+	enum smpl_adverse a;
+	char err[SMPL_REASON_MAX];
+	int holding = 0;
+
+	(void)state;
+	assert_int_equal(smpl_endpoint_parse("partial-whitening", &ep, err, sizeof(err)), 0);
+	assert_int_equal(ep, SMPL_ENDPOINT_PARTIAL);
+	assert_int_equal(smpl_endpoint_parse("Whitening", &ep, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no-whitening"));
+	assert_int_equal(smpl_endpoint_parse("", &ep, err, sizeof(err)), -EINVAL);
+	assert_int_equal(smpl_endpoint_parse("\x1b[31m", &ep, err, sizeof(err)), -EINVAL);
+	assert_true(smpl_text_is_safe(err));
+	for (int i = 0; i < SMPL_ADVERSE__COUNT; i++) {
+		assert_int_equal(smpl_adverse_parse(smpl_adverse_name((enum smpl_adverse)i), &a,
+						    err, sizeof(err)), 0);
+		assert_int_equal(a, i);
+		holding += smpl_adverse_holds(a);
+	}
+	/* The issue's list: these five hold, the other three do not. */
+	assert_int_equal(holding, 5);
+	assert_true(smpl_adverse_holds(SMPL_ADVERSE_FOLLICLE_DAMAGE));
+	assert_true(smpl_adverse_holds(SMPL_ADVERSE_HAIR_LOSS));
+	assert_true(smpl_adverse_holds(SMPL_ADVERSE_SCARRING));
+	assert_true(smpl_adverse_holds(SMPL_ADVERSE_BLISTERING));
+	assert_true(smpl_adverse_holds(SMPL_ADVERSE_INFECTION));
+	assert_false(smpl_adverse_holds(SMPL_ADVERSE_HYPOPIGMENTATION));
+	assert_false(smpl_adverse_holds(SMPL_ADVERSE_HYPERPIGMENTATION));
+	assert_false(smpl_adverse_holds(SMPL_ADVERSE_OTHER));
+	assert_int_equal(smpl_adverse_parse("burn", &a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "burn"));
+}
+
+static void test_follow_up_findings(void **state)
+{
+	struct smpl_follow_up f = { 0 };
+	char err[SMPL_REASON_MAX], holds[96];
+
+	(void)state;
+	assert_int_equal(smpl_follow_up_check(&f, err, sizeof(err)), -EINVAL);
+	assert_int_equal(smpl_follow_up_set(&f, "note", "s", 0, "fine", err, sizeof(err)), 0);
+	assert_int_equal(smpl_follow_up_check(&f, err, sizeof(err)), -EINVAL); /* a note alone */
+	assert_int_equal(smpl_follow_up_set(&f, "pigment_remaining_pct", "q", 100, NULL, err,
+					    sizeof(err)), 0);
+	assert_int_equal(smpl_follow_up_check(&f, err, sizeof(err)), 0);
+	assert_int_equal(f.pigment_pct, 100);
+	/* given twice, out of range, wrong type, unknown */
+	assert_int_equal(smpl_follow_up_set(&f, "pigment_remaining_pct", "u", 5, NULL, err,
+					    sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "twice"));
+	f.has_pigment = false;
+	assert_int_equal(smpl_follow_up_set(&f, "pigment_remaining_pct", "u", 101, NULL, err,
+					    sizeof(err)), -ERANGE);
+	assert_int_equal(smpl_follow_up_set(&f, "pigment_remaining_pct", "i", -1, NULL, err,
+					    sizeof(err)), -ERANGE);
+	assert_int_equal(smpl_follow_up_set(&f, "pigment_remaining_pct", "s", 0, "5", err,
+					    sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "pigment_remaining_pct"));
+	assert_int_equal(smpl_follow_up_set(&f, "redness_resolved", "u", 1, NULL, err,
+					    sizeof(err)), -EINVAL);
+	assert_int_equal(smpl_follow_up_set(&f, "redness_resolved", "b", 1, NULL, err,
+					    sizeof(err)), 0);
+	assert_int_equal(smpl_follow_up_set(&f, "pigment", "u", 1, NULL, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "unknown"));
+	assert_int_equal(smpl_follow_up_set(&f, "adverse", "s", 0, "hair-loss", err,
+					    sizeof(err)), -EINVAL);
+	assert_int_equal(smpl_follow_up_set(&f, "adverse", "as", 0, NULL, err, sizeof(err)), 0);
+	assert_int_equal(smpl_follow_up_add_adverse(&f, "other", err, sizeof(err)), 0);
+	smpl_follow_up_holds(&f, holds, sizeof(holds));
+	assert_string_equal(holds, "");
+	assert_int_equal(smpl_follow_up_add_adverse(&f, "scarring", err, sizeof(err)), 0);
+	assert_int_equal(smpl_follow_up_add_adverse(&f, "hair-loss", err, sizeof(err)), 0);
+	assert_int_equal(smpl_follow_up_add_adverse(&f, "scarring", err, sizeof(err)), 0);
+	smpl_follow_up_holds(&f, holds, sizeof(holds));
+	assert_string_equal(holds, "hair-loss, scarring");
+	assert_int_equal(smpl_follow_up_add_adverse(&f, "bad\nname", err, sizeof(err)), -EINVAL);
+	assert_true(smpl_text_is_safe(err));
+}
+
+static void test_note_text(void **state)
+{
+	char big[SMPL_CLINICAL_NOTE_MAX + 2];
+
+	(void)state;
+	assert_true(smpl_note_valid("", 10));
+	assert_true(smpl_note_valid("line one\n\tline two, \xc3\xa9t\xc3\xa9", 100));
+	assert_false(smpl_note_valid("bell\a", 100));
+	assert_false(smpl_note_valid("\xff\xfe", 100));
+	assert_false(smpl_note_valid("bidi \xe2\x80\xae", 100));
+	assert_false(smpl_note_valid(NULL, 100));
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_false(smpl_note_valid(big, SMPL_CLINICAL_NOTE_MAX));
+	big[SMPL_CLINICAL_NOTE_MAX] = '\0';
+	assert_true(smpl_note_valid(big, SMPL_CLINICAL_NOTE_MAX));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -696,6 +970,14 @@ int main(void)
 		cmocka_unit_test(test_params_outside_protocol),
 		cmocka_unit_test(test_params_outside_unit),
 		cmocka_unit_test(test_params_picosecond_unit),
+		cmocka_unit_test(test_follow_up_required_after_cooldown),
+		cmocka_unit_test(test_follow_up_never_shortens_the_cooldown),
+		cmocka_unit_test(test_clear_patch_not_treated_again),
+		cmocka_unit_test(test_hold_refuses_whatever_else),
+		cmocka_unit_test(test_course_status_of_each_answer),
+		cmocka_unit_test(test_endpoint_and_adverse_names),
+		cmocka_unit_test(test_follow_up_findings),
+		cmocka_unit_test(test_note_text),
 	};
 
 	return cmocka_run_group_tests_name("test_rules", tests, NULL, NULL);

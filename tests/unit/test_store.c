@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store-private.h"	/* store_clinical_schema */
 #include "store-chain.h"
 #include "store-restore.h"
 
@@ -2022,6 +2023,292 @@ static void test_reader_keeps_the_writers_locks(void **state)
 	store_close(reader);
 }
 
+/* ---- the clinical record (issue 16, store-clinical.h) -------------------- */
+
+static int64_t add_endpoint(struct fixture *f, int64_t session, const char *patch,
+			    const char *endpoint, int64_t when)
+{
+	struct store_endpoint_in e = {
+		.session_id = session, .patch = patch, .endpoint = endpoint, .note = "even",
+		.time_ms = when,
+	};
+	int64_t id = 0;
+	int err = store_endpoint_add(f->st, &e, &OPERATOR, &id);
+
+	return err ? err : id;
+}
+
+static int64_t add_follow_up(struct fixture *f, const char *patient, const char *patch,
+			     int pct, const char *adverse, bool holds, int64_t when)
+{
+	struct store_follow_up_in in = {
+		.patient = patient, .patch = patch, .time_ms = when,
+		.has_pigment = pct >= 0, .pigment_pct = pct >= 0 ? (uint32_t)pct : 0,
+		.has_redness = true, .redness_resolved = true, .note = "",
+	};
+	int64_t id = 0;
+	int err;
+
+	if (adverse) {
+		in.adverse[0] = adverse;
+		in.holds[0] = holds;
+		in.n_adverse = 1;
+	}
+	err = store_follow_up_add(f->st, &in, &OPERATOR, &id);
+	return err ? err : id;
+}
+
+static struct store_patch_facts facts_of(struct fixture *f, const char *patient,
+					 const char *patch)
+{
+	struct store_patch_facts facts;
+
+	assert_int_equal(store_patch_facts(f->st, patient, patch, 0, &facts), 0);
+	return facts;
+}
+
+static void test_endpoint_needs_an_emitted_treatment(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s = unit_and_session(f), t;
+
+	/* Nothing treated yet, then armed but nothing fired: no endpoint to record. */
+	assert_int_equal(add_endpoint(f, s, "crown", "whitening", T0 + 1), -ENOENT);
+	t = begin_treatment(f, s, "crown", T0 + 1000, 0);
+	end_treatment(f, t, STORE_OUTCOME_COMPLETED, T0 + 2000, 0);
+	assert_int_equal(add_endpoint(f, s, "crown", "whitening", T0 + 3000), -ENOENT);
+	assert_non_null(strstr(store_errmsg(f->st), "emitted nothing"));
+	/* Fired: the endpoint belongs to that treatment. */
+	t = begin_treatment(f, s, "crown", T0 + 4000, 0);
+	add_pulses(f, t, 1, 3, T0 + 4100, 280000);
+	end_treatment(f, t, STORE_OUTCOME_COMPLETED, T0 + 5000, 3);
+	assert_int_equal(add_endpoint(f, s, "crown", "frosted", T0 + 6000), -EINVAL);
+	assert_true(add_endpoint(f, s, "crown", "partial-whitening", T0 + 6000) > 0);
+	assert_int_equal(count_rows(f, "SELECT treatment_id FROM endpoints"), t);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'endpoint'"), 1);
+	/* Another patch of the session emitted nothing. */
+	assert_int_equal(add_endpoint(f, s, "occipital", "whitening", T0 + 6000), -ENOENT);
+	/* A closed session takes no endpoint. */
+	assert_int_equal(store_session_end(f->st, s, STORE_SESSION_ENDED, NULL, T0 + 7000), 0);
+	assert_int_equal(add_endpoint(f, s, "crown", "whitening", T0 + 8000), -ESTALE);
+	assert_int_equal(add_endpoint(f, 999, "crown", "whitening", T0 + 8000), -ENOENT);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM endpoints"), 1);
+}
+
+static void test_follow_up_and_hold_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct store_patch_facts facts;
+	int64_t fu1, fu2, review = 0;
+
+	open_store(f);
+	facts = facts_of(f, "P1", "crown");
+	assert_false(facts.on_hold);
+	assert_false(facts.pigment_assessed);
+
+	fu1 = add_follow_up(f, "P1", "crown", 40, NULL, false, T0 + 14 * DAY_MS);
+	assert_true(fu1 > 0);
+	facts = facts_of(f, "p1", "crown");		/* one patient whatever the case */
+	assert_true(facts.pigment_assessed);
+	assert_int_equal(facts.pigment_pct, 40);
+	assert_int_equal(facts.pigment_ms, T0 + 14 * DAY_MS);
+	assert_false(facts.on_hold);
+
+	/* A follow-up without a pigment finding keeps the last one. */
+	assert_true(add_follow_up(f, "P1", "crown", -1, "other", false, T0 + 20 * DAY_MS) > 0);
+	assert_int_equal(facts_of(f, "P1", "crown").pigment_pct, 40);
+	assert_false(facts_of(f, "P1", "crown").on_hold);
+
+	/* A holding event holds the patch, only that patch of that patient. */
+	fu2 = add_follow_up(f, "P1", "crown", 0, "follicle-damage", true, T0 + 30 * DAY_MS);
+	assert_true(fu2 > fu1);
+	facts = facts_of(f, "P1", "crown");
+	assert_true(facts.on_hold);
+	assert_int_equal(facts.hold_since_ms, T0 + 30 * DAY_MS);
+	assert_string_equal(facts.hold_events, "follicle-damage");
+	assert_int_equal(facts.pigment_pct, 0);
+	assert_false(facts_of(f, "P1", "occipital").on_hold);
+	assert_false(facts_of(f, "P2", "crown").on_hold);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'hold'"), 1);
+
+	/* The schema refuses an event whose "holds" is not what its kind says. */
+	assert_int_equal(add_follow_up(f, "P1", "crown", -1, "scarring", false, T0), -EINVAL);
+	assert_int_equal(add_follow_up(f, "P1", "crown", -1, "burn", false, T0), -EINVAL);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM follow_ups"), 3);	/* rolled back */
+
+	/* A review clears it; a second finds nothing to clear. */
+	assert_int_equal(store_hold_clear(f->st, "P1", "occipital", "", &OPERATOR, T0, &review),
+			 -ENOENT);
+	assert_int_equal(store_hold_clear(f->st, "p1", "crown", "healed", &OPERATOR,
+					  T0 + 40 * DAY_MS, &review), 0);
+	assert_true(review > 0);
+	assert_false(facts_of(f, "P1", "crown").on_hold);
+	assert_int_equal(store_hold_clear(f->st, "P1", "crown", "", &OPERATOR, T0, &review),
+			 -ENOENT);
+	assert_int_equal(count_rows(f, "SELECT cleared_through FROM hold_reviews"), fu2);
+
+	/* A new holding event after the review holds it again, since then. */
+	assert_true(add_follow_up(f, "P1", "crown", 10, "infection", true, T0 + 50 * DAY_MS) > 0);
+	facts = facts_of(f, "P1", "crown");
+	assert_true(facts.on_hold);
+	assert_int_equal(facts.hold_since_ms, T0 + 50 * DAY_MS);
+	assert_string_equal(facts.hold_events, "infection");
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE kind = 'review'"), 1);
+}
+
+/* Ids order follow-ups and reviews: a clock set back neither undoes a review nor lifts a hold. */
+static void test_clock_set_back_keeps_holds_and_reviews(void **state)
+{
+	struct fixture *f = *state;
+	int64_t review = 0;
+
+	open_store(f);
+	assert_true(add_follow_up(f, "P1", "crown", -1, "blistering", true, T0 + 30 * DAY_MS) > 0);
+	assert_true(facts_of(f, "P1", "crown").on_hold);
+	/* The review's clock reads before the hold: it still clears it. */
+	assert_int_equal(store_hold_clear(f->st, "P1", "crown", "", &OPERATOR, T0 + 1, &review), 0);
+	assert_false(facts_of(f, "P1", "crown").on_hold);
+	/* A holding event dated before that review (clock back again) holds the patch. */
+	assert_true(add_follow_up(f, "P1", "crown", -1, "scarring", true, T0) > 0);
+	assert_true(facts_of(f, "P1", "crown").on_hold);
+	assert_string_equal(facts_of(f, "P1", "crown").hold_events, "scarring");
+}
+
+static void test_clinical_records_are_never_deleted_or_rewritten(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s = unit_and_session(f), t, review = 0;
+	sqlite3 *db;
+	static const char *const refused[] = {
+		"DELETE FROM endpoints", "UPDATE endpoints SET endpoint = 'no-whitening'",
+		"DELETE FROM follow_ups", "UPDATE follow_ups SET pigment_remaining_pct = 90",
+		"DELETE FROM adverse_events", "UPDATE adverse_events SET holds = 0",
+		"DELETE FROM hold_reviews", "UPDATE hold_reviews SET cleared_through = 0",
+		"INSERT INTO follow_ups (patient, patch, time_ms, pigment_remaining_pct,"
+		" operator_uid, operator_name) VALUES ('P1', 'crown', 1, 101, 0, 'x')",
+		"INSERT INTO endpoints (session_id, treatment_id, patient, patch, endpoint, time_ms,"
+		" operator_uid, operator_name) VALUES (1, 1, 'P1', 'crown', 'bogus', 1, 0, 'x')",
+	};
+
+	t = begin_treatment(f, s, "crown", T0 + 1000, 0);
+	add_pulses(f, t, 1, 2, T0 + 1100, 280000);
+	end_treatment(f, t, STORE_OUTCOME_COMPLETED, T0 + 2000, 2);
+	assert_true(add_endpoint(f, s, "crown", "whitening", T0 + 3000) > 0);
+	assert_true(add_follow_up(f, "P1", "crown", 20, "blistering", true, T0 + DAY_MS) > 0);
+	assert_int_equal(store_hold_clear(f->st, "P1", "crown", "", &OPERATOR, T0 + 2 * DAY_MS,
+					  &review), 0);
+	db = raw_open(f);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (sqlite3_exec(db, refused[i], NULL, NULL, NULL) == SQLITE_OK)
+			fail_msg("the records took: %s", refused[i]);
+	sqlite3_close(db);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM endpoints"), 1);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM follow_ups"), 1);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM adverse_events WHERE holds = 1"), 1);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM hold_reviews"), 1);
+}
+
+/* The arming transaction sees the hold: the rules' facts come from the same reads. */
+static int refuse_if_held(const struct store_patch_facts *facts, int64_t armed_ms, void *ctx,
+			  char *why, size_t why_len)
+{
+	(void)armed_ms, (void)ctx;
+	if (!facts->on_hold)
+		return 0;
+	snprintf(why, why_len, "on hold for %s", facts->hold_events);
+	return -EAGAIN;
+}
+
+static void test_arming_transaction_sees_the_hold(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s = unit_and_session(f), id = 0;
+	struct store_treatment_start t = start_of(s, "crown", T0 + 1000, 0);
+
+	t.decide = refuse_if_held;
+	assert_true(add_follow_up(f, "P1", "crown", -1, "hair-loss", true, T0 + 500) > 0);
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), -EAGAIN);
+	assert_non_null(strstr(store_errmsg(f->st), "hair-loss"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM treatments"), 0);
+	t.patch = "occipital";
+	assert_int_equal(store_treatment_begin(f->st, &t, &id), 0);
+}
+
+static void test_version_3_database_gets_the_clinical_tables(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(store_create_at_version(f->dir, 3, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE name ="
+				    " 'follow_ups'"), 0);
+	open_store(f);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+				    " ('endpoints', 'follow_ups', 'adverse_events',"
+				    " 'hold_reviews')"), 4);
+	assert_int_equal(count_rows(f, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	assert_true(add_follow_up(f, "P1", "crown", 30, NULL, false, T0) > 0);
+}
+
+/*
+ * A database of main b77a065 says schema 7 and holds steps 1-6 (its step 7
+ * was empty): it migrates to 8 and gets the clinical tables, and its
+ * treatments and pulses stay.
+ */
+static void test_version_7_database_gets_the_clinical_tables(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s, t;
+
+	assert_int_equal(store_create_at_version(f->dir, 7, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+				    " ('endpoints', 'follow_ups', 'adverse_events',"
+				    " 'hold_reviews')"), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pragma_table_info('treatments')"
+				    " WHERE name = 'counter_epoch'"), 1);
+	s = unit_and_session(f);		/* store_open() migrated it */
+	assert_int_equal(count_rows(f, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+				    " ('endpoints', 'follow_ups', 'adverse_events',"
+				    " 'hold_reviews')"), 4);
+	t = begin_treatment(f, s, "crown", T0 + 1000, 0);
+	add_pulses(f, t, 1, 2, T0 + 1100, 280000);
+	end_treatment(f, t, STORE_OUTCOME_COMPLETED, T0 + 2000, 2);
+	reopen_store(f);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 2);
+	assert_true(add_endpoint(f, s, "crown", "whitening", T0 + 3000) > 0);
+	assert_true(add_follow_up(f, "P1", "crown", 30, NULL, false, T0 + DAY_MS) > 0);
+}
+
+/*
+ * The clinical step (8) needs only what steps 1-7 leave: schema 1's
+ * sessions and treatments (its REFERENCES) and step 5's chain (its rows are
+ * chained); it alters nothing earlier.  Applied alone on a version 7
+ * database (main b77a065's, whose step 7 was empty), it succeeds.
+ */
+static void test_clinical_step_needs_only_steps_1_to_7(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(store_create_at_version(f->dir, 7, f->msg, sizeof(f->msg)), 0);
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = ON;", NULL, NULL, NULL),
+			 SQLITE_OK);
+	if (sqlite3_exec(db, store_clinical_schema, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("the clinical step on schema 7: %s", err);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+				 " ('endpoints', 'follow_ups', 'adverse_events',"
+				 " 'hold_reviews')"), 4);
+	/* SQLite checks no REFERENCES when a table is made: every table they name is there. */
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM (SELECT k.\"table\" AS t FROM"
+				 " sqlite_schema s, pragma_foreign_key_list(s.name) k"
+				 " WHERE s.type = 'table')"
+				 " WHERE t NOT IN (SELECT name FROM sqlite_schema)"), 0);
+	assert_true(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_list('endpoints')") >= 2);
+	sqlite3_close(db);
+}
+
 /* The same for the integrity check's connection, which comes and goes. */
 static void test_check_keeps_the_writers_locks(void **state)
 {
@@ -2155,6 +2442,27 @@ static int count_session(const struct store_session *s, void *ctx)
  * its counter unread, then settled), History, the crash paths at start.
  * Round @r uses its own patient, times and shots.
  */
+static int count_endpoint(const struct store_endpoint *e, void *ctx)
+{
+	(void)e;
+	++*(int *)ctx;
+	return 0;
+}
+
+static int count_follow_up(const struct store_follow_up *fu, void *ctx)
+{
+	(void)fu;
+	++*(int *)ctx;
+	return 0;
+}
+
+static int count_review(const struct store_review *rv, void *ctx)
+{
+	(void)rv;
+	++*(int *)ctx;
+	return 0;
+}
+
 static void daemon_workload(struct fixture *f, int r)
 {
 	struct store_patch_facts facts;
@@ -2207,6 +2515,16 @@ static void daemon_workload(struct fixture *f, int r)
 	assert_int_equal(store_reconcile_treatment(f->st, t2, shot + 4, now + 8000), 0);
 	assert_int_equal(store_counter_reset(f->st, "U1", shot + 4, &OPERATOR, now + 8000),
 			 -EALREADY);
+	/* The clinical record (issue 16): an endpoint, a follow-up that holds, its review. */
+	assert_true(add_endpoint(f, session, "crown", "whitening", now + 8500) > 0);
+	assert_true(add_follow_up(f, patient, "crown", 30, "blistering", true, now + 8600) > 0);
+	assert_int_equal(store_patch_facts(f->st, patient, "crown", 0, &facts), 0);
+	assert_true(facts.on_hold);
+	assert_int_equal(store_hold_clear(f->st, patient, "crown", "healed", &OPERATOR, now + 8700,
+					  &when), 0);
+	assert_int_equal(store_patient_endpoints(f->st, patient, count_endpoint, &n), 1);
+	assert_int_equal(store_patient_follow_ups(f->st, patient, count_follow_up, &n), 1);
+	assert_int_equal(store_patient_reviews(f->st, patient, count_review, &n), 1);
 	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, "ok", now + 9000),
 			 0);
 	assert_int_equal(store_session_end(f->st, session, STORE_SESSION_ENDED, "ok", now + 9000),
@@ -2245,7 +2563,9 @@ struct plan_check {
  */
 static int check_plan(const char *sql, const char *plan, void *ctx)
 {
-	static const char *const big[] = { "treatments", "pulses", "sessions", "audit" };
+	static const char *const big[] = { "treatments", "pulses", "sessions", "audit",
+					   "endpoints", "follow_ups", "adverse_events",
+					   "hold_reviews", "record_chain" };
 	struct plan_check *c = ctx;
 	size_t skip;
 
@@ -2504,6 +2824,14 @@ int main(void)
 		T(test_directory_in_place_of_the_file_is_refused),
 		T(test_unusable_paths_are_refused),
 		T(test_file_without_permission_is_refused),
+		T(test_endpoint_needs_an_emitted_treatment),
+		T(test_follow_up_and_hold_round_trip),
+		T(test_clinical_records_are_never_deleted_or_rewritten),
+		T(test_arming_transaction_sees_the_hold),
+		T(test_version_3_database_gets_the_clinical_tables),
+		T(test_clinical_step_needs_only_steps_1_to_7),
+		T(test_version_7_database_gets_the_clinical_tables),
+		T(test_clock_set_back_keeps_holds_and_reviews),
 		T(test_version_1_database_is_migrated),
 		T(test_version_3_pulses_survive_the_epoch_step),
 		T(test_failed_migration_is_rolled_back),

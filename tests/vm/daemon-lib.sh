@@ -154,7 +154,7 @@ treat() {
 	gadget_ctl footswitch 0 >/dev/null
 	usleep 300000
 	TREAT_SHOTS=$(($(gadget_field shots) - shots0))
-	ctl -u "$1" session end --notes "vm test" || return 1
+	ctl -u "$1" session end --endpoint whitening --notes "vm test" || return 1
 	smplaserctl history "$2" >/tmp/history.out 2>&1
 	TREAT_RECORDED=$(history_field "$2" 6 /tmp/history.out)
 	TREAT_OUTCOME=$(history_field "$2" 5 /tmp/history.out)

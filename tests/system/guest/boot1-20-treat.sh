@@ -9,7 +9,7 @@ if arm_for tech P-SYS-1 crown; then
 	sleep 1
 	gadget_ctl footswitch 0 >/dev/null
 	sleep 0.5
-	as tech session end --notes "full-boot test"
+	as tech session end --endpoint whitening --notes "full-boot test"
 	shots=$(( $(gadget_field shots) - shots0 ))
 	echo "ok - tech (smplaser-operators) treats P-SYS-1 crown: $shots pulses"
 else

@@ -8,7 +8,7 @@
 # the daemon.
 . "$(dirname "$0")/lib.sh"
 
-ACTIONS="treat configure records acknowledge"
+ACTIONS="treat configure records acknowledge document"
 
 # pk_* USER: "action=status ..." of pkcheck for each action (0 yes, 1 no,
 # 2 needs authentication), preceded by what logind says of the session.
@@ -32,32 +32,32 @@ echo "pkcheck, tech in a local active session: $out"
 check "tech's session is on seat0, the foreground VT ($(cat /sys/class/tty/tty0/active)), local and active" \
 	sh -c "printf '%s' \"\$0\" | grep -q 'Seat=seat0' && printf '%s' \"\$0\" | grep -q 'Active=yes' &&
 		printf '%s' \"\$0\" | grep -q 'Remote=no'" "$out"
-check "tech, local and active: treat, configure, records yes; acknowledge asks a password" \
-	test "$got" = "treat=0 configure=0 records=0 acknowledge=2 "
+check "tech, local and active: treat, configure, records, document yes; acknowledge asks a password" \
+	test "$got" = "treat=0 configure=0 records=0 acknowledge=2 document=0 "
 got=$(pkline "$(pk_nosession tech)")
 echo "pkcheck, tech with no session: $got"
 check "tech with no login session (cron, a service): every action refused" \
-	test "$got" = "treat=1 configure=1 records=1 acknowledge=1 "
+	test "$got" = "treat=1 configure=1 records=1 acknowledge=1 document=1 "
 remote_out=$(remote tech "$SESSION_INFO; $PKCHECK_ALL; smplaserctl --system --no-ask-password session start P-SYS-20; echo rc=\$?" 12)
 echo "remote login of tech: $(echo "$remote_out" | grep -E 'Remote=|treat=[0-9]|rc=[0-9]' | tr '\n' ' ')"
 check "tech's login from remote.example.org is a remote session" \
 	has "$remote_out" 'Remote=yes'
 check "tech, remote: every action refused" \
-	has "$remote_out" 'treat=1 configure=1 records=1 acknowledge=1 '
+	has "$remote_out" 'treat=1 configure=1 records=1 acknowledge=1 document=1 '
 out=$(inactive tech "$SESSION_INFO; $PKCHECK_ALL")
 echo "tech on tty5 (not the foreground VT): $(echo "$out" | tr '\n' ' ')"
 check "tech's session on tty5 is on seat0 and inactive" \
 	sh -c "printf '%s' \"\$0\" | grep -q 'Active=no' && printf '%s' \"\$0\" | grep -q 'Seat=seat0'" "$out"
 check "tech, inactive: every action refused" \
-	has "$out" 'treat=1 configure=1 records=1 acknowledge=1 '
+	has "$out" 'treat=1 configure=1 records=1 acknowledge=1 document=1 '
 got=$(pkline "$(pk_local visitor)")
 echo "pkcheck, visitor in a local active session: $got"
-check "visitor (no operator), local and active: treat and configure refused, records and acknowledge need an admin" \
-	test "$got" = "treat=1 configure=1 records=2 acknowledge=2 "
+check "visitor (no operator), local and active: treat, configure, document refused, records and acknowledge need an admin" \
+	test "$got" = "treat=1 configure=1 records=2 acknowledge=2 document=1 "
 got=$(pkline "$(pk_local itadmin)")
 echo "pkcheck, itadmin (sudo) in a local active session: $got"
-check "itadmin (IT, sudo), local and active: never treats or configures; records and acknowledge with a password" \
-	test "$got" = "treat=1 configure=1 records=2 acknowledge=2 "
+check "itadmin (IT, sudo), local and active: never treats, configures or documents; records and acknowledge with a password" \
+	test "$got" = "treat=1 configure=1 records=2 acknowledge=2 document=1 "
 # Every action of the .policy has its expectation above: a new one must be decided.
 check "every action in org.smplaser.policy is one of: $ACTIONS" \
 	sh -c "[ \"\$(sed -n 's/.*<action id=\"org\.smplaser\.\([a-z]*\)\">.*/\1/p' \

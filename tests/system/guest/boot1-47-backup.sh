@@ -22,7 +22,7 @@ if arm_for tech P-SYS-B crown; then
 	sleep 0.3
 	gadget_ctl footswitch 0 >/dev/null
 	check "tech backs up the records while the unit fires: exit status 0 (got $rc)" test "$rc" = 0
-	as tech session end --notes "backup test"
+	as tech session end --endpoint whitening --notes "backup test"
 else
 	echo "not ok - tech arms P-SYS-B crown for the backup"
 fi
@@ -41,7 +41,7 @@ if arm_for root P-SYS-B2 mid-scalp; then
 	sleep 6
 	gadget_ctl footswitch 0 >/dev/null
 	sleep 0.3
-	as root session end
+	as root session end --endpoint whitening
 fi
 check "the unit fired 40 or more after the backup ($shots_before -> $(gadget_field shots))" \
 	test "$(gadget_field shots)" -ge $((shots_before + 40))

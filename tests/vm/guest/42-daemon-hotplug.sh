@@ -65,7 +65,7 @@ usleep 300000
 fb=$(($(gb_field shots) - b0))
 check "both units fire at once (A emitting: $(gadget_field state), B fired $fb)" \
 	test "$(gadget_field state)" = EMITTING -a "$fb" -gt 0
-check "B's session ends on its own" ctl -u "$B" session end
+check "B's session ends on its own (its endpoint given)" ctl -u "$B" session end --endpoint whitening
 smplaserctl history P-HOT-B >/tmp/hb.out 2>&1
 rb=$(history_field P-HOT-B 6 /tmp/hb.out)
 check "every pulse of B is in B's record ($rb recorded, $fb fired)" test "$rb" = "$fb"
