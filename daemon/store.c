@@ -844,7 +844,6 @@ static int configure_connection(struct store *st)
 	return 0;
 }
 
-/* Apply migration steps from..to-1, one transaction each. */
 /*
  * Every step from @from to @to in one transaction: a database that a later
  * step refuses is left exactly as it was, not half migrated (the steps
