@@ -46,15 +46,24 @@
 
 #define FORWARD_TIMEOUT_USEC	(120 * 1000000ULL)	/* polkit may ask a password */
 #define CHECK_PERIOD_USEC	(500 * 1000ULL)
+#define MAX_PEERS		16	/* commands connected at once */
 
 struct keeper {
 	sd_event *event;
 	sd_bus *owner;			/* the connection that owns the session */
+	sd_bus *peers[MAX_PEERS];	/* the commands connected to the socket */
+	unsigned in_flight;		/* forwarded calls not answered yet */
 	const char *unit;
 	char session[128];
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;
 	bool done;
+};
+
+/* A call forwarded to the daemon, until its slot goes away. */
+struct forwarded {
+	struct keeper *keeper;
+	sd_bus_message *call;		/* the command's call, answered with the daemon's reply */
 };
 
 /* ---- where the socket lives ---------------------------------------------- */
@@ -193,10 +202,21 @@ static bool forwardable(const struct keeper *k, sd_bus_message *m)
 	return false;
 }
 
+/* A forwarded call's slot went away, answered or not: let go of the caller's message. */
+static void forwarded_call_done(void *userdata)
+{
+	struct forwarded *f = userdata;
+
+	f->keeper->in_flight--;
+	sd_bus_message_unref(f->call);
+	free(f);
+}
+
 /* The daemon answered a forwarded call: hand the answer back. */
 static int on_forwarded_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
-	sd_bus_message *call = userdata, *back = NULL;
+	struct forwarded *f = userdata;
+	sd_bus_message *call = f->call, *back = NULL;
 	int r;
 
 	(void)ret_error;
@@ -214,7 +234,6 @@ static int on_forwarded_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 						 "the session keeper cannot pass the answer on: %s",
 						 strerror(-r));
 	sd_bus_message_unref(back);
-	sd_bus_message_unref(call);
 	return 1;
 }
 
@@ -259,6 +278,8 @@ static int forward(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
 	struct keeper *k = userdata;
 	sd_bus_message *call = NULL;
+	sd_bus_slot *slot = NULL;
+	struct forwarded *f;
 	char why[96];
 	int r;
 
@@ -279,16 +300,26 @@ static int forward(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 	if (r >= 0)
 		r = sd_bus_message_set_allow_interactive_authorization(
 			call, sd_bus_message_get_allow_interactive_authorization(m));
-	if (r >= 0)
-		r = sd_bus_call_async(k->owner, NULL, call, on_forwarded_reply,
-				      sd_bus_message_ref(m), FORWARD_TIMEOUT_USEC);
+	f = r >= 0 ? calloc(1, sizeof(*f)) : NULL;
+	if (r >= 0 && !f)
+		r = -ENOMEM;
+	if (r >= 0) {
+		*f = (struct forwarded) { .keeper = k, .call = sd_bus_message_ref(m) };
+		k->in_flight++;
+		r = sd_bus_call_async(k->owner, &slot, call, on_forwarded_reply, f,
+				      FORWARD_TIMEOUT_USEC);
+		if (r < 0)
+			forwarded_call_done(f);
+	}
 	sd_bus_message_unref(call);
-	if (r < 0) {
-		sd_bus_message_unref(m);
+	if (r < 0)
 		return sd_bus_error_setf(ret_error, SD_BUS_ERROR_FAILED,
 					 "the session keeper cannot pass the call on: %s",
 					 strerror(-r));
-	}
+	/* The slot is the owner's now; whatever ends it (reply, timeout, exit) frees f. */
+	(void)sd_bus_slot_set_destroy_callback(slot, forwarded_call_done);
+	(void)sd_bus_slot_set_floating(slot, 1);
+	sd_bus_slot_unref(slot);
 	return 1;
 }
 
@@ -302,17 +333,37 @@ static bool same_user(int fd)
 	       (cred.uid == geteuid() || cred.uid == 0);
 }
 
+static sd_bus **peer_slot(struct keeper *k, sd_bus *peer)
+{
+	for (size_t i = 0; i < MAX_PEERS; i++)
+		if (k->peers[i] == peer)
+			return &k->peers[i];
+	return NULL;
+}
+
 static int on_disconnect(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
-	(void)m, (void)ret_error;
-	sd_bus_close_unref(userdata);	/* the command went away */
+	struct keeper *k = userdata;
+	sd_bus *peer = sd_bus_message_get_bus(m);
+	sd_bus **slot = peer_slot(k, peer);
+
+	(void)ret_error;
+	if (slot)			/* the command went away */
+		*slot = sd_bus_close_unref(peer);
 	return 0;
+}
+
+/* The keeper ends: answers already queued go out, then every command's connection closes. */
+static void close_peers(struct keeper *k)
+{
+	for (size_t i = 0; i < MAX_PEERS; i++)
+		k->peers[i] = sd_bus_flush_close_unref(k->peers[i]);
 }
 
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
 	struct keeper *k = userdata;
-	sd_bus *peer = NULL;
+	sd_bus *peer = NULL, **slot = peer_slot(k, NULL);
 	sd_id128_t id;
 	int cfd, r;
 
@@ -320,7 +371,7 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 	cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (cfd < 0)
 		return 0;
-	if (!same_user(cfd)) {
+	if (!slot || !same_user(cfd)) {
 		close(cfd);
 		return 0;
 	}
@@ -336,17 +387,17 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 	if (r >= 0)
 		r = sd_bus_match_signal(peer, NULL, "org.freedesktop.DBus.Local", NULL,
 					"org.freedesktop.DBus.Local", "Disconnected",
-					on_disconnect, peer);
+					on_disconnect, k);
 	if (r >= 0)
 		r = sd_bus_start(peer);
 	if (r >= 0)
 		r = sd_bus_attach_event(peer, k->event, SD_EVENT_PRIORITY_NORMAL);
-	if (r < 0) {
-		if (peer)
-			sd_bus_close_unref(peer);
-		else
-			close(cfd);
-	}
+	if (r >= 0)
+		*slot = peer;
+	else if (peer)
+		sd_bus_close_unref(peer);
+	else
+		close(cfd);
 	return 0;
 }
 
@@ -374,7 +425,8 @@ static int on_check(sd_event_source *src, uint64_t usec, void *userdata)
 	struct keeper *k = userdata;
 
 	(void)usec;
-	if (!session_still_open(k))
+	/* A forwarded End is answered before the keeper goes: the command waits for it. */
+	if ((k->in_flight == 0 || sd_bus_is_open(k->owner) <= 0) && !session_still_open(k))
 		return sd_event_exit(k->event, 0);
 	if (sd_event_source_set_time_relative(src, CHECK_PERIOD_USEC) < 0)
 		return sd_event_exit(k->event, 0);
@@ -502,7 +554,9 @@ static void keep(struct ctl *c, const char *unit, const char *patient, int repor
 	}
 	if (k.listen_fd >= 0)
 		unlink(k.socket_path);
-	sd_bus_flush_close_unref(k.owner);
+	sd_bus_flush_close_unref(k.owner);	/* frees the calls still in flight */
+	close_peers(&k);
+	sd_event_unref(k.event);
 	_exit(0);
 }
 
