@@ -29,7 +29,7 @@
 
 #include "store-ops.h"
 
-#define STORE_PG_SCHEMA_VERSION	2
+#define STORE_PG_SCHEMA_VERSION	3
 #define STORE_PG_TIMEOUT_MS	10000	/* a round trip to the server, at most */
 
 struct store_pg;
