@@ -84,6 +84,7 @@ int store_pg_conninfo_check(const char *conninfo, char *msg, size_t msg_len);
  */
 struct store_pg_import_result {
 	unsigned int units, sessions, treatments, pulses, audit;	/* added */
+	unsigned int clinical;		/* endpoints, follow-ups, adverse events, reviews added */
 	unsigned int skipped;		/* there already (an earlier import) */
 	unsigned int conflicts;
 };

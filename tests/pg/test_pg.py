@@ -1147,8 +1147,9 @@ def test_import_sqlite_records_twice():
     merged: a unit's shot already in the clinic's records for another treatment of the
     same counter epoch (both rows kept, as a reused shot number is), and a
     treatment inside another workstation's cooldown of the same patch (imported, marked,
-    so the rules still count it: the patch stays refused).  The clinical record is not
-    imported (PostgreSQL does not keep it yet): the report says so and names the holds."""
+    so the rules still count it: the patch stays refused).  The clinical record comes along
+    (issue 16): endpoints with their treatments, a follow-up with its adverse event, whose
+    hold then holds the patch on the clinic's records too, until a review there."""
     import subprocess
     db = pg().new_database()
     # The clinic: ws2 treated p-900's crown an hour ago.
@@ -1206,9 +1207,17 @@ def test_import_sqlite_records_twice():
         assert p1.stdout.count('conflict:') == 2, p1.stdout
         assert 'shot %d' % local_shots[0] in p1.stdout and 'cooldown' in p1.stdout, p1.stdout
         assert ' 2 treatments' in p1.stdout, p1.stdout
-        # Not kept on PostgreSQL yet: said so, the hold by name.
-        assert 'not imported: 3 clinical records' in p1.stdout, p1.stdout
-        assert "the hold on patient p-901's occipital" in p1.stdout, p1.stdout
+        # The clinical record: 2 endpoints, a follow-up and its adverse event; the hold named.
+        assert ' 4 clinical records' in p1.stdout, p1.stdout
+        assert "hold: patient p-901's occipital is on hold" in p1.stdout, p1.stdout
+        e = pg().rows("SELECT e.patient, e.patch, t.origin_id IS NOT NULL, t.patch = e.patch,"
+                      " e.session_id = t.session_id FROM smplaser.endpoints e"
+                      " JOIN smplaser.treatments t ON t.id = e.treatment_id"
+                      " WHERE e.origin = 'sqlite:ws1' ORDER BY e.id", db)
+        assert e == [['p-900', 'crown', 't', 't', 't'], ['p-901', 'occipital', 't', 't', 't']], e
+        assert pg().rows("SELECT f.patient, a.kind, a.holds FROM smplaser.follow_ups f JOIN"
+                         " smplaser.adverse_events a ON a.follow_up_id = f.id", db) == \
+            [['p-901', 'blistering', 't']]
         after1 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
                            ' (SELECT count(*) FROM smplaser.pulses),'
                            ' (SELECT count(*) FROM smplaser.audit)', db)[0]
@@ -1222,8 +1231,8 @@ def test_import_sqlite_records_twice():
         assert n_conf == '2', n_conf
         p2 = run()
         assert p2.returncode == 3 and p2.stdout.count('(known)') == 2, p2.stdout
-        assert '0 units, 0 sessions, 0 treatments, 0 pulses, 0 audit records' in p2.stdout, \
-            p2.stdout
+        assert '0 units, 0 sessions, 0 treatments, 0 pulses, 0 clinical records, 0 audit' \
+            ' records' in p2.stdout, p2.stdout
         after2 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
                            ' (SELECT count(*) FROM smplaser.pulses),'
                            ' (SELECT count(*) FROM smplaser.audit)', db)[0]
@@ -1232,7 +1241,13 @@ def test_import_sqlite_records_twice():
         with Workstation(db, 'ws3') as c:
             c.start()
             eligible, _, reason = c.manager().CheckPatch('p-901', 'occipital')
-            assert not eligible, reason
+            assert not eligible and 'blistering' in reason, reason     # the imported hold
+            c.manager().ClearPatchHold('p-901', 'occipital', 'reviewed at the clinic')
+            eligible, _, reason = c.manager().CheckPatch('p-901', 'occipital')
+            assert not eligible and 'blistering' not in reason, reason  # the cooldown
+            assert course(c, 'p-900')['crown']['endpoints'], 'the endpoint came along'
+            assert pg().value('SELECT count(*) FROM smplaser.follow_ups', db) == '1'
+
             h = c.history('p-900')
             assert sorted(x['workstation'] for x in h) == ['ws1', 'ws2'], h
     finally:
