@@ -817,6 +817,29 @@ static int pg_ready(struct store_pg *h)
 	return err;
 }
 
+/*
+ * A read outside a transaction whose connection broke under it (the server
+ * restarted since its last use): once more on a new connection, as pg_txn()
+ * does for writes.  Not when the server was away already (no connection).
+ *	struct read_try t = { 0 };
+ *	do { err = read_ready(h, &t); if (!err) err = the read; } while (read_again(&t, err));
+ */
+struct read_try {
+	int n;
+	bool was_up;
+};
+
+static int read_ready(struct store_pg *h, struct read_try *t)
+{
+	t->was_up = h->conn != NULL;
+	return pg_ready(h);
+}
+
+static bool read_again(struct read_try *t, int err)
+{
+	return err == -ENOTCONN && t->was_up && t->n++ == 0;
+}
+
 /* ---- the schema: identify, create, migrate --------------------------------------- */
 
 static const char *const migrations[STORE_PG_SCHEMA_VERSION] = {
@@ -1907,15 +1930,12 @@ static int pg_hold_clear(void *v, const char *patient, const char *patch, const 
 
 /* ---- the clinical record: reading back (Manager.Course) ------------------------------ */
 
-static int pg_patient_endpoints(void *v, const char *patient, store_endpoint_cb cb, void *ctx)
+static int pg_patient_endpoints_once(struct store_pg *h, const char *patient, store_endpoint_cb cb, void *ctx)
 {
-	struct store_pg *h = v;
 	struct params p = { 0 };
 	PGresult *res;
-	int err = pg_ready(h), n;
+	int err, n;
 
-	if (err)
-		return err;
 	p_str(&p, patient);
 	err = run(h, "read endpoints",
 		  "SELECT id, session_id, treatment_id, patch, endpoint, coalesce(note, ''),"
@@ -1943,16 +1963,27 @@ static int pg_patient_endpoints(void *v, const char *patient, store_endpoint_cb 
 	return n;
 }
 
-static int pg_patient_follow_ups(void *v, const char *patient, store_follow_up_cb cb,
-				 void *ctx)
+static int pg_patient_endpoints(void *v, const char *patient, store_endpoint_cb cb, void *ctx)
 {
 	struct store_pg *h = v;
+	struct read_try t = { 0 };
+	int err;
+
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = pg_patient_endpoints_once(h, patient, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
+}
+
+static int pg_patient_follow_ups_once(struct store_pg *h, const char *patient,
+				      store_follow_up_cb cb, void *ctx)
+{
 	struct params p = { 0 };
 	PGresult *res;
-	int err = pg_ready(h), n;
+	int err, n;
 
-	if (err)
-		return err;
 	p_str(&p, patient);
 	err = run(h, "read follow-ups",
 		  "SELECT f.id, f.patch, f.time_ms, f.redness_resolved, f.pigment_remaining_pct,"
@@ -1989,15 +2020,27 @@ static int pg_patient_follow_ups(void *v, const char *patient, store_follow_up_c
 	return n;
 }
 
-static int pg_patient_reviews(void *v, const char *patient, store_review_cb cb, void *ctx)
+static int pg_patient_follow_ups(void *v, const char *patient, store_follow_up_cb cb,
+				 void *ctx)
 {
 	struct store_pg *h = v;
+	struct read_try t = { 0 };
+	int err;
+
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = pg_patient_follow_ups_once(h, patient, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
+}
+
+static int pg_patient_reviews_once(struct store_pg *h, const char *patient, store_review_cb cb, void *ctx)
+{
 	struct params p = { 0 };
 	PGresult *res;
-	int err = pg_ready(h), n;
+	int err, n;
 
-	if (err)
-		return err;
 	p_str(&p, patient);
 	err = run(h, "read reviews",
 		  "SELECT id, patch, time_ms, cleared_through, coalesce(note, ''), operator_uid,"
@@ -2021,6 +2064,20 @@ static int pg_patient_reviews(void *v, const char *patient, store_review_cb cb, 
 	}
 	sym_PQclear(res);
 	return n;
+}
+
+static int pg_patient_reviews(void *v, const char *patient, store_review_cb cb, void *ctx)
+{
+	struct store_pg *h = v;
+	struct read_try t = { 0 };
+	int err;
+
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = pg_patient_reviews_once(h, patient, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
 }
 
 /* ---- treatments: reading ----------------------------------------------------------- */
@@ -2101,14 +2158,19 @@ static int pg_patient_history(void *v, const char *patient, store_treatment_cb c
 {
 	struct store_pg *h = v;
 	struct params p = { 0 };
-	int err = pg_ready(h);
+	struct read_try t = { 0 };
+	int err;
 
-	if (err)
-		return err;
 	p_str(&p, patient);
-	return visit_treatments(h, "read the patient's history",
-				"SELECT " TREATMENT_COLUMNS " FROM smplaser.treatments"
-				" WHERE patient_key = lower($1) ORDER BY armed_ms, id", &p, cb, ctx);
+	do {	/* the callbacks run once the whole answer is in: never twice */
+		err = read_ready(h, &t);
+		if (!err)
+			err = visit_treatments(h, "read the patient's history",
+					       "SELECT " TREATMENT_COLUMNS " FROM smplaser.treatments"
+					       " WHERE patient_key = lower($1) ORDER BY armed_ms, id",
+					       &p, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
 }
 
 static int unsettled_query(struct store_pg *h, const char *unit_serial, store_treatment_cb cb,
@@ -2230,10 +2292,16 @@ static int pg_patch_facts(void *v, const char *patient, const char *patch, int64
 	struct store_pg *h = v;
 	int err;
 
+	struct read_try t = { 0 };
+
 	if (!nonempty(patient) || !nonempty(patch) || !out)
 		return fail(h, -EINVAL, "patch facts need a patient and a patch");
-	err = pg_ready(h);
-	return err ? err : facts_read(h, patient, patch, session_id, true, out);
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = facts_read(h, patient, patch, session_id, true, out);
+	} while (read_again(&t, err));
+	return err;
 }
 
 /* This workstation's newest arming (S8: its clock may not be earlier). */
@@ -2241,15 +2309,18 @@ static int pg_newest_record_ms(void *v, int64_t *when_ms)
 {
 	struct store_pg *h = v;
 	struct params p = { 0 };
+	struct read_try t = { 0 };
 	bool none = true;
-	int err = pg_ready(h);
+	int err;
 
-	if (err)
-		return err;
 	p_str(&p, h->workstation);
-	err = query_i64(h, "read the newest arming",
-			"SELECT max(armed_ms) FROM smplaser.treatments WHERE workstation = $1",
-			&p, when_ms, &none);
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = query_i64(h, "read the newest arming",
+					"SELECT max(armed_ms) FROM smplaser.treatments"
+					" WHERE workstation = $1", &p, when_ms, &none);
+	} while (read_again(&t, err));
 	if (err)
 		return err;
 	if (none)
