@@ -1475,7 +1475,11 @@ def test_schema_of_an_administrator_is_not_migrated_by_the_daemon():
                          text=True, check=True).stdout
     head, rest = sql.split('-- schema step 2')
     step2, grants = rest.split('-- the daemon\'s role')
-    pg().psql_file(head + grants, db=db)
+    # The grants of version 1's time: none yet on step 3's tables.
+    import re
+    grants_v1 = re.sub(r'GRANT INSERT ON smplaser\.endpoints[^;]*;\n', '', grants)
+    assert grants_v1 != grants
+    pg().psql_file(head + grants_v1, db=db)
     assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '1'
     with Workstation(db, 'ws1', user='smpl_granted') as w:
         rc, out = w.run_to_exit()
