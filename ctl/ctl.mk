@@ -2,7 +2,7 @@
 # smplaserd's), bash completion, its tests (tests/ctl) and "make demo".
 
 CTL_SRCS := ctl/main.c ctl/bus.c ctl/out.c ctl/verbs.c ctl/watch.c ctl/sim.c \
-	ctl/map.c ctl/keeper.c ctl/records.c ctl/clinical.c ctl/draw.c ctl/fhir.c
+	ctl/map.c ctl/keeper.c ctl/records.c ctl/clinical.c ctl/course.c ctl/draw.c ctl/fhir.c
 CTL_OBJS = $(patsubst %.c,$(B)/%.o,$(CTL_SRCS))
 
 PROGRAMS += $(B)/smplaserctl

@@ -626,6 +626,8 @@ static int session_act(struct ctl *c, const char *member, const char *types,
 	return code;
 }
 
+static int disarm_for_end(struct ctl *c, const char *unit);
+
 /* The endpoint of --patch, else of the patches that need one, else of the selected patch. */
 static int session_endpoint(struct ctl *c, const char *sp, const char *endpoint)
 {
@@ -680,6 +682,8 @@ int verb_session(struct ctl *c, int argc, char **argv)
 		if ((code = want_args(c, argc, 1, "session end [--endpoint ENDPOINT] [--notes TEXT]")))
 			return code;
 		code = ctl_pick_session(c, &unit, &sp);
+		if (!code)
+			code = disarm_for_end(c, unit);
 		if (!code)
 			code = session_end_documented(c, unit, sp);	/* the endpoints first */
 		if (!code && !c->json)
@@ -931,6 +935,31 @@ static void wait_disarmed(struct ctl *c, const char *unit)
 			return;
 		nanosleep(&tick, NULL);
 	}
+}
+
+/*
+ * End disarms the unit anyway; the endpoint is the tissue response seen once
+ * the treatment has ended (the daemon refuses it while armed): so a unit
+ * still armed is disarmed first.  Disarm is open to every caller.
+ */
+static int disarm_for_end(struct ctl *c, const char *unit)
+{
+	json_object *st = NULL;
+	bool armed;
+	int code;
+
+	if (ctl_get_property(c, unit, SMPL_UNIT_IFACE, "State", &st))
+		return 0;		/* End says what is wrong */
+	armed = strcmp(json_object_get_string(st), "arming") == 0 ||
+		strcmp(json_object_get_string(st), "ready") == 0 ||
+		strcmp(json_object_get_string(st), "emitting") == 0;
+	json_object_put(st);
+	if (!armed)
+		return 0;
+	code = ctl_call(c, unit, SMPL_UNIT_IFACE, "Disarm", NULL, NULL);
+	if (!code)
+		wait_disarmed(c, unit);
+	return code;
 }
 
 int verb_disarm(struct ctl *c, int argc, char **argv)

@@ -8,9 +8,10 @@
  * what the unit showed: a pulse report, the unit EMITTING, or its counter
  * past the arming one when the treatment closed.
  *
- * The endpoint is written by the records writer with an audit record; the
- * writer checks again that the session is open and that the patch's
- * treatment emitted (store_endpoint_add).
+ * RecordEndpoint, here: the endpoint is written by the records writer with
+ * an audit record; the writer checks again that the session is open and that
+ * the patch's treatment emitted (store_endpoint_add).  The rule that asks for
+ * it (EndpointMissing) is the session's own, in session.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,55 +27,6 @@
 #include "records.h"
 #include "session.h"
 #include "unit.h"
-
-static bool listed(const char *buf, const char *patch)
-{
-	size_t n = strlen(patch);
-
-	for (const char *p = buf; (p = strstr(p, patch)); p += n)
-		if ((p == buf || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
-			return true;
-	return false;
-}
-
-unsigned int smpl_session_endpoints_missing(const struct smpl_session *s, const char *except,
-					    char *buf, size_t len)
-{
-	unsigned int n = 0;
-	size_t at = 0;
-
-	if (len)
-		buf[0] = '\0';
-	/* Records that cannot keep an endpoint do not ask for one (store-ops.h). */
-	if (!smpl_records_clinical(s->daemon))
-		return 0;
-	for (size_t i = 0; i < s->n_treatments; i++) {
-		const struct smpl_session_treatment *t = &s->treatments[i];
-
-		if (!t->emitted || t->documented || (except && strcmp(t->patch, except) == 0))
-			continue;
-		if (len && listed(buf, t->patch))
-			continue;
-		n++;
-		if (len && at < len)
-			at += (size_t)snprintf(buf + at, len - at, "%s%s", at ? ", " : "", t->patch);
-	}
-	return n;
-}
-
-int smpl_session_refuse_missing_endpoint(struct smpl_session *s, const char *except,
-					 uid_t uid, const char *what, sd_bus_error *error)
-{
-	char patches[256];
-	unsigned int n = smpl_session_endpoints_missing(s, except, patches, sizeof(patches));
-
-	if (!n)
-		return 0;
-	return smpl_refuse(s->daemon, s->unit, s->id, uid, error, SMPL_ERROR_ENDPOINT_MISSING,
-			   "%s: the endpoint of %s is missing: record the tissue response seen "
-			   "when its treatment ended (whitening, partial-whitening or "
-			   "no-whitening) first", what, patches);
-}
 
 /* --- RecordEndpoint ------------------------------------------------------------ */
 

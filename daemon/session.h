@@ -47,7 +47,7 @@ int smpl_session_end(struct smpl_session *s, enum store_session_state state,
 		     const char *notes, const uid_t *uid, sd_bus_error *error);
 
 
-/* --- the endpoint of each treated patch (session-endpoint.c, issue 16) ---- */
+/* --- the endpoint of each treated patch (issue 16; session.c) ------------- */
 /*
  * The patches of @s, but @except, whose treatment emitted without an
  * endpoint since: how many, and their names ("crown, occipital") in @buf.
@@ -60,7 +60,10 @@ unsigned int smpl_session_endpoints_missing(const struct smpl_session *s, const 
  */
 int smpl_session_refuse_missing_endpoint(struct smpl_session *s, const char *except,
 					 uid_t uid, const char *what, sd_bus_error *error);
-/* RecordEndpoint: 1 (answered once recorded) or a negative errno with @error. */
+/*
+ * RecordEndpoint (session-endpoint.c): 1 (answered once recorded) or a
+ * negative errno with @error.
+ */
 int smpl_session_record_endpoint(struct smpl_session *s, sd_bus_message *m, const char *patch,
 				 const char *endpoint, const char *note, uid_t uid,
 				 sd_bus_error *error);

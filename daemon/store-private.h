@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * store.c's helpers for the store's other files (store-chain.c,
- * store-restore.c, store-copy.c, store-clinical.c): the connection of a
- * struct store, its error message, its transactions.  Not an API: only the
- * store's own files include it, never the daemon.
+ * What the store's files share (store.c, store-open.c, store-records.c,
+ * store-chain.c, store-restore.c, store-copy.c, store-clinical.c): a struct
+ * store, and store.c's helpers for its connection, error message, statements
+ * and transactions.  Not an API: only the store's own files include it,
+ * never the daemon.
  */
 #ifndef SMPLASER_STORE_PRIVATE_H
 #define SMPLASER_STORE_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -28,6 +33,34 @@
 	"  THEN max(end_ms, coalesce(last_pulse_ms, end_ms))" \
 	" ELSE max(armed_ms, coalesce(last_pulse_ms, armed_ms)) END)"
 
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+#define STORE_STMT_CACHE	96	/* more than the statements of the store's files */
+
+/* A store: its connection, its pulses not yet written, its statements. */
+struct store {
+	sqlite3 *db;
+	char *path;
+	char msg[STORE_MSG_MAX];
+
+	struct store_pulse *batch;
+	size_t batch_len, batch_cap;
+	int64_t known_treatment;	/* last id store_add_pulse() found */
+
+	bool log_existed;		/* a -wal file was there before we opened */
+	bool reader;			/* store_open_reader(): never writes */
+
+	/* Every statement of fixed text, prepared once (see prepare()). */
+	struct cached_stmt {
+		const char *sql;	/* a string literal: its address is the key */
+		sqlite3_stmt *stmt;
+		bool busy;		/* in use (a callback may re-enter) */
+	} cache[STORE_STMT_CACHE];
+	size_t n_cached;
+};
+
+/* ---- store.c: the connection, as every file of the store uses it --------- */
+
 /* The SQLite connection of @st. */
 sqlite3 *store_db(struct store *st);
 /* Sets store_errmsg(@st) (one line) and returns @err. */
@@ -44,6 +77,31 @@ int store_sql_error(struct store *st, int rc, const char *what);
  */
 int store_prepare(struct store *st, sqlite3_stmt **stmt, const char *sql);
 void store_release(struct store *st, sqlite3_stmt *stmt);
+
+/* SQLite's result code @rc as a negative errno (-EUCLEAN: corrupt, -ENOSPC: full, ...). */
+int store_errno_of_sqlite(sqlite3 *db, int rc);
+/* Run SQL without results; a failure's message says @what it was doing (store_exec: the SQL). */
+int store_exec_as(struct store *st, const char *sql, const char *what);
+int store_exec(struct store *st, const char *sql);
+/* Step a statement that returns no rows (or ignores them). */
+int store_step_done(struct store *st, sqlite3_stmt *stmt, const char *what);
+/* A one-value query (a pragma, a count); *@is_null (may be NULL) if it was NULL. */
+int store_query_int64(struct store *st, const char *sql, int64_t *value, bool *is_null);
+void store_bind_text_or_null(sqlite3_stmt *stmt, int col, const char *s);
+/* Free text (notes, audit reason and detail): kept, cut at STORE_TEXT_MAX. */
+void store_bind_free_text(sqlite3_stmt *stmt, int col, const char *s);
+/* A column's text, "" for NULL; or NULL for NULL. */
+const char *store_column_text(sqlite3_stmt *stmt, int col);
+const char *store_column_text_or_null(sqlite3_stmt *stmt, int col);
+bool store_nonempty(const char *s);
+/* Serials, patient ids, patches: present, not empty, at most STORE_NAME_MAX bytes. */
+bool store_valid_name(const char *s);
+/* Model, firmware, operator names: present, may be empty, at most STORE_NAME_MAX bytes. */
+bool store_valid_label(const char *s);
+/* The index of @name in @names[@n], or -1. */
+int store_name_index(const char *const *names, size_t n, const char *name);
+/* "2026-11-25T10:00:00Z" */
+void store_format_utc(int64_t ms, char *buf, size_t len);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK keeping the first error; each returns 0 or errno. */
 int store_tx_begin(struct store *st);

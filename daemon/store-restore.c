@@ -12,32 +12,6 @@
 
 #define PATCHES_MAX	32	/* a session selects a few of the clinic's patches */
 
-static int prepare(struct store *st, sqlite3_stmt **stmt, const char *sql)
-{
-	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, stmt, NULL);
-
-	return rc == SQLITE_OK ? 0 : store_sql_error(st, rc, "prepare");
-}
-
-static int exec(struct store *st, const char *sql)
-{
-	int rc = sqlite3_exec(store_db(st), sql, NULL, NULL, NULL);
-
-	return rc == SQLITE_OK ? 0 : store_sql_error(st, rc, sql);
-}
-
-static int rollback(struct store *st, int err)
-{
-	char keep[STORE_MSG_MAX];
-
-	if (!sqlite3_get_autocommit(store_db(st))) {
-		snprintf(keep, sizeof(keep), "%s", store_errmsg(st));
-		sqlite3_exec(store_db(st), "ROLLBACK", NULL, NULL, NULL);
-		store_set_error(st, err, "%s", keep);
-	}
-	return err;
-}
-
 /*
  * Every counter position the records hold for the unit in its current
  * counter epoch (store.h, store_counter_reset): its treatments and pulses of
@@ -49,7 +23,7 @@ static int records_shot(struct store *st, const char *unit, uint32_t *shot, bool
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt,
+	err = store_prepare(st, &stmt,
 		      "SELECT max(m) FROM ("
 		      " SELECT (SELECT p.shot FROM pulses AS p JOIN treatments AS t"
 		      "  ON t.id = p.treatment_id WHERE p.unit_serial = ?1"
@@ -74,7 +48,7 @@ static int records_shot(struct store *st, const char *unit, uint32_t *shot, bool
 	} else {
 		err = store_sql_error(st, rc, "read the unit's counter in the records");
 	}
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	return err;
 }
 
@@ -92,11 +66,11 @@ static int unsettled_shot(struct store *st, const char *unit, uint32_t *shot, bo
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt,
+	err = store_prepare(st, &stmt,
 		      "SELECT max(max(t.shot_at_arm, coalesce((SELECT max(p.shot) FROM pulses AS p"
 		      "   WHERE p.treatment_id = t.id), 0))"
 		      "  + (t.rate_mhz * ?2 + 999) / 1000 + 2)"
-		      " FROM treatments AS t WHERE t.unit_serial = ?1"
+		      " FROM treatments AS t INDEXED BY treatments_unsettled WHERE t.unit_serial = ?1"
 		      " AND (t.outcome IN ('open', 'unknown') OR t.shot_at_end IS NULL)"
 		      " AND t.counter_epoch = " UNIT_EPOCH("?1"));
 	if (err)
@@ -110,7 +84,7 @@ static int unsettled_shot(struct store *st, const char *unit, uint32_t *shot, bo
 	} else {
 		err = store_sql_error(st, rc, "read the unit's unsettled treatments");
 	}
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	return err;
 }
 
@@ -120,7 +94,7 @@ static int insert_counter_row(struct store *st, const char *unit, const char *ki
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt, "INSERT INTO unit_counters (unit_serial, kind, shot_from,"
+	err = store_prepare(st, &stmt, "INSERT INTO unit_counters (unit_serial, kind, shot_from,"
 		      " shot_to, time_ms, session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
 	if (err)
 		return err;
@@ -132,7 +106,7 @@ static int insert_counter_row(struct store *st, const char *unit, const char *ki
 	if (session_id)
 		sqlite3_bind_int64(stmt, 6, session_id);
 	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	return rc == SQLITE_DONE ? 0 : store_sql_error(st, rc, "record the unit's counter");
 }
 
@@ -142,7 +116,7 @@ static int standing(struct store *st, const char *unit, struct store_records_mis
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt, "SELECT shot_from, shot_to, coalesce(session_id, 0),"
+	err = store_prepare(st, &stmt, "SELECT shot_from, shot_to, coalesce(session_id, 0),"
 		      " (SELECT count(*) FROM treatments WHERE unit_serial = ?1"
 		      "   AND operator_name = ?2 AND shot_at_arm = u.shot_from"
 		      "   AND shot_at_end = u.shot_to)"
@@ -164,7 +138,7 @@ static int standing(struct store *st, const char *unit, struct store_records_mis
 	} else if (rc != SQLITE_DONE) {
 		err = store_sql_error(st, rc, "read the unit's counters");
 	}
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	return err;
 }
 
@@ -193,7 +167,7 @@ static int read_last_session(struct store *st, const char *unit, struct last_ses
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt, "SELECT id, patient FROM sessions WHERE unit_serial = ?1"
+	err = store_prepare(st, &stmt, "SELECT id, patient FROM sessions WHERE unit_serial = ?1"
 		      " ORDER BY id DESC LIMIT 1");
 	if (err)
 		return err;
@@ -206,10 +180,10 @@ static int read_last_session(struct store *st, const char *unit, struct last_ses
 	} else if (rc != SQLITE_DONE) {
 		err = store_sql_error(st, rc, "read the unit's last session");
 	}
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	if (err || !ls->id)
 		return err;
-	err = prepare(st, &stmt, "SELECT patch FROM treatments WHERE session_id = ?1"
+	err = store_prepare(st, &stmt, "SELECT patch FROM treatments WHERE session_id = ?1"
 		      " UNION SELECT detail FROM audit WHERE session_id = ?1 AND kind = 'patch'"
 		      "  AND detail IS NOT NULL AND length(detail) BETWEEN 1 AND ?2"
 		      " ORDER BY 1");
@@ -222,7 +196,7 @@ static int read_last_session(struct store *st, const char *unit, struct last_ses
 			 (const char *)sqlite3_column_text(stmt, 0));
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		err = store_sql_error(st, rc, "read the last session's patches");
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	return err;
 }
 
@@ -231,6 +205,10 @@ static int read_last_session(struct store *st, const char *unit, struct last_ses
  * the counter, emitted at @now_ms, parameters as last recorded for the patch
  * in the session (or for the unit; 0 when never), by nobody known.
  */
+/* The parameters a missing-shots treatment takes: of the patch in the session, else the unit's last. */
+#define MISSING_PARAMS \
+	"wavelength_nm, fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj"
+
 static int insert_missing_treatment(struct store *st, const char *unit,
 				    const struct last_session *ls, const char *patch,
 				    uint32_t from, uint32_t to, int64_t now_ms)
@@ -238,7 +216,7 @@ static int insert_missing_treatment(struct store *st, const char *unit,
 	sqlite3_stmt *stmt;
 	int rc, err;
 
-	err = prepare(st, &stmt,
+	err = store_prepare(st, &stmt,
 		      "INSERT INTO treatments (session_id, patient, patch, unit_serial,"
 		      "  unit_firmware, operator_uid, operator_name, wavelength_nm,"
 		      "  fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj,"
@@ -249,10 +227,13 @@ static int insert_missing_treatment(struct store *st, const char *unit,
 		      "  coalesce(p.wavelength_nm, 0), coalesce(p.fluence_mj_cm2, 0),"
 		      "  coalesce(p.spot_um, 0), coalesce(p.pulse_ps, 0), coalesce(p.rate_mhz, 0),"
 		      "  coalesce(p.set_energy_uj, 0), ?7, 0, ?7, ?8, ?9, ?9 - ?8, 'reconciled', ?7"
-		      " FROM (SELECT 1) LEFT JOIN (SELECT wavelength_nm, fluence_mj_cm2, spot_um,"
-		      "   pulse_ps, rate_mhz, set_energy_uj FROM treatments WHERE unit_serial = ?4"
-		      "   AND operator_name != ?6 ORDER BY session_id = ?1 AND patch = ?3 DESC,"
-		      "   id DESC LIMIT 1) AS p");
+		      " FROM (SELECT 1) LEFT JOIN (SELECT * FROM ("
+		      "   SELECT * FROM (SELECT 0 AS o, " MISSING_PARAMS " FROM treatments"
+		      "    WHERE session_id = ?1 AND patch = ?3 AND unit_serial = ?4"
+		      "    AND operator_name != ?6 ORDER BY id DESC LIMIT 1)"
+		      "   UNION ALL SELECT * FROM (SELECT 1, " MISSING_PARAMS " FROM treatments"
+		      "    WHERE unit_serial = ?4 AND operator_name != ?6 ORDER BY id DESC LIMIT 1))"
+		      "  ORDER BY o LIMIT 1) AS p");
 	if (err)
 		return err;
 	sqlite3_bind_int64(stmt, 1, ls->id);
@@ -265,7 +246,7 @@ static int insert_missing_treatment(struct store *st, const char *unit,
 	sqlite3_bind_int64(stmt, 8, from);
 	sqlite3_bind_int64(stmt, 9, to);
 	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	return rc == SQLITE_DONE ? 0 : store_sql_error(st, rc, "record the missing shots");
 }
 
@@ -349,7 +330,7 @@ int store_records_missing_check(struct store *st, const char *unit_serial, uint3
 
 	if (!unit_serial || !*unit_serial || strlen(unit_serial) > STORE_NAME_MAX)
 		return store_set_error(st, -EINVAL, "a counter check needs a unit");
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = store_tx_begin(st);
 	if (!err)
 		err = records_shot(st, unit_serial, &shot, &found);
 	if (!err)
@@ -360,10 +341,10 @@ int store_records_missing_check(struct store *st, const char *unit_serial, uint3
 		err = record_missing(st, unit_serial, shot, counter, now_ms, &m);
 	if (!err && !m.found_now)
 		err = standing(st, unit_serial, &m);
-	if (err >= 0 && exec(st, "COMMIT") < 0)
+	if (err >= 0 && store_tx_commit(st) < 0)
 		err = -EIO;
 	if (err < 0)
-		return rollback(st, err);
+		return store_tx_rollback(st, err);
 	if (out)
 		*out = m;
 	return err == 0 && !m.found_now ? 0 : missing_message(st, unit_serial, &m);
@@ -377,7 +358,7 @@ int store_records_missing_ack(struct store *st, const char *unit_serial,
 
 	if (!unit_serial || !op || !op->name)
 		return store_set_error(st, -EINVAL, "an acknowledge needs a unit and an operator");
-	err = prepare(st, &stmt, "UPDATE unit_counters SET ack_ms = ?2, ack_uid = ?3,"
+	err = store_prepare(st, &stmt, "UPDATE unit_counters SET ack_ms = ?2, ack_uid = ?3,"
 		      " ack_name = ?4 WHERE unit_serial = ?1 AND kind = 'missing'"
 		      " AND ack_ms IS NULL");
 	if (err)
@@ -387,7 +368,7 @@ int store_records_missing_ack(struct store *st, const char *unit_serial,
 	sqlite3_bind_int64(stmt, 3, op->uid);
 	sqlite3_bind_text(stmt, 4, op->name, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	store_release(st, stmt);
 	if (rc != SQLITE_DONE)
 		return store_sql_error(st, rc, "record the acknowledge");
 	return sqlite3_changes(store_db(st));

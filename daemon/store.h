@@ -46,7 +46,7 @@
  * epochs, one row a shot; 7: empty (databases of main b77a065 are at 7 with
  * steps 1-6 only); 8: the clinical record (store-clinical.h)
  */
-#define STORE_SCHEMA_VERSION	8
+#define STORE_SCHEMA_VERSION	9
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */

@@ -1552,7 +1552,7 @@ def test_import_carries_the_counter_epochs():
             assert a.fire(0.5) > 0
             a.unit().Disarm()
             a.wait_unit_state('standby')
-            a.end_session(spath, 'done')
+            a.end_session(spath)     # the endpoint first (issue 16)
             a.settle_records()
             fired = a.fired()
             local = a.query('SELECT t.patient, p.shot FROM pulses p JOIN treatments t'
