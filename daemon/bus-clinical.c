@@ -5,8 +5,9 @@
  * Their vtable entries are in bus-manager.c (one vtable per interface).
  *
  * Writes go through the records writer (records.h), each with its audit
- * record; Course reads through d->reader once the records hold what
- * happened before it (smpl_records_barrier).  A patch's status is the
+ * record; Course reads once the records hold what happened before it
+ * (smpl_records_barrier), on the reader (smpl_records_read_call: off the
+ * loop with the clinic's PostgreSQL), and answers on the loop.  A patch's status is the
  * rules' answer (eligibility.h) on the records now: the same code that
  * decides CheckPatch, SelectPatch and the arming transaction.
  */
@@ -23,6 +24,7 @@
 #include "errors.h"
 #include "log.h"
 #include "records.h"
+#include "store-ops.h"
 
 static uint64_t usec(int64_t ms)
 {
@@ -58,7 +60,7 @@ static void call_free(struct call *c)
 	free(c);
 }
 
-/* The clinical record's methods on records that do not keep it (PostgreSQL, for now). */
+/* The clinical record's methods on records that do not keep it (store-ops.h). */
 static int refuse_unless_kept(struct smpl_daemon *d, const char *method, sd_bus_error *error)
 {
 	if (smpl_records_clinical(d))
@@ -89,6 +91,7 @@ static void answer_write(struct smpl_daemon *d, struct call *c, const struct smp
 		(void)smpl_refuse(d, NULL, 0, c->uid, &e,
 				  rc->r == -ENOENT && not_found_error ? not_found_error :
 				  rc->r == -EINVAL ? SMPL_ERROR_INVALID_ARGUMENT :
+				  rc->r == -ENOTCONN ? SMPL_ERROR_RECORDS_UNAVAILABLE :
 				  SMPL_ERROR_DEVICE_FAULT, "%s: %s", method, rc->msg);
 		(void)sd_bus_reply_method_error(c->m, &e);
 		sd_bus_error_free(&e);
@@ -536,28 +539,183 @@ static int add_review(const struct store_review *v, void *ctx)
 	return c->r < 0;
 }
 
-/* Reads that fail stop the answer: the call gets DeviceFault. */
-#define READ_OR_FAIL(expr) do { if ((expr) < 0) return -EIO; } while (0)
+/* What Course answers from, read off the loop with PostgreSQL (smpl_records_read_call). */
+struct follow_ups {
+	struct store_follow_up *v;
+	size_t n;
+	bool oom;
+};
+
+struct reviews {
+	struct store_review *v;
+	size_t n;
+	bool oom;
+};
+
+struct course_read {
+	struct call *call;
+	int r;				/* 0, -ENOTCONN, -ENOMEM or -EIO (msg) */
+	char msg[STORE_MSG_MAX];
+	struct endpoints endpoints;
+	struct smpl_treatments history;
+	struct follow_ups follow_ups;
+	struct reviews reviews;
+	/* the configured patches (copied on the loop), then those only the records name */
+	char (*patches)[SMPL_PATCH_ID_MAX + 1];
+	size_t n_configured, n_patches;
+	struct store_patch_facts *facts;	/* one per patch */
+};
+
+static int keep_follow_up(const struct store_follow_up *f, void *ctx)
+{
+	struct follow_ups *l = ctx;
+	struct store_follow_up *v = realloc(l->v, (l->n + 1) * sizeof(*v)), *n;
+
+	if (!v) {
+		l->oom = true;
+		return 1;
+	}
+	l->v = v;
+	n = &v[l->n];
+	*n = *f;
+	n->patch = strdup(f->patch);
+	n->adverse = strdup(f->adverse);
+	n->holding = strdup(f->holding);
+	n->note = strdup(f->note);
+	n->operator_name = strdup(f->operator_name);
+	l->n++;
+	if (!n->patch || !n->adverse || !n->holding || !n->note || !n->operator_name)
+		l->oom = true;
+	return l->oom;
+}
+
+static int keep_review(const struct store_review *r, void *ctx)
+{
+	struct reviews *l = ctx;
+	struct store_review *v = realloc(l->v, (l->n + 1) * sizeof(*v)), *n;
+
+	if (!v) {
+		l->oom = true;
+		return 1;
+	}
+	l->v = v;
+	n = &v[l->n];
+	*n = *r;
+	n->patch = strdup(r->patch);
+	n->note = strdup(r->note);
+	n->operator_name = strdup(r->operator_name);
+	l->n++;
+	if (!n->patch || !n->note || !n->operator_name)
+		l->oom = true;
+	return l->oom;
+}
+
+static void course_read_free(struct course_read *cr)
+{
+	endpoints_free(&cr->endpoints);
+	smpl_treatments_free(&cr->history);
+	for (size_t i = 0; i < cr->follow_ups.n; i++) {
+		struct store_follow_up *f = &cr->follow_ups.v[i];
+
+		free((char *)f->patch);
+		free((char *)f->adverse);
+		free((char *)f->holding);
+		free((char *)f->note);
+		free((char *)f->operator_name);
+	}
+	free(cr->follow_ups.v);
+	for (size_t i = 0; i < cr->reviews.n; i++) {
+		free((char *)cr->reviews.v[i].patch);
+		free((char *)cr->reviews.v[i].note);
+		free((char *)cr->reviews.v[i].operator_name);
+	}
+	free(cr->reviews.v);
+	free(cr->patches);
+	free(cr->facts);
+	free(cr);
+}
+
+/* A patch the records name and the configuration does not: listed after the configured. */
+static void patch_add(struct course_read *cr, const char *patch)
+{
+	for (size_t i = 0; i < cr->n_patches; i++)
+		if (strcmp(cr->patches[i], patch) == 0)
+			return;
+	if (cr->n_patches < cr->n_configured + SMPL_PATCHES_MAX)
+		snprintf(cr->patches[cr->n_patches++], sizeof(cr->patches[0]), "%s", patch);
+}
+
+/* Why a read failed: -ENOTCONN stays (RecordsUnavailable), the rest is -EIO. */
+static void read_failed(struct course_read *cr, const struct store_ops *o, void *h, int r)
+{
+	if (cr->r)
+		return;
+	cr->r = r == -ENOTCONN || r == -ENOMEM ? r : -EIO;
+	snprintf(cr->msg, sizeof(cr->msg), "%s", r == -ENOMEM ? "out of memory" : o->errmsg(h));
+}
+
+/* On the reader (a worker with PostgreSQL): everything the answer needs. */
+static void course_read_run(const struct store_ops *o, void *h, void *ctx)
+{
+	struct course_read *cr = ctx;
+	const char *patient = cr->call->patient;
+	int r;
+
+	r = o->patient_endpoints(h, patient, keep_endpoint, &cr->endpoints);
+	if (r >= 0 && cr->endpoints.oom)
+		r = -ENOMEM;
+	if (r >= 0)
+		r = o->patient_history(h, patient, smpl_treatments_add, &cr->history);
+	if (r >= 0 && cr->history.oom)
+		r = -ENOMEM;
+	if (r >= 0)
+		r = o->patient_follow_ups(h, patient, keep_follow_up, &cr->follow_ups);
+	if (r >= 0 && cr->follow_ups.oom)
+		r = -ENOMEM;
+	if (r >= 0)
+		r = o->patient_reviews(h, patient, keep_review, &cr->reviews);
+	if (r >= 0 && cr->reviews.oom)
+		r = -ENOMEM;
+	if (r < 0) {
+		read_failed(cr, o, h, r);
+		return;
+	}
+	for (size_t i = 0; i < cr->history.n; i++)
+		patch_add(cr, cr->history.v[i].patch);
+	for (size_t i = 0; i < cr->follow_ups.n; i++)
+		patch_add(cr, cr->follow_ups.v[i].patch);
+	cr->facts = calloc(cr->n_patches ? cr->n_patches : 1, sizeof(*cr->facts));
+	if (!cr->facts) {
+		read_failed(cr, o, h, -ENOMEM);
+		return;
+	}
+	for (size_t i = 0; i < cr->n_patches; i++) {
+		r = o->patch_facts(h, patient, cr->patches[i], 0, &cr->facts[i]);
+		if (r < 0) {
+			read_failed(cr, o, h, r);
+			return;
+		}
+	}
+}
 
 /* One patch's dict. */
-static int add_patch(struct smpl_daemon *d, sd_bus_message *reply, const char *patient,
-		     const char *patch, const char *label, const struct endpoints *l,
-		     int64_t now_ms)
+static int add_patch(struct smpl_daemon *d, sd_bus_message *reply, const struct course_read *cr,
+		     size_t i, const char *label, int64_t now_ms)
 {
-	struct course c = { .d = d, .reply = reply, .patch = patch, .endpoints = l };
-	struct store_patch_facts facts;
+	const char *patch = cr->patches[i];
+	const struct store_patch_facts *facts = &cr->facts[i];
+	struct course c = { .d = d, .reply = reply, .patch = patch, .endpoints = &cr->endpoints };
 	struct smpl_patch_verdict pv;
 	enum smpl_course_status status;
 	int64_t cooldown_end = 0;
 	int r;
 
-	READ_OR_FAIL(store_patch_facts(d->reader, patient, patch, 0, &facts));
-	r = smpl_patch_decide(&d->cfg, &facts, patch, now_ms, &pv);
+	r = smpl_patch_decide(&d->cfg, facts, patch, now_ms, &pv);
 	if (r < 0 && r != -EAGAIN && r != -EDQUOT)
 		return -EIO;
-	status = smpl_course_status_of(&pv.e, facts.patch_emitted);
-	if (facts.patch_emitted)
-		cooldown_end = facts.patch_last_emission_ms +
+	status = smpl_course_status_of(&pv.e, facts->patch_emitted);
+	if (facts->patch_emitted)
+		cooldown_end = facts->patch_last_emission_ms +
 			       (int64_t)d->cfg.rules.cooldown_days * SMPL_DAY_MS;
 
 	r = sd_bus_message_open_container(reply, 'a', "{sv}");
@@ -570,115 +728,77 @@ static int add_patch(struct smpl_daemon *d, sd_bus_message *reply, const char *p
 			"reason", "s", pv.e.reason,
 			"next_eligible_usec", "t", pv.e.eligible ? usec(now_ms) :
 						    usec(pv.e.next_eligible_ms),
-			"last_treated_usec", "t", facts.patch_emitted ?
-						   usec(facts.patch_last_emission_ms) : 0,
+			"last_treated_usec", "t", facts->patch_emitted ?
+						   usec(facts->patch_last_emission_ms) : 0,
 			"cooldown_end_usec", "t", usec(cooldown_end),
-			"hold_since_usec", "t", facts.on_hold ? usec(facts.hold_since_ms) : 0);
+			"hold_since_usec", "t", facts->on_hold ? usec(facts->hold_since_ms) : 0);
 	if (r >= 0)
-		r = append_names(reply, "hold_reasons", facts.on_hold ? facts.hold_events : "");
+		r = append_names(reply, "hold_reasons", facts->on_hold ? facts->hold_events : "");
 	if (r >= 0)
 		r = open_list(reply, "treatments");
-	if (r >= 0) {
-		READ_OR_FAIL(store_patient_history(d->reader, patient, add_treatment, &c));
-		r = c.r < 0 ? c.r : close_list(reply);
-	}
+	for (size_t k = 0; r >= 0 && k < cr->history.n; k++)
+		if (add_treatment(&cr->history.v[k], &c))
+			r = c.r < 0 ? c.r : -EIO;
+	if (r >= 0)
+		r = close_list(reply);
 	if (r >= 0)
 		r = sd_bus_message_append(reply, "{sv}{sv}{sv}",
 					  "treatment_count", "u", c.treatments,
 					  "pulses", "u", c.pulses,
 					  "energy_uj", "t", c.energy_uj);
 	if (r >= 0)
-		r = add_endpoints(reply, l, patch);
+		r = add_endpoints(reply, &cr->endpoints, patch);
 	if (r >= 0)
 		r = open_list(reply, "follow_ups");
-	if (r >= 0) {
-		READ_OR_FAIL(store_patient_follow_ups(d->reader, patient, add_follow_up, &c));
-		r = c.r < 0 ? c.r : close_list(reply);
-	}
+	for (size_t k = 0; r >= 0 && k < cr->follow_ups.n; k++)
+		if (add_follow_up(&cr->follow_ups.v[k], &c))
+			r = c.r < 0 ? c.r : -EIO;
+	if (r >= 0)
+		r = close_list(reply);
 	if (r >= 0)
 		r = open_list(reply, "reviews");
-	if (r >= 0) {
-		READ_OR_FAIL(store_patient_reviews(d->reader, patient, add_review, &c));
-		r = c.r < 0 ? c.r : close_list(reply);
-	}
+	for (size_t k = 0; r >= 0 && k < cr->reviews.n; k++)
+		if (add_review(&cr->reviews.v[k], &c))
+			r = c.r < 0 ? c.r : -EIO;
+	if (r >= 0)
+		r = close_list(reply);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
 	return r;
 }
 
-/* Patches in the records that the configuration no longer lists. */
-struct extra_patches {
-	const struct smpl_patches *known;
-	char names[SMPL_PATCHES_MAX][SMPL_PATCH_ID_MAX + 1];
-	size_t n;
-};
-
-static void extra_add(struct extra_patches *x, const char *patch)
+static int build_course(struct smpl_daemon *d, sd_bus_message *reply, const struct course_read *cr)
 {
-	if (smpl_patches_find(x->known, patch))
-		return;
-	for (size_t i = 0; i < x->n; i++)
-		if (strcmp(x->names[i], patch) == 0)
-			return;
-	if (x->n < SMPL_PATCHES_MAX)
-		snprintf(x->names[x->n++], sizeof(x->names[0]), "%s", patch);
-}
-
-static int extra_of_treatment(const struct store_treatment *t, void *ctx)
-{
-	extra_add(ctx, t->patch);
-	return 0;
-}
-
-static int extra_of_follow_up(const struct store_follow_up *f, void *ctx)
-{
-	extra_add(ctx, f->patch);
-	return 0;
-}
-
-static int build_course(struct smpl_daemon *d, sd_bus_message *reply, const char *patient)
-{
-	struct endpoints l = { 0 };
-	struct extra_patches *x = calloc(1, sizeof(*x));
 	int64_t now = smpl_wall_ms();
-	int r = x ? 0 : -ENOMEM;
+	int r = sd_bus_message_open_container(reply, 'a', "a{sv}");
 
-	if (x)
-		x->known = &d->cfg.patches;
-	if (r >= 0 && (store_patient_endpoints(d->reader, patient, keep_endpoint, &l) < 0 ||
-		       store_patient_history(d->reader, patient, extra_of_treatment, x) < 0 ||
-		       store_patient_follow_ups(d->reader, patient, extra_of_follow_up, x) < 0))
-		r = -EIO;
-	if (r >= 0 && l.oom)
-		r = -ENOMEM;
-	if (r >= 0)
-		r = sd_bus_message_open_container(reply, 'a', "a{sv}");
-	for (size_t i = 0; r >= 0 && i < d->cfg.patches.count; i++)
-		r = add_patch(d, reply, patient, d->cfg.patches.list[i].id,
-			      d->cfg.patches.list[i].label, &l, now);
-	for (size_t i = 0; r >= 0 && x && i < x->n; i++)
-		r = add_patch(d, reply, patient, x->names[i], x->names[i], &l, now);
+	for (size_t i = 0; r >= 0 && i < cr->n_patches; i++)
+		r = add_patch(d, reply, cr, i, i < cr->n_configured ? d->cfg.patches.list[i].label
+								    : cr->patches[i], now);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
-	endpoints_free(&l);
-	free(x);
 	return r;
 }
 
-static void course_now(struct smpl_daemon *d, const struct smpl_records_call *rc, void *ud)
+/* On the loop: the answer. */
+static void course_read_done(struct smpl_daemon *d, void *ctx)
 {
-	struct call *c = ud;
+	struct course_read *cr = ctx;
+	struct call *c = cr->call;
 	sd_bus_message *reply = NULL;
 	sd_bus_error e = SD_BUS_ERROR_NULL;
-	int r;
+	int r = cr->r;
 
-	(void)rc;
-	r = sd_bus_message_new_method_return(c->m, &reply);
+	if (smpl_records_remote(d))
+		smpl_records_reachable(d, r, cr->msg);
 	if (r >= 0)
-		r = build_course(d, reply, c->patient);
-	if (r == -EIO) {
-		(void)smpl_error_setf(&e, SMPL_ERROR_DEVICE_FAULT, "cannot read the records: %s",
-				      store_errmsg(d->reader));
+		r = sd_bus_message_new_method_return(c->m, &reply);
+	if (r >= 0)
+		r = build_course(d, reply, cr);
+	if (r == -ENOTCONN || r == -EIO) {
+		(void)smpl_error_setf(&e, r == -ENOTCONN ? SMPL_ERROR_RECORDS_UNAVAILABLE :
+				      SMPL_ERROR_DEVICE_FAULT, "cannot read the records: %s",
+				      cr->msg[0] ? cr->msg : "the answer could not be built");
 		(void)sd_bus_reply_method_error(c->m, &e);
 		sd_bus_error_free(&e);
 	} else if (r < 0) {
@@ -688,6 +808,42 @@ static void course_now(struct smpl_daemon *d, const struct smpl_records_call *rc
 	}
 	sd_bus_message_unref(reply);
 	call_free(c);
+	course_read_free(cr);
+}
+
+static void course_now(struct smpl_daemon *d, const struct smpl_records_call *rc, void *ud)
+{
+	struct call *c = ud;
+	struct course_read *cr = calloc(1, sizeof(*cr));
+	size_t n = d->cfg.patches.count;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+
+	if (rc->r == -ENOTCONN) {
+		/* this workstation's own writes are not all in the clinic's records yet */
+		free(cr);
+		(void)smpl_error_setf(&e, SMPL_ERROR_RECORDS_UNAVAILABLE, "Course: %s", rc->msg);
+		(void)sd_bus_reply_method_error(c->m, &e);
+		sd_bus_error_free(&e);
+		call_free(c);
+		return;
+	}
+	if (cr)
+		cr->patches = calloc(n + SMPL_PATCHES_MAX, sizeof(*cr->patches));
+	if (!cr || !cr->patches) {
+		free(cr);
+		(void)sd_bus_reply_method_errnof(c->m, ENOMEM, "cannot answer: out of memory");
+		call_free(c);
+		return;
+	}
+	cr->call = c;
+	for (size_t i = 0; i < n; i++)
+		snprintf(cr->patches[i], sizeof(cr->patches[0]), "%s", d->cfg.patches.list[i].id);
+	cr->n_configured = cr->n_patches = n;
+	if (smpl_records_read_call(d, course_read_run, course_read_done, cr) < 0) {
+		(void)sd_bus_reply_method_errnof(c->m, ENOMEM, "cannot answer: out of memory");
+		call_free(c);
+		course_read_free(cr);
+	}
 }
 
 int smpl_bus_course(sd_bus_message *m, void *userdata, sd_bus_error *error)

@@ -477,19 +477,6 @@ static bool check_records(struct parser *p)
 		parse_error(p, "[records] backend = postgresql needs a conninfo");
 		return false;
 	}
-	/*
-	 * The clinical record (issue 16) is not kept there yet, so no follow-up
-	 * can be recorded: the follow-up rule would refuse every patch once
-	 * treated.  Off by default there; asked for, refused.
-	 */
-	if (line_of(p, "require_follow_up") && p->c->rules.require_follow_up) {
-		p->line = line_of(p, "require_follow_up");
-		parse_error(p, "[rules] require_follow_up = true needs the clinical record "
-			    "(follow-ups), which [records] backend = postgresql does not keep yet: "
-			    "set it to false (docs/records-postgresql.md)");
-		return false;
-	}
-	p->c->rules.require_follow_up = false;
 	return true;
 }
 

@@ -252,9 +252,9 @@ static int import_records(struct smpl_daemon *d, const struct options *o)
 		return 1;
 	}
 	printf("imported from %s as workstation %s: %u units, %u sessions, %u treatments, "
-	       "%u pulses, %u audit records; %u already there; %u conflicts\n", dir,
-	       c.workstation, res.units, res.sessions, res.treatments, res.pulses, res.audit,
-	       res.skipped, res.conflicts);
+	       "%u pulses, %u clinical records, %u audit records; %u already there; "
+	       "%u conflicts\n", dir, c.workstation, res.units, res.sessions, res.treatments,
+	       res.pulses, res.clinical, res.audit, res.skipped, res.conflicts);
 	return res.conflicts ? 3 : 0;
 }
 

@@ -15,13 +15,7 @@
 #include "store-ops.h"
 #include "worker.h"
 
-enum read_kind { READ_FACTS, READ_HISTORY };
-
-struct history_copy {
-	struct store_treatment *v;
-	size_t n, cap;
-	bool oom;
-};
+enum read_kind { READ_FACTS, READ_HISTORY, READ_CALL };
 
 struct read_job {
 	struct smpl_job job;
@@ -31,10 +25,12 @@ struct read_job {
 	int64_t session_id;
 	smpl_facts_then facts_then;
 	smpl_history_then history_then;
+	smpl_read_run call_run;
+	smpl_read_done call_done;
 	void *userdata;
 	struct smpl_records_facts facts;
 	struct smpl_records_history history;
-	struct history_copy copy;
+	struct smpl_treatments copy;
 };
 
 static void read_facts_now(struct smpl_daemon *d, void *h, const char *patient,
@@ -61,9 +57,9 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static int copy_treatment(const struct store_treatment *t, void *ctx)
+int smpl_treatments_add(const struct store_treatment *t, void *ctx)
 {
-	struct history_copy *c = ctx;
+	struct smpl_treatments *c = ctx;
 	struct store_treatment *n;
 
 	if (c->n == c->cap) {
@@ -92,7 +88,7 @@ static int copy_treatment(const struct store_treatment *t, void *ctx)
 	return c->oom;
 }
 
-static void free_copy(struct history_copy *c)
+void smpl_treatments_free(struct smpl_treatments *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		struct store_treatment *t = &c->v[i];
@@ -119,7 +115,11 @@ static void read_run(struct smpl_job *j)
 		read_facts_now(d, d->rec_r, rj->patient, rj->patch, rj->session_id, &rj->facts);
 		return;
 	}
-	r = d->rec_ops->patient_history(d->rec_r, rj->patient, copy_treatment, &rj->copy);
+	if (rj->kind == READ_CALL) {
+		rj->call_run(d->rec_ops, d->rec_r, rj->userdata);
+		return;
+	}
+	r = d->rec_ops->patient_history(d->rec_r, rj->patient, smpl_treatments_add, &rj->copy);
 	if (r >= 0 && rj->copy.oom)
 		r = -ENOMEM;
 	rj->history.r = r < 0 ? r : 0;
@@ -147,7 +147,9 @@ static void read_done(struct smpl_job *j)
 	struct read_job *rj = container_of(j, struct read_job, job);
 	struct smpl_daemon *d = rj->d;
 
-	if (rj->kind == READ_FACTS) {
+	if (rj->kind == READ_CALL) {
+		rj->call_done(d, rj->userdata);
+	} else if (rj->kind == READ_FACTS) {
 		smpl_records_reachable(d, rj->facts.r, rj->facts.msg);
 		if (rj->facts.newest_known && rj->facts.newest_ms > d->newest_arming_ms)
 			d->newest_arming_ms = rj->facts.newest_ms;
@@ -155,7 +157,7 @@ static void read_done(struct smpl_job *j)
 	} else {
 		smpl_records_reachable(d, rj->history.r, rj->history.msg);
 		rj->history_then(d, &rj->history, rj->userdata);
-		free_copy(&rj->copy);
+		smpl_treatments_free(&rj->copy);
 	}
 	free(rj->patient);
 	free(rj->patch);
@@ -214,12 +216,12 @@ void smpl_records_read_history(struct smpl_daemon *d, const char *patient,
 			       smpl_history_then then, void *userdata)
 {
 	struct smpl_records_history hist = { 0 };
-	struct history_copy c = { 0 };
+	struct smpl_treatments c = { 0 };
 	struct read_job *rj;
 	int r;
 
 	if (!d->rec_reader) {
-		r = d->rec_ops->patient_history(d->rec_r, patient, copy_treatment, &c);
+		r = d->rec_ops->patient_history(d->rec_r, patient, smpl_treatments_add, &c);
 		if (r >= 0 && c.oom)
 			r = -ENOMEM;
 		hist.r = r < 0 ? r : 0;
@@ -229,7 +231,7 @@ void smpl_records_read_history(struct smpl_daemon *d, const char *patient,
 		hist.n = c.n;
 		hist.v = c.v;
 		then(d, &hist, userdata);
-		free_copy(&c);
+		smpl_treatments_free(&c);
 		return;
 	}
 	rj = job_new(d, READ_HISTORY, patient, NULL);
@@ -242,6 +244,27 @@ void smpl_records_read_history(struct smpl_daemon *d, const char *patient,
 	rj->history_then = then;
 	rj->userdata = userdata;
 	smpl_worker_submit(d->rec_reader, &rj->job);
+}
+
+int smpl_records_read_call(struct smpl_daemon *d, smpl_read_run run, smpl_read_done done,
+			   void *ctx)
+{
+	struct read_job *rj;
+
+	if (!d->rec_reader) {
+		/* SQLite: at once on its reader */
+		run(d->rec_ops, d->rec_r, ctx);
+		done(d, ctx);
+		return 0;
+	}
+	rj = job_new(d, READ_CALL, "", NULL);
+	if (!rj)
+		return -ENOMEM;
+	rj->call_run = run;
+	rj->call_done = done;
+	rj->userdata = ctx;
+	smpl_worker_submit(d->rec_reader, &rj->job);
+	return 0;
 }
 
 int smpl_records_reader_start(struct smpl_daemon *d)

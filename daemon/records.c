@@ -1091,11 +1091,6 @@ static int open_postgresql(struct smpl_daemon *d, char *msg, size_t msg_len)
 	smpl_log(LOG_NOTICE, NULL, NULL, "records", "the clinic's records on PostgreSQL do not "
 		 "check a unit's counter ahead of them (records-missing): a restore of the "
 		 "database is its administrator's (docs/records-postgresql.md)");
-	/* No follow-up can be recorded there: the rule would refuse every treated patch. */
-	d->cfg.rules.require_follow_up = false;	/* config.c refuses it asked for */
-	smpl_log(LOG_NOTICE, NULL, NULL, "records", "%s: RecordEndpoint, RecordFollowUp, "
-		 "ClearPatchHold and Course answer NotSupported, no endpoint is asked for and "
-		 "[rules] require_follow_up is off", SMPL_CLINICAL_NOT_KEPT);
 	r = store_pg_open_reader(&rd, &c, msg, msg_len);
 	if (r < 0)
 		return r;

@@ -143,14 +143,14 @@ void smpl_records_closing(struct smpl_daemon *d, int delta);
 /* The records are the clinic's, on the network (PostgreSQL): reads go off the loop. */
 bool smpl_records_remote(const struct smpl_daemon *d);
 /*
- * Do the records keep the clinical record (issue 16)?  Not on PostgreSQL yet
- * (store-ops.h): its methods are then answered NotSupported with
- * SMPL_CLINICAL_NOT_KEPT's reason, and no endpoint is asked for.
+ * Do the records keep the clinical record (issue 16)?  Both backends do
+ * (store-ops.h); one that did not would answer its methods NotSupported with
+ * SMPL_CLINICAL_NOT_KEPT's reason, and ask for no endpoint.
  */
 bool smpl_records_clinical(const struct smpl_daemon *d);
 #define SMPL_CLINICAL_NOT_KEPT \
 	"the clinical record (endpoints, follow-ups, holds, the course) is not kept on " \
-	"the clinic's PostgreSQL records yet (docs/records-postgresql.md)"
+	"these records"
 
 /* ---- queries (records-read.c) ------------------------------------------------ */
 
@@ -185,6 +185,27 @@ typedef void (*smpl_history_then)(struct smpl_daemon *d, const struct smpl_recor
 /* store_patient_history(). */
 void smpl_records_read_history(struct smpl_daemon *d, const char *patient,
 			       smpl_history_then then, void *userdata);
+
+/* A patient's treatments copied out of a store's callback (store_treatment_cb). */
+struct smpl_treatments {
+	struct store_treatment *v;
+	size_t n, cap;
+	bool oom;
+};
+int smpl_treatments_add(const struct store_treatment *t, void *ctx);
+void smpl_treatments_free(struct smpl_treatments *c);
+
+/*
+ * Any reads: @run(ops, handle, @ctx) on the reader's handle, on the reader
+ * worker (PostgreSQL: it may block; it touches nothing but @ctx and the
+ * handle), or at once on the loop (SQLite); then @done(d, @ctx) on the loop.
+ * -ENOMEM (neither called) if the job cannot be made.
+ */
+struct store_ops;
+typedef void (*smpl_read_run)(const struct store_ops *o, void *h, void *ctx);
+typedef void (*smpl_read_done)(struct smpl_daemon *d, void *ctx);
+int smpl_records_read_call(struct smpl_daemon *d, smpl_read_run run, smpl_read_done done,
+			   void *ctx);
 
 /* PostgreSQL: a call's result (0, or -ENOTCONN) says whether the server answers (logged once). */
 void smpl_records_reachable(struct smpl_daemon *d, int r, const char *msg);

@@ -57,6 +57,7 @@ static void endpoint_recorded(struct smpl_daemon *d, const struct smpl_records_c
 	if (c->r < 0) {
 		(void)smpl_refuse(d, s ? s->unit : NULL, f->session_id, f->uid, &e,
 				  c->r == -ESTALE ? SMPL_ERROR_NO_SESSION :
+				  c->r == -ENOTCONN ? SMPL_ERROR_RECORDS_UNAVAILABLE :
 				  c->r == -ENOENT || c->r == -EINVAL ? SMPL_ERROR_INVALID_ARGUMENT :
 				  SMPL_ERROR_DEVICE_FAULT, "RecordEndpoint: %s", c->msg);
 		(void)sd_bus_reply_method_error(f->m, &e);

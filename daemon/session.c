@@ -58,7 +58,7 @@ unsigned int smpl_session_endpoints_missing(const struct smpl_session *s, const 
 
 	if (len)
 		buf[0] = '\0';
-	/* Records that cannot keep an endpoint do not ask for one (PostgreSQL, for now). */
+	/* Records that cannot keep an endpoint do not ask for one (store-ops.h). */
 	if (!smpl_records_clinical(s->daemon))
 		return 0;
 	for (size_t i = 0; i < s->n_treatments; i++) {

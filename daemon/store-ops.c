@@ -140,6 +140,21 @@ static int sq_newest_record_ms(void *h, int64_t *when_ms)
 	return store_newest_record_ms(h, when_ms);
 }
 
+static int sq_patient_endpoints(void *h, const char *patient, store_endpoint_cb cb, void *ctx)
+{
+	return store_patient_endpoints(h, patient, cb, ctx);
+}
+
+static int sq_patient_follow_ups(void *h, const char *patient, store_follow_up_cb cb, void *ctx)
+{
+	return store_patient_follow_ups(h, patient, cb, ctx);
+}
+
+static int sq_patient_reviews(void *h, const char *patient, store_review_cb cb, void *ctx)
+{
+	return store_patient_reviews(h, patient, cb, ctx);
+}
+
 static int sq_endpoint_add(void *h, const struct store_endpoint_in *e,
 			   const struct store_operator *op, int64_t *id)
 {
@@ -185,6 +200,9 @@ const struct store_ops store_ops_sqlite = {
 	.endpoint_add = sq_endpoint_add,
 	.follow_up_add = sq_follow_up_add,
 	.hold_clear = sq_hold_clear,
+	.patient_endpoints = sq_patient_endpoints,
+	.patient_follow_ups = sq_patient_follow_ups,
+	.patient_reviews = sq_patient_reviews,
 	.patch_facts = sq_patch_facts,
 	.patient_history = sq_patient_history,
 	.newest_record_ms = sq_newest_record_ms,

@@ -26,6 +26,7 @@
 #define SMPLASER_DAEMON_STORE_OPS_H
 
 #include "store.h"
+#include "store-clinical.h"
 
 struct store_ops {
 	const char *name;			/* "sqlite", "postgresql" */
@@ -79,10 +80,11 @@ struct store_ops {
 	/*
 	 * The clinical record (issue 16, store-clinical.h): as
 	 * store_endpoint_add(), store_follow_up_add(), store_hold_clear().
-	 * NULL on a backend that does not keep it (PostgreSQL, for now,
-	 * docs/records-postgresql.md): the daemon then answers the clinical
-	 * methods NotSupported, asks no endpoint at End or SelectPatch, and the
-	 * follow-up rule is off (config.c).
+	 * NULL on a backend that does not keep it: the daemon then answers the
+	 * clinical methods NotSupported and asks no endpoint at End or
+	 * SelectPatch.  Both backends keep it (the PostgreSQL one since its
+	 * schema step 3, docs/records-postgresql.md); endpoint_add may answer
+	 * 0 with *id 0 there: journaled while the server is away.
 	 */
 	int (*endpoint_add)(void *h, const struct store_endpoint_in *e,
 			    const struct store_operator *op, int64_t *id);
@@ -96,6 +98,10 @@ struct store_ops {
 			   struct store_patch_facts *out);
 	int (*patient_history)(void *h, const char *patient, store_treatment_cb cb, void *ctx);
 	int (*newest_record_ms)(void *h, int64_t *when_ms);
+	/* Manager.Course: as store_patient_endpoints(), _follow_ups(), _reviews(). */
+	int (*patient_endpoints)(void *h, const char *patient, store_endpoint_cb cb, void *ctx);
+	int (*patient_follow_ups)(void *h, const char *patient, store_follow_up_cb cb, void *ctx);
+	int (*patient_reviews)(void *h, const char *patient, store_review_cb cb, void *ctx);
 };
 
 extern const struct store_ops store_ops_sqlite;

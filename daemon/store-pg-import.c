@@ -4,7 +4,7 @@
  *
  * The SQLite file is read on a read-only connection, in one read
  * transaction, table by table (units, sessions, treatments with their
- * pulses, counter resets, audit); the clinic's database gets them in one
+ * pulses, counter resets, the clinical record, audit); the clinic's database gets them in one
  * transaction.  Every imported session, treatment, counter reset and audit
  * record keeps where it came from (origin 'sqlite:<workstation>', origin_id
  * its id there), unique: a second run finds them and adds nothing.  Each
@@ -38,6 +38,11 @@
 
 #include "store-pg.h"
 
+struct id_map {
+	int64_t *v;
+	size_t n;
+};
+
 struct import {
 	const struct store_pg_config *cfg;
 	FILE *report;
@@ -51,6 +56,8 @@ struct import {
 	int64_t *session_map;
 	size_t n_sessions_map;
 	unsigned int new_conflicts;	/* recorded by this run */
+	/* local treatment and follow-up ids -> the clinic's (the clinical record) */
+	struct id_map treatment_map, follow_up_map;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -437,6 +444,8 @@ static int import_pulses(struct import *im, int64_t local, int64_t clinic)
 	return err;
 }
 
+static int map_put(struct import *im, struct id_map *m, int64_t local, int64_t clinic);
+
 static bool known_conflict(struct import *im, int64_t id)
 {
 	struct vals v = { 0 };
@@ -490,6 +499,8 @@ static int import_treatments(struct import *im)
 		}
 		if (!err)
 			err = pg(im, "release", "RELEASE SAVEPOINT treatment", NULL, NULL);
+		if (!err)
+			err = map_put(im, &im->treatment_map, local, id);
 		if (!err) {
 			if (added)
 				im->res->treatments++;
@@ -628,41 +639,240 @@ static int open_sqlite(struct import *im, const char *dir)
 	return 0;
 }
 
+/* ---- the clinical record (issue 16: SQLite schema step 8, the clinic's step 3) ---------- */
+
+/* local id -> clinic id, for the clinical rows' references */
+static int map_put(struct import *im, struct id_map *m, int64_t local, int64_t clinic)
+{
+	if (local <= 0)
+		return fail(im, -EIO, "a row without its id");
+	if ((size_t)local >= m->n) {
+		size_t n = (size_t)local * 2 + 16;
+		int64_t *v = realloc(m->v, n * sizeof(*v));
+
+		if (!v)
+			return fail(im, -ENOMEM, "out of memory");
+		memset(v + m->n, 0, (n - m->n) * sizeof(*v));
+		m->v = v;
+		m->n = n;
+	}
+	m->v[local] = clinic;
+	return 0;
+}
+
+static int64_t map_get(const struct id_map *m, int64_t local)
+{
+	return local > 0 && (size_t)local < m->n ? m->v[local] : 0;
+}
+
+/* Does the workstation's file keep the clinical record (its schema step 8)? */
+static bool has_clinical(struct import *im)
+{
+	sqlite3_stmt *st;
+	bool yes;
+
+	if (sqlite3_prepare_v2(im->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+			       " AND name IN ('endpoints', 'follow_ups', 'adverse_events',"
+			       " 'hold_reviews')", -1, &st, NULL) != SQLITE_OK)
+		return false;
+	yes = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 4;
+	sqlite3_finalize(st);
+	return yes;
+}
+
+static int import_endpoints(struct import *im)
+{
+	sqlite3_stmt *st;
+	int rc, err = prepare(im, &st, "SELECT id, session_id, treatment_id, patient, patch,"
+			      " endpoint, note, time_ms, operator_uid, operator_name FROM endpoints"
+			      " ORDER BY id");
+
+	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t local = sqlite3_column_int64(st, 0), id;
+		int64_t session = session_of(im, sqlite3_column_int64(st, 1));
+		int64_t treatment = map_get(&im->treatment_map, sqlite3_column_int64(st, 2));
+		struct vals v = { 0 };
+		bool added;
+
+		if (!session || !treatment) {
+			err = fail(im, -EIO, "endpoint %" PRId64 " names no session or treatment",
+				   local);
+			break;
+		}
+		v_i64(&v, session);
+		v_i64(&v, treatment);
+		v_str(&v, im->cfg->workstation);
+		for (int c = 3; c < 10; c++)
+			v_col(&v, st, c);
+		v_str(&v, im->origin);
+		v_i64(&v, local);
+		err = upsert(im, "import an endpoint", "endpoints",
+			     "INSERT INTO smplaser.endpoints (session_id, treatment_id, workstation,"
+			     "  patient, patch, endpoint, note, time_ms, operator_uid, operator_name,"
+			     "  origin, origin_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+			     "  $11, $12) ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id",
+			     &v, local, &id, &added);
+		if (!err && added)
+			im->res->clinical++;
+		else if (!err)
+			im->res->skipped++;
+	}
+	if (!err)
+		err = step_end(im, rc);
+	sqlite3_finalize(st);
+	return err;
+}
+
+/* A follow-up's adverse events, when the follow-up was added now (else they are there). */
+static int import_adverse(struct import *im, int64_t local, int64_t clinic)
+{
+	sqlite3_stmt *st;
+	int rc, err = prepare(im, &st, "SELECT kind, holds FROM adverse_events"
+			      " WHERE follow_up_id = ?1 ORDER BY id");
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, local);
+	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct vals v = { 0 };
+
+		v_i64(&v, clinic);
+		v_col(&v, st, 0);
+		v_str(&v, sqlite3_column_int64(st, 1) ? "true" : "false");
+		err = pg(im, "import an adverse event",
+			 "INSERT INTO smplaser.adverse_events (follow_up_id, kind, holds)"
+			 " VALUES ($1, $2, $3)", &v, NULL);
+		if (!err)
+			im->res->clinical++;
+	}
+	if (!err)
+		err = step_end(im, rc);
+	sqlite3_finalize(st);
+	return err;
+}
+
+static int import_follow_ups(struct import *im)
+{
+	sqlite3_stmt *st;
+	int rc, err = prepare(im, &st, "SELECT id, patient, patch, time_ms, redness_resolved,"
+			      " pigment_remaining_pct, note, operator_uid, operator_name"
+			      " FROM follow_ups ORDER BY id");
+
+	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t local = sqlite3_column_int64(st, 0), id;
+		struct vals v = { 0 };
+		bool added;
+
+		v_str(&v, im->cfg->workstation);
+		for (int c = 1; c < 4; c++)
+			v_col(&v, st, c);
+		if (sqlite3_column_type(st, 4) == SQLITE_NULL)
+			v_str(&v, NULL);
+		else
+			v_str(&v, sqlite3_column_int64(st, 4) ? "true" : "false");
+		for (int c = 5; c < 9; c++)
+			v_col(&v, st, c);
+		v_str(&v, im->origin);
+		v_i64(&v, local);
+		err = upsert(im, "import a follow-up", "follow_ups",
+			     "INSERT INTO smplaser.follow_ups (workstation, patient, patch, time_ms,"
+			     "  redness_resolved, pigment_remaining_pct, note, operator_uid,"
+			     "  operator_name, origin, origin_id) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+			     "  $8, $9, $10, $11) ON CONFLICT (origin, origin_id) DO NOTHING"
+			     " RETURNING id", &v, local, &id, &added);
+		if (!err)
+			err = map_put(im, &im->follow_up_map, local, id);
+		if (!err && added) {
+			im->res->clinical++;
+			err = import_adverse(im, local, id);
+		} else if (!err) {
+			im->res->skipped++;
+		}
+	}
+	if (!err)
+		err = step_end(im, rc);
+	sqlite3_finalize(st);
+	return err;
+}
+
+static int import_reviews(struct import *im)
+{
+	sqlite3_stmt *st;
+	int rc, err = prepare(im, &st, "SELECT id, patient, patch, time_ms, cleared_through, note,"
+			      " operator_uid, operator_name FROM hold_reviews ORDER BY id");
+
+	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t local = sqlite3_column_int64(st, 0), id;
+		int64_t through = map_get(&im->follow_up_map, sqlite3_column_int64(st, 4));
+		struct vals v = { 0 };
+		bool added;
+
+		if (!through) {
+			err = fail(im, -EIO, "review %" PRId64 " names no follow-up", local);
+			break;
+		}
+		v_str(&v, im->cfg->workstation);
+		for (int c = 1; c < 4; c++)
+			v_col(&v, st, c);
+		v_i64(&v, through);
+		for (int c = 5; c < 8; c++)
+			v_col(&v, st, c);
+		v_str(&v, im->origin);
+		v_i64(&v, local);
+		/* It clears this workstation's holds only (the clinic's PG_HOLD_ROWS). */
+		err = upsert(im, "import a review", "hold_reviews",
+			     "INSERT INTO smplaser.hold_reviews (workstation, patient, patch, time_ms,"
+			     "  cleared_through, note, operator_uid, operator_name, origin, origin_id)"
+			     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+			     " ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id",
+			     &v, local, &id, &added);
+		if (!err && added)
+			im->res->clinical++;
+		else if (!err)
+			im->res->skipped++;
+	}
+	if (!err)
+		err = step_end(im, rc);
+	sqlite3_finalize(st);
+	return err;
+}
+
+static int import_clinical(struct import *im)
+{
+	int err;
+
+	if (!has_clinical(im))
+		return 0;	/* records older than SQLite's step 8: none */
+	err = import_endpoints(im);
+	if (!err)
+		err = import_follow_ups(im);
+	if (!err)
+		err = import_reviews(im);
+	return err;
+}
+
 /*
- * The clinical record (issue 16, SQLite schema step 8) is not kept on
- * PostgreSQL yet: not imported, and said so on the report, the patches on
- * hold by name (their holds are lost with it: review them before treating).
+ * The patches an imported adverse event holds, not reviewed on the
+ * workstation: their holds came along (the clinic's rules refuse them until
+ * a review there); said on the report so that nobody is surprised.
  */
-static void report_clinical_left_behind(struct import *im)
+static void report_imported_holds(struct import *im)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t rows = 0;
 
-	if (!im->report ||
-	    sqlite3_prepare_v2(im->db, "SELECT (SELECT count(*) FROM endpoints) +"
-			       " (SELECT count(*) FROM follow_ups) +"
-			       " (SELECT count(*) FROM hold_reviews)", -1, &st, NULL) != SQLITE_OK) {
-		sqlite3_finalize(st);
-		return;		/* records older than step 8: none */
-	}
-	if (sqlite3_step(st) == SQLITE_ROW)
-		rows = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (!rows)
-		return;
-	fprintf(im->report, "not imported: %" PRId64 " clinical records (endpoints, follow-ups, "
-		"reviews): the clinic's PostgreSQL records do not keep the clinical record yet "
-		"(docs/records-postgresql.md)\n", rows);
-	if (sqlite3_prepare_v2(im->db, "SELECT DISTINCT f.patient, f.patch FROM adverse_events a"
+	if (!im->report || !has_clinical(im) ||
+	    sqlite3_prepare_v2(im->db, "SELECT DISTINCT f.patient, f.patch FROM adverse_events a"
 			       " JOIN follow_ups f ON f.id = a.follow_up_id WHERE a.holds = 1"
 			       " AND f.id > coalesce((SELECT max(cleared_through) FROM hold_reviews r"
 			       "  WHERE r.patient = f.patient COLLATE NOCASE AND r.patch = f.patch), 0)"
-			       " ORDER BY 1, 2", -1, &st, NULL) != SQLITE_OK)
+			       " ORDER BY 1, 2", -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
 		return;
+	}
 	while (sqlite3_step(st) == SQLITE_ROW)
-		fprintf(im->report, "not imported: the hold on patient %s's %s (an adverse event "
-			"not reviewed): review it before treating that patch\n",
-			(const char *)sqlite3_column_text(st, 0),
+		fprintf(im->report, "hold: patient %s's %s is on hold (an adverse event not "
+			"reviewed on this workstation); it is on hold on the clinic's records too, "
+			"until ClearPatchHold\n", (const char *)sqlite3_column_text(st, 0),
 			(const char *)sqlite3_column_text(st, 1));
 	sqlite3_finalize(st);
 }
@@ -710,13 +920,15 @@ int store_pg_import(const struct store_pg_config *cfg, const char *sqlite_state_
 		err = import_counter_resets(&im);
 	}
 	if (!err)
+		err = import_clinical(&im);
+	if (!err)
 		err = import_audit(&im);
 	if (!err && (res->units || res->sessions || res->treatments || res->pulses ||
-		     res->audit || im.new_conflicts)) {
+		     res->audit || res->clinical || im.new_conflicts)) {
 		snprintf(summary, sizeof(summary), "imported from %s: %u units, %u sessions, "
-			 "%u treatments, %u pulses, %u audit records; %u conflicts",
-			 sqlite_state_dir, res->units, res->sessions, res->treatments,
-			 res->pulses, res->audit, res->conflicts);
+			 "%u treatments, %u pulses, %u clinical records, %u audit records; "
+			 "%u conflicts", sqlite_state_dir, res->units, res->sessions,
+			 res->treatments, res->pulses, res->clinical, res->audit, res->conflicts);
 		v_str(&v, cfg->workstation);
 		v_i64(&v, (int64_t)time(NULL) * 1000);
 		v_str(&v, summary);
@@ -727,7 +939,7 @@ int store_pg_import(const struct store_pg_config *cfg, const char *sqlite_state_
 	if (!err)
 		err = pg(&im, "commit", "COMMIT", NULL, NULL);
 	if (!err)
-		report_clinical_left_behind(&im);
+		report_imported_holds(&im);
 	if (err) {
 		snprintf(msg, msg_len, "%s", im.msg);
 		*res = (struct store_pg_import_result){ 0 };	/* nothing was kept */
@@ -736,5 +948,7 @@ int store_pg_import(const struct store_pg_config *cfg, const char *sqlite_state_
 		sym_PQfinish(im.pg);
 	sqlite3_close(im.db);
 	free(im.session_map);
+	free(im.treatment_map.v);
+	free(im.follow_up_map.v);
 	return err;
 }

@@ -29,6 +29,7 @@
 #include "pq-dlopen.h"
 
 #include "journal.h"
+#include "store-clinical.h"
 #include "store-pg.h"
 
 #define RETRY_MS		1000	/* a server that did not answer: not before */
@@ -303,6 +304,107 @@ static const char schema_counter_epochs[] =
 	"DROP INDEX smplaser.treatments_by_unit;\n"
 	"UPDATE smplaser.meta SET schema_version = 2;\n";
 
+#define PG_HOLDING_KINDS \
+	"'follicle-damage', 'hair-loss', 'blistering', 'scarring', 'infection'"
+#define PG_ADVERSE_KINDS PG_HOLDING_KINDS \
+	", 'hypopigmentation', 'hyperpigmentation', 'other'"
+
+/* A clinical table's rows: never deleted (row and TRUNCATE), never changed. */
+#define PG_KEEP_TRIGGERS(t) \
+	"CREATE TRIGGER " t "_keep BEFORE DELETE ON smplaser." t " FOR EACH ROW\n" \
+	"  EXECUTE FUNCTION smplaser.refuse('records are never deleted');\n" \
+	"CREATE TRIGGER " t "_no_truncate BEFORE TRUNCATE ON smplaser." t "\n" \
+	"  EXECUTE FUNCTION smplaser.refuse('records are never deleted');\n" \
+	"CREATE TRIGGER " t "_fixed BEFORE UPDATE ON smplaser." t " FOR EACH ROW\n" \
+	"  EXECUTE FUNCTION smplaser.refuse('records are never changed');\n"
+
+/*
+ * Step 3 (issue 16; store-clinical.c, the SQLite store's schema step 8): the
+ * clinical record.  Endpoints, follow-ups with their adverse events, and the
+ * reviews that clear a patch's hold: records like treatments, never deleted
+ * or changed (the triggers of step 1's smplaser.refuse(), and no DELETE or
+ * TRUNCATE for the daemon's role), each written with its audit record in
+ * the same transaction.  Creates only its own tables, changes no earlier one.
+ * - patient_key is lower(patient) (a patient is one patient whatever the
+ *   case), as on treatments;
+ * - a hold is derived, not stored: a holding event of a follow-up that no
+ *   review clears (cleared_through >= its id).  Ids order a patch's
+ *   follow-ups and reviews (never clock times): their writers take the
+ *   patch's advisory lock, so that a patch's ids commit in their order.  A
+ *   review imported from a workstation (origin) clears only that
+ *   workstation's follow-ups: it never saw the clinic's.
+ * - origin, origin_id: where an imported row came from (store-pg-import.c).
+ */
+static const char schema_clinical[] =
+	"CREATE TABLE smplaser.endpoints (\n"
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+	"  session_id bigint NOT NULL REFERENCES smplaser.sessions(id),\n"
+	"  treatment_id bigint NOT NULL REFERENCES smplaser.treatments(id),\n"
+	"  workstation text NOT NULL CHECK (length(workstation) > 0),\n"
+	"  patient text NOT NULL CHECK (length(patient) > 0),\n"
+	"  patient_key text GENERATED ALWAYS AS (lower(patient)) STORED,\n"
+	"  patch text NOT NULL CHECK (length(patch) > 0),\n"
+	"  endpoint text NOT NULL\n"
+	"    CHECK (endpoint IN ('whitening', 'partial-whitening', 'no-whitening')),\n"
+	"  note text,\n"
+	"  time_ms bigint NOT NULL,\n"
+	"  operator_uid bigint NOT NULL,\n"
+	"  operator_name text NOT NULL,\n"
+	"  origin text,\n"
+	"  origin_id bigint,\n"
+	"  UNIQUE (origin, origin_id)\n"
+	");\n"
+	"CREATE INDEX endpoints_by_patient ON smplaser.endpoints (patient_key, patch, id);\n"
+	"CREATE INDEX endpoints_by_session ON smplaser.endpoints (session_id, patch);\n"
+	"CREATE INDEX endpoints_by_treatment ON smplaser.endpoints (treatment_id);\n"
+	"CREATE TABLE smplaser.follow_ups (\n"
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+	"  workstation text NOT NULL CHECK (length(workstation) > 0),\n"
+	"  patient text NOT NULL CHECK (length(patient) > 0),\n"
+	"  patient_key text GENERATED ALWAYS AS (lower(patient)) STORED,\n"
+	"  patch text NOT NULL CHECK (length(patch) > 0),\n"
+	"  time_ms bigint NOT NULL,\n"
+	"  redness_resolved boolean,\n"
+	"  pigment_remaining_pct smallint CHECK (pigment_remaining_pct BETWEEN 0 AND 100),\n"
+	"  note text,\n"
+	"  operator_uid bigint NOT NULL,\n"
+	"  operator_name text NOT NULL,\n"
+	"  origin text,\n"
+	"  origin_id bigint,\n"
+	"  UNIQUE (origin, origin_id)\n"
+	");\n"
+	"CREATE INDEX follow_ups_by_patch ON smplaser.follow_ups (patient_key, patch, id);\n"
+	"CREATE TABLE smplaser.adverse_events (\n"
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+	"  follow_up_id bigint NOT NULL REFERENCES smplaser.follow_ups(id),\n"
+	"  kind text NOT NULL CHECK (kind IN (" PG_ADVERSE_KINDS ")),\n"
+	"  holds boolean NOT NULL CHECK (holds = (kind IN (" PG_HOLDING_KINDS "))),\n"
+	"  UNIQUE (follow_up_id, kind)\n"
+	");\n"
+	"CREATE TABLE smplaser.hold_reviews (\n"
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+	"  workstation text NOT NULL CHECK (length(workstation) > 0),\n"
+	"  patient text NOT NULL CHECK (length(patient) > 0),\n"
+	"  patient_key text GENERATED ALWAYS AS (lower(patient)) STORED,\n"
+	"  patch text NOT NULL CHECK (length(patch) > 0),\n"
+	"  time_ms bigint NOT NULL,\n"
+	"  cleared_through bigint NOT NULL REFERENCES smplaser.follow_ups(id),\n"
+	"  note text,\n"
+	"  operator_uid bigint NOT NULL,\n"
+	"  operator_name text NOT NULL,\n"
+	"  origin text,\n"
+	"  origin_id bigint,\n"
+	"  UNIQUE (origin, origin_id)\n"
+	");\n"
+	"CREATE INDEX hold_reviews_by_patch ON smplaser.hold_reviews\n"
+	"  (patient_key, patch, cleared_through);\n"
+	"CREATE INDEX hold_reviews_by_follow_up ON smplaser.hold_reviews (cleared_through);\n"
+	PG_KEEP_TRIGGERS("endpoints")
+	PG_KEEP_TRIGGERS("follow_ups")
+	PG_KEEP_TRIGGERS("adverse_events")
+	PG_KEEP_TRIGGERS("hold_reviews")
+	"UPDATE smplaser.meta SET schema_version = 3;\n";
+
 /* The current counter epoch of the unit named by the SQL expression @u (step 2). */
 #define PG_UNIT_EPOCH(u) \
 	"(SELECT count(*) FROM smplaser.counter_resets AS cr WHERE cr.unit_serial = " u ")"
@@ -314,6 +416,9 @@ static const char grants_v1[] =
 	"GRANT INSERT ON smplaser.units, smplaser.sessions, smplaser.treatments,\n"
 	"  smplaser.pulses, smplaser.audit, smplaser.counter_resets,\n"
 	"  smplaser.journal_shipped TO %1$s;\n"
+	/* step 3: the clinical record */
+	"GRANT INSERT ON smplaser.endpoints, smplaser.follow_ups, smplaser.adverse_events,\n"
+	"  smplaser.hold_reviews TO %1$s;\n"
 	"GRANT UPDATE (model, firmware, last_seen_ms, workstation) ON smplaser.units TO %1$s;\n"
 	"GRANT UPDATE (end_ms, state, notes) ON smplaser.sessions TO %1$s;\n"
 	"GRANT UPDATE (outcome, end_ms, end_rtc_s, shot_at_end, pulse_count, pulses_recorded,\n"
@@ -712,16 +817,41 @@ static int pg_ready(struct store_pg *h)
 	return err;
 }
 
+/*
+ * A read outside a transaction whose connection broke under it (the server
+ * restarted since its last use): once more on a new connection, as pg_txn()
+ * does for writes.  Not when the server was away already (no connection).
+ *	struct read_try t = { 0 };
+ *	do { err = read_ready(h, &t); if (!err) err = the read; } while (read_again(&t, err));
+ */
+struct read_try {
+	int n;
+	bool was_up;
+};
+
+static int read_ready(struct store_pg *h, struct read_try *t)
+{
+	t->was_up = h->conn != NULL;
+	return pg_ready(h);
+}
+
+static bool read_again(struct read_try *t, int err)
+{
+	return err == -ENOTCONN && t->was_up && t->n++ == 0;
+}
+
 /* ---- the schema: identify, create, migrate --------------------------------------- */
 
 static const char *const migrations[STORE_PG_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_counter_epochs,	/* 2: counter epochs, a pulse row per (treatment, shot) */
+	schema_clinical,	/* 3: endpoints, follow-ups, adverse events, reviews */
 };
 
 static const char *const step_names[STORE_PG_SCHEMA_VERSION] = {
 	"the records",
 	"the unit's counter epochs",
+	"the clinical record",
 };
 
 static int create_schema(struct store_pg *h)
@@ -798,6 +928,9 @@ static int migrate(struct store_pg *h, int64_t version)
 					&now, NULL);
 		if (!err && now < STORE_PG_SCHEMA_VERSION)
 			err = run_within(h, what, migrations[now], NULL, NULL, MIGRATE_TIMEOUT_MS);
+		/* A step's new tables are the role's own: their DELETE and TRUNCATE go too. */
+		if (!err && now < STORE_PG_SCHEMA_VERSION)
+			err = run(h, "revoke the daemon's own DELETE", own_revoke_v1, NULL, NULL);
 		if (!err)
 			err = exec(h, "COMMIT");
 		if (!err) {
@@ -900,9 +1033,13 @@ static int check_schema(struct store_pg *h)
 				" (has_table_privilege('smplaser.audit', 'INSERT')),"
 				" (has_table_privilege('smplaser.sessions', 'INSERT')),"
 				" (has_table_privilege('smplaser.units', 'INSERT')),"
-				" (has_table_privilege('smplaser.journal_shipped', 'INSERT'))"
+				" (has_table_privilege('smplaser.journal_shipped', 'INSERT')),"
+				" (has_table_privilege('smplaser.endpoints', 'INSERT')),"
+				" (has_table_privilege('smplaser.follow_ups', 'INSERT')),"
+				" (has_table_privilege('smplaser.adverse_events', 'INSERT')),"
+				" (has_table_privilege('smplaser.hold_reviews', 'INSERT'))"
 				") AS v(ok) WHERE ok", NULL, &may, NULL);
-		if (!err && may != 6)
+		if (!err && may != 10)
 			return fail(h, -EACCES, "this role may read the clinic's records but not "
 				    "write them; grant it the rights printed by "
 				    "smplaserd --print-schema");
@@ -1323,6 +1460,626 @@ static int pg_audit_once(void *v, const struct store_audit *a)
 	return journal_put(h, "audit", audit_json(h, a, true));
 }
 
+/* ---- the clinical record (issue 16; store-clinical.h) ------------------------------- */
+
+/*
+ * What is journaled and what is refused while the server is away
+ * (docs/records-postgresql.md): an endpoint is this workstation's account
+ * of its own session, in order with that session's pulses and end, read by
+ * no other workstation's rules: journaled, so that a session can end.  A
+ * follow-up and a review decide other workstations' armings (a hold, a
+ * clear patch, the follow-up rule) and a review reads the clinic's holds:
+ * written at once or refused (RecordsUnavailable), never kept here unseen.
+ */
+
+/*
+ * The patch's holds: its holding adverse events that no review cleared (a
+ * review of the clinic clears every follow-up up to its cleared_through; an
+ * imported one only its own workstation's).  $1 patient, $2 patch.
+ */
+#define PG_HOLD_ROWS \
+	" FROM smplaser.adverse_events a JOIN smplaser.follow_ups f ON f.id = a.follow_up_id" \
+	" WHERE f.patient_key = lower($1) AND f.patch = $2 AND a.holds" \
+	"  AND NOT EXISTS (SELECT 1 FROM smplaser.hold_reviews r" \
+	"   WHERE r.patient_key = f.patient_key AND r.patch = f.patch" \
+	"    AND r.cleared_through >= f.id AND (r.origin IS NULL OR r.origin = f.origin))"
+
+/* "a,b" into "a, b" */
+static void comma_list(const char *in, char *out, size_t len)
+{
+	size_t at = 0;
+
+	for (; *in && at + 3 < len; in++) {
+		out[at++] = *in;
+		if (*in == ',')
+			out[at++] = ' ';
+	}
+	out[at] = '\0';
+}
+
+/* Notes: NULL for none, cut at STORE_TEXT_MAX. */
+static void p_note(struct params *p, const char *s)
+{
+	if (s && *s)
+		p_text(p, s);
+	else
+		p_null(p);
+}
+
+static bool valid_operator(const struct store_operator *op)
+{
+	return op && valid_label(op->name);
+}
+
+/* One patch's follow-ups and reviews, one writer at a time: their ids commit in order. */
+static int patch_lock(struct store_pg *h, const char *patient, const char *patch)
+{
+	struct params p = { 0 };
+
+	p_str(&p, patient);
+	p_str(&p, patch);
+	return run(h, "lock the patch's clinical record",
+		   "SELECT pg_advisory_xact_lock(hashtextextended(lower($1) || '/' || $2, 16))",
+		   &p, NULL);
+}
+
+static int clinical_audit(struct store_pg *h, enum store_audit_kind kind,
+			  const struct store_operator *op, int64_t session_id, int64_t time_ms,
+			  const char *reason, const char *detail, const char *ws)
+{
+	return insert_audit(h, &(struct store_audit){
+		.time_ms = time_ms, .kind = kind, .has_operator = true, .op = *op,
+		.session_id = session_id, .reason = reason, .detail = detail }, ws);
+}
+
+struct endpoint_txn {
+	const struct store_endpoint_in *e;
+	const struct store_operator *op;
+	const char *ws;			/* the workstation that recorded it (NULL: this one) */
+	int64_t id;
+};
+
+/* The open session's patient, and its last treatment of the patch that emitted. */
+static int endpoint_target(struct store_pg *h, const struct store_endpoint_in *e,
+			   char *patient, size_t len, int64_t *treatment)
+{
+	struct params p = { 0 }, q = { 0 };
+	bool none = true;
+	PGresult *res;
+	int err;
+
+	p_i64(&p, e->session_id);
+	err = run(h, "read session", "SELECT patient, state FROM smplaser.sessions WHERE id = $1",
+		  &p, &res);
+	if (err)
+		return err;
+	if (sym_PQntuples(res) != 1)
+		err = fail(h, -ENOENT, "no session %" PRId64, e->session_id);
+	else if (strcmp(col_text(res, 0, 1), "open") != 0)
+		err = fail(h, -ESTALE, "session %" PRId64 " is %s, not open", e->session_id,
+			   col_text(res, 0, 1));
+	else
+		snprintf(patient, len, "%s", col_text(res, 0, 0));
+	sym_PQclear(res);
+	if (err)
+		return err;
+	p_i64(&q, e->session_id);
+	p_str(&q, e->patch);
+	err = query_i64(h, "find the patch's treatment",
+			"SELECT max(id) FROM smplaser.treatments WHERE session_id = $1"
+			" AND patch = $2 AND emission_ms IS NOT NULL", &q, treatment, &none);
+	if (!err && none)
+		err = fail(h, -ENOENT, "%s emitted nothing in session %" PRId64 ": no endpoint to "
+			   "record", e->patch, e->session_id);
+	return err;
+}
+
+static int endpoint_insert(struct store_pg *h, void *ctx)
+{
+	struct endpoint_txn *x = ctx;
+	const struct store_endpoint_in *e = x->e;
+	char patient[STORE_NAME_MAX + 1], detail[160];
+	struct params p = { 0 };
+	int64_t treatment = 0;
+	int err;
+
+	err = endpoint_target(h, e, patient, sizeof(patient), &treatment);
+	if (err)
+		return err;
+	p_i64(&p, e->session_id);
+	p_i64(&p, treatment);
+	p_str(&p, x->ws ? x->ws : h->workstation);
+	p_str(&p, patient);
+	p_str(&p, e->patch);
+	p_str(&p, e->endpoint);
+	p_note(&p, e->note);
+	p_i64(&p, e->time_ms);
+	p_i64(&p, x->op->uid);
+	p_str(&p, x->op->name);
+	err = query_i64(h, "record the endpoint",
+			"INSERT INTO smplaser.endpoints (session_id, treatment_id, workstation,"
+			"  patient, patch, endpoint, note, time_ms, operator_uid, operator_name)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id", &p, &x->id,
+			NULL);
+	p_free(&p);
+	if (err == -EPERM)
+		return fail(h, -EINVAL, "endpoint \"%s\" is not one of whitening, "
+			    "partial-whitening, no-whitening", e->endpoint);
+	if (err)
+		return err;
+	snprintf(detail, sizeof(detail), "%s: %s (treatment %" PRId64 ")", e->patch, e->endpoint,
+		 treatment);
+	return clinical_audit(h, STORE_AUDIT_ENDPOINT, x->op, e->session_id, e->time_ms,
+			      e->endpoint, detail, x->ws);
+}
+
+/* 1 if this very endpoint is recorded (a lost COMMIT answer, a replayed entry). */
+static int endpoint_there(struct store_pg *h, const struct store_endpoint_in *e, const char *ws,
+			  int64_t *id)
+{
+	struct params p = { 0 };
+	bool none = true;
+	int err;
+
+	p_i64(&p, e->session_id);
+	p_str(&p, e->patch);
+	p_i64(&p, e->time_ms);
+	p_str(&p, ws);
+	err = query_i64(h, "look for the endpoint",
+			"SELECT max(id) FROM smplaser.endpoints WHERE session_id = $1 AND patch = $2"
+			" AND time_ms = $3 AND workstation = $4 AND origin IS NULL", &p, id, &none);
+	return err ? err : !none;
+}
+
+static int endpoint_verify(struct store_pg *h, void *ctx)
+{
+	struct endpoint_txn *x = ctx;
+
+	return endpoint_there(h, x->e, x->ws ? x->ws : h->workstation, &x->id);
+}
+
+static json_object *endpoint_json(struct store_pg *h, const struct store_endpoint_in *e,
+				  const struct store_operator *op)
+{
+	json_object *o = jnew();
+
+	jadd_i64(o, "session", e->session_id);
+	jadd_str(o, "patch", e->patch);
+	jadd_str(o, "endpoint", e->endpoint);
+	if (e->note && *e->note)
+		jadd_str(o, "note", e->note);
+	jadd_i64(o, "time", e->time_ms);
+	jadd_i64(o, "uid", op->uid);
+	jadd_str(o, "op", op->name);
+	jadd_str(o, "ws", h->workstation);
+	return o;
+}
+
+static int apply_endpoint(struct store_pg *h, json_object *o)
+{
+	const struct store_endpoint_in e = {
+		.session_id = jget_i64(o, "session"),
+		.patch = jget_str(o, "patch"),
+		.endpoint = jget_str(o, "endpoint"),
+		.note = jget_str(o, "note"),
+		.time_ms = jget_i64(o, "time"),
+	};
+	const struct store_operator op = { (uint32_t)jget_i64(o, "uid"), jget_str(o, "op") };
+	struct endpoint_txn x = { &e, &op, jget_str(o, "ws"), 0 };
+	int err;
+
+	if (!valid_name(e.patch) || !e.endpoint || !valid_operator(&op) || !valid_name(x.ws))
+		return fail(h, -EBADMSG, "an endpoint entry without its patch, endpoint, operator "
+			    "or workstation");
+	err = endpoint_there(h, &e, x.ws, &x.id);
+	if (err)
+		return err < 0 ? err : 0;
+	return endpoint_insert(h, &x);
+}
+
+static int pg_endpoint_add(void *v, const struct store_endpoint_in *e,
+			   const struct store_operator *op, int64_t *id)
+{
+	struct store_pg *h = v;
+	struct endpoint_txn x = { e, op, NULL, 0 };
+	unsigned int waiting = 0;
+	char why[STORE_MSG_MAX];
+	int err;
+
+	if (!e || !id || !valid_name(e->patch) || !e->endpoint || !valid_operator(op))
+		return fail(h, -EINVAL, "an endpoint needs a session, a patch, the endpoint and an "
+			    "operator");
+	/* After the session's pulses and ends: at once if they are all in the records. */
+	err = pg_flush_batch_first(h);
+	if (err)
+		return err;
+	err = ship_all(h, &waiting);
+	if (!err) {
+		err = pg_txn(h, endpoint_insert, endpoint_verify, &x);
+		if (err != -ENOTCONN) {
+			*id = x.id;
+			return err;
+		}
+	} else if (err != -ENOTCONN) {
+		snprintf(why, sizeof(why), "%s", h->msg);
+		return fail(h, -ENOTCONN, "this workstation's journal cannot be shipped to the "
+			    "clinic's records (%u entries wait): %s", waiting, why);
+	}
+	/*
+	 * The server is away: journaled, checked when it is shipped (a refused
+	 * entry is kept whole in the audit trail).  The daemon has checked the
+	 * session and the emission it knows (session-endpoint.c).
+	 */
+	*id = 0;
+	return journal_put(h, "endpoint", endpoint_json(h, e, op));
+}
+
+struct follow_up_txn {
+	const struct store_follow_up_in *f;
+	const struct store_operator *op;
+	int64_t id;
+};
+
+/* "crown: 20% pigment remaining; redness resolved; adverse follicle-damage" */
+static void follow_up_detail(const struct store_follow_up_in *f, char *buf, size_t len)
+{
+	size_t at = (size_t)snprintf(buf, len, "%s:", f->patch);
+
+	if (f->has_pigment && at < len)
+		at += (size_t)snprintf(buf + at, len - at, " %u%% pigment remaining;",
+				       f->pigment_pct);
+	if (f->has_redness && at < len)
+		at += (size_t)snprintf(buf + at, len - at, " redness %s;",
+				       f->redness_resolved ? "resolved" : "not resolved");
+	for (unsigned int i = 0; i < f->n_adverse && at < len; i++)
+		at += (size_t)snprintf(buf + at, len - at, " %s%s", i ? "" : "adverse ",
+				       f->adverse[i]);
+}
+
+static int adverse_insert(struct store_pg *h, int64_t follow_up, const char *kind, bool holds)
+{
+	struct params p = { 0 };
+	int err;
+
+	p_i64(&p, follow_up);
+	p_str(&p, kind);
+	p_str(&p, holds ? "true" : "false");
+	err = run(h, "record an adverse event",
+		  "INSERT INTO smplaser.adverse_events (follow_up_id, kind, holds)"
+		  " VALUES ($1, $2, $3)", &p, NULL);
+	if (err == -EPERM || err == -EEXIST)
+		return fail(h, -EINVAL, "adverse event \"%s\" (holds %d) is not one the records "
+			    "know, or is given twice", kind, holds);
+	return err;
+}
+
+static int follow_up_insert(struct store_pg *h, void *ctx)
+{
+	struct follow_up_txn *x = ctx;
+	const struct store_follow_up_in *f = x->f;
+	char detail[256], holding[128] = "";
+	struct params p = { 0 };
+	size_t at = 0;
+	int err;
+
+	err = patch_lock(h, f->patient, f->patch);
+	if (err)
+		return err;
+	p_str(&p, h->workstation);
+	p_str(&p, f->patient);
+	p_str(&p, f->patch);
+	p_i64(&p, f->time_ms);
+	if (f->has_redness)
+		p_str(&p, f->redness_resolved ? "true" : "false");
+	else
+		p_null(&p);
+	if (f->has_pigment)
+		p_i64(&p, f->pigment_pct);
+	else
+		p_null(&p);
+	p_note(&p, f->note);
+	p_i64(&p, x->op->uid);
+	p_str(&p, x->op->name);
+	err = query_i64(h, "record the follow-up",
+			"INSERT INTO smplaser.follow_ups (workstation, patient, patch, time_ms,"
+			"  redness_resolved, pigment_remaining_pct, note, operator_uid, operator_name)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id", &p, &x->id, NULL);
+	p_free(&p);
+	if (err == -EPERM)
+		return fail(h, -EINVAL, "the records refuse the follow-up's findings");
+	for (unsigned int i = 0; !err && i < f->n_adverse; i++) {
+		err = adverse_insert(h, x->id, f->adverse[i], f->holds[i]);
+		if (!err && f->holds[i] && at < sizeof(holding))
+			at += (size_t)snprintf(holding + at, sizeof(holding) - at, "%s%s",
+					       at ? ", " : "", f->adverse[i]);
+	}
+	if (err)
+		return err;
+	follow_up_detail(f, detail, sizeof(detail));
+	err = clinical_audit(h, STORE_AUDIT_FOLLOW_UP, x->op, 0, f->time_ms, f->patient, detail,
+			     NULL);
+	if (!err && holding[0]) {
+		snprintf(detail, sizeof(detail), "%s of %s held for %s (follow-up %" PRId64 ")",
+			 f->patch, f->patient, holding, x->id);
+		err = clinical_audit(h, STORE_AUDIT_HOLD, x->op, 0, f->time_ms, f->patient, detail,
+				     NULL);
+	}
+	return err;
+}
+
+/* A record of this workstation at @time_ms in @table for the patch: its id (lost COMMIT answers). */
+static int clinical_there(struct store_pg *h, const char *table, const char *patient,
+			  const char *patch, int64_t time_ms, int64_t *id)
+{
+	struct params p = { 0 };
+	char sql[256];
+	bool none = true;
+	int err;
+
+	p_str(&p, h->workstation);
+	p_str(&p, patient);
+	p_str(&p, patch);
+	p_i64(&p, time_ms);
+	snprintf(sql, sizeof(sql), "SELECT max(id) FROM smplaser.%s WHERE workstation = $1"
+		 " AND patient_key = lower($2) AND patch = $3 AND time_ms = $4"
+		 " AND origin IS NULL", table);
+	err = query_i64(h, "look for the record", sql, &p, id, &none);
+	return err ? err : !none;
+}
+
+static int follow_up_verify(struct store_pg *h, void *ctx)
+{
+	struct follow_up_txn *x = ctx;
+
+	return clinical_there(h, "follow_ups", x->f->patient, x->f->patch, x->f->time_ms,
+			      &x->id);
+}
+
+static int pg_follow_up_add(void *v, const struct store_follow_up_in *f,
+			    const struct store_operator *op, int64_t *id)
+{
+	struct store_pg *h = v;
+	struct follow_up_txn x = { f, op, 0 };
+	int err;
+
+	if (!f || !id || !valid_name(f->patient) || !valid_name(f->patch) ||
+	    f->n_adverse > STORE_ADVERSE_MAX || !valid_operator(op) ||
+	    (f->has_pigment && f->pigment_pct > 100))
+		return fail(h, -EINVAL, "a follow-up needs a patient, a patch, findings "
+			    "(pigment 0-100%%) and an operator");
+	err = pg_txn(h, follow_up_insert, follow_up_verify, &x);
+	if (!err)
+		*id = x.id;
+	return err;
+}
+
+struct review_txn {
+	const char *patient, *patch, *note;
+	const struct store_operator *op;
+	int64_t time_ms, id;
+};
+
+static int review_insert(struct store_pg *h, void *ctx)
+{
+	struct review_txn *x = ctx;
+	struct params p = { 0 }, q = { 0 };
+	char events[96] = "", detail[256];
+	int64_t through = 0;
+	PGresult *res;
+	int err;
+
+	err = patch_lock(h, x->patient, x->patch);
+	if (err)
+		return err;
+	p_str(&p, x->patient);
+	p_str(&p, x->patch);
+	err = run(h, "read the patch's hold",
+		  "SELECT max(f.id), string_agg(DISTINCT a.kind, ',')" PG_HOLD_ROWS, &p, &res);
+	if (err)
+		return err;
+	if (sym_PQntuples(res) == 1 && !col_null(res, 0, 0)) {
+		through = col_i64(res, 0, 0);
+		comma_list(col_text(res, 0, 1), events, sizeof(events));
+	}
+	sym_PQclear(res);
+	if (!through)
+		return fail(h, -ENOENT, "%s of patient %s is not on hold", x->patch, x->patient);
+	p_str(&q, h->workstation);
+	p_str(&q, x->patient);
+	p_str(&q, x->patch);
+	p_i64(&q, x->time_ms);
+	p_i64(&q, through);
+	p_note(&q, x->note);
+	p_i64(&q, x->op->uid);
+	p_str(&q, x->op->name);
+	err = query_i64(h, "record the review",
+			"INSERT INTO smplaser.hold_reviews (workstation, patient, patch, time_ms,"
+			"  cleared_through, note, operator_uid, operator_name)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id", &q, &x->id, NULL);
+	p_free(&q);
+	if (err)
+		return err;
+	snprintf(detail, sizeof(detail), "%s of %s: hold for %s cleared (through follow-up "
+		 "%" PRId64 ")%s%s", x->patch, x->patient, events, through,
+		 x->note && *x->note ? ": " : "", x->note && *x->note ? x->note : "");
+	return clinical_audit(h, STORE_AUDIT_REVIEW, x->op, 0, x->time_ms, x->patient, detail,
+			      NULL);
+}
+
+static int review_verify(struct store_pg *h, void *ctx)
+{
+	struct review_txn *x = ctx;
+
+	return clinical_there(h, "hold_reviews", x->patient, x->patch, x->time_ms, &x->id);
+}
+
+static int pg_hold_clear(void *v, const char *patient, const char *patch, const char *note,
+			 const struct store_operator *op, int64_t time_ms, int64_t *id)
+{
+	struct store_pg *h = v;
+	struct review_txn x = { patient, patch, note, op, time_ms, 0 };
+	int err;
+
+	if (!valid_name(patient) || !valid_name(patch) || !valid_operator(op) || !id)
+		return fail(h, -EINVAL, "a review needs a patient, a patch and an operator");
+	err = pg_txn(h, review_insert, review_verify, &x);
+	if (!err)
+		*id = x.id;
+	return err;
+}
+
+/* ---- the clinical record: reading back (Manager.Course) ------------------------------ */
+
+static int pg_patient_endpoints_once(struct store_pg *h, const char *patient, store_endpoint_cb cb, void *ctx)
+{
+	struct params p = { 0 };
+	PGresult *res;
+	int err, n;
+
+	p_str(&p, patient);
+	err = run(h, "read endpoints",
+		  "SELECT id, session_id, treatment_id, patch, endpoint, coalesce(note, ''),"
+		  " time_ms, operator_uid, operator_name FROM smplaser.endpoints"
+		  " WHERE patient_key = lower($1) ORDER BY id", &p, &res);
+	if (err)
+		return err;
+	n = sym_PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		struct store_endpoint e = {
+			.id = col_i64(res, i, 0), .session_id = col_i64(res, i, 1),
+			.treatment_id = col_i64(res, i, 2), .patch = col_text(res, i, 3),
+			.endpoint = col_text(res, i, 4), .note = col_text(res, i, 5),
+			.time_ms = col_i64(res, i, 6),
+			.operator_uid = (uint32_t)col_i64(res, i, 7),
+			.operator_name = col_text(res, i, 8),
+		};
+
+		if (cb(&e, ctx)) {
+			n = i + 1;
+			break;
+		}
+	}
+	sym_PQclear(res);
+	return n;
+}
+
+static int pg_patient_endpoints(void *v, const char *patient, store_endpoint_cb cb, void *ctx)
+{
+	struct store_pg *h = v;
+	struct read_try t = { 0 };
+	int err;
+
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = pg_patient_endpoints_once(h, patient, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
+}
+
+static int pg_patient_follow_ups_once(struct store_pg *h, const char *patient,
+				      store_follow_up_cb cb, void *ctx)
+{
+	struct params p = { 0 };
+	PGresult *res;
+	int err, n;
+
+	p_str(&p, patient);
+	err = run(h, "read follow-ups",
+		  "SELECT f.id, f.patch, f.time_ms, f.redness_resolved, f.pigment_remaining_pct,"
+		  " coalesce(f.note, ''), f.operator_uid, f.operator_name,"
+		  " coalesce((SELECT string_agg(kind, ',' ORDER BY id) FROM smplaser.adverse_events"
+		  "  WHERE follow_up_id = f.id), ''),"
+		  " coalesce((SELECT string_agg(kind, ',' ORDER BY id) FROM smplaser.adverse_events"
+		  "  WHERE follow_up_id = f.id AND holds), '')"
+		  " FROM smplaser.follow_ups f WHERE f.patient_key = lower($1) ORDER BY f.id",
+		  &p, &res);
+	if (err)
+		return err;
+	n = sym_PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		struct store_follow_up f = {
+			.id = col_i64(res, i, 0), .patch = col_text(res, i, 1),
+			.time_ms = col_i64(res, i, 2),
+			.has_redness = !col_null(res, i, 3),
+			.redness_resolved = !col_null(res, i, 3) && col_text(res, i, 3)[0] == 't',
+			.has_pigment = !col_null(res, i, 4),
+			.pigment_pct = (uint32_t)col_i64(res, i, 4),
+			.note = col_text(res, i, 5),
+			.operator_uid = (uint32_t)col_i64(res, i, 6),
+			.operator_name = col_text(res, i, 7),
+			.adverse = col_text(res, i, 8), .holding = col_text(res, i, 9),
+		};
+
+		if (cb(&f, ctx)) {
+			n = i + 1;
+			break;
+		}
+	}
+	sym_PQclear(res);
+	return n;
+}
+
+static int pg_patient_follow_ups(void *v, const char *patient, store_follow_up_cb cb,
+				 void *ctx)
+{
+	struct store_pg *h = v;
+	struct read_try t = { 0 };
+	int err;
+
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = pg_patient_follow_ups_once(h, patient, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
+}
+
+static int pg_patient_reviews_once(struct store_pg *h, const char *patient, store_review_cb cb, void *ctx)
+{
+	struct params p = { 0 };
+	PGresult *res;
+	int err, n;
+
+	p_str(&p, patient);
+	err = run(h, "read reviews",
+		  "SELECT id, patch, time_ms, cleared_through, coalesce(note, ''), operator_uid,"
+		  " operator_name FROM smplaser.hold_reviews WHERE patient_key = lower($1)"
+		  " ORDER BY id", &p, &res);
+	if (err)
+		return err;
+	n = sym_PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		struct store_review r = {
+			.id = col_i64(res, i, 0), .patch = col_text(res, i, 1),
+			.time_ms = col_i64(res, i, 2), .cleared_through = col_i64(res, i, 3),
+			.note = col_text(res, i, 4), .operator_uid = (uint32_t)col_i64(res, i, 5),
+			.operator_name = col_text(res, i, 6),
+		};
+
+		if (cb(&r, ctx)) {
+			n = i + 1;
+			break;
+		}
+	}
+	sym_PQclear(res);
+	return n;
+}
+
+static int pg_patient_reviews(void *v, const char *patient, store_review_cb cb, void *ctx)
+{
+	struct store_pg *h = v;
+	struct read_try t = { 0 };
+	int err;
+
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = pg_patient_reviews_once(h, patient, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
+}
+
 /* ---- treatments: reading ----------------------------------------------------------- */
 
 #define TREATMENT_COLUMNS \
@@ -1401,14 +2158,19 @@ static int pg_patient_history(void *v, const char *patient, store_treatment_cb c
 {
 	struct store_pg *h = v;
 	struct params p = { 0 };
-	int err = pg_ready(h);
+	struct read_try t = { 0 };
+	int err;
 
-	if (err)
-		return err;
 	p_str(&p, patient);
-	return visit_treatments(h, "read the patient's history",
-				"SELECT " TREATMENT_COLUMNS " FROM smplaser.treatments"
-				" WHERE patient_key = lower($1) ORDER BY armed_ms, id", &p, cb, ctx);
+	do {	/* the callbacks run once the whole answer is in: never twice */
+		err = read_ready(h, &t);
+		if (!err)
+			err = visit_treatments(h, "read the patient's history",
+					       "SELECT " TREATMENT_COLUMNS " FROM smplaser.treatments"
+					       " WHERE patient_key = lower($1) ORDER BY armed_ms, id",
+					       &p, cb, ctx);
+	} while (read_again(&t, err));
+	return err;
 }
 
 static int unsettled_query(struct store_pg *h, const char *unit_serial, store_treatment_cb cb,
@@ -1435,6 +2197,45 @@ static int pg_unsettled_treatments(void *v, const char *unit_serial, store_treat
 	if (!err)
 		err = pg_ready(h);
 	return err ? err : unsettled_query(h, unit_serial, cb, ctx);
+}
+
+/* ---- the clinical record: the facts the rules decide on (store-clinical.c) ------------ */
+
+/*
+ * The hold (the newest holding follow-up, the first one's time, the events)
+ * and the last pigment finding, in the order the follow-ups were recorded:
+ * one statement, one snapshot (inside the arming transaction, its own).
+ */
+static int clinical_facts(struct store_pg *h, const char *patient, const char *patch,
+			  struct store_patch_facts *out)
+{
+	struct params p = { 0 };
+	PGresult *res;
+	int err;
+
+	p_str(&p, patient);
+	p_str(&p, patch);
+	err = run(h, "read the patch's clinical record",
+		  "SELECT hold.through, hold.since, hold.events, last.pct, last.time_ms FROM"
+		  " (SELECT max(f.id) AS through, min(f.time_ms) AS since,"
+		  "   string_agg(DISTINCT a.kind, ',') AS events" PG_HOLD_ROWS ") AS hold"
+		  " LEFT JOIN LATERAL (SELECT pigment_remaining_pct AS pct, time_ms"
+		  "   FROM smplaser.follow_ups WHERE patient_key = lower($1) AND patch = $2"
+		  "   AND pigment_remaining_pct IS NOT NULL ORDER BY id DESC LIMIT 1) AS last ON true",
+		  &p, &res);
+	if (err)
+		return err;
+	if (sym_PQntuples(res) == 1) {
+		out->on_hold = !col_null(res, 0, 0);
+		out->hold_since_ms = out->on_hold ? col_i64(res, 0, 1) : 0;
+		if (out->on_hold)
+			comma_list(col_text(res, 0, 2), out->hold_events, sizeof(out->hold_events));
+		out->pigment_assessed = !col_null(res, 0, 3);
+		out->pigment_pct = (uint32_t)col_i64(res, 0, 3);
+		out->pigment_ms = col_i64(res, 0, 4);
+	}
+	sym_PQclear(res);
+	return 0;
 }
 
 /*
@@ -1482,7 +2283,7 @@ static int facts_read(struct store_pg *h, const char *patient, const char *patch
 	out->patient_treatments = (uint32_t)count;
 	out->patient_first_emission_ms = first_null ? 0 : first;
 	out->session_patch_pulses = pulses > UINT32_MAX ? UINT32_MAX : (uint32_t)pulses;
-	return 0;
+	return clinical_facts(h, patient, patch, out);
 }
 
 static int pg_patch_facts(void *v, const char *patient, const char *patch, int64_t session_id,
@@ -1491,10 +2292,16 @@ static int pg_patch_facts(void *v, const char *patient, const char *patch, int64
 	struct store_pg *h = v;
 	int err;
 
+	struct read_try t = { 0 };
+
 	if (!nonempty(patient) || !nonempty(patch) || !out)
 		return fail(h, -EINVAL, "patch facts need a patient and a patch");
-	err = pg_ready(h);
-	return err ? err : facts_read(h, patient, patch, session_id, true, out);
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = facts_read(h, patient, patch, session_id, true, out);
+	} while (read_again(&t, err));
+	return err;
 }
 
 /* This workstation's newest arming (S8: its clock may not be earlier). */
@@ -1502,15 +2309,18 @@ static int pg_newest_record_ms(void *v, int64_t *when_ms)
 {
 	struct store_pg *h = v;
 	struct params p = { 0 };
+	struct read_try t = { 0 };
 	bool none = true;
-	int err = pg_ready(h);
+	int err;
 
-	if (err)
-		return err;
 	p_str(&p, h->workstation);
-	err = query_i64(h, "read the newest arming",
-			"SELECT max(armed_ms) FROM smplaser.treatments WHERE workstation = $1",
-			&p, when_ms, &none);
+	do {
+		err = read_ready(h, &t);
+		if (!err)
+			err = query_i64(h, "read the newest arming",
+					"SELECT max(armed_ms) FROM smplaser.treatments"
+					" WHERE workstation = $1", &p, when_ms, &none);
+	} while (read_again(&t, err));
 	if (err)
 		return err;
 	if (none)
@@ -2660,6 +3470,8 @@ static int apply_entry(struct store_pg *h, const char *kind, json_object *o)
 		return apply_interrupt_open(h, o);
 	if (strcmp(kind, "audit") == 0)
 		return apply_audit(h, o);
+	if (strcmp(kind, "endpoint") == 0)
+		return apply_endpoint(h, o);
 	if (strcmp(kind, "unit") == 0)
 		return apply_unit_seen(h, jget_str(o, "serial"), jget_str(o, "model"),
 				       jget_str(o, "firmware"), jget_i64(o, "now"));
@@ -3109,6 +3921,12 @@ const struct store_ops store_ops_pg = {
 	.patch_facts = pg_patch_facts,
 	.patient_history = pg_patient_history,
 	.newest_record_ms = pg_newest_record_ms,
+	.endpoint_add = pg_endpoint_add,
+	.follow_up_add = pg_follow_up_add,
+	.hold_clear = pg_hold_clear,
+	.patient_endpoints = pg_patient_endpoints,
+	.patient_follow_ups = pg_patient_follow_ups,
+	.patient_reviews = pg_patient_reviews,
 };
 
 /* ---- the schema for an administrator ----------------------------------------------- */
@@ -3133,7 +3951,8 @@ void store_pg_print_schema(FILE *f, const char *role)
 		"-- it has no DELETE or TRUNCATE, and triggers refuse them anyway.\n"
 		"-- A database of an earlier version: run, as its owner, in one transaction,\n"
 		"-- only the sections \"-- schema step N\" after its version\n"
-		"-- (SELECT schema_version FROM smplaser.meta).\n"
+		"-- (SELECT schema_version FROM smplaser.meta), then the section\n"
+		"-- \"-- the daemon's role\" again (the new tables' rights).\n"
 		"BEGIN;\n-- schema step 1: %s\n%s", STORE_PG_SCHEMA_VERSION, role, role,
 		step_names[0], migrations[0]);
 	for (int v = 1; v < STORE_PG_SCHEMA_VERSION; v++)

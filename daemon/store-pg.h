@@ -29,7 +29,7 @@
 
 #include "store-ops.h"
 
-#define STORE_PG_SCHEMA_VERSION	2
+#define STORE_PG_SCHEMA_VERSION	3
 #define STORE_PG_TIMEOUT_MS	10000	/* a round trip to the server, at most */
 
 struct store_pg;
@@ -84,6 +84,7 @@ int store_pg_conninfo_check(const char *conninfo, char *msg, size_t msg_len);
  */
 struct store_pg_import_result {
 	unsigned int units, sessions, treatments, pulses, audit;	/* added */
+	unsigned int clinical;		/* endpoints, follow-ups, adverse events, reviews added */
 	unsigned int skipped;		/* there already (an earlier import) */
 	unsigned int conflicts;
 };

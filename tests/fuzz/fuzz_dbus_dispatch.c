@@ -1127,6 +1127,68 @@ static void check_cooldown(struct harness *h, struct smpl_unit *u)
 	     u->session->patch, others);
 }
 
+/* A patch's facts as the harness reads them from the SQLite records. */
+static void clinical_facts_sqlite(struct harness *h, const struct smpl_session *s, bool *emitted,
+				  int64_t *last, int64_t *holds, int64_t *pct, int64_t *pct_ms)
+{
+	sqlite3_reset(h->emission_query);
+	sqlite3_bind_text(h->emission_query, 1, s->patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->emission_query, 2, s->patch, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(h->emission_query, 3, s->id);
+	MUST(sqlite3_step(h->emission_query) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
+	*emitted = sqlite3_column_type(h->emission_query, 0) != SQLITE_NULL;
+	*last = sqlite3_column_int64(h->emission_query, 0);
+	sqlite3_reset(h->emission_query);
+
+	sqlite3_reset(h->hold_query);
+	sqlite3_bind_text(h->hold_query, 1, s->patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->hold_query, 2, s->patch, -1, SQLITE_TRANSIENT);
+	MUST(sqlite3_step(h->hold_query) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
+	*holds = sqlite3_column_int64(h->hold_query, 0);
+	sqlite3_reset(h->hold_query);
+
+	sqlite3_reset(h->pigment_query);
+	sqlite3_bind_text(h->pigment_query, 1, s->patient, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->pigment_query, 2, s->patch, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(h->pigment_query) == SQLITE_ROW) {
+		*pct = sqlite3_column_int64(h->pigment_query, 0);
+		*pct_ms = sqlite3_column_int64(h->pigment_query, 1);
+	}
+	sqlite3_reset(h->pigment_query);
+}
+
+/* The same facts from the clinic's records (PostgreSQL, schema step 3). */
+static void clinical_facts_pg(const struct smpl_session *s, bool *emitted, int64_t *last,
+			      int64_t *holds, int64_t *pct, int64_t *pct_ms)
+{
+	char sid[24];
+	const char *v[3] = { s->patient, s->patch, sid };
+
+	snprintf(sid, sizeof(sid), "%" PRId64, s->id);
+#define PG_OTHER_EMISSIONS \
+	" FROM smplaser.treatments WHERE patient_key = lower($1) AND patch = $2" \
+	" AND session_id <> $3::bigint AND NOT (pulse_count IS NOT DISTINCT FROM 0" \
+	" AND pulses_recorded = 0 AND emitting_ms IS NULL)"
+	*emitted = pg_count("SELECT count(*)" PG_OTHER_EMISSIONS, 3, v) > 0;
+	*last = pg_count("SELECT max(greatest(armed_ms, coalesce(end_ms, 0),"
+			 " coalesce(last_pulse_ms, 0)))" PG_OTHER_EMISSIONS, 3, v);
+#undef PG_OTHER_EMISSIONS
+	*holds = pg_count("SELECT count(*) FROM smplaser.adverse_events a"
+			  " JOIN smplaser.follow_ups f ON f.id = a.follow_up_id"
+			  " WHERE f.patient_key = lower($1) AND f.patch = $2"
+			  " AND a.kind IN ('follicle-damage', 'hair-loss', 'blistering', 'scarring',"
+			  "  'infection')"
+			  " AND f.id > coalesce((SELECT max(cleared_through) FROM smplaser.hold_reviews"
+			  "  WHERE patient_key = lower($1) AND patch = $2), 0)", 2, v);
+#define PG_LAST_PIGMENT \
+	" FROM smplaser.follow_ups WHERE patient_key = lower($1) AND patch = $2" \
+	" AND pigment_remaining_pct IS NOT NULL ORDER BY id DESC LIMIT 1), "
+	*pct = pg_count("SELECT coalesce((SELECT pigment_remaining_pct" PG_LAST_PIGMENT "-1)",
+			2, v);
+	*pct_ms = pg_count("SELECT coalesce((SELECT time_ms" PG_LAST_PIGMENT "0)", 2, v);
+#undef PG_LAST_PIGMENT
+}
+
 /*
  * Issue 16: an Arm that succeeded was allowed by the clinical record, read
  * here with the harness's own queries: no hold since the last review, not
@@ -1141,33 +1203,10 @@ static void check_clinical(struct harness *h, struct smpl_unit *u)
 
 	if (!s || !u->treatment_id)
 		return;
-	if (pg_conninfo)	/* not kept there yet: no holds, no follow-ups (check_not_kept) */
-		return;
-	sqlite3_reset(h->emission_query);
-	sqlite3_bind_text(h->emission_query, 1, s->patient, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(h->emission_query, 2, s->patch, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(h->emission_query, 3, s->id);
-	MUST(sqlite3_step(h->emission_query) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
-	emitted = sqlite3_column_type(h->emission_query, 0) != SQLITE_NULL;
-	last = sqlite3_column_int64(h->emission_query, 0);
-	sqlite3_reset(h->emission_query);
-
-	sqlite3_reset(h->hold_query);
-	sqlite3_bind_text(h->hold_query, 1, s->patient, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(h->hold_query, 2, s->patch, -1, SQLITE_TRANSIENT);
-	MUST(sqlite3_step(h->hold_query) == SQLITE_ROW, "query: %s", sqlite3_errmsg(h->db));
-	holds = sqlite3_column_int64(h->hold_query, 0);
-	sqlite3_reset(h->hold_query);
-
-	sqlite3_reset(h->pigment_query);
-	sqlite3_bind_text(h->pigment_query, 1, s->patient, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(h->pigment_query, 2, s->patch, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(h->pigment_query) == SQLITE_ROW) {
-		pct = sqlite3_column_int64(h->pigment_query, 0);
-		pct_ms = sqlite3_column_int64(h->pigment_query, 1);
-	}
-	sqlite3_reset(h->pigment_query);
-
+	if (pg_conninfo)
+		clinical_facts_pg(s, &emitted, &last, &holds, &pct, &pct_ms);
+	else
+		clinical_facts_sqlite(h, s, &emitted, &last, &holds, &pct, &pct_ms);
 	MUST(holds == 0, "%s armed for %s's %s, held by %" PRId64 " adverse event(s)",
 	     smpl_unit_label(u), s->patient, s->patch, holds);
 	MUST(pct != 0, "%s armed for %s's %s, which a follow-up found clear",
@@ -1191,8 +1230,24 @@ static void check_endpoints(struct harness *h, int64_t session_id, const char *p
 	sqlite3_stmt *st = h->endpoint_query;
 	int rc;
 
-	if (!session_id || pg_conninfo)	/* PostgreSQL: no endpoint is asked for yet */
+	if (!session_id)
 		return;
+	if (pg_conninfo) {
+		char sid[24];
+		const char *v[2] = { sid, patch };
+		int64_t missing;
+
+		snprintf(sid, sizeof(sid), "%" PRId64, session_id);
+		missing = pg_count("SELECT count(*) FROM smplaser.treatments t"
+				   " WHERE t.session_id = $1::bigint AND t.patch <> $2"
+				   " AND (t.pulses_recorded > 0 OR t.emitting_ms IS NOT NULL)"
+				   " AND NOT EXISTS (SELECT 1 FROM smplaser.endpoints e"
+				   "  WHERE e.session_id = t.session_id AND e.patch = t.patch"
+				   "  AND e.treatment_id >= t.id)", 2, v);
+		MUST(missing == 0, "%s of session %" PRId64 " succeeded, %" PRId64 " treatment(s) "
+		     "that emitted have no endpoint", what, session_id, missing);
+		return;
+	}
 	sqlite3_reset(st);
 	sqlite3_bind_int64(st, 1, session_id);
 	sqlite3_bind_text(st, 2, patch, -1, SQLITE_TRANSIENT);
@@ -1202,24 +1257,6 @@ static void check_endpoints(struct harness *h, int64_t session_id, const char *p
 	     rc == SQLITE_ROW ? (int64_t)sqlite3_column_int64(st, 0) : 0,
 	     rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 1) : "?");
 	sqlite3_reset(st);
-}
-
-/*
- * Issue 16 on the clinic's PostgreSQL records, which do not keep the
- * clinical record yet: its methods never succeed (NotSupported), so nothing
- * of it is claimed kept.
- */
-static void check_not_kept(struct harness *h, const struct method *me)
-{
-	static const char *const clinical[] = {
-		"RecordEndpoint", "RecordFollowUp", "ClearPatchHold", "Course",
-	};
-
-	if (!pg_conninfo || !h->reply_ok)
-		return;
-	for (size_t i = 0; i < sizeof(clinical) / sizeof(clinical[0]); i++)
-		MUST(strcmp(me->member, clinical[i]) != 0, "%s succeeded on the PostgreSQL "
-		     "records, which do not keep the clinical record", me->member);
 }
 
 /* Whether @path is an object that has @me's interface. */
@@ -1266,7 +1303,6 @@ static void after_call(struct harness *h, const struct method *me, const char *p
 		return;
 	if (h->deny && u_or_manager_exists(h, me, path))
 		check_denied(h, me);
-	check_not_kept(h, me);
 	if (h->reply_ok && strcmp(me->member, "Arm") == 0 &&
 	    strcmp(me->interface, SMPL_IFACE_UNIT) == 0 && u) {
 		MUST(armable_before, "Arm succeeded on %s although S1's conditions did not hold",

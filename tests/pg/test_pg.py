@@ -91,7 +91,7 @@ class Workstation(Env):
         self.fire(seconds)
         self.u().Disarm()
         self.wait_state('standby')
-        self.session(spath).End('done')
+        self.end_session(spath, 'done')     # the endpoint first (issue 16)
         return spath
 
     def fired_shots(self):
@@ -138,7 +138,7 @@ def test_schema_created_in_an_empty_database():
     db = pg().new_database()
     with Workstation(db, 'ws1') as w:
         w.start()
-        assert pg().value("SELECT schema_version FROM smplaser.meta", db) == '2'
+        assert pg().value("SELECT schema_version FROM smplaser.meta", db) == '3'
         w.treat('p-001')
         p = pg().psql('DELETE FROM smplaser.treatments', db=db, user='smpl_ws', check=False)
         assert p.returncode != 0 and 'permission denied' in p.stderr, p.stderr
@@ -257,11 +257,11 @@ def test_two_workstations_share_the_rule():
         eligible, _, reason = b.manager().CheckPatch('P-100', 'crown')
         assert not eligible and 'eligible from' in reason, reason
         expect_error('CooldownActive', b.u().Arm, contains=('ws1', 'eligible from'))
-        b.session(spath_b).End('refused')
+        b.end_session(spath_b, 'refused')
         spath = b.u().StartSession('p-100')
         expect_error('CooldownActive', b.session(spath).SelectPatch, 'crown')
         b.session(spath).SelectPatch('occipital')   # another patch is fine
-        b.session(spath).End('')
+        b.end_session(spath, '')
         for w in (a, b):
             h = w.history('p-100')
             assert len(h) == 1, h
@@ -309,7 +309,7 @@ def test_race_exactly_one_arms():
             wins[armed[0]] += 1
             for w, s in ((a, sa), (b, sb)):
                 w.u().Disarm()
-                w.session(s).End('')
+                w.end_session(s, '')
             (a if armed[0] == 'ws1' else b).wait_state('standby')
         n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient LIKE"
                            " 'race-%%'", db))
@@ -358,7 +358,7 @@ def test_race_test_spot_on_two_patches():
             wins[armed[0]] += 1
             for w, s in ((a, sa), (b, sb)):
                 w.u().Disarm()
-                w.session(s).End('')
+                w.end_session(s, '')
             (a if armed[0] == 'ws1' else b).wait_state('standby')
         n = int(pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient_key LIKE"
                            " 'spot-%%'", db))
@@ -415,7 +415,7 @@ def test_server_unreachable_fails_closed():
             expect_error('RecordsUnavailable', w.manager().CheckPatch, 'p-300', 'crown')
             expect_error('RecordsUnavailable', w.manager().History, 'p-300')
             expect_error('RecordsUnavailable', w.session(spath).SelectPatch, 'occipital')
-            w.session(spath).End('server away')    # journaled
+            w.end_session(spath, 'server away')    # journaled
             expect_error('RecordsUnavailable', w.u().StartSession, 'p-301')
         finally:
             pg().start()
@@ -424,7 +424,7 @@ def test_server_unreachable_fails_closed():
         w.u().Arm()
         w.wait_state('ready')
         w.u().Disarm()
-        w.session(spath2).End('')
+        w.end_session(spath2, '')
         assert pg().value("SELECT state FROM smplaser.sessions WHERE id = %s"
                           % spath.split('/')[-1], db) == 'ended'
 
@@ -448,7 +448,7 @@ def test_server_stopped_mid_treatment():
             assert w.state() == 'ready', w.state()     # not disarmed by the server's absence
             w.u().Disarm()
             w.wait_state('standby')
-            w.session(spath).End('done')
+            w.end_session(spath, 'done')
             pump(0.5)
             assert w.journal_waiting() > 0
         finally:
@@ -581,7 +581,7 @@ def test_connection_killed_while_emitting():
             t.join()
         w.u().Disarm()
         w.wait_state('standby')
-        w.session(spath).End('')
+        w.end_session(spath, '')
         w.wait_shipped()
         fired = w.fired_shots()
         assert killed[0] > 5, killed
@@ -628,7 +628,7 @@ def test_hung_server_stalls_no_loop():
         assert worst < 0.5, 'a property took %.2f s while the server hung' % worst
         assert disarm_s < 0.5, 'Disarm took %.2f s while the server hung' % disarm_s
         assert answers == [harness.ERR + 'RecordsUnavailable'], answers
-        w.session(spath).End('')
+        w.end_session(spath, '')
         w.wait_shipped(30)
         assert w.recorded_shots() == w.fired_shots()
         print('# worst property read %.0f ms, Disarm %.0f ms while the server hung'
@@ -762,7 +762,7 @@ def test_commit_answer_lost_while_the_commit_goes_on():
             w.fire(0.4)
             w.u().Disarm()
             w.wait_state('standby')
-            w.session(spath).End('')
+            w.end_session(spath, '')
             w.wait_shipped()
             t = treatments(db)
             fired = w.fired_shots()
@@ -803,7 +803,7 @@ def test_session_commit_answer_lost_while_the_commit_goes_on():
             assert result[0].startswith(ROOT + '/session/'), (result, rows)
             assert len(rows) == 1, 'one start, %d sessions recorded: %s' % (len(rows), rows)
             assert rows[0][0] == result[0].split('/')[-1], (result, rows)
-            w.session(result[0]).End('')
+            w.end_session(result[0], '')
             w.wait_shipped()
             assert pg().value("SELECT state FROM smplaser.sessions WHERE patient = 'p-c02'",
                               db) == 'ended'
@@ -851,50 +851,291 @@ def test_records_copies_refused_and_no_sqlite_check():
         assert not os.path.exists(os.path.join(a.state_dir, 'records.db'))
 
 
+# --- the clinical record (issue 16, schema step 3) ----------------------------------------
+
+DAY_MS = 86400 * 1000
+
+
+def findings(**kw):
+    """RecordFollowUp's a{sv}, typed as a client would send it (as test_clinical.py)."""
+    d = {}
+    for k, v in kw.items():
+        if isinstance(v, bool):
+            d[k] = dbus.Boolean(v)
+        elif isinstance(v, int):
+            d[k] = dbus.UInt32(v)
+        elif isinstance(v, (list, tuple)):
+            d[k] = dbus.Array(v, signature='s')
+        else:
+            d[k] = dbus.String(v)
+    return dbus.Dictionary(d, signature='sv')
+
+
+def seed_treated(db, patient, patch, days_ago, ws='ws9'):
+    """A completed treatment of @days_ago, another workstation's, in a session of its own
+    (the clinic's history: the rules past the 42-day cooldown are reached in seconds)."""
+    armed = int(time.time() * 1000) - days_ago * DAY_MS
+    pg().psql("INSERT INTO smplaser.units VALUES ('U-SEED', 'x', 'x', 0, 0, '%(ws)s')"
+              " ON CONFLICT DO NOTHING;"
+              "WITH s AS (INSERT INTO smplaser.sessions (workstation, patient, unit_serial,"
+              " operator_uid, operator_name, start_ms, end_ms, state) VALUES ('%(ws)s', '%(p)s',"
+              " 'U-SEED', 0, 'x', %(a)d - 1000, %(a)d + 60000, 'ended') RETURNING id)"
+              " INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
+              " unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
+              " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+              " armed_rtc_s, shot_at_arm, cooldown_ms, outcome, end_ms, shot_at_end,"
+              " pulse_count, pulses_recorded)"
+              " SELECT id, '%(ws)s', '%(p)s', '%(patch)s', 'U-SEED', 'x', 0, 'x', 1064, 3000,"
+              " 3000, 10000, 5000, 1, %(a)d, %(a)d / 1000, 0, 3628800000, 'completed',"
+              " %(a)d + 30000, 5, 5, 0 FROM s"
+              % dict(ws=ws, p=patient, patch=patch, a=armed), db=db)
+
+
+def course(w, patient):
+    return {str(p['patch']): p for p in w.manager().Course(patient)}
+
+
+def select_and_arm(w, spath, patch):
+    """Select @patch, arm and disarm without firing: the arming transaction allowed it."""
+    w.session(spath).SelectPatch(patch)
+    w.session(spath).ConfirmEyewear()
+    w.u().SetParameters(GOOD_PARAMS)
+    w.u().Arm()
+    w.wait_state('ready')
+    w.u().Disarm()
+    w.wait_state('standby')
+
+
 @test
-def test_clinical_record_not_kept():
-    """Issue 16's clinical record is not kept on the clinic's records yet: its methods
-    answer NotSupported saying so, nothing is written, and nothing waits on it: a
-    treatment that emitted selects another patch and ends with no endpoint (which
-    could never be recorded), and the patch's cooldown still holds."""
+def test_clinical_rules_on_the_clinics_records():
+    """Issue 16's rules on the clinic's records (schema step 3), as test_clinical.py on
+    SQLite: the endpoint before another patch or the end, a re-treatment only after a
+    follow-up since that found pigment (and never inside the cooldown), a clear patch, a
+    hold until an authorized review; each refused with its named error, the unit never
+    fired for it; every record in the clinic's tables with its audit record."""
     db = pg().new_database()
-    with Workstation(db, 'ws1') as a:
-        a.start()
-        spath = a.ready('p-400', 'crown')
-        a.u().Arm()
-        a.wait_state('ready')
-        a.fire(0.5)
-        a.u().Disarm()
-        a.wait_state('standby')
-        assert list(a.session_prop(spath, 'EndpointsMissing')) == []
-        calls = (
-            (a.session(spath).RecordEndpoint, ('crown', 'whitening', '')),
-            (a.manager().RecordFollowUp,
-             ('p-400', 'crown', dbus.Dictionary({'pigment_remaining_pct': dbus.UInt32(20)},
-                                                signature='sv'))),
-            (a.manager().ClearPatchHold, ('p-400', 'crown', 'reviewed')),
-            (a.manager().Course, ('p-400',)),
-        )
-        for call, args in calls:
-            try:
-                call(*args)
-                raise AssertionError('%s answered on PostgreSQL' % call)
-            except dbus.DBusException as e:
-                assert e.get_dbus_name() == 'org.freedesktop.DBus.Error.NotSupported', e
-                assert 'PostgreSQL' in str(e) and 'clinical record' in str(e), e
-        a.session(spath).SelectPatch('occipital')    # no EndpointMissing
-        a.session(spath).End('done')                 # nor here
-        rows = treatments(db, "patient = 'p-400'")
-        assert len(rows) == 1 and int(rows[0][7]) > 0, rows
-        eligible, _, reason = a.manager().CheckPatch('p-400', 'crown')
-        assert not eligible and 'eligible from' in reason, reason
-        spath = a.u().StartSession('p-400')
-        expect_error('CooldownActive', a.session(spath).SelectPatch, 'crown')
-        a.session(spath).End('')
-        tables = pg().rows("SELECT count(*) FROM information_schema.tables WHERE"
-                           " table_schema = 'smplaser' AND table_name IN ('endpoints',"
-                           " 'follow_ups', 'adverse_events', 'hold_reviews')", db)
-        assert int(tables[0][0]) == 0, tables
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '3'
+        # The endpoint: due before another patch or the end of the session.
+        spath = w.ready('p-410', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.5)
+        w.u().Disarm()
+        w.wait_state('standby')
+        assert list(w.session_prop(spath, 'EndpointsMissing')) == ['crown']
+        expect_error('EndpointMissing', w.session(spath).SelectPatch, 'occipital',
+                     contains=('crown',))
+        expect_error('EndpointMissing', w.session(spath).End, 'done', contains=('crown',))
+        w.session(spath).RecordEndpoint('crown', 'partial-whitening', 'even frost')
+        assert list(w.session_prop(spath, 'EndpointsMissing')) == []
+        w.end_session(spath, 'done')
+        w.wait_shipped()
+        rows = pg().rows("SELECT e.patch, e.endpoint, e.note, e.workstation,"
+                         " e.treatment_id = t.id FROM smplaser.endpoints e"
+                         " JOIN smplaser.treatments t ON t.session_id = e.session_id"
+                         " WHERE e.patient = 'p-410'", db)
+        assert rows == [['crown', 'partial-whitening', 'even frost', 'ws1', 't']], rows
+        # The cooldown first, then a follow-up; a follow-up never shortens the cooldown.
+        spath = w.u().StartSession('p-410')
+        expect_error('CooldownActive', w.session(spath).SelectPatch, 'crown',
+                     contains=('then a follow-up must find pigment',))
+        w.manager().RecordFollowUp('p-410', 'crown', findings(pigment_remaining_pct=40))
+        expect_error('CooldownActive', w.session(spath).SelectPatch, 'crown')
+        w.end_session(spath, '')
+        c = course(w, 'p-410')['crown']
+        assert c['status'] == 'cooling-down' and c['treatment_count'] == 1, c
+        assert [str(e['endpoint']) for e in c['endpoints']] == ['partial-whitening'], c
+        assert [int(f['pigment_remaining_pct']) for f in c['follow_ups']] == [40], c
+        # Past the cooldown: a follow-up since the last emission that found pigment.
+        seed_treated(db, 'p-411', 'crown', 50)
+        eligible, when, reason = w.manager().CheckPatch('p-411', 'crown')
+        assert not eligible and when == 0 and 'follow-up' in reason, reason
+        assert course(w, 'p-411')['crown']['status'] == 'awaiting-follow-up'
+        spath = w.u().StartSession('p-411')
+        expect_error('FollowUpRequired', w.session(spath).SelectPatch, 'crown')
+        w.manager().RecordFollowUp('p-411', 'crown',
+                                   findings(pigment_remaining_pct=30, redness_resolved=True))
+        assert course(w, 'p-411')['crown']['status'] == 'eligible'
+        select_and_arm(w, spath, 'crown')
+        w.end_session(spath, '')
+        # A clear patch: not treated again until a newer follow-up finds pigment.
+        seed_treated(db, 'p-412', 'crown', 50)
+        w.manager().RecordFollowUp('p-412', 'crown', findings(pigment_remaining_pct=0))
+        assert course(w, 'p-412')['crown']['status'] == 'clear'
+        spath = w.u().StartSession('p-412')
+        expect_error('PatchClear', w.session(spath).SelectPatch, 'crown')
+        w.manager().RecordFollowUp('p-412', 'crown', findings(pigment_remaining_pct=10))
+        select_and_arm(w, spath, 'crown')
+        w.end_session(spath, '')
+        # A hold: until an authorized review; the other adverse events hold nothing.
+        w.manager().RecordFollowUp('P-413', 'crown', findings(
+            adverse=['other', 'follicle-damage'], note='two follicles affected'))
+        w.manager().RecordFollowUp('p-413', 'occipital', findings(adverse=['hypopigmentation']))
+        ok, when, why = w.manager().CheckPatch('p-413', 'crown')
+        assert not ok and when == 0 and 'follicle-damage' in why and 'other' not in why, why
+        assert w.manager().CheckPatch('p-413', 'occipital')[0], 'hypopigmentation held'
+        c = course(w, 'p-413')['crown']
+        assert c['status'] == 'on-hold' and list(c['hold_reasons']) == ['follicle-damage'], c
+        fu = c['follow_ups'][-1]
+        assert sorted(fu['adverse']) == ['follicle-damage', 'other'], fu
+        assert list(fu['holding']) == ['follicle-damage'], fu
+        spath = w.u().StartSession('p-413')
+        expect_error('PatchOnHold', w.session(spath).SelectPatch, 'crown',
+                     contains=('on hold since', 'follicle-damage'))
+        expect_error('InvalidArgument', w.manager().ClearPatchHold, 'p-413', 'occipital', '',
+                     contains=('not on hold',))
+        w.manager().ClearPatchHold('p-413', 'crown', 'dermatologist: regrowth')
+        select_and_arm(w, spath, 'crown')
+        w.end_session(spath, '')
+        c = course(w, 'p-413')['crown']
+        assert len(c['reviews']) == 1 and c['reviews'][0]['note'] == 'dermatologist: regrowth'
+        w.manager().RecordFollowUp('p-413', 'crown', findings(adverse=['scarring']))
+        assert course(w, 'p-413')['crown']['status'] == 'on-hold'   # held again
+        w.wait_shipped()
+        assert w.recorded_shots() == w.fired_shots()    # p-410's, and only p-410's
+        assert pg().rows("SELECT DISTINCT patient FROM smplaser.treatments WHERE"
+                         " pulses_recorded > 0 AND workstation = 'ws1'", db) == [['p-410']]
+        audit = [r[0] for r in pg().rows(
+            "SELECT kind FROM smplaser.audit WHERE kind IN ('endpoint', 'follow-up', 'hold',"
+            " 'review') ORDER BY id", db)]
+        assert audit == ['endpoint'] + ['follow-up'] * 5 + ['hold', 'follow-up', 'review',
+                                                             'follow-up', 'hold'], audit
+
+
+@test
+def test_clinical_records_are_never_deleted_or_changed():
+    """The clinical tables refuse DELETE, TRUNCATE and UPDATE to everyone (triggers), and the
+    daemon's role has no DELETE or TRUNCATE on them; the schema refuses a wrong holds, an
+    unknown kind and a percentage above 100."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-420', 'crown')
+        w.manager().RecordFollowUp('p-420', 'crown', findings(
+            pigment_remaining_pct=50, adverse=['blistering'], note='n'))
+        w.manager().ClearPatchHold('p-420', 'crown', 'reviewed')
+        w.wait_shipped()
+        changes = {'endpoints': "note = 'x'", 'follow_ups': 'pigment_remaining_pct = 0',
+                   'adverse_events': "kind = 'other', holds = false",
+                   'hold_reviews': "note = 'x'"}
+        for table, change in changes.items():
+            assert pg().value('SELECT count(*) FROM smplaser.%s' % table, db) == '1', table
+            for sql, says in (('DELETE FROM smplaser.%s' % table, 'never deleted'),
+                              ('TRUNCATE smplaser.%s CASCADE' % table, 'never deleted'),
+                              ('UPDATE smplaser.%s SET %s' % (table, change), 'never changed')):
+                p = pg().psql(sql, db=db, check=False)
+                assert p.returncode != 0 and says in p.stderr, (sql, p.stderr)
+            for right in ('DELETE', 'TRUNCATE'):
+                assert pg().value("SELECT has_table_privilege('smpl_ws', 'smplaser.%s', '%s')"
+                                  % (table, right), db) == 'f', (table, right)
+        fid = pg().value('SELECT id FROM smplaser.follow_ups', db)
+        for sql in ("INSERT INTO smplaser.adverse_events (follow_up_id, kind, holds)"
+                    " VALUES (%s, 'scarring', false)" % fid,
+                    "INSERT INTO smplaser.adverse_events (follow_up_id, kind, holds)"
+                    " VALUES (%s, 'sunburn', false)" % fid,
+                    "INSERT INTO smplaser.follow_ups (workstation, patient, patch, time_ms,"
+                    " pigment_remaining_pct, operator_uid, operator_name)"
+                    " VALUES ('ws1', 'p', 'crown', 1, 101, 0, 'x')"):
+            p = pg().psql(sql, db=db, check=False)
+            assert p.returncode != 0 and 'violates check constraint' in p.stderr, (sql, p.stderr)
+
+
+@test
+def test_two_workstations_share_the_clinical_record():
+    """The clinical record is the clinic's: a hold recorded on one workstation refuses the
+    other's SelectPatch and, recorded between its SelectPatch and Arm, its arming (decided
+    inside the arming transaction on the server); the review on one lets the other arm; a
+    follow-up on one lets the other treat a patch past its cooldown; an endpoint is
+    recorded once."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start(wait=False)
+        b.start(wait=False)
+        wait_until(a._running, 20, 'ws1 to run')
+        wait_until(b._running, 20, 'ws2 to run')
+        # A hold on A, recorded after B selected the patch: B's Arm is refused.
+        spath_b = b.ready('p-430', 'crown')
+        a.manager().RecordFollowUp('p-430', 'crown', findings(adverse=['scarring']))
+        expect_error('PatchOnHold', b.u().Arm, contains=('scarring',))
+        assert b.state() == 'standby' and not b.fired_shots()
+        ok, _, why = b.manager().CheckPatch('p-430', 'crown')
+        assert not ok and 'scarring' in why, why
+        assert course(b, 'p-430')['crown']['status'] == 'on-hold'
+        # A's review clears it for B.
+        a.manager().ClearPatchHold('p-430', 'crown', 'reviewed on ws1')
+        b.u().Arm()
+        b.wait_state('ready')
+        b.fire(0.4)
+        b.u().Disarm()
+        b.wait_state('standby')
+        b.session(spath_b).RecordEndpoint('crown', 'whitening', '')
+        b.end_session(spath_b, 'done')
+        b.wait_shipped()
+        assert course(a, 'p-430')['crown']['status'] == 'cooling-down'
+        # A follow-up on A lets B treat a patch past its cooldown, and not before.
+        seed_treated(db, 'p-431', 'crown', 50)
+        spath = b.u().StartSession('p-431')
+        expect_error('FollowUpRequired', b.session(spath).SelectPatch, 'crown')
+        a.manager().RecordFollowUp('p-431', 'crown', findings(pigment_remaining_pct=25))
+        select_and_arm(b, spath, 'crown')
+        b.end_session(spath, '')
+        # A clear finding on A, recorded after B selected: B's arming is refused.
+        seed_treated(db, 'p-432', 'crown', 50)
+        a.manager().RecordFollowUp('p-432', 'crown', findings(pigment_remaining_pct=60))
+        spath = b.ready('p-432', 'crown')
+        a.manager().RecordFollowUp('p-432', 'crown', findings(pigment_remaining_pct=0))
+        expect_error('PatchClear', b.u().Arm)
+        b.end_session(spath, '')
+        assert pg().value("SELECT count(*) FROM smplaser.treatments WHERE patient IN"
+                          " ('p-430', 'p-431', 'p-432') AND workstation = 'ws2'", db) == '2'
+        assert pg().value('SELECT count(*) FROM smplaser.endpoints', db) == '1'
+
+
+@test
+def test_clinical_writes_while_the_server_is_away():
+    """With the server away, an endpoint is journaled (it is this session's own account,
+    in order with its pulses and end; the session can end), and arrives once when the
+    server is back; a follow-up and a review are refused (RecordsUnavailable: other
+    workstations decide on them, and a review reads the clinic's holds), as is Course."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.manager().RecordFollowUp('p-440', 'occipital', findings(adverse=['infection']))
+        spath = w.ready('p-440', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.5)
+        pg().stop()
+        try:
+            w.fire(0.3)
+            w.u().Disarm()
+            w.wait_state('standby')
+            w.session(spath).RecordEndpoint('crown', 'no-whitening', 'server away')
+            w.end_session(spath, 'done')
+            expect_error('RecordsUnavailable', w.manager().RecordFollowUp, 'p-440', 'crown',
+                         findings(pigment_remaining_pct=20))
+            expect_error('RecordsUnavailable', w.manager().ClearPatchHold, 'p-440',
+                         'occipital', 'reviewed')
+            expect_error('RecordsUnavailable', w.manager().Course, 'p-440')
+            pump(0.3)
+            assert w.journal_waiting() > 0
+        finally:
+            pg().start()
+        w.wait_shipped()
+        rows = pg().rows("SELECT patch, endpoint, note, treatment_id FROM smplaser.endpoints",
+                         db)
+        t = treatments(db, "patient = 'p-440'")
+        assert rows == [['crown', 'no-whitening', 'server away', t[0][0]]], (rows, t)
+        assert t[0][5] == 'completed', t
+        assert pg().value("SELECT state FROM smplaser.sessions WHERE patient = 'p-440'",
+                          db) == 'ended'
+        assert pg().value('SELECT count(*) FROM smplaser.follow_ups', db) == '1'
+        assert pg().value('SELECT count(*) FROM smplaser.hold_reviews', db) == '0'
+        assert course(w, 'p-440')['occipital']['status'] == 'on-hold'
+        w.manager().ClearPatchHold('p-440', 'occipital', 'reviewed')
+        assert course(w, 'p-440')['occipital']['status'] == 'untreated'
 
 
 # --- import --------------------------------------------------------------------------
@@ -906,8 +1147,9 @@ def test_import_sqlite_records_twice():
     merged: a unit's shot already in the clinic's records for another treatment of the
     same counter epoch (both rows kept, as a reused shot number is), and a
     treatment inside another workstation's cooldown of the same patch (imported, marked,
-    so the rules still count it: the patch stays refused).  The clinical record is not
-    imported (PostgreSQL does not keep it yet): the report says so and names the holds."""
+    so the rules still count it: the patch stays refused).  The clinical record comes along
+    (issue 16): endpoints with their treatments, a follow-up with its adverse event, whose
+    hold then holds the patch on the clinic's records too, until a review there."""
     import subprocess
     db = pg().new_database()
     # The clinic: ws2 treated p-900's crown an hour ago.
@@ -965,9 +1207,17 @@ def test_import_sqlite_records_twice():
         assert p1.stdout.count('conflict:') == 2, p1.stdout
         assert 'shot %d' % local_shots[0] in p1.stdout and 'cooldown' in p1.stdout, p1.stdout
         assert ' 2 treatments' in p1.stdout, p1.stdout
-        # Not kept on PostgreSQL yet: said so, the hold by name.
-        assert 'not imported: 3 clinical records' in p1.stdout, p1.stdout
-        assert "the hold on patient p-901's occipital" in p1.stdout, p1.stdout
+        # The clinical record: 2 endpoints, a follow-up and its adverse event; the hold named.
+        assert ' 4 clinical records' in p1.stdout, p1.stdout
+        assert "hold: patient p-901's occipital is on hold" in p1.stdout, p1.stdout
+        e = pg().rows("SELECT e.patient, e.patch, t.origin_id IS NOT NULL, t.patch = e.patch,"
+                      " e.session_id = t.session_id FROM smplaser.endpoints e"
+                      " JOIN smplaser.treatments t ON t.id = e.treatment_id"
+                      " WHERE e.origin = 'sqlite:ws1' ORDER BY e.id", db)
+        assert e == [['p-900', 'crown', 't', 't', 't'], ['p-901', 'occipital', 't', 't', 't']], e
+        assert pg().rows("SELECT f.patient, a.kind, a.holds FROM smplaser.follow_ups f JOIN"
+                         " smplaser.adverse_events a ON a.follow_up_id = f.id", db) == \
+            [['p-901', 'blistering', 't']]
         after1 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
                            ' (SELECT count(*) FROM smplaser.pulses),'
                            ' (SELECT count(*) FROM smplaser.audit)', db)[0]
@@ -981,8 +1231,8 @@ def test_import_sqlite_records_twice():
         assert n_conf == '2', n_conf
         p2 = run()
         assert p2.returncode == 3 and p2.stdout.count('(known)') == 2, p2.stdout
-        assert '0 units, 0 sessions, 0 treatments, 0 pulses, 0 audit records' in p2.stdout, \
-            p2.stdout
+        assert '0 units, 0 sessions, 0 treatments, 0 pulses, 0 clinical records, 0 audit' \
+            ' records' in p2.stdout, p2.stdout
         after2 = pg().rows('SELECT (SELECT count(*) FROM smplaser.treatments),'
                            ' (SELECT count(*) FROM smplaser.pulses),'
                            ' (SELECT count(*) FROM smplaser.audit)', db)[0]
@@ -991,7 +1241,13 @@ def test_import_sqlite_records_twice():
         with Workstation(db, 'ws3') as c:
             c.start()
             eligible, _, reason = c.manager().CheckPatch('p-901', 'occipital')
-            assert not eligible, reason
+            assert not eligible and 'blistering' in reason, reason     # the imported hold
+            c.manager().ClearPatchHold('p-901', 'occipital', 'reviewed at the clinic')
+            eligible, _, reason = c.manager().CheckPatch('p-901', 'occipital')
+            assert not eligible and 'blistering' not in reason, reason  # the cooldown
+            assert course(c, 'p-900')['crown']['endpoints'], 'the endpoint came along'
+            assert pg().value('SELECT count(*) FROM smplaser.follow_ups', db) == '1'
+
             h = c.history('p-900')
             assert sorted(x['workstation'] for x in h) == ['ws1', 'ws2'], h
     finally:
@@ -1029,7 +1285,7 @@ def _arm_fire_end(w, spath, seconds):
     w.fire(seconds)
     w.u().Disarm()
     w.wait_state('standby')
-    w.session(spath).End('done')
+    w.end_session(spath, 'done')
 
 
 @test
@@ -1181,9 +1437,14 @@ def test_version_1_records_migrate_to_the_epochs():
         w.start(wait=False)
         w2.start(wait=False)
         wait_until(lambda: w._running() and w2._running(), 20, 'both daemons to run')
-        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '3'
         assert pg().rows('SELECT patch, counter_epoch FROM smplaser.treatments ORDER BY id',
                          db) == [['crown', '0'], ['occipital', '1']]
+        # Step 3's tables, made by the daemon's role: its DELETE and TRUNCATE go as well.
+        for table in ('endpoints', 'follow_ups', 'adverse_events', 'hold_reviews'):
+            for right in ('DELETE', 'TRUNCATE'):
+                assert pg().value("SELECT has_table_privilege('smpl_ws', 'smplaser.%s', '%s')"
+                                  % (table, right), db) == 'f', (table, right)
         assert pg().rows('SELECT id, treatment_id, shot FROM smplaser.pulses ORDER BY id',
                          db) == pulses
         p = pg().psql('UPDATE smplaser.treatments SET counter_epoch = 5', db=db, check=False)
@@ -1197,7 +1458,7 @@ def test_version_1_records_migrate_to_the_epochs():
         assert treatments(db, "patient = 'p-731'")[0][5] == 'completed'
     with Workstation(db, 'ws3') as w:       # a later start: nothing to migrate
         w.start()
-        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '3'
 
 
 @test
@@ -1214,15 +1475,24 @@ def test_schema_of_an_administrator_is_not_migrated_by_the_daemon():
                          text=True, check=True).stdout
     head, rest = sql.split('-- schema step 2')
     step2, grants = rest.split('-- the daemon\'s role')
-    pg().psql_file(head + grants, db=db)
+    # The grants of version 1's time: none yet on step 3's tables.
+    import re
+    grants_v1 = re.sub(r'GRANT INSERT ON smplaser\.endpoints[^;]*;\n', '', grants)
+    assert grants_v1 != grants
+    pg().psql_file(head + grants_v1, db=db)
     assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '1'
     with Workstation(db, 'ws1', user='smpl_granted') as w:
         rc, out = w.run_to_exit()
         assert rc != 0 and 'may not migrate' in out and 'schema step' in out, out
         assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '1'
         pg().psql_file('BEGIN;\n-- schema step 2' + step2 + 'COMMIT;\n', db=db)
+        # Step 3's tables are new: without the role's section again, it may not write them.
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '3'
+        rc, out = w.run_to_exit()
+        assert rc != 0 and 'not write' in out and 'print-schema' in out, out
+        pg().psql_file('BEGIN;\n-- the daemon\'s role' + grants, db=db)
         w.start()
-        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '2'
+        assert pg().value('SELECT schema_version FROM smplaser.meta', db) == '3'
         w.treat('p-735', 'crown', seconds=0.3)
         w.wait_shipped()
         assert treatments(db, "patient = 'p-735'")[0][5] == 'completed'
@@ -1329,7 +1599,7 @@ def test_counter_jump_while_armed_counts_what_it_reported():
         wait_until(lambda: w.unit_prop('LatchedFault', w.upath) == 'counter-jumped', 5,
                    'the unit faulted counter-jumped')
         w.wait_state('standby')
-        w.session(spath).End('done')
+        w.end_session(spath, 'done')
         w.wait_shipped()
         fired = w.fired(w.serial)
         t = pg().rows("SELECT outcome, pulse_count, pulses_recorded, shot_at_end"
@@ -1437,7 +1707,7 @@ def test_shot_number_reused_without_reset_keeps_its_row():
         w.fire(0.5)
         w.u().Disarm()
         w.wait_state('standby')
-        w.session(spath).End('done')
+        w.end_session(spath, 'done')
         w.wait_shipped()
         fired = w.fired_shots()
         assert fired and max(fired) <= 20, fired

@@ -190,9 +190,6 @@ struct bad {
 static const struct bad bad_configs[] = {
 	{ "[records]\nbackend = mysql\n", 2, "must be sqlite or postgresql" },
 	{ "[records]\n\nbackend = postgresql\n", 3, "needs a conninfo" },
-	/* The clinical record is not kept on PostgreSQL yet: no follow-up can be recorded. */
-	{ "[rules]\nrequire_follow_up = true\n[records]\nbackend = postgresql\nconninfo = x\n", 2,
-	  "require_follow_up = true needs the clinical record" },
 	{ "[records]\nconninfo = host=db password=secret\n", 2, "password" },
 	{ "[records]\nconninfo = host=db PASSWORD = secret\n", 2, "password" },
 	{ "[records]\nconninfo = postgresql://smpl:secret@db/clinic\n", 2, "password" },
@@ -543,7 +540,12 @@ static void test_records_section(void **state)
 	assert_int_equal(c.records.backend, SMPL_RECORDS_POSTGRESQL);
 	assert_string_equal(c.records.conninfo, "service=smplaser sslmode=verify-full");
 	assert_string_equal(c.records.workstation, "room-1.a_b");
-	assert_false(c.rules.require_follow_up);	/* no follow-ups there yet */
+	/* The clinical record is kept there too (schema step 3): the follow-up rule holds. */
+	assert_true(c.rules.require_follow_up);
+	assert_int_equal(load(&c, "[rules]\nrequire_follow_up = true\n[records]\n"
+			      "backend = postgresql\nconninfo = x\n", msg, sizeof(msg)),
+			 SMPL_CONFIG_LOADED);
+	assert_true(c.rules.require_follow_up);
 	assert_int_equal(load(&c, "[rules]\nrequire_follow_up = false\n[records]\n"
 			      "backend = postgresql\nconninfo = x\n", msg, sizeof(msg)),
 			 SMPL_CONFIG_LOADED);
