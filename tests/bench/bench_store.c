@@ -324,7 +324,7 @@ static int big(const char *dir)
 					      .shot_at_end_known = true };
 	struct store_operator op = { 1000, "bench" };
 	double total[BIG_BEGINS], sync[BIG_BEGINS], beyond[BIG_BEGINS], t0;
-	uint32_t shot = high_water(dir, BIG_UNIT) + 1;
+	uint32_t shot = high_water(dir, BIG_UNIT);	/* the unit's counter where the records end */
 	struct timespec now;
 	struct store *st = open_store(dir);
 	int64_t session, id, armed;
