@@ -840,6 +840,26 @@ static bool read_again(struct read_try *t, int err)
 	return err == -ENOTCONN && t->was_up && t->n++ == 0;
 }
 
+/*
+ * NAME(v, patient, cb, ctx): NAME_once() on a ready connection, once more on
+ * a new one if the server went away under it (the callbacks run only after
+ * the whole answer is in, so never twice).
+ */
+#define DEFINE_PATIENT_READ(name, cb_type)						\
+	static int name(void *v, const char *patient, cb_type cb, void *ctx)		\
+	{										\
+		struct store_pg *h = v;							\
+		struct read_try t = { 0 };						\
+		int err;								\
+											\
+		do {									\
+			err = read_ready(h, &t);					\
+			if (!err)							\
+				err = name##_once(h, patient, cb, ctx);			\
+		} while (read_again(&t, err));						\
+		return err;								\
+	}
+
 /* ---- the schema: identify, create, migrate --------------------------------------- */
 
 static const char *const migrations[STORE_PG_SCHEMA_VERSION] = {
@@ -1963,19 +1983,7 @@ static int pg_patient_endpoints_once(struct store_pg *h, const char *patient, st
 	return n;
 }
 
-static int pg_patient_endpoints(void *v, const char *patient, store_endpoint_cb cb, void *ctx)
-{
-	struct store_pg *h = v;
-	struct read_try t = { 0 };
-	int err;
-
-	do {
-		err = read_ready(h, &t);
-		if (!err)
-			err = pg_patient_endpoints_once(h, patient, cb, ctx);
-	} while (read_again(&t, err));
-	return err;
-}
+DEFINE_PATIENT_READ(pg_patient_endpoints, store_endpoint_cb)
 
 static int pg_patient_follow_ups_once(struct store_pg *h, const char *patient,
 				      store_follow_up_cb cb, void *ctx)
@@ -2020,20 +2028,7 @@ static int pg_patient_follow_ups_once(struct store_pg *h, const char *patient,
 	return n;
 }
 
-static int pg_patient_follow_ups(void *v, const char *patient, store_follow_up_cb cb,
-				 void *ctx)
-{
-	struct store_pg *h = v;
-	struct read_try t = { 0 };
-	int err;
-
-	do {
-		err = read_ready(h, &t);
-		if (!err)
-			err = pg_patient_follow_ups_once(h, patient, cb, ctx);
-	} while (read_again(&t, err));
-	return err;
-}
+DEFINE_PATIENT_READ(pg_patient_follow_ups, store_follow_up_cb)
 
 static int pg_patient_reviews_once(struct store_pg *h, const char *patient, store_review_cb cb, void *ctx)
 {
@@ -2066,19 +2061,7 @@ static int pg_patient_reviews_once(struct store_pg *h, const char *patient, stor
 	return n;
 }
 
-static int pg_patient_reviews(void *v, const char *patient, store_review_cb cb, void *ctx)
-{
-	struct store_pg *h = v;
-	struct read_try t = { 0 };
-	int err;
-
-	do {
-		err = read_ready(h, &t);
-		if (!err)
-			err = pg_patient_reviews_once(h, patient, cb, ctx);
-	} while (read_again(&t, err));
-	return err;
-}
+DEFINE_PATIENT_READ(pg_patient_reviews, store_review_cb)
 
 /* ---- treatments: reading ----------------------------------------------------------- */
 
