@@ -41,6 +41,15 @@ pkglibs = $(shell pkg-config --libs $(1))
 PROGRAMS :=		# userspace programs built by "make"
 UNIT_TESTS :=		# cmocka binaries, run by "make check" under ASan+UBSan
 CHECK_SUITES :=		# other suites (scripts) run by "make check", in order
+# make check runs CHECK_JOBS suites at a time (tests/run-suites), the longest
+# first; then, one by one with nothing beside them, the QEMU guests and the
+# suites that time the daemon (CHECK_SUITES_ALONE).
+CHECK_JOBS ?= 3
+CHECK_SUITES_FIRST := tests/pg/test_pg.py tests/attack/run-attack-check \
+	tests/integration/test_daemon.py tests/integration/test_attacks.py \
+	tests/soak/run-soak-check
+CHECK_SUITES_ALONE := tests/integration/test_stall.py tests/valgrind/run \
+	tests/system/run tests/vm/run-all
 BENCHES :=		# benchmark programs run by "make bench"
 CLEAN_FILES :=
 
@@ -89,8 +98,11 @@ TEST_LOGS := build/test-logs
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 all unit-tests
-	@tests/run-suites $(TEST_LOGS) \
-		$(patsubst $(B)/%,build/san/%,$(UNIT_TESTS)) $(CHECK_SUITES)
+	@tests/run-suites -j $(CHECK_JOBS) $(TEST_LOGS) \
+		$(filter $(CHECK_SUITES_FIRST),$(CHECK_SUITES)) \
+		$(patsubst $(B)/%,build/san/%,$(UNIT_TESTS)) \
+		$(filter-out $(CHECK_SUITES_FIRST) $(CHECK_SUITES_ALONE),$(CHECK_SUITES)) \
+		--alone $(filter $(CHECK_SUITES_ALONE),$(CHECK_SUITES))
 
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
