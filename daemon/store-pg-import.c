@@ -52,12 +52,9 @@ struct import {
 	char origin[STORE_NAME_MAX + 16];
 	char msg[STORE_MSG_MAX];
 	bool has_epochs;		/* treatments.counter_epoch (SQLite schema 6) */
-	/* local session id -> clinic session id */
-	int64_t *session_map;
-	size_t n_sessions_map;
 	unsigned int new_conflicts;	/* recorded by this run */
-	/* local treatment and follow-up ids -> the clinic's (the clinical record) */
-	struct id_map treatment_map, follow_up_map;
+	/* local session, treatment and follow-up ids -> the clinic's */
+	struct id_map session_map, treatment_map, follow_up_map;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -247,26 +244,8 @@ static int import_units(struct import *im)
 	return err;
 }
 
-static int map_session(struct import *im, int64_t local, int64_t clinic)
-{
-	if ((size_t)local >= im->n_sessions_map) {
-		size_t n = (size_t)local * 2 + 16;
-		int64_t *m = realloc(im->session_map, n * sizeof(*m));
-
-		if (!m)
-			return fail(im, -ENOMEM, "out of memory");
-		memset(m + im->n_sessions_map, 0, (n - im->n_sessions_map) * sizeof(*m));
-		im->session_map = m;
-		im->n_sessions_map = n;
-	}
-	im->session_map[local] = clinic;
-	return 0;
-}
-
-static int64_t session_of(const struct import *im, int64_t local)
-{
-	return local > 0 && (size_t)local < im->n_sessions_map ? im->session_map[local] : 0;
-}
+static int map_put(struct import *im, struct id_map *m, int64_t local, int64_t clinic);
+static int64_t map_get(const struct id_map *m, int64_t local);
 
 static int import_sessions(struct import *im)
 {
@@ -291,7 +270,7 @@ static int import_sessions(struct import *im)
 			     " ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id",
 			     &v, sqlite3_column_int64(st, 0), &id, &added);
 		if (!err)
-			err = map_session(im, sqlite3_column_int64(st, 0), id);
+			err = map_put(im, &im->session_map, sqlite3_column_int64(st, 0), id);
 		if (!err && added)
 			im->res->sessions++;
 		else if (!err)
@@ -334,7 +313,7 @@ static int treatment_row(struct import *im, sqlite3_stmt *st, bool conflicting, 
 {
 	struct vals v = { 0 };
 
-	v_i64(&v, session_of(im, sqlite3_column_int64(st, 1)));
+	v_i64(&v, map_get(&im->session_map, sqlite3_column_int64(st, 1)));
 	v_str(&v, im->cfg->workstation);
 	for (int c = 2; c < 28; c++)
 		v_col(&v, st, c);
@@ -444,8 +423,6 @@ static int import_pulses(struct import *im, int64_t local, int64_t clinic)
 	return err;
 }
 
-static int map_put(struct import *im, struct id_map *m, int64_t local, int64_t clinic);
-
 static bool known_conflict(struct import *im, int64_t id)
 {
 	struct vals v = { 0 };
@@ -471,7 +448,7 @@ static int import_treatments(struct import *im)
 		int64_t local = sqlite3_column_int64(st, 0), id = 0;
 		bool added = false;
 
-		if (!session_of(im, sqlite3_column_int64(st, 1))) {
+		if (!map_get(&im->session_map, sqlite3_column_int64(st, 1))) {
 			err = fail(im, -EIO, "treatment %" PRId64 " names no session", local);
 			break;
 		}
@@ -560,8 +537,8 @@ static int import_audit(struct import *im)
 		v_str(&v, im->cfg->workstation);
 		for (int c = 1; c < 6; c++)
 			v_col(&v, st, c);
-		if (session_of(im, session))
-			v_i64(&v, session_of(im, session));
+		if (map_get(&im->session_map, session))
+			v_i64(&v, map_get(&im->session_map, session));
 		else
 			v_str(&v, NULL);
 		v_col(&v, st, 7);
@@ -689,7 +666,7 @@ static int import_endpoints(struct import *im)
 
 	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t local = sqlite3_column_int64(st, 0), id;
-		int64_t session = session_of(im, sqlite3_column_int64(st, 1));
+		int64_t session = map_get(&im->session_map, sqlite3_column_int64(st, 1));
 		int64_t treatment = map_get(&im->treatment_map, sqlite3_column_int64(st, 2));
 		struct vals v = { 0 };
 		bool added;
@@ -947,7 +924,7 @@ int store_pg_import(const struct store_pg_config *cfg, const char *sqlite_state_
 	if (im.pg)
 		sym_PQfinish(im.pg);
 	sqlite3_close(im.db);
-	free(im.session_map);
+	free(im.session_map.v);
 	free(im.treatment_map.v);
 	free(im.follow_up_map.v);
 	return err;
