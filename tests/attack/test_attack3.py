@@ -137,5 +137,44 @@ def test_no_pulse_fires_after_disarm_is_answered():
         env.end_session(spath)
 
 
+@test
+def test_arm_and_records_go_on_while_an_export_is_stuck():
+    """Arm while an Export runs: the caller's pipe is never read (a stuck
+    reader), so the export holds its read snapshot.  Arming, its durable
+    treatment, every pulse row and the cooldown answer must not wait for it."""
+    import fcntl
+    with Env() as env:
+        env.start()
+        for i in range(3):                      # rows enough to fill a small pipe
+            env.treat('p-exp%d' % (i + 2), 'crown', 0.3)
+        r, w = os.pipe()
+        fcntl.fcntl(w, 1031, 4096)              # F_SETPIPE_SZ: one page
+        records = dbus.Interface(env.obj('/org/smplaser/Laser1'), 'org.smplaser.Laser1.Records')
+        done = []
+        records.Export(dbus.types.UnixFd(w), dbus.UInt64(0), 'json', timeout=120,
+                       reply_handler=lambda *a: done.append(('ok', a)),
+                       error_handler=lambda e: done.append(('error', e)))
+        os.close(w)
+        pump(1.0)
+        assert not done, 'the export did not block on its pipe: %s' % done
+        t0 = time.monotonic()
+        spath = env.ready_session('p-exp1', 'occipital')
+        env.arm_to_ready()
+        pulses = env.fire(0.8)
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.end_session(spath)
+        took = time.monotonic() - t0
+        assert not done, 'the export ended meanwhile: %s' % done
+        eligible, _, why = env.manager().CheckPatch('p-exp1', 'occipital')
+        assert not eligible, why
+        fired = [p['shot'] for p in env.fired()]
+        rows = [x['shot'] for x in env.query('SELECT shot FROM pulses ORDER BY shot')]
+        assert rows == fired and pulses > 0, (rows, fired)
+        print('# a treatment of %d pulses in %.1f s beside the stuck export' % (pulses, took))
+        os.close(r)
+        wait_until(lambda: done, 10, 'the export to end once its reader closed')
+
+
 if __name__ == '__main__':
     sys.exit(main_with_preload([(SLOW_THREADS, 'make all')]))
