@@ -1088,9 +1088,9 @@ static int open_postgresql(struct smpl_daemon *d, char *msg, size_t msg_len)
 		snprintf(msg, msg_len, "%s", store_ops_pg.errmsg(w));
 		return r;
 	}
-	smpl_log(LOG_NOTICE, NULL, NULL, "records", "the clinic's records on PostgreSQL do not "
-		 "check a unit's counter ahead of them (records-missing): a restore of the "
-		 "database is its administrator's (docs/records-postgresql.md)");
+	smpl_log(LOG_NOTICE, NULL, NULL, "records", "the clinic's records on PostgreSQL check a "
+		 "unit's counter ahead of them (records-missing) at arming only, and do not count "
+		 "those shots on any patch (docs/records-postgresql.md)");
 	r = store_pg_open_reader(&rd, &c, msg, msg_len);
 	if (r < 0)
 		return r;

@@ -67,10 +67,12 @@ struct store_ops {
 	/*
 	 * A unit's counter ahead of the records (store-restore.h): 1, 0 or
 	 * -errno as store_records_missing_check(); the acknowledge as
-	 * store_records_missing_ack().  NULL on a backend that does not check
-	 * it (PostgreSQL, for now: its restores are the database
-	 * administrator's, docs/records-postgresql.md); the daemon then
-	 * settles without it and refuses the acknowledge.
+	 * store_records_missing_ack().  records_missing_check is NULL on
+	 * PostgreSQL: there the counter ahead is refused at arming only
+	 * (-ENOLINK, as on SQLite), the shots are not counted on any patch,
+	 * and the acknowledge accepts the counter that arming saw as a new
+	 * counter epoch (docs/records-postgresql.md); the daemon settles
+	 * without the check.  A NULL acknowledge is refused.
 	 */
 	int (*records_missing_check)(void *h, const char *unit_serial, uint32_t counter,
 				     int64_t now_ms);

@@ -31,6 +31,7 @@
 #include "journal.h"
 #include "store-clinical.h"
 #include "store-pg.h"
+#include "store-restore.h"
 
 #define RETRY_MS		1000	/* a server that did not answer: not before */
 #define SERIAL_RETRIES		60	/* serialization failures before giving up */
@@ -446,6 +447,12 @@ struct store_pg {
 	char down[STORE_MSG_MAX];	/* why the last attempt failed */
 	int down_err;
 	char msg[STORE_MSG_MAX];
+
+	/* The last arming refused records-missing: what its acknowledge accepts. */
+	struct {
+		char unit[STORE_NAME_MAX + 1];
+		uint32_t counter;
+	} ahead;
 
 	struct smpl_journal *journal;	/* writer and shipper */
 	struct store_pulse *batch;
@@ -2359,11 +2366,69 @@ static int refuse_if_counter_went_back(struct store_pg *h, const char *unit, uin
 		    "shot %u in the records; not believed", unit, counter, high);
 }
 
+/*
+ * How far the unit's counter may be ahead of its unsettled treatments of its
+ * epoch (ended unknown, closed with the end unread; an open one refuses the
+ * arming first): the shots they fired after their last pulse that reached
+ * the records, until the unit stopped by itself (store-restore.c's
+ * unsettled_shot()).  0 and *found false if none.
+ */
+static int unsettled_shot(struct store_pg *h, const char *unit, uint32_t *shot, bool *found)
+{
+	struct params p = { 0 };
+	bool none = true;
+	int64_t v = 0;
+	int err;
+
+	p_str(&p, unit);
+	p_i64(&p, STORE_MISSING_WINDOW_S);
+	err = query_i64(h, "read the unit's unsettled treatments",
+			"SELECT max(greatest(t.shot_at_arm, coalesce((SELECT max(p.shot)"
+			"   FROM smplaser.pulses AS p WHERE p.treatment_id = t.id), 0))"
+			"  + (t.rate_mhz * $2 + 999) / 1000 + 2)"
+			" FROM smplaser.treatments AS t WHERE t.unit_serial = $1"
+			" AND (t.outcome IN ('open', 'unknown') OR t.shot_at_end IS NULL)"
+			" AND t.counter_epoch = " PG_UNIT_EPOCH("$1"),
+			&p, &v, &none);
+	if (err)
+		return err;
+	*found = !none;
+	*shot = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	return 0;
+}
+
+/*
+ * -ENOLINK when @counter is ahead of everything the clinic's records hold for
+ * @unit in its epoch (every workstation's; this one's journal is shipped
+ * before arming) beyond what its unsettled treatments may own: shots fired
+ * with no host arming the unit, or records restored from an older backup
+ * (store.c's store_refuse_if_counter_ahead(), the same words).  A unit new
+ * to the records has no bound.  Remembered for the acknowledge.
+ */
+static int refuse_if_counter_ahead(struct store_pg *h, const char *unit, uint32_t counter)
+{
+	uint32_t high = 0, theirs = 0;
+	bool found = false, unsettled = false;
+	int err = unit_high_water(h, unit, &high, &found);
+
+	if (!err)
+		err = unsettled_shot(h, unit, &theirs, &unsettled);
+	if (err || !found || counter <= high || (unsettled && counter <= theirs))
+		return err;
+	snprintf(h->ahead.unit, sizeof(h->ahead.unit), "%s", unit);
+	h->ahead.counter = counter;
+	return fail(h, -ENOLINK, "records-missing: unit %s's shot counter is at %u at arming, "
+		    "the records end at shot %u: %u shot%s fired outside the records (with no "
+		    "host arming the unit?); not arming", unit, counter, high, counter - high,
+		    counter - high == 1 ? "" : "s");
+}
+
 struct counter_txn {
 	const char *unit;
 	uint32_t counter;
 	const struct store_operator *op;
 	int64_t now_ms;
+	bool accepted;		/* missing_ack_txn: a new epoch recorded */
 };
 
 static int counter_check_txn(struct store_pg *h, void *ctx)
@@ -2376,7 +2441,7 @@ static int counter_check_txn(struct store_pg *h, void *ctx)
 static int pg_counter_check(void *v, const char *unit_serial, uint32_t counter)
 {
 	struct store_pg *h = v;
-	struct counter_txn c = { unit_serial, counter, NULL, 0 };
+	struct counter_txn c = { unit_serial, counter, NULL, 0, false };
 	int err;
 
 	if (!valid_name(unit_serial))
@@ -2475,13 +2540,78 @@ static int pg_counter_reset(void *v, const char *unit_serial, uint32_t counter,
 			    const struct store_operator *op, int64_t now_ms)
 {
 	struct store_pg *h = v;
-	struct counter_txn c = { unit_serial, counter, op, now_ms };
+	struct counter_txn c = { unit_serial, counter, op, now_ms, false };
 	int err;
 
 	if (!valid_name(unit_serial) || !op || !valid_label(op->name))
 		return fail(h, -EINVAL, "a counter reset needs a unit and an operator");
 	err = shipped_first(h);
 	return err ? err : pg_txn(h, counter_reset_txn, NULL, &c);
+}
+
+/*
+ * The acknowledge of records-missing (store_records_missing_ack()): the counter
+ * the refused arming saw is accepted as a new epoch's floor (a counter_resets
+ * row whose counter is above its high water), audited RECONCILE
+ * records-missing.  The shots between are not counted on any patch (SQLite's
+ * account of them is not ported: docs/records-postgresql.md).  1 if accepted,
+ * 0 if nothing stands (the records reached the counter meanwhile).
+ */
+static int missing_ack_txn(struct store_pg *h, void *ctx)
+{
+	struct counter_txn *c = ctx;
+	struct params p = { 0 };
+	char detail[2 * STORE_NAME_MAX + 200];
+	uint32_t high = 0;
+	bool found = false;
+	int err;
+
+	err = unit_high_water(h, c->unit, &high, &found);
+	if (err || !found || c->counter <= high)
+		return err;
+	p_str(&p, c->unit);
+	p_i64(&p, high);
+	p_i64(&p, c->counter);
+	p_i64(&p, c->now_ms);
+	p_str(&p, h->workstation);
+	p_i64(&p, c->op->uid);
+	p_str(&p, c->op->name);
+	err = run(h, "record the accepted counter",
+		  "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
+		  "  workstation, operator_uid, operator_name)"
+		  " VALUES ($1, $2, $3, $4, $5, $6, $7)", &p, NULL);
+	if (!err)
+		err = end_earlier_epoch(h, c->unit, c->now_ms);
+	if (err)
+		return err;
+	c->accepted = true;
+	snprintf(detail, sizeof(detail), "shots %u..%u of unit %s are not in the records; its "
+		 "counter %u accepted by %s (uid %" PRId64 "): a new counter epoch from it",
+		 high + 1, c->counter, c->unit, c->counter, c->op->name, (int64_t)c->op->uid);
+	return insert_audit(h, &(struct store_audit){
+		.time_ms = c->now_ms, .kind = STORE_AUDIT_RECONCILE, .unit_serial = c->unit,
+		.reason = "records-missing", .detail = detail }, NULL);
+}
+
+static int pg_records_missing_ack(void *v, const char *unit_serial,
+				  const struct store_operator *op, int64_t now_ms)
+{
+	struct store_pg *h = v;
+	struct counter_txn c = { unit_serial, 0, op, now_ms, false };
+	int err;
+
+	if (!valid_name(unit_serial) || !op || !valid_label(op->name))
+		return fail(h, -EINVAL, "an acknowledge needs a unit and an operator");
+	if (strcmp(h->ahead.unit, unit_serial) != 0)
+		return 0;	/* no refused arming of it since the start */
+	c.counter = h->ahead.counter;
+	err = shipped_first(h);
+	if (!err)
+		err = pg_txn(h, missing_ack_txn, NULL, &c);
+	if (err)
+		return err;
+	h->ahead.unit[0] = '\0';
+	return c.accepted ? 1 : 0;
 }
 
 /* Inside a transaction: outcome, shot_at_arm, pulses recorded, unit, end counter known. */
@@ -2954,6 +3084,8 @@ static int arm_prepare(struct store_pg *h, void *ctx)
 		err = refuse_if_unit_busy(h, a->unit);
 	if (!err)
 		err = refuse_if_counter_went_back(h, a->unit, a->t->shot_at_arm);
+	if (!err)	/* before settling: settling takes every shot */
+		err = refuse_if_counter_ahead(h, a->unit, a->t->shot_at_arm);
 	if (!err)
 		err = settle_earlier(h, a->unit, a->t->shot_at_arm, a->t->armed_ms);
 	if (!err)
@@ -3901,6 +4033,7 @@ const struct store_ops store_ops_pg = {
 	.audit = pg_audit,
 	.audit_once = pg_audit_once,
 	.sync = pg_sync,
+	.records_missing_ack = pg_records_missing_ack,
 	.patch_facts = pg_patch_facts,
 	.patient_history = pg_patient_history,
 	.newest_record_ms = pg_newest_record_ms,

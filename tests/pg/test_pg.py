@@ -1721,6 +1721,188 @@ def test_shot_number_reused_without_reset_keeps_its_row():
                           " WHERE reason = 'shot-number-reused'", db) == str(len(fired))
 
 
+# --- a counter ahead of the clinic's records at arming (records-missing) -------------
+
+# The shots an unsettled treatment may own beyond its last recorded pulse
+# (STORE_MISSING_WINDOW_S = 3 s at its rate, and 2): at GOOD_PARAMS' 5 Hz.
+WINDOW = (int(GOOD_PARAMS['rate_mhz']) * 3 + 999) // 1000 + 2
+
+
+def _as_a_crash_left_it(db, patient):
+    """The treatment as a crash leaves it: ended unknown, its end counter unread."""
+    pg().psql("SET session_replication_role = replica;"
+              " UPDATE smplaser.treatments SET outcome = 'unknown', shot_at_end = NULL,"
+              " pulse_count = NULL WHERE patient = '%s'" % patient, db=db)
+
+
+@test
+def test_counter_ahead_while_disarmed_is_refused_at_arming():
+    """The unit's counter leaps while it is plugged in and disarmed (it fired with no host
+    arming it; or the clinic's database was restored from an older backup): the next Arm
+    is refused on the clinic's records as on SQLite, DeviceFault "records-missing: ...;
+    not arming" (the store's -ENOLINK), the unit faults records-missing and fires nothing
+    more, and nothing of that arming is in the records.  An authorized acknowledge accepts
+    the counter (a new counter epoch, audited) and the unit arms from it."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-800', 'crown', seconds=0.6)
+        fired = w.fired_shots()
+        assert fired, 'nothing fired'
+        w.wait_shipped()
+        shot = int(w.unit_prop('ShotCount', w.upath))
+        assert shot == max(fired), (shot, fired)
+        spath = w.ready('p-801', 'occipital')
+        w.simu().SetShotCounter(dbus.UInt32(shot + 500))
+        pump(0.2)
+        expect_error('DeviceFault', w.u().Arm,
+                     contains=('records-missing: unit %s' % w.serial, 'at %d' % (shot + 500),
+                               'shot %d' % shot, '500 shots', 'not arming'))
+        assert w.unit_prop('LatchedFault', w.upath) == 'records-missing'
+        assert w.state() == 'standby', w.state()
+        pump(0.5)
+        assert w.fired_shots() == fired, 'the unit fired after the refusal'
+        assert int(w.unit_prop('ShotCount', w.upath)) == shot + 500
+        assert not treatments(db, "patient = 'p-801'")
+        w.u().AcknowledgeFault()
+        assert w.unit_prop('LatchedFault', w.upath) == ''
+        assert pg().rows("SELECT high_water, counter, workstation FROM smplaser.counter_resets",
+                         db) == [[str(shot), str(shot + 500), 'ws1']]
+        assert pg().value("SELECT count(*) FROM smplaser.audit WHERE reason ="
+                          " 'records-missing'", db) != '0'
+        _arm_fire_end(w, spath, 0.4)
+        w.wait_shipped()
+        t = pg().rows("SELECT outcome, counter_epoch, shot_at_arm FROM smplaser.treatments"
+                      " WHERE patient = 'p-801'", db)
+        assert t == [['completed', '1', str(shot + 500)]], t
+
+
+@test
+def test_unsettled_treatment_owns_its_window_at_arming():
+    """A treatment ended unknown by a crash, its end counter unread, owns the shots the
+    unit can fire before it stops by itself: the counter up to WINDOW shots beyond its
+    last recorded pulse arms (no false records-missing); one more shot is refused."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-810', 'crown', seconds=0.6)
+        fired = w.fired_shots()
+        assert fired, 'nothing fired'
+        w.wait_shipped()
+        _as_a_crash_left_it(db, 'p-810')
+        w.simu().SetShotCounter(dbus.UInt32(max(fired) + WINDOW))
+        spath = w.ready('p-811', 'occipital')
+        _arm_fire_end(w, spath, 0.4)
+        w.wait_shipped()
+        assert treatments(db, "patient = 'p-811'")[0][5] == 'completed'
+        last = max(w.recorded_shots())
+        assert last == max(w.fired_shots()), (w.recorded_shots(), w.fired_shots())
+        _as_a_crash_left_it(db, 'p-811')
+        w.simu().SetShotCounter(dbus.UInt32(last + WINDOW + 1))
+        w.ready('p-812', 'mid-scalp')
+        expect_error('DeviceFault', w.u().Arm, contains=('records-missing', 'not arming'))
+        assert not treatments(db, "patient = 'p-812'")
+
+
+@test
+def test_unit_back_from_another_workstation_arms():
+    """The unit was treated here, then on another workstation (its shots in the clinic's
+    records under that workstation), then came back: its counter is ahead of this
+    workstation's records of it, not of the clinic's; it arms."""
+    db = pg().new_database()
+    with Workstation(db, 'ws2') as b:
+        b.start()
+        b.treat('p-820', 'crown', seconds=0.6)
+        b.wait_shipped()
+        c1 = int(b.unit_prop('ShotCount', b.upath))
+        c2 = c1 + 40
+        pg().psql(
+            "INSERT INTO smplaser.sessions (id, workstation, patient, unit_serial,"
+            " operator_uid, operator_name, start_ms, end_ms, state)"
+            " VALUES (900, 'ws1', 'p-821', '{u}', 0, 'x', 1000, 2000, 'ended');"
+            "INSERT INTO smplaser.treatments (session_id, workstation, patient, patch,"
+            " unit_serial, unit_firmware, operator_uid, operator_name, wavelength_nm,"
+            " fluence_mj_cm2, spot_um, pulse_ps, rate_mhz, set_energy_uj, armed_ms,"
+            " armed_rtc_s, shot_at_arm, cooldown_ms, outcome, end_ms, shot_at_end,"
+            " pulse_count, pulses_recorded)"
+            " VALUES (900, 'ws1', 'p-821', 'crown', '{u}', 'x', 0, 'x', 1064, 3000, 3000,"
+            " 10000, 5000, 1, 1000, 0, {c1}, 3628800000, 'completed', 2000, {c2}, 40, 40);"
+            "INSERT INTO smplaser.pulses (treatment_id, unit_serial, host_ms, shot,"
+            " measured_uj, set_uj) SELECT t.id, t.unit_serial, 1500, s, 1, 1"
+            " FROM smplaser.treatments t, generate_series({c1} + 1, {c2}) s"
+            " WHERE t.patient = 'p-821'".format(u=b.serial, c1=c1, c2=c2), db=db)
+        b.simu().SetShotCounter(dbus.UInt32(c2))
+        spath = b.ready('p-822', 'occipital')
+        _arm_fire_end(b, spath, 0.3)
+        b.wait_shipped()
+        t = pg().rows("SELECT outcome, shot_at_arm FROM smplaser.treatments"
+                      " WHERE patient = 'p-822'", db)
+        assert t == [['completed', str(c2)]], t
+
+
+@test
+def test_journal_waiting_is_no_records_missing():
+    """The server stops while the unit fires: its pulses and its end wait in this
+    workstation's journal, so the clinic's records end below the unit's counter.  An
+    Arm meanwhile is RecordsUnavailable (not records-missing); once the server is back
+    the next Arm ships the journal first and arms."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.ready('p-830', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.fire(0.4)
+        pg().stop()
+        try:
+            w.fire(1.2)
+            w.u().Disarm()
+            w.wait_state('standby')
+            pump(0.5)
+            assert w.journal_waiting() > 0
+            expect_error('RecordsUnavailable', w.u().Arm)
+            assert w.unit_prop('LatchedFault', w.upath) == ''
+        finally:
+            pg().start()
+        # At once: the daemon tries the server again at most once a second.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                w.u().Arm()
+                break
+            except dbus.DBusException as e:
+                if not e.get_dbus_name().endswith('.RecordsUnavailable') or \
+                        time.monotonic() > deadline:
+                    raise
+                pump(0.1)
+        w.wait_state('ready')
+        w.u().Disarm()
+        w.wait_state('standby')
+        assert w.unit_prop('LatchedFault', w.upath) == ''
+        w.wait_shipped()
+        fired = w.fired_shots()
+        assert w.recorded_shots() == fired, (w.recorded_shots(), fired)
+
+
+@test
+def test_new_epoch_arms_from_the_accepted_counter():
+    """After an accepted counter reset the bound is the new epoch's: the unit arms from
+    the accepted counter, and a leap past the new epoch's records is refused."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        w.treat('p-840', 'crown', seconds=0.6)
+        w.wait_shipped()
+        spath = _reset_counter_to(w, 0, 'p-841', 'crown')
+        _arm_fire_end(w, spath, 0.4)
+        w.wait_shipped()
+        shot = int(w.unit_prop('ShotCount', w.upath))
+        w.simu().SetShotCounter(dbus.UInt32(shot + 100))
+        w.ready('p-842', 'crown')
+        expect_error('DeviceFault', w.u().Arm, contains=('records-missing', 'not arming'))
+        assert not treatments(db, "patient = 'p-842'")
+
+
 # --- the test's own server: never left behind ---------------------------------------
 
 def _pid_alive(pid):
