@@ -2508,10 +2508,33 @@ static int end_earlier_epoch(struct store_pg *h, const char *unit, int64_t now_m
 	return err;
 }
 
+/*
+ * Inside the transaction: c->counter accepted for c->unit by c->op, a new
+ * counter epoch from it (its records up to @high belong to the one before),
+ * and what the earlier epoch left open ended.
+ */
+static int new_epoch(struct store_pg *h, const struct counter_txn *c, uint32_t high)
+{
+	struct params p = { 0 };
+	int err;
+
+	p_str(&p, c->unit);
+	p_i64(&p, high);
+	p_i64(&p, c->counter);
+	p_i64(&p, c->now_ms);
+	p_str(&p, h->workstation);
+	p_i64(&p, c->op->uid);
+	p_str(&p, c->op->name);
+	err = run(h, "record the new counter epoch",
+		  "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
+		  "  workstation, operator_uid, operator_name)"
+		  " VALUES ($1, $2, $3, $4, $5, $6, $7)", &p, NULL);
+	return err ? err : end_earlier_epoch(h, c->unit, c->now_ms);
+}
+
 static int counter_reset_txn(struct store_pg *h, void *ctx)
 {
 	struct counter_txn *c = ctx;
-	struct params p = { 0 };
 	uint32_t high = 0;
 	bool found = false;
 	int err;
@@ -2520,20 +2543,7 @@ static int counter_reset_txn(struct store_pg *h, void *ctx)
 	if (!err && (!found || c->counter >= high))
 		err = fail(h, -EALREADY, "unit %s: counter %u is not below the records", c->unit,
 			   c->counter);
-	if (err)
-		return err;
-	p_str(&p, c->unit);
-	p_i64(&p, high);
-	p_i64(&p, c->counter);
-	p_i64(&p, c->now_ms);
-	p_str(&p, h->workstation);
-	p_i64(&p, c->op->uid);
-	p_str(&p, c->op->name);
-	err = run(h, "record the counter reset",
-		  "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
-		  "  workstation, operator_uid, operator_name)"
-		  " VALUES ($1, $2, $3, $4, $5, $6, $7)", &p, NULL);
-	return err ? err : end_earlier_epoch(h, c->unit, c->now_ms);
+	return err ? err : new_epoch(h, c, high);
 }
 
 static int pg_counter_reset(void *v, const char *unit_serial, uint32_t counter,
@@ -2560,7 +2570,6 @@ static int pg_counter_reset(void *v, const char *unit_serial, uint32_t counter,
 static int missing_ack_txn(struct store_pg *h, void *ctx)
 {
 	struct counter_txn *c = ctx;
-	struct params p = { 0 };
 	char detail[2 * STORE_NAME_MAX + 200];
 	uint32_t high = 0;
 	bool found = false;
@@ -2569,19 +2578,7 @@ static int missing_ack_txn(struct store_pg *h, void *ctx)
 	err = unit_high_water(h, c->unit, &high, &found);
 	if (err || !found || c->counter <= high)
 		return err;
-	p_str(&p, c->unit);
-	p_i64(&p, high);
-	p_i64(&p, c->counter);
-	p_i64(&p, c->now_ms);
-	p_str(&p, h->workstation);
-	p_i64(&p, c->op->uid);
-	p_str(&p, c->op->name);
-	err = run(h, "record the accepted counter",
-		  "INSERT INTO smplaser.counter_resets (unit_serial, high_water, counter, time_ms,"
-		  "  workstation, operator_uid, operator_name)"
-		  " VALUES ($1, $2, $3, $4, $5, $6, $7)", &p, NULL);
-	if (!err)
-		err = end_earlier_epoch(h, c->unit, c->now_ms);
+	err = new_epoch(h, c, high);
 	if (err)
 		return err;
 	c->accepted = true;
