@@ -52,6 +52,7 @@ struct ctl {
 	const char *since;	/* records export --since DATE */
 	bool csv;		/* records export --csv */
 	double timeout_s;	/* watch --timeout, 0: until interrupted */
+#define WATCH_TIMEOUT_MAX_S	(365 * 24 * 3600)
 	bool no_wait;		/* arm --no-wait */
 	const char *prog;	/* argv[0] basename, for messages */
 	/* the clinical record (issue 16) */

@@ -205,9 +205,12 @@ static int parse_options(struct ctl *c, int argc, char **argv)
 		}
 		case OPT_TIMEOUT:
 			c->timeout_s = strtod(optarg, &end);
-			if (*end || !(c->timeout_s > 0))
+			/* inf, nan and 1e300 are numbers to strtod(), not a deadline */
+			if (*end || end == optarg || !(c->timeout_s > 0) ||
+			    !(c->timeout_s <= WATCH_TIMEOUT_MAX_S))
 				return ctl_error(c, CTL_EXIT_USAGE, NULL,
-						 "--timeout takes a number of seconds > 0");
+						 "--timeout takes a number of seconds, > 0 and "
+						 "at most %d (a year)", WATCH_TIMEOUT_MAX_S);
 			break;
 		case ':':
 			return ctl_error(c, CTL_EXIT_USAGE, NULL,

@@ -287,16 +287,12 @@ static int method_arm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 
 /*
  * Making the unit safe is never refused nor delayed: Disarm asks no polkit,
- * since a polkit that hangs or says no must not keep a laser armed.  Any
- * peer the D-Bus policy lets in may disarm; its uid goes into the audit
- * trail (-1 if the bus cannot tell it, and the unit is disarmed anyway).
- */
-/*
- * Making the unit safe is never refused nor delayed: Disarm asks no polkit,
  * since a polkit that hangs or says no must not keep a laser armed, and the
  * unit's DISARM goes first, before anything is asked of the bus.  Any peer
  * the D-Bus policy lets in may disarm; its uid goes into the audit trail
- * (-1 if the bus cannot tell it, and the unit is disarmed anyway).
+ * (-1 if the bus cannot tell it, and the unit is disarmed anyway).  The call
+ * is answered only once the unit was told to disarm (its safe worker may run
+ * late): a client told "disarmed" sees no pulse after that.
  */
 static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
@@ -314,8 +310,10 @@ static int method_disarm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	}
 	if (r < 0)
 		uid = (uid_t)-1;
+	/* Answered once the unit was told, ahead of the end counter's read. */
+	smpl_unit_disarm_answer(u, m);
 	(void)smpl_unit_disarm(u, m, &uid);
-	return sd_bus_reply_method_return(m, NULL);
+	return 1;
 }
 
 static int method_acknowledge(sd_bus_message *m, void *userdata, sd_bus_error *error)

@@ -247,6 +247,15 @@ static int import_units(struct import *im)
 static int map_put(struct import *im, struct id_map *m, int64_t local, int64_t clinic);
 static int64_t map_get(const struct id_map *m, int64_t local);
 
+/* A row upserted: counted as added (in *@added_count) or as there already. */
+static void count_row(struct import *im, bool added, unsigned int *added_count)
+{
+	if (added)
+		(*added_count)++;
+	else
+		im->res->skipped++;
+}
+
 static int import_sessions(struct import *im)
 {
 	sqlite3_stmt *st;
@@ -271,10 +280,8 @@ static int import_sessions(struct import *im)
 			     &v, sqlite3_column_int64(st, 0), &id, &added);
 		if (!err)
 			err = map_put(im, &im->session_map, sqlite3_column_int64(st, 0), id);
-		if (!err && added)
-			im->res->sessions++;
-		else if (!err)
-			im->res->skipped++;
+		if (!err)
+			count_row(im, added, &im->res->sessions);
 	}
 	if (!err)
 		err = step_end(im, rc);
@@ -479,10 +486,7 @@ static int import_treatments(struct import *im)
 		if (!err)
 			err = map_put(im, &im->treatment_map, local, id);
 		if (!err) {
-			if (added)
-				im->res->treatments++;
-			else
-				im->res->skipped++;
+			count_row(im, added, &im->res->treatments);
 			err = import_pulses(im, local, id);
 		}
 	}
@@ -551,10 +555,8 @@ static int import_audit(struct import *im)
 			     "  origin_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 			     " ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id",
 			     &v, sqlite3_column_int64(st, 0), &id, &added);
-		if (!err && added)
-			im->res->audit++;
-		else if (!err)
-			im->res->skipped++;
+		if (!err)
+			count_row(im, added, &im->res->audit);
 	}
 	if (!err)
 		err = step_end(im, rc);
@@ -689,10 +691,8 @@ static int import_endpoints(struct import *im)
 			     "  origin, origin_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
 			     "  $11, $12) ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id",
 			     &v, local, &id, &added);
-		if (!err && added)
-			im->res->clinical++;
-		else if (!err)
-			im->res->skipped++;
+		if (!err)
+			count_row(im, added, &im->res->clinical);
 	}
 	if (!err)
 		err = step_end(im, rc);
@@ -759,12 +759,10 @@ static int import_follow_ups(struct import *im)
 			     " RETURNING id", &v, local, &id, &added);
 		if (!err)
 			err = map_put(im, &im->follow_up_map, local, id);
-		if (!err && added) {
-			im->res->clinical++;
+		if (!err)
+			count_row(im, added, &im->res->clinical);
+		if (!err && added)
 			err = import_adverse(im, local, id);
-		} else if (!err) {
-			im->res->skipped++;
-		}
 	}
 	if (!err)
 		err = step_end(im, rc);
@@ -803,10 +801,8 @@ static int import_reviews(struct import *im)
 			     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 			     " ON CONFLICT (origin, origin_id) DO NOTHING RETURNING id",
 			     &v, local, &id, &added);
-		if (!err && added)
-			im->res->clinical++;
-		else if (!err)
-			im->res->skipped++;
+		if (!err)
+			count_row(im, added, &im->res->clinical);
 	}
 	if (!err)
 		err = step_end(im, rc);

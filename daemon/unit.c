@@ -200,6 +200,25 @@ void smpl_unit_disarm_now(struct smpl_unit *u)
 		smpl_unit_io(u, SMPL_UNIT_DISARM, NULL, disarm_done, NULL);
 }
 
+static void disarm_answer(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
+{
+	sd_bus_message *m = userdata;
+
+	disarm_done(u, rep, NULL);
+	(void)sd_bus_reply_method_return(m, NULL);
+	sd_bus_message_unref(m);
+}
+
+void smpl_unit_disarm_answer(struct smpl_unit *u, sd_bus_message *m)
+{
+	if (!u->connected || u->gone) {
+		(void)sd_bus_reply_method_return(m, NULL);
+		return;
+	}
+	/* Behind every DISARM asked before it on the safe worker: answered once they ran. */
+	smpl_unit_io(u, SMPL_UNIT_DISARM, NULL, disarm_answer, sd_bus_message_ref(m));
+}
+
 /* --- lifetime ---------------------------------------------------------------------- */
 
 /*

@@ -209,6 +209,12 @@ void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_p
 		  smpl_unit_then then, void *userdata);
 /* DISARM on the unit's safe path, now; a failure is logged. */
 void smpl_unit_disarm_now(struct smpl_unit *u);
+/*
+ * Answers the Disarm call @m once the unit was told to disarm: a DISARM on the
+ * safe path after those asked before, @m answered when it ran (at once when the
+ * unit is not connected).  A client told "disarmed" sees no pulse after it.
+ */
+void smpl_unit_disarm_answer(struct smpl_unit *u, sd_bus_message *m);
 int smpl_unit_io_start(struct smpl_unit *u);
 void smpl_unit_io_stop(struct smpl_unit *u);
 /* Waits for the unit's calls in flight (at stop: the loop no longer runs). */

@@ -17,3 +17,7 @@ attack: $(B)/smplaserd build/tests/timerfd-passthrough.so
 	ATTACK_SECONDS=$(ATTACK_SECONDS) /usr/bin/python3 tests/attack/attack.py random
 
 CHECK_SUITES += tests/attack/run-attack-check
+
+# The third review's directed attacks (docs/reliability.md): plain build/smplaserd
+# with build/tests/slow-threads.so (tests/integration/preload.mk) preloaded.
+CHECK_SUITES += tests/attack/test_attack3.py

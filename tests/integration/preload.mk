@@ -4,7 +4,9 @@
 # "make SANITIZE=1 unit-tests" of "make check" builds them too.
 #   timerfd-passthrough.so   the clock suite (clock.mk), ahead of libfaketime
 #   slow-fsync.so            the stall suite (stall.mk): a 2 s fsync on demand
-PRELOAD_LIBS := build/tests/timerfd-passthrough.so build/tests/slow-fsync.so
+#   slow-threads.so          tests/attack/test_attack3.py: starved worker threads on demand
+PRELOAD_LIBS := build/tests/timerfd-passthrough.so build/tests/slow-fsync.so \
+	build/tests/slow-threads.so
 
 all: $(PRELOAD_LIBS)
 
