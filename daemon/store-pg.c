@@ -1538,7 +1538,13 @@ static bool valid_operator(const struct store_operator *op)
 	return op && valid_label(op->name);
 }
 
-/* One patch's follow-ups and reviews, one writer at a time: their ids commit in order. */
+/* The advisory lock of a patient's ($1) patch ($2) clinical record. */
+#define PG_PATCH_LOCK_KEY "hashtextextended(lower($1) || '/' || $2, 16)"
+
+/*
+ * One patch's follow-ups and reviews, one writer at a time: their ids commit
+ * in order.  An arming of the patch holds it shared (arm_patch_lock()).
+ */
 static int patch_lock(struct store_pg *h, const char *patient, const char *patch)
 {
 	struct params p = { 0 };
@@ -1546,8 +1552,7 @@ static int patch_lock(struct store_pg *h, const char *patient, const char *patch
 	p_str(&p, patient);
 	p_str(&p, patch);
 	return run(h, "lock the patch's clinical record",
-		   "SELECT pg_advisory_xact_lock(hashtextextended(lower($1) || '/' || $2, 16))",
-		   &p, NULL);
+		   "SELECT pg_advisory_xact_lock(" PG_PATCH_LOCK_KEY ")", &p, NULL);
 }
 
 static int clinical_audit(struct store_pg *h, enum store_audit_kind kind,
@@ -3146,11 +3151,39 @@ static int arm_verify(struct store_pg *h, void *ctx)
 	return 1;
 }
 
+/*
+ * The patch's clinical lock, shared, around the patient's part of an arming
+ * (@take; else released): a follow-up or a review of the patch under way
+ * (it holds the lock until its COMMIT) is waited for, so that the arming
+ * decides on it, and one that comes meanwhile waits for the arming.  Taken
+ * before the SERIALIZABLE transaction, on the session: that transaction's
+ * snapshot is taken at its first statement, so a lock waited for inside it
+ * would leave it deciding without what it waited for.  A broken connection
+ * releases it (and an arming run again on a new one goes without it).
+ */
+static int arm_patch_lock(struct store_pg *h, const struct arm_txn *a, bool take)
+{
+	struct params p = { 0 };
+	int err;
+
+	p_str(&p, a->patient);
+	p_str(&p, a->t->patch);
+	if (take)
+		return run(h, "wait for the patch's clinical record",
+			   "SELECT pg_advisory_lock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
+	err = run(h, "release the patch's clinical record",
+		  "SELECT pg_advisory_unlock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
+	if (err)
+		drop_connection(h);	/* never keep the lock */
+	return err;
+}
+
 static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 			      int64_t *treatment_id)
 {
 	struct store_pg *h = v;
 	struct arm_txn a = { .t = t };
+	bool locked = false;
 	int err;
 
 	if (!t || !treatment_id || !valid_name(t->patch) || !valid_label(t->unit_firmware) ||
@@ -3163,6 +3196,8 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 		err = shipped_first(h);
 	if (!err)
 		err = pg_txn(h, arm_prepare, NULL, &a);
+	if (!err)
+		locked = !(err = arm_patch_lock(h, &a, true));
 	for (int tries = 0; !err || err == E_EXCLUDED; tries++) {
 		err = pg_txn_as(h, true, arm_txn, arm_verify, &a);
 		if (err != E_EXCLUDED)
@@ -3181,6 +3216,8 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 			break;
 		}
 	}
+	if (locked && h->conn)
+		arm_patch_lock(h, &a, false);
 	if (err == -EEXIST) {
 		/*
 		 * This very arming is recorded (treatments_one_arming): its
