@@ -42,6 +42,7 @@
 /* Errors of this file only. */
 #define E_SERIAL	(-EDEADLK)	/* 40001, 40P01: run the transaction again */
 #define E_EXCLUDED	(-EKEYREJECTED)	/* 23P01: the cooldown constraint refused */
+#define E_UNLOCKED	(-ENOLCK)	/* an arming's patch lock went with its connection */
 
 /* ---- the schema ------------------------------------------------------------- */
 
@@ -441,6 +442,7 @@ struct store_pg {
 	bool writer;			/* creates and migrates the schema */
 	const char *role_name;		/* application_name suffix */
 	PGconn *conn;
+	unsigned int conn_gen;		/* connections made: which one a session lock is on */
 	bool reached;			/* connected once at least */
 	bool creating_again;		/* check_schema() after a failed creation */
 	int64_t next_try_ms;		/* monotonic: no connection attempt before */
@@ -808,6 +810,7 @@ static int pg_ready(struct store_pg *h)
 	if (mono_ms() < h->next_try_ms)
 		return fail(h, h->down_err, "%s", h->down);
 	h->conn = connect_now(h);
+	h->conn_gen++;
 	if (!h->conn || sym_PQstatus(h->conn) != CONNECTION_OK) {
 		err = unreachable(h, "connect", h->conn ? sym_PQerrorMessage(h->conn) : "out of memory");
 	} else {
@@ -2846,6 +2849,7 @@ struct arm_txn {
 	char patient[STORE_NAME_MAX + 1], unit[STORE_NAME_MAX + 1];
 	uint32_t session_patch_pulses;
 	bool looked;		/* a COMMIT's answer was lost: looked for it once */
+	unsigned int lock_gen;	/* the connection holding the patch's lock (arm_patch_lock) */
 };
 
 static bool params_valid(const struct store_params *p)
@@ -3107,6 +3111,10 @@ static int arm_txn(struct store_pg *h, void *ctx)
 	struct arm_txn *a = ctx;
 	int err;
 
+	if (a->lock_gen != h->conn_gen)	/* a new connection: the patch's lock is not on it */
+		return fail(h, E_UNLOCKED, "the connection to the clinic's records broke during "
+			    "the arming, and the patch's lock with it");
+
 	/*
 	 * Run again after a COMMIT whose answer was lost: if that commit has
 	 * landed since, it is the treatment, and the rules must not judge this
@@ -3159,18 +3167,22 @@ static int arm_verify(struct store_pg *h, void *ctx)
  * before the SERIALIZABLE transaction, on the session: that transaction's
  * snapshot is taken at its first statement, so a lock waited for inside it
  * would leave it deciding without what it waited for.  A broken connection
- * releases it (and an arming run again on a new one goes without it).
+ * releases it: arm_txn() then refuses to run on the new one (E_UNLOCKED)
+ * until it is taken again there.
  */
-static int arm_patch_lock(struct store_pg *h, const struct arm_txn *a, bool take)
+static int arm_patch_lock(struct store_pg *h, struct arm_txn *a, bool take)
 {
 	struct params p = { 0 };
 	int err;
 
 	p_str(&p, a->patient);
 	p_str(&p, a->t->patch);
-	if (take)
-		return run(h, "wait for the patch's clinical record",
-			   "SELECT pg_advisory_lock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
+	if (take) {
+		err = run(h, "wait for the patch's clinical record",
+			  "SELECT pg_advisory_lock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
+		a->lock_gen = h->conn_gen;
+		return err;
+	}
 	err = run(h, "release the patch's clinical record",
 		  "SELECT pg_advisory_unlock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
 	if (err)
@@ -3198,8 +3210,13 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 		err = pg_txn(h, arm_prepare, NULL, &a);
 	if (!err)
 		locked = !(err = arm_patch_lock(h, &a, true));
-	for (int tries = 0; !err || err == E_EXCLUDED; tries++) {
+	for (int tries = 0, relocked = 0; !err || err == E_EXCLUDED; tries++) {
 		err = pg_txn_as(h, true, arm_txn, arm_verify, &a);
+		if (err == E_UNLOCKED && !relocked++) {
+			/* The connection broke and took the lock: on the new one, again. */
+			err = arm_patch_lock(h, &a, true);
+			continue;
+		}
 		if (err != E_EXCLUDED)
 			break;
 		/*

@@ -2288,6 +2288,51 @@ def test_race_follow_up_against_an_arming():
         assert course(a, 'fu-2')['crown']['status'] == 'cooling-down'
 
 
+@test
+def test_race_hold_against_an_arming_whose_connection_broke():
+    """B's arming holds the patch's lock (shared) and stops at the gate inside its
+    transaction; A's follow-up with a holding adverse event waits for that lock; then B's
+    connection to the server is cut (pg_terminate_backend): its lock goes with it, A's
+    follow-up takes the patch and stops at its own gate, uncommitted, and B's arming runs
+    again on a new connection.  That run must take the patch's lock again and wait for A's
+    follow-up (refused PatchOnHold, nothing fired), not decide without it (before: armed,
+    and the unit fired on a patch on hold)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        install_gates(db)
+        sb = b.ready('hold-cut', 'crown')
+        gate_t, gate_a = Gate(db, GATE_TREATMENT), Gate(db, GATE_ADVERSE)
+        try:
+            arm = Call(b.u().Arm)
+            in_flight(db, arm, 1, "B's arming at the treatment gate")
+            assert arm.answer is None, arm.message
+            fu = Call(a.manager().RecordFollowUp, 'hold-cut', 'crown',
+                      findings(adverse=['infection']))
+            in_flight(db, fu, 2, "A's follow-up waiting for the patch")
+            assert fu.answer is None, fu.message
+            cut = pg().value("SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                             " WHERE locktype = 'advisory' AND NOT granted"
+                             " AND objid = %d" % GATE_TREATMENT, db)
+            assert cut == '1', cut
+            # A at its adverse gate; B at the treatment gate again (without the patch's
+            # lock) or waiting for that lock behind A.
+            in_flight(db, arm, 2, "A at its gate and B back")
+            gate_t.open()
+            time.sleep(0.5)
+            gate_a.open()
+            res = answered(fu, arm)
+        finally:
+            gate_t.open()
+            gate_a.open()
+        assert res == ['ok', 'PatchOnHold'], (res, arm.message)
+        fire_if_ready(b)
+        assert not b.fired_shots(), 'fired on a patch on hold: %s' % b.fired_shots()
+        b.end_session(sb, 'refused')
+        assert not treated_during_a_hold(db, "'hold-cut'")
+
+
 def _pid_alive(pid):
     try:
         with open('/proc/%d/stat' % pid) as f:
