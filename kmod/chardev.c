@@ -328,10 +328,14 @@ static int smplaser_arm_status(struct smplaser_dev *dev,
 	return -EIO;
 }
 
-/* A reply that went wrong: the unit may have obeyed the command anyway. */
+/*
+ * A reply that went wrong, or a wait a fatal signal ended: the unit may have
+ * obeyed the command anyway.
+ */
 static bool smplaser_outcome_unknown(int ret)
 {
-	return ret == -ETIMEDOUT || ret == -EPROTO || ret == -EIO;
+	return ret == -ETIMEDOUT || ret == -EPROTO || ret == -EIO ||
+	       ret == -EINTR;
 }
 
 static long smplaser_arm(struct smplaser_dev *dev)

@@ -4,6 +4,7 @@
  * status stream (reports, their checks, the disarms they call for).  The
  * disarm paths and the watchdogs are in disarm.c.
  */
+#include <linux/completion.h>
 #include <linux/errno.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
@@ -72,9 +73,52 @@ static int smplaser_transport_error(struct smplaser_dev *dev,
 		return -EIO;
 	case -EOVERFLOW:
 		return -EPROTO;		/* more than the reply buffer */
+	case -EINTR:
+		return -EINTR;		/* a fatal signal: the caller is dying */
 	default:
 		return -EIO;
 	}
+}
+
+static void smplaser_bulk_complete(struct urb *urb)
+{
+	complete(urb->context);
+}
+
+/*
+ * One bulk stage of a command: usb_bulk_msg(), except that a fatal signal
+ * ends the wait at once (-EINTR).  An opener killed while the unit does not
+ * answer must not keep its file, whose release disarms, for the stage's
+ * whole timeout.  Other signals do not interrupt a command.
+ */
+static int smplaser_bulk_msg(struct smplaser_dev *dev, unsigned int pipe,
+			     void *buf, int len, int *actual)
+{
+	DECLARE_COMPLETION_ONSTACK(done);
+	struct urb *urb;
+	unsigned long timeout = msecs_to_jiffies(SMPLASER_CMD_TIMEOUT_MS);
+	long left;
+	int ret;
+
+	*actual = 0;
+	urb = usb_alloc_urb(0, GFP_KERNEL);
+	if (!urb)
+		return -ENOMEM;
+	usb_fill_bulk_urb(urb, dev->udev, pipe, buf, len,
+			  smplaser_bulk_complete, &done);
+	ret = usb_submit_urb(urb, GFP_KERNEL);
+	if (ret)
+		goto out;
+	left = wait_for_completion_killable_timeout(&done, timeout);
+	if (left <= 0)
+		usb_kill_urb(urb);	/* its completion has run after this */
+	ret = urb->status;
+	if (left <= 0 && ret == -ENOENT)	/* killed here, not completed */
+		ret = left ? -EINTR : -ETIMEDOUT;
+	*actual = urb->actual_length;
+out:
+	usb_free_urb(urb);
+	return ret;
 }
 
 /* smplaser_reply_check(): a late reply to an earlier command of ours. */
@@ -134,17 +178,16 @@ int smplaser_command(struct smplaser_dev *dev, u8 op, const void *arg,
 
 	seq = ++dev->seq;
 	len = smplaser_frame_encode(dev->cmd_buf, op, seq, arg, arg_len);
-	ret = usb_bulk_msg(dev->udev, dev->bulk_out_pipe, dev->cmd_buf, len,
-			   &actual, SMPLASER_CMD_TIMEOUT_MS);
+	ret = smplaser_bulk_msg(dev, dev->bulk_out_pipe, dev->cmd_buf, len,
+				&actual);
 	if (ret)
 		return smplaser_transport_error(dev, dev->bulk_out_pipe, ret);
 	if (actual != len)
 		return -EIO;
 
 	for (stale = 0; ; stale++) {
-		ret = usb_bulk_msg(dev->udev, dev->bulk_in_pipe,
-				   dev->reply_buf, dev->reply_size, &actual,
-				   SMPLASER_CMD_TIMEOUT_MS);
+		ret = smplaser_bulk_msg(dev, dev->bulk_in_pipe, dev->reply_buf,
+					dev->reply_size, &actual);
 		if (ret)
 			return smplaser_transport_error(dev, dev->bulk_in_pipe,
 							ret);
@@ -506,7 +549,7 @@ static int smplaser_read_info(struct smplaser_dev *dev)
 				       sizeof(payload));
 		if (!ret)
 			ret = smplaser_info_decode(payload, &dev->info);
-		if (!ret || ret == -ENODEV)
+		if (!ret || ret == -ENODEV || ret == -EINTR)
 			break;
 	}
 	mutex_unlock(&dev->io_mutex);

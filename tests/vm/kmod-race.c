@@ -29,6 +29,13 @@
  *   kmod-race unplug-ioctl         unplug in the middle of each ioctl
  *   kmod-race unplug-states        unplug in STANDBY, ARMING, READY,
  *                                  EMITTING and FAULT
+ *   kmod-race kill-behind-slow     SIGKILL of the opener while its command
+ *                                  waits for a reply that never comes: the
+ *                                  unit is disarmed at once, not once the
+ *                                  command timed out
+ *   kmod-race unbind-behind-slow   unbind while a command the unit does
+ *                                  not answer holds the device lock: the
+ *                                  unit is disarmed at once (then rebind)
  *
  * The scenarios expect the gadget started with a long watchdog and the
  * driver's heartbeat_ms set to fit (tests/vm/guest/28-kmod-races.sh).
@@ -48,6 +55,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -825,6 +833,151 @@ static int scenario_unplug_states(void)
 	return 0;
 }
 
+/* --- a command that never gets its reply, under a kill or an unbind ---------- */
+
+/* The USB interface behind dev_path (e.g. "1-1:1.0"); false if none. */
+static bool dev_intf(char *out, size_t size)
+{
+	const char *name = strrchr(dev_path, '/');
+	char path[256], link[256];
+	const char *base;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/class/smplaser/%s/device",
+		 name ? name + 1 : dev_path);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	base = strrchr(link, '/');
+	if (strlen(base ? base + 1 : link) >= size)
+		return false;
+	strcpy(out, base ? base + 1 : link);
+	return true;
+}
+
+static bool write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	bool good;
+
+	if (fd < 0)
+		return false;
+	good = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return good;
+}
+
+/* When the gadget saw its next disarm after @t0 (ms from @t0), or -1. */
+static long disarm_after(pthread_t watcher, uint64_t t0)
+{
+	unsigned long seen;
+
+	pthread_join(watcher, NULL);
+	seen = atomic_load(&disarm_seen_ms);
+	return seen ? (long)(seen - t0) : -1L;
+}
+
+/*
+ * The opener is SIGKILLed while one of its threads waits for a reply the
+ * unit never sends (~500 ms).  Its file is released only when that ioctl
+ * returns: the disarm must not wait for the command's timeout.
+ */
+static int scenario_kill_behind_slow(void)
+{
+	int ready[2];
+	pthread_t watcher;
+	uint64_t t0;
+	long lat;
+	pid_t pid;
+	char c;
+
+	if (pipe(ready))
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		struct smplaser_status st;
+		struct bg_ioctl slow;
+		int fd = open_dev(O_RDWR);
+
+		if (fd < 0 || set_params(fd) < 0 || !arm_ready(fd))
+			_exit(1);
+		ctl("hostile no-answer 1", NULL, 0);
+		bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
+		sleep_ms(50);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	if (pid < 0 || read(ready[0], &c, 1) != 1) {
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		close(ready[0]);
+		return 1;
+	}
+	close(ready[0]);
+	sleep_ms(50);
+	disarm_base = gnum("disarms");
+	atomic_store(&disarm_seen_ms, 0);
+	pthread_create(&watcher, NULL, watch_disarms, NULL);
+	t0 = now_ms();
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	diag("the killed opener was reaped %" PRIu64 " ms after SIGKILL", now_ms() - t0);
+	lat = disarm_after(watcher, t0);
+	check(lat >= 0 && lat <= 100 * (long)lat_scale,
+	      "SIGKILL of the opener while its command waits for a reply that never comes: "
+	      "the disarm reached the unit %ld ms later (limit %u ms; the command waits ~400 ms more)",
+	      lat, 100 * lat_scale);
+	check(wait_until(gadget_not_armed, 200), "and the unit is in STANDBY");
+	return 0;
+}
+
+/* Unbind (the unit stays attached) while a command holds the device lock. */
+static int scenario_unbind_behind_slow(void)
+{
+	const char *drv = "/sys/bus/usb/drivers/smplaser";
+	char intf[64], path[128];
+	struct smplaser_status st;
+	struct bg_ioctl slow;
+	pthread_t watcher;
+	uint64_t t0;
+	long lat;
+	int fd;
+
+	if (!dev_intf(intf, sizeof(intf))) {
+		diag("no interface behind %s", dev_path);
+		return 1;
+	}
+	fd = open_dev(O_RDWR);
+	if (fd < 0 || set_params(fd) < 0 || !arm_ready(fd))
+		return 1;
+	ctl("hostile no-answer 1", NULL, 0);
+	bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
+	sleep_ms(100);
+	disarm_base = gnum("disarms");
+	atomic_store(&disarm_seen_ms, 0);
+	pthread_create(&watcher, NULL, watch_disarms, NULL);
+	t0 = now_ms();
+	snprintf(path, sizeof(path), "%s/unbind", drv);
+	if (!write_file(path, intf))
+		diag("unbind %s: %s", intf, strerror(errno));
+	diag("the unbind returned after %" PRIu64 " ms", now_ms() - t0);
+	lat = disarm_after(watcher, t0);
+	bg_join(&slow);
+	check(lat >= 0 && lat <= 100 * (long)lat_scale,
+	      "unbind while a command the unit does not answer holds the device lock: "
+	      "the disarm reached the unit %ld ms later (limit %u ms)", lat, 100 * lat_scale);
+	check(wait_until(gadget_not_armed, 200), "and the unit is in STANDBY");
+	close(fd);
+	snprintf(path, sizeof(path), "%s/bind", drv);
+	write_file(path, intf);
+	check(wait_until(node_there, 5000), "rebind: the node is back");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *s = argc > 1 ? argv[1] : "";
@@ -855,9 +1008,14 @@ int main(int argc, char **argv)
 		ret = scenario_unplug_ioctl();
 	else if (!strcmp(s, "unplug-states"))
 		ret = scenario_unplug_states();
+	else if (!strcmp(s, "kill-behind-slow"))
+		ret = scenario_kill_behind_slow();
+	else if (!strcmp(s, "unbind-behind-slow"))
+		ret = scenario_unbind_behind_slow();
 	else {
 		fprintf(stderr, "usage: kmod-race disarm-behind-slow|arm-cancel|late-heartbeat N|"
-			"readonly|self-standby|storm S|close-unplug N|unplug-ioctl|unplug-states\n");
+			"readonly|self-standby|storm S|close-unplug N|unplug-ioctl|unplug-states|\n"
+			"       kill-behind-slow|unbind-behind-slow\n");
 		return 2;
 	}
 	if (ret)
