@@ -140,6 +140,7 @@ void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason, bool event);
 void smplaser_disarm_submit(struct smplaser_dev *dev);
 int smplaser_disarm_init(struct smplaser_dev *dev);
 void smplaser_disarm_init_work(struct smplaser_dev *dev);
+void smplaser_set_gone(struct smplaser_dev *dev);
 void smplaser_disarm_stop(struct smplaser_dev *dev);
 void smplaser_armed_locked(struct smplaser_dev *dev);
 bool smplaser_disarm_report_locked(struct smplaser_dev *dev, bool armed_state);

@@ -574,7 +574,7 @@ static void smplaser_init_heartbeat(struct smplaser_dev *dev)
 /* Stop every URB and work; none can be started again. */
 static void smplaser_stop_io(struct smplaser_dev *dev)
 {
-	set_bit(SMPLASER_FLAG_GONE, &dev->flags);
+	smplaser_set_gone(dev);
 	usb_poison_urb(dev->int_urb);
 	cancel_delayed_work_sync(&dev->int_retry_work);
 	smplaser_disarm_stop(dev);
