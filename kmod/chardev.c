@@ -382,11 +382,15 @@ static long smplaser_arm(struct smplaser_dev *dev)
 	return ret;
 }
 
-/* The vendor disarm request: at once, with no lock a command holds. */
+/*
+ * The vendor disarm request: at once, with no lock a command holds.  The
+ * heartbeat watchdog is left queued: it does nothing once the unit is not
+ * armed, and cancelling it here, outside io_mutex, could cancel the
+ * watchdog of an ARM of another thread that succeeded in between.
+ */
 static void smplaser_disarm_request(struct smplaser_dev *dev)
 {
 	smplaser_disarm(dev, SMPLASER_DISARM_REQUEST, true);
-	cancel_delayed_work(&dev->heartbeat_work);
 }
 
 static long smplaser_heartbeat(struct smplaser_dev *dev)
