@@ -275,7 +275,7 @@ static bool smplaser_disarm_wanted(struct smplaser_dev *dev)
  * all (nothing says otherwise); false when the reports that came still
  * show it armed.
  */
-static bool smplaser_disarm_confirmed(struct smplaser_dev *dev)
+bool smplaser_disarm_confirmed(struct smplaser_dev *dev)
 {
 	unsigned long end = jiffies +
 		msecs_to_jiffies(SMPLASER_DISARM_CONFIRM_MS);

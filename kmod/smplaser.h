@@ -145,6 +145,7 @@ void smplaser_disarm_stop(struct smplaser_dev *dev);
 void smplaser_armed_locked(struct smplaser_dev *dev);
 bool smplaser_disarm_report_locked(struct smplaser_dev *dev, bool armed_state);
 void smplaser_disarm_escalate(struct smplaser_dev *dev);
+bool smplaser_disarm_confirmed(struct smplaser_dev *dev);
 bool smplaser_heartbeat_locked(struct smplaser_dev *dev);
 
 /* chardev.c */

@@ -639,6 +639,34 @@ error:
 	return ret;
 }
 
+/*
+ * Unbind with the unit still there (sysfs unbind, rmmod, a USB reset or a
+ * system sleep): make sure it is in STANDBY before the driver lets go, as
+ * the recovery of a failed disarm would (disarm.c): the vendor request,
+ * then, when it failed or the reports still show the unit armed, the bulk
+ * DISARM.  The endpoints and the status stream still work here
+ * (soft_unbind).  Nothing to do on an unplug: the unit is gone.  Caller
+ * holds io_mutex.
+ */
+static void smplaser_disconnect_disarm(struct smplaser_dev *dev)
+{
+	int ret;
+
+	ret = usb_control_msg(dev->udev, usb_sndctrlpipe(dev->udev, 0),
+			      SMPL_REQ_DISARM,
+			      USB_DIR_OUT | USB_TYPE_VENDOR | USB_RECIP_INTERFACE,
+			      0, dev->ifnum, NULL, 0, SMPLASER_CTRL_TIMEOUT_MS);
+	if (ret == -ENODEV || ret == -ESHUTDOWN)
+		return;
+	if (ret >= 0 && smplaser_disarm_confirmed(dev))
+		return;
+	ret = smplaser_command(dev, SMPL_OP_DISARM, NULL, 0, NULL, 0);
+	if (ret && ret != -ENODEV)
+		dev_err(&dev->intf->dev,
+			"unbound; the DISARM command failed (%d): the unit may still be armed\n",
+			ret);
+}
+
 /* Unplug or unbind: no new opens, disarm, stop all I/O, wake the reader. */
 static void smplaser_disconnect(struct usb_interface *intf)
 {
@@ -649,17 +677,18 @@ static void smplaser_disconnect(struct usb_interface *intf)
 	usb_set_intfdata(intf, NULL);
 	smplaser_unregister_node(dev);
 
+	/*
+	 * At once, before waiting for a command in progress: with soft_unbind
+	 * the core no longer ends that command for us.
+	 */
+	smplaser_disarm(dev, SMPLASER_DISARM_RELEASE, false);
+
 	/* Waits for a command in progress; none starts after this. */
 	mutex_lock(&dev->io_mutex);
+	smplaser_disconnect_disarm(dev);
 	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
 	wake_up_all(&dev->report_wait);	/* a recovery waiting to know */
-
-	/* Unbind with the unit still there: make sure it is in STANDBY. */
-	usb_control_msg(dev->udev, usb_sndctrlpipe(dev->udev, 0),
-			SMPL_REQ_DISARM,
-			USB_DIR_OUT | USB_TYPE_VENDOR | USB_RECIP_INTERFACE,
-			0, dev->ifnum, NULL, 0, SMPLASER_CTRL_TIMEOUT_MS);
 
 	smplaser_stop_io(dev);
 
@@ -679,4 +708,11 @@ struct usb_driver smplaser_driver = {
 	.id_table = smplaser_ids,
 	.probe = smplaser_probe,
 	.disconnect = smplaser_disconnect,
+	/*
+	 * The core leaves the endpoints to us until disconnect() returns, so
+	 * an unbind can still disarm a unit that fails the vendor request
+	 * (bulk DISARM) and see it obey (status reports); disconnect() stops
+	 * every URB itself.
+	 */
+	.soft_unbind = 1,
 };
