@@ -36,6 +36,10 @@
  *   kmod-race unbind-behind-slow   unbind while a command the unit does
  *                                  not answer holds the device lock: the
  *                                  unit is disarmed at once (then rebind)
+ *   kmod-race fault-unbind         unbind while SET_PARAMS waits on a page
+ *                                  fault in its argument (userfaultfd,
+ *                                  held 3 s): the unbind does not wait for
+ *                                  it (then rebind)
  *
  * The scenarios expect the gadget started with a long watchdog and the
  * driver's heartbeat_ms set to fit (tests/vm/guest/28-kmod-races.sh).
@@ -52,8 +56,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -978,6 +985,88 @@ static int scenario_unbind_behind_slow(void)
 	return 0;
 }
 
+/* --- fault-unbind ----------------------------------------------------------- */
+
+struct uffd_job {
+	int uffd;
+	unsigned long start, len;
+	unsigned int ms;
+};
+
+/* After @ms, map a zero page where the ioctl's argument faults. */
+static void *uffd_resolve_later(void *arg)
+{
+	struct uffd_job *j = arg;
+	struct uffdio_zeropage zp = { .range = { .start = j->start, .len = j->len } };
+
+	sleep_ms(j->ms);
+	if (ioctl(j->uffd, UFFDIO_ZEROPAGE, &zp))
+		diag("UFFDIO_ZEROPAGE: %s", strerror(errno));
+	return NULL;
+}
+
+/*
+ * A page fault in an ioctl's argument (userfaultfd here; a FUSE-backed
+ * mapping alike) may take any time: it must not hold a lock that unbind
+ * (disconnect) waits for.
+ */
+static int scenario_fault_unbind(void)
+{
+	const char *drv = "/sys/bus/usb/drivers/smplaser";
+	const char *what = "unbind while SET_PARAMS waits on a page fault in its argument";
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	long page = sysconf(_SC_PAGESIZE);
+	struct uffd_job job = { .ms = 3000 };
+	char intf[64], path[128];
+	struct bg_ioctl held;
+	pthread_t resolver;
+	uint64_t t0, took;
+	void *mem;
+	int fd;
+
+	job.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (job.uffd < 0 || ioctl(job.uffd, UFFDIO_API, &api)) {
+		printf("ok - %s # SKIP no userfaultfd (%s)\n", what, strerror(errno));
+		return 0;
+	}
+	mem = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return 1;
+	job.start = reg.range.start = (unsigned long)mem;
+	job.len = reg.range.len = (unsigned long)page;
+	if (ioctl(job.uffd, UFFDIO_REGISTER, &reg)) {
+		diag("UFFDIO_REGISTER: %s", strerror(errno));
+		return 1;
+	}
+	if (!dev_intf(intf, sizeof(intf)))
+		return 1;
+	fd = open_dev(O_RDWR);
+	if (fd < 0)
+		return 1;
+	pthread_create(&resolver, NULL, uffd_resolve_later, &job);
+	bg_start(&held, fd, SMPLASER_IOC_SET_PARAMS, mem);
+	sleep_ms(200);
+	t0 = now_ms();
+	snprintf(path, sizeof(path), "%s/unbind", drv);
+	if (!write_file(path, intf))
+		diag("unbind %s: %s", intf, strerror(errno));
+	took = now_ms() - t0;
+	pthread_join(resolver, NULL);
+	bg_join(&held);
+	diag("SET_PARAMS returned %s once the page came", held.ret ? strerror(held.err) : "ok");
+	check(took <= 1000, "%s: the unbind took %" PRIu64 " ms (limit 1000 ms; the fault "
+	      "was held %u ms)", what, took, job.ms);
+	close(fd);
+	close(job.uffd);
+	munmap(mem, (size_t)page);
+	snprintf(path, sizeof(path), "%s/bind", drv);
+	write_file(path, intf);
+	check(wait_until(node_there, 5000), "rebind: the node is back");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *s = argc > 1 ? argv[1] : "";
@@ -1012,10 +1101,12 @@ int main(int argc, char **argv)
 		ret = scenario_kill_behind_slow();
 	else if (!strcmp(s, "unbind-behind-slow"))
 		ret = scenario_unbind_behind_slow();
+	else if (!strcmp(s, "fault-unbind"))
+		ret = scenario_fault_unbind();
 	else {
 		fprintf(stderr, "usage: kmod-race disarm-behind-slow|arm-cancel|late-heartbeat N|"
 			"readonly|self-standby|storm S|close-unplug N|unplug-ioctl|unplug-states|\n"
-			"       kill-behind-slow|unbind-behind-slow\n");
+			"       kill-behind-slow|unbind-behind-slow|fault-unbind\n");
 		return 2;
 	}
 	if (ret)

@@ -6,6 +6,8 @@
 #  - unbind while such a command holds the device lock: disarmed at once
 #  - unbind while READY when the unit stalls or ignores the disarm request:
 #    the driver still disarms it (not the unit's own watchdog)
+#  - unbind while an ioctl waits on a page fault in its argument
+#    (userfaultfd): the unbind does not wait for the fault
 . /etc/vm/kmod-lib.sh
 WATCHDOG_MS=4000
 
@@ -33,5 +35,8 @@ for mode in stall ignore; do
 	wait_for 5 test -e "$KMOD_SYSFS/state" || { not_ok "rebind after unbind-$mode"; break; }
 	[ "$(sysfs state)" = standby ] || break	# the unit's watchdog faulted it
 done
+
+kmod-race fault-unbind
+wait_sysfs state standby 10
 
 kmod_teardown
