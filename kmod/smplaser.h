@@ -9,7 +9,8 @@
  * URB completions) guards the status cache, the armed flag, the stream's
  * health, the heartbeat deadline and the event queue.  Nothing that
  * disarms waits for io_mutex except the last resort of a failed disarm
- * (the bulk DISARM, from its own work item).
+ * (the bulk DISARM, from its own work item or from disconnect(), each
+ * after the vendor request went out without waiting).
  */
 #ifndef SMPLASER_KMOD_H
 #define SMPLASER_KMOD_H
