@@ -44,6 +44,16 @@ static_assert(offsetof(struct smplaser_ev_disarm_failed, state) == 10);
 static_assert(offsetof(struct smplaser_ev_disarm_failed, tries) == 11);
 static_assert(offsetof(struct smplaser_event, raw) == 16);
 static_assert(SMPLASER_EV_DISARM_FAILED == 8);
+/* smplaser_ioctl() copies _IOC_SIZE(cmd) bytes out of its union. */
+static_assert(_IOC_SIZE(SMPLASER_IOC_GET_INFO) == sizeof(struct smplaser_info));
+static_assert(_IOC_SIZE(SMPLASER_IOC_GET_STATUS) ==
+	      sizeof(struct smplaser_status));
+static_assert(_IOC_SIZE(SMPLASER_IOC_SET_PARAMS) ==
+	      sizeof(struct smplaser_params));
+static_assert(!(_IOC_DIR(SMPLASER_IOC_ARM) & _IOC_READ));
+static_assert(!(_IOC_DIR(SMPLASER_IOC_DISARM) & _IOC_READ));
+static_assert(!(_IOC_DIR(SMPLASER_IOC_HEARTBEAT) & _IOC_READ));
+static_assert(!(_IOC_DIR(SMPLASER_IOC_ACK_FAULT) & _IOC_READ));
 
 static int smplaser_open(struct inode *inode, struct file *file)
 {
@@ -181,40 +191,43 @@ static __poll_t smplaser_poll(struct file *file, poll_table *wait)
 
 /* --- ioctls ------------------------------------------------------------ */
 
-static long smplaser_get_info(struct smplaser_dev *dev, void __user *arg)
+/*
+ * The ioctls below fill or read a struct in kernel memory; smplaser_ioctl()
+ * copies it from and to userspace outside io_mutex.
+ */
+static void smplaser_get_info(struct smplaser_dev *dev,
+			      struct smplaser_info *info)
 {
-	struct smplaser_info info = dev->info;
-
+	*info = dev->info;
 	spin_lock_irq(&dev->lock);	/* see heartbeat_ms_store() */
-	info.heartbeat_ms = dev->heartbeat_ms;
+	info->heartbeat_ms = dev->heartbeat_ms;
 	spin_unlock_irq(&dev->lock);
-	info.reserved = 0;
-	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
+	info->reserved = 0;
 }
 
-static long smplaser_get_status(struct smplaser_dev *dev, void __user *arg)
+static long smplaser_get_status(struct smplaser_dev *dev,
+				struct smplaser_status *out)
 {
 	struct smplaser_unit_status st;
-	struct smplaser_status out;
 	int ret;
 
 	ret = smplaser_query_status(dev, &st);
 	if (ret)
 		return ret;
 
-	memset(&out, 0, sizeof(out));
-	out.state = st.state;
-	out.fault = st.fault;
-	out.interlocks = st.interlocks;
-	out.flags = st.flags;
-	out.shot_count = st.shot_count;
-	out.last_energy_uj = st.last_energy_uj;
-	out.rtc_s = st.rtc_s;
+	memset(out, 0, sizeof(*out));
+	out->state = st.state;
+	out->fault = st.fault;
+	out->interlocks = st.interlocks;
+	out->flags = st.flags;
+	out->shot_count = st.shot_count;
+	out->last_energy_uj = st.last_energy_uj;
+	out->rtc_s = st.rtc_s;
 	spin_lock_irq(&dev->lock);
 	if (dev->armed)
-		out.driver_flags |= SMPLASER_DF_ARMED;
+		out->driver_flags |= SMPLASER_DF_ARMED;
 	spin_unlock_irq(&dev->lock);
-	return copy_to_user(arg, &out, sizeof(out)) ? -EFAULT : 0;
+	return 0;
 }
 
 /* The driver's own check of parameters against the unit's limits. */
@@ -235,36 +248,35 @@ static bool smplaser_params_in_limits(const struct smplaser_info *info,
 	       p->rate_mhz >= 1 && p->rate_mhz <= info->max_rate_mhz;
 }
 
-static long smplaser_set_params(struct smplaser_dev *dev, void __user *arg)
+/* @p: the caller's parameters in, the unit's echo out. */
+static long smplaser_set_params(struct smplaser_dev *dev,
+				struct smplaser_params *p)
 {
-	struct smplaser_params p;
 	struct smpl_params w;
 	int ret;
 
-	if (copy_from_user(&p, arg, sizeof(p)))
-		return -EFAULT;
-	if (p.reserved[0] || p.reserved[1])
+	if (p->reserved[0] || p->reserved[1])
 		return -EINVAL;
-	if (!smplaser_params_in_limits(&dev->info, &p))
+	if (!smplaser_params_in_limits(&dev->info, p))
 		return -ERANGE;
 
-	w.wavelength_nm = cpu_to_le16(p.wavelength_nm);
-	w.spot_um = cpu_to_le16(p.spot_um);
-	w.fluence_mj_cm2 = cpu_to_le32(p.fluence_mj_cm2);
-	w.pulse_ps = cpu_to_le32(p.pulse_ps);
-	w.rate_mhz = cpu_to_le32(p.rate_mhz);
+	w.wavelength_nm = cpu_to_le16(p->wavelength_nm);
+	w.spot_um = cpu_to_le16(p->spot_um);
+	w.fluence_mj_cm2 = cpu_to_le32(p->fluence_mj_cm2);
+	w.pulse_ps = cpu_to_le32(p->pulse_ps);
+	w.rate_mhz = cpu_to_le32(p->rate_mhz);
 	ret = smplaser_command(dev, SMPL_OP_SET_PARAMS, &w, sizeof(w), &w,
 			       sizeof(w));
 	if (ret)
 		return ret;
 
-	memset(&p, 0, sizeof(p));
-	p.wavelength_nm = le16_to_cpu(w.wavelength_nm);
-	p.spot_um = le16_to_cpu(w.spot_um);
-	p.fluence_mj_cm2 = le32_to_cpu(w.fluence_mj_cm2);
-	p.pulse_ps = le32_to_cpu(w.pulse_ps);
-	p.rate_mhz = le32_to_cpu(w.rate_mhz);
-	return copy_to_user(arg, &p, sizeof(p)) ? -EFAULT : 0;
+	memset(p, 0, sizeof(*p));
+	p->wavelength_nm = le16_to_cpu(w.wavelength_nm);
+	p->spot_um = le16_to_cpu(w.spot_um);
+	p->fluence_mj_cm2 = le32_to_cpu(w.fluence_mj_cm2);
+	p->pulse_ps = le32_to_cpu(w.pulse_ps);
+	p->rate_mhz = le32_to_cpu(w.rate_mhz);
+	return 0;
 }
 
 /* S1 at the driver: no ARM with an interlock open or a fault latched. */
@@ -328,10 +340,14 @@ static int smplaser_arm_status(struct smplaser_dev *dev,
 	return -EIO;
 }
 
-/* A reply that went wrong: the unit may have obeyed the command anyway. */
+/*
+ * A reply that went wrong, or a wait a fatal signal ended: the unit may have
+ * obeyed the command anyway.
+ */
 static bool smplaser_outcome_unknown(int ret)
 {
-	return ret == -ETIMEDOUT || ret == -EPROTO || ret == -EIO;
+	return ret == -ETIMEDOUT || ret == -EPROTO || ret == -EIO ||
+	       ret == -EINTR;
 }
 
 static long smplaser_arm(struct smplaser_dev *dev)
@@ -378,11 +394,15 @@ static long smplaser_arm(struct smplaser_dev *dev)
 	return ret;
 }
 
-/* The vendor disarm request: at once, with no lock a command holds. */
+/*
+ * The vendor disarm request: at once, with no lock a command holds.  The
+ * heartbeat watchdog is left queued: it does nothing once the unit is not
+ * armed, and cancelling it here, outside io_mutex, could cancel the
+ * watchdog of an ARM of another thread that succeeded in between.
+ */
 static void smplaser_disarm_request(struct smplaser_dev *dev)
 {
 	smplaser_disarm(dev, SMPLASER_DISARM_REQUEST, true);
-	cancel_delayed_work(&dev->heartbeat_work);
 }
 
 static long smplaser_heartbeat(struct smplaser_dev *dev)
@@ -406,6 +426,11 @@ static long smplaser_ioctl(struct file *file, unsigned int cmd,
 {
 	struct smplaser_dev *dev = file->private_data;
 	void __user *uarg = (void __user *)arg;
+	union {
+		struct smplaser_info info;
+		struct smplaser_status status;
+		struct smplaser_params params;
+	} u;
 	long ret;
 
 	switch (cmd) {
@@ -428,6 +453,15 @@ static long smplaser_ioctl(struct file *file, unsigned int cmd,
 		return -ENOTTY;
 	}
 
+	/*
+	 * User memory is read before io_mutex and written after it: a fault
+	 * there may take any time (userfaultfd, FUSE), and disconnect() waits
+	 * for io_mutex.
+	 */
+	if (cmd == SMPLASER_IOC_SET_PARAMS &&
+	    copy_from_user(&u.params, uarg, sizeof(u.params)))
+		return -EFAULT;
+
 	ret = mutex_lock_interruptible(&dev->io_mutex);
 	if (ret)
 		return ret;
@@ -438,13 +472,14 @@ static long smplaser_ioctl(struct file *file, unsigned int cmd,
 
 	switch (cmd) {
 	case SMPLASER_IOC_GET_INFO:
-		ret = smplaser_get_info(dev, uarg);
+		smplaser_get_info(dev, &u.info);
+		ret = 0;
 		break;
 	case SMPLASER_IOC_GET_STATUS:
-		ret = smplaser_get_status(dev, uarg);
+		ret = smplaser_get_status(dev, &u.status);
 		break;
 	case SMPLASER_IOC_SET_PARAMS:
-		ret = smplaser_set_params(dev, uarg);
+		ret = smplaser_set_params(dev, &u.params);
 		break;
 	case SMPLASER_IOC_ARM:
 		ret = smplaser_arm(dev);
@@ -462,6 +497,10 @@ static long smplaser_ioctl(struct file *file, unsigned int cmd,
 	}
 out:
 	mutex_unlock(&dev->io_mutex);
+	/* GET_INFO, GET_STATUS, SET_PARAMS: each filled its whole struct. */
+	if (!ret && (_IOC_DIR(cmd) & _IOC_READ) &&
+	    copy_to_user(uarg, &u, _IOC_SIZE(cmd)))
+		ret = -EFAULT;
 	return ret;
 }
 

@@ -108,14 +108,15 @@ bool smplaser_disarm_report_locked(struct smplaser_dev *dev, bool armed_state)
 	return true;
 }
 
-/* Start the recovery of a failed request, at most once a back-off. */
+/*
+ * Start the recovery of a failed request, at most once a back-off.  Queued
+ * under dev->lock, where GONE is tested: see smplaser_set_gone().
+ */
 static void smplaser_disarm_recover(struct smplaser_dev *dev, int error)
 {
 	unsigned long delay = 0;
 	unsigned long irqflags;
 
-	if (smplaser_gone(dev))
-		return;
 	WRITE_ONCE(dev->disarm_error, error);
 	spin_lock_irqsave(&dev->lock, irqflags);
 	if (dev->disarm_failed) {
@@ -125,8 +126,9 @@ static void smplaser_disarm_recover(struct smplaser_dev *dev, int error)
 		if (time_before(jiffies, next))
 			delay = next - jiffies;
 	}
+	if (!smplaser_gone(dev))
+		queue_delayed_work(system_highpri_wq, &dev->disarm_work, delay);
 	spin_unlock_irqrestore(&dev->lock, irqflags);
-	queue_delayed_work(system_highpri_wq, &dev->disarm_work, delay);
 }
 
 /* Acknowledged but still armed: the recovery, as for a failed request. */
@@ -168,6 +170,7 @@ static void smplaser_disarm_complete(struct urb *urb)
 void smplaser_disarm_submit(struct smplaser_dev *dev)
 {
 	unsigned long timeout = msecs_to_jiffies(SMPLASER_DISARM_TIMEOUT_MS);
+	unsigned long irqflags;
 	int ret;
 
 	set_bit(SMPLASER_FLAG_DISARM_AGAIN, &dev->flags);
@@ -186,9 +189,12 @@ void smplaser_disarm_submit(struct smplaser_dev *dev)
 		smplaser_disarm_recover(dev, ret);
 		return;
 	}
+	/* Under dev->lock, where GONE is tested: see smplaser_set_gone(). */
+	spin_lock_irqsave(&dev->lock, irqflags);
 	if (!smplaser_gone(dev))
 		mod_delayed_work(system_highpri_wq, &dev->disarm_timeout_work,
 				 timeout);
+	spin_unlock_irqrestore(&dev->lock, irqflags);
 }
 
 /* A request still in flight after its time: unlink it (-ECONNRESET). */
@@ -269,7 +275,7 @@ static bool smplaser_disarm_wanted(struct smplaser_dev *dev)
  * all (nothing says otherwise); false when the reports that came still
  * show it armed.
  */
-static bool smplaser_disarm_confirmed(struct smplaser_dev *dev)
+bool smplaser_disarm_confirmed(struct smplaser_dev *dev)
 {
 	unsigned long end = jiffies +
 		msecs_to_jiffies(SMPLASER_DISARM_CONFIRM_MS);
@@ -525,13 +531,31 @@ void smplaser_disarm_init_work(struct smplaser_dev *dev)
 }
 
 /*
+ * Queue no more work.  Set under dev->lock, and every queueing of a disarm
+ * work from process context (release() and the DISARM ioctl, which may run
+ * while disconnect() stops the works) tests it under that lock: one that
+ * saw the flag clear has queued its work before the flag was set, so the
+ * cancel_delayed_work_sync() after this finds it.  Tested without the lock
+ * it left a window in which a work was queued after its cancel, to run
+ * after the last kref_put() had freed the device.
+ */
+void smplaser_set_gone(struct smplaser_dev *dev)
+{
+	unsigned long irqflags;
+
+	spin_lock_irqsave(&dev->lock, irqflags);
+	set_bit(SMPLASER_FLAG_GONE, &dev->flags);
+	spin_unlock_irqrestore(&dev->lock, irqflags);
+}
+
+/*
  * No more disarm requests or watchdogs (disconnect, probe failure).  The
  * URB is poisoned first, so nothing cancelled here can start a request
  * again; each work is cancelled after the ones that could queue it.
  */
 void smplaser_disarm_stop(struct smplaser_dev *dev)
 {
-	set_bit(SMPLASER_FLAG_GONE, &dev->flags);
+	smplaser_set_gone(dev);
 	usb_poison_urb(dev->disarm_urb);
 	cancel_delayed_work_sync(&dev->heartbeat_work);
 	cancel_delayed_work_sync(&dev->stream_work);

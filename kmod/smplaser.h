@@ -9,7 +9,8 @@
  * URB completions) guards the status cache, the armed flag, the stream's
  * health, the heartbeat deadline and the event queue.  Nothing that
  * disarms waits for io_mutex except the last resort of a failed disarm
- * (the bulk DISARM, from its own work item).
+ * (the bulk DISARM, from its own work item or from disconnect(), each
+ * after the vendor request went out without waiting).
  */
 #ifndef SMPLASER_KMOD_H
 #define SMPLASER_KMOD_H
@@ -140,10 +141,12 @@ void smplaser_disarm_locked(struct smplaser_dev *dev, u32 reason, bool event);
 void smplaser_disarm_submit(struct smplaser_dev *dev);
 int smplaser_disarm_init(struct smplaser_dev *dev);
 void smplaser_disarm_init_work(struct smplaser_dev *dev);
+void smplaser_set_gone(struct smplaser_dev *dev);
 void smplaser_disarm_stop(struct smplaser_dev *dev);
 void smplaser_armed_locked(struct smplaser_dev *dev);
 bool smplaser_disarm_report_locked(struct smplaser_dev *dev, bool armed_state);
 void smplaser_disarm_escalate(struct smplaser_dev *dev);
+bool smplaser_disarm_confirmed(struct smplaser_dev *dev);
 bool smplaser_heartbeat_locked(struct smplaser_dev *dev);
 
 /* chardev.c */

@@ -4,6 +4,7 @@
  * status stream (reports, their checks, the disarms they call for).  The
  * disarm paths and the watchdogs are in disarm.c.
  */
+#include <linux/completion.h>
 #include <linux/errno.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
@@ -72,9 +73,52 @@ static int smplaser_transport_error(struct smplaser_dev *dev,
 		return -EIO;
 	case -EOVERFLOW:
 		return -EPROTO;		/* more than the reply buffer */
+	case -EINTR:
+		return -EINTR;		/* a fatal signal: the caller is dying */
 	default:
 		return -EIO;
 	}
+}
+
+static void smplaser_bulk_complete(struct urb *urb)
+{
+	complete(urb->context);
+}
+
+/*
+ * One bulk stage of a command: usb_bulk_msg(), except that a fatal signal
+ * ends the wait at once (-EINTR).  An opener killed while the unit does not
+ * answer must not keep its file, whose release disarms, for the stage's
+ * whole timeout.  Other signals do not interrupt a command.
+ */
+static int smplaser_bulk_msg(struct smplaser_dev *dev, unsigned int pipe,
+			     void *buf, int len, int *actual)
+{
+	DECLARE_COMPLETION_ONSTACK(done);
+	struct urb *urb;
+	unsigned long timeout = msecs_to_jiffies(SMPLASER_CMD_TIMEOUT_MS);
+	long left;
+	int ret;
+
+	*actual = 0;
+	urb = usb_alloc_urb(0, GFP_KERNEL);
+	if (!urb)
+		return -ENOMEM;
+	usb_fill_bulk_urb(urb, dev->udev, pipe, buf, len,
+			  smplaser_bulk_complete, &done);
+	ret = usb_submit_urb(urb, GFP_KERNEL);
+	if (ret)
+		goto out;
+	left = wait_for_completion_killable_timeout(&done, timeout);
+	if (left <= 0)
+		usb_kill_urb(urb);	/* its completion has run after this */
+	ret = urb->status;
+	if (left <= 0 && ret == -ENOENT)	/* killed here, not completed */
+		ret = left ? -EINTR : -ETIMEDOUT;
+	*actual = urb->actual_length;
+out:
+	usb_free_urb(urb);
+	return ret;
 }
 
 /* smplaser_reply_check(): a late reply to an earlier command of ours. */
@@ -134,17 +178,16 @@ int smplaser_command(struct smplaser_dev *dev, u8 op, const void *arg,
 
 	seq = ++dev->seq;
 	len = smplaser_frame_encode(dev->cmd_buf, op, seq, arg, arg_len);
-	ret = usb_bulk_msg(dev->udev, dev->bulk_out_pipe, dev->cmd_buf, len,
-			   &actual, SMPLASER_CMD_TIMEOUT_MS);
+	ret = smplaser_bulk_msg(dev, dev->bulk_out_pipe, dev->cmd_buf, len,
+				&actual);
 	if (ret)
 		return smplaser_transport_error(dev, dev->bulk_out_pipe, ret);
 	if (actual != len)
 		return -EIO;
 
 	for (stale = 0; ; stale++) {
-		ret = usb_bulk_msg(dev->udev, dev->bulk_in_pipe,
-				   dev->reply_buf, dev->reply_size, &actual,
-				   SMPLASER_CMD_TIMEOUT_MS);
+		ret = smplaser_bulk_msg(dev, dev->bulk_in_pipe, dev->reply_buf,
+					dev->reply_size, &actual);
 		if (ret)
 			return smplaser_transport_error(dev, dev->bulk_in_pipe,
 							ret);
@@ -506,7 +549,7 @@ static int smplaser_read_info(struct smplaser_dev *dev)
 				       sizeof(payload));
 		if (!ret)
 			ret = smplaser_info_decode(payload, &dev->info);
-		if (!ret || ret == -ENODEV)
+		if (!ret || ret == -ENODEV || ret == -EINTR)
 			break;
 	}
 	mutex_unlock(&dev->io_mutex);
@@ -531,7 +574,7 @@ static void smplaser_init_heartbeat(struct smplaser_dev *dev)
 /* Stop every URB and work; none can be started again. */
 static void smplaser_stop_io(struct smplaser_dev *dev)
 {
-	set_bit(SMPLASER_FLAG_GONE, &dev->flags);
+	smplaser_set_gone(dev);
 	usb_poison_urb(dev->int_urb);
 	cancel_delayed_work_sync(&dev->int_retry_work);
 	smplaser_disarm_stop(dev);
@@ -596,6 +639,34 @@ error:
 	return ret;
 }
 
+/*
+ * Unbind with the unit still there (sysfs unbind, rmmod, a USB reset or a
+ * system sleep): make sure it is in STANDBY before the driver lets go, as
+ * the recovery of a failed disarm would (disarm.c): the vendor request,
+ * then, when it failed or the reports still show the unit armed, the bulk
+ * DISARM.  The endpoints and the status stream still work here
+ * (soft_unbind).  Nothing to do on an unplug: the unit is gone.  Caller
+ * holds io_mutex.
+ */
+static void smplaser_disconnect_disarm(struct smplaser_dev *dev)
+{
+	int ret;
+
+	ret = usb_control_msg(dev->udev, usb_sndctrlpipe(dev->udev, 0),
+			      SMPL_REQ_DISARM,
+			      USB_DIR_OUT | USB_TYPE_VENDOR | USB_RECIP_INTERFACE,
+			      0, dev->ifnum, NULL, 0, SMPLASER_CTRL_TIMEOUT_MS);
+	if (ret == -ENODEV || ret == -ESHUTDOWN)
+		return;
+	if (ret >= 0 && smplaser_disarm_confirmed(dev))
+		return;
+	ret = smplaser_command(dev, SMPL_OP_DISARM, NULL, 0, NULL, 0);
+	if (ret && ret != -ENODEV)
+		dev_err(&dev->intf->dev,
+			"unbound; the DISARM command failed (%d): the unit may still be armed\n",
+			ret);
+}
+
 /* Unplug or unbind: no new opens, disarm, stop all I/O, wake the reader. */
 static void smplaser_disconnect(struct usb_interface *intf)
 {
@@ -606,17 +677,18 @@ static void smplaser_disconnect(struct usb_interface *intf)
 	usb_set_intfdata(intf, NULL);
 	smplaser_unregister_node(dev);
 
+	/*
+	 * At once, before waiting for a command in progress: with soft_unbind
+	 * the core no longer ends that command for us.
+	 */
+	smplaser_disarm(dev, SMPLASER_DISARM_RELEASE, false);
+
 	/* Waits for a command in progress; none starts after this. */
 	mutex_lock(&dev->io_mutex);
+	smplaser_disconnect_disarm(dev);
 	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
 	wake_up_all(&dev->report_wait);	/* a recovery waiting to know */
-
-	/* Unbind with the unit still there: make sure it is in STANDBY. */
-	usb_control_msg(dev->udev, usb_sndctrlpipe(dev->udev, 0),
-			SMPL_REQ_DISARM,
-			USB_DIR_OUT | USB_TYPE_VENDOR | USB_RECIP_INTERFACE,
-			0, dev->ifnum, NULL, 0, SMPLASER_CTRL_TIMEOUT_MS);
 
 	smplaser_stop_io(dev);
 
@@ -636,4 +708,11 @@ struct usb_driver smplaser_driver = {
 	.id_table = smplaser_ids,
 	.probe = smplaser_probe,
 	.disconnect = smplaser_disconnect,
+	/*
+	 * The core leaves the endpoints to us until disconnect() returns, so
+	 * an unbind can still disarm a unit that fails the vendor request
+	 * (bulk DISARM) and see it obey (status reports); disconnect() stops
+	 * every URB itself.
+	 */
+	.soft_unbind = 1,
 };

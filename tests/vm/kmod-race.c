@@ -29,6 +29,17 @@
  *   kmod-race unplug-ioctl         unplug in the middle of each ioctl
  *   kmod-race unplug-states        unplug in STANDBY, ARMING, READY,
  *                                  EMITTING and FAULT
+ *   kmod-race kill-behind-slow     SIGKILL of the opener while its command
+ *                                  waits for a reply that never comes: the
+ *                                  unit is disarmed at once, not once the
+ *                                  command timed out
+ *   kmod-race unbind-behind-slow   unbind while a command the unit does
+ *                                  not answer holds the device lock: the
+ *                                  unit is disarmed at once (then rebind)
+ *   kmod-race fault-unbind         unbind while SET_PARAMS waits on a page
+ *                                  fault in its argument (userfaultfd,
+ *                                  held 3 s): the unbind does not wait for
+ *                                  it (then rebind)
  *
  * The scenarios expect the gadget started with a long watchdog and the
  * driver's heartbeat_ms set to fit (tests/vm/guest/28-kmod-races.sh).
@@ -45,9 +56,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -825,6 +840,233 @@ static int scenario_unplug_states(void)
 	return 0;
 }
 
+/* --- a command that never gets its reply, under a kill or an unbind ---------- */
+
+/* The USB interface behind dev_path (e.g. "1-1:1.0"); false if none. */
+static bool dev_intf(char *out, size_t size)
+{
+	const char *name = strrchr(dev_path, '/');
+	char path[256], link[256];
+	const char *base;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/class/smplaser/%s/device",
+		 name ? name + 1 : dev_path);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	base = strrchr(link, '/');
+	if (strlen(base ? base + 1 : link) >= size)
+		return false;
+	strcpy(out, base ? base + 1 : link);
+	return true;
+}
+
+static bool write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	bool good;
+
+	if (fd < 0)
+		return false;
+	good = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return good;
+}
+
+/* When the gadget saw its next disarm after @t0 (ms from @t0), or -1. */
+static long disarm_after(pthread_t watcher, uint64_t t0)
+{
+	unsigned long seen;
+
+	pthread_join(watcher, NULL);
+	seen = atomic_load(&disarm_seen_ms);
+	return seen ? (long)(seen - t0) : -1L;
+}
+
+/*
+ * The opener is SIGKILLed while one of its threads waits for a reply the
+ * unit never sends (~500 ms).  Its file is released only when that ioctl
+ * returns: the disarm must not wait for the command's timeout.
+ */
+static int scenario_kill_behind_slow(void)
+{
+	int ready[2];
+	pthread_t watcher;
+	uint64_t t0;
+	long lat;
+	pid_t pid;
+	char c;
+
+	if (pipe(ready))
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		struct smplaser_status st;
+		struct bg_ioctl slow;
+		int fd = open_dev(O_RDWR);
+
+		if (fd < 0 || set_params(fd) < 0 || !arm_ready(fd))
+			_exit(1);
+		ctl("hostile no-answer 1", NULL, 0);
+		bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
+		sleep_ms(50);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	if (pid < 0 || read(ready[0], &c, 1) != 1) {
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		close(ready[0]);
+		return 1;
+	}
+	close(ready[0]);
+	sleep_ms(50);
+	disarm_base = gnum("disarms");
+	atomic_store(&disarm_seen_ms, 0);
+	pthread_create(&watcher, NULL, watch_disarms, NULL);
+	t0 = now_ms();
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	diag("the killed opener was reaped %" PRIu64 " ms after SIGKILL", now_ms() - t0);
+	lat = disarm_after(watcher, t0);
+	check(lat >= 0 && lat <= 100 * (long)lat_scale,
+	      "SIGKILL of the opener while its command waits for a reply that never comes: "
+	      "the disarm reached the unit %ld ms later (limit %u ms; the command waits ~400 ms more)",
+	      lat, 100 * lat_scale);
+	check(wait_until(gadget_not_armed, 200), "and the unit is in STANDBY");
+	return 0;
+}
+
+/* Unbind (the unit stays attached) while a command holds the device lock. */
+static int scenario_unbind_behind_slow(void)
+{
+	const char *drv = "/sys/bus/usb/drivers/smplaser";
+	char intf[64], path[128];
+	struct smplaser_status st;
+	struct bg_ioctl slow;
+	pthread_t watcher;
+	uint64_t t0;
+	long lat;
+	int fd;
+
+	if (!dev_intf(intf, sizeof(intf))) {
+		diag("no interface behind %s", dev_path);
+		return 1;
+	}
+	fd = open_dev(O_RDWR);
+	if (fd < 0 || set_params(fd) < 0 || !arm_ready(fd))
+		return 1;
+	ctl("hostile no-answer 1", NULL, 0);
+	bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
+	sleep_ms(100);
+	disarm_base = gnum("disarms");
+	atomic_store(&disarm_seen_ms, 0);
+	pthread_create(&watcher, NULL, watch_disarms, NULL);
+	t0 = now_ms();
+	snprintf(path, sizeof(path), "%s/unbind", drv);
+	if (!write_file(path, intf))
+		diag("unbind %s: %s", intf, strerror(errno));
+	diag("the unbind returned after %" PRIu64 " ms", now_ms() - t0);
+	lat = disarm_after(watcher, t0);
+	bg_join(&slow);
+	check(lat >= 0 && lat <= 100 * (long)lat_scale,
+	      "unbind while a command the unit does not answer holds the device lock: "
+	      "the disarm reached the unit %ld ms later (limit %u ms)", lat, 100 * lat_scale);
+	check(wait_until(gadget_not_armed, 200), "and the unit is in STANDBY");
+	close(fd);
+	snprintf(path, sizeof(path), "%s/bind", drv);
+	write_file(path, intf);
+	check(wait_until(node_there, 5000), "rebind: the node is back");
+	return 0;
+}
+
+/* --- fault-unbind ----------------------------------------------------------- */
+
+struct uffd_job {
+	int uffd;
+	unsigned long start, len;
+	unsigned int ms;
+};
+
+/* After @ms, map a zero page where the ioctl's argument faults. */
+static void *uffd_resolve_later(void *arg)
+{
+	struct uffd_job *j = arg;
+	struct uffdio_zeropage zp = { .range = { .start = j->start, .len = j->len } };
+
+	sleep_ms(j->ms);
+	if (ioctl(j->uffd, UFFDIO_ZEROPAGE, &zp))
+		diag("UFFDIO_ZEROPAGE: %s", strerror(errno));
+	return NULL;
+}
+
+/*
+ * A page fault in an ioctl's argument (userfaultfd here; a FUSE-backed
+ * mapping alike) may take any time: it must not hold a lock that unbind
+ * (disconnect) waits for.
+ */
+static int scenario_fault_unbind(void)
+{
+	const char *drv = "/sys/bus/usb/drivers/smplaser";
+	const char *what = "unbind while SET_PARAMS waits on a page fault in its argument";
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	long page = sysconf(_SC_PAGESIZE);
+	struct uffd_job job = { .ms = 3000 };
+	char intf[64], path[128];
+	struct bg_ioctl held;
+	pthread_t resolver;
+	uint64_t t0, took;
+	void *mem;
+	int fd;
+
+	job.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (job.uffd < 0 || ioctl(job.uffd, UFFDIO_API, &api)) {
+		printf("ok - %s # SKIP no userfaultfd (%s)\n", what, strerror(errno));
+		return 0;
+	}
+	mem = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return 1;
+	job.start = reg.range.start = (unsigned long)mem;
+	job.len = reg.range.len = (unsigned long)page;
+	if (ioctl(job.uffd, UFFDIO_REGISTER, &reg)) {
+		diag("UFFDIO_REGISTER: %s", strerror(errno));
+		return 1;
+	}
+	if (!dev_intf(intf, sizeof(intf)))
+		return 1;
+	fd = open_dev(O_RDWR);
+	if (fd < 0)
+		return 1;
+	pthread_create(&resolver, NULL, uffd_resolve_later, &job);
+	bg_start(&held, fd, SMPLASER_IOC_SET_PARAMS, mem);
+	sleep_ms(200);
+	t0 = now_ms();
+	snprintf(path, sizeof(path), "%s/unbind", drv);
+	if (!write_file(path, intf))
+		diag("unbind %s: %s", intf, strerror(errno));
+	took = now_ms() - t0;
+	pthread_join(resolver, NULL);
+	bg_join(&held);
+	diag("SET_PARAMS returned %s once the page came", held.ret ? strerror(held.err) : "ok");
+	check(took <= 1000, "%s: the unbind took %" PRIu64 " ms (limit 1000 ms; the fault "
+	      "was held %u ms)", what, took, job.ms);
+	close(fd);
+	close(job.uffd);
+	munmap(mem, (size_t)page);
+	snprintf(path, sizeof(path), "%s/bind", drv);
+	write_file(path, intf);
+	check(wait_until(node_there, 5000), "rebind: the node is back");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *s = argc > 1 ? argv[1] : "";
@@ -855,9 +1097,16 @@ int main(int argc, char **argv)
 		ret = scenario_unplug_ioctl();
 	else if (!strcmp(s, "unplug-states"))
 		ret = scenario_unplug_states();
+	else if (!strcmp(s, "kill-behind-slow"))
+		ret = scenario_kill_behind_slow();
+	else if (!strcmp(s, "unbind-behind-slow"))
+		ret = scenario_unbind_behind_slow();
+	else if (!strcmp(s, "fault-unbind"))
+		ret = scenario_fault_unbind();
 	else {
 		fprintf(stderr, "usage: kmod-race disarm-behind-slow|arm-cancel|late-heartbeat N|"
-			"readonly|self-standby|storm S|close-unplug N|unplug-ioctl|unplug-states\n");
+			"readonly|self-standby|storm S|close-unplug N|unplug-ioctl|unplug-states|\n"
+			"       kill-behind-slow|unbind-behind-slow|fault-unbind\n");
 		return 2;
 	}
 	if (ret)
