@@ -87,6 +87,7 @@ static const struct {
 	{ "stall", SMPL_HOSTILE_STALL },
 	{ "no-answer", SMPL_HOSTILE_NO_ANSWER },
 	{ "flood", SMPL_HOSTILE_FLOOD },
+	{ "ignore-disarm", SMPL_HOSTILE_IGNORE_DISARM },
 };
 
 /* --- commands ------------------------------------------------------------ */

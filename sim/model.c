@@ -643,11 +643,27 @@ static void disarm(struct smpl_model *m)
 		go_standby(m);
 }
 
+/*
+ * Hostile IGNORE_DISARM: the next hostile_count disarms (the DISARM command
+ * or the vendor request) of an armed unit are acknowledged and not obeyed.
+ * Its own faults, interlocks and watchdog still disarm it.
+ */
+static bool disarm_ignored(struct smpl_model *m)
+{
+	if (m->hostile != SMPL_HOSTILE_IGNORE_DISARM || m->hostile_count == 0 ||
+	    !is_armed(m->state))
+		return false;
+	if (--m->hostile_count == 0)
+		m->hostile = SMPL_HOSTILE_NONE;
+	return true;
+}
+
 static void cmd_disarm(struct smpl_model *m, const struct smpl_frame *f, struct reply *r)
 {
 	(void)f;
 	(void)r;
-	disarm(m);
+	if (!disarm_ignored(m))
+		disarm(m);
 }
 
 static void cmd_heartbeat(struct smpl_model *m, const struct smpl_frame *f, struct reply *r)
@@ -745,7 +761,7 @@ static int apply_hostile(struct smpl_model *m, uint8_t op, uint16_t seq,
 	enum smpl_hostile mode = m->hostile;
 
 	if (m->hostile_count == 0 || mode == SMPL_HOSTILE_NONE ||
-	    mode == SMPL_HOSTILE_FLOOD)
+	    mode == SMPL_HOSTILE_FLOOD || mode == SMPL_HOSTILE_IGNORE_DISARM)
 		return n;
 	if (--m->hostile_count == 0)
 		m->hostile = SMPL_HOSTILE_NONE;
@@ -830,7 +846,8 @@ int smpl_model_handle_frame(struct smpl_model *m, uint64_t now_ms,
 void smpl_model_disarm(struct smpl_model *m, uint64_t now_ms)
 {
 	run_until(m, now_ms);
-	disarm(m);
+	if (!disarm_ignored(m))
+		disarm(m);
 	settle(m);
 }
 

@@ -53,6 +53,7 @@ enum smpl_hostile {
 	SMPL_HOSTILE_STALL,	/* the front end stalls the endpoint */
 	SMPL_HOSTILE_NO_ANSWER,	/* no reply at all */
 	SMPL_HOSTILE_FLOOD,	/* a burst of status reports */
+	SMPL_HOSTILE_IGNORE_DISARM,	/* DISARM of an armed unit acknowledged, not obeyed */
 };
 
 struct smpl_model;

@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Attacks of the fourth outside review (docs/reliability.md, "Attacks of the
+fourth outside review"): a FAULTY UNIT against the daemon (a firmware bug, a
+bad cable, a unit of another firmware).  Each test judges the daemon by the
+truth outside it: the simulated unit's fired log (<state>/sim-<serial>.fired)
+and its own state, not the daemon's account.
+
+Same harness as tests/integration/test_attacks.py: a private bus,
+smplaserd --session --sim.
+Usage: tests/attack/test_attack4.py [test_name...]   (TAP on stdout)
+"""
+import os
+import sys
+import time
+
+import dbus
+
+TOP_DIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+sys.path.insert(0, os.path.join(TOP_DIR, 'tests', 'integration'))
+from harness import Env, main, pump, test, wait_until  # noqa: E402
+
+
+def fired_after(env, wall_ms):
+    """The unit's pulses fired after @wall_ms (host wall clock, ms)."""
+    return [p for p in env.fired() if p['wall_ms'] > wall_ms]
+
+
+def model_state(env):
+    return str(env.unit_prop('State'))
+
+
+@test
+def test_a_unit_that_acknowledges_disarm_but_stays_armed_stops_firing():
+    """S4: a unit whose firmware acknowledges every DISARM (command and vendor
+    request) but stays READY, the footswitch held.  The daemon may not feed the
+    watchdog of a unit it no longer holds armed: the unit's own watchdog is the
+    last layer, so it must stop firing within its watchdog time (1 s) and a bit;
+    the daemon says the unit failed to disarm (a latched fault); every pulse the
+    unit fired is in the records."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-deaf', 'crown')
+        env.arm_to_ready()
+        env.sim().SetHostile('ignore-disarm', dbus.UInt32(1000))
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: len(env.fired()) >= 2, 3, 'pulses')
+        env.unit().Disarm()
+        answered = int(time.time() * 1000)
+        pump(3.0)
+        late = fired_after(env, answered)
+        env.sim().SetFootswitch(False)
+        env.sim().SetHostile('none', dbus.UInt32(0))
+        last = (late[-1]['wall_ms'] - answered) if late else 0
+        print('# %d pulses after Disarm was answered, the last %d ms after; state %s, '
+              'LatchedFault %r' % (len(late), last, model_state(env),
+                                   env.unit_prop('LatchedFault')))
+        assert last <= 1600, 'the unit kept firing %d ms after Disarm (%d pulses)' % (
+            last, len(late))
+        assert model_state(env) not in ('ready', 'emitting', 'arming'), model_state(env)
+        assert env.unit_prop('LatchedFault'), 'no fault latched for a unit that would not disarm'
+        pump(0.3)
+        env.settle_records()
+        fired = [p['shot'] for p in env.fired()]
+        rows = env.recorded_shots()
+        assert rows == fired, 'fired %s, recorded %s' % (fired, rows)
+        env.unit().AcknowledgeFault()
+        env.record_endpoints(spath)
+        env.session(spath).End('done')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
