@@ -1083,6 +1083,51 @@ static void test_arm_failed_but_unit_armed(void **state)
 	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
 }
 
+/*
+ * A unit that acknowledges the disarm but stays armed (attack4): once it
+ * still reports an armed state SMPL_DISARM_CONFIRM_MS after the decision,
+ * the core faults it DISARM_FAILED (once), and while it reports armed it
+ * is "armed against us": the daemon feeds no watchdog of it.
+ */
+static void test_unit_that_does_not_obey_the_disarm_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	uint64_t T1 = T0 + 3000;		/* armed_ready() ends at T0 + 2000 */
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_false(smpl_safety_armed_against_us(&s));
+	assert_int_equal(smpl_safety_disarm_request(&s, &a), SMPL_ACT_DISARM);
+	assert_true(smpl_safety_armed_against_us(&s));	/* until it says STANDBY */
+	/* the DISARM not sent yet (its worker starved): no fault however long */
+	assert_int_equal(feed(&s, T1 + 5, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 5 + 3000, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	smpl_safety_disarm_tried(&s);
+	T1 += 3000;
+	assert_int_equal(feed(&s, T1 + 10, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 10 + SMPL_DISARM_CONFIRM_MS - 1,
+			      status_of(SMPL_STATE_EMITTING, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 10 + SMPL_DISARM_CONFIRM_MS,
+			      status_of(SMPL_STATE_EMITTING, 0), &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_DISARM_FAILED);
+	assert_string_equal(smpl_reason_name(a.reason), "disarm-failed");
+	assert_int_equal(feed(&s, T1 + 2000, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_true(smpl_safety_armed_against_us(&s));
+	assert_int_equal(feed(&s, T1 + 2100, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_NONE);
+	assert_false(smpl_safety_armed_against_us(&s));
+
+	/* a unit that obeys in time: no fault */
+	armed_ready(&s, NULL);
+	T1 = T0 + 3000;
+	assert_int_equal(smpl_safety_disarm_request(&s, &a), SMPL_ACT_DISARM);
+	smpl_safety_disarm_tried(&s);
+	assert_int_equal(feed(&s, T1 + 10, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 30, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 1000, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_NONE);
+	assert_false(smpl_safety_armed_against_us(&s));
+}
+
 static void test_flags_dropping_while_armed_disarm(void **state)
 {
 	struct smpl_safety s;
@@ -1304,6 +1349,7 @@ static void test_random_walk_invariants(void **state)
 		    r != SMPL_REASON_EYEWEAR && r != SMPL_REASON_DAEMON_STOPPING &&
 		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_COUNTER_JUMP &&
 		    r != SMPL_REASON_RECORDS_FAILED && r != SMPL_REASON_RECORDS_MISSING &&
+		    r != SMPL_REASON_DISARM_FAILED &&	/* needs the daemon's DISARM sent */
 		    !(seen & (1ULL << r)))
 			fail_msg("the walk never disarmed for %s",
 				 smpl_reason_name((enum smpl_reason)r));
@@ -1448,6 +1494,7 @@ int main(void)
 		cmocka_unit_test(test_new_session_forgets_eyewear_and_patch),
 		cmocka_unit_test(test_arm_failed_clears_armed),
 		cmocka_unit_test(test_arm_failed_but_unit_armed),
+		cmocka_unit_test(test_unit_that_does_not_obey_the_disarm_faults),
 		cmocka_unit_test(test_flags_dropping_while_armed_disarm),
 		cmocka_unit_test(test_reconnect_while_armed_forgets_arming),
 		cmocka_unit_test(test_random_walk_invariants),
