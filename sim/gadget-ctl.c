@@ -88,6 +88,7 @@ static const struct {
 	{ "no-answer", SMPL_HOSTILE_NO_ANSWER },
 	{ "flood", SMPL_HOSTILE_FLOOD },
 	{ "ignore-disarm", SMPL_HOSTILE_IGNORE_DISARM },
+	{ "stuck-counter", SMPL_HOSTILE_STUCK_COUNTER },
 };
 
 /* --- commands ------------------------------------------------------------ */

@@ -316,7 +316,14 @@ static void emit_pulse(struct smpl_model *m)
 	struct queued_report r = { .kind = REPORT_PULSE };
 
 	m->burst_pulses++;
-	m->nv.shot_count++;
+	/* Hostile STUCK_COUNTER: the next hostile_count pulses fire, the counter stays. */
+	if (m->hostile == SMPL_HOSTILE_STUCK_COUNTER && m->hostile_count > 0 &&
+	    m->nv.shot_count > 0) {
+		if (--m->hostile_count == 0)
+			m->hostile = SMPL_HOSTILE_NONE;
+	} else {
+		m->nv.shot_count++;
+	}
 	m->last_energy_uj = measured_energy(m);
 	r.pulse.shot = m->nv.shot_count;
 	r.pulse.measured_uj = m->last_energy_uj;
@@ -761,7 +768,8 @@ static int apply_hostile(struct smpl_model *m, uint8_t op, uint16_t seq,
 	enum smpl_hostile mode = m->hostile;
 
 	if (m->hostile_count == 0 || mode == SMPL_HOSTILE_NONE ||
-	    mode == SMPL_HOSTILE_FLOOD || mode == SMPL_HOSTILE_IGNORE_DISARM)
+	    mode == SMPL_HOSTILE_FLOOD || mode == SMPL_HOSTILE_IGNORE_DISARM ||
+	    mode == SMPL_HOSTILE_STUCK_COUNTER)
 		return n;
 	if (--m->hostile_count == 0)
 		m->hostile = SMPL_HOSTILE_NONE;

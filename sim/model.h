@@ -54,6 +54,7 @@ enum smpl_hostile {
 	SMPL_HOSTILE_NO_ANSWER,	/* no reply at all */
 	SMPL_HOSTILE_FLOOD,	/* a burst of status reports */
 	SMPL_HOSTILE_IGNORE_DISARM,	/* DISARM of an armed unit acknowledged, not obeyed */
+	SMPL_HOSTILE_STUCK_COUNTER,	/* a pulse fired without moving the shot counter */
 };
 
 struct smpl_model;

@@ -69,5 +69,48 @@ def test_a_unit_that_acknowledges_disarm_but_stays_armed_stops_firing():
         env.session(spath).End('done')
 
 
+@test
+def test_a_stuck_shot_counter_loses_no_measurement():
+    """S3/S5: a unit whose shot counter sticks for one pulse (a firmware bug): two
+    pulses fired with the same shot number and two measured energies.  The second
+    report looks like a repeat of the first, so its pulse row is not stored twice,
+    but the unit fired it: its measurement must be in the records (a pulse row or
+    the audit trail), the unit faults and fires nothing more, and the patch stays
+    in its cooldown."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-stuck', 'crown')
+        env.arm_to_ready()
+        env.sim().SetFootswitch(True)
+        wait_until(lambda: len(env.fired()) >= 2, 3, 'pulses')
+        env.sim().SetHostile('stuck-counter', dbus.UInt32(1))
+        wait_until(lambda: len(set(p['shot'] for p in env.fired())) < len(env.fired()), 3,
+                   'a pulse fired with the counter stuck')
+        pump(1.0)
+        env.sim().SetFootswitch(False)
+        fired = env.fired()
+        shots = [p['shot'] for p in fired]
+        dup = [i for i in range(1, len(shots)) if shots[i] == shots[i - 1]]
+        print('# fired %s; state %s, LatchedFault %r' % (
+            [(p['shot'], p['measured_uj']) for p in fired], model_state(env),
+            env.unit_prop('LatchedFault')))
+        assert dup, shots
+        assert len(fired) <= dup[0] + 2, 'fired %d pulses after the stuck one' % (
+            len(fired) - dup[0] - 1)
+        assert env.unit_prop('LatchedFault'), 'no fault for a counter that did not move'
+        env.settle_records()
+        rows = env.query('SELECT shot, measured_uj FROM pulses ORDER BY id')
+        audit = ' '.join(r['detail'] or '' for r in env.query('SELECT detail FROM audit'))
+        missing = [(p['shot'], p['measured_uj']) for p in fired
+                   if {'shot': p['shot'], 'measured_uj': p['measured_uj']} not in rows and
+                   not ('shot %d (%d uJ measured' % (p['shot'], p['measured_uj'])) in audit]
+        assert not missing, 'fired, in no record: %s (rows %s)' % (missing, rows)
+        eligible, _, why = env.manager().CheckPatch('p-stuck', 'crown')
+        assert not eligible, why
+        env.unit().AcknowledgeFault()
+        env.record_endpoints(spath)
+        env.session(spath).End('done')
+
+
 if __name__ == '__main__':
     sys.exit(main())
