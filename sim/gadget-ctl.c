@@ -89,6 +89,7 @@ static const struct {
 	{ "flood", SMPL_HOSTILE_FLOOD },
 	{ "ignore-disarm", SMPL_HOSTILE_IGNORE_DISARM },
 	{ "stuck-counter", SMPL_HOSTILE_STUCK_COUNTER },
+	{ "fast-rate", SMPL_HOSTILE_FAST_RATE },
 };
 
 /* --- commands ------------------------------------------------------------ */

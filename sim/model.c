@@ -348,7 +348,12 @@ enum timed_event {
 
 static uint64_t next_pulse_ms(const struct smpl_model *m)
 {
-	return m->burst_start_ms + m->burst_pulses * 1000000u / m->params.rate_mhz;
+	uint64_t rate = m->params.rate_mhz;
+
+	/* Hostile FAST_RATE: a firmware that reads the rate in other units. */
+	if (m->hostile == SMPL_HOSTILE_FAST_RATE && m->hostile_count > 1)
+		rate *= m->hostile_count;
+	return m->burst_start_ms + m->burst_pulses * 1000000u / rate;
 }
 
 static uint64_t event_time(const struct smpl_model *m, enum timed_event ev)
@@ -769,7 +774,7 @@ static int apply_hostile(struct smpl_model *m, uint8_t op, uint16_t seq,
 
 	if (m->hostile_count == 0 || mode == SMPL_HOSTILE_NONE ||
 	    mode == SMPL_HOSTILE_FLOOD || mode == SMPL_HOSTILE_IGNORE_DISARM ||
-	    mode == SMPL_HOSTILE_STUCK_COUNTER)
+	    mode == SMPL_HOSTILE_STUCK_COUNTER || mode == SMPL_HOSTILE_FAST_RATE)
 		return n;
 	if (--m->hostile_count == 0)
 		m->hostile = SMPL_HOSTILE_NONE;
