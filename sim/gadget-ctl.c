@@ -90,6 +90,7 @@ static const struct {
 	{ "ignore-disarm", SMPL_HOSTILE_IGNORE_DISARM },
 	{ "stuck-counter", SMPL_HOSTILE_STUCK_COUNTER },
 	{ "fast-rate", SMPL_HOSTILE_FAST_RATE },
+	{ "lie-standby", SMPL_HOSTILE_LIE_STANDBY },
 };
 
 /* --- commands ------------------------------------------------------------ */

@@ -199,6 +199,9 @@ static void snapshot(const struct smpl_model *m, struct smpl_status_n *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->state = m->state;
+	/* Hostile LIE_STANDBY: a status encoding bug, the unit armed all the same. */
+	if (m->hostile == SMPL_HOSTILE_LIE_STANDBY && m->hostile_count > 0 && is_armed(m->state))
+		s->state = SMPL_STATE_STANDBY;
 	s->fault = m->fault;
 	s->interlocks = m->interlocks;
 	s->flags = status_flags(m);
@@ -774,7 +777,8 @@ static int apply_hostile(struct smpl_model *m, uint8_t op, uint16_t seq,
 
 	if (m->hostile_count == 0 || mode == SMPL_HOSTILE_NONE ||
 	    mode == SMPL_HOSTILE_FLOOD || mode == SMPL_HOSTILE_IGNORE_DISARM ||
-	    mode == SMPL_HOSTILE_STUCK_COUNTER || mode == SMPL_HOSTILE_FAST_RATE)
+	    mode == SMPL_HOSTILE_STUCK_COUNTER || mode == SMPL_HOSTILE_FAST_RATE ||
+	    mode == SMPL_HOSTILE_LIE_STANDBY)
 		return n;
 	if (--m->hostile_count == 0)
 		m->hostile = SMPL_HOSTILE_NONE;

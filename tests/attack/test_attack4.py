@@ -168,5 +168,37 @@ def test_a_unit_firing_faster_than_the_set_rate_is_stopped():
             env.end_session(spath)
 
 
+@test
+def test_a_unit_whose_status_says_standby_while_it_fires_is_stopped():
+    """S1/S4: a unit whose status encoding is broken: armed, READY and EMITTING, its
+    status reports (interrupt and GET_STATUS) say STANDBY.  It takes the ARM and
+    fires when the footswitch is held; the daemon's State shows "standby" to the
+    clinic while it fires.  A pulse the unit reports while its own status says it is
+    not armed means its status cannot be trusted: the daemon must fault and disarm
+    it at the first such pulse (the unit obeys the disarm), and record it."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-lie', 'crown')
+        env.sim().SetHostile('lie-standby', dbus.UInt32(1))
+        env.unit().Arm()
+        pump(3.0)                       # the emission delay: the unit is READY (truth)
+        env.sim().SetFootswitch(True)
+        pump(1.5)
+        env.sim().SetFootswitch(False)
+        env.sim().SetHostile('none', dbus.UInt32(0))
+        pump(0.3)
+        fired = env.fired()
+        print('# %d pulses fired; State %s, LatchedFault %r' % (
+            len(fired), model_state(env), env.unit_prop('LatchedFault')))
+        assert fired, 'the unit did not fire: the attack did not happen'
+        assert len(fired) <= 2, 'fired %d pulses while its status said standby' % len(fired)
+        assert env.unit_prop('LatchedFault'), 'no fault'
+        assert model_state(env) not in ('ready', 'emitting', 'arming'), model_state(env)
+        env.settle_records()
+        assert env.recorded_shots() == [p['shot'] for p in fired]
+        env.unit().AcknowledgeFault()
+        env.end_session(spath)
+
+
 if __name__ == '__main__':
     sys.exit(main())
