@@ -632,6 +632,17 @@ enum smpl_action_kind smpl_safety_pulse(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNEXPECTED_PULSE,
 			   "pulse %" PRIu32 " (%" PRIu32 " uJ) while not armed",
 			   p->shot, p->measured_uj);
+	/*
+	 * The reports come in order, and the unit reports every change of its
+	 * state: a new pulse after a status saying it is not armed means that
+	 * its status is not to be trusted (a broken unit showing "standby" while
+	 * it fires).
+	 */
+	if (n && s->status_known && !unit_armed_state(s->state))
+		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNEXPECTED_PULSE,
+			   "pulse %" PRIu32 " (%" PRIu32 " uJ) while the unit reports itself %s: "
+			   "its status is not to be trusted", p->shot, p->measured_uj,
+			   smpl_state_name(s->state));
 	if (s->armed && !s->expected_energy_uj)
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_ENERGY_MISMATCH,
 			   "pulse %" PRIu32 ": our parameters ask for no energy", p->shot);

@@ -1128,6 +1128,32 @@ static void test_unit_that_does_not_obey_the_disarm_faults(void **state)
 	assert_false(smpl_safety_armed_against_us(&s));
 }
 
+/*
+ * Armed, a new pulse after a status saying STANDBY (attack4: a unit whose
+ * status encoding is broken shows standby while it fires): its status is not
+ * to be trusted, a fault.  A late report (at or below a counter seen) is not.
+ */
+static void test_pulse_while_the_unit_says_standby_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+	struct smpl_status_n st;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	st = status_of(SMPL_STATE_STANDBY, 0);
+	st.shot_count = SHOT0;
+	assert_int_equal(feed(&s, T0 + 10, st, &a), SMPL_ACT_NONE);
+	/* a late report of a pulse the counter already showed: not new */
+	assert_int_equal(pulse(&s, T0 + 20, SHOT0, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
+	assert_non_null(strstr(a.message, "not to be trusted"));
+	assert_false(smpl_safety_is_armed(&s));
+}
+
 static void test_flags_dropping_while_armed_disarm(void **state)
 {
 	struct smpl_safety s;
@@ -1277,6 +1303,16 @@ static void test_random_walk_invariants(void **state)
 			/* a unit emits when armed; a broken one, rarely, when not */
 			if (!s.armed && rnd(50))
 				break;
+			if (s.armed && rnd(10) && s.state != SMPL_STATE_READY &&
+			    s.state != SMPL_STATE_EMITTING) {
+				/* a healthy unit reports EMITTING before its pulses */
+				st = status_of(SMPL_STATE_EMITTING, 0);
+				st.shot_count = shot;
+				st.rtc_s = wall / 1000;
+				k = smpl_safety_status(&s, now, wall, &st, &a);
+				if (k != SMPL_ACT_NONE)
+					break;
+			}
 			shot += rnd(3);
 			p.shot = shot;
 			p.set_uj = rnd(8) ? SET_UJ : SET_UJ + rnd(500);
@@ -1495,6 +1531,7 @@ int main(void)
 		cmocka_unit_test(test_arm_failed_clears_armed),
 		cmocka_unit_test(test_arm_failed_but_unit_armed),
 		cmocka_unit_test(test_unit_that_does_not_obey_the_disarm_faults),
+		cmocka_unit_test(test_pulse_while_the_unit_says_standby_faults),
 		cmocka_unit_test(test_flags_dropping_while_armed_disarm),
 		cmocka_unit_test(test_reconnect_while_armed_forgets_arming),
 		cmocka_unit_test(test_random_walk_invariants),
