@@ -42,6 +42,7 @@
 /* Errors of this file only. */
 #define E_SERIAL	(-EDEADLK)	/* 40001, 40P01: run the transaction again */
 #define E_EXCLUDED	(-EKEYREJECTED)	/* 23P01: the cooldown constraint refused */
+#define E_UNLOCKED	(-ENOLCK)	/* an arming's patch lock went with its connection */
 
 /* ---- the schema ------------------------------------------------------------- */
 
@@ -441,6 +442,7 @@ struct store_pg {
 	bool writer;			/* creates and migrates the schema */
 	const char *role_name;		/* application_name suffix */
 	PGconn *conn;
+	unsigned int conn_gen;		/* connections made: which one a session lock is on */
 	bool reached;			/* connected once at least */
 	bool creating_again;		/* check_schema() after a failed creation */
 	int64_t next_try_ms;		/* monotonic: no connection attempt before */
@@ -808,6 +810,7 @@ static int pg_ready(struct store_pg *h)
 	if (mono_ms() < h->next_try_ms)
 		return fail(h, h->down_err, "%s", h->down);
 	h->conn = connect_now(h);
+	h->conn_gen++;
 	if (!h->conn || sym_PQstatus(h->conn) != CONNECTION_OK) {
 		err = unreachable(h, "connect", h->conn ? sym_PQerrorMessage(h->conn) : "out of memory");
 	} else {
@@ -1538,7 +1541,13 @@ static bool valid_operator(const struct store_operator *op)
 	return op && valid_label(op->name);
 }
 
-/* One patch's follow-ups and reviews, one writer at a time: their ids commit in order. */
+/* The advisory lock of a patient's ($1) patch ($2) clinical record. */
+#define PG_PATCH_LOCK_KEY "hashtextextended(lower($1) || '/' || $2, 16)"
+
+/*
+ * One patch's follow-ups and reviews, one writer at a time: their ids commit
+ * in order.  An arming of the patch holds it shared (arm_patch_lock()).
+ */
 static int patch_lock(struct store_pg *h, const char *patient, const char *patch)
 {
 	struct params p = { 0 };
@@ -1546,8 +1555,7 @@ static int patch_lock(struct store_pg *h, const char *patient, const char *patch
 	p_str(&p, patient);
 	p_str(&p, patch);
 	return run(h, "lock the patch's clinical record",
-		   "SELECT pg_advisory_xact_lock(hashtextextended(lower($1) || '/' || $2, 16))",
-		   &p, NULL);
+		   "SELECT pg_advisory_xact_lock(" PG_PATCH_LOCK_KEY ")", &p, NULL);
 }
 
 static int clinical_audit(struct store_pg *h, enum store_audit_kind kind,
@@ -2841,6 +2849,7 @@ struct arm_txn {
 	char patient[STORE_NAME_MAX + 1], unit[STORE_NAME_MAX + 1];
 	uint32_t session_patch_pulses;
 	bool looked;		/* a COMMIT's answer was lost: looked for it once */
+	unsigned int lock_gen;	/* the connection holding the patch's lock (arm_patch_lock) */
 };
 
 static bool params_valid(const struct store_params *p)
@@ -3102,6 +3111,10 @@ static int arm_txn(struct store_pg *h, void *ctx)
 	struct arm_txn *a = ctx;
 	int err;
 
+	if (a->lock_gen != h->conn_gen)	/* a new connection: the patch's lock is not on it */
+		return fail(h, E_UNLOCKED, "the connection to the clinic's records broke during "
+			    "the arming, and the patch's lock with it");
+
 	/*
 	 * Run again after a COMMIT whose answer was lost: if that commit has
 	 * landed since, it is the treatment, and the rules must not judge this
@@ -3146,11 +3159,43 @@ static int arm_verify(struct store_pg *h, void *ctx)
 	return 1;
 }
 
+/*
+ * The patch's clinical lock, shared, around the patient's part of an arming
+ * (@take; else released): a follow-up or a review of the patch under way
+ * (it holds the lock until its COMMIT) is waited for, so that the arming
+ * decides on it, and one that comes meanwhile waits for the arming.  Taken
+ * before the SERIALIZABLE transaction, on the session: that transaction's
+ * snapshot is taken at its first statement, so a lock waited for inside it
+ * would leave it deciding without what it waited for.  A broken connection
+ * releases it: arm_txn() then refuses to run on the new one (E_UNLOCKED)
+ * until it is taken again there.
+ */
+static int arm_patch_lock(struct store_pg *h, struct arm_txn *a, bool take)
+{
+	struct params p = { 0 };
+	int err;
+
+	p_str(&p, a->patient);
+	p_str(&p, a->t->patch);
+	if (take) {
+		err = run(h, "wait for the patch's clinical record",
+			  "SELECT pg_advisory_lock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
+		a->lock_gen = h->conn_gen;
+		return err;
+	}
+	err = run(h, "release the patch's clinical record",
+		  "SELECT pg_advisory_unlock_shared(" PG_PATCH_LOCK_KEY ")", &p, NULL);
+	if (err)
+		drop_connection(h);	/* never keep the lock */
+	return err;
+}
+
 static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 			      int64_t *treatment_id)
 {
 	struct store_pg *h = v;
 	struct arm_txn a = { .t = t };
+	bool locked = false;
 	int err;
 
 	if (!t || !treatment_id || !valid_name(t->patch) || !valid_label(t->unit_firmware) ||
@@ -3163,8 +3208,15 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 		err = shipped_first(h);
 	if (!err)
 		err = pg_txn(h, arm_prepare, NULL, &a);
-	for (int tries = 0; !err || err == E_EXCLUDED; tries++) {
+	if (!err)
+		locked = !(err = arm_patch_lock(h, &a, true));
+	for (int tries = 0, relocked = 0; !err || err == E_EXCLUDED; tries++) {
 		err = pg_txn_as(h, true, arm_txn, arm_verify, &a);
+		if (err == E_UNLOCKED && !relocked++) {
+			/* The connection broke and took the lock: on the new one, again. */
+			err = arm_patch_lock(h, &a, true);
+			continue;
+		}
 		if (err != E_EXCLUDED)
 			break;
 		/*
@@ -3181,6 +3233,8 @@ static int pg_treatment_begin(void *v, const struct store_treatment_start *t,
 			break;
 		}
 	}
+	if (locked && h->conn)
+		arm_patch_lock(h, &a, false);
 	if (err == -EEXIST) {
 		/*
 		 * This very arming is recorded (treatments_one_arming): its

@@ -1939,6 +1939,434 @@ def test_new_epoch_arms_from_the_accepted_counter():
 
 # --- the test's own server: never left behind ---------------------------------------
 
+# --- races on the clinical rules: two or three workstations at once --------------------------
+#
+# Each race is made deterministic by a gate of the test's own: a trigger on one of the
+# clinic's tables takes an advisory lock (shared) that a psql session of the test holds, so
+# the daemon's transaction stops there, inside, with what it has read and locked so far; the
+# test then starts the other workstation's call, waits until that call has either answered or
+# is itself waiting for a lock (pg_locks), and only then opens the gate.
+
+GATE_ADVERSE, GATE_TREATMENT, GATE_REVIEW, GATE_FOLLOW_UP = 7701, 7702, 7703, 7704
+
+
+def install_gates(db):
+    """The gates' triggers: an adverse event 'infection' or 'follicle-damage', every
+    treatment, every review, and a follow-up whose note is 'gated' wait while their gate is
+    closed (and pass at once when it is open)."""
+    pg().psql("CREATE FUNCTION public.gate() RETURNS trigger LANGUAGE plpgsql AS"
+              " $$BEGIN PERFORM pg_advisory_xact_lock_shared(TG_ARGV[0]::bigint);"
+              " RETURN NEW; END$$;"
+              " CREATE TRIGGER gate BEFORE INSERT ON smplaser.adverse_events FOR EACH ROW"
+              " WHEN (NEW.kind IN ('infection', 'follicle-damage'))"
+              " EXECUTE FUNCTION public.gate(%d);"
+              " CREATE TRIGGER gate BEFORE INSERT ON smplaser.treatments FOR EACH ROW"
+              " EXECUTE FUNCTION public.gate(%d);"
+              " CREATE TRIGGER gate BEFORE INSERT ON smplaser.hold_reviews FOR EACH ROW"
+              " EXECUTE FUNCTION public.gate(%d);"
+              " CREATE TRIGGER gate BEFORE INSERT ON smplaser.follow_ups FOR EACH ROW"
+              " WHEN (NEW.note = 'gated') EXECUTE FUNCTION public.gate(%d)"
+              % (GATE_ADVERSE, GATE_TREATMENT, GATE_REVIEW, GATE_FOLLOW_UP), db=db)
+
+
+class Gate:
+    """Closed while it exists: a psql session holding advisory lock @key exclusively."""
+
+    def __init__(self, db, key):
+        import subprocess
+        self.db, self.key = db, key
+        self.p = subprocess.Popen(['psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+                                   '-h', pg().socket_dir, '-U', 'postgres', '-d', db],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.p.stdin.write("SELECT pg_advisory_lock(%d); SELECT 'closed';\n" % key)
+        self.p.stdin.flush()
+        while True:
+            line = self.p.stdout.readline()
+            assert line, 'the gate could not be closed'
+            if line.strip() == 'closed':
+                break
+
+    def open(self):
+        if self.p:
+            self.p.stdin.write('SELECT pg_advisory_unlock(%d);\n\\q\n' % self.key)
+            self.p.stdin.close()
+            self.p.wait(10)
+            self.p.stdout.close()
+            self.p = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.open()
+        return False
+
+
+def lock_waiters(db):
+    """The backends of @db waiting for an advisory lock (a gate or a patch's lock)."""
+    return int(pg().value("SELECT count(*) FROM pg_locks l JOIN pg_database d ON"
+                          " d.oid = l.database WHERE l.locktype = 'advisory' AND NOT l.granted"
+                          " AND d.datname = '%s'" % db, 'postgres'))
+
+
+class Call:
+    """A D-Bus call launched without waiting: .answer is 'ok' or the error's short name."""
+
+    def __init__(self, method, *args):
+        self.answer = None
+        self.message = ''
+        method(*args, reply_handler=self._ok, error_handler=self._err, timeout=60)
+
+    def _ok(self, *reply):
+        self.answer = 'ok'
+
+    def _err(self, e):
+        self.answer = e.get_dbus_name().split('.')[-1]
+        self.message = e.get_dbus_message()
+
+
+def in_flight(db, call, waiters, what):
+    """Wait until @call has answered or @waiters backends wait for an advisory lock."""
+    wait_until(lambda: call.answer is not None or lock_waiters(db) >= waiters, 20, what)
+
+
+def answered(*calls):
+    wait_until(lambda: all(c.answer is not None for c in calls), 30, 'the answers')
+    return [c.answer for c in calls]
+
+
+def treated_during_a_hold(db, patients="'%'"):
+    """The clinic's records read as an auditor would: treatments of a patch armed after a
+    holding adverse event of the patch was found, with no review between that clears it.
+    Each (patient, treatment id, follow-up id)."""
+    return pg().rows(
+        "SELECT t.patient, t.id, f.id FROM smplaser.treatments t"
+        " JOIN smplaser.follow_ups f ON f.patient_key = t.patient_key AND f.patch = t.patch"
+        " JOIN smplaser.adverse_events a ON a.follow_up_id = f.id AND a.holds"
+        " WHERE t.patient_key LIKE %s AND t.armed_ms > f.time_ms AND NOT EXISTS (SELECT 1 FROM smplaser.hold_reviews r"
+        "  WHERE r.patient_key = f.patient_key AND r.patch = f.patch"
+        "   AND r.cleared_through >= f.id AND r.time_ms <= t.armed_ms)"
+        " ORDER BY t.id" % patients, db)
+
+
+def fire_if_ready(w, seconds=0.3):
+    """Press the footswitch whatever the daemon said: the unit's fired log is the truth."""
+    w.fire(seconds)
+
+
+@test
+def test_race_hold_against_an_arming():
+    """An adverse event that holds a patch, recorded on workstation A, against workstation
+    B arming that patch, in both orders, forced by gates inside the transactions:
+    - A's follow-up is inside its transaction (its events written, not committed) when B
+      arms: B's arming waits for it and is refused (PatchOnHold); B's unit fires nothing;
+    - B's arming is inside its transaction (its rules read, its treatment written, not
+      committed) when A records the hold: A waits for it; B arms (it decided first), and
+      the hold applies to B's next arming (refused) and to no pulse before;
+    - A's hold answered before B calls Arm: refused;
+    - without gates, both launched together (in turn the one first), ten times: whichever
+      wins, B's next arming is refused.
+    Judged by the units' fired logs and by the clinic's tables: no treatment armed after
+    a holding event was found, unless a review cleared it first."""
+    db = pg().new_database()
+    rounds = max(1, int(os.environ.get('SMPL_PG_RACE_ROUNDS', '100')) // 10)
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        install_gates(db)
+        for i in range(2):
+            # The hold in flight: B must wait for it and see it.
+            patient = 'hold-a%d' % i
+            sb = b.ready(patient, 'crown')
+            n = len(b.fired_shots())
+            with Gate(db, GATE_ADVERSE) as gate:
+                fu = Call(a.manager().RecordFollowUp, patient, 'crown',
+                          findings(adverse=['infection']))
+                in_flight(db, fu, 1, "A's follow-up at the gate")
+                assert fu.answer is None, fu.message
+                arm = Call(b.u().Arm)
+                in_flight(db, arm, 2, "B's arming waiting or answered")
+                gate.open()
+                assert answered(fu, arm) == ['ok', 'PatchOnHold'], (fu.answer, arm.answer,
+                                                                   arm.message)
+            assert 'infection' in arm.message, arm.message
+            fire_if_ready(b)
+            assert len(b.fired_shots()) == n, 'fired while on hold'
+            b.end_session(sb, 'refused')
+            # The arming in flight: A waits; B armed first; the hold is for the next arming.
+            patient = 'hold-b%d' % i
+            sb = b.ready(patient, 'crown')
+            with Gate(db, GATE_TREATMENT) as gate:
+                arm = Call(b.u().Arm)
+                in_flight(db, arm, 1, "B's arming at the gate")
+                assert arm.answer is None, arm.message
+                fu = Call(a.manager().RecordFollowUp, patient, 'crown',
+                          findings(adverse=['scarring']))
+                in_flight(db, fu, 2, "A's follow-up waiting or answered")
+                gate.open()
+                assert answered(arm, fu) == ['ok', 'ok'], (arm.message, fu.message)
+            b.wait_state('ready')
+            before = len(b.fired_shots())
+            fire_if_ready(b)
+            assert len(b.fired_shots()) > before
+            b.u().Disarm()
+            b.wait_state('standby')
+            expect_error('PatchOnHold', b.u().Arm, contains=('scarring',))
+            n = len(b.fired_shots())
+            fire_if_ready(b)
+            assert len(b.fired_shots()) == n, 'fired while on hold'
+            b.end_session(sb, 'done')
+        # The hold answered first: refused.
+        sb = b.ready('hold-c', 'crown')
+        a.manager().RecordFollowUp('hold-c', 'crown', findings(adverse=['blistering']))
+        expect_error('PatchOnHold', b.u().Arm, contains=('blistering',))
+        b.end_session(sb, 'refused')
+        # Free-running: both launched at once, no gate.
+        outcomes = {}
+        for i in range(rounds):
+            patient = 'hold-r%02d' % i
+            sb = b.ready(patient, 'crown')
+            if i % 2:
+                arm = Call(b.u().Arm)
+            fu = Call(a.manager().RecordFollowUp, patient, 'crown',
+                      findings(adverse=['hair-loss']))
+            if not i % 2:
+                arm = Call(b.u().Arm)
+            res = tuple(answered(fu, arm))
+            assert res in (('ok', 'ok'), ('ok', 'PatchOnHold')), (res, arm.message)
+            outcomes[res[1]] = outcomes.get(res[1], 0) + 1
+            if res[1] == 'ok':
+                b.wait_state('ready')
+                b.u().Disarm()
+                b.wait_state('standby')
+                expect_error('PatchOnHold', b.u().Arm)
+            b.end_session(sb, '')
+        b.wait_shipped()
+        # The gated rounds' records (the free-running ones: see docs/reliability.md).
+        bad = treated_during_a_hold(db, "'hold-_%'")
+        assert not bad, 'treated during a hold: %s' % bad
+        held = pg().value("SELECT count(DISTINCT patient_key) FROM smplaser.follow_ups", db)
+        assert held == str(5 + rounds), held
+        assert b.recorded_shots() == b.fired_shots()
+        print('# free-running rounds: %s' % outcomes)
+
+
+@test
+def test_race_two_workstations_fire_one_patch():
+    """Two workstations arm one patient's patch at once, both transactions stopped by a
+    gate after reading the rules and writing their treatment: exactly one arms, the other
+    is refused (CooldownActive); both technicians press the footswitch: exactly one unit
+    fires (its fired log), and the clinic has exactly one treatment of the patch, with
+    pulses.  Two rounds, each workstation first once."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        install_gates(db)
+        wins = {'ws1': 0, 'ws2': 0}
+        for i in range(2):
+            patient = 'twice-%d' % i
+            sa, sb = a.ready(patient, 'crown'), b.ready(patient, 'crown')
+            shots = {w.ws: len(w.fired_shots()) for w in (a, b)}
+            with Gate(db, GATE_TREATMENT) as gate:
+                first, second = (a, b) if i % 2 == 0 else (b, a)
+                arm1 = Call(first.u().Arm)
+                in_flight(db, arm1, 1, 'the first arming at the gate')
+                arm2 = Call(second.u().Arm)
+                in_flight(db, arm2, 2, 'the second arming at the gate')
+                gate.open()
+                res = {first.ws: None, second.ws: None}
+                answered(arm1, arm2)
+                res[first.ws], res[second.ws] = arm1.answer, arm2.answer
+            armed = [ws for ws, r in res.items() if r == 'ok']
+            assert len(armed) == 1, 'round %d: %s' % (i, res)
+            loser = [ws for ws in res if ws not in armed][0]
+            assert res[loser] == 'CooldownActive', (res, arm1.message, arm2.message)
+            wins[armed[0]] += 1
+            winner = a if armed[0] == 'ws1' else b
+            winner.wait_state('ready')
+            for w in (a, b):
+                fire_if_ready(w)
+            fired = {w.ws: len(w.fired_shots()) - shots[w.ws] for w in (a, b)}
+            assert fired[loser] == 0 and fired[armed[0]] > 0, fired
+            winner.u().Disarm()
+            winner.wait_state('standby')
+            for w, s in ((a, sa), (b, sb)):
+                w.end_session(s, '')
+        for w in (a, b):
+            w.wait_shipped()
+        rows = pg().rows("SELECT patient, count(*), sum(pulses_recorded) FROM"
+                         " smplaser.treatments WHERE patient LIKE 'twice-%%'"
+                         " GROUP BY patient ORDER BY patient", db)
+        assert len(rows) == 2 and all(r[1] == '1' and int(r[2]) > 0 for r in rows), rows
+        assert sorted(a.recorded_shots() + b.recorded_shots()) == \
+            sorted(a.fired_shots() + b.fired_shots())
+        print('# ws1 armed %d, ws2 armed %d' % (wins['ws1'], wins['ws2']))
+
+
+def review_detail(db, patient):
+    return pg().value("SELECT detail FROM smplaser.audit WHERE kind = 'review' AND"
+                      " reason = '%s' ORDER BY id DESC LIMIT 1" % patient, db)
+
+
+@test
+def test_race_review_against_a_new_adverse_event():
+    """A review (ClearPatchHold) against new adverse events of the same patch, on three
+    workstations, forced by gates:
+    - A's second event (infection) is inside its transaction when B records a third
+      (scarring) and C the review: B and C wait for A, in their order, and the review
+      clears only what it saw: every holding event it clears is named in its audit record
+      (without the patch's lock B commits first, and C's review would clear A's infection
+      unseen);
+    - C's review is inside its transaction when A records a new event: A waits; the new
+      event is not cleared, the patch stays on hold."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b, \
+            Workstation(db, 'ws3') as c:
+        for w in (a, b, c):
+            w.start(wait=False)
+        for w in (a, b, c):
+            wait_until(w._running, 20, '%s to run' % w.ws)
+        install_gates(db)
+        a.manager().RecordFollowUp('rev-1', 'crown', findings(adverse=['blistering']))
+        with Gate(db, GATE_ADVERSE) as gate:
+            f2 = Call(a.manager().RecordFollowUp, 'rev-1', 'crown',
+                      findings(adverse=['infection']))
+            in_flight(db, f2, 1, "A's infection at the gate")
+            f3 = Call(b.manager().RecordFollowUp, 'rev-1', 'crown',
+                      findings(adverse=['scarring']))
+            in_flight(db, f3, 2, "B's scarring waiting or answered")
+            review = Call(c.manager().ClearPatchHold, 'rev-1', 'crown', 'reviewed')
+            in_flight(db, review, 3, "C's review waiting or answered")
+            gate.open()
+            assert answered(f2, f3, review) == ['ok', 'ok', 'ok'], review.message
+        through = int(pg().value("SELECT cleared_through FROM smplaser.hold_reviews"
+                                 " WHERE patient = 'rev-1'", db))
+        cleared = pg().rows("SELECT DISTINCT a.kind FROM smplaser.adverse_events a JOIN"
+                            " smplaser.follow_ups f ON f.id = a.follow_up_id WHERE a.holds"
+                            " AND f.patient = 'rev-1' AND f.id <= %d ORDER BY 1" % through, db)
+        detail = review_detail(db, 'rev-1')
+        unseen = [k for (k,) in cleared if k not in detail]
+        assert not unseen, 'the review cleared %s unseen: %s' % (unseen, detail)
+        # The review inside its transaction; a new event meanwhile stays a hold.
+        a.manager().RecordFollowUp('rev-2', 'crown', findings(adverse=['blistering']))
+        with Gate(db, GATE_REVIEW) as gate:
+            review = Call(c.manager().ClearPatchHold, 'rev-2', 'crown', 'reviewed')
+            in_flight(db, review, 1, "C's review at the gate")
+            f2 = Call(a.manager().RecordFollowUp, 'rev-2', 'crown',
+                      findings(adverse=['follicle-damage']))
+            in_flight(db, f2, 2, "A's event waiting or answered")
+            gate.open()
+            assert answered(review, f2) == ['ok', 'ok'], (review.message, f2.message)
+        detail = review_detail(db, 'rev-2')
+        assert 'blistering' in detail and 'follicle-damage' not in detail, detail
+        for w in (a, b, c):
+            ok, _, why = w.manager().CheckPatch('rev-2', 'crown')
+            assert not ok and 'follicle-damage' in why and 'blistering' not in why, why
+
+
+@test
+def test_race_follow_up_against_an_arming():
+    """A follow-up recorded on A against B arming the patch it decides (past the cooldown,
+    a follow-up required), forced by gates:
+    - A's follow-up finding no pigment is inside its transaction when B arms: B waits and is
+      refused (PatchClear), its unit fires nothing;
+    - B's arming is inside its transaction when A records a follow-up finding pigment: B
+      arms on the earlier follow-up and treats; A's follow-up, stamped before B's
+      treatment emitted, is not the follow-up of that treatment: the patch then waits for
+      the cooldown *and* a new follow-up (CheckPatch says so)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        install_gates(db)
+        for p in ('fu-1', 'fu-2'):
+            seed_treated(db, p, 'crown', 50)
+            a.manager().RecordFollowUp(p, 'crown', findings(pigment_remaining_pct=30))
+        sb = b.ready('fu-1', 'crown')
+        with Gate(db, GATE_FOLLOW_UP) as gate:
+            fu = Call(a.manager().RecordFollowUp, 'fu-1', 'crown',
+                      findings(pigment_remaining_pct=0, note='gated'))
+            in_flight(db, fu, 1, "A's follow-up at the gate")
+            arm = Call(b.u().Arm)
+            in_flight(db, arm, 2, "B's arming waiting or answered")
+            gate.open()
+            assert answered(fu, arm) == ['ok', 'PatchClear'], (arm.answer, arm.message)
+        fire_if_ready(b)
+        assert not b.fired_shots(), b.fired_shots()
+        b.end_session(sb, 'refused')
+        sb = b.ready('fu-2', 'crown')
+        with Gate(db, GATE_TREATMENT) as gate:
+            arm = Call(b.u().Arm)
+            in_flight(db, arm, 1, "B's arming at the gate")
+            fu = Call(a.manager().RecordFollowUp, 'fu-2', 'crown',
+                      findings(pigment_remaining_pct=20))
+            in_flight(db, fu, 2, "A's follow-up waiting or answered")
+            gate.open()
+            assert answered(arm, fu) == ['ok', 'ok'], (arm.message, fu.message)
+        b.wait_state('ready')
+        fire_if_ready(b)
+        assert b.fired_shots()
+        b.u().Disarm()
+        b.wait_state('standby')
+        b.end_session(sb, 'done')
+        b.wait_shipped()
+        last = pg().rows("SELECT f.time_ms < t.emission_ms FROM smplaser.follow_ups f,"
+                         " smplaser.treatments t WHERE f.patient = 'fu-2' AND"
+                         " t.patient = 'fu-2' AND t.workstation = 'ws2'"
+                         " ORDER BY f.id DESC LIMIT 1", db)
+        assert last == [['t']], last
+        for w in (a, b):
+            ok, _, why = w.manager().CheckPatch('fu-2', 'crown')
+            assert not ok and 'then a follow-up must find pigment' in why, why
+        assert course(a, 'fu-2')['crown']['status'] == 'cooling-down'
+
+
+@test
+def test_race_hold_against_an_arming_whose_connection_broke():
+    """B's arming holds the patch's lock (shared) and stops at the gate inside its
+    transaction; A's follow-up with a holding adverse event waits for that lock; then B's
+    connection to the server is cut (pg_terminate_backend): its lock goes with it, A's
+    follow-up takes the patch and stops at its own gate, uncommitted, and B's arming runs
+    again on a new connection.  That run must take the patch's lock again and wait for A's
+    follow-up (refused PatchOnHold, nothing fired), not decide without it (before: armed,
+    and the unit fired on a patch on hold)."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as a, Workstation(db, 'ws2') as b:
+        a.start()
+        b.start()
+        install_gates(db)
+        sb = b.ready('hold-cut', 'crown')
+        gate_t, gate_a = Gate(db, GATE_TREATMENT), Gate(db, GATE_ADVERSE)
+        try:
+            arm = Call(b.u().Arm)
+            in_flight(db, arm, 1, "B's arming at the treatment gate")
+            assert arm.answer is None, arm.message
+            fu = Call(a.manager().RecordFollowUp, 'hold-cut', 'crown',
+                      findings(adverse=['infection']))
+            in_flight(db, fu, 2, "A's follow-up waiting for the patch")
+            assert fu.answer is None, fu.message
+            cut = pg().value("SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                             " WHERE locktype = 'advisory' AND NOT granted"
+                             " AND objid = %d" % GATE_TREATMENT, db)
+            assert cut == '1', cut
+            # A at its adverse gate; B at the treatment gate again (without the patch's
+            # lock) or waiting for that lock behind A.
+            in_flight(db, arm, 2, "A at its gate and B back")
+            gate_t.open()
+            time.sleep(0.5)
+            gate_a.open()
+            res = answered(fu, arm)
+        finally:
+            gate_t.open()
+            gate_a.open()
+        assert res == ['ok', 'PatchOnHold'], (res, arm.message)
+        fire_if_ready(b)
+        assert not b.fired_shots(), 'fired on a patch on hold: %s' % b.fired_shots()
+        b.end_session(sb, 'refused')
+        assert not treated_during_a_hold(db, "'hold-cut'")
+
+
 def _pid_alive(pid):
     try:
         with open('/proc/%d/stat' % pid) as f:
