@@ -451,7 +451,8 @@ static int kmod_heartbeat(struct smpl_backend *b)
 
 	uint64_t last = atomic_load(&k->last_heartbeat_ms);
 
-	if (last && smpl_backend_now_ms() - last < k->heartbeat_period_ms / 2)
+	if (b->hold_heartbeats ||
+	    (last && smpl_backend_now_ms() - last < k->heartbeat_period_ms / 2))
 		return 0;
 	return send_heartbeat(b);
 }
@@ -504,7 +505,7 @@ static int on_heartbeat_timer(sd_event_source *src, uint64_t usec, void *userdat
 	struct smpl_backend *b = userdata;
 	struct kmod *k = kmod_of(b);
 
-	if (!k->hb_job.inflight) {
+	if (!k->hb_job.inflight && !b->hold_heartbeats) {
 		k->hb_job.inflight = true;
 		smpl_worker_submit(k->bg, &k->hb_job.job);
 	}

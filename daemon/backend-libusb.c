@@ -536,7 +536,8 @@ static int lu_heartbeat(struct smpl_backend *b)
 
 	uint64_t last = atomic_load(&u->last_heartbeat_ms);
 
-	if (last && smpl_backend_now_ms() - last < u->heartbeat_period_ms / 2)
+	if (b->hold_heartbeats ||
+	    (last && smpl_backend_now_ms() - last < u->heartbeat_period_ms / 2))
 		return 0;
 	return send_heartbeat(b);
 }
@@ -574,7 +575,7 @@ static int on_heartbeat_timer(sd_event_source *src, uint64_t usec, void *userdat
 
 	if (u->gone)
 		return 0;
-	if (!u->hb_inflight) {
+	if (!u->hb_inflight && !b->hold_heartbeats) {
 		u->hb_inflight = true;
 		smpl_worker_submit(u->bg, &u->hb_job);
 	}

@@ -511,7 +511,7 @@ static int ctl_shot_count_unlocked(struct smpl_backend *b, uint32_t count)
 
 static int ctl_hostile_unlocked(struct smpl_backend *b, int mode, unsigned int count)
 {
-	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_FLOOD)
+	if (mode < SMPL_HOSTILE_NONE || mode > SMPL_HOSTILE_LIE_STANDBY)
 		return -EINVAL;
 	smpl_model_set_hostile(sim_of(b)->model, (enum smpl_hostile)mode, count);
 	return 0;

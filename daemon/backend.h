@@ -93,6 +93,13 @@ struct smpl_backend {
 	smpl_backend_event_fn on_event;
 	void *userdata;
 	void *priv;				/* the implementation's state */
+	/*
+	 * Set by the daemon while the unit reports an armed state it does not
+	 * hold armed (it armed by itself, or has not obeyed a disarm): the
+	 * backend sends no HEARTBEAT, so that the unit's own watchdog disarms
+	 * a unit that does not obey.
+	 */
+	_Atomic bool hold_heartbeats;
 };
 
 static inline const char *smpl_backend_name(const struct smpl_backend *b)

@@ -542,6 +542,7 @@ static int method_sim_hold_reports(sd_bus_message *m, void *userdata, sd_bus_err
 
 static const char *const hostile_names[] = {
 	"none", "short", "oversize", "bad-crc", "wrong-seq", "stall", "no-answer", "flood",
+	"ignore-disarm", "stuck-counter", "fast-rate", "lie-standby",
 };
 
 static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -564,7 +565,9 @@ static int method_sim_hostile(sd_bus_message *m, void *userdata, sd_bus_error *e
 					  error);
 	return smpl_error_setf(error, SMPL_ERROR_INVALID_ARGUMENT,
 			       "mode: unknown hostile mode \"%s\" (none, short, oversize, "
-			       "bad-crc, wrong-seq, stall, no-answer, flood)", echo_arg(echo, mode));
+			       "bad-crc, wrong-seq, stall, no-answer, flood, ignore-disarm, "
+			       "stuck-counter, fast-rate, lie-standby)",
+			       echo_arg(echo, mode));
 }
 
 static const struct {

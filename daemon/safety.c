@@ -54,6 +54,7 @@ static const struct {
 	[SMPL_REASON_REQUESTED]		= { "requested", NULL, 0 },
 	[SMPL_REASON_UNEXPECTED_ARM]	= { "unexpected-arm", NULL, 0 },
 	[SMPL_REASON_DAEMON_STOPPING]	= { "daemon-stopping", NULL, 0 },
+	[SMPL_REASON_DISARM_FAILED]	= { "disarm-failed", ERR_PREFIX "DeviceFault", EIO },
 };
 
 static bool reason_valid(enum smpl_reason r)
@@ -141,6 +142,8 @@ act(struct smpl_safety *s, struct smpl_action *a, enum smpl_action_kind kind,
 
 	s->armed = false;
 	s->disarm_pending = true;
+	s->disarm_tried = false;
+	s->still_armed_ms = 0;
 	if (kind == SMPL_ACT_FAULT && s->fault == SMPL_REASON_NONE) {
 		s->fault = r;
 		s->fault_code = r == SMPL_REASON_UNIT_FAULT ? s->unit_fault : SMPL_FAULT_NONE;
@@ -404,6 +407,16 @@ bool smpl_safety_is_armed(const struct smpl_safety *s)
 	return s->armed;
 }
 
+bool smpl_safety_armed_against_us(const struct smpl_safety *s)
+{
+	return s->status_known && !s->armed && unit_armed_state(s->state);
+}
+
+void smpl_safety_disarm_tried(struct smpl_safety *s)
+{
+	s->disarm_tried = true;
+}
+
 enum smpl_action_kind smpl_safety_disarm_request(struct smpl_safety *s,
 						 struct smpl_action *a)
 {
@@ -545,6 +558,19 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNIT_STANDBY,
 			   "the unit went from armed to %s by itself",
 			   smpl_state_name(st->state));
+	if (!s->armed && s->disarm_pending && s->disarm_tried && unit_armed_state(st->state)) {
+		/* A unit that acknowledged the disarm but did not obey (S4). */
+		if (!s->still_armed_ms)
+			s->still_armed_ms = now_ms ? now_ms : 1;
+		else if (now_ms - s->still_armed_ms >= SMPL_DISARM_CONFIRM_MS &&
+			 s->fault != SMPL_REASON_DISARM_FAILED)
+			return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_DISARM_FAILED,
+				   "the unit is still %s %" PRIu64 " ms after it was told "
+				   "to disarm", smpl_state_name(st->state),
+				   now_ms - s->still_armed_ms);
+	} else {
+		s->still_armed_ms = 0;
+	}
 	if (!s->armed && !s->disarm_pending && unit_armed_state(st->state))
 		return act(s, a, SMPL_ACT_DISARM, SMPL_REASON_UNEXPECTED_ARM,
 			   "the unit is %s but smplaserd did not arm it",
@@ -606,6 +632,17 @@ enum smpl_action_kind smpl_safety_pulse(struct smpl_safety *s, uint64_t now_ms,
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNEXPECTED_PULSE,
 			   "pulse %" PRIu32 " (%" PRIu32 " uJ) while not armed",
 			   p->shot, p->measured_uj);
+	/*
+	 * The reports come in order, and the unit reports every change of its
+	 * state: a new pulse after a status saying it is not armed means that
+	 * its status is not to be trusted (a broken unit showing "standby" while
+	 * it fires).
+	 */
+	if (n && s->status_known && !unit_armed_state(s->state))
+		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_UNEXPECTED_PULSE,
+			   "pulse %" PRIu32 " (%" PRIu32 " uJ) while the unit reports itself %s: "
+			   "its status is not to be trusted", p->shot, p->measured_uj,
+			   smpl_state_name(s->state));
 	if (s->armed && !s->expected_energy_uj)
 		return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_ENERGY_MISMATCH,
 			   "pulse %" PRIu32 ": our parameters ask for no energy", p->shot);

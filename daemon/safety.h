@@ -56,6 +56,8 @@
 #include "codec.h"
 
 #define SMPL_SAFETY_MSG_MAX	192
+/* A unit still armed this long after a disarm decision failed to disarm. */
+#define SMPL_DISARM_CONFIRM_MS	200
 
 /* Why the core refused, disarmed or faulted. */
 enum smpl_reason {
@@ -92,6 +94,7 @@ enum smpl_reason {
 	SMPL_REASON_REQUESTED,		/* Disarm() by the operator */
 	SMPL_REASON_UNEXPECTED_ARM,	/* the unit became armed without us */
 	SMPL_REASON_DAEMON_STOPPING,	/* smplaserd stops (signal, its bus gone) */
+	SMPL_REASON_DISARM_FAILED,	/* DeviceFault: the unit stays armed after a disarm */
 	SMPL_REASON__COUNT,
 };
 
@@ -177,6 +180,8 @@ struct smpl_safety {
 	/* arming and faults */
 	bool armed;			/* decided by us, until a disarm decision */
 	bool disarm_pending;		/* we decided to disarm; the unit may still be armed */
+	bool disarm_tried;		/* the unit was sent a DISARM since the decision */
+	uint64_t still_armed_ms;	/* since then, first report still armed; 0 none */
 	uint64_t activity_ms;		/* arming, READY entered, last pulse: idle timer start */
 	enum smpl_reason fault;		/* latched; NONE if none */
 	uint8_t fault_code;		/* the unit's enum smpl_fault, for UNIT_FAULT */
@@ -201,6 +206,16 @@ int smpl_safety_arm_begin(struct smpl_safety *s, uint64_t now_ms,
  */
 void smpl_safety_arm_failed(struct smpl_safety *s);
 bool smpl_safety_is_armed(const struct smpl_safety *s);
+/*
+ * The unit reports an armed state the core does not hold armed (it armed by
+ * itself, or it has not obeyed a disarm yet): never feed its watchdog.
+ */
+bool smpl_safety_armed_against_us(const struct smpl_safety *s);
+/*
+ * The backend carried out a DISARM (whatever it answered): a unit that still
+ * reports an armed state SMPL_DISARM_CONFIRM_MS later faults DISARM_FAILED.
+ */
+void smpl_safety_disarm_tried(struct smpl_safety *s);
 /* Disarm() by the operator: DISARM (REQUESTED) if armed, else NONE. */
 enum smpl_action_kind smpl_safety_disarm_request(struct smpl_safety *s,
 						 struct smpl_action *a);

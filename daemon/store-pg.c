@@ -3426,10 +3426,30 @@ static int audit_reused_shot(struct store_pg *h, const int64_t v[5], const char 
 }
 
 /*
+ * A second report of a shot the treatment holds (@held_uj measured), with
+ * another measurement: a pulse fired without the counter moving (a stuck
+ * counter).  Not stored twice (the shot is the key): audited, as on SQLite.
+ */
+static int audit_repeated_shot(struct store_pg *h, const int64_t v[5], int64_t held_uj,
+			       const char *unit)
+{
+	char detail[240];
+
+	snprintf(detail, sizeof(detail), "treatment %" PRId64 ": shot %" PRId64 " (%" PRId64
+		 " uJ measured, %" PRId64 " set, at %" PRId64 " ms) is already recorded with %"
+		 PRId64 " uJ measured: a second pulse with the same shot number", v[0], v[2],
+		 v[3], v[4], v[1], held_uj);
+	return insert_audit(h, &(struct store_audit){
+		.time_ms = v[1], .kind = STORE_AUDIT_FAULT, .unit_serial = unit,
+		.reason = "shot-number-repeated", .detail = detail }, NULL);
+}
+
+/*
  * One pulse (treatment, host_ms, shot, measured, set), unique per (treatment,
  * shot): *counts false for a repeated report of it, or if its treatment is
  * not there (*unknown).  In the same round trip: another treatment of the
- * same counter epoch that holds the shot (audited, the row kept).
+ * same counter epoch that holds the shot (audited, the row kept), and the
+ * row this treatment held already (a different measurement is audited).
  */
 static int insert_pulse(struct store_pg *h, const int64_t v[5], bool *counts, bool *unknown)
 {
@@ -3451,13 +3471,19 @@ static int insert_pulse(struct store_pg *h, const int64_t v[5], bool *counts, bo
 		  "    JOIN smplaser.treatments AS t ON t.id = p.treatment_id"
 		  "    WHERE me.id = $1 AND p.treatment_id <> $1"
 		  "    AND t.counter_epoch = me.counter_epoch LIMIT 1),"
-		  "  (SELECT unit_serial FROM added)", &p, &res);
+		  "  (SELECT unit_serial FROM added),"
+		  "  (SELECT measured_uj FROM smplaser.pulses WHERE treatment_id = $1 AND shot = $3),"
+		  "  (SELECT set_uj FROM smplaser.pulses WHERE treatment_id = $1 AND shot = $3),"
+		  "  (SELECT unit_serial FROM smplaser.treatments WHERE id = $1)", &p, &res);
 	if (err)
 		return err;
 	*counts = col_i64(res, 0, 0) == 1;
 	*unknown = col_i64(res, 0, 1) == 0;
 	if (*counts && !col_null(res, 0, 2))
 		err = audit_reused_shot(h, v, col_text(res, 0, 2), col_text(res, 0, 3));
+	else if (!*counts && !*unknown && !col_null(res, 0, 4) &&
+		 (col_i64(res, 0, 4) != v[3] || col_i64(res, 0, 5) != v[4]))
+		err = audit_repeated_shot(h, v, col_i64(res, 0, 4), col_text(res, 0, 6));
 	sym_PQclear(res);
 	return err;
 }

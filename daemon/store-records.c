@@ -332,7 +332,49 @@ static int audit_reused_shot(struct store *st, const struct store_pulse *p)
 	return err;
 }
 
-/* Insert one pulse; *counts false if it was a repeated report (same treatment, same shot). */
+/*
+ * A second report of a shot the treatment holds, with another measurement:
+ * not a repeat of the same report but a pulse fired without the counter
+ * moving (a stuck counter).  Its row is not stored twice (the shot is the
+ * key) but its measurement goes into the audit trail (the daemon faults
+ * the unit on the counter).
+ */
+static int audit_repeated_shot(struct store *st, const struct store_pulse *p)
+{
+	sqlite3_stmt *stmt;
+	char detail[200];
+	int rc, err;
+
+	err = store_prepare(st, &stmt, "SELECT p.measured_uj, p.set_uj, t.unit_serial"
+		      " FROM pulses AS p JOIN treatments AS t ON t.id = p.treatment_id"
+		      " WHERE p.treatment_id = ?1 AND p.shot = ?2");
+	if (err)
+		return err;
+	sqlite3_bind_int64(stmt, 1, p->treatment_id);
+	sqlite3_bind_int64(stmt, 2, p->shot);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW && (sqlite3_column_int64(stmt, 0) != p->measured_uj ||
+				 sqlite3_column_int64(stmt, 1) != p->set_uj)) {
+		snprintf(detail, sizeof(detail), "treatment %lld: shot %u (%u uJ measured, %u set, "
+			 "at %lld ms) is already recorded with %lld uJ measured: a second pulse "
+			 "with the same shot number", (long long)p->treatment_id, p->shot,
+			 p->measured_uj, p->set_uj, (long long)p->host_ms,
+			 (long long)sqlite3_column_int64(stmt, 0));
+		err = store_tx_audit(st, &(struct store_audit){
+			.time_ms = p->host_ms, .kind = STORE_AUDIT_FAULT,
+			.unit_serial = store_column_text(stmt, 2), .reason = "shot-number-repeated",
+			.detail = detail });
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		err = store_sql_error(st, rc, "look for a repeated shot number");
+	}
+	store_release(st, stmt);
+	return err;
+}
+
+/*
+ * Insert one pulse; *counts false if it was a repeated report (same treatment,
+ * same shot): audited if its measurement differs.
+ */
 static int insert_pulse(struct store *st, const struct store_pulse *p, bool *counts)
 {
 	sqlite3_stmt *ins;
@@ -354,7 +396,7 @@ static int insert_pulse(struct store *st, const struct store_pulse *p, bool *cou
 	if (err)
 		return err;
 	*counts = sqlite3_changes(st->db) == 1;
-	return *counts ? audit_reused_shot(st, p) : 0;
+	return *counts ? audit_reused_shot(st, p) : audit_repeated_shot(st, p);
 }
 
 /* Fold a pulse into the summary of its treatment (sums has room for it). */

@@ -290,6 +290,7 @@ void smpl_unit_take_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	u->status_known = true;
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
 	smpl_unit_apply(u, &a);
+	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
 }
 
 /* --- settling from the counter, probing -------------------------------------- */
@@ -507,6 +508,7 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 			smpl_session_emitted(u->session, u->treatment_id);	/* issue 16 */
 	}
 	smpl_unit_apply(u, &a);
+	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
 	/* The reports come in order: a counter below a pulse reported before went back. */
 	if (u->published && u->reported_known && st->shot_count < u->max_reported_shot &&
 	    !u->counter_back) {
@@ -823,7 +825,15 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 	struct smpl_action a = { 0 };
 	uint32_t period_ms = d->cfg.safety.heartbeat_ms / 2;
 
-	if (u->connected && u->published && !u->heartbeat_inflight) {
+	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
+	if (u->connected && u->published && u->backend->hold_heartbeats) {
+		/*
+		 * Armed, and not by us (or not disarmed yet): no heartbeat, so that
+		 * the unit's own watchdog disarms a unit that does not obey; and
+		 * the disarm once more.
+		 */
+		smpl_unit_disarm_now(u);
+	} else if (u->connected && u->published && !u->heartbeat_inflight) {
 		u->heartbeat_inflight = true;	/* a stuck unit gets no pile of them */
 		smpl_unit_io(u, SMPL_UNIT_HEARTBEAT, NULL, heartbeat_done, NULL);
 	}

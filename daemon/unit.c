@@ -189,6 +189,7 @@ void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_p
 static void disarm_done(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
 {
 	(void)userdata;
+	smpl_safety_disarm_tried(&u->safety);
 	if (rep->r != 0 && !u->gone && u->connected)
 		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
 			 "DISARM failed (%d); the kernel and the unit's watchdog remain", rep->r);

@@ -87,6 +87,10 @@ static const struct {
 	{ "stall", SMPL_HOSTILE_STALL },
 	{ "no-answer", SMPL_HOSTILE_NO_ANSWER },
 	{ "flood", SMPL_HOSTILE_FLOOD },
+	{ "ignore-disarm", SMPL_HOSTILE_IGNORE_DISARM },
+	{ "stuck-counter", SMPL_HOSTILE_STUCK_COUNTER },
+	{ "fast-rate", SMPL_HOSTILE_FAST_RATE },
+	{ "lie-standby", SMPL_HOSTILE_LIE_STANDBY },
 };
 
 /* --- commands ------------------------------------------------------------ */

@@ -199,6 +199,9 @@ static void snapshot(const struct smpl_model *m, struct smpl_status_n *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->state = m->state;
+	/* Hostile LIE_STANDBY: a status encoding bug, the unit armed all the same. */
+	if (m->hostile == SMPL_HOSTILE_LIE_STANDBY && m->hostile_count > 0 && is_armed(m->state))
+		s->state = SMPL_STATE_STANDBY;
 	s->fault = m->fault;
 	s->interlocks = m->interlocks;
 	s->flags = status_flags(m);
@@ -316,7 +319,14 @@ static void emit_pulse(struct smpl_model *m)
 	struct queued_report r = { .kind = REPORT_PULSE };
 
 	m->burst_pulses++;
-	m->nv.shot_count++;
+	/* Hostile STUCK_COUNTER: the next hostile_count pulses fire, the counter stays. */
+	if (m->hostile == SMPL_HOSTILE_STUCK_COUNTER && m->hostile_count > 0 &&
+	    m->nv.shot_count > 0) {
+		if (--m->hostile_count == 0)
+			m->hostile = SMPL_HOSTILE_NONE;
+	} else {
+		m->nv.shot_count++;
+	}
 	m->last_energy_uj = measured_energy(m);
 	r.pulse.shot = m->nv.shot_count;
 	r.pulse.measured_uj = m->last_energy_uj;
@@ -341,7 +351,12 @@ enum timed_event {
 
 static uint64_t next_pulse_ms(const struct smpl_model *m)
 {
-	return m->burst_start_ms + m->burst_pulses * 1000000u / m->params.rate_mhz;
+	uint64_t rate = m->params.rate_mhz;
+
+	/* Hostile FAST_RATE: a firmware that reads the rate in other units. */
+	if (m->hostile == SMPL_HOSTILE_FAST_RATE && m->hostile_count > 1)
+		rate *= m->hostile_count;
+	return m->burst_start_ms + m->burst_pulses * 1000000u / rate;
 }
 
 static uint64_t event_time(const struct smpl_model *m, enum timed_event ev)
@@ -643,11 +658,27 @@ static void disarm(struct smpl_model *m)
 		go_standby(m);
 }
 
+/*
+ * Hostile IGNORE_DISARM: the next hostile_count disarms (the DISARM command
+ * or the vendor request) of an armed unit are acknowledged and not obeyed.
+ * Its own faults, interlocks and watchdog still disarm it.
+ */
+static bool disarm_ignored(struct smpl_model *m)
+{
+	if (m->hostile != SMPL_HOSTILE_IGNORE_DISARM || m->hostile_count == 0 ||
+	    !is_armed(m->state))
+		return false;
+	if (--m->hostile_count == 0)
+		m->hostile = SMPL_HOSTILE_NONE;
+	return true;
+}
+
 static void cmd_disarm(struct smpl_model *m, const struct smpl_frame *f, struct reply *r)
 {
 	(void)f;
 	(void)r;
-	disarm(m);
+	if (!disarm_ignored(m))
+		disarm(m);
 }
 
 static void cmd_heartbeat(struct smpl_model *m, const struct smpl_frame *f, struct reply *r)
@@ -745,7 +776,9 @@ static int apply_hostile(struct smpl_model *m, uint8_t op, uint16_t seq,
 	enum smpl_hostile mode = m->hostile;
 
 	if (m->hostile_count == 0 || mode == SMPL_HOSTILE_NONE ||
-	    mode == SMPL_HOSTILE_FLOOD)
+	    mode == SMPL_HOSTILE_FLOOD || mode == SMPL_HOSTILE_IGNORE_DISARM ||
+	    mode == SMPL_HOSTILE_STUCK_COUNTER || mode == SMPL_HOSTILE_FAST_RATE ||
+	    mode == SMPL_HOSTILE_LIE_STANDBY)
 		return n;
 	if (--m->hostile_count == 0)
 		m->hostile = SMPL_HOSTILE_NONE;
@@ -830,7 +863,8 @@ int smpl_model_handle_frame(struct smpl_model *m, uint64_t now_ms,
 void smpl_model_disarm(struct smpl_model *m, uint64_t now_ms)
 {
 	run_until(m, now_ms);
-	disarm(m);
+	if (!disarm_ignored(m))
+		disarm(m);
 	settle(m);
 }
 

@@ -53,6 +53,10 @@ enum smpl_hostile {
 	SMPL_HOSTILE_STALL,	/* the front end stalls the endpoint */
 	SMPL_HOSTILE_NO_ANSWER,	/* no reply at all */
 	SMPL_HOSTILE_FLOOD,	/* a burst of status reports */
+	SMPL_HOSTILE_IGNORE_DISARM,	/* DISARM of an armed unit acknowledged, not obeyed */
+	SMPL_HOSTILE_STUCK_COUNTER,	/* a pulse fired without moving the shot counter */
+	SMPL_HOSTILE_FAST_RATE,		/* pulses at count times the set rate, until reset */
+	SMPL_HOSTILE_LIE_STANDBY,	/* armed, its status says STANDBY, until reset */
 };
 
 struct smpl_model;

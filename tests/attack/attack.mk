@@ -21,3 +21,7 @@ CHECK_SUITES += tests/attack/run-attack-check
 # The third review's directed attacks (docs/reliability.md): plain build/smplaserd
 # with build/tests/slow-threads.so (tests/integration/preload.mk) preloaded.
 CHECK_SUITES += tests/attack/test_attack3.py
+
+# The fourth review's directed attacks: a faulty unit (tests/attack/test_attack4.py,
+# docs/reliability.md "Attacks of the fourth outside review").
+CHECK_SUITES += tests/attack/test_attack4.py

@@ -1721,6 +1721,40 @@ def test_shot_number_reused_without_reset_keeps_its_row():
                           " WHERE reason = 'shot-number-reused'", db) == str(len(fired))
 
 
+
+@test
+def test_stuck_counter_keeps_the_second_measurement():
+    """A unit whose shot counter sticks for one pulse (Simulator SetHostile
+    stuck-counter; tests/attack/test_attack4.py on SQLite): two pulses with one shot
+    number.  The second is not a second row (the shot is the key) but its measurement
+    is in the clinic's audit trail (shot-number-repeated); the unit faults."""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start()
+        spath = w.ready('p-797', 'crown')
+        w.u().Arm()
+        w.wait_state('ready')
+        w.simu().SetFootswitch(True)
+        wait_until(lambda: len(w.fired(w.serial)) >= 2, 3, 'pulses')
+        w.simu().SetHostile('stuck-counter', dbus.UInt32(1))
+        wait_until(lambda: len(set(w.fired_shots())) < len(w.fired_shots()), 3,
+                   'a pulse fired with the counter stuck')
+        pump(0.5)
+        w.simu().SetFootswitch(False)
+        w.wait_shipped()
+        fired = w.fired(w.serial)
+        shots = [f['shot'] for f in fired]
+        dup = [f for i, f in enumerate(fired) if i and shots[i] == shots[i - 1]]
+        assert dup, shots
+        assert w.recorded_shots() == sorted(set(shots)), (w.recorded_shots(), shots)
+        detail = pg().value("SELECT string_agg(detail, ' | ') FROM smplaser.audit"
+                            " WHERE reason = 'shot-number-repeated'", db) or ''
+        assert 'shot %d (%d uJ measured' % (dup[0]['shot'], dup[0]['measured_uj']) in detail, (
+            detail, fired)
+        assert str(w.unit_prop('LatchedFault', w.upath)) == 'counter-went-back'
+        w.u().AcknowledgeFault()
+        w.end_session(spath, 'done')
+
 # --- a counter ahead of the clinic's records at arming (records-missing) -------------
 
 # The shots an unsettled treatment may own beyond its last recorded pulse

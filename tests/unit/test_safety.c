@@ -1083,6 +1083,77 @@ static void test_arm_failed_but_unit_armed(void **state)
 	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
 }
 
+/*
+ * A unit that acknowledges the disarm but stays armed (attack4): once it
+ * still reports an armed state SMPL_DISARM_CONFIRM_MS after the decision,
+ * the core faults it DISARM_FAILED (once), and while it reports armed it
+ * is "armed against us": the daemon feeds no watchdog of it.
+ */
+static void test_unit_that_does_not_obey_the_disarm_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	uint64_t T1 = T0 + 3000;		/* armed_ready() ends at T0 + 2000 */
+
+	(void)state;
+	armed_ready(&s, NULL);
+	assert_false(smpl_safety_armed_against_us(&s));
+	assert_int_equal(smpl_safety_disarm_request(&s, &a), SMPL_ACT_DISARM);
+	assert_true(smpl_safety_armed_against_us(&s));	/* until it says STANDBY */
+	/* the DISARM not sent yet (its worker starved): no fault however long */
+	assert_int_equal(feed(&s, T1 + 5, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 5 + 3000, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	smpl_safety_disarm_tried(&s);
+	T1 += 3000;
+	assert_int_equal(feed(&s, T1 + 10, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 10 + SMPL_DISARM_CONFIRM_MS - 1,
+			      status_of(SMPL_STATE_EMITTING, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 10 + SMPL_DISARM_CONFIRM_MS,
+			      status_of(SMPL_STATE_EMITTING, 0), &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_DISARM_FAILED);
+	assert_string_equal(smpl_reason_name(a.reason), "disarm-failed");
+	assert_int_equal(feed(&s, T1 + 2000, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_true(smpl_safety_armed_against_us(&s));
+	assert_int_equal(feed(&s, T1 + 2100, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_NONE);
+	assert_false(smpl_safety_armed_against_us(&s));
+
+	/* a unit that obeys in time: no fault */
+	armed_ready(&s, NULL);
+	T1 = T0 + 3000;
+	assert_int_equal(smpl_safety_disarm_request(&s, &a), SMPL_ACT_DISARM);
+	smpl_safety_disarm_tried(&s);
+	assert_int_equal(feed(&s, T1 + 10, status_of(SMPL_STATE_READY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 30, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_NONE);
+	assert_int_equal(feed(&s, T1 + 1000, status_of(SMPL_STATE_STANDBY, 0), &a), SMPL_ACT_NONE);
+	assert_false(smpl_safety_armed_against_us(&s));
+}
+
+/*
+ * Armed, a new pulse after a status saying STANDBY (attack4: a unit whose
+ * status encoding is broken shows standby while it fires): its status is not
+ * to be trusted, a fault.  A late report (at or below a counter seen) is not.
+ */
+static void test_pulse_while_the_unit_says_standby_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_verdict v;
+	struct smpl_action a;
+	struct smpl_status_n st;
+
+	(void)state;
+	ready_to_arm(&s, NULL);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0, WALL0, &v), 0);
+	st = status_of(SMPL_STATE_STANDBY, 0);
+	st.shot_count = SHOT0;
+	assert_int_equal(feed(&s, T0 + 10, st, &a), SMPL_ACT_NONE);
+	/* a late report of a pulse the counter already showed: not new */
+	assert_int_equal(pulse(&s, T0 + 20, SHOT0, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_UNEXPECTED_PULSE);
+	assert_non_null(strstr(a.message, "not to be trusted"));
+	assert_false(smpl_safety_is_armed(&s));
+}
+
 static void test_flags_dropping_while_armed_disarm(void **state)
 {
 	struct smpl_safety s;
@@ -1232,6 +1303,16 @@ static void test_random_walk_invariants(void **state)
 			/* a unit emits when armed; a broken one, rarely, when not */
 			if (!s.armed && rnd(50))
 				break;
+			if (s.armed && rnd(10) && s.state != SMPL_STATE_READY &&
+			    s.state != SMPL_STATE_EMITTING) {
+				/* a healthy unit reports EMITTING before its pulses */
+				st = status_of(SMPL_STATE_EMITTING, 0);
+				st.shot_count = shot;
+				st.rtc_s = wall / 1000;
+				k = smpl_safety_status(&s, now, wall, &st, &a);
+				if (k != SMPL_ACT_NONE)
+					break;
+			}
 			shot += rnd(3);
 			p.shot = shot;
 			p.set_uj = rnd(8) ? SET_UJ : SET_UJ + rnd(500);
@@ -1304,6 +1385,7 @@ static void test_random_walk_invariants(void **state)
 		    r != SMPL_REASON_EYEWEAR && r != SMPL_REASON_DAEMON_STOPPING &&
 		    r != SMPL_REASON_COUNTER_BACK && r != SMPL_REASON_COUNTER_JUMP &&
 		    r != SMPL_REASON_RECORDS_FAILED && r != SMPL_REASON_RECORDS_MISSING &&
+		    r != SMPL_REASON_DISARM_FAILED &&	/* needs the daemon's DISARM sent */
 		    !(seen & (1ULL << r)))
 			fail_msg("the walk never disarmed for %s",
 				 smpl_reason_name((enum smpl_reason)r));
@@ -1448,6 +1530,8 @@ int main(void)
 		cmocka_unit_test(test_new_session_forgets_eyewear_and_patch),
 		cmocka_unit_test(test_arm_failed_clears_armed),
 		cmocka_unit_test(test_arm_failed_but_unit_armed),
+		cmocka_unit_test(test_unit_that_does_not_obey_the_disarm_faults),
+		cmocka_unit_test(test_pulse_while_the_unit_says_standby_faults),
 		cmocka_unit_test(test_flags_dropping_while_armed_disarm),
 		cmocka_unit_test(test_reconnect_while_armed_forgets_arming),
 		cmocka_unit_test(test_random_walk_invariants),

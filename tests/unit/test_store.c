@@ -666,11 +666,19 @@ static void test_duplicate_pulse_is_skipped(void **state)
 
 	add_pulses(f, id, 1, 2, T0 + 2000, 280000);
 	assert_int_equal(store_flush(f->st), 0);
-	add_pulses(f, id, 2, 2, T0 + 2100, 280000);	/* shot 2 again, then 3 */
+	add_pulses(f, id, 2, 2, T0 + 2100, 280001);	/* shot 2 again (its report), then 3 */
 	assert_int_equal(store_flush(f->st), 0);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
 	assert_int_equal(get_treatment(f, id).t.pulses_recorded, 3);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit"), 0);
+	/* shot 3 again with another measurement: a pulse fired with the counter stuck
+	 * (attack4): one row still, its measurement in the audit trail */
+	add_pulses(f, id, 3, 1, T0 + 2300, 250000);
+	assert_int_equal(store_flush(f->st), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM pulses"), 3);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM audit WHERE reason ="
+				    " 'shot-number-repeated' AND detail LIKE"
+				    " '%shot 3 (250000 uJ measured%already recorded with 280002%'"), 1);
 }
 
 /* A unit that reuses shot numbers (counter reset, hostile) loses no pulse. */
