@@ -307,7 +307,6 @@ int smpl_session_new(struct smpl_unit *u, sd_bus_message *m, const char *patient
 	s->starting = sd_bus_message_ref(m);
 	u->session_starting = true;
 	u->refs++;
-	smpl_unit_check_counter(u);	/* shots fired before it are not its own */
 	smpl_records_begin_session(d, patient, u->info.serial, uid, smpl_wall_ms(),
 				   session_begun, s);
 	return 1;

@@ -346,10 +346,6 @@ static void settled(struct smpl_daemon *d, const struct smpl_records_call *c, vo
 			smpl_unit_fault(u, SMPL_REASON_RECORDS_MISSING, c->missing_msg);
 		if (c->r == 0 && c->missing_unchecked)
 			u->settle_pending = true;	/* compared at a later read */
-		if (c->r == 0 && !c->missing_unchecked) {
-			u->counter_checked = true;
-			u->checked_counter = u->settle_counter;
-		}
 	}
 	smpl_unit_unref(u);
 }
@@ -386,17 +382,6 @@ static void settle_if_pending(struct smpl_unit *u)
 		return;
 	u->settle_reading = true;
 	smpl_unit_io(u, SMPL_UNIT_GET_STATUS, NULL, settle_counter_read, NULL);
-}
-
-void smpl_unit_check_counter(struct smpl_unit *u)
-{
-	if (!u->published || !u->status_known || armed_state(u->status.state) ||
-	    u->treatment_id || smpl_safety_is_armed(&u->safety))
-		return;
-	if (u->counter_checked && u->status.shot_count == u->checked_counter)
-		return;
-	/* The writer's queue is in order: this comes before the session's row. */
-	settle(u, u->status.shot_count);
 }
 
 static void publish(struct smpl_unit *u)

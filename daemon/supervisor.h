@@ -31,12 +31,6 @@ void smpl_unit_drop(struct smpl_unit *u);
  * unit is disarmed; unread, it is settled from the next good read.
  */
 void smpl_unit_close_treatment(struct smpl_unit *u, enum store_outcome outcome);
-/*
- * Before a session's record: a counter that moved since the records last
- * compared it is compared now, ahead of that record, so that shots fired
- * before the session began are never counted on it (records-missing).
- */
-void smpl_unit_check_counter(struct smpl_unit *u);
 /* A fault the daemon found (counter back, records failing): latched, disarmed. */
 void smpl_unit_fault(struct smpl_unit *u, enum smpl_reason reason, const char *why);
 /*

@@ -44,8 +44,6 @@ struct smpl_unit {
 	bool arming, params_changing;	/* a method's steps in flight */
 	bool session_starting;		/* StartSession's record being written */
 	uint32_t settle_counter;
-	bool counter_checked;		/* the records compared checked_counter (issue 15.11) */
-	uint32_t checked_counter;
 	struct {
 		int64_t session_id;
 		struct smpl_pulse_n pulse;
