@@ -369,6 +369,23 @@ static void *watch_disarms(void *arg)
 	return NULL;
 }
 
+/* The unit's disarms counted from now, by @watcher; returns now (ms). */
+static uint64_t watch_disarms_from_now(pthread_t *watcher)
+{
+	disarm_base = gnum("disarms");
+	atomic_store(&disarm_seen_ms, 0);
+	pthread_create(watcher, NULL, watch_disarms, NULL);
+	return now_ms();
+}
+
+/* A command the unit will not answer, on @fd in @slow: it holds the lock ~500 ms. */
+static void start_unanswered_command(int fd, struct bg_ioctl *slow, struct smplaser_status *st)
+{
+	ctl("hostile no-answer 1", NULL, 0);
+	bg_start(slow, fd, SMPLASER_IOC_GET_STATUS, st);
+	sleep_ms(100);
+}
+
 static int scenario_disarm_behind_slow(void)
 {
 	struct smplaser_status st;
@@ -380,14 +397,8 @@ static int scenario_disarm_behind_slow(void)
 	if (fd < 0 || set_params(fd) < 0 || !arm_ready(fd))
 		return 1;
 
-	/* The unit will not answer the next command: it holds the lock ~500 ms. */
-	ctl("hostile no-answer 1", NULL, 0);
-	bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
-	sleep_ms(100);
-	disarm_base = gnum("disarms");
-	atomic_store(&disarm_seen_ms, 0);
-	pthread_create(&watcher, NULL, watch_disarms, NULL);
-	t0 = now_ms();
+	start_unanswered_command(fd, &slow, &st);
+	t0 = watch_disarms_from_now(&watcher);
 	ret = ioctl(fd, SMPLASER_IOC_DISARM);
 	err = errno;
 	t1 = now_ms();
@@ -408,9 +419,7 @@ static int scenario_disarm_behind_slow(void)
 	/* A signal while DISARM waits for the lock: EINTR, but disarmed. */
 	if (!arm_ready(fd))
 		return 1;
-	ctl("hostile no-answer 1", NULL, 0);
-	bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
-	sleep_ms(100);
+	start_unanswered_command(fd, &slow, &st);
 	alarm_in(100);
 	ret = ioctl(fd, SMPLASER_IOC_DISARM);
 	err = errno;
@@ -926,10 +935,7 @@ static int scenario_kill_behind_slow(void)
 	}
 	close(ready[0]);
 	sleep_ms(50);
-	disarm_base = gnum("disarms");
-	atomic_store(&disarm_seen_ms, 0);
-	pthread_create(&watcher, NULL, watch_disarms, NULL);
-	t0 = now_ms();
+	t0 = watch_disarms_from_now(&watcher);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	diag("the killed opener was reaped %" PRIu64 " ms after SIGKILL", now_ms() - t0);
@@ -961,13 +967,8 @@ static int scenario_unbind_behind_slow(void)
 	fd = open_dev(O_RDWR);
 	if (fd < 0 || set_params(fd) < 0 || !arm_ready(fd))
 		return 1;
-	ctl("hostile no-answer 1", NULL, 0);
-	bg_start(&slow, fd, SMPLASER_IOC_GET_STATUS, &st);
-	sleep_ms(100);
-	disarm_base = gnum("disarms");
-	atomic_store(&disarm_seen_ms, 0);
-	pthread_create(&watcher, NULL, watch_disarms, NULL);
-	t0 = now_ms();
+	start_unanswered_command(fd, &slow, &st);
+	t0 = watch_disarms_from_now(&watcher);
 	snprintf(path, sizeof(path), "%s/unbind", drv);
 	if (!write_file(path, intf))
 		diag("unbind %s: %s", intf, strerror(errno));
