@@ -520,6 +520,7 @@ struct write_job {
 	char *s1, *s2, *s3;		/* strings of the arguments */
 	int64_t id, when_ms;
 	uint32_t counter;
+	bool counter_known;		/* W_BEGIN_SESSION: counter is the unit's at the start */
 	enum store_session_state state;
 	bool waiting;			/* settle: the unit's records still wait on the loop */
 	bool pulses_waiting;		/* ... and among them pulses: no counter is judged */
@@ -668,7 +669,8 @@ static void write_run(struct smpl_job *j)
 		break;
 	case W_BEGIN_SESSION:
 		operator_of(w->uid, name, sizeof(name), &op);
-		r = o->session_begin(st, w->s1, w->s2, &op, w->when_ms, &w->result.id);
+		r = o->session_begin(st, w->s1, w->s2, &op, w->when_ms,
+				     w->counter_known ? &w->counter : NULL, &w->result.id);
 		break;
 	case W_END_SESSION:
 		r = o->session_end(st, w->id, w->state, w->s1, w->when_ms);
@@ -799,8 +801,8 @@ void smpl_records_begin_treatment(struct smpl_daemon *d, const struct store_trea
 }
 
 void smpl_records_begin_session(struct smpl_daemon *d, const char *patient, const char *serial,
-				uid_t uid, int64_t now_ms, smpl_records_then then,
-				void *userdata)
+				uid_t uid, int64_t now_ms, const uint32_t *start_counter,
+				smpl_records_then then, void *userdata)
 {
 	struct write_job *w = write_new(d, W_BEGIN_SESSION, then, userdata);
 	bool ok = w && (w->s1 = strdup(patient)) && (w->s2 = strdup(serial));
@@ -808,6 +810,8 @@ void smpl_records_begin_session(struct smpl_daemon *d, const char *patient, cons
 	if (w) {
 		w->uid = uid;
 		w->when_ms = now_ms;
+		w->counter_known = start_counter != NULL;
+		w->counter = start_counter ? *start_counter : 0;
 	}
 	write_submit(d, w, ok, then, userdata);
 }

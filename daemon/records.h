@@ -83,10 +83,10 @@ struct smpl_records_call {
 /* store_treatment_begin() (@t and what it points to are copied; decide runs in the writer). */
 void smpl_records_begin_treatment(struct smpl_daemon *d, const struct store_treatment_start *t,
 				  uid_t uid, smpl_records_then then, void *userdata);
-/* store_session_begin() for @uid. */
+/* store_session_begin_at() for @uid; @start_counter NULL when the unit's counter is not known. */
 void smpl_records_begin_session(struct smpl_daemon *d, const char *patient, const char *serial,
-				uid_t uid, int64_t now_ms, smpl_records_then then,
-				void *userdata);
+				uid_t uid, int64_t now_ms, const uint32_t *start_counter,
+				smpl_records_then then, void *userdata);
 void smpl_records_end_session(struct smpl_daemon *d, int64_t id, enum store_session_state state,
 			      const char *notes, int64_t now_ms);
 void smpl_records_unit_seen(struct smpl_daemon *d, const char *serial, const char *model,

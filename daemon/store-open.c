@@ -308,6 +308,20 @@ static const char schema_v7_empty[] = "";
 static const char schema_sessions_by_unit[] =
 	"CREATE INDEX sessions_by_unit ON sessions(unit_serial, id);";
 
+/*
+ * v10: the unit's counter when each session began, in its counter epoch
+ * (store-restore.c): shots the records miss that the unit had already fired
+ * when a session began are never counted on that session.  NULL when not
+ * known (sessions of earlier versions, a unit that did not answer); set at
+ * the start, never changed.
+ */
+static const char schema_session_start_counter[] =
+	"ALTER TABLE sessions ADD COLUMN start_counter INTEGER CHECK (start_counter >= 0);"
+	"ALTER TABLE sessions ADD COLUMN start_epoch INTEGER;"
+	"CREATE TRIGGER sessions_start_counter BEFORE UPDATE OF start_counter, start_epoch"
+	"  ON sessions"
+	"  BEGIN SELECT RAISE(ABORT, 'the counter a session began at is never changed'); END;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
@@ -318,6 +332,7 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	schema_v7_empty,	/* 7: nothing; databases made while it was declared say 7 */
 	store_clinical_schema,	/* 8: the clinical record (store-clinical.c) */
 	schema_sessions_by_unit,	/* 9: a unit's last session */
+	schema_session_start_counter,	/* 10: the counter each session began at */
 };
 
 /* ---- opening ----------------------------------------------------------- */

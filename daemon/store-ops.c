@@ -37,9 +37,11 @@ static int sq_unit_seen(void *h, const char *serial, const char *model, const ch
 }
 
 static int sq_session_begin(void *h, const char *patient, const char *unit_serial,
-			    const struct store_operator *op, int64_t now_ms, int64_t *session_id)
+			    const struct store_operator *op, int64_t now_ms,
+			    const uint32_t *start_counter, int64_t *session_id)
 {
-	return store_session_begin(h, patient, unit_serial, op, now_ms, session_id);
+	return store_session_begin_at(h, patient, unit_serial, op, now_ms, start_counter,
+				      session_id);
 }
 
 static int sq_session_end(void *h, int64_t session_id, enum store_session_state state,

@@ -37,8 +37,10 @@ struct store_ops {
 	/* writes (the records writer's handle) */
 	int (*unit_seen)(void *h, const char *serial, const char *model, const char *firmware,
 			 int64_t now_ms);
+	/* @start_counter: the unit's counter as it began, NULL if not known */
 	int (*session_begin)(void *h, const char *patient, const char *unit_serial,
-			     const struct store_operator *op, int64_t now_ms, int64_t *session_id);
+			     const struct store_operator *op, int64_t now_ms,
+			     const uint32_t *start_counter, int64_t *session_id);
 	int (*session_end)(void *h, int64_t session_id, enum store_session_state state,
 			   const char *notes, int64_t now_ms);
 	int (*sessions_interrupt_open)(void *h, int64_t now_ms);

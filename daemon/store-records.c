@@ -105,6 +105,13 @@ int store_get_unit(struct store *st, const char *serial, store_unit_cb cb, void 
 int store_session_begin(struct store *st, const char *patient, const char *unit_serial,
 			const struct store_operator *op, int64_t now_ms, int64_t *session_id)
 {
+	return store_session_begin_at(st, patient, unit_serial, op, now_ms, NULL, session_id);
+}
+
+int store_session_begin_at(struct store *st, const char *patient, const char *unit_serial,
+			   const struct store_operator *op, int64_t now_ms,
+			   const uint32_t *start_counter, int64_t *session_id)
+{
 	sqlite3_stmt *stmt;
 	int err;
 
@@ -114,7 +121,8 @@ int store_session_begin(struct store *st, const char *patient, const char *unit_
 			    "(at most %d bytes each)", STORE_NAME_MAX);
 	err = store_prepare(st, &stmt,
 		      "INSERT INTO sessions (patient, unit_serial, operator_uid, operator_name,"
-		      "  start_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
+		      "  start_ms, start_counter, start_epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+		      "  CASE WHEN ?6 IS NULL THEN NULL ELSE " UNIT_EPOCH("?2") " END)");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, patient, -1, SQLITE_TRANSIENT);
@@ -122,6 +130,10 @@ int store_session_begin(struct store *st, const char *patient, const char *unit_
 	sqlite3_bind_int64(stmt, 3, op->uid);
 	sqlite3_bind_text(stmt, 4, op->name, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(stmt, 5, now_ms);
+	if (start_counter)
+		sqlite3_bind_int64(stmt, 6, *start_counter);
+	else
+		sqlite3_bind_null(stmt, 6);
 	err = store_step_done(st, stmt, "begin session");
 	store_release(st, stmt);
 	if (err == -EINVAL && sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_FOREIGNKEY)

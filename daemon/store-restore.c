@@ -161,17 +161,28 @@ struct last_session {
 	unsigned int n;
 };
 
-/* The unit's newest session, and every patch it treated or selected. */
-static int read_last_session(struct store *st, const char *unit, struct last_session *ls)
+/*
+ * The unit's newest session that began before the records lost step with
+ * its counter (at @records_shot), and every patch it treated or selected.
+ * A session whose start found the counter ahead of that, in the same epoch,
+ * began after those shots were fired: they are never counted on it (the
+ * attacker's seed 1313415017, liveness-arm).  A start counter not known
+ * counts as in step: the shots go on the newest session, as before.
+ */
+static int read_last_session(struct store *st, const char *unit, uint32_t records_shot,
+			     struct last_session *ls)
 {
 	sqlite3_stmt *stmt;
 	int rc, err;
 
 	err = store_prepare(st, &stmt, "SELECT id, patient FROM sessions WHERE unit_serial = ?1"
+		      " AND (start_counter IS NULL OR start_counter <= ?2"
+		      "  OR start_epoch IS NOT " UNIT_EPOCH("?1") ")"
 		      " ORDER BY id DESC LIMIT 1");
 	if (err)
 		return err;
 	sqlite3_bind_text(stmt, 1, unit, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 2, records_shot);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW) {
 		ls->id = sqlite3_column_int64(stmt, 0);
@@ -257,7 +268,7 @@ static int record_missing(struct store *st, const char *unit, uint32_t from, uin
 	struct last_session *ls = calloc(1, sizeof(*ls));
 	char detail[2 * STORE_NAME_MAX + 320], list[160] = "";
 	size_t used = 0;
-	int err = ls ? read_last_session(st, unit, ls) : store_set_error(st, -ENOMEM,
+	int err = ls ? read_last_session(st, unit, from, ls) : store_set_error(st, -ENOMEM,
 									  "out of memory");
 
 	for (unsigned int i = 0; !err && i < ls->n; i++) {

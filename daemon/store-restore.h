@@ -7,7 +7,9 @@
  * not know, so they count as an emission, at the time they are found, on every
  * patch of the unit's last session in the records (the conservative guess:
  * no cooldown gets shorter), and the unit may not arm until an authorized
- * user acknowledges it (audited; store_records_missing_ack).
+ * user acknowledges it (audited; store_records_missing_ack).  A session that
+ * began when the counter already showed those shots is not that session
+ * (store_session_begin_at): the one before it is.
  *
  * The records remember each unit's counter from the first time it is
  * compared (a baseline), so a unit new to the records is not taken for one
@@ -36,7 +38,7 @@
 struct store_records_missing {
 	uint32_t records_shot;		/* the highest shot the records held */
 	uint32_t counter;		/* the unit's counter */
-	int64_t session_id;		/* the unit's last session (0: none) */
+	int64_t session_id;		/* the session they count on (0: none) */
 	unsigned int patches;		/* treatments recorded for the missing shots */
 	bool found_now;			/* false: found earlier, not acknowledged yet */
 };

@@ -46,7 +46,7 @@
  * epochs, one row a shot; 7: empty (databases of main b77a065 are at 7 with
  * steps 1-6 only); 8: the clinical record (store-clinical.h)
  */
-#define STORE_SCHEMA_VERSION	9
+#define STORE_SCHEMA_VERSION	10
 #define STORE_MSG_MAX		256	/* a good size for message buffers */
 #define STORE_PULSE_BATCH_MAX	65536	/* store_add_pulse() -ENOBUFS beyond */
 #define STORE_NAME_MAX		255	/* bytes in a serial, patient id, patch, name */
@@ -153,6 +153,15 @@ enum store_session_state {
 /* Open a session for an opaque patient id on a known unit (store_unit_seen). */
 int store_session_begin(struct store *st, const char *patient, const char *unit_serial,
 			const struct store_operator *op, int64_t now_ms, int64_t *session_id);
+
+/*
+ * The same, with the unit's shot counter read as the session began (NULL:
+ * not known).  Shots the records miss that the counter already showed then
+ * are never counted on this session (store_records_missing_check).
+ */
+int store_session_begin_at(struct store *st, const char *patient, const char *unit_serial,
+			   const struct store_operator *op, int64_t now_ms,
+			   const uint32_t *start_counter, int64_t *session_id);
 
 /*
  * Close an open session: state ENDED or INTERRUPTED; notes may be NULL.

@@ -320,6 +320,53 @@ def test_counter_ahead_while_plugged_in_and_disarmed_is_records_missing():
 
 
 @test
+def test_counter_ahead_before_a_session_is_not_charged_to_it():
+    """The counter leaps while the unit is idle and no session is open; a session for a
+    new patient starts at once, selects crown and arms.  The shots were fired before that
+    session began (its StartSession read the counter ahead already): they are counted on
+    the unit's earlier session, never on the new patient's crown, which stays eligible;
+    after the acknowledge the new patient's crown arms.  (Before: the account, made after
+    the arming found the leap, took "the unit's newest session": the new patient got a
+    treatment of 200 shots they never had and a 42-day cooldown; the attacker's seed
+    1313415017, liveness-arm.)  The session starts before the daemon has read the
+    leapt counter: its cached counter is a status period old."""
+    with Env() as env:
+        env.start()
+        env.treat('p-before', 'occipital', 0.4)
+        shot = int(env.unit_prop('ShotCount'))
+        env.sim().SetShotCounter(dbus.UInt32(shot + 200))
+        spath = env.unit().StartSession('p-new')
+        env.session(spath).SelectPatch('crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(GOOD_PARAMS)
+        fired = fired_shots(env)
+        expect_error('DeviceFault', env.unit().Arm, contains=('records-missing',))
+        wait_until(lambda: env.query("SELECT * FROM unit_counters WHERE kind = 'missing'"), 5,
+                   'the missing shots counted')
+        (row,) = env.query("SELECT * FROM unit_counters WHERE kind = 'missing'")
+        (before,) = env.query("SELECT id FROM sessions WHERE patient = 'p-before'")
+        assert (row['shot_from'], row['shot_to'], row['session_id']) == (
+            shot, shot + 200, before['id']), row
+        assert not treatments(env, 'p-new'), treatments(env, 'p-new')
+        charged = [t['patch'] for t in treatments(env, 'p-before')
+                   if t['operator_name'] == 'unknown (records missing)']
+        assert charged == ['occipital'], treatments(env, 'p-before')
+        for _ in range(3):
+            if env.unit_prop('LatchedFault') == '':
+                break
+            env.unit().AcknowledgeFault()
+            pump(0.3)
+        assert env.unit_prop('LatchedFault') == ''
+        eligible, _, why = env.manager().CheckPatch('p-new', 'crown')
+        assert eligible, why
+        env.arm_to_ready()
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.session(spath).End('done')
+        assert fired_shots(env) == fired
+
+
+@test
 def test_counter_leap_past_the_pulse_limit_before_any_pulse():
     """Hole 102, found again by the attacker once closed: the counter leaps while the
     unit is READY, past the patch's pulse limit, before any pulse.  The leap is found

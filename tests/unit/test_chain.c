@@ -785,6 +785,74 @@ static void test_counter_ahead_counts_on_the_last_session_and_blocks_arming(void
 	assert_int_equal(verify(f, &rep), 0);
 }
 
+/* Patient @patient's session on U1, started with the unit's counter at @start, @patch selected. */
+static int64_t session_started_at(struct fixture *f, const char *patient, uint32_t start,
+				  const char *patch, int64_t at)
+{
+	int64_t id = 0;
+
+	assert_int_equal(store_session_begin_at(f->st, patient, "U1", &OPERATOR, at, &start,
+						&id), 0);
+	assert_int_equal(store_audit(f->st, &(struct store_audit){
+		.time_ms = at, .kind = STORE_AUDIT_PATCH, .has_operator = true, .op = OPERATOR,
+		.unit_serial = "U1", .session_id = id, .detail = patch }), 0);
+	return id;
+}
+
+/*
+ * Shots the records miss, fired before a session began (its start read the
+ * counter ahead already, while nobody watched): they count on the session
+ * before it, never on that session's patient (the attacker's seed
+ * 1313415017, liveness-arm).  A session that began in step with the records
+ * takes them, as the newest session always did; so does one whose start
+ * counter is of an earlier counter epoch.
+ */
+static void test_shots_before_a_session_began_count_on_the_one_before(void **state)
+{
+	struct fixture *f = *state;
+	struct store_records_missing m;
+	int64_t s1 = 1, s2, s3, s4, now = T0 + DAY_MS;
+
+	some_records(f);			/* U1: session of P1 (id 1), crown and occipital, shot 8 */
+	s2 = session_started_at(f, "P2", 20, "mid-scalp", now);
+	assert_int_equal(store_records_missing_check(f->st, "U1", 20, now + 1000, &m), 1);
+	assert_int_equal(m.session_id, s1);
+	assert_int_equal(m.patches, 2);
+	assert_int_equal(emission_of(f, "P1", "crown"), now + 1000);
+	assert_int_equal(emission_of(f, "P2", "mid-scalp"), 0);
+	assert_non_null(strstr(store_errmsg(f->st), "12 shots are not in the records"));
+	assert_int_equal(store_records_missing_ack(f->st, "U1", &OPERATOR, now + 2000), 1);
+	assert_int_equal(store_session_end(f->st, s2, STORE_SESSION_ENDED, NULL, now + 3000), 0);
+
+	/* In step at its start (20): shots missing after that are its own. */
+	s3 = session_started_at(f, "P3", 20, "vertex", now + 4000);
+	assert_int_equal(store_records_missing_check(f->st, "U1", 30, now + 5000, &m), 1);
+	assert_int_equal(m.session_id, s3);
+	assert_int_equal(emission_of(f, "P3", "vertex"), now + 5000);
+	assert_int_equal(store_records_missing_ack(f->st, "U1", &OPERATOR, now + 6000), 1);
+	assert_int_equal(store_session_end(f->st, s3, STORE_SESSION_ENDED, NULL, now + 7000), 0);
+
+	/* Began at 40 in the epoch before a reset to 0: that start says nothing of this one. */
+	s4 = session_started_at(f, "P4", 40, "temple", now + 8000);
+	assert_int_equal(store_counter_reset(f->st, "U1", 0, &OPERATOR, now + 9000), 0);
+	assert_int_equal(store_records_missing_check(f->st, "U1", 5, now + 10000, &m), 1);
+	assert_int_equal(m.session_id, s4);
+	assert_int_equal(emission_of(f, "P4", "temple"), now + 10000);
+
+	/* The counter each session began at is never changed. */
+	{
+		sqlite3 *db = shell(f);
+
+		sql_refused(db, "UPDATE sessions SET start_counter = 0 WHERE id = 2",
+			    "never changed");
+		sql_refused(db, "UPDATE sessions SET start_epoch = 5 WHERE id = 2", "never changed");
+		assert_int_equal(value(db, "SELECT start_counter FROM sessions WHERE id = 2"), 20);
+		assert_int_equal(value(db, "SELECT start_counter IS NULL FROM sessions"
+				       " WHERE id = 1"), 1);
+		sqlite3_close(db);
+	}
+}
+
 static void backup_to(struct fixture *f, const char *path)
 {
 	struct store_copy *c = NULL;
@@ -1172,6 +1240,8 @@ int main(void)
 			test_counter_ahead_counts_on_the_last_session_and_blocks_arming, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_a_new_unit_gets_a_baseline, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_shots_before_a_session_began_count_on_the_one_before, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restored_copy_with_an_open_treatment, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(
