@@ -256,6 +256,17 @@ static void kick(struct smpl_backend *b)
 
 /* --- commands (bulk OUT, bulk IN) ----------------------------------------- */
 
+/* The host waits its transfer's time out for an answer that never comes. */
+static int sim_no_answer(const struct sim *s)
+{
+	struct timespec t = { s->reply_timeout_ms / 1000,
+			      (long)(s->reply_timeout_ms % 1000) * 1000000L };
+
+	if (s->reply_timeout_ms)
+		nanosleep(&t, NULL);
+	return -ETIMEDOUT;
+}
+
 /*
  * Sends one command frame and validates the reply.  Copies a reply
  * payload of exactly @out_len bytes into @out.
@@ -284,15 +295,8 @@ static int transact(struct smpl_backend *b, uint8_t op, const void *payload,
 	if (lost)
 		s->drop_reply_op = 0;
 	pthread_mutex_unlock(&s->lock);
-	if (lost || n == 0) {
-		/* No answer: the host waits its transfer's time out. */
-		struct timespec t = { s->reply_timeout_ms / 1000,
-				      (long)(s->reply_timeout_ms % 1000) * 1000000L };
-
-		if (s->reply_timeout_ms)
-			nanosleep(&t, NULL);
-		return -ETIMEDOUT;
-	}
+	if (lost || n == 0)
+		return sim_no_answer(s);
 	if (n < 0)
 		return n == -1 ? -EPIPE : -EINVAL;	/* the endpoint stalled */
 	if (smpl_decode(reply, (size_t)n, &f) < 0)
@@ -337,19 +341,25 @@ static int sim_ack_fault(struct smpl_backend *b)
 	return sim_simple(b, SMPL_OP_ACK_FAULT);
 }
 
-/* The vendor control request: no frame, so never behind a command in flight. */
+/*
+ * The vendor control request: no frame, so never behind a command in flight.
+ * Hostile NO_ANSWER: carried out, its answer lost.
+ */
 static int sim_disarm(struct smpl_backend *b)
 {
 	struct sim *s = sim_of(b);
+	bool answered = false;
 	int r = 0;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->plugged)
+	if (s->plugged) {
 		smpl_model_disarm(s->model, now_ms(b));
-	else
+		answered = smpl_model_answers_control(s->model);
+	} else {
 		r = -ENODEV;
+	}
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	return r == 0 && !answered ? sim_no_answer(s) : r;
 }
 
 static int sim_get_rtc(struct smpl_backend *b, int64_t *rtc_s)

@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon.h"
+#include "errors.h"
 #include "log.h"
 #include "unit.h"
 #include "worker.h"
@@ -201,12 +202,24 @@ void smpl_unit_disarm_now(struct smpl_unit *u)
 		smpl_unit_io(u, SMPL_UNIT_DISARM, NULL, disarm_done, NULL);
 }
 
+/*
+ * A DISARM that failed (the unit did not answer it, or answered it with an
+ * error, which the protocol never does) is not "disarmed": the caller is
+ * told, as the log and the fault that follows say (a unit gone is safe).
+ */
 static void disarm_answer(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
 {
 	sd_bus_message *m = userdata;
 
 	disarm_done(u, rep, NULL);
-	(void)sd_bus_reply_method_return(m, NULL);
+	if (rep->r != 0 && !u->gone && u->connected)
+		(void)sd_bus_reply_method_errorf(m, SMPL_ERROR_DEVICE_FAULT,
+						 "Disarm: unit %s did not confirm the DISARM (%s): "
+						 "without heartbeats its watchdog disarms it; "
+						 "check that it shows STANDBY", smpl_unit_label(u),
+						 rep->r < 0 ? strerror(-rep->r) : "refused");
+	else
+		(void)sd_bus_reply_method_return(m, NULL);
 	sd_bus_message_unref(m);
 }
 

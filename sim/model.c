@@ -868,6 +868,15 @@ void smpl_model_disarm(struct smpl_model *m, uint64_t now_ms)
 	settle(m);
 }
 
+bool smpl_model_answers_control(struct smpl_model *m)
+{
+	if (m->hostile != SMPL_HOSTILE_NO_ANSWER || m->hostile_count == 0)
+		return true;
+	if (--m->hostile_count == 0)
+		m->hostile = SMPL_HOSTILE_NONE;
+	return false;
+}
+
 /* ---- reports ------------------------------------------------------------- */
 
 static int encode_status(struct smpl_model *m, const struct smpl_status_n *s,

@@ -91,6 +91,12 @@ int smpl_model_handle_frame(struct smpl_model *m, uint64_t now_ms,
 			    uint8_t *reply, size_t reply_size);
 /* Vendor control request SMPL_REQ_DISARM. */
 void smpl_model_disarm(struct smpl_model *m, uint64_t now_ms);
+/*
+ * Whether the host sees the status stage of a control request the unit took
+ * (the in-process backend's DISARM): false under hostile NO_ANSWER, which it
+ * counts like a reply (the request was carried out, its answer lost).
+ */
+bool smpl_model_answers_control(struct smpl_model *m);
 
 /*
  * The next interrupt report frame (status or pulse) into @buf (at least

@@ -430,6 +430,32 @@ def test_hostile_replies_never_arm():
 
 
 @test
+def test_a_disarm_the_unit_does_not_answer_is_not_reported_done():
+    """S4, the caller's view: the unit stops answering commands while READY.  Disarm is
+    never refused, but its answer may not say "disarmed" when the DISARM went unanswered:
+    it fails with DeviceFault and says so.  The truth outside the daemon: with the
+    footswitch held from then on, the unit fires nothing after its watchdog time (no
+    heartbeats reach it, or its DISARM did).  Answering again, Disarm succeeds."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-noans', 'crown')
+        env.arm_to_ready()
+        env.sim().SetHostile('no-answer', dbus.UInt32(1000000))
+        asked_ms = int(time.time() * 1000)
+        expect_error('DeviceFault', env.unit().Disarm, contains=('did not confirm the DISARM',))
+        env.sim().SetFootswitch(True)
+        pump(2.0)
+        env.sim().SetFootswitch(False)
+        late = [p for p in env.fired() if p['wall_ms'] > asked_ms + 1200]
+        assert not late, 'fired after the watchdog time: %s' % late
+        env.sim().SetHostile('none', dbus.UInt32(0))
+        pump(0.3)
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.end_session(spath, '')
+
+
+@test
 def test_lost_arm_reply_disarms():
     """The unit arms but its ARM reply is lost: the daemon refuses, disarms the unit at once
     and closes the treatment from the unit's counter."""
