@@ -43,9 +43,11 @@ UNIT_TESTS :=		# cmocka binaries, run by "make check" under ASan+UBSan
 CHECK_SUITES :=		# other suites (scripts) run by "make check", in order
 # make check runs CHECK_JOBS suites at a time (tests/run-suites), the longest
 # first; then, one by one with nothing beside them, the QEMU guests and the
-# suites that time the daemon (CHECK_SUITES_ALONE).
+# suites that time the daemon (CHECK_SUITES_ALONE).  The full-boot test's host
+# side (tests/system/prepare) runs beside the others; tests/system/run only
+# boots what it made (SYSTEM_PREPARED=1).
 CHECK_JOBS ?= 3
-CHECK_SUITES_FIRST := tests/pg/test_pg.py tests/attack/run-attack-check \
+CHECK_SUITES_FIRST := tests/pg/test_pg.py tests/system/prepare tests/attack/run-attack-check \
 	tests/integration/test_daemon.py tests/integration/test_attacks.py \
 	tests/soak/run-soak-check
 CHECK_SUITES_ALONE := tests/integration/test_stall.py tests/valgrind/run \
@@ -98,7 +100,7 @@ TEST_LOGS := build/test-logs
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 all unit-tests
-	@tests/run-suites -j $(CHECK_JOBS) $(TEST_LOGS) \
+	@SYSTEM_PREPARED=1 tests/run-suites -j $(CHECK_JOBS) $(TEST_LOGS) \
 		$(filter $(CHECK_SUITES_FIRST),$(CHECK_SUITES)) \
 		$(patsubst $(B)/%,build/san/%,$(UNIT_TESTS)) \
 		$(filter-out $(CHECK_SUITES_FIRST) $(CHECK_SUITES_ALONE),$(CHECK_SUITES)) \
