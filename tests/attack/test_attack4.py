@@ -131,7 +131,6 @@ def test_a_stuck_shot_counter_loses_no_measurement():
 
 
 @test
-@expected_failure('no repetition-rate supervision in the daemon')
 def test_a_unit_firing_faster_than_the_set_rate_is_stopped():
     """S1/S5: a unit of another firmware that reads the repetition rate in other
     units fires at ten times the rate set (50 Hz for 5 Hz; the clinic's protocol
@@ -201,6 +200,62 @@ def test_a_unit_whose_status_says_standby_while_it_fires_is_stopped():
         env.settle_records()
         assert env.recorded_shots() == [p['shot'] for p in fired]
         env.unit().AcknowledgeFault()
+        env.end_session(spath)
+
+
+def rate_params(rate_mhz):
+    p = dbus.Dictionary(GOOD_PARAMS, signature='sv')
+    p['rate_mhz'] = dbus.UInt32(rate_mhz)
+    return p
+
+
+@test
+def test_footswitch_taps_faster_than_the_rate_and_long_holds_are_never_faulted():
+    """S1/S5, the other side of the rate supervision: a technician tapping the
+    footswitch gets a pulse at each press, however fast she taps (20 taps at
+    about 8 Hz with the rate set to 1 Hz: far more pulses over the taps than the
+    rate allows for one held footswitch), and a footswitch held a long time at the
+    set rate (5 s at 1 Hz, then 6 s at the protocol's 10 Hz) fires on.  None of
+    this is a fault; every pulse is in the records."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-taps', 'crown', params=rate_params(1000))
+        env.arm_to_ready()
+        for _ in range(20):
+            env.sim().SetFootswitch(True)
+            pump(0.05)
+            env.sim().SetFootswitch(False)
+            pump(0.07)
+        pump(0.3)
+        taps = env.fired()
+        span_s = (taps[-1]['wall_ms'] - taps[0]['wall_ms']) / 1000.0 if taps else 0
+        print('# 20 taps: %d pulses over %.2f s at 1 Hz set; State %s, LatchedFault %r' % (
+            len(taps), span_s, model_state(env), env.unit_prop('LatchedFault')))
+        assert len(taps) == 20, 'fired %d pulses for 20 taps' % len(taps)
+        assert len(taps) > int(1.0 * span_s * 1.25) + 3 + 1, \
+            'the taps were too slow to test anything (%.2f s)' % span_s
+        assert not env.unit_prop('LatchedFault'), env.unit_prop('LatchedFault')
+        assert model_state(env) == 'ready', model_state(env)
+        held = env.fire(5.0)
+        print('# held 5 s at 1 Hz: %d pulses; LatchedFault %r' % (
+            held, env.unit_prop('LatchedFault')))
+        assert held >= 5, held
+        assert not env.unit_prop('LatchedFault'), env.unit_prop('LatchedFault')
+        assert model_state(env) == 'ready', model_state(env)
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.unit().SetParameters(rate_params(10000))
+        env.arm_to_ready()
+        held = env.fire(6.0)
+        print('# held 6 s at 10 Hz: %d pulses; LatchedFault %r' % (
+            held, env.unit_prop('LatchedFault')))
+        assert held >= 55, held
+        assert not env.unit_prop('LatchedFault'), env.unit_prop('LatchedFault')
+        assert model_state(env) == 'ready', model_state(env)
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.settle_records()
+        assert env.recorded_shots() == [p['shot'] for p in env.fired()]
         env.end_session(spath)
 
 
