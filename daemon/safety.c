@@ -542,16 +542,22 @@ static void burst_status(struct smpl_safety *s, uint64_t now_ms, uint8_t state,
 			    s->last_shot : shot_count);
 }
 
-/* Pulses the rate allows in a burst @dt_ms old: 1 + slack + rate * dt * 1.25. */
+/*
+ * Pulses the rate allows in a burst @dt_ms old:
+ * 1 + slack + rate * (dt + grace) * (1 + margin), saturating.
+ */
 static uint64_t burst_allowance(uint32_t rate_mhz, uint64_t dt_ms)
 {
 	const uint64_t per = 1000ULL * 1000 * 100;	/* mHz * ms -> pulses, x100 */
 	const uint64_t margin = 100 + SMPL_RATE_MARGIN_PCT;
-	uint64_t q;
+	uint64_t span, q;
 
-	if (rate_mhz && dt_ms > UINT64_MAX / margin / rate_mhz)
+	if (dt_ms > UINT64_MAX - SMPL_RATE_GRACE_MS)
 		return UINT64_MAX;
-	q = dt_ms * rate_mhz * margin / per;
+	span = dt_ms + SMPL_RATE_GRACE_MS;
+	if (rate_mhz && span > UINT64_MAX / margin / rate_mhz)
+		return UINT64_MAX;
+	q = span * rate_mhz * margin / per;
 	return 1 + SMPL_RATE_SLACK_PULSES + q;
 }
 
@@ -579,9 +585,9 @@ static enum smpl_action_kind check_rate(struct smpl_safety *s, uint64_t now_ms,
 		return no_action(a);
 	return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_RATE_EXCEEDED,
 		   "pulse %" PRIu32 " of a burst %" PRIu64 " ms long: the set rate "
-		   "%" PRIu32 ".%03" PRIu32 " Hz allows %" PRIu64 " (a quarter more and %d)",
-		   count, dt, s->rate_mhz / 1000, s->rate_mhz % 1000, allowed,
-		   SMPL_RATE_SLACK_PULSES);
+		   "%" PRIu32 ".%03" PRIu32 " Hz allows %" PRIu64 " (a quarter more, "
+		   "%d pulses and %d ms of slack)", count, dt, s->rate_mhz / 1000,
+		   s->rate_mhz % 1000, allowed, SMPL_RATE_SLACK_PULSES, SMPL_RATE_GRACE_MS);
 }
 
 enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,

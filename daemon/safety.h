@@ -350,13 +350,16 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
  * is open) and ends with a status in any other state.  While armed, the
  * n-th pulse of a burst (by the unit's counter, so lost reports count)
  * received dt ms after its beginning faults RATE_EXCEEDED when
- *     n > 1 + SMPL_RATE_SLACK_PULSES + rate * dt * (100 + SMPL_RATE_MARGIN_PCT) / 100
- * A unit at the set rate is never faulted while its burst's beginning is
- * received at most (SMPL_RATE_SLACK_PULSES + 0.2) / rate late compared with
- * its later reports (a batch of up to 1 + SMPL_RATE_SLACK_PULSES pulses at
- * once); footswitch taps are bursts of their own, never counted together.
+ *     n > 1 + SLACK_PULSES + rate * (dt + GRACE_MS) * (100 + MARGIN_PCT) / 100
+ * A unit at the set rate r is never faulted while its burst's beginning
+ * reaches the daemon at most GRACE_MS + (SLACK_PULSES + 0.2) / r later than
+ * its later reports (1.14 s at 5 Hz, 0.82 s at 10 Hz, 3.7 s at 1 Hz); a
+ * stall in the middle of a burst only raises the allowance.  Footswitch
+ * taps are bursts of their own, never counted together.  A unit at 10x
+ * the rate faults at its 9th pulse (5 Hz set), 2x at its 18th.
  */
 #define SMPL_RATE_SLACK_PULSES	3
+#define SMPL_RATE_GRACE_MS	500
 #define SMPL_RATE_MARGIN_PCT	25
 void smpl_safety_set_rate(struct smpl_safety *s, uint32_t rate_mhz);
 

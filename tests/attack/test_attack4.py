@@ -215,7 +215,7 @@ def test_footswitch_taps_faster_than_the_rate_and_long_holds_are_never_faulted()
     footswitch gets a pulse at each press, however fast she taps (20 taps at
     about 8 Hz with the rate set to 1 Hz: far more pulses over the taps than the
     rate allows for one held footswitch), and a footswitch held a long time at the
-    set rate (5 s at 1 Hz, then 6 s at the protocol's 10 Hz) fires on.  None of
+    set rate (3.5 s at 1 Hz, then 4 s at the protocol's 10 Hz) fires on.  None of
     this is a fault; every pulse is in the records."""
     with Env() as env:
         env.start()
@@ -236,26 +236,59 @@ def test_footswitch_taps_faster_than_the_rate_and_long_holds_are_never_faulted()
             'the taps were too slow to test anything (%.2f s)' % span_s
         assert not env.unit_prop('LatchedFault'), env.unit_prop('LatchedFault')
         assert model_state(env) == 'ready', model_state(env)
-        held = env.fire(5.0)
-        print('# held 5 s at 1 Hz: %d pulses; LatchedFault %r' % (
+        held = env.fire(3.5)
+        print('# held 3.5 s at 1 Hz: %d pulses; LatchedFault %r' % (
             held, env.unit_prop('LatchedFault')))
-        assert held >= 5, held
+        assert held >= 4, held
         assert not env.unit_prop('LatchedFault'), env.unit_prop('LatchedFault')
         assert model_state(env) == 'ready', model_state(env)
         env.unit().Disarm()
         env.wait_unit_state('standby')
         env.unit().SetParameters(rate_params(10000))
         env.arm_to_ready()
-        held = env.fire(6.0)
-        print('# held 6 s at 10 Hz: %d pulses; LatchedFault %r' % (
+        held = env.fire(4.0)
+        print('# held 4 s at 10 Hz: %d pulses; LatchedFault %r' % (
             held, env.unit_prop('LatchedFault')))
-        assert held >= 55, held
+        assert held >= 37, held
         assert not env.unit_prop('LatchedFault'), env.unit_prop('LatchedFault')
         assert model_state(env) == 'ready', model_state(env)
         env.unit().Disarm()
         env.wait_unit_state('standby')
         env.settle_records()
         assert env.recorded_shots() == [p['shot'] for p in env.fired()]
+        env.end_session(spath)
+
+
+@test
+def test_reports_held_back_at_the_start_of_a_burst():
+    """The rate is judged by when the reports reach the daemon, and they may come
+    late in a batch (a busy host; the attacker holds them back up to 0.6 s).  The
+    beginning of a burst and its first pulses held back 0.6 s (the stated bound is
+    0.5 s + 3.2 / rate: 1.14 s at 5 Hz) is no fault; held back 2.5 s (a batch of 13
+    pulses at once, more than the slack allows) it is "rate-exceeded": the rule
+    fails closed.  Every pulse is in the records either way."""
+    with Env() as env:
+        env.start()
+        spath = env.ready_session('p-late', 'crown')
+        env.arm_to_ready()
+        for hold_s, want in ((0.6, ''), (2.5, 'rate-exceeded')):
+            before = len(env.fired())
+            env.sim().HoldReports(True)
+            env.sim().SetFootswitch(True)
+            pump(hold_s)
+            env.sim().HoldReports(False)
+            pump(1.0)
+            env.sim().SetFootswitch(False)
+            pump(0.3)
+            fault = str(env.unit_prop('LatchedFault'))
+            print('# reports held %.1f s at the start of a burst: %d pulses fired; '
+                  'State %s, LatchedFault %r' % (hold_s, len(env.fired()) - before,
+                                                 model_state(env), fault))
+            assert fault == want, 'held %.1f s: LatchedFault %r' % (hold_s, fault)
+        env.settle_records()
+        assert env.recorded_shots() == [p['shot'] for p in env.fired()]
+        env.wait_unit_state('standby')
+        env.unit().AcknowledgeFault()
         env.end_session(spath)
 
 
