@@ -529,15 +529,17 @@ static void burst_begin(struct smpl_safety *s, uint64_t now_ms, uint32_t base_sh
 }
 
 /*
- * A status report: EMITTING begins a burst (none open; its counter, or the
- * last one seen if higher, is the base), any other state ends it.
+ * A status report: EMITTING after another state (or with no burst open)
+ * begins a burst, its counter (or the last one seen if higher) the base; any
+ * other state ends it.  A burst a pulse opened while the unit said READY
+ * begins again at EMITTING: it never carries its time over to a later press.
  */
-static void burst_status(struct smpl_safety *s, uint64_t now_ms, uint8_t state,
-			 uint32_t shot_count)
+static void burst_status(struct smpl_safety *s, uint64_t now_ms, bool was_emitting,
+			 uint8_t state, uint32_t shot_count)
 {
 	if (state != SMPL_STATE_EMITTING)
 		s->burst_open = false;
-	else if (!s->burst_open)
+	else if (!s->burst_open || !was_emitting)
 		burst_begin(s, now_ms, s->shot_known && s->last_shot > shot_count ?
 			    s->last_shot : shot_count);
 }
@@ -599,6 +601,7 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	bool was_faulted = was_known && unit_faulted(s->state, s->unit_fault);
 	bool was_armed_state = was_known && unit_armed_state(s->state);
 	bool was_ready = was_known && s->state == SMPL_STATE_READY;
+	bool was_emitting = was_known && s->state == SMPL_STATE_EMITTING;
 	struct smpl_verdict v;
 	char names[128];
 
@@ -609,7 +612,7 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	s->flags = st->flags;
 	if (st->rtc_s > 0)
 		smpl_safety_rtc(s, now_ms, st->rtc_s);
-	burst_status(s, now_ms, st->state, st->shot_count);
+	burst_status(s, now_ms, was_emitting, st->state, st->shot_count);
 	status_shots(s, st->shot_count);
 
 	if (!unit_armed_state(st->state))

@@ -1711,6 +1711,14 @@ static void test_rate_counts_lost_reports_and_a_burst_without_emitting(void **st
 	assert_int_equal(pulse(&s, T0 + 3020, SHOT0 + 2, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
 	assert_int_equal(pulse(&s, T0 + 3040, SHOT0 + 8, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
 	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+	/* a pulse reported after READY opens no burst that a later press inherits */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 5, 200, NULL, &a), 0);
+	assert_int_equal(released(&s, T0 + 3900, SHOT0 + 5, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3910, SHOT0 + 6, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	/* 20 s later a press; the unit fires at 50 Hz: caught as in a fresh burst */
+	assert_int_equal(burst(&s, T0 + 23910, 100, 20, NULL, &a), 9);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
 	/* a late report (at or below the counter) is no pulse of the burst */
 	armed_at_rate(&s, RATE_5HZ);
 	assert_int_equal(emitting(&s, T0 + 3000, SHOT0, &a), SMPL_ACT_NONE);
