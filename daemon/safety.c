@@ -55,6 +55,7 @@ static const struct {
 	[SMPL_REASON_UNEXPECTED_ARM]	= { "unexpected-arm", NULL, 0 },
 	[SMPL_REASON_DAEMON_STOPPING]	= { "daemon-stopping", NULL, 0 },
 	[SMPL_REASON_DISARM_FAILED]	= { "disarm-failed", ERR_PREFIX "DeviceFault", EIO },
+	[SMPL_REASON_RATE_EXCEEDED]	= { "rate-exceeded", ERR_PREFIX "DeviceFault", EIO },
 };
 
 static bool reason_valid(enum smpl_reason r)
@@ -205,6 +206,7 @@ static void forget_unit_state(struct smpl_safety *s)
 	s->flags = 0;
 	s->rtc_known = false;
 	s->params_ok = false;		/* the unit may have lost them */
+	s->burst_open = false;
 }
 
 void smpl_safety_init(struct smpl_safety *s, const struct smpl_safety_limits *l)
@@ -389,6 +391,7 @@ int smpl_safety_arm_begin(struct smpl_safety *s, uint64_t now_ms,
 	s->armed = true;
 	s->disarm_pending = false;
 	s->activity_ms = now_ms;
+	s->burst_open = false;		/* READY first: no pulse before this arming counts */
 	return 0;
 }
 
@@ -466,6 +469,7 @@ void smpl_safety_counter_reset(struct smpl_safety *s, uint32_t counter)
 {
 	s->shot_known = true;
 	s->last_shot = counter;
+	s->burst_open = false;		/* a count from the old counter means nothing */
 }
 
 /* ---- unit events (S4, S5) ------------------------------------------------------ */
@@ -515,6 +519,79 @@ static void status_shots(struct smpl_safety *s, uint32_t shot_count)
 	}
 }
 
+/* ---- repetition rate (S1/S5) ------------------------------------------------------ */
+
+static void burst_begin(struct smpl_safety *s, uint64_t now_ms, uint32_t base_shot)
+{
+	s->burst_open = true;
+	s->burst_start_ms = now_ms;
+	s->burst_base_shot = base_shot;
+}
+
+/*
+ * A status report: EMITTING after another state (or with no burst open)
+ * begins a burst, its counter (or the last one seen if higher) the base; any
+ * other state ends it.  A burst a pulse opened while the unit said READY
+ * begins again at EMITTING: it never carries its time over to a later press.
+ */
+static void burst_status(struct smpl_safety *s, uint64_t now_ms, bool was_emitting,
+			 uint8_t state, uint32_t shot_count)
+{
+	if (state != SMPL_STATE_EMITTING)
+		s->burst_open = false;
+	else if (!s->burst_open || !was_emitting)
+		burst_begin(s, now_ms, s->shot_known && s->last_shot > shot_count ?
+			    s->last_shot : shot_count);
+}
+
+/*
+ * Pulses the rate allows in a burst @dt_ms old:
+ * 1 + slack + rate * (dt + grace) * (1 + margin), saturating.
+ */
+static uint64_t burst_allowance(uint32_t rate_mhz, uint64_t dt_ms)
+{
+	const uint64_t per = 1000ULL * 1000 * 100;	/* mHz * ms -> pulses, x100 */
+	const uint64_t margin = 100 + SMPL_RATE_MARGIN_PCT;
+	uint64_t span, q;
+
+	if (dt_ms > UINT64_MAX - SMPL_RATE_GRACE_MS)
+		return UINT64_MAX;
+	span = dt_ms + SMPL_RATE_GRACE_MS;
+	if (rate_mhz && span > UINT64_MAX / margin / rate_mhz)
+		return UINT64_MAX;
+	q = span * rate_mhz * margin / per;
+	return 1 + SMPL_RATE_SLACK_PULSES + q;
+}
+
+/*
+ * A new pulse (@n with lost reports; the counter already moved): FAULT
+ * RATE_EXCEEDED when armed and the burst holds more pulses than the set rate
+ * allows in its time.  See smpl_safety_set_rate().
+ */
+static enum smpl_action_kind check_rate(struct smpl_safety *s, uint64_t now_ms,
+					uint32_t n, struct smpl_action *a)
+{
+	uint64_t dt, allowed;
+	uint32_t count;
+
+	if (!n)
+		return no_action(a);
+	if (!s->burst_open)
+		burst_begin(s, now_ms, s->last_shot - n);
+	if (!s->armed || !s->rate_mhz)
+		return no_action(a);
+	count = s->last_shot >= s->burst_base_shot ? s->last_shot - s->burst_base_shot : 0;
+	dt = now_ms > s->burst_start_ms ? now_ms - s->burst_start_ms : 0;
+	allowed = burst_allowance(s->rate_mhz, dt);
+	if (count <= allowed)
+		return no_action(a);
+	return act(s, a, SMPL_ACT_FAULT, SMPL_REASON_RATE_EXCEEDED,
+		   "pulse %" PRIu32 " of a burst %" PRIu64 " ms long: the set rate "
+		   "%" PRIu32 ".%03" PRIu32 " Hz allows %" PRIu64 " (a quarter more, "
+		   "%d pulses and %d ms of slack)", count, dt, s->rate_mhz / 1000,
+		   s->rate_mhz % 1000, allowed, SMPL_RATE_SLACK_PULSES, SMPL_RATE_GRACE_MS);
+}
+
 enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 					 int64_t wall_ms,
 					 const struct smpl_status_n *st,
@@ -524,6 +601,7 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	bool was_faulted = was_known && unit_faulted(s->state, s->unit_fault);
 	bool was_armed_state = was_known && unit_armed_state(s->state);
 	bool was_ready = was_known && s->state == SMPL_STATE_READY;
+	bool was_emitting = was_known && s->state == SMPL_STATE_EMITTING;
 	struct smpl_verdict v;
 	char names[128];
 
@@ -534,6 +612,7 @@ enum smpl_action_kind smpl_safety_status(struct smpl_safety *s, uint64_t now_ms,
 	s->flags = st->flags;
 	if (st->rtc_s > 0)
 		smpl_safety_rtc(s, now_ms, st->rtc_s);
+	burst_status(s, now_ms, was_emitting, st->state, st->shot_count);
 	status_shots(s, st->shot_count);
 
 	if (!unit_armed_state(st->state))
@@ -658,6 +737,8 @@ enum smpl_action_kind smpl_safety_pulse(struct smpl_safety *s, uint64_t now_ms,
 			   "pulse %" PRIu32 ": measured %" PRIu32 " uJ, set %" PRIu32
 			   " uJ: outside +/-%" PRIu32 "%%", p->shot, p->measured_uj,
 			   ref, s->limits.energy_tolerance_pct);
+	if (check_rate(s, now_ms, n, a) != SMPL_ACT_NONE)
+		return SMPL_ACT_FAULT;
 	return check_limits(s, a);
 }
 
@@ -786,6 +867,11 @@ int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 	s->params_ok = in_protocol && expected_energy_uj > 0;
 	s->expected_energy_uj = s->params_ok ? expected_energy_uj : 0;
 	return allow(v);
+}
+
+void smpl_safety_set_rate(struct smpl_safety *s, uint32_t rate_mhz)
+{
+	s->rate_mhz = rate_mhz;
 }
 
 /* ---- faults -------------------------------------------------------------------- */

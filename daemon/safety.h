@@ -95,6 +95,7 @@ enum smpl_reason {
 	SMPL_REASON_UNEXPECTED_ARM,	/* the unit became armed without us */
 	SMPL_REASON_DAEMON_STOPPING,	/* smplaserd stops (signal, its bus gone) */
 	SMPL_REASON_DISARM_FAILED,	/* DeviceFault: the unit stays armed after a disarm */
+	SMPL_REASON_RATE_EXCEEDED,	/* DeviceFault: pulses faster than the set repetition rate */
 	SMPL_REASON__COUNT,
 };
 
@@ -176,6 +177,12 @@ struct smpl_safety {
 	uint32_t expected_energy_uj;	/* what our parameters ask for; 0 = unknown */
 	uint32_t patch_pulses;		/* this session, this patch */
 	uint64_t session_energy_uj;
+	uint32_t rate_mhz;		/* the repetition rate set; 0 = unknown, not supervised */
+
+	/* the burst being fired (footswitch held): see smpl_safety_set_rate() */
+	bool burst_open;
+	uint64_t burst_start_ms;	/* EMITTING reported, or its first pulse */
+	uint32_t burst_base_shot;	/* the counter before its first pulse */
 
 	/* arming and faults */
 	bool armed;			/* decided by us, until a disarm decision */
@@ -333,6 +340,28 @@ int smpl_safety_confirm_eyewear(struct smpl_safety *s, struct smpl_verdict *v);
  */
 int smpl_safety_set_params(struct smpl_safety *s, bool in_protocol,
 			   uint32_t expected_energy_uj, struct smpl_verdict *v);
+
+/*
+ * The repetition rate the unit was set to (milli-Hz; SetParameters), fed
+ * before each pulse report.  0: unknown, the rate is not supervised.
+ *
+ * The rule (docs/reliability.md, "repetition rate"): a burst begins with
+ * the status report that says EMITTING (or its first pulse, when no burst
+ * is open) and ends with a status in any other state.  While armed, the
+ * n-th pulse of a burst (by the unit's counter, so lost reports count)
+ * received dt ms after its beginning faults RATE_EXCEEDED when
+ *     n > 1 + SLACK_PULSES + rate * (dt + GRACE_MS) * (100 + MARGIN_PCT) / 100
+ * A unit at the set rate r is never faulted while its burst's beginning
+ * reaches the daemon at most GRACE_MS + (SLACK_PULSES + 0.2) / r later than
+ * its later reports (1.14 s at 5 Hz, 0.82 s at 10 Hz, 3.7 s at 1 Hz); a
+ * stall in the middle of a burst only raises the allowance.  Footswitch
+ * taps are bursts of their own, never counted together.  A unit at 10x
+ * the rate faults at its 9th pulse (5 Hz set), 2x at its 18th.
+ */
+#define SMPL_RATE_SLACK_PULSES	3
+#define SMPL_RATE_GRACE_MS	500
+#define SMPL_RATE_MARGIN_PCT	25
+void smpl_safety_set_rate(struct smpl_safety *s, uint32_t rate_mhz);
 
 /* ---- faults ------------------------------------------------------------- */
 

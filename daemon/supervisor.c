@@ -698,6 +698,8 @@ static void on_pulse(struct smpl_unit *u, const struct smpl_pulse_n *p)
 	if (fresh && tid && tid == u->treatment_id)
 		u->treatment_reported++;
 	check_counter_leap(u, p->shot);		/* before the core counts the leap */
+	/* The rate the unit was set to (parameters never change while armed). */
+	smpl_safety_set_rate(&u->safety, u->params_set ? u->params.rate_mhz : 0);
 	(void)smpl_safety_pulse(&u->safety, smpl_now_ms(d), p, &a);
 	if (tid)
 		record_pulse(u, tid, p);

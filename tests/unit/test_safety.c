@@ -1258,8 +1258,14 @@ static void random_status(struct smpl_status_n *st, uint32_t shot, int64_t wall)
 	st->rtc_s = wall / 1000 + (rnd(20) == 0 ? (int64_t)rnd(1000) - 500 : 0);
 }
 
+static const uint32_t walk_rates[] = {
+	1, 1000000, 7, 1000000, 0, UINT32_MAX, 1, 1500,
+};
+#define N_WALK_RATES (sizeof(walk_rates) / sizeof(walk_rates[0]))
+
 static void test_random_walk_invariants(void **state)
 {
+	unsigned int rates_set = 0;
 	struct smpl_safety_limits l;
 	struct smpl_safety s;
 	struct smpl_verdict v;
@@ -1349,6 +1355,9 @@ static void test_random_walk_invariants(void **state)
 			break;
 		case 13:
 			smpl_safety_set_params(&s, rnd(6) != 0, SET_UJ, &v);
+			/* mostly a rate the walk's pulses keep, some it outruns, 0 and the top
+			 * (in turn, not from rnd(): the walk's course stays the same) */
+			smpl_safety_set_rate(&s, walk_rates[rates_set++ % N_WALK_RATES]);
 			break;
 		case 14:
 			now += rnd(70000);
@@ -1483,6 +1492,291 @@ static void test_reason_tables(void **state)
 	assert_null(smpl_reason_dbus_error(SMPL_REASON_IDLE_TIMEOUT));
 }
 
+/* ---- repetition rate (S1/S5: the unit fires at the rate it was set) ------------ */
+
+#define RATE_5HZ	5000u		/* milli-Hz */
+#define RATE_1HZ	1000u
+
+/* Armed, READY, the rate set; the counter at SHOT0. */
+static void armed_at_rate(struct smpl_safety *s, uint32_t rate_mhz)
+{
+	struct smpl_safety_limits l;
+
+	smpl_safety_default_limits(&l);
+	l.pulses_per_patch = 0;		/* long bursts: no limit in the way */
+	l.max_session_energy_uj = 0;
+	armed_ready(s, &l);
+	smpl_safety_set_rate(s, rate_mhz);
+}
+
+/* The footswitch pressed at @t: the unit reports EMITTING (counter at @shot). */
+static enum smpl_action_kind state_at(struct smpl_safety *s, uint64_t t, uint8_t state,
+				      uint32_t shot, struct smpl_action *a)
+{
+	struct smpl_status_n st = status_shot(state, shot);
+
+	st.rtc_s = (WALL0 + (int64_t)(t - T0)) / 1000;	/* the unit's clock goes on */
+	return feed(s, t, st, a);
+}
+
+static enum smpl_action_kind emitting(struct smpl_safety *s, uint64_t t, uint32_t shot,
+				      struct smpl_action *a)
+{
+	return state_at(s, t, SMPL_STATE_EMITTING, shot, a);
+}
+
+static enum smpl_action_kind released(struct smpl_safety *s, uint64_t t, uint32_t shot,
+				      struct smpl_action *a)
+{
+	return state_at(s, t, SMPL_STATE_READY, shot, a);
+}
+
+/*
+ * A burst of @n pulses fired every @period_ms from @t0, each received
+ * @late_ms(i) after it was fired (jitter); returns the first pulse (1-based)
+ * that was not answered NONE, 0 if none.
+ */
+static uint32_t burst(struct smpl_safety *s, uint64_t t0, uint32_t n, uint64_t period_ms,
+		      uint64_t (*late_ms)(uint32_t i), struct smpl_action *a)
+{
+	uint32_t shot0 = s->last_shot;
+
+	if (emitting(s, t0 + (late_ms ? late_ms(0) : 0), shot0, a) != SMPL_ACT_NONE)
+		return 1;
+	for (uint32_t i = 1; i <= n; i++) {
+		uint64_t at = t0 + (i - 1) * period_ms + (late_ms ? late_ms(i) : 0);
+
+		if (pulse(s, at, shot0 + i, SET_UJ, SET_UJ, a) != SMPL_ACT_NONE)
+			return i;
+	}
+	return 0;
+}
+
+static uint64_t jitter(uint32_t i)
+{
+	return (uint64_t)((i * 37u) % 31u);	/* 0..30 ms, in no order */
+}
+
+static void test_rate_held_at_the_set_rate_never_faults(void **state)
+{
+	static const uint32_t rates[] = { 1, 100, RATE_1HZ, 3333, RATE_5HZ, 7000, 10000, 20000 };
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+		/* the firmware's own timing: burst start + k * 1e6 / rate, in whole ms */
+		uint64_t period = 1000000u / rates[i];
+		uint32_t n = (uint32_t)(10000 / period) + 1;	/* 10 s held (1 pulse at 1 mHz) */
+
+		armed_at_rate(&s, rates[i]);
+		assert_int_equal(burst(&s, T0 + 3000, n, period, jitter, &a), 0);
+		assert_true(smpl_safety_is_armed(&s));
+		assert_int_equal(s.patch_pulses, n);
+		/* held on: a second burst of the same length after a release */
+		assert_int_equal(released(&s, T0 + 3000 + n * period, SHOT0 + n, &a), SMPL_ACT_NONE);
+		assert_int_equal(burst(&s, T0 + 3100 + n * period, n, period, NULL, &a), 0);
+		assert_true(smpl_safety_is_armed(&s));
+	}
+}
+
+static void test_rate_footswitch_taps_faster_than_the_rate_never_fault(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	uint64_t t = T0 + 3000;
+	uint32_t shot = SHOT0;
+
+	(void)state;
+	/* a technician tapping at 8 Hz, the rate set to 1 Hz: a pulse per tap */
+	armed_at_rate(&s, RATE_1HZ);
+	for (int tap = 0; tap < 40; tap++, t += 125) {
+		assert_int_equal(emitting(&s, t, shot, &a), SMPL_ACT_NONE);
+		assert_int_equal(pulse(&s, t + 1, ++shot, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+		assert_int_equal(released(&s, t + 60, shot, &a), SMPL_ACT_NONE);
+	}
+	/* the same taps received in a batch (a stalled daemon): each its own burst */
+	for (int tap = 0; tap < 40; tap++) {
+		assert_int_equal(emitting(&s, t, shot, &a), SMPL_ACT_NONE);
+		assert_int_equal(pulse(&s, t, ++shot, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+		assert_int_equal(released(&s, t, shot, &a), SMPL_ACT_NONE);
+	}
+	assert_true(smpl_safety_is_armed(&s));
+	assert_int_equal(s.patch_pulses, 80);
+}
+
+static void test_rate_ten_times_faults_within_a_few_pulses(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	uint32_t at;
+
+	(void)state;
+	armed_at_rate(&s, RATE_5HZ);
+	/* 50 Hz: n > 4 + 6.25 * (0.5 + (n - 1) / 50), first at n = 9 (160 ms) */
+	at = burst(&s, T0 + 3000, 100, 20, NULL, &a);
+	assert_int_equal(at, 9);
+	assert_int_equal(a.kind, SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+	assert_string_equal(smpl_reason_name(a.reason), "rate-exceeded");
+	assert_non_null(strstr(a.message, "5.000 Hz"));
+	assert_false(smpl_safety_is_armed(&s));
+	assert_true(smpl_safety_fault_latched(&s));
+	/* the pulses fired before the unit obeys count, and fault no more */
+	for (uint32_t i = 10; i <= 14; i++)
+		assert_int_equal(pulse(&s, T0 + 3000 + (i - 1) * 20, SHOT0 + i, SET_UJ, SET_UJ, &a),
+				 SMPL_ACT_NONE);
+	assert_int_equal(s.patch_pulses, 14);
+	assert_int_equal(s.fault, SMPL_REASON_RATE_EXCEEDED);
+}
+
+static void test_rate_twice_is_caught_a_fifth_more_is_not(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	/* 2x (10 Hz for 5): n > 4 + 6.25 (0.5 + (n - 1) / 10), first at n = 18 */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 100, 100, NULL, &a), 18);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+	/* 1.3x (76 ms for 100): caught in a long burst (n > 10.25 + 0.95 (n - 1), n = 187) */
+	armed_at_rate(&s, 10000);
+	assert_int_equal(burst(&s, T0 + 3000, 300, 1000 / 13, NULL, &a), 187);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+	/* 1.2x is inside the margin: a minute held, no fault */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 360, 1000 / 6, NULL, &a), 0);
+	assert_true(smpl_safety_is_armed(&s));
+}
+
+static uint64_t stalled_1140(uint32_t i)
+{
+	/* the daemon stalled until 1140 ms after the press; then on time */
+	uint64_t fired = i ? (uint64_t)(i - 1) * 200 : 0;
+
+	return fired < 1140 ? 1140 - fired : 0;
+}
+
+static uint64_t stalled_3s_after_pulse_2(uint32_t i)
+{
+	uint64_t fired = i ? (uint64_t)(i - 1) * 200 : 0;
+
+	return i > 2 && fired < 3200 ? 3200 - fired : 0;
+}
+
+static void test_rate_late_batch_within_the_bound_never_faults(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	uint32_t shot;
+
+	(void)state;
+	/* 5 Hz: the burst's beginning and its pulses 1-6 received at once 1140 ms late,
+	 * 0.5 s + (3 + 0.2) / 5 Hz: the bound */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 50, 200, stalled_1140, &a), 0);
+	assert_true(smpl_safety_is_armed(&s));
+	/* a stall in the middle of a burst (its beginning on time): any length */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 50, 200, stalled_3s_after_pulse_2, &a), 0);
+	assert_true(smpl_safety_is_armed(&s));
+	/* 1 Hz: a batch of 4 at once (3 s late; the bound is 3.7 s) */
+	armed_at_rate(&s, RATE_1HZ);
+	shot = s.last_shot;
+	assert_int_equal(emitting(&s, T0 + 6200, shot, &a), SMPL_ACT_NONE);
+	for (uint32_t i = 1; i <= 4; i++)
+		assert_int_equal(pulse(&s, T0 + 6200, shot + i, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 7000, shot + 5, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(&s));
+	/* beyond the bound: at 5 Hz, 8 at once is more than the slack, whatever the cause */
+	armed_at_rate(&s, RATE_5HZ);
+	shot = s.last_shot;
+	assert_int_equal(emitting(&s, T0 + 4000, shot, &a), SMPL_ACT_NONE);
+	for (uint32_t i = 1; i <= 7; i++)
+		assert_int_equal(pulse(&s, T0 + 4000, shot + i, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 4000, shot + 8, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+}
+
+static void test_rate_counts_lost_reports_and_a_burst_without_emitting(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+
+	(void)state;
+	/* no EMITTING status: the first pulse begins the burst; a gap counts */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3020, SHOT0 + 2, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3040, SHOT0 + 8, SET_UJ, SET_UJ, &a), SMPL_ACT_FAULT);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+	/* a pulse reported after READY opens no burst that a later press inherits */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 5, 200, NULL, &a), 0);
+	assert_int_equal(released(&s, T0 + 3900, SHOT0 + 5, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3910, SHOT0 + 6, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	/* 20 s later a press; the unit fires at 50 Hz: caught as in a fresh burst */
+	assert_int_equal(burst(&s, T0 + 23910, 100, 20, NULL, &a), 9);
+	assert_int_equal(a.reason, SMPL_REASON_RATE_EXCEEDED);
+	/* a late report (at or below the counter) is no pulse of the burst */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(emitting(&s, T0 + 3000, SHOT0, &a), SMPL_ACT_NONE);
+	for (uint32_t i = 0; i < 20; i++)
+		assert_int_equal(pulse(&s, T0 + 3000 + i, SHOT0, SET_UJ, SET_UJ, &a),
+				 SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(&s));
+}
+
+static void test_rate_extremes_never_overflow(void **state)
+{
+	struct smpl_safety s;
+	struct smpl_action a;
+	struct smpl_verdict v;
+
+	(void)state;
+	/* rate 0: unknown, not supervised */
+	armed_at_rate(&s, 0);
+	assert_int_equal(burst(&s, T0 + 3000, 100, 0, NULL, &a), 0);
+	/* the highest rate, the longest times: the allowance saturates */
+	armed_at_rate(&s, UINT32_MAX);
+	assert_int_equal(emitting(&s, T0 + 3000, SHOT0, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3000, SHOT0 + 4, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 3001, SHOT0 + 1000, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, UINT64_MAX - 1, SHOT0 + 2000, SET_UJ, SET_UJ, &a),
+			 SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(&s));
+	/* 1 mHz, the lowest: 4 pulses at one instant pass, the 5th faults */
+	armed_at_rate(&s, 1);
+	assert_int_equal(burst(&s, T0 + 3000, 5, 0, NULL, &a), 5);
+	/* a time before the burst's beginning (never on a monotonic clock): no wrap */
+	armed_at_rate(&s, RATE_1HZ);
+	assert_int_equal(emitting(&s, T0 + 9000, SHOT0, &a), SMPL_ACT_NONE);
+	assert_int_equal(pulse(&s, T0 + 10, SHOT0 + 1, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	/* the counter near its end */
+	armed_at_rate(&s, RATE_1HZ);
+	smpl_safety_counter_reset(&s, UINT32_MAX - 3);
+	assert_int_equal(emitting(&s, T0 + 3000, UINT32_MAX - 3, &a), SMPL_ACT_NONE);
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(pulse(&s, T0 + 3000 + i * 1000, UINT32_MAX - 3 + i, SET_UJ,
+				       SET_UJ, &a), SMPL_ACT_NONE);
+	/* a counter reset mid-burst (acknowledged) begins no negative count */
+	smpl_safety_counter_reset(&s, 5);
+	assert_int_equal(pulse(&s, T0 + 7000, 6, SET_UJ, SET_UJ, &a), SMPL_ACT_NONE);
+	assert_true(smpl_safety_is_armed(&s));
+	/* a fault, acknowledged, armed again: a new burst */
+	armed_at_rate(&s, RATE_5HZ);
+	assert_int_equal(burst(&s, T0 + 3000, 12, 20, NULL, &a), 9);
+	assert_int_equal(released(&s, T0 + 3300, s.last_shot, &a), SMPL_ACT_NONE);
+	assert_int_equal(state_at(&s, T0 + 3400, SMPL_STATE_STANDBY, s.last_shot, &a),
+			 SMPL_ACT_NONE);
+	assert_int_equal(smpl_safety_acknowledge(&s, &v), 0);
+	assert_int_equal(smpl_safety_arm_begin(&s, T0 + 4000, WALL0 + 4000, &v), 0);
+	assert_int_equal(released(&s, T0 + 6000, s.last_shot, &a), SMPL_ACT_NONE);
+	assert_int_equal(burst(&s, T0 + 7000, 50, 200, jitter, &a), 0);
+	assert_true(smpl_safety_is_armed(&s));
+}
+
 #define N_BREACHES (sizeof(breaches) / sizeof(breaches[0]))
 
 int main(void)
@@ -1539,6 +1833,13 @@ int main(void)
 		cmocka_unit_test(test_hostile_rtc_is_unreliable),
 		cmocka_unit_test(test_daemon_found_fault_latches),
 		cmocka_unit_test(test_reason_tables),
+		cmocka_unit_test(test_rate_held_at_the_set_rate_never_faults),
+		cmocka_unit_test(test_rate_footswitch_taps_faster_than_the_rate_never_fault),
+		cmocka_unit_test(test_rate_ten_times_faults_within_a_few_pulses),
+		cmocka_unit_test(test_rate_twice_is_caught_a_fifth_more_is_not),
+		cmocka_unit_test(test_rate_late_batch_within_the_bound_never_faults),
+		cmocka_unit_test(test_rate_counts_lost_reports_and_a_burst_without_emitting),
+		cmocka_unit_test(test_rate_extremes_never_overflow),
 	};
 	enum { N_OTHER = sizeof(other_tests) / sizeof(other_tests[0]) };
 	static struct CMUnitTest tests[N_BREACHES + N_OTHER];
