@@ -280,6 +280,17 @@ void smpl_units_disarm_all(struct smpl_daemon *d, enum smpl_reason reason,
 	}
 }
 
+/*
+ * No heartbeat for a unit armed and not by us (or not disarmed yet), so that
+ * its own watchdog disarms a unit that does not obey; the backends' heartbeat
+ * threads read the flag.  Returns it.
+ */
+static bool hold_heartbeats(struct smpl_unit *u)
+{
+	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
+	return u->backend->hold_heartbeats;
+}
+
 /* The core sees a fresh read of the unit (decisions never rest on the last report alone). */
 void smpl_unit_take_status(struct smpl_unit *u, const struct smpl_status_n *st)
 {
@@ -290,7 +301,7 @@ void smpl_unit_take_status(struct smpl_unit *u, const struct smpl_status_n *st)
 	u->status_known = true;
 	(void)smpl_safety_status(&u->safety, smpl_now_ms(d), smpl_wall_ms(), st, &a);
 	smpl_unit_apply(u, &a);
-	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
+	(void)hold_heartbeats(u);
 }
 
 /* --- settling from the counter, probing -------------------------------------- */
@@ -508,7 +519,7 @@ static void on_status(struct smpl_unit *u, const struct smpl_status_n *st)
 			smpl_session_emitted(u->session, u->treatment_id);	/* issue 16 */
 	}
 	smpl_unit_apply(u, &a);
-	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
+	(void)hold_heartbeats(u);
 	/* The reports come in order: a counter below a pulse reported before went back. */
 	if (u->published && u->reported_known && st->shot_count < u->max_reported_shot &&
 	    !u->counter_back) {
@@ -827,13 +838,8 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
 	struct smpl_action a = { 0 };
 	uint32_t period_ms = d->cfg.safety.heartbeat_ms / 2;
 
-	u->backend->hold_heartbeats = smpl_safety_armed_against_us(&u->safety);
-	if (u->connected && u->published && u->backend->hold_heartbeats) {
-		/*
-		 * Armed, and not by us (or not disarmed yet): no heartbeat, so that
-		 * the unit's own watchdog disarms a unit that does not obey; and
-		 * the disarm once more.
-		 */
+	if (hold_heartbeats(u) && u->connected && u->published) {
+		/* Armed, and not by us (or not disarmed yet): the disarm once more. */
 		smpl_unit_disarm_now(u);
 	} else if (u->connected && u->published && !u->heartbeat_inflight) {
 		u->heartbeat_inflight = true;	/* a stuck unit gets no pile of them */
