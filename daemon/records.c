@@ -693,7 +693,7 @@ static void write_run(struct smpl_job *j)
 			break;
 		}
 		operator_of(w->uid, name, sizeof(name), &op);
-		r = o->records_missing_ack(st, w->s1, &op, w->when_ms);
+		r = o->records_missing_ack(st, w->s1, w->counter, &op, w->when_ms);
 		if (r > 0)
 			r = 0;
 		break;
@@ -889,13 +889,14 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
 	write_submit(d, w, ok, then, userdata);
 }
 
-void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
-			      smpl_records_then then, void *userdata)
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uint32_t counter,
+			      uid_t uid, smpl_records_then then, void *userdata)
 {
 	struct write_job *w = write_new(d, W_MISSING_ACK, then, userdata);
 	bool ok = w && (w->s1 = strdup(serial));
 
 	if (w) {
+		w->counter = counter;
 		w->uid = uid;
 		w->when_ms = smpl_wall_ms();
 	}

@@ -107,10 +107,11 @@ void smpl_records_counter_reset(struct smpl_daemon *d, const char *serial, uint3
  * Settling (above) also compares the counter with the records once the
  * unit's own records are all written (store-restore.h): records_missing, or
  * missing_unchecked when something still waits for the writer.  This records
- * the authorized acknowledge of shots beyond the records (@uid).
+ * the authorized acknowledge of shots beyond the records (@uid), the unit's
+ * @counter read for it.
  */
-void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uid_t uid,
-			      smpl_records_then then, void *userdata);
+void smpl_records_missing_ack(struct smpl_daemon *d, const char *serial, uint32_t counter,
+			      uid_t uid, smpl_records_then then, void *userdata);
 /*
  * The clinical record (issue 16, store-clinical.h), each with its audit
  * record in the same transaction; @then gets the new record's id.  Copied.

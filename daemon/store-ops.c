@@ -9,9 +9,10 @@ static int sq_records_missing_check(void *h, const char *unit_serial, uint32_t c
 	return store_records_missing_check(h, unit_serial, counter, now_ms, NULL);
 }
 
-static int sq_records_missing_ack(void *h, const char *unit_serial,
+static int sq_records_missing_ack(void *h, const char *unit_serial, uint32_t counter,
 				  const struct store_operator *op, int64_t now_ms)
 {
+	(void)counter;		/* what the check recorded is acknowledged */
 	return store_records_missing_ack(h, unit_serial, op, now_ms);
 }
 

@@ -72,13 +72,14 @@ struct store_ops {
 	 * store_records_missing_ack().  records_missing_check is NULL on
 	 * PostgreSQL: there the counter ahead is refused at arming only
 	 * (-ENOLINK, as on SQLite), the shots are not counted on any patch,
-	 * and the acknowledge accepts the counter that arming saw as a new
-	 * counter epoch (docs/records-postgresql.md); the daemon settles
-	 * without the check.  A NULL acknowledge is refused.
+	 * and the acknowledge accepts @counter, the unit's counter read for
+	 * it, as a new counter epoch (docs/records-postgresql.md); the daemon
+	 * settles without the check.  SQLite acknowledges what it recorded
+	 * and ignores @counter.  A NULL acknowledge is refused.
 	 */
 	int (*records_missing_check)(void *h, const char *unit_serial, uint32_t counter,
 				     int64_t now_ms);
-	int (*records_missing_ack)(void *h, const char *unit_serial,
+	int (*records_missing_ack)(void *h, const char *unit_serial, uint32_t counter,
 				   const struct store_operator *op, int64_t now_ms);
 
 	/*

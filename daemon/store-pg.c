@@ -450,12 +450,6 @@ struct store_pg {
 	int down_err;
 	char msg[STORE_MSG_MAX];
 
-	/* The last arming refused records-missing: what its acknowledge accepts. */
-	struct {
-		char unit[STORE_NAME_MAX + 1];
-		uint32_t counter;
-	} ahead;
-
 	struct smpl_journal *journal;	/* writer and shipper */
 	struct store_pulse *batch;
 	size_t batch_len, batch_cap;
@@ -2417,7 +2411,7 @@ static int unsettled_shot(struct store_pg *h, const char *unit, uint32_t *shot, 
  * before arming) beyond what its unsettled treatments may own: shots fired
  * with no host arming the unit, or records restored from an older backup
  * (store.c's store_refuse_if_counter_ahead(), the same words).  A unit new
- * to the records has no bound.  Remembered for the acknowledge.
+ * to the records has no bound.
  */
 static int refuse_if_counter_ahead(struct store_pg *h, const char *unit, uint32_t counter)
 {
@@ -2429,8 +2423,6 @@ static int refuse_if_counter_ahead(struct store_pg *h, const char *unit, uint32_
 		err = unsettled_shot(h, unit, &theirs, &unsettled);
 	if (err || !found || counter <= high || (unsettled && counter <= theirs))
 		return err;
-	snprintf(h->ahead.unit, sizeof(h->ahead.unit), "%s", unit);
-	h->ahead.counter = counter;
 	return fail(h, -ENOLINK, "records-missing: unit %s's shot counter is at %u at arming, "
 		    "the records end at shot %u: %u shot%s fired outside the records (with no "
 		    "host arming the unit?); not arming", unit, counter, high, counter - high,
@@ -2574,8 +2566,9 @@ static int pg_counter_reset(void *v, const char *unit_serial, uint32_t counter,
 }
 
 /*
- * The acknowledge of records-missing (store_records_missing_ack()): the counter
- * the refused arming saw is accepted as a new epoch's floor (a counter_resets
+ * The acknowledge of records-missing (store_records_missing_ack()): the unit's
+ * counter read for it (nothing kept in memory: each unit's acknowledge, after
+ * a restart too) is accepted as a new epoch's floor (a counter_resets
  * row whose counter is above its high water), audited RECONCILE
  * records-missing.  The shots between are not counted on any patch (SQLite's
  * account of them is not ported: docs/records-postgresql.md).  1 if accepted,
@@ -2604,25 +2597,19 @@ static int missing_ack_txn(struct store_pg *h, void *ctx)
 		.reason = "records-missing", .detail = detail }, NULL);
 }
 
-static int pg_records_missing_ack(void *v, const char *unit_serial,
+static int pg_records_missing_ack(void *v, const char *unit_serial, uint32_t counter,
 				  const struct store_operator *op, int64_t now_ms)
 {
 	struct store_pg *h = v;
-	struct counter_txn c = { unit_serial, 0, op, now_ms, false };
+	struct counter_txn c = { unit_serial, counter, op, now_ms, false };
 	int err;
 
 	if (!valid_name(unit_serial) || !op || !valid_label(op->name))
 		return fail(h, -EINVAL, "an acknowledge needs a unit and an operator");
-	if (strcmp(h->ahead.unit, unit_serial) != 0)
-		return 0;	/* no refused arming of it since the start */
-	c.counter = h->ahead.counter;
 	err = shipped_first(h);
 	if (!err)
 		err = pg_txn(h, missing_ack_txn, NULL, &c);
-	if (err)
-		return err;
-	h->ahead.unit[0] = '\0';
-	return c.accepted ? 1 : 0;
+	return err ? err : c.accepted ? 1 : 0;
 }
 
 /* Inside a transaction: outcome, shot_at_arm, pulses recorded, unit, end counter known. */

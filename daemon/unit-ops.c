@@ -597,7 +597,8 @@ static void ack_read(struct smpl_unit *u, const struct smpl_unit_reply *rep, voi
 		return;
 	}
 	if (u->safety.fault == SMPL_REASON_RECORDS_MISSING) {
-		smpl_records_missing_ack(u->daemon, u->info.serial, af->f.uid, missing_accepted, af);
+		smpl_records_missing_ack(u->daemon, u->info.serial, rep->status.shot_count,
+					 af->f.uid, missing_accepted, af);
 		return;
 	}
 	ack_finish(af);

@@ -1811,6 +1811,56 @@ def test_counter_ahead_while_disarmed_is_refused_at_arming():
         assert t == [['completed', '1', str(shot + 500)]], t
 
 
+def _treat_on(w, upath, patient, patch, seconds=0.4):
+    """A whole treatment with pulses on the workstation's unit at @upath."""
+    spath = w.ready_session_on(upath, patient, patch)
+    w.unit(upath).Arm()
+    w.wait_unit_state('ready', 6, upath)
+    w.sim(upath).SetFootswitch(True)
+    pump(seconds)
+    w.sim(upath).SetFootswitch(False)
+    pump(0.2)
+    w.unit(upath).Disarm()
+    w.wait_unit_state('standby', 5, upath)
+    w.end_session(spath, 'done')
+
+
+@test
+def test_two_units_refused_each_acknowledge_accepts_its_own():
+    """Two units of one workstation leap ahead of the clinic's records and both armings
+    are refused records-missing.  Each unit's acknowledge accepts its own counter: the
+    first unit arms after its acknowledge although the second was refused after it.
+    (Before: the refused arming was remembered in one slot, the second's; the first
+    unit's acknowledge accepted nothing, cleared its fault, and its next Arm was refused
+    again.)"""
+    db = pg().new_database()
+    with Workstation(db, 'ws1') as w:
+        w.start(sim=2)
+        units = [unit_path('ws1', n) for n in (1, 2)]
+        sessions = []
+        for n, (upath, serial) in enumerate(units):
+            _treat_on(w, upath, 'p-84%d' % n, 'crown')
+        w.wait_shipped()
+        for n, (upath, serial) in enumerate(units):
+            shot = int(w.unit_prop('ShotCount', upath))
+            sessions.append(w.ready_session_on(upath, 'p-85%d' % n, 'occipital'))
+            w.sim(upath).SetShotCounter(dbus.UInt32(shot + 300))
+            pump(0.2)
+            expect_error('DeviceFault', w.unit(upath).Arm,
+                         contains=('records-missing: unit %s' % serial, 'not arming'))
+            assert w.unit_prop('LatchedFault', upath) == 'records-missing'
+        for n, (upath, serial) in enumerate(units):
+            w.unit(upath).AcknowledgeFault()
+            assert w.unit_prop('LatchedFault', upath) == ''
+            w.unit(upath).Arm()
+            w.wait_unit_state('ready', 6, upath)
+            w.unit(upath).Disarm()
+            w.wait_unit_state('standby', 5, upath)
+            w.end_session(sessions[n], 'done')
+        resets = pg().rows("SELECT unit_serial FROM smplaser.counter_resets ORDER BY id", db)
+        assert resets == [[units[0][1]], [units[1][1]]], resets
+
+
 @test
 def test_unsettled_treatment_owns_its_window_at_arming():
     """A treatment ended unknown by a crash, its end counter unread, owns the shots the
