@@ -187,11 +187,17 @@ void smpl_unit_io(struct smpl_unit *u, enum smpl_unit_op op, const struct smpl_p
 			   &c->job);
 }
 
+/* The unit did not confirm its DISARM (one gone is safe: nothing to confirm). */
+static bool disarm_unconfirmed(const struct smpl_unit *u, const struct smpl_unit_reply *rep)
+{
+	return rep->r != 0 && !u->gone && u->connected;
+}
+
 static void disarm_done(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
 {
 	(void)userdata;
 	smpl_safety_disarm_tried(&u->safety);
-	if (rep->r != 0 && !u->gone && u->connected)
+	if (disarm_unconfirmed(u, rep))
 		smpl_log(LOG_CRIT, smpl_unit_label(u), NULL, "disarm-failed",
 			 "DISARM failed (%d); the kernel and the unit's watchdog remain", rep->r);
 }
@@ -205,14 +211,14 @@ void smpl_unit_disarm_now(struct smpl_unit *u)
 /*
  * A DISARM that failed (the unit did not answer it, or answered it with an
  * error, which the protocol never does) is not "disarmed": the caller is
- * told, as the log and the fault that follows say (a unit gone is safe).
+ * told, as the log says.
  */
 static void disarm_answer(struct smpl_unit *u, const struct smpl_unit_reply *rep, void *userdata)
 {
 	sd_bus_message *m = userdata;
 
 	disarm_done(u, rep, NULL);
-	if (rep->r != 0 && !u->gone && u->connected)
+	if (disarm_unconfirmed(u, rep))
 		(void)sd_bus_reply_method_errorf(m, SMPL_ERROR_DEVICE_FAULT,
 						 "Disarm: unit %s did not confirm the DISARM (%s): "
 						 "without heartbeats its watchdog disarms it; "
