@@ -367,6 +367,35 @@ def test_counter_ahead_before_a_session_is_not_charged_to_it():
 
 
 @test
+def test_a_session_starts_when_its_counter_read_gets_no_answer():
+    """StartSession reads the unit's counter before the session's row: a unit whose
+    answer to that read is lost still gets its session (after the transfer's time out),
+    with the counter not known, so missing shots found later count on it as on any
+    session (fail closed); the unit arms and fires for it.  The next session, answered,
+    keeps the counter it began at."""
+    with Env() as env:
+        env.start()
+        env.sim().SetHostile('no-answer', dbus.UInt32(1))
+        spath = env.unit().StartSession('p-noread')
+        env.session(spath).SelectPatch('crown')
+        env.session(spath).ConfirmEyewear()
+        env.unit().SetParameters(GOOD_PARAMS)
+        env.arm_to_ready()
+        pulses = env.fire(0.4)
+        assert pulses >= 1, pulses
+        env.unit().Disarm()
+        env.wait_unit_state('standby')
+        env.end_session(spath)
+        shot = int(env.unit_prop('ShotCount'))
+        spath = env.unit().StartSession('p-read')
+        env.session(spath).End('done')
+        rows = env.query("SELECT patient, start_counter FROM sessions ORDER BY id")
+        assert rows == [{'patient': 'p-noread', 'start_counter': None},
+                        {'patient': 'p-read', 'start_counter': shot}], rows
+        assert fired_shots(env) == list(range(1, shot + 1)), fired_shots(env)
+
+
+@test
 def test_counter_leap_past_the_pulse_limit_before_any_pulse():
     """Hole 102, found again by the attacker once closed: the counter leaps while the
     unit is READY, past the patch's pulse limit, before any pulse.  The leap is found
